@@ -1,0 +1,78 @@
+/* base.h — small shared pieces every stage uses: error setting, arenas, growable buffers,
+ * SHA-256, and file helpers that write aside then rename. Nothing here knows about OpenCL or YAML. */
+#ifndef GRAFT_BASE_H
+#define GRAFT_BASE_H
+
+#include "graft.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Set *e (when non-NULL) and return s, so callers write `return err_set(e, S, "...")`. */
+graft_status err_set(graft_error *e, graft_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+graft_status err_at(graft_error *e, graft_status s, graft_mark at, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+graft_status err_vset(graft_error *e, graft_status s, graft_mark at, const char *fmt, va_list ap);
+/* Prepend "what: " to an existing message (adds context while an error travels up). */
+void err_prefix(graft_error *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- arena: many small allocations freed at once ---- */
+typedef struct arena_block arena_block;
+typedef struct arena {
+    arena_block *head;
+} arena;
+void *arena_alloc(arena *a, size_t n); /* zeroed, 16-byte aligned; NULL on failure */
+char *arena_strdup(arena *a, const char *s);
+char *arena_strndup(arena *a, const char *s, size_t n);
+char *arena_printf(arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void arena_free(arena *a);
+
+/* ---- growable byte buffer ---- */
+typedef struct buf {
+    char *data;
+    size_t len, cap;
+    bool failed; /* an allocation failed; contents are incomplete */
+} buf;
+void buf_append(buf *b, const void *p, size_t n);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_free(buf *b);
+
+/* ---- SHA-256 (FIPS 180-4) ---- */
+typedef struct sha256_ctx {
+    uint32_t h[8];
+    uint64_t len;
+    uint8_t block[64];
+    size_t fill;
+} sha256_ctx;
+void sha256_init(sha256_ctx *c);
+void sha256_update(sha256_ctx *c, const void *p, size_t n);
+void sha256_final(sha256_ctx *c, uint8_t out[32]);
+void sha256(const void *p, size_t n, uint8_t out[32]);
+void hex_encode(const uint8_t *p, size_t n, char *out); /* out holds 2n+1 chars */
+
+/* ---- files ---- */
+/* Read a whole file (at most max_bytes; larger is an error). *out is malloc'ed and NUL-terminated. */
+graft_status fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len,
+                          graft_error *e);
+/* Write to PATH.tmp.PID in the same folder, fsync, rename over path: complete or absent. */
+graft_status fs_write_atomic(const char *path, const void *data, size_t len, graft_error *e);
+graft_status fs_mkdir_p(const char *path, graft_error *e);
+bool fs_exists(const char *path);
+/* dirname of path into out ("." when it has none). */
+void fs_dirname(const char *path, char *out, size_t n);
+/* Join dir and rel (rel absolute = rel). */
+void fs_join(const char *dir, const char *rel, char *out, size_t n);
+
+/* Levenshtein distance, capped: used for did-you-mean suggestions. */
+int edit_distance(const char *a, const char *b);
+/* The candidate closest to word (distance <= max(2, len/3)), or NULL. */
+const char *did_you_mean(const char *word, const char *const *cands, int n);
+
+double now_seconds(void); /* monotonic clock */
+
+#endif

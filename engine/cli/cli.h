@@ -1,0 +1,41 @@
+/* cli.h — the graft program: one file per command, sharing argument helpers. Only cli/ prints. */
+#ifndef GRAFT_CLI_H
+#define GRAFT_CLI_H
+
+#include "graft.h"
+
+#include <stdbool.h>
+
+typedef struct cli_command {
+    const char *name;
+    const char *summary;
+    const char *usage; /* full --help text */
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+/* Argument scanning: positional arguments and --opt VALUE / --opt=VALUE / --flag. */
+typedef struct cli_args {
+    int argc, i;
+    char **argv;
+    const char *cmd;
+    const char *usage;
+} cli_args;
+
+void cli_args_init(cli_args *a, const char *cmd, const char *usage, int argc, char **argv);
+/* Next argument; sets *opt to the option name ("--json") or NULL for a positional; returns false
+ * at the end. */
+bool cli_next(cli_args *a, const char **opt, const char **positional);
+/* The value of the option just returned (from "=VALUE" or the next argument); NULL = missing,
+ * already reported. */
+const char *cli_value(cli_args *a, const char *opt);
+/* Print "graft CMD: MESSAGE" + usage hint to stderr; returns 2. */
+int cli_usage_error(const cli_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* One line "graft: error: …" (with position when known); returns the exit code of e->status. */
+int cli_fail(const graft_error *e);
+bool cli_is_help(const char *s);
+
+int cmd_devices(int argc, char **argv);
+
+extern const cli_command cli_commands[];
+
+#endif

@@ -1,0 +1,130 @@
+/* main.c — `graft <command> [options]`: dispatch to the command files and shared argument helpers. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char DEVICES_USAGE[] =
+    "usage: graft devices [--json]\n"
+    "\n"
+    "List every OpenCL device of every platform, with what the capability probe found.\n"
+    "The spec column shows the P:D index accepted by --device and GRAFT_DEVICE.\n"
+    "\n"
+    "  --json   print a JSON array of objects instead of a table\n";
+
+const cli_command cli_commands[] = {
+    {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
+    {NULL, NULL, NULL, NULL},
+};
+
+static void usage(FILE *to)
+{
+    fprintf(to, "usage: graft <command> [options]\n"
+                "       graft --version | --help\n\ncommands:\n");
+    for (int i = 0; cli_commands[i].name; i++)
+        fprintf(to, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fprintf(to, "\nRun `graft <command> --help` for a command's options.\n"
+                "Devices are chosen with --device SPEC or GRAFT_DEVICE: cpu, gpu, nvidia, amd, "
+                "intel, pocl, P:D, or a name substring.\n");
+}
+
+bool cli_is_help(const char *s)
+{
+    return strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0;
+}
+
+void cli_args_init(cli_args *a, const char *cmd, const char *usage_text, int argc, char **argv)
+{
+    a->argc = argc;
+    a->argv = argv;
+    a->i = 0;
+    a->cmd = cmd;
+    a->usage = usage_text;
+}
+
+static char opt_buf[128];
+
+bool cli_next(cli_args *a, const char **opt, const char **positional)
+{
+    *opt = NULL;
+    *positional = NULL;
+    if (a->i >= a->argc) return false;
+    const char *s = a->argv[a->i++];
+    if (s[0] == '-' && s[1] == '-' && s[2]) {
+        const char *eq = strchr(s, '=');
+        size_t n = eq ? (size_t)(eq - s) : strlen(s);
+        if (n >= sizeof opt_buf) n = sizeof opt_buf - 1;
+        memcpy(opt_buf, s, n);
+        opt_buf[n] = 0;
+        *opt = opt_buf;
+        return true;
+    }
+    if (s[0] == '-' && s[1] && s[1] != '-' && s[2] == 0) {
+        snprintf(opt_buf, sizeof opt_buf, "%s", s);
+        *opt = opt_buf;
+        return true;
+    }
+    *positional = s;
+    return true;
+}
+
+const char *cli_value(cli_args *a, const char *opt)
+{
+    const char *last = a->argv[a->i - 1];
+    const char *eq = strchr(last, '=');
+    if (last[0] == '-' && last[1] == '-' && eq) return eq + 1;
+    if (a->i < a->argc) return a->argv[a->i++];
+    cli_usage_error(a, "option %s needs a value", opt);
+    return NULL;
+}
+
+int cli_usage_error(const cli_args *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "graft %s: ", a->cmd);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n%s", a->usage);
+    return 2;
+}
+
+int cli_fail(const graft_error *e)
+{
+    if (e->file[0] && e->line > 0)
+        fprintf(stderr, "%s:%d:%d: error: %s\n", e->file, e->line, e->col, e->message);
+    else
+        fprintf(stderr, "graft: error: %s\n", e->message);
+    return graft_exit_code(e->status);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (cli_is_help(cmd) || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("graft %s\n", GRAFT_VERSION);
+        return 0;
+    }
+    for (int i = 0; cli_commands[i].name; i++) {
+        if (strcmp(cli_commands[i].name, cmd) != 0) continue;
+        for (int j = 2; j < argc; j++)
+            if (cli_is_help(argv[j])) {
+                fputs(cli_commands[i].usage, stdout);
+                return 0;
+            }
+        return cli_commands[i].run(argc - 2, argv + 2);
+    }
+    fprintf(stderr, "graft: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

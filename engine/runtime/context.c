@@ -1,0 +1,308 @@
+/* context.c — a device with its queue, programs built from the embedded cl/ sources through the
+ * persistent cache, buffers and launches. */
+#define _POSIX_C_SOURCE 200809L
+#include "runtime.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+graft_status device_open(const char *spec, graft_device_info *info, cl_platform_id *platform,
+                         cl_device_id *device, graft_error *e);
+
+struct program_entry {
+    program_entry *next;
+    char *source, *options;
+    cl_program program;
+};
+
+const char *cl_error_name(cl_int code)
+{
+    switch (code) {
+#define E(x) case x: return #x;
+        E(CL_SUCCESS) E(CL_DEVICE_NOT_FOUND) E(CL_DEVICE_NOT_AVAILABLE)
+        E(CL_COMPILER_NOT_AVAILABLE) E(CL_MEM_OBJECT_ALLOCATION_FAILURE) E(CL_OUT_OF_RESOURCES)
+        E(CL_OUT_OF_HOST_MEMORY) E(CL_PROFILING_INFO_NOT_AVAILABLE) E(CL_MEM_COPY_OVERLAP)
+        E(CL_BUILD_PROGRAM_FAILURE) E(CL_MAP_FAILURE) E(CL_INVALID_VALUE)
+        E(CL_INVALID_DEVICE_TYPE) E(CL_INVALID_PLATFORM) E(CL_INVALID_DEVICE) E(CL_INVALID_CONTEXT)
+        E(CL_INVALID_QUEUE_PROPERTIES) E(CL_INVALID_COMMAND_QUEUE) E(CL_INVALID_HOST_PTR)
+        E(CL_INVALID_MEM_OBJECT) E(CL_INVALID_BINARY) E(CL_INVALID_BUILD_OPTIONS)
+        E(CL_INVALID_PROGRAM) E(CL_INVALID_PROGRAM_EXECUTABLE) E(CL_INVALID_KERNEL_NAME)
+        E(CL_INVALID_KERNEL_DEFINITION) E(CL_INVALID_KERNEL) E(CL_INVALID_ARG_INDEX)
+        E(CL_INVALID_ARG_VALUE) E(CL_INVALID_ARG_SIZE) E(CL_INVALID_KERNEL_ARGS)
+        E(CL_INVALID_WORK_DIMENSION) E(CL_INVALID_WORK_GROUP_SIZE) E(CL_INVALID_WORK_ITEM_SIZE)
+        E(CL_INVALID_GLOBAL_OFFSET) E(CL_INVALID_EVENT_WAIT_LIST) E(CL_INVALID_EVENT)
+        E(CL_INVALID_OPERATION) E(CL_INVALID_BUFFER_SIZE) E(CL_INVALID_GLOBAL_WORK_SIZE)
+        E(CL_MISALIGNED_SUB_BUFFER_OFFSET) E(CL_EXEC_STATUS_ERROR_FOR_EVENTS_IN_WAIT_LIST)
+#undef E
+    }
+    return "unknown OpenCL error";
+}
+
+graft_status cl_check(cl_int code, const char *what, graft_error *e)
+{
+    if (code == CL_SUCCESS) return GRAFT_OK;
+    graft_status s = (code == CL_OUT_OF_HOST_MEMORY || code == CL_MEM_OBJECT_ALLOCATION_FAILURE)
+                         ? GRAFT_STATUS_NOMEM
+                         : GRAFT_STATUS_OPENCL;
+    return err_set(e, s, "%s failed: %s (%d)", what, cl_error_name(code), (int)code);
+}
+
+graft_status graft_context_create(const graft_context_options *opt, graft_context **out,
+                                  graft_error *e)
+{
+    *out = NULL;
+    graft_context_options none = {0};
+    if (!opt) opt = &none;
+    graft_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    graft_status s = device_open(opt->device, &ctx->info, &ctx->platform, &ctx->device, e);
+    if (s) goto fail;
+    cl_int rc;
+    cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)ctx->platform, 0};
+    ctx->cl = clCreateContext(props, 1, &ctx->device, NULL, NULL, &rc);
+    if ((s = cl_check(rc, "clCreateContext", e))) goto fail;
+    ctx->profiling = opt->profile;
+    ctx->queue = clCreateCommandQueue(ctx->cl, ctx->device,
+                                      opt->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
+    if ((s = cl_check(rc, "clCreateCommandQueue", e))) goto fail;
+    if ((s = cache_open(&ctx->cache, opt->cache_dir, opt->no_cache, e))) goto fail;
+    *out = ctx;
+    return GRAFT_OK;
+fail:
+    graft_context_free(ctx);
+    return s;
+}
+
+void graft_context_free(graft_context *ctx)
+{
+    if (!ctx) return;
+    program_entry *p = ctx->programs;
+    while (p) {
+        program_entry *n = p->next;
+        clReleaseProgram(p->program);
+        free(p->source);
+        free(p->options);
+        free(p);
+        p = n;
+    }
+    if (ctx->queue) {
+        clFinish(ctx->queue);
+        clReleaseCommandQueue(ctx->queue);
+    }
+    if (ctx->cl) clReleaseContext(ctx->cl);
+    free(ctx);
+}
+
+const graft_device_info *graft_context_device(const graft_context *ctx)
+{
+    return &ctx->info;
+}
+
+/* The identity a cached binary depends on: any change of source, options, device or driver is a
+ * different key. */
+static char *program_key(graft_context *ctx, const char *src, const char *options, size_t *len)
+{
+    uint8_t h[32];
+    char hex[65];
+    sha256(src, strlen(src), h);
+    hex_encode(h, 32, hex);
+    buf b = {0};
+    buf_printf(&b, "platform=%s\nplatform_version=%s\ndevice=%s\nvendor=%s\ndriver=%s\n"
+                   "options=%s\nsource=%s\n",
+               ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.vendor,
+               ctx->info.driver, options, hex);
+    if (b.failed) {
+        buf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
+}
+
+static graft_status build_log(graft_context *ctx, cl_program prog, const char *source,
+                              const char *options, cl_int rc, graft_error *e)
+{
+    size_t n = 0;
+    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
+    char *log = calloc(n + 1, 1);
+    if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+    err_set(e, GRAFT_STATUS_OPENCL, "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s",
+            source, cl_error_name(rc), options, log ? log : "(no build log)");
+    free(log);
+    return GRAFT_STATUS_OPENCL;
+}
+
+static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size_t n,
+                              const char *opts)
+{
+    cl_int rc, st;
+    cl_program p = clCreateProgramWithBinary(ctx->cl, 1, &ctx->device, &n, &bin, &st, &rc);
+    if (rc != CL_SUCCESS || st != CL_SUCCESS) {
+        if (p) clReleaseProgram(p);
+        return NULL;
+    }
+    if (clBuildProgram(p, 1, &ctx->device, opts, NULL, NULL) != CL_SUCCESS) {
+        clReleaseProgram(p);
+        return NULL;
+    }
+    return p;
+}
+
+graft_status program_get(graft_context *ctx, const char *source, const char *options,
+                         cl_program *out, graft_error *e)
+{
+    if (!options) options = "";
+    for (program_entry *p = ctx->programs; p; p = p->next)
+        if (strcmp(p->source, source) == 0 && strcmp(p->options, options) == 0) {
+            *out = p->program;
+            return GRAFT_OK;
+        }
+    const char *src = cl_source_get(source);
+    if (!src)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "no embedded kernel source cl/%s.cl", source);
+    char opts[4096];
+    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options) >= (int)sizeof opts)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "build options too long for cl/%s.cl", source);
+
+    size_t keylen = 0;
+    char *key = program_key(ctx, src, opts, &keylen);
+    if (!key) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    cl_program prog = NULL;
+    void *bin = NULL;
+    size_t binlen = 0;
+    cache_get(&ctx->cache, "clbin", key, keylen, &bin, &binlen);
+    if (bin) {
+        prog = from_binary(ctx, bin, binlen, opts);
+        if (!prog) ctx->cache.rejected++; /* the driver refused it: rebuild from source */
+        else ctx->programs_loaded++;
+        free(bin);
+    }
+    if (!prog) {
+        double t0 = now_seconds();
+        cl_int rc;
+        prog = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &rc);
+        graft_status s = cl_check(rc, "clCreateProgramWithSource", e);
+        if (s) {
+            free(key);
+            return s;
+        }
+        rc = clBuildProgram(prog, 1, &ctx->device, opts, NULL, NULL);
+        if (rc != CL_SUCCESS) {
+            build_log(ctx, prog, source, opts, rc, e);
+            clReleaseProgram(prog);
+            free(key);
+            return GRAFT_STATUS_OPENCL;
+        }
+        ctx->compile_seconds += now_seconds() - t0;
+        ctx->programs_built++;
+        size_t size = 0;
+        if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL) ==
+                CL_SUCCESS &&
+            size > 0) {
+            unsigned char *b = malloc(size);
+            if (b && clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof b, &b, NULL) == CL_SUCCESS)
+                cache_put(&ctx->cache, "clbin", key, keylen, b, size, NULL); /* best effort */
+            free(b);
+        }
+    }
+    free(key);
+    program_entry *pe = calloc(1, sizeof *pe);
+    if (pe) {
+        pe->source = strdup(source);
+        pe->options = strdup(options);
+    }
+    if (!pe || !pe->source || !pe->options) {
+        if (pe) {
+            free(pe->source);
+            free(pe->options);
+            free(pe);
+        }
+        clReleaseProgram(prog);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    pe->program = prog;
+    pe->next = ctx->programs;
+    ctx->programs = pe;
+    *out = prog;
+    return GRAFT_OK;
+}
+
+graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
+                           const char *kernel, cl_kernel *out, graft_error *e)
+{
+    cl_program p;
+    graft_status s = program_get(ctx, source, options, &p, e);
+    if (s) return s;
+    cl_int rc;
+    *out = clCreateKernel(p, kernel, &rc);
+    if (rc == CL_INVALID_KERNEL_NAME)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "cl/%s.cl has no kernel named %s", source, kernel);
+    return cl_check(rc, kernel, e);
+}
+
+graft_status buffer_create(graft_context *ctx, size_t bytes, cl_mem *out, graft_error *e)
+{
+    cl_int rc;
+    if (bytes == 0) bytes = 4; /* OpenCL rejects empty buffers */
+    if (bytes > ctx->info.max_alloc_bytes && ctx->info.max_alloc_bytes)
+        return err_set(e, GRAFT_STATUS_NOMEM,
+                       "buffer of %zu bytes exceeds the device's largest allocation (%llu bytes)",
+                       bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+    *out = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &rc);
+    return cl_check(rc, "clCreateBuffer", e);
+}
+
+graft_status buffer_write(graft_context *ctx, cl_mem m, size_t offset, const void *src, size_t bytes,
+                          graft_error *e)
+{
+    if (!bytes) return GRAFT_OK;
+    return cl_check(clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, offset, bytes, src, 0, NULL, NULL),
+                    "clEnqueueWriteBuffer", e);
+}
+
+graft_status buffer_read(graft_context *ctx, cl_mem m, size_t offset, void *dst, size_t bytes,
+                         graft_error *e)
+{
+    if (!bytes) return GRAFT_OK;
+    return cl_check(clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, offset, bytes, dst, 0, NULL, NULL),
+                    "clEnqueueReadBuffer", e);
+}
+
+graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t count,
+                             graft_error *e)
+{
+    if (!count) return GRAFT_OK;
+    return cl_check(clEnqueueFillBuffer(ctx->queue, m, &value, sizeof value, 0,
+                                        count * sizeof(float), 0, NULL, NULL),
+                    "clEnqueueFillBuffer", e);
+}
+
+graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
+                    const size_t *local, cl_event *evt, graft_error *e)
+{
+    size_t g[3];
+    if (evt) *evt = NULL;
+    for (int i = 0; i < dims; i++) {
+        g[i] = global[i] ? global[i] : 1;
+        if (local && local[i]) g[i] = (g[i] + local[i] - 1) / local[i] * local[i];
+    }
+    cl_int rc = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
+                                       ctx->profiling ? evt : NULL);
+    if (rc != CL_SUCCESS) {
+        char name[128] = "kernel";
+        clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+        return cl_check(rc, name, e);
+    }
+    return GRAFT_OK;
+}
+
+double event_seconds(cl_event evt)
+{
+    cl_ulong a = 0, b = 0;
+    if (!evt) return 0;
+    clWaitForEvents(1, &evt);
+    clGetEventProfilingInfo(evt, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL);
+    clGetEventProfilingInfo(evt, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL);
+    return b > a ? (double)(b - a) * 1e-9 : 0.0;
+}

@@ -1,0 +1,329 @@
+/* device.c — enumerate OpenCL platforms and devices through the ICD loader, probe what each can do,
+ * and resolve the one device-spec grammar used by --device, GRAFT_DEVICE and the recipe's device:. */
+#define _POSIX_C_SOURCE 200809L
+#include "runtime.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *graft_device_type_name(graft_device_type t)
+{
+    switch (t) {
+    case GRAFT_DEVICE_CPU: return "cpu";
+    case GRAFT_DEVICE_GPU: return "gpu";
+    case GRAFT_DEVICE_ACCELERATOR: return "accelerator";
+    default: return "other";
+    }
+}
+
+static void trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+    size_t i = 0;
+    while (s[i] && isspace((unsigned char)s[i])) i++;
+    if (i) memmove(s, s + i, n - i + 1);
+}
+
+static void dev_str(cl_device_id d, cl_device_info what, char *out, size_t n)
+{
+    out[0] = 0;
+    if (clGetDeviceInfo(d, what, n, out, NULL) != CL_SUCCESS) out[0] = 0;
+    out[n - 1] = 0;
+    trim(out);
+}
+
+static cl_uint dev_uint(cl_device_id d, cl_device_info what)
+{
+    cl_uint v = 0;
+    clGetDeviceInfo(d, what, sizeof v, &v, NULL);
+    return v;
+}
+
+static cl_ulong dev_ulong(cl_device_id d, cl_device_info what)
+{
+    cl_ulong v = 0;
+    clGetDeviceInfo(d, what, sizeof v, &v, NULL);
+    return v;
+}
+
+static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
+{
+    memset(info, 0, sizeof *info);
+    clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof info->platform - 1, info->platform, NULL);
+    clGetPlatformInfo(p, CL_PLATFORM_VERSION, sizeof info->platform_version - 1,
+                      info->platform_version, NULL);
+    trim(info->platform);
+    trim(info->platform_version);
+    dev_str(d, CL_DEVICE_NAME, info->name, sizeof info->name);
+    dev_str(d, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
+    dev_str(d, CL_DRIVER_VERSION, info->driver, sizeof info->driver);
+    dev_str(d, CL_DEVICE_VERSION, info->cl_version, sizeof info->cl_version);
+    dev_str(d, CL_DEVICE_OPENCL_C_VERSION, info->cl_c_version, sizeof info->cl_c_version);
+    cl_device_type t = 0;
+    clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof t, &t, NULL);
+    info->type = (t & CL_DEVICE_TYPE_GPU)           ? GRAFT_DEVICE_GPU
+                 : (t & CL_DEVICE_TYPE_CPU)         ? GRAFT_DEVICE_CPU
+                 : (t & CL_DEVICE_TYPE_ACCELERATOR) ? GRAFT_DEVICE_ACCELERATOR
+                                                    : GRAFT_DEVICE_OTHER;
+    info->compute_units = dev_uint(d, CL_DEVICE_MAX_COMPUTE_UNITS);
+    info->clock_mhz = dev_uint(d, CL_DEVICE_MAX_CLOCK_FREQUENCY);
+    info->global_mem_bytes = dev_ulong(d, CL_DEVICE_GLOBAL_MEM_SIZE);
+    info->local_mem_bytes = dev_ulong(d, CL_DEVICE_LOCAL_MEM_SIZE);
+    info->max_alloc_bytes = dev_ulong(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+    size_t wg = 0;
+    clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
+    info->max_work_group_size = wg;
+    info->vec_char = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_CHAR);
+    info->vec_short = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_SHORT);
+    info->vec_int = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_INT);
+    info->vec_long = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_LONG);
+    info->vec_float = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT);
+    info->vec_double = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_DOUBLE);
+    info->vec_half = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_HALF);
+    char ext[8192];
+    dev_str(d, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
+    info->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+    info->fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+}
+
+/* Walk every platform and device. When ids is non-NULL it receives the handles (same order). */
+static graft_status enumerate(graft_device_info **out, cl_platform_id **pids, cl_device_id **dids,
+                              int *count, graft_error *e)
+{
+    *out = NULL;
+    *count = 0;
+    cl_uint np = 0;
+    cl_int rc = clGetPlatformIDs(0, NULL, &np);
+    if (rc == -1001 /* CL_PLATFORM_NOT_FOUND_KHR */ || np == 0)
+        return err_set(e, GRAFT_STATUS_OPENCL,
+                       "no OpenCL platform is installed (the ICD loader found none); install a "
+                       "driver, e.g. `apt-get install pocl-opencl-icd` for the CPU");
+    if (rc != CL_SUCCESS) return cl_check(rc, "clGetPlatformIDs", e);
+    cl_platform_id *plats = calloc(np, sizeof *plats);
+    if (!plats) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    clGetPlatformIDs(np, plats, NULL);
+    int cap = 16, n = 0;
+    graft_device_info *list = calloc((size_t)cap, sizeof *list);
+    cl_platform_id *pl = calloc((size_t)cap, sizeof *pl);
+    cl_device_id *dl = calloc((size_t)cap, sizeof *dl);
+    if (!list || !pl || !dl) goto nomem;
+    for (cl_uint p = 0; p < np; p++) {
+        cl_uint nd = 0;
+        if (clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd) != CL_SUCCESS || nd == 0)
+            continue;
+        cl_device_id *devs = calloc(nd, sizeof *devs);
+        if (!devs) goto nomem;
+        clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, devs, NULL);
+        for (cl_uint d = 0; d < nd; d++) {
+            if (n == cap) {
+                cap *= 2;
+                void *a = realloc(list, (size_t)cap * sizeof *list);
+                if (a) list = a;
+                void *b = realloc(pl, (size_t)cap * sizeof *pl);
+                if (b) pl = b;
+                void *c = realloc(dl, (size_t)cap * sizeof *dl);
+                if (c) dl = c;
+                if (!a || !b || !c) {
+                    free(devs);
+                    goto nomem;
+                }
+            }
+            probe(plats[p], devs[d], &list[n]);
+            list[n].platform_index = (int)p;
+            list[n].device_index = (int)d;
+            pl[n] = plats[p];
+            dl[n] = devs[d];
+            n++;
+        }
+        free(devs);
+    }
+    free(plats);
+    if (n == 0) {
+        free(list);
+        free(pl);
+        free(dl);
+        return err_set(e, GRAFT_STATUS_OPENCL,
+                       "OpenCL platforms are installed but none has a device");
+    }
+    *out = list;
+    *count = n;
+    if (pids) *pids = pl;
+    else free(pl);
+    if (dids) *dids = dl;
+    else free(dl);
+    return GRAFT_OK;
+nomem:
+    free(plats);
+    free(list);
+    free(pl);
+    free(dl);
+    return err_set(e, GRAFT_STATUS_NOMEM, "out of memory listing devices");
+}
+
+graft_status graft_devices_list(graft_device_info **out, int *count, graft_error *e)
+{
+    return enumerate(out, NULL, NULL, count, e);
+}
+
+graft_status device_open(const char *spec, graft_device_info *info, cl_platform_id *platform,
+                         cl_device_id *device, graft_error *e)
+{
+    graft_device_info *list;
+    cl_platform_id *pl;
+    cl_device_id *dl;
+    int n, idx;
+    graft_status s = enumerate(&list, &pl, &dl, &n, e);
+    if (s) return s;
+    s = graft_device_select(list, n, spec, &idx, e);
+    if (!s) {
+        *info = list[idx];
+        *platform = pl[idx];
+        *device = dl[idx];
+    }
+    free(list);
+    free(pl);
+    free(dl);
+    return s;
+}
+
+static bool word_is(const char *a, const char *b)
+{
+    return strcasecmp(a, b) == 0;
+}
+
+graft_status devspec_parse(const char *spec, devspec *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    if (!spec) spec = "";
+    char s[128];
+    if (strlen(spec) >= sizeof s)
+        return err_set(e, GRAFT_STATUS_USAGE, "device spec is too long (%zu characters)",
+                       strlen(spec));
+    snprintf(s, sizeof s, "%s", spec);
+    trim(s);
+    if (!s[0]) {
+        out->kind = DEVSPEC_DEFAULT;
+        return GRAFT_OK;
+    }
+    if (word_is(s, "cpu") || word_is(s, "gpu")) {
+        out->kind = DEVSPEC_TYPE;
+        out->type = word_is(s, "cpu") ? GRAFT_DEVICE_CPU : GRAFT_DEVICE_GPU;
+        return GRAFT_OK;
+    }
+    static const char *vendors[] = {"nvidia", "amd", "intel", "pocl"};
+    for (size_t i = 0; i < ARRAY_LEN(vendors); i++)
+        if (word_is(s, vendors[i])) {
+            out->kind = DEVSPEC_VENDOR;
+            snprintf(out->word, sizeof out->word, "%s", vendors[i]);
+            return GRAFT_OK;
+        }
+    /* P:D — two non-negative integers; anything with a colon that is not that is an error, since
+     * device names rarely contain colons and a typo like "0:" should not silently match a name. */
+    const char *colon = strchr(s, ':');
+    if (colon) {
+        char *end;
+        bool digits = isdigit((unsigned char)s[0]) && isdigit((unsigned char)colon[1]);
+        long p = strtol(s, &end, 10);
+        bool ok = digits && end == colon;
+        long d = ok ? strtol(colon + 1, &end, 10) : -1;
+        ok = ok && *end == 0 && p >= 0 && d >= 0 && p < 1000 && d < 1000;
+        if (!ok)
+            return err_set(e, GRAFT_STATUS_USAGE,
+                           "bad device spec '%s': expected PLATFORM:DEVICE indexes such as 0:0", s);
+        out->kind = DEVSPEC_INDEX;
+        out->platform = (int)p;
+        out->device = (int)d;
+        return GRAFT_OK;
+    }
+    out->kind = DEVSPEC_SUBSTRING;
+    snprintf(out->word, sizeof out->word, "%s", s);
+    return GRAFT_OK;
+}
+
+static bool icontains(const char *hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0) return true;
+    return n == 0;
+}
+
+static bool vendor_match(const graft_device_info *d, const char *word)
+{
+    if (strcmp(word, "pocl") == 0)
+        return icontains(d->platform, "portable computing language") || icontains(d->platform, "pocl");
+    if (strcmp(word, "amd") == 0)
+        return icontains(d->vendor, "advanced micro devices") || icontains(d->vendor, "amd") ||
+               icontains(d->platform, "amd");
+    return icontains(d->vendor, word) || icontains(d->platform, word);
+}
+
+graft_status devspec_match(const devspec *s, const graft_device_info *list, int n, int *index,
+                           graft_error *e)
+{
+    *index = -1;
+    switch (s->kind) {
+    case DEVSPEC_DEFAULT:
+        for (int i = 0; i < n && *index < 0; i++)
+            if (list[i].type == GRAFT_DEVICE_GPU) *index = i;
+        for (int i = 0; i < n && *index < 0; i++)
+            if (list[i].type == GRAFT_DEVICE_CPU) *index = i;
+        if (*index < 0 && n > 0) *index = 0;
+        break;
+    case DEVSPEC_TYPE:
+        for (int i = 0; i < n && *index < 0; i++)
+            if (list[i].type == s->type) *index = i;
+        break;
+    case DEVSPEC_VENDOR:
+        /* prefer a GPU of that vendor over its CPU device */
+        for (int i = 0; i < n && *index < 0; i++)
+            if (vendor_match(&list[i], s->word) && list[i].type == GRAFT_DEVICE_GPU) *index = i;
+        for (int i = 0; i < n && *index < 0; i++)
+            if (vendor_match(&list[i], s->word)) *index = i;
+        break;
+    case DEVSPEC_INDEX:
+        for (int i = 0; i < n && *index < 0; i++)
+            if (list[i].platform_index == s->platform && list[i].device_index == s->device)
+                *index = i;
+        break;
+    case DEVSPEC_SUBSTRING:
+        for (int i = 0; i < n && *index < 0; i++)
+            if (icontains(list[i].name, s->word)) *index = i;
+        for (int i = 0; i < n && *index < 0; i++)
+            if (icontains(list[i].platform, s->word) || icontains(list[i].vendor, s->word))
+                *index = i;
+        break;
+    }
+    if (*index >= 0) return GRAFT_OK;
+    char have[1024] = "";
+    size_t used = 0;
+    for (int i = 0; i < n && used + 1 < sizeof have; i++) {
+        int w = snprintf(have + used, sizeof have - used, "%s%d:%d %s (%s)", i ? "; " : "",
+                         list[i].platform_index, list[i].device_index, list[i].name,
+                         graft_device_type_name(list[i].type));
+        if (w < 0) break;
+        used += (size_t)w;
+    }
+    const char *what = s->kind == DEVSPEC_TYPE    ? graft_device_type_name(s->type)
+                       : s->kind == DEVSPEC_INDEX ? "that index"
+                                                  : s->word;
+    if (s->kind == DEVSPEC_INDEX)
+        return err_set(e, GRAFT_STATUS_USAGE, "no device %d:%d; devices: %s", s->platform,
+                       s->device, n ? have : "none");
+    return err_set(e, GRAFT_STATUS_USAGE, "no device matches '%s'; devices: %s", what,
+                   n ? have : "none");
+}
+
+graft_status graft_device_select(const graft_device_info *list, int count, const char *spec,
+                                 int *index, graft_error *e)
+{
+    if (!spec || !*spec) spec = getenv("GRAFT_DEVICE");
+    devspec s;
+    graft_status st = devspec_parse(spec, &s, e);
+    if (st) return st;
+    return devspec_match(&s, list, count, index, e);
+}

@@ -1,0 +1,101 @@
+/* runtime.h — the runtime stage: devices, the persistent program cache, kernels built from the
+ * embedded cl/ sources, buffers, launches (each one can be profiled) and GEMM through CLBlast.
+ * Everything here hangs off a graft_context; there is no global state. */
+#ifndef GRAFT_RUNTIME_H
+#define GRAFT_RUNTIME_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
+#include "base.h"
+
+/* ---- device specs: parsing is pure so it can be tested without any OpenCL platform ---- */
+typedef enum devspec_kind {
+    DEVSPEC_DEFAULT,   /* empty: first GPU, else first CPU */
+    DEVSPEC_TYPE,      /* cpu | gpu */
+    DEVSPEC_VENDOR,    /* nvidia | amd | intel | pocl */
+    DEVSPEC_INDEX,     /* P:D */
+    DEVSPEC_SUBSTRING, /* anything else: case-insensitive substring of the device or platform name */
+} devspec_kind;
+
+typedef struct devspec {
+    devspec_kind kind;
+    graft_device_type type;
+    char word[128]; /* vendor word or substring */
+    int platform, device;
+} devspec;
+
+graft_status devspec_parse(const char *spec, devspec *out, graft_error *e);
+/* Index into list of the first device matching, or an error listing what is there. */
+graft_status devspec_match(const devspec *s, const graft_device_info *list, int n, int *index,
+                           graft_error *e);
+
+/* ---- embedded kernel sources (generated from cl/ *.cl at build time) ---- */
+const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
+int cl_source_count(void);
+const char *cl_source_name(int i);
+
+/* ---- the program cache ----
+ * Entries are files named by the SHA-256 of their key; each carries a magic, a format number, its
+ * key and a SHA-256 of its payload. Anything that does not check out is ignored (and rebuilt). */
+typedef struct cache {
+    char dir[2048]; /* "" when disabled */
+    int hits, misses, rejected;
+} cache;
+
+#define CACHE_FORMAT 1
+graft_status cache_open(cache *c, const char *dir, int disabled, graft_error *e);
+/* Read the payload stored under key; GRAFT_OK with *data NULL means "no valid entry". */
+graft_status cache_get(cache *c, const char *kind, const void *key, size_t keylen, void **data,
+                       size_t *len);
+graft_status cache_put(cache *c, const char *kind, const void *key, size_t keylen,
+                       const void *data, size_t len, graft_error *e);
+/* The file an entry lives in (for tests that corrupt it). */
+void cache_entry_path(const cache *c, const char *kind, const void *key, size_t keylen, char *out,
+                      size_t n);
+
+/* ---- context ---- */
+typedef struct program_entry program_entry;
+
+struct graft_context {
+    graft_device_info info;
+    cl_platform_id platform;
+    cl_device_id device;
+    cl_context cl;
+    cl_command_queue queue;
+    int profiling;
+    cache cache;
+    program_entry *programs; /* in-memory programs built in this context */
+    double compile_seconds;  /* time spent building programs (cache misses) */
+    int programs_built, programs_loaded;
+};
+
+/* The program for cl/<source>.cl built with options (shapes and constants as -D), from memory, the
+ * disk cache, or a fresh build. On a build failure the error names the source and has the log. */
+graft_status program_get(graft_context *ctx, const char *source, const char *options,
+                         cl_program *out, graft_error *e);
+/* A new kernel object (caller releases it) for a kernel of that program. */
+graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
+                           const char *kernel, cl_kernel *out, graft_error *e);
+
+const char *cl_error_name(cl_int code);
+graft_status cl_check(cl_int code, const char *what, graft_error *e);
+
+/* Device buffers. */
+graft_status buffer_create(graft_context *ctx, size_t bytes, cl_mem *out, graft_error *e);
+graft_status buffer_write(graft_context *ctx, cl_mem m, size_t offset, const void *src, size_t bytes,
+                          graft_error *e);
+graft_status buffer_read(graft_context *ctx, cl_mem m, size_t offset, void *dst, size_t bytes,
+                         graft_error *e);
+graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t count,
+                             graft_error *e);
+
+/* Enqueue a 1-3 dimensional launch. local may be NULL. evt may be NULL (no profiling). The global
+ * size is rounded up to a multiple of local, since NVIDIA's OpenCL 1.2 has no non-uniform groups:
+ * kernels guard their index against the real size. */
+graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
+                    const size_t *local, cl_event *evt, graft_error *e);
+/* Seconds between an event's start and end (profiling must be on). */
+double event_seconds(cl_event evt);
+
+#endif

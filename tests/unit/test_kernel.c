@@ -1,0 +1,143 @@
+/* test_kernel.c — a real kernel round trip on the selected device (GRAFT_DEVICE), then the program
+ * cache under attack: every cached file truncated, bit-flipped or swapped must be rebuilt and give
+ * the same results, and a warm run must load from the cache instead of compiling. */
+#include "runtime.h"
+#include "harness.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+#define N 1000
+
+static int run_axpy(const char *cache_dir, int *built, int *loaded)
+{
+    graft_context_options o = {.cache_dir = cache_dir};
+    graft_context *ctx;
+    graft_error e = {0};
+    if (graft_context_create(&o, &ctx, &e)) {
+        fprintf(stderr, "context: %s\n", e.message);
+        return -1;
+    }
+    float x[N], y[N], out[N];
+    for (int i = 0; i < N; i++) {
+        x[i] = (float)i * 0.5f;
+        y[i] = 3.0f - (float)i;
+    }
+    cl_mem bx = NULL, by = NULL;
+    cl_kernel k = NULL;
+    int bad = -1;
+    if (buffer_create(ctx, sizeof x, &bx, &e) || buffer_create(ctx, sizeof y, &by, &e)) goto done;
+    if (buffer_write(ctx, bx, 0, x, sizeof x, &e) || buffer_write(ctx, by, 0, y, sizeof y, &e))
+        goto done;
+    if (kernel_create(ctx, "blas1", "-DN=1000", "axpy_f32", &k, &e)) goto done;
+    float alpha = 2.0f;
+    clSetKernelArg(k, 0, sizeof alpha, &alpha);
+    clSetKernelArg(k, 1, sizeof bx, &bx);
+    clSetKernelArg(k, 2, sizeof by, &by);
+    size_t g = N, l = 64; /* 1000 is not a multiple of 64: exercises the rounding and guard */
+    for (int i = 0; i < N; i++) out[i] = NAN;
+    if (launch(ctx, k, 1, &g, &l, NULL, &e) || buffer_read(ctx, by, 0, out, sizeof out, &e))
+        goto done;
+    bad = 0;
+    for (int i = 0; i < N; i++)
+        if (out[i] != 2.0f * x[i] + y[i]) bad++;
+    *built = ctx->programs_built;
+    *loaded = ctx->programs_loaded;
+done:
+    if (bad < 0) fprintf(stderr, "round trip: %s\n", e.message);
+    if (k) clReleaseKernel(k);
+    if (bx) clReleaseMemObject(bx);
+    if (by) clReleaseMemObject(by);
+    graft_context_free(ctx);
+    return bad;
+}
+
+typedef void (*attack_fn)(const char *path);
+static void att_truncate(const char *p)
+{
+    if (truncate(p, 100) != 0) perror("truncate");
+}
+static void att_empty(const char *p)
+{
+    if (truncate(p, 0) != 0) perror("truncate");
+}
+static void att_flip_payload(const char *p)
+{
+    FILE *f = fopen(p, "r+b");
+    fseek(f, -10, SEEK_END);
+    int c = fgetc(f);
+    fseek(f, -10, SEEK_END);
+    fputc(c ^ 1, f);
+    fclose(f);
+}
+static void att_flip_header(const char *p)
+{
+    FILE *f = fopen(p, "r+b");
+    fseek(f, 20, SEEK_SET);
+    fputc(0xff, f);
+    fclose(f);
+}
+static void att_garbage(const char *p)
+{
+    FILE *f = fopen(p, "wb");
+    for (int i = 0; i < 5000; i++) fputc((i * 7919) & 0xff, f);
+    fclose(f);
+}
+
+static int for_each_entry(const char *dir, attack_fn fn)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        fn(p);
+        n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+int main(void)
+{
+    unsetenv("GRAFT_NO_CACHE");
+    char dir[] = "/tmp/graft-test-kernel-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    graft_device_info *list;
+    int n;
+    graft_error e = {0};
+    if (graft_devices_list(&list, &n, &e)) SKIP("no OpenCL device: %s", e.message);
+    free(list);
+
+    int built = 0, loaded = 0;
+    CHECK(run_axpy(dir, &built, &loaded) == 0);
+    CHECK(built == 1 && loaded == 0); /* cold */
+    CHECK(run_axpy(dir, &built, &loaded) == 0);
+    CHECKF(built == 0 && loaded == 1, "warm run built %d loaded %d", built, loaded);
+
+    attack_fn attacks[] = {att_truncate, att_empty, att_flip_payload, att_flip_header, att_garbage};
+    for (size_t a = 0; a < ARRAY_LEN(attacks); a++) {
+        CHECK(for_each_entry(dir, attacks[a]) >= 1);
+        CHECK(run_axpy(dir, &built, &loaded) == 0); /* still right */
+        CHECKF(built == 1 && loaded == 0, "attack %zu: built %d loaded %d", a, built, loaded);
+        CHECK(run_axpy(dir, &built, &loaded) == 0); /* and the rebuilt entry is good again */
+        CHECKF(built == 0 && loaded == 1, "after attack %zu: built %d loaded %d", a, built, loaded);
+    }
+
+    /* a kernel that fails to compile names its source and shows the build log */
+    graft_context *ctx;
+    graft_context_options o = {.cache_dir = dir};
+    CHECK_OK(graft_context_create(&o, &ctx, err));
+    cl_kernel k;
+    graft_status s = kernel_create(ctx, "blas1", "-DN=undefined_symbol_here", "fill_f32", &k, &e);
+    CHECK(s == GRAFT_STATUS_OPENCL);
+    CHECKF(strstr(e.message, "cl/blas1.cl failed to build") != NULL, "%s", e.message);
+    CHECKF(strstr(e.message, "undefined_symbol_here") != NULL, "log missing: %s", e.message);
+    s = kernel_create(ctx, "blas1", "-DN=4", "no_such_kernel", &k, &e);
+    CHECK(s == GRAFT_STATUS_INTERNAL && strstr(e.message, "no_such_kernel"));
+    CHECK(kernel_create(ctx, "nonexistent", "", "x", &k, &e) == GRAFT_STATUS_INTERNAL);
+    graft_context_free(ctx);
+    return test_finish("kernel");
+}

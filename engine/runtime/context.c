@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "runtime.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,12 @@ struct program_entry {
     program_entry *next;
     char *source, *options;
     cl_program program;
+};
+
+struct kernel_entry {
+    kernel_entry *next;
+    char *source, *options, *name;
+    cl_kernel kernel;
 };
 
 const char *cl_error_name(cl_int code)
@@ -77,6 +84,18 @@ fail:
 void graft_context_free(graft_context *ctx)
 {
     if (!ctx) return;
+    prof_clear(ctx);
+    free(ctx->prof);
+    kernel_entry *k = ctx->kernels;
+    while (k) {
+        kernel_entry *n = k->next;
+        clReleaseKernel(k->kernel);
+        free(k->source);
+        free(k->options);
+        free(k->name);
+        free(k);
+        k = n;
+    }
     program_entry *p = ctx->programs;
     while (p) {
         program_entry *n = p->next;
@@ -241,6 +260,73 @@ graft_status kernel_create(graft_context *ctx, const char *source, const char *o
     return cl_check(rc, kernel, e);
 }
 
+graft_status kernel_get(graft_context *ctx, const char *source, const char *options,
+                        const char *kernel, cl_kernel *out, graft_error *e)
+{
+    if (!options) options = "";
+    for (kernel_entry *k = ctx->kernels; k; k = k->next)
+        if (strcmp(k->name, kernel) == 0 && strcmp(k->source, source) == 0 &&
+            strcmp(k->options, options) == 0) {
+            *out = k->kernel;
+            return GRAFT_OK;
+        }
+    cl_kernel kk;
+    graft_status s = kernel_create(ctx, source, options, kernel, &kk, e);
+    if (s) return s;
+    kernel_entry *k = calloc(1, sizeof *k);
+    if (k) {
+        k->source = strdup(source);
+        k->options = strdup(options);
+        k->name = strdup(kernel);
+    }
+    if (!k || !k->source || !k->options || !k->name) {
+        if (k) {
+            free(k->source);
+            free(k->options);
+            free(k->name);
+            free(k);
+        }
+        clReleaseKernel(kk);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    k->kernel = kk;
+    k->next = ctx->kernels;
+    ctx->kernels = k;
+    *out = kk;
+    return GRAFT_OK;
+}
+
+void prof_set_label(graft_context *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->prof_label, sizeof ctx->prof_label, fmt, ap);
+    va_end(ap);
+}
+
+cl_event *prof_next_event(graft_context *ctx)
+{
+    if (!ctx->record || !ctx->profiling) return NULL;
+    if (ctx->nprof == ctx->capprof) {
+        int cap = ctx->capprof ? ctx->capprof * 2 : 256;
+        prof_event *p = realloc(ctx->prof, (size_t)cap * sizeof *p);
+        if (!p) return NULL; /* lose the record, not the launch */
+        ctx->prof = p;
+        ctx->capprof = cap;
+    }
+    prof_event *p = &ctx->prof[ctx->nprof++];
+    memcpy(p->label, ctx->prof_label, sizeof p->label);
+    p->evt = NULL;
+    return &p->evt;
+}
+
+void prof_clear(graft_context *ctx)
+{
+    for (int i = 0; i < ctx->nprof; i++)
+        if (ctx->prof[i].evt) clReleaseEvent(ctx->prof[i].evt);
+    ctx->nprof = 0;
+}
+
 graft_status buffer_create(graft_context *ctx, size_t bytes, cl_mem *out, graft_error *e)
 {
     cl_int rc;
@@ -287,8 +373,13 @@ graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *glo
         g[i] = global[i] ? global[i] : 1;
         if (local && local[i]) g[i] = (g[i] + local[i] - 1) / local[i] * local[i];
     }
+    cl_event *rec = prof_next_event(ctx);
     cl_int rc = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
-                                       ctx->profiling ? evt : NULL);
+                                       rec ? rec : (ctx->profiling ? evt : NULL));
+    if (rc == CL_SUCCESS && rec && evt && *rec) {
+        clRetainEvent(*rec);
+        *evt = *rec;
+    }
     if (rc != CL_SUCCESS) {
         char name[128] = "kernel";
         clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);

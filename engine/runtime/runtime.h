@@ -56,6 +56,13 @@ void cache_entry_path(const cache *c, const char *kind, const void *key, size_t 
 
 /* ---- context ---- */
 typedef struct program_entry program_entry;
+typedef struct kernel_entry kernel_entry;
+
+/* One profiled launch: the label the compiler set (e.g. "conv1.fwd") and its event. */
+typedef struct prof_event {
+    char label[96];
+    cl_event evt;
+} prof_event;
 
 struct graft_context {
     graft_device_info info;
@@ -66,6 +73,13 @@ struct graft_context {
     int profiling;
     cache cache;
     program_entry *programs; /* in-memory programs built in this context */
+    kernel_entry *kernels;   /* kernels owned by the context (kernel_get) */
+    /* profiling: while record is set (and the queue profiles), every launch and GEMM appends an
+     * event labelled with prof_label */
+    int record;
+    char prof_label[96];
+    prof_event *prof;
+    int nprof, capprof;
     double compile_seconds;  /* time spent building programs (cache misses) */
     int programs_built, programs_loaded;
 };
@@ -77,6 +91,16 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
 /* A new kernel object (caller releases it) for a kernel of that program. */
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
                            const char *kernel, cl_kernel *out, graft_error *e);
+
+/* A kernel owned and cached by the context: do not release it. Set its arguments right before
+ * enqueueing it (the queue captures argument values at enqueue time). */
+graft_status kernel_get(graft_context *ctx, const char *source, const char *options,
+                        const char *kernel, cl_kernel *out, graft_error *e);
+
+/* Profiling records: events appended while ctx->record is set; prof_clear releases them. */
+void prof_set_label(graft_context *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+cl_event *prof_next_event(graft_context *ctx); /* NULL when not recording */
+void prof_clear(graft_context *ctx);
 
 const char *cl_error_name(cl_int code);
 graft_status cl_check(cl_int code, const char *what, graft_error *e);
@@ -90,7 +114,8 @@ graft_status buffer_read(graft_context *ctx, cl_mem m, size_t offset, void *dst,
 graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t count,
                              graft_error *e);
 
-/* Enqueue a 1-3 dimensional launch. local may be NULL. evt may be NULL (no profiling). The global
+/* Enqueue a 1-3 dimensional launch. local may be NULL. evt may be NULL; when recording, the launch
+ * is profiled under ctx->prof_label whatever evt is. The global
  * size is rounded up to a multiple of local, since NVIDIA's OpenCL 1.2 has no non-uniform groups:
  * kernels guard their index against the real size. */
 graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *global,

@@ -1,0 +1,135 @@
+/* recipe.h — the recipe stage: YAML (with marks on every node) → extends/--set merge → schema
+ * validation → a typed recipe with its graph. Every problem of a pass lands in one graft_diags. */
+#ifndef GRAFT_RECIPE_H
+#define GRAFT_RECIPE_H
+
+#include "base.h"
+#include "graph.h"
+
+#include <stdbool.h>
+
+/* ---- the generic YAML tree: every node keeps its mark ---- */
+typedef enum ynode_kind { YNODE_SCALAR, YNODE_SEQ, YNODE_MAP } ynode_kind;
+
+typedef struct ynode ynode;
+struct ynode {
+    ynode_kind kind;
+    graft_mark mark;
+    const char *value;  /* scalar text */
+    bool quoted;        /* scalar was quoted: never a number/bool/null */
+    int count;          /* seq items / map pairs */
+    ynode **items;      /* seq: items; map: values */
+    const char **keys;  /* map: keys */
+    graft_mark *key_marks;
+};
+
+/* ---- the typed recipe ---- */
+typedef enum data_format { DATA_NONE, DATA_IDX, DATA_NPY, DATA_CSV, DATA_FOLDER } data_format;
+
+typedef struct data_source {
+    bool present;
+    graft_mark mark;
+    data_format format;
+    const char *images, *labels; /* idx, npy: resolved paths */
+    const char *path;            /* csv: resolved path */
+    int label_column;            /* csv */
+    const char *root;            /* folder (torchvision issue) */
+} data_source;
+
+typedef struct data_spec {
+    data_source train, val, test;
+    int nclasses;     /* 0 = all labels as they are */
+    int *classes;     /* kept labels, mapped to 0..nclasses-1 in this order */
+    int shots;        /* 0 = all */
+    double val_split; /* default 0.1 */
+    int nnorm;        /* channels in normalize (0 = none) */
+    float norm_mean[16], norm_std[16];
+    bool flip;        /* augment.flip: horizontal */
+    int crop_pad;     /* augment.crop: PAD (0 = none) */
+    unsigned long seed;
+} data_spec;
+
+typedef enum optimizer_kind { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } optimizer_kind;
+typedef enum schedule_kind { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } schedule_kind;
+typedef enum cache_mode { CACHE_AUTO, CACHE_ON, CACHE_OFF } cache_mode;
+typedef enum monitor_kind { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY } monitor_kind;
+
+/* A freeze selector, as written: a layer name, a depth, a list of names//regexes/, none or all.
+ * It is resolved against the graph into layer.frozen flags. */
+typedef struct freeze_spec {
+    enum { FREEZE_NONE, FREEZE_ALL, FREEZE_THROUGH, FREEZE_DEPTH, FREEZE_LIST } kind;
+    graft_mark mark;
+    const char *through; /* FREEZE_THROUGH: freeze every layer up to and including it */
+    int depth;           /* FREEZE_DEPTH: the first N layers */
+    int nlist;
+    const char **list;   /* FREEZE_LIST: names or "/regex/" */
+} freeze_spec;
+
+typedef struct unfreeze_step {
+    int epoch;
+    freeze_spec freeze;
+} unfreeze_step;
+
+typedef struct lr_mult_rule {
+    const char *pattern; /* a layer name or "/regex/" */
+    float factor;
+    graft_mark mark;
+} lr_mult_rule;
+
+typedef struct train_spec {
+    int epochs, batch_size;
+    optimizer_kind optimizer;
+    double lr, momentum, beta1, beta2, eps, weight_decay;
+    schedule_kind schedule;
+    double warmup_epochs, gamma;
+    int step_size;
+    int nlr_mult;
+    lr_mult_rule *lr_mult;
+    double l2sp;
+    double label_smoothing;
+    bool early_stopping;
+    monitor_kind monitor;
+    int patience;
+    double min_delta;
+    int nunfreeze;
+    unfreeze_step *unfreeze;
+    long max_steps; /* 0 = no limit */
+    unsigned long seed;
+} train_spec;
+
+typedef struct transfer_spec {
+    const char *from; /* resolved checkpoint path or NULL */
+    graft_mark from_mark;
+    freeze_spec freeze;
+    const char *head_cut; /* NULL = no new head */
+    int head_first;       /* index in graph.layers of the first new head layer (-1 = none) */
+    bool bn_train;        /* bn: train (default frozen) */
+    cache_mode cache_features;
+} transfer_spec;
+
+typedef struct graft_recipe {
+    arena arena;      /* everything below lives here */
+    const char *file; /* the top recipe file */
+    const char *name;
+    ynode *root;      /* the merged tree (after extends and --set) */
+    graph graph;      /* built, heads applied, shapes inferred, freeze and lr_mult resolved */
+    data_spec data;
+    transfer_spec transfer;
+    train_spec train;
+    const char *device; /* NULL = default */
+    const char *output; /* run directory or NULL */
+} graft_recipe;
+
+/* Load FILE with extends chains, apply the --set overrides ("path.to.key=YAML"), validate all of it
+ * and build the graph. On failure every problem is in diags and the status is BAD_RECIPE. */
+graft_status recipe_load(const char *file, const char *const *sets, int nsets, graft_recipe **out,
+                         graft_diags *diags);
+void recipe_free(graft_recipe *r);
+
+/* Re-resolve the frozen flags for a freeze selector (gradual unfreezing at an epoch). */
+graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags);
+
+/* The merged recipe as YAML text (for the run directory's resolved recipe). malloc'ed. */
+char *recipe_dump_yaml(const graft_recipe *r);
+
+#endif

@@ -1,0 +1,174 @@
+/* ops.h — host side of every kernel: one op struct per layer instance, built once at compile time
+ * (kernels specialised with the per-sample shape as -D constants) and enqueued every step with the
+ * batch count n as a runtime argument, so one compiled op serves the last, smaller batch too.
+ * All tensors are float32, NCHW (or [n, F]), one cl_mem each, offset 0. Backward functions
+ * OVERWRITE their outputs (dx, dw, db); the compiler sums fan-out gradients with accumulate_f32.
+ * Nothing here synchronises with the host unless its comment says so. */
+#ifndef GRAFT_OPS_H
+#define GRAFT_OPS_H
+
+#include "runtime.h"
+
+#include <stdbool.h>
+
+/* Row-major SGEMM through CLBlast: C = alpha * op(A) * op(B) + beta * C; recorded for profiling. */
+graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
+                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e);
+
+/* ---- conv2d: im2col/col2im + GEMM; groups supported; PyTorch weight layout OIHW ---- */
+typedef struct conv2d_desc {
+    int c, h, w;       /* input channels and size */
+    int o;             /* output channels */
+    int kh, kw, sh, sw, ph, pw; /* kernel, stride, padding (symmetric) */
+    int groups;
+    bool bias;
+    int oh, ow;        /* output size (filled by conv2d_op_init) */
+} conv2d_desc;
+typedef struct conv2d_op {
+    conv2d_desc d;
+    cl_kernel im2col, col2im, bias_fwd, bias_bwd;
+} conv2d_op;
+graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
+size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
+graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
+                        cl_mem y, cl_mem ws, graft_error *e);
+graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem w,
+                             cl_mem dx, cl_mem ws, graft_error *e);
+graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
+                               cl_mem dw, cl_mem db, cl_mem ws, graft_error *e);
+void conv2d_op_free(conv2d_op *op);
+
+/* ---- dense: y[n, out] = x[n, in] W^T + b, W is [out, in] ---- */
+typedef struct dense_op {
+    int in, out;
+    bool bias;
+    cl_kernel bias_fwd, bias_bwd;
+} dense_op;
+graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias, graft_error *e);
+graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
+                       cl_mem y, graft_error *e);
+graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,
+                            graft_error *e);
+graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem dy,
+                              cl_mem dw, cl_mem db, graft_error *e);
+void dense_op_free(dense_op *op);
+
+/* ---- batchnorm over channels of [n, c, hw] (hw = 1 after dense) ----
+ * train: batch statistics; saves mean and inverse std for backward; updates running statistics with
+ * PyTorch's semantics (running = (1-m)*running + m*stat, running_var from the unbiased variance).
+ * eval (and frozen): running statistics. */
+typedef struct batchnorm_op {
+    int c, hw;
+    float momentum, eps;
+    cl_kernel fwd_train, fwd_eval, bwd, bwd_eval;
+} batchnorm_op;
+graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int hw, float momentum,
+                               float eps, graft_error *e);
+graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
+                                 cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var,
+                                 cl_mem save_mean, cl_mem save_invstd, cl_mem y, graft_error *e);
+graft_status batchnorm_fwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem gamma,
+                                cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem y,
+                                graft_error *e);
+/* dgamma/dbeta may be NULL (frozen affine); dx may be NULL (nothing below needs it). */
+graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
+                           cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
+                           cl_mem dgamma, cl_mem dbeta, graft_error *e);
+/* Backward through eval-mode BN (running statistics are constants). */
+graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
+                                cl_mem gamma, cl_mem run_mean, cl_mem run_var, cl_mem dx,
+                                cl_mem dgamma, cl_mem dbeta, graft_error *e);
+void batchnorm_op_free(batchnorm_op *op);
+
+/* ---- elementwise activations ---- */
+typedef enum act_kind { ACT_RELU, ACT_RELU6, ACT_LEAKY_RELU, ACT_GELU, ACT_SIGMOID, ACT_TANH } act_kind;
+typedef struct act_op {
+    act_kind kind;
+    long size; /* per sample */
+    float slope;
+    cl_kernel fwd, bwd;
+} act_op;
+graft_status act_op_init(graft_context *ctx, act_op *op, act_kind kind, long size, float slope,
+                         graft_error *e);
+graft_status act_fwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, graft_error *e);
+/* dx from dy and the saved forward input x and output y (each kind uses what it needs). */
+graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
+                     graft_error *e);
+void act_op_free(act_op *op);
+
+/* ---- pooling: max (argmax saved as int indexes), avg (count_include_pad = true), global avg ---- */
+typedef enum pool_kind { POOL_MAX, POOL_AVG, POOL_GLOBAL_AVG } pool_kind;
+typedef struct pool_op {
+    pool_kind kind;
+    int c, h, w, kh, kw, sh, sw, ph, pw, oh, ow;
+    cl_kernel fwd, bwd;
+} pool_op;
+graft_status pool_op_init(graft_context *ctx, pool_op *op, pool_kind kind, int c, int h, int w,
+                          int kh, int kw, int sh, int sw, int ph, int pw, graft_error *e);
+/* idx: int buffer of the output's size for POOL_MAX, else NULL. */
+graft_status pool_fwd(graft_context *ctx, pool_op *op, int n, cl_mem x, cl_mem y, cl_mem idx,
+                      graft_error *e);
+graft_status pool_bwd(graft_context *ctx, pool_op *op, int n, cl_mem dy, cl_mem idx, cl_mem dx,
+                      graft_error *e);
+void pool_op_free(pool_op *op);
+
+/* ---- dropout: Philox4x32-10 keyed by (seed, step); element i of the batch keeps with
+ * probability 1-rate and is scaled by 1/(1-rate). The mask is recomputed in backward from the same
+ * (seed, step), so nothing is stored and resume reproduces it exactly. ---- */
+typedef struct dropout_op {
+    long size;
+    float rate;
+    cl_kernel fwd, bwd;
+} dropout_op;
+graft_status dropout_op_init(graft_context *ctx, dropout_op *op, long size, float rate, graft_error *e);
+graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
+                         cl_mem x, cl_mem y, graft_error *e);
+graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
+                         cl_mem dy, cl_mem dx, graft_error *e);
+void dropout_op_free(dropout_op *op);
+
+/* ---- add (k inputs), concat along channels, accumulate ---- */
+/* These use kernel_get (kernels owned by the context), so they need no op struct. */
+graft_status add2_f32(graft_context *ctx, long count, cl_mem a, cl_mem b, cl_mem y, graft_error *e);
+/* y += x over count elements */
+graft_status accumulate_f32(graft_context *ctx, long count, cl_mem x, cl_mem y, graft_error *e);
+graft_status copy_f32(graft_context *ctx, long count, cl_mem x, cl_mem y, graft_error *e);
+/* Copy x [n, cx, hw] into channels [c0, c0+cx) of y [n, cy, hw], and back for backward. */
+graft_status concat_fwd(graft_context *ctx, int n, int cx, int cy, int c0, int hw, cl_mem x,
+                        cl_mem y, graft_error *e);
+graft_status concat_bwd(graft_context *ctx, int n, int cx, int cy, int c0, int hw, cl_mem dy,
+                        cl_mem dx, graft_error *e);
+
+/* ---- softmax + cross-entropy with label smoothing, fused and numerically stable ----
+ * logits [n, k], labels int [n]. loss_out[i] = per-sample loss; correct[i] = 1 if argmax = label.
+ * dlogits = (softmax - smoothed one-hot) / n: the gradient of the mean loss. */
+typedef struct xent_op {
+    int k;
+    float smoothing;
+    cl_kernel fwd_bwd;
+} xent_op;
+graft_status xent_op_init(graft_context *ctx, xent_op *op, int k, float smoothing, graft_error *e);
+/* dlogits may be NULL (evaluation). */
+graft_status xent_fwd_bwd(graft_context *ctx, xent_op *op, int n, cl_mem logits, cl_mem labels,
+                          cl_mem loss_out, cl_mem correct, cl_mem dlogits, graft_error *e);
+void xent_op_free(xent_op *op);
+
+/* ---- optimizers, one fused launch per parameter tensor ----
+ * PyTorch formulas. grad g is first extended with weight decay (SGD/Adam: g += wd*w; AdamW decays
+ * w *= 1 - lr*wd separately) and L2-SP (g += alpha * (w - w0), w0 = the loaded weights). */
+typedef struct optim_hparams {
+    int kind; /* optimizer_kind from recipe.h: SGD, MOMENTUM, NESTEROV, ADAM, ADAMW */
+    float lr, momentum, beta1, beta2, eps, weight_decay, l2sp;
+    long t; /* 1-based step count for Adam's bias correction */
+} optim_hparams;
+typedef struct optim_op {
+    cl_kernel sgd, adam;
+} optim_op;
+graft_status optim_op_init(graft_context *ctx, optim_op *op, graft_error *e);
+/* m, v: state buffers (v only for Adam/AdamW; m NULL for plain SGD); w0 NULL unless l2sp > 0. */
+graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h, long count,
+                        cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0, graft_error *e);
+void optim_op_free(optim_op *op);
+
+#endif

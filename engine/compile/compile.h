@@ -1,0 +1,141 @@
+/* compile.h — the compile stage: a checked graph becomes a pipeline of op launches over device
+ * buffers. Shapes are fixed here (batch up to max_batch); the frozen prefix gets no backward work and
+ * no gradient or optimizer buffers; activations live in slots shared by liveness; the same analysis
+ * feeds `graft plan`. Host-side weights (a param_store) move in and out of pipelines by name. */
+#ifndef GRAFT_COMPILE_H
+#define GRAFT_COMPILE_H
+
+#include "graph.h"
+#include "io.h"
+#include "ops.h"
+#include "recipe.h"
+
+/* ---- host copies of every parameter, buffer and optimizer state, by PyTorch name ---- */
+typedef struct param_entry {
+    char *name;
+    int rank;
+    int64_t dims[4];
+    long count;
+    bool is_buffer;
+    float *data;
+    float *m, *v;   /* optimizer state (NULL until a pipeline trained it) */
+    float *anchor;  /* L2-SP anchor: the weights as loaded from the checkpoint (NULL if none) */
+    bool loaded;    /* came from the checkpoint */
+    long t;         /* optimizer steps taken on this tensor (Adam's bias correction) */
+} param_entry;
+
+typedef struct param_store {
+    int n, cap;
+    param_entry *items;
+} param_store;
+
+param_entry *store_find(param_store *s, const char *name);
+/* Create every tensor the graph needs; parameters get PyTorch's default initialisation from seed
+ * (conv/dense: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias; batchnorm: 1, 0, mean 0,
+ * var 1). Existing entries with the right size are kept. */
+graft_status store_init(param_store *s, const graph *g, uint64_t seed, graft_error *e);
+/* Load every tensor of a checkpoint whose name the store has (shapes must match; fresh layers are
+ * skipped). *loaded gets the count. Sets anchors when want_anchor. */
+graft_status store_load(param_store *s, const graph *g, const char *path, bool want_anchor,
+                        int *loaded, graft_error *e);
+/* Write the model tensors (params and buffers) as safetensors with metadata. */
+graft_status store_save(const param_store *s, const char *path, const char *const *meta_kv,
+                        int nmeta, graft_error *e);
+/* Optimizer state (m, v) and anchors as a second safetensors file, with metadata. */
+graft_status store_save_state(const param_store *s, const char *path, const char *const *meta_kv,
+                              int nmeta, graft_error *e);
+graft_status store_load_state(param_store *s, const char *path, st_file **meta_out, graft_error *e);
+void store_free(param_store *s);
+
+/* ---- the analysis shared by the pipeline and `graft plan` ---- */
+typedef struct layer_plan {
+    bool backward;     /* gradients flow through this layer (it or something before it trains) */
+    bool trains;       /* its own parameters get gradients */
+    bool need_dx[LAYER_MAX_INPUTS];
+    bool bn_batch_stats; /* batchnorm in training mode */
+    bool keeps_output; /* its output stays alive for some backward */
+} layer_plan;
+
+typedef struct plan_memory {
+    size_t weights, gradients, optimizer, activations, workspace, total;
+} plan_memory;
+
+/* Activation and gradient tensors share device slots by liveness: a tensor defined at one step of
+ * the schedule (forward 0..L-1, loss, backward) can reuse a slot whose last reader came earlier. */
+typedef struct tensor_plan {
+    long size;    /* floats per sample */
+    int slot;     /* index into slots */
+    int def, last; /* schedule times */
+} tensor_plan;
+
+typedef struct graph_plan {
+    int first;          /* first layer run (after a cached prefix) */
+    int nlayers;
+    layer_plan *layers; /* nlayers entries, index = layer index */
+    bool cacheable;     /* frozen prefix can be computed once */
+    int cache_cut;      /* layers [0, cache_cut) form the cacheable prefix */
+    char cache_reason[256];
+    int ntensors;
+    tensor_plan *tensors;
+    int *y_tensor, *dy_tensor; /* per layer: tensor index of its output / output gradient (-1) */
+    int *dx_accumulate;        /* per layer*LAYER_MAX_INPUTS: 1 = add into the gradient */
+    int nslots;
+    long *slot_size;           /* floats per sample */
+    long scratch_size;         /* floats per sample for gradients that must be summed */
+    plan_memory mem;
+} graph_plan;
+
+/* training: whether backward and optimizer run. bn_train: recipe's transfer.bn == train.
+ * augment: the data pipeline augments (so nothing is deterministic). first: first layer to run. */
+graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool augment,
+                          int optimizer_kind, bool l2sp, int first, int max_batch, graph_plan *out,
+                          graft_error *e);
+void plan_free(graph_plan *p);
+
+/* ---- pipelines ---- */
+typedef struct pipeline pipeline;
+
+typedef struct pipeline_options {
+    int max_batch;
+    bool training;
+    bool bn_train;          /* frozen batchnorm uses batch statistics (transfer.bn: train) */
+    int first;              /* run layers [first, nlayers); the input is layer first-1's output */
+    int optimizer;          /* optimizer_kind */
+    bool l2sp;
+    float label_smoothing;
+    uint64_t dropout_seed;
+} pipeline_options;
+
+graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
+                             pipeline **out, graft_error *e);
+void pipeline_free(pipeline *p);
+/* Upload the store's tensors (and optimizer state when present) into the pipeline's buffers. */
+graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e);
+/* Read parameters, buffers and optimizer state back into the store. */
+graft_status pipeline_download(pipeline *p, param_store *s, graft_error *e);
+/* Per-sample input size of the pipeline (the graph input, or layer first-1's output). */
+long pipeline_input_size(const pipeline *p);
+
+/* One batch: x [n, input], labels [n] (NULL for predict). */
+typedef struct step_result {
+    double loss_sum; /* sum over the batch of per-sample loss */
+    int correct;
+} step_result;
+
+/* Forward, loss, backward and one optimizer update (training pipelines). lr_scale multiplies every
+ * layer's lr (schedules). */
+graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
+                                 const optim_hparams *h, step_result *r, graft_error *e);
+/* Forward in evaluation mode; logits out [n, k] when non-NULL; loss/correct when labels given. */
+graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
+                           step_result *r, graft_error *e);
+/* Forward to the last layer's output (features, for the feature cache); out [n, out size]. */
+graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
+                                       graft_error *e);
+long pipeline_output_size(const pipeline *p);
+const graph_plan *pipeline_plan(const pipeline *p);
+/* The optimizer step counter (keys dropout masks; saved for resume). */
+void pipeline_set_step(pipeline *p, uint64_t step);
+uint64_t pipeline_step(const pipeline *p);
+
+#endif

@@ -1,0 +1,653 @@
+/* pipeline.c — a compiled network: op structs built once per layer (kernels specialised to its
+ * shapes), device buffers placed by the plan, and the forward / loss / backward / update sequence
+ * enqueued for each batch. The frozen prefix runs forward only; nothing is allocated for its
+ * gradients or optimizer state. */
+#include "compile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+void plan_conv_desc(const layer *l, conv2d_desc *d);
+
+typedef struct player {
+    const layer *l;
+    union {
+        conv2d_op conv;
+        dense_op dense;
+        batchnorm_op bn;
+        act_op act;
+        pool_op pool;
+        dropout_op drop;
+    } op;
+    bool has_op;
+    cl_mem w[LAYER_MAX_PARAMS], g[LAYER_MAX_PARAMS], m[LAYER_MAX_PARAMS], v[LAYER_MAX_PARAMS],
+        w0[LAYER_MAX_PARAMS];
+    cl_mem idx;                    /* maxpool argmax */
+    cl_mem save_mean, save_invstd; /* batchnorm batch statistics */
+    long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
+} player;
+
+struct pipeline {
+    graft_context *ctx;
+    const graph *g;
+    pipeline_options o;
+    graph_plan plan;
+    player *layers;
+    cl_mem *slots;
+    cl_mem input, scratch, workspace, labels, loss, correct;
+    xent_op xent;
+    optim_op optim;
+    bool has_xent, has_optim;
+    uint64_t step;
+    float *host_loss;
+    int *host_correct;
+};
+
+const graph_plan *pipeline_plan(const pipeline *p)
+{
+    return &p->plan;
+}
+
+static cl_mem tensor_mem(const pipeline *p, int t)
+{
+    if (t < 0) return NULL;
+    if (t == 0) return p->input;
+    return p->slots[p->plan.tensors[t].slot];
+}
+
+static cl_mem Y(const pipeline *p, int layer_index)
+{
+    if (layer_index < p->o.first) return p->input;
+    return tensor_mem(p, p->plan.y_tensor[layer_index]);
+}
+
+static cl_mem DY(const pipeline *p, int layer_index)
+{
+    if (layer_index < p->o.first) return NULL;
+    return tensor_mem(p, p->plan.dy_tensor[layer_index]);
+}
+
+static bool name_ends(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int param_index(const layer *l, const char *suffix)
+{
+    for (int j = 0; j < l->nparams; j++)
+        if (name_ends(l->params[j].name, suffix)) return j;
+    return -1;
+}
+
+static cl_mem P(const player *pl, const char *suffix)
+{
+    int j = param_index(pl->l, suffix);
+    return j < 0 ? NULL : pl->w[j];
+}
+
+static cl_mem G(const player *pl, const char *suffix)
+{
+    int j = param_index(pl->l, suffix);
+    return j < 0 ? NULL : pl->g[j];
+}
+
+static act_kind act_of(graft_layer_type t)
+{
+    switch (t) {
+    case GRAFT_LAYER_RELU6: return ACT_RELU6;
+    case GRAFT_LAYER_LEAKY_RELU: return ACT_LEAKY_RELU;
+    case GRAFT_LAYER_GELU: return ACT_GELU;
+    case GRAFT_LAYER_SIGMOID: return ACT_SIGMOID;
+    case GRAFT_LAYER_TANH: return ACT_TANH;
+    default: return ACT_RELU;
+    }
+}
+
+static bool is_act(graft_layer_type t)
+{
+    return t == GRAFT_LAYER_RELU || t == GRAFT_LAYER_RELU6 || t == GRAFT_LAYER_LEAKY_RELU ||
+           t == GRAFT_LAYER_GELU || t == GRAFT_LAYER_SIGMOID || t == GRAFT_LAYER_TANH;
+}
+
+static graft_status op_init(pipeline *p, player *pl, graft_error *e)
+{
+    graft_context *ctx = p->ctx;
+    const layer *l = pl->l;
+    graft_status s = GRAFT_OK;
+    switch (l->type) {
+    case GRAFT_LAYER_CONV2D: {
+        conv2d_desc d;
+        plan_conv_desc(l, &d);
+        s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
+        break;
+    }
+    case GRAFT_LAYER_DENSE:
+        s = dense_op_init(ctx, &pl->op.dense, (int)shape_size(l->in), l->units, l->bias, e);
+        break;
+    case GRAFT_LAYER_BATCHNORM: {
+        int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1;
+        s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, e);
+        break;
+    }
+    case GRAFT_LAYER_MAXPOOL:
+    case GRAFT_LAYER_AVGPOOL:
+    case GRAFT_LAYER_GLOBAL_AVGPOOL: {
+        pool_kind k = l->type == GRAFT_LAYER_MAXPOOL   ? POOL_MAX
+                      : l->type == GRAFT_LAYER_AVGPOOL ? POOL_AVG
+                                                       : POOL_GLOBAL_AVG;
+        int kh = k == POOL_GLOBAL_AVG ? l->in.d[1] : l->pool[0];
+        int kw = k == POOL_GLOBAL_AVG ? l->in.d[2] : l->pool[1];
+        int sh = k == POOL_GLOBAL_AVG ? 1 : l->pool_stride[0];
+        int sw = k == POOL_GLOBAL_AVG ? 1 : l->pool_stride[1];
+        int ph = k == POOL_GLOBAL_AVG ? 0 : l->pool_pad[0];
+        int pw = k == POOL_GLOBAL_AVG ? 0 : l->pool_pad[1];
+        s = pool_op_init(ctx, &pl->op.pool, k, l->in.d[0], l->in.d[1], l->in.d[2], kh, kw, sh, sw,
+                         ph, pw, e);
+        break;
+    }
+    case GRAFT_LAYER_DROPOUT:
+        if (!p->o.training) return GRAFT_OK;
+        s = dropout_op_init(ctx, &pl->op.drop, shape_size(l->out), l->rate, e);
+        break;
+    default:
+        if (!is_act(l->type)) return GRAFT_OK;
+        s = act_op_init(ctx, &pl->op.act, act_of(l->type), shape_size(l->out), l->slope, e);
+        break;
+    }
+    if (!s) pl->has_op = true;
+    return s;
+}
+
+static void op_free(player *pl)
+{
+    if (!pl->has_op) return;
+    switch (pl->l->type) {
+    case GRAFT_LAYER_CONV2D: conv2d_op_free(&pl->op.conv); break;
+    case GRAFT_LAYER_DENSE: dense_op_free(&pl->op.dense); break;
+    case GRAFT_LAYER_BATCHNORM: batchnorm_op_free(&pl->op.bn); break;
+    case GRAFT_LAYER_MAXPOOL:
+    case GRAFT_LAYER_AVGPOOL:
+    case GRAFT_LAYER_GLOBAL_AVGPOOL: pool_op_free(&pl->op.pool); break;
+    case GRAFT_LAYER_DROPOUT: dropout_op_free(&pl->op.drop); break;
+    default: act_op_free(&pl->op.act); break;
+    }
+}
+
+static graft_status alloc(pipeline *p, size_t floats, cl_mem *m, graft_error *e)
+{
+    return buffer_create(p->ctx, floats * sizeof(float), m, e);
+}
+
+graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
+                             pipeline **out, graft_error *e)
+{
+    *out = NULL;
+    pipeline *p = calloc(1, sizeof *p);
+    if (!p) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    p->ctx = ctx;
+    p->g = g;
+    p->o = *o;
+    if (p->o.max_batch < 1) p->o.max_batch = 1;
+    const size_t B = (size_t)p->o.max_batch;
+    graft_status s = plan_analyse(g, o->training, o->bn_train, false, o->optimizer, o->l2sp,
+                                  o->first, o->max_batch, &p->plan, e);
+    if (s) {
+        free(p);
+        return s;
+    }
+    p->layers = calloc((size_t)g->nlayers, sizeof *p->layers);
+    p->slots = calloc((size_t)(p->plan.nslots + 1), sizeof *p->slots);
+    p->host_loss = malloc(B * sizeof(float));
+    p->host_correct = malloc(B * sizeof(int));
+    if (!p->layers || !p->slots || !p->host_loss || !p->host_correct) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int sl = 0; sl < p->plan.nslots; sl++)
+        if ((s = alloc(p, B * (size_t)p->plan.slot_size[sl], &p->slots[sl], e))) goto fail;
+    if ((s = alloc(p, B * (size_t)p->plan.tensors[0].size, &p->input, e))) goto fail;
+    if (p->plan.scratch_size && (s = alloc(p, B * (size_t)p->plan.scratch_size, &p->scratch, e)))
+        goto fail;
+    if (p->plan.mem.workspace &&
+        (s = buffer_create(ctx, p->plan.mem.workspace, &p->workspace, e)))
+        goto fail;
+    if ((s = buffer_create(ctx, B * sizeof(int), &p->labels, e))) goto fail;
+    if ((s = alloc(p, B, &p->loss, e))) goto fail;
+    if ((s = buffer_create(ctx, B * sizeof(int), &p->correct, e))) goto fail;
+    int k = (int)shape_size(g->layers[g->nlayers - 1].out);
+    if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
+    p->has_xent = true;
+    if (o->training) {
+        if ((s = optim_op_init(ctx, &p->optim, e))) goto fail;
+        p->has_optim = true;
+    }
+    for (int i = o->first; i < g->nlayers; i++) {
+        player *pl = &p->layers[i];
+        const layer *l = &g->layers[i];
+        const layer_plan *lp = &p->plan.layers[i];
+        pl->l = l;
+        prof_set_label(ctx, "%s", l->name);
+        if ((s = op_init(p, pl, e))) {
+            err_prefix(e, "layer '%s'", l->name);
+            goto fail;
+        }
+        for (int j = 0; j < l->nparams; j++) {
+            const param_info *pi = &l->params[j];
+            if ((s = alloc(p, (size_t)pi->count, &pl->w[j], e))) goto fail;
+            if (!lp->trains || pi->is_buffer) continue;
+            if ((s = alloc(p, (size_t)pi->count, &pl->g[j], e))) goto fail;
+            if (o->optimizer != OPT_SGD && (s = alloc(p, (size_t)pi->count, &pl->m[j], e)))
+                goto fail;
+            if (o->optimizer >= OPT_ADAM && (s = alloc(p, (size_t)pi->count, &pl->v[j], e)))
+                goto fail;
+        }
+        if (l->type == GRAFT_LAYER_MAXPOOL &&
+            (s = buffer_create(ctx, B * (size_t)shape_size(l->out) * sizeof(int), &pl->idx, e)))
+            goto fail;
+        if (l->type == GRAFT_LAYER_BATCHNORM && o->training) {
+            if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_mean, e))) goto fail;
+            if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_invstd, e))) goto fail;
+        }
+    }
+    *out = p;
+    return GRAFT_OK;
+fail:
+    pipeline_free(p);
+    return s;
+}
+
+static void release(cl_mem *m)
+{
+    if (*m) clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+void pipeline_free(pipeline *p)
+{
+    if (!p) return;
+    if (p->ctx && p->ctx->queue) clFinish(p->ctx->queue);
+    if (p->layers)
+        for (int i = 0; i < p->g->nlayers; i++) {
+            player *pl = &p->layers[i];
+            if (!pl->l) continue;
+            op_free(pl);
+            for (int j = 0; j < LAYER_MAX_PARAMS; j++) {
+                release(&pl->w[j]);
+                release(&pl->g[j]);
+                release(&pl->m[j]);
+                release(&pl->v[j]);
+                release(&pl->w0[j]);
+            }
+            release(&pl->idx);
+            release(&pl->save_mean);
+            release(&pl->save_invstd);
+        }
+    if (p->slots)
+        for (int s = 0; s < p->plan.nslots; s++) release(&p->slots[s]);
+    release(&p->input);
+    release(&p->scratch);
+    release(&p->workspace);
+    release(&p->labels);
+    release(&p->loss);
+    release(&p->correct);
+    if (p->has_xent) xent_op_free(&p->xent);
+    if (p->has_optim) optim_op_free(&p->optim);
+    plan_free(&p->plan);
+    free(p->layers);
+    free(p->slots);
+    free(p->host_loss);
+    free(p->host_correct);
+    free(p);
+}
+
+long pipeline_input_size(const pipeline *p)
+{
+    return p->plan.tensors[0].size;
+}
+
+long pipeline_output_size(const pipeline *p)
+{
+    return shape_size(p->g->layers[p->g->nlayers - 1].out);
+}
+
+graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
+{
+    graft_context *ctx = p->ctx;
+    graft_status st;
+    for (int i = p->o.first; i < p->g->nlayers; i++) {
+        player *pl = &p->layers[i];
+        for (int j = 0; j < pl->l->nparams; j++) {
+            const param_info *pi = &pl->l->params[j];
+            param_entry *pe = store_find(s, pi->name);
+            if (!pe || pe->count != pi->count)
+                return err_set(e, GRAFT_STATUS_INTERNAL, "no host tensor for %s", pi->name);
+            size_t bytes = (size_t)pi->count * sizeof(float);
+            if ((st = buffer_write(ctx, pl->w[j], 0, pe->data, bytes, e))) return st;
+            pl->t[j] = pe->t;
+            if (pl->m[j]) {
+                if (pe->m) st = buffer_write(ctx, pl->m[j], 0, pe->m, bytes, e);
+                else st = buffer_fill_f32(ctx, pl->m[j], 0.f, (size_t)pi->count, e);
+                if (st) return st;
+            }
+            if (pl->v[j]) {
+                if (pe->v) st = buffer_write(ctx, pl->v[j], 0, pe->v, bytes, e);
+                else st = buffer_fill_f32(ctx, pl->v[j], 0.f, (size_t)pi->count, e);
+                if (st) return st;
+            }
+            if (p->o.l2sp && pl->g[j] && pe->anchor) {
+                if (!pl->w0[j] && (st = alloc(p, (size_t)pi->count, &pl->w0[j], e))) return st;
+                if ((st = buffer_write(ctx, pl->w0[j], 0, pe->anchor, bytes, e))) return st;
+            }
+        }
+    }
+    return GRAFT_OK;
+}
+
+static graft_status read_into(graft_context *ctx, cl_mem m, float **dst, long count, graft_error *e)
+{
+    if (!*dst && !(*dst = malloc((size_t)count * sizeof(float))))
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    return buffer_read(ctx, m, 0, *dst, (size_t)count * sizeof(float), e);
+}
+
+graft_status pipeline_download(pipeline *p, param_store *s, graft_error *e)
+{
+    graft_status st;
+    for (int i = p->o.first; i < p->g->nlayers; i++) {
+        player *pl = &p->layers[i];
+        for (int j = 0; j < pl->l->nparams; j++) {
+            const param_info *pi = &pl->l->params[j];
+            param_entry *pe = store_find(s, pi->name);
+            if (!pe) return err_set(e, GRAFT_STATUS_INTERNAL, "no host tensor for %s", pi->name);
+            if ((st = read_into(p->ctx, pl->w[j], &pe->data, pi->count, e))) return st;
+            if (pl->m[j] && (st = read_into(p->ctx, pl->m[j], &pe->m, pi->count, e))) return st;
+            if (pl->v[j] && (st = read_into(p->ctx, pl->v[j], &pe->v, pi->count, e))) return st;
+            if (pl->g[j]) pe->t = pl->t[j];
+        }
+    }
+    return GRAFT_OK;
+}
+
+/* ---- forward ---- */
+
+static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
+{
+    graft_context *ctx = p->ctx;
+    const graph *g = p->g;
+    graft_status s = GRAFT_OK;
+    for (int i = p->o.first; i < g->nlayers && !s; i++) {
+        player *pl = &p->layers[i];
+        const layer *l = pl->l;
+        const layer_plan *lp = &p->plan.layers[i];
+        cl_mem x = Y(p, l->inputs[0]), y = Y(p, i);
+        prof_set_label(ctx, "%s.fwd", l->name);
+        switch (l->type) {
+        case GRAFT_LAYER_CONV2D:
+            s = conv2d_fwd(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,
+                           p->workspace, e);
+            break;
+        case GRAFT_LAYER_DENSE:
+            s = dense_fwd(ctx, &pl->op.dense, n, x, P(pl, ".weight"), P(pl, ".bias"), y, e);
+            break;
+        case GRAFT_LAYER_BATCHNORM:
+            if (train && lp->bn_batch_stats)
+                s = batchnorm_fwd_train(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
+                                        P(pl, ".running_mean"), P(pl, ".running_var"),
+                                        pl->save_mean, pl->save_invstd, y, e);
+            else
+                s = batchnorm_fwd_eval(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
+                                       P(pl, ".running_mean"), P(pl, ".running_var"), y, e);
+            break;
+        case GRAFT_LAYER_MAXPOOL:
+        case GRAFT_LAYER_AVGPOOL:
+        case GRAFT_LAYER_GLOBAL_AVGPOOL:
+            s = pool_fwd(ctx, &pl->op.pool, n, x, y, pl->idx, e);
+            break;
+        case GRAFT_LAYER_FLATTEN:
+        case GRAFT_LAYER_DROPOUT:
+            if (x == y) break; /* a view */
+            if (l->type == GRAFT_LAYER_DROPOUT && train)
+                s = dropout_fwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
+                                x, y, e);
+            else
+                s = copy_f32(ctx, (long)n * shape_size(l->out), x, y, e);
+            break;
+        case GRAFT_LAYER_ADD: {
+            long count = (long)n * shape_size(l->out);
+            s = add2_f32(ctx, count, x, Y(p, l->inputs[1]), y, e);
+            for (int q = 2; q < l->ninputs && !s; q++)
+                s = accumulate_f32(ctx, count, Y(p, l->inputs[q]), y, e);
+            break;
+        }
+        case GRAFT_LAYER_CONCAT: {
+            int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1, c0 = 0;
+            for (int q = 0; q < l->ninputs && !s; q++) {
+                const layer *in = l->inputs[q] < 0 ? NULL : &g->layers[l->inputs[q]];
+                int cx = in ? in->out.d[0] : g->input.d[0];
+                s = concat_fwd(ctx, n, cx, l->out.d[0], c0, hw, Y(p, l->inputs[q]), y, e);
+                c0 += cx;
+            }
+            break;
+        }
+        default:
+            s = act_fwd(ctx, &pl->op.act, n, x, y, e);
+            break;
+        }
+        if (s) err_prefix(e, "layer '%s' forward", l->name);
+    }
+    return s;
+}
+
+/* ---- backward ---- */
+
+/* Where layer i writes the gradient for its input q: straight into the input's DY, or into the
+ * scratch buffer when it must be added to what another consumer wrote. */
+static cl_mem dx_target(pipeline *p, int i, int q, bool *accumulate)
+{
+    *accumulate = p->plan.dx_accumulate[i * LAYER_MAX_INPUTS + q] != 0;
+    return *accumulate ? p->scratch : DY(p, p->g->layers[i].inputs[q]);
+}
+
+static graft_status dx_finish(pipeline *p, int i, int q, int n, bool accumulate, graft_error *e)
+{
+    if (!accumulate) return GRAFT_OK;
+    int in = p->g->layers[i].inputs[q];
+    return accumulate_f32(p->ctx, (long)n * shape_size(p->g->layers[in].out), p->scratch,
+                          DY(p, in), e);
+}
+
+static graft_status backward(pipeline *p, int n, graft_error *e)
+{
+    graft_context *ctx = p->ctx;
+    const graph *g = p->g;
+    graft_status s = GRAFT_OK;
+    for (int i = g->nlayers - 1; i >= p->o.first && !s; i--) {
+        player *pl = &p->layers[i];
+        const layer *l = pl->l;
+        const layer_plan *lp = &p->plan.layers[i];
+        if (!lp->backward) continue;
+        cl_mem x = Y(p, l->inputs[0]), y = Y(p, i), dy = DY(p, i);
+        bool acc = false;
+        cl_mem dx = lp->need_dx[0] ? dx_target(p, i, 0, &acc) : NULL;
+        prof_set_label(ctx, "%s.bwd", l->name);
+        switch (l->type) {
+        case GRAFT_LAYER_CONV2D:
+            if (dx) s = conv2d_bwd_data(ctx, &pl->op.conv, n, dy, P(pl, ".weight"), dx,
+                                        p->workspace, e);
+            if (!s && lp->trains)
+                s = conv2d_bwd_weight(ctx, &pl->op.conv, n, x, dy, G(pl, ".weight"),
+                                      G(pl, ".bias"), p->workspace, e);
+            break;
+        case GRAFT_LAYER_DENSE:
+            if (dx) s = dense_bwd_data(ctx, &pl->op.dense, n, dy, P(pl, ".weight"), dx, e);
+            if (!s && lp->trains)
+                s = dense_bwd_weight(ctx, &pl->op.dense, n, x, dy, G(pl, ".weight"),
+                                     G(pl, ".bias"), e);
+            break;
+        case GRAFT_LAYER_BATCHNORM:
+            if (lp->bn_batch_stats)
+                s = batchnorm_bwd(ctx, &pl->op.bn, n, x, dy, P(pl, ".weight"), pl->save_mean,
+                                  pl->save_invstd, dx, lp->trains ? G(pl, ".weight") : NULL,
+                                  lp->trains ? G(pl, ".bias") : NULL, e);
+            else
+                s = batchnorm_bwd_eval(ctx, &pl->op.bn, n, x, dy, P(pl, ".weight"),
+                                       P(pl, ".running_mean"), P(pl, ".running_var"), dx,
+                                       lp->trains ? G(pl, ".weight") : NULL,
+                                       lp->trains ? G(pl, ".bias") : NULL, e);
+            break;
+        case GRAFT_LAYER_MAXPOOL:
+        case GRAFT_LAYER_AVGPOOL:
+        case GRAFT_LAYER_GLOBAL_AVGPOOL:
+            if (dx) s = pool_bwd(ctx, &pl->op.pool, n, dy, pl->idx, dx, e);
+            break;
+        case GRAFT_LAYER_FLATTEN:
+        case GRAFT_LAYER_DROPOUT:
+            if (!dx || dx == dy) break; /* a view shares its input's gradient */
+            if (l->type == GRAFT_LAYER_DROPOUT)
+                s = dropout_bwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
+                                dy, dx, e);
+            else
+                s = copy_f32(ctx, (long)n * shape_size(l->out), dy, dx, e);
+            break;
+        case GRAFT_LAYER_ADD:
+            for (int q = 0; q < l->ninputs && !s; q++) {
+                if (!lp->need_dx[q]) continue;
+                cl_mem t = dx_target(p, i, q, &acc);
+                s = copy_f32(ctx, (long)n * shape_size(l->out), dy, t, e);
+                if (!s) s = dx_finish(p, i, q, n, acc, e);
+            }
+            dx = NULL;
+            break;
+        case GRAFT_LAYER_CONCAT: {
+            int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1, c0 = 0;
+            for (int q = 0; q < l->ninputs && !s; q++) {
+                int in = l->inputs[q];
+                int cx = in < 0 ? g->input.d[0] : g->layers[in].out.d[0];
+                if (lp->need_dx[q]) {
+                    cl_mem t = dx_target(p, i, q, &acc);
+                    s = concat_bwd(ctx, n, cx, l->out.d[0], c0, hw, dy, t, e);
+                    if (!s) s = dx_finish(p, i, q, n, acc, e);
+                }
+                c0 += cx;
+            }
+            dx = NULL;
+            break;
+        }
+        default:
+            if (dx) s = act_bwd(ctx, &pl->op.act, n, x, y, dy, dx, e);
+            break;
+        }
+        if (!s && dx && dx != dy) s = dx_finish(p, i, 0, n, acc, e);
+        if (s) err_prefix(e, "layer '%s' backward", l->name);
+    }
+    return s;
+}
+
+static graft_status update(pipeline *p, const optim_hparams *base, graft_error *e)
+{
+    graft_status s = GRAFT_OK;
+    for (int i = p->o.first; i < p->g->nlayers && !s; i++) {
+        player *pl = &p->layers[i];
+        if (!p->plan.layers[i].trains) continue;
+        optim_hparams h = *base;
+        h.lr = base->lr * pl->l->lr_mult;
+        prof_set_label(p->ctx, "%s.update", pl->l->name);
+        for (int j = 0; j < pl->l->nparams && !s; j++) {
+            if (!pl->g[j]) continue;
+            h.t = ++pl->t[j];
+            h.l2sp = pl->w0[j] ? base->l2sp : 0.f;
+            s = optim_step(p->ctx, &p->optim, &h, pl->l->params[j].count, pl->w[j], pl->g[j],
+                           pl->m[j], pl->v[j], pl->w0[j], e);
+        }
+    }
+    return s;
+}
+
+static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
+                                 graft_error *e)
+{
+    if (n < 1 || n > p->o.max_batch)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batch of %d for a pipeline built for %d", n,
+                       p->o.max_batch);
+    graft_status s = buffer_write(p->ctx, p->input, 0, x,
+                                  (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float), e);
+    if (!s && labels) s = buffer_write(p->ctx, p->labels, 0, labels, (size_t)n * sizeof(int), e);
+    return s;
+}
+
+static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e)
+{
+    graft_status s = buffer_read(p->ctx, p->loss, 0, p->host_loss, (size_t)n * sizeof(float), e);
+    if (!s) s = buffer_read(p->ctx, p->correct, 0, p->host_correct, (size_t)n * sizeof(int), e);
+    if (s) return s;
+    r->loss_sum = 0;
+    r->correct = 0;
+    for (int i = 0; i < n; i++) {
+        r->loss_sum += p->host_loss[i];
+        r->correct += p->host_correct[i];
+    }
+    if (!isfinite(r->loss_sum))
+        return err_set(e, GRAFT_STATUS_BAD_DATA,
+                       "the loss is not finite (%g): training diverged; lower train.lr",
+                       r->loss_sum);
+    return GRAFT_OK;
+}
+
+graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
+                                 const optim_hparams *h, step_result *r, graft_error *e)
+{
+    if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
+    graft_status s = upload_batch(p, x, labels, n, e);
+    if (!s) s = forward(p, n, true, e);
+    if (!s) {
+        prof_set_label(p->ctx, "loss");
+        int last = p->g->nlayers - 1;
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct,
+                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
+    }
+    if (!s) s = backward(p, n, e);
+    if (!s) s = update(p, h, e);
+    if (!s) s = read_loss(p, n, r, e);
+    p->step++;
+    return s;
+}
+
+graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
+                           step_result *r, graft_error *e)
+{
+    graft_status s = upload_batch(p, x, labels, n, e);
+    if (!s) s = forward(p, n, false, e);
+    int last = p->g->nlayers - 1;
+    if (!s && labels) {
+        prof_set_label(p->ctx, "loss");
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct, NULL, e);
+        if (!s) s = read_loss(p, n, r, e);
+    }
+    if (!s && logits)
+        s = buffer_read(p->ctx, Y(p, last), 0, logits,
+                        (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+    return s;
+}
+
+graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
+                                       graft_error *e)
+{
+    graft_status s = upload_batch(p, x, NULL, n, e);
+    if (!s) s = forward(p, n, false, e);
+    if (!s)
+        s = buffer_read(p->ctx, Y(p, p->g->nlayers - 1), 0, out,
+                        (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+    return s;
+}
+
+void pipeline_set_step(pipeline *p, uint64_t step)
+{
+    p->step = step;
+}
+
+uint64_t pipeline_step(const pipeline *p)
+{
+    return p->step;
+}

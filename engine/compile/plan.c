@@ -1,0 +1,323 @@
+/* plan.c — the compiler's analysis: which layers run backward, which train, which batchnorms use
+ * batch statistics, whether the frozen prefix can be cached, and the buffer plan (activation and
+ * gradient tensors placed in shared slots by liveness). `graft plan` prints exactly this. */
+#include "compile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool has_trainable_params(const layer *l)
+{
+    for (int j = 0; j < l->nparams; j++)
+        if (!l->params[j].is_buffer) return true;
+    return false;
+}
+
+static void conv_desc_of(const layer *l, conv2d_desc *d)
+{
+    memset(d, 0, sizeof *d);
+    d->c = l->in.d[0];
+    d->h = l->in.d[1];
+    d->w = l->in.d[2];
+    d->o = l->filters;
+    d->kh = l->kernel[0];
+    d->kw = l->kernel[1];
+    d->sh = l->stride[0];
+    d->sw = l->stride[1];
+    d->ph = l->pad[0];
+    d->pw = l->pad[1];
+    d->groups = l->groups;
+    d->bias = l->bias;
+    d->oh = l->out.d[1];
+    d->ow = l->out.d[2];
+}
+
+void plan_conv_desc(const layer *l, conv2d_desc *d)
+{
+    conv_desc_of(l, d);
+}
+
+/* Is layer i's output passed through unchanged (a view) by this pipeline? */
+static bool is_view(const layer *l, bool training)
+{
+    return l->type == GRAFT_LAYER_FLATTEN || (l->type == GRAFT_LAYER_DROPOUT && !training);
+}
+
+static void cache_check(const graph *g, bool training, bool bn_train, bool augment, graph_plan *p)
+{
+    int k = graph_frozen_prefix(g);
+    p->cacheable = false;
+    p->cache_cut = k;
+    if (!training) {
+        snprintf(p->cache_reason, sizeof p->cache_reason, "not training");
+        return;
+    }
+    if (k == 0) {
+        snprintf(p->cache_reason, sizeof p->cache_reason, "no frozen prefix");
+        return;
+    }
+    if (k >= g->nlayers) {
+        snprintf(p->cache_reason, sizeof p->cache_reason, "every layer is frozen");
+        return;
+    }
+    if (augment) {
+        snprintf(p->cache_reason, sizeof p->cache_reason,
+                 "data augmentation changes the prefix's input every epoch");
+        return;
+    }
+    for (int i = 0; i < k; i++) {
+        const layer *l = &g->layers[i];
+        if (l->type == GRAFT_LAYER_DROPOUT && l->rate > 0) {
+            snprintf(p->cache_reason, sizeof p->cache_reason,
+                     "dropout layer '%s' in the frozen prefix is random", l->name);
+            return;
+        }
+        if (l->type == GRAFT_LAYER_BATCHNORM && bn_train) {
+            snprintf(p->cache_reason, sizeof p->cache_reason,
+                     "batchnorm '%s' in the frozen prefix uses batch statistics (bn: train)",
+                     l->name);
+            return;
+        }
+    }
+    for (int j = k; j < g->nlayers; j++)
+        for (int q = 0; q < g->layers[j].ninputs; q++)
+            if (g->layers[j].inputs[q] < k - 1) {
+                snprintf(p->cache_reason, sizeof p->cache_reason,
+                         "layer '%s' reads '%s' from inside the frozen prefix (more than one "
+                         "tensor crosses the cut)",
+                         g->layers[j].name,
+                         g->layers[j].inputs[q] < 0 ? "input"
+                                                    : g->layers[g->layers[j].inputs[q]].name);
+                return;
+            }
+    p->cacheable = true;
+    snprintf(p->cache_reason, sizeof p->cache_reason,
+             "frozen prefix through '%s' is deterministic: computed once per split",
+             g->layers[k - 1].name);
+}
+
+graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool augment,
+                          int optimizer_kind, bool l2sp, int first, int max_batch, graph_plan *p,
+                          graft_error *e)
+{
+    memset(p, 0, sizeof *p);
+    const int nl = g->nlayers;
+    p->first = first;
+    p->nlayers = nl;
+    p->layers = calloc((size_t)nl, sizeof *p->layers);
+    p->y_tensor = malloc((size_t)nl * sizeof(int));
+    p->dy_tensor = malloc((size_t)nl * sizeof(int));
+    p->dx_accumulate = calloc((size_t)nl * LAYER_MAX_INPUTS, sizeof(int));
+    /* tensors: 0 = the pipeline input, then at most one Y and one DY per layer */
+    p->tensors = calloc((size_t)(2 * nl + 1), sizeof *p->tensors);
+    int *nconsumers = calloc((size_t)nl + 1, sizeof(int));
+    if (!p->layers || !p->y_tensor || !p->dy_tensor || !p->dx_accumulate || !p->tensors ||
+        !nconsumers) {
+        free(nconsumers);
+        plan_free(p);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory planning");
+    }
+    cache_check(g, training, bn_train, augment, p);
+
+    const int L = nl - first;
+    const int t_loss = L;
+#define FWD(i) ((i) - first)
+#define BWD(i) (L + 1 + (nl - 1 - (i)))
+    /* which layers train and which run backward */
+    for (int i = first; i < nl; i++) {
+        const layer *l = &g->layers[i];
+        layer_plan *lp = &p->layers[i];
+        lp->trains = training && !l->frozen && has_trainable_params(l);
+        lp->backward = lp->trains;
+        for (int q = 0; q < l->ninputs; q++) {
+            int in = l->inputs[q];
+            if (in >= first && p->layers[in].backward) lp->backward = true;
+        }
+        lp->bn_batch_stats =
+            training && l->type == GRAFT_LAYER_BATCHNORM && (!l->frozen || bn_train);
+        for (int q = 0; q < l->ninputs; q++) {
+            int in = l->inputs[q];
+            lp->need_dx[q] = lp->backward && in >= first && p->layers[in].backward;
+            nconsumers[in < first ? nl : in]++;
+        }
+    }
+
+    /* output tensors, aliased through views when the viewed tensor has no other reader */
+    int nt = 1;
+    p->tensors[0] = (tensor_plan){.size = 0, .slot = -1, .def = -1, .last = -1};
+    for (int i = first; i < nl; i++) {
+        const layer *l = &g->layers[i];
+        int in = l->inputs[0];
+        int src = in < first ? 0 : p->y_tensor[in];
+        if (is_view(l, training) && nconsumers[in < first ? nl : in] == 1) {
+            p->y_tensor[i] = src;
+        } else {
+            p->y_tensor[i] = nt;
+            p->tensors[nt++] = (tensor_plan){.size = shape_size(l->out), .def = FWD(i),
+                                             .last = FWD(i)};
+        }
+    }
+    if (first > 0) p->tensors[0].size = shape_size(g->layers[first - 1].out);
+    else p->tensors[0].size = shape_size(g->input);
+#define USE(t, time)                                                                               \
+    do {                                                                                           \
+        if (p->tensors[t].last < (time)) p->tensors[t].last = (time);                             \
+    } while (0)
+    for (int i = first; i < nl; i++) {
+        const layer *l = &g->layers[i];
+        layer_plan *lp = &p->layers[i];
+        for (int q = 0; q < l->ninputs; q++) {
+            int in = l->inputs[q];
+            int t = in < first ? 0 : p->y_tensor[in];
+            USE(t, FWD(i));
+            if (lp->backward) {
+                USE(t, BWD(i));
+                if (in >= first) p->layers[in].keeps_output = true;
+            }
+        }
+        if (lp->backward) USE(p->y_tensor[i], BWD(i));
+    }
+    USE(p->y_tensor[nl - 1], t_loss);
+
+    /* gradient tensors: DY of layer i is written by the first consumer (in backward order) that
+     * needs dx for it, or by the loss for the last layer; views share their input's DY */
+    for (int i = 0; i < nl; i++) p->dy_tensor[i] = -1;
+    for (int i = first; i < nl; i++) {
+        const layer *l = &g->layers[i];
+        if (!p->layers[i].backward) continue;
+        int in = l->inputs[0];
+        bool alias = is_view(l, training) && in >= first && p->y_tensor[i] == p->y_tensor[in] &&
+                     p->layers[in].backward;
+        if (alias) continue; /* resolved below, after the input's DY exists */
+        p->dy_tensor[i] = nt;
+        p->tensors[nt++] = (tensor_plan){.size = shape_size(l->out), .def = 1 << 30, .last = -1};
+    }
+    /* views: walk forward so chains of views resolve to the first real tensor */
+    for (int i = first; i < nl; i++)
+        if (p->layers[i].backward && p->dy_tensor[i] < 0) p->dy_tensor[i] = p->dy_tensor[g->layers[i].inputs[0]];
+    for (int i = first; i < nl; i++) {
+        int t = p->dy_tensor[i];
+        if (t < 0) continue;
+        USE(t, BWD(i));
+        if (i == nl - 1 && p->tensors[t].def > t_loss) p->tensors[t].def = t_loss;
+    }
+    /* writers of each DY tensor, in backward order: the first overwrites, the rest accumulate */
+    int *written = calloc((size_t)nt, sizeof(int));
+    if (!written) {
+        free(nconsumers);
+        plan_free(p);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory planning");
+    }
+    if (p->dy_tensor[nl - 1] >= 0) written[p->dy_tensor[nl - 1]] = 1; /* the loss writes it */
+    for (int i = nl - 1; i >= first; i--) {
+        const layer *l = &g->layers[i];
+        layer_plan *lp = &p->layers[i];
+        if (!lp->backward) continue;
+        bool view_alias = is_view(l, training) && p->dy_tensor[i] == p->dy_tensor[l->inputs[0]];
+        for (int q = 0; q < l->ninputs; q++) {
+            if (!lp->need_dx[q]) continue;
+            int t = p->dy_tensor[l->inputs[q]];
+            if (view_alias) continue; /* shares the tensor: nothing is written */
+            p->dx_accumulate[i * LAYER_MAX_INPUTS + q] = written[t] ? 1 : 0;
+            if (p->tensors[t].def > BWD(i)) p->tensors[t].def = BWD(i);
+            written[t] = 1;
+        }
+    }
+    free(written);
+    free(nconsumers);
+
+    /* slots: greedy by definition time, best fit among slots whose last reader came earlier */
+    p->ntensors = nt;
+    p->slot_size = calloc((size_t)nt, sizeof(long));
+    long *slot_free_at = calloc((size_t)nt, sizeof(long));
+    int *order = malloc((size_t)nt * sizeof(int));
+    if (!p->slot_size || !slot_free_at || !order) {
+        free(slot_free_at);
+        free(order);
+        plan_free(p);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory planning");
+    }
+    int no = 0;
+    for (int t = 1; t < nt; t++)
+        if (p->tensors[t].last >= 0 || p->tensors[t].def < (1 << 30)) order[no++] = t;
+    for (int a = 1; a < no; a++) { /* insertion sort by def */
+        int t = order[a], b = a - 1;
+        while (b >= 0 && p->tensors[order[b]].def > p->tensors[t].def) {
+            order[b + 1] = order[b];
+            b--;
+        }
+        order[b + 1] = t;
+    }
+    for (int a = 0; a < no; a++) {
+        tensor_plan *tp = &p->tensors[order[a]];
+        if (tp->last < tp->def) tp->last = tp->def; /* written but never read again */
+        int best = -1;
+        for (int s = 0; s < p->nslots; s++) {
+            if (slot_free_at[s] >= tp->def) continue;
+            if (best < 0) {
+                best = s;
+                continue;
+            }
+            bool fits = p->slot_size[s] >= tp->size, bfits = p->slot_size[best] >= tp->size;
+            if ((fits && (!bfits || p->slot_size[s] < p->slot_size[best])) ||
+                (!fits && !bfits && p->slot_size[s] > p->slot_size[best]))
+                best = s;
+        }
+        if (best < 0) best = p->nslots++;
+        if (p->slot_size[best] < tp->size) p->slot_size[best] = tp->size;
+        slot_free_at[best] = tp->last;
+        tp->slot = best;
+    }
+    free(slot_free_at);
+    free(order);
+
+    /* memory, from the same numbers the pipeline allocates */
+    size_t f = sizeof(float), B = (size_t)max_batch;
+    plan_memory *m = &p->mem;
+    int state_per_param = optimizer_kind >= OPT_ADAM ? 2 : optimizer_kind == OPT_SGD ? 0 : 1;
+    long scratch = 0;
+    for (int i = first; i < nl; i++) {
+        const layer *l = &g->layers[i];
+        for (int j = 0; j < l->nparams; j++) {
+            size_t bytes = (size_t)l->params[j].count * f;
+            m->weights += bytes;
+            if (p->layers[i].trains && !l->params[j].is_buffer) {
+                m->gradients += bytes;
+                m->optimizer += bytes * (size_t)state_per_param + (l2sp ? bytes : 0);
+            }
+        }
+        for (int q = 0; q < l->ninputs; q++)
+            if (p->dx_accumulate[i * LAYER_MAX_INPUTS + q] && l->inputs[q] >= first) {
+                long sz = shape_size(g->layers[l->inputs[q]].out);
+                if (sz > scratch) scratch = sz;
+            }
+        if (l->type == GRAFT_LAYER_MAXPOOL) m->activations += B * (size_t)shape_size(l->out) * sizeof(int);
+        if (l->type == GRAFT_LAYER_BATCHNORM) m->activations += 2 * (size_t)l->out.d[0] * f;
+        if (l->type == GRAFT_LAYER_CONV2D) {
+            conv2d_desc d;
+            conv_desc_of(l, &d);
+            size_t ws = conv2d_workspace_bytes(&d, max_batch);
+            if (ws > m->workspace) m->workspace = ws;
+        }
+    }
+    p->scratch_size = scratch;
+    for (int s = 0; s < p->nslots; s++) m->activations += B * (size_t)p->slot_size[s] * f;
+    m->activations += B * (size_t)p->tensors[0].size * f + B * (size_t)scratch * f;
+    m->total = m->weights + m->gradients + m->optimizer + m->activations + m->workspace;
+    (void)e;
+    return GRAFT_OK;
+#undef FWD
+#undef BWD
+#undef USE
+}
+
+void plan_free(graph_plan *p)
+{
+    free(p->layers);
+    free(p->y_tensor);
+    free(p->dy_tensor);
+    free(p->dx_accumulate);
+    free(p->tensors);
+    free(p->slot_size);
+    memset(p, 0, sizeof *p);
+}

@@ -27,17 +27,24 @@ typedef struct st_file {
     char **meta_keys, **meta_values; /* __metadata__ (string to string) */
     uint64_t data_offset;            /* 8 + header length */
     uint64_t file_size;
+    const void *mem;                 /* st_open_mem: the whole file in memory (not owned) */
 } st_file;
 
 /* Open and validate the header (lengths, JSON, dtypes, shapes vs byte sizes, offsets in range and
  * not overlapping). Reads no tensor data. */
 graft_status st_open(const char *path, st_file **out, graft_error *e);
+/* The same validation over a file already in memory (fuzzing, tests); data must outlive f. name is
+ * used in messages. */
+graft_status st_open_mem(const char *name, const void *data, size_t len, st_file **out,
+                         graft_error *e);
 const st_tensor *st_find(const st_file *f, const char *name);
 const char *st_meta(const st_file *f, const char *key);
 /* Read a tensor converted to float32 (F32, F16, BF16, F64 and integer dtypes). out holds
  * the tensor's element count. */
 graft_status st_read_f32(const st_file *f, const st_tensor *t, float *out, graft_error *e);
 void st_close(st_file *f);
+size_t st_tensor_count(const st_tensor *t); /* product of the shape (1 for a scalar) */
+float st_half_to_float(uint16_t h);         /* IEEE binary16 → binary32, exact */
 const char *st_dtype_name(st_dtype t);
 
 typedef struct st_out_tensor {
@@ -60,6 +67,8 @@ typedef struct npy_array {
     void *data; /* count * itemsize bytes, host order */
 } npy_array;
 graft_status npy_read(const char *path, npy_array *out, graft_error *e);
+graft_status npy_read_mem(const char *name, const void *data, size_t len, npy_array *out,
+                          graft_error *e);
 graft_status npy_write_f32(const char *path, const float *data, int rank, const int64_t *shape,
                            graft_error *e);
 void npy_free(npy_array *a);
@@ -73,6 +82,8 @@ typedef struct idx_array {
     void *data; /* converted to host order */
 } idx_array;
 graft_status idx_read(const char *path, idx_array *out, graft_error *e);
+graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_array *out,
+                          graft_error *e);
 void idx_free(idx_array *a);
 
 /* ---- CSV: numeric rows, one label column; an optional header row is detected and skipped ---- */
@@ -83,6 +94,8 @@ typedef struct csv_table {
     int *labels;    /* rows */
 } csv_table;
 graft_status csv_read(const char *path, int label_column, csv_table *out, graft_error *e);
+graft_status csv_read_mem(const char *name, const void *data, size_t len, int label_column,
+                          csv_table *out, graft_error *e);
 void csv_free(csv_table *t);
 
 #endif

@@ -1,0 +1,230 @@
+/* idx.c — IDX files (the MNIST format): magic 0 0 TYPE RANK, RANK big-endian u32 dimensions, then
+ * big-endian data. gzip-compressed files are detected by their magic (1f 8b) and inflated with zlib
+ * into a buffer no larger than the header implies, so a decompression bomb costs nothing. */
+#include "io.h"
+
+#include <zlib.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* No IDX data set Graft trains on comes near this; anything larger is corruption or an attack. */
+#define IDX_MAX_DATA ((uint64_t)2 << 30)
+
+void idx_free(idx_array *a)
+{
+    if (!a) return;
+    free(a->data);
+    memset(a, 0, sizeof *a);
+}
+
+static int type_size(int type, const char **name)
+{
+    switch (type) {
+    case 0x08: *name = "u8"; return 1;
+    case 0x09: *name = "i8"; return 1;
+    case 0x0B: *name = "i16"; return 2;
+    case 0x0C: *name = "i32"; return 4;
+    case 0x0D: *name = "f32"; return 4;
+    case 0x0E: *name = "f64"; return 8;
+    }
+    *name = "?";
+    return 0;
+}
+
+/* A source of decompressed bytes: either the raw buffer or a zlib stream over it. */
+typedef struct source {
+    const char *name;
+    const unsigned char *raw;
+    size_t len, pos; /* raw: read position */
+    bool gz;
+    z_stream zs;
+    bool ended; /* gz: the last member ended */
+} source;
+
+/* Read up to n bytes into dst; *got says how many arrived (fewer only at the end of the data). */
+static graft_status source_read(source *s, unsigned char *dst, size_t n, size_t *got,
+                                graft_error *e)
+{
+    *got = 0;
+    if (!s->gz) {
+        size_t k = s->len - s->pos < n ? s->len - s->pos : n;
+        memcpy(dst, s->raw + s->pos, k);
+        s->pos += k;
+        *got = k;
+        return GRAFT_OK;
+    }
+    while (*got < n && !s->ended) {
+        /* zlib counts in uInt; feed large requests in pieces */
+        size_t want = n - *got;
+        s->zs.next_out = dst + *got;
+        s->zs.avail_out = want > (1u << 30) ? (1u << 30) : (uInt)want;
+        uInt before = s->zs.avail_out;
+        int r = inflate(&s->zs, Z_NO_FLUSH);
+        *got += before - s->zs.avail_out;
+        if (r == Z_STREAM_END) {
+            /* concatenated gzip members are one stream (gzip -c a b > c) */
+            if (s->zs.avail_in >= 2 && s->zs.next_in[0] == 0x1f && s->zs.next_in[1] == 0x8b) {
+                if (inflateReset(&s->zs) != Z_OK)
+                    return err_set(e, GRAFT_STATUS_INTERNAL, "%s: inflateReset failed", s->name);
+                continue;
+            }
+            if (s->zs.avail_in != 0)
+                return err_set(e, GRAFT_STATUS_BAD_DATA,
+                               "%s: %u bytes of garbage after the end of the gzip stream", s->name,
+                               s->zs.avail_in);
+            s->ended = true;
+        } else if (r == Z_BUF_ERROR && s->zs.avail_in == 0) {
+            return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: the gzip stream is truncated", s->name);
+        } else if (r == Z_DATA_ERROR || r == Z_NEED_DICT) {
+            return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: corrupt gzip data: %s", s->name,
+                           s->zs.msg ? s->zs.msg : "invalid stream");
+        } else if (r == Z_MEM_ERROR) {
+            return err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory inflating", s->name);
+        } else if (r != Z_OK) {
+            return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: gzip error %d", s->name, r);
+        }
+    }
+    return GRAFT_OK;
+}
+
+graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_array *out,
+                          graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    const unsigned char *p = data;
+    source src = {.name = name, .raw = p, .len = len};
+    graft_status s = GRAFT_OK;
+    const char *what = "file";
+    if (len >= 2 && p[0] == 0x1f && p[1] == 0x8b) {
+        src.gz = true;
+        what = "decompressed stream";
+        src.zs.next_in = (unsigned char *)p;
+        if (len > UINT32_MAX)
+            return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: compressed file too large", name);
+        src.zs.avail_in = (uInt)len;
+        if (inflateInit2(&src.zs, 16 + MAX_WBITS) != Z_OK) /* 16: expect a gzip wrapper */
+            return err_set(e, GRAFT_STATUS_NOMEM, "%s: cannot initialise zlib", name);
+    }
+    unsigned char hdr[4 + 4 * 4];
+    size_t got = 0;
+    if ((s = source_read(&src, hdr, 4, &got, e))) goto error;
+    if (got < 4) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: %zu bytes is too short for an IDX file (the magic takes 4)", name, got);
+        goto error;
+    }
+    const char *tname;
+    int size = type_size(hdr[2], &tname), rank = hdr[3];
+    if (hdr[0] != 0 || hdr[1] != 0) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: not an IDX file: magic %02x %02x %02x %02x does not start with 00 00",
+                    name, hdr[0], hdr[1], hdr[2], hdr[3]);
+        goto error;
+    }
+    if (!size) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: unknown IDX element type 0x%02x (expected 08 u8, 09 i8, 0B i16, 0C i32, "
+                    "0D f32 or 0E f64)",
+                    name, hdr[2]);
+        goto error;
+    }
+    if (rank < 1 || rank > 4) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: IDX rank %d is outside 1..4", name, rank);
+        goto error;
+    }
+    if ((s = source_read(&src, hdr + 4, 4 * (size_t)rank, &got, e))) goto error;
+    if (got < 4 * (size_t)rank) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: truncated IDX header: %d dimensions need %d bytes, found %zu", name, rank,
+                    4 * rank, got);
+        goto error;
+    }
+    uint64_t count = 1;
+    char dims[64] = "";
+    for (int i = 0; i < rank; i++) {
+        const unsigned char *d = hdr + 4 + 4 * i;
+        uint64_t v = (uint64_t)d[0] << 24 | (uint64_t)d[1] << 16 | (uint64_t)d[2] << 8 | d[3];
+        out->shape[i] = (int64_t)v;
+        count = v == 0 ? 0 : count > IDX_MAX_DATA / v ? IDX_MAX_DATA + 1 : count * v;
+        size_t dl = strlen(dims);
+        snprintf(dims + dl, sizeof dims - dl, "%s%llu", i ? "x" : "", (unsigned long long)v);
+    }
+    uint64_t bytes = count * (uint64_t)size;
+    if (count > IDX_MAX_DATA || bytes > IDX_MAX_DATA) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: dimensions %s %s imply more than the %llu-byte limit", name, dims, tname,
+                    (unsigned long long)IDX_MAX_DATA);
+        goto error;
+    }
+    /* Raw files: check the length before allocating anything. */
+    if (!src.gz && src.len - src.pos != bytes) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: %s %s needs %llu bytes of data, the file holds %zu", name, dims, tname,
+                    (unsigned long long)bytes, src.len - src.pos);
+        goto error;
+    }
+    out->data = malloc(bytes ? (size_t)bytes : 1);
+    if (!out->data) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory for %llu bytes", name,
+                    (unsigned long long)bytes);
+        goto error;
+    }
+    if ((s = source_read(&src, out->data, (size_t)bytes, &got, e))) {
+        if (strstr(e ? e->message : "", "truncated"))
+            err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: the gzip stream is truncated: %s %s needs %llu bytes of data, found "
+                    "%zu",
+                    name, dims, tname, (unsigned long long)bytes, got);
+        goto error;
+    }
+    if (got < bytes) {
+        s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: %s %s needs %llu bytes of data, the %s holds %zu",
+                    name, dims, tname, (unsigned long long)bytes, what, got);
+        goto error;
+    }
+    if (src.gz) {
+        /* More output than the header implies means a bad header (or a bomb): refuse it. */
+        unsigned char extra;
+        if ((s = source_read(&src, &extra, 1, &got, e))) goto error;
+        if (got) {
+            s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                        "%s: the decompressed stream holds more than the %llu bytes of data that "
+                        "%s %s needs",
+                        name, (unsigned long long)bytes, dims, tname);
+            goto error;
+        }
+        inflateEnd(&src.zs);
+    }
+    /* big-endian to host order */
+    unsigned char *b = out->data;
+    for (uint64_t i = 0; i < count && size > 1; i++) {
+        unsigned char *q = b + i * (uint64_t)size;
+        for (int k = 0; k < size / 2; k++) {
+            unsigned char t = q[k];
+            q[k] = q[size - 1 - k];
+            q[size - 1 - k] = t;
+        }
+    }
+    out->type = hdr[2];
+    out->rank = rank;
+    out->count = (size_t)count;
+    return GRAFT_OK;
+error:
+    if (src.gz) inflateEnd(&src.zs);
+    idx_free(out);
+    return s;
+}
+
+graft_status idx_read(const char *path, idx_array *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    char *data = NULL;
+    size_t len = 0;
+    graft_status s = fs_read_file(path, (size_t)IDX_MAX_DATA + 64, &data, &len, e);
+    if (s) return s;
+    s = idx_read_mem(path, data, len, out, e);
+    free(data);
+    return s;
+}

@@ -1,0 +1,204 @@
+/* test_idx.c — the IDX reader: raw and gzip files of every element type converted from big-endian,
+ * a table of bad files (magic, type, rank, truncation with expected/found byte counts, trailing
+ * data, corrupt and truncated gzip, a decompression bomb). */
+#include "iotest.h"
+
+#include <zlib.h>
+
+static size_t make_idx(unsigned char *out, int type, int rank, const uint32_t *dims,
+                       const void *data, size_t ndata)
+{
+    out[0] = out[1] = 0;
+    out[2] = (unsigned char)type;
+    out[3] = (unsigned char)rank;
+    for (int i = 0; i < rank; i++)
+        for (int k = 0; k < 4; k++) out[4 + 4 * i + k] = (unsigned char)(dims[i] >> (24 - 8 * k));
+    size_t h = 4 + 4 * (size_t)rank;
+    if (data)
+        memcpy(out + h, data, ndata);
+    else
+        memset(out + h, 0, ndata);
+    return h + ndata;
+}
+
+static size_t gzip_bytes(unsigned char *out, size_t cap, const void *in, size_t n)
+{
+    z_stream zs = {0};
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK) exit(1);
+    zs.next_in = (unsigned char *)in;
+    zs.avail_in = (uInt)n;
+    zs.next_out = out;
+    zs.avail_out = (uInt)cap;
+    if (deflate(&zs, Z_FINISH) != Z_STREAM_END) exit(1);
+    size_t got = zs.total_out;
+    deflateEnd(&zs);
+    return got;
+}
+
+static unsigned char raw[1 << 20], gz[1 << 20];
+
+static void test_types(void)
+{
+    uint32_t dims[] = {2, 3};
+    /* big-endian encodings of the same six values */
+    unsigned char be16[12], be32[24], bef[24], bed[48];
+    int16_t v16[6] = {-300, 1, 2, 3, 4, 32767};
+    int32_t v32[6] = {-70000, 1, 2, 3, 4, 2000000000};
+    float vf[6] = {1.5f, -2.25f, 3, 4, 5, 1e-20f};
+    double vd[6] = {0.1, -2, 3, 4, 5, 1e300};
+    for (int i = 0; i < 6; i++) {
+        uint16_t u = (uint16_t)v16[i];
+        be16[2 * i] = (unsigned char)(u >> 8), be16[2 * i + 1] = (unsigned char)u;
+        uint32_t w = (uint32_t)v32[i], fb;
+        memcpy(&fb, &vf[i], 4);
+        uint64_t db;
+        memcpy(&db, &vd[i], 8);
+        for (int k = 0; k < 4; k++) {
+            be32[4 * i + k] = (unsigned char)(w >> (24 - 8 * k));
+            bef[4 * i + k] = (unsigned char)(fb >> (24 - 8 * k));
+        }
+        for (int k = 0; k < 8; k++) bed[8 * i + k] = (unsigned char)(db >> (56 - 8 * k));
+    }
+    uint8_t u8[6] = {0, 1, 2, 128, 254, 255};
+    int8_t i8[6] = {-128, -1, 0, 1, 2, 127};
+    struct {
+        int type;
+        const void *be, *host;
+        int size;
+    } cases[] = {
+        {0x08, u8, u8, 1},     {0x09, i8, i8, 1},     {0x0B, be16, v16, 2},
+        {0x0C, be32, v32, 4},  {0x0D, bef, vf, 4},    {0x0E, bed, vd, 8},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        for (int zip = 0; zip < 2; zip++) {
+            size_t n = make_idx(raw, cases[i].type, 2, dims, cases[i].be, 6 * (size_t)cases[i].size);
+            const unsigned char *file = raw;
+            if (zip) {
+                n = gzip_bytes(gz, sizeof gz, raw, n);
+                file = gz;
+            }
+            const char *path = tmp_path(zip ? "t.idx.gz" : "t.idx");
+            write_bytes(path, file, n);
+            idx_array a;
+            graft_error e = {0};
+            graft_status s = idx_read(path, &a, &e);
+            CHECKF(s == GRAFT_OK, "type %02x zip %d: %s", cases[i].type, zip, e.message);
+            if (s) continue;
+            CHECK(a.type == cases[i].type && a.rank == 2 && a.shape[0] == 2 && a.shape[1] == 3);
+            CHECK(a.count == 6);
+            CHECKF(memcmp(a.data, cases[i].host, 6 * (size_t)cases[i].size) == 0,
+                   "type %02x values", cases[i].type);
+            idx_free(&a);
+        }
+    /* rank 4, and two concatenated gzip members (gzip -c a b) form one file */
+    uint32_t d4[] = {2, 1, 2, 2};
+    unsigned char px[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    size_t n = make_idx(raw, 0x08, 4, d4, px, 8);
+    size_t g1 = gzip_bytes(gz, sizeof gz, raw, 10);
+    size_t g2 = gzip_bytes(gz + g1, sizeof gz - g1, raw + 10, n - 10);
+    idx_array a;
+    CHECK_OK(idx_read_mem("multi", gz, g1 + g2, &a, err));
+    CHECK(a.rank == 4 && a.count == 8 && a.shape[3] == 2 && ((uint8_t *)a.data)[7] == 8);
+    idx_free(&a);
+}
+
+static void test_bad(void)
+{
+    uint32_t d[] = {10, 3};
+    graft_error e = {0};
+    idx_array a;
+    const char *path = tmp_path("bad.idx");
+    size_t n;
+
+#define BAD_RAW(label, bytes, len, frag)                                                           \
+    do {                                                                                           \
+        write_bytes(path, bytes, len);                                                             \
+        CHECK_FAILS(idx_read(path, &a, &e), e, GRAFT_STATUS_BAD_DATA, frag, label);                \
+        CHECKF(strstr(e.message, path) != NULL, "%s names the file: %s", label, e.message);        \
+        CHECK(a.data == NULL);                                                                     \
+        /* the same bytes gzipped give the same verdict (with the stream named as such) */         \
+        size_t g_ = gzip_bytes(gz, sizeof gz, bytes, len);                                         \
+        CHECK_FAILS(idx_read_mem("z", gz, g_, &a, &e), e, GRAFT_STATUS_BAD_DATA, "z: ",            \
+                    label " (gz)");                                                                \
+    } while (0)
+
+    BAD_RAW("short", "\0\0\x08", 3, "3 bytes is too short for an IDX file");
+    BAD_RAW("magic", "\x01\0\x08\x01\0\0\0\0", 8, "not an IDX file: magic 01 00 08 01");
+    BAD_RAW("type", "\0\0\x07\x01\0\0\0\0", 8, "unknown IDX element type 0x07");
+    BAD_RAW("rank 0", "\0\0\x08\0", 4, "IDX rank 0 is outside 1..4");
+    BAD_RAW("rank 5", "\0\0\x08\x05\0\0\0\0", 8, "IDX rank 5 is outside 1..4");
+    BAD_RAW("short dims", "\0\0\x08\x03\0\0\0\x01\0\0", 10,
+            "truncated IDX header: 3 dimensions need 12 bytes, found 6");
+    n = make_idx(raw, 0x08, 2, d, NULL, 29);
+    BAD_RAW("truncated", raw, n, "10x3 u8 needs 30 bytes of data");
+    write_bytes(path, raw, n);
+    CHECK_FAILS(idx_read(path, &a, &e), e, 0, "10x3 u8 needs 30 bytes of data, the file holds 29",
+                "truncated counts");
+    n = make_idx(raw, 0x0C, 2, d, NULL, 100);
+    write_bytes(path, raw, n);
+    CHECK_FAILS(idx_read(path, &a, &e), e, 0, "10x3 i32 needs 120 bytes of data, the file holds 100",
+                "truncated i32");
+    size_t g = gzip_bytes(gz, sizeof gz, raw, n);
+    CHECK_FAILS(idx_read_mem("z", gz, g, &a, &e), e, 0,
+                "10x3 i32 needs 120 bytes of data, the decompressed stream holds 100",
+                "truncated gz counts");
+    n = make_idx(raw, 0x08, 2, d, NULL, 31);
+    write_bytes(path, raw, n);
+    CHECK_FAILS(idx_read(path, &a, &e), e, 0, "needs 30 bytes of data, the file holds 31", "long");
+    g = gzip_bytes(gz, sizeof gz, raw, n);
+    CHECK_FAILS(idx_read_mem("z", gz, g, &a, &e), e, 0,
+                "the decompressed stream holds more than the 30 bytes", "long gz");
+
+    /* gzip damage: cut short, flipped bytes, trailing garbage */
+    n = make_idx(raw, 0x08, 2, d, NULL, 30);
+    g = gzip_bytes(gz, sizeof gz, raw, n);
+    CHECK_FAILS(idx_read_mem("z", gz, g - 12, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "gzip stream is truncated", "gz cut");
+    unsigned char dam[256];
+    memcpy(dam, gz, g);
+    for (size_t i = 10; i < g - 8; i++) dam[i] ^= 0x5a;
+    CHECK_FAILS(idx_read_mem("z", dam, g, &a, &e), e, GRAFT_STATUS_BAD_DATA, "z: ", "gz corrupt");
+    memcpy(dam, gz, g);
+    memcpy(dam + g, "junk", 4);
+    CHECK_FAILS(idx_read_mem("z", dam, g + 4, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "4 bytes of garbage after the end of the gzip stream", "gz trailing");
+
+    /* A bomb: the header claims 2 bytes, the stream inflates to 64 MiB. Refused after 3 bytes of
+     * output, without ever allocating the rest. */
+    size_t big = 64u << 20;
+    unsigned char *bomb = calloc(1, big);
+    uint32_t one[] = {2};
+    make_idx(bomb, 0x08, 1, one, NULL, 2);
+    static unsigned char gzb[1 << 20];
+    g = gzip_bytes(gzb, sizeof gzb, bomb, big);
+    free(bomb);
+    double t0 = now_seconds();
+    CHECK_FAILS(idx_read_mem("bomb", gzb, g, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "holds more than the 2 bytes", "bomb");
+    CHECK(now_seconds() - t0 < 1.0);
+    /* dimensions past the 2 GiB cap are refused before any allocation */
+    uint32_t huge[] = {60000, 1000, 1000};
+    n = make_idx(raw, 0x08, 3, huge, NULL, 0);
+    write_bytes(path, raw, n);
+    CHECK_FAILS(idx_read(path, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "dimensions 60000x1000x1000 u8 imply more than the 2147483648-byte limit", "cap");
+    uint32_t huge2[] = {0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu};
+    n = make_idx(raw, 0x0E, 4, huge2, NULL, 0);
+    CHECK_FAILS(idx_read_mem("m", raw, n, &a, &e), e, GRAFT_STATUS_BAD_DATA, "limit", "cap 4d");
+    CHECK_FAILS(idx_read(tmp_path("none.idx"), &a, &e), e, GRAFT_STATUS_IO, "cannot open",
+                "missing");
+    /* an empty dimension is a valid (empty) array */
+    uint32_t zero[] = {0, 28, 28};
+    n = make_idx(raw, 0x08, 3, zero, NULL, 0);
+    CHECK_OK(idx_read_mem("m", raw, n, &a, err));
+    CHECK(a.count == 0 && a.shape[1] == 28);
+    idx_free(&a);
+}
+
+int main(void)
+{
+    test_types();
+    test_bad();
+    rm_tmp_dir();
+    return test_finish("test_idx");
+}

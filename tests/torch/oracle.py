@@ -1,0 +1,331 @@
+#!/usr/bin/python3
+"""PyTorch as the oracle: build the same network in PyTorch from a Graft model YAML, save its
+state_dict as safetensors, and compare Graft's `predict` logits and the weights after one SGD step
+and one Adam step on the same batch. This checks every forward and gradient end to end.
+
+usage: oracle.py GRAFT MODEL.yaml|random:SEED [--batch N] [--workdir DIR]
+Exit 0 when every comparison is within tolerance, 1 otherwise."""
+import argparse
+import json
+import os
+import random
+import struct
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import yaml
+
+torch.set_num_threads(2)
+torch.backends.cudnn.deterministic = True
+
+# ---- safetensors, by hand (Debian has no python3-safetensors) --------------------------------
+
+def st_write(path, tensors, meta=None):
+    header, offset, blobs = {}, 0, []
+    for name in sorted(tensors):
+        a = np.ascontiguousarray(tensors[name], dtype=np.float32)
+        b = a.tobytes()
+        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    if meta:
+        header["__metadata__"] = meta
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def st_read(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        assert t["dtype"] == "F32", (name, t["dtype"])
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(data[8 + n + a:8 + n + b], dtype=np.float32).reshape(t["shape"])
+    return out
+
+# ---- a Graft model YAML, interpreted with PyTorch's modules ------------------------------------
+
+def pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+class GraftNet(nn.Module):
+    """The layers of a Graft model in order, each reading the previous layer or its `inputs:`."""
+
+    def __init__(self, model):
+        super().__init__()
+        shape = list(model["input"])
+        self.names, self.kinds, self.inputs, self.mods = [], [], [], nn.ModuleList()
+        shapes = {}
+        prev = None
+        layers = []
+        for spec in model["layers"]:
+            layers.append(spec)
+            if spec.get("activation"):
+                layers.append({"name": spec["name"] + "_" + spec["activation"], "type": spec["activation"]})
+        for spec in layers:
+            t, name = spec["type"], spec["name"]
+            ins = spec.get("inputs", [prev] if prev is not None else [None])
+            in_shape = shapes[ins[0]] if ins[0] is not None else shape
+            mod, out = None, in_shape
+            if t == "conv2d":
+                k, s = pair(spec["kernel"]), pair(spec.get("stride", 1))
+                p = spec.get("padding", 0)
+                if p == "same":
+                    p = (k[0] // 2, k[1] // 2)
+                elif p == "valid":
+                    p = (0, 0)
+                else:
+                    p = pair(p)
+                mod = nn.Conv2d(in_shape[0], spec["filters"], k, s, p, groups=spec.get("groups", 1),
+                                bias=spec.get("bias", True))
+                out = [spec["filters"], (in_shape[1] + 2 * p[0] - k[0]) // s[0] + 1,
+                       (in_shape[2] + 2 * p[1] - k[1]) // s[1] + 1]
+            elif t == "dense":
+                mod = nn.Linear(int(np.prod(in_shape)), spec["units"], bias=spec.get("bias", True))
+                out = [spec["units"]]
+            elif t == "batchnorm":
+                cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+                mod = cls(in_shape[0], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1))
+            elif t in ("maxpool", "avgpool"):
+                k = pair(spec.get("size", 2))
+                s = pair(spec.get("stride", spec.get("size", 2)))
+                p = pair(spec.get("padding", 0))
+                mod = (nn.MaxPool2d if t == "maxpool" else nn.AvgPool2d)(k, s, p)
+                out = [in_shape[0], (in_shape[1] + 2 * p[0] - k[0]) // s[0] + 1,
+                       (in_shape[2] + 2 * p[1] - k[1]) // s[1] + 1]
+            elif t == "global_avgpool":
+                out = [in_shape[0], 1, 1]
+            elif t == "flatten":
+                out = [int(np.prod(in_shape))]
+            elif t == "dropout":
+                mod = nn.Dropout(spec.get("rate", 0.5))
+            elif t == "concat":
+                out = [sum(shapes[i][0] for i in ins)] + list(in_shape[1:])
+            self.names.append(name)
+            self.kinds.append((t, spec))
+            self.inputs.append(ins)
+            self.mods.append(mod if mod is not None else nn.Identity())
+            shapes[name] = out
+            prev = name
+
+    def forward(self, x):
+        vals = {}
+        last = None
+        for name, (t, spec), ins, mod in zip(self.names, self.kinds, self.inputs, self.mods):
+            xs = [vals[i] if i is not None else x for i in ins]
+            a = xs[0]
+            if t in ("conv2d", "batchnorm", "maxpool", "avgpool", "dropout"):
+                y = mod(a)
+            elif t == "dense":
+                y = mod(a.flatten(1))
+            elif t == "relu":
+                y = F.relu(a)
+            elif t == "relu6":
+                y = F.relu6(a)
+            elif t == "leaky_relu":
+                y = F.leaky_relu(a, spec.get("slope", 0.01))
+            elif t == "gelu":
+                y = F.gelu(a)
+            elif t == "sigmoid":
+                y = torch.sigmoid(a)
+            elif t == "tanh":
+                y = torch.tanh(a)
+            elif t == "global_avgpool":
+                y = a.mean(dim=(2, 3), keepdim=True)
+            elif t == "flatten":
+                y = a.flatten(1)
+            elif t == "add":
+                y = sum(xs)
+            elif t == "concat":
+                y = torch.cat(xs, 1)
+            else:
+                raise ValueError(t)
+            vals[name] = y
+            last = y
+        return last
+
+    def graft_state(self):
+        out = {}
+        for name, mod in zip(self.names, self.mods):
+            for k, v in mod.state_dict().items():
+                if k != "num_batches_tracked":
+                    out[f"{name}.{k}"] = v.detach().numpy().copy()
+        return out
+
+    def load_graft_state(self, st):
+        for name, mod in zip(self.names, self.mods):
+            own = mod.state_dict()
+            for k in own:
+                if k != "num_batches_tracked":
+                    own[k] = torch.from_numpy(np.array(st[f"{name}.{k}"]))
+            mod.load_state_dict(own)
+
+
+def random_model(seed):
+    """A random small CNN: odd sizes, 1x1 and strided convs, groups, all activations, both pools."""
+    r = random.Random(seed)
+    c, h = r.choice([1, 3]), r.choice([11, 13, 16])
+    layers, ch, size, i = [], c, h, 0
+    acts = ["relu", "leaky_relu", "gelu", "sigmoid", "tanh", "relu6"]
+    for _ in range(r.randint(2, 3)):
+        k = r.choice([1, 3, 5]) if size >= 5 else 1
+        s = r.choice([1, 2]) if size >= 6 else 1
+        p = r.choice([0, k // 2])
+        g = 1 if ch % 2 else r.choice([1, 2])
+        f = r.choice([2, 3, 5, 6]) * g
+        layers.append({"name": f"conv{i}", "type": "conv2d", "filters": f, "kernel": k, "stride": s,
+                       "padding": p, "groups": g, "bias": r.choice([True, False])})
+        size = (size + 2 * p - k) // s + 1
+        ch = f
+        if r.random() < 0.6:
+            layers.append({"name": f"bn{i}", "type": "batchnorm"})
+        layers.append({"name": f"act{i}", "type": r.choice(acts)})
+        if size >= 4 and r.random() < 0.6:
+            layers.append({"name": f"pool{i}", "type": r.choice(["maxpool", "avgpool"]), "size": 2})
+            size //= 2
+        i += 1
+    layers.append({"name": "flat", "type": "flatten"})
+    layers.append({"name": "fc1", "type": "dense", "units": r.choice([7, 12])})
+    layers.append({"name": "fc1_act", "type": r.choice(acts)})
+    layers.append({"name": "out", "type": "dense", "units": r.choice([3, 5, 10])})
+    return {"input": [c, h, h], "layers": layers}
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("graft")
+    ap.add_argument("model")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--workdir")
+    args = ap.parse_args()
+    work = args.workdir or tempfile.mkdtemp(prefix="graft-torch-")
+    os.makedirs(work, exist_ok=True)
+    if args.model.startswith("random:"):
+        model = random_model(int(args.model.split(":")[1]))
+        model_path = os.path.join(work, "model.yaml")
+        with open(model_path, "w") as f:
+            yaml.safe_dump(model, f, sort_keys=False)
+    else:
+        model_path = os.path.abspath(args.model)
+        model = yaml.safe_load(open(model_path))
+        model = model.get("model", model)
+    # dropout makes masks that cannot match PyTorch's: compare with rate 0 on both sides
+    drop_sets = []
+    for idx, spec in enumerate(model["layers"]):
+        if spec["type"] == "dropout":
+            spec["rate"] = 0.0
+            drop_sets += ["--set", f"model.layers.{idx}.rate=0"]
+
+    torch.manual_seed(1234)
+    net = GraftNet(model)
+    for m in net.modules():  # non-trivial batchnorm state so eval mode is really checked
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    w0 = net.graft_state()
+    st_write(os.path.join(work, "w0.safetensors"), w0)
+    n = args.batch
+    classes = model["layers"][-1].get("units")
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal([n] + list(model["input"])).astype(np.float32)
+    y = rng.integers(0, classes, n).astype(np.int64)
+    np.save(os.path.join(work, "x.npy"), x)
+    np.save(os.path.join(work, "y.npy"), y)
+    recipe = {
+        "name": "torch-oracle",
+        "model": {"file": model_path} if not args.model.startswith("random:") else {"file": "model.yaml"},
+        "data": {"train": {"format": "npy", "images": "x.npy", "labels": "y.npy"},
+                 "test": {"format": "npy", "images": "x.npy", "labels": "y.npy"},
+                 "val_split": 0, "seed": 1},
+        "train": {"epochs": 1, "batch_size": n, "max_steps": 1},
+    }
+    if os.path.isabs(recipe["model"]["file"]) is False and not args.model.startswith("random:"):
+        recipe["model"]["file"] = model_path
+    recipe_path = os.path.join(work, "recipe.yaml")
+    with open(recipe_path, "w") as f:
+        yaml.safe_dump(recipe, f, sort_keys=False)
+
+    failures = 0
+
+    def check(what, err, tol):
+        nonlocal failures
+        ok = err <= tol
+        failures += 0 if ok else 1
+        print(f"  {'ok  ' if ok else 'FAIL'} {what:48s} rel.err {err:.2e} (tol {tol:.0e})")
+
+    def graft(*cmd):
+        r = subprocess.run([args.graft, *cmd], capture_output=True, text=True)
+        if r.returncode != 0:
+            print(r.stdout, r.stderr)
+            raise SystemExit(f"graft {cmd[0]} failed with exit {r.returncode}")
+
+    # 1. inference logits
+    net.eval()
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    out = os.path.join(work, "logits.npy")
+    graft("predict", recipe_path, "--weights", os.path.join(work, "w0.safetensors"),
+          "--input", os.path.join(work, "x.npy"), "--output", out, *drop_sets)
+    check("predict logits", rel_err(np.load(out), ref), 1e-4)
+
+    # 2. one optimizer step on the same batch, SGD and Adam
+    for opt, lr in (("sgd", 0.1), ("adam", 1e-3)):
+        net.load_graft_state(w0)
+        net.train()
+        o = torch.optim.SGD(net.parameters(), lr=lr) if opt == "sgd" else torch.optim.Adam(net.parameters(), lr=lr)
+        o.zero_grad()
+        loss = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        o.step()
+        want = net.graft_state()
+        run = os.path.join(work, f"run-{opt}")
+        graft("train", recipe_path, "--quiet", "--out", run,
+              "--set", "transfer.from=" + os.path.join(work, "w0.safetensors"),
+              "--set", f"train.optimizer={opt}", "--set", f"train.lr={lr}", *drop_sets)
+        got = st_read(os.path.join(run, "last.safetensors"))
+        worst = ("", 0.0)
+        for name, ref_w in want.items():
+            if name not in got:
+                print(f"  FAIL {name} missing from last.safetensors")
+                failures += 1
+                continue
+            delta_ref = ref_w - w0[name]
+            delta_got = got[name] - w0[name]
+            if np.max(np.abs(delta_ref)) < 1e-12:  # untouched (e.g. no gradient): must stay
+                e = float(np.max(np.abs(delta_got)))
+            else:
+                e = rel_err(delta_got, delta_ref)
+            e_abs = rel_err(got[name], ref_w)
+            check(f"{opt} step {name}", max(e_abs, e if opt == "sgd" else e_abs), 1e-3)
+            if e > worst[1]:
+                worst = (name, e)
+        print(f"  ({opt}: largest relative error of the update itself: {worst[1]:.2e} in {worst[0]})")
+    print(f"{'PASS' if failures == 0 else 'FAIL'}: {failures} comparison(s) out of tolerance")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

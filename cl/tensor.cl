@@ -1,0 +1,43 @@
+/* tensor.cl — shape-free tensor plumbing: add, accumulate, copy and channel concat. Sizes are
+ * runtime arguments (no -D options), so one program per context serves every layer; each kernel
+ * guards its index against the real size. */
+
+__kernel void add2_f32(const long count, __global const float *a, __global const float *b,
+                       __global float *y)
+{
+    const long i = get_global_id(0);
+    if (i < count) y[i] = a[i] + b[i];
+}
+
+/* y += x: how the compiler sums the gradients of a tensor read by several layers */
+__kernel void accumulate_f32(const long count, __global const float *x, __global float *y)
+{
+    const long i = get_global_id(0);
+    if (i < count) y[i] += x[i];
+}
+
+__kernel void copy_f32(const long count, __global const float *x, __global float *y)
+{
+    const long i = get_global_id(0);
+    if (i < count) y[i] = x[i];
+}
+
+/* x [n, cx, hw] <-> channels [c0, c0 + cx) of y [n, cy, hw]. Work-item e walks x contiguously;
+ * within one sample the cx * hw block is contiguous in y too, so both sides are unit-stride. */
+__kernel void concat_fwd(const int n, const int cx, const int cy, const int c0, const int hw,
+                         __global const float *x, __global float *y)
+{
+    const long e = get_global_id(0), blk = (long)cx * hw;
+    if (e >= n * blk) return;
+    const long i = e / blk, r = e - i * blk;
+    y[(i * cy + c0) * hw + r] = x[e];
+}
+
+__kernel void concat_bwd(const int n, const int cx, const int cy, const int c0, const int hw,
+                         __global const float *dy, __global float *dx)
+{
+    const long e = get_global_id(0), blk = (long)cx * hw;
+    if (e >= n * blk) return;
+    const long i = e / blk, r = e - i * blk;
+    dx[e] = dy[(i * cy + c0) * hw + r];
+}

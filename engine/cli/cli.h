@@ -35,6 +35,9 @@ int cli_fail(const graft_error *e);
 bool cli_is_help(const char *s);
 
 int cmd_devices(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
+extern const char CHECK_USAGE[], PLAN_USAGE[];
 
 extern const cli_command cli_commands[];
 

@@ -14,8 +14,33 @@ static const char DEVICES_USAGE[] =
     "\n"
     "  --json   print a JSON array of objects instead of a table\n";
 
+const char CHECK_USAGE[] =
+    "usage: graft check RECIPE [--set PATH=VALUE]...\n"
+    "\n"
+    "Load a recipe (extends, model.file, --set), validate every section and build its graph.\n"
+    "Prints `ok: N layers, P parameters (T trainable)`, or every problem as\n"
+    "FILE:LINE:COL: error: MESSAGE and exits 2.\n"
+    "\n"
+    "  --set PATH=VALUE   override a key after extends; VALUE is YAML (repeatable), e.g.\n"
+    "                     --set train.lr=0.01 --set data.classes=[5,6,7] --set model.layers.3.units=64\n";
+
+const char PLAN_USAGE[] =
+    "usage: graft plan RECIPE [--set PATH=VALUE]... [--json]\n"
+    "\n"
+    "Show the compiled view of a recipe before anything runs: each layer's output shape,\n"
+    "parameters, frozen or trainable, whether its backward runs, its lr multiplier, which tensors\n"
+    "load from the checkpoint and which are initialised, and whether frozen features are cached.\n"
+    "\n"
+    "  --set PATH=VALUE   override a key (repeatable)\n"
+    "  --json             print one JSON object: {recipe, name, input_shape, checkpoint,\n"
+    "                     layers: [{name, type, inputs, output_shape, params, frozen, fresh,\n"
+    "                     backward, lr_mult, load: [...], init: [...]}], params_total,\n"
+    "                     params_trainable, frozen_prefix, feature_cache: {used, reason}}\n";
+
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
+    {"check", "validate a recipe and print its size", CHECK_USAGE, cmd_check},
+    {"plan", "show a recipe's layers, parameters, freezing and caching", PLAN_USAGE, cmd_plan},
     {NULL, NULL, NULL, NULL},
 };
 

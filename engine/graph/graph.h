@@ -52,6 +52,7 @@ typedef struct param_info {
     int dims[4]; /* PyTorch layout: conv OIHW, dense [out, in], vectors [C] */
     long count;
     bool is_buffer;
+    bool in_checkpoint; /* set by the recipe stage: transfer.from holds this tensor (shape checked) */
 } param_info;
 
 typedef struct layer {
@@ -89,13 +90,47 @@ typedef struct graph {
     int num_classes; /* the last layer's output size */
 } graph;
 
+/* padding: same, stored in layer.pad until conv2d's infer resolves it */
+#define GRAPH_PAD_SAME (-1)
+
+/* A type-specific YAML key of a layer, parsed by the recipe stage into the layer field at offset,
+ * so adding a layer type touches only its own file here (plus one registry line). */
+typedef enum layer_opt_kind {
+    LOPT_INT,   /* an integer in [lo, hi] -> int */
+    LOPT_PAIR,  /* an integer or [h, w], each in [lo, hi] -> int[2] */
+    LOPT_PAD,   /* same | valid | N | [h, w] -> int[2] (same = GRAPH_PAD_SAME) */
+    LOPT_FLOAT, /* a number in [lo, hi] (hi excluded when hi_open, lo excluded when lo_open) */
+    LOPT_BOOL,  /* true | false -> bool */
+} layer_opt_kind;
+
+typedef struct layer_opt {
+    const char *key;
+    layer_opt_kind kind;
+    size_t offset; /* offsetof(layer, field) */
+    double lo, hi;
+    bool lo_open, hi_open;
+    bool required;
+    const char *expect; /* what the user should write, for type errors ("a positive integer") */
+} layer_opt;
+
 /* The registry: one entry per layer type, implemented in one file of graph/ each. */
 typedef struct layer_kind {
     graft_layer_type type;
     const char *name; /* YAML spelling: "conv2d", "leaky_relu", ... */
     /* Compute l->out (and l->params) from the input shapes; report problems at l->mark. */
     bool (*infer)(layer *l, const shape *inputs, int ninputs, arena *a, graft_diags *d);
+    /* Type-specific keys and PyTorch defaults (NULL/0 when none). */
+    const layer_opt *opts;
+    int nopts;
+    void (*defaults)(layer *l);
+    int min_inputs;       /* add/concat: 2; others 1 */
+    int max_inputs;       /* 1, or LAYER_MAX_INPUTS for merges */
+    bool activation_sugar; /* conv2d, dense: `activation:` expands to a following layer */
+    bool deterministic;    /* same output for the same input in training mode (not dropout) */
 } layer_kind;
+
+/* Every registered kind, in enum order (for did-you-mean over type names). */
+const layer_kind *const *layer_kinds(int *count);
 
 const layer_kind *layer_kind_by_name(const char *name);
 const layer_kind *layer_kind_of(graft_layer_type t);
@@ -107,5 +142,15 @@ long graph_param_count(const graph *g, bool trainable_only);
 int graph_find_layer(const graph *g, const char *name);
 /* The frozen prefix: the largest k such that layers [0, k) are all frozen (0 if none). */
 int graph_frozen_prefix(const graph *g);
+/* backward[i] = layer i's backward runs: some layer at or before it along its input paths has
+ * trainable parameters (the frozen prefix runs no backward at all). backward holds nlayers. */
+void graph_backward_flags(const graph *g, bool *backward);
+/* Trainable parameter count of one layer (0 when frozen); non-buffer parameter count. */
+long layer_param_count(const layer *l);
+/* "[32, 28, 28]" into out. */
+void shape_format(shape s, char *out, size_t n);
+/* Append a parameter "<layer>.<suffix>" with the given dims to l (arena-allocated name). */
+bool layer_add_param(layer *l, arena *a, const char *suffix, int rank, const int *dims,
+                     bool is_buffer);
 
 #endif

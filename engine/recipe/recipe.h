@@ -21,7 +21,34 @@ struct ynode {
     ynode **items;      /* seq: items; map: values */
     const char **keys;  /* map: keys */
     graft_mark *key_marks;
+    int cap;            /* allocated items (and keys) */
 };
+
+/* Limits that keep hostile input cheap: every file and --set value is checked against them. */
+#define RECIPE_MAX_FILE_BYTES (1 << 20) /* a recipe is a small text file */
+#define RECIPE_MAX_DEPTH 64             /* nesting of sequences and mappings */
+#define RECIPE_MAX_NODES 200000         /* nodes per file, aliases expanded */
+#define RECIPE_MAX_EXTENDS 32           /* files in one extends / model.file chain */
+
+/* Parse YAML text into a ynode tree (one document). name is the FILE of every mark; line0/col0
+ * shift the marks (a --set value's position inside its option). NULL on error (in d). */
+ynode *yaml_parse(arena *a, const char *name, const char *text, size_t len, int line0, int col0,
+                  graft_diags *d);
+/* Read and parse a file; errors are reported at `from` (the node that named it) when the file
+ * cannot be read. Only regular files are read (never a FIFO or device that would block). */
+ynode *yaml_load_file(arena *a, const char *path, graft_mark from, graft_diags *d);
+/* Map lookups: the value for key, or NULL when absent. */
+ynode *ynode_get(const ynode *map, const char *key);
+int ynode_find(const ynode *map, const char *key);
+/* A null scalar (~, null, empty, unquoted): treated as absent by the schema. */
+bool ynode_is_null(const ynode *n);
+ynode *ynode_new(arena *a, ynode_kind kind, graft_mark mark);
+bool ynode_push(arena *a, ynode *parent, const char *key, graft_mark key_mark, ynode *item);
+void ynode_remove(ynode *map, int index);
+/* Deep merge: maps merge key by key (over wins), lists and scalars are replaced by over. */
+ynode *ynode_merge(arena *a, ynode *base, ynode *over);
+/* Lexically normalise a path: drop "." segments, fold "dir/.." (keeps leading ".."). */
+void path_normalize(char *p);
 
 /* ---- the typed recipe ---- */
 typedef enum data_format { DATA_NONE, DATA_IDX, DATA_NPY, DATA_CSV, DATA_FOLDER } data_format;
@@ -32,7 +59,7 @@ typedef struct data_source {
     data_format format;
     const char *images, *labels; /* idx, npy: resolved paths */
     const char *path;            /* csv: resolved path */
-    int label_column;            /* csv */
+    int label_column;            /* csv: negative counts from the end; default -1 (the last) */
     const char *root;            /* folder (torchvision issue) */
 } data_source;
 
@@ -65,6 +92,8 @@ typedef struct freeze_spec {
     const char **list;   /* FREEZE_LIST: names or "/regex/" */
 } freeze_spec;
 
+/* At the start of epoch `epoch` (epochs count from 1, as progress shows them), `freeze` replaces
+ * the freeze selector in force. */
 typedef struct unfreeze_step {
     int epoch;
     freeze_spec freeze;
@@ -128,6 +157,11 @@ void recipe_free(graft_recipe *r);
 
 /* Re-resolve the frozen flags for a freeze selector (gradual unfreezing at an epoch). */
 graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags);
+
+/* Whether the frozen prefix's features can be cached (transfer.cache_features with the auto rule:
+ * a non-empty frozen prefix of deterministic layers, no dropout, batchnorm frozen, no data
+ * augmentation, and nothing after the prefix reads from inside it). reason says why (not). */
+bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n);
 
 /* The merged recipe as YAML text (for the run directory's resolved recipe). malloc'ed. */
 char *recipe_dump_yaml(const graft_recipe *r);

@@ -1,0 +1,181 @@
+/* cmd_plan.c — `graft plan RECIPE [--set K=V]... [--json]`: the compiled view of a recipe before
+ * anything runs: per layer its output shape, parameters, frozen or trainable, whether its backward
+ * runs, lr multiplier, which tensors load from the checkpoint and which are initialised; totals
+ * and the feature-cache decision. Later stages append sections (memory from the compiler) through
+ * plan_extend_json / plan_extend_table, so the table and the JSON stay one view. */
+#include "cli.h"
+#include "recipe.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct plan_view {
+    const graft_recipe *r;
+    bool *backward; /* per layer */
+    bool cache;
+    char cache_reason[512];
+} plan_view;
+
+static json_t *shape_json(shape s)
+{
+    json_t *a = json_array();
+    for (int i = 0; i < s.rank; i++) json_array_append_new(a, json_integer(s.d[i]));
+    return a;
+}
+
+/* Sections added by later stages (the compiler's memory figures) go here. */
+static void plan_extend_json(json_t *root, const plan_view *v)
+{
+    (void)root;
+    (void)v;
+}
+
+static void plan_extend_table(const plan_view *v)
+{
+    (void)v;
+}
+
+static json_t *plan_json(const plan_view *v)
+{
+    const graft_recipe *r = v->r;
+    const graph *g = &r->graph;
+    json_t *o = json_object();
+    json_object_set_new(o, "recipe", json_string(r->file));
+    json_object_set_new(o, "name", json_string(r->name));
+    json_object_set_new(o, "input_shape", shape_json(g->input));
+    json_object_set_new(o, "checkpoint", r->transfer.from ? json_string(r->transfer.from) : json_null());
+    json_t *layers = json_array();
+    for (int i = 0; i < g->nlayers; i++) {
+        const layer *l = &g->layers[i];
+        json_t *lo = json_object();
+        json_object_set_new(lo, "name", json_string(l->name));
+        json_object_set_new(lo, "type", json_string(layer_type_name(l->type)));
+        json_t *ins = json_array();
+        for (int j = 0; j < l->ninputs; j++)
+            json_array_append_new(ins, json_string(l->inputs[j] < 0 ? "input" : g->layers[l->inputs[j]].name));
+        json_object_set_new(lo, "inputs", ins);
+        json_object_set_new(lo, "output_shape", shape_json(l->out));
+        json_object_set_new(lo, "params", json_integer(layer_param_count(l)));
+        json_object_set_new(lo, "frozen", json_boolean(l->frozen));
+        json_object_set_new(lo, "fresh", json_boolean(l->fresh));
+        json_object_set_new(lo, "backward", json_boolean(v->backward[i]));
+        json_object_set_new(lo, "lr_mult", json_real(l->lr_mult));
+        json_t *load = json_array(), *init = json_array();
+        for (int j = 0; j < l->nparams; j++)
+            json_array_append_new(l->params[j].in_checkpoint ? load : init,
+                                  json_string(l->params[j].name));
+        json_object_set_new(lo, "load", load);
+        json_object_set_new(lo, "init", init);
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(o, "layers", layers);
+    json_object_set_new(o, "params_total", json_integer(graph_param_count(g, false)));
+    json_object_set_new(o, "params_trainable", json_integer(graph_param_count(g, true)));
+    json_object_set_new(o, "frozen_prefix", json_integer(graph_frozen_prefix(g)));
+    json_t *fc = json_object();
+    json_object_set_new(fc, "used", json_boolean(v->cache));
+    json_object_set_new(fc, "reason", json_string(v->cache_reason));
+    json_object_set_new(o, "feature_cache", fc);
+    plan_extend_json(o, v);
+    return o;
+}
+
+static void plan_table(const plan_view *v)
+{
+    const graft_recipe *r = v->r;
+    const graph *g = &r->graph;
+    char s[64];
+    shape_format(g->input, s, sizeof s);
+    printf("recipe %s (%s)\ninput %s\ncheckpoint %s\n\n", r->name, r->file, s,
+           r->transfer.from ? r->transfer.from : "none (every tensor is initialised)");
+    printf("%3s  %-24s %-14s %-16s %10s  %-9s %-8s %7s  %s\n", "#", "layer", "type", "output",
+           "params", "state", "backward", "lr_mult", "weights");
+    for (int i = 0; i < g->nlayers; i++) {
+        const layer *l = &g->layers[i];
+        shape_format(l->out, s, sizeof s);
+        int loaded = 0;
+        for (int j = 0; j < l->nparams; j++) loaded += l->params[j].in_checkpoint;
+        char w[32];
+        if (!l->nparams) snprintf(w, sizeof w, "-");
+        else if (loaded == l->nparams) snprintf(w, sizeof w, "load");
+        else if (!loaded) snprintf(w, sizeof w, l->fresh ? "init (new head)" : "init");
+        else snprintf(w, sizeof w, "load %d/%d", loaded, l->nparams);
+        const char *state = l->frozen ? "frozen" : layer_param_count(l) ? "trainable" : "-";
+        printf("%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %s\n", i, l->name,
+               layer_type_name(l->type), s, layer_param_count(l), state,
+               v->backward[i] ? "yes" : "no", (double)l->lr_mult, w);
+    }
+    printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
+           graph_param_count(g, true));
+    printf("feature cache: %s (%s)\n", v->cache ? "used" : "not used", v->cache_reason);
+    plan_extend_table(v);
+}
+
+int cmd_plan(int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, "plan", PLAN_USAGE, argc, argv);
+    const char *file = NULL, *opt, *pos;
+    bool json = false;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int nsets = 0;
+    if (!sets) return 1;
+    while (cli_next(&a, &opt, &pos)) {
+        if (pos) {
+            if (file) {
+                free(sets);
+                return cli_usage_error(&a, "unexpected argument '%s'", pos);
+            }
+            file = pos;
+        } else if (strcmp(opt, "--set") == 0) {
+            const char *val = cli_value(&a, opt);
+            if (!val) {
+                free(sets);
+                return 2;
+            }
+            sets[nsets++] = val;
+        } else if (strcmp(opt, "--json") == 0) {
+            json = true;
+        } else {
+            free(sets);
+            return cli_usage_error(&a, "unknown option %s", opt);
+        }
+    }
+    if (!file) {
+        free(sets);
+        return cli_usage_error(&a, "missing RECIPE");
+    }
+    graft_recipe *r = NULL;
+    graft_diags d = {0};
+    graft_status s = recipe_load(file, sets, nsets, &r, &d);
+    free(sets);
+    if (s != GRAFT_OK) {
+        graft_diags_sort(&d);
+        graft_diags_print(&d, stderr);
+        graft_diags_free(&d);
+        return graft_exit_code(s);
+    }
+    graft_diags_free(&d);
+    plan_view v = {.r = r};
+    v.backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v.backward);
+    if (!v.backward) {
+        recipe_free(r);
+        return 1;
+    }
+    graph_backward_flags(&r->graph, v.backward);
+    v.cache = recipe_feature_cache(r, v.cache_reason, sizeof v.cache_reason);
+    if (json) {
+        json_t *o = plan_json(&v);
+        char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+        if (text) puts(text);
+        free(text);
+        json_decref(o);
+    } else {
+        plan_table(&v);
+    }
+    free(v.backward);
+    recipe_free(r);
+    return 0;
+}

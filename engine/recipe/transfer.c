@@ -1,0 +1,418 @@
+/* transfer.c — the transfer section against the graph: freeze selectors (name, depth, list of
+ * names and /regexes/, none, all) into layer.frozen, lr_mult rules into layer.lr_mult, the unfreeze
+ * schedule, the checkpoint's tensor shapes against the model, and the feature-cache rule. */
+#include "recipe_impl.h"
+
+#include "io.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void recipe_parse_freeze(rctx *c, const ynode *n, const char *what, freeze_spec *f)
+{
+    memset(f, 0, sizeof *f);
+    f->kind = FREEZE_NONE;
+    if (!n || ynode_is_null(n)) return;
+    f->mark = n->mark;
+    if (n->kind == YNODE_MAP) {
+        graft_diags_add(c->d, n->mark,
+                        "%s: expected a layer name, a depth, a list of names or /regexes/, none or "
+                        "all, found a mapping",
+                        what);
+        return;
+    }
+    if (n->kind == YNODE_SEQ) {
+        f->kind = FREEZE_LIST;
+        f->list = arena_alloc(c->a, (size_t)(n->count ? n->count : 1) * sizeof *f->list);
+        if (!f->list) return;
+        for (int i = 0; i < n->count; i++) {
+            const ynode *s = n->items[i];
+            if (s->kind != YNODE_SCALAR || ynode_is_null(s)) {
+                graft_diags_add(c->d, s->mark, "%s: expected a layer name or /regex/, found %s",
+                                what, describe(c, s));
+                continue;
+            }
+            f->list[f->nlist++] = s->value;
+        }
+        return;
+    }
+    const char *v = n->value;
+    if (!n->quoted && (strcmp(v, "none") == 0 || strcmp(v, "false") == 0)) return;
+    if (!n->quoted && (strcmp(v, "all") == 0 || strcmp(v, "true") == 0)) {
+        f->kind = FREEZE_ALL;
+        return;
+    }
+    if (!n->quoted && v[0] >= '0' && v[0] <= '9') {
+        long d;
+        if (parse_int(c, n, what, 0, 1 << 20, "a layer name or a non-negative depth", &d)) {
+            f->kind = FREEZE_DEPTH;
+            f->depth = (int)d;
+        }
+        return;
+    }
+    if (is_regex(v)) {
+        f->kind = FREEZE_LIST;
+        f->list = arena_alloc(c->a, sizeof *f->list);
+        if (f->list) f->list[f->nlist++] = v;
+        return;
+    }
+    f->kind = FREEZE_THROUGH;
+    f->through = v;
+}
+
+static void unknown_layer(rctx *c, graft_mark at, const char *what, const char *name)
+{
+    const graph *g = &c->r->graph;
+    const char **names = malloc((size_t)(g->nlayers + 1) * sizeof *names);
+    const char *dym = NULL;
+    if (names) {
+        for (int i = 0; i < g->nlayers; i++) names[i] = g->layers[i].name;
+        dym = did_you_mean(name, names, g->nlayers);
+    }
+    if (dym)
+        graft_diags_add(c->d, at, "%s: unknown layer '%s' (did you mean '%s'?)", what, name, dym);
+    else
+        graft_diags_add(c->d, at, "%s: unknown layer '%s'", what, name);
+    free(names);
+}
+
+/* Compile "/re/" as a whole-name POSIX extended regex. */
+static bool compile_regex(rctx *c, const char *pattern, graft_mark at, const char *what,
+                          regex_t *re)
+{
+    size_t n = strlen(pattern);
+    char *full = arena_printf(c->a, "^(%.*s)$", (int)(n - 2), pattern + 1);
+    if (!full) return false;
+    int rc = regcomp(re, full, REG_EXTENDED | REG_NOSUB);
+    if (rc != 0) {
+        char msg[256];
+        regerror(rc, re, msg, sizeof msg);
+        graft_diags_add(c->d, at, "%s: bad regular expression %s: %s", what, pattern, msg);
+        return false;
+    }
+    return true;
+}
+
+/* Mark sel[i] for every layer the selector names; report unknown names and empty regexes. */
+static bool select_layers(rctx *c, const char *pattern, graft_mark at, const char *what, bool *sel)
+{
+    const graph *g = &c->r->graph;
+    if (is_regex(pattern)) {
+        regex_t re;
+        if (!compile_regex(c, pattern, at, what, &re)) return false;
+        int hits = 0;
+        for (int i = 0; i < g->nlayers; i++)
+            if (regexec(&re, g->layers[i].name, 0, NULL, 0) == 0) {
+                sel[i] = true;
+                hits++;
+            }
+        regfree(&re);
+        if (!hits) {
+            graft_diags_add(c->d, at, "%s: %s matches no layer (it must match whole names)", what,
+                            pattern);
+            return false;
+        }
+        return true;
+    }
+    int i = graph_find_layer(g, pattern);
+    if (i < 0) {
+        unknown_layer(c, at, what, pattern);
+        return false;
+    }
+    sel[i] = true;
+    return true;
+}
+
+bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
+{
+    graph *g = &c->r->graph;
+    if (!g->nlayers) return false;
+    bool *sel = calloc((size_t)g->nlayers, sizeof *sel);
+    if (!sel) return false;
+    bool ok = true;
+    switch (f->kind) {
+    case FREEZE_NONE: break;
+    case FREEZE_ALL:
+        for (int i = 0; i < g->nlayers; i++) sel[i] = true;
+        break;
+    case FREEZE_DEPTH:
+        if (f->depth > g->nlayers) {
+            graft_diags_add(c->d, f->mark, "freeze: depth %d is more than the %d layers", f->depth,
+                            g->nlayers);
+            ok = false;
+            break;
+        }
+        for (int i = 0; i < f->depth; i++) sel[i] = true;
+        break;
+    case FREEZE_THROUGH: {
+        int k = graph_find_layer(g, f->through);
+        if (k < 0) {
+            unknown_layer(c, f->mark, "freeze", f->through);
+            ok = false;
+            break;
+        }
+        for (int i = 0; i <= k; i++) sel[i] = true;
+        break;
+    }
+    case FREEZE_LIST:
+        for (int j = 0; j < f->nlist; j++)
+            if (!select_layers(c, f->list[j], f->mark, "freeze", sel)) ok = false;
+        break;
+    }
+    if (ok) {
+        for (int i = 0; i < g->nlayers; i++) {
+            if (sel[i] && g->layers[i].fresh && layer_param_count(&g->layers[i]) > 0) {
+                graft_diags_add(c->d, f->mark,
+                                "freeze: this freezes '%s' of the new head, which is freshly "
+                                "initialised and must train",
+                                g->layers[i].name);
+                ok = false;
+                break;
+            }
+        }
+    }
+    if (ok && apply)
+        for (int i = 0; i < g->nlayers; i++) g->layers[i].frozen = sel[i];
+    free(sel);
+    return ok;
+}
+
+graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags)
+{
+    rctx c = {.a = &r->arena, .d = diags, .r = r};
+    return recipe_resolve_freeze(&c, f, true) ? GRAFT_OK : GRAFT_STATUS_BAD_RECIPE;
+}
+
+void recipe_parse_transfer(rctx *c, const ynode *t)
+{
+    transfer_spec *ts = &c->r->transfer;
+    ts->freeze.kind = FREEZE_NONE;
+    ts->cache_features = CACHE_AUTO;
+    if (!want_map(c, t, "transfer")) return;
+    static const char *const keys[] = {"from", "freeze", "head", "bn", "cache_features"};
+    check_keys(c, t, "transfer", keys, (int)ARRAY_LEN(keys));
+    const ynode *from = get(t, "from");
+    if (from) {
+        const char *p = parse_str(c, from, "transfer.from");
+        if (p) {
+            ts->from = resolve_path(c, from);
+            ts->from_mark = from->mark;
+        }
+    }
+    recipe_parse_freeze(c, get(t, "freeze"), "transfer.freeze", &ts->freeze);
+    static const char *const bn[] = {"frozen", "train"};
+    ts->bn_train = get_enum(c, t, "transfer", "bn", bn, 2, 0) == 1;
+    static const char *const cache[] = {"auto", "on", "off"};
+    const ynode *cn = get(t, "cache_features");
+    if (cn) {
+        /* YAML 1.1 habits: on/off/true/false all mean what they say */
+        int v = -1;
+        if (cn->kind == YNODE_SCALAR && !cn->quoted) {
+            if (strcmp(cn->value, "true") == 0) v = 1;
+            if (strcmp(cn->value, "false") == 0) v = 2;
+        }
+        if (v < 0) v = parse_enum(c, cn, "transfer.cache_features", cache, 3);
+        ts->cache_features = v == 1 ? CACHE_ON : v == 2 ? CACHE_OFF : CACHE_AUTO;
+    }
+}
+
+/* freeze, lr_mult and unfreeze, once the graph exists */
+void recipe_resolve_transfer(rctx *c, const ynode *train)
+{
+    graft_recipe *r = c->r;
+    graph *g = &r->graph;
+    recipe_resolve_freeze(c, &r->transfer.freeze, true);
+
+    const ynode *lm = train && train->kind == YNODE_MAP ? get(train, "lr_mult") : NULL;
+    if (lm && want_map(c, lm, "train.lr_mult")) {
+        r->train.lr_mult = arena_alloc(c->a, (size_t)(lm->count ? lm->count : 1) *
+                                                 sizeof *r->train.lr_mult);
+        bool *sel = calloc((size_t)(g->nlayers ? g->nlayers : 1), sizeof *sel);
+        for (int i = 0; sel && r->train.lr_mult && i < lm->count; i++) {
+            double f;
+            const char *what = arena_printf(c->a, "train.lr_mult.%s", lm->keys[i]);
+            if (!parse_num(c, lm->items[i], what, 0, 1e6, false, false, "a non-negative number",
+                           &f))
+                continue;
+            lr_mult_rule *rule = &r->train.lr_mult[r->train.nlr_mult++];
+            rule->pattern = lm->keys[i];
+            rule->factor = (float)f;
+            rule->mark = lm->key_marks[i];
+            memset(sel, 0, (size_t)g->nlayers * sizeof *sel);
+            if (!g->nlayers || !select_layers(c, rule->pattern, rule->mark, "train.lr_mult", sel))
+                continue;
+            /* later rules override earlier ones, so a general rule can come first */
+            for (int j = 0; j < g->nlayers; j++)
+                if (sel[j]) g->layers[j].lr_mult = rule->factor;
+        }
+        free(sel);
+    }
+
+    const ynode *uf = train && train->kind == YNODE_MAP ? get(train, "unfreeze") : NULL;
+    if (!uf) return;
+    if (uf->kind != YNODE_SEQ) {
+        graft_diags_add(c->d, uf->mark,
+                        "train.unfreeze: expected a list of {epoch: E, freeze: ...}, found %s",
+                        describe(c, uf));
+        return;
+    }
+    r->train.unfreeze = arena_alloc(c->a, (size_t)(uf->count ? uf->count : 1) *
+                                              sizeof *r->train.unfreeze);
+    if (!r->train.unfreeze) return;
+    int last_epoch = 0;
+    for (int i = 0; i < uf->count; i++) {
+        const ynode *s = uf->items[i];
+        if (!want_map(c, s, "train.unfreeze item")) {
+            if (ynode_is_null(s))
+                graft_diags_add(c->d, s->mark, "train.unfreeze: empty item");
+            continue;
+        }
+        static const char *const keys[] = {"epoch", "freeze"};
+        check_keys(c, s, "train.unfreeze item", keys, 2);
+        unfreeze_step *st = &r->train.unfreeze[r->train.nunfreeze];
+        long e;
+        const ynode *en = get(s, "epoch");
+        if (!en) {
+            graft_diags_add(c->d, s->mark, "train.unfreeze: item needs epoch: E");
+            continue;
+        }
+        if (!parse_int(c, en, "train.unfreeze.epoch", 1, 1 << 24, "a positive integer", &e))
+            continue;
+        if (e > r->train.epochs) {
+            graft_diags_add(c->d, en->mark,
+                            "train.unfreeze: epoch %ld is past the last epoch (train.epochs is %d)",
+                            e, r->train.epochs);
+            continue;
+        }
+        if (e <= last_epoch) {
+            graft_diags_add(c->d, en->mark,
+                            "train.unfreeze: epochs must increase; %ld comes after %d", e,
+                            last_epoch);
+            continue;
+        }
+        last_epoch = (int)e;
+        const ynode *fn = ynode_get(s, "freeze");
+        if (!fn) {
+            graft_diags_add(c->d, s->mark, "train.unfreeze: item needs freeze: LAYER, depth or none");
+            continue;
+        }
+        st->epoch = (int)e;
+        recipe_parse_freeze(c, fn, "train.unfreeze.freeze", &st->freeze);
+        if (!st->freeze.mark.file) st->freeze.mark = fn->mark;
+        if (recipe_resolve_freeze(c, &st->freeze, false)) r->train.nunfreeze++;
+    }
+}
+
+static void dims_format(const int64_t *d, int rank, char *out, size_t n)
+{
+    size_t o = (size_t)snprintf(out, n, "[");
+    for (int i = 0; i < rank && o < n; i++)
+        o += (size_t)snprintf(out + o, n - o, "%s%lld", i ? ", " : "", (long long)d[i]);
+    if (o < n) snprintf(out + o, n - o, "]");
+}
+
+void recipe_check_checkpoint(rctx *c)
+{
+    graft_recipe *r = c->r;
+    const char *path = r->transfer.from;
+    if (!path) return;
+    struct stat st;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
+        graft_diags_add(c->d, r->transfer.from_mark, "transfer.from: cannot read %s: %s", path,
+                        strerror(errno));
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        graft_diags_add(c->d, r->transfer.from_mark, "transfer.from: %s is not a regular file",
+                        path);
+        return;
+    }
+    st_file *f = NULL;
+    graft_error e = {0};
+    if (st_open(path, &f, &e) != GRAFT_OK) {
+        graft_diags_add(c->d, r->transfer.from_mark,
+                        "transfer.from: %s is not a readable safetensors checkpoint: %s", path,
+                        e.message);
+        return;
+    }
+    graph *g = &r->graph;
+    for (int i = 0; i < g->nlayers; i++) {
+        layer *l = &g->layers[i];
+        if (l->fresh) continue;
+        for (int j = 0; j < l->nparams; j++) {
+            param_info *p = &l->params[j];
+            const st_tensor *t = st_find(f, p->name);
+            if (!t) continue;
+            bool same = t->rank == p->rank;
+            for (int k = 0; same && k < p->rank; k++) same = t->shape[k] == p->dims[k];
+            if (same) {
+                p->in_checkpoint = true;
+                continue;
+            }
+            char have[128], want[128];
+            int64_t wd[4];
+            for (int k = 0; k < p->rank; k++) wd[k] = p->dims[k];
+            dims_format(t->shape, t->rank < 8 ? t->rank : 8, have, sizeof have);
+            dims_format(wd, p->rank, want, sizeof want);
+            graft_diags_add(c->d, l->mark, "%s: checkpoint has %s, model has %s", p->name, have,
+                            want);
+        }
+    }
+    st_close(f);
+}
+
+bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
+{
+    const graph *g = &r->graph;
+    int k = graph_frozen_prefix(g);
+    if (r->transfer.cache_features == CACHE_OFF) {
+        snprintf(reason, n, "transfer.cache_features is off");
+        return false;
+    }
+    if (k == 0) {
+        snprintf(reason, n, "no frozen prefix (the first layer trains)");
+        return false;
+    }
+    if (k == g->nlayers) {
+        snprintf(reason, n, "every layer is frozen: nothing trains");
+        return false;
+    }
+    for (int i = 0; i < k; i++) {
+        const layer *l = &g->layers[i];
+        const layer_kind *lk = layer_kind_of(l->type);
+        if (lk && !lk->deterministic) {
+            snprintf(reason, n, "%s '%s' in the frozen prefix is random in training", lk->name,
+                     l->name);
+            return false;
+        }
+        if (l->type == GRAFT_LAYER_BATCHNORM && r->transfer.bn_train) {
+            snprintf(reason, n, "batchnorm '%s' in the frozen prefix trains (transfer.bn: train)",
+                     l->name);
+            return false;
+        }
+    }
+    if (r->data.flip || r->data.crop_pad > 0) {
+        snprintf(reason, n, "data augmentation changes the inputs every epoch");
+        return false;
+    }
+    if (r->train.nunfreeze > 0) {
+        snprintf(reason, n, "train.unfreeze changes the frozen prefix during training");
+        return false;
+    }
+    for (int i = k; i < g->nlayers; i++)
+        for (int j = 0; j < g->layers[i].ninputs; j++)
+            if (g->layers[i].inputs[j] != k - 1 && g->layers[i].inputs[j] < k) {
+                int src = g->layers[i].inputs[j];
+                snprintf(reason, n, "'%s' reads '%s' inside the frozen prefix", g->layers[i].name,
+                         src < 0 ? "input" : g->layers[src].name);
+                return false;
+            }
+    snprintf(reason, n, "the frozen prefix (%d layers, through '%s') is deterministic", k,
+             g->layers[k - 1].name);
+    return true;
+}

@@ -1,0 +1,108 @@
+/* op_optim.c — host side of the fused optimizer updates (cl/optim.cl): validates the state
+ * buffers a kind needs and computes Adam's bias corrections in double. */
+#include "ops.h"
+#include "recipe.h"
+
+#include <math.h>
+
+graft_status optim_op_init(graft_context *ctx, optim_op *op, graft_error *e)
+{
+    *op = (optim_op){0};
+    graft_status s;
+    if ((s = kernel_create(ctx, "optim", "", "optim_sgd", &op->sgd, e)) ||
+        (s = kernel_create(ctx, "optim", "", "optim_adam", &op->adam, e))) {
+        optim_op_free(op);
+        return s;
+    }
+    return GRAFT_OK;
+}
+
+void optim_op_free(optim_op *op)
+{
+    if (op->sgd) clReleaseKernel(op->sgd);
+    if (op->adam) clReleaseKernel(op->adam);
+    op->sgd = op->adam = NULL;
+}
+
+#define ARG(i, v)                                                                                  \
+    do {                                                                                           \
+        cl_int rc_ = clSetKernelArg(k, (i), sizeof(v), &(v));                                      \
+        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
+    } while (0)
+
+static const char *kind_name(int kind)
+{
+    static const char *names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
+    return kind >= 0 && kind < (int)ARRAY_LEN(names) ? names[kind] : "?";
+}
+
+graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h, long count,
+                        cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0, graft_error *e)
+{
+    if (!op->sgd || !op->adam)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: op not initialised");
+    if (h->kind < OPT_SGD || h->kind > OPT_ADAMW)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: unknown kind %d", h->kind);
+    if (h->t < 1)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer %s: step count t=%ld, expected >= 1",
+                       kind_name(h->kind), h->t);
+    if (count < 0)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: negative count %ld", count);
+    bool adam = h->kind == OPT_ADAM || h->kind == OPT_ADAMW;
+    if ((h->kind != OPT_SGD && !m) || (adam && !v))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer %s: missing state buffer %s",
+                       kind_name(h->kind), !m ? "m" : "v");
+    if (h->l2sp != 0.0f && !w0)
+        return err_set(e, GRAFT_STATUS_INTERNAL,
+                       "optimizer %s: l2sp = %g needs the reference weights w0",
+                       kind_name(h->kind), (double)h->l2sp);
+    if (count == 0) return GRAFT_OK;
+    cl_long cnt = count;
+    const int first = h->t == 1;
+    size_t gsz = (size_t)count, l = 64;
+    cl_kernel k;
+    if (!adam) {
+        k = op->sgd;
+        const int kind = h->kind == OPT_SGD ? 0 : h->kind == OPT_MOMENTUM ? 1 : 2;
+        ARG(0, cnt);
+        ARG(1, kind);
+        ARG(2, first);
+        ARG(3, h->lr);
+        ARG(4, h->momentum);
+        ARG(5, h->weight_decay);
+        ARG(6, h->l2sp);
+        ARG(7, w);
+        ARG(8, g);
+        ARG(9, m);
+        ARG(10, w0);
+    } else {
+        k = op->adam;
+        const int decoupled = h->kind == OPT_ADAMW;
+        /* as torch.optim: bias corrections from Python floats (double), used in float */
+        const double bc1 = 1.0 - pow((double)h->beta1, (double)h->t);
+        const double bc2 = 1.0 - pow((double)h->beta2, (double)h->t);
+        if (!(bc1 > 0.0) || !(bc2 > 0.0))
+            return err_set(e, GRAFT_STATUS_INTERNAL,
+                           "optimizer %s: betas must be in [0, 1) (beta1=%g beta2=%g)",
+                           kind_name(h->kind), (double)h->beta1, (double)h->beta2);
+        const float step_size = (float)((double)h->lr / bc1);
+        const float bc2_sqrt = (float)sqrt(bc2);
+        ARG(0, cnt);
+        ARG(1, decoupled);
+        ARG(2, first);
+        ARG(3, h->lr);
+        ARG(4, h->beta1);
+        ARG(5, h->beta2);
+        ARG(6, h->eps);
+        ARG(7, h->weight_decay);
+        ARG(8, h->l2sp);
+        ARG(9, step_size);
+        ARG(10, bc2_sqrt);
+        ARG(11, w);
+        ARG(12, g);
+        ARG(13, m);
+        ARG(14, v);
+        ARG(15, w0);
+    }
+    return launch(ctx, k, 1, &gsz, &l, NULL, e);
+}

@@ -1,0 +1,30 @@
+/* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). C and HW come in
+ * as -D options, the batch count n at run time. */
+
+/* y[i, c, :] += b[c]; one work-item per (i, c) row (PoCL runs row loops far faster than one
+ * element per work-item: see conv.cl). */
+__kernel void bias_fwd(__global float *y, __global const float *b, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * C) return;
+    const float bc = b[t % C];
+    __global float *row = y + (long)t * HW;
+    for (int p = 0; p < HW; p++) row[p] += bc;
+}
+
+/* db[c] = sum over i and p of dy[i, c, p]. One work-item per channel; the spatial sum of each
+ * sample is formed first and then added to the total, which keeps float rounding near that of a
+ * pairwise sum for the long reductions of early conv layers (n * HW ~ 50k terms). */
+__kernel void bias_bwd(__global const float *dy, __global float *db, const int n)
+{
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) {
+        __global const float *row = dy + ((long)i * C + c) * HW;
+        float si = 0.0f;
+        for (int p = 0; p < HW; p++) si += row[p];
+        s += si;
+    }
+    db[c] = s;
+}

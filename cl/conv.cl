@@ -1,0 +1,101 @@
+/* conv.cl — the data-movement half of conv2d (im2col, col2im as a gather, and the layout
+ * transforms of the batched GEMM); the arithmetic is CLBlast's GEMM. Per-sample shapes come in as
+ * -D options: CI HI WI (input), CO HO WO (output), KH KW SH SW PH PW, HAS_BIAS; the batch count n
+ * is a runtime argument. Every kernel is 1-D over its output with unit stride across work-items,
+ * and guards its index because launch() rounds the global size up to the work-group size.
+ *
+ * The column matrix of a batch is col[CI*KH*KW, n*P] (P = HO*WO): row r = (c*KH + ky)*KW + kx,
+ * column j = i*P + p. A group's rows are contiguous, so each group's GEMM addresses a row block. */
+
+#define P (HO * WO)
+#define KK (KH * KW)
+#define CKK (CI * KK)
+
+/* Work-item granularity, measured on PoCL 3.1 (2-core EPYC, conv 32->32 at 28x28, batch 64):
+ * im2col with one element per work-item ran at 2-4 GB/s written (15-28 ms) however it was
+ * indexed, one output ROW per work-item (a loop over WO) at 28 GB/s (2.0 ms): PoCL's per-work-item
+ * cost dominates element-wise kernels, so every kernel here moves whole rows. Consecutive
+ * work-items still touch consecutive rows. */
+
+/* col[(c*KK + ky*KW + kx), i*P + oy*WO + ox] = x[i, c, oy*SH - PH + ky, ox*SW - PW + kx] or 0;
+ * one work-item per (oy, c, i). */
+__kernel void conv2d_im2col(__global const float *x, __global float *col, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HO * CI * n) return;
+    const int oy = t % HO, q = t / HO;
+    const int c = q / n, i = q - c * n;
+    const int y0 = oy * SH - PH;
+    __global const float *xc = x + (long)(i * CI + c) * HI * WI;
+    __global float *dst = col + ((long)c * KK * n + i) * P + oy * WO;
+    const long row = (long)n * P;
+    for (int ky = 0; ky < KH; ky++) {
+        const int iy = y0 + ky;
+        const bool yin = iy >= 0 && iy < HI;
+        for (int kx = 0; kx < KW; kx++) {
+            __global float *d = dst + (ky * KW + kx) * row;
+            for (int ox = 0; ox < WO; ox++) {
+                const int ix = ox * SW - PW + kx;
+                d[ox] = (yin && ix >= 0 && ix < WI) ? xc[iy * WI + ix] : 0.0f;
+            }
+        }
+    }
+}
+
+/* dx[i, c, iy, ix] = sum of the column entries that read that input element: a gather, so every
+ * output is written exactly once and no atomics are needed. One work-item per (iy, c, i). */
+__kernel void conv2d_col2im(__global const float *col, __global float *dx, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HI * CI * n) return;
+    const int iy = t % HI, q = t / HI;
+    const int c = q / n, i = q - c * n;
+    const long row = (long)n * P;
+    __global const float *src = col + (long)c * KK * row + (long)i * P;
+    __global float *d = dx + ((long)(i * CI + c) * HI + iy) * WI;
+    for (int ix = 0; ix < WI; ix++) {
+        float s = 0.0f;
+        for (int ky = 0; ky < KH; ky++) {
+            const int ty = iy + PH - ky;
+            if (ty < 0 || ty % SH != 0 || ty / SH >= HO) continue;
+            const int oy = ty / SH;
+            for (int kx = 0; kx < KW; kx++) {
+                const int tx = ix + PW - kx;
+                if (tx < 0 || tx % SW != 0 || tx / SW >= WO) continue;
+                s += src[(ky * KW + kx) * row + oy * WO + tx / SW];
+            }
+        }
+        d[ix] = s;
+    }
+}
+
+/* y[i, o, :] = ycol[o, i*P : (i+1)*P] + b[o]: the batched GEMM's [CO, n*P] result back to NCHW,
+ * with the bias add fused into the copy (ycol starts ycol_off floats into its buffer). One
+ * work-item per (o, i) row. */
+__kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __global const float *b,
+                            __global float *y, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * CO) return;
+    const int i = t / CO, o = t - i * CO;
+    __global const float *s = ycol + ycol_off + ((long)o * n + i) * P;
+    __global float *d = y + (long)t * P;
+#if HAS_BIAS
+    const float bo = b[o];
+#else
+    const float bo = 0.0f;
+#endif
+    for (int p = 0; p < P; p++) d[p] = s[p] + bo;
+}
+
+/* dycol[o, i*P : (i+1)*P] = dy[i, o, :]: NCHW gradients into the batched GEMM's [CO, n*P] layout. */
+__kernel void conv2d_pack(__global const float *dy, __global float *dycol, const long dycol_off,
+                          const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * CO) return;
+    const int i = t / CO, o = t - i * CO;
+    __global const float *s = dy + (long)t * P;
+    __global float *d = dycol + dycol_off + ((long)o * n + i) * P;
+    for (int p = 0; p < P; p++) d[p] = s[p];
+}

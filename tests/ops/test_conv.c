@@ -1,0 +1,286 @@
+/* test_conv.c — conv2d forward, backward data and backward weight on the test device against a
+ * double-precision reference written here as plain loops (scatter form, unlike the kernels'
+ * gathers), whose own gradients are checked first by central finite differences. */
+#include "opcheck.h"
+
+#include <stdlib.h>
+
+typedef struct conv_case {
+    const char *name;
+    int n, nsmall; /* the op's batch, and a smaller last batch run through the same op */
+    int c, h, w, o, kh, kw, sh, sw, ph, pw, groups, bias;
+} conv_case;
+
+static const conv_case full_cases[] = {
+    {"3x3 p1, odd sizes", 3, 2, 3, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 s2 p1, C 5", 2, 1, 5, 11, 10, 6, 3, 3, 2, 2, 1, 1, 1, 1},
+    {"1x1 (im2col skipped)", 2, 1, 6, 5, 5, 7, 1, 1, 1, 1, 0, 0, 1, 0},
+    {"1x1 s2", 3, 2, 4, 7, 7, 3, 1, 1, 2, 2, 0, 0, 1, 1},
+    {"3x5 s2x1 p1x2 (asymmetric)", 2, 1, 3, 9, 8, 4, 3, 5, 2, 1, 1, 2, 1, 1},
+    {"5x2 s1x3 p2x0 (asymmetric)", 2, 1, 2, 10, 11, 3, 5, 2, 1, 3, 2, 0, 1, 0},
+    {"groups 2", 2, 1, 6, 8, 7, 4, 3, 3, 1, 1, 1, 1, 2, 1},
+    {"groups 3, s2, no bias", 3, 1, 9, 9, 9, 6, 3, 3, 2, 2, 1, 1, 3, 0},
+    {"depthwise 3x3 p1", 2, 1, 5, 9, 9, 5, 3, 3, 1, 1, 1, 1, 5, 1},
+    {"depthwise 3x3 s2 p1, multiplier 2", 2, 1, 3, 8, 8, 6, 3, 3, 2, 2, 1, 1, 3, 1},
+    {"7x7 s2 p3 stem", 2, 1, 3, 20, 20, 8, 7, 7, 2, 2, 3, 3, 1, 1},
+    {"batch 1, no padding", 1, 1, 2, 6, 6, 3, 3, 3, 1, 1, 0, 0, 1, 1},
+    {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"fmnist conv4 64->64 14x14", 64, 5, 64, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
+};
+
+static const conv_case small_cases[] = {
+    {"3x3 p1", 2, 1, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"groups 2, s2", 2, 1, 4, 6, 5, 2, 3, 3, 2, 2, 1, 1, 2, 0},
+    {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},
+};
+
+typedef struct conv_shape {
+    int n, c, h, w, o, kh, kw, sh, sw, ph, pw, g, oh, ow, bias;
+} conv_shape;
+
+static conv_shape shape_of(const conv_case *k, int n)
+{
+    conv_shape s = {n,     k->c,  k->h,  k->w,      k->o, k->kh, k->kw, k->sh,
+                    k->sw, k->ph, k->pw, k->groups, 0,    0,     k->bias};
+    s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
+    s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
+    return s;
+}
+
+/* y = conv(x, w) + b */
+static void ref_fwd(const conv_shape *s, const double *x, const double *w, const double *b,
+                    double *y)
+{
+    int cg = s->c / s->g, og = s->o / s->g;
+    for (int i = 0; i < s->n; i++)
+        for (int o = 0; o < s->o; o++) {
+            int g = o / og;
+            for (int oy = 0; oy < s->oh; oy++)
+                for (int ox = 0; ox < s->ow; ox++) {
+                    double acc = s->bias ? b[o] : 0.0;
+                    for (int cc = 0; cc < cg; cc++)
+                        for (int ky = 0; ky < s->kh; ky++)
+                            for (int kx = 0; kx < s->kw; kx++) {
+                                int iy = oy * s->sh - s->ph + ky, ix = ox * s->sw - s->pw + kx;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                int c = g * cg + cc;
+                                acc += w[((o * cg + cc) * s->kh + ky) * s->kw + kx] *
+                                       x[((i * s->c + c) * s->h + iy) * s->w + ix];
+                            }
+                    y[((i * s->o + o) * s->oh + oy) * s->ow + ox] = acc;
+                }
+        }
+}
+
+/* Scatter each output gradient to the inputs and weights it came from. */
+static void ref_bwd(const conv_shape *s, const double *x, const double *w, const double *dy,
+                    double *dx, double *dw, double *db)
+{
+    int cg = s->c / s->g, og = s->o / s->g;
+    memset(dx, 0, sizeof(double) * s->n * s->c * s->h * s->w);
+    memset(dw, 0, sizeof(double) * s->o * cg * s->kh * s->kw);
+    memset(db, 0, sizeof(double) * s->o);
+    for (int i = 0; i < s->n; i++)
+        for (int o = 0; o < s->o; o++) {
+            int g = o / og;
+            for (int oy = 0; oy < s->oh; oy++)
+                for (int ox = 0; ox < s->ow; ox++) {
+                    double gy = dy[((i * s->o + o) * s->oh + oy) * s->ow + ox];
+                    db[o] += gy;
+                    for (int cc = 0; cc < cg; cc++)
+                        for (int ky = 0; ky < s->kh; ky++)
+                            for (int kx = 0; kx < s->kw; kx++) {
+                                int iy = oy * s->sh - s->ph + ky, ix = ox * s->sw - s->pw + kx;
+                                if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w) continue;
+                                int c = g * cg + cc;
+                                long xi = ((long)(i * s->c + c) * s->h + iy) * s->w + ix;
+                                long wi = ((o * cg + cc) * s->kh + ky) * s->kw + kx;
+                                dx[xi] += gy * w[wi];
+                                dw[wi] += gy * x[xi];
+                            }
+                }
+        }
+}
+
+static double *to_double(const float *p, long n)
+{
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (long i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}
+
+/* L = sum(y * dy): its gradient is what ref_bwd computes. */
+static double ref_loss(const conv_shape *s, const double *x, const double *w, const double *b,
+                       const double *dy, double *ybuf)
+{
+    ref_fwd(s, x, w, b, ybuf);
+    long ny = (long)s->n * s->o * s->oh * s->ow;
+    double l = 0;
+    for (long i = 0; i < ny; i++) l += ybuf[i] * dy[i];
+    return l;
+}
+
+/* Central differences at up to 12 random coordinates of one tensor; returns the max error
+ * normalised by the largest gradient entry. */
+static double fd_check(const conv_shape *s, double *x, double *w, double *b, const double *dy,
+                       double *t, long nt, const double *grad)
+{
+    long ny = (long)s->n * s->o * s->oh * s->ow;
+    double *ybuf = malloc(sizeof(double) * (size_t)ny);
+    double maxg = 1e-12, maxd = 0, h = 1e-3;
+    for (long i = 0; i < nt; i++) maxg = fmax(maxg, fabs(grad[i]));
+    for (int k = 0; k < 12; k++) {
+        long j = (long)(oc_uniform() * (double)nt);
+        double keep = t[j];
+        t[j] = keep + h;
+        double lp = ref_loss(s, x, w, b, dy, ybuf);
+        t[j] = keep - h;
+        double lm = ref_loss(s, x, w, b, dy, ybuf);
+        t[j] = keep;
+        maxd = fmax(maxd, fabs((lp - lm) / (2 * h) - grad[j]));
+    }
+    free(ybuf);
+    return maxd / maxg;
+}
+
+/* Elements past the first `valid` must still hold the NaN poison. */
+static int tail_untouched(const float *p, long valid, long total)
+{
+    for (long i = valid; i < total; i++)
+        if (!isnan(p[i])) return 0;
+    return 1;
+}
+
+static void run_case(graft_context *ctx, const conv_case *k)
+{
+    conv_shape s = shape_of(k, k->n);
+    int cg = s.c / s.g;
+    long nx = (long)s.n * s.c * s.h * s.w, nw = (long)s.o * cg * s.kh * s.kw;
+    long ny = (long)s.n * s.o * s.oh * s.ow, nb = s.o;
+    printf("case %s: n %d (then %d), %dx%dx%d -> %dx%dx%d, kernel %dx%d, stride %dx%d, pad %dx%d, "
+           "groups %d%s\n",
+           k->name, s.n, k->nsmall, s.c, s.h, s.w, s.o, s.oh, s.ow, s.kh, s.kw, s.sh, s.sw, s.ph,
+           s.pw, s.g, s.bias ? ", bias" : "");
+    float *xf = malloc(sizeof(float) * nx), *wf = malloc(sizeof(float) * nw);
+    float *bf = malloc(sizeof(float) * nb), *dyf = malloc(sizeof(float) * ny);
+    oc_fill(xf, nx, -1, 1);
+    oc_fill(wf, nw, -0.5, 0.5);
+    oc_fill(bf, nb, -1, 1);
+    oc_fill(dyf, ny, -1, 1);
+    double *x = to_double(xf, nx), *w = to_double(wf, nw), *b = to_double(bf, nb);
+    double *dy = to_double(dyf, ny);
+    double *y = malloc(sizeof(double) * ny), *dx = malloc(sizeof(double) * nx);
+    double *dw = malloc(sizeof(double) * nw), *db = malloc(sizeof(double) * nb);
+    ref_fwd(&s, x, w, b, y);
+    ref_bwd(&s, x, w, dy, dx, dw, db);
+
+    /* prove the reference's gradients where a forward is cheap enough to repeat */
+    double macs = (double)ny * cg * s.kh * s.kw;
+    if (macs * 72 < 4e8) {
+        double ex = fd_check(&s, x, w, b, dy, x, nx, dx);
+        double ew = fd_check(&s, x, w, b, dy, w, nw, dw);
+        double eb = s.bias ? fd_check(&s, x, w, b, dy, b, nb, db) : 0;
+        printf("  %-40s rel.err %.2e / %.2e / %.2e (tol 1e-06)\n", "reference vs finite diff dx/dw/db",
+               ex, ew, eb);
+        CHECKF(ex < 1e-6 && ew < 1e-6 && eb < 1e-6, "%s: finite differences", k->name);
+    } else {
+        printf("  %-40s skipped (forward too large to repeat)\n", "reference vs finite diff");
+    }
+
+    conv2d_desc d = {.c = s.c, .h = s.h, .w = s.w, .o = s.o, .kh = s.kh, .kw = s.kw, .sh = s.sh,
+                     .sw = s.sw, .ph = s.ph, .pw = s.pw, .groups = s.g, .bias = s.bias};
+    conv2d_op op;
+    graft_error e = {0};
+    if (conv2d_op_init(ctx, &op, &d, &e)) {
+        CHECKF(0, "%s: conv2d_op_init: %s", k->name, e.message);
+        goto done;
+    }
+    CHECK(op.d.oh == s.oh && op.d.ow == s.ow);
+    size_t wsb = conv2d_workspace_bytes(&d, s.n);
+    cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, nb);
+    cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);
+    cl_mem bdx = oc_buffer(ctx, NULL, nx), bdw = oc_buffer(ctx, NULL, nw);
+    cl_mem bdb = oc_buffer(ctx, NULL, nb);
+    cl_mem ws = oc_buffer(ctx, NULL, (long)(wsb / sizeof(float)) + 1);
+    double tol = 1e-4;
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass ? k->nsmall : s.n;
+        if (pass && n == s.n) break;
+        conv_shape sn = shape_of(k, n);
+        long nxn = (long)n * s.c * s.h * s.w, nyn = (long)n * s.o * s.oh * s.ow;
+        if (pass) { /* the reference over the first n samples */
+            ref_fwd(&sn, x, w, b, y);
+            ref_bwd(&sn, x, w, dy, dx, dw, db);
+        }
+        char what[64];
+        oc_poison(ctx, by, ny);
+        oc_poison(ctx, ws, (long)(wsb / sizeof(float)) + 1);
+        CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+        float *got = oc_read(ctx, by, ny);
+        snprintf(what, sizeof what, "n=%d forward", n);
+        CHECK_CLOSE(what, got, y, nyn, tol);
+        CHECKF(tail_untouched(got, nyn, ny), "%s: forward wrote past sample %d", k->name, n);
+        free(got);
+
+        oc_poison(ctx, bdx, nx);
+        oc_poison(ctx, ws, (long)(wsb / sizeof(float)) + 1);
+        CHECK_OK(conv2d_bwd_data(ctx, &op, n, bdy, bw, bdx, ws, err));
+        got = oc_read(ctx, bdx, nx);
+        snprintf(what, sizeof what, "n=%d backward data", n);
+        CHECK_CLOSE(what, got, dx, nxn, tol);
+        CHECKF(tail_untouched(got, nxn, nx), "%s: backward data wrote past sample %d", k->name, n);
+        free(got);
+
+        oc_poison(ctx, bdw, nw);
+        oc_poison(ctx, bdb, nb);
+        oc_poison(ctx, ws, (long)(wsb / sizeof(float)) + 1);
+        CHECK_OK(conv2d_bwd_weight(ctx, &op, n, bx, bdy, bdw, s.bias ? bdb : NULL, ws, err));
+        got = oc_read(ctx, bdw, nw);
+        snprintf(what, sizeof what, "n=%d backward weight", n);
+        CHECK_CLOSE(what, got, dw, nw, tol);
+        free(got);
+        if (s.bias) {
+            got = oc_read(ctx, bdb, nb);
+            snprintf(what, sizeof what, "n=%d backward bias", n);
+            CHECK_CLOSE(what, got, db, nb, tol);
+            free(got);
+        }
+    }
+    conv2d_op_free(&op);
+    cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+done:
+    free(xf), free(wf), free(bf), free(dyf);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+}
+
+/* Bad descriptors are refused with a message that names the problem. */
+static void bad_descs(graft_context *ctx)
+{
+    conv2d_op op;
+    graft_error e = {0};
+    conv2d_desc d = {.c = 6, .h = 5, .w = 5, .o = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                     .groups = 4};
+    CHECK(conv2d_op_init(ctx, &op, &d, &e) != GRAFT_OK && strstr(e.message, "groups 4"));
+    d.groups = 1;
+    d.kh = 8;
+    CHECK(conv2d_op_init(ctx, &op, &d, &e) != GRAFT_OK && strstr(e.message, "larger than"));
+    d.kh = 3;
+    d.sw = 0;
+    CHECK(conv2d_op_init(ctx, &op, &d, &e) != GRAFT_OK && strstr(e.message, "bad shape"));
+}
+
+int main(void)
+{
+    graft_context *ctx = oc_context();
+    const char *small = getenv("GRAFT_TEST_SMALL");
+    int is_small = small && *small && strcmp(small, "0") != 0;
+    const conv_case *cases = is_small ? small_cases : full_cases;
+    size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
+    for (size_t i = 0; i < ncases; i++) run_case(ctx, &cases[i]);
+    bad_descs(ctx);
+    graft_context_free(ctx);
+    return test_finish("test_conv");
+}

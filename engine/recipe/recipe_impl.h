@@ -53,7 +53,7 @@ ynode *recipe_tree_load(arena *a, const char *file, const char *const *sets, int
 void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer);
 /* transfer.c */
 void recipe_parse_freeze(rctx *c, const ynode *n, const char *what, freeze_spec *f);
-bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply);
+bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool apply);
 void recipe_parse_transfer(rctx *c, const ynode *transfer);
 void recipe_resolve_transfer(rctx *c, const ynode *train);
 void recipe_check_checkpoint(rctx *c);

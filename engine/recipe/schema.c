@@ -13,10 +13,12 @@ const char *describe(rctx *c, const ynode *n)
 {
     if (!n || ynode_is_null(n)) return "nothing";
     if (n->kind == YNODE_MAP) return "a mapping";
-    if (n->kind == YNODE_SEQ) return "a sequence";
+    if (n->kind == YNODE_SEQ)
+        return n->count == 1 ? "a list of 1 item" : arena_printf(c->a, "a list of %d items", n->count);
     size_t len = strlen(n->value);
-    if (len > 40) return arena_printf(c->a, "'%.37s...'", n->value);
-    return arena_printf(c->a, "'%s'", n->value);
+    const char *q = n->quoted ? "the string \"" : "'", *e = n->quoted ? "\"" : "'";
+    if (len > 40) return arena_printf(c->a, "%s%.37s...%s", q, n->value, e);
+    return arena_printf(c->a, "%s%s%s", q, n->value, e);
 }
 
 void check_keys(rctx *c, const ynode *map, const char *where, const char *const *allowed, int n)

@@ -128,7 +128,7 @@ static bool select_layers(rctx *c, const char *pattern, graft_mark at, const cha
     return true;
 }
 
-bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
+bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool apply)
 {
     graph *g = &c->r->graph;
     if (!g->nlayers) return false;
@@ -142,8 +142,8 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
         break;
     case FREEZE_DEPTH:
         if (f->depth > g->nlayers) {
-            graft_diags_add(c->d, f->mark, "freeze: depth %d is more than the %d layers", f->depth,
-                            g->nlayers);
+            graft_diags_add(c->d, f->mark, "%s: depth %d is more than the %d layers", what,
+                            f->depth, g->nlayers);
             ok = false;
             break;
         }
@@ -152,7 +152,7 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
     case FREEZE_THROUGH: {
         int k = graph_find_layer(g, f->through);
         if (k < 0) {
-            unknown_layer(c, f->mark, "freeze", f->through);
+            unknown_layer(c, f->mark, what, f->through);
             ok = false;
             break;
         }
@@ -161,16 +161,16 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
     }
     case FREEZE_LIST:
         for (int j = 0; j < f->nlist; j++)
-            if (!select_layers(c, f->list[j], f->mark, "freeze", sel)) ok = false;
+            if (!select_layers(c, f->list[j], f->mark, what, sel)) ok = false;
         break;
     }
     if (ok) {
         for (int i = 0; i < g->nlayers; i++) {
             if (sel[i] && g->layers[i].fresh && layer_param_count(&g->layers[i]) > 0) {
                 graft_diags_add(c->d, f->mark,
-                                "freeze: this freezes '%s' of the new head, which is freshly "
+                                "%s: this freezes '%s' of the new head, which is freshly "
                                 "initialised and must train",
-                                g->layers[i].name);
+                                what, g->layers[i].name);
                 ok = false;
                 break;
             }
@@ -185,7 +185,7 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, bool apply)
 graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags)
 {
     rctx c = {.a = &r->arena, .d = diags, .r = r};
-    return recipe_resolve_freeze(&c, f, true) ? GRAFT_OK : GRAFT_STATUS_BAD_RECIPE;
+    return recipe_resolve_freeze(&c, f, "train.unfreeze.freeze", true) ? GRAFT_OK : GRAFT_STATUS_BAD_RECIPE;
 }
 
 void recipe_parse_transfer(rctx *c, const ynode *t)
@@ -226,7 +226,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
 {
     graft_recipe *r = c->r;
     graph *g = &r->graph;
-    recipe_resolve_freeze(c, &r->transfer.freeze, true);
+    recipe_resolve_freeze(c, &r->transfer.freeze, "transfer.freeze", true);
 
     const ynode *lm = train && train->kind == YNODE_MAP ? get(train, "lr_mult") : NULL;
     if (lm && want_map(c, lm, "train.lr_mult")) {
@@ -304,7 +304,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         st->epoch = (int)e;
         recipe_parse_freeze(c, fn, "train.unfreeze.freeze", &st->freeze);
         if (!st->freeze.mark.file) st->freeze.mark = fn->mark;
-        if (recipe_resolve_freeze(c, &st->freeze, false)) r->train.nunfreeze++;
+        if (recipe_resolve_freeze(c, &st->freeze, "train.unfreeze.freeze", false)) r->train.nunfreeze++;
     }
 }
 
@@ -336,8 +336,7 @@ void recipe_check_checkpoint(rctx *c)
     graft_error e = {0};
     if (st_open(path, &f, &e) != GRAFT_OK) {
         graft_diags_add(c->d, r->transfer.from_mark,
-                        "transfer.from: %s is not a readable safetensors checkpoint: %s", path,
-                        e.message);
+                        "transfer.from: not a readable safetensors checkpoint: %s", e.message);
         return;
     }
     graph *g = &r->graph;

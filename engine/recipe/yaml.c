@@ -266,9 +266,11 @@ static void parser_error(builder *b, yaml_parser_t *p)
     graft_mark at = mark_of(b, p->problem_mark);
     const char *problem = p->problem ? p->problem : "malformed YAML";
     if (p->error == YAML_MEMORY_ERROR) problem = "out of memory";
-    if (p->context)
+    if (p->context && mark_of(b, p->context_mark).line != at.line)
         graft_diags_add(b->d, at, "invalid YAML: %s %s (line %d)", problem, p->context,
                         mark_of(b, p->context_mark).line);
+    else if (p->context)
+        graft_diags_add(b->d, at, "invalid YAML: %s %s", problem, p->context);
     else
         graft_diags_add(b->d, at, "invalid YAML: %s", problem);
     b->failed = true;

@@ -12,7 +12,7 @@
 
 static char t_dir[256];
 
-static const char *tmp_dir(void)
+static inline const char *tmp_dir(void)
 {
     if (!t_dir[0]) {
         snprintf(t_dir, sizeof t_dir, "/tmp/graft-io-XXXXXX");
@@ -25,7 +25,7 @@ static const char *tmp_dir(void)
 }
 
 /* A path in the scratch folder (a rotating set of static buffers). */
-static const char *tmp_path(const char *name)
+static inline const char *tmp_path(const char *name)
 {
     static char bufs[8][512];
     static int k;
@@ -34,7 +34,7 @@ static const char *tmp_path(const char *name)
     return b;
 }
 
-static void write_bytes(const char *path, const void *p, size_t n)
+static inline void write_bytes(const char *path, const void *p, size_t n)
 {
     FILE *f = fopen(path, "wb");
     if (!f || (n && fwrite(p, 1, n, f) != n)) {
@@ -45,7 +45,7 @@ static void write_bytes(const char *path, const void *p, size_t n)
 }
 
 /* true when msg contains every fragment (NULL-terminated list, '|' separated in one string) */
-static int has_all(const char *msg, const char *frags)
+static inline int has_all(const char *msg, const char *frags)
 {
     char tmp[1024];
     snprintf(tmp, sizeof tmp, "%s", frags);
@@ -68,7 +68,7 @@ static int has_all(const char *msg, const char *frags)
         }                                                                                          \
     } while (0)
 
-static void rm_tmp_dir(void)
+static inline void rm_tmp_dir(void)
 {
     char cmd[600];
     if (t_dir[0]) {

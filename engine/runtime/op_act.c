@@ -32,6 +32,13 @@ graft_status act_op_init(graft_context *ctx, act_op *op, act_kind kind, long siz
     return GRAFT_OK;
 }
 
+bool act_bwd_needs_input(act_kind kind)
+{
+    /* leaky_relu with a negative slope is not monotone, so y does not tell the side of the kink;
+     * gelu's derivative is not a function of y at all */
+    return kind == ACT_LEAKY_RELU || kind == ACT_GELU;
+}
+
 void act_op_free(act_op *op)
 {
     if (op->fwd) clReleaseKernel(op->fwd);
@@ -63,7 +70,7 @@ graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
     if (!op->bwd) return err_set(e, GRAFT_STATUS_INTERNAL, "activation: op not initialised");
     if (n <= 0) return err_set(e, GRAFT_STATUS_INTERNAL, "activation: bad batch count %d", n);
     /* say early which saved tensor a kind needs, rather than reading a NULL pointer */
-    bool needs_x = op->kind == ACT_LEAKY_RELU || op->kind == ACT_GELU;
+    bool needs_x = act_bwd_needs_input(op->kind);
     if (needs_x ? !x : !y)
         return err_set(e, GRAFT_STATUS_INTERNAL, "activation backward needs the saved %s",
                        needs_x ? "input x" : "output y");

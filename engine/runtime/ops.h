@@ -95,6 +95,9 @@ graft_status act_fwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
 /* dx from dy and the saved forward input x and output y (each kind uses what it needs). */
 graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem dx,
                      graft_error *e);
+/* Which saved tensor act_bwd reads: true = the input x (leaky_relu, gelu), false = the output y
+ * (relu, relu6, sigmoid, tanh); the other may be NULL, so the planner keeps only that one alive. */
+bool act_bwd_needs_input(act_kind kind);
 void act_op_free(act_op *op);
 
 /* ---- pooling: max (argmax saved as int indexes), avg (count_include_pad = true), global avg ---- */

@@ -99,6 +99,7 @@ static void run_case(graft_context *ctx, act_kind kind, float slope, const act_c
     free(got);
     /* only the saved tensor the kind needs is read: the other may be absent */
     bool needs_x = kind == ACT_LEAKY_RELU || kind == ACT_GELU;
+    CHECK(act_bwd_needs_input(kind) == needs_x);
     oc_poison(ctx, bdx, cap);
     CHECK_OK(act_bwd(ctx, &op, ac->n, needs_x ? bx : NULL, needs_x ? NULL : by, bdy, bdx, err));
     got = oc_read(ctx, bdx, cap);

@@ -1,7 +1,7 @@
 /* dropout.cl — inverted dropout with a counter-based RNG, so the mask is a pure function of
  * (seed, step, element index) and backward recomputes it instead of storing it.
  * RNG: Philox4x32-10 (Salmon et al., SC'11; Random123) with key = (seed lo, seed hi) and
- * counter = (element index / 4 lo, hi, step lo, step hi); element i takes output word i % 4, so
+ * counter = (element index / 4, 0, step lo, step hi); element i takes output word i % 4, so
  * one Philox call serves four consecutive elements and the mask of an element does not depend on
  * the batch size. Element kept iff word < KEEP_THRESHOLD = round((1 - rate) * 2^32) (host
  * computed), scaled by SCALE = 1 / (1 - rate). Build options: -DKEEP_THRESHOLD=<uint>u
@@ -12,17 +12,28 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
+/* One round: two 32x32 -> 64-bit products (vectorised by PoCL; mul_hi was slower there). */
+#define PHILOX_ROUND(c, k)                                                                         \
+    do {                                                                                           \
+        const ulong p0 = (ulong)PHILOX_M0 * c.x, p1 = (ulong)PHILOX_M1 * c.z;                      \
+        c = (uint4)((uint)(p1 >> 32) ^ c.y ^ k.x, (uint)p1, (uint)(p0 >> 32) ^ c.w ^ k.y,          \
+                    (uint)p0);                                                                     \
+    } while (0)
+#define PHILOX_BUMP(k) (k += (uint2)(PHILOX_W0, PHILOX_W1))
+
+/* ten rounds, the key bumped between them; written out so every compiler unrolls it */
 static uint4 philox4x32_10(uint4 ctr, uint2 key)
 {
-    for (int r = 0; r < 10; r++) {
-        if (r > 0) { /* key schedule: bump before every round but the first */
-            key.x += PHILOX_W0;
-            key.y += PHILOX_W1;
-        }
-        const uint lo0 = PHILOX_M0 * ctr.x, hi0 = mul_hi(PHILOX_M0, ctr.x);
-        const uint lo1 = PHILOX_M1 * ctr.z, hi1 = mul_hi(PHILOX_M1, ctr.z);
-        ctr = (uint4)(hi1 ^ ctr.y ^ key.x, lo1, hi0 ^ ctr.w ^ key.y, lo0);
-    }
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
+    PHILOX_ROUND(ctr, key);
     return ctr;
 }
 
@@ -45,17 +56,26 @@ static void dropout_apply(const long total, const uint seed_lo, const uint seed_
                           const uint step_lo, const uint step_hi, __global const float *x,
                           __global float *y)
 {
-    const long q = get_global_id(0);
-    const long i0 = q * 4;
+    /* int index math (the host keeps total below 2^31 * 4): 64-bit lanes halve PoCL's vectors */
+    const int q = get_global_id(0);
+    const long i0 = (long)q * 4;
     if (i0 >= total) return;
 #ifdef KEEP_ALL
-    for (int j = 0; j < 4 && i0 + j < total; j++) y[i0 + j] = x[i0 + j];
+    if (i0 + 4 <= total) vstore4(vload4(q, x), q, y);
+    else
+        for (long i = i0; i < total; i++) y[i] = x[i];
 #else
-    const uint4 r = philox4x32_10((uint4)((uint)q, (uint)(q >> 32), step_lo, step_hi),
+    const uint4 r = philox4x32_10((uint4)((uint)q, 0u, step_lo, step_hi),
                                   (uint2)(seed_lo, seed_hi));
-    const uint w[4] = {r.x, r.y, r.z, r.w};
-    for (int j = 0; j < 4 && i0 + j < total; j++)
-        y[i0 + j] = w[j] < KEEP_THRESHOLD ? x[i0 + j] * SCALE : 0.0f;
+    /* select, not branches: the four lanes stay straight-line code */
+    const float4 keep = select((float4)(0.0f), (float4)(SCALE), r < (uint4)(KEEP_THRESHOLD));
+    if (i0 + 4 <= total) {
+        vstore4(vload4(q, x) * keep, q, y);
+    } else { /* the ragged end: total is not a multiple of four */
+        y[i0] = x[i0] * keep.x;
+        if (i0 + 1 < total) y[i0 + 1] = x[i0 + 1] * keep.y;
+        if (i0 + 2 < total) y[i0 + 2] = x[i0 + 2] * keep.z;
+    }
 #endif
 }
 

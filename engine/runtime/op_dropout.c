@@ -46,6 +46,9 @@ static graft_status run(graft_context *ctx, cl_kernel k, const dropout_op *op, i
     if (!k) return err_set(e, GRAFT_STATUS_INTERNAL, "dropout: op not initialised");
     if (n <= 0) return err_set(e, GRAFT_STATUS_INTERNAL, "dropout: bad batch count %d", n);
     cl_long total = (cl_long)n * op->size;
+    if (total / 4 >= 0x7fffffffL) /* the kernel's Philox counter is a 31-bit group index */
+        return err_set(e, GRAFT_STATUS_UNSUPPORTED, "dropout: %lld elements is too many",
+                       (long long)total);
     cl_uint a[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)step, (cl_uint)(step >> 32)};
     cl_int rc = clSetKernelArg(k, 0, sizeof total, &total);
     for (int i = 0; i < 4 && rc == CL_SUCCESS; i++) rc = clSetKernelArg(k, 1 + i, sizeof a[i], &a[i]);

@@ -200,6 +200,12 @@ static void apply_set(loader *L, ynode *root, const char *opt)
                 used = j - i + 1;
             }
         }
+        if (found < 0 && strcmp(walked, "train.lr_mult") == 0) {
+            /* lr_mult keys are layer names, which may contain dots (layer1.0.conv1): the rest of
+             * the path is one key */
+            if (!ynode_push(L->a, node, arena_strdup(L->a, joined), at, value)) return;
+            return;
+        }
         if (found < 0) {
             /* a new key: the rest of the path nests under it */
             ynode *child = i + 1 == nc ? value : ynode_new(L->a, YNODE_MAP, at);

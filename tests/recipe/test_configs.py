@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""test_configs.py GRAFT SRCDIR — the shipped configs through the CLI: every model and recipe passes
+`graft check` (transfer recipes against a checkpoint this test writes), `graft plan --json` matches
+hand-computed shapes and parameter counts (fmnist-cnn, resnet-small) and the transfer settings
+(frozen, backward, load/init, lr_mult, feature cache), and usage errors exit 2."""
+import glob, json, os, subprocess, sys, tempfile
+
+graft, src = os.path.abspath(sys.argv[1]), sys.argv[2]
+os.chdir(src)
+sys.path.insert(0, os.path.join(src, "tests", "recipe"))
+import write_checkpoint
+
+fails = 0
+def check(cond, what):
+    global fails
+    if not cond:
+        fails += 1
+        print("FAIL:", what)
+    return cond
+
+def run(*args):
+    p = subprocess.run([graft] + list(args), capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
+
+tmp = tempfile.mkdtemp(prefix="graft-configs.")
+ckpt = os.path.join(tmp, "pre.safetensors")
+write_checkpoint.write(ckpt, write_checkpoint.fmnist_cnn())
+FROM = "--set", "transfer.from=" + ckpt
+
+# -- every model and recipe passes check ------------------------------------------------------
+for m in sorted(glob.glob("configs/models/*.yaml")):
+    rc, out, err = run("check", m)
+    check(rc == 0 and out.startswith("ok: "), f"check {m}: {rc} {out}{err}")
+    print(m, out.strip())
+expected = {  # recipe: ok line (hand-computed below)
+    "fmnist-pretrain": "ok: 17 layers, 468010 parameters (468010 trainable)",
+    "fmnist-scratch": "ok: 17 layers, 467365 parameters (467365 trainable)",
+    "fmnist-feature-extract": "ok: 17 layers, 467365 parameters (402181 trainable)",
+    "fmnist-linear-head": "ok: 17 layers, 467365 parameters (645 trainable)",
+    "fmnist-finetune": "ok: 17 layers, 467365 parameters (467365 trainable)",
+    "fmnist-gradual-unfreeze": "ok: 17 layers, 467365 parameters (402181 trainable)",
+    "fmnist-l2sp": "ok: 17 layers, 467365 parameters (467365 trainable)",
+    "fmnist-discriminative-lr": "ok: 17 layers, 467365 parameters (467365 trainable)",
+}
+# fmnist-cnn by hand: conv 3x3 weights + bias, batchnorm weight + bias, two 2x2 pools: 28 -> 7
+cnn = {"conv1": 32 * 1 * 9 + 32, "bn1": 2 * 32, "conv2": 32 * 32 * 9 + 32, "conv3": 64 * 32 * 9 + 64,
+       "bn3": 2 * 64, "conv4": 64 * 64 * 9 + 64, "fc1": 64 * 7 * 7 * 128 + 128, "fc2": 128 * 10 + 10}
+total = sum(cnn.values())
+assert total == 468010
+new5 = total - cnn["fc2"] + 128 * 5 + 5
+assert new5 == 467365 and new5 - sum(cnn[k] for k in ("conv1", "bn1", "conv2", "conv3", "bn3", "conv4")) == 402181
+for r in sorted(glob.glob("configs/recipes/*.yaml")):
+    name = os.path.basename(r)[:-5]
+    text = open(r).read()
+    args = ("check", r) + (FROM if "from:" in text or "extends" in text else ())
+    rc, out, err = run(*args)
+    check(rc == 0, f"check {r}: exit {rc}: {err}")
+    if name in expected:
+        check(out.strip() == expected[name], f"{r}: '{out.strip()}' != '{expected[name]}'")
+    print(r, out.strip())
+check(set(expected) <= {os.path.basename(r)[:-5] for r in glob.glob("configs/recipes/*.yaml")},
+      "a required recipe is missing")
+# the pretrain and scratch recipes need no checkpoint
+for r in ("fmnist-pretrain", "fmnist-scratch"):
+    rc, out, err = run("check", f"configs/recipes/{r}.yaml")
+    check(rc == 0, f"{r} without --set: {err}")
+# before any training, a transfer recipe names the missing checkpoint at its line
+rc, out, err = run("check", "configs/recipes/fmnist-feature-extract.yaml")
+if not os.path.exists("runs/fmnist-pretrain/model.safetensors"):
+    check(rc == 2 and "fmnist-feature-extract.yaml:7:9: error: transfer.from: cannot read" in err,
+          f"missing checkpoint: {rc} {err}")
+
+# -- plan --json: fmnist-cnn by hand ------------------------------------------------------------
+def plan(*args):
+    rc, out, err = run("plan", *args, "--json")
+    if not check(rc == 0, f"plan {args}: {err}"):
+        return None
+    return json.loads(out)
+
+p = plan("configs/models/fmnist-cnn.yaml")
+want = [("conv1", "conv2d", [32, 28, 28]), ("bn1", "batchnorm", [32, 28, 28]), ("relu1", "relu", [32, 28, 28]),
+        ("conv2", "conv2d", [32, 28, 28]), ("relu2", "relu", [32, 28, 28]), ("pool1", "maxpool", [32, 14, 14]),
+        ("conv3", "conv2d", [64, 14, 14]), ("bn3", "batchnorm", [64, 14, 14]), ("relu3", "relu", [64, 14, 14]),
+        ("conv4", "conv2d", [64, 14, 14]), ("relu4", "relu", [64, 14, 14]), ("pool2", "maxpool", [64, 7, 7]),
+        ("flatten", "flatten", [3136]), ("fc1", "dense", [128]), ("relu5", "relu", [128]),
+        ("dropout", "dropout", [128]), ("fc2", "dense", [10])]
+if p:
+    got = [(l["name"], l["type"], l["output_shape"]) for l in p["layers"]]
+    check(got == want, f"fmnist-cnn layers: {got}")
+    for l in p["layers"]:
+        check(l["params"] == cnn.get(l["name"], 0), f"{l['name']}: {l['params']} params")
+        check(not l["frozen"] and l["backward"] and l["lr_mult"] == 1.0 and l["load"] == [], l["name"])
+    check(p["params_total"] == total and p["params_trainable"] == total, "fmnist-cnn totals")
+    check(p["layers"][1]["init"] == ["bn1.weight", "bn1.bias", "bn1.running_mean", "bn1.running_var"], "bn1 tensors")
+    check(p["feature_cache"] == {"used": False, "reason": "no frozen prefix (the first layer trains)"},
+          f"feature cache {p['feature_cache']}")
+    check(p["input_shape"] == [1, 28, 28] and p["checkpoint"] is None, "input/checkpoint")
+
+# --set through the CLI: a list index into the model file's layers
+p = plan("configs/models/fmnist-cnn.yaml", "--set", "model.layers.13.units=64", "--set", "model.layers.16.units=5")
+if p:
+    check(p["layers"][13]["params"] == 3136 * 64 + 64 and p["layers"][16]["params"] == 64 * 5 + 5,
+          "--set model.layers.N.units")
+
+# -- resnet-small by hand -----------------------------------------------------------------------
+p = plan("configs/models/resnet-small.yaml")
+if p:
+    L = {l["name"]: l for l in p["layers"]}
+    conv = lambda o, i, k: o * i * k * k
+    by_hand = (conv(16, 1, 3) + 32                                   # stem conv (no bias) + bn1
+               + 2 * (2 * conv(16, 16, 3) + 2 * 32)                  # layer1: two blocks
+               + conv(32, 16, 3) + conv(32, 32, 3) + 2 * 64 + conv(32, 16, 1) + 64   # layer2.0 + downsample
+               + 2 * conv(32, 32, 3) + 2 * 64                        # layer2.1
+               + conv(64, 32, 3) + conv(64, 64, 3) + 2 * 128 + conv(64, 32, 1) + 128
+               + 2 * conv(64, 64, 3) + 2 * 128
+               + 64 * 10 + 10)
+    check(p["params_total"] == by_hand, f"resnet-small total {p['params_total']} != {by_hand}")
+    check(L["layer1.0.conv1"]["output_shape"] == [16, 28, 28], "layer1 shape")
+    check(L["layer2.0.conv1"]["output_shape"] == [32, 14, 14] and L["layer2.0.conv1"]["params"] == conv(32, 16, 3), "layer2.0.conv1")
+    check(L["layer2.0.downsample.0"]["params"] == 512 and L["layer2.0.downsample.0"]["output_shape"] == [32, 14, 14], "downsample")
+    check(L["layer3.1.add"]["inputs"] == ["layer3.1.bn2", "layer3.0.relu2"], f"add inputs {L['layer3.1.add']['inputs']}")
+    check(L["layer3.0.add"]["inputs"] == ["layer3.0.bn2", "layer3.0.downsample.1"], "downsample add")
+    check(L["avgpool"]["output_shape"] == [64, 1, 1] and L["flatten"]["output_shape"] == [64], "head shapes")
+    check(L["layer1.0.bn1"]["init"] == ["layer1.0.bn1.weight", "layer1.0.bn1.bias",
+                                         "layer1.0.bn1.running_mean", "layer1.0.bn1.running_var"], "dotted names")
+    check(L["conv1"]["init"] == ["conv1.weight"], "bias: false")
+
+# -- transfer views ------------------------------------------------------------------------------
+p = plan("configs/recipes/fmnist-feature-extract.yaml", *FROM)
+if p:
+    names = [l["name"] for l in p["layers"]]
+    k = names.index("flatten")
+    for i, l in enumerate(p["layers"]):
+        check(l["frozen"] == (i <= k), f"feature-extract {l['name']} frozen")
+        check(l["backward"] == (i > k), f"feature-extract {l['name']} backward")
+    L = {l["name"]: l for l in p["layers"]}
+    check(L["conv1"]["load"] == ["conv1.weight", "conv1.bias"] and L["conv1"]["init"] == [], "conv1 loads")
+    check(L["bn3"]["load"] == ["bn3.weight", "bn3.bias", "bn3.running_mean", "bn3.running_var"], "bn3 loads")
+    check(L["fc1"]["load"] == [] and L["fc1"]["fresh"] and L["fc1"]["init"] == ["fc1.weight", "fc1.bias"], "fc1 fresh")
+    check(L["fc2"]["output_shape"] == [5], "5-way head")
+    check(p["feature_cache"]["used"] and "through 'flatten'" in p["feature_cache"]["reason"], f"{p['feature_cache']}")
+    check(p["params_trainable"] == 402181 and p["frozen_prefix"] == k + 1, "trainable")
+
+p = plan("configs/recipes/fmnist-discriminative-lr.yaml", *FROM)
+if p:
+    L = {l["name"]: l["lr_mult"] for l in p["layers"]}
+    check(L["conv1"] == 0.1 and L["bn1"] == 0.1 and L["conv2"] == 0.1, f"lr_mult {L}")
+    check(L["conv3"] == 0.3 and L["bn3"] == 0.3 and L["conv4"] == 0.3 and L["fc1"] == 0.5 and L["fc2"] == 1.0, f"lr_mult {L}")
+    check(all(l["backward"] for l in p["layers"]), "finetune: every backward runs")
+
+p = plan("configs/recipes/fmnist-gradual-unfreeze.yaml", *FROM)
+if p:
+    check(not p["feature_cache"]["used"] and "unfreeze" in p["feature_cache"]["reason"], f"{p['feature_cache']}")
+p = plan("configs/recipes/fmnist-linear-head.yaml", *FROM)
+if p:
+    check(p["params_trainable"] == 645 and p["feature_cache"]["used"], "linear head")
+    check([l["name"] for l in p["layers"] if l["backward"]] == ["fc2"], "only fc2 runs backward")
+p = plan("configs/recipes/fmnist-feature-extract.yaml", *FROM, "--set", "transfer.cache_features=off")
+if p:
+    check(not p["feature_cache"]["used"] and "off" in p["feature_cache"]["reason"], "cache off")
+
+# the table form prints every layer and the totals
+rc, out, err = run("plan", "configs/recipes/fmnist-feature-extract.yaml", *FROM)
+check(rc == 0 and "parameters: 467365 total, 402181 trainable" in out and "feature cache: used" in out, out + err)
+check(sum(1 for line in out.splitlines() if line[:3].strip().isdigit()) == 17, "17 table rows")
+
+# -- usage -------------------------------------------------------------------------------------
+for args, frag in ((["check"], "missing RECIPE"), (["check", "a.yaml", "b.yaml"], "unexpected argument"),
+                   (["plan", "configs/models/mlp.yaml", "--bogus"], "unknown option --bogus"),
+                   (["check", "configs/models/mlp.yaml", "--set"], "needs a value")):
+    rc, out, err = run(*args)
+    check(rc == 2 and frag in err, f"usage {args}: {rc} {err}")
+rc, out, err = run("check", "no/such/recipe.yaml")
+check(rc == 2 and err.startswith("no/such/recipe.yaml: error: cannot read"), f"missing recipe: {err}")
+rc, out, err = run("check", "--help")
+check(rc == 0 and "usage: graft check" in out, "check --help")
+
+print("configs:", "FAILED" if fails else "ok", f"({fails} failures)")
+sys.exit(1 if fails else 0)

@@ -1,10 +1,9 @@
 #!/usr/bin/python3
-"""write_checkpoint.py OUT.safetensors MODEL.yaml-style spec — writes a float32 safetensors file by
+"""write_checkpoint.py OUT.safetensors [--conv1 N] — writes a float32 safetensors file by
 hand (8-byte little-endian header length, JSON header, raw bytes) with the tensors of fmnist-cnn,
 so transfer recipes can be checked before any training. --conv1 N changes conv1's filters to
-produce a shape mismatch on purpose."""
-import json, struct, sys
-import numpy as np
+produce a shape mismatch on purpose. Plain Python: no numpy needed."""
+import array, json, random, struct, sys
 
 def fmnist_cnn(conv1=32):
     t = {}
@@ -20,9 +19,15 @@ def fmnist_cnn(conv1=32):
 
 def write(path, tensors):
     header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    rng = np.random.default_rng(0)
+    rng = random.Random(0)
     for name in sorted(tensors):
-        a = rng.standard_normal(tensors[name]).astype("<f4").tobytes()
+        n = 1
+        for d in tensors[name]:
+            n *= d
+        v = array.array("f", (rng.gauss(0, 0.1) for _ in range(n)))
+        if sys.byteorder != "little":
+            v.byteswap()
+        a = v.tobytes()
         header[name] = {"dtype": "F32", "shape": list(tensors[name]), "data_offsets": [off, off + len(a)]}
         blobs.append(a); off += len(a)
     h = json.dumps(header).encode()

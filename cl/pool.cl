@@ -1,0 +1,130 @@
+/* pool.cl — max (with argmax indexes), average (count_include_pad, PyTorch's default) and global
+ * average pooling, forward and backward. Per-sample shapes are -D options: CI HI WI (input), HO WO
+ * (output), KH KW SH SW PH PW; the batch count n is a runtime argument. One work-item per output
+ * (or input) row of a (channel, sample) plane: PoCL runs row loops far faster than one element
+ * per work-item (measured, see conv.cl). Backward kernels gather, so there are no atomics. */
+
+#define PLANE_IN (HI * WI)
+#define PLANE_OUT (HO * WO)
+
+/* The windows covering input row iy are oy in [oy_lo, oy_hi] (and likewise for columns). */
+#define OUT_LO(i, P, K, S) ((i) + (P) - (K) + 1 <= 0 ? 0 : ((i) + (P) - (K) + (S)) / (S))
+#define OUT_HI(i, P, S, O) min(((i) + (P)) / (S), (O) - 1)
+
+/* y = max over the window of the real input elements: padded positions never win (PyTorch pads
+ * max-pooling with -inf); idx = iy * WI + ix of the winner within its plane, the first one on ties,
+ * and a NaN wins, as in PyTorch's CPU kernel. */
+__kernel void pool_max_fwd(__global const float *x, __global float *y, __global int *idx,
+                           const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HO * CI * n) return;
+    const int oy = t % HO, plane = t / HO;
+    __global const float *xp = x + (long)plane * PLANE_IN;
+    const long o0 = (long)plane * PLANE_OUT + oy * WO;
+    const int y0 = oy * SH - PH;
+    for (int ox = 0; ox < WO; ox++) {
+        const int x0 = ox * SW - PW;
+        float m = -INFINITY;
+        int at = max(y0, 0) * WI + max(x0, 0); /* PyTorch's index when every value is -inf */
+        for (int ky = 0; ky < KH; ky++) {
+            const int iy = y0 + ky;
+            if (iy < 0 || iy >= HI) continue;
+            for (int kx = 0; kx < KW; kx++) {
+                const int ix = x0 + kx;
+                if (ix < 0 || ix >= WI) continue;
+                const float v = xp[iy * WI + ix];
+                if (v > m || isnan(v)) { /* PyTorch's test: a NaN wins */
+                    m = v;
+                    at = iy * WI + ix;
+                }
+            }
+        }
+        y[o0 + ox] = m;
+        idx[o0 + ox] = at;
+    }
+}
+
+/* dx[iy, ix] = sum of dy over the windows whose saved argmax is this element. */
+__kernel void pool_max_bwd(__global const float *dy, __global const int *idx, __global float *dx,
+                           const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HI * CI * n) return;
+    const int iy = t % HI, plane = t / HI;
+    __global const float *g = dy + (long)plane * PLANE_OUT;
+    __global const int *a = idx + (long)plane * PLANE_OUT;
+    __global float *d = dx + (long)plane * PLANE_IN + iy * WI;
+    const int oy_lo = OUT_LO(iy, PH, KH, SH), oy_hi = OUT_HI(iy, PH, SH, HO);
+    for (int ix = 0; ix < WI; ix++) {
+        const int ox_lo = OUT_LO(ix, PW, KW, SW), ox_hi = OUT_HI(ix, PW, SW, WO);
+        const int me = iy * WI + ix;
+        float s = 0.0f;
+        for (int oy = oy_lo; oy <= oy_hi; oy++)
+            for (int ox = ox_lo; ox <= ox_hi; ox++)
+                if (a[oy * WO + ox] == me) s += g[oy * WO + ox];
+        d[ix] = s;
+    }
+}
+
+/* y = sum of the window's real elements / (KH*KW): padding counts as zeros in the divisor, PyTorch's
+ * count_include_pad = true (without ceil_mode no window reaches past the padding). */
+__kernel void pool_avg_fwd(__global const float *x, __global float *y, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HO * CI * n) return;
+    const int oy = t % HO, plane = t / HO;
+    __global const float *xp = x + (long)plane * PLANE_IN;
+    __global float *d = y + (long)plane * PLANE_OUT + oy * WO;
+    const int y0 = oy * SH - PH;
+    for (int ox = 0; ox < WO; ox++) {
+        const int x0 = ox * SW - PW;
+        float s = 0.0f;
+        for (int ky = 0; ky < KH; ky++) {
+            const int iy = y0 + ky;
+            if (iy < 0 || iy >= HI) continue;
+            for (int kx = 0; kx < KW; kx++) {
+                const int ix = x0 + kx;
+                if (ix >= 0 && ix < WI) s += xp[iy * WI + ix];
+            }
+        }
+        d[ox] = s * (1.0f / (KH * KW));
+    }
+}
+
+__kernel void pool_avg_bwd(__global const float *dy, __global float *dx, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= HI * CI * n) return;
+    const int iy = t % HI, plane = t / HI;
+    __global const float *g = dy + (long)plane * PLANE_OUT;
+    __global float *d = dx + (long)plane * PLANE_IN + iy * WI;
+    const int oy_lo = OUT_LO(iy, PH, KH, SH), oy_hi = OUT_HI(iy, PH, SH, HO);
+    for (int ix = 0; ix < WI; ix++) {
+        const int ox_lo = OUT_LO(ix, PW, KW, SW), ox_hi = OUT_HI(ix, PW, SW, WO);
+        float s = 0.0f;
+        for (int oy = oy_lo; oy <= oy_hi; oy++)
+            for (int ox = ox_lo; ox <= ox_hi; ox++) s += g[oy * WO + ox];
+        d[ix] = s * (1.0f / (KH * KW));
+    }
+}
+
+/* Global average: one work-item per (sample, channel) plane. */
+__kernel void pool_gavg_fwd(__global const float *x, __global float *y, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= CI * n) return;
+    __global const float *xp = x + (long)t * PLANE_IN;
+    float s = 0.0f;
+    for (int p = 0; p < PLANE_IN; p++) s += xp[p];
+    y[t] = s * (1.0f / PLANE_IN);
+}
+
+__kernel void pool_gavg_bwd(__global const float *dy, __global float *dx, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= CI * n) return;
+    const float g = dy[t] * (1.0f / PLANE_IN);
+    __global float *d = dx + (long)t * PLANE_IN;
+    for (int p = 0; p < PLANE_IN; p++) d[p] = g;
+}

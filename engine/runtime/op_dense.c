@@ -1,0 +1,72 @@
+/* op_dense.c — dense layers as CLBlast GEMMs with W [out, in] (PyTorch's layout): y = x W^T + b,
+ * dx = dy W, dW = dy^T x, db = column sums of dy (cl/bias.cl with HW = 1). The bias kernels are
+ * the context's (kernel_get), so dense_op_free releases nothing. */
+#include "ops.h"
+
+#include <stdio.h>
+#include <string.h>
+
+graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias, graft_error *e)
+{
+    memset(op, 0, sizeof *op);
+    if (in < 1 || out < 1)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "dense: bad shape (in %d, out %d)", in, out);
+    op->in = in;
+    op->out = out;
+    op->bias = bias;
+    if (!bias) return GRAFT_OK;
+    char opts[64];
+    snprintf(opts, sizeof opts, "-DC=%d -DHW=1", out);
+    graft_status s;
+    if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
+        (s = kernel_get(ctx, "bias", opts, "bias_bwd", &op->bias_bwd, e)))
+        return s;
+    return GRAFT_OK;
+}
+
+void dense_op_free(dense_op *op)
+{
+    if (op) memset(op, 0, sizeof *op); /* the kernels are the context's */
+}
+
+static graft_status bias_launch(graft_context *ctx, cl_kernel k, cl_mem a, cl_mem b, int n,
+                                size_t items, graft_error *e)
+{
+    clSetKernelArg(k, 0, sizeof a, &a);
+    clSetKernelArg(k, 1, sizeof b, &b);
+    clSetKernelArg(k, 2, sizeof n, &n);
+    size_t l = 16;
+    return launch(ctx, k, 1, &items, &l, NULL, e);
+}
+
+graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
+                       cl_mem y, graft_error *e)
+{
+    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_fwd: batch count %d", n);
+    size_t in = (size_t)op->in, out = (size_t)op->out;
+    graft_status s = gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y,
+                          0, out, e);
+    if (s || !op->bias) return s;
+    return bias_launch(ctx, op->bias_fwd, y, b, n, (size_t)n * out, e);
+}
+
+graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,
+                            graft_error *e)
+{
+    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_bwd_data: batch count %d", n);
+    size_t in = (size_t)op->in, out = (size_t)op->out;
+    return gemm(ctx, false, false, (size_t)n, in, out, 1.0f, dy, 0, out, w, 0, in, 0.0f, dx, 0, in, e);
+}
+
+graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem dy,
+                              cl_mem dw, cl_mem db, graft_error *e)
+{
+    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_bwd_weight: batch count %d", n);
+    size_t in = (size_t)op->in, out = (size_t)op->out;
+    graft_status s;
+    if (dw && (s = gemm(ctx, true, false, out, in, (size_t)n, 1.0f, dy, 0, out, x, 0, in, 0.0f, dw,
+                        0, in, e)))
+        return s;
+    if (op->bias && db) return bias_launch(ctx, op->bias_bwd, dy, db, n, out, e);
+    return GRAFT_OK;
+}

@@ -1,0 +1,182 @@
+/* test_dense.c — dense forward, backward data and backward weight (W [out, in], PyTorch's layout)
+ * on the test device against a double-precision reference written here as plain loops, whose own
+ * gradients are checked first by central finite differences. */
+#include "opcheck.h"
+
+#include <stdlib.h>
+
+typedef struct dense_case {
+    const char *name;
+    int n, nsmall, in, out, bias;
+} dense_case;
+
+static const dense_case full_cases[] = {
+    {"odd sizes", 3, 2, 7, 5, 1},
+    {"batch 1, one output", 1, 1, 13, 1, 1},
+    {"no bias, in 33 out 17", 5, 3, 33, 17, 0},
+    {"one input", 4, 1, 1, 6, 1},
+    {"fmnist fc1 3136->128", 64, 17, 3136, 128, 1},
+    {"fmnist fc2 128->10", 64, 1, 128, 10, 1},
+};
+static const dense_case small_cases[] = {
+    {"odd sizes", 3, 2, 7, 5, 1},
+    {"no bias", 2, 1, 5, 3, 0},
+};
+
+static void ref_fwd(int n, int in, int out, int bias, const double *x, const double *w,
+                    const double *b, double *y)
+{
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double s = bias ? b[o] : 0.0;
+            for (int k = 0; k < in; k++) s += x[(long)i * in + k] * w[(long)o * in + k];
+            y[(long)i * out + o] = s;
+        }
+}
+
+/* Scatter each output gradient to its inputs, weights and bias. */
+static void ref_bwd(int n, int in, int out, const double *x, const double *w, const double *dy,
+                    double *dx, double *dw, double *db)
+{
+    memset(dx, 0, sizeof(double) * (size_t)n * in);
+    memset(dw, 0, sizeof(double) * (size_t)out * in);
+    memset(db, 0, sizeof(double) * (size_t)out);
+    for (int i = 0; i < n; i++)
+        for (int o = 0; o < out; o++) {
+            double g = dy[(long)i * out + o];
+            db[o] += g;
+            for (int k = 0; k < in; k++) {
+                dx[(long)i * in + k] += g * w[(long)o * in + k];
+                dw[(long)o * in + k] += g * x[(long)i * in + k];
+            }
+        }
+}
+
+static double *to_double(const float *p, long n)
+{
+    double *d = malloc(sizeof(double) * (size_t)n);
+    for (long i = 0; i < n; i++) d[i] = p[i];
+    return d;
+}
+
+/* Central differences of L = sum(y * dy) at up to 12 random coordinates of tensor t, normalised
+ * by the largest gradient entry. */
+static double fd_check(const dense_case *k, int n, double *x, double *w, double *b,
+                       const double *dy, double *t, long nt, const double *grad)
+{
+    long ny = (long)n * k->out;
+    double *y = malloc(sizeof(double) * (size_t)ny);
+    double maxg = 1e-12, maxd = 0, h = 1e-3;
+    for (long i = 0; i < nt; i++) maxg = fmax(maxg, fabs(grad[i]));
+    for (int r = 0; r < 12; r++) {
+        long j = (long)(oc_uniform() * (double)nt);
+        double keep = t[j], l[2];
+        for (int sgn = 0; sgn < 2; sgn++) {
+            t[j] = keep + (sgn ? -h : h);
+            ref_fwd(n, k->in, k->out, k->bias, x, w, b, y);
+            l[sgn] = 0;
+            for (long q = 0; q < ny; q++) l[sgn] += y[q] * dy[q];
+        }
+        t[j] = keep;
+        maxd = fmax(maxd, fabs((l[0] - l[1]) / (2 * h) - grad[j]));
+    }
+    free(y);
+    return maxd / maxg;
+}
+
+static void run_case(graft_context *ctx, const dense_case *k)
+{
+    int n = k->n, in = k->in, out = k->out;
+    long nx = (long)n * in, nw = (long)out * in, ny = (long)n * out;
+    printf("case %s: n %d (then %d), in %d, out %d%s\n", k->name, n, k->nsmall, in, out,
+           k->bias ? ", bias" : "");
+    float *xf = malloc(sizeof(float) * nx), *wf = malloc(sizeof(float) * nw);
+    float *bf = malloc(sizeof(float) * out), *dyf = malloc(sizeof(float) * ny);
+    oc_fill(xf, nx, -1, 1);
+    oc_fill(wf, nw, -0.5, 0.5);
+    oc_fill(bf, out, -1, 1);
+    oc_fill(dyf, ny, -1, 1);
+    double *x = to_double(xf, nx), *w = to_double(wf, nw), *b = to_double(bf, out);
+    double *dy = to_double(dyf, ny);
+    double *y = malloc(sizeof(double) * ny), *dx = malloc(sizeof(double) * nx);
+    double *dw = malloc(sizeof(double) * nw), *db = malloc(sizeof(double) * out);
+    ref_fwd(n, in, out, k->bias, x, w, b, y);
+    ref_bwd(n, in, out, x, w, dy, dx, dw, db);
+    double ex = fd_check(k, n, x, w, b, dy, x, nx, dx);
+    double ew = fd_check(k, n, x, w, b, dy, w, nw, dw);
+    double eb = k->bias ? fd_check(k, n, x, w, b, dy, b, out, db) : 0;
+    printf("  %-40s rel.err %.2e / %.2e / %.2e (tol 1e-06)\n", "reference vs finite diff dx/dw/db",
+           ex, ew, eb);
+    CHECKF(ex < 1e-6 && ew < 1e-6 && eb < 1e-6, "%s: finite differences", k->name);
+
+    dense_op op;
+    graft_error e = {0};
+    if (dense_op_init(ctx, &op, in, out, k->bias, &e)) {
+        CHECKF(0, "%s: dense_op_init: %s", k->name, e.message);
+        goto done;
+    }
+    cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, out);
+    cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);
+    cl_mem bdx = oc_buffer(ctx, NULL, nx), bdw = oc_buffer(ctx, NULL, nw);
+    cl_mem bdb = oc_buffer(ctx, NULL, out);
+    for (int pass = 0; pass < 2; pass++) {
+        int m = pass ? k->nsmall : n;
+        if (pass && m == n) break;
+        if (pass) {
+            ref_fwd(m, in, out, k->bias, x, w, b, y);
+            ref_bwd(m, in, out, x, w, dy, dx, dw, db);
+        }
+        char what[64];
+        oc_poison(ctx, by, ny);
+        CHECK_OK(dense_fwd(ctx, &op, m, bx, bw, k->bias ? bb : NULL, by, err));
+        float *got = oc_read(ctx, by, ny);
+        snprintf(what, sizeof what, "n=%d forward", m);
+        CHECK_CLOSE(what, got, y, (long)m * out, 1e-5);
+        int past = 0;
+        for (long i = (long)m * out; i < ny; i++) past += !isnan(got[i]);
+        CHECKF(past == 0, "%s: forward wrote past sample %d", k->name, m);
+        free(got);
+
+        oc_poison(ctx, bdx, nx);
+        CHECK_OK(dense_bwd_data(ctx, &op, m, bdy, bw, bdx, err));
+        got = oc_read(ctx, bdx, nx);
+        snprintf(what, sizeof what, "n=%d backward data", m);
+        CHECK_CLOSE(what, got, dx, (long)m * in, 1e-5);
+        free(got);
+
+        oc_poison(ctx, bdw, nw);
+        oc_poison(ctx, bdb, out);
+        CHECK_OK(dense_bwd_weight(ctx, &op, m, bx, bdy, bdw, k->bias ? bdb : NULL, err));
+        got = oc_read(ctx, bdw, nw);
+        snprintf(what, sizeof what, "n=%d backward weight", m);
+        CHECK_CLOSE(what, got, dw, nw, 1e-5);
+        free(got);
+        if (k->bias) {
+            got = oc_read(ctx, bdb, out);
+            snprintf(what, sizeof what, "n=%d backward bias", m);
+            CHECK_CLOSE(what, got, db, out, 1e-5);
+            free(got);
+        }
+    }
+    dense_op_free(&op);
+    cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+done:
+    free(xf), free(wf), free(bf), free(dyf);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
+}
+
+int main(void)
+{
+    graft_context *ctx = oc_context();
+    const char *small = getenv("GRAFT_TEST_SMALL");
+    int is_small = small && *small && strcmp(small, "0") != 0;
+    const dense_case *cases = is_small ? small_cases : full_cases;
+    size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
+    for (size_t i = 0; i < ncases; i++) run_case(ctx, &cases[i]);
+    dense_op op;
+    graft_error e = {0};
+    CHECK(dense_op_init(ctx, &op, 0, 3, true, &e) != GRAFT_OK && strstr(e.message, "in 0"));
+    graft_context_free(ctx);
+    return test_finish("test_dense");
+}

@@ -40,8 +40,9 @@ static void group_sum2(__local float *ra, __local float *rb, float *a, float *b)
 }
 
 /* Element e of channel c, e in [0, n*HW): sample e / HW, position e % HW (HW is a constant, so the
- * division is cheap). */
-#define AT(c, e) ((long)((e) / HW) * (C * HW) + (long)(c) * HW + (e) % HW)
+ * division is cheap). int math: the host keeps n*C*HW below 2^31, and 64-bit lanes would halve
+ * PoCL's vectors. */
+#define AT(c, e) (((e) / HW) * (C * HW) + (c) * HW + (e) % HW)
 
 /* Training forward. The variance is two-pass (sum of squared deviations from the mean), which
  * stays accurate when |mean| >> std; normalisation uses the biased variance, the running update
@@ -81,9 +82,9 @@ __kernel void bn_fwd_eval(const int n, __global const float *x, __global const f
                           __global const float *beta, __global const float *run_mean,
                           __global const float *run_var, __global float *y)
 {
-    const long i = get_global_id(0);
-    if (i >= (long)n * C * HW) return;
-    const int c = (int)((i / HW) % C);
+    const int i = get_global_id(0);
+    if (i >= n * C * HW) return;
+    const int c = (i / HW) % C;
     const float g = gamma[c] * rsqrt(run_var[c] + EPS);
     y[i] = fma(x[i] - run_mean[c], g, beta[c]);
 }
@@ -107,7 +108,7 @@ __kernel void bn_bwd_train(const int n, const int flags, __global const float *x
     const float mean = save_mean[c], invstd = save_invstd[c];
     float sdy = 0.0f, sdyx = 0.0f;
     for (int e = lid; e < m; e += lsz) {
-        const long i = AT(c, e);
+        const int i = AT(c, e);
         const float d = dy[i];
         sdy += d;
         sdyx = fma(d, (x[i] - mean) * invstd, sdyx);
@@ -120,7 +121,7 @@ __kernel void bn_bwd_train(const int n, const int flags, __global const float *x
     if (!(flags & BN_DX)) return;
     const float k = gamma[c] * invstd / (float)m;
     for (int e = lid; e < m; e += lsz) {
-        const long i = AT(c, e);
+        const int i = AT(c, e);
         const float xhat = (x[i] - mean) * invstd;
         dx[i] = k * ((float)m * dy[i] - sdy - xhat * sdyx);
     }
@@ -140,7 +141,7 @@ __kernel void bn_bwd_eval(const int n, const int flags, __global const float *x,
     const float k = gamma[c] * invstd;
     float sdy = 0.0f, sdyx = 0.0f;
     for (int e = lid; e < m; e += lsz) {
-        const long i = AT(c, e);
+        const int i = AT(c, e);
         const float d = dy[i];
         sdy += d;
         sdyx = fma(d, (x[i] - mean) * invstd, sdyx);

@@ -35,6 +35,9 @@ static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
         graft_diags_add(d, l->mark, "%s: conv2d needs a [C, H, W] input, got %s", l->name, s);
         return false;
     }
+    if (l->groups < 1 || l->filters < 1 || l->kernel[0] < 1 || l->kernel[1] < 1 ||
+        l->stride[0] < 1 || l->stride[1] < 1)
+        return false; /* already reported by the recipe stage */
     int c = in[0].d[0];
     bool ok = true;
     if (c % l->groups) {

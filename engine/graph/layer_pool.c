@@ -32,6 +32,8 @@ static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
     }
     for (int i = 0; i < 2; i++)
         if (l->pool_stride[i] == 0) l->pool_stride[i] = l->pool[i];
+    if (l->pool[0] < 1 || l->pool[1] < 1 || l->pool_stride[0] < 1 || l->pool_stride[1] < 1)
+        return false; /* already reported by the recipe stage */
     if (2 * l->pool_pad[0] > l->pool[0] || 2 * l->pool_pad[1] > l->pool[1]) {
         graft_diags_add(d, l->mark,
                         "%s: padding %dx%d is more than half of the %dx%d window (PyTorch "

@@ -16,6 +16,7 @@ typedef struct pending {
     const ynode *inputs;      /* inputs: as written, or NULL = the previous layer */
     const ynode *name_node;
     bool generated;           /* made by activation sugar */
+    bool bad;                 /* its keys had errors: no shape inference (nothing to cascade) */
 } pending;
 
 typedef struct layer_list {
@@ -132,6 +133,7 @@ static void parse_layer(rctx *c, layer_list *L, const ynode *n, int index, bool 
     const char *where = arena_printf(c->a, "%s (%s)", name, k->name);
     check_keys(c, n, where, allowed, na);
 
+    int errors_before = c->d->count;
     pending *p = list_add(L);
     if (!p) return;
     p->node = n;
@@ -150,6 +152,7 @@ static void parse_layer(rctx *c, layer_list *L, const ynode *n, int index, bool 
                             k->opts[i].key, k->opts[i].expect);
     }
     p->inputs = get(n, "inputs");
+    p->bad = c->d->count > errors_before;
     const ynode *act = k->activation_sugar ? get(n, "activation") : NULL;
     if (act) {
         int ai = parse_enum(c, act, arena_printf(c->a, "%s: activation", name), ACTIVATIONS,
@@ -364,6 +367,7 @@ void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer)
         return;
     }
     for (int i = 0; i < L.count; i++) {
+        if (L.items[i].bad) L.items[i].l.ninputs = 0;
         g->layers[i] = L.items[i].l;
         nodes[i] = L.items[i].node;
     }

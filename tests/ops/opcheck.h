@@ -34,6 +34,19 @@ static inline graft_context *oc_context(void)
 }
 
 /* A device buffer holding host data (or NaN-poisoned when host is NULL). Exits on failure. */
+/* Poisoning writes NaN from the host rather than with clEnqueueFillBuffer: Oclgrind's
+ * --uninitialized does not see fills as initialising, and reported every poisoned element. */
+static inline void oc_poison(graft_context *ctx, cl_mem m, long n)
+{
+    float *nan = malloc((size_t)n * sizeof(float));
+    graft_error e = {0};
+    if (!nan) exit(1);
+    for (long i = 0; i < n; i++) nan[i] = NAN;
+    buffer_write(ctx, m, 0, nan, (size_t)n * sizeof(float), &e);
+    free(nan);
+}
+
+/* A device buffer holding host data (or NaN-poisoned when host is NULL). Exits on failure. */
 static inline cl_mem oc_buffer(graft_context *ctx, const float *host, long n)
 {
     cl_mem m;
@@ -43,13 +56,8 @@ static inline cl_mem oc_buffer(graft_context *ctx, const float *host, long n)
         exit(1);
     }
     if (host) buffer_write(ctx, m, 0, host, (size_t)n * sizeof(float), &e);
-    else buffer_fill_f32(ctx, m, NAN, (size_t)n, &e);
+    else oc_poison(ctx, m, n);
     return m;
-}
-static inline void oc_poison(graft_context *ctx, cl_mem m, long n)
-{
-    graft_error e = {0};
-    buffer_fill_f32(ctx, m, NAN, (size_t)n, &e);
 }
 static inline float *oc_read(graft_context *ctx, cl_mem m, long n)
 {

@@ -7,7 +7,7 @@ __kernel void bias_fwd(__global float *y, __global const float *b, const int n)
 {
     const int t = get_global_id(0);
     if (t >= n * C) return;
-    const float bc = b[t % C];
+    const float bc = b[t - t / C * C]; /* t % C, spelled so LLVM emits no freeze (Oclgrind) */
     __global float *row = y + (long)t * HW;
     for (int p = 0; p < HW; p++) row[p] += bc;
 }

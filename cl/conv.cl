@@ -15,7 +15,8 @@
  * im2col with one element per work-item ran at 2-4 GB/s written (15-28 ms) however it was
  * indexed, one output ROW per work-item (a loop over WO) at 28 GB/s (2.0 ms): PoCL's per-work-item
  * cost dominates element-wise kernels, so every kernel here moves whole rows. Consecutive
- * work-items still touch consecutive rows. */
+ * work-items still touch consecutive rows. Remainders are spelled t - q * D: LLVM turns a `%` next
+ * to its `/` into a `freeze` instruction that Oclgrind's uninitialized-value checker cannot run. */
 
 /* col[(c*KK + ky*KW + kx), i*P + oy*WO + ox] = x[i, c, oy*SH - PH + ky, ox*SW - PW + kx] or 0;
  * one work-item per (oy, c, i). */
@@ -23,7 +24,7 @@ __kernel void conv2d_im2col(__global const float *x, __global float *col, const 
 {
     const int t = get_global_id(0);
     if (t >= HO * CI * n) return;
-    const int oy = t % HO, q = t / HO;
+    const int q = t / HO, oy = t - q * HO;
     const int c = q / n, i = q - c * n;
     const int y0 = oy * SH - PH;
     __global const float *xc = x + (long)(i * CI + c) * HI * WI;
@@ -48,7 +49,7 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
 {
     const int t = get_global_id(0);
     if (t >= HI * CI * n) return;
-    const int iy = t % HI, q = t / HI;
+    const int q = t / HI, iy = t - q * HI;
     const int c = q / n, i = q - c * n;
     const long row = (long)n * P;
     __global const float *src = col + (long)c * KK * row + (long)i * P;
@@ -57,12 +58,13 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
         float s = 0.0f;
         for (int ky = 0; ky < KH; ky++) {
             const int ty = iy + PH - ky;
-            if (ty < 0 || ty % SH != 0 || ty / SH >= HO) continue;
             const int oy = ty / SH;
+            if (ty < 0 || oy * SH != ty || oy >= HO) continue;
             for (int kx = 0; kx < KW; kx++) {
                 const int tx = ix + PW - kx;
-                if (tx < 0 || tx % SW != 0 || tx / SW >= WO) continue;
-                s += src[(ky * KW + kx) * row + oy * WO + tx / SW];
+                const int ox = tx / SW;
+                if (tx < 0 || ox * SW != tx || ox >= WO) continue;
+                s += src[(ky * KW + kx) * row + oy * WO + ox];
             }
         }
         d[ix] = s;

@@ -19,7 +19,7 @@ __kernel void pool_max_fwd(__global const float *x, __global float *y, __global 
 {
     const int t = get_global_id(0);
     if (t >= HO * CI * n) return;
-    const int oy = t % HO, plane = t / HO;
+    const int plane = t / HO, oy = t - plane * HO;
     __global const float *xp = x + (long)plane * PLANE_IN;
     const long o0 = (long)plane * PLANE_OUT + oy * WO;
     const int y0 = oy * SH - PH;
@@ -51,7 +51,7 @@ __kernel void pool_max_bwd(__global const float *dy, __global const int *idx, __
 {
     const int t = get_global_id(0);
     if (t >= HI * CI * n) return;
-    const int iy = t % HI, plane = t / HI;
+    const int plane = t / HI, iy = t - plane * HI;
     __global const float *g = dy + (long)plane * PLANE_OUT;
     __global const int *a = idx + (long)plane * PLANE_OUT;
     __global float *d = dx + (long)plane * PLANE_IN + iy * WI;
@@ -73,7 +73,7 @@ __kernel void pool_avg_fwd(__global const float *x, __global float *y, const int
 {
     const int t = get_global_id(0);
     if (t >= HO * CI * n) return;
-    const int oy = t % HO, plane = t / HO;
+    const int plane = t / HO, oy = t - plane * HO;
     __global const float *xp = x + (long)plane * PLANE_IN;
     __global float *d = y + (long)plane * PLANE_OUT + oy * WO;
     const int y0 = oy * SH - PH;
@@ -96,7 +96,7 @@ __kernel void pool_avg_bwd(__global const float *dy, __global float *dx, const i
 {
     const int t = get_global_id(0);
     if (t >= HI * CI * n) return;
-    const int iy = t % HI, plane = t / HI;
+    const int plane = t / HI, iy = t - plane * HI;
     __global const float *g = dy + (long)plane * PLANE_OUT;
     __global float *d = dx + (long)plane * PLANE_IN + iy * WI;
     const int oy_lo = OUT_LO(iy, PH, KH, SH), oy_hi = OUT_HI(iy, PH, SH, HO);

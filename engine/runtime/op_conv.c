@@ -158,8 +158,8 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         if ((st = im2col(ctx, op, n, x, ws, e))) return st;
         for (int g = 0; g < d->groups; g++)
             if ((st = gemm(ctx, false, false, s.og, s.np, s.cgkk, 1.0f, w, g * s.og * s.cgkk,
-                           s.cgkk, ws, g * s.cgkk * s.np, s.np, 0.0f, ws,
-                           s.colsz + g * s.og * s.np, s.np, e)))
+                           s.cgkk, ws, g * s.cgkk * s.np, s.np, 0.0f, ws, s.colsz + g * s.og * s.np,
+                           s.np, e)))
                 return st;
         cl_kernel k;
         if ((st = conv_kernel(ctx, d, "conv2d_unpack", &k, e))) return st;
@@ -202,9 +202,9 @@ graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy
     if (use_batched(d)) {
         if ((st = pack(ctx, op, &s, n, dy, ws, e))) return st;
         for (int g = 0; g < d->groups; g++)
-            if ((st = gemm(ctx, true, false, s.cgkk, s.np, s.og, 1.0f, w, g * s.og * s.cgkk,
-                           s.cgkk, ws, s.colsz + g * s.og * s.np, s.np, 0.0f, ws,
-                           g * s.cgkk * s.np, s.np, e)))
+            if ((st = gemm(ctx, true, false, s.cgkk, s.np, s.og, 1.0f, w, g * s.og * s.cgkk, s.cgkk,
+                           ws, s.colsz + g * s.og * s.np, s.np, 0.0f, ws, g * s.cgkk * s.np, s.np,
+                           e)))
                 return st;
     } else {
         for (int i = 0; i < n; i++)
@@ -214,8 +214,8 @@ graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy
                                          : g * s.cgkk * s.np + (size_t)i * s.p;
                 size_t ldc = s.identity ? s.p : s.np;
                 if ((st = gemm(ctx, true, false, s.cgkk, s.p, s.og, 1.0f, w, g * s.og * s.cgkk,
-                               s.cgkk, dy, ((size_t)i * d->o + g * s.og) * s.p, s.p, 0.0f, cm,
-                               coff, ldc, e)))
+                               s.cgkk, dy, ((size_t)i * d->o + g * s.og) * s.p, s.p, 0.0f, cm, coff,
+                               ldc, e)))
                     return st;
             }
         if (s.identity) return GRAFT_OK;

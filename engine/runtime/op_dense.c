@@ -6,7 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias, graft_error *e)
+graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias,
+                           graft_error *e)
 {
     memset(op, 0, sizeof *op);
     if (in < 1 || out < 1)
@@ -44,8 +45,8 @@ graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem
 {
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_fwd: batch count %d", n);
     size_t in = (size_t)op->in, out = (size_t)op->out;
-    graft_status s = gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y,
-                          0, out, e);
+    graft_status s =
+        gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y, 0, out, e);
     if (s || !op->bias) return s;
     return bias_launch(ctx, op->bias_fwd, y, b, n, (size_t)n * out, e);
 }
@@ -55,7 +56,8 @@ graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, 
 {
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_bwd_data: batch count %d", n);
     size_t in = (size_t)op->in, out = (size_t)op->out;
-    return gemm(ctx, false, false, (size_t)n, in, out, 1.0f, dy, 0, out, w, 0, in, 0.0f, dx, 0, in, e);
+    return gemm(ctx, false, false, (size_t)n, in, out, 1.0f, dy, 0, out, w, 0, in, 0.0f, dx, 0, in,
+                e);
 }
 
 graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem dy,

@@ -16,24 +16,35 @@ graft_status pool_op_init(graft_context *ctx, pool_op *op, pool_kind kind, int c
         kh = h, kw = w, sh = sw = 1, ph = pw = 0;
     }
     if (c < 1 || h < 1 || w < 1 || kh < 1 || kw < 1 || sh < 1 || sw < 1 || ph < 0 || pw < 0)
-        return err_set(e, GRAFT_STATUS_INTERNAL,
-                       "pool: bad shape (c %d, h %d, w %d, window %dx%d, stride %dx%d, padding %dx%d)",
-                       c, h, w, kh, kw, sh, sw, ph, pw);
+        return err_set(
+            e, GRAFT_STATUS_INTERNAL,
+            "pool: bad shape (c %d, h %d, w %d, window %dx%d, stride %dx%d, padding %dx%d)", c, h,
+            w, kh, kw, sh, sw, ph, pw);
     /* PyTorch's rule; it also guarantees every max window holds a real element */
     if (2 * ph > kh || 2 * pw > kw)
         return err_set(e, GRAFT_STATUS_INTERNAL,
                        "pool: padding %dx%d must be at most half the window %dx%d", ph, pw, kh, kw);
     if (h + 2 * ph < kh || w + 2 * pw < kw)
-        return err_set(e, GRAFT_STATUS_INTERNAL, "pool: window %dx%d larger than the padded input %dx%d",
-                       kh, kw, h + 2 * ph, w + 2 * pw);
-    *op = (pool_op){.kind = kind, .c = c, .h = h, .w = w, .kh = kh, .kw = kw, .sh = sh, .sw = sw,
-                    .ph = ph, .pw = pw};
+        return err_set(e, GRAFT_STATUS_INTERNAL,
+                       "pool: window %dx%d larger than the padded input %dx%d", kh, kw, h + 2 * ph,
+                       w + 2 * pw);
+    *op = (pool_op){.kind = kind,
+                    .c = c,
+                    .h = h,
+                    .w = w,
+                    .kh = kh,
+                    .kw = kw,
+                    .sh = sh,
+                    .sw = sw,
+                    .ph = ph,
+                    .pw = pw};
     op->oh = (h + 2 * ph - kh) / sh + 1;
     op->ow = (w + 2 * pw - kw) / sw + 1;
     char opts[256];
-    snprintf(opts, sizeof opts,
-             "-DCI=%d -DHI=%d -DWI=%d -DHO=%d -DWO=%d -DKH=%d -DKW=%d -DSH=%d -DSW=%d -DPH=%d -DPW=%d",
-             c, h, w, op->oh, op->ow, kh, kw, sh, sw, ph, pw);
+    snprintf(
+        opts, sizeof opts,
+        "-DCI=%d -DHI=%d -DWI=%d -DHO=%d -DWO=%d -DKH=%d -DKW=%d -DSH=%d -DSW=%d -DPH=%d -DPW=%d",
+        c, h, w, op->oh, op->ow, kh, kw, sh, sw, ph, pw);
     static const char *names[][2] = {[POOL_MAX] = {"pool_max_fwd", "pool_max_bwd"},
                                      [POOL_AVG] = {"pool_avg_fwd", "pool_avg_bwd"},
                                      [POOL_GLOBAL_AVG] = {"pool_gavg_fwd", "pool_gavg_bwd"}};

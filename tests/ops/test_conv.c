@@ -42,7 +42,7 @@ typedef struct conv_shape {
 
 static conv_shape shape_of(const conv_case *k, int n)
 {
-    conv_shape s = {n,     k->c,  k->h,  k->w,      k->o, k->kh, k->kw, k->sh,
+    conv_shape s = {n,     k->c,  k->h,  k->w,      k->o, k->kh, k->kw,  k->sh,
                     k->sw, k->ph, k->pw, k->groups, 0,    0,     k->bias};
     s.oh = (s.h + 2 * s.ph - s.kh) / s.sh + 1;
     s.ow = (s.w + 2 * s.pw - s.kw) / s.sw + 1;
@@ -107,7 +107,8 @@ static void ref_bwd(const conv_shape *s, const double *x, const double *w, const
 static double *to_double(const float *p, long n)
 {
     double *d = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++) d[i] = p[i];
+    for (long i = 0; i < n; i++)
+        d[i] = p[i];
     return d;
 }
 
@@ -118,7 +119,8 @@ static double ref_loss(const conv_shape *s, const double *x, const double *w, co
     ref_fwd(s, x, w, b, ybuf);
     long ny = (long)s->n * s->o * s->oh * s->ow;
     double l = 0;
-    for (long i = 0; i < ny; i++) l += ybuf[i] * dy[i];
+    for (long i = 0; i < ny; i++)
+        l += ybuf[i] * dy[i];
     return l;
 }
 
@@ -130,7 +132,8 @@ static double fd_check(const conv_shape *s, double *x, double *w, double *b, con
     long ny = (long)s->n * s->o * s->oh * s->ow;
     double *ybuf = malloc(sizeof(double) * (size_t)ny);
     double maxg = 1e-12, maxd = 0, h = 1e-3;
-    for (long i = 0; i < nt; i++) maxg = fmax(maxg, fabs(grad[i]));
+    for (long i = 0; i < nt; i++)
+        maxg = fmax(maxg, fabs(grad[i]));
     for (int k = 0; k < 12; k++) {
         long j = (long)(oc_uniform() * (double)nt);
         double keep = t[j];
@@ -182,15 +185,25 @@ static void run_case(graft_context *ctx, const conv_case *k)
         double ex = fd_check(&s, x, w, b, dy, x, nx, dx);
         double ew = fd_check(&s, x, w, b, dy, w, nw, dw);
         double eb = s.bias ? fd_check(&s, x, w, b, dy, b, nb, db) : 0;
-        printf("  %-40s rel.err %.2e / %.2e / %.2e (tol 1e-06)\n", "reference vs finite diff dx/dw/db",
-               ex, ew, eb);
+        printf("  %-40s rel.err %.2e / %.2e / %.2e (tol 1e-06)\n",
+               "reference vs finite diff dx/dw/db", ex, ew, eb);
         CHECKF(ex < 1e-6 && ew < 1e-6 && eb < 1e-6, "%s: finite differences", k->name);
     } else {
         printf("  %-40s skipped (forward too large to repeat)\n", "reference vs finite diff");
     }
 
-    conv2d_desc d = {.c = s.c, .h = s.h, .w = s.w, .o = s.o, .kh = s.kh, .kw = s.kw, .sh = s.sh,
-                     .sw = s.sw, .ph = s.ph, .pw = s.pw, .groups = s.g, .bias = s.bias};
+    conv2d_desc d = {.c = s.c,
+                     .h = s.h,
+                     .w = s.w,
+                     .o = s.o,
+                     .kh = s.kh,
+                     .kw = s.kw,
+                     .sh = s.sh,
+                     .sw = s.sw,
+                     .ph = s.ph,
+                     .pw = s.pw,
+                     .groups = s.g,
+                     .bias = s.bias};
     conv2d_op op;
     graft_error e = {0};
     if (conv2d_op_init(ctx, &op, &d, &e)) {
@@ -250,7 +263,8 @@ static void run_case(graft_context *ctx, const conv_case *k)
     }
     conv2d_op_free(&op);
     cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
-    for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+    for (size_t i = 0; i < ARRAY_LEN(all); i++)
+        clReleaseMemObject(all[i]);
 done:
     free(xf), free(wf), free(bf), free(dyf);
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
@@ -261,8 +275,8 @@ static void bad_descs(graft_context *ctx)
 {
     conv2d_op op;
     graft_error e = {0};
-    conv2d_desc d = {.c = 6, .h = 5, .w = 5, .o = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
-                     .groups = 4};
+    conv2d_desc d = {
+        .c = 6, .h = 5, .w = 5, .o = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1, .groups = 4};
     CHECK(conv2d_op_init(ctx, &op, &d, &e) != GRAFT_OK && strstr(e.message, "groups 4"));
     d.groups = 1;
     d.kh = 8;
@@ -279,7 +293,8 @@ int main(void)
     int is_small = small && *small && strcmp(small, "0") != 0;
     const conv_case *cases = is_small ? small_cases : full_cases;
     size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
-    for (size_t i = 0; i < ncases; i++) run_case(ctx, &cases[i]);
+    for (size_t i = 0; i < ncases; i++)
+        run_case(ctx, &cases[i]);
     bad_descs(ctx);
     graft_context_free(ctx);
     return test_finish("test_conv");

@@ -29,7 +29,8 @@ static void ref_fwd(int n, int in, int out, int bias, const double *x, const dou
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) {
             double s = bias ? b[o] : 0.0;
-            for (int k = 0; k < in; k++) s += x[(long)i * in + k] * w[(long)o * in + k];
+            for (int k = 0; k < in; k++)
+                s += x[(long)i * in + k] * w[(long)o * in + k];
             y[(long)i * out + o] = s;
         }
 }
@@ -55,7 +56,8 @@ static void ref_bwd(int n, int in, int out, const double *x, const double *w, co
 static double *to_double(const float *p, long n)
 {
     double *d = malloc(sizeof(double) * (size_t)n);
-    for (long i = 0; i < n; i++) d[i] = p[i];
+    for (long i = 0; i < n; i++)
+        d[i] = p[i];
     return d;
 }
 
@@ -67,7 +69,8 @@ static double fd_check(const dense_case *k, int n, double *x, double *w, double 
     long ny = (long)n * k->out;
     double *y = malloc(sizeof(double) * (size_t)ny);
     double maxg = 1e-12, maxd = 0, h = 1e-3;
-    for (long i = 0; i < nt; i++) maxg = fmax(maxg, fabs(grad[i]));
+    for (long i = 0; i < nt; i++)
+        maxg = fmax(maxg, fabs(grad[i]));
     for (int r = 0; r < 12; r++) {
         long j = (long)(oc_uniform() * (double)nt);
         double keep = t[j], l[2];
@@ -75,7 +78,8 @@ static double fd_check(const dense_case *k, int n, double *x, double *w, double 
             t[j] = keep + (sgn ? -h : h);
             ref_fwd(n, k->in, k->out, k->bias, x, w, b, y);
             l[sgn] = 0;
-            for (long q = 0; q < ny; q++) l[sgn] += y[q] * dy[q];
+            for (long q = 0; q < ny; q++)
+                l[sgn] += y[q] * dy[q];
         }
         t[j] = keep;
         maxd = fmax(maxd, fabs((l[0] - l[1]) / (2 * h) - grad[j]));
@@ -133,7 +137,8 @@ static void run_case(graft_context *ctx, const dense_case *k)
         snprintf(what, sizeof what, "n=%d forward", m);
         CHECK_CLOSE(what, got, y, (long)m * out, 1e-5);
         int past = 0;
-        for (long i = (long)m * out; i < ny; i++) past += !isnan(got[i]);
+        for (long i = (long)m * out; i < ny; i++)
+            past += !isnan(got[i]);
         CHECKF(past == 0, "%s: forward wrote past sample %d", k->name, m);
         free(got);
 
@@ -160,7 +165,8 @@ static void run_case(graft_context *ctx, const dense_case *k)
     }
     dense_op_free(&op);
     cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb};
-    for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+    for (size_t i = 0; i < ARRAY_LEN(all); i++)
+        clReleaseMemObject(all[i]);
 done:
     free(xf), free(wf), free(bf), free(dyf);
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
@@ -173,7 +179,8 @@ int main(void)
     int is_small = small && *small && strcmp(small, "0") != 0;
     const dense_case *cases = is_small ? small_cases : full_cases;
     size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
-    for (size_t i = 0; i < ncases; i++) run_case(ctx, &cases[i]);
+    for (size_t i = 0; i < ncases; i++)
+        run_case(ctx, &cases[i]);
     dense_op op;
     graft_error e = {0};
     CHECK(dense_op_init(ctx, &op, 0, 3, true, &e) != GRAFT_OK && strstr(e.message, "in 0"));

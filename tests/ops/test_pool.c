@@ -96,7 +96,8 @@ static double fd_check(const geom *g, double *x, const double *dy, const double 
     long nx = (long)g->n * g->c * g->h * g->w, ny = (long)g->n * g->c * g->oh * g->ow;
     double *y = malloc(sizeof(double) * (size_t)ny);
     double maxg = 1e-12, maxd = 0, h = 1e-6;
-    for (long i = 0; i < nx; i++) maxg = fmax(maxg, fabs(dx[i]));
+    for (long i = 0; i < nx; i++)
+        maxg = fmax(maxg, fabs(dx[i]));
     for (int r = 0; r < 16; r++) {
         long j = (long)(oc_uniform() * (double)nx);
         double keep = x[j], l[2];
@@ -104,7 +105,8 @@ static double fd_check(const geom *g, double *x, const double *dy, const double 
             x[j] = keep + (sgn ? -h : h);
             ref_fwd(g, x, y, NULL);
             l[sgn] = 0;
-            for (long q = 0; q < ny; q++) l[sgn] += y[q] * dy[q];
+            for (long q = 0; q < ny; q++)
+                l[sgn] += y[q] * dy[q];
         }
         x[j] = keep;
         maxd = fmax(maxd, fabs((l[0] - l[1]) / (2 * h) - dx[j]));
@@ -124,7 +126,8 @@ static int untouched(const float *p, long valid, long total)
 static double *to_double(const float *p, long n)
 {
     double *d = calloc((size_t)n, sizeof(double));
-    for (long i = 0; i < n; i++) d[i] = p[i];
+    for (long i = 0; i < n; i++)
+        d[i] = p[i];
     return d;
 }
 
@@ -157,7 +160,8 @@ static void run_case(graft_context *ctx, const pool_case *k)
     cl_mem bx = oc_buffer(ctx, xf, nx), bdy = oc_buffer(ctx, dyf, ny);
     cl_mem by = oc_buffer(ctx, NULL, ny), bdx = oc_buffer(ctx, NULL, nx);
     cl_mem bidx = NULL;
-    if (k->kind == POOL_MAX) bidx = oc_buffer(ctx, NULL, ny); /* int-sized, poisoned with NaN bits */
+    if (k->kind == POOL_MAX)
+        bidx = oc_buffer(ctx, NULL, ny); /* int-sized, poisoned with NaN bits */
     for (int pass = 0; pass < 2; pass++) {
         int n = pass ? k->nsmall : g.n;
         if (pass && n == g.n) break;
@@ -180,7 +184,8 @@ static void run_case(graft_context *ctx, const pool_case *k)
             int *gi = malloc(sizeof(int) * ny);
             CHECK_OK(buffer_read(ctx, bidx, 0, gi, sizeof(int) * ny, err));
             long bad = 0;
-            for (long i = 0; i < nyn; i++) bad += gi[i] != arg[i];
+            for (long i = 0; i < nyn; i++)
+                bad += gi[i] != arg[i];
             printf("  %-40s %ld of %ld differ\n", "argmax indexes", bad, nyn);
             CHECKF(bad == 0, "%s: %ld argmax indexes differ", k->name, bad);
             free(gi);
@@ -221,7 +226,8 @@ int main(void)
     int is_small = small && *small && strcmp(small, "0") != 0;
     const pool_case *cases = is_small ? small_cases : full_cases;
     size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
-    for (size_t i = 0; i < ncases; i++) run_case(ctx, &cases[i]);
+    for (size_t i = 0; i < ncases; i++)
+        run_case(ctx, &cases[i]);
     bad_windows(ctx);
     graft_context_free(ctx);
     return test_finish("test_pool");

@@ -35,6 +35,24 @@ int cli_fail(const graft_error *e);
 bool cli_is_help(const char *s);
 
 int cmd_devices(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
+
+/* ---- shared by the recipe-taking commands (cmd_common.c) ---- */
+struct graft_recipe;
+struct train_progress;
+#define CLI_MAX_SETS 64
+/* Load a recipe with --set overrides; prints every diagnostic. 0 or the exit code. */
+int cli_load_recipe(const char *file, const char *const *sets, int nsets,
+                    struct graft_recipe **out);
+bool cli_add_set(cli_args *a, const char *value, const char **sets, int *nsets, int max);
+typedef struct cli_progress_state {
+    bool quiet, tty, bar_open;
+} cli_progress_state;
+void cli_progress_init(cli_progress_state *st, bool quiet);
+void cli_progress(void *user, const struct train_progress *p);
 int cmd_check(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 extern const char CHECK_USAGE[], PLAN_USAGE[];

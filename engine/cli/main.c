@@ -37,10 +37,17 @@ const char PLAN_USAGE[] =
     "                     backward, lr_mult, load: [...], init: [...]}], params_total,\n"
     "                     params_trainable, frozen_prefix, feature_cache: {used, reason}}\n";
 
+extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
+
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
     {"check", "validate a recipe and print its size", CHECK_USAGE, cmd_check},
     {"plan", "show a recipe's layers, parameters, freezing and caching", PLAN_USAGE, cmd_plan},
+    {"train", "train a recipe (from scratch or by transfer) into a run directory", TRAIN_USAGE,
+     cmd_train},
+    {"eval", "evaluate weights on the recipe's test split", EVAL_USAGE, cmd_eval},
+    {"predict", "logits for an .npy input, as .npy", PREDICT_USAGE, cmd_predict},
+    {"demo", "the transfer demo on Fashion-MNIST", DEMO_USAGE, cmd_demo},
     {NULL, NULL, NULL, NULL},
 };
 

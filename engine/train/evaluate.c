@@ -1,0 +1,183 @@
+/* evaluate.c — `graft eval` and `graft predict`: weights into an evaluation pipeline, then the test
+ * split (loss, accuracy, confusion) or an .npy input (logits). */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A store with every tensor of the graph, filled from a checkpoint (head layers included). */
+static graft_status load_weights(graft_recipe *r, const char *weights, param_store *s,
+                                 graft_error *e)
+{
+    graft_status st = store_init(s, &r->graph, r->train.seed, e);
+    if (st) return st;
+    graph all = r->graph;
+    layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
+    if (!copy) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
+    for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
+    all.layers = copy;
+    int loaded = 0;
+    st = store_load(s, &all, weights, false, &loaded, e);
+    free(copy);
+    if (st) return st;
+    int want = 0;
+    for (int i = 0; i < s->n; i++) want += s->items[i].loaded ? 0 : 1;
+    if (want > 0) {
+        for (int i = 0; i < s->n; i++)
+            if (!s->items[i].loaded)
+                return err_set(e, GRAFT_STATUS_BAD_DATA,
+                               "%s has no tensor %s (and %d more are missing): these weights do "
+                               "not belong to this recipe's model",
+                               weights, s->items[i].name, want - 1);
+    }
+    return GRAFT_OK;
+}
+
+static graft_status eval_pipeline(graft_recipe *r, const char *weights, const char *device,
+                                  graft_context **ctx, pipeline **p, param_store *s, graft_error *e)
+{
+    graft_context_options co = {.device = device ? device : r->device};
+    graft_status st = load_weights(r, weights, s, e);
+    if (st) return st;
+    if ((st = graft_context_create(&co, ctx, e))) return st;
+    pipeline_options po = {.max_batch = r->train.batch_size > 0 ? r->train.batch_size : 64};
+    if ((st = pipeline_create(*ctx, &r->graph, &po, p, e))) return st;
+    return pipeline_upload(*p, s, e);
+}
+
+graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
+                            eval_result *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    dataset tr = {0}, va = {0}, te = {0};
+    param_store s = {0};
+    graft_context *ctx = NULL;
+    pipeline *p = NULL;
+    float *logits = NULL;
+    graft_status st = data_load(&r->data, r->graph.input, &tr, &va, &te, e);
+    if (st) goto done;
+    if (te.n == 0) {
+        st = err_set(e, GRAFT_STATUS_BAD_RECIPE, "the recipe has no test split (data.test)");
+        goto done;
+    }
+    if ((st = eval_pipeline(r, weights, device, &ctx, &p, &s, e))) goto done;
+    int k = (int)pipeline_output_size(p), B = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    out->k = k;
+    out->confusion = calloc((size_t)k * (size_t)k, sizeof(long));
+    logits = malloc((size_t)B * (size_t)k * sizeof(float));
+    if (!out->confusion || !logits) {
+        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    double loss = 0;
+    long correct = 0;
+    for (long i = 0; i < te.n; i += B) {
+        int n = (int)(te.n - i < B ? te.n - i : B);
+        step_result sr;
+        if ((st = pipeline_eval(p, te.x + i * te.sample, te.y + i, n, logits, &sr, e))) goto done;
+        loss += sr.loss_sum;
+        correct += sr.correct;
+        for (int j = 0; j < n; j++) {
+            int best = 0;
+            for (int c = 1; c < k; c++)
+                if (logits[j * k + c] > logits[j * k + best]) best = c;
+            int truth = te.y[i + j];
+            if (truth >= 0 && truth < k) out->confusion[truth * k + best]++;
+        }
+    }
+    out->n = te.n;
+    out->loss = loss / (double)te.n;
+    out->accuracy = (double)correct / (double)te.n;
+done:
+    free(logits);
+    pipeline_free(p);
+    graft_context_free(ctx);
+    store_free(&s);
+    dataset_free(&tr);
+    dataset_free(&va);
+    dataset_free(&te);
+    if (st) eval_result_free(out);
+    return st;
+}
+
+void eval_result_free(eval_result *r)
+{
+    free(r->confusion);
+    r->confusion = NULL;
+}
+
+graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
+                           const char *output, const char *device, long *rows, graft_error *e)
+{
+    npy_array a = {0};
+    param_store s = {0};
+    graft_context *ctx = NULL;
+    pipeline *p = NULL;
+    float *x = NULL, *y = NULL;
+    graft_status st = npy_read(input, &a, e);
+    if (st) return st;
+    long sample = shape_size(r->graph.input);
+    long n = a.rank > 0 ? (long)a.shape[0] : 0;
+    long per = 1;
+    for (int d = 1; d < a.rank; d++) per *= (long)a.shape[d];
+    if (a.rank < 2 || per != sample || n < 1) {
+        char want[64];
+        shape_format(r->graph.input, want, sizeof want);
+        st = err_set(e, GRAFT_STATUS_BAD_DATA,
+                     "%s: expected N rows of the model input %s (%ld values each), found an array "
+                     "of rank %d with %ld values per row",
+                     input, want, sample, a.rank, per);
+        goto done;
+    }
+    x = malloc((size_t)n * (size_t)sample * sizeof(float));
+    if (!x) {
+        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    /* float32 is taken as already preprocessed; uint8 pixels are scaled to [0, 1] and normalised
+     * with the recipe's data.normalize, as training data is */
+    if (a.kind == 'f' && a.itemsize == 4) {
+        memcpy(x, a.data, (size_t)n * (size_t)sample * sizeof(float));
+    } else if (a.kind == 'f' && a.itemsize == 8) {
+        for (long i = 0; i < n * sample; i++) x[i] = (float)((double *)a.data)[i];
+    } else if (a.kind == 'u' && a.itemsize == 1) {
+        int c = r->graph.input.rank == 3 ? r->graph.input.d[0] : 1;
+        long hw = sample / c;
+        for (long i = 0; i < n * sample; i++) {
+            float v = ((unsigned char *)a.data)[i] / 255.f;
+            int ch = (int)((i % sample) / hw);
+            if (r->data.nnorm) v = (v - r->data.norm_mean[ch % r->data.nnorm]) /
+                                   r->data.norm_std[ch % r->data.nnorm];
+            x[i] = v;
+        }
+    } else {
+        st = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: expected float32, float64 or uint8 data",
+                     input);
+        goto done;
+    }
+    if ((st = eval_pipeline(r, weights, device, &ctx, &p, &s, e))) goto done;
+    long k = pipeline_output_size(p);
+    int B = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    y = malloc((size_t)n * (size_t)k * sizeof(float));
+    if (!y) {
+        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    for (long i = 0; i < n; i += B) {
+        int m = (int)(n - i < B ? n - i : B);
+        if ((st = pipeline_eval(p, x + i * sample, NULL, m, y + i * k, NULL, e))) goto done;
+    }
+    int64_t shp[2] = {n, k};
+    st = npy_write_f32(output, y, 2, shp, e);
+    if (!st && rows) *rows = n;
+done:
+    free(x);
+    free(y);
+    pipeline_free(p);
+    graft_context_free(ctx);
+    store_free(&s);
+    npy_free(&a);
+    return st;
+}

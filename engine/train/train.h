@@ -1,0 +1,62 @@
+/* train.h — the train stage: the training loop over a compiled pipeline (schedules, checkpoints and
+ * exact resume, early stopping, gradual unfreezing, feature caching), evaluation and prediction. */
+#ifndef GRAFT_TRAIN_H
+#define GRAFT_TRAIN_H
+
+#include "compile.h"
+#include "data.h"
+#include "recipe.h"
+
+typedef struct train_progress {
+    int epoch, epochs;        /* 1-based epoch */
+    long batch, nbatches;     /* batches done in this epoch */
+    double loss, accuracy;    /* running means over the epoch so far */
+    double images_per_second; /* this epoch so far */
+    double eta_seconds;       /* rest of this epoch */
+    bool epoch_done;
+    double val_loss, val_accuracy; /* when epoch_done and a validation split exists (else NAN) */
+    double lr;
+    const char *note; /* an event worth a line ("compiling kernels", "unfreezing: ...") or NULL */
+} train_progress;
+
+typedef struct train_options {
+    const char *device;  /* overrides recipe.device */
+    const char *out_dir; /* overrides recipe.output */
+    const char *resume;  /* run directory to resume from */
+    void (*progress)(void *user, const train_progress *p);
+    void *user;
+} train_options;
+
+typedef struct train_summary {
+    double test_accuracy, test_loss;
+    int best_epoch, epochs_run;
+    bool stopped_early;
+    long steps;
+    double train_seconds, images_per_second;
+    char device[256];
+    long params_total, params_trainable;
+    bool feature_cache;
+    char feature_cache_reason[320];
+    char out_dir[2048];
+} train_summary;
+
+graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
+                         graft_error *e);
+
+typedef struct eval_result {
+    double loss, accuracy;
+    long n;
+    int k;
+    long *confusion; /* k*k, row = true class, column = predicted; malloc'ed */
+} eval_result;
+
+/* Evaluate weights on the recipe's test split. */
+graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
+                            eval_result *out, graft_error *e);
+void eval_result_free(eval_result *r);
+
+/* Logits for every row of an .npy input (N×C×H×W or N×F float32 / uint8), written as float32 .npy. */
+graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
+                           const char *output, const char *device, long *rows, graft_error *e);
+
+#endif

@@ -1,0 +1,574 @@
+/* trainer.c — `graft train`: data, compile, the epoch loop, checkpoints with exact resume, early
+ * stopping, gradual unfreezing and automatic feature caching. Every file of the run directory is
+ * written aside and renamed, so a kill at any moment leaves the previous checkpoint whole. */
+#define _POSIX_C_SOURCE 200809L
+#include "train.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Everything the loop needs, so helpers can share it. */
+typedef struct run {
+    graft_recipe *r;
+    graft_context *ctx;
+    const train_options *o;
+    char dir[2048];
+    dataset train, val, test;
+    bool have_val;
+    param_store store;
+    /* compiled state for the current freeze phase */
+    pipeline *head;      /* the pipeline that trains (first = cut when caching) */
+    bool cached;         /* features of the frozen prefix are precomputed */
+    int cut;
+    dataset ftrain, fval, ftest; /* cached features (x only is ours; y borrowed) */
+    char cache_reason[320];
+    buf metrics;         /* metrics.jsonl so far */
+    /* progress of training, saved for resume */
+    int epoch;           /* next epoch to run, 0-based */
+    long step;
+    double best_metric;
+    int best_epoch, bad_epochs;
+    bool stopped_early;
+    double train_seconds;
+    long images_seen;
+} run;
+
+static double schedule_lr(const train_spec *t, double epoch_frac)
+{
+    double lr = t->lr;
+    if (t->warmup_epochs > 0 && epoch_frac < t->warmup_epochs)
+        return lr * (epoch_frac + 1e-9) / t->warmup_epochs;
+    switch (t->schedule) {
+    case SCHED_STEP:
+        if (t->step_size > 0) lr *= pow(t->gamma, floor(epoch_frac / t->step_size));
+        break;
+    case SCHED_COSINE: {
+        double span = t->epochs - t->warmup_epochs;
+        double pos = (epoch_frac - t->warmup_epochs) / (span > 0 ? span : 1);
+        if (pos > 1) pos = 1;
+        lr *= 0.5 * (1 + cos(M_PI * pos));
+        break;
+    }
+    default: break;
+    }
+    return lr;
+}
+
+static void free_features(run *R)
+{
+    if (!R->cached) return;
+    free(R->ftrain.x);
+    free(R->fval.x);
+    free(R->ftest.x);
+    memset(&R->ftrain, 0, sizeof R->ftrain);
+    memset(&R->fval, 0, sizeof R->fval);
+    memset(&R->ftest, 0, sizeof R->ftest);
+    R->cached = false;
+}
+
+/* Run the frozen prefix once over a split, keeping its output as the split's new samples. */
+static graft_status features_of(run *R, pipeline *prefix, const dataset *src, dataset *dst,
+                                graft_error *e)
+{
+    *dst = *src;
+    dst->x = NULL;
+    if (src->n == 0) return GRAFT_OK;
+    long fs = pipeline_output_size(prefix);
+    dst->sample = fs;
+    dst->c = (int)fs;
+    dst->h = dst->w = 1;
+    dst->x = malloc((size_t)src->n * (size_t)fs * sizeof(float));
+    if (!dst->x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+    int B = R->r->train.batch_size;
+    for (long i = 0; i < src->n; i += B) {
+        int n = (int)(src->n - i < B ? src->n - i : B);
+        graft_status s = pipeline_forward_features(prefix, src->x + i * src->sample, n,
+                                                   dst->x + i * fs, e);
+        if (s) return s;
+    }
+    return GRAFT_OK;
+}
+
+static void notify(run *R, const char *note)
+{
+    if (!R->o->progress) return;
+    train_progress p = {.epoch = R->epoch + 1, .epochs = R->r->train.epochs, .note = note,
+                        .val_loss = NAN, .val_accuracy = NAN};
+    R->o->progress(R->o->user, &p);
+}
+
+/* Compile the pipelines for the current frozen set (and cache features when allowed). */
+static graft_status compile_phase(run *R, graft_error *e)
+{
+    graft_recipe *r = R->r;
+    if (R->head) {
+        graft_status s = pipeline_download(R->head, &R->store, e);
+        if (s) return s;
+        pipeline_free(R->head);
+        R->head = NULL;
+    }
+    free_features(R);
+    bool augment = r->data.flip || r->data.crop_pad > 0;
+    graph_plan gp;
+    graft_status s = plan_analyse(&r->graph, true, r->transfer.bn_train, augment,
+                                  r->train.optimizer, r->train.l2sp > 0, 0, r->train.batch_size,
+                                  &gp, e);
+    if (s) return s;
+    bool any_trains = false;
+    for (int i = 0; i < r->graph.nlayers; i++) any_trains |= gp.layers[i].trains;
+    bool use_cache = gp.cacheable && r->transfer.cache_features != CACHE_OFF;
+    snprintf(R->cache_reason, sizeof R->cache_reason, "%s%s",
+             r->transfer.cache_features == CACHE_OFF && gp.cacheable ? "off by recipe; " : "",
+             gp.cache_reason);
+    R->cut = use_cache ? gp.cache_cut : 0;
+    plan_free(&gp);
+    if (!any_trains)
+        return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                       "nothing to train: every layer with parameters is frozen");
+    if (r->transfer.cache_features == CACHE_ON && !use_cache)
+        return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                       "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
+                       R->cache_reason);
+    pipeline_options po = {.max_batch = r->train.batch_size,
+                           .training = true,
+                           .bn_train = r->transfer.bn_train,
+                           .first = R->cut,
+                           .optimizer = r->train.optimizer,
+                           .l2sp = r->train.l2sp > 0,
+                           .label_smoothing = (float)r->train.label_smoothing,
+                           .dropout_seed = r->train.seed * 1000003ull + 17};
+    notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
+                  ? "compiling kernels (cached on disk for the next run)"
+                  : "recompiling for the new frozen set");
+    if (use_cache) {
+        graph prefix = r->graph;
+        prefix.nlayers = R->cut;
+        pipeline_options fo = {.max_batch = r->train.batch_size, .first = 0};
+        pipeline *fp;
+        if ((s = pipeline_create(R->ctx, &prefix, &fo, &fp, e))) return s;
+        s = pipeline_upload(fp, &R->store, e);
+        notify(R, "computing frozen features once (feature cache)");
+        if (!s) s = features_of(R, fp, &R->train, &R->ftrain, e);
+        if (!s) s = features_of(R, fp, &R->val, &R->fval, e);
+        if (!s) s = features_of(R, fp, &R->test, &R->ftest, e);
+        pipeline_free(fp);
+        R->cached = true;
+        if (s) return s;
+    }
+    if ((s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
+    pipeline_set_step(R->head, (uint64_t)R->step);
+    return pipeline_upload(R->head, &R->store, e);
+}
+
+static const dataset *split(run *R, int which)
+{
+    if (R->cached) return which == 0 ? &R->ftrain : which == 1 ? &R->fval : &R->ftest;
+    return which == 0 ? &R->train : which == 1 ? &R->val : &R->test;
+}
+
+static graft_status evaluate_split(run *R, const dataset *d, double *loss, double *acc,
+                                   graft_error *e)
+{
+    double ls = 0;
+    long correct = 0;
+    int B = R->r->train.batch_size;
+    for (long i = 0; i < d->n; i += B) {
+        int n = (int)(d->n - i < B ? d->n - i : B);
+        step_result sr;
+        graft_status s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, &sr, e);
+        if (s) return s;
+        ls += sr.loss_sum;
+        correct += sr.correct;
+    }
+    *loss = d->n ? ls / (double)d->n : NAN;
+    *acc = d->n ? (double)correct / (double)d->n : NAN;
+    return GRAFT_OK;
+}
+
+/* The freeze selector in force at an epoch: the recipe's, then each unfreeze step reached. */
+static const freeze_spec *phase_freeze(const graft_recipe *r, int epoch)
+{
+    const freeze_spec *f = &r->transfer.freeze;
+    for (int i = 0; i < r->train.nunfreeze; i++)
+        if (r->train.unfreeze[i].epoch <= epoch) f = &r->train.unfreeze[i].freeze;
+    return f;
+}
+
+static void path_in(const run *R, const char *name, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s", R->dir, name);
+}
+
+static graft_status save_checkpoints(run *R, bool best, graft_error *e)
+{
+    graft_status s = pipeline_download(R->head, &R->store, e);
+    if (s) return s;
+    char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80];
+    snprintf(epoch, sizeof epoch, "%d", R->epoch);
+    snprintf(step, sizeof step, "%ld", R->step);
+    snprintf(bm, sizeof bm, "%.17g", R->best_metric);
+    snprintf(be, sizeof be, "%d", R->best_epoch);
+    snprintf(bad, sizeof bad, "%d", R->bad_epochs);
+    snprintf(secs, sizeof secs, "%.6f", R->train_seconds);
+    snprintf(seen, sizeof seen, "%ld", R->images_seen);
+    char *yaml = recipe_dump_yaml(R->r);
+    uint8_t h[32];
+    sha256(yaml ? yaml : "", yaml ? strlen(yaml) : 0, h);
+    hex_encode(h, 16, hash);
+    free(yaml);
+    const char *model_meta[] = {"format", "graft", "recipe_sha256", hash, "epoch", epoch,
+                                "best_metric", bm};
+    /* state: the loop's counters plus each tensor's optimizer step count (Adam's bias
+     * correction continues exactly after a resume) */
+    int nmeta = 9 + R->store.n;
+    const char **state_meta = calloc((size_t)nmeta * 2, sizeof *state_meta);
+    char *tvals = calloc((size_t)R->store.n + 1, 24);
+    char *tkeys = calloc((size_t)R->store.n + 1, 1040);
+    if (!state_meta || !tvals || !tkeys) {
+        free(state_meta);
+        free(tvals);
+        free(tkeys);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    const char *fixed[] = {"epoch", epoch, "step", step, "best_metric", bm,
+                           "best_epoch", be, "bad_epochs", bad, "train_seconds", secs,
+                           "images_seen", seen, "recipe_sha256", hash, "format", "graft-state"};
+    memcpy(state_meta, fixed, sizeof fixed);
+    for (int i = 0; i < R->store.n; i++) {
+        snprintf(tkeys + (size_t)i * 1040, 1040, "t.%s", R->store.items[i].name);
+        snprintf(tvals + (size_t)i * 24, 24, "%ld", R->store.items[i].t);
+        state_meta[18 + 2 * i] = tkeys + (size_t)i * 1040;
+        state_meta[19 + 2 * i] = tvals + (size_t)i * 24;
+    }
+    char path[2300];
+    /* state first, then last: both describe the same epoch end once both renames are done */
+    path_in(R, "state.safetensors", path, sizeof path);
+    s = store_save_state(&R->store, path, (const char *const *)state_meta, nmeta, e);
+    free(state_meta);
+    free(tvals);
+    free(tkeys);
+    if (s) return s;
+    path_in(R, "last.safetensors", path, sizeof path);
+    if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
+    if (best) {
+        path_in(R, "model.safetensors", path, sizeof path);
+        if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
+    }
+    path_in(R, "metrics.jsonl", path, sizeof path);
+    return fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+}
+
+static double meta_num(st_file *f, const char *key, double dflt)
+{
+    const char *v = st_meta(f, key);
+    return v ? strtod(v, NULL) : dflt;
+}
+
+static graft_status resume_from(run *R, const char *dir, graft_error *e)
+{
+    char path[2300];
+    snprintf(path, sizeof path, "%s/last.safetensors", dir);
+    int loaded = 0;
+    /* every tensor, head included: mark nothing fresh for this load */
+    graph all = R->r->graph;
+    layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
+    if (!copy) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
+    for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
+    all.layers = copy;
+    graft_status s = store_load(&R->store, &all, path, false, &loaded, e);
+    free(copy);
+    if (s) {
+        err_prefix(e, "cannot resume from %s", dir);
+        return s;
+    }
+    snprintf(path, sizeof path, "%s/state.safetensors", dir);
+    st_file *meta;
+    if ((s = store_load_state(&R->store, path, &meta, e))) {
+        err_prefix(e, "cannot resume from %s", dir);
+        return s;
+    }
+    R->epoch = (int)meta_num(meta, "epoch", 0);
+    R->step = (long)meta_num(meta, "step", 0);
+    R->best_metric = meta_num(meta, "best_metric", NAN);
+    R->best_epoch = (int)meta_num(meta, "best_epoch", 0);
+    R->bad_epochs = (int)meta_num(meta, "bad_epochs", 0);
+    R->train_seconds = meta_num(meta, "train_seconds", 0);
+    R->images_seen = (long)meta_num(meta, "images_seen", 0);
+    /* per-tensor optimizer step counts */
+    for (int i = 0; i < R->store.n; i++) {
+        char key[1100];
+        snprintf(key, sizeof key, "t.%s", R->store.items[i].name);
+        R->store.items[i].t = (long)meta_num(meta, key, 0);
+    }
+    st_close(meta);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *old;
+    size_t n;
+    if (fs_read_file(path, 64 << 20, &old, &n, NULL) == GRAFT_OK) {
+        /* keep only the lines of epochs before the resume point */
+        int lines = 0;
+        size_t keep = 0;
+        for (size_t i = 0; i < n && lines < R->epoch; i++)
+            if (old[i] == '\n') {
+                lines++;
+                keep = i + 1;
+            }
+        buf_append(&R->metrics, old, keep);
+        free(old);
+    }
+    return GRAFT_OK;
+}
+
+static graft_status write_summary(run *R, const train_summary *sum, graft_error *e)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "test_accuracy", json_real(sum->test_accuracy));
+    json_object_set_new(o, "test_loss", json_real(sum->test_loss));
+    json_object_set_new(o, "best_epoch", json_integer(sum->best_epoch));
+    json_object_set_new(o, "epochs_run", json_integer(sum->epochs_run));
+    json_object_set_new(o, "stopped_early", json_boolean(sum->stopped_early));
+    json_object_set_new(o, "steps", json_integer(sum->steps));
+    json_object_set_new(o, "train_seconds", json_real(sum->train_seconds));
+    json_object_set_new(o, "images_per_second", json_real(sum->images_per_second));
+    json_object_set_new(o, "device", json_string(sum->device));
+    json_object_set_new(o, "params_total", json_integer(sum->params_total));
+    json_object_set_new(o, "params_trainable", json_integer(sum->params_trainable));
+    json_object_set_new(o, "feature_cache", json_boolean(sum->feature_cache));
+    json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
+    char *text = json_dumps(o, JSON_INDENT(2));
+    json_decref(o);
+    if (!text) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    char path[2300];
+    path_in(R, "summary.json", path, sizeof path);
+    size_t len = strlen(text);
+    graft_status s = GRAFT_OK;
+    char *withnl = malloc(len + 2);
+    if (!withnl) s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    else {
+        memcpy(withnl, text, len);
+        withnl[len] = '\n';
+        s = fs_write_atomic(path, withnl, len + 1, e);
+    }
+    free(withnl);
+    free(text);
+    return s;
+}
+
+static graft_status train_epoch(run *R, bool *stop, graft_error *e)
+{
+    graft_recipe *r = R->r;
+    const train_spec *t = &r->train;
+    const dataset *tr = split(R, 0);
+    bool augment = !R->cached;
+    batcher *b;
+    graft_status s = batcher_create(tr, t->batch_size, true, augment && r->data.flip,
+                                    augment ? r->data.crop_pad : 0, t->seed, &b, e);
+    if (s) return s;
+    batcher_start_epoch(b, R->epoch);
+    long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0;
+    double loss_sum = 0, t0 = now_seconds(), lr = t->lr;
+    const float *x;
+    const int *y;
+    int n;
+    train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
+                        .val_loss = NAN, .val_accuracy = NAN};
+    while (!*stop && batcher_next(b, &x, &y, &n)) {
+        lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
+        optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
+                           .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
+                           .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
+        step_result sr;
+        if ((s = pipeline_train_step(R->head, x, y, n, &h, &sr, e))) break;
+        R->step++;
+        done++;
+        seen += n;
+        correct += sr.correct;
+        loss_sum += sr.loss_sum;
+        if (t->max_steps > 0 && R->step >= t->max_steps) *stop = true;
+        if (R->o->progress) {
+            double el = now_seconds() - t0;
+            p.batch = done;
+            p.loss = loss_sum / (double)seen;
+            p.accuracy = (double)correct / (double)seen;
+            p.images_per_second = el > 0 ? (double)seen / el : 0;
+            p.eta_seconds = done ? el / (double)done * (double)(nb - done) : 0;
+            p.lr = lr;
+            R->o->progress(R->o->user, &p);
+        }
+    }
+    batcher_free(b);
+    if (s) return s;
+    double secs = now_seconds() - t0;
+    R->train_seconds += secs;
+    R->images_seen += seen;
+    double vl = NAN, va = NAN;
+    if (R->have_val && (s = evaluate_split(R, split(R, 1), &vl, &va, e))) return s;
+    /* metrics line */
+    json_t *m = json_object();
+    json_object_set_new(m, "epoch", json_integer(R->epoch + 1));
+    json_object_set_new(m, "lr", json_real(lr));
+    json_object_set_new(m, "train_loss", json_real(seen ? loss_sum / (double)seen : 0));
+    json_object_set_new(m, "train_accuracy", json_real(seen ? (double)correct / (double)seen : 0));
+    json_object_set_new(m, "val_loss", isfinite(vl) ? json_real(vl) : json_null());
+    json_object_set_new(m, "val_accuracy", isfinite(va) ? json_real(va) : json_null());
+    json_object_set_new(m, "seconds", json_real(secs));
+    json_object_set_new(m, "images_per_second", json_real(secs > 0 ? (double)seen / secs : 0));
+    json_object_set_new(m, "steps", json_integer(R->step));
+    char *line = json_dumps(m, JSON_COMPACT);
+    json_decref(m);
+    if (line) {
+        buf_printf(&R->metrics, "%s\n", line);
+        free(line);
+    }
+    /* the monitored metric: validation when there is a validation split, else training loss */
+    double metric;
+    bool higher_better = false;
+    if (R->have_val && t->monitor == MONITOR_VAL_ACCURACY) {
+        metric = va;
+        higher_better = true;
+    } else {
+        metric = R->have_val ? vl : (seen ? loss_sum / (double)seen : 0);
+    }
+    bool improved = isnan(R->best_metric) ||
+                    (higher_better ? metric > R->best_metric + t->min_delta
+                                   : metric < R->best_metric - t->min_delta);
+    if (improved) {
+        R->best_metric = metric;
+        R->best_epoch = R->epoch + 1;
+        R->bad_epochs = 0;
+    } else {
+        R->bad_epochs++;
+    }
+    R->epoch++;
+    if (t->early_stopping && R->have_val && R->bad_epochs >= t->patience) {
+        R->stopped_early = true;
+        *stop = true;
+    }
+    if ((s = save_checkpoints(R, improved, e))) return s;
+    if (R->o->progress) {
+        p.epoch_done = true;
+        p.batch = done;
+        p.loss = seen ? loss_sum / (double)seen : 0;
+        p.accuracy = seen ? (double)correct / (double)seen : 0;
+        p.images_per_second = secs > 0 ? (double)seen / secs : 0;
+        p.eta_seconds = 0;
+        p.val_loss = vl;
+        p.val_accuracy = va;
+        R->o->progress(R->o->user, &p);
+    }
+    return GRAFT_OK;
+}
+
+static void run_free(run *R)
+{
+    pipeline_free(R->head);
+    free_features(R);
+    store_free(&R->store);
+    dataset_free(&R->train);
+    dataset_free(&R->val);
+    dataset_free(&R->test);
+    buf_free(&R->metrics);
+    graft_context_free(R->ctx);
+}
+
+graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
+                         graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    run R = {.r = r, .o = o, .best_metric = NAN};
+    graft_status s;
+    const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
+    if (!dir) dir = "runs/last";
+    snprintf(R.dir, sizeof R.dir, "%s", dir);
+    graft_context_options co = {.device = o->device ? o->device : r->device};
+    /* data first: a bad data file must fail before anything is written */
+    if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
+    R.have_val = R.val.n > 0;
+    if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
+    if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
+    if (r->transfer.from) {
+        int loaded = 0;
+        if ((s = store_load(&R.store, &r->graph, r->transfer.from, r->train.l2sp > 0, &loaded, e)))
+            goto done;
+    }
+    if (o->resume && (s = resume_from(&R, o->resume, e))) goto done;
+    if ((s = recipe_apply_freeze(r, phase_freeze(r, R.epoch), NULL))) {
+        err_set(e, s, "cannot apply the freeze selector of epoch %d", R.epoch + 1);
+        goto done;
+    }
+    if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    if ((s = compile_phase(&R, e))) goto done;
+    out->feature_cache = R.cached;
+    snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
+    {
+        char path[2300];
+        char *yaml = recipe_dump_yaml(r);
+        path_in(&R, "recipe.yaml", path, sizeof path);
+        s = yaml ? fs_write_atomic(path, yaml, strlen(yaml), e)
+                 : err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        free(yaml);
+        if (s) goto done;
+    }
+    bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
+    const freeze_spec *current = phase_freeze(r, R.epoch);
+    while (!stop && R.epoch < r->train.epochs) {
+        const freeze_spec *f = phase_freeze(r, R.epoch);
+        if (f != current) {
+            current = f;
+            if ((s = recipe_apply_freeze(r, f, NULL))) {
+                err_set(e, s, "cannot apply the unfreeze step of epoch %d", R.epoch + 1);
+                goto done;
+            }
+            notify(&R, "unfreezing: the trainable set changes");
+            if ((s = compile_phase(&R, e))) goto done;
+            out->feature_cache = out->feature_cache || R.cached;
+        }
+        if ((s = train_epoch(&R, &stop, e))) goto done;
+    }
+    /* evaluate the best weights on the test split */
+    if (R.have_val && R.best_epoch > 0 && R.best_epoch != R.epoch) {
+        char path[2300];
+        path_in(&R, "model.safetensors", path, sizeof path);
+        graph all = r->graph;
+        layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
+        if (!copy) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
+        for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
+        all.layers = copy;
+        s = store_load(&R.store, &all, path, false, NULL, e);
+        free(copy);
+        if (!s) s = pipeline_upload(R.head, &R.store, e);
+        if (s) goto done;
+    } else if (!R.have_val || R.best_epoch == 0) {
+        /* no validation: the last weights are the model */
+        char path[2300];
+        if ((s = pipeline_download(R.head, &R.store, e))) goto done;
+        const char *meta[] = {"format", "graft"};
+        path_in(&R, "model.safetensors", path, sizeof path);
+        if ((s = store_save(&R.store, path, meta, 2, e))) goto done;
+    }
+    double tl = NAN, ta = NAN;
+    if (R.test.n > 0 && (s = evaluate_split(&R, split(&R, 2), &tl, &ta, e))) goto done;
+    out->test_loss = tl;
+    out->test_accuracy = ta;
+    out->best_epoch = R.best_epoch;
+    out->epochs_run = R.epoch;
+    out->stopped_early = R.stopped_early;
+    out->steps = R.step;
+    out->train_seconds = R.train_seconds;
+    out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
+    snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
+    out->params_total = graph_param_count(&r->graph, false);
+    out->params_trainable = graph_param_count(&r->graph, true);
+    snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);
+    s = write_summary(&R, out, e);
+done:
+    run_free(&R);
+    return s;
+}

@@ -109,7 +109,7 @@ static void plan_table(const plan_view *v)
     }
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));
-    printf("feature cache: %s (%s)\n", v->cache ? "used" : "not used", v->cache_reason);
+    printf("feature cache: %s: %s\n", v->cache ? "used" : "not used", v->cache_reason);
     plan_extend_table(v);
 }
 

@@ -82,7 +82,9 @@ typedef enum cache_mode { CACHE_AUTO, CACHE_ON, CACHE_OFF } cache_mode;
 typedef enum monitor_kind { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY } monitor_kind;
 
 /* A freeze selector, as written: a layer name, a depth, a list of names//regexes/, none or all.
- * It is resolved against the graph into layer.frozen flags. */
+ * It is resolved against the graph into layer.frozen flags. A depth counts the graph's layers as
+ * `graft plan` numbers them (activation sugar layers included); /regexes/ are POSIX extended and
+ * must match a whole layer name. Selecting a layer of the new head is an error. */
 typedef struct freeze_spec {
     enum { FREEZE_NONE, FREEZE_ALL, FREEZE_THROUGH, FREEZE_DEPTH, FREEZE_LIST } kind;
     graft_mark mark;
@@ -163,7 +165,8 @@ graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_di
  * augmentation, and nothing after the prefix reads from inside it). reason says why (not). */
 bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n);
 
-/* The merged recipe as YAML text (for the run directory's resolved recipe). malloc'ed. */
+/* The merged recipe as YAML text (for the run directory's resolved recipe): extends and
+ * model.file inlined, --set applied, every path absolute. malloc'ed. */
 char *recipe_dump_yaml(const graft_recipe *r);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *describe(rctx *c, const ynode *n)
 {
@@ -197,7 +198,19 @@ const char *resolve_path(rctx *c, const ynode *n)
     mark_dir(n->mark, dir, sizeof dir);
     fs_join(dir, n->value, full, sizeof full);
     path_normalize(full);
-    return arena_strdup(c->a, full);
+    const char *p = arena_strdup(c->a, full);
+    /* The merged tree keeps the absolute path, so the resolved recipe written into a run
+     * directory means the same files wherever it is read from. */
+    char cwd[4096], abs[8192];
+    if (p && full[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        fs_join(cwd, full, abs, sizeof abs);
+        path_normalize(abs);
+        const char *a = arena_strdup(c->a, abs);
+        if (a) ((ynode *)n)->value = a;
+    } else if (p) {
+        ((ynode *)n)->value = p;
+    }
+    return p;
 }
 
 bool is_regex(const char *s)

@@ -159,6 +159,9 @@ static void test_merge_and_extends(void)
         char *y = recipe_dump_yaml(r);
         CHECK(y && strstr(y, "batch_size: 7") && !strstr(y, "extends"));
         CHECK(y && strstr(y, "layer1.0.fc"));
+        char absout[700];
+        snprintf(absout, sizeof absout, "output: %s/out/base", dir);
+        CHECKF(y && strstr(y, absout), "dump has no absolute output path:\n%s", y ? y : "(null)");
         /* the dump parses back to the same recipe */
         if (y) {
             write_text("models/dumped.yaml", y);

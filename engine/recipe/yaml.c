@@ -162,6 +162,9 @@ typedef struct frame {
     char *anchor;          /* anchor of this container, registered when it closes */
     const char *key;       /* map: the key waiting for its value (NULL = expecting a key) */
     graft_mark key_mark;
+    bool key_plain;        /* the key was an unquoted scalar (so "<<" is a merge key) */
+    ynode *merges[8];      /* "<<: *base" sources, merged when the mapping closes */
+    int nmerges;
 } frame;
 
 static graft_mark mark_of(const builder *b, yaml_mark_t m)
@@ -248,10 +251,27 @@ static bool attach(builder *b, frame *stack, int depth, ynode **root, ynode *n)
         }
         f->key = n->value;
         f->key_mark = n->mark;
+        f->key_plain = !n->quoted;
         return true;
     }
     const char *key = f->key;
     f->key = NULL;
+    if (f->key_plain && strcmp(key, "<<") == 0) {
+        /* YAML merge key: the mapping (or list of mappings) supplies keys this mapping lacks;
+         * explicit keys win wherever they are written, earlier sources win over later ones */
+        int n_src = n->kind == YNODE_SEQ ? n->count : 1;
+        for (int i = 0; i < n_src; i++) {
+            ynode *src = n->kind == YNODE_SEQ ? n->items[i] : n;
+            if (src->kind != YNODE_MAP || f->nmerges == (int)ARRAY_LEN(f->merges)) {
+                graft_diags_add(b->d, src->mark,
+                                "<<: expected a mapping or a list of at most 8 mappings to merge");
+                b->failed = true;
+                return false;
+            }
+            f->merges[f->nmerges++] = src;
+        }
+        return true;
+    }
     int dup = ynode_find(f->node, key);
     if (dup >= 0) {
         graft_diags_add(b->d, f->key_mark, "duplicate key '%s' (first at line %d)", key,
@@ -369,6 +389,12 @@ ynode *yaml_parse(arena *a, const char *name, const char *text, size_t len, int 
         case YAML_SEQUENCE_END_EVENT:
         case YAML_MAPPING_END_EVENT: {
             frame f = stack[--depth];
+            for (int i = 0; i < f.nmerges && !b.failed; i++)
+                for (int j = 0; j < f.merges[i]->count; j++)
+                    if (ynode_find(f.node, f.merges[i]->keys[j]) < 0 &&
+                        !ynode_push(a, f.node, f.merges[i]->keys[j], f.merges[i]->key_marks[j],
+                                    f.merges[i]->items[j]))
+                        b.failed = true;
             if (f.anchor && !add_anchor(&b, f.anchor, f.node)) b.failed = true;
             if (!b.failed && !attach(&b, stack, depth, &root, f.node)) b.failed = true;
             break;

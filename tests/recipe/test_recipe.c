@@ -107,6 +107,16 @@ static void test_yaml_errors(void)
         CHECK(c && c->kind == YNODE_MAP && c != ynode_get(r, "base"));
         CHECK(c && c->mark.line == 2 && ynode_get(c, "y")->count == 2);
     }
+    const char *merge = "base: &b {x: 1, y: 2}\nm: {<<: *b, y: 3}\nn:\n  z: 0\n  <<: [{z: 9, w: 4}, *b]\n";
+    r = yaml_parse(&a, "merge.yaml", merge, strlen(merge), 0, 0, &d);
+    CHECK(r && d.count == 0);
+    if (r) {
+        ynode *m = ynode_get(r, "m"), *nn = ynode_get(r, "n");
+        CHECK(m->count == 2 && strcmp(ynode_get(m, "y")->value, "3") == 0);
+        CHECK(strcmp(ynode_get(m, "x")->value, "1") == 0 && ynode_find(m, "<<") < 0);
+        CHECK(nn->count == 4 && strcmp(ynode_get(nn, "z")->value, "0") == 0);
+        CHECK(strcmp(ynode_get(nn, "w")->value, "4") == 0 && strcmp(ynode_get(nn, "x")->value, "1") == 0);
+    }
     const char *rec = "a: &a [1, *a]\n";
     r = yaml_parse(&a, "rec.yaml", rec, strlen(rec), 0, 0, &d);
     CHECK(!r && has_diag(&d, 1, 11, "unknown alias '*a'"));

@@ -114,9 +114,14 @@ static void parse_layer(rctx *c, layer_list *L, const ynode *n, int index, bool 
             for (int i = 0; i < nk; i++) names[i] = kinds[i]->name;
             const char *dym =
                 type_n->kind == YNODE_SCALAR ? did_you_mean(type_n->value, names, nk) : NULL;
-            graft_diags_add(c->d, type_n->mark, "unknown layer type %s%s%s%s",
-                            describe(c, type_n), dym ? " (did you mean '" : "", dym ? dym : "",
-                            dym ? "'?)" : "");
+            if (type_n->kind == YNODE_SCALAR && strcmp(type_n->value, "softmax") == 0)
+                graft_diags_add(c->d, type_n->mark,
+                                "softmax is part of the loss (cross-entropy on the logits): end "
+                                "the network with its last dense layer");
+            else
+                graft_diags_add(c->d, type_n->mark, "unknown layer type %s%s%s%s",
+                                describe(c, type_n), dym ? " (did you mean '" : "",
+                                dym ? dym : "", dym ? "'?)" : "");
         }
     }
     if (!k) return;
@@ -154,7 +159,12 @@ static void parse_layer(rctx *c, layer_list *L, const ynode *n, int index, bool 
     p->inputs = get(n, "inputs");
     p->bad = c->d->count > errors_before;
     const ynode *act = k->activation_sugar ? get(n, "activation") : NULL;
-    if (act) {
+    if (act && act->kind == YNODE_SCALAR && strcmp(act->value, "softmax") == 0) {
+        graft_diags_add(c->d, act->mark,
+                        "%s: activation: softmax is part of the loss (cross-entropy on the "
+                        "logits): leave it out",
+                        name);
+    } else if (act) {
         int ai = parse_enum(c, act, arena_printf(c->a, "%s: activation", name), ACTIVATIONS,
                             (int)ARRAY_LEN(ACTIVATIONS));
         if (ai >= 0) {

@@ -551,7 +551,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = pipeline_download(R.head, &R.store, e))) goto done;
         const char *meta[] = {"format", "graft"};
         path_in(&R, "model.safetensors", path, sizeof path);
-        if ((s = store_save(&R.store, path, meta, 2, e))) goto done;
+        if ((s = store_save(&R.store, path, meta, 1, e))) goto done;
     }
     double tl = NAN, ta = NAN;
     if (R.test.n > 0 && (s = evaluate_split(&R, split(&R, 2), &tl, &ta, e))) goto done;

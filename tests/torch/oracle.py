@@ -224,7 +224,7 @@ def main():
         model = random_model(int(args.model.split(":")[1]))
         model_path = os.path.join(work, "model.yaml")
         with open(model_path, "w") as f:
-            yaml.safe_dump(model, f, sort_keys=False)
+            yaml.safe_dump({"name": "random", "model": model}, f, sort_keys=False)
     else:
         model_path = os.path.abspath(args.model)
         model = yaml.safe_load(open(model_path))
@@ -291,11 +291,17 @@ def main():
           "--input", os.path.join(work, "x.npy"), "--output", out, *drop_sets)
     check("predict logits", rel_err(np.load(out), ref), 1e-4)
 
-    # 2. one optimizer step on the same batch, SGD and Adam
+    # 2. one optimizer step on the same batch, SGD and Adam. Adam's first step is lr * g/(|g|+eps)
+    # elementwise, which turns the float32 noise of gradients near zero into whole +-lr steps; eps
+    # 1e-5 (on both sides) keeps that amplification below the tolerance while every part of the
+    # update formula still runs.
     for opt, lr in (("sgd", 0.1), ("adam", 1e-3)):
         net.load_graft_state(w0)
         net.train()
-        o = torch.optim.SGD(net.parameters(), lr=lr) if opt == "sgd" else torch.optim.Adam(net.parameters(), lr=lr)
+        if opt == "sgd":
+            o = torch.optim.SGD(net.parameters(), lr=lr)
+        else:
+            o = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-5)
         o.zero_grad()
         loss = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
         loss.backward()
@@ -304,25 +310,22 @@ def main():
         run = os.path.join(work, f"run-{opt}")
         graft("train", recipe_path, "--quiet", "--out", run,
               "--set", "transfer.from=" + os.path.join(work, "w0.safetensors"),
-              "--set", f"train.optimizer={opt}", "--set", f"train.lr={lr}", *drop_sets)
+              "--set", f"train.optimizer={opt}", "--set", f"train.lr={lr}",
+              "--set", "train.eps=1e-5", *drop_sets)
         got = st_read(os.path.join(run, "last.safetensors"))
-        worst = ("", 0.0)
+        # the update itself, relative to the largest update of the step: a parameter whose true
+        # gradient is zero (a conv bias before batchnorm) must stay put up to float noise
+        scale = max(float(np.max(np.abs(want[k] - w0[k]))) for k in want)
         for name, ref_w in want.items():
             if name not in got:
                 print(f"  FAIL {name} missing from last.safetensors")
                 failures += 1
                 continue
-            delta_ref = ref_w - w0[name]
-            delta_got = got[name] - w0[name]
-            if np.max(np.abs(delta_ref)) < 1e-12:  # untouched (e.g. no gradient): must stay
-                e = float(np.max(np.abs(delta_got)))
-            else:
-                e = rel_err(delta_got, delta_ref)
-            e_abs = rel_err(got[name], ref_w)
-            check(f"{opt} step {name}", max(e_abs, e if opt == "sgd" else e_abs), 1e-3)
-            if e > worst[1]:
-                worst = (name, e)
-        print(f"  ({opt}: largest relative error of the update itself: {worst[1]:.2e} in {worst[0]})")
+            check(f"{opt} step: weights {name}", rel_err(got[name], ref_w), 1e-3)
+            if opt == "sgd":
+                d_ref, d_got = ref_w - w0[name], got[name] - w0[name]
+                denom = max(float(np.max(np.abs(d_ref))), 1e-3 * scale)
+                check(f"{opt} step: update {name}", float(np.max(np.abs(d_got - d_ref))) / denom, 1e-3)
     print(f"{'PASS' if failures == 0 else 'FAIL'}: {failures} comparison(s) out of tolerance")
     return 1 if failures else 0
 

@@ -121,7 +121,7 @@ static bool emit_scalar(yaml_emitter_t *em, const char *s, bool quoted)
     return emit(em, &ev);
 }
 
-static bool emit_node(yaml_emitter_t *em, const ynode *n, int depth)
+static bool emit_node(yaml_emitter_t *em, const ynode *n, int depth, bool in_seq)
 {
     yaml_event_t ev;
     if (n->kind == YNODE_SCALAR) return emit_scalar(em, n->value, n->quoted);
@@ -133,14 +133,26 @@ static bool emit_node(yaml_emitter_t *em, const ynode *n, int depth)
                                              flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE);
         if (!emit(em, &ev)) return false;
         for (int i = 0; i < n->count; i++)
-            if (!emit_node(em, n->items[i], depth + 1)) return false;
+            if (!emit_node(em, n->items[i], depth + 1, true)) return false;
         yaml_sequence_end_event_initialize(&ev);
         return emit(em, &ev);
     }
-    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE);
+    /* a list item whose values are all scalars (a layer) reads best on one line */
+    bool flat = depth > 0 && n->count <= 12;
+    for (int i = 0; flat && i < n->count; i++) {
+        const ynode *v = n->items[i];
+        flat = v->kind == YNODE_SCALAR && strlen(v->value) < 40;
+        if (v->kind == YNODE_SEQ) {
+            flat = v->count <= 4;
+            for (int j = 0; flat && j < v->count; j++) flat = v->items[j]->kind == YNODE_SCALAR;
+        }
+    }
+    yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+                                        flat && in_seq ? YAML_FLOW_MAPPING_STYLE
+                                                       : YAML_BLOCK_MAPPING_STYLE);
     if (!emit(em, &ev)) return false;
     for (int i = 0; i < n->count; i++)
-        if (!emit_scalar(em, n->keys[i], false) || !emit_node(em, n->items[i], depth + 1))
+        if (!emit_scalar(em, n->keys[i], false) || !emit_node(em, n->items[i], depth + 1, false))
             return false;
     yaml_mapping_end_event_initialize(&ev);
     return emit(em, &ev);
@@ -160,7 +172,7 @@ char *recipe_dump_yaml(const graft_recipe *r)
     ok = ok && emit(&em, &ev);
     yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
     ok = ok && emit(&em, &ev);
-    ok = ok && emit_node(&em, r->root, 0);
+    ok = ok && emit_node(&em, r->root, 0, false);
     yaml_document_end_event_initialize(&ev, 1);
     ok = ok && emit(&em, &ev);
     yaml_stream_end_event_initialize(&ev);

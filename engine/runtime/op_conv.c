@@ -7,19 +7,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Two ways to run a batch's GEMMs, chosen by measurement (PoCL 3.1 with CLBlast 1.5.3's default
- * parameters, 2-core EPYC, batch 64, best of 6, noisy shared machine; fwd / bwd_data / bwd_weight):
+/* Two ways to run a batch's GEMMs, chosen by measurement:
  *   batched    = one GEMM per group over the whole batch [CKK x n*P], plus a layout transform
  *                (conv2d_pack / conv2d_unpack, which also adds the bias);
  *   per-sample = one GEMM per sample and group, straight on the NCHW tensors.
- *   conv 1->32 28x28:  per-sample 3.9-6.6 / -  / 6.9-10 ms   batched  7.1-14 / -   / 7.4-9.7 ms
- *   conv 32->32 28x28: per-sample 63 / 75 / 65 ms             batched  61 / 72 / 65 ms
- *   conv 32->64 14x14: per-sample 35-67 / 34-66 / 34-66 ms    batched  30 / 31 / 32 ms
- * With a CPU-tuned CLBlast Xgemm (the parameter set of issue 6) the batched forward and backward
- * data products gain most (conv3 fwd 7.7 vs 16-28 ms), so batched is the default. Only a short
- * GEMM K (conv1: CKK = 9) is slower batched: CLBlast's direct kernel handles 32 x 50176 x 9 in
- * 14.7 ms but 64 calls of 32 x 784 x 9 in 5.3 ms. Groups always go batched (per-sample would be
- * n * groups GEMM calls: 2048 for a 32-channel depthwise layer at batch 64). */
+ * PoCL 3.1, CLBlast 1.5.3 default parameters, 2-core EPYC shared with other jobs (load ~4), the
+ * two interleaved, best of 3 x 4 runs, batch 64, ms for fwd / bwd_data / bwd_weight:
+ *   conv1  1->32 28x28: per-sample   6.8 /  -  /  9.6    batched  15.1 /  -  /   9.7
+ *   conv2 32->32 28x28: per-sample 140   / 153 / 137      batched 114   / 117 / 111
+ *   conv3 32->64 14x14: per-sample  66   /  64 /  61      batched  53   /  49 /  59
+ *   conv4 64->64 14x14: per-sample 133   / 128 / 124      batched 100   / 104 / 119
+ * (an earlier run on a quieter machine: conv2 63/75/65 vs 61/72/65, conv3 35-67 vs 30/31/32).
+ * With a CPU-tuned CLBlast Xgemm (issue 6's parameter set, indirect kernel forced) the batched
+ * forward and backward-data products gain most (conv3 fwd 7.7 vs 16-28 ms). So batched is the
+ * rule; only a short GEMM K (conv1: CKK = 9) loses batched: CLBlast's direct kernel takes 14.7 ms
+ * for 32 x 50176 x 9 but 5.3 ms for 64 calls of 32 x 784 x 9. Groups always go batched
+ * (per-sample would be n * groups GEMM calls: 2048 for a 32-channel depthwise layer at batch 64).
+ * The choice is a pure function of the shape, so conv2d_workspace_bytes knows it too. */
 static bool use_batched(const conv2d_desc *d)
 {
     return d->groups > 1 || d->c * d->kh * d->kw >= 32;
@@ -101,6 +105,7 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
     return GRAFT_OK;
 }
 
+/* 0 for a per-sample 1x1/stride-1/unpadded conv: ws may then be NULL. */
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n)
 {
     conv2d_desc full = *d;

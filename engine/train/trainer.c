@@ -187,12 +187,13 @@ static graft_status evaluate_split(run *R, const dataset *d, double *loss, doubl
     return GRAFT_OK;
 }
 
-/* The freeze selector in force at an epoch: the recipe's, then each unfreeze step reached. */
+/* The freeze selector in force for a 0-based epoch: the recipe's, then each unfreeze step reached
+ * (unfreeze epochs are 1-based: `epoch: 3` changes the trainable set from the third epoch on). */
 static const freeze_spec *phase_freeze(const graft_recipe *r, int epoch)
 {
     const freeze_spec *f = &r->transfer.freeze;
     for (int i = 0; i < r->train.nunfreeze; i++)
-        if (r->train.unfreeze[i].epoch <= epoch) f = &r->train.unfreeze[i].freeze;
+        if (r->train.unfreeze[i].epoch <= epoch + 1) f = &r->train.unfreeze[i].freeze;
     return f;
 }
 

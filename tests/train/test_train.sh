@@ -1,0 +1,127 @@
+#!/bin/sh
+# test_train.sh — the trainer's contract on real data (a Fashion-MNIST subset): exact resume after
+# SIGKILL mid-epoch, feature caching on/off equivalence, early stopping that stops and restores,
+# gradual unfreezing at the right epoch (also across a resume), eval agreeing with the summary,
+# and bad data that fails cleanly without leaving a run directory.
+# usage: test_train.sh GRAFT SOURCE_DIR WORK_DIR
+G=$1; SRC=$2; W=$3
+PY=/usr/bin/python3
+rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
+cp "$SRC/tests/train/base.yaml" "$SRC/tests/train/tiny-cnn.yaml" .
+$PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
+CMP="$PY $SRC/tests/train/compare.py"
+fail=0
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; fail=1; }
+run() { # run NAME ARGS... : graft train, quiet, into run-NAME
+    name=$1; shift
+    "$G" train base.yaml --quiet --out "run-$name" "$@" > "log-$name.txt" 2>&1
+}
+json() { $PY -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
+
+# 1. a reference run, then the same run killed mid-epoch and resumed: identical weights
+run ref --set train.epochs=6 || { cat log-ref.txt; bad "reference run"; }
+[ -f run-ref/model.safetensors ] && [ -f run-ref/last.safetensors ] && [ -f run-ref/metrics.jsonl ] \
+  && [ -f run-ref/summary.json ] && [ -f run-ref/recipe.yaml ] && ok "run directory complete" \
+  || bad "run directory incomplete: $(ls run-ref)"
+[ "$(wc -l < run-ref/metrics.jsonl)" = 6 ] && ok "metrics.jsonl has 6 epochs" || bad "metrics.jsonl"
+"$G" train base.yaml --out run-kill --set train.epochs=6 > log-kill.txt 2>&1 &
+pid=$!
+i=0
+while [ "$(cat run-kill/metrics.jsonl 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 3000 ]; do
+    sleep 0.02; i=$((i + 1))
+done
+# now somewhere in the third epoch
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+epochs_done=$(cat run-kill/metrics.jsonl 2>/dev/null | wc -l)
+if [ "$epochs_done" -ge 6 ]; then
+    bad "the run finished before it could be killed"
+else
+    ok "killed after $epochs_done epochs"
+    "$G" train base.yaml --quiet --resume run-kill --set train.epochs=6 > log-resume.txt 2>&1 \
+        || { cat log-resume.txt; bad "resume"; }
+    $CMP run-kill/last.safetensors run-ref/last.safetensors && ok "resumed weights are bitwise equal" \
+        || bad "resumed weights differ from the uninterrupted run"
+    [ "$(wc -l < run-kill/metrics.jsonl)" = 6 ] && ok "resumed metrics.jsonl has 6 epochs" \
+        || bad "resumed metrics.jsonl: $(wc -l < run-kill/metrics.jsonl) lines"
+fi
+
+# 2. graft eval with the best weights agrees with summary.json
+"$G" eval base.yaml --weights run-ref/model.safetensors --json > eval.json 2> eval.err || { cat eval.err; bad "eval"; }
+$PY - <<'PY' || bad "eval vs summary"
+import json
+e, s = json.load(open("eval.json")), json.load(open("run-ref/summary.json"))
+assert abs(e["accuracy"] - s["test_accuracy"]) < 1e-6, (e["accuracy"], s["test_accuracy"])
+assert abs(e["loss"] - s["test_loss"]) < 1e-4, (e["loss"], s["test_loss"])
+assert sum(map(sum, e["confusion"])) == e["n"] == 400
+assert s["test_accuracy"] > 0.5, s  # it learned something
+print("ok: eval accuracy", e["accuracy"], "equals summary; per class", e["per_class_accuracy"])
+PY
+
+# 3. feature caching on and off give the same weights (frozen convs, dropout in the head)
+for c in on off; do
+    run "cache-$c" --set transfer.from=run-ref/model.safetensors --set transfer.freeze=flatten \
+        --set transfer.cache_features=$c --set train.epochs=2 || { cat "log-cache-$c.txt"; bad "cache $c"; }
+done
+[ "$(json run-cache-on/summary.json feature_cache)" = True ] && ok "cache on used" || bad "cache on not used"
+[ "$(json run-cache-off/summary.json feature_cache)" = False ] && ok "cache off not used" || bad "cache off used"
+$CMP run-cache-on/last.safetensors run-cache-off/last.safetensors --tol 1e-4 \
+    && ok "cached and uncached runs agree" || bad "cached and uncached weights differ"
+$CMP run-cache-on/last.safetensors run-ref/model.safetensors --only conv --tol 0 \
+    && ok "frozen convolutions untouched" || bad "frozen layers changed"
+
+# 4. early stopping: min_delta too large to improve on, patience 1 -> stops after epoch 2,
+#    restores epoch 1's weights
+run early --set train.epochs=6 --set "train.early_stopping={monitor: val_loss, patience: 1, min_delta: 100}" \
+    || { cat log-early.txt; bad "early stopping run"; }
+[ "$(json run-early/summary.json stopped_early)" = True ] && [ "$(json run-early/summary.json epochs_run)" = 2 ] \
+    && [ "$(json run-early/summary.json best_epoch)" = 1 ] && ok "stopped after epoch 2, best epoch 1" \
+    || bad "early stopping: $(cat run-early/summary.json)"
+"$G" eval base.yaml --weights run-early/model.safetensors --json > eval-early.json 2>/dev/null
+$PY -c "
+import json; e=json.load(open('eval-early.json')); s=json.load(open('run-early/summary.json'))
+assert abs(e['accuracy']-s['test_accuracy'])<1e-6, (e, s)" && ok "test accuracy is the restored best model's" \
+    || bad "summary was not computed with the best weights"
+$CMP run-early/model.safetensors run-early/last.safetensors --expect-differ \
+    && ok "model.safetensors (epoch 1) differs from last.safetensors (epoch 2)" || bad "best = last"
+
+# 5. gradual unfreezing: frozen through flatten, everything from epoch 2
+U="--set transfer.from=run-ref/model.safetensors --set transfer.freeze=flatten --set transfer.cache_features=off"
+run unf2 $U --set train.epochs=2 --set "train.unfreeze=[{epoch: 2, freeze: none}]" || { cat log-unf2.txt; bad "unfreeze run"; }
+run unf2b $U --set train.epochs=2 --set "train.unfreeze=[{epoch: 2, freeze: flatten}]" || { cat log-unf2b.txt; bad "unfreeze run b"; }
+$CMP run-unf2b/last.safetensors run-ref/model.safetensors --only conv --tol 0 \
+    && ok "without the step the convolutions stay frozen" || bad "convs changed without unfreeze"
+$CMP run-unf2/last.safetensors run-ref/model.safetensors --only conv --tol 0 --expect-differ \
+    && ok "after the unfreeze step the convolutions train" || bad "unfreeze did not unfreeze"
+# the first epoch of the unfreezing run equals the frozen run's first epoch: resume across the step
+run unf-a $U --set train.epochs=2 --set "train.unfreeze=[{epoch: 2, freeze: none}]" --set train.max_steps=1 \
+    || { cat log-unf-a.txt; bad "max_steps run"; }
+"$G" train base.yaml --quiet --resume run-unf-a $U --set train.epochs=2 \
+    --set "train.unfreeze=[{epoch: 2, freeze: none}]" > log-unf-r.txt 2>&1 || { cat log-unf-r.txt; bad "resume across unfreeze"; }
+
+# 6. bad data: a clear error, exit 1, and no run directory
+$PY - <<'PY'
+import numpy as np, shutil
+x = np.load("data/x_train.npy"); y = np.load("data/y_train.npy")
+np.save("data/y_short.npy", y[:-5])                      # count mismatch
+np.save("data/x_small.npy", x[:, :, :20, :20])           # wrong image size
+np.save("data/x_no1.npy", x[y != 1]); np.save("data/y_no1.npy", y[y != 1])  # class 1 absent
+open("data/trunc.npy", "wb").write(open("data/x_train.npy", "rb").read()[:5000])  # truncated
+PY
+head -c 3000 /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz > data/trunc-idx.gz
+check_bad() { # NAME MESSAGE-FRAGMENT ARGS...
+    name=$1; msg=$2; shift 2
+    "$G" train base.yaml --quiet --out "run-bad-$name" "$@" > "log-bad-$name.txt" 2>&1; rc=$?
+    if [ $rc -ne 1 ] && [ $rc -ne 2 ]; then bad "bad data $name: exit $rc"; cat "log-bad-$name.txt"; return; fi
+    grep -q -- "$msg" "log-bad-$name.txt" || { bad "bad data $name: message"; cat "log-bad-$name.txt"; return; }
+    [ -e "run-bad-$name" ] && { bad "bad data $name left run-bad-$name"; return; }
+    ok "bad data $name: $(head -1 log-bad-$name.txt)"
+}
+check_bad count "label" --set data.train.labels=data/y_short.npy
+check_bad size "28" --set data.train.images=data/x_small.npy
+check_bad truncated "trunc.npy" --set data.train.images=data/trunc.npy
+check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-idx.gz, labels: data/y_train.npy}"
+check_bad class "class" --set "data.classes=[3, 42]"
+check_bad shots "class 1" --set data.train.images=data/x_no1.npy --set data.train.labels=data/y_no1.npy \
+    --set "data.classes=[0, 1]" --set data.shots=5
+exit $fail

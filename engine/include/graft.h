@@ -119,6 +119,36 @@ graft_status graft_context_create(const graft_context_options *opt, graft_contex
 void graft_context_free(graft_context *ctx);
 const graft_device_info *graft_context_device(const graft_context *ctx);
 
+/* ---- recipes, training, evaluation, prediction ---------------------------------------- */
+
+typedef struct graft_recipe graft_recipe;
+
+/* Load a recipe file (extends chains, model files) and apply "path.to.key=YAML" overrides. On
+ * failure every problem is in diags (FILE:LINE:COL) and the status is GRAFT_STATUS_BAD_RECIPE. */
+graft_status graft_recipe_load(const char *file, const char *const *sets, int nsets,
+                               graft_recipe **out, graft_diags *diags);
+void graft_recipe_free(graft_recipe *r);
+/* Layers, parameters (not buffers) and the trainable ones after freezing. */
+void graft_recipe_size(const graft_recipe *r, int *layers, long *params, long *trainable);
+
+typedef struct graft_train_result {
+    double test_accuracy, test_loss;
+    int best_epoch, epochs_run;
+    double train_seconds, images_per_second;
+    int feature_cache;
+} graft_train_result;
+
+/* Train into out_dir (NULL = the recipe's output:) on device (NULL = recipe or default). */
+graft_status graft_run_train(graft_recipe *r, const char *out_dir, const char *device,
+                             graft_train_result *res, graft_error *err);
+/* Test-split loss and accuracy of weights. */
+graft_status graft_run_eval(graft_recipe *r, const char *weights, const char *device,
+                            double *loss, double *accuracy, graft_error *err);
+/* Logits [N, classes] for an .npy input, written to an .npy file. */
+graft_status graft_run_predict(graft_recipe *r, const char *weights, const char *input_npy,
+                               const char *output_npy, const char *device, long *rows,
+                               graft_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -165,19 +165,36 @@ graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_ar
                     (unsigned long long)bytes, src.len - src.pos);
         goto error;
     }
-    out->data = malloc(bytes ? (size_t)bytes : 1);
-    if (!out->data) {
-        s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory for %llu bytes", name,
-                    (unsigned long long)bytes);
-        goto error;
-    }
-    if ((s = source_read(&src, out->data, (size_t)bytes, &got, e))) {
-        if (strstr(e ? e->message : "", "truncated"))
-            err_set(e, GRAFT_STATUS_BAD_DATA,
-                    "%s: the gzip stream is truncated: %s %s needs %llu bytes of data, found "
-                    "%zu",
-                    name, dims, tname, (unsigned long long)bytes, got);
-        goto error;
+    /* Raw data is all there (checked above). Inflated data grows with what actually arrives,
+     * never past what the header implies: a 40-byte file claiming 2 GiB costs 64 KiB, not 2 GiB. */
+    size_t cap = src.gz ? (bytes < (64u << 10) ? (size_t)bytes : (64u << 10)) : (size_t)bytes;
+    out->data = malloc(cap ? cap : 1);
+    got = 0;
+    for (;;) {
+        if (!out->data) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory for %zu bytes", name, cap);
+            goto error;
+        }
+        size_t more = 0;
+        if ((s = source_read(&src, (unsigned char *)out->data + got, cap - got, &more, e))) {
+            got += more;
+            if (strstr(e ? e->message : "", "truncated"))
+                err_set(e, GRAFT_STATUS_BAD_DATA,
+                        "%s: the gzip stream is truncated: %s %s needs %llu bytes of data, found "
+                        "%zu",
+                        name, dims, tname, (unsigned long long)bytes, got);
+            goto error;
+        }
+        got += more;
+        if (got < cap || cap == bytes) break;
+        size_t ncap = cap * 2 > bytes ? (size_t)bytes : cap * 2;
+        void *p2 = realloc(out->data, ncap);
+        if (!p2) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory for %zu bytes", name, ncap);
+            goto error;
+        }
+        out->data = p2;
+        cap = ncap;
     }
     if (got < bytes) {
         s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: %s %s needs %llu bytes of data, the %s holds %zu",

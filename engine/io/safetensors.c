@@ -218,10 +218,14 @@ static graft_status parse_header(const char *path, const char *hdr, size_t hlen,
      * shadow the first one. */
     json_t *root = json_loadb(hdr, hlen, JSON_REJECT_DUPLICATES, &je);
     if (!root) {
-        if (strstr(je.text, "duplicate object key"))
+        if (strstr(je.text, "duplicate object key")) {
+            /* jansson says: duplicate object key near '"NAME"' */
+            const char *k = strstr(je.text, "near '\""), *end = k ? strrchr(k, '"') : NULL;
+            int n = k && end > k + 7 ? (int)(end - (k + 7)) : 0;
             s = err_set(e, GRAFT_STATUS_BAD_DATA,
-                        "%s: duplicate tensor name in the header (JSON column %d)", path,
-                        je.column);
+                        "%s: duplicate tensor name \"%.*s\" in the header (header byte %d)", path,
+                        n, k ? k + 7 : "", je.position);
+        }
         else
             s = err_set(e, GRAFT_STATUS_BAD_DATA,
                         "%s: header is not valid JSON: %s (header byte %d)", path, je.text,

@@ -94,10 +94,20 @@ static void test_types(void)
     uint32_t d4[] = {2, 1, 2, 2};
     unsigned char px[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     size_t n = make_idx(raw, 0x08, 4, d4, px, 8);
-    size_t g1 = gzip_bytes(gz, sizeof gz, raw, 10);
-    size_t g2 = gzip_bytes(gz + g1, sizeof gz - g1, raw + 10, n - 10);
+    static unsigned char two[256];
+    size_t g1 = gzip_bytes(two, sizeof two, raw, 10);
+    size_t g2 = gzip_bytes(two + g1, sizeof two - g1, raw + 10, n - 10);
     idx_array a;
-    CHECK_OK(idx_read_mem("multi", gz, g1 + g2, &a, err));
+    /* 196,608 bytes: the inflate buffer grows past its first 64 KiB */
+    uint32_t dm[] = {3, 256, 256};
+    static unsigned char pix[3 * 256 * 256];
+    for (size_t i = 0; i < sizeof pix; i++) pix[i] = (unsigned char)(i * 7 + i / 251);
+    size_t nm = make_idx(raw, 0x08, 3, dm, pix, sizeof pix);
+    size_t gm = gzip_bytes(gz, sizeof gz, raw, nm);
+    CHECK_OK(idx_read_mem("mid", gz, gm, &a, err));
+    CHECK(a.count == sizeof pix && a.data && memcmp(a.data, pix, sizeof pix) == 0);
+    idx_free(&a);
+    CHECK_OK(idx_read_mem("multi", two, g1 + g2, &a, err));
     CHECK(a.rank == 4 && a.count == 8 && a.shape[3] == 2 && ((uint8_t *)a.data)[7] == 8);
     idx_free(&a);
 }
@@ -176,6 +186,16 @@ static void test_bad(void)
     CHECK_FAILS(idx_read_mem("bomb", gzb, g, &a, &e), e, GRAFT_STATUS_BAD_DATA,
                 "holds more than the 2 bytes", "bomb");
     CHECK(now_seconds() - t0 < 1.0);
+    /* a tiny gzip file whose header claims 1 GiB: refused after inflating what is there, with
+     * memory growing only with the data that arrives */
+    uint32_t gig[] = {1024, 1024, 1024};
+    n = make_idx(raw, 0x08, 3, gig, NULL, 10);
+    g = gzip_bytes(gz, sizeof gz, raw, n);
+    t0 = now_seconds();
+    CHECK_FAILS(idx_read_mem("claim", gz, g, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "1024x1024x1024 u8 needs 1073741824 bytes of data, the decompressed stream holds 10",
+                "claim");
+    CHECK(now_seconds() - t0 < 0.1);
     /* dimensions past the 2 GiB cap are refused before any allocation */
     uint32_t huge[] = {60000, 1000, 1000};
     n = make_idx(raw, 0x08, 3, huge, NULL, 0);

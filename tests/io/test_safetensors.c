@@ -75,7 +75,7 @@ static const struct bad_case {
     {"duplicate name",
      "{\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [0, 4]}, "
      "\"a\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}",
-     8, "duplicate tensor name"},
+     8, "duplicate tensor name \"a\""},
     {"metadata not object", "{\"__metadata__\": \"x\"}", 0, "__metadata__ must be an object"},
     {"metadata value", "{\"__metadata__\": {\"epoch\": 3}}", 0,
      "__metadata__ value of \"epoch\" must be a string"},

@@ -4,6 +4,7 @@
  * and the feature-cache decision. Later stages append sections (memory from the compiler) through
  * plan_extend_json / plan_extend_table, so the table and the JSON stay one view. */
 #include "cli.h"
+#include "compile.h"
 #include "recipe.h"
 
 #include <jansson.h>
@@ -13,7 +14,8 @@
 
 typedef struct plan_view {
     const graft_recipe *r;
-    bool *backward; /* per layer */
+    graph_plan plan; /* the compiler's own analysis: backward, caching, memory */
+    bool *backward;  /* per layer, from plan */
     bool cache;
     char cache_reason[512];
 } plan_view;
@@ -25,16 +27,40 @@ static json_t *shape_json(shape s)
     return a;
 }
 
-/* Sections added by later stages (the compiler's memory figures) go here. */
+/* Memory as the compiler allocates it for a training step at train.batch_size. */
 static void plan_extend_json(json_t *root, const plan_view *v)
 {
-    (void)root;
-    (void)v;
+    const plan_memory *m = &v->plan.mem;
+    json_t *o = json_object();
+    json_object_set_new(o, "batch_size", json_integer(v->r->train.batch_size));
+    json_object_set_new(o, "weights_bytes", json_integer((json_int_t)m->weights));
+    json_object_set_new(o, "gradients_bytes", json_integer((json_int_t)m->gradients));
+    json_object_set_new(o, "optimizer_bytes", json_integer((json_int_t)m->optimizer));
+    json_object_set_new(o, "activations_bytes", json_integer((json_int_t)m->activations));
+    json_object_set_new(o, "workspace_bytes", json_integer((json_int_t)m->workspace));
+    json_object_set_new(o, "total_bytes", json_integer((json_int_t)m->total));
+    json_object_set_new(o, "activation_slots", json_integer(v->plan.nslots));
+    json_object_set_new(root, "memory", o);
+}
+
+static void mib(const char *what, size_t bytes)
+{
+    printf("  %-36s %10.2f MiB\n", what, (double)bytes / (1 << 20));
 }
 
 static void plan_extend_table(const plan_view *v)
 {
-    (void)v;
+    const plan_memory *m = &v->plan.mem;
+    printf("\ndevice memory for a training step at batch %d (the compiler's buffer plan):\n",
+           v->r->train.batch_size);
+    mib("weights and buffers", m->weights);
+    mib("gradients (trainable only)", m->gradients);
+    mib("optimizer state (+ L2-SP anchors)", m->optimizer);
+    char what[96];
+    snprintf(what, sizeof what, "activations (%d shared slots)", v->plan.nslots);
+    mib(what, m->activations);
+    mib("workspace (im2col)", m->workspace);
+    mib("total", m->total);
 }
 
 static json_t *plan_json(const plan_view *v)
@@ -164,8 +190,22 @@ int cmd_plan(int argc, char **argv)
         recipe_free(r);
         return 1;
     }
-    graph_backward_flags(&r->graph, v.backward);
-    v.cache = recipe_feature_cache(r, v.cache_reason, sizeof v.cache_reason);
+    graft_error e = {0};
+    const train_spec *t = &r->train;
+    if (plan_analyse(&r->graph, true, r->transfer.bn_train, r->data.flip || r->data.crop_pad > 0,
+                     t->optimizer, t->l2sp > 0, 0, t->batch_size, &v.plan, &e)) {
+        free(v.backward);
+        recipe_free(r);
+        return cli_fail(&e);
+    }
+    for (int i = 0; i < r->graph.nlayers; i++) v.backward[i] = v.plan.layers[i].backward;
+    v.cache = v.plan.cacheable && r->transfer.cache_features != CACHE_OFF;
+    snprintf(v.cache_reason, sizeof v.cache_reason, "%s%s",
+             r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
+                                                     : v.plan.cache_reason,
+             r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
+                                  "again when it recompiles)"
+                                : "");
     if (json) {
         json_t *o = plan_json(&v);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
@@ -176,6 +216,7 @@ int cmd_plan(int argc, char **argv)
         plan_table(&v);
     }
     free(v.backward);
+    plan_free(&v.plan);
     recipe_free(r);
     return 0;
 }

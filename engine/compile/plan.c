@@ -45,55 +45,14 @@ static bool is_view(const layer *l, bool training)
 
 static void cache_check(const graph *g, bool training, bool bn_train, bool augment, graph_plan *p)
 {
-    int k = graph_frozen_prefix(g);
-    p->cacheable = false;
-    p->cache_cut = k;
+    p->cache_cut = graph_frozen_prefix(g);
     if (!training) {
+        p->cacheable = false;
         snprintf(p->cache_reason, sizeof p->cache_reason, "not training");
         return;
     }
-    if (k == 0) {
-        snprintf(p->cache_reason, sizeof p->cache_reason, "no frozen prefix");
-        return;
-    }
-    if (k >= g->nlayers) {
-        snprintf(p->cache_reason, sizeof p->cache_reason, "every layer is frozen");
-        return;
-    }
-    if (augment) {
-        snprintf(p->cache_reason, sizeof p->cache_reason,
-                 "data augmentation changes the prefix's input every epoch");
-        return;
-    }
-    for (int i = 0; i < k; i++) {
-        const layer *l = &g->layers[i];
-        if (l->type == GRAFT_LAYER_DROPOUT && l->rate > 0) {
-            snprintf(p->cache_reason, sizeof p->cache_reason,
-                     "dropout layer '%s' in the frozen prefix is random", l->name);
-            return;
-        }
-        if (l->type == GRAFT_LAYER_BATCHNORM && bn_train) {
-            snprintf(p->cache_reason, sizeof p->cache_reason,
-                     "batchnorm '%s' in the frozen prefix uses batch statistics (bn: train)",
-                     l->name);
-            return;
-        }
-    }
-    for (int j = k; j < g->nlayers; j++)
-        for (int q = 0; q < g->layers[j].ninputs; q++)
-            if (g->layers[j].inputs[q] < k - 1) {
-                snprintf(p->cache_reason, sizeof p->cache_reason,
-                         "layer '%s' reads '%s' from inside the frozen prefix (more than one "
-                         "tensor crosses the cut)",
-                         g->layers[j].name,
-                         g->layers[j].inputs[q] < 0 ? "input"
-                                                    : g->layers[g->layers[j].inputs[q]].name);
-                return;
-            }
-    p->cacheable = true;
-    snprintf(p->cache_reason, sizeof p->cache_reason,
-             "frozen prefix through '%s' is deterministic: computed once per split",
-             g->layers[k - 1].name);
+    p->cacheable = graph_feature_cache(g, bn_train, augment, p->cache_reason,
+                                       sizeof p->cache_reason);
 }
 
 graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool augment,

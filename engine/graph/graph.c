@@ -138,13 +138,44 @@ int graph_frozen_prefix(const graph *g)
     return k;
 }
 
-void graph_backward_flags(const graph *g, bool *backward)
+bool graph_feature_cache(const graph *g, bool bn_train, bool augment, char *reason, size_t n)
 {
-    for (int i = 0; i < g->nlayers; i++) {
-        const layer *l = &g->layers[i];
-        bool b = !l->frozen && layer_param_count(l) > 0;
-        for (int j = 0; !b && j < l->ninputs; j++)
-            if (l->inputs[j] >= 0 && l->inputs[j] < i) b = backward[l->inputs[j]];
-        backward[i] = b;
+    int k = graph_frozen_prefix(g);
+    if (k == 0) {
+        snprintf(reason, n, "no frozen prefix (the first layer trains)");
+        return false;
     }
+    if (k == g->nlayers) {
+        snprintf(reason, n, "every layer is frozen: nothing trains");
+        return false;
+    }
+    for (int i = 0; i < k; i++) {
+        const layer *l = &g->layers[i];
+        const layer_kind *lk = layer_kind_of(l->type);
+        if (lk && !lk->deterministic) {
+            snprintf(reason, n, "%s '%s' in the frozen prefix is random in training", lk->name,
+                     l->name);
+            return false;
+        }
+        if (l->type == GRAFT_LAYER_BATCHNORM && bn_train) {
+            snprintf(reason, n, "batchnorm '%s' in the frozen prefix trains (transfer.bn: train)",
+                     l->name);
+            return false;
+        }
+    }
+    if (augment) {
+        snprintf(reason, n, "data augmentation changes the inputs every epoch");
+        return false;
+    }
+    for (int i = k; i < g->nlayers; i++)
+        for (int j = 0; j < g->layers[i].ninputs; j++)
+            if (g->layers[i].inputs[j] != k - 1 && g->layers[i].inputs[j] < k) {
+                int src = g->layers[i].inputs[j];
+                snprintf(reason, n, "'%s' reads '%s' inside the frozen prefix", g->layers[i].name,
+                         src < 0 ? "input" : g->layers[src].name);
+                return false;
+            }
+    snprintf(reason, n, "the frozen prefix (%d layers, through '%s') is deterministic", k,
+             g->layers[k - 1].name);
+    return true;
 }

@@ -142,9 +142,10 @@ long graph_param_count(const graph *g, bool trainable_only);
 int graph_find_layer(const graph *g, const char *name);
 /* The frozen prefix: the largest k such that layers [0, k) are all frozen (0 if none). */
 int graph_frozen_prefix(const graph *g);
-/* backward[i] = layer i's backward runs: some layer at or before it along its input paths has
- * trainable parameters (the frozen prefix runs no backward at all). backward holds nlayers. */
-void graph_backward_flags(const graph *g, bool *backward);
+/* Whether the frozen prefix can be computed once and cached (deterministic in training: no dropout,
+ * no batch-statistics batchnorm, no augmentation, one tensor crossing the cut); why (not) in reason.
+ * The compiler's plan and the recipe check both use this one rule. */
+bool graph_feature_cache(const graph *g, bool bn_train, bool augment, char *reason, size_t n);
 /* Trainable parameter count of one layer (0 when frozen); non-buffer parameter count. */
 long layer_param_count(const layer *l);
 /* "[32, 28, 28]" into out. */

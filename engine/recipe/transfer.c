@@ -367,51 +367,11 @@ void recipe_check_checkpoint(rctx *c)
 
 bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
 {
-    const graph *g = &r->graph;
-    int k = graph_frozen_prefix(g);
     if (r->transfer.cache_features == CACHE_OFF) {
         snprintf(reason, n, "transfer.cache_features is off");
         return false;
     }
-    if (k == 0) {
-        snprintf(reason, n, "no frozen prefix (the first layer trains)");
-        return false;
-    }
-    if (k == g->nlayers) {
-        snprintf(reason, n, "every layer is frozen: nothing trains");
-        return false;
-    }
-    for (int i = 0; i < k; i++) {
-        const layer *l = &g->layers[i];
-        const layer_kind *lk = layer_kind_of(l->type);
-        if (lk && !lk->deterministic) {
-            snprintf(reason, n, "%s '%s' in the frozen prefix is random in training", lk->name,
-                     l->name);
-            return false;
-        }
-        if (l->type == GRAFT_LAYER_BATCHNORM && r->transfer.bn_train) {
-            snprintf(reason, n, "batchnorm '%s' in the frozen prefix trains (transfer.bn: train)",
-                     l->name);
-            return false;
-        }
-    }
-    if (r->data.flip || r->data.crop_pad > 0) {
-        snprintf(reason, n, "data augmentation changes the inputs every epoch");
-        return false;
-    }
-    if (r->train.nunfreeze > 0) {
-        snprintf(reason, n, "train.unfreeze changes the frozen prefix during training");
-        return false;
-    }
-    for (int i = k; i < g->nlayers; i++)
-        for (int j = 0; j < g->layers[i].ninputs; j++)
-            if (g->layers[i].inputs[j] != k - 1 && g->layers[i].inputs[j] < k) {
-                int src = g->layers[i].inputs[j];
-                snprintf(reason, n, "'%s' reads '%s' inside the frozen prefix", g->layers[i].name,
-                         src < 0 ? "input" : g->layers[src].name);
-                return false;
-            }
-    snprintf(reason, n, "the frozen prefix (%d layers, through '%s') is deterministic", k,
-             g->layers[k - 1].name);
-    return true;
+    /* with train.unfreeze the trainer decides again for each phase; this is the first phase */
+    return graph_feature_cache(&r->graph, r->transfer.bn_train, r->data.flip || r->data.crop_pad > 0,
+                               reason, n);
 }

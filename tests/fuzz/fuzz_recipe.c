@@ -3,6 +3,7 @@
  * "#set PATH=VALUE" lines become --set options. Built with -DGRAFT_FUZZ_STANDALONE it is the
  * regression runner instead: every file under the given folders goes through the same path. */
 #define _POSIX_C_SOURCE 200809L
+#include "compile.h"
 #include "recipe.h"
 
 #include <dirent.h>
@@ -80,9 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(y);
         for (int i = 0; i < r->train.nunfreeze; i++)
             recipe_apply_freeze(r, &r->train.unfreeze[i].freeze, &d);
-        bool *bw = calloc((size_t)r->graph.nlayers + 1, 1);
-        if (bw) graph_backward_flags(&r->graph, bw);
-        free(bw);
+        graph_plan gp;
+        graft_error pe;
+        if (plan_analyse(&r->graph, true, r->transfer.bn_train, false, r->train.optimizer,
+                         r->train.l2sp > 0, 0, r->train.batch_size, &gp, &pe) == GRAFT_OK)
+            plan_free(&gp);
     } else if (d.count == 0) {
         abort(); /* a failure must always say why */
     }

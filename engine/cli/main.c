@@ -38,6 +38,7 @@ const char PLAN_USAGE[] =
     "                     params_trainable, frozen_prefix, feature_cache: {used, reason}}\n";
 
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
+extern const char BENCH_USAGE[], TUNE_USAGE[];
 
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
@@ -48,6 +49,9 @@ const cli_command cli_commands[] = {
     {"eval", "evaluate weights on the recipe's test split", EVAL_USAGE, cmd_eval},
     {"predict", "logits for an .npy input, as .npy", PREDICT_USAGE, cmd_predict},
     {"demo", "the transfer demo on Fashion-MNIST", DEMO_USAGE, cmd_demo},
+    {"bench", "GEMM GFLOP/s on a device (graft bench gemm)", BENCH_USAGE, cmd_bench},
+    {"tune", "tune the GEMM kernels for a device; results persist in the cache", TUNE_USAGE,
+     cmd_tune},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -1,13 +1,131 @@
-/* gemm.c — SGEMM through CLBlast's C API (row-major), recorded for profiling like any launch. */
-#include "ops.h"
+/* gemm.c — row-major SGEMM through one of two back ends: CLBlast (with a per-shape parameter set
+ * applied through CLBlastOverrideParameters) or Graft's own CPU kernels in cl/gemm.cl. Which one a
+ * shape gets is tune.c's decision (gemm_choose); every launch is recorded for profiling. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include <clblast_c.h>
 
-graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
-                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e)
+#include "ops.h"
+#include "tune.h"
+
+#define INT_LIMIT 2147483647u
+
+/* vector width of Graft's kernels: 8 unless p[3] says 16 */
+static int vw(const gemm_choice *ch) { return ch->p[3] == 16 ? 16 : 8; }
+/* K splits of gemm_inner (1 = none) */
+static int ks(const gemm_choice *ch) { return ch->p[2] > 1 ? ch->p[2] : 1; }
+#define SCRATCH_LIMIT ((size_t)1 << 26) /* floats of split-K partial products: 256 MiB */
+
+bool gemm_choice_fits(const gemm_choice *ch, const gemm_shape *s)
 {
-    if (m == 0 || n == 0) return GRAFT_OK;
+    switch (ch->backend) {
+    case GEMM_BACKEND_CLBLAST:
+        return true;
+    case GEMM_BACKEND_OUTER:
+        return !s->tb && s->m < INT_LIMIT && s->n < INT_LIMIT && s->k < INT_LIMIT;
+    case GEMM_BACKEND_INNER:
+        return !s->ta && s->tb && s->m < INT_LIMIT && s->n < INT_LIMIT && s->k < INT_LIMIT &&
+               (ks(ch) == 1 || (size_t)ks(ch) * s->m * s->n <= SCRATCH_LIMIT);
+    default:
+        return false;
+    }
+}
+
+void gemm_choice_describe(const gemm_choice *ch, char *buf, size_t n)
+{
+    switch (ch->backend) {
+    case GEMM_BACKEND_CLBLAST: {
+        char sets[256];
+        tune_clblast_describe(ch->p[0], sets, sizeof sets);
+        snprintf(buf, n, "clblast:%d (%s)", ch->p[0], sets);
+        break;
+    }
+    case GEMM_BACKEND_OUTER:
+        snprintf(buf, n, "outer:%d,%d,%d,%d (graft gemm_outer MR=%d NR=%d MT=%d)", ch->p[0],
+                 ch->p[1], ch->p[2], vw(ch), ch->p[0], ch->p[1] * vw(ch), ch->p[2]);
+        break;
+    case GEMM_BACKEND_INNER:
+        snprintf(buf, n, "inner:%d,%d,%d,%d (graft gemm_inner MR=%d NC=%d KS=%d, float%d)",
+                 ch->p[0], ch->p[1], ks(ch), vw(ch), ch->p[0], ch->p[1], ks(ch), vw(ch));
+        break;
+    default:
+        snprintf(buf, n, "unknown back end %d", (int)ch->backend);
+    }
+}
+
+/* "NAME:v1,v2,..." -> up to 4 integers; the count read, or -1 when the text is not of that form */
+static int parse_ints(const char *text, const char *name, int *v)
+{
+    size_t l = strlen(name);
+    if (strncmp(text, name, l) != 0 || text[l] != ':') return -1;
+    const char *p = text + l + 1;
+    int n = 0;
+    while (n < 4) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || x < 0 || x > 4096) return -1;
+        v[n++] = (int)x;
+        if (*end == 0) return n;
+        if (*end != ',') return -1;
+        p = end + 1;
+    }
+    return -1;
+}
+
+graft_status gemm_choice_parse(const char *text, gemm_choice *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    int v[4] = {0, 0, 1, 8}, n;
+    if (strcmp(text, "clblast") == 0) {
+        out->backend = GEMM_BACKEND_CLBLAST;
+        return GRAFT_OK;
+    }
+    if ((n = parse_ints(text, "clblast", v)) == 1) {
+        if (v[0] >= tune_clblast_sets())
+            return err_set(e, GRAFT_STATUS_USAGE, "CLBlast parameter set %d: expected 0 to %d",
+                           v[0], tune_clblast_sets() - 1);
+        out->backend = GEMM_BACKEND_CLBLAST;
+        out->p[0] = v[0];
+        return GRAFT_OK;
+    }
+    if ((n = parse_ints(text, "outer", v)) >= 2) {
+        if (v[0] < 1 || v[0] > 16 || v[1] < 1 || v[1] > 4 || v[2] < 1 || v[2] > 1024 ||
+            (v[3] != 8 && v[3] != 16))
+            return err_set(e, GRAFT_STATUS_USAGE,
+                           "%s: expected outer:MR,NV[,MT[,VW]] with MR 1-16, NV 1-4, MT 1-1024, "
+                           "VW 8 or 16",
+                           text);
+        *out = (gemm_choice){GEMM_BACKEND_OUTER, {v[0], v[1], v[2], v[3]}};
+        return GRAFT_OK;
+    }
+    if ((n = parse_ints(text, "inner", v)) >= 2) {
+        if (v[0] < 1 || v[0] > 8 || v[1] < 1 || v[1] > 8 || v[2] < 1 || v[2] > 1024 ||
+            (v[3] != 8 && v[3] != 16))
+            return err_set(e, GRAFT_STATUS_USAGE,
+                           "%s: expected inner:MR,NC[,KS[,VW]] with MR 1-8, NC 1-8, KS 1-1024, VW "
+                           "8 or 16",
+                           text);
+        *out = (gemm_choice){GEMM_BACKEND_INNER, {v[0], v[1], v[2], v[3]}};
+        return GRAFT_OK;
+    }
+    return err_set(e, GRAFT_STATUS_USAGE,
+                   "unknown GEMM kernel '%s': expected clblast[:SET], outer:MR,NV[,MT[,VW]] or "
+                   "inner:MR,NC[,KS[,VW]]",
+                   text);
+}
+
+static graft_status run_clblast(graft_context *ctx, int set, bool trans_a, bool trans_b, size_t m,
+                                size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                                size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta,
+                                cl_mem c, size_t c_off, size_t ldc, graft_error *e)
+{
+    /* CLBlast keeps one parameter set per device and kernel, process-wide; its compiled programs
+     * are keyed by the parameter values, so switching sets between calls is safe and, once each
+     * set is compiled, cheap. Set 0 leaves CLBlast's own database alone. */
+    graft_status st;
+    if (set > 0 && (st = tune_clblast_apply(ctx, set, e))) return st;
     cl_event *rec = prof_next_event(ctx);
     CLBlastStatusCode s = CLBlastSgemm(CLBlastLayoutRowMajor,
                                        trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
@@ -16,7 +134,123 @@ graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size
                                        &ctx->queue, rec);
     if (s != CLBlastSuccess)
         return err_set(e, GRAFT_STATUS_OPENCL,
-                       "CLBlast SGEMM %zux%zux%zu (trans %d/%d, ld %zu/%zu/%zu) failed: status %d",
-                       m, n, k, trans_a, trans_b, lda, ldb, ldc, (int)s);
+                       "CLBlast SGEMM %zux%zux%zu (trans %d/%d, ld %zu/%zu/%zu, parameter set %d) "
+                       "failed: status %d",
+                       m, n, k, trans_a, trans_b, lda, ldb, ldc, set, (int)s);
     return GRAFT_OK;
+}
+
+graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
+                      size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                      size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                      size_t c_off, size_t ldc, graft_error *e)
+{
+    if (m == 0 || n == 0) return GRAFT_OK;
+    gemm_shape shape = {trans_a, trans_b, m, n, k};
+    if (!gemm_choice_fits(ch, &shape)) {
+        char d[320];
+        gemm_choice_describe(ch, d, sizeof d);
+        return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM kernel %s cannot run %zux%zux%zu (trans %d/%d)",
+                       d, m, n, k, trans_a, trans_b);
+    }
+    if (ch->backend == GEMM_BACKEND_CLBLAST)
+        return run_clblast(ctx, ch->p[0], trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off,
+                           ldb, beta, c, c_off, ldc, e);
+    if (ldc > INT_LIMIT || lda > INT_LIMIT || ldb > INT_LIMIT)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM leading dimension past 2^31");
+    char opts[128];
+    const char *name;
+    size_t global[3];
+    const size_t local[3] = {1, 1, 1};
+    int dims = 2, splits = 1;
+    if (ch->backend == GEMM_BACKEND_OUTER) {
+        int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
+        snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DMT=%d -DVW=%d -DTA=%d", mr, ch->p[1], mt,
+                 vw(ch), trans_a ? 1 : 0);
+        name = "gemm_outer";
+        global[0] = (n + nr - 1) / nr;
+        global[1] = (m + (size_t)mr * mt - 1) / ((size_t)mr * mt);
+    } else {
+        int mr = ch->p[0], nc = ch->p[1];
+        splits = ks(ch);
+        snprintf(opts, sizeof opts, "-DMR=%d -DNC=%d -DKS=%d -DVW=%d", mr, nc, splits, vw(ch));
+        name = "gemm_inner";
+        global[0] = splits > 1 ? 1 : (n + nc - 1) / nc; /* split K: a work-item does all N */
+        global[1] = (m + mr - 1) / mr;
+        global[2] = (size_t)splits;
+        if (splits > 1) dims = 3;
+    }
+    cl_kernel kern;
+    graft_status st = kernel_get(ctx, "gemm", opts, name, &kern, e);
+    if (st) return st;
+    /* split K: the partial products go to a scratch buffer released right after the launches
+     * are enqueued (OpenCL frees it once the commands using it have finished) */
+    cl_mem part = NULL;
+    cl_mem cbuf = c;
+    float kalpha = alpha, kbeta = beta;
+    size_t kcoff = c_off, kldc = ldc;
+    if (splits > 1) {
+        if ((st = buffer_create(ctx, (size_t)splits * m * n * sizeof(float), &part, e))) return st;
+        cbuf = part;
+        kalpha = 1.0f;
+        kbeta = 0.0f;
+        kcoff = 0;
+        kldc = n;
+    }
+    cl_int im = (cl_int)m, in = (cl_int)n, ik = (cl_int)k;
+    cl_int ilda = (cl_int)lda, ildb = (cl_int)ldb, ildc = (cl_int)kldc;
+    cl_long ao = (cl_long)a_off, bo = (cl_long)b_off, co = (cl_long)kcoff;
+    cl_int rc = 0;
+    rc |= clSetKernelArg(kern, 0, sizeof im, &im);
+    rc |= clSetKernelArg(kern, 1, sizeof in, &in);
+    rc |= clSetKernelArg(kern, 2, sizeof ik, &ik);
+    rc |= clSetKernelArg(kern, 3, sizeof kalpha, &kalpha);
+    rc |= clSetKernelArg(kern, 4, sizeof a, &a);
+    rc |= clSetKernelArg(kern, 5, sizeof ao, &ao);
+    rc |= clSetKernelArg(kern, 6, sizeof ilda, &ilda);
+    rc |= clSetKernelArg(kern, 7, sizeof b, &b);
+    rc |= clSetKernelArg(kern, 8, sizeof bo, &bo);
+    rc |= clSetKernelArg(kern, 9, sizeof ildb, &ildb);
+    rc |= clSetKernelArg(kern, 10, sizeof kbeta, &kbeta);
+    rc |= clSetKernelArg(kern, 11, sizeof cbuf, &cbuf);
+    rc |= clSetKernelArg(kern, 12, sizeof co, &co);
+    rc |= clSetKernelArg(kern, 13, sizeof ildc, &ildc);
+    if (rc != CL_SUCCESS) {
+        st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", name);
+        goto done;
+    }
+    if ((st = launch(ctx, kern, dims, global, local, NULL, e)) || splits == 1) goto done;
+    cl_kernel red;
+    if ((st = kernel_get(ctx, "gemm", opts, "gemm_reduce", &red, e))) goto done;
+    cl_long cof = (cl_long)c_off;
+    cl_int ildc2 = (cl_int)ldc;
+    rc = 0;
+    rc |= clSetKernelArg(red, 0, sizeof im, &im);
+    rc |= clSetKernelArg(red, 1, sizeof in, &in);
+    rc |= clSetKernelArg(red, 2, sizeof alpha, &alpha);
+    rc |= clSetKernelArg(red, 3, sizeof part, &part);
+    rc |= clSetKernelArg(red, 4, sizeof beta, &beta);
+    rc |= clSetKernelArg(red, 5, sizeof c, &c);
+    rc |= clSetKernelArg(red, 6, sizeof cof, &cof);
+    rc |= clSetKernelArg(red, 7, sizeof ildc2, &ildc2);
+    if (rc != CL_SUCCESS) {
+        st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of gemm_reduce failed");
+        goto done;
+    }
+    size_t rg = m, rl = 1;
+    st = launch(ctx, red, 1, &rg, &rl, NULL, e);
+done:
+    if (part) clReleaseMemObject(part);
+    return st;
+}
+
+graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
+                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e)
+{
+    if (m == 0 || n == 0) return GRAFT_OK;
+    gemm_shape s = {trans_a, trans_b, m, n, k};
+    gemm_choice ch = gemm_choose(ctx, &s, NULL);
+    return gemm_run(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                    c, c_off, ldc, e);
 }

@@ -54,6 +54,17 @@ graft_status cache_put(cache *c, const char *kind, const void *key, size_t keyle
 void cache_entry_path(const cache *c, const char *kind, const void *key, size_t keylen, char *out,
                       size_t n);
 
+/* ---- GEMM choices remembered per shape (gemm.c, tune.c) ----
+ * gemm() looks a shape up here first, then in the tuning results of the program cache (kind
+ * "tune"), then falls back to the device type's defaults; the table lives inline in the context so
+ * the context needs nothing freed for it. */
+typedef struct gemm_memo {
+    size_t m, n, k;
+    unsigned char ta, tb, tuned;
+    int backend, p[4];
+} gemm_memo;
+#define GEMM_MEMO_MAX 64
+
 /* ---- context ---- */
 typedef struct program_entry program_entry;
 typedef struct kernel_entry kernel_entry;
@@ -82,6 +93,9 @@ struct graft_context {
     int nprof, capprof;
     double compile_seconds;  /* time spent building programs (cache misses) */
     int programs_built, programs_loaded;
+    /* GEMM (gemm.c, tune.c): per-shape choices, and how many of them came from tuning results */
+    gemm_memo gemm_memo[GEMM_MEMO_MAX];
+    int ngemm_memo, gemm_tuned_hits, gemm_default_uses;
 };
 
 /* The program for cl/<source>.cl built with options (shapes and constants as -D), from memory, the

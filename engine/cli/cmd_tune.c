@@ -1,0 +1,276 @@
+/* cmd_tune.c — `graft tune [RECIPE...] [--shape ...] [--device SPEC]`: run the GEMM tuner over
+ * 1024^3 and the GEMM shapes of the shipped recipes' models (or the given ones), printing each
+ * choice with its GFLOP/s; the results persist in the program cache for gemm() to use. */
+#include "cli.h"
+
+#include <dirent.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "recipe.h"
+#include "tune.h"
+
+const char TUNE_USAGE[] =
+    "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--device SPEC]\n"
+    "                  [--json] [--quiet]\n"
+    "\n"
+    "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, CLBlast\n"
+    "parameter sets) on each shape, keep the fastest whose output matches, and store it in the\n"
+    "program cache keyed by device, driver, CLBlast version and shape: gemm() in `graft train`\n"
+    "and `graft bench gemm` use it from then on. Shapes: 1024^3 and the convolution and dense\n"
+    "GEMMs (forward and both backward products) of each RECIPE at its batch size; with no\n"
+    "RECIPE and no --shape, every recipe in " GRAFT_SOURCE_DIR "/configs/recipes.\n"
+    "\n"
+    "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
+    "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"
+    "  --device SPEC            cpu, gpu, nvidia, pocl, P:D, or a name substring\n"
+    "  --json                   print a JSON array: [{m, n, k, ta, tb, kernel, gflops,\n"
+    "                           default_kernel, default_gflops, tried, seconds}]\n"
+    "  --quiet                  no per-candidate lines on stderr\n";
+
+#define MAX_SHAPES 256
+
+typedef struct shape_list {
+    gemm_shape s[MAX_SHAPES];
+    int n;
+} shape_list;
+
+static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
+{
+    if (m == 0 || n == 0 || k == 0) return;
+    gemm_shape s = {ta, tb, m, n, k};
+    for (int i = 0; i < l->n; i++)
+        if (memcmp(&l->s[i], &s, sizeof s) == 0) return;
+    if (l->n < MAX_SHAPES) l->s[l->n++] = s;
+}
+
+/* The GEMMs op_conv.c and op_dense.c issue for a layer at batch n. op_conv.c runs one GEMM over
+ * the whole batch when groups > 1 or C*KH*KW >= 32, else one per sample (its use_batched). */
+static void layer_shapes(shape_list *l, const layer *ly, size_t n)
+{
+    if (ly->type == GRAFT_LAYER_CONV2D) {
+        size_t g = (size_t)(ly->groups > 0 ? ly->groups : 1);
+        size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
+        size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
+        size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
+        size_t cgkk = ckk / g, og = o / g;
+        size_t cols = (g > 1 || ckk >= 32) ? n * p : p;
+        add(l, false, false, og, cols, cgkk); /* forward: W x cols */
+        add(l, true, false, cgkk, cols, og);  /* backward data: W^T dy */
+        add(l, false, true, og, cgkk, cols);  /* backward weight: dy cols^T */
+    } else if (ly->type == GRAFT_LAYER_DENSE) {
+        size_t in = (size_t)shape_size(ly->in), out = (size_t)ly->units;
+        add(l, false, true, n, out, in);  /* y = x W^T */
+        add(l, false, false, n, in, out); /* dx = dy W */
+        add(l, true, false, out, in, n);  /* dW = dy^T x */
+    }
+}
+
+static int recipe_shapes(shape_list *l, const char *file, bool quiet)
+{
+    graft_recipe *r = NULL;
+    int rc = cli_load_recipe(file, NULL, 0, &r);
+    if (rc) return rc;
+    size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+    int before = l->n;
+    for (int i = 0; i < r->graph.nlayers; i++) layer_shapes(l, &r->graph.layers[i], n);
+    if (!quiet)
+        fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", file, l->n - before, n);
+    recipe_free(r);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int shipped_recipes(shape_list *l, bool quiet)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/configs/recipes", GRAFT_SOURCE_DIR);
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (!quiet) fprintf(stderr, "graft tune: no shipped recipes at %s\n", dir);
+        return 0;
+    }
+    char *names[128];
+    int nn = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && nn < 128) {
+        size_t len = strlen(de->d_name);
+        if (len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0) names[nn++] = strdup(de->d_name);
+    }
+    closedir(d);
+    qsort(names, (size_t)nn, sizeof names[0], cmp_str);
+    int rc = 0;
+    for (int i = 0; i < nn; i++) {
+        char path[2048];
+        if (!names[i]) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        /* a recipe that needs a checkpoint not produced yet cannot load: skip it */
+        graft_recipe *r = NULL;
+        graft_diags dg = {0};
+        if (recipe_load(path, NULL, 0, &r, &dg) == GRAFT_OK) {
+            size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+            int before = l->n;
+            for (int j = 0; j < r->graph.nlayers; j++) layer_shapes(l, &r->graph.layers[j], n);
+            if (!quiet)
+                fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", names[i], l->n - before,
+                        n);
+            recipe_free(r);
+        } else if (!quiet)
+            fprintf(stderr, "%s: skipped (does not load here)\n", names[i]);
+        graft_diags_free(&dg);
+        free(names[i]);
+    }
+    return rc;
+}
+
+static bool parse_shape(const char *t, gemm_shape *s)
+{
+    unsigned long long m, n, k;
+    int used = 0;
+    if (sscanf(t, "%llux%llux%llu%n", &m, &n, &k, &used) != 3) return false;
+    if (m == 0 || n == 0 || k == 0 || m > (1ull << 30) || n > (1ull << 30) || k > (1ull << 30))
+        return false;
+    *s = (gemm_shape){false, false, (size_t)m, (size_t)n, (size_t)k};
+    const char *p = t + used;
+    while (*p == ':') {
+        if (strncmp(p, ":ta", 3) == 0) s->ta = true;
+        else if (strncmp(p, ":tb", 3) == 0) s->tb = true;
+        else return false;
+        p += 3;
+    }
+    return *p == 0;
+}
+
+typedef struct progress_state {
+    bool quiet;
+} progress_state;
+
+static void on_candidate(void *user, const gemm_shape *s, const gemm_choice *ch, double gflops)
+{
+    progress_state *ps = user;
+    if (ps->quiet) return;
+    char d[320];
+    gemm_choice_describe(ch, d, sizeof d);
+    (void)s;
+    if (gflops == -1) fprintf(stderr, "    %-56s failed to build or run: skipped\n", d);
+    else if (gflops == -2) fprintf(stderr, "    %-56s WRONG RESULT: rejected\n", d);
+    else fprintf(stderr, "    %-56s %7.1f GFLOP/s\n", d, gflops);
+}
+
+int cmd_tune(int argc, char **argv)
+{
+    cli_args a;
+    cli_args_init(&a, "tune", TUNE_USAGE, argc, argv);
+    const char *opt, *pos, *device = NULL;
+    bool json = false, quiet = false, defaults = true;
+    shape_list *l = calloc(1, sizeof *l);
+    const char *recipes[64];
+    int nrecipes = 0, rc = 0;
+    if (!l) {
+        fprintf(stderr, "graft tune: out of memory\n");
+        return 1;
+    }
+    while (cli_next(&a, &opt, &pos)) {
+        if (!opt) {
+            if (nrecipes >= 64) {
+                rc = cli_usage_error(&a, "too many recipes");
+                goto out;
+            }
+            recipes[nrecipes++] = pos;
+        } else if (strcmp(opt, "--json") == 0) json = true;
+        else if (strcmp(opt, "--quiet") == 0) quiet = true;
+        else if (strcmp(opt, "--no-defaults") == 0) defaults = false;
+        else if (strcmp(opt, "--device") == 0 || strcmp(opt, "--shape") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (!v) {
+                rc = 2;
+                goto out;
+            }
+            if (strcmp(opt, "--device") == 0) device = v;
+            else {
+                gemm_shape s;
+                if (!parse_shape(v, &s)) {
+                    rc = cli_usage_error(&a, "--shape %s: expected MxNxK with optional :ta :tb", v);
+                    goto out;
+                }
+                add(l, s.ta, s.tb, s.m, s.n, s.k);
+            }
+        } else {
+            rc = cli_usage_error(&a, "unknown option %s", opt);
+            goto out;
+        }
+    }
+    for (int i = 0; i < nrecipes; i++)
+        if ((rc = recipe_shapes(l, recipes[i], quiet))) goto out;
+    if (defaults && nrecipes == 0 && l->n == 0) {
+        add(l, false, false, 1024, 1024, 1024);
+        shipped_recipes(l, quiet);
+    } else if (defaults && nrecipes == 0) add(l, false, false, 1024, 1024, 1024);
+
+    graft_error e = {0};
+    graft_context *ctx = NULL;
+    graft_context_options co = {.device = device};
+    if (graft_context_create(&co, &ctx, &e)) {
+        rc = cli_fail(&e);
+        goto out;
+    }
+    const graft_device_info *d = graft_context_device(ctx);
+    if (!quiet)
+        fprintf(stderr, "tuning %d GEMM shapes on %s (%s); results go to the program cache\n",
+                l->n, d->name, d->platform);
+    json_t *arr = json_array();
+    progress_state ps = {quiet};
+    double total = 0;
+    for (int i = 0; i < l->n; i++) {
+        const gemm_shape *s = &l->s[i];
+        if (!quiet)
+            fprintf(stderr, "[%d/%d] %zux%zux%zu%s%s\n", i + 1, l->n, s->m, s->n, s->k,
+                    s->ta ? " ta" : "", s->tb ? " tb" : "");
+        tune_result r;
+        if (tune_gemm(ctx, s, on_candidate, &ps, &r, &e)) {
+            rc = cli_fail(&e);
+            break;
+        }
+        total += r.seconds;
+        char best[320], dflt[320];
+        gemm_choice_describe(&r.best, best, sizeof best);
+        gemm_choice_describe(&r.deflt, dflt, sizeof dflt);
+        if (json) {
+            json_t *o = json_object();
+            json_object_set_new(o, "m", json_integer((json_int_t)s->m));
+            json_object_set_new(o, "n", json_integer((json_int_t)s->n));
+            json_object_set_new(o, "k", json_integer((json_int_t)s->k));
+            json_object_set_new(o, "ta", json_boolean(s->ta));
+            json_object_set_new(o, "tb", json_boolean(s->tb));
+            json_object_set_new(o, "kernel", json_string(best));
+            json_object_set_new(o, "gflops", json_real(r.best_gflops));
+            json_object_set_new(o, "default_kernel", json_string(dflt));
+            json_object_set_new(o, "default_gflops", json_real(r.default_gflops));
+            json_object_set_new(o, "tried", json_integer(r.tried));
+            json_object_set_new(o, "seconds", json_real(r.seconds));
+            json_array_append_new(arr, o);
+        } else {
+            printf("%6zu x %6zu x %6zu %s%s  %7.1f GFLOP/s  %s  (default %.1f; %d tried, %.1f s)\n",
+                   s->m, s->n, s->k, s->ta ? "ta" : "  ", s->tb ? "tb" : "  ", r.best_gflops,
+                   best, r.default_gflops, r.tried, r.seconds);
+            fflush(stdout);
+        }
+    }
+    if (json && rc == 0) {
+        char *txt = json_dumps(arr, JSON_INDENT(2));
+        if (txt) puts(txt);
+        free(txt);
+    }
+    json_decref(arr);
+    if (!quiet && rc == 0) fprintf(stderr, "tuned %d shapes in %.1f s\n", l->n, total);
+    graft_context_free(ctx);
+out:
+    free(l);
+    return rc;
+}

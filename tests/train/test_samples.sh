@@ -1,7 +1,7 @@
 #!/bin/sh
 # test_samples.sh — the sample programs (graft.h only) fine-tune, evaluate and predict for real.
 # usage: test_samples.sh FINETUNE INFER SOURCE_DIR WORK_DIR
-FT=$1; INF=$2; SRC=$3; W=$4
+FT=$(realpath "$1"); INF=$(realpath "$2"); SRC=$3; W=$4
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 cp "$SRC/tests/train/base.yaml" "$SRC/tests/train/tiny-cnn.yaml" .

@@ -4,7 +4,7 @@
 # gradual unfreezing at the right epoch (also across a resume), eval agreeing with the summary,
 # and bad data that fails cleanly without leaving a run directory.
 # usage: test_train.sh GRAFT SOURCE_DIR WORK_DIR
-G=$1; SRC=$2; W=$3
+G=$(realpath "$1"); SRC=$2; W=$3
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 cp "$SRC/tests/train/base.yaml" "$SRC/tests/train/tiny-cnn.yaml" .

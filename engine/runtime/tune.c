@@ -355,7 +355,7 @@ graft_status tune_time(graft_context *ctx, const gemm_choice *ch, const gemm_sha
 
 /* The candidates for a shape, in the order they are tried (the default first: it is the
  * reference every other output is compared with). */
-static int candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *out, int cap)
+int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *out, int cap)
 {
     int n = 0;
 #define ADD(...)                                                                                   \
@@ -364,6 +364,7 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice
         if (n < cap && gemm_choice_fits(&c_, s)) out[n++] = c_;                                    \
     } while (0)
     gemm_choice d = gemm_default_choice(ctx, s);
+    if (cap < 1) return 0;
     out[n++] = d;
     bool cpu = ctx->info.type == GRAFT_DEVICE_CPU;
     if (cpu) {
@@ -405,7 +406,7 @@ graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn
     r->shape = *s;
     double t_start = now_seconds();
     gemm_choice cand[48];
-    int nc = candidates(ctx, s, cand, 48);
+    int nc = tune_candidates(ctx, s, cand, 48);
     operands o;
     graft_status st = operands_make(ctx, s, true, &o, e);
     if (st) return st;

@@ -76,6 +76,9 @@ typedef void (*tune_progress_fn)(void *user, const gemm_shape *s, const gemm_cho
 graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn progress,
                        void *user, tune_result *r, graft_error *e);
 
+/* The candidates tune_gemm tries for a shape on this device, the default first; returns the count. */
+int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *out, int cap);
+
 /* Time one choice on one shape: best of `reps` after a warm-up (compiles excluded). */
 graft_status tune_time(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s, int reps,
                        double *seconds, graft_error *e);

@@ -1,0 +1,211 @@
+/* test_gemm.c — every GEMM kernel the tuner may pick (Graft's gemm_outer / gemm_inner with each
+ * tile size, split K, CLBlast parameter sets) against a double reference on awkward shapes, with
+ * offsets, padded leading dimensions, alpha and beta; then the tuner's persistence: results stored
+ * in the cache, read back by a new context, ignored when the entry is corrupt. */
+#include "../ops/opcheck.h"
+#include "tune.h"
+
+#include <unistd.h>
+
+typedef struct tcase {
+    bool ta, tb;
+    size_t m, n, k;
+    float alpha, beta;
+    bool clblast; /* also run the CLBlast sets (each set compiles for seconds on PoCL) */
+} tcase;
+
+/* max |got - ref| / (|alpha| * sum_k |a||b| + |beta||c| + 1e-30): rounding of a K-term sum stays
+ * well under K * 2^-24 of that bound, whatever the order of the additions */
+static double run_case(graft_context *ctx, const tcase *t, const gemm_choice *ch, char *why,
+                       size_t whyn)
+{
+    const size_t pad = 3, aoff = 5, boff = 7, coff = 11;
+    size_t arows = t->ta ? t->k : t->m, acols = t->ta ? t->m : t->k;
+    size_t brows = t->tb ? t->n : t->k, bcols = t->tb ? t->k : t->n;
+    size_t lda = acols + pad, ldb = bcols + pad, ldc = t->n + pad;
+    size_t na = aoff + arows * lda, nb = boff + brows * ldb, nc = coff + t->m * ldc;
+    float *a = malloc(na * 4), *b = malloc(nb * 4), *c = malloc(nc * 4), *got = malloc(nc * 4);
+    if (!a || !b || !c || !got) {
+        snprintf(why, whyn, "out of memory");
+        return 1e30;
+    }
+    oc_fill(a, (long)na, -1, 1);
+    oc_fill(b, (long)nb, -1, 1);
+    oc_fill(c, (long)nc, -1, 1);
+    cl_mem da, db, dc;
+    graft_error e = {0};
+    double worst = 1e30;
+    if (buffer_create(ctx, na * 4, &da, &e) || buffer_create(ctx, nb * 4, &db, &e) ||
+        buffer_create(ctx, nc * 4, &dc, &e)) {
+        snprintf(why, whyn, "%.200s", e.message);
+        goto out;
+    }
+    buffer_write(ctx, da, 0, a, na * 4, &e);
+    buffer_write(ctx, db, 0, b, nb * 4, &e);
+    buffer_write(ctx, dc, 0, c, nc * 4, &e);
+    if (gemm_run(ctx, ch, t->ta, t->tb, t->m, t->n, t->k, t->alpha, da, aoff, lda, db, boff, ldb,
+                 t->beta, dc, coff, ldc, &e) ||
+        buffer_read(ctx, dc, 0, got, nc * 4, &e)) {
+        snprintf(why, whyn, "%.200s", e.message);
+        goto release;
+    }
+    worst = 0;
+    for (size_t i = 0; i < t->m; i++)
+        for (size_t j = 0; j < t->n; j++) {
+            double s = 0, mag = 0;
+            for (size_t q = 0; q < t->k; q++) {
+                double x = t->ta ? a[aoff + q * lda + i] : a[aoff + i * lda + q];
+                double y = t->tb ? b[boff + j * ldb + q] : b[boff + q * ldb + j];
+                s += x * y;
+                mag += fabs(x * y);
+            }
+            double cold = c[coff + i * ldc + j];
+            double ref = t->alpha * s + t->beta * cold;
+            double bound = fabs(t->alpha) * mag + fabs(t->beta * cold) + 1e-30;
+            double err = fabs(got[coff + i * ldc + j] - ref) / bound;
+            if (!(err <= worst)) worst = isnan(err) ? 1e30 : err;
+        }
+    /* the padding and everything outside C's window must be untouched */
+    for (size_t i = 0; i < nc; i++) {
+        size_t r = i >= coff ? (i - coff) / ldc : 0, col = i >= coff ? (i - coff) % ldc : 0;
+        bool inside = i >= coff && r < t->m && col < t->n;
+        if (!inside && got[i] != c[i]) {
+            snprintf(why, whyn, "wrote outside C at element %zu", i);
+            worst = 1e30;
+            break;
+        }
+    }
+release:
+    clReleaseMemObject(da);
+    clReleaseMemObject(db);
+    clReleaseMemObject(dc);
+out:
+    free(a);
+    free(b);
+    free(c);
+    free(got);
+    return worst;
+}
+
+static void kernels_vs_reference(graft_context *ctx)
+{
+    const tcase cases[] = {
+        {false, false, 1, 1, 1, 1.0f, 0.0f, false},
+        {false, false, 7, 13, 5, 1.0f, 0.0f, true},     /* every edge of every tile */
+        {false, false, 33, 65, 17, 0.5f, 0.25f, false}, /* alpha, beta */
+        {true, false, 9, 100, 32, 1.0f, 0.0f, true},    /* conv backward data, small */
+        {true, false, 37, 70, 19, -1.0f, 1.0f, false},
+        {false, true, 32, 9, 784, 1.0f, 1.0f, false}, /* conv weight gradient, accumulating */
+        {false, true, 13, 11, 4099, 1.0f, 0.0f, true}, /* long K: split K with a ragged tail */
+        {false, true, 5, 3, 20000, 0.5f, 0.5f, false},
+        {true, true, 6, 10, 14, 1.0f, 0.0f, false}, /* only CLBlast runs this layout */
+        {false, false, 64, 200, 0, 1.0f, 0.5f, false}, /* K = 0: C = beta C */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const tcase *t = &cases[i];
+        gemm_shape s = {t->ta, t->tb, t->m, t->n, t->k};
+        gemm_choice cand[64];
+        int n = tune_candidates(ctx, &s, cand, 64);
+        CHECKF(n >= 1, "no candidates for %zux%zux%zu", t->m, t->n, t->k);
+        int ran = 0;
+        for (int j = 0; j < n; j++) {
+            if (cand[j].backend == GEMM_BACKEND_CLBLAST && !t->clblast && j > 0) continue;
+            if (t->k == 0 && cand[j].backend == GEMM_BACKEND_CLBLAST) continue;
+            char desc[320], why[2048] = "";
+            gemm_choice_describe(&cand[j], desc, sizeof desc);
+            double err = run_case(ctx, t, &cand[j], why, sizeof why);
+            /* float sums of K terms: 2^-24 relative per addition, far from 1e-5 x sqrt(K) */
+            double tol = 1e-5 * (t->k > 1 ? sqrt((double)t->k) : 1.0) + 1e-6;
+            CHECKF(err <= tol, "%s on %zux%zux%zu ta=%d tb=%d alpha=%g beta=%g: error %.3g %s",
+                   desc, t->m, t->n, t->k, t->ta, t->tb, t->alpha, t->beta, err, why);
+            ran++;
+        }
+        printf("%zux%zux%zu ta=%d tb=%d: %d kernels checked\n", t->m, t->n, t->k, t->ta, t->tb,
+               ran);
+    }
+}
+
+static void parse_and_describe(void)
+{
+    gemm_choice c;
+    graft_error e = {0};
+    CHECK(gemm_choice_parse("outer:8,2,4,16", &c, &e) == GRAFT_OK);
+    CHECK(c.backend == GEMM_BACKEND_OUTER && c.p[0] == 8 && c.p[1] == 2 && c.p[2] == 4 &&
+          c.p[3] == 16);
+    CHECK(gemm_choice_parse("inner:4,3", &c, &e) == GRAFT_OK);
+    CHECK(c.backend == GEMM_BACKEND_INNER && c.p[0] == 4 && c.p[1] == 3 && c.p[2] == 1 &&
+          c.p[3] == 8);
+    CHECK(gemm_choice_parse("clblast:1", &c, &e) == GRAFT_OK);
+    CHECK(c.backend == GEMM_BACKEND_CLBLAST && c.p[0] == 1);
+    CHECK(gemm_choice_parse("outer:8,2,4,12", &c, &e) == GRAFT_STATUS_USAGE);
+    CHECKF(strstr(e.message, "VW 8 or 16") != NULL, "message: %s", e.message);
+    CHECK(gemm_choice_parse("clblast:99", &c, &e) == GRAFT_STATUS_USAGE);
+    CHECK(gemm_choice_parse("fast", &c, &e) == GRAFT_STATUS_USAGE);
+    CHECKF(strstr(e.message, "unknown GEMM kernel 'fast'") != NULL, "message: %s", e.message);
+    char d[320];
+    gemm_choice_describe(&(gemm_choice){GEMM_BACKEND_INNER, {4, 4, 32, 16}}, d, sizeof d);
+    CHECKF(strncmp(d, "inner:4,4,32,16 ", 16) == 0, "describe: %s", d);
+    /* what describe prints, parse reads back */
+    CHECK(gemm_choice_parse("inner:4,4,32,16", &c, &e) == GRAFT_OK && c.p[2] == 32);
+    gemm_shape nt = {false, true, 8, 8, 8}, nn = {false, false, 8, 8, 8};
+    CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_OUTER, {8, 2, 1, 16}}, &nt));
+    CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_INNER, {4, 3, 1, 16}}, &nn));
+}
+
+static void persistence(void)
+{
+    char dir[] = "/tmp/graft-tune-test-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    graft_context_options o = {.cache_dir = dir};
+    graft_context *ctx = NULL;
+    graft_error e = {0};
+    if (graft_context_create(&o, &ctx, &e)) SKIP("no OpenCL device: %s", e.message);
+    gemm_shape s = {false, false, 24, 96, 40};
+    CHECK(!tune_results_exist(ctx));
+    bool tuned = true;
+    gemm_choice d = gemm_choose(ctx, &s, &tuned);
+    CHECK(!tuned);
+    gemm_choice dd = gemm_default_choice(ctx, &s);
+    CHECK(memcmp(&d, &dd, sizeof d) == 0);
+    tune_result r;
+    CHECK_OK(tune_gemm(ctx, &s, NULL, NULL, &r, err));
+    CHECK(r.tried >= 1 && r.best_gflops > 0 && r.best_gflops >= r.default_gflops);
+    CHECK(tune_results_exist(ctx));
+    gemm_choice now = gemm_choose(ctx, &s, &tuned);
+    CHECK(tuned && memcmp(&now, &r.best, sizeof now) == 0);
+    graft_context_free(ctx);
+
+    /* a fresh context (a second process) finds the result in the cache */
+    CHECK(graft_context_create(&o, &ctx, &e) == GRAFT_OK);
+    CHECK(tune_results_exist(ctx));
+    gemm_choice again = gemm_choose(ctx, &s, &tuned);
+    CHECK(tuned && memcmp(&again, &r.best, sizeof again) == 0);
+    CHECK(ctx->gemm_tuned_hits == 1);
+    /* another shape is untuned: the default, and said so */
+    gemm_shape other = {false, false, 24, 96, 41};
+    gemm_choose(ctx, &other, &tuned);
+    CHECK(!tuned && ctx->gemm_default_uses == 1);
+    graft_context_free(ctx);
+
+    /* corrupt every entry: the cache rejects them and gemm falls back to the defaults */
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "for f in $(find %s -type f); do printf garbage > $f; done", dir);
+    CHECK(system(cmd) == 0);
+    CHECK(graft_context_create(&o, &ctx, &e) == GRAFT_OK);
+    CHECK(!tune_results_exist(ctx));
+    gemm_choice fallback = gemm_choose(ctx, &s, &tuned);
+    CHECK(!tuned && memcmp(&fallback, &dd, sizeof fallback) == 0);
+    graft_context_free(ctx);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+int main(void)
+{
+    parse_and_describe();
+    graft_context *ctx = oc_context();
+    kernels_vs_reference(ctx);
+    graft_context_free(ctx);
+    persistence();
+    return test_finish("test_gemm");
+}

@@ -13,8 +13,8 @@
 #include "tune.h"
 
 const char TUNE_USAGE[] =
-    "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--device SPEC]\n"
-    "                  [--json] [--quiet]\n"
+    "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--missing]\n"
+    "                  [--device SPEC] [--json] [--quiet]\n"
     "\n"
     "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, CLBlast\n"
     "parameter sets) on each shape, keep the fastest whose output matches, and store it in the\n"
@@ -25,6 +25,7 @@ const char TUNE_USAGE[] =
     "\n"
     "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
     "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"
+    "  --missing                only the shapes without a tuning result in the cache\n"
     "  --device SPEC            cpu, gpu, nvidia, pocl, P:D, or a name substring\n"
     "  --json                   print a JSON array: [{m, n, k, ta, tb, kernel, gflops,\n"
     "                           default_kernel, default_gflops, tried, seconds}]\n"
@@ -168,7 +169,7 @@ int cmd_tune(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "tune", TUNE_USAGE, argc, argv);
     const char *opt, *pos, *device = NULL;
-    bool json = false, quiet = false, defaults = true;
+    bool json = false, quiet = false, defaults = true, missing = false;
     shape_list *l = calloc(1, sizeof *l);
     const char *recipes[64];
     int nrecipes = 0, rc = 0;
@@ -186,6 +187,7 @@ int cmd_tune(int argc, char **argv)
         } else if (strcmp(opt, "--json") == 0) json = true;
         else if (strcmp(opt, "--quiet") == 0) quiet = true;
         else if (strcmp(opt, "--no-defaults") == 0) defaults = false;
+        else if (strcmp(opt, "--missing") == 0) missing = true;
         else if (strcmp(opt, "--device") == 0 || strcmp(opt, "--shape") == 0) {
             const char *v = cli_value(&a, opt);
             if (!v) {
@@ -232,6 +234,16 @@ int cmd_tune(int argc, char **argv)
         if (!quiet)
             fprintf(stderr, "[%d/%d] %zux%zux%zu%s%s\n", i + 1, l->n, s->m, s->n, s->k,
                     s->ta ? " ta" : "", s->tb ? " tb" : "");
+        if (missing) {
+            bool tuned = false;
+            gemm_choice have = gemm_choose(ctx, s, &tuned);
+            if (tuned) {
+                char desc[320];
+                gemm_choice_describe(&have, desc, sizeof desc);
+                if (!quiet) fprintf(stderr, "    already tuned: %s\n", desc);
+                continue;
+            }
+        }
         tune_result r;
         if (tune_gemm(ctx, s, on_candidate, &ps, &r, &e)) {
             rc = cli_fail(&e);

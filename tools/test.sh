@@ -1,47 +1,76 @@
 #!/bin/sh
-# test.sh — run every test: the normal build's whole suite, then the unit suites again under
-# ASan+UBSan (build-asan/). Ends with one line "N passed, N failed, N skipped".
+# test.sh — every test: the whole suite on the default device (PoCL), the unit-level suites again
+# under ASan+UBSan, and the op tests at small shapes on Mesa rusticl (llvmpipe) and under Oclgrind.
+# Ends with one line "N passed, N failed, N skipped" over all runs.
 cd "$(dirname "$0")/.."
-set -u
 here=$(pwd)
-meson test -C build --print-errorlogs --num-processes 2 "$@" > build/test-output.txt 2>&1
-tail -n 12 build/test-output.txt
+logs=""
+run() { # run BUILD LOGBASE [ENV=VALUE...] -- MESON-TEST-ARGS...
+    b=$1; base=$2; shift 2
+    envs=""
+    while [ "$1" != "--" ]; do envs="$envs $1"; shift; done
+    shift
+    echo "== $base: $envs meson test $*"
+    env $envs meson test -C "$b" --logbase "$base" --print-errorlogs "$@" > "$b/$base.out" 2>&1
+    grep -E "^ *[0-9]+/[0-9]+ " "$b/$base.out" | grep -vE " (OK|SKIP) " | head -20
+    grep -E "^(Ok|Fail|Skipped|Timeout): " "$b/$base.out" | tr '\n' ' '; echo
+    # (with --wrapper, meson appends the wrapper's name to the log's base name)
+    log=$(ls "$b/meson-logs/$base".json "$b/meson-logs/$base"-*.json 2>/dev/null | head -1)
+    logs="$logs ${log:-$b/meson-logs/$base.json}"
+}
 
+# 1. everything, on the default device
+run build all -- --num-processes 2
+
+# 2. ASan+UBSan (clang): unit-level suites. Only PoCL is loaded: Mesa's Clover throws C++
+#    exceptions while it initialises, which a C program under ASan cannot intercept. Leaks inside
+#    PoCL/LLVM/the ICD loader are theirs and suppressed by library name (tests/lsan.supp).
 if [ ! -d build-asan ]; then
     CC=clang meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dbuildtype=debug >/dev/null
+        -Dbuildtype=debug > /dev/null
 fi
-ninja -C build-asan >/dev/null || { echo "sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
-# Only PoCL is loaded here: Mesa's Clover throws C++ exceptions while it initialises, which a C
-# program under ASan cannot intercept (CHECK failed: real___cxa_throw). Leaks inside PoCL/LLVM/the ICD loader are theirs: suppressed by library name only (tests/lsan.supp).
-OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
-ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_odr_violation=0 \
-LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
-UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-    meson test -C build-asan --suite unit --print-errorlogs --num-processes 2 > build-asan/test-output.txt 2>&1
-tail -n 12 build-asan/test-output.txt
+if ninja -C build-asan > build-asan-build.log 2>&1; then
+    run build-asan asan OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
+        ASAN_OPTIONS=detect_leaks=1:detect_odr_violation=0 \
+        LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
+        UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+        -- --num-processes 2 --suite unit --suite recipe --suite bad --suite fuzz --suite io --suite cli
+else
+    tail -30 build-asan-build.log
+    echo "sanitizer build failed"
+    logs="$logs build-asan/missing.json"
+fi
 
-/usr/bin/python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json <<'PY'
+# 3. the op tests at small shapes on a second OpenCL implementation: Mesa rusticl on llvmpipe
+run build rusticl RUSTICL_ENABLE=llvmpipe GRAFT_DEVICE=llvmpipe GRAFT_TEST_SMALL=1 \
+    GRAFT_CACHE_DIR=$here/build/tests/graft-cache-rusticl -- --suite ops --num-processes 2
+
+# 4. ... and under Oclgrind, which checks every kernel for out-of-bounds accesses, data races and
+#    uninitialised reads (tests/ops/oclgrind.sh fails the test on any finding)
+run build oclgrind GRAFT_TEST_SMALL=1 GRAFT_CACHE_DIR=$here/build/tests/graft-cache-oclgrind \
+    -- --suite ops --num-processes 2 --timeout-multiplier 4 --wrapper "sh $here/tests/ops/oclgrind.sh"
+
+/usr/bin/python3 - $logs <<'PY'
 import json, sys
 p = f = s = 0
 for path in sys.argv[1:]:
+    tag = path.split("/")[-1].replace(".json", "")
     try:
         lines = open(path).read().splitlines()
     except OSError:
         f += 1
-        print(f"missing {path}")
+        print(f"FAILED: {tag}: no test log")
         continue
     for line in lines:
         r = json.loads(line)
         res = r["result"]
-        tag = "asan/" if "asan" in path else ""
-        if res == "OK" or res == "EXPECTEDFAIL":
+        if res in ("OK", "EXPECTEDFAIL"):
             p += 1
         elif res == "SKIP":
             s += 1
         else:
             f += 1
-            print(f"FAILED: {tag}{r['name']} ({res})")
+            print(f"FAILED: {tag}: {r['name']} ({res})")
 print(f"{p} passed, {f} failed, {s} skipped")
 sys.exit(1 if f else 0)
 PY

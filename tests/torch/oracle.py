@@ -261,6 +261,7 @@ def main():
                  "test": {"format": "npy", "images": "x.npy", "labels": "y.npy"},
                  "val_split": 0, "seed": 1},
         "train": {"epochs": 1, "batch_size": n, "max_steps": 1},
+        # (the data loader shuffles, but a step over the whole set is order-independent)
     }
     if os.path.isabs(recipe["model"]["file"]) is False and not args.model.startswith("random:"):
         recipe["model"]["file"] = model_path
@@ -326,6 +327,37 @@ def main():
                 d_ref, d_got = ref_w - w0[name], got[name] - w0[name]
                 denom = max(float(np.max(np.abs(d_ref))), 1e-3 * scale)
                 check(f"{opt} step: update {name}", float(np.max(np.abs(d_got - d_ref))) / denom, 1e-3)
+    # 3. two steps of SGD with momentum, weight decay, L2-SP toward the loaded weights and a
+    # discriminative lr multiplier on the last layer: recipe regularisers end to end
+    last = model["layers"][-1]["name"]
+    alpha, wd, mom, lr, mult = 0.5, 1e-2, 0.9, 0.05, 0.25
+    net.load_graft_state(w0)
+    net.train()
+    groups = []
+    for name, mod in zip(net.names, net.mods):
+        ps = list(mod.parameters())
+        if ps:
+            groups.append({"params": ps, "lr": lr * (mult if name == last else 1.0)})
+    o = torch.optim.SGD(groups, lr=lr, momentum=mom, weight_decay=wd)
+    anchors = {p: p.detach().clone() for g in groups for p in g["params"]}
+    for _ in range(2):
+        o.zero_grad()
+        F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        with torch.no_grad():
+            for p_, a_ in anchors.items():
+                p_.grad += alpha * (p_ - a_)
+        o.step()
+    want = net.graft_state()
+    run = os.path.join(work, "run-l2sp")
+    graft("train", recipe_path, "--quiet", "--out", run,
+          "--set", "transfer.from=" + os.path.join(work, "w0.safetensors"),
+          "--set", "train.optimizer=momentum", "--set", f"train.lr={lr}",
+          "--set", f"train.momentum={mom}", "--set", f"train.weight_decay={wd}",
+          "--set", f"train.l2sp={alpha}", "--set", f"train.lr_mult={{{last}: {mult}}}",
+          "--set", "train.epochs=2", "--set", "train.max_steps=2", *drop_sets)
+    got = st_read(os.path.join(run, "last.safetensors"))
+    for name, ref_w in want.items():
+        check(f"momentum+wd+l2sp+lr_mult 2 steps: {name}", rel_err(got[name], ref_w), 1e-3)
     print(f"{'PASS' if failures == 0 else 'FAIL'}: {failures} comparison(s) out of tolerance")
     return 1 if failures else 0
 

@@ -2,6 +2,7 @@
  * recipe with its graph, heads applied, freeze and lr_mult resolved, checkpoint shapes checked.
  * Also the resolved recipe as YAML, for the run directory. */
 #include "recipe_impl.h"
+#include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,12 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
     recipe_parse_transfer(&c, transfer);
     recipe_parse_data(&c, get(root, "data"));
     recipe_parse_train(&c, get(root, "train"));
-    if ((n = get(root, "device"))) r->device = parse_str(&c, n, "device");
+    if ((n = get(root, "device")) && (r->device = parse_str(&c, n, "device"))) {
+        /* the grammar of --device and GRAFT_DEVICE; which devices exist is known only at run time */
+        devspec ds;
+        graft_error de = {0};
+        if (devspec_parse(r->device, &ds, &de)) graft_diags_add(c.d, n->mark, "device: %s", de.message);
+    }
     if ((n = get(root, "output")) && parse_str(&c, n, "output")) r->output = resolve_path(&c, n);
     if (r->graph.nlayers) recipe_resolve_transfer(&c, get(root, "train"));
     recipe_check_checkpoint(&c);

@@ -164,7 +164,7 @@ class GraftNet(nn.Module):
         for name, mod in zip(self.names, self.mods):
             for k, v in mod.state_dict().items():
                 if k != "num_batches_tracked":
-                    out[f"{name}.{k}"] = v.detach().numpy().copy()
+                    out[f"{name}.{k}"] = v.detach().cpu().numpy().copy()
         return out
 
     def load_graft_state(self, st):
@@ -172,7 +172,7 @@ class GraftNet(nn.Module):
             own = mod.state_dict()
             for k in own:
                 if k != "num_batches_tracked":
-                    own[k] = torch.from_numpy(np.array(st[f"{name}.{k}"]))
+                    own[k] = torch.from_numpy(np.array(st[f"{name}.{k}"])).to(own[k].device)
             mod.load_state_dict(own)
 
 
@@ -217,7 +217,11 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workdir")
+    ap.add_argument("--torch-device", default="cpu", help="where PyTorch computes (cuda on the GPU machine)")
     args = ap.parse_args()
+    dev = torch.device(args.torch_device)
+    torch.backends.cuda.matmul.allow_tf32 = False  # FP32 references, not TF32
+    torch.backends.cudnn.allow_tf32 = False
     work = args.workdir or tempfile.mkdtemp(prefix="graft-torch-")
     os.makedirs(work, exist_ok=True)
     if args.model.startswith("random:"):
@@ -285,8 +289,9 @@ def main():
 
     # 1. inference logits
     net.eval()
+    net.to(dev)
     with torch.no_grad():
-        ref = net(torch.from_numpy(x)).numpy()
+        ref = net(torch.from_numpy(x).to(dev)).cpu().numpy()
     out = os.path.join(work, "logits.npy")
     graft("predict", recipe_path, "--weights", os.path.join(work, "w0.safetensors"),
           "--input", os.path.join(work, "x.npy"), "--output", out, *drop_sets)
@@ -304,7 +309,7 @@ def main():
         else:
             o = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-5)
         o.zero_grad()
-        loss = F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y))
+        loss = F.cross_entropy(net(torch.from_numpy(x).to(dev)), torch.from_numpy(y).to(dev))
         loss.backward()
         o.step()
         want = net.graft_state()
@@ -342,7 +347,7 @@ def main():
     anchors = {p: p.detach().clone() for g in groups for p in g["params"]}
     for _ in range(2):
         o.zero_grad()
-        F.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        F.cross_entropy(net(torch.from_numpy(x).to(dev)), torch.from_numpy(y).to(dev)).backward()
         with torch.no_grad():
             for p_, a_ in anchors.items():
                 p_.grad += alpha * (p_ - a_)

@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""gen_torchvision.py — writes configs/models/{resnet18,resnet34,resnet50,vgg11,vgg16,mobilenet_v2}.yaml
+from the torchvision architectures, with torchvision's module names, so a torchvision state_dict()
+saved as safetensors loads as it is (BN running statistics included; num_batches_tracked is the
+only key Graft has no use for). Layers with no parameters (ReLU, add) get names of their own,
+since torchvision reuses one ReLU module several times in a block.
+
+usage: tools/gen_torchvision.py [OUTDIR]   (default: configs/models next to this script)
+       tools/gen_torchvision.py --check    compare every config with torchvision's state_dict
+"""
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = ["resnet18", "resnet34", "resnet50", "vgg11", "vgg16", "mobilenet_v2"]
+
+
+def conv(name, filters, kernel, stride=1, padding=0, bias=False, groups=1, inputs=None):
+    d = {"name": name, "type": "conv2d", "filters": filters, "kernel": kernel}
+    if stride != 1:
+        d["stride"] = stride
+    if padding:
+        d["padding"] = padding
+    if groups != 1:
+        d["groups"] = groups
+    d["bias"] = bias
+    if inputs:
+        d["inputs"] = inputs
+    return d
+
+
+def bn(name):
+    return {"name": name, "type": "batchnorm"}
+
+
+def act(name, kind="relu"):
+    return {"name": name, "type": kind}
+
+
+# ---- ResNet (torchvision.models.resnet: BasicBlock / Bottleneck v1.5, stride on the 3x3) -------
+
+def resnet(blocks, bottleneck):
+    L = [conv("conv1", 64, 7, 2, 3), bn("bn1"), act("relu"),
+         {"name": "maxpool", "type": "maxpool", "size": 3, "stride": 2, "padding": 1}]
+    prev, inplanes = "maxpool", 64
+    exp = 4 if bottleneck else 1
+    for stage, (planes, n) in enumerate(zip([64, 128, 256, 512], blocks)):
+        for b in range(n):
+            p = f"layer{stage + 1}.{b}"
+            stride = 2 if (b == 0 and stage > 0) else 1
+            if bottleneck:
+                L += [conv(p + ".conv1", planes, 1, inputs=[prev]), bn(p + ".bn1"), act(p + ".relu1"),
+                      conv(p + ".conv2", planes, 3, stride, 1), bn(p + ".bn2"), act(p + ".relu2"),
+                      conv(p + ".conv3", planes * exp, 1), bn(p + ".bn3")]
+                last = p + ".bn3"
+            else:
+                L += [conv(p + ".conv1", planes, 3, stride, 1, inputs=[prev]), bn(p + ".bn1"),
+                      act(p + ".relu1"), conv(p + ".conv2", planes, 3, 1, 1), bn(p + ".bn2")]
+                last = p + ".bn2"
+            short = prev
+            if stride != 1 or inplanes != planes * exp:
+                L += [conv(p + ".downsample.0", planes * exp, 1, stride, inputs=[prev]),
+                      bn(p + ".downsample.1")]
+                short = p + ".downsample.1"
+            L += [{"name": p + ".add", "type": "add", "inputs": [last, short]},
+                  act(p + (".relu3" if bottleneck else ".relu2"))]
+            prev = L[-1]["name"]
+            inplanes = planes * exp
+    L += [{"name": "avgpool", "type": "global_avgpool"}, {"name": "flatten", "type": "flatten"},
+          {"name": "fc", "type": "dense", "units": 1000}]
+    return L
+
+
+# ---- VGG (torchvision.models.vgg, no batchnorm) ---------------------------------------------------
+
+VGG_CFG = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+}
+
+
+def vgg(cfg):
+    L, i = [], 0
+    for v in cfg:
+        if v == "M":
+            L.append({"name": f"features.{i}", "type": "maxpool", "size": 2, "stride": 2})
+            i += 1
+        else:
+            L += [conv(f"features.{i}", v, 3, 1, 1, bias=True), act(f"features.{i + 1}")]
+            i += 2
+    # torchvision's AdaptiveAvgPool2d((7, 7)) is the identity at 224x224, where features end 7x7;
+    # Graft has no adaptive pool, so these configs take 224x224 (or any size ending at 7x7).
+    L += [{"name": "flatten", "type": "flatten"},
+          {"name": "classifier.0", "type": "dense", "units": 4096}, act("classifier.1"),
+          {"name": "classifier.2", "type": "dropout", "rate": 0.5},
+          {"name": "classifier.3", "type": "dense", "units": 4096}, act("classifier.4"),
+          {"name": "classifier.5", "type": "dropout", "rate": 0.5},
+          {"name": "classifier.6", "type": "dense", "units": 1000}]
+    return L
+
+
+# ---- MobileNetV2 (torchvision.models.mobilenetv2, width 1.0) -----------------------------------
+
+def mobilenet_v2():
+    L = [conv("features.0.0", 32, 3, 2, 1), bn("features.0.1"), act("features.0.2", "relu6")]
+    prev, inp, idx = "features.0.2", 32, 1
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1)]:
+        for b in range(n):
+            stride = s if b == 0 else 1
+            p = f"features.{idx}.conv"
+            hidden = inp * t
+            j, first = 0, True
+            if t != 1:
+                L += [conv(f"{p}.0.0", hidden, 1, inputs=[prev]), bn(f"{p}.0.1"),
+                      act(f"{p}.0.2", "relu6")]
+                j, first = 1, False
+            dw = conv(f"{p}.{j}.0", hidden, 3, stride, 1, groups=hidden, inputs=[prev] if first else None)
+            L += [dw, bn(f"{p}.{j}.1"), act(f"{p}.{j}.2", "relu6"),
+                  conv(f"{p}.{j + 1}", c, 1), bn(f"{p}.{j + 2}")]
+            out = f"{p}.{j + 2}"
+            if stride == 1 and inp == c:
+                L.append({"name": f"features.{idx}.add", "type": "add", "inputs": [out, prev]})
+                out = f"features.{idx}.add"
+            prev, inp, idx = out, c, idx + 1
+    L += [conv("features.18.0", 1280, 1, inputs=[prev]), bn("features.18.1"),
+          act("features.18.2", "relu6"),
+          {"name": "avgpool", "type": "global_avgpool"}, {"name": "flatten", "type": "flatten"},
+          {"name": "classifier.0", "type": "dropout", "rate": 0.2},
+          {"name": "classifier.1", "type": "dense", "units": 1000}]
+    return L
+
+
+def build(name):
+    if name.startswith("resnet"):
+        blocks = {"resnet18": [2, 2, 2, 2], "resnet34": [3, 4, 6, 3], "resnet50": [3, 4, 6, 3]}[name]
+        return resnet(blocks, name == "resnet50")
+    if name.startswith("vgg"):
+        return vgg(VGG_CFG[name])
+    return mobilenet_v2()
+
+
+ABOUT = {
+    "resnet18": "ResNet-18 (He et al. 2015; torchvision.models.resnet18), BasicBlock [2, 2, 2, 2]",
+    "resnet34": "ResNet-34 (torchvision.models.resnet34), BasicBlock [3, 4, 6, 3]",
+    "resnet50": "ResNet-50 v1.5 (torchvision.models.resnet50), Bottleneck [3, 4, 6, 3], stride on the 3x3",
+    "vgg11": "VGG-11 (Simonyan & Zisserman 2014; torchvision.models.vgg11), no batchnorm",
+    "vgg16": "VGG-16 (torchvision.models.vgg16), no batchnorm",
+    "mobilenet_v2": "MobileNetV2 (Sandler et al. 2018; torchvision.models.mobilenet_v2), width 1.0",
+}
+
+
+def flow(d):
+    """One layer as a YAML flow mapping on one line, keys in a fixed order."""
+    parts = []
+    for k, v in d.items():
+        if isinstance(v, list):
+            v = "[" + ", ".join(str(x) for x in v) + "]"
+        elif isinstance(v, bool):
+            v = "true" if v else "false"
+        parts.append(f"{k}: {v}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def write(name, outdir):
+    lines = [f"# {name} — {ABOUT[name]}.",
+             "# Generated by tools/gen_torchvision.py: layer names are torchvision's module names, so a",
+             "# torchvision state_dict() saved as safetensors loads as it is. Do not edit by hand.",
+             f"name: {name}", "model:", "  input: [3, 224, 224]", "  layers:"]
+    lines += [f"    - {flow(d)}" for d in build(name)]
+    path = os.path.join(outdir, name + ".yaml")
+    with open(path + ".tmp", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def graft_params(layers, input_shape):
+    """Parameter names and shapes of a Graft layer list, by Graft's conventions (conv2d weight
+    O×(C/groups)×K×K, dense weight O×I, batchnorm weight/bias/running_mean/running_var)."""
+    shapes, out, prev = {}, {}, None
+    for d in layers:
+        ins = d.get("inputs", [prev])
+        s = shapes[ins[0]] if ins[0] is not None else list(input_shape)
+        t, n = d["type"], d["name"]
+        if t == "conv2d":
+            k, st, p, g = d["kernel"], d.get("stride", 1), d.get("padding", 0), d.get("groups", 1)
+            out[n + ".weight"] = [d["filters"], s[0] // g, k, k]
+            if d.get("bias", True):
+                out[n + ".bias"] = [d["filters"]]
+            s = [d["filters"], (s[1] + 2 * p - k) // st + 1, (s[2] + 2 * p - k) // st + 1]
+        elif t == "maxpool":
+            k, st, p = d["size"], d.get("stride", d["size"]), d.get("padding", 0)
+            s = [s[0], (s[1] + 2 * p - k) // st + 1, (s[2] + 2 * p - k) // st + 1]
+        elif t == "batchnorm":
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                out[f"{n}.{k}"] = [s[0]]
+        elif t == "global_avgpool":
+            s = [s[0], 1, 1]
+        elif t == "flatten":
+            s = [s[0] * s[1] * s[2]]
+        elif t == "dense":
+            out[n + ".weight"] = [d["units"], s[0]]
+            if d.get("bias", True):
+                out[n + ".bias"] = [d["units"]]
+            s = [d["units"]]
+        shapes[n] = s
+        prev = n
+    return out
+
+
+def check():
+    import torchvision
+    bad = 0
+    for name in MODELS:
+        sd = getattr(torchvision.models, name)(weights=None).state_dict()
+        want = {k: list(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}
+        got = graft_params(build(name), [3, 224, 224])
+        miss = sorted(set(want) - set(got))
+        extra = sorted(set(got) - set(want))
+        wrong = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+        ok = not (miss or extra or wrong)
+        bad += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {len(want)} state_dict tensors, {len(got)} Graft parameters")
+        for k in miss[:10]:
+            print(f"     missing in Graft: {k} {want[k]}")
+        for k in extra[:10]:
+            print(f"     not in torchvision: {k} {got[k]}")
+        for k in wrong[:10]:
+            print(f"     shape of {k}: torchvision {want[k]}, Graft {got[k]}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    if "--check" in sys.argv:
+        sys.exit(check())
+    outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "configs", "models")
+    for m in MODELS:
+        print(write(m, outdir))

@@ -17,22 +17,33 @@ ap.add_argument("--suite", action="append", default=[])
 ap.add_argument("--python", default=None, help="interpreter to use for the torch/train tests")
 a = ap.parse_args()
 tests = json.load(open(os.path.join(a.build, "meson-info", "intro-tests.json")))
+# the build was configured elsewhere: map its absolute source and build paths onto this checkout
+info = json.load(open(os.path.join(a.build, "meson-info", "meson-info.json")))["directories"]
+old_src, old_build = info["source"], info["build"]
+new_build = os.path.abspath(a.build)
+new_src = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
+
+
+def relocate(v):
+    if isinstance(v, str):
+        return v.replace(old_build, new_build).replace(old_src, new_src)
+    return v
 results, passed, failed, skipped = [], 0, 0, 0
 for t in tests:
     suites = [s.split(":")[-1] for s in t.get("suite", [])]
     if a.suite and not any(s in a.suite for s in suites):
         continue
-    cmd = list(t["cmd"])
+    cmd = [relocate(c) for c in t["cmd"]]
     if a.python and cmd[0].endswith("python3"):
         cmd[0] = a.python
     env = dict(os.environ)
-    env.update(t.get("env", {}))
+    env.update({k: relocate(v) for k, v in t.get("env", {}).items()})
     if "GRAFT_DEVICE" in os.environ:  # the caller's device wins over the build's test env
         env["GRAFT_DEVICE"] = os.environ["GRAFT_DEVICE"]
     env["GRAFT_CACHE_DIR"] = os.environ.get("GRAFT_CACHE_DIR", env.get("GRAFT_CACHE_DIR", "/tmp/graft-cache"))
     t0 = time.time()
     try:
-        r = subprocess.run(cmd, env=env, cwd=t.get("workdir") or a.build, capture_output=True,
+        r = subprocess.run(cmd, env=env, cwd=relocate(t.get("workdir")) or a.build, capture_output=True,
                            text=True, timeout=t.get("timeout", 600) * 2)
         rc, out = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:

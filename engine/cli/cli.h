@@ -52,6 +52,7 @@ int cli_load_recipe(const char *file, const char *const *sets, int nsets,
 bool cli_add_set(cli_args *a, const char *value, const char **sets, int *nsets, int max);
 typedef struct cli_progress_state {
     bool quiet, tty, bar_open;
+    double last_draw;
 } cli_progress_state;
 void cli_progress_init(cli_progress_state *st, bool quiet);
 void cli_progress(void *user, const struct train_progress *p);

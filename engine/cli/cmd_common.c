@@ -46,6 +46,9 @@ void cli_progress(void *user, const train_progress *p)
     fmt_time(p->eta_seconds, eta, sizeof eta);
     if (!p->epoch_done) {
         if (!st->tty) return; /* plain output: one line per epoch */
+        double now = now_seconds(); /* redraw at most ten times a second */
+        if (p->batch < p->nbatches && now - st->last_draw < 0.1) return;
+        st->last_draw = now;
         int width = 24, fill = p->nbatches ? (int)(width * p->batch / p->nbatches) : width;
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';

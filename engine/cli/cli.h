@@ -41,6 +41,8 @@ int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_bench(int argc, char **argv); /* cmd_bench.c: graft bench gemm */
 int cmd_tune(int argc, char **argv);  /* cmd_tune.c: the GEMM tuner */
+int bench_recipe_main(int argc, char **argv); /* bench_recipe.c: graft bench RECIPE */
+extern const char BENCH_RECIPE_USAGE[];
 
 /* ---- shared by the recipe-taking commands (cmd_common.c) ---- */
 struct graft_recipe;

@@ -74,13 +74,10 @@ void cli_progress_init(cli_progress_state *st, bool quiet)
     st->tty = isatty(2);
 }
 
-/* Collect "--set K=V" values; returns false (after printing) on a malformed one. */
+/* Collect "--set K=V" values (the recipe stage checks their form and reports it at the option);
+ * returns false (after printing) when there are too many. */
 bool cli_add_set(cli_args *a, const char *value, const char **sets, int *nsets, int max)
 {
-    if (!strchr(value, '=')) {
-        cli_usage_error(a, "--set needs KEY=VALUE, got '%s'", value);
-        return false;
-    }
     if (*nsets >= max) {
         cli_usage_error(a, "too many --set options (at most %d)", max);
         return false;

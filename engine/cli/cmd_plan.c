@@ -143,47 +143,26 @@ int cmd_plan(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, "plan", PLAN_USAGE, argc, argv);
-    const char *file = NULL, *opt, *pos;
-    bool json = false;
-    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    const char *file = NULL, *opt, *pos, *sets[CLI_MAX_SETS];
     int nsets = 0;
-    if (!sets) return 1;
+    bool json = false;
     while (cli_next(&a, &opt, &pos)) {
         if (pos) {
-            if (file) {
-                free(sets);
-                return cli_usage_error(&a, "unexpected argument '%s'", pos);
-            }
+            if (file) return cli_usage_error(&a, "unexpected argument '%s'", pos);
             file = pos;
         } else if (strcmp(opt, "--set") == 0) {
-            const char *val = cli_value(&a, opt);
-            if (!val) {
-                free(sets);
-                return 2;
-            }
-            sets[nsets++] = val;
+            const char *v = cli_value(&a, opt);
+            if (!v || !cli_add_set(&a, v, sets, &nsets, CLI_MAX_SETS)) return 2;
         } else if (strcmp(opt, "--json") == 0) {
             json = true;
         } else {
-            free(sets);
             return cli_usage_error(&a, "unknown option %s", opt);
         }
     }
-    if (!file) {
-        free(sets);
-        return cli_usage_error(&a, "missing RECIPE");
-    }
-    graft_recipe *r = NULL;
-    graft_diags d = {0};
-    graft_status s = recipe_load(file, sets, nsets, &r, &d);
-    free(sets);
-    if (s != GRAFT_OK) {
-        graft_diags_sort(&d);
-        graft_diags_print(&d, stderr);
-        graft_diags_free(&d);
-        return graft_exit_code(s);
-    }
-    graft_diags_free(&d);
+    if (!file) return cli_usage_error(&a, "missing RECIPE");
+    graft_recipe *r;
+    int rc = cli_load_recipe(file, sets, nsets, &r);
+    if (rc) return rc;
     plan_view v = {.r = r};
     v.backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v.backward);
     if (!v.backward) {

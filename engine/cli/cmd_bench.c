@@ -133,6 +133,9 @@ static int bench_gemm(int argc, char **argv)
 
 int cmd_bench(int argc, char **argv)
 {
+    /* anything but `gemm` is a recipe: bench_recipe.c profiles its training step */
+    if (argc >= 1 && strcmp(argv[0], "gemm") != 0 && !cli_is_help(argv[0]))
+        return bench_recipe_main(argc, argv);
     if (argc >= 1 && strcmp(argv[0], "gemm") == 0) return bench_gemm(argc - 1, argv + 1);
     if (argc >= 1 && cli_is_help(argv[0])) {
         fputs(BENCH_USAGE, stdout);

@@ -137,4 +137,18 @@ graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *glo
 /* Seconds between an event's start and end (profiling must be on). */
 double event_seconds(cl_event evt);
 
+/* ---- peak probe (peak.c): FMA GFLOP/s per vector width and copy GB/s, like clpeak; measured
+ * once per device and driver and kept in the program cache (kind "peak") ---- */
+#define PEAK_FMA_TYPES 4 /* float, float4, float8, float16 */
+extern const char *const PEAK_FMA_NAMES[PEAK_FMA_TYPES];
+typedef struct peak_result {
+    double gflops[PEAK_FMA_TYPES];
+    double copy_gbps; /* bytes read + written per second / 1e9 */
+    double seconds;   /* how long the measurement took (when it ran) */
+    int from_cache;
+} peak_result;
+/* The cached result when use_cache and there is one, else measure (and store it). */
+graft_status peak_probe(graft_context *ctx, int use_cache, peak_result *out, graft_error *e);
+double peak_best_gflops(const peak_result *p); /* the best of the vector widths */
+
 #endif

@@ -1,0 +1,192 @@
+/* peak.c — a clpeak-like probe of a device's peak: FMA throughput with float, float4, float8 and
+ * float16 and copy bandwidth. Measured once per device and driver, then kept in the program cache
+ * (kind "peak"), so `graft bench` can say "% of peak" on any device without re-measuring. */
+#include "runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PEAK_FORMAT 1
+
+/* Eight independent chains per work-item: a CPU device runs a work-item's chain serially, so one
+ * chain would measure FMA latency, not throughput (1.4 GFLOP/s instead of ~40 on PoCL here); GPUs
+ * hide latency with work-items anyway. Per iteration 8 chains x 8 mads = 128 flops per lane. The
+ * source is short enough for one string literal, and it lives here because it is a probe, not an op. */
+static const char PEAK_SOURCE[] =
+    "#define M8(x) x = mad(x, b, c); x = mad(x, b, c); x = mad(x, b, c); x = mad(x, b, c); \\\n"
+    "              x = mad(x, b, c); x = mad(x, b, c); x = mad(x, b, c); x = mad(x, b, c);\n"
+    "#define FMA_KERNEL(T, NAME)                                                   \\\n"
+    "__kernel void NAME(__global T *out, float a, int iters) {                     \\\n"
+    "    T b = (T)(a * 0.999f), c = (T)((float)get_local_id(0) * 1e-3f);           \\\n"
+    "    T x0 = c, x1 = c + 1, x2 = c + 2, x3 = c + 3, x4 = c + 4, x5 = c + 5, x6 = c + 6, x7 = c + 7; \\\n"
+    "    for (int i = 0; i < iters; i++) { M8(x0) M8(x1) M8(x2) M8(x3) M8(x4) M8(x5) M8(x6) M8(x7) } \\\n"
+    "    out[get_global_id(0)] = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7; }\n"
+    "FMA_KERNEL(float, peak_fma_float)\n"
+    "FMA_KERNEL(float4, peak_fma_float4)\n"
+    "FMA_KERNEL(float8, peak_fma_float8)\n"
+    "FMA_KERNEL(float16, peak_fma_float16)\n"
+    "__kernel void peak_copy(__global const float4 *in, __global float4 *out) {\n"
+    "    out[get_global_id(0)] = in[get_global_id(0)]; }\n";
+
+static const char *const FMA_KERNELS[PEAK_FMA_TYPES] = {"peak_fma_float", "peak_fma_float4",
+                                                        "peak_fma_float8", "peak_fma_float16"};
+static const int FMA_WIDTH[PEAK_FMA_TYPES] = {1, 4, 8, 16};
+const char *const PEAK_FMA_NAMES[PEAK_FMA_TYPES] = {"float", "float4", "float8", "float16"};
+
+/* Seconds of one launch, waited for (wall clock: the probe must work without a profiling queue). */
+static graft_status time_launch(graft_context *ctx, cl_kernel k, size_t global, size_t local,
+                                double *sec, graft_error *e)
+{
+    double t0 = now_seconds();
+    cl_int rc = clEnqueueNDRangeKernel(ctx->queue, k, 1, NULL, &global, local ? &local : NULL, 0,
+                                       NULL, NULL);
+    if (rc == CL_SUCCESS) rc = clFinish(ctx->queue);
+    *sec = now_seconds() - t0;
+    return cl_check(rc, "peak probe launch", e);
+}
+
+/* Best of three after one warm-up, with the iteration count grown until a launch takes ~20 ms
+ * (so launch overhead is noise on fast GPUs and slow CPUs alike). */
+static graft_status probe_fma(graft_context *ctx, cl_program prog, int t, double *gflops,
+                              graft_error *e)
+{
+    cl_int rc;
+    cl_kernel k = clCreateKernel(prog, FMA_KERNELS[t], &rc);
+    graft_status s = cl_check(rc, "clCreateKernel (peak)", e);
+    if (s) return s;
+    size_t local = 64;
+    size_t global = (size_t)(ctx->info.compute_units ? ctx->info.compute_units : 1) * 1024;
+    if (ctx->info.type == GRAFT_DEVICE_GPU && global < 65536) global = 65536;
+    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < local)
+        local = ctx->info.max_work_group_size;
+    global = (global + local - 1) / local * local;
+    cl_mem out = NULL;
+    if ((s = buffer_create(ctx, global * (size_t)FMA_WIDTH[t] * sizeof(float), &out, e))) goto done;
+    float a = 1.0f;
+    int iters = 4;
+    double sec = 0, best = 1e30;
+    clSetKernelArg(k, 0, sizeof out, &out);
+    clSetKernelArg(k, 1, sizeof a, &a);
+    for (int grow = 0; grow < 16; grow++) {
+        clSetKernelArg(k, 2, sizeof iters, &iters);
+        if ((s = time_launch(ctx, k, global, local, &sec, e))) goto done;
+        if (sec >= 0.02 || iters >= (1 << 20)) break;
+        double f = sec > 1e-6 ? 0.025 / sec : 16;
+        if (f > 16) f = 16;
+        if (f < 2) f = 2;
+        iters = (int)(iters * f);
+    }
+    for (int r = 0; r < 3; r++) {
+        if ((s = time_launch(ctx, k, global, local, &sec, e))) goto done;
+        if (sec < best) best = sec;
+    }
+    *gflops = (double)global * iters * 128.0 * FMA_WIDTH[t] / best / 1e9;
+done:
+    if (out) clReleaseMemObject(out);
+    clReleaseKernel(k);
+    return s;
+}
+
+static graft_status probe_copy(graft_context *ctx, cl_program prog, double *gbps, graft_error *e)
+{
+    cl_int rc;
+    cl_kernel k = clCreateKernel(prog, "peak_copy", &rc);
+    graft_status s = cl_check(rc, "clCreateKernel (peak_copy)", e);
+    if (s) return s;
+    size_t bytes = 64u << 20;
+    if (ctx->info.max_alloc_bytes && bytes > ctx->info.max_alloc_bytes / 2)
+        bytes = (size_t)(ctx->info.max_alloc_bytes / 2) & ~(size_t)4095;
+    size_t global = bytes / 16, local = 64;
+    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < local)
+        local = ctx->info.max_work_group_size;
+    global = global / local * local;
+    cl_mem in = NULL, out = NULL;
+    if ((s = buffer_create(ctx, bytes, &in, e))) goto done;
+    if ((s = buffer_create(ctx, bytes, &out, e))) goto done;
+    if ((s = buffer_fill_f32(ctx, in, 1.0f, bytes / 4, e))) goto done;
+    clSetKernelArg(k, 0, sizeof in, &in);
+    clSetKernelArg(k, 1, sizeof out, &out);
+    double sec, best = 1e30;
+    for (int r = 0; r < 4; r++) { /* the first touches the pages: dropped by taking the best */
+        if ((s = time_launch(ctx, k, global, local, &sec, e))) goto done;
+        if (sec < best) best = sec;
+    }
+    *gbps = 2.0 * (double)global * 16.0 / best / 1e9; /* read + write */
+done:
+    if (in) clReleaseMemObject(in);
+    if (out) clReleaseMemObject(out);
+    clReleaseKernel(k);
+    return s;
+}
+
+static void peak_key(const graft_context *ctx, buf *k)
+{
+    const graft_device_info *d = &ctx->info;
+    buf_printf(k, "peak %d\n%s\n%s\n%s\n%s\n%s\n%u\n%u\n", PEAK_FORMAT, d->platform,
+               d->platform_version, d->name, d->driver, d->cl_version, d->compute_units,
+               d->clock_mhz);
+    buf_append(k, PEAK_SOURCE, sizeof PEAK_SOURCE);
+}
+
+graft_status peak_probe(graft_context *ctx, int use_cache, peak_result *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    buf key = {0};
+    peak_key(ctx, &key);
+    if (!key.data) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    graft_status s = GRAFT_OK;
+    if (use_cache) {
+        void *data = NULL;
+        size_t len = 0;
+        cache_get(&ctx->cache, "peak", key.data, key.len, &data, &len);
+        if (data && len == sizeof(double) * (PEAK_FMA_TYPES + 2)) {
+            const double *v = data;
+            for (int t = 0; t < PEAK_FMA_TYPES; t++) out->gflops[t] = v[t];
+            out->copy_gbps = v[PEAK_FMA_TYPES];
+            out->seconds = v[PEAK_FMA_TYPES + 1];
+            out->from_cache = 1;
+            free(data);
+            buf_free(&key);
+            return GRAFT_OK;
+        }
+        free(data);
+    }
+    double t0 = now_seconds();
+    cl_int rc;
+    const char *src = PEAK_SOURCE;
+    cl_program prog = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &rc);
+    if ((s = cl_check(rc, "clCreateProgramWithSource (peak)", e))) goto done;
+    rc = clBuildProgram(prog, 1, &ctx->device, "", NULL, NULL);
+    if (rc != CL_SUCCESS) {
+        char log[1024] = "";
+        clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        s = err_set(e, GRAFT_STATUS_OPENCL, "building the peak probe failed: %s (%d)\n%s",
+                    cl_error_name(rc), (int)rc, log);
+        clReleaseProgram(prog);
+        goto done;
+    }
+    for (int t = 0; t < PEAK_FMA_TYPES && !s; t++) s = probe_fma(ctx, prog, t, &out->gflops[t], e);
+    if (!s) s = probe_copy(ctx, prog, &out->copy_gbps, e);
+    clReleaseProgram(prog);
+    if (s) goto done;
+    out->seconds = now_seconds() - t0;
+    if (use_cache) {
+        double v[PEAK_FMA_TYPES + 2];
+        for (int t = 0; t < PEAK_FMA_TYPES; t++) v[t] = out->gflops[t];
+        v[PEAK_FMA_TYPES] = out->copy_gbps;
+        v[PEAK_FMA_TYPES + 1] = out->seconds;
+        graft_error ignore = {0}; /* a cache that cannot be written costs a re-probe, nothing more */
+        cache_put(&ctx->cache, "peak", key.data, key.len, v, sizeof v, &ignore);
+    }
+done:
+    buf_free(&key);
+    return s;
+}
+
+double peak_best_gflops(const peak_result *p)
+{
+    double b = 0;
+    for (int t = 0; t < PEAK_FMA_TYPES; t++)
+        if (p->gflops[t] > b) b = p->gflops[t];
+    return b;
+}

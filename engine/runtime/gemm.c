@@ -251,6 +251,11 @@ graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size
     if (m == 0 || n == 0) return GRAFT_OK;
     gemm_shape s = {trans_a, trans_b, m, n, k};
     gemm_choice ch = gemm_choose(ctx, &s, NULL);
+    /* Graft's kernels index with 32-bit ints: past that, CLBlast (with the device's CPU set on
+     * CPUs, its database elsewhere) */
+    if (!gemm_choice_fits(&ch, &s))
+        ch = (gemm_choice){GEMM_BACKEND_CLBLAST,
+                           {ctx->info.type == GRAFT_DEVICE_CPU ? 1 : 0, 0, 0, 0}};
     return gemm_run(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
                     c, c_off, ldc, e);
 }

@@ -381,7 +381,8 @@ int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *
         static const int inner[][4] = {
             {4, 3, 1, 16},  {2, 4, 1, 16},  {4, 4, 1, 16},   {8, 2, 1, 16},  {4, 3, 1, 8},
             {4, 4, 8, 16},  {4, 4, 16, 16}, {4, 3, 32, 16},  {4, 4, 32, 16}, {8, 2, 32, 16},
-            {4, 4, 64, 16}, {4, 3, 64, 16}, {4, 4, 128, 16}, {2, 4, 32, 8}};
+            {4, 4, 64, 16}, {4, 3, 64, 16}, {4, 4, 128, 16}, {4, 6, 16, 16}, {8, 3, 16, 16},
+            {8, 2, 16, 16}, {8, 3, 32, 16}};
         for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++)
             if (inner[i][2] == 1 || s->k >= (size_t)inner[i][2] * 64)
                 ADD(GEMM_BACKEND_INNER, {inner[i][0], inner[i][1], inner[i][2], inner[i][3]});

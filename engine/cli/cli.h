@@ -43,6 +43,8 @@ int cmd_bench(int argc, char **argv); /* cmd_bench.c: graft bench gemm */
 int cmd_tune(int argc, char **argv);  /* cmd_tune.c: the GEMM tuner */
 int bench_recipe_main(int argc, char **argv); /* bench_recipe.c: graft bench RECIPE */
 extern const char BENCH_RECIPE_USAGE[];
+int cmd_report(int argc, char **argv); /* cmd_report.c: graft report RUN.json... */
+extern const char REPORT_USAGE[];
 
 /* ---- shared by the recipe-taking commands (cmd_common.c) ---- */
 struct graft_recipe;

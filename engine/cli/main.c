@@ -52,6 +52,8 @@ const cli_command cli_commands[] = {
     {"bench", "GEMM GFLOP/s on a device (graft bench gemm)", BENCH_USAGE, cmd_bench},
     {"tune", "tune the GEMM kernels for a device; results persist in the cache", TUNE_USAGE,
      cmd_tune},
+    {"report", "merge `graft bench` runs into per-device and per-layer tables, Markdown or HTML",
+     REPORT_USAGE, cmd_report},
     {NULL, NULL, NULL, NULL},
 };
 

@@ -5,6 +5,7 @@ set -e
 cd "$(dirname "$0")/.."
 pkgs="build-essential pkg-config meson ninja-build python3 ocl-icd-opencl-dev opencl-headers
       pocl-opencl-icd clinfo libclblast-dev libyaml-dev libjansson-dev zlib1g-dev
+      libpng-dev libjpeg62-turbo-dev python3-pil python3-torchvision
       dataset-fashion-mnist python3-torch python3-numpy python3-yaml mesa-opencl-icd oclgrind
       clang libclang-rt-14-dev"
 missing=""

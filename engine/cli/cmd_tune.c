@@ -42,8 +42,10 @@ static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
 {
     if (m == 0 || n == 0 || k == 0) return;
     gemm_shape s = {ta, tb, m, n, k};
-    for (int i = 0; i < l->n; i++)
-        if (memcmp(&l->s[i], &s, sizeof s) == 0) return;
+    for (int i = 0; i < l->n; i++) /* field by field: the struct has padding */
+        if (l->s[i].ta == ta && l->s[i].tb == tb && l->s[i].m == m && l->s[i].n == n &&
+            l->s[i].k == k)
+            return;
     if (l->n < MAX_SHAPES) l->s[l->n++] = s;
 }
 

@@ -1,0 +1,63 @@
+#!/bin/sh
+# test_bench.sh GRAFT SRCDIR — `graft bench --devices all` on PoCL exposing two devices
+# (POCL_DEVICES="pthread basic", set by meson.build): both run, from an empty cache for the cold
+# start, the JSON holds what docs/bench-schema.md says with consistent numbers, the peak probe is
+# kept in the cache, and `graft report` compares the two devices in text, Markdown and HTML.
+set -u
+GRAFT=$1
+SRC=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+no() { echo "FAIL: $*"; fail=1; }
+LAYERS=conv1,bn1,relu1,pool1,conv2,relu2,pool2,flatten,fc
+
+n=$(POCL_DEVICES="$POCL_DEVICES" "$GRAFT" devices --json 2>/dev/null |
+    python3 -c 'import json,sys; print(sum(1 for d in json.load(sys.stdin) if "Portable" in d.get("platform","")))' 2>/dev/null)
+if [ "${n:-0}" -lt 2 ]; then echo "SKIP: PoCL does not expose two devices here"; exit 77; fi
+
+export GRAFT_CACHE_DIR="$T/cache" # the peak probe's cache; cold starts use their own temp dirs
+"$GRAFT" bench "$SRC/tiny.yaml" --devices all --steps 3 --warmup 1 --no-tune \
+    --json "$T/run.json" >"$T/out.txt" 2>"$T/err.txt" || { no "bench --devices all exited $?"; cat "$T/err.txt"; }
+cat "$T/out.txt"
+python3 "$SRC/check_run.py" "$T/run.json" 2 "$LAYERS" || no "run.json does not check out"
+for d in basic pthread; do
+    grep -q "^$d-.* measured steps of batch 16 after 1 warm-up" "$T/out.txt" || no "no table for the $d device"
+done
+grep -q "device 0:0 (1 of 2)" "$T/err.txt" && grep -q "device 0:1 (2 of 2)" "$T/err.txt" ||
+    no "--devices all did not iterate over two devices"
+# the peak was measured (not cached) in the first run, and the second run takes it from the cache
+python3 - "$T/run.json" <<'PY' || no "first run's peak came from the cache"
+import json, sys
+sys.exit(any(d["peak"]["from_cache"] for d in json.load(open(sys.argv[1]))["devices"]))
+PY
+"$GRAFT" bench "$SRC/tiny.yaml" --devices pthread --steps 1 --warmup 0 --no-tune \
+    --json "$T/again.json" >/dev/null 2>&1 || no "second bench exited $?"
+python3 - "$T/run.json" "$T/again.json" <<'PY' || no "the peak probe was not kept in the cache"
+import json, sys
+a = {d["identity"]["device"]: d["peak"] for d in json.load(open(sys.argv[1]))["devices"]}
+b = json.load(open(sys.argv[2]))["devices"][0]
+p = b["peak"]
+sys.exit(not (p["from_cache"] and p["gflops"] == a[b["identity"]["device"]]["gflops"]))
+PY
+
+# report: both devices side by side; ratios are baseline time / device time
+"$GRAFT" report "$T/run.json" --baseline pthread --md --html "$T/r.html" >"$T/r.md" 2>"$T/rerr.txt" ||
+    no "report exited $?"
+cat "$T/r.md"
+grep -q '^| D2  | pthread-.* (baseline)' "$T/r.md" || no "pthread is not the baseline D2"
+grep -q '^| D1  | basic-' "$T/r.md" || no "no basic device row"
+grep -q '^| layer .*| D1 fwd .*| D2 bwd .*| D1 x D2 |' "$T/r.md" || no "layer table header"
+python3 - "$T/run.json" "$T/r.md" <<'PY' || no "a layer ratio is not baseline time / device time"
+import json, sys
+devs = json.load(open(sys.argv[1]))["devices"]
+tot = lambda d, l: sum((x["layers"][[y["name"] for y in x["layers"]].index(l)][p] or {}).get("median_ms", 0)
+                       for x in [d] for p in ("forward", "backward"))
+want = "%.2f" % (tot(devs[1], "conv2") / tot(devs[0], "conv2"))
+row = [r for r in open(sys.argv[2]) if r.startswith("| conv2 ")][0]
+sys.exit(row.rstrip().rstrip("|").split("|")[-1].strip() != want)
+PY
+python3 "$SRC/check_html.py" "$T/r.html" conv1 conv2 fc basic- pthread- "Images per second" ||
+    no "HTML page is not self-contained and well-formed"
+[ "$fail" = 0 ] && echo "test_bench: ok"
+exit $fail

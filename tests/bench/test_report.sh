@@ -1,0 +1,59 @@
+#!/bin/sh
+# test_report.sh GRAFT SRCDIR — `graft report` on two committed runs (one with two PoCL devices,
+# one with one): merging, the same device from two runs told apart, baselines, Markdown, HTML,
+# and the errors for an unknown baseline, a file that is not JSON and a newer schema.
+set -u
+GRAFT=$1
+SRC=$2
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+fail=0
+no() { echo "FAIL: $*"; fail=1; }
+A=$SRC/run-two-devices.json
+B=$SRC/run-pthread.json
+
+"$GRAFT" report "$A" "$B" >"$T/out.txt" 2>&1 || no "report exited $?"
+cat "$T/out.txt"
+grep -q '^Devices (baseline: basic-' "$T/out.txt" || no "default baseline is not the first device"
+grep -q '^D3 .*pthread-.* @ ' "$T/out.txt" || no "the second pthread run is not told apart by host"
+[ "$(grep -c '^D[123] ' "$T/out.txt")" = 3 ] || no "expected three device rows"
+for l in conv1 bn1 relu1 pool1 conv2 relu2 pool2 flatten fc loss; do
+    grep -q "^$l " "$T/out.txt" || no "no row for layer $l"
+done
+# flatten has no kernels: '-' rather than a fake 0
+grep -q '^flatten .* - ' "$T/out.txt" || no "flatten's empty timings not shown as -"
+# images/s ratio of D3 against D1, from the files
+python3 - "$A" "$B" "$T/out.txt" <<'PY' || no "images/s ratio"
+import json, sys
+a = json.load(open(sys.argv[1]))["devices"][0]["images_per_second"]
+b = json.load(open(sys.argv[2]))["devices"][0]["images_per_second"]
+row = [r for r in open(sys.argv[3]) if r.startswith("D3 ")][0].split()
+sys.exit(row[-1] != "%.2f" % (b / a))
+PY
+"$GRAFT" report "$A" "$B" --md --baseline 0:1 >"$T/md.txt" || no "--md exited $?"
+grep -q '^|-----|' "$T/md.txt" || no "no Markdown separator row"
+grep -q '^| D2  | pthread-.* (baseline) |' "$T/md.txt" || no "--baseline by spec 0:1"
+"$GRAFT" report "$A" "$B" --html "$T/p.html" >/dev/null 2>&1 || no "--html exited $?"
+python3 "$SRC/check_html.py" "$T/p.html" D1 D2 D3 conv2 "Time per layer" || no "HTML checks"
+
+# errors
+"$GRAFT" report "$A" --baseline nvidia >/dev/null 2>"$T/e1.txt"
+[ $? = 2 ] || no "unknown baseline: exit status"
+grep -q 'graft report: --baseline nvidia matches no device; the runs have:' "$T/e1.txt" || no "unknown baseline message"
+grep -q '  pthread-.* (spec 0:1, ' "$T/e1.txt" || no "unknown baseline does not list the devices"
+printf '{"schema_version": 1, "devices": [\n  {oops}\n]}\n' >"$T/bad.json"
+"$GRAFT" report "$T/bad.json" >/dev/null 2>"$T/e2.txt"
+[ $? = 1 ] || no "malformed JSON: exit status"
+grep -q "bad.json:2:7: error: string or '}' expected near 'oops'" "$T/e2.txt" || { no "malformed JSON: position"; cat "$T/e2.txt"; }
+printf '{"schema_version": 99, "devices": []}\n' >"$T/new.json"
+"$GRAFT" report "$T/new.json" >/dev/null 2>"$T/e3.txt"
+[ $? = 1 ] || no "newer schema: exit status"
+grep -q 'new.json: schema_version 99; this graft reads 1 to 1' "$T/e3.txt" || no "newer schema message"
+"$GRAFT" report >/dev/null 2>"$T/e4.txt"
+[ $? = 2 ] && grep -q 'expected one or more RUN.json' "$T/e4.txt" || no "no files: usage error"
+"$GRAFT" bench "$SRC/tiny.yaml" --steps 0 >/dev/null 2>"$T/e5.txt"
+[ $? = 2 ] && grep -q -- '--steps 0: expected 1 to 100000' "$T/e5.txt" || no "bench --steps 0"
+"$GRAFT" bench "$SRC/tiny.yaml" --devices nosuchdevice >/dev/null 2>"$T/e6.txt"
+[ $? != 0 ] && grep -qi 'nosuchdevice' "$T/e6.txt" || { no "bench unknown device"; cat "$T/e6.txt"; }
+[ "$fail" = 0 ] && echo "test_report: ok"
+exit $fail

@@ -61,6 +61,7 @@ typedef struct data_source {
     const char *path;            /* csv: resolved path */
     int label_column;            /* csv: negative counts from the end; default -1 (the last) */
     const char *root;            /* folder (torchvision issue) */
+    bool skip_bad_images;        /* folder: data.on_bad_image: skip (default stop) */
 } data_source;
 
 typedef struct data_spec {

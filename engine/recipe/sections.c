@@ -117,7 +117,7 @@ void recipe_parse_data(rctx *c, const ynode *d)
     if (!want_map(c, d, "data")) return;
     static const char *const keys[] = {"train", "val",       "test",      "classes", "shots",
                                        "val_split", "normalize", "augment", "seed",  "format",
-                                       "root"};
+                                       "root", "on_bad_image"};
     check_keys(c, d, "data", keys, (int)ARRAY_LEN(keys));
     int def = -1;
     const ynode *fn = get(d, "format");
@@ -142,6 +142,11 @@ void recipe_parse_data(rctx *c, const ynode *d)
     if (get(d, "test")) parse_source(c, get(d, "test"), "data.test", def, &ds->test);
     if (!ds->train.present && !root)
         graft_diags_add(c->d, d->mark, "data: needs a train source");
+    /* image folders: a file that is not a readable image stops the load (listing every such
+     * file), or with skip is left out and listed in the data set's report */
+    static const char *const bad[] = {"stop", "skip"};
+    bool skip = get_enum(c, d, "data", "on_bad_image", bad, 2, 0) == 1;
+    ds->train.skip_bad_images = ds->val.skip_bad_images = ds->test.skip_bad_images = skip;
 
     const ynode *cl = get(d, "classes");
     if (cl) {

@@ -2,6 +2,7 @@
  * io/, applies classes → shots → val_split → normalize, and prepares augmented batches on a worker
  * thread one batch ahead of the caller. Everything random is a pure function of the seed. */
 #include "data.h"
+#include "folder.h"
 #include "io.h"
 
 #include <pthread.h>
@@ -43,6 +44,7 @@ void dataset_free(dataset *d)
     free(d->y);
     free(d->fill);
     free(d->index);
+    free(d->report);
     memset(d, 0, sizeof *d);
 }
 
@@ -60,12 +62,14 @@ typedef struct raw_split {
     int c, h, w;
     long sample;
     int *y; /* owned, n labels */
+    char *report; /* owned: image folders' skipped files, or NULL */
 } raw_split;
 
 static void raw_free(raw_split *r)
 {
     free(r->data);
     free(r->y);
+    free(r->report);
     memset(r, 0, sizeof *r);
 }
 
@@ -259,6 +263,30 @@ static graft_status load_csv(const data_source *src, raw_split *r, graft_error *
     return GRAFT_OK;
 }
 
+/* format: folder — folder.c decodes every image at the model's input size into 8-bit pixels */
+static graft_status load_folder(const data_source *src, shape input, raw_split *r, graft_error *e)
+{
+    if (input.rank != 3)
+        return fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
+                    "%s: an image folder needs a C×H×W model input", src->root);
+    folder_set f;
+    graft_status s = folder_load(src->root, input.d[0], input.d[1], input.d[2],
+                                 src->skip_bad_images, 0, &f, e);
+    if (s) return s;
+    r->type = EL_U8;
+    r->scale = 1.0f / 255.0f;
+    r->n = f.n;
+    r->rank = 3;
+    r->c = f.c, r->h = f.h, r->w = f.w;
+    r->sample = (long)f.c * f.h * f.w;
+    r->data = f.pix;
+    r->y = f.y;
+    r->report = f.report;
+    f.pix = NULL, f.y = NULL, f.report = NULL;
+    folder_set_free(&f);
+    return GRAFT_OK;
+}
+
 static void dims_text(int rank, int c, int h, int w, char *out, size_t n)
 {
     if (rank == 1)
@@ -287,6 +315,10 @@ static graft_status load_source(const char *split, const data_source *src, shape
         if (!src->path)
             return fail(e, src->mark, GRAFT_STATUS_BAD_RECIPE, "data.%s needs a path", split);
         s = load_csv(src, r, e);
+        break;
+    case DATA_FOLDER:
+        r->images = r->labels = src->root;
+        s = load_folder(src, input, r, e);
         break;
     default:
         return fail(e, src->mark, GRAFT_STATUS_UNSUPPORTED,
@@ -442,6 +474,8 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
     d->sample = r->sample;
     d->nclasses = nclasses;
     d->source = r->images;
+    if (r->report && !(d->report = strdup(r->report)))
+        return err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", r->images);
     d->x = malloc((size_t)(n ? n : 1) * (size_t)r->sample * sizeof *d->x);
     d->y = malloc((size_t)(n ? n : 1) * sizeof *d->y);
     d->index = malloc((size_t)(n ? n : 1) * sizeof *d->index);
@@ -515,6 +549,16 @@ graft_status data_load(const data_spec *spec, shape input, dataset *train, datas
         return err_at(e, GRAFT_STATUS_BAD_RECIPE, spec->train.mark,
                       "data.val_split must be in [0, 1), found %g", spec->val_split);
     int channels = input.rank == 3 ? input.d[0] : 1;
+    /* RGB image folders default to ImageNet's mean/std, which torchvision's weights expect */
+    data_spec imagenet;
+    if (spec->train.format == DATA_FOLDER && spec->nnorm == 0 && channels == 3) {
+        static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+        imagenet = *spec;
+        imagenet.nnorm = 3;
+        memcpy(imagenet.norm_mean, mean, sizeof mean);
+        memcpy(imagenet.norm_std, std, sizeof std);
+        spec = &imagenet;
+    }
     if (spec->nnorm && spec->nnorm != channels)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "data.normalize has %d mean/std values but the model input has %d "

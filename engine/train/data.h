@@ -24,6 +24,8 @@ typedef struct dataset {
     float *fill;  /* c values: what a raw 0 (black) becomes after normalisation — crop padding */
     long *index;  /* n: each sample's row in its source file (for reports and tests) */
     const char *source; /* the images (or CSV) path, for messages; points into the spec */
+    char *report; /* image folders with data.on_bad_image: skip: one "PATH: why" line per file
+                   * left out, or NULL (owned) */
 } dataset;
 
 /* Load every source of spec for a model whose per-sample input is `input`:

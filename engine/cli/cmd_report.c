@@ -392,7 +392,7 @@ static void svg_images_per_second(FILE *f, const report *r)
     mx = nice_max(mx);
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
                "role=\"img\" aria-label=\"images per second per device\">\n",
-            lw + cw + 90, h);
+            lw + cw + 160, h);
     for (int i = 0; i < r->ndevs; i++) {
         double v = num_at(r->devs[i].dev, "images_per_second");
         int y = top + i * (bh + gap);

@@ -144,9 +144,12 @@ int cmd_demo(int argc, char **argv)
     int negative = 0;
     for (int i = 1; i < nrows; i++)
         if (rows[i].sum.test_accuracy < base) {
-            printf("NEGATIVE TRANSFER: %s is worse than training from scratch (%.2f points): the "
-                   "features it freezes were learned for classes 0-4 and do not fit 5-9.\n",
-                   rows[i].label, 100.0 * (rows[i].sum.test_accuracy - base));
+            bool frozen = strcmp(rows[i].freeze, "none") != 0;
+            printf("NEGATIVE TRANSFER: %s is %.2f points worse than training from scratch: %s\n",
+                   rows[i].label, 100.0 * (base - rows[i].sum.test_accuracy),
+                   frozen ? "the features it keeps frozen were learned for classes 0-4 and do not "
+                            "fit classes 5-9."
+                          : "starting from the pretrained weights did not help these classes.");
             negative++;
         }
     if (!negative) printf("No negative transfer: every transfer recipe beat training from scratch.\n");

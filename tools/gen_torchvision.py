@@ -7,6 +7,9 @@ since torchvision reuses one ReLU module several times in a block.
 
 usage: tools/gen_torchvision.py [OUTDIR]   (default: configs/models next to this script)
        tools/gen_torchvision.py --check    compare every config with torchvision's state_dict
+       tools/gen_torchvision.py --export NAME OUT.safetensors [--pretrained]
+           write torchvision's NAME state_dict as safetensors for transfer.from: randomly
+           initialised, or with --pretrained the ImageNet weights (torchvision downloads them)
 """
 import os
 import sys
@@ -231,7 +234,37 @@ def check():
     return 1 if bad else 0
 
 
+def export(name, out, pretrained):
+    import json
+    import struct
+    import torchvision
+    weights = "DEFAULT" if pretrained else None
+    sd = getattr(torchvision.models, name)(weights=weights).state_dict()
+    header, blobs, offset = {}, [], 0
+    for k in sorted(sd):
+        if k.endswith("num_batches_tracked"):
+            continue
+        b = sd[k].detach().float().contiguous().numpy().tobytes()
+        header[k] = {"dtype": "F32", "shape": list(sd[k].shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    header["__metadata__"] = {"source": f"torchvision.models.{name}", "pretrained": str(pretrained)}
+    h = json.dumps(header).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(out + ".tmp", "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+    os.replace(out + ".tmp", out)
+    print(f"wrote {out}: {len(header) - 1} tensors")
+
+
 if __name__ == "__main__":
+    if "--export" in sys.argv:
+        i = sys.argv.index("--export")
+        export(sys.argv[i + 1], sys.argv[i + 2], "--pretrained" in sys.argv)
+        sys.exit(0)
     if "--check" in sys.argv:
         sys.exit(check())
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "..", "configs", "models")

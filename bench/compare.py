@@ -36,6 +36,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FMNIST = "/usr/share/datasets/fashion-mnist"
 PY = "/usr/bin/python3"
+PRETRAIN = os.path.join(ROOT, "configs", "recipes", "fmnist-pretrain.yaml")
 
 # (m, n, k, ta, tb, what) — op_conv.c / op_dense.c at batch 64 (see cmd_tune.c's layer_shapes)
 SHAPES = [
@@ -247,14 +248,91 @@ def graft_train(graft, recipe, out, sets, env=None):
         return wall, json.load(f)
 
 
+def gemm_part(graft, res):
+    print("\n== SGEMM GFLOP/s (FP32) ==", flush=True)
+    g = graft_gemm(graft, SHAPES)
+    npy, blas_np = py_gemm("numpy", SHAPES)
+    tor, blas_pt = py_gemm("torch", SHAPES)
+    print(f"numpy loads {', '.join(blas_np) or '?'}; PyTorch loads {', '.join(blas_pt) or '?'}")
+    res["blas"] = {"numpy": blas_np, "torch": blas_pt}
+    print(f"{'shape':>24} {'what':<17} {'graft':>7} {'numpy':>7} {'torch':>7}"
+          f" {'g/np':>6} {'g/pt':>6}  kernel")
+    rows = []
+    for (m, n, k, ta, tb, what), (gg, kern, tuned), gn, gt in zip(SHAPES, g, npy, tor):
+        name = f"{m}x{n}x{k}{' ta' if ta else ''}{' tb' if tb else ''}"
+        print(f"{name:>24} {what:<17} {gg:7.1f} {gn:7.1f} {gt:7.1f} {gg / gn:6.2f} "
+              f"{gg / gt:6.2f}  {kern}{'' if tuned else ' (untuned)'}")
+        rows.append({"shape": name, "what": what, "graft": gg, "numpy": gn, "torch": gt,
+                     "kernel": kern, "tuned": tuned})
+    res["gemm"] = rows
+
+
+def pretrained(graft, tmp, steps=60):
+    """A checkpoint of fmnist-cnn for the transfer workload (a short pretrain run)."""
+    ckpt = os.path.join(tmp, "pre", "model.safetensors")
+    if not os.path.exists(ckpt):
+        graft_train(graft, PRETRAIN, os.path.join(tmp, "pre"),
+                    [f"train.max_steps={steps}", "train.epochs=1"])
+    return ckpt
+
+
+def train_part(graft, res, tmp, steps, repeat):
+    print("\n== fmnist-cnn training, batch 64, Adam (images/s) ==", flush=True)
+    pts, gis = [], []
+    for r in range(repeat):
+        pts.append(py_part("train", steps))
+        _, summ = graft_train(graft, PRETRAIN, os.path.join(tmp, "pre"),
+                              [f"train.max_steps={steps}", "train.epochs=1"])
+        gis.append(summ["images_per_second"])
+        print(f"  round {r + 1}: PyTorch {pts[-1]:.0f}, Graft {gis[-1]:.0f}", flush=True)
+    pt, gi = max(pts), max(gis)
+    print(f"PyTorch {pt:.0f} img/s, Graft {gi:.0f} img/s (best of {repeat}): ratio {gi / pt:.2f}")
+    res["train"] = {"torch": pt, "graft": gi, "steps": steps, "torch_all": pts, "graft_all": gis}
+
+
+def transfer_part(graft, res, tmp):
+    print("\n== frozen-conv transfer (fmnist-feature-extract), end to end (s) ==", flush=True)
+    fe = os.path.join(ROOT, "configs", "recipes", "fmnist-feature-extract.yaml")
+    ckpt = pretrained(graft, tmp)
+    gw, gs = graft_train(graft, fe, os.path.join(tmp, "fe"), [f"transfer.from={ckpt}"])
+    tu = py_part("transfer-loop")
+    tc = py_part("transfer-cached")
+    print(f"Graft {gw:.1f} s, of which training {gs.get('train_seconds', 0):.1f} s (feature cache "
+          f"{'on' if gs.get('feature_cache') else 'off'}, test accuracy "
+          f"{gs.get('test_accuracy', 0):.3f}); PyTorch usual loop {tu:.1f} s ({tu / gw:.1f}x "
+          f"Graft's time); PyTorch with features cached by hand {tc:.1f} s ({tc / gw:.2f}x)")
+    res["transfer"] = {"graft": gw, "graft_train_seconds": gs.get("train_seconds"),
+                       "torch_loop": tu, "torch_cached": tc,
+                       "graft_feature_cache": gs.get("feature_cache")}
+
+
+def startup_part(graft, res, tmp):
+    """A 1-step run with empty program caches (Graft's and PoCL's), then the same run again."""
+    print("\n== start-up: a 1-step run with empty, then filled program caches (s) ==", flush=True)
+    env = dict(os.environ)
+    env["GRAFT_CACHE_DIR"] = os.path.join(tmp, "cache")
+    env["POCL_CACHE_DIR"] = os.path.join(tmp, "pocl-cache")  # PoCL's own kernel cache too
+    os.makedirs(env["POCL_CACHE_DIR"], exist_ok=True)
+    one = ["train.max_steps=1", "train.epochs=1"]
+    cold, _ = graft_train(graft, PRETRAIN, os.path.join(tmp, "cold"), one, env)
+    warm, _ = graft_train(graft, PRETRAIN, os.path.join(tmp, "warm"), one, env)
+    print(f"cold {cold:.1f} s, warm {warm:.1f} s (whole process: loading 30,000 images, one step, "
+          f"the test-set evaluation and checkpoints included)")
+    res["startup"] = {"cold": cold, "warm": warm}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--graft", default=os.path.join(ROOT, "build", "graft"))
-    ap.add_argument("--quick", action="store_true", help="fewer steps (noisier)")
+    ap.add_argument("--quick", action="store_true", help="20 training steps (noisier)")
     ap.add_argument("--skip-tune", action="store_true")
     ap.add_argument("--json", help="write every figure here")
     ap.add_argument("--blas-dir", help="a folder with the libblas.so.3 numpy and PyTorch load")
     ap.add_argument("--steps", type=int, default=60, help="training steps timed (default 60)")
+    ap.add_argument("--parts", default="gemm,train,transfer,startup",
+                    help="which workloads, comma-separated (default all)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="alternate PyTorch and Graft training this many times, keep each best")
     ap.add_argument("--part", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.part:  # a child: one PyTorch workload, its figure as JSON on the last line
@@ -270,76 +348,32 @@ def main():
     graft = os.path.abspath(args.graft)
     if not os.path.exists(graft):
         sys.exit(f"no graft program at {graft} (build it, or pass --graft)")
+    parts = set(args.parts.split(","))
+    unknown = parts - {"gemm", "train", "transfer", "startup"}
+    if unknown:
+        sys.exit(f"unknown --parts {', '.join(sorted(unknown))}: expected gemm, train, transfer, "
+                 "startup")
     tmp = tempfile.mkdtemp(prefix="graft-compare-")
-    res = {"machine": {"cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0]
-                       .strip(": "), "cores": cores()}}
+    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t")
+    res = {"machine": {"cpu": cpu, "cores": cores()}}
     try:
         dev = json.loads(sh([graft, "devices", "--json"]).stdout)
         res["machine"]["opencl"] = [f"{d['name']} ({d['platform_version']})" for d in dev]
-        scratch = os.path.join(ROOT, "configs", "recipes", "fmnist-scratch.yaml")
         if not args.skip_tune:
-            print("tuning the CNN's GEMMs (graft tune; cached after the first time) ...", flush=True)
+            print("tuning the CNN's GEMMs (graft tune --missing: only shapes not tuned yet) ...",
+                  flush=True)
             t0 = time.perf_counter()
+            scratch = os.path.join(ROOT, "configs", "recipes", "fmnist-scratch.yaml")
             sh([graft, "tune", scratch, "--shape", "1024x1024x1024", "--missing", "--quiet"])
             res["tune_seconds"] = time.perf_counter() - t0
-
-        # 1. SGEMM
-        print("\n== SGEMM GFLOP/s (FP32) ==", flush=True)
-        g = graft_gemm(graft, SHAPES)
-        npy, blas_np = py_gemm("numpy", SHAPES)
-        tor, blas_pt = py_gemm("torch", SHAPES)
-        print(f"numpy loads {', '.join(blas_np) or '?'}; PyTorch loads {', '.join(blas_pt) or '?'}")
-        res["blas"] = {"numpy": blas_np, "torch": blas_pt}
-        print(f"{'shape':>24} {'what':<17} {'graft':>7} {'numpy':>7} {'torch':>7}"
-              f" {'g/np':>6} {'g/pt':>6}  kernel")
-        rows = []
-        for (m, n, k, ta, tb, what), (gg, kern, tuned), gn, gt in zip(SHAPES, g, npy, tor):
-            name = f"{m}x{n}x{k}{' ta' if ta else ''}{' tb' if tb else ''}"
-            print(f"{name:>24} {what:<17} {gg:7.1f} {gn:7.1f} {gt:7.1f} {gg / gn:6.2f} "
-                  f"{gg / gt:6.2f}  {kern}{'' if tuned else ' (untuned)'}")
-            rows.append({"shape": name, "what": what, "graft": gg, "numpy": gn, "torch": gt,
-                         "kernel": kern, "tuned": tuned})
-        res["gemm"] = rows
-
-        # 2. training throughput
-        print("\n== fmnist-cnn training, batch 64, Adam (images/s) ==", flush=True)
-        steps = 20 if args.quick else args.steps
-        pt = py_part("train", steps)
-        pre = os.path.join(ROOT, "configs", "recipes", "fmnist-pretrain.yaml")
-        _, summ = graft_train(graft, pre, os.path.join(tmp, "pre"),
-                              [f"train.max_steps={steps}", "train.epochs=1"])
-        gi = summ["images_per_second"]
-        print(f"PyTorch {pt:.0f} img/s, Graft {gi:.0f} img/s: ratio {gi / pt:.2f}")
-        res["train"] = {"torch": pt, "graft": gi, "steps": steps}
-
-        # 3. frozen-conv transfer end to end
-        print("\n== frozen-conv transfer (fmnist-feature-extract), end to end (s) ==", flush=True)
-        fe = os.path.join(ROOT, "configs", "recipes", "fmnist-feature-extract.yaml")
-        ckpt = os.path.join(tmp, "pre", "model.safetensors")
-        gw, gs = graft_train(graft, fe, os.path.join(tmp, "fe"), [f"transfer.from={ckpt}"])
-        tu = py_part("transfer-loop")
-        tc = py_part("transfer-cached")
-        print(f"Graft {gw:.1f} s, of which training {gs.get('train_seconds', 0):.1f} s (feature "
-              f"cache {'on' if gs.get('feature_cache') else 'off'}, "
-              f"test accuracy {gs.get('test_accuracy', 0):.3f}); PyTorch usual loop {tu:.1f} s "
-              f"({tu / gw:.1f}x Graft's time); PyTorch with features cached by hand {tc:.1f} s "
-              f"({tc / gw:.2f}x)")
-        res["transfer"] = {"graft": gw, "graft_train_seconds": gs.get("train_seconds"), "torch_loop": tu, "torch_cached": tc,
-                           "graft_feature_cache": gs.get("feature_cache")}
-
-        # 4. cold and warm start: a fresh program cache, then the same run again
-        print("\n== start-up: a 1-step run with an empty, then a filled program cache (s) ==",
-              flush=True)
-        env = dict(os.environ)
-        env["GRAFT_CACHE_DIR"] = os.path.join(tmp, "cache")
-        env["POCL_CACHE_DIR"] = os.path.join(tmp, "pocl-cache")  # PoCL's own kernel cache too
-        os.makedirs(env["POCL_CACHE_DIR"], exist_ok=True)
-        one = ["train.max_steps=1", "train.epochs=1"]
-        cold, _ = graft_train(graft, pre, os.path.join(tmp, "cold"), one, env)
-        warm, _ = graft_train(graft, pre, os.path.join(tmp, "warm"), one, env)
-        print(f"cold {cold:.1f} s, warm {warm:.1f} s (whole process: data loading, one step, "
-              f"the test-set evaluation and checkpoints included)")
-        res["startup"] = {"cold": cold, "warm": warm}
+        if "gemm" in parts:
+            gemm_part(graft, res)
+        if "train" in parts:
+            train_part(graft, res, tmp, 20 if args.quick else args.steps, args.repeat)
+        if "transfer" in parts:
+            transfer_part(graft, res, tmp)
+        if "startup" in parts:
+            startup_part(graft, res, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:

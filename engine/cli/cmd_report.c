@@ -208,31 +208,48 @@ static int width(const char *s)
     return w;
 }
 
+static bool numeric(const char *s)
+{
+    return isdigit((unsigned char)s[0]) || strcmp(s, "-") == 0 ||
+           (s[0] == '-' && isdigit((unsigned char)s[1])) || strcmp(s, "nan") == 0;
+}
+
 static void table_print(const table *t, bool md, FILE *to)
 {
     int *w = calloc((size_t)t->cols, sizeof *w);
-    if (!w) return;
-    for (int r = 0; r < t->rows; r++)
-        for (int c = 0; c < t->cols; c++)
+    bool *num = calloc((size_t)t->cols, sizeof *num);
+    if (!w || !num) {
+        free(w);
+        free(num);
+        return;
+    }
+    for (int c = 0; c < t->cols; c++) {
+        num[c] = true; /* numbers read best right-aligned, names left-aligned */
+        for (int r = 0; r < t->rows; r++) {
             if (width(cell(t, r, c)) > w[c]) w[c] = width(cell(t, r, c));
+            if (r > 0 && !numeric(cell(t, r, c))) num[c] = false;
+        }
+    }
     for (int r = 0; r < t->rows; r++) {
         for (int c = 0; c < t->cols; c++) {
             const char *s = cell(t, r, c);
             int pad = w[c] - width(s);
-            if (md) fprintf(to, "| %s%*s ", s, pad, "");
-            else if (c == 0) fprintf(to, "%s%*s", s, pad, "");
-            else fprintf(to, "  %*s%s", pad, "", s); /* numbers read best right-aligned */
+            const char *sep = md ? "| " : c ? "  " : "";
+            if (num[c]) fprintf(to, "%s%*s%s", sep, pad, "", s);
+            else fprintf(to, "%s%s%*s", sep, s, pad, "");
+            if (md) fputc(' ', to);
         }
         fprintf(to, md ? "|\n" : "\n");
         if (r == 0 && md) {
             for (int c = 0; c < t->cols; c++) {
                 fputc('|', to);
-                for (int k = 0; k < w[c] + 2; k++) fputc(c > 0 && k == w[c] + 1 ? ':' : '-', to);
+                for (int k = 0; k < w[c] + 2; k++) fputc(num[c] && k == w[c] + 1 ? ':' : '-', to);
             }
             fprintf(to, "|\n");
         }
     }
     free(w);
+    free(num);
 }
 
 static void fmt_ms(char *out, size_t n, json_t *phase)
@@ -358,7 +375,7 @@ static void html_table(FILE *f, const table *t)
         fputs("<tr>", f);
         for (int c = 0; c < t->cols; c++) {
             const char *s = cell(t, r, c);
-            bool num = c >= 1 && (isdigit((unsigned char)s[0]) || strcmp(s, "-") == 0);
+            bool num = c >= 1 && numeric(s);
             fprintf(f, "<td%s%s>", num ? " class=\"n\"" : "",
                     strchr(s, '!') ? " title=\"spread above 10%\"" : "");
             esc(f, s);

@@ -1,0 +1,55 @@
+#!/bin/sh
+# test_cli.sh — the contract of `graft bench gemm` and `graft tune`: JSON fields, the kernel used,
+# tuned results read back by a later process, and usage errors with exit 2.
+# usage: test_cli.sh GRAFT
+G=$1
+fail=0
+out=/tmp/graft-gemm-cli.$$.out
+err=/tmp/graft-gemm-cli.$$.err
+GRAFT_CACHE_DIR=$(mktemp -d /tmp/graft-gemm-cli-cache.XXXXXX)
+export GRAFT_CACHE_DIR
+check() { # check DESCRIPTION EXPECTED-EXIT COMMAND...
+    desc=$1; want=$2; shift 2
+    "$@" >$out 2>$err; got=$?
+    if [ "$got" = 1 ] && grep -q "no OpenCL" $err; then echo "SKIP: no OpenCL device"; exit 77; fi
+    if [ "$got" != "$want" ]; then
+        echo "FAIL: $desc: exit $got, wanted $want"; cat $err; fail=1
+    else
+        echo "ok: $desc"
+    fi
+}
+has() { # has FILE TEXT
+    if ! grep -q -- "$2" "$1"; then echo "FAIL: expected '$2' in:"; cat "$1"; fail=1; fi
+}
+json() { # json PYTHON-EXPRESSION-ON-j: must be true for the JSON in $out
+    /usr/bin/python3 -c "import json,sys; j=json.load(open('$out')); sys.exit(0 if ($1) else 1)" ||
+        { echo "FAIL: JSON check '$1' on:"; cat $out; fail=1; }
+}
+
+check "bench gemm default, untuned" 0 "$G" bench gemm --m 7 --n 13 --k 5 --reps 1 --json
+json "j['m'] == 7 and j['n'] == 13 and j['k'] == 5 and j['gflops'] > 0 and j['tuned'] is False"
+json "j['kernel'].split(':')[0] in ('outer', 'clblast')"
+check "bench gemm text" 0 "$G" bench gemm --size 64 --reps 1
+has $out "64x64x64 on "; has $out "GFLOP/s"; has $out "(default: run \`graft tune\`)"
+check "bench gemm --kernel inner" 0 "$G" bench gemm --m 9 --n 5 --k 300 --tb --kernel inner:4,3,2,8 --reps 1 --json
+json "j['kernel'].startswith('inner:4,3,2,8') and j['tb'] is True"
+check "tune one shape" 0 "$G" tune --no-defaults --shape 7x13x5 --json --quiet
+json "len(j) == 1 and j[0]['m'] == 7 and j[0]['gflops'] >= j[0]['default_gflops'] > 0 and j[0]['tried'] >= 2"
+kernel=$(/usr/bin/python3 -c "import json; print(json.load(open('$out'))[0]['kernel'].split(' ')[0])")
+check "bench reads the tuned choice" 0 "$G" bench gemm --m 7 --n 13 --k 5 --reps 1 --json
+json "j['tuned'] is True and j['kernel'].split(' ')[0] == '$kernel'"
+check "tune --missing skips it" 0 "$G" tune --no-defaults --shape 7x13x5 --missing
+has $err "already tuned"
+
+check "bench without a form" 2 "$G" bench; has $err "expected \`gemm\`"
+check "bench gemm bad size" 2 "$G" bench gemm --size 0; has $err "--size 0: expected a positive integer"
+check "bench gemm partial shape" 2 "$G" bench gemm --m 4 --n 4; has $err "--m, --n and --k go together"
+check "bench gemm size and m" 2 "$G" bench gemm --size 4 --m 4 --n 4 --k 4; has $err "exclude each other"
+check "bench gemm bad kernel" 2 "$G" bench gemm --kernel fast; has $err "unknown GEMM kernel 'fast'"
+check "bench gemm kernel misfit" 2 "$G" bench gemm --tb --kernel outer:8,2; has $err "cannot run this shape"
+check "tune bad shape" 2 "$G" tune --shape 7x13; has $err "--shape 7x13: expected MxNxK"
+check "tune unknown option" 2 "$G" tune --fast; has $err "unknown option --fast"
+check "tune --help" 0 "$G" tune --help; has $out "usage: graft tune"
+
+rm -rf "$GRAFT_CACHE_DIR" $out $err
+exit $fail

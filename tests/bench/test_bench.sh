@@ -31,8 +31,9 @@ python3 - "$T/run.json" <<'PY' || no "first run's peak came from the cache"
 import json, sys
 sys.exit(any(d["peak"]["from_cache"] for d in json.load(open(sys.argv[1]))["devices"]))
 PY
-"$GRAFT" bench "$SRC/tiny.yaml" --devices pthread --steps 1 --warmup 0 --no-tune \
-    --json "$T/again.json" >/dev/null 2>&1 || no "second bench exited $?"
+# second run, with the GEMM tuner in the cold start (the default): the peak comes from the cache
+"$GRAFT" bench "$SRC/tiny.yaml" --devices pthread --steps 2 --warmup 0 \
+    --json "$T/again.json" >"$T/again.txt" 2>&1 || { no "second bench exited $?"; cat "$T/again.txt"; }
 python3 - "$T/run.json" "$T/again.json" <<'PY' || no "the peak probe was not kept in the cache"
 import json, sys
 a = {d["identity"]["device"]: d["peak"] for d in json.load(open(sys.argv[1]))["devices"]}
@@ -40,6 +41,18 @@ b = json.load(open(sys.argv[2]))["devices"][0]
 p = b["peak"]
 sys.exit(not (p["from_cache"] and p["gflops"] == a[b["identity"]["device"]]["gflops"]))
 PY
+python3 - "$T/again.json" <<'PY' || no "the cold start did not tune, or the warm start rebuilt"
+import json, sys
+r = json.load(open(sys.argv[1]))
+st = r["devices"][0]["start"]
+print("tuned start:", st)
+# tiny at batch 16: conv1, conv2 and fc, three GEMMs each (forward, backward data, weights)
+ok = (r["settings"]["tune"] and st["tuned_shapes"] == 9 and st["cold_tune_seconds"] > 0
+      and st["cold_seconds"] > st["cold_tune_seconds"] and st["programs_built_warm"] == 0
+      and st["warm_seconds"] < st["cold_seconds"])
+sys.exit(not ok)
+PY
+grep -q "tune [0-9.]* s, [0-9]* programs" "$T/again.txt" || no "no start line with the tuning time"
 
 # report: both devices side by side; ratios are baseline time / device time
 "$GRAFT" report "$T/run.json" --baseline pthread --md --html "$T/r.html" >"$T/r.md" 2>"$T/rerr.txt" ||

@@ -1,6 +1,6 @@
 /* cmd_bench.c — `graft bench gemm ...`: GFLOP/s of one SGEMM shape on a device with the kernel
  * gemm() would use (tuned or default) or one named with --kernel. `graft bench RECIPE` (a whole
- * training step) is a later form: bench_main dispatches on the first word. */
+ * training step) lives in bench_recipe.c; cmd_bench dispatches on the first word. */
 #include "cli.h"
 
 #include <jansson.h>
@@ -13,6 +13,9 @@
 const char BENCH_USAGE[] =
     "usage: graft bench gemm [--size N | --m M --n N --k K] [--ta] [--tb] [--kernel KERNEL]\n"
     "                        [--reps R] [--device SPEC] [--json]\n"
+    "       graft bench RECIPE [--devices all|SPEC,...] [--steps N] [--warmup N] [--batch N]\n"
+    "                   [--no-tune] [--json OUT] [--set PATH=VALUE]...\n"
+    "                   (a recipe's training step per layer: docs/bench-schema.md)\n"
     "\n"
     "Time one row-major SGEMM C = op(A) op(B) on the device and print GFLOP/s with the kernel\n"
     "used: the tuned choice from `graft tune` when the cache has one for this shape, else the\n"
@@ -22,7 +25,9 @@ const char BENCH_USAGE[] =
     "  --size N          M = N = K = N (default 1024)\n"
     "  --m/--n/--k       a rectangular shape\n"
     "  --ta, --tb        transpose A / B (as the backward GEMMs do)\n"
-    "  --kernel KERNEL   clblast[:SET], outer:MR,NV,NT or inner:MR,NC instead of the choice\n"
+    "  --kernel KERNEL   instead of the choice: clblast[:SET], outer:MR,NV[,MT[,VW]] (MR x NV*VW\n"
+    "                    tile, MT row blocks per work-item) or inner:MR,NC[,KS[,VW]] (MR x NC\n"
+    "                    dot products, K split KS ways); VW is 8 or 16\n"
     "  --device SPEC     cpu, gpu, nvidia, pocl, P:D, or a name substring (or GRAFT_DEVICE)\n"
     "  --json            one JSON object: {device, m, n, k, ta, tb, kernel, tuned, seconds,\n"
     "                    gflops}\n";
@@ -141,8 +146,6 @@ int cmd_bench(int argc, char **argv)
         fputs(BENCH_USAGE, stdout);
         return 0;
     }
-    fprintf(stderr, "graft bench: expected `gemm` (benchmarking a recipe's training step is not "
-                    "implemented yet)\n%s",
-            BENCH_USAGE);
+    fprintf(stderr, "graft bench: expected `gemm` or a RECIPE\n%s", BENCH_USAGE);
     return 2;
 }

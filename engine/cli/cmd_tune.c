@@ -225,6 +225,9 @@ int cmd_tune(int argc, char **argv)
         goto out;
     }
     const graft_device_info *d = graft_context_device(ctx);
+    if (!ctx->cache.dir[0])
+        fprintf(stderr, "graft tune: warning: the program cache is off (GRAFT_NO_CACHE): the "
+                        "results will not be kept\n");
     if (!quiet)
         fprintf(stderr, "tuning %d GEMM shapes on %s (%s); results go to the program cache\n",
                 l->n, d->name, d->platform);

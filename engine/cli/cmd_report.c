@@ -347,6 +347,45 @@ static void layer_table(const report *r, table *t)
     }
 }
 
+/* Achieved rates of the layers that do arithmetic (conv2d, dense): forward + backward GFLOP/s
+ * and its % of each device's probed peak, so devices of different sizes compare by efficiency. */
+static void rate_table(const report *r, table *t)
+{
+    table_init(t, 2 + 2 * r->ndevs, r->nlayers + 1);
+    table_set(t, 0, 0, "layer");
+    table_set(t, 0, 1, "type");
+    for (int i = 0; i < r->ndevs; i++) {
+        table_set(t, 0, 2 + 2 * i, "D%d GFLOP/s", i + 1);
+        table_set(t, 0, 3 + 2 * i, "D%d %% peak", i + 1);
+    }
+    int row = 1;
+    for (int li = 0; li < r->nlayers; li++) {
+        if (strcmp(r->types[li], "conv2d") != 0 && strcmp(r->types[li], "dense") != 0) continue;
+        table_set(t, row, 0, "%s", r->layers[li]);
+        table_set(t, row, 1, "%s", r->types[li]);
+        for (int i = 0; i < r->ndevs; i++) {
+            json_t *l = layer_of(r->devs[i].dev, r->layers[li]);
+            double fl = 0, ms = 0;
+            for (int ph = 0; l && ph < 2; ph++) {
+                json_t *p = json_object_get(l, ph ? "backward" : "forward");
+                if (!json_is_object(p)) continue;
+                fl += num_at(p, "flops");
+                ms += num_at(p, "median_ms");
+            }
+            double gf = ms > 0 ? fl / (ms / 1e3) / 1e9 : 0;
+            double peak = num_at(r->devs[i].dev, "peak.best_gflops");
+            if (!l || !(ms > 0)) {
+                table_set(t, row, 2 + 2 * i, "-");
+                table_set(t, row, 3 + 2 * i, "-");
+            } else {
+                table_set(t, row, 2 + 2 * i, "%.1f", gf);
+                table_set(t, row, 3 + 2 * i, "%.0f", peak > 0 ? 100 * gf / peak : NAN);
+            }
+        }
+        row++;
+    }
+}
+
 /* ---- HTML: one file, inline CSS and SVG, XHTML-clean so an XML parser can check it ---- */
 static void esc(FILE *f, const char *s)
 {
@@ -503,7 +542,8 @@ static void svg_layers(FILE *f, const report *r)
     fputs("</svg>\n", f);
 }
 
-static int write_html(const report *r, const table *dt, const table *lt, const char *path)
+static int write_html(const report *r, const table *dt, const table *lt, const table *rt,
+                      const char *path)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -548,6 +588,8 @@ static int write_html(const report *r, const table *dt, const table *lt, const c
     html_table(f, dt);
     fputs("<h2>Layers</h2>\n", f);
     html_table(f, lt);
+    fputs("<h2>Achieved GFLOP/s (forward + backward) and % of the probed peak</h2>\n", f);
+    html_table(f, rt);
     fputs("</body>\n</html>\n", f);
     bool bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
@@ -598,7 +640,7 @@ int cmd_report(int argc, char **argv)
     r.devs = calloc(maxdev, sizeof *r.devs);
     r.layers = calloc(maxlay, sizeof *r.layers);
     r.types = calloc(maxlay, sizeof *r.types);
-    table dt = {0}, lt = {0};
+    table dt = {0}, lt = {0}, rt = {0};
     if (!r.runs || !r.devs || !r.layers || !r.types) {
         code = 1;
         goto done;
@@ -639,7 +681,8 @@ int cmd_report(int argc, char **argv)
     }
     device_table(&r, &dt);
     layer_table(&r, &lt);
-    if (!dt.cell || !lt.cell) {
+    rate_table(&r, &rt);
+    if (!dt.cell || !lt.cell || !rt.cell) {
         fprintf(stderr, "graft report: out of memory\n");
         code = 1;
         goto done;
@@ -651,14 +694,18 @@ int cmd_report(int argc, char **argv)
               : "\nLayers (median ms per step, keys as above; Dn x Db = baseline time / device "
                 "time; ! = spread > 10%%)\n");
     table_print(&lt, md, stdout);
+    printf(md ? "\n## Achieved GFLOP/s (forward + backward) and %% of each device's probed peak\n\n"
+              : "\nAchieved GFLOP/s (forward + backward) and %% of each device's probed peak\n");
+    table_print(&rt, md, stdout);
     fflush(stdout);
     if (html) {
-        code = write_html(&r, &dt, &lt, html);
+        code = write_html(&r, &dt, &lt, &rt, html);
         if (!code) fprintf(stderr, "graft report: wrote %s\n", html);
     }
 done:
     table_free(&dt);
     table_free(&lt);
+    table_free(&rt);
     for (int i = 0; i < r.nruns; i++) json_decref(r.runs[i]);
     free(r.runs);
     free(r.devs);

@@ -20,7 +20,7 @@ PROFILE=$(mktemp -d)
 trap 'rm -rf "$PROFILE"' EXIT
 # --proxy-server to a closed port: any request for a resource fails instead of reaching a network
 timeout 120 "$BROWSER" --headless --no-sandbox --disable-gpu --hide-scrollbars \
-    --user-data-dir="$PROFILE" --proxy-server=127.0.0.1:9 --window-size=1400,2000 \
+    --user-data-dir="$PROFILE" --proxy-server=127.0.0.1:9 --window-size=1400,2600 \
     --screenshot="$OUT" "file://$ABS" >/dev/null 2>&1
 [ -s "$OUT" ] || { echo "screenshot.sh: Chromium wrote no $OUT" >&2; exit 1; }
 echo "screenshot.sh: $OUT ($(wc -c <"$OUT") bytes)"

@@ -30,6 +30,19 @@ b = json.load(open(sys.argv[2]))["devices"][0]["images_per_second"]
 row = [r for r in open(sys.argv[3]) if r.startswith("D3 ")][0].split()
 sys.exit(row[-1] != "%.2f" % (b / a))
 PY
+# achieved rate of conv2 on D2: (forward + backward flops) / (forward + backward time)
+python3 - "$A" "$T/out.txt" <<'PY' || no "conv2 GFLOP/s in the rate table"
+import json, sys
+d = json.load(open(sys.argv[1]))["devices"][1]
+l = [x for x in d["layers"] if x["name"] == "conv2"][0]
+gf = (l["forward"]["flops"] + l["backward"]["flops"]) / ((l["forward"]["median_ms"] + l["backward"]["median_ms"]) / 1e3) / 1e9
+pct = 100 * gf / d["peak"]["best_gflops"]
+rows = [r.split() for r in open(sys.argv[2]) if r.startswith("conv2 ")]
+rate = rows[-1]  # the last conv2 row is the rate table's
+sys.exit(rate[4:6] != ["%.1f" % gf, "%.0f" % pct])
+PY
+grep -q "Achieved GFLOP/s (forward + backward) and % of each device's probed peak" "$T/out.txt" || no "no rate table"
+grep -q '^pool1 ' "$T/out.txt" && [ "$(grep -c '^pool1 ' "$T/out.txt")" = 1 ] || no "pool1 in the rate table (no arithmetic layer)"
 "$GRAFT" report "$A" "$B" --md --baseline 0:1 >"$T/md.txt" || no "--md exited $?"
 grep -q '^|-----|' "$T/md.txt" || no "no Markdown separator row"
 grep -q '^| D2  | pthread-.* (baseline) |' "$T/md.txt" || no "--baseline by spec 0:1"

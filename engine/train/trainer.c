@@ -3,6 +3,7 @@
  * written aside and renamed, so a kill at any moment leaves the previous checkpoint whole. */
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
+#include "tune.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -501,6 +502,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         goto done;
     }
     if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    if (!tune_results_exist(R.ctx))
+        notify(&R, "GEMM not tuned for this device: using default kernels (`graft tune` tunes them "
+                   "once; results stay in the cache)");
     if ((s = compile_phase(&R, e))) goto done;
     out->feature_cache = R.cached;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);

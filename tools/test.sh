@@ -29,14 +29,14 @@ if [ ! -d build-asan ]; then
     CC=clang meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
         -Dbuildtype=debug > /dev/null
 fi
-if ninja -C build-asan > build-asan-build.log 2>&1; then
+if ninja -C build-asan > build-asan/ninja.log 2>&1; then
     run build-asan asan OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
         ASAN_OPTIONS=detect_leaks=1:detect_odr_violation=0 \
         LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
         -- --num-processes 2 --suite unit --suite recipe --suite bad --suite fuzz --suite io --suite cli
 else
-    tail -30 build-asan-build.log
+    tail -30 build-asan/ninja.log
     echo "sanitizer build failed"
     logs="$logs build-asan/missing.json"
 fi

@@ -92,13 +92,13 @@ for p in net.parameters():
 for p in net.fc.parameters():
     p.requires_grad = True
 opt = torch.optim.Adam(net.fc.parameters(), lr=1e-3)
+backbone = nn.Sequential(*list(net.children())[:-1])  # conv1 … avgpool
 net.eval()
 t = time.perf_counter()
 for epoch in range(a.epochs):
     for xb, yb in dl:
         with torch.no_grad():
-            feats = torch.flatten(net.avgpool(net.layer4(net.layer3(net.layer2(net.layer1(
-                net.maxpool(net.relu(net.bn1(net.conv1(xb)))))))), 1)
+            feats = torch.flatten(backbone(xb), 1)
         loss = nn.functional.cross_entropy(net.fc(feats), yb)
         opt.zero_grad()
         loss.backward()

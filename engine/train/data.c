@@ -63,6 +63,8 @@ typedef struct raw_split {
     long sample;
     int *y; /* owned, n labels */
     char *report; /* owned: image folders' skipped files, or NULL */
+    char **classes; /* owned: an image folder's class names (sub-folders, sorted), or NULL */
+    int nclasses;
 } raw_split;
 
 static void raw_free(raw_split *r)
@@ -70,6 +72,8 @@ static void raw_free(raw_split *r)
     free(r->data);
     free(r->y);
     free(r->report);
+    for (int i = 0; r->classes && i < r->nclasses; i++) free(r->classes[i]);
+    free(r->classes);
     memset(r, 0, sizeof *r);
 }
 
@@ -263,15 +267,18 @@ static graft_status load_csv(const data_source *src, raw_split *r, graft_error *
     return GRAFT_OK;
 }
 
-/* format: folder — folder.c decodes every image at the model's input size into 8-bit pixels */
-static graft_status load_folder(const data_source *src, shape input, raw_split *r, graft_error *e)
+/* format: folder — folder.c decodes every image at the model's input size into 8-bit pixels; a
+ * val or test folder takes its labels from the training folder's classes (ref) */
+static graft_status load_folder(const data_source *src, shape input, const raw_split *ref,
+                                raw_split *r, graft_error *e)
 {
     if (input.rank != 3)
         return fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
                     "%s: an image folder needs a C×H×W model input", src->root);
     folder_set f;
-    graft_status s = folder_load(src->root, input.d[0], input.d[1], input.d[2],
-                                 src->skip_bad_images, 0, &f, e);
+    graft_status s = folder_load_as(src->root, ref ? (const char *const *)ref->classes : NULL,
+                                    ref ? ref->nclasses : 0, input.d[0], input.d[1], input.d[2],
+                                    src->skip_bad_images, 0, &f, e);
     if (s) return s;
     r->type = EL_U8;
     r->scale = 1.0f / 255.0f;
@@ -282,7 +289,9 @@ static graft_status load_folder(const data_source *src, shape input, raw_split *
     r->data = f.pix;
     r->y = f.y;
     r->report = f.report;
-    f.pix = NULL, f.y = NULL, f.report = NULL;
+    r->classes = f.classes;
+    r->nclasses = f.nclasses;
+    f.pix = NULL, f.y = NULL, f.report = NULL, f.classes = NULL, f.nclasses = 0;
     folder_set_free(&f);
     return GRAFT_OK;
 }
@@ -296,7 +305,7 @@ static void dims_text(int rank, int c, int h, int w, char *out, size_t n)
 }
 
 static graft_status load_source(const char *split, const data_source *src, shape input,
-                                raw_split *r, graft_error *e)
+                                const raw_split *ref, raw_split *r, graft_error *e)
 {
     memset(r, 0, sizeof *r);
     r->images = src->format == DATA_CSV ? src->path : src->images;
@@ -318,7 +327,7 @@ static graft_status load_source(const char *split, const data_source *src, shape
         break;
     case DATA_FOLDER:
         r->images = r->labels = src->root;
-        s = load_folder(src, input, r, e);
+        s = load_folder(src, input, ref && ref->classes ? ref : NULL, r, e);
         break;
     default:
         return fail(e, src->mark, GRAFT_STATUS_UNSUPPORTED,
@@ -570,10 +579,10 @@ graft_status data_load(const data_spec *spec, shape input, dataset *train, datas
                            "data.normalize: std[%d] is %g; it must be positive", c,
                            spec->norm_std[c]);
 
-    if ((s = load_source("train", &spec->train, input, &rtrain, e))) goto error;
+    if ((s = load_source("train", &spec->train, input, NULL, &rtrain, e))) goto error;
     bool use_val = val && spec->val.present;
-    if (use_val && (s = load_source("val", &spec->val, input, &rval, e))) goto error;
-    if (test && spec->test.present && (s = load_source("test", &spec->test, input, &rtest, e)))
+    if (use_val && (s = load_source("val", &spec->val, input, &rtrain, &rval, e))) goto error;
+    if (test && spec->test.present && (s = load_source("test", &spec->test, input, &rtrain, &rtest, e)))
         goto error;
 
     /* classes: label -> position in the list (or -1) */

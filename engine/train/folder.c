@@ -440,6 +440,36 @@ void folder_set_free(folder_set *s)
 graft_status folder_load(const char *root, int c, int h, int w, bool skip_bad, int threads,
                          folder_set *out, graft_error *e)
 {
+    return folder_load_as(root, NULL, 0, c, h, w, skip_bad, threads, out, e);
+}
+
+/* The label of each sub-folder: its position in classes (-1 when absent). */
+static graft_status map_classes(const char *root, char **dirs, int ndirs, const char *const *classes,
+                                int nclasses, int *label, graft_error *e)
+{
+    for (int k = 0; k < ndirs; k++) {
+        label[k] = -1;
+        for (int j = 0; j < nclasses; j++)
+            if (strcmp(dirs[k], classes[j]) == 0) label[k] = j;
+        if (label[k] < 0) {
+            buf known = {0};
+            for (int j = 0; j < nclasses && j < 12; j++) buf_printf(&known, "%s%s", j ? ", " : "", classes[j]);
+            graft_status s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                                     "%s/%s: class '%s' is not one of the training folder's %d "
+                                     "classes (%s%s)",
+                                     root, dirs[k], dirs[k], nclasses, known.data ? known.data : "",
+                                     nclasses > 12 ? ", ..." : "");
+            buf_free(&known);
+            return s;
+        }
+    }
+    return GRAFT_OK;
+}
+
+graft_status folder_load_as(const char *root, const char *const *classes, int nclasses, int c,
+                            int h, int w, bool skip_bad, int threads, folder_set *out,
+                            graft_error *e)
+{
     memset(out, 0, sizeof *out);
     out->c = c, out->h = h, out->w = w;
     if ((c != 1 && c != 3) || h <= 0 || w <= 0)
@@ -450,14 +480,40 @@ graft_status folder_load(const char *root, int c, int h, int w, bool skip_bad, i
     int *labels = NULL;
     long n = 0, cap = 0;
     buf report = {0};
-    if ((s = list_dir(root, true, &out->classes, &out->nclasses, e))) return s;
-    if (out->nclasses == 0) {
+    char **dirs = NULL;
+    int ndirs = 0, *dir_label = NULL;
+    if ((s = list_dir(root, true, &dirs, &ndirs, e))) return s;
+    if (ndirs == 0) {
         s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: no class sub-folders (expected ROOT/CLASS/IMAGE files)", root);
         goto error;
     }
-    for (int k = 0; k < out->nclasses; k++) {
+    dir_label = malloc((size_t)ndirs * sizeof *dir_label);
+    if (!dir_label) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", root);
+        goto error;
+    }
+    if (classes) {
+        if ((s = map_classes(root, dirs, ndirs, classes, nclasses, dir_label, e))) goto error;
+        out->classes = calloc((size_t)nclasses, sizeof *out->classes);
+        if (!out->classes) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", root);
+            goto error;
+        }
+        out->nclasses = nclasses;
+        for (int j = 0; j < nclasses; j++)
+            if (!(out->classes[j] = strdup(classes[j]))) {
+                s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", root);
+                goto error;
+            }
+    } else {
+        for (int k = 0; k < ndirs; k++) dir_label[k] = k;
+        out->classes = dirs, out->nclasses = ndirs;
+        dirs = NULL, ndirs = 0;
+    }
+    int nd = dirs ? ndirs : out->nclasses;
+    for (int k = 0; k < nd; k++) {
         char dir[4096];
-        snprintf(dir, sizeof dir, "%s/%s", root, out->classes[k]);
+        snprintf(dir, sizeof dir, "%s/%s", root, dirs ? dirs[k] : out->classes[k]);
         char **files;
         int nf;
         if ((s = list_dir(dir, false, &files, &nf, e))) goto error;
@@ -484,7 +540,7 @@ graft_status folder_load(const char *root, int c, int h, int w, bool skip_bad, i
                 goto error;
             }
             snprintf(paths[n], L, "%s/%s", dir, files[i]);
-            labels[n++] = k;
+            labels[n++] = dir_label[k];
         }
         for (int q = 0; q < nf; q++) free(files[q]);
         free(files);
@@ -568,8 +624,14 @@ graft_status folder_load(const char *root, int c, int h, int w, bool skip_bad, i
     out->report = report.data;
     for (long i = 0; i < n; i++) free(why[i]);
     free(why);
+    for (int k = 0; k < ndirs; k++) free(dirs[k]);
+    free(dirs);
+    free(dir_label);
     return GRAFT_OK;
 error:
+    for (int k = 0; k < ndirs; k++) free(dirs[k]);
+    free(dirs);
+    free(dir_label);
     if (why)
         for (long i = 0; i < n; i++) free(why[i]);
     free(why);

@@ -30,6 +30,12 @@ typedef struct folder_set {
  * listed in report; without it the load fails and the message lists every bad file. */
 graft_status folder_load(const char *root, int c, int h, int w, bool skip_bad, int threads,
                          folder_set *out, graft_error *e);
+/* The same for a validation or test folder whose labels must be the training folder's: classes
+ * (nclasses sorted names) gives the label of each sub-folder; a sub-folder not among them is an
+ * error, a class with no sub-folder is fine. classes == NULL is folder_load. */
+graft_status folder_load_as(const char *root, const char *const *classes, int nclasses, int c,
+                            int h, int w, bool skip_bad, int threads, folder_set *out,
+                            graft_error *e);
 void folder_set_free(folder_set *s);
 
 /* Decode one PNG or JPEG file into 8-bit pixels with its own channel count (1 gray, 2 gray+alpha,

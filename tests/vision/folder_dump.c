@@ -1,4 +1,5 @@
-/* folder_dump.c — test helper: folder_load ROOT at C×H×W and write what it produced, for
+/* folder_dump.c — test helper: folder_load ROOT at C×H×W (with CLASS... given: folder_load_as
+ * with those training classes) and write what it produced, for
  * test_folder.py to compare with Pillow + torchvision: OUT.pix (n×c×h×w bytes), OUT.txt (one
  * "label path" line per image), OUT.report (the skipped files); the error message on failure. */
 #include "folder.h"
@@ -9,14 +10,15 @@
 
 int main(int argc, char **argv)
 {
-    if (argc != 7) {
-        fprintf(stderr, "usage: folder_dump ROOT C H W stop|skip OUT\n");
+    if (argc < 7) {
+        fprintf(stderr, "usage: folder_dump ROOT C H W stop|skip OUT [CLASS...]\n");
         return 2;
     }
     folder_set f;
     graft_error e = {0};
-    if (folder_load(argv[1], atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
-                    strcmp(argv[5], "skip") == 0, 0, &f, &e)) {
+    const char *const *classes = argc > 7 ? (const char *const *)argv + 7 : NULL;
+    if (folder_load_as(argv[1], classes, argc - 7, atoi(argv[2]), atoi(argv[3]), atoi(argv[4]),
+                       strcmp(argv[5], "skip") == 0, 0, &f, &e)) {
         fprintf(stderr, "error: %s\n", e.message);
         return 1;
     }

@@ -160,7 +160,24 @@ if r.returncode == 0:
     check("skip: the good files are all kept", "200 images" in r.stdout, r.stdout.strip())
     print("    " + "\n    ".join(rep))
 
-# 3. graft train from the folders (the root given with --set), then with a bad file skipped
+# 3. a test folder with some of the training classes keeps the training labels; an unknown one fails
+part = os.path.join(work, "part")
+for k in (1, 3):
+    shutil.copytree(os.path.join(test_root, CLASSES[k]), os.path.join(part, CLASSES[k]))
+r = subprocess.run([dump, part, "1", "28", "28", "stop", os.path.join(work, "dump-part"), *CLASSES],
+                   capture_output=True, text=True)
+labels = sorted({int(ln.split()[0]) for ln in open(os.path.join(work, "dump-part.txt")) if not ln.startswith("class")}) \
+    if r.returncode == 0 else None
+check("a partial test folder keeps the training labels", labels == [1, 3], f"({labels}) {r.stderr}")
+os.makedirs(os.path.join(part, "9-boot"))
+shutil.copy(os.path.join(part, CLASSES[1], sorted(os.listdir(os.path.join(part, CLASSES[1])))[0]),
+            os.path.join(part, "9-boot"))
+r = subprocess.run([dump, part, "1", "28", "28", "stop", os.path.join(work, "dump-part"), *CLASSES],
+                   capture_output=True, text=True)
+check("a class the training folder lacks is an error", r.returncode == 1 and "class '9-boot' is not one of" in r.stderr,
+      r.stderr.strip())
+
+# 4. graft train from the folders (the root given with --set), then with a bad file skipped
 recipe = os.path.join(work, "recipe.yaml")
 model = open(os.path.join(ROOT, "tests", "train", "tiny-cnn.yaml")).read()
 with open(os.path.join(work, "tiny-cnn-4.yaml"), "w") as f:

@@ -19,8 +19,9 @@ run() { # run BUILD LOGBASE [ENV=VALUE...] -- MESON-TEST-ARGS...
     logs="$logs ${log:-$b/meson-logs/$base.json}"
 }
 
-# 1. everything, on the default device
-run build all -- --num-processes 2
+# 1. everything on the default device, but the ten-minute folder-vs-arrays training comparison
+#    (run it with: meson test -C build --suite vision-slow)
+run build all -- --num-processes 2 --no-suite vision-slow
 
 # 2. ASan+UBSan (clang): unit-level suites. Only PoCL is loaded: Mesa's Clover throws C++
 #    exceptions while it initialises, which a C program under ASan cannot intercept. Leaks inside

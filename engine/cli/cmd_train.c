@@ -60,9 +60,15 @@ int cmd_train(int argc, char **argv)
     graft_status s = graft_train(r, &o, &sum, &e);
     recipe_free(r);
     if (s) return cli_fail(&e);
-    printf("%s: test accuracy %.4f, test loss %.4f, best epoch %d of %d%s, %.1f s, %.0f img/s, "
+    char test[96];
+    if (isfinite(sum.test_accuracy))
+        snprintf(test, sizeof test, "test accuracy %.4f, test loss %.4f", sum.test_accuracy,
+                 sum.test_loss);
+    else
+        snprintf(test, sizeof test, "no test split");
+    printf("%s: %s, best epoch %d of %d%s, %.1f s, %.0f img/s, "
            "%ld of %ld parameters trained, feature cache %s, device %s\n",
-           sum.out_dir, sum.test_accuracy, sum.test_loss, sum.best_epoch, sum.epochs_run,
+           sum.out_dir, test, sum.best_epoch, sum.epochs_run,
            sum.stopped_early ? " (stopped early)" : "", sum.train_seconds, sum.images_per_second,
            sum.params_trainable, sum.params_total, sum.feature_cache ? "on" : "off", sum.device);
     return 0;

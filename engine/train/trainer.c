@@ -327,8 +327,11 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
 static graft_status write_summary(run *R, const train_summary *sum, graft_error *e)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "test_accuracy", json_real(sum->test_accuracy));
-    json_object_set_new(o, "test_loss", json_real(sum->test_loss));
+    /* null when the recipe has no test split */
+    json_object_set_new(o, "test_accuracy",
+                        isfinite(sum->test_accuracy) ? json_real(sum->test_accuracy) : json_null());
+    json_object_set_new(o, "test_loss",
+                        isfinite(sum->test_loss) ? json_real(sum->test_loss) : json_null());
     json_object_set_new(o, "best_epoch", json_integer(sum->best_epoch));
     json_object_set_new(o, "epochs_run", json_integer(sum->epochs_run));
     json_object_set_new(o, "stopped_early", json_boolean(sum->stopped_early));

@@ -539,6 +539,20 @@ static void empty_dataset(dataset *d)
     if (d) memset(d, 0, sizeof *d);
 }
 
+const data_spec *data_spec_resolve(const data_spec *spec, int channels, data_spec *scratch)
+{
+    /* RGB image folders default to ImageNet's mean/std, which torchvision's weights expect */
+    if (spec->train.format == DATA_FOLDER && spec->nnorm == 0 && channels == 3) {
+        static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
+        *scratch = *spec;
+        scratch->nnorm = 3;
+        memcpy(scratch->norm_mean, mean, sizeof mean);
+        memcpy(scratch->norm_std, std, sizeof std);
+        return scratch;
+    }
+    return spec;
+}
+
 graft_status data_load(const data_spec *spec, shape input, dataset *train, dataset *val,
                        dataset *test, graft_error *e)
 {
@@ -558,16 +572,8 @@ graft_status data_load(const data_spec *spec, shape input, dataset *train, datas
         return err_at(e, GRAFT_STATUS_BAD_RECIPE, spec->train.mark,
                       "data.val_split must be in [0, 1), found %g", spec->val_split);
     int channels = input.rank == 3 ? input.d[0] : 1;
-    /* RGB image folders default to ImageNet's mean/std, which torchvision's weights expect */
     data_spec imagenet;
-    if (spec->train.format == DATA_FOLDER && spec->nnorm == 0 && channels == 3) {
-        static const float mean[3] = {0.485f, 0.456f, 0.406f}, std[3] = {0.229f, 0.224f, 0.225f};
-        imagenet = *spec;
-        imagenet.nnorm = 3;
-        memcpy(imagenet.norm_mean, mean, sizeof mean);
-        memcpy(imagenet.norm_std, std, sizeof std);
-        spec = &imagenet;
-    }
+    spec = data_spec_resolve(spec, channels, &imagenet);
     if (spec->nnorm && spec->nnorm != channels)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "data.normalize has %d mean/std values but the model input has %d "

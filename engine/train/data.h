@@ -47,6 +47,9 @@ typedef struct dataset {
 graft_status data_load(const data_spec *spec, shape input, dataset *train, dataset *val,
                        dataset *test, graft_error *e);
 void dataset_free(dataset *d);
+/* The normalisation in force: spec itself, or (for RGB image folders without data.normalize) a
+ * copy in scratch with ImageNet's mean and std. */
+const data_spec *data_spec_resolve(const data_spec *spec, int channels, data_spec *scratch);
 
 /* ---- batches ---- */
 typedef struct batcher batcher;

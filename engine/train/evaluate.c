@@ -1,6 +1,7 @@
 /* evaluate.c — `graft eval` and `graft predict`: weights into an evaluation pipeline, then the test
  * split (loss, accuracy, confusion) or an .npy input (logits). */
 #include "train.h"
+#include "folder.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -179,5 +180,72 @@ done:
     graft_context_free(ctx);
     store_free(&s);
     npy_free(&a);
+    return st;
+}
+
+graft_status graft_predict_images(graft_recipe *r, const char *weights, const char *const *files,
+                                  int nfiles, const char *device, float **probs, int *k,
+                                  graft_error *e)
+{
+    *probs = NULL;
+    *k = 0;
+    const shape in = r->graph.input;
+    if (in.rank != 3)
+        return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                       "--image needs a model whose input is an image [C, H, W]");
+    int c = in.d[0], h = in.d[1], w = in.d[2];
+    long sample = shape_size(in);
+    data_spec scratch;
+    const data_spec *ds = data_spec_resolve(&r->data, c, &scratch);
+    float *x = malloc((size_t)nfiles * (size_t)sample * sizeof(float));
+    uint8_t *pix = malloc((size_t)sample);
+    param_store s = {0};
+    graft_context *ctx = NULL;
+    pipeline *p = NULL;
+    float *y = NULL;
+    graft_status st = GRAFT_OK;
+    if (!x || !pix) {
+        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    /* the evaluation transform of the folder source, then the recipe's normalisation */
+    for (int i = 0; i < nfiles; i++) {
+        if ((st = folder_prepare(files[i], c, h, w, pix, e))) goto done;
+        for (long j = 0; j < sample; j++) {
+            float v = pix[j] / 255.f;
+            int ch = (int)(j / ((long)h * w));
+            if (ds->nnorm) v = (v - ds->norm_mean[ch]) / ds->norm_std[ch];
+            x[(long)i * sample + j] = v;
+        }
+    }
+    if ((st = eval_pipeline(r, weights, device, &ctx, &p, &s, e))) goto done;
+    *k = (int)pipeline_output_size(p);
+    int B = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    y = malloc((size_t)nfiles * (size_t)*k * sizeof(float));
+    if (!y) {
+        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nfiles; i += B) {
+        int m = nfiles - i < B ? nfiles - i : B;
+        if ((st = pipeline_eval(p, x + (long)i * sample, NULL, m, y + (long)i * *k, NULL, e)))
+            goto done;
+    }
+    for (int i = 0; i < nfiles; i++) { /* softmax, stable */
+        float *row = y + (long)i * *k, mx = row[0];
+        double sum = 0;
+        for (int j = 1; j < *k; j++) mx = row[j] > mx ? row[j] : mx;
+        for (int j = 0; j < *k; j++) sum += exp((double)row[j] - mx);
+        for (int j = 0; j < *k; j++) row[j] = (float)(exp((double)row[j] - mx) / sum);
+    }
+    *probs = y;
+    y = NULL;
+done:
+    free(x);
+    free(pix);
+    free(y);
+    pipeline_free(p);
+    graft_context_free(ctx);
+    store_free(&s);
     return st;
 }

@@ -355,7 +355,7 @@ done:
 /* One file → c×h×w planar pixels at out: decode, convert, resize the shorter side to max(h, w)
  * (torchvision's Resize(int): the longer side is int(size × long / short)), centre crop with
  * torchvision's round-half-to-even offsets. */
-static graft_status prepare(const char *path, int c, int h, int w, uint8_t *out, graft_error *e)
+graft_status folder_prepare(const char *path, int c, int h, int w, uint8_t *out, graft_error *e)
 {
     uint8_t *raw = NULL, *conv = NULL, *big = NULL;
     int iw, ih, ic;
@@ -416,7 +416,7 @@ static void *work(void *arg)
         pthread_mutex_unlock(&j->mu);
         if (i >= j->n) break;
         graft_error e = {0};
-        if (prepare(j->paths[i], j->c, j->h, j->w, j->pix + (size_t)i * sample, &e)) {
+        if (folder_prepare(j->paths[i], j->c, j->h, j->w, j->pix + (size_t)i * sample, &e)) {
             j->why[i] = strdup(e.message);
             if (!j->why[i]) *j->nomem = true;
         }
@@ -644,4 +644,9 @@ error:
     out->n = 0;
     folder_set_free(out);
     return s;
+}
+
+graft_status folder_classes(const char *root, char ***names, int *count, graft_error *e)
+{
+    return list_dir(root, true, names, count, e);
 }

@@ -43,4 +43,10 @@ void folder_set_free(folder_set *s);
 graft_status folder_decode(const char *path, uint8_t **pix, int *w, int *h, int *channels,
                            graft_error *e);
 
+/* One image file as the model sees it: decoded, converted to c channels, resized and centre-cropped
+ * to h×w exactly as folder_load does; out holds c×h×w planar pixels (0..255). */
+graft_status folder_prepare(const char *path, int c, int h, int w, uint8_t *out, graft_error *e);
+/* The class names of root (its sub-folders, sorted as labels are numbered); free each and *names. */
+graft_status folder_classes(const char *root, char ***names, int *count, graft_error *e);
+
 #endif

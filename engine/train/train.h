@@ -59,4 +59,10 @@ void eval_result_free(eval_result *r);
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
                            const char *output, const char *device, long *rows, graft_error *e);
 
+/* Class probabilities (softmax of the logits) for image files, each prepared as the folder source
+ * prepares evaluation images; *probs is nfiles × *k, malloc'ed. */
+graft_status graft_predict_images(graft_recipe *r, const char *weights, const char *const *files,
+                                  int nfiles, const char *device, float **probs, int *k,
+                                  graft_error *e);
+
 #endif

@@ -171,7 +171,7 @@ int cmd_plan(int argc, char **argv)
     }
     graft_error e = {0};
     const train_spec *t = &r->train;
-    if (plan_analyse(&r->graph, true, r->transfer.bn_train, r->data.flip || r->data.crop_pad > 0,
+    if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
                      t->optimizer, t->l2sp > 0, 0, t->batch_size, &v.plan, &e)) {
         free(v.backward);
         recipe_free(r);

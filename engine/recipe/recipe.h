@@ -74,8 +74,15 @@ typedef struct data_spec {
     float norm_mean[16], norm_std[16];
     bool flip;        /* augment.flip: horizontal */
     int crop_pad;     /* augment.crop: PAD (0 = none) */
+    float rrc_min_scale; /* augment.random_resized_crop: smallest area fraction (0 = off) */
     unsigned long seed;
 } data_spec;
+
+/* Whether training batches are augmented (so nothing before the network is deterministic). */
+static inline bool data_spec_augments(const data_spec *d)
+{
+    return d->flip || d->crop_pad > 0 || d->rrc_min_scale > 0;
+}
 
 typedef enum optimizer_kind { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } optimizer_kind;
 typedef enum schedule_kind { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } schedule_kind;

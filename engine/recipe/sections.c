@@ -200,8 +200,8 @@ void recipe_parse_data(rctx *c, const ynode *d)
     }
     const ynode *au = get(d, "augment");
     if (au && want_map(c, au, "data.augment")) {
-        static const char *const akeys[] = {"flip", "crop"};
-        check_keys(c, au, "data.augment", akeys, 2);
+        static const char *const akeys[] = {"flip", "crop", "random_resized_crop"};
+        check_keys(c, au, "data.augment", akeys, 3);
         const ynode *fl = get(au, "flip");
         if (fl) {
             static const char *const flips[] = {"horizontal", "none"};
@@ -216,7 +216,22 @@ void recipe_parse_data(rctx *c, const ynode *d)
         }
         if (get_int(c, au, "data.augment", "crop", 0, 1024, "a padding in pixels (>= 0)", &v))
             ds->crop_pad = (int)v;
-        if ((ds->flip || ds->crop_pad) && c->r->graph.input.rank == 1)
+        /* random_resized_crop: true (torchvision's scale 0.08..1, ratio 3/4..4/3) or the
+         * smallest area fraction */
+        const ynode *rr = get(au, "random_resized_crop");
+        if (rr && rr->kind == YNODE_SCALAR && !rr->quoted &&
+            (strcmp(rr->value, "true") == 0 || strcmp(rr->value, "false") == 0)) {
+            ds->rrc_min_scale = strcmp(rr->value, "true") == 0 ? 0.08f : 0.f;
+        } else if (rr) {
+            double v2;
+            if (parse_num(c, rr, "data.augment.random_resized_crop", 0, 1, true, false,
+                          "true, false or the smallest area fraction in (0, 1]", &v2))
+                ds->rrc_min_scale = (float)v2;
+        }
+        if (rr && ds->rrc_min_scale > 0 && ds->crop_pad > 0)
+            graft_diags_add(c->d, rr->mark,
+                            "data.augment: random_resized_crop and crop are alternatives; keep one");
+        if (data_spec_augments(ds) && c->r->graph.input.rank == 1)
             graft_diags_add(c->d, au->mark, "data.augment: flips and crops need an image input [C, H, W]");
     }
 }

@@ -372,6 +372,6 @@ bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
         return false;
     }
     /* with train.unfreeze the trainer decides again for each phase; this is the first phase */
-    return graph_feature_cache(&r->graph, r->transfer.bn_train, r->data.flip || r->data.crop_pad > 0,
+    return graph_feature_cache(&r->graph, r->transfer.bn_train, data_spec_augments(&r->data),
                                reason, n);
 }

@@ -5,6 +5,7 @@
 #include "folder.h"
 #include "io.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -687,6 +688,7 @@ done:
 struct batcher {
     const dataset *d;
     int bs, pad;
+    float rrc; /* random-resized-crop: smallest area fraction (0 = off) */
     bool shuffle, flip;
     uint64_t seed;
     long nb; /* batches per epoch */
@@ -708,6 +710,66 @@ struct batcher {
     bool busy, quit;
 };
 
+static void quiesce(batcher *b);
+
+/* torchvision's RandomResizedCrop on an already h×w image: an area fraction in [min_scale, 1] and
+ * an aspect ratio in [3/4, 4/3] (log-uniform), ten tries, else the whole image; the crop is
+ * resized back to h×w bilinearly (half-pixel centres, as torch's interpolate without
+ * align_corners), then flipped if asked. */
+static void resized_crop(const float *src, float *dst, int c, int h, int w, float min_scale,
+                         bool flip, uint64_t *rng)
+{
+    int cw = w, ch = h, x0 = 0, y0 = 0;
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double u1 = (double)(data_rng_next(rng) >> 11) * 0x1p-53;
+        double u2 = (double)(data_rng_next(rng) >> 11) * 0x1p-53;
+        double area = (min_scale + (1.0 - min_scale) * u1) * (double)h * w;
+        double ratio = exp(log(3.0 / 4.0) + (log(4.0 / 3.0) - log(3.0 / 4.0)) * u2);
+        int tw = (int)lround(sqrt(area * ratio)), th = (int)lround(sqrt(area / ratio));
+        if (tw >= 1 && th >= 1 && tw <= w && th <= h) {
+            cw = tw;
+            ch = th;
+            x0 = (int)(data_rng_next(rng) % (uint64_t)(w - cw + 1));
+            y0 = (int)(data_rng_next(rng) % (uint64_t)(h - ch + 1));
+            break;
+        }
+    }
+    double sy = (double)ch / h, sx = (double)cw / w;
+    long hw = (long)h * w;
+    for (int y = 0; y < h; y++) {
+        double fy = (y + 0.5) * sy - 0.5;
+        if (fy < 0) fy = 0;
+        int iy = (int)fy;
+        if (iy > ch - 1) iy = ch - 1;
+        int iy1 = iy + 1 < ch ? iy + 1 : ch - 1;
+        float wy = (float)(fy - iy);
+        for (int x = 0; x < w; x++) {
+            double fx = (x + 0.5) * sx - 0.5;
+            if (fx < 0) fx = 0;
+            int ix = (int)fx;
+            if (ix > cw - 1) ix = cw - 1;
+            int ix1 = ix + 1 < cw ? ix + 1 : cw - 1;
+            float wx = (float)(fx - ix);
+            int ox = flip ? w - 1 - x : x;
+            for (int k = 0; k < c; k++) {
+                const float *p = src + k * hw + (long)y0 * w + x0;
+                float a = p[(long)iy * w + ix], bb = p[(long)iy * w + ix1];
+                float cc = p[(long)iy1 * w + ix], d = p[(long)iy1 * w + ix1];
+                float top = a + (bb - a) * wx, bot = cc + (d - cc) * wx;
+                dst[k * hw + (long)y * w + ox] = top + (bot - top) * wy;
+            }
+        }
+    }
+}
+
+void batcher_set_resized_crop(batcher *b, float min_scale)
+{
+    pthread_mutex_lock(&b->mu);
+    quiesce(b); /* a batch being prepared would mix the old and new settings */
+    b->rrc = b->d->rank == 3 ? min_scale : 0;
+    pthread_mutex_unlock(&b->mu);
+}
+
 static void fill_batch(batcher *b, int slot, long k)
 {
     const dataset *d = b->d;
@@ -721,6 +783,13 @@ static void fill_batch(batcher *b, int slot, long k)
         b->y[slot][j] = d->y[i];
         bool flip = false;
         int dy = 0, dx = 0;
+        if (b->rrc > 0) {
+            uint64_t rng = data_seed_mix(data_seed_mix(b->seed, STREAM_AUGMENT),
+                                         (uint64_t)(uint32_t)b->epoch << 40 ^ (uint64_t)pos);
+            flip = b->flip && (data_rng_next(&rng) & 1);
+            resized_crop(src, dst, d->c, h, w, b->rrc, flip, &rng);
+            continue;
+        }
         if (b->flip || b->pad) {
             /* keyed by (seed, epoch, position in the epoch): skipping batches needs no replay */
             uint64_t rng = data_seed_mix(data_seed_mix(b->seed, STREAM_AUGMENT),

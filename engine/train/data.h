@@ -61,6 +61,9 @@ typedef struct batcher batcher;
  * must outlive the batcher. */
 graft_status batcher_create(const dataset *d, int batch_size, bool shuffle, bool flip, int crop_pad,
                             uint64_t seed, batcher **out, graft_error *e);
+/* Random-resized-crop augmentation (torchvision's, scale [min_scale, 1], ratio [3/4, 4/3]) in
+ * place of the pad-crop; 0 turns it off. Call before batcher_start_epoch. */
+void batcher_set_resized_crop(batcher *b, float min_scale);
 /* Begin an epoch (any number, in any order); the first batch starts being prepared at once. */
 void batcher_start_epoch(batcher *b, int epoch);
 /* The next batch of the epoch: x is n×C×H×W, y is n labels; both stay valid until the next call

@@ -111,7 +111,7 @@ static graft_status compile_phase(run *R, graft_error *e)
         R->head = NULL;
     }
     free_features(R);
-    bool augment = r->data.flip || r->data.crop_pad > 0;
+    bool augment = data_spec_augments(&r->data);
     graph_plan gp;
     graft_status s = plan_analyse(&r->graph, true, r->transfer.bn_train, augment,
                                   r->train.optimizer, r->train.l2sp > 0, 0, r->train.batch_size,
@@ -372,6 +372,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     graft_status s = batcher_create(tr, t->batch_size, true, augment && r->data.flip,
                                     augment ? r->data.crop_pad : 0, t->seed, &b, e);
     if (s) return s;
+    batcher_set_resized_crop(b, augment ? r->data.rrc_min_scale : 0.f);
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0;
     double loss_sum = 0, t0 = now_seconds(), lr = t->lr;

@@ -38,6 +38,9 @@ graft_status store_init(param_store *s, const graph *g, uint64_t seed, graft_err
  * skipped). *loaded gets the count. Sets anchors when want_anchor. */
 graft_status store_load(param_store *s, const graph *g, const char *path, bool want_anchor,
                         int *loaded, graft_error *e);
+/* The same for every layer, new head included (a run's own checkpoints: resume, best weights). */
+graft_status store_load_all(param_store *s, const graph *g, const char *path, int *loaded,
+                            graft_error *e);
 /* Write the model tensors (params and buffers) as safetensors with metadata. */
 graft_status store_save(const param_store *s, const char *path, const char *const *meta_kv,
                         int nmeta, graft_error *e);

@@ -153,6 +153,21 @@ graft_status store_load(param_store *s, const graph *g, const char *path, bool w
     return st;
 }
 
+graft_status store_load_all(param_store *s, const graph *g, const char *path, int *loaded,
+                            graft_error *e)
+{
+    /* a copy of the layer list with nothing marked fresh: the checkpoint's head is wanted too */
+    graph all = *g;
+    layer *copy = malloc((size_t)(all.nlayers ? all.nlayers : 1) * sizeof *copy);
+    if (!copy) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    memcpy(copy, g->layers, (size_t)all.nlayers * sizeof *copy);
+    for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
+    all.layers = copy;
+    graft_status st = store_load(s, &all, path, false, loaded, e);
+    free(copy);
+    return st;
+}
+
 static graft_status save_tensors(const param_store *s, const char *path, int which,
                                  const char *const *meta_kv, int nmeta, graft_error *e)
 {

@@ -13,15 +13,8 @@ static graft_status load_weights(graft_recipe *r, const char *weights, param_sto
 {
     graft_status st = store_init(s, &r->graph, r->train.seed, e);
     if (st) return st;
-    graph all = r->graph;
-    layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
-    if (!copy) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
-    for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
-    all.layers = copy;
     int loaded = 0;
-    st = store_load(s, &all, weights, false, &loaded, e);
-    free(copy);
+    st = store_load_all(s, &r->graph, weights, &loaded, e);
     if (st) return st;
     int want = 0;
     for (int i = 0; i < s->n; i++) want += s->items[i].loaded ? 0 : 1;

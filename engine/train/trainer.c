@@ -272,16 +272,7 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
 {
     char path[2300];
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
-    int loaded = 0;
-    /* every tensor, head included: mark nothing fresh for this load */
-    graph all = R->r->graph;
-    layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
-    if (!copy) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
-    for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
-    all.layers = copy;
-    graft_status s = store_load(&R->store, &all, path, false, &loaded, e);
-    free(copy);
+    graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
     if (s) {
         err_prefix(e, "cannot resume from %s", dir);
         return s;
@@ -541,17 +532,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     if (R.have_val && R.best_epoch > 0 && R.best_epoch != R.epoch) {
         char path[2300];
         path_in(&R, "model.safetensors", path, sizeof path);
-        graph all = r->graph;
-        layer *copy = malloc((size_t)all.nlayers * sizeof *copy);
-        if (!copy) {
-            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-            goto done;
-        }
-        memcpy(copy, all.layers, (size_t)all.nlayers * sizeof *copy);
-        for (int i = 0; i < all.nlayers; i++) copy[i].fresh = false;
-        all.layers = copy;
-        s = store_load(&R.store, &all, path, false, NULL, e);
-        free(copy);
+        s = store_load_all(&R.store, &r->graph, path, NULL, e);
         if (!s) s = pipeline_upload(R.head, &R.store, e);
         if (s) goto done;
     } else if (!R.have_val || R.best_epoch == 0) {

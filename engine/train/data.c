@@ -174,6 +174,19 @@ static graft_status sample_layout(raw_split *r, int rank, const int64_t *shape, 
     return GRAFT_OK;
 }
 
+/* Labels are a vector (N or N×1) with one entry per image, whatever file format holds them. */
+static graft_status label_shape(const data_source *src, const raw_split *r, int rank,
+                                const int64_t *shape, graft_error *e)
+{
+    if (rank != 1 && !(rank == 2 && shape[1] == 1))
+        return fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
+                    "%s: labels must be a vector (N or N×1), found rank %d", src->labels, rank);
+    if ((long)shape[0] != r->n)
+        return fail(e, src->mark, GRAFT_STATUS_BAD_DATA, "%s holds %ld images but %s holds %lld labels",
+                    src->images, r->n, src->labels, (long long)shape[0]);
+    return GRAFT_OK;
+}
+
 static graft_status load_idx(const data_source *src, raw_split *r, graft_error *e)
 {
     idx_array img = {0}, lab = {0};
@@ -185,17 +198,7 @@ static graft_status load_idx(const data_source *src, raw_split *r, graft_error *
     r->data = img.data;
     img.data = NULL;
     if ((s = idx_read(src->labels, &lab, e))) goto done;
-    if (lab.rank != 1 && !(lab.rank == 2 && lab.shape[1] == 1)) {
-        s = fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
-                 "%s: labels must be a vector (rank 1), found rank %d", src->labels, lab.rank);
-        goto done;
-    }
-    if ((long)lab.shape[0] != r->n) {
-        s = fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
-                 "%s holds %ld images but %s holds %lld labels", src->images, r->n, src->labels,
-                 (long long)lab.shape[0]);
-        goto done;
-    }
+    if ((s = label_shape(src, r, lab.rank, lab.shape, e))) goto done;
     s = convert_labels(r, lab.data, idx_elem(lab.type), lab.count, e);
 done:
     idx_free(&img);
@@ -219,17 +222,7 @@ static graft_status load_npy(const data_source *src, raw_split *r, graft_error *
     r->data = img.data;
     img.data = NULL;
     if ((s = npy_read(src->labels, &lab, e))) goto done;
-    if (lab.rank != 1 && !(lab.rank == 2 && lab.shape[1] == 1)) {
-        s = fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
-                 "%s: labels must be a vector (N or N×1), found rank %d", src->labels, lab.rank);
-        goto done;
-    }
-    if ((long)lab.shape[0] != r->n) {
-        s = fail(e, src->mark, GRAFT_STATUS_BAD_DATA,
-                 "%s holds %ld images but %s holds %lld labels", src->images, r->n, src->labels,
-                 (long long)lab.shape[0]);
-        goto done;
-    }
+    if ((s = label_shape(src, r, lab.rank, lab.shape, e))) goto done;
     if (!npy_elem(&lab, &t) || lab.kind == 'f' || lab.kind == 'b') {
         s = err_set(e, GRAFT_STATUS_BAD_DATA,
                     "%s: labels must be integers (int64, int32, uint8, ...), found '%c%d'",

@@ -1,5 +1,11 @@
 /* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). C and HW come in
- * as -D options, the batch count n at run time. */
+ * as -D options, the batch count n at run time; -DHAS_BIAS=0 makes bias_fwd apply only the fused
+ * activation (-DEPI, epilogue.cl), and epi_grad_inplace turns an activation's output gradient into
+ * its producer's output gradient for the paths that cannot fold it into a read. */
+#include "epilogue.cl"
+#ifndef HAS_BIAS
+#define HAS_BIAS 1
+#endif
 
 /* y[i, c, :] += b[c]; one work-item per (i, c) row (PoCL runs row loops far faster than one
  * element per work-item: see conv.cl). */
@@ -7,9 +13,24 @@ __kernel void bias_fwd(__global float *y, __global const float *b, const int n)
 {
     const int t = get_global_id(0);
     if (t >= n * C) return;
+#if HAS_BIAS
     const float bc = b[t - t / C * C]; /* t % C, spelled so LLVM emits no freeze (Oclgrind) */
+#else
+    const float bc = 0.0f;
+    (void)b;
+#endif
     __global float *row = y + (long)t * HW;
-    for (int p = 0; p < HW; p++) row[p] += bc;
+    for (int p = 0; p < HW; p++) row[p] = epi_fwd(row[p] + bc);
+}
+
+/* dy = epi'(y) * dy in place, one work-item per (i, c) row. */
+__kernel void epi_grad_inplace(__global float *dy, __global const float *y, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * C) return;
+    __global float *g = dy + (long)t * HW;
+    __global const float *o = y + (long)t * HW;
+    for (int p = 0; p < HW; p++) g[p] = epi_grad(g[p], o[p]);
 }
 
 /* db[c] = sum over i and p of dy[i, c, p]. One work-item per channel; the spatial sum of each

@@ -5,7 +5,9 @@
  * and guards its index because launch() rounds the global size up to the work-group size.
  *
  * The column matrix of a batch is col[CI*KH*KW, n*P] (P = HO*WO): row r = (c*KH + ky)*KW + kx,
- * column j = i*P + p. A group's rows are contiguous, so each group's GEMM addresses a row block. */
+ * column j = i*P + p. A group's rows are contiguous, so each group's GEMM addresses a row block.
+ * -DEPI= is the fused activation (epilogue.cl) unpack applies and pack differentiates. */
+#include "epilogue.cl"
 
 #define P (HO * WO)
 #define KK (KH * KW)
@@ -71,9 +73,9 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
     }
 }
 
-/* y[i, o, :] = ycol[o, i*P : (i+1)*P] + b[o]: the batched GEMM's [CO, n*P] result back to NCHW,
- * with the bias add fused into the copy (ycol starts ycol_off floats into its buffer). One
- * work-item per (o, i) row. */
+/* y[i, o, :] = epi(ycol[o, i*P : (i+1)*P] + b[o]): the batched GEMM's [CO, n*P] result back to
+ * NCHW, with the bias add and the fused activation applied in the copy (ycol starts ycol_off
+ * floats into its buffer). One work-item per (o, i) row. */
 __kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __global const float *b,
                             __global float *y, const int n)
 {
@@ -87,17 +89,41 @@ __kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __g
 #else
     const float bo = 0.0f;
 #endif
-    for (int p = 0; p < P; p++) d[p] = s[p] + bo;
+    for (int p = 0; p < P; p++) d[p] = epi_fwd(s[p] + bo);
 }
 
-/* dycol[o, i*P : (i+1)*P] = dy[i, o, :]: NCHW gradients into the batched GEMM's [CO, n*P] layout. */
-__kernel void conv2d_pack(__global const float *dy, __global float *dycol, const long dycol_off,
-                          const int n)
+/* dycol[o, i*P : (i+1)*P] = dy[i, o, :]: NCHW gradients into the batched GEMM's [CO, n*P] layout,
+ * through the fused activation's derivative (from the saved output y) when there is one. */
+__kernel void conv2d_pack(__global const float *dy, __global const float *y,
+                          __global float *dycol, const long dycol_off, const int n)
 {
     const int t = get_global_id(0);
     if (t >= n * CO) return;
     const int i = t / CO, o = t - i * CO;
     __global const float *s = dy + (long)t * P;
     __global float *d = dycol + dycol_off + ((long)o * n + i) * P;
+#if EPI
+    __global const float *yr = y + (long)t * P;
+    for (int p = 0; p < P; p++) d[p] = epi_grad(s[p], yr[p]);
+#else
+    (void)y;
     for (int p = 0; p < P; p++) d[p] = s[p];
+#endif
+}
+
+/* db[o] = sum of row o of the packed gradient dycol [CO, n*P]: per sample first, then over the
+ * batch, the same order of additions as bias.cl's bias_bwd. One work-item per channel. */
+__kernel void conv2d_bias_packed(__global const float *dycol, const long dycol_off,
+                                 __global float *db, const int n)
+{
+    const int o = get_global_id(0);
+    if (o >= CO) return;
+    __global const float *r = dycol + dycol_off + (long)o * n * P;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) {
+        float si = 0.0f;
+        for (int p = 0; p < P; p++) si += r[(long)i * P + p];
+        s += si;
+    }
+    db[o] = s;
 }

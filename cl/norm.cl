@@ -1,157 +1,188 @@
 /* norm.cl — batch normalisation over the channels of [n, C, HW] tensors: training forward with
- * batch statistics and PyTorch's running-statistics update, eval forward, and both backwards.
- * Build options: -DC= -DHW= -DEPS= -DMOMENTUM= (floats written with full precision by the host).
- * The batch count n is a runtime argument. Per-channel kernels run one work-group per channel
- * (global = C * local); the local size is a power of two chosen at launch and `red` is a __local
- * scratch of that many floats (two arrays where two sums are reduced at once). */
+ * batch statistics and PyTorch's running-statistics update, eval forward, and both backwards, each
+ * with the fused activation epilogue (epilogue.cl) when the compiler put one on it.
+ * Build options: -DC= -DHW= -DEPS= -DMOMENTUM= (floats written with full precision by the host),
+ * -DLSZ= (work-items per plane, see reduce.cl), -DEPI=. The batch count n is a runtime argument.
+ *
+ * Every reduction is parallel over planes (sample i, channel c: HW contiguous values), never one
+ * work-group walking a whole channel: a plane kernel writes per-plane partial results
+ * part[(c * n + i) * 2 + {0, 1}], a per-channel kernel combines a channel's n partials in a fixed
+ * order (so results are deterministic run to run), and a plane kernel applies the result. */
+#include "epilogue.cl"
 
-/* Tree reduction of red[0..lsz) into red[0]; lsz is a power of two. Every work-item of the group
- * must call it (barriers). */
-static float group_sum(__local float *red, float v)
+#include "reduce.cl"
+
+#define PLANE() (get_group_id(0))
+
+/* (mean, invstd) of channel c from either the saved batch statistics (is_var = 0: s2 holds the
+ * inverse std) or the running statistics (is_var = 1: s2 holds the variance). */
+#define STATS(c, mean_buf, s2_buf, is_var)                                                         \
+    const float mean = mean_buf[c];                                                                \
+    const float invstd = is_var ? rsqrt(s2_buf[c] + EPS) : s2_buf[c]
+
+/* Per plane: its mean and the sum of squared deviations from that mean (two passes over a plane
+ * that is in cache), so the variance stays accurate when |mean| >> std. */
+__kernel void bn_stats_partial(const int n, __global const float *x, __global float *part)
 {
-    const int lid = get_local_id(0), lsz = get_local_size(0);
-    red[lid] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = lsz >> 1; s > 0; s >>= 1) {
-        if (lid < s) red[lid] += red[lid + s];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    const float r = red[0];
-    barrier(CLK_LOCAL_MEM_FENCE); /* red is reused right after */
-    return r;
-}
-
-static void group_sum2(__local float *ra, __local float *rb, float *a, float *b)
-{
-    const int lid = get_local_id(0), lsz = get_local_size(0);
-    ra[lid] = *a;
-    rb[lid] = *b;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int s = lsz >> 1; s > 0; s >>= 1) {
-        if (lid < s) {
-            ra[lid] += ra[lid + s];
-            rb[lid] += rb[lid + s];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    *a = ra[0];
-    *b = rb[0];
-    barrier(CLK_LOCAL_MEM_FENCE);
-}
-
-/* Element e of channel c, e in [0, n*HW): sample e / HW, position e % HW (HW is a constant, so the
- * division is cheap). int math: the host keeps n*C*HW below 2^31, and 64-bit lanes would halve
- * PoCL's vectors. */
-#define AT(c, e) (((e) / HW) * (C * HW) + (c) * HW + (e) % HW)
-
-/* Training forward. The variance is two-pass (sum of squared deviations from the mean), which
- * stays accurate when |mean| >> std; normalisation uses the biased variance, the running update
- * the unbiased one (m/(m-1)), as PyTorch does. */
-__kernel void bn_fwd_train(const int n, __global const float *x, __global const float *gamma,
-                           __global const float *beta, __global float *run_mean,
-                           __global float *run_var, __global float *save_mean,
-                           __global float *save_invstd, __global float *y, __local float *red)
-{
-    const int c = get_group_id(0), lid = get_local_id(0), lsz = get_local_size(0);
-    const int m = n * HW;
+    __local float red[LSZ];
+    const int t = PLANE(), lid = LID();
+    if (t >= n * C) return; /* uniform per group */
+    const int i = t / C, c = t - i * C;
+    __global const float *p = x + (long)t * HW;
     float s = 0.0f;
-    for (int e = lid; e < m; e += lsz) s += x[AT(c, e)];
-    const float mean = group_sum(red, s) / (float)m;
+    for (int e = lid; e < HW; e += LSZ) s += p[e];
+    const float mean = group_sum(red, s) / (float)HW;
     float q = 0.0f;
-    for (int e = lid; e < m; e += lsz) {
-        const float d = x[AT(c, e)] - mean;
-        q = fma(d, d, q);
+    for (int e = lid; e < HW; e += LSZ) {
+        const float d = p[e] - mean;
+        q += d * d;
     }
-    const float var = group_sum(red, q) / (float)m;
-    const float invstd = rsqrt(var + EPS);
-    const float g = gamma[c] * invstd, b = beta[c] - mean * g;
-    for (int e = lid; e < m; e += lsz) y[AT(c, e)] = fma(x[AT(c, e)], g, b);
+    q = group_sum(red, q);
     if (lid == 0) {
-        save_mean[c] = mean;
-        save_invstd[c] = invstd;
-        /* a batch of one value has no unbiased variance (PyTorch refuses to train on it); keep
-         * the biased one rather than writing inf into the running statistics */
-        const float unbiased = m > 1 ? var * ((float)m / (float)(m - 1)) : var;
-        run_mean[c] = (1.0f - MOMENTUM) * run_mean[c] + MOMENTUM * mean;
-        run_var[c] = (1.0f - MOMENTUM) * run_var[c] + MOMENTUM * unbiased;
+        part[(c * n + i) * 2] = mean;
+        part[(c * n + i) * 2 + 1] = q;
     }
 }
 
-/* Eval forward: elementwise with the running statistics, one work-item per element. */
-__kernel void bn_fwd_eval(const int n, __global const float *x, __global const float *gamma,
-                          __global const float *beta, __global const float *run_mean,
-                          __global const float *run_var, __global float *y)
+/* Per channel: every plane has HW values, so the batch mean is the mean of the plane means and
+ * the sum of squared deviations is sum(M2_i) + HW * sum((mean_i - mean)^2) (the parallel-variance
+ * identity, two passes over n partials in sample order); normalisation uses the biased variance,
+ * the running update the unbiased one (m/(m-1)), as PyTorch does. */
+__kernel void bn_stats_finalize(const int n, __global const float *part, __global float *run_mean,
+                                __global float *run_var, __global float *save_mean,
+                                __global float *save_invstd)
 {
-    const int i = get_global_id(0);
-    if (i >= n * C * HW) return;
-    const int c = (i / HW) % C;
-    const float g = gamma[c] * rsqrt(run_var[c] + EPS);
-    y[i] = fma(x[i] - run_mean[c], g, beta[c]);
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    __global const float *pc = part + (long)c * n * 2;
+    float sm = 0.0f;
+    for (int i = 0; i < n; i++) sm += pc[2 * i];
+    const float mean = sm / (float)n;
+    float m2 = 0.0f, dev = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float d = pc[2 * i] - mean;
+        m2 += pc[2 * i + 1];
+        dev += d * d;
+    }
+    m2 += dev * (float)HW;
+    const int m = n * HW;
+    const float var = m2 / (float)m;
+    save_mean[c] = mean;
+    save_invstd[c] = rsqrt(var + EPS);
+    /* a batch of one value has no unbiased variance (PyTorch refuses to train on it); keep the
+     * biased one rather than writing inf into the running statistics */
+    const float unbiased = m > 1 ? var * ((float)m / (float)(m - 1)) : var;
+    run_mean[c] = (1.0f - MOMENTUM) * run_mean[c] + MOMENTUM * mean;
+    run_var[c] = (1.0f - MOMENTUM) * run_var[c] + MOMENTUM * unbiased;
 }
 
-/* Flags for which outputs the backward kernels write. */
-#define BN_DX 1
+/* y = epi(gamma * (x - mean) * invstd + beta), per plane. */
+__kernel void bn_apply(const int n, const int is_var, __global const float *x,
+                       __global const float *gamma, __global const float *beta,
+                       __global const float *mean_buf, __global const float *s2_buf,
+                       __global float *y)
+{
+    const int t = PLANE(), lid = LID();
+    if (t >= n * C) return;
+    const int c = t - t / C * C;
+    STATS(c, mean_buf, s2_buf, is_var);
+    const float g = gamma[c] * invstd, b = beta[c] - mean * g;
+    __global const float *p = x + (long)t * HW;
+    __global float *q = y + (long)t * HW;
+    for (int e = lid; e < HW; e += LSZ) q[e] = epi_fwd(fma(p[e], g, b));
+}
+
+/* Backward, per plane: sdy = sum d, sdyx = sum d * xhat, where d is the gradient of the
+ * normalised output (the epilogue's derivative applied to dy, from the saved output y). */
+__kernel void bn_grad_partial(const int n, const int is_var, __global const float *x,
+                              __global const float *y, __global const float *dy,
+                              __global const float *mean_buf, __global const float *s2_buf,
+                              __global float *part)
+{
+    __local float red[LSZ];
+    const int t = PLANE(), lid = LID();
+    if (t >= n * C) return;
+    const int i = t / C, c = t - i * C;
+    STATS(c, mean_buf, s2_buf, is_var);
+    __global const float *px = x + (long)t * HW;
+    __global const float *pd = dy + (long)t * HW;
+#if EPI
+    __global const float *py = y + (long)t * HW;
+#endif
+    float sdy = 0.0f, sdyx = 0.0f;
+    for (int e = lid; e < HW; e += LSZ) {
+#if EPI
+        const float d = epi_grad(pd[e], py[e]);
+#else
+        const float d = pd[e];
+#endif
+        sdy += d;
+        sdyx = fma(d, (px[e] - mean) * invstd, sdyx);
+    }
+    sdy = group_sum(red, sdy);
+    sdyx = group_sum(red, sdyx);
+    if (lid == 0) {
+        part[(c * n + i) * 2] = sdy;
+        part[(c * n + i) * 2 + 1] = sdyx;
+    }
+}
+
+/* Flags for which outputs the backward writes. */
 #define BN_DGAMMA 2
 #define BN_DBETA 4
 
-/* Training backward through the batch statistics:
- *   xhat = (x - mean) * invstd, dbeta = sum dy, dgamma = sum dy * xhat,
- *   dx = gamma * invstd / m * (m * dy - dbeta - xhat * dgamma). */
-__kernel void bn_bwd_train(const int n, const int flags, __global const float *x,
-                           __global const float *dy, __global const float *gamma,
-                           __global const float *save_mean, __global const float *save_invstd,
-                           __global float *dx, __global float *dgamma, __global float *dbeta,
-                           __local float *ra, __local float *rb)
+/* Per channel: the sums over the batch, in sample order; dgamma = sdyx, dbeta = sdy. */
+__kernel void bn_grad_finalize(const int n, const int flags, __global const float *part,
+                               __global float *dgamma, __global float *dbeta,
+                               __global float *sums)
 {
-    const int c = get_group_id(0), lid = get_local_id(0), lsz = get_local_size(0);
-    const int m = n * HW;
-    const float mean = save_mean[c], invstd = save_invstd[c];
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    __global const float *pc = part + (long)c * n * 2;
     float sdy = 0.0f, sdyx = 0.0f;
-    for (int e = lid; e < m; e += lsz) {
-        const int i = AT(c, e);
-        const float d = dy[i];
-        sdy += d;
-        sdyx = fma(d, (x[i] - mean) * invstd, sdyx);
+    for (int i = 0; i < n; i++) {
+        sdy += pc[2 * i];
+        sdyx += pc[2 * i + 1];
     }
-    group_sum2(ra, rb, &sdy, &sdyx);
-    if (lid == 0) {
-        if (flags & BN_DGAMMA) dgamma[c] = sdyx;
-        if (flags & BN_DBETA) dbeta[c] = sdy;
-    }
-    if (!(flags & BN_DX)) return;
-    const float k = gamma[c] * invstd / (float)m;
-    for (int e = lid; e < m; e += lsz) {
-        const int i = AT(c, e);
-        const float xhat = (x[i] - mean) * invstd;
-        dx[i] = k * ((float)m * dy[i] - sdy - xhat * sdyx);
-    }
+    if (flags & BN_DGAMMA) dgamma[c] = sdyx;
+    if (flags & BN_DBETA) dbeta[c] = sdy;
+    sums[2 * c] = sdy;
+    sums[2 * c + 1] = sdyx;
 }
 
-/* Eval backward: the statistics are constants, so dx = dy * gamma * invstd; dgamma and dbeta are
- * the same sums as in training, with the running statistics. */
-__kernel void bn_bwd_eval(const int n, const int flags, __global const float *x,
-                          __global const float *dy, __global const float *gamma,
-                          __global const float *run_mean, __global const float *run_var,
-                          __global float *dx, __global float *dgamma, __global float *dbeta,
-                          __local float *ra, __local float *rb)
+/* dx per plane. Through the batch statistics (train = 1):
+ *   dx = gamma * invstd / m * (m * d - sdy - xhat * sdyx);
+ * through constant (running) statistics: dx = d * gamma * invstd, and sums is not read. */
+__kernel void bn_grad_apply(const int n, const int is_var, const int train,
+                            __global const float *x, __global const float *y,
+                            __global const float *dy, __global const float *gamma,
+                            __global const float *mean_buf, __global const float *s2_buf,
+                            __global const float *sums, __global float *dx)
 {
-    const int c = get_group_id(0), lid = get_local_id(0), lsz = get_local_size(0);
-    const int m = n * HW;
-    const float mean = run_mean[c], invstd = rsqrt(run_var[c] + EPS);
-    const float k = gamma[c] * invstd;
-    float sdy = 0.0f, sdyx = 0.0f;
-    for (int e = lid; e < m; e += lsz) {
-        const int i = AT(c, e);
-        const float d = dy[i];
-        sdy += d;
-        sdyx = fma(d, (x[i] - mean) * invstd, sdyx);
-        if (flags & BN_DX) dx[i] = d * k;
-    }
-    /* no early return before the barriers here even when the sums are not wanted: PoCL 3.1 gave
-     * NaN sums (Oclgrind: correct, no races) when a uniform `return` preceded them */
-    group_sum2(ra, rb, &sdy, &sdyx);
-    if (lid == 0) {
-        if (flags & BN_DGAMMA) dgamma[c] = sdyx;
-        if (flags & BN_DBETA) dbeta[c] = sdy;
+    const int t = PLANE(), lid = LID();
+    if (t >= n * C) return;
+    const int c = t - t / C * C;
+    STATS(c, mean_buf, s2_buf, is_var);
+    __global const float *px = x + (long)t * HW;
+    __global const float *pd = dy + (long)t * HW;
+#if EPI
+    __global const float *py = y + (long)t * HW;
+#endif
+    __global float *q = dx + (long)t * HW;
+    const float m = (float)n * HW;
+    const float k = train ? gamma[c] * invstd / m : gamma[c] * invstd;
+    const float sdy = train ? sums[2 * c] : 0.0f, sdyx = train ? sums[2 * c + 1] : 0.0f;
+    for (int e = lid; e < HW; e += LSZ) {
+#if EPI
+        const float d = epi_grad(pd[e], py[e]);
+#else
+        const float d = pd[e];
+#endif
+        if (train) {
+            const float xhat = (px[e] - mean) * invstd;
+            q[e] = k * (m * d - sdy - xhat * sdyx);
+        } else {
+            q[e] = d * k;
+        }
     }
 }

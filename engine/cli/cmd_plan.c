@@ -63,6 +63,11 @@ static void plan_extend_table(const plan_view *v)
     mib("total", m->total);
 }
 
+static const char *l_name(const graph *g, int i)
+{
+    return g->layers[i].name;
+}
+
 static json_t *plan_json(const plan_view *v)
 {
     const graft_recipe *r = v->r;
@@ -88,6 +93,13 @@ static json_t *plan_json(const plan_view *v)
         json_object_set_new(lo, "fresh", json_boolean(l->fresh));
         json_object_set_new(lo, "backward", json_boolean(v->backward[i]));
         json_object_set_new(lo, "lr_mult", json_real(l->lr_mult));
+        const layer_plan *lp = &v->plan.layers[i];
+        json_object_set_new(lo, "fused_into", lp->fused_into >= 0
+                                                  ? json_string(g->layers[lp->fused_into].name)
+                                                  : json_null());
+        json_object_set_new(lo, "epilogue", lp->fused_act >= 0
+                                                ? json_string(g->layers[lp->fused_act].name)
+                                                : json_null());
         json_t *load = json_array(), *init = json_array();
         for (int j = 0; j < l->nparams; j++)
             json_array_append_new(l->params[j].in_checkpoint ? load : init,
@@ -104,6 +116,15 @@ static json_t *plan_json(const plan_view *v)
     json_object_set_new(fc, "used", json_boolean(v->cache));
     json_object_set_new(fc, "reason", json_string(v->cache_reason));
     json_object_set_new(o, "feature_cache", fc);
+    json_t *groups = json_array();
+    for (int i = 0; i < g->nlayers; i++)
+        if (v->plan.layers[i].fused_act >= 0) {
+            json_t *grp = json_array();
+            json_array_append_new(grp, json_string(l_name(g, i)));
+            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_act)));
+            json_array_append_new(groups, grp);
+        }
+    json_object_set_new(o, "fused_groups", groups);
     plan_extend_json(o, v);
     return o;
 }
@@ -116,8 +137,8 @@ static void plan_table(const plan_view *v)
     shape_format(g->input, s, sizeof s);
     printf("recipe %s (%s)\ninput %s\ncheckpoint %s\n\n", r->name, r->file, s,
            r->transfer.from ? r->transfer.from : "none (every tensor is initialised)");
-    printf("%3s  %-24s %-14s %-16s %10s  %-9s %-8s %7s  %s\n", "#", "layer", "type", "output",
-           "params", "state", "backward", "lr_mult", "weights");
+    printf("%3s  %-24s %-14s %-16s %10s  %-9s %-8s %7s  %-16s %s\n", "#", "layer", "type",
+           "output", "params", "state", "backward", "lr_mult", "weights", "kernel");
     for (int i = 0; i < g->nlayers; i++) {
         const layer *l = &g->layers[i];
         shape_format(l->out, s, sizeof s);
@@ -129,10 +150,22 @@ static void plan_table(const plan_view *v)
         else if (!loaded) snprintf(w, sizeof w, l->fresh ? "init (new head)" : "init");
         else snprintf(w, sizeof w, "load %d/%d", loaded, l->nparams);
         const char *state = l->frozen ? "frozen" : layer_param_count(l) ? "trainable" : "-";
-        printf("%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %s\n", i, l->name,
-               layer_type_name(l->type), s, layer_param_count(l), state,
-               v->backward[i] ? "yes" : "no", (double)l->lr_mult, w);
+        const layer_plan *lp = &v->plan.layers[i];
+        char k[96] = "";
+        if (lp->fused_act >= 0) snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
+        else if (lp->fused_into >= 0) snprintf(k, sizeof k, "in %s", g->layers[lp->fused_into].name);
+        char line[512];
+        int len = snprintf(line, sizeof line, "%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
+                           i, l->name, layer_type_name(l->type), s, layer_param_count(l), state,
+                           v->backward[i] ? "yes" : "no", (double)l->lr_mult, w, k);
+        while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
+        puts(line);
     }
+    int nf = 0;
+    for (int i = 0; i < g->nlayers; i++) nf += v->plan.layers[i].fused_act >= 0;
+    printf("\nfused: %d activation%s run%s as the epilogue of the layer before (kernel column; "
+           "GRAFT_FUSE=0 turns fusion off)\n",
+           nf, nf == 1 ? "" : "s", nf == 1 ? "s" : "");
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));
     printf("feature cache: %s: %s\n", v->cache ? "used" : "not used", v->cache_reason);

@@ -57,6 +57,11 @@ typedef struct layer_plan {
     bool need_dx[LAYER_MAX_INPUTS];
     bool bn_batch_stats; /* batchnorm in training mode */
     bool keeps_output; /* its output stays alive for some backward */
+    /* Fusion: an activation layer right after a conv2d, dense or batchnorm that is its only reader runs
+     * as that layer's epilogue (the producer writes act(out); its backward applies act' from that
+     * output). The activation becomes a view of the producer's output and launches nothing. */
+    int fused_act;     /* producers: index of the activation they apply, or -1 */
+    int fused_into;    /* fused activations: index of their producer, or -1 */
 } layer_plan;
 
 typedef struct plan_memory {
@@ -94,6 +99,8 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
                           int optimizer_kind, bool l2sp, int first, int max_batch, graph_plan *out,
                           graft_error *e);
 void plan_free(graph_plan *p);
+/* The epilogue a layer's kernels apply (none unless the plan fused an activation into it). */
+epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
 
 /* ---- pipelines ---- */
 typedef struct pipeline pipeline;

@@ -120,15 +120,21 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
     case GRAFT_LAYER_CONV2D: {
         conv2d_desc d;
         plan_conv_desc(l, &d);
+        d.epi = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
         s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
         break;
     }
     case GRAFT_LAYER_DENSE:
+    {
+        epilogue ep = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
         s = dense_op_init(ctx, &pl->op.dense, (int)shape_size(l->in), l->units, l->bias, e);
+        if (!s) s = dense_op_set_epilogue(ctx, &pl->op.dense, &ep, e);
         break;
+    }
     case GRAFT_LAYER_BATCHNORM: {
         int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1;
-        s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, e);
+        epilogue ep = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
+        s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, &ep, e);
         break;
     }
     case GRAFT_LAYER_MAXPOOL:
@@ -152,7 +158,7 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         s = dropout_op_init(ctx, &pl->op.drop, shape_size(l->out), l->rate, e);
         break;
     default:
-        if (!is_act(l->type)) return GRAFT_OK;
+        if (!is_act(l->type) || p->plan.layers[pl - p->layers].fused_into >= 0) return GRAFT_OK;
         s = act_op_init(ctx, &pl->op.act, act_of(l->type), shape_size(l->out), l->slope, e);
         break;
     }
@@ -382,6 +388,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i);
+        if (lp->fused_into >= 0) continue; /* its producer wrote it */
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
@@ -467,32 +474,31 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         player *pl = &p->layers[i];
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
-        if (!lp->backward) continue;
+        if (!lp->backward || lp->fused_into >= 0) continue;
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i), dy = DY(p, i);
         bool acc = false;
         cl_mem dx = lp->need_dx[0] ? dx_target(p, i, 0, &acc) : NULL;
         prof_set_label(ctx, "%s.bwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            if (dx) s = conv2d_bwd_data(ctx, &pl->op.conv, n, dy, P(pl, ".weight"), dx,
-                                        p->workspace, e);
-            if (!s && lp->trains)
-                s = conv2d_bwd_weight(ctx, &pl->op.conv, n, x, dy, G(pl, ".weight"),
-                                      G(pl, ".bias"), p->workspace, e);
+            s = conv2d_bwd(ctx, &pl->op.conv, n, x, y, dy, P(pl, ".weight"), dx,
+                           lp->trains ? G(pl, ".weight") : NULL, lp->trains ? G(pl, ".bias") : NULL,
+                           p->workspace, e);
             break;
         case GRAFT_LAYER_DENSE:
-            if (dx) s = dense_bwd_data(ctx, &pl->op.dense, n, dy, P(pl, ".weight"), dx, e);
+            s = dense_epi_grad(ctx, &pl->op.dense, n, dy, y, e);
+            if (!s && dx) s = dense_bwd_data(ctx, &pl->op.dense, n, dy, P(pl, ".weight"), dx, e);
             if (!s && lp->trains)
                 s = dense_bwd_weight(ctx, &pl->op.dense, n, x, dy, G(pl, ".weight"),
                                      G(pl, ".bias"), e);
             break;
         case GRAFT_LAYER_BATCHNORM:
             if (lp->bn_batch_stats)
-                s = batchnorm_bwd(ctx, &pl->op.bn, n, x, dy, P(pl, ".weight"), pl->save_mean,
+                s = batchnorm_bwd(ctx, &pl->op.bn, n, x, y, dy, P(pl, ".weight"), pl->save_mean,
                                   pl->save_invstd, dx, lp->trains ? G(pl, ".weight") : NULL,
                                   lp->trains ? G(pl, ".bias") : NULL, e);
             else
-                s = batchnorm_bwd_eval(ctx, &pl->op.bn, n, x, dy, P(pl, ".weight"),
+                s = batchnorm_bwd_eval(ctx, &pl->op.bn, n, x, y, dy, P(pl, ".weight"),
                                        P(pl, ".running_mean"), P(pl, ".running_var"), dx,
                                        lp->trains ? G(pl, ".weight") : NULL,
                                        lp->trains ? G(pl, ".bias") : NULL, e);

@@ -37,10 +37,60 @@ void plan_conv_desc(const layer *l, conv2d_desc *d)
     conv_desc_of(l, d);
 }
 
-/* Is layer i's output passed through unchanged (a view) by this pipeline? */
-static bool is_view(const layer *l, bool training)
+/* Is layer i's output passed through unchanged (a view) by this pipeline? A fused activation is
+ * one too: its producer already wrote the activated values. */
+static bool is_view(const layer *l, const layer_plan *lp, bool training)
 {
-    return l->type == GRAFT_LAYER_FLATTEN || (l->type == GRAFT_LAYER_DROPOUT && !training);
+    return l->type == GRAFT_LAYER_FLATTEN || (l->type == GRAFT_LAYER_DROPOUT && !training) ||
+           lp->fused_into >= 0;
+}
+
+/* act_kind + 1 for an activation whose derivative can be taken from its output (what a fused
+ * backward has), else 0. gelu needs its input; leaky_relu only with a positive slope (then
+ * y > 0 exactly when x > 0). */
+static int epilogue_kind(const layer *l)
+{
+    switch (l->type) {
+    case GRAFT_LAYER_RELU: return ACT_RELU + 1;
+    case GRAFT_LAYER_RELU6: return ACT_RELU6 + 1;
+    case GRAFT_LAYER_LEAKY_RELU: return l->slope > 0.0f ? ACT_LEAKY_RELU + 1 : 0;
+    case GRAFT_LAYER_SIGMOID: return ACT_SIGMOID + 1;
+    case GRAFT_LAYER_TANH: return ACT_TANH + 1;
+    default: return 0;
+    }
+}
+
+epilogue plan_epilogue(const graph *g, const graph_plan *p, int i)
+{
+    epilogue ep = {0};
+    if (i < 0 || i >= p->nlayers || p->layers[i].fused_act < 0) return ep;
+    const layer *a = &g->layers[p->layers[i].fused_act];
+    ep.kind = epilogue_kind(a);
+    ep.slope = a->slope;
+    return ep;
+}
+
+/* GRAFT_FUSE=0 turns fusion off (to compare fused and unfused pipelines). */
+static bool fusion_enabled(void)
+{
+    const char *v = getenv("GRAFT_FUSE");
+    return !(v && strcmp(v, "0") == 0);
+}
+
+static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_plan *p)
+{
+    for (int i = 0; i < g->nlayers; i++) p->layers[i].fused_act = p->layers[i].fused_into = -1;
+    if (!fusion_enabled()) return;
+    for (int i = first; i + 1 < g->nlayers; i++) {
+        const layer *l = &g->layers[i], *a = &g->layers[i + 1];
+        if (l->type != GRAFT_LAYER_CONV2D && l->type != GRAFT_LAYER_BATCHNORM &&
+            l->type != GRAFT_LAYER_DENSE)
+            continue;
+        if (!epilogue_kind(a) || a->ninputs != 1 || a->inputs[0] != i || nconsumers[i] != 1)
+            continue;
+        p->layers[i].fused_act = i + 1;
+        p->layers[i + 1].fused_into = i;
+    }
 }
 
 static void cache_check(const graph *g, bool training, bool bn_train, bool augment, graph_plan *p)
@@ -100,6 +150,7 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
             nconsumers[in < first ? nl : in]++;
         }
     }
+    plan_fusion(g, first, nconsumers, p);
 
     /* output tensors, aliased through views when the viewed tensor has no other reader */
     int nt = 1;
@@ -108,7 +159,7 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
         const layer *l = &g->layers[i];
         int in = l->inputs[0];
         int src = in < first ? 0 : p->y_tensor[in];
-        if (is_view(l, training) && nconsumers[in < first ? nl : in] == 1) {
+        if (is_view(l, &p->layers[i], training) && nconsumers[in < first ? nl : in] == 1) {
             p->y_tensor[i] = src;
         } else {
             p->y_tensor[i] = nt;
@@ -145,7 +196,7 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
         const layer *l = &g->layers[i];
         if (!p->layers[i].backward) continue;
         int in = l->inputs[0];
-        bool alias = is_view(l, training) && in >= first && p->y_tensor[i] == p->y_tensor[in] &&
+        bool alias = is_view(l, &p->layers[i], training) && in >= first && p->y_tensor[i] == p->y_tensor[in] &&
                      p->layers[in].backward;
         if (alias) continue; /* resolved below, after the input's DY exists */
         p->dy_tensor[i] = nt;
@@ -172,7 +223,7 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
         const layer *l = &g->layers[i];
         layer_plan *lp = &p->layers[i];
         if (!lp->backward) continue;
-        bool view_alias = is_view(l, training) && p->dy_tensor[i] == p->dy_tensor[l->inputs[0]];
+        bool view_alias = is_view(l, &p->layers[i], training) && p->dy_tensor[i] == p->dy_tensor[l->inputs[0]];
         for (int q = 0; q < l->ninputs; q++) {
             if (!lp->need_dx[q]) continue;
             int t = p->dy_tensor[l->inputs[q]];

@@ -83,3 +83,15 @@ graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
     size_t g = (size_t)total, l = 64;
     return launch(ctx, op->bwd, 1, &g, &l, NULL, e);
 }
+
+void epilogue_options(const epilogue *ep, char *buf, size_t n)
+{
+    if (!ep || !ep->kind) {
+        if (n) buf[0] = '\0';
+        return;
+    }
+    if (ep->kind == ACT_LEAKY_RELU + 1)
+        snprintf(buf, n, " -DEPI=%d -DEPI_SLOPE=%.9ef", ep->kind, (double)ep->slope);
+    else
+        snprintf(buf, n, " -DEPI=%d", ep->kind);
+}

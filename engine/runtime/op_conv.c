@@ -52,11 +52,24 @@ static conv_dims dims_of(const conv2d_desc *d, int n)
 
 static void conv_options(const conv2d_desc *d, char *buf, size_t n)
 {
+    char eo[96];
+    epilogue_options(&d->epi, eo, sizeof eo);
     snprintf(buf, n,
              "-DCI=%d -DHI=%d -DWI=%d -DCO=%d -DHO=%d -DWO=%d -DKH=%d -DKW=%d -DSH=%d -DSW=%d "
-             "-DPH=%d -DPW=%d -DHAS_BIAS=%d",
+             "-DPH=%d -DPW=%d -DHAS_BIAS=%d%s",
              d->c, d->h, d->w, d->o, d->oh, d->ow, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw,
-             d->bias ? 1 : 0);
+             d->bias ? 1 : 0, eo);
+}
+
+/* bias.cl's kernels for this layer's output [n, O, P], with the epilogue. */
+static graft_status bias_kernel(graft_context *ctx, const conv2d_desc *d, const char *name,
+                                cl_kernel *k, graft_error *e)
+{
+    char opts[192], eo[96];
+    epilogue_options(&d->epi, eo, sizeof eo);
+    snprintf(opts, sizeof opts, "-DC=%d -DHW=%d -DHAS_BIAS=%d%s", d->o, d->oh * d->ow,
+             d->bias ? 1 : 0, eo);
+    return kernel_get(ctx, "bias", opts, name, k, e);
 }
 
 static graft_status conv_kernel(graft_context *ctx, const conv2d_desc *d, const char *name,
@@ -91,16 +104,17 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
     if ((s = conv_kernel(ctx, &op->d, "conv2d_im2col", &op->im2col, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_col2im", &op->col2im, e)))
         return s;
-    if (d->bias) {
-        char opts[128];
-        snprintf(opts, sizeof opts, "-DC=%d -DHW=%d", op->d.o, op->d.oh * op->d.ow);
-        if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
-            (s = kernel_get(ctx, "bias", opts, "bias_bwd", &op->bias_bwd, e)))
+    if (d->bias || d->epi.kind) {
+        if ((s = bias_kernel(ctx, &op->d, "bias_fwd", &op->bias_fwd, e)) ||
+            (s = bias_kernel(ctx, &op->d, "bias_bwd", &op->bias_bwd, e)))
             return s;
     }
+    if (d->epi.kind && (s = bias_kernel(ctx, &op->d, "epi_grad_inplace", &op->epi_grad, e)))
+        return s;
     cl_kernel k;
     if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &k, e)) ||
-        (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &k, e)))
+        (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &k, e)) ||
+        (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &k, e)))
         return s;
     return GRAFT_OK;
 }
@@ -137,18 +151,30 @@ static graft_status im2col(graft_context *ctx, conv2d_op *op, int n, cl_mem x, c
     return run1d(ctx, k, (size_t)op->d.oh * op->d.c * n, e);
 }
 
-/* dy [n, O, P] -> ws at offset colsz, laid out [O, n*P] */
+static graft_status col2im(graft_context *ctx, conv2d_op *op, int n, cl_mem ws, cl_mem dx,
+                           graft_error *e)
+{
+    cl_kernel k = op->col2im;
+    clSetKernelArg(k, 0, sizeof ws, &ws);
+    clSetKernelArg(k, 1, sizeof dx, &dx);
+    clSetKernelArg(k, 2, sizeof n, &n);
+    return run1d(ctx, k, (size_t)op->d.h * op->d.c * n, e);
+}
+
+/* dy [n, O, P] -> ws at offset colsz, laid out [O, n*P], through the epilogue's derivative (from
+ * the output y) when there is one */
 static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, int n, cl_mem dy,
-                         cl_mem ws, graft_error *e)
+                         cl_mem y, cl_mem ws, graft_error *e)
 {
     cl_kernel k;
     graft_status st = conv_kernel(ctx, &op->d, "conv2d_pack", &k, e);
     if (st) return st;
     cl_long off = (cl_long)s->colsz;
     clSetKernelArg(k, 0, sizeof dy, &dy);
-    clSetKernelArg(k, 1, sizeof ws, &ws);
-    clSetKernelArg(k, 2, sizeof off, &off);
-    clSetKernelArg(k, 3, sizeof n, &n);
+    clSetKernelArg(k, 1, sizeof y, &y);
+    clSetKernelArg(k, 2, sizeof ws, &ws);
+    clSetKernelArg(k, 3, sizeof off, &off);
+    clSetKernelArg(k, 4, sizeof n, &n);
     return run1d(ctx, k, (size_t)op->d.o * n, e);
 }
 
@@ -187,7 +213,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                            bm, boff, ldb, 0.0f, y, ((size_t)i * d->o + g * s.og) * s.p, s.p, e)))
                 return st;
         }
-    if (d->bias) {
+    if (d->bias || d->epi.kind) {
         cl_kernel k = op->bias_fwd;
         clSetKernelArg(k, 0, sizeof y, &y);
         clSetKernelArg(k, 1, sizeof b, &b);
@@ -197,21 +223,58 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     return GRAFT_OK;
 }
 
-graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem w,
-                             cl_mem dx, cl_mem ws, graft_error *e)
+/* Backward of a batch: dx, dw and db as asked (each may be NULL). The batched form packs dy once
+ * for both products (and the bias gradient), applying the epilogue's derivative in the pack; the
+ * per-sample form first turns dy into the raw output's gradient in place when there is an
+ * epilogue (dy is the fused activation's gradient, which nothing else reads afterwards). */
+graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
+                        cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
 {
-    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_bwd_data: batch count %d", n);
+    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_bwd: batch count %d", n);
     const conv2d_desc *d = &op->d;
+    if (d->epi.kind && !y)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_bwd: fused backward without its output");
+    if (!d->bias) db = NULL;
+    if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (use_batched(d)) {
-        if ((st = pack(ctx, op, &s, n, dy, ws, e))) return st;
+        if ((st = pack(ctx, op, &s, n, dy, y, ws, e))) return st;
+        if (dw) {
+            if ((st = im2col(ctx, op, n, x, ws, e))) return st;
+            for (int g = 0; g < d->groups; g++)
+                if ((st = gemm(ctx, false, true, s.og, s.cgkk, s.np, 1.0f, ws,
+                               s.colsz + g * s.og * s.np, s.np, ws, g * s.cgkk * s.np, s.np, 0.0f,
+                               dw, g * s.og * s.cgkk, s.cgkk, e)))
+                    return st;
+        }
+        if (db) {
+            cl_kernel k;
+            if ((st = conv_kernel(ctx, d, "conv2d_bias_packed", &k, e))) return st;
+            cl_long off = (cl_long)s.colsz;
+            clSetKernelArg(k, 0, sizeof ws, &ws);
+            clSetKernelArg(k, 1, sizeof off, &off);
+            clSetKernelArg(k, 2, sizeof db, &db);
+            clSetKernelArg(k, 3, sizeof n, &n);
+            size_t g = (size_t)d->o, l = 16;
+            if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
+        }
+        if (!dx) return GRAFT_OK;
         for (int g = 0; g < d->groups; g++)
             if ((st = gemm(ctx, true, false, s.cgkk, s.np, s.og, 1.0f, w, g * s.og * s.cgkk, s.cgkk,
                            ws, s.colsz + g * s.og * s.np, s.np, 0.0f, ws, g * s.cgkk * s.np, s.np,
                            e)))
                 return st;
-    } else {
+        return col2im(ctx, op, n, ws, dx, e);
+    }
+    if (d->epi.kind) {
+        cl_kernel k = op->epi_grad;
+        clSetKernelArg(k, 0, sizeof dy, &dy);
+        clSetKernelArg(k, 1, sizeof y, &y);
+        clSetKernelArg(k, 2, sizeof n, &n);
+        if ((st = run1d(ctx, k, (size_t)d->o * n, e))) return st;
+    }
+    if (dx) {
         for (int i = 0; i < n; i++)
             for (int g = 0; g < d->groups; g++) {
                 cl_mem cm = s.identity ? dx : ws;
@@ -223,31 +286,9 @@ graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy
                                ldc, e)))
                     return st;
             }
-        if (s.identity) return GRAFT_OK;
+        if (!s.identity && (st = col2im(ctx, op, n, ws, dx, e))) return st;
     }
-    cl_kernel k = op->col2im;
-    clSetKernelArg(k, 0, sizeof ws, &ws);
-    clSetKernelArg(k, 1, sizeof dx, &dx);
-    clSetKernelArg(k, 2, sizeof n, &n);
-    return run1d(ctx, k, (size_t)d->h * d->c * n, e);
-}
-
-graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
-                               cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
-{
-    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_bwd_weight: batch count %d", n);
-    const conv2d_desc *d = &op->d;
-    conv_dims s = dims_of(d, n);
-    graft_status st;
-    if (dw && use_batched(d)) {
-        if ((st = im2col(ctx, op, n, x, ws, e)) || (st = pack(ctx, op, &s, n, dy, ws, e)))
-            return st;
-        for (int g = 0; g < d->groups; g++)
-            if ((st = gemm(ctx, false, true, s.og, s.cgkk, s.np, 1.0f, ws,
-                           s.colsz + g * s.og * s.np, s.np, ws, g * s.cgkk * s.np, s.np, 0.0f, dw,
-                           g * s.og * s.cgkk, s.cgkk, e)))
-                return st;
-    } else if (dw) {
+    if (dw) {
         if (!s.identity && (st = im2col(ctx, op, n, x, ws, e))) return st;
         for (int i = 0; i < n; i++)
             for (int g = 0; g < d->groups; g++) {
@@ -261,7 +302,7 @@ graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem 
                     return st;
             }
     }
-    if (d->bias && db) {
+    if (db) {
         cl_kernel k = op->bias_bwd;
         clSetKernelArg(k, 0, sizeof dy, &dy);
         clSetKernelArg(k, 1, sizeof db, &db);
@@ -270,4 +311,16 @@ graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem 
         if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
     }
     return GRAFT_OK;
+}
+
+graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem w,
+                             cl_mem dx, cl_mem ws, graft_error *e)
+{
+    return conv2d_bwd(ctx, op, n, NULL, NULL, dy, w, dx, NULL, NULL, ws, e);
+}
+
+graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
+                               cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
+{
+    return conv2d_bwd(ctx, op, n, x, NULL, dy, NULL, NULL, dw, db, ws, e);
 }

@@ -25,6 +25,33 @@ graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bo
     return GRAFT_OK;
 }
 
+graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilogue *epi,
+                                   graft_error *e)
+{
+    op->epi = *epi;
+    if (!epi->kind) return GRAFT_OK;
+    char opts[160], eo[96];
+    epilogue_options(epi, eo, sizeof eo);
+    snprintf(opts, sizeof opts, "-DC=%d -DHW=1 -DHAS_BIAS=%d%s", op->out, op->bias ? 1 : 0, eo);
+    graft_status s;
+    if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
+        (s = kernel_get(ctx, "bias", opts, "epi_grad_inplace", &op->epi_grad, e)))
+        return s;
+    return GRAFT_OK;
+}
+
+graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
+                            graft_error *e)
+{
+    if (!op->epi.kind) return GRAFT_OK;
+    cl_kernel k = op->epi_grad;
+    clSetKernelArg(k, 0, sizeof dy, &dy);
+    clSetKernelArg(k, 1, sizeof y, &y);
+    clSetKernelArg(k, 2, sizeof n, &n);
+    size_t items = (size_t)n * op->out, l = 16;
+    return launch(ctx, k, 1, &items, &l, NULL, e);
+}
+
 void dense_op_free(dense_op *op)
 {
     if (op) memset(op, 0, sizeof *op); /* the kernels are the context's */
@@ -47,7 +74,7 @@ graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem
     size_t in = (size_t)op->in, out = (size_t)op->out;
     graft_status s =
         gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y, 0, out, e);
-    if (s || !op->bias) return s;
+    if (s || (!op->bias && !op->epi.kind)) return s;
     return bias_launch(ctx, op->bias_fwd, y, b, n, (size_t)n * out, e);
 }
 

@@ -14,8 +14,9 @@ graft_status xent_op_init(graft_context *ctx, xent_op *op, int k, float smoothin
                        "cross-entropy: label smoothing must be in [0, 1], got %g", (double)smoothing);
     op->k = k;
     op->smoothing = smoothing;
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DK=%d -DSMOOTH=%.9ef", k, (double)smoothing);
+    op->lsz = group_local_size(ctx, k);
+    char opts[128];
+    snprintf(opts, sizeof opts, "-DK=%d -DSMOOTH=%.9ef -DLSZ=%d", k, (double)smoothing, op->lsz);
     return kernel_create(ctx, "loss", opts, "xent_fwd_bwd", &op->fwd_bwd, e);
 }
 
@@ -41,6 +42,6 @@ graft_status xent_fwd_bwd(graft_context *ctx, xent_op *op, int n, cl_mem logits,
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof correct, &correct);
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof dlogits, &dlogits);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
-    size_t g = (size_t)n, l = 64;
+    size_t l = (size_t)op->lsz, g = (size_t)n * l; /* a group per sample */
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }

@@ -1,11 +1,45 @@
-/* op_norm.c — host side of batch normalisation (cl/norm.cl): builds the four kernels for one
- * (C, HW, eps, momentum) and enqueues them with the batch count n as a runtime argument. */
+/* op_norm.c — host side of batch normalisation (cl/norm.cl): builds the kernels for one
+ * (C, HW, eps, momentum, epilogue) and enqueues them with the batch count n as a runtime argument.
+ * Statistics and gradient sums are parallel over planes (sample, channel) with a per-channel
+ * combine in between: three launches each way, none of them one work-group walking a channel. */
 #include "ops.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+
+static const char *const BN_KERNELS[] = {"bn_stats_partial", "bn_stats_finalize", "bn_apply",
+                                         "bn_grad_partial",  "bn_grad_finalize",  "bn_grad_apply"};
+
+int group_local_size(const graft_context *ctx, long row)
+{
+    const char *force = getenv("GRAFT_PLANE_LSZ"); /* tests: 1 or a power of two up to 256 */
+    if (force && *force) {
+        int f = atoi(force);
+        if (f >= 1 && f <= 256 && !(f & (f - 1))) return f;
+    }
+    if (ctx->info.type == GRAFT_DEVICE_CPU) return 1;
+    int l = 1;
+    size_t lim = ctx->info.max_work_group_size ? ctx->info.max_work_group_size : 64;
+    while (l < 256 && (size_t)l * 2 <= lim && l < row) l *= 2;
+    return l;
+}
+
+static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_error *e);
+
+/* Zeros written from the host once per buffer. Every float of the partials is written by a kernel
+ * before it is read, but Oclgrind's uninitialised-value checker only counts host writes as
+ * initialising a buffer across launches (a clEnqueueFillBuffer did not either). */
+static graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t count, graft_error *e)
+{
+    float *z = calloc(count, sizeof *z);
+    if (!z) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    graft_status s = buffer_write(ctx, m, 0, z, count * sizeof *z, e);
+    free(z);
+    return s;
+}
 
 graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int hw, float momentum,
-                               float eps, graft_error *e)
+                               float eps, const epilogue *epi, graft_error *e)
 {
     *op = (batchnorm_op){0};
     if (c <= 0 || hw <= 0 || (long)c * hw > 0x7fffffffL)
@@ -18,145 +52,172 @@ graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int 
     op->hw = hw;
     op->momentum = momentum;
     op->eps = eps;
-    char opts[256];
-    snprintf(opts, sizeof opts, "-DC=%d -DHW=%d -DEPS=%.9ef -DMOMENTUM=%.9ef", c, hw, (double)eps,
-             (double)momentum);
-    graft_status s;
-    if ((s = kernel_create(ctx, "norm", opts, "bn_fwd_train", &op->fwd_train, e)) ||
-        (s = kernel_create(ctx, "norm", opts, "bn_fwd_eval", &op->fwd_eval, e)) ||
-        (s = kernel_create(ctx, "norm", opts, "bn_bwd_train", &op->bwd, e)) ||
-        (s = kernel_create(ctx, "norm", opts, "bn_bwd_eval", &op->bwd_eval, e))) {
-        batchnorm_op_free(op);
-        return s;
-    }
-    return GRAFT_OK;
+    op->lsz = group_local_size(ctx, hw);
+    op->epi = epi ? *epi : (epilogue){0};
+    char opts[384], eo[96];
+    epilogue_options(&op->epi, eo, sizeof eo);
+    snprintf(opts, sizeof opts, "-DC=%d -DHW=%d -DEPS=%.9ef -DMOMENTUM=%.9ef -DLSZ=%d%s", c, hw,
+             (double)eps, (double)momentum, op->lsz, eo);
+    graft_status s = GRAFT_OK;
+    for (int i = 0; i < BN_NKERNELS && !s; i++)
+        s = kernel_create(ctx, "norm", opts, BN_KERNELS[i], &op->k[i], e);
+    if (!s) s = buffer_create(ctx, 2 * (size_t)c * sizeof(float), &op->sums, e);
+    if (!s) s = zero_from_host(ctx, op->sums, 2 * (size_t)c, e);
+    if (s) batchnorm_op_free(op);
+    return s;
 }
 
 void batchnorm_op_free(batchnorm_op *op)
 {
-    cl_kernel *ks[] = {&op->fwd_train, &op->fwd_eval, &op->bwd, &op->bwd_eval};
-    for (size_t i = 0; i < ARRAY_LEN(ks); i++)
-        if (*ks[i]) {
-            clReleaseKernel(*ks[i]);
-            *ks[i] = NULL;
-        }
+    for (int i = 0; i < BN_NKERNELS; i++)
+        if (op->k[i]) clReleaseKernel(op->k[i]);
+    if (op->part) clReleaseMemObject(op->part);
+    if (op->sums) clReleaseMemObject(op->sums);
+    *op = (batchnorm_op){0};
 }
 
-/* Work-group size for the per-channel reductions: a power of two (the tree reduction needs it)
- * within the kernel's and the device's limits, at most 256 and no larger than the number of
- * values per channel, so a dense layer's BN (hw = 1, small n) does not idle hundreds of items. */
-static size_t reduce_local_size(graft_context *ctx, cl_kernel k, long per_channel)
-{
-    size_t kmax = 0;
-    if (clGetKernelWorkGroupInfo(k, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kmax, &kmax,
-                                 NULL) != CL_SUCCESS ||
-        kmax == 0)
-        kmax = 64;
-    size_t lim = 256;
-    if (ctx->info.max_work_group_size && ctx->info.max_work_group_size < lim)
-        lim = ctx->info.max_work_group_size;
-    if (kmax < lim) lim = kmax;
-    size_t l = 1;
-    while (l * 2 <= lim && (long)l < per_channel) l *= 2;
-    return l;
-}
-
-#define ARG(i, v)                                                                                  \
+#define ARG(k, i, v)                                                                               \
     do {                                                                                           \
-        cl_int rc_ = clSetKernelArg(k, (i), sizeof(v), &(v));                                      \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-#define LOCAL_ARG(i, bytes)                                                                        \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg(k, (i), (bytes), NULL);                                        \
+        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
         if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
     } while (0)
 
-static graft_status check_n(const batchnorm_op *op, int n, graft_error *e)
+/* Checks n and makes the partials buffer hold a batch of n (grown on the first larger batch). */
+static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_error *e)
 {
-    if (!op->fwd_train) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: op not initialised");
+    if (!op->k[0]) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: op not initialised");
     if (n <= 0 || (long)n * op->c * op->hw > 0x7fffffffL)
         return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: bad batch count %d", n);
-    return GRAFT_OK;
+    if (n <= op->part_n) return GRAFT_OK;
+    if (op->part) clReleaseMemObject(op->part);
+    op->part = NULL;
+    op->part_n = 0;
+    size_t count = 2 * (size_t)n * op->c;
+    graft_status s = buffer_create(ctx, count * sizeof(float), &op->part, e);
+    if (!s) s = zero_from_host(ctx, op->part, count, e);
+    if (!s) op->part_n = n;
+    return s;
+}
+
+static graft_status planes(graft_context *ctx, const batchnorm_op *op, cl_kernel k, int n,
+                           graft_error *e)
+{
+    size_t l = (size_t)op->lsz, g = (size_t)n * op->c * l;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
+static graft_status channels(graft_context *ctx, const batchnorm_op *op, cl_kernel k,
+                             graft_error *e)
+{
+    size_t l = 16, g = (size_t)op->c;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
+static graft_status apply(graft_context *ctx, batchnorm_op *op, int n, int is_var, cl_mem x,
+                          cl_mem gamma, cl_mem beta, cl_mem mean, cl_mem s2, cl_mem y,
+                          graft_error *e)
+{
+    cl_kernel k = op->k[BN_APPLY];
+    ARG(k, 0, n);
+    ARG(k, 1, is_var);
+    ARG(k, 2, x);
+    ARG(k, 3, gamma);
+    ARG(k, 4, beta);
+    ARG(k, 5, mean);
+    ARG(k, 6, s2);
+    ARG(k, 7, y);
+    return planes(ctx, op, k, n, e);
 }
 
 graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
                                  cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var,
                                  cl_mem save_mean, cl_mem save_invstd, cl_mem y, graft_error *e)
 {
-    graft_status s = check_n(op, n, e);
+    graft_status s = prepare(ctx, op, n, e);
     if (s) return s;
-    cl_kernel k = op->fwd_train;
-    size_t l = reduce_local_size(ctx, k, (long)n * op->hw), g = l * (size_t)op->c;
-    ARG(0, n);
-    ARG(1, x);
-    ARG(2, gamma);
-    ARG(3, beta);
-    ARG(4, run_mean);
-    ARG(5, run_var);
-    ARG(6, save_mean);
-    ARG(7, save_invstd);
-    ARG(8, y);
-    LOCAL_ARG(9, l * sizeof(float));
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    cl_kernel k = op->k[BN_STATS_PARTIAL];
+    ARG(k, 0, n);
+    ARG(k, 1, x);
+    ARG(k, 2, op->part);
+    if ((s = planes(ctx, op, k, n, e))) return s;
+    k = op->k[BN_STATS_FINALIZE];
+    ARG(k, 0, n);
+    ARG(k, 1, op->part);
+    ARG(k, 2, run_mean);
+    ARG(k, 3, run_var);
+    ARG(k, 4, save_mean);
+    ARG(k, 5, save_invstd);
+    if ((s = channels(ctx, op, k, e))) return s;
+    return apply(ctx, op, n, 0, x, gamma, beta, save_mean, save_invstd, y, e);
 }
 
 graft_status batchnorm_fwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem gamma,
                                 cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem y,
                                 graft_error *e)
 {
-    graft_status s = check_n(op, n, e);
+    graft_status s = prepare(ctx, op, n, e);
     if (s) return s;
-    cl_kernel k = op->fwd_eval;
-    ARG(0, n);
-    ARG(1, x);
-    ARG(2, gamma);
-    ARG(3, beta);
-    ARG(4, run_mean);
-    ARG(5, run_var);
-    ARG(6, y);
-    size_t g = (size_t)n * (size_t)op->c * (size_t)op->hw, l = 64;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    return apply(ctx, op, n, 1, x, gamma, beta, run_mean, run_var, y, e);
 }
 
-/* Shared by both backwards: the same argument layout, statistics a/b being (mean, invstd) in
- * training and (running mean, running var) in eval. */
-static graft_status bwd_launch(graft_context *ctx, batchnorm_op *op, cl_kernel k, int n, cl_mem x,
-                               cl_mem dy, cl_mem gamma, cl_mem a, cl_mem b, cl_mem dx,
-                               cl_mem dgamma, cl_mem dbeta, graft_error *e)
+/* Both backwards: statistics a/b are (mean, invstd) in training and (running mean, running var)
+ * in eval. y is the layer's (fused) output, read only when the op has an epilogue. */
+static graft_status bwd(graft_context *ctx, batchnorm_op *op, int n, int train, cl_mem x, cl_mem y,
+                        cl_mem dy, cl_mem gamma, cl_mem a, cl_mem b, cl_mem dx, cl_mem dgamma,
+                        cl_mem dbeta, graft_error *e)
 {
-    graft_status s = check_n(op, n, e);
+    graft_status s = prepare(ctx, op, n, e);
     if (s) return s;
-    const int flags = (dx ? 1 : 0) | (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
-    if (!flags) return GRAFT_OK;
-    size_t l = reduce_local_size(ctx, k, (long)n * op->hw), g = l * (size_t)op->c;
-    ARG(0, n);
-    ARG(1, flags);
-    ARG(2, x);
-    ARG(3, dy);
-    ARG(4, gamma);
-    ARG(5, a);
-    ARG(6, b);
-    ARG(7, dx); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
-    ARG(8, dgamma);
-    ARG(9, dbeta);
-    LOCAL_ARG(10, l * sizeof(float));
-    LOCAL_ARG(11, l * sizeof(float));
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    if (op->epi.kind && !y)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: fused backward without its output");
+    const int is_var = !train;
+    const int flags = (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
+    if (flags || (dx && train)) {
+        cl_kernel k = op->k[BN_GRAD_PARTIAL];
+        ARG(k, 0, n);
+        ARG(k, 1, is_var);
+        ARG(k, 2, x);
+        ARG(k, 3, y);
+        ARG(k, 4, dy);
+        ARG(k, 5, a);
+        ARG(k, 6, b);
+        ARG(k, 7, op->part);
+        if ((s = planes(ctx, op, k, n, e))) return s;
+        k = op->k[BN_GRAD_FINALIZE];
+        ARG(k, 0, n);
+        ARG(k, 1, flags);
+        ARG(k, 2, op->part);
+        ARG(k, 3, dgamma); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
+        ARG(k, 4, dbeta);
+        ARG(k, 5, op->sums);
+        if ((s = channels(ctx, op, k, e))) return s;
+    }
+    if (!dx) return GRAFT_OK;
+    cl_kernel k = op->k[BN_GRAD_APPLY];
+    ARG(k, 0, n);
+    ARG(k, 1, is_var);
+    ARG(k, 2, train);
+    ARG(k, 3, x);
+    ARG(k, 4, y);
+    ARG(k, 5, dy);
+    ARG(k, 6, gamma);
+    ARG(k, 7, a);
+    ARG(k, 8, b);
+    ARG(k, 9, op->sums);
+    ARG(k, 10, dx);
+    return planes(ctx, op, k, n, e);
 }
 
-graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
-                           cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
+graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y,
+                           cl_mem dy, cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
                            cl_mem dgamma, cl_mem dbeta, graft_error *e)
 {
-    return bwd_launch(ctx, op, op->bwd, n, x, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta,
-                      e);
+    return bwd(ctx, op, n, 1, x, y, dy, gamma, save_mean, save_invstd, dx, dgamma, dbeta, e);
 }
 
-graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
-                                cl_mem gamma, cl_mem run_mean, cl_mem run_var, cl_mem dx,
-                                cl_mem dgamma, cl_mem dbeta, graft_error *e)
+graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y,
+                                cl_mem dy, cl_mem gamma, cl_mem run_mean, cl_mem run_var,
+                                cl_mem dx, cl_mem dgamma, cl_mem dbeta, graft_error *e)
 {
-    return bwd_launch(ctx, op, op->bwd_eval, n, x, dy, gamma, run_mean, run_var, dx, dgamma, dbeta,
-                      e);
+    return bwd(ctx, op, n, 0, x, y, dy, gamma, run_mean, run_var, dx, dgamma, dbeta, e);
 }

@@ -11,6 +11,24 @@
 
 #include <stdbool.h>
 
+/* ---- fused epilogues: the activation layer after a conv2d, dense or batchnorm, applied by that
+ * producer as it writes its output (cl/epilogue.cl); its backward applies the activation's
+ * derivative, taken from that output, to the gradient as it reads it. The compiler decides
+ * (plan.c); the op only bakes the choice into its kernels. ---- */
+typedef struct epilogue {
+    int kind;    /* 0: none; else act_kind + 1 */
+    float slope; /* leaky_relu */
+} epilogue;
+/* Build options for the kernels (" -DEPI=k -DEPI_SLOPE=s", or "" for none). */
+void epilogue_options(const epilogue *ep, char *buf, size_t n);
+
+/* Work-items per group for kernels that give a work-group one row of `row` values to reduce
+ * (cl/reduce.cl's LSZ): 1 on CPU devices, where PoCL's per-work-item cost makes one work-item
+ * walking a contiguous row the fast form and a group of one needs no barrier; elsewhere a power of
+ * two up to 256 (and the device's limit) so neighbouring work-items read neighbouring floats.
+ * GRAFT_PLANE_LSZ=N forces N (tests run the GPU form on CPU devices with it). */
+int group_local_size(const graft_context *ctx, long row);
+
 /* Row-major SGEMM through CLBlast: C = alpha * op(A) * op(B) + beta * C; recorded for profiling. */
 graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
                   float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
@@ -24,15 +42,21 @@ typedef struct conv2d_desc {
     int groups;
     bool bias;
     int oh, ow;        /* output size (filled by conv2d_op_init) */
+    epilogue epi;      /* fused activation on the output */
 } conv2d_desc;
 typedef struct conv2d_op {
     conv2d_desc d;
-    cl_kernel im2col, col2im, bias_fwd, bias_bwd;
+    cl_kernel im2col, col2im, bias_fwd, bias_bwd, epi_grad;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                         cl_mem y, cl_mem ws, graft_error *e);
+/* dx, dw, db as asked (each may be NULL), packing dy once. y is the layer's output, read by a fused
+ * epilogue's derivative (NULL without one); with an epilogue, dy may be overwritten. */
+graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
+                        cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e);
+/* The two halves on their own (no epilogue). */
 graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem w,
                              cl_mem dx, cl_mem ws, graft_error *e);
 graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
@@ -43,9 +67,16 @@ void conv2d_op_free(conv2d_op *op);
 typedef struct dense_op {
     int in, out;
     bool bias;
-    cl_kernel bias_fwd, bias_bwd;
+    epilogue epi;
+    cl_kernel bias_fwd, bias_bwd, epi_grad;
 } dense_op;
 graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias, graft_error *e);
+/* A fused activation: dense_fwd applies it with the bias; before the backward, dense_epi_grad turns
+ * the activation's output gradient dy into this layer's, in place, from the output y. */
+graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilogue *epi,
+                                   graft_error *e);
+graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
+                            graft_error *e);
 graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                        cl_mem y, graft_error *e);
 graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,
@@ -58,25 +89,33 @@ void dense_op_free(dense_op *op);
  * train: batch statistics; saves mean and inverse std for backward; updates running statistics with
  * PyTorch's semantics (running = (1-m)*running + m*stat, running_var from the unbiased variance).
  * eval (and frozen): running statistics. */
+enum { BN_STATS_PARTIAL, BN_STATS_FINALIZE, BN_APPLY, BN_GRAD_PARTIAL, BN_GRAD_FINALIZE,
+       BN_GRAD_APPLY, BN_NKERNELS };
 typedef struct batchnorm_op {
-    int c, hw;
+    int c, hw, lsz;
     float momentum, eps;
-    cl_kernel fwd_train, fwd_eval, bwd, bwd_eval;
+    epilogue epi;
+    cl_kernel k[BN_NKERNELS];
+    cl_mem part; /* per-plane partial sums, 2 * c * part_n floats */
+    int part_n;
+    cl_mem sums; /* per-channel gradient sums, 2 * c floats */
 } batchnorm_op;
+/* epi may be NULL (no fused activation). */
 graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int hw, float momentum,
-                               float eps, graft_error *e);
+                               float eps, const epilogue *epi, graft_error *e);
 graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
                                  cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var,
                                  cl_mem save_mean, cl_mem save_invstd, cl_mem y, graft_error *e);
 graft_status batchnorm_fwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem gamma,
                                 cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem y,
                                 graft_error *e);
-/* dgamma/dbeta may be NULL (frozen affine); dx may be NULL (nothing below needs it). */
-graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
+/* dgamma/dbeta may be NULL (frozen affine); dx may be NULL (nothing below needs it). y is the
+ * layer's output (read only by a fused epilogue's derivative; may be NULL without one). */
+graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
                            cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
                            cl_mem dgamma, cl_mem dbeta, graft_error *e);
 /* Backward through eval-mode BN (running statistics are constants). */
-graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem dy,
+graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
                                 cl_mem gamma, cl_mem run_mean, cl_mem run_var, cl_mem dx,
                                 cl_mem dgamma, cl_mem dbeta, graft_error *e);
 void batchnorm_op_free(batchnorm_op *op);
@@ -147,7 +186,7 @@ graft_status concat_bwd(graft_context *ctx, int n, int cx, int cy, int c0, int h
  * logits [n, k], labels int [n]. loss_out[i] = per-sample loss; correct[i] = 1 if argmax = label.
  * dlogits = (softmax - smoothed one-hot) / n: the gradient of the mean loss. */
 typedef struct xent_op {
-    int k;
+    int k, lsz;
     float smoothing;
     cl_kernel fwd_bwd;
 } xent_op;

@@ -265,6 +265,47 @@ static void run_case(graft_context *ctx, const conv_case *k)
         }
     }
     conv2d_op_free(&op);
+
+    /* with a fused relu epilogue: the forward writes relu(conv), and the backward takes relu's
+     * output gradient, masked by the output the kernel wrote (so the reference uses that mask),
+     * dx/dw/db from one conv2d_bwd; dy may be overwritten (the per-sample path masks in place) */
+    d.epi = (epilogue){.kind = ACT_RELU + 1};
+    if (conv2d_op_init(ctx, &op, &d, &e)) {
+        CHECKF(0, "%s: conv2d_op_init with epilogue: %s", k->name, e.message);
+    } else {
+        cl_mem bdy2 = oc_buffer(ctx, dyf, ny);
+        ref_fwd(&s, x, w, b, y);
+        for (long i = 0; i < ny; i++) y[i] = y[i] > 0 ? y[i] : 0;
+        oc_poison(ctx, by, ny);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_fwd(ctx, &op, s.n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+        float *yg = oc_read(ctx, by, ny);
+        CHECK_CLOSE("fused relu: forward", yg, y, ny, tol);
+        double *dym = malloc(sizeof(double) * ny);
+        for (long i = 0; i < ny; i++) dym[i] = yg[i] > 0.0f ? dy[i] : 0.0;
+        ref_bwd(&s, x, w, dym, dx, dw, db);
+        oc_poison(ctx, bdx, nx);
+        oc_poison(ctx, bdw, nw);
+        oc_poison(ctx, bdb, nb);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_bwd(ctx, &op, s.n, bx, by, bdy2, bw, bdx, bdw, s.bias ? bdb : NULL, ws,
+                            err));
+        float *got = oc_read(ctx, bdx, nx);
+        CHECK_CLOSE("fused relu: backward data", got, dx, nx, tol);
+        free(got);
+        got = oc_read(ctx, bdw, nw);
+        CHECK_CLOSE("fused relu: backward weight", got, dw, nw, tol);
+        free(got);
+        if (s.bias) {
+            got = oc_read(ctx, bdb, nb);
+            CHECK_CLOSE("fused relu: backward bias", got, db, nb, tol);
+            free(got);
+        }
+        free(yg);
+        free(dym);
+        clReleaseMemObject(bdy2);
+        conv2d_op_free(&op);
+    }
     cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
     for (size_t i = 0; i < ARRAY_LEN(all); i++)
         clReleaseMemObject(all[i]);

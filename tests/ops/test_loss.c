@@ -176,7 +176,7 @@ int main(void)
         {32, 32, 10, 0.0f, 1e4, 0},   /* huge logits, no smoothing: right rows lose ~0 */
         {32, 32, 1000, 0.1f, 1e4, 0}, /* many classes, huge logits */
     };
-    static const xcase tiny[] = {{4, 3, 5, 0.1f, 3, 0}, {4, 4, 3, 0.1f, 1e4, 0}};
+    static const xcase tiny[] = {{4, 3, 5, 0.1f, 3, 0}, {4, 4, 3, 0.1f, 1e4, 0}, {4, 4, 7, 0.05f, 2, 1}};
     const xcase *cases = small ? tiny : full;
     size_t nc = small ? ARRAY_LEN(tiny) : ARRAY_LEN(full);
     for (size_t i = 0; i < nc; i++) run_case(ctx, &cases[i]);

@@ -184,7 +184,7 @@ static void run_case(graft_context *ctx, const bn_case *bc)
 
     graft_error e = {0};
     batchnorm_op op;
-    CHECK_OK(batchnorm_op_init(ctx, &op, c, hw, bc->momentum, bc->eps, err));
+    CHECK_OK(batchnorm_op_init(ctx, &op, c, hw, bc->momentum, bc->eps, NULL, err));
     cl_mem bx = oc_buffer(ctx, x, cap), bdy = oc_buffer(ctx, dy, cap), bg = oc_buffer(ctx, gamma, c),
            bb = oc_buffer(ctx, beta, c), brm = oc_buffer(ctx, rm, c), brv = oc_buffer(ctx, rv, c),
            bsm = oc_buffer(ctx, NULL, c), bsi = oc_buffer(ctx, NULL, c),
@@ -223,7 +223,7 @@ static void run_case(graft_context *ctx, const bn_case *bc)
     oc_poison(ctx, bdx, cap);
     oc_poison(ctx, bdg, c);
     oc_poison(ctx, bdb, c);
-    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, bdy, bg, bsm, bsi, bdx, bdg, bdb, err));
+    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, NULL, bdy, bg, bsm, bsi, bdx, bdg, bdb, err));
     got = oc_read(ctx, bdx, total);
     CHECK_CLOSE("train bwd dx", got, dxref, total, 1e-4);
     free(got);
@@ -234,14 +234,14 @@ static void run_case(graft_context *ctx, const bn_case *bc)
     CHECK_CLOSE("train bwd dbeta", got, db, c, 5e-5);
     free(got);
     oc_poison(ctx, bdx, cap);
-    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, bdy, bg, bsm, bsi, bdx, NULL, NULL, err));
+    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, NULL, bdy, bg, bsm, bsi, bdx, NULL, NULL, err));
     got = oc_read(ctx, bdx, total);
     CHECK_CLOSE("train bwd dx only (frozen affine)", got, dxref, total, 1e-4);
     free(got);
     oc_poison(ctx, bdg, c);
     oc_poison(ctx, bdb, c);
     oc_poison(ctx, bdx, cap);
-    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, bdy, bg, bsm, bsi, NULL, bdg, bdb, err));
+    CHECK_OK(batchnorm_bwd(ctx, &op, n, bx, NULL, bdy, bg, bsm, bsi, NULL, bdg, bdb, err));
     got = oc_read(ctx, bdg, c);
     CHECK_CLOSE("train bwd dgamma without dx", got, dg, c, 5e-5);
     free(got);
@@ -263,7 +263,7 @@ static void run_case(graft_context *ctx, const bn_case *bc)
     oc_poison(ctx, bdx, cap);
     oc_poison(ctx, bdg, c);
     oc_poison(ctx, bdb, c);
-    CHECK_OK(batchnorm_bwd_eval(ctx, &op, n, bx, bdy, bg, brm, brv, bdx, bdg, bdb, err));
+    CHECK_OK(batchnorm_bwd_eval(ctx, &op, n, bx, NULL, bdy, bg, brm, brv, bdx, bdg, bdb, err));
     got = oc_read(ctx, bdx, total);
     CHECK_CLOSE("eval bwd dx", got, dxref, total, 2e-5);
     free(got);
@@ -274,10 +274,73 @@ static void run_case(graft_context *ctx, const bn_case *bc)
     CHECK_CLOSE("eval bwd dbeta", got, db, c, 5e-5);
     free(got);
     oc_poison(ctx, bdx, cap);
-    CHECK_OK(batchnorm_bwd_eval(ctx, &op, n, bx, bdy, bg, brm, brv, bdx, NULL, NULL, err));
+    CHECK_OK(batchnorm_bwd_eval(ctx, &op, n, bx, NULL, bdy, bg, brm, brv, bdx, NULL, NULL, err));
     got = oc_read(ctx, bdx, total);
     CHECK_CLOSE("eval bwd dx only", got, dxref, total, 2e-5);
     free(got);
+
+    /* the same with a fused relu epilogue: y = relu(bn(x)); backward takes relu's output gradient
+     * and masks it with the layer's own output (the reference uses the mask of the output the
+     * kernel wrote, so a value within rounding of 0 cannot flip it) */
+    {
+        batchnorm_op fop;
+        epilogue relu = {.kind = ACT_RELU + 1};
+        CHECK_OK(batchnorm_op_init(ctx, &fop, c, hw, bc->momentum, bc->eps, &relu, err));
+        float *rm0 = oc_read(ctx, brm, c), *rv0 = oc_read(ctx, brv, c);
+        ref_fwd_train(n, c, hw, eps, xd, gd, bd, yref, mean, invstd, varu);
+        for (long i = 0; i < total; i++) yref[i] = yref[i] > 0 ? yref[i] : 0;
+        oc_poison(ctx, by, cap);
+        CHECK_OK(batchnorm_fwd_train(ctx, &fop, n, bx, bg, bb, brm, brv, bsm, bsi, by, err));
+        float *yf = oc_read(ctx, by, cap);
+        CHECK_CLOSE("fused relu: train fwd y", yf, yref, total, 2e-5);
+        CHECK(isnan(yf[cap - 1]) || cap == total);
+        double *dym = malloc(total * sizeof(double));
+        for (long i = 0; i < total; i++) dym[i] = yf[i] > 0.0f ? dyd[i] : 0.0;
+        ref_bwd_train(n, c, hw, eps, xd, dym, gd, dxref, dg, db);
+        oc_poison(ctx, bdx, cap);
+        oc_poison(ctx, bdg, c);
+        oc_poison(ctx, bdb, c);
+        CHECK_OK(batchnorm_bwd(ctx, &fop, n, bx, by, bdy, bg, bsm, bsi, bdx, bdg, bdb, err));
+        got = oc_read(ctx, bdx, total);
+        CHECK_CLOSE("fused relu: train bwd dx", got, dxref, total, 1e-4);
+        free(got);
+        got = oc_read(ctx, bdg, c);
+        CHECK_CLOSE("fused relu: train bwd dgamma", got, dg, c, 5e-5);
+        free(got);
+        got = oc_read(ctx, bdb, c);
+        CHECK_CLOSE("fused relu: train bwd dbeta", got, db, c, 5e-5);
+        free(got);
+        /* eval mode with the running statistics as they are now */
+        float *rm1 = oc_read(ctx, brm, c), *rv1 = oc_read(ctx, brv, c);
+        double *rmu1 = to_double(rm1, c), *rvu1 = to_double(rv1, c);
+        ref_fwd_eval(n, c, hw, eps, xd, gd, bd, rmu1, rvu1, yref);
+        for (long i = 0; i < total; i++) yref[i] = yref[i] > 0 ? yref[i] : 0;
+        oc_poison(ctx, by, cap);
+        CHECK_OK(batchnorm_fwd_eval(ctx, &fop, n, bx, bg, bb, brm, brv, by, err));
+        free(yf);
+        yf = oc_read(ctx, by, cap);
+        CHECK_CLOSE("fused relu: eval fwd y", yf, yref, total, 2e-5);
+        for (long i = 0; i < total; i++) dym[i] = yf[i] > 0.0f ? dyd[i] : 0.0;
+        ref_bwd_eval(n, c, hw, eps, xd, dym, gd, rmu1, rvu1, dxref, dg, db);
+        oc_poison(ctx, bdx, cap);
+        oc_poison(ctx, bdg, c);
+        CHECK_OK(batchnorm_bwd_eval(ctx, &fop, n, bx, by, bdy, bg, brm, brv, bdx, bdg, NULL, err));
+        got = oc_read(ctx, bdx, total);
+        CHECK_CLOSE("fused relu: eval bwd dx", got, dxref, total, 2e-5);
+        free(got);
+        got = oc_read(ctx, bdg, c);
+        CHECK_CLOSE("fused relu: eval bwd dgamma", got, dg, c, 5e-5);
+        free(got);
+        batchnorm_op_free(&fop);
+        free(yf);
+        free(dym);
+        free(rm0);
+        free(rv0);
+        free(rm1);
+        free(rv1);
+        free(rmu1);
+        free(rvu1);
+    }
 
     cl_mem all[] = {bx, bdy, bg, bb, brm, brv, bsm, bsi, by, bdx, bdg, bdb};
     for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
@@ -324,9 +387,9 @@ int main(void)
     /* bad parameters are refused with a message */
     batchnorm_op op;
     graft_error e = {0};
-    CHECK(batchnorm_op_init(ctx, &op, 0, 4, 0.1f, 1e-5f, &e) != GRAFT_OK);
+    CHECK(batchnorm_op_init(ctx, &op, 0, 4, 0.1f, 1e-5f, NULL, &e) != GRAFT_OK);
     CHECK(strstr(e.message, "c=0") != NULL);
-    CHECK(batchnorm_op_init(ctx, &op, 4, 4, 0.1f, 0.0f, &e) != GRAFT_OK);
+    CHECK(batchnorm_op_init(ctx, &op, 4, 4, 0.1f, 0.0f, NULL, &e) != GRAFT_OK);
     CHECK(strstr(e.message, "eps") != NULL);
     graft_context_free(ctx);
     return test_finish("norm");

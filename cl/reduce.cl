@@ -1,0 +1,61 @@
+/* reduce.cl — reductions over the LSZ work-items of a work-group, for kernels that give a group
+ * one row (a batchnorm plane, a sample's logits). -DLSZ=1 on CPU devices, where one work-item
+ * walking a contiguous row is the fast form and a group of one needs no barrier; a power of two up
+ * to 256 elsewhere, where a group strides the row with coalesced reads and reduces it here in
+ * local memory. Every work-item of the group must call these (barriers), and gets the result.
+ * Included by the kernel files that use them (tools/embed_cl.py inlines it). */
+#ifndef LSZ
+#define LSZ 1
+#endif
+#define LID() (LSZ == 1 ? 0 : (int)get_local_id(0))
+
+/* Sum of v over the group; red has LSZ floats. */
+static float group_sum(__local float *red, float v)
+{
+#if LSZ == 1
+    (void)red;
+    return v;
+#else
+    const int lid = get_local_id(0);
+    red[lid] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = LSZ >> 1; s > 0; s >>= 1) {
+        if (lid < s) red[lid] += red[lid + s];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float r = red[0];
+    barrier(CLK_LOCAL_MEM_FENCE); /* red is reused right after */
+    return r;
+#endif
+}
+
+/* Maximum of v over the group and the lowest index *arg at which it occurs (ties go to the lower
+ * index, as a sequential strict '>' scan gives); redf and redi have LSZ entries. */
+static float group_max_arg(__local float *redf, __local int *redi, float v, int *arg)
+{
+#if LSZ == 1
+    (void)redf;
+    (void)redi;
+    return v;
+#else
+    const int lid = get_local_id(0);
+    redf[lid] = v;
+    redi[lid] = *arg;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int s = LSZ >> 1; s > 0; s >>= 1) {
+        if (lid < s) {
+            const float o = redf[lid + s];
+            const int oi = redi[lid + s];
+            if (o > redf[lid] || (o == redf[lid] && oi < redi[lid])) {
+                redf[lid] = o;
+                redi[lid] = oi;
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float r = redf[0];
+    *arg = redi[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    return r;
+#endif
+}

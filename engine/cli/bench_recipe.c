@@ -14,10 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "compile.h"
 #include "tune.h"
 
-#define BENCH_SCHEMA_VERSION 1
+#define BENCH_SCHEMA_VERSION 2
 #define SPREAD_FLAG 0.10 /* (max - min) / median above this marks a timing as unsteady */
 
 /* The human-readable tables: stdout, or stderr when the JSON goes to stdout. */
@@ -27,6 +28,7 @@ static FILE *out;
 const char BENCH_RECIPE_USAGE[] =
     "usage: graft bench RECIPE [--devices all|SPEC,SPEC...] [--steps N] [--warmup N]\n"
     "                   [--batch N] [--no-tune] [--json OUT] [--set PATH=VALUE]...\n"
+    "                   [--model-launch-us L --model-bandwidth-gbs B [--model-gflops P]]\n"
     "\n"
     "Profile the recipe's training step (forward, loss, backward, optimizer update) on each\n"
     "device with synthetic inputs: cold start (compile + GEMM tuning from an empty cache in a\n"
@@ -35,7 +37,9 @@ const char BENCH_RECIPE_USAGE[] =
     "after warm-up), achieved GFLOP/s and GB/s and their %% of the device's probed peak (FMA with\n"
     "float..float16, copy bandwidth; measured once per device and kept in the cache); step time,\n"
     "images/s and the plan's memory. Timings whose spread (max-min)/median exceeds 10%% are\n"
-    "flagged with '!'.\n"
+    "flagged with '!'. The cost model of one step, per op family: kernel launches, host\n"
+    "synchronisations, bytes host->device and device->host (counted) and device-memory traffic\n"
+    "(estimated), the numbers that carry over to a device nobody here has.\n"
     "\n"
     "  --devices all|LIST  every OpenCL device, or a comma-separated list of device specs\n"
     "                      (cpu, gpu, nvidia, pocl, P:D, name substring); default: the usual device\n"
@@ -44,7 +48,10 @@ const char BENCH_RECIPE_USAGE[] =
     "  --batch N           batch size (default: the recipe's train.batch_size)\n"
     "  --no-tune           cold start compiles only (skips the GEMM tuner)\n"
     "  --json OUT          write the results as JSON (schema: docs/bench-schema.md; - = stdout)\n"
-    "  --set PATH=VALUE    override a recipe key (repeatable)\n";
+    "  --set PATH=VALUE    override a recipe key (repeatable)\n"
+    "  --model-launch-us L, --model-bandwidth-gbs B, --model-gflops P\n"
+    "                      estimate a step on another device from the cost model: launches*L +\n"
+    "                      max(traffic/B, FLOPs/P) (P optional), a lower bound, not a measurement\n";
 
 typedef struct bench_opts {
     const char *recipe;
@@ -52,64 +59,8 @@ typedef struct bench_opts {
     const char *json;
     int steps, warmup, batch;
     bool tune;
+    double model_launch_us, model_bandwidth_gbs, model_gflops; /* 0: no estimate */
 } bench_opts;
-
-/* ---- FLOPs and bytes: a compulsory-traffic model per layer (what the op must read and write
- * once), so GB/s is a lower bound on what the kernels really moved ---- */
-typedef struct layer_cost {
-    double fwd_flops, fwd_bytes, bwd_flops, bwd_bytes;
-} layer_cost;
-
-static long input_size(const graph *g, int idx)
-{
-    return idx < 0 ? shape_size(g->input) : shape_size(g->layers[idx].out);
-}
-
-static layer_cost cost_of(const graph *g, const layer *l, const layer_plan *lp, double n)
-{
-    layer_cost c = {0};
-    double in = 0, out = (double)shape_size(l->out), params = 0;
-    for (int j = 0; j < l->ninputs; j++) in += (double)input_size(g, l->inputs[j]);
-    for (int j = 0; j < l->nparams; j++)
-        if (!l->params[j].is_buffer) params += (double)l->params[j].count;
-    bool dx = false;
-    for (int j = 0; j < l->ninputs; j++) dx = dx || lp->need_dx[j];
-    double per = 0; /* flops per output element (forward) for the element-wise kinds */
-    switch (l->type) {
-    case GRAFT_LAYER_CONV2D: {
-        double g_ = l->groups > 0 ? l->groups : 1;
-        double mac = n * out * ((double)l->in.d[0] / g_) * l->kernel[0] * l->kernel[1];
-        c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
-        c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
-        break;
-    }
-    case GRAFT_LAYER_DENSE: {
-        double mac = n * in * l->units;
-        c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
-        c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
-        break;
-    }
-    case GRAFT_LAYER_BATCHNORM: per = 4; break;
-    case GRAFT_LAYER_MAXPOOL:
-    case GRAFT_LAYER_AVGPOOL: per = (double)l->pool[0] * l->pool[1]; break;
-    case GRAFT_LAYER_GLOBAL_AVGPOOL: per = in / (out > 0 ? out : 1); break;
-    case GRAFT_LAYER_GELU:
-    case GRAFT_LAYER_SIGMOID:
-    case GRAFT_LAYER_TANH: per = 8; break;
-    case GRAFT_LAYER_FLATTEN:
-    case GRAFT_LAYER_CONCAT: per = 0; break;
-    default: per = 1; break;
-    }
-    if (per > 0) {
-        c.fwd_flops = n * out * per;
-        c.bwd_flops = lp->backward ? n * out * per : 0;
-    }
-    c.fwd_bytes = 4 * (n * (in + out) + params);
-    if (lp->backward) /* read dy and what the gradient needs (x), write dx and dW */
-        c.bwd_bytes = 4 * (n * out + (dx || lp->trains ? n * in : 0) + (dx ? n * in : 0) +
-                           (lp->trains ? 2 * params : 0));
-    return c;
-}
 
 /* ---- GEMM shapes the recipe issues (as op_conv.c / op_dense.c do), for the cold-start tuner;
  * the same rule as cmd_tune.c's layer_shapes ---- */
@@ -205,28 +156,6 @@ static json_t *phase_json(stats s, int events, double flops, double bytes, const
     return o;
 }
 
-static json_t *identity_json(const graft_device_info *d)
-{
-    json_t *o = json_object();
-    json_object_set_new(o, "platform", json_string(d->platform));
-    json_object_set_new(o, "platform_version", json_string(d->platform_version));
-    json_object_set_new(o, "vendor", json_string(d->vendor));
-    json_object_set_new(o, "device", json_string(d->name));
-    json_object_set_new(o, "driver", json_string(d->driver));
-    json_object_set_new(o, "opencl_version", json_string(d->cl_version));
-    json_object_set_new(o, "opencl_c_version", json_string(d->cl_c_version));
-    json_object_set_new(o, "type", json_string(graft_device_type_name(d->type)));
-    json_object_set_new(o, "compute_units", json_integer(d->compute_units));
-    json_object_set_new(o, "clock_mhz", json_integer(d->clock_mhz));
-    json_object_set_new(o, "global_mem_bytes", json_integer((json_int_t)d->global_mem_bytes));
-    json_object_set_new(o, "local_mem_bytes", json_integer((json_int_t)d->local_mem_bytes));
-    json_object_set_new(o, "max_alloc_bytes", json_integer((json_int_t)d->max_alloc_bytes));
-    json_object_set_new(o, "max_work_group_size", json_integer((json_int_t)d->max_work_group_size));
-    json_object_set_new(o, "fp64", json_boolean(d->fp64));
-    json_object_set_new(o, "fp16", json_boolean(d->fp16));
-    return o;
-}
-
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -282,7 +211,7 @@ static graft_status start_run(const char *spec, const char *dir, graft_recipe *r
     if ((s = pipeline_upload(r->p, &r->store, e))) return s;
     step_result sr;
     if ((s = pipeline_train_step(r->p, x, y, batch, h, &sr, e))) return s;
-    return cl_check(clFinish(r->ctx->queue), "clFinish", e);
+    return queue_finish(r->ctx, e);
 }
 
 /* Which layer and phase an event label names: "<layer>.fwd|.bwd|.update" or "loss". */
@@ -312,6 +241,48 @@ static void print_stats_cell(stats s, bool any)
     if (!any) fprintf(out, " %21s", "-");
     else fprintf(out, " %7.3f [%5.2f-%5.2f]%s", s.median * 1e3, s.min * 1e3, s.max * 1e3,
                 s.flagged ? "!" : " ");
+}
+
+/* The cost model of the counted step: a table per op family, the estimate for another device
+ * when asked for, and the JSON object "cost_model". */
+static void cost_model_report(const bench_opts *o, const graft_recipe *rc, const graft_context *ctx,
+                              const graph_plan *gp, int profiled, json_t *dev)
+{
+    bench_cost fam[FAM_COUNT + 1];
+    bench_step_cost(ctx, &rc->graph, gp, rc->train.optimizer, rc->train.l2sp > 0, o->batch, fam);
+    json_t *cj = bench_cost_json(ctx, &rc->graph, fam, profiled);
+    json_object_set_new(cj, "counted_step", json_integer(1));
+    fprintf(out, "cost model of one step (counted: launches, syncs, host<->device bytes; estimated: "
+                 "device-memory traffic):\n");
+    fprintf(out, "%-11s %9s %6s %12s %12s %12s %10s\n", "family", "launches", "syncs", "H2D bytes",
+            "D2H bytes", "traffic MB", "MFLOP");
+    for (int f = 0; f <= FAM_COUNT; f++) {
+        const bench_cost *c = &fam[f];
+        if (f < FAM_COUNT && !c->launches && !c->syncs && !c->h2d_bytes && !c->d2h_bytes &&
+            !c->traffic_bytes)
+            continue;
+        char launches[32];
+        snprintf(launches, sizeof launches, "%.0f", c->launches);
+        if (c->clblast_calls) /* CLBlast's own kernels are not visible: its calls count as one */
+            snprintf(launches, sizeof launches, "%.0f (%.0f clblast)", c->launches, c->clblast_calls);
+        fprintf(out, "%-11s %9s %6.0f %12.0f %12.0f %12.2f %10.1f\n",
+                f < FAM_COUNT ? BENCH_FAMILY_NAMES[f] : "total", launches, c->syncs, c->h2d_bytes,
+                c->d2h_bytes, c->traffic_bytes / 1e6, c->flops / 1e6);
+    }
+    if (o->model_launch_us > 0 || o->model_bandwidth_gbs > 0) {
+        bench_estimate est = bench_estimate_step(&fam[FAM_COUNT], o->model_launch_us,
+                                                 o->model_bandwidth_gbs, o->model_gflops);
+        char peak[64] = "";
+        if (o->model_gflops > 0) snprintf(peak, sizeof peak, ", %g GFLOP/s", o->model_gflops);
+        fprintf(out, "ESTIMATE, not a measurement: on a device with %g us launches, %g GB/s%s a step "
+                     "takes at least %.3f ms = launches %.3f ms + max(memory %.3f ms, compute "
+                     "%.3f ms) => at most %.0f images/s\n",
+                o->model_launch_us, o->model_bandwidth_gbs, peak, est.step_s * 1e3,
+                est.launch_s * 1e3, est.memory_s * 1e3, est.compute_s * 1e3,
+                est.step_s > 0 ? o->batch / est.step_s : 0);
+        json_object_set_new(cj, "estimate", bench_estimate_json(&est, o->batch));
+    } else json_object_set_new(cj, "estimate", json_null());
+    json_object_set_new(dev, "cost_model", cj);
 }
 
 static graft_status bench_device(const bench_opts *o, graft_recipe *rc, const char *spec,
@@ -379,7 +350,7 @@ static graft_status bench_device(const bench_opts *o, graft_recipe *rc, const ch
         h.t++;
         if ((s = pipeline_train_step(warm.p, x, y, B, &h, &sr, e))) goto done;
     }
-    if ((s = cl_check(clFinish(ctx->queue), "clFinish", e))) goto done;
+    if ((s = queue_finish(ctx, e))) goto done;
     /* t[(step * (L + 1) + slot) * PH_COUNT + phase]: seconds of that step's events */
     size_t cells = (size_t)S * (size_t)(L + 1) * PH_COUNT;
     t = calloc(cells, sizeof *t);
@@ -389,14 +360,20 @@ static graft_status bench_device(const bench_opts *o, graft_recipe *rc, const ch
         s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for timings");
         goto done;
     }
-    int other = 0;
+    int other = 0, profiled = 0;
     for (int st = 0; st < S; st++) {
         prof_clear(ctx);
         ctx->record = 1;
         h.t++;
+        if (st == 0) { /* the cost model counts the first measured step, as the pipeline ran it */
+            cost_reset(ctx);
+            cost_rows(ctx, 1);
+        }
         double w0 = now_seconds();
         s = pipeline_train_step(warm.p, x, y, B, &h, &sr, e);
-        if (!s) s = cl_check(clFinish(ctx->queue), "clFinish", e);
+        cost_rows(ctx, 0); /* the bench's own wait below is not the step's */
+        if (st == 0) profiled = ctx->nprof;
+        if (!s) s = queue_finish(ctx, e);
         wall[st] = now_seconds() - w0;
         ctx->record = 0;
         if (s) goto done;
@@ -484,7 +461,7 @@ static graft_status bench_device(const bench_opts *o, graft_recipe *rc, const ch
         }
         const layer *l = &g->layers[li];
         const layer_plan *lp = &gp->layers[li];
-        layer_cost c = cost_of(g, l, lp, B);
+        layer_cost c = bench_layer_cost(g, l, lp, B);
         json_t *lj = json_object();
         json_object_set_new(lj, "name", json_string(l->name));
         json_object_set_new(lj, "type", json_string(layer_type_name(l->type)));
@@ -529,6 +506,7 @@ static graft_status bench_device(const bench_opts *o, graft_recipe *rc, const ch
     if (json_array_size(flagged))
         fprintf(out, "flagged (spread > 10%%): %zu timings; more --steps or a quieter machine help\n",
                json_array_size(flagged));
+    cost_model_report(o, rc, ctx, gp, profiled, dev);
 
 done:
     free(t);
@@ -618,6 +596,17 @@ int bench_recipe_main(int argc, char **argv)
         else if (strcmp(opt, "--set") == 0) {
             const char *v = cli_value(&a, opt);
             if (!v || !cli_add_set(&a, v, sets, &nsets, CLI_MAX_SETS)) return 2;
+        } else if (strcmp(opt, "--model-launch-us") == 0 ||
+                   strcmp(opt, "--model-bandwidth-gbs") == 0 || strcmp(opt, "--model-gflops") == 0) {
+            const char *v = cli_value(&a, opt);
+            if (!v) return 2;
+            char *end;
+            double d = strtod(v, &end);
+            if (!*v || *end || !(d > 0) || d > 1e9)
+                return cli_usage_error(&a, "%s %s: expected a positive number", opt, v);
+            if (strcmp(opt, "--model-launch-us") == 0) o.model_launch_us = d;
+            else if (strcmp(opt, "--model-bandwidth-gbs") == 0) o.model_bandwidth_gbs = d;
+            else o.model_gflops = d;
         } else if (strcmp(opt, "--devices") == 0 || strcmp(opt, "--json") == 0 ||
                    strcmp(opt, "--steps") == 0 || strcmp(opt, "--warmup") == 0 ||
                    strcmp(opt, "--batch") == 0) {
@@ -634,6 +623,10 @@ int bench_recipe_main(int argc, char **argv)
         } else return cli_usage_error(&a, "unknown option %s", opt);
     }
     if (!o.recipe) return cli_usage_error(&a, "expected a recipe file (or `gemm`)");
+    if ((o.model_launch_us > 0) != (o.model_bandwidth_gbs > 0) ||
+        (o.model_gflops > 0 && !(o.model_launch_us > 0)))
+        return cli_usage_error(&a, "the estimate needs both --model-launch-us and "
+                                   "--model-bandwidth-gbs (--model-gflops is optional)");
     out = o.json && strcmp(o.json, "-") == 0 ? stderr : stdout;
 
     graft_recipe *rc = NULL;
@@ -670,6 +663,14 @@ int bench_recipe_main(int argc, char **argv)
     json_object_set_new(set, "warmup", json_integer(o.warmup));
     json_object_set_new(set, "tune", json_boolean(o.tune));
     json_object_set_new(set, "input", json_string("synthetic"));
+    json_t *model = json_null();
+    if (o.model_launch_us > 0) {
+        model = json_object();
+        json_object_set_new(model, "launch_us", json_real(o.model_launch_us));
+        json_object_set_new(model, "bandwidth_gbs", json_real(o.model_bandwidth_gbs));
+        json_object_set_new(model, "peak_gflops", json_real(o.model_gflops));
+    }
+    json_object_set_new(set, "model", model);
     json_object_set_new(root, "settings", set);
     json_object_set_new(root, "devices", devs);
 
@@ -682,7 +683,7 @@ int bench_recipe_main(int argc, char **argv)
         int nd = 0, idx = 0;
         if (!graft_devices_list(&list, &nd, &e) &&
             !graft_device_select(list, nd, specs[i], &idx, &e))
-            json_object_set_new(dev, "identity", identity_json(&list[idx]));
+            json_object_set_new(dev, "identity", bench_device_json(&list[idx], "device"));
         free(list);
         fprintf(stderr, "graft bench: device %s (%d of %d)...\n", specs[i], i + 1, nspecs);
         if (bench_device(&o, rc, specs[i], dev, &e)) {

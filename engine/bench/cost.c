@@ -94,15 +94,19 @@ static bool layout_kernel(const char *k)
            starts(k, "concat_") || starts(k, "accumulate_") || starts(k, "add2_");
 }
 
-/* The layer a label names and its phase: 0 fwd, 1 bwd, 2 update; -1 when none. */
-static int label_layer(const graph *g, const char *label, int *phase)
+int bench_label_layer(const graph *g, const char *label, int *phase)
 {
-    const char *dot = strrchr(label, '.');
     *phase = -1;
-    if (!dot) return graph_find_layer(g, label);
-    *phase = strcmp(dot, ".fwd") == 0 ? 0 : strcmp(dot, ".bwd") == 0 ? 1
-             : strcmp(dot, ".update") == 0                          ? 2
-                                                                    : -1;
+    if (strcmp(label, "loss") == 0) {
+        *phase = BENCH_FWD;
+        return g->nlayers;
+    }
+    const char *dot = strrchr(label, '.');
+    if (!dot) return -1;
+    *phase = strcmp(dot, ".fwd") == 0 ? BENCH_FWD : strcmp(dot, ".bwd") == 0 ? BENCH_BWD
+             : strcmp(dot, ".update") == 0                                    ? BENCH_UPD
+                                                                              : -1;
+    if (*phase < 0) return -1;
     char name[96];
     size_t n = (size_t)(dot - label);
     if (n >= sizeof name) return -1;
@@ -117,8 +121,8 @@ bench_family bench_family_of(const graph *g, const char *label, const char *kern
     if (starts(kernel, "gemm") || starts(kernel, "clblast")) return FAM_GEMM;
     if (layout_kernel(kernel)) return FAM_LAYOUT;
     if (strcmp(label, "loss") == 0) return FAM_LOSS;
-    int phase, li = label_layer(g, label, &phase);
-    if (li < 0) return FAM_OTHER;
+    int phase, li = bench_label_layer(g, label, &phase);
+    if (li < 0 || li >= g->nlayers) return FAM_OTHER;
     if (phase == 2) return FAM_OPTIMIZER;
     return layer_family(g->layers[li].type);
 }
@@ -163,22 +167,21 @@ static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
     return 8 * n * out;
 }
 
-void bench_step_cost(const graft_context *ctx, const graph *g, const graph_plan *gp,
+void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const graph_plan *gp,
                      int optimizer, bool l2sp, double n, bench_cost fam[FAM_COUNT + 1])
 {
     memset(fam, 0, (FAM_COUNT + 1) * sizeof *fam);
-    const cost_counters *c = &ctx->cost;
     /* per layer and phase: bit 1 = kernels of its own ran (not GEMM, not layout), bit 2 = GEMM
      * calls ran under its label */
     int L = g->nlayers;
     unsigned char(*ran)[3] = calloc((size_t)(L > 0 ? L : 1), sizeof *ran);
     if (!ran) return; /* out of memory: no estimate */
     bool loss_ran = false;
-    for (int i = 0; i < c->nrows; i++) {
-        const cost_row *r = &c->rows[i];
+    for (int i = 0; i < nrows; i++) {
+        const cost_row *r = &rows[i];
         bench_family f = bench_family_of(g, r->label, r->kernel);
         add_cost(&fam[f], r); /* counts, and the GEMM and fill traffic */
-        int phase, li = label_layer(g, r->label, &phase);
+        int phase, li = bench_label_layer(g, r->label, &phase);
         if (li >= L) li = -1;
         if (f == FAM_LAYOUT) fam[f].traffic_bytes += layout_bytes(g, li, r, n) - r->traffic_bytes;
         if (f == FAM_LOSS && r->launches) loss_ran = true;
@@ -258,10 +261,10 @@ static json_t *cost_obj(const bench_cost *a)
     return o;
 }
 
-json_t *bench_cost_json(const graft_context *ctx, const graph *g, const bench_cost fam[FAM_COUNT + 1],
-                        int profiled_events)
+json_t *bench_cost_json(const cost_row *rows, int nrows, const graph *g,
+                        const bench_cost fam[FAM_COUNT + 1], int profiled_events)
 {
-    json_t *o = json_object(), *fj = json_object(), *rows = json_array();
+    json_t *o = json_object(), *fj = json_object(), *rj_all = json_array();
     for (int f = 0; f < FAM_COUNT; f++)
         if (fam[f].launches || fam[f].syncs || fam[f].h2d_bytes || fam[f].d2h_bytes ||
             fam[f].traffic_bytes)
@@ -269,9 +272,8 @@ json_t *bench_cost_json(const graft_context *ctx, const graph *g, const bench_co
     json_object_set_new(o, "families", fj);
     json_object_set_new(o, "total", cost_obj(&fam[FAM_COUNT]));
     json_object_set_new(o, "profiled_events", json_integer(profiled_events));
-    const cost_counters *c = &ctx->cost;
-    for (int i = 0; i < c->nrows; i++) {
-        const cost_row *r = &c->rows[i];
+    for (int i = 0; i < nrows; i++) {
+        const cost_row *r = &rows[i];
         json_t *rj = json_object();
         json_object_set_new(rj, "label", json_string(r->label));
         json_object_set_new(rj, "kernel", json_string(r->kernel));
@@ -283,9 +285,9 @@ json_t *bench_cost_json(const graft_context *ctx, const graph *g, const bench_co
         json_object_set_new(rj, "work_items", json_real(r->items));
         json_object_set_new(rj, "h2d_bytes", json_integer((json_int_t)r->h2d_bytes));
         json_object_set_new(rj, "d2h_bytes", json_integer((json_int_t)r->d2h_bytes));
-        json_array_append_new(rows, rj);
+        json_array_append_new(rj_all, rj);
     }
-    json_object_set_new(o, "rows", rows);
+    json_object_set_new(o, "rows", rj_all);
     return o;
 }
 

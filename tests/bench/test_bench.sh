@@ -28,6 +28,19 @@ grep -q '^gemm  *[1-9]' "$T/out.txt" && grep -q '^transfer  *0  *[1-9][0-9]*  *5
     no "cost-model rows for gemm and transfer"
 grep -q '^ESTIMATE, not a measurement: on a device with 7 us launches, 3000 GB/s a step takes at least' "$T/out.txt" ||
     no "no labelled estimate line"
+# one helper builds `graft devices --json` and the bench's identity: the same fields and values,
+# but the name is "name" in one and "device" in the other
+"$GRAFT" devices --json >"$T/devices.json" 2>/dev/null || no "devices --json exited $?"
+python3 - "$T/run.json" "$T/devices.json" <<'PY' || no "bench identity differs from graft devices --json"
+import json, sys
+listed = {d["spec"]: d for d in json.load(open(sys.argv[2]))}
+for d in json.load(open(sys.argv[1]))["devices"]:
+    a, b = dict(d["identity"]), dict(listed[d["spec"]])
+    a["name"] = a.pop("device")
+    if a != b:
+        print("identity", a, "\ndevices --json", b)
+        sys.exit(1)
+PY
 for d in basic pthread; do
     grep -q "^$d-.* measured steps of batch 16 after 1 warm-up" "$T/out.txt" || no "no table for the $d device"
 done

@@ -57,8 +57,8 @@ typedef struct bench_cost {
  *  - launches, CLBlast calls, syncs, H2D/D2H bytes: counted;
  *  - traffic (bytes read + written in device memory), an estimate: GEMM from each call's shape
  *    ((m*k + k*n + m*n [+ m*n when beta != 0]) * 4); im2col/col2im the column matrix and the
- *    input once, other layout kernels the layer's output read and written once, fills 4 bytes a
- *    float; the loss reads logits and labels and writes their gradient, loss and correctness; an
+ *    input once, add/accumulate two tensors of the output's size read and one written, other
+ *    layout kernels the layer's output read and written once, fills 4 bytes a float; the loss reads logits and labels and writes their gradient, loss and correctness; an
  *    update reads w, g and the optimizer state and writes w and the state; every other layer
  *    phase that launched kernels of its own its bench_layer_cost bytes; a conv or dense phase
  *    that also called GEMM only its epilogue (one pass over y, or a read of dy);

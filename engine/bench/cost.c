@@ -81,8 +81,9 @@ static bench_family layer_family(graft_layer_type t)
     case GRAFT_LAYER_GLOBAL_AVGPOOL: return FAM_POOL;
     case GRAFT_LAYER_DROPOUT: return FAM_DROPOUT;
     case GRAFT_LAYER_FLATTEN:
-    case GRAFT_LAYER_CONCAT: return FAM_LAYOUT;
-    default: return FAM_ACTIVATION; /* the activations and the element-wise add */
+    case GRAFT_LAYER_CONCAT:
+    case GRAFT_LAYER_ADD: return FAM_LAYOUT;
+    default: return FAM_ACTIVATION;
     }
 }
 
@@ -150,7 +151,8 @@ static double update_floats(int optimizer, bool l2sp)
 
 /* Bytes a layout kernel moves for the whole batch (a row is one (label, kernel) pair, however
  * many launches it took): the column matrix is read or written once with the tensor on its other
- * side; packing and copies read and write the layer's output (or gradient) once. */
+ * side; the residual add and gradient accumulation read two tensors of the layer's output size
+ * and write one; packing and copies read and write the layer's output (or gradient) once. */
 static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
 {
     if (strcmp(r->kernel, "fill") == 0) return r->traffic_bytes; /* counted: 4 bytes a float */
@@ -164,6 +166,8 @@ static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
                      (double)l->out.d[2];
         return 4 * n * (in + col);
     }
+    if (starts(r->kernel, "add2_") || starts(r->kernel, "accumulate_"))
+        return 12 * n * out; /* two tensors read, one written */
     return 8 * n * out;
 }
 
@@ -187,7 +191,9 @@ void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const grap
         if (f == FAM_LOSS && r->launches) loss_ran = true;
         if (li < 0 || phase < 0) continue;
         if (f == FAM_GEMM && r->gemm_calls) ran[li][phase] |= 2;
-        if (r->launches && (f == FAM_OPTIMIZER || layer_family(g->layers[li].type) == f))
+        /* layout rows are costed above, row by row */
+        if (r->launches && f != FAM_LAYOUT &&
+            (f == FAM_OPTIMIZER || layer_family(g->layers[li].type) == f))
             ran[li][phase] |= 1;
     }
     for (int li = 0; li < L; li++) {

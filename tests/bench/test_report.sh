@@ -97,5 +97,11 @@ grep -q 'new.json: schema_version 99; this graft reads 1 to 2' "$T/e3.txt" || no
 [ $? = 2 ] && grep -q -- '--steps 0: expected 1 to 100000' "$T/e5.txt" || no "bench --steps 0"
 "$GRAFT" bench "$SRC/tiny.yaml" --devices nosuchdevice >/dev/null 2>"$T/e6.txt"
 [ $? != 0 ] && grep -qi 'nosuchdevice' "$T/e6.txt" || { no "bench unknown device"; cat "$T/e6.txt"; }
+"$GRAFT" bench "$SRC/tiny.yaml" --model-launch-us 7 >/dev/null 2>"$T/e7.txt"
+[ $? = 2 ] && grep -q 'the estimate needs both --model-launch-us and --model-bandwidth-gbs' "$T/e7.txt" ||
+    no "bench --model-launch-us alone"
+"$GRAFT" bench "$SRC/tiny.yaml" --model-launch-us 7 --model-bandwidth-gbs -3 >/dev/null 2>"$T/e8.txt"
+[ $? = 2 ] && grep -q -- '--model-bandwidth-gbs -3: expected a positive number' "$T/e8.txt" ||
+    no "bench --model-bandwidth-gbs -3"
 [ "$fail" = 0 ] && echo "test_report: ok"
 exit $fail

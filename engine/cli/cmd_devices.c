@@ -6,42 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
+
 static void print_json(const graft_device_info *d, int n)
 {
     json_t *arr = json_array();
     for (int i = 0; i < n; i++) {
-        char spec[32];
-        snprintf(spec, sizeof spec, "%d:%d", d[i].platform_index, d[i].device_index);
-        json_t *o = json_object();
-        json_object_set_new(o, "spec", json_string(spec));
-        json_object_set_new(o, "platform_index", json_integer(d[i].platform_index));
-        json_object_set_new(o, "device_index", json_integer(d[i].device_index));
-        json_object_set_new(o, "name", json_string(d[i].name));
-        json_object_set_new(o, "vendor", json_string(d[i].vendor));
-        json_object_set_new(o, "type", json_string(graft_device_type_name(d[i].type)));
-        json_object_set_new(o, "platform", json_string(d[i].platform));
-        json_object_set_new(o, "platform_version", json_string(d[i].platform_version));
-        json_object_set_new(o, "driver", json_string(d[i].driver));
-        json_object_set_new(o, "opencl_version", json_string(d[i].cl_version));
-        json_object_set_new(o, "opencl_c_version", json_string(d[i].cl_c_version));
-        json_object_set_new(o, "compute_units", json_integer(d[i].compute_units));
-        json_object_set_new(o, "clock_mhz", json_integer(d[i].clock_mhz));
-        json_object_set_new(o, "global_mem_bytes", json_integer((json_int_t)d[i].global_mem_bytes));
-        json_object_set_new(o, "local_mem_bytes", json_integer((json_int_t)d[i].local_mem_bytes));
-        json_object_set_new(o, "max_alloc_bytes", json_integer((json_int_t)d[i].max_alloc_bytes));
-        json_object_set_new(o, "max_work_group_size",
-                            json_integer((json_int_t)d[i].max_work_group_size));
-        json_t *v = json_object();
-        json_object_set_new(v, "char", json_integer(d[i].vec_char));
-        json_object_set_new(v, "short", json_integer(d[i].vec_short));
-        json_object_set_new(v, "int", json_integer(d[i].vec_int));
-        json_object_set_new(v, "long", json_integer(d[i].vec_long));
-        json_object_set_new(v, "float", json_integer(d[i].vec_float));
-        json_object_set_new(v, "double", json_integer(d[i].vec_double));
-        json_object_set_new(v, "half", json_integer(d[i].vec_half));
-        json_object_set_new(o, "preferred_vector_width", v);
-        json_object_set_new(o, "fp16", json_boolean(d[i].fp16));
-        json_object_set_new(o, "fp64", json_boolean(d[i].fp64));
+        json_t *o = bench_device_json(&d[i], "name");
         json_array_append_new(arr, o);
     }
     char *s = json_dumps(arr, JSON_INDENT(2));

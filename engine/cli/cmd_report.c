@@ -14,8 +14,9 @@
 #include <strings.h>
 
 #include "base.h"
+#include "bench.h"
 
-#define REPORT_SCHEMA_MAX 1 /* the newest bench schema this reader understands */
+#define REPORT_SCHEMA_MAX 2 /* the newest bench schema this reader understands (2 added cost_model) */
 
 const char REPORT_USAGE[] =
     "usage: graft report RUN.json... [--baseline DEVICE] [--md] [--html OUT.html]\n"
@@ -24,7 +25,9 @@ const char REPORT_USAGE[] =
     "tables: one row per device (identity, peak, cold/warm start, step time, images/s) and one\n"
     "row per layer with each device's forward and backward median and the speed-up against the\n"
     "baseline (baseline time / device time: above 1 is faster). Timings with a spread above 10%\n"
-    "carry '!'.\n"
+    "carry '!'. Runs of bench schema 2 add the cost model of one step per op family (launches,\n"
+    "host syncs, host<->device bytes, device-memory traffic estimate) and, when the run asked for\n"
+    "one, the estimate for another device; schema 1 runs show '-' there.\n"
     "\n"
     "  --baseline DEVICE  the device the ratios compare with: a substring of its name, host or\n"
     "                     spec (default: the first device of the first run)\n"
@@ -386,6 +389,63 @@ static void rate_table(const report *r, table *t)
     }
 }
 
+/* The cost model of one step per op family (schema 2): per device launches, host syncs, bytes
+ * host->device and device->host (counted) and device-memory traffic (estimated); the total row and,
+ * where the run asked for it, the estimate for another device. False when no device has one
+ * (schema 1 runs). */
+static bool cost_table(const report *r, table *t)
+{
+    int with = 0;
+    for (int i = 0; i < r->ndevs; i++) with += json_is_object(json_object_get(r->devs[i].dev, "cost_model"));
+    if (!with) return false;
+    static const char *const cols[] = {"launches", "syncs", "H2D B", "D2H B", "traffic MB"};
+    static const char *const keys[] = {"launches", "syncs", "h2d_bytes", "d2h_bytes", "traffic_bytes"};
+    int per = 5, nc = 1 + per * r->ndevs;
+    table_init(t, nc, FAM_COUNT + 3);
+    table_set(t, 0, 0, "family");
+    for (int i = 0; i < r->ndevs; i++)
+        for (int k = 0; k < per; k++) table_set(t, 0, 1 + per * i + k, "D%d %s", i + 1, cols[k]);
+    int row = 1;
+    for (int f = 0; f <= FAM_COUNT; f++) {
+        const char *name = f < FAM_COUNT ? BENCH_FAMILY_NAMES[f] : "total";
+        bool any = false;
+        for (int i = 0; i < r->ndevs; i++) {
+            json_t *cm = json_object_get(r->devs[i].dev, "cost_model");
+            any = any || json_object_get(f < FAM_COUNT ? json_object_get(cm, "families") : cm,
+                                         name);
+        }
+        if (!any) continue;
+        table_set(t, row, 0, "%s", name);
+        for (int i = 0; i < r->ndevs; i++) {
+            json_t *cm = json_object_get(r->devs[i].dev, "cost_model");
+            json_t *c = json_object_get(f < FAM_COUNT ? json_object_get(cm, "families") : cm, name);
+            for (int k = 0; k < per; k++) {
+                double v = num_at(c, keys[k]);
+                if (!cm || isnan(v)) table_set(t, row, 1 + per * i + k, "-");
+                else if (k == 4) table_set(t, row, 1 + per * i + k, "%.2f", v / 1e6);
+                else table_set(t, row, 1 + per * i + k, "%.0f", v);
+            }
+        }
+        row++;
+    }
+    /* the estimate: ms per step in the launches column's place, images/s beside it */
+    bool est = false;
+    for (int i = 0; i < r->ndevs; i++)
+        est = est || json_is_object(json_object_get(json_object_get(r->devs[i].dev, "cost_model"),
+                                                    "estimate"));
+    if (est) {
+        table_set(t, row, 0, "ESTIMATE ms, img/s");
+        for (int i = 0; i < r->ndevs; i++) {
+            json_t *e = json_object_get(json_object_get(r->devs[i].dev, "cost_model"), "estimate");
+            for (int k = 0; k < per; k++) table_set(t, row, 1 + per * i + k, "-");
+            if (!json_is_object(e)) continue;
+            table_set(t, row, 1 + per * i, "%.3f", num_at(e, "step_ms"));
+            table_set(t, row, 2 + per * i, "%.0f", num_at(e, "images_per_second"));
+        }
+    }
+    return true;
+}
+
 /* ---- HTML: one file, inline CSS and SVG, XHTML-clean so an XML parser can check it ---- */
 static void esc(FILE *f, const char *s)
 {
@@ -543,7 +603,7 @@ static void svg_layers(FILE *f, const report *r)
 }
 
 static int write_html(const report *r, const table *dt, const table *lt, const table *rt,
-                      const char *path)
+                      const table *ct, const char *path)
 {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
@@ -590,6 +650,14 @@ static int write_html(const report *r, const table *dt, const table *lt, const t
     html_table(f, lt);
     fputs("<h2>Achieved GFLOP/s (forward + backward) and % of the probed peak</h2>\n", f);
     html_table(f, rt);
+    if (ct->cell) {
+        fputs("<h2>Cost model of one training step per op family</h2>\n<p>Launches, host "
+              "synchronisations and host&#8596;device bytes are counted; device-memory traffic is an "
+              "estimate (docs/bench-schema.md); an ESTIMATE row is a lower bound for the device the "
+              "run was asked about, not a measurement.</p>\n",
+              f);
+        html_table(f, ct);
+    }
     fputs("</body>\n</html>\n", f);
     bool bad = ferror(f);
     if (fclose(f) != 0 || bad || rename(tmp, path) != 0) {
@@ -640,7 +708,7 @@ int cmd_report(int argc, char **argv)
     r.devs = calloc(maxdev, sizeof *r.devs);
     r.layers = calloc(maxlay, sizeof *r.layers);
     r.types = calloc(maxlay, sizeof *r.types);
-    table dt = {0}, lt = {0}, rt = {0};
+    table dt = {0}, lt = {0}, rt = {0}, ct = {0};
     if (!r.runs || !r.devs || !r.layers || !r.types) {
         code = 1;
         goto done;
@@ -697,15 +765,24 @@ int cmd_report(int argc, char **argv)
     printf(md ? "\n## Achieved GFLOP/s (forward + backward) and %% of each device's probed peak\n\n"
               : "\nAchieved GFLOP/s (forward + backward) and %% of each device's probed peak\n");
     table_print(&rt, md, stdout);
+    if (cost_table(&r, &ct)) {
+        printf(md ? "\n## Cost model of one training step per op family\n\n"
+                  : "\nCost model of one training step per op family (launches, syncs, bytes: "
+                    "counted; traffic: estimated)\n");
+        table_print(&ct, md, stdout);
+    } else
+        printf(md ? "\n(No cost model: these runs predate bench schema 2.)\n"
+                  : "\nNo cost model: these runs predate bench schema 2.\n");
     fflush(stdout);
     if (html) {
-        code = write_html(&r, &dt, &lt, &rt, html);
+        code = write_html(&r, &dt, &lt, &rt, &ct, html);
         if (!code) fprintf(stderr, "graft report: wrote %s\n", html);
     }
 done:
     table_free(&dt);
     table_free(&lt);
     table_free(&rt);
+    table_free(&ct);
     for (int i = 0; i < r.nruns; i++) json_decref(r.runs[i]);
     free(r.runs);
     free(r.devs);

@@ -86,6 +86,7 @@ void graft_context_free(graft_context *ctx)
     if (!ctx) return;
     prof_clear(ctx);
     free(ctx->prof);
+    free(ctx->cost.rows);
     kernel_entry *k = ctx->kernels;
     while (k) {
         kernel_entry *n = k->next;
@@ -327,6 +328,112 @@ void prof_clear(graft_context *ctx)
     ctx->nprof = 0;
 }
 
+/* ---- cost counters ---- */
+void cost_reset(graft_context *ctx)
+{
+    cost_counters *c = &ctx->cost;
+    cost_row *rows = c->rows;
+    int cap = c->caprows, on = c->rows_on;
+    memset(c, 0, sizeof *c);
+    c->rows = rows;
+    c->caprows = cap;
+    c->rows_on = on;
+}
+
+void cost_rows(graft_context *ctx, int on)
+{
+    ctx->cost.rows_on = on;
+}
+
+/* The row for (current label, kernel), or NULL when rows are off (or out of memory: the totals
+ * still count). */
+static cost_row *cost_row_for(graft_context *ctx, const char *kernel)
+{
+    cost_counters *c = &ctx->cost;
+    if (!c->rows_on) return NULL;
+    for (int i = c->nrows - 1; i >= 0; i--)
+        if (strcmp(c->rows[i].kernel, kernel) == 0 && strcmp(c->rows[i].label, ctx->prof_label) == 0)
+            return &c->rows[i];
+    if (c->nrows == c->caprows) {
+        int cap = c->caprows ? c->caprows * 2 : 64;
+        cost_row *r = realloc(c->rows, (size_t)cap * sizeof *r);
+        if (!r) return NULL;
+        c->rows = r;
+        c->caprows = cap;
+    }
+    cost_row *r = &c->rows[c->nrows++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->label, sizeof r->label, "%s", ctx->prof_label);
+    snprintf(r->kernel, sizeof r->kernel, "%s", kernel);
+    return r;
+}
+
+static void count_launch(graft_context *ctx, const char *kernel, double items, double traffic)
+{
+    ctx->cost.launches++;
+    cost_row *r = cost_row_for(ctx, kernel);
+    if (r) {
+        r->launches++;
+        r->items += items;
+        r->traffic_bytes += traffic;
+    }
+}
+
+static void count_sync(graft_context *ctx, const char *what)
+{
+    ctx->cost.syncs++;
+    cost_row *r = cost_row_for(ctx, what);
+    if (r) r->syncs++;
+}
+
+void cost_count_transfer(graft_context *ctx, int to_host, size_t bytes, int blocking)
+{
+    if (to_host) ctx->cost.d2h_bytes += (double)bytes;
+    else ctx->cost.h2d_bytes += (double)bytes;
+    if (blocking) ctx->cost.syncs++;
+    cost_row *r = cost_row_for(ctx, to_host ? "read" : "write");
+    if (!r) return;
+    if (to_host) r->d2h_bytes += (double)bytes;
+    else r->h2d_bytes += (double)bytes;
+    if (blocking) r->syncs++;
+}
+
+void cost_count_gemm(graft_context *ctx, size_t m, size_t n, size_t k, float beta, int clblast)
+{
+    double mm = (double)m, nn = (double)n, kk = (double)k;
+    double bytes = 4 * (mm * kk + kk * nn + mm * nn + (beta != 0.0f ? mm * nn : 0));
+    ctx->cost.gemm_traffic_bytes += bytes;
+    ctx->cost.gemm_flops += 2 * mm * nn * kk;
+    ctx->cost.gemm_calls++;
+    if (clblast) {
+        ctx->cost.launches++;
+        ctx->cost.clblast_calls++;
+    }
+    cost_row *r = cost_row_for(ctx, clblast ? "clblast_sgemm" : "gemm");
+    if (!r) return;
+    r->gemm_calls++;
+    r->traffic_bytes += bytes;
+    r->flops += 2 * mm * nn * kk;
+    if (clblast) {
+        r->launches++;
+        r->clblast_calls++;
+        r->items += mm * nn;
+    }
+}
+
+graft_status queue_finish(graft_context *ctx, graft_error *e)
+{
+    count_sync(ctx, "finish");
+    return cl_check(clFinish(ctx->queue), "clFinish", e);
+}
+
+graft_status events_wait(graft_context *ctx, cl_uint n, const cl_event *events, graft_error *e)
+{
+    if (!n) return GRAFT_OK;
+    count_sync(ctx, "wait");
+    return cl_check(clWaitForEvents(n, events), "clWaitForEvents", e);
+}
+
 graft_status buffer_create(graft_context *ctx, size_t bytes, cl_mem *out, graft_error *e)
 {
     cl_int rc;
@@ -343,6 +450,7 @@ graft_status buffer_write(graft_context *ctx, cl_mem m, size_t offset, const voi
                           graft_error *e)
 {
     if (!bytes) return GRAFT_OK;
+    cost_count_transfer(ctx, 0, bytes, 1);
     return cl_check(clEnqueueWriteBuffer(ctx->queue, m, CL_TRUE, offset, bytes, src, 0, NULL, NULL),
                     "clEnqueueWriteBuffer", e);
 }
@@ -351,6 +459,7 @@ graft_status buffer_read(graft_context *ctx, cl_mem m, size_t offset, void *dst,
                          graft_error *e)
 {
     if (!bytes) return GRAFT_OK;
+    cost_count_transfer(ctx, 1, bytes, 1);
     return cl_check(clEnqueueReadBuffer(ctx->queue, m, CL_TRUE, offset, bytes, dst, 0, NULL, NULL),
                     "clEnqueueReadBuffer", e);
 }
@@ -359,6 +468,7 @@ graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t c
                              graft_error *e)
 {
     if (!count) return GRAFT_OK;
+    count_launch(ctx, "fill", (double)count, 4.0 * (double)count);
     return cl_check(clEnqueueFillBuffer(ctx->queue, m, &value, sizeof value, 0,
                                         count * sizeof(float), 0, NULL, NULL),
                     "clEnqueueFillBuffer", e);
@@ -368,11 +478,16 @@ graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *glo
                     const size_t *local, cl_event *evt, graft_error *e)
 {
     size_t g[3];
+    double items = 1;
     if (evt) *evt = NULL;
     for (int i = 0; i < dims; i++) {
         g[i] = global[i] ? global[i] : 1;
+        items *= (double)g[i];
         if (local && local[i]) g[i] = (g[i] + local[i] - 1) / local[i] * local[i];
     }
+    char kname[48] = "kernel";
+    if (ctx->cost.rows_on) clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof kname, kname, NULL);
+    count_launch(ctx, kname, items, 0);
     cl_event *rec = prof_next_event(ctx);
     cl_int rc = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
                                        rec ? rec : (ctx->profiling ? evt : NULL));

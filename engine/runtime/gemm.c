@@ -153,6 +153,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM kernel %s cannot run %zux%zux%zu (trans %d/%d)",
                        d, m, n, k, trans_a, trans_b);
     }
+    cost_count_gemm(ctx, m, n, k, beta, ch->backend == GEMM_BACKEND_CLBLAST);
     if (ch->backend == GEMM_BACKEND_CLBLAST)
         return run_clblast(ctx, ch->p[0], trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off,
                            ldb, beta, c, c_off, ldc, e);

@@ -75,6 +75,33 @@ typedef struct prof_event {
     cl_event evt;
 } prof_event;
 
+/* ---- cost counters (context.c): what the host asks of the device, so a step's cost can be read
+ * on any device. Counted: every kernel launch (launch(); a fill counts as one), every GEMM call
+ * (gemm_run: its operand traffic and FLOPs; a CLBlast call counts as one launch, marked clblast,
+ * since the kernels it enqueues internally are not visible), every host synchronisation
+ * (queue_finish, events_wait, blocking buffer_read/buffer_write) and every byte moved between host
+ * and device. The totals are always kept; while rows_on is set each count is also filed under
+ * (profiling label, kernel name) so a reader can attribute it to an op family. Reading profiling
+ * events (event_seconds) happens after a step and is not counted. */
+typedef struct cost_row {
+    char label[96];  /* ctx->prof_label when counted */
+    char kernel[48]; /* kernel function name, or clblast_sgemm, gemm (traffic), fill, write, read,
+                        finish, wait */
+    long launches, clblast_calls, gemm_calls, syncs;
+    double items;               /* work-items launched (global size, before rounding up) */
+    double h2d_bytes, d2h_bytes; /* host -> device, device -> host */
+    double traffic_bytes;       /* device memory read + written, where known (GEMM, fill) */
+    double flops;               /* where known (GEMM: 2mnk) */
+} cost_row;
+
+typedef struct cost_counters {
+    long launches, clblast_calls, gemm_calls, syncs;
+    double h2d_bytes, d2h_bytes, gemm_traffic_bytes, gemm_flops;
+    int rows_on;
+    cost_row *rows;
+    int nrows, caprows;
+} cost_counters;
+
 struct graft_context {
     graft_device_info info;
     cl_platform_id platform;
@@ -96,6 +123,8 @@ struct graft_context {
     /* GEMM (gemm.c, tune.c): per-shape choices, and how many of them came from tuning results */
     gemm_memo gemm_memo[GEMM_MEMO_MAX];
     int ngemm_memo, gemm_tuned_hits, gemm_default_uses;
+    /* cost counters (see cost_counters above) */
+    cost_counters cost;
 };
 
 /* The program for cl/<source>.cl built with options (shapes and constants as -D), from memory, the
@@ -134,6 +163,21 @@ graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t c
  * kernels guard their index against the real size. */
 graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
                     const size_t *local, cl_event *evt, graft_error *e);
+/* Host synchronisations: every wait on the device goes through these so it is counted. */
+graft_status queue_finish(graft_context *ctx, graft_error *e);
+graft_status events_wait(graft_context *ctx, cl_uint n, const cl_event *events, graft_error *e);
+
+/* Cost counters: zero the totals and rows; file counts under (label, kernel) or stop doing so. */
+void cost_reset(graft_context *ctx);
+void cost_rows(graft_context *ctx, int on);
+/* For transfers enqueued outside buffer_read/buffer_write (non-blocking or mapped): bytes moved,
+ * and whether the host waited for them. */
+void cost_count_transfer(graft_context *ctx, int to_host, size_t bytes, int blocking);
+/* One GEMM call of m x n x k (beta != 0: C is read too): its operand traffic
+ * (m*k + k*n + m*n [+ m*n]) * 4 bytes and 2mnk FLOPs; clblast: the call enqueues its own kernels
+ * (one launch, marked as such), otherwise the kernels come through launch(). */
+void cost_count_gemm(graft_context *ctx, size_t m, size_t n, size_t k, float beta, int clblast);
+
 /* Seconds between an event's start and end (profiling must be on). */
 double event_seconds(cl_event evt);
 

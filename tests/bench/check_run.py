@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""check_run.py RUN.json NDEVICES LAYER,LAYER,... — check a `graft bench --json` run against
-docs/bench-schema.md: identity, peak, start, memory, step, per-layer timings and rates, and that
-every number agrees with the others (median within [min, max], flags from the spread, GFLOP/s
-from flops and time, images/s from batch and step). Exit 1 with every problem listed."""
+"""check_run.py RUN.json NDEVICES LAYER,LAYER,... [INPUT_FLOATS] — check a `graft bench --json`
+run against docs/bench-schema.md: identity, peak, start, memory, step, per-layer timings and rates,
+the cost model, and that every number agrees with the others (median within [min, max], flags from
+the spread, GFLOP/s from flops and time, images/s from batch and step; launches = profiled events,
+family sums = total, the estimate from its formula; with INPUT_FLOATS, the floats of one input
+sample, the step's host->device bytes are exactly the batch and its labels). Every field of the
+cost model must be documented in docs/bench-schema.md. Exit 1 with every problem listed."""
 import json
 import math
+import os
+import re
 import sys
 
 problems = []
@@ -31,7 +36,72 @@ def timing(t, where):
 run = json.load(open(sys.argv[1]))
 ndev = int(sys.argv[2])
 layers = sys.argv[3].split(",")
-check(run.get("schema_version") == 1, "schema_version is not 1")
+check(run.get("schema_version") == 2, "schema_version is not 2")
+input_floats = int(sys.argv[4]) if len(sys.argv) > 4 else None
+doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
+                        "bench-schema.md")).read()
+documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
+COST_KEYS = ("launches", "clblast_calls", "gemm_calls", "syncs", "h2d_bytes", "d2h_bytes",
+             "traffic_bytes", "flops")
+
+
+def undocumented(obj, where):
+    for k in obj:
+        check(k in documented, f"{where}: field {k} is not in docs/bench-schema.md")
+
+
+def cost_model(d, w):
+    cm = d.get("cost_model")
+    check(isinstance(cm, dict), f"{w}: no cost_model")
+    if not isinstance(cm, dict):
+        return
+    undocumented(cm, f"{w}: cost_model")
+    tot, fams, rows = cm["total"], cm["families"], cm["rows"]
+    undocumented(tot, f"{w}: cost_model.total")
+    for name, f in fams.items():
+        check(name in documented, f"{w}: family {name} not documented")
+        undocumented(f, f"{w}: cost_model.families.{name}")
+    for k in COST_KEYS:
+        s = sum(f[k] for f in fams.values())
+        check(abs(s - tot[k]) <= 1e-5 * max(1, abs(tot[k])), f"{w}: families' {k} sum {s} != total {tot[k]}")
+        if k in ("launches", "gemm_calls", "syncs", "h2d_bytes", "d2h_bytes"):
+            r = sum(x[k] for x in rows)
+            check(r == tot[k], f"{w}: rows' {k} sum {r} != total {tot[k]}")
+    for r in rows:
+        undocumented(r, f"{w}: cost_model.rows")
+    fills = sum(x["launches"] for x in rows if x["kernel"] == "fill")
+    check(tot["launches"] - fills == cm["profiled_events"],
+          f"{w}: {tot['launches']} launches ({fills} fills) but {cm['profiled_events']} profiled events")
+    # every layer with kernels launched some under its forward label; the step has at least as
+    # many launches as such layers, one GEMM per conv/dense forward, and host syncs are counted
+    for l in d["layers"]:
+        fwd = sum(x["launches"] for x in rows if x["label"] == l["name"] + ".fwd")
+        check((fwd > 0) == (l["forward"]["events"] > 0), f"{w}: {l['name']}.fwd: {fwd} launches counted, {l['forward']['events']} profiled")
+        if l["type"] in ("conv2d", "dense"):
+            g = sum(x["gemm_calls"] for x in rows if x["label"] == l["name"] + ".fwd")
+            check(g >= 1 or fwd >= 1, f"{w}: {l['name']}.fwd: no launch and no GEMM")
+    with_kernels = sum(1 for l in d["layers"] if l["forward"]["events"] > 0)
+    check(tot["launches"] >= with_kernels, f"{w}: {tot['launches']} launches for {with_kernels} layers")
+    check(tot["traffic_bytes"] > 0 and tot["flops"] > 0, f"{w}: no traffic or flops estimate")
+    check(fams.get("gemm", {}).get("gemm_calls", 0) == tot["gemm_calls"], f"{w}: GEMM calls outside the gemm family")
+    check(tot["syncs"] == sum(x["syncs"] for x in rows if x["family"] == "transfer") +
+          sum(x["syncs"] for x in rows if x["kernel"] in ("finish", "wait")), f"{w}: a sync not from a transfer or a wait")
+    if input_floats is not None:
+        want = batch * (input_floats * 4 + 4)
+        check(tot["h2d_bytes"] == want, f"{w}: {tot['h2d_bytes']} bytes host->device, expected {want} (batch + labels)")
+    model = run["settings"].get("model")
+    est = cm["estimate"]
+    check((model is None) == (est is None), f"{w}: estimate {est} for settings.model {model}")
+    if est is not None:
+        undocumented(est, f"{w}: cost_model.estimate")
+        lm = tot["launches"] * model["launch_us"] / 1e3
+        mm = tot["traffic_bytes"] / (model["bandwidth_gbs"] * 1e9) * 1e3
+        cmp = tot["flops"] / (model["peak_gflops"] * 1e9) * 1e3 if model["peak_gflops"] > 0 else 0
+        step = lm + max(mm, cmp)
+        check(abs(est["step_ms"] - step) <= 1e-4 * step, f"{w}: estimate step_ms {est['step_ms']} != {step}")
+        check(abs(est["images_per_second"] - batch / (step / 1e3)) <= 1e-3 * est["images_per_second"],
+              f"{w}: estimate images_per_second")
+
 devs = run.get("devices", [])
 check(len(devs) == ndev, f"{len(devs)} devices, expected {ndev}")
 names = [d.get("identity", {}).get("device") for d in devs]
@@ -80,6 +150,7 @@ for d in devs:
             check(l["backward"] is not None and l["backward"]["median_ms"] > 0, f"{lw}: backward not timed")
             check(l["forward"]["flops"] > 0 and l["backward"]["flops"] > 0, f"{lw}: no flops")
             check(l["update"] is not None, f"{lw}: no optimizer update timed")
+    cost_model(d, w)
     flagged = set(d["flagged"])
     for l in d["layers"]:
         f = l["forward"]["flagged"] or (l["backward"] or {}).get("flagged", False)

@@ -18,9 +18,29 @@ if [ "${n:-0}" -lt 2 ]; then echo "SKIP: PoCL does not expose two devices here";
 
 export GRAFT_CACHE_DIR="$T/cache" # the peak probe's cache; cold starts use their own temp dirs
 "$GRAFT" bench "$SRC/tiny.yaml" --devices all --steps 3 --warmup 1 --no-tune \
+    --model-launch-us 7 --model-bandwidth-gbs 3000 \
     --json "$T/run.json" >"$T/out.txt" 2>"$T/err.txt" || { no "bench --devices all exited $?"; cat "$T/err.txt"; }
 cat "$T/out.txt"
-python3 "$SRC/check_run.py" "$T/run.json" 2 "$LAYERS" || no "run.json does not check out"
+# 784: floats of one 1x28x28 input, so the step uploads 16 * (784 + 1) * 4 bytes
+python3 "$SRC/check_run.py" "$T/run.json" 2 "$LAYERS" 784 || no "run.json does not check out"
+[ "$(grep -c '^cost model of one step' "$T/out.txt")" = 2 ] || no "no cost-model table per device"
+grep -q '^gemm  *[1-9]' "$T/out.txt" && grep -q '^transfer  *0  *[1-9][0-9]*  *50240 ' "$T/out.txt" ||
+    no "cost-model rows for gemm and transfer"
+grep -q '^ESTIMATE, not a measurement: on a device with 7 us launches, 3000 GB/s a step takes at least' "$T/out.txt" ||
+    no "no labelled estimate line"
+# one helper builds `graft devices --json` and the bench's identity: the same fields and values,
+# but the name is "name" in one and "device" in the other
+"$GRAFT" devices --json >"$T/devices.json" 2>/dev/null || no "devices --json exited $?"
+python3 - "$T/run.json" "$T/devices.json" <<'PY' || no "bench identity differs from graft devices --json"
+import json, sys
+listed = {d["spec"]: d for d in json.load(open(sys.argv[2]))}
+for d in json.load(open(sys.argv[1]))["devices"]:
+    a, b = dict(d["identity"]), dict(listed[d["spec"]])
+    a["name"] = a.pop("device")
+    if a != b:
+        print("identity", a, "\ndevices --json", b)
+        sys.exit(1)
+PY
 for d in basic pthread; do
     grep -q "^$d-.* measured steps of batch 16 after 1 warm-up" "$T/out.txt" || no "no table for the $d device"
 done

@@ -1,0 +1,435 @@
+/* run.c — a recipe's training step profiled on one device: cold and warm start, per-layer forward,
+ * backward and update times from OpenCL profiling events (median, min, max over the measured
+ * steps), step time and images/s, the plan's memory and the cost model of one step; and the JSON
+ * of a run (docs/bench-schema.md). */
+#define _POSIX_C_SOURCE 200809L
+#include "bench.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tune.h"
+
+/* ---- statistics over the measured steps ---- */
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+bench_stats bench_stats_of(const double *v, int n)
+{
+    bench_stats s = {0};
+    if (n <= 0) return s;
+    double *t = malloc((size_t)n * sizeof *t);
+    if (!t) return s;
+    memcpy(t, v, (size_t)n * sizeof *t);
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    s.median = n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+    s.min = t[0];
+    s.max = t[n - 1];
+    s.spread = s.median > 0 ? (s.max - s.min) / s.median : 0;
+    s.flagged = s.spread > BENCH_SPREAD_FLAG;
+    free(t);
+    return s;
+}
+
+/* ---- GEMM shapes the recipe issues (as op_conv.c / op_dense.c do), for the cold-start tuner;
+ * the same rule as cmd_tune.c's layer_shapes ---- */
+#define BENCH_MAX_SHAPES 128
+typedef struct shape_set {
+    gemm_shape s[BENCH_MAX_SHAPES];
+    int n;
+} shape_set;
+
+static void add_shape(shape_set *l, bool ta, bool tb, size_t m, size_t n, size_t k)
+{
+    if (m == 0 || n == 0 || k == 0) return;
+    gemm_shape s = {ta, tb, m, n, k};
+    for (int i = 0; i < l->n; i++)
+        if (memcmp(&l->s[i], &s, sizeof s) == 0) return;
+    if (l->n < BENCH_MAX_SHAPES) l->s[l->n++] = s;
+}
+
+static void gemm_shapes(shape_set *l, const layer *ly, size_t n)
+{
+    if (ly->type == GRAFT_LAYER_CONV2D) {
+        size_t g = (size_t)(ly->groups > 0 ? ly->groups : 1);
+        size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
+        size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
+        size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
+        size_t cols = (g > 1 || ckk >= 32) ? n * p : p;
+        add_shape(l, false, false, o / g, cols, ckk / g);
+        add_shape(l, true, false, ckk / g, cols, o / g);
+        add_shape(l, false, true, o / g, ckk / g, cols);
+    } else if (ly->type == GRAFT_LAYER_DENSE) {
+        size_t in = (size_t)shape_size(ly->in), out = (size_t)ly->units;
+        add_shape(l, false, true, n, out, in);
+        add_shape(l, false, false, n, in, out);
+        add_shape(l, true, false, out, in, n);
+    }
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* ---- one device ---- */
+typedef struct device_run {
+    graft_context *ctx;
+    pipeline *p;
+    param_store store;
+} device_run;
+
+static void run_free(device_run *r)
+{
+    if (r->p) pipeline_free(r->p);
+    store_free(&r->store);
+    if (r->ctx) graft_context_free(r->ctx);
+    memset(r, 0, sizeof *r);
+}
+
+/* A context on spec with the cache in dir, the training pipeline compiled and uploaded, and one
+ * step run (so every kernel is built): what "start" means to a user. */
+static graft_status start_run(const char *spec, const char *dir, graft_recipe *rc, int batch,
+                              const float *x, const int *y, const optim_hparams *h,
+                              const shape_set *tune, double *tune_seconds, device_run *r,
+                              graft_error *e)
+{
+    graft_context_options co = {.device = spec, .cache_dir = dir, .profile = 1};
+    graft_status s = graft_context_create(&co, &r->ctx, e);
+    if (s) return s;
+    if (tune) {
+        double t0 = now_seconds();
+        for (int i = 0; i < tune->n && !s; i++) {
+            tune_result tr;
+            s = tune_gemm(r->ctx, &tune->s[i], NULL, NULL, &tr, e);
+        }
+        *tune_seconds = now_seconds() - t0;
+        if (s) return s;
+    }
+    pipeline_options po = {.max_batch = batch,
+                           .training = true,
+                           .bn_train = rc->transfer.bn_train,
+                           .optimizer = rc->train.optimizer,
+                           .l2sp = rc->train.l2sp > 0,
+                           .label_smoothing = (float)rc->train.label_smoothing,
+                           .dropout_seed = 17};
+    if ((s = store_init(&r->store, &rc->graph, rc->train.seed, e))) return s;
+    if ((s = pipeline_create(r->ctx, &rc->graph, &po, &r->p, e))) return s;
+    if ((s = pipeline_upload(r->p, &r->store, e))) return s;
+    step_result sr;
+    if ((s = pipeline_train_step(r->p, x, y, batch, h, &sr, e))) return s;
+    return queue_finish(r->ctx, e);
+}
+
+void bench_result_free(bench_result *r)
+{
+    free(r->layers);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
+
+graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings *o, bench_result *out,
+                       graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    const graph *g = &rc->graph;
+    int B = o->batch, L = g->nlayers, S = o->steps;
+    device_run cold = {0}, warm = {0};
+    float *x = NULL;
+    int *y = NULL;
+    double *t = NULL, *wall = NULL, *v = NULL;
+    graft_status s = GRAFT_OK;
+    char dir[1024];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/graft-bench-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) return err_set(e, GRAFT_STATUS_IO, "mkdtemp %s: %s", dir, strerror(errno));
+
+    /* the peak probe runs in the user's cache, where it is kept across runs */
+    {
+        graft_context *pc = NULL;
+        graft_context_options co = {.device = spec};
+        if ((s = graft_context_create(&co, &pc, e))) goto done;
+        s = peak_probe(pc, 1, &out->peak, e);
+        graft_context_free(pc);
+        if (s) goto done;
+    }
+
+    /* synthetic inputs of the graph's input size (bench always runs every layer: no feature
+     * cache); timings do not depend on the values (only dropout draws differ) */
+    long in = shape_size(g->input);
+    x = malloc((size_t)B * (size_t)in * sizeof *x);
+    y = malloc((size_t)B * sizeof *y);
+    if (!x || !y) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the synthetic batch");
+        goto done;
+    }
+    for (long i = 0; i < (long)B * in; i++) x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
+    for (int i = 0; i < B; i++) y[i] = i % (g->num_classes > 0 ? g->num_classes : 1);
+    const train_spec *ts = &rc->train;
+    optim_hparams h = {.kind = ts->optimizer, .lr = (float)ts->lr, .momentum = (float)ts->momentum,
+                       .beta1 = (float)ts->beta1, .beta2 = (float)ts->beta2, .eps = (float)ts->eps,
+                       .weight_decay = (float)ts->weight_decay, .l2sp = (float)ts->l2sp, .t = 1};
+
+    shape_set shapes = {0};
+    for (int i = 0; i < L; i++) gemm_shapes(&shapes, &g->layers[i], (size_t)B);
+    double t0 = now_seconds();
+    if ((s = start_run(spec, dir, rc, B, x, y, &h, o->tune ? &shapes : NULL,
+                       &out->cold_tune_seconds, &cold, e)))
+        goto done;
+    out->cold_seconds = now_seconds() - t0;
+    out->cold_compile_seconds = cold.ctx->compile_seconds;
+    out->programs_built = cold.ctx->programs_built;
+    out->tuned_shapes = o->tune ? shapes.n : 0;
+    run_free(&cold);
+    t0 = now_seconds();
+    if ((s = start_run(spec, dir, rc, B, x, y, &h, NULL, NULL, &warm, e))) goto done;
+    out->warm_seconds = now_seconds() - t0;
+    graft_context *ctx = warm.ctx;
+    out->info = ctx->info;
+    out->programs_loaded = ctx->programs_loaded;
+    out->programs_built_warm = ctx->programs_built;
+    const graph_plan *gp = pipeline_plan(warm.p);
+    out->memory = gp->mem;
+
+    step_result sr;
+    for (int i = 0; i < o->warmup; i++) {
+        h.t++;
+        if ((s = pipeline_train_step(warm.p, x, y, B, &h, &sr, e))) goto done;
+    }
+    if ((s = queue_finish(ctx, e))) goto done;
+    /* t[(step * (L + 1) + slot) * BENCH_PHASES + phase]: seconds of that step's events */
+    t = calloc((size_t)S * (size_t)(L + 1) * BENCH_PHASES, sizeof *t);
+    wall = calloc((size_t)S, sizeof *wall);
+    v = calloc((size_t)S, sizeof *v);
+    out->layers = calloc((size_t)L + 1, sizeof *out->layers);
+    if (!t || !wall || !v || !out->layers) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for timings");
+        goto done;
+    }
+    out->nlayers = L;
+    for (int st = 0; st < S; st++) {
+        prof_clear(ctx);
+        ctx->record = 1;
+        h.t++;
+        if (st == 0) { /* the cost model counts the first measured step, as the pipeline ran it */
+            cost_reset(ctx);
+            cost_rows(ctx, 1);
+        }
+        double w0 = now_seconds();
+        s = pipeline_train_step(warm.p, x, y, B, &h, &sr, e);
+        cost_rows(ctx, 0); /* the wait below is the bench's, not the step's */
+        if (st == 0) out->profiled_events = ctx->nprof;
+        if (!s) s = queue_finish(ctx, e);
+        wall[st] = now_seconds() - w0;
+        ctx->record = 0;
+        if (s) goto done;
+        for (int i = 0; i < ctx->nprof; i++) {
+            int ph, slot = bench_label_layer(g, ctx->prof[i].label, &ph);
+            if (slot < 0 || ph < 0) {
+                out->unlabelled_events++;
+                continue;
+            }
+            t[((size_t)st * (size_t)(L + 1) + (size_t)slot) * BENCH_PHASES + (size_t)ph] +=
+                event_seconds(ctx->prof[i].evt);
+            if (st == 0) out->layers[slot].events[ph]++;
+        }
+    }
+    prof_clear(ctx);
+
+    out->step = bench_stats_of(wall, S);
+    out->images_per_second = out->step.median > 0 ? B / out->step.median : 0;
+    for (int li = 0; li <= L; li++) {
+        bench_layer_result *lr = &out->layers[li];
+        for (int p = 0; p < BENCH_PHASES; p++) {
+            for (int st = 0; st < S; st++)
+                v[st] = t[((size_t)st * (size_t)(L + 1) + (size_t)li) * BENCH_PHASES + (size_t)p];
+            lr->phase[p] = bench_stats_of(v, S);
+        }
+        if (li < L) lr->cost = bench_layer_cost(g, &g->layers[li], &gp->layers[li], B);
+    }
+    const cost_counters *cc = &ctx->cost;
+    if (cc->nrows) {
+        out->rows = malloc((size_t)cc->nrows * sizeof *out->rows);
+        if (!out->rows) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the cost model");
+            goto done;
+        }
+        memcpy(out->rows, cc->rows, (size_t)cc->nrows * sizeof *out->rows);
+        out->nrows = cc->nrows;
+    }
+    bench_step_cost(out->rows, out->nrows, g, gp, ts->optimizer, ts->l2sp > 0, B, out->cost);
+    if (o->model_launch_us > 0 || o->model_bandwidth_gbs > 0) {
+        out->has_estimate = true;
+        out->estimate = bench_estimate_step(&out->cost[FAM_COUNT], o->model_launch_us,
+                                            o->model_bandwidth_gbs, o->model_gflops);
+    }
+
+done:
+    free(t);
+    free(wall);
+    free(v);
+    free(x);
+    free(y);
+    run_free(&cold);
+    run_free(&warm);
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    if (s) bench_result_free(out);
+    return s;
+}
+
+/* ---- JSON ---- */
+static json_t *stats_json(bench_stats s)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "median_ms", json_real(s.median * 1e3));
+    json_object_set_new(o, "min_ms", json_real(s.min * 1e3));
+    json_object_set_new(o, "max_ms", json_real(s.max * 1e3));
+    json_object_set_new(o, "spread", json_real(s.spread));
+    json_object_set_new(o, "flagged", json_boolean(s.flagged));
+    return o;
+}
+
+/* Timing plus achieved rates of one phase of one layer. */
+static json_t *phase_json(bench_stats s, int events, double flops, double bytes,
+                          const peak_result *pk)
+{
+    json_t *o = stats_json(s);
+    json_object_set_new(o, "events", json_integer(events));
+    json_object_set_new(o, "flops", json_real(flops));
+    json_object_set_new(o, "bytes", json_real(bytes));
+    double gf = s.median > 0 ? flops / s.median / 1e9 : 0;
+    double gb = s.median > 0 ? bytes / s.median / 1e9 : 0;
+    double pf = peak_best_gflops(pk);
+    json_object_set_new(o, "gflops", json_real(gf));
+    json_object_set_new(o, "gbps", json_real(gb));
+    json_object_set_new(o, "pct_peak_flops", json_real(pf > 0 ? 100 * gf / pf : 0));
+    json_object_set_new(o, "pct_peak_bandwidth",
+                        json_real(pk->copy_gbps > 0 ? 100 * gb / pk->copy_gbps : 0));
+    return o;
+}
+
+void bench_result_json(const bench_result *r, const graph *g, const bench_settings *o, json_t *dev)
+{
+    const peak_result *pk = &r->peak;
+    json_t *peak = json_object(), *pg = json_object();
+    for (int i = 0; i < PEAK_FMA_TYPES; i++)
+        json_object_set_new(pg, PEAK_FMA_NAMES[i], json_real(pk->gflops[i]));
+    json_object_set_new(peak, "gflops", pg);
+    json_object_set_new(peak, "best_gflops", json_real(peak_best_gflops(pk)));
+    json_object_set_new(peak, "copy_gbps", json_real(pk->copy_gbps));
+    json_object_set_new(peak, "from_cache", json_boolean(pk->from_cache));
+    json_object_set_new(dev, "peak", peak);
+    json_t *start = json_object();
+    json_object_set_new(start, "cold_seconds", json_real(r->cold_seconds));
+    json_object_set_new(start, "cold_compile_seconds", json_real(r->cold_compile_seconds));
+    json_object_set_new(start, "cold_tune_seconds", json_real(r->cold_tune_seconds));
+    json_object_set_new(start, "tuned_shapes", json_integer(r->tuned_shapes));
+    json_object_set_new(start, "programs_built", json_integer(r->programs_built));
+    json_object_set_new(start, "warm_seconds", json_real(r->warm_seconds));
+    json_object_set_new(start, "programs_loaded", json_integer(r->programs_loaded));
+    json_object_set_new(start, "programs_built_warm", json_integer(r->programs_built_warm));
+    json_object_set_new(dev, "start", start);
+    const plan_memory *m = &r->memory;
+    json_t *mem = json_object();
+    json_object_set_new(mem, "weights", json_integer((json_int_t)m->weights));
+    json_object_set_new(mem, "gradients", json_integer((json_int_t)m->gradients));
+    json_object_set_new(mem, "optimizer", json_integer((json_int_t)m->optimizer));
+    json_object_set_new(mem, "activations", json_integer((json_int_t)m->activations));
+    json_object_set_new(mem, "workspace", json_integer((json_int_t)m->workspace));
+    json_object_set_new(mem, "total", json_integer((json_int_t)m->total));
+    json_object_set_new(dev, "memory_bytes", mem);
+    json_object_set_new(dev, "step", stats_json(r->step));
+    json_object_set_new(dev, "images_per_second", json_real(r->images_per_second));
+
+    json_t *layers = json_array(), *flagged = json_array();
+    const bench_layer_result *loss = &r->layers[r->nlayers];
+    json_t *lossj = stats_json(loss->phase[BENCH_FWD]);
+    json_object_set_new(lossj, "events", json_integer(loss->events[BENCH_FWD]));
+    json_object_set_new(dev, "loss", lossj);
+    for (int li = 0; li < r->nlayers; li++) {
+        const layer *l = &g->layers[li];
+        const bench_layer_result *lr = &r->layers[li];
+        json_t *lj = json_object();
+        json_object_set_new(lj, "name", json_string(l->name));
+        json_object_set_new(lj, "type", json_string(layer_type_name(l->type)));
+        json_t *shp = json_array();
+        for (int k = 0; k < l->out.rank; k++) json_array_append_new(shp, json_integer(l->out.d[k]));
+        json_object_set_new(lj, "output_shape", shp);
+        json_object_set_new(lj, "frozen", json_boolean(l->frozen));
+        json_object_set_new(lj, "forward", phase_json(lr->phase[BENCH_FWD], lr->events[BENCH_FWD],
+                                                      lr->cost.fwd_flops, lr->cost.fwd_bytes, pk));
+        bool has_bwd = lr->events[BENCH_BWD] > 0, has_upd = lr->events[BENCH_UPD] > 0;
+        json_object_set_new(lj, "backward",
+                            has_bwd ? phase_json(lr->phase[BENCH_BWD], lr->events[BENCH_BWD],
+                                                 lr->cost.bwd_flops, lr->cost.bwd_bytes, pk)
+                                    : json_null());
+        json_t *uj = has_upd ? stats_json(lr->phase[BENCH_UPD]) : json_null();
+        if (has_upd) json_object_set_new(uj, "events", json_integer(lr->events[BENCH_UPD]));
+        json_object_set_new(lj, "update", uj);
+        json_array_append_new(layers, lj);
+        if (lr->phase[BENCH_FWD].flagged || (has_bwd && lr->phase[BENCH_BWD].flagged))
+            json_array_append_new(flagged, json_string(l->name));
+    }
+    if (loss->phase[BENCH_FWD].flagged) json_array_append_new(flagged, json_string("loss"));
+    json_object_set_new(dev, "layers", layers);
+    if (r->step.flagged) json_array_append_new(flagged, json_string("step"));
+    json_object_set_new(dev, "flagged", flagged);
+    json_object_set_new(dev, "unlabelled_events", json_integer(r->unlabelled_events));
+    json_t *cj = bench_cost_json(r->rows, r->nrows, g, r->cost, r->profiled_events);
+    json_object_set_new(cj, "counted_step", json_integer(1));
+    json_object_set_new(cj, "estimate", r->has_estimate
+                                            ? bench_estimate_json(&r->estimate, o->batch)
+                                            : json_null());
+    json_object_set_new(dev, "cost_model", cj);
+}
+
+json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const bench_settings *o)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "schema_version", json_integer(BENCH_SCHEMA_VERSION));
+    json_object_set_new(root, "tool", json_string("graft " GRAFT_VERSION));
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    json_object_set_new(root, "host", json_string(host));
+    char when[64];
+    time_t now = time(NULL);
+    struct tm tmv;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tmv));
+    json_object_set_new(root, "created", json_string(when));
+    json_t *rj = json_object();
+    json_object_set_new(rj, "file", json_string(recipe_file));
+    json_object_set_new(rj, "name", json_string(rc->name ? rc->name : ""));
+    json_object_set_new(rj, "layers", json_integer(rc->graph.nlayers));
+    json_object_set_new(rj, "params", json_integer(graph_param_count(&rc->graph, false)));
+    json_object_set_new(rj, "trainable_params", json_integer(graph_param_count(&rc->graph, true)));
+    json_object_set_new(root, "recipe", rj);
+    json_t *set = json_object();
+    json_object_set_new(set, "batch", json_integer(o->batch));
+    json_object_set_new(set, "steps", json_integer(o->steps));
+    json_object_set_new(set, "warmup", json_integer(o->warmup));
+    json_object_set_new(set, "tune", json_boolean(o->tune));
+    json_object_set_new(set, "input", json_string("synthetic"));
+    json_t *model = json_null();
+    if (o->model_launch_us > 0) {
+        model = json_object();
+        json_object_set_new(model, "launch_us", json_real(o->model_launch_us));
+        json_object_set_new(model, "bandwidth_gbs", json_real(o->model_bandwidth_gbs));
+        json_object_set_new(model, "peak_gflops", json_real(o->model_gflops));
+    }
+    json_object_set_new(set, "model", model);
+    json_object_set_new(root, "settings", set);
+    json_object_set_new(root, "devices", json_array());
+    return root;
+}

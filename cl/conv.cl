@@ -127,3 +127,91 @@ __kernel void conv2d_bias_packed(__global const float *dycol, const long dycol_o
     }
     db[o] = s;
 }
+
+/* ---- direct (implicit-GEMM) convolution for CPU devices: no column matrix ----
+ * y[i, o, oy, :] = epi(b[o] + sum over c, ky, kx of w[o, c, ky, kx] * x[i, c, oy*SH - PH + ky, :]
+ * shifted by kx - PW), for stride 1 along x (SW = 1). One work-item per output row (i, oy): for
+ * each block of MR output channels it keeps MR x NV vectors of VW floats (a whole output row,
+ * NV = ceil(WO / VW)) in registers; per (c, ky) it copies the input row, zero-padded, into a
+ * private buffer, from which each kx is a plain vector load at a constant offset feeding MR x NV
+ * fused multiply-adds against broadcast weights -- the register tile of gemm_outer with the im2col
+ * gather folded into the row copy. Input element (i, c, iy, ix) is at
+ * x[xoff + c * cstride + i * istride + iy * WI + ix] (runtime strides), so the same kernel reads NCHW
+ * activations and the batched backward's packed gradient [C, n, H*W], and computes the backward
+ * data pass as a convolution of dy with flipped weights (conv2d_flip) and padding K-1-P.
+ * Extra options: -DVW (4, 8 or 16), -DNV, -DMR (divides CO). */
+#ifdef VW
+#define VEC_(n) float##n
+#define VEC(n) VEC_(n)
+#define VLOAD_(n) vload##n
+#define VLOAD(n) VLOAD_(n)
+#define VSTORE_(n) vstore##n
+#define VSTORE(n) VSTORE_(n)
+#define floatv VEC(VW)
+#define RB (NV * VW + KW - 1)
+
+__kernel void conv2d_direct(__global const float *x, const long xoff, const long cstride,
+                            const long istride,
+                            __global const float *w, __global const float *b,
+                            __global float *y, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * HO) return;
+    const int i = t / HO, oy = t - i * HO;
+    const int y0 = oy * SH - PH;
+    float row[RB];
+    for (int j = 0; j < RB; j++) row[j] = 0.0f;
+    for (int o0 = 0; o0 < CO; o0 += MR) {
+        floatv acc[MR][NV];
+        for (int m = 0; m < MR; m++)
+            for (int v = 0; v < NV; v++) acc[m][v] = (floatv)(0.0f);
+        for (int c = 0; c < CI; c++) {
+            __global const float *xc = x + xoff + c * cstride + i * istride;
+            __global const float *wc = w + ((long)o0 * CI + c) * KH * KW;
+            for (int ky = 0; ky < KH; ky++) {
+                const int iy = y0 + ky;
+                if (iy < 0 || iy >= HI) continue;
+                __global const float *xr = xc + iy * WI;
+                for (int j = 0; j < WI; j++) row[PW + j] = xr[j];
+                for (int kx = 0; kx < KW; kx++) {
+                    floatv xv[NV];
+                    for (int v = 0; v < NV; v++) xv[v] = VLOAD(VW)(0, row + v * VW + kx);
+                    for (int m = 0; m < MR; m++) {
+                        const float wv = wc[(long)m * CI * KH * KW + ky * KW + kx];
+                        for (int v = 0; v < NV; v++) acc[m][v] = fma((floatv)(wv), xv[v], acc[m][v]);
+                    }
+                }
+            }
+        }
+        for (int m = 0; m < MR; m++) {
+            const int o = o0 + m;
+#if HAS_BIAS
+            const float bo = b[o];
+#else
+            const float bo = 0.0f;
+#endif
+            __global float *yr = y + (((long)i * CO + o) * HO + oy) * WO;
+            for (int v = 0; v < NV; v++) {
+                float tmp[VW];
+                VSTORE(VW)(acc[m][v], 0, tmp);
+                for (int l = 0; l < VW; l++) {
+                    const int ox = v * VW + l;
+                    if (ox < WO) yr[ox] = epi_fwd(tmp[l] + bo);
+                }
+            }
+        }
+    }
+}
+#endif
+
+/* wf[c, o, ky, kx] = w[o, c, KH-1-ky, KW-1-kx]: the weights of the backward data pass as a
+ * forward convolution (built with the forward layer's options). One work-item per element. */
+__kernel void conv2d_flip(__global const float *w, __global float *wf)
+{
+    const int t = get_global_id(0);
+    if (t >= CO * CI * KH * KW) return;
+    const int kx = t - t / KW * KW, q = t / KW;
+    const int ky = q - q / KH * KH, q2 = q / KH;
+    const int o = q2 - q2 / CO * CO, c = q2 / CO;
+    wf[t] = w[(((long)o * CI + c) * KH + (KH - 1 - ky)) * KW + (KW - 1 - kx)];
+}

@@ -11,15 +11,15 @@
  * gives a NaN loss (and a NaN gradient row) rather than a silent wrong value. */
 #include "reduce.cl"
 
-/* One work-group (of LSZ work-items) per sample. */
+/* A row per sample (reduce.cl). */
 __kernel void xent_fwd_bwd(const int n, const int flags, __global const float *logits,
                            __global const int *labels, __global float *loss,
                            __global int *correct, __global float *dlogits)
 {
     __local float redf[LSZ];
     __local int redi[LSZ];
-    const int i = get_group_id(0), lid = LID();
-    if (i >= n) return; /* uniform per group */
+    const int i = ROW(), lid = LID();
+    if (i >= n) return; /* a whole group when LSZ > 1 */
     __global const float *l = logits + (long)i * K;
     const int y = labels[i];
     const bool valid = y >= 0 && y < K;

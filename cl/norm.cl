@@ -12,8 +12,6 @@
 
 #include "reduce.cl"
 
-#define PLANE() (get_group_id(0))
-
 /* (mean, invstd) of channel c from either the saved batch statistics (is_var = 0: s2 holds the
  * inverse std) or the running statistics (is_var = 1: s2 holds the variance). */
 #define STATS(c, mean_buf, s2_buf, is_var)                                                         \
@@ -25,8 +23,8 @@
 __kernel void bn_stats_partial(const int n, __global const float *x, __global float *part)
 {
     __local float red[LSZ];
-    const int t = PLANE(), lid = LID();
-    if (t >= n * C) return; /* uniform per group */
+    const int t = ROW(), lid = LID();
+    if (t >= n * C) return; /* a whole group when LSZ > 1 */
     const int i = t / C, c = t - i * C;
     __global const float *p = x + (long)t * HW;
     float s = 0.0f;
@@ -82,7 +80,7 @@ __kernel void bn_apply(const int n, const int is_var, __global const float *x,
                        __global const float *mean_buf, __global const float *s2_buf,
                        __global float *y)
 {
-    const int t = PLANE(), lid = LID();
+    const int t = ROW(), lid = LID();
     if (t >= n * C) return;
     const int c = t - t / C * C;
     STATS(c, mean_buf, s2_buf, is_var);
@@ -100,7 +98,7 @@ __kernel void bn_grad_partial(const int n, const int is_var, __global const floa
                               __global float *part)
 {
     __local float red[LSZ];
-    const int t = PLANE(), lid = LID();
+    const int t = ROW(), lid = LID();
     if (t >= n * C) return;
     const int i = t / C, c = t - i * C;
     STATS(c, mean_buf, s2_buf, is_var);
@@ -159,7 +157,7 @@ __kernel void bn_grad_apply(const int n, const int is_var, const int train,
                             __global const float *mean_buf, __global const float *s2_buf,
                             __global const float *sums, __global float *dx)
 {
-    const int t = PLANE(), lid = LID();
+    const int t = ROW(), lid = LID();
     if (t >= n * C) return;
     const int c = t - t / C * C;
     STATS(c, mean_buf, s2_buf, is_var);

@@ -1,13 +1,20 @@
-/* reduce.cl — reductions over the LSZ work-items of a work-group, for kernels that give a group
- * one row (a batchnorm plane, a sample's logits). -DLSZ=1 on CPU devices, where one work-item
- * walking a contiguous row is the fast form and a group of one needs no barrier; a power of two up
- * to 256 elsewhere, where a group strides the row with coalesced reads and reduces it here in
- * local memory. Every work-item of the group must call these (barriers), and gets the result.
- * Included by the kernel files that use them (tools/embed_cl.py inlines it). */
+/* reduce.cl — reductions over the LSZ work-items that share one row (a batchnorm plane, a sample's
+ * logits). -DLSZ=1 on CPU devices: one work-item walks a whole contiguous row, no barrier, and the
+ * work-items of a group are independent rows (ROW() is the global id; the host launches groups of
+ * 64 rows: PoCL's cost per work-group makes groups of one slow). Elsewhere a power of two up to
+ * 256: a work-group per row (ROW() is the group id) strides it with coalesced reads and reduces it
+ * here in local memory; every work-item of the group must call these (barriers) and gets the
+ * result. Included by the kernel files that use them (tools/embed_cl.py inlines it). */
 #ifndef LSZ
 #define LSZ 1
 #endif
-#define LID() (LSZ == 1 ? 0 : (int)get_local_id(0))
+#if LSZ == 1
+#define ROW() ((int)get_global_id(0))
+#define LID() 0
+#else
+#define ROW() ((int)get_group_id(0))
+#define LID() ((int)get_local_id(0))
+#endif
 
 /* Sum of v over the group; red has LSZ floats. */
 static float group_sum(__local float *red, float v)

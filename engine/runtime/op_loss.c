@@ -42,6 +42,5 @@ graft_status xent_fwd_bwd(graft_context *ctx, xent_op *op, int n, cl_mem logits,
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof correct, &correct);
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof dlogits, &dlogits);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
-    size_t l = (size_t)op->lsz, g = (size_t)n * l; /* a group per sample */
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    return launch_rows(ctx, k, op->lsz, (size_t)n, e); /* a row per sample */
 }

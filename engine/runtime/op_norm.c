@@ -99,11 +99,16 @@ static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_e
     return s;
 }
 
+graft_status launch_rows(graft_context *ctx, cl_kernel k, int lsz, size_t rows, graft_error *e)
+{
+    size_t l = lsz > 1 ? (size_t)lsz : 64, g = lsz > 1 ? rows * (size_t)lsz : rows;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
 static graft_status planes(graft_context *ctx, const batchnorm_op *op, cl_kernel k, int n,
                            graft_error *e)
 {
-    size_t l = (size_t)op->lsz, g = (size_t)n * op->c * l;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    return launch_rows(ctx, k, op->lsz, (size_t)n * op->c, e);
 }
 
 static graft_status channels(graft_context *ctx, const batchnorm_op *op, cl_kernel k,

@@ -28,6 +28,9 @@ void epilogue_options(const epilogue *ep, char *buf, size_t n);
  * two up to 256 (and the device's limit) so neighbouring work-items read neighbouring floats.
  * GRAFT_PLANE_LSZ=N forces N (tests run the GPU form on CPU devices with it). */
 int group_local_size(const graft_context *ctx, long row);
+/* Launch a cl/reduce.cl kernel over `rows` rows: a group per row when lsz > 1, else one work-item
+ * per row in groups of 64. */
+graft_status launch_rows(graft_context *ctx, cl_kernel k, int lsz, size_t rows, graft_error *e);
 
 /* Row-major SGEMM through CLBlast: C = alpha * op(A) * op(B) + beta * C; recorded for profiling. */
 graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
@@ -47,6 +50,10 @@ typedef struct conv2d_desc {
 typedef struct conv2d_op {
     conv2d_desc d;
     cl_kernel im2col, col2im, bias_fwd, bias_bwd, epi_grad;
+    /* the direct path (CPU devices; NULL where it does not apply): forward, backward data as a
+     * convolution of dy with the flipped weights (flip writes them into wflip) */
+    cl_kernel direct_fwd, direct_bwd, flip;
+    cl_mem wflip;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */

@@ -7,7 +7,9 @@ Contenders (each one missing is skipped with the reason printed; the script inst
                       and TF_ENABLE_ONEDNN_OPTS=0 (two rows)
   --debian-python PY  Debian's python3-torch 1.13 (default /usr/bin/python3; `none` to leave it
                       out): it links the reference BLAS, so it is an oracle here, not a speed peer
-  --graft BUILD/graft Graft itself
+  --graft BUILD/graft Graft itself, on its usual device or GRAFT_DEVICE
+  --torch-device cuda PyTorch on its GPU (TF32 off, synchronised), to compare with Graft on an
+                      OpenCL GPU (GRAFT_DEVICE=nvidia); tests/gpu/run.sh does
 Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
   train     fmnist-cnn (configs/models/fmnist-cnn.yaml), batch 64, Adam lr 1e-3, on 10,000
             Fashion-MNIST training images, --threads threads (default 2): steady-state training
@@ -20,8 +22,9 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
             whatever the trainer does on a first run, e.g. compiling and tuning, is in its time),
             timed as a whole process; steady state with the cache that first run left; steady
             state after `graft tune --missing` in your GRAFT_CACHE_DIR (left out by --skip-tune).
-  gemm      SGEMM GFLOP/s at 1024^3 and the CNN's GEMMs as Graft issues them: Graft, numpy
-            (Debian's python, --blas-dir), PyTorch (--torch-python if given, else Debian's)
+  gemm      SGEMM GFLOP/s at 1024^3 and the CNN's GEMMs as Graft issues them (--gemm-sizes
+            1024,4096: those squares instead): Graft, numpy (Debian's python, --blas-dir),
+            PyTorch (--torch-python if given, else Debian's)
   transfer  fmnist-feature-extract end to end: `graft train` vs PyTorch's usual loop and vs
             PyTorch with the frozen features cached by hand
   startup   a 1-step `graft train` with empty, then filled program caches
@@ -30,7 +33,8 @@ The machine (CPU model, ISA class, cores, load, the OpenCL devices Graft sees) i
 and written with every figure to --json OUT.
 
 Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY]
-                        [--debian-python PY|none] [--parts LIST] [--repeat N] [--steps N]
+                        [--debian-python PY|none] [--torch-device cpu|cuda] [--gemm-sizes L]
+                        [--parts LIST] [--repeat N] [--steps N]
                         [--warmup N] [--threads N] [--images N] [--quick] [--skip-tune]
                         [--blas-dir DIR] [--json OUT]
 --quick: 10 timed steps after 3, 2,000 images, a shortened demo: to check that the script runs,
@@ -59,6 +63,7 @@ FMNIST = "/usr/share/datasets/fashion-mnist"
 PRETRAIN = os.path.join(ROOT, "configs", "recipes", "fmnist-pretrain.yaml")
 BATCH = 64
 THREADS = 2  # the children's thread count (--threads); set in main() and in a child's args
+TORCH_DEVICE = "cpu"  # where the PyTorch contenders compute (--torch-device)
 
 # (m, n, k, ta, tb, what) — op_conv.c / op_dense.c at batch 64 (see cmd_tune.c's layer_shapes)
 SHAPES = [
@@ -83,9 +88,14 @@ import json, sys, time
 import numpy as np
 lib = sys.argv[1]
 shapes = json.loads(sys.argv[2])
+cuda = len(sys.argv) > 4 and sys.argv[4] == "cuda"
+sync = lambda: None
 if lib == "torch":
     import torch
     torch.set_num_threads(int(sys.argv[3]))
+    if cuda:  # cuBLAS in FP32, as Graft computes: no TF32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        sync = torch.cuda.synchronize
 out = []
 for m, n, k, ta, tb in shapes:
     rng = np.random.default_rng(0)
@@ -93,21 +103,26 @@ for m, n, k, ta, tb in shapes:
     b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
     if lib == "torch":
         a, b = torch.from_numpy(a), torch.from_numpy(b)
+        if cuda:
+            a, b = a.cuda(), b.cuda()
         f = lambda: torch.matmul(a.t() if ta else a, b.t() if tb else b)
     else:
         f = lambda: (a.T if ta else a) @ (b.T if tb else b)
-    f()
-    t0 = time.perf_counter(); f(); one = time.perf_counter() - t0
+    f(); sync()
+    t0 = time.perf_counter(); f(); sync(); one = time.perf_counter() - t0
     per = max(1, min(200, int(0.05 / max(one, 1e-6))))
     best = one
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(per): f()
+        sync()
         best = min(best, (time.perf_counter() - t0) / per)
     out.append(2.0 * m * n * k / best / 1e9)
 # the CPU BLAS loaded (PyPI's PyTorch maps cuBLAS too, unused on the CPU)
 blas = sorted({l.split()[-1] for l in open("/proc/self/maps")
                if ("blas" in l.lower() or "mkl" in l.lower()) and "cublas" not in l.lower()})
+if cuda:
+    blas = ["cuBLAS (CUDA " + str(torch.version.cuda) + ", " + torch.cuda.get_device_name() + ")"]
 print(json.dumps({"gflops": out, "blas": blas}))
 """
 
@@ -188,6 +203,9 @@ if kind == "torch":
     out["version"] = torch.__version__
     out["mkl"] = torch.backends.mkl.is_available()
     out["onednn"] = torch.backends.mkldnn.is_available()
+    out["cuda"] = torch.cuda.is_available()
+    if out["cuda"]:
+        out["cuda_device"] = torch.cuda.get_device_name()
 else:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -235,12 +253,15 @@ def find_peers(args):
     major = t["version"].split(".")[0] if t else ""
     if t and not (major.isdigit() and int(major) >= 2):
         t, why = None, f"{args.torch_python} has PyTorch {t['version']}, not 2.x"
+    if t and TORCH_DEVICE == "cuda" and not t["cuda"]:
+        t, why = None, f"{args.torch_python}: PyTorch {t['version']} sees no CUDA device"
     if t:
         facts["torch"] = t
+        where = (f"on {t['cuda_device']}, TF32 off" if TORCH_DEVICE == "cuda" else
+                 f"MKL {'on' if t['mkl'] else 'off'}, oneDNN {'on' if t['onednn'] else 'off'}")
         peers.append({"key": "torch", "python": args.torch_python, "kind": "torch", "env": {},
                       "speed_peer": True,
-                      "label": f"PyTorch {t['version']} eager (MKL {'on' if t['mkl'] else 'off'}, "
-                               f"oneDNN {'on' if t['onednn'] else 'off'})"})
+                      "label": f"PyTorch {t['version']} eager ({where})"})
     else:
         skipped["torch"] = f"PyTorch 2.x: {why}"
     t, why = probe(args.tf_python, "tf")
@@ -267,7 +288,8 @@ def find_peers(args):
 def run_child(python, part, env, args, extra=()):
     """One workload of this script in a child under `python`; its figure is the last JSON line."""
     cmd = [python, os.path.abspath(__file__), "--part", part, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--threads", str(THREADS), "--images", str(args.images)]
+           "--warmup", str(args.warmup), "--threads", str(THREADS), "--images", str(args.images),
+           "--torch-device", TORCH_DEVICE]
     return sh(cmd + list(extra), env=env, check=False)
 
 
@@ -303,10 +325,16 @@ def torch_train(steps, warmup, images):
     import torch
     torch.set_num_threads(THREADS)
     torch.manual_seed(0)
+    dev = torch.device(TORCH_DEVICE)
+    sync = lambda: None  # noqa: E731
+    if dev.type == "cuda":  # FP32 as Graft computes, and every timed step finished
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        sync = torch.cuda.synchronize
     x, y = load_fmnist(images)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    x, y = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
     nb = len(x) // BATCH
-    model = torch_model()
+    model = torch_model().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
@@ -321,12 +349,14 @@ def torch_train(steps, warmup, images):
     t0 = time.perf_counter()
     for i in range(warmup):
         step(i)
+    sync()
     t1 = time.perf_counter()
     for i in range(warmup, warmup + steps):
         step(i)
+    sync()
     t2 = time.perf_counter()
     return {"ips": BATCH * steps / (t2 - t1), "warmup_seconds": t1 - t0,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": str(dev)}
 
 
 def keras_train(steps, warmup, images):
@@ -567,8 +597,10 @@ def train_part(graft, res, tmp, args, peers):
 
 def gemm_part(graft, res, args, torch_python):
     print("\n== SGEMM GFLOP/s (FP32) ==", flush=True)
-    g = graft_gemm(graft, SHAPES)
-    arg = json.dumps([[m, n, k, ta, tb] for m, n, k, ta, tb, _ in SHAPES])
+    shapes = ([(n, n, n, False, False, "square") for n in args.gemm_sizes] if args.gemm_sizes
+              else SHAPES)
+    g = graft_gemm(graft, shapes)
+    arg = json.dumps([[m, n, k, ta, tb] for m, n, k, ta, tb, _ in shapes])
     cols = [("numpy", args.debian_python, "numpy", args.blas_dir),
             ("torch", torch_python, "torch", args.blas_dir if torch_python == args.debian_python
              else None)]
@@ -576,7 +608,8 @@ def gemm_part(graft, res, args, torch_python):
     for name, python, lib, blas_dir in cols:
         if not python or python == "none":
             continue
-        r = sh([python, "-c", GEMM_CHILD, lib, arg, str(THREADS)],
+        r = sh([python, "-c", GEMM_CHILD, lib, arg, str(THREADS),
+                TORCH_DEVICE if lib == "torch" else "cpu"],
                env=py_env(python, blas_dir=blas_dir), check=False)
         if r.returncode != 0:
             print(f"  {name} ({python}) skipped: {why_failed(r)}")
@@ -589,7 +622,7 @@ def gemm_part(graft, res, args, torch_python):
     print(f"{'shape':>24} {'what':<17} {'graft':>7} " + " ".join(f"{n:>7}" for n in names)
           + " " + " ".join(f"{'g/' + n[:2]:>6}" for n in names) + "  kernel")
     rows = []
-    for i, ((m, n, k, ta, tb, what), (gg, kern, tuned)) in enumerate(zip(SHAPES, g)):
+    for i, ((m, n, k, ta, tb, what), (gg, kern, tuned)) in enumerate(zip(shapes, g)):
         name = f"{m}x{n}x{k}{' ta' if ta else ''}{' tb' if tb else ''}"
         other = [figs[c][i] for c in names]
         print(f"{name:>24} {what:<17} {gg:7.1f} " + " ".join(f"{v:7.1f}" for v in other) + " "
@@ -598,7 +631,8 @@ def gemm_part(graft, res, args, torch_python):
         row = {"shape": name, "what": what, "graft": gg, "kernel": kern, "tuned": tuned}
         row.update({c: figs[c][i] for c in names})
         rows.append(row)
-    res["gemm"] = {"threads": THREADS, "torch_python": torch_python, "rows": rows}
+    res["gemm"] = {"threads": THREADS, "torch_python": torch_python, "torch_device": TORCH_DEVICE,
+                   "rows": rows}
 
 
 def pretrained(graft, tmp, steps=60):
@@ -672,11 +706,15 @@ PARTS = ["train", "gemm", "transfer", "startup", "demo"]
 
 
 def main():
-    global THREADS
+    global THREADS, TORCH_DEVICE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--graft", default=os.path.join(ROOT, "build", "graft"))
     ap.add_argument("--torch-python", help="a Python with PyTorch 2.x (e.g. a venv's bin/python)")
     ap.add_argument("--tf-python", help="a Python with tensorflow-cpu and Keras 3")
+    ap.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu",
+                    help="where PyTorch computes (cuda: its GPU beside Graft's GRAFT_DEVICE)")
+    ap.add_argument("--gemm-sizes", type=lambda v: [int(x) for x in v.split(",")],
+                    help="the gemm part times these squares (e.g. 1024,4096), not the CNN's GEMMs")
     ap.add_argument("--debian-python", default="/usr/bin/python3",
                     help="Debian's Python with python3-torch (default /usr/bin/python3; none)")
     ap.add_argument("--quick", action="store_true",
@@ -697,6 +735,7 @@ def main():
     ap.add_argument("--part", help=argparse.SUPPRESS)
     args = ap.parse_args()
     THREADS = max(1, args.threads)
+    TORCH_DEVICE = args.torch_device
     if args.part:  # a child: one workload, its figure as JSON on the last line
         if args.part == "train-torch":
             print(json.dumps(torch_train(args.steps, args.warmup, args.images)))
@@ -733,7 +772,8 @@ def main():
     res["peers"] = {"found": {p["key"]: p["label"] for p in peers}, "skipped": skipped,
                     "facts": facts}
     torch_python = (args.torch_python if "torch" in facts
-                    else args.debian_python if "debian_torch" in facts else None)
+                    else args.debian_python if "debian_torch" in facts and TORCH_DEVICE == "cpu"
+                    else None)
     tmp = tempfile.mkdtemp(prefix="graft-compare-")
     try:
         if not args.skip_tune and ("train" in parts or "gemm" in parts):

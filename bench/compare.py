@@ -186,6 +186,9 @@ def print_machine(m):
         # PoCL's CPU device names the LLVM target it compiles for: skylake-avx512, znver3, ...
         print(f"  OpenCL device: {d['name']} ({d['compute_units']} compute units; "
               f"{d['platform_version']})")
+    if m["load_average"][0] > 0.5 * m["cores"]:
+        print(f"  warning: the machine is busy (load {m['load_average'][0]:.1f} on {m['cores']} "
+              "cores): the figures will move with it; measure on a quiet machine")
     if m.get("opencl_error"):
         print(f"  graft devices failed: {m['opencl_error']}")
 
@@ -241,7 +244,8 @@ def probe(python, kind, blas_dir=None):
     r = sh([python, "-c", PROBE, kind], env=py_env(python, blas_dir=blas_dir), check=False,
            timeout=300)
     if r.returncode != 0:
-        return None, f"{python} cannot import numpy and {kind}: {why_failed(r)}"
+        what = "torch" if kind == "torch" else "tensorflow + keras"
+        return None, f"{python} cannot import numpy and {what}: {why_failed(r)}"
     return last_json(r), None
 
 

@@ -1,31 +1,56 @@
 #!/usr/bin/python3
-"""compare.py — Graft against numpy/OpenBLAS and PyTorch on the same machine in one run (issue 6).
+"""compare.py — Graft against the frameworks a user would pick instead, on the same CPU, in one run.
 
-Workloads, each run by every contender back to back so the ratios share the machine's state:
-  1. SGEMM GFLOP/s: 1024^3 and the GEMMs of the Fashion-MNIST CNN at batch 64 (forward and both
-     backward products of each convolution and of fc1), as Graft issues them;
-  2. fmnist-cnn training images/s (batch 64, Adam): PyTorch's eager loop vs `graft train`;
-  3. the frozen-conv transfer recipe (fmnist-feature-extract: convs frozen, new dense head,
-     30 epochs on 500 images) end to end: `graft train` vs PyTorch's usual loop and vs PyTorch
-     with the frozen features computed once by hand;
-  4. Graft's cold and warm start (empty vs filled program cache) to the end of a 1-step run.
+Contenders (each one missing is skipped with the reason printed; the script installs nothing):
+  --torch-python PY   a Python with PyTorch 2.x from PyPI (MKL + oneDNN), the speed peer
+  --tf-python PY      a Python with tensorflow-cpu and Keras 3, run twice: TF_ENABLE_ONEDNN_OPTS=1
+                      and TF_ENABLE_ONEDNN_OPTS=0 (two rows)
+  --debian-python PY  Debian's python3-torch 1.13 (default /usr/bin/python3; `none` to leave it
+                      out): it links the reference BLAS, so it is an oracle here, not a speed peer
+  --graft BUILD/graft Graft itself, on its usual device or GRAFT_DEVICE
+  --torch-device cuda PyTorch on its GPU (TF32 off, synchronised), to compare with Graft on an
+                      OpenCL GPU (GRAFT_DEVICE=nvidia); tests/gpu/run.sh does
+Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
+  train     fmnist-cnn (configs/models/fmnist-cnn.yaml), batch 64, Adam lr 1e-3, on 10,000
+            Fashion-MNIST training images, --threads threads (default 2): steady-state training
+            images/s after --warmup steps, rounds alternating the contenders, best of --repeat.
+            Graft runs `graft train configs/recipes/fmnist-pretrain.yaml` with --set overrides
+            (all ten classes, 1,000 shots each, no test split, train.max_steps); its steady figure
+            comes from two runs, WARMUP and WARMUP+STEPS steps, as STEPS*64 / (the difference of
+            their summary.json train_seconds), so neither start-up nor the first steps count.
+            Graft's rows: its first run on an empty cache (Graft's and PoCL's: a new machine;
+            whatever the trainer does on a first run, e.g. compiling and tuning, is in its time),
+            timed as a whole process; steady state with the cache that first run left; steady
+            state after `graft tune --missing` in your GRAFT_CACHE_DIR (left out by --skip-tune).
+  gemm      SGEMM GFLOP/s at 1024^3 and the CNN's GEMMs as Graft issues them (--gemm-sizes
+            1024,4096: those squares instead): Graft, numpy (Debian's python, --blas-dir),
+            PyTorch (--torch-python if given, else Debian's)
+  transfer  fmnist-feature-extract end to end: `graft train` vs PyTorch's usual loop and vs
+            PyTorch with the frozen features cached by hand
+  startup   a 1-step `graft train` with empty, then filled program caches
+  demo      `graft demo` end to end with empty caches (not in the default set: minutes)
+The machine (CPU model, ISA class, cores, load, the OpenCL devices Graft sees) is printed first
+and written with every figure to --json OUT.
 
-Usage: bench/compare.py [--graft BUILD/graft] [--blas-dir DIR] [--quick] [--json OUT.json]
-                        [--skip-tune]
-Everything Graft writes goes to a temporary folder; the program cache is GRAFT_CACHE_DIR (or the
-user's default), and `graft tune --missing` runs on the CNN's recipe first unless --skip-tune.
+Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY]
+                        [--debian-python PY|none] [--torch-device cpu|cuda] [--gemm-sizes L]
+                        [--parts LIST] [--repeat N] [--steps N]
+                        [--warmup N] [--threads N] [--images N] [--quick] [--skip-tune]
+                        [--blas-dir DIR] [--json OUT]
+--quick: 10 timed steps after 3, 2,000 images, a shortened demo: to check that the script runs,
+not to measure. Never run two benchmarks at once: the contenders share the CPU.
 
-The BLAS that numpy and PyTorch load is whatever libblas.so.3 resolves to; the script prints it.
-Debian's python3-numpy and python3-torch link the reference BLAS unless an optimised one is the
-system's alternative. --blas-dir puts a folder first on LD_LIBRARY_PATH for the Python contenders
-only, e.g. OpenBLAS unpacked without installing it:
+The BLAS Debian's numpy and PyTorch load is whatever libblas.so.3 resolves to (the script prints
+it): the reference BLAS unless an optimised one is installed. --blas-dir puts a folder first on
+LD_LIBRARY_PATH for Debian's python only, e.g. OpenBLAS unpacked without installing it:
     apt-get download libopenblas0-pthread && dpkg -x libopenblas0-pthread_*.deb ob
     bench/compare.py --blas-dir ob/usr/lib/x86_64-linux-gnu/openblas-pthread
-OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for those children (they slow current OpenBLAS).
+OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE are unset for the Python children (they slow OpenBLAS).
 """
 import argparse
 import gzip
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -35,8 +60,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FMNIST = "/usr/share/datasets/fashion-mnist"
-PY = "/usr/bin/python3"
 PRETRAIN = os.path.join(ROOT, "configs", "recipes", "fmnist-pretrain.yaml")
+BATCH = 64
+THREADS = 2  # the children's thread count (--threads); set in main() and in a child's args
+TORCH_DEVICE = "cpu"  # where the PyTorch contenders compute (--torch-device)
 
 # (m, n, k, ta, tb, what) — op_conv.c / op_dense.c at batch 64 (see cmd_tune.c's layer_shapes)
 SHAPES = [
@@ -61,9 +88,14 @@ import json, sys, time
 import numpy as np
 lib = sys.argv[1]
 shapes = json.loads(sys.argv[2])
+cuda = len(sys.argv) > 4 and sys.argv[4] == "cuda"
+sync = lambda: None
 if lib == "torch":
     import torch
     torch.set_num_threads(int(sys.argv[3]))
+    if cuda:  # cuBLAS in FP32, as Graft computes: no TF32
+        torch.backends.cuda.matmul.allow_tf32 = False
+        sync = torch.cuda.synchronize
 out = []
 for m, n, k, ta, tb in shapes:
     rng = np.random.default_rng(0)
@@ -71,74 +103,201 @@ for m, n, k, ta, tb in shapes:
     b = rng.standard_normal((n, k) if tb else (k, n), dtype=np.float32)
     if lib == "torch":
         a, b = torch.from_numpy(a), torch.from_numpy(b)
+        if cuda:
+            a, b = a.cuda(), b.cuda()
         f = lambda: torch.matmul(a.t() if ta else a, b.t() if tb else b)
     else:
         f = lambda: (a.T if ta else a) @ (b.T if tb else b)
-    f()
-    t0 = time.perf_counter(); f(); one = time.perf_counter() - t0
+    f(); sync()
+    t0 = time.perf_counter(); f(); sync(); one = time.perf_counter() - t0
     per = max(1, min(200, int(0.05 / max(one, 1e-6))))
     best = one
     for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(per): f()
+        sync()
         best = min(best, (time.perf_counter() - t0) / per)
     out.append(2.0 * m * n * k / best / 1e9)
-blas = sorted({l.split()[-1] for l in open("/proc/self/maps") if "blas" in l.lower()})
+# the CPU BLAS loaded (PyPI's PyTorch maps cuBLAS too, unused on the CPU)
+blas = sorted({l.split()[-1] for l in open("/proc/self/maps")
+               if ("blas" in l.lower() or "mkl" in l.lower()) and "cublas" not in l.lower()})
+if cuda:
+    blas = ["cuBLAS (CUDA " + str(torch.version.cuda) + ", " + torch.cuda.get_device_name() + ")"]
 print(json.dumps({"gflops": out, "blas": blas}))
 """
 
 
-def sh(cmd, env=None, check=True):
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+def sh(cmd, env=None, check=True, timeout=3600):
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if check:
+            sys.exit(f"command timed out after {timeout} s: {' '.join(cmd)}")
+        return subprocess.CompletedProcess(cmd, 124, "", f"timed out after {timeout} s")
     if check and r.returncode != 0:
         sys.stderr.write(f"command failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr}\n")
         raise SystemExit(1)
     return r
 
 
-def cores():
-    return os.cpu_count() or 1
+def last_json(r):
+    """The JSON figure a child prints on its last line of stdout."""
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-BLAS_DIR = None
+def why_failed(r):
+    tail = (r.stderr or r.stdout or "").strip().splitlines()
+    return f"exit {r.returncode}: {tail[-1] if tail else 'no output'}"
 
 
-def py_env():
+# ---- the machine ----
+
+def machine_info(graft):
+    info = {"cpu": "?", "isa": "?", "cores": os.cpu_count() or 1}
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, _, val = line.partition(":")
+        key = key.strip()
+        if key == "model name" and info["cpu"] == "?":
+            info["cpu"] = val.strip()
+        elif key == "flags" and info["isa"] == "?":
+            flags = set(val.split())
+            info["isa"] = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags
+                           else "SSE")
+            info["fma"] = "fma" in flags
+    info["load_average"] = list(os.getloadavg())
+    r = sh([graft, "devices", "--json"], check=False)
+    if r.returncode == 0:
+        info["opencl"] = [{"name": d["name"], "platform_version": d.get("platform_version", ""),
+                           "compute_units": d.get("compute_units")} for d in json.loads(r.stdout)]
+    else:
+        info["opencl"] = []
+        info["opencl_error"] = why_failed(r)
+    return info
+
+
+def print_machine(m):
+    print(f"machine: {m['cpu']}, {m['isa']}{' + FMA' if m.get('fma') else ''}, {m['cores']} "
+          f"logical cores, load average {m['load_average'][0]:.2f}")
+    for d in m["opencl"]:
+        # PoCL's CPU device names the LLVM target it compiles for: skylake-avx512, znver3, ...
+        print(f"  OpenCL device: {d['name']} ({d['compute_units']} compute units; "
+              f"{d['platform_version']})")
+    if m["load_average"][0] > 0.5 * m["cores"]:
+        print(f"  warning: the machine is busy (load {m['load_average'][0]:.1f} on {m['cores']} "
+              "cores): the figures will move with it; measure on a quiet machine")
+    if m.get("opencl_error"):
+        print(f"  graft devices failed: {m['opencl_error']}")
+
+
+# ---- the contenders ----
+
+PROBE = r"""
+import json, os, sys
+kind = sys.argv[1]
+out = {"python": sys.version.split()[0], "executable": sys.executable}
+import numpy
+out["numpy"] = numpy.__version__
+if kind == "torch":
+    import torch
+    out["version"] = torch.__version__
+    out["mkl"] = torch.backends.mkl.is_available()
+    out["onednn"] = torch.backends.mkldnn.is_available()
+    out["cuda"] = torch.cuda.is_available()
+    if out["cuda"]:
+        out["cuda_device"] = torch.cuda.get_device_name()
+else:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+    out["version"] = tf.__version__
+    out["keras"] = keras.__version__
+print(json.dumps(out))
+"""
+
+
+def py_env(python, extra=None, blas_dir=None):
     env = dict(os.environ)
     # a forced core type makes a current OpenBLAS pick a slower kernel than the CPU allows
     env.pop("OPENBLAS_CORETYPE", None)
     env.pop("OPENBLAS_L2_SIZE", None)
-    if BLAS_DIR:
-        env["LD_LIBRARY_PATH"] = BLAS_DIR + (":" + env["LD_LIBRARY_PATH"]
+    env["OMP_NUM_THREADS"] = str(THREADS)
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if blas_dir:
+        env["LD_LIBRARY_PATH"] = blas_dir + (":" + env["LD_LIBRARY_PATH"]
                                              if env.get("LD_LIBRARY_PATH") else "")
+    env.update(extra or {})
     return env
 
 
-def py_gemm(lib, shapes):
-    arg = json.dumps([[m, n, k, ta, tb] for m, n, k, ta, tb, _ in shapes])
-    r = sh([PY, "-c", GEMM_CHILD, lib, arg, str(cores())], env=py_env())
-    j = json.loads(r.stdout)
-    return j["gflops"], j["blas"]
+def probe(python, kind, blas_dir=None):
+    """(facts, None) when `python` imports numpy and the framework, else (None, reason)."""
+    if not python:
+        return None, "not given"
+    if python == "none":
+        return None, "left out (none)"
+    if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        return None, f"{python}: no such executable"
+    r = sh([python, "-c", PROBE, kind], env=py_env(python, blas_dir=blas_dir), check=False,
+           timeout=300)
+    if r.returncode != 0:
+        what = "torch" if kind == "torch" else "tensorflow + keras"
+        return None, f"{python} cannot import numpy and {what}: {why_failed(r)}"
+    return last_json(r), None
 
 
-def py_part(part, steps=60):
-    """Run one PyTorch workload of this script in a child with the Python contenders' env."""
-    r = sh([PY, os.path.abspath(__file__), "--part", part, "--steps", str(steps)], env=py_env())
-    return json.loads(r.stdout.strip().splitlines()[-1])
+def find_peers(args):
+    """The training contenders other than Graft: [{key, label, python, kind, env, speed_peer}],
+    and the reasons for those left out."""
+    peers, skipped, facts = [], {}, {}
+    t, why = probe(args.torch_python, "torch")
+    major = t["version"].split(".")[0] if t else ""
+    if t and not (major.isdigit() and int(major) >= 2):
+        t, why = None, f"{args.torch_python} has PyTorch {t['version']}, not 2.x"
+    if t and TORCH_DEVICE == "cuda" and not t["cuda"]:
+        t, why = None, f"{args.torch_python}: PyTorch {t['version']} sees no CUDA device"
+    if t:
+        facts["torch"] = t
+        where = (f"on {t['cuda_device']}, TF32 off" if TORCH_DEVICE == "cuda" else
+                 f"MKL {'on' if t['mkl'] else 'off'}, oneDNN {'on' if t['onednn'] else 'off'}")
+        peers.append({"key": "torch", "python": args.torch_python, "kind": "torch", "env": {},
+                      "speed_peer": True,
+                      "label": f"PyTorch {t['version']} eager ({where})"})
+    else:
+        skipped["torch"] = f"PyTorch 2.x: {why}"
+    t, why = probe(args.tf_python, "tf")
+    if t:
+        facts["tf"] = t
+        for onednn in ("1", "0"):
+            peers.append({"key": f"tf-onednn{onednn}", "python": args.tf_python, "kind": "tf",
+                          "env": {"TF_ENABLE_ONEDNN_OPTS": onednn}, "speed_peer": True,
+                          "label": f"TensorFlow {t['version']} / Keras {t['keras']} model.fit, "
+                                   f"TF_ENABLE_ONEDNN_OPTS={onednn}"})
+    else:
+        skipped["tf"] = f"TensorFlow/Keras: {why}"
+    t, why = probe(args.debian_python, "torch", args.blas_dir)
+    if t:
+        facts["debian_torch"] = t
+        peers.append({"key": "debian-torch", "python": args.debian_python, "kind": "torch",
+                      "env": {}, "speed_peer": False, "blas_dir": args.blas_dir,
+                      "label": f"Debian PyTorch {t['version']} eager ({args.debian_python})"})
+    else:
+        skipped["debian-torch"] = f"Debian's PyTorch: {why}"
+    return peers, skipped, facts
 
 
-def graft_gemm(graft, shapes):
-    out = []
-    for m, n, k, ta, tb, _ in shapes:
-        cmd = [graft, "bench", "gemm", "--m", str(m), "--n", str(n), "--k", str(k), "--json"]
-        if ta:
-            cmd.append("--ta")
-        if tb:
-            cmd.append("--tb")
-        j = json.loads(sh(cmd).stdout)
-        out.append((j["gflops"], j["kernel"].split(" ")[0], j["tuned"]))
-    return out
+def run_child(python, part, env, args, extra=()):
+    """One workload of this script in a child under `python`; its figure is the last JSON line."""
+    cmd = [python, os.path.abspath(__file__), "--part", part, "--steps", str(args.steps),
+           "--warmup", str(args.warmup), "--threads", str(THREADS), "--images", str(args.images),
+           "--torch-device", TORCH_DEVICE]
+    return sh(cmd + list(extra), env=env, check=False)
 
+
+# ---- the children: each runs under a contender's Python and prints one JSON line ----
 
 def load_fmnist(n, classes=None, shots=None, split="train"):
     import numpy as np
@@ -164,30 +323,87 @@ def torch_model(classes=10):
         nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Dropout(0.5), nn.Linear(128, classes))
 
 
-def torch_train_ips(steps):
-    """PyTorch eager training, batch 64, Adam: images/s over `steps` steps after 3 warm-up."""
+def torch_train(steps, warmup, images):
+    """PyTorch eager training, batch 64, Adam: images/s over `steps` steps after `warmup`,
+    cycling over the first `images` training images."""
     import torch
-    torch.set_num_threads(cores())
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
-    x, y = load_fmnist(64 * (steps + 3))
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    model = torch_model()
+    dev = torch.device(TORCH_DEVICE)
+    sync = lambda: None  # noqa: E731
+    if dev.type == "cuda":  # FP32 as Graft computes, and every timed step finished
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        sync = torch.cuda.synchronize
+    x, y = load_fmnist(images)
+    x, y = torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+    nb = len(x) // BATCH
+    model = torch_model().to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
     model.train()
 
     def step(i):
-        xb, yb = x[i * 64:(i + 1) * 64], y[i * 64:(i + 1) * 64]
+        j = i % nb
+        xb, yb = x[j * BATCH:(j + 1) * BATCH], y[j * BATCH:(j + 1) * BATCH]
         opt.zero_grad()
         loss = loss_fn(model(xb), yb)
         loss.backward()
         opt.step()
-    for i in range(3):
-        step(i)
     t0 = time.perf_counter()
-    for i in range(3, 3 + steps):
+    for i in range(warmup):
         step(i)
-    return 64 * steps / (time.perf_counter() - t0)
+    sync()
+    t1 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    sync()
+    t2 = time.perf_counter()
+    return {"ips": BATCH * steps / (t2 - t1), "warmup_seconds": t1 - t0,
+            "threads": torch.get_num_threads(), "device": str(dev)}
+
+
+def keras_train(steps, warmup, images):
+    """The same CNN in Keras 3 on TensorFlow, trained the way a Keras user does: model.fit on a
+    repeated tf.data pipeline of the same images, batch 64, Adam lr 1e-3. Channels-last
+    (28, 28, 1): Keras's default, and the layout TensorFlow's CPU convolutions implement (its
+    NCHW Conv2D is GPU-only without oneDNN). model.fit runs a tf.function train step; Keras
+    leaves XLA off on a machine without accelerators (jit_compile "auto"; reported). A callback
+    stamps the end of every batch (after reading its loss, as a progress bar does):
+    images/s over `steps` batches after `warmup`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    import keras
+    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    keras.utils.set_random_seed(0)
+    x, y = load_fmnist(images)
+    x = x.transpose(0, 2, 3, 1).copy()  # NHWC
+    L = keras.layers
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        L.Conv2D(32, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+        L.Conv2D(32, 3, padding="same"), L.ReLU(), L.MaxPooling2D(2),
+        L.Conv2D(64, 3, padding="same"), L.BatchNormalization(), L.ReLU(),
+        L.Conv2D(64, 3, padding="same"), L.ReLU(), L.MaxPooling2D(2),
+        L.Flatten(), L.Dense(128), L.ReLU(), L.Dropout(0.5), L.Dense(10)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).repeat()
+    stamps = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            float((logs or {}).get("loss", 0.0))  # the step's result is there: it has finished
+            stamps.append(time.perf_counter())
+    t0 = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=warmup + steps, verbose=0, callbacks=[Clock()])
+    t2 = time.perf_counter()
+    t1 = stamps[warmup - 1] if warmup else t0
+    return {"ips": BATCH * steps / (stamps[-1] - t1), "warmup_seconds": t1 - t0,
+            "fit_seconds": t2 - t0,
+            "jit_compile": bool(getattr(model, "jit_compile", False)),
+            "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "(unset)")}
 
 
 def torch_transfer(cached):
@@ -197,7 +413,7 @@ def torch_transfer(cached):
     once by hand, then only the head trains. Returns wall seconds end to end."""
     import torch
     t0 = time.perf_counter()
-    torch.set_num_threads(cores())
+    torch.set_num_threads(THREADS)
     torch.manual_seed(0)
     x, y = load_fmnist(500, classes=[5, 6, 7, 8, 9], shots=100)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
@@ -237,6 +453,8 @@ def torch_transfer(cached):
     return time.perf_counter() - t0
 
 
+# ---- Graft ----
+
 def graft_train(graft, recipe, out, sets, env=None):
     cmd = [graft, "train", recipe, "--out", out, "--quiet"]
     for s in sets:
@@ -248,23 +466,177 @@ def graft_train(graft, recipe, out, sets, env=None):
         return wall, json.load(f)
 
 
-def gemm_part(graft, res):
+def train_sets(images, steps):
+    """fmnist-pretrain turned into the train workload: ten classes, images/10 shots each (so
+    `images` images), no test split, stopped after `steps` steps."""
+    per_epoch = math.ceil(images / BATCH)
+    return ["data.classes=[0,1,2,3,4,5,6,7,8,9]", f"data.shots={images // 10}",
+            "data.test=null", "data.val_split=0", f"train.max_steps={steps}",
+            f"train.epochs={steps // per_epoch + 1}"]
+
+
+def graft_env(cache=None, pocl_cache=None):
+    env = dict(os.environ)
+    env["POCL_MAX_PTHREAD_COUNT"] = str(THREADS)  # PoCL's CPU device: one thread per core
+    if cache:
+        env["GRAFT_CACHE_DIR"] = cache
+    if pocl_cache:
+        os.makedirs(pocl_cache, exist_ok=True)
+        env["POCL_CACHE_DIR"] = pocl_cache
+    return env
+
+
+def graft_steady(graft, tmp, args, env):
+    """Steady-state images/s: two runs of WARMUP and WARMUP+STEPS steps; the difference of their
+    training seconds is the time of the STEPS steps after the warm-up (summary.json's own
+    images_per_second counts from the first step, so it includes the first launches)."""
+    _, short = graft_train(graft, PRETRAIN, os.path.join(tmp, "short"),
+                           train_sets(args.images, args.warmup), env)
+    _, long = graft_train(graft, PRETRAIN, os.path.join(tmp, "long"),
+                          train_sets(args.images, args.warmup + args.steps), env)
+    dt = long["train_seconds"] - short["train_seconds"]
+    return {"ips": BATCH * args.steps / dt if dt > 0 else None,
+            "summary_ips": long["images_per_second"], "warmup_seconds": short["train_seconds"]}
+
+
+def graft_first_run(graft, tmp, args):
+    """The first run on a new machine: Graft's and PoCL's caches empty, WARMUP+STEPS steps, timed
+    as a whole process (loading the images, compiling, anything the trainer tunes, training,
+    writing the checkpoint). Leaves its cache for the "fresh cache" steady rows."""
+    env = graft_env(os.path.join(tmp, "fresh-cache"), os.path.join(tmp, "fresh-pocl"))
+    steps = args.warmup + args.steps
+    wall, summ = graft_train(graft, PRETRAIN, os.path.join(tmp, "first"),
+                             train_sets(args.images, steps), env)
+    return {"wall_seconds": wall, "steps": steps, "ips_all_included": BATCH * steps / wall,
+            "summary_ips": summ["images_per_second"], "train_seconds": summ["train_seconds"]}
+
+
+def graft_gemm(graft, shapes):
+    out = []
+    for m, n, k, ta, tb, _ in shapes:
+        cmd = [graft, "bench", "gemm", "--m", str(m), "--n", str(n), "--k", str(k), "--json"]
+        if ta:
+            cmd.append("--ta")
+        if tb:
+            cmd.append("--tb")
+        j = json.loads(sh(cmd, env=graft_env()).stdout)
+        out.append((j["gflops"], j["kernel"].split(" ")[0], j["tuned"]))
+    return out
+
+
+# ---- the workloads ----
+
+def train_part(graft, res, tmp, args, peers):
+    print(f"\n== fmnist-cnn training, batch {BATCH}, Adam, {args.images} images, {THREADS} threads:"
+          f" steady-state images/s ({args.steps} steps after {args.warmup}) ==", flush=True)
+    print("  Graft's first run, empty caches (whole process) ...", flush=True)
+    first = graft_first_run(graft, tmp, args)
+    print(f"  Graft first run: {first['wall_seconds']:.1f} s for {first['steps']} steps = "
+          f"{first['ips_all_included']:.0f} img/s with everything included (training loop alone "
+          f"{first['summary_ips']:.0f} img/s)", flush=True)
+    rows = [dict(p) for p in peers]
+    rows.append({"key": "graft-fresh", "graft": True, "speed_peer": False,
+                 "label": "Graft, the cache its first run left (no `graft tune`)",
+                 "env": graft_env(os.path.join(tmp, "fresh-cache"),
+                                  os.path.join(tmp, "fresh-pocl"))})
+    if not args.skip_tune:
+        rows.append({"key": "graft-tuned", "graft": True, "speed_peer": False,
+                     "label": "Graft after `graft tune --missing` (your GRAFT_CACHE_DIR)",
+                     "env": graft_env()})
+    for row in rows:
+        row["all"], row["failed"] = [], None
+    for rnd in range(args.repeat):
+        line = []
+        for row in rows:
+            if row["failed"]:
+                continue
+            if row.get("graft"):
+                fig = graft_steady(graft, tmp, args, row["env"])
+                if fig["ips"] is None:
+                    line.append(f"{row['key']} (no steady figure: the longer run was not slower)")
+                    continue
+            else:
+                part = "train-torch" if row["kind"] == "torch" else "train-keras"
+                r = run_child(row["python"], part,
+                              py_env(row["python"], row["env"], row.get("blas_dir")), args)
+                if r.returncode != 0:
+                    row["failed"] = why_failed(r)
+                    line.append(f"{row['key']} FAILED ({row['failed']})")
+                    continue
+                fig = last_json(r)
+            row["all"].append(fig)
+            line.append(f"{row['key']} {fig['ips']:.0f}")
+        print(f"  round {rnd + 1}: " + ", ".join(line), flush=True)
+    table = []
+    for row in rows:
+        ips = [f["ips"] for f in row["all"]]
+        table.append({"key": row["key"], "label": row["label"], "speed_peer": row["speed_peer"],
+                      "best": max(ips) if ips else None, "all": ips, "failed": row["failed"],
+                      "details": row["all"]})
+    best_peer = max((t for t in table if t["speed_peer"] and t["best"]),
+                    key=lambda t: t["best"], default=None)
+    print(f"\n  {'contender':<78} {'best img/s':>10}  all rounds")
+    for t in sorted(table, key=lambda t: -(t["best"] or 0)):
+        figs = " / ".join(f"{v:.0f}" for v in t["all"])
+        print(f"  {t['label']:<78} {(t['best'] or 0):10.0f}  {figs or t['failed'] or '-'}")
+    print(f"  {'Graft first run, empty caches, whole process':<78} "
+          f"{first['ips_all_included']:10.0f}  ({first['wall_seconds']:.1f} s)")
+    ratios = {}
+    if best_peer:
+        print(f"\n  best peer: {best_peer['label']} ({best_peer['best']:.0f} img/s)")
+        for t in table:
+            if t["key"].startswith("graft") and t["best"]:
+                ratios[t["key"]] = t["best"] / best_peer["best"]
+                print(f"  ratio {t['label']} / best peer: {ratios[t['key']]:.2f}")
+        ratios["graft-first-run"] = first["ips_all_included"] / best_peer["best"]
+        print(f"  ratio Graft first run (everything included) / best peer: "
+              f"{ratios['graft-first-run']:.2f}")
+    else:
+        print("\n  no speed peer ran (give --torch-python and/or --tf-python): no ratios")
+    res["train"] = {"images": args.images, "batch": BATCH, "threads": THREADS,
+                    "steps": args.steps, "warmup": args.warmup, "repeat": args.repeat,
+                    "contenders": table, "graft_first_run": first,
+                    "best_peer": best_peer["key"] if best_peer else None, "ratios": ratios}
+
+
+def gemm_part(graft, res, args, torch_python):
     print("\n== SGEMM GFLOP/s (FP32) ==", flush=True)
-    g = graft_gemm(graft, SHAPES)
-    npy, blas_np = py_gemm("numpy", SHAPES)
-    tor, blas_pt = py_gemm("torch", SHAPES)
-    print(f"numpy loads {', '.join(blas_np) or '?'}; PyTorch loads {', '.join(blas_pt) or '?'}")
-    res["blas"] = {"numpy": blas_np, "torch": blas_pt}
-    print(f"{'shape':>24} {'what':<17} {'graft':>7} {'numpy':>7} {'torch':>7}"
-          f" {'g/np':>6} {'g/pt':>6}  kernel")
+    shapes = ([(n, n, n, False, False, "square") for n in args.gemm_sizes] if args.gemm_sizes
+              else SHAPES)
+    g = graft_gemm(graft, shapes)
+    arg = json.dumps([[m, n, k, ta, tb] for m, n, k, ta, tb, _ in shapes])
+    cols = [("numpy", args.debian_python, "numpy", args.blas_dir),
+            ("torch", torch_python, "torch", args.blas_dir if torch_python == args.debian_python
+             else None)]
+    figs, blas = {}, {}
+    for name, python, lib, blas_dir in cols:
+        if not python or python == "none":
+            continue
+        r = sh([python, "-c", GEMM_CHILD, lib, arg, str(THREADS),
+                TORCH_DEVICE if lib == "torch" else "cpu"],
+               env=py_env(python, blas_dir=blas_dir), check=False)
+        if r.returncode != 0:
+            print(f"  {name} ({python}) skipped: {why_failed(r)}")
+            continue
+        j = last_json(r)
+        figs[name], blas[name] = j["gflops"], j["blas"]
+        print(f"  {name}: {python}, loads {', '.join(j['blas']) or 'its own BLAS (none named blas)'}")
+    res["blas"] = blas
+    names = list(figs)
+    print(f"{'shape':>24} {'what':<17} {'graft':>7} " + " ".join(f"{n:>7}" for n in names)
+          + " " + " ".join(f"{'g/' + n[:2]:>6}" for n in names) + "  kernel")
     rows = []
-    for (m, n, k, ta, tb, what), (gg, kern, tuned), gn, gt in zip(SHAPES, g, npy, tor):
+    for i, ((m, n, k, ta, tb, what), (gg, kern, tuned)) in enumerate(zip(shapes, g)):
         name = f"{m}x{n}x{k}{' ta' if ta else ''}{' tb' if tb else ''}"
-        print(f"{name:>24} {what:<17} {gg:7.1f} {gn:7.1f} {gt:7.1f} {gg / gn:6.2f} "
-              f"{gg / gt:6.2f}  {kern}{'' if tuned else ' (untuned)'}")
-        rows.append({"shape": name, "what": what, "graft": gg, "numpy": gn, "torch": gt,
-                     "kernel": kern, "tuned": tuned})
-    res["gemm"] = rows
+        other = [figs[c][i] for c in names]
+        print(f"{name:>24} {what:<17} {gg:7.1f} " + " ".join(f"{v:7.1f}" for v in other) + " "
+              + " ".join(f"{gg / v:6.2f}" for v in other)
+              + f"  {kern}{'' if tuned else ' (untuned)'}")
+        row = {"shape": name, "what": what, "graft": gg, "kernel": kern, "tuned": tuned}
+        row.update({c: figs[c][i] for c in names})
+        rows.append(row)
+    res["gemm"] = {"threads": THREADS, "torch_python": torch_python, "torch_device": TORCH_DEVICE,
+                   "rows": rows}
 
 
 def pretrained(graft, tmp, steps=60):
@@ -272,47 +644,36 @@ def pretrained(graft, tmp, steps=60):
     ckpt = os.path.join(tmp, "pre", "model.safetensors")
     if not os.path.exists(ckpt):
         graft_train(graft, PRETRAIN, os.path.join(tmp, "pre"),
-                    [f"train.max_steps={steps}", "train.epochs=1"])
+                    [f"train.max_steps={steps}", "train.epochs=1"], graft_env())
     return ckpt
 
 
-def train_part(graft, res, tmp, steps, repeat):
-    print("\n== fmnist-cnn training, batch 64, Adam (images/s) ==", flush=True)
-    pts, gis = [], []
-    for r in range(repeat):
-        pts.append(py_part("train", steps))
-        _, summ = graft_train(graft, PRETRAIN, os.path.join(tmp, "pre"),
-                              [f"train.max_steps={steps}", "train.epochs=1"])
-        gis.append(summ["images_per_second"])
-        print(f"  round {r + 1}: PyTorch {pts[-1]:.0f}, Graft {gis[-1]:.0f}", flush=True)
-    pt, gi = max(pts), max(gis)
-    print(f"PyTorch {pt:.0f} img/s, Graft {gi:.0f} img/s (best of {repeat}): ratio {gi / pt:.2f}")
-    res["train"] = {"torch": pt, "graft": gi, "steps": steps, "torch_all": pts, "graft_all": gis}
-
-
-def transfer_part(graft, res, tmp):
+def transfer_part(graft, res, tmp, args, torch_python):
     print("\n== frozen-conv transfer (fmnist-feature-extract), end to end (s) ==", flush=True)
     fe = os.path.join(ROOT, "configs", "recipes", "fmnist-feature-extract.yaml")
     ckpt = pretrained(graft, tmp)
-    gw, gs = graft_train(graft, fe, os.path.join(tmp, "fe"), [f"transfer.from={ckpt}"])
-    tu = py_part("transfer-loop")
-    tc = py_part("transfer-cached")
+    gw, gs = graft_train(graft, fe, os.path.join(tmp, "fe"), [f"transfer.from={ckpt}"],
+                         graft_env())
+    env = py_env(torch_python, blas_dir=args.blas_dir if torch_python == args.debian_python
+                 else None)
+    tu = last_json(sh([torch_python, os.path.abspath(__file__), "--part", "transfer-loop",
+                       "--threads", str(THREADS)], env=env))
+    tc = last_json(sh([torch_python, os.path.abspath(__file__), "--part", "transfer-cached",
+                       "--threads", str(THREADS)], env=env))
     print(f"Graft {gw:.1f} s, of which training {gs.get('train_seconds', 0):.1f} s (feature cache "
           f"{'on' if gs.get('feature_cache') else 'off'}, test accuracy "
-          f"{gs.get('test_accuracy', 0):.3f}); PyTorch usual loop {tu:.1f} s ({tu / gw:.1f}x "
-          f"Graft's time); PyTorch with features cached by hand {tc:.1f} s ({tc / gw:.2f}x)")
+          f"{gs.get('test_accuracy', 0):.3f}); PyTorch ({torch_python}) usual loop {tu:.1f} s "
+          f"({tu / gw:.1f}x Graft's time); PyTorch with features cached by hand {tc:.1f} s "
+          f"({tc / gw:.2f}x)")
     res["transfer"] = {"graft": gw, "graft_train_seconds": gs.get("train_seconds"),
-                       "torch_loop": tu, "torch_cached": tc,
+                       "torch_python": torch_python, "torch_loop": tu, "torch_cached": tc,
                        "graft_feature_cache": gs.get("feature_cache")}
 
 
 def startup_part(graft, res, tmp):
     """A 1-step run with empty program caches (Graft's and PoCL's), then the same run again."""
     print("\n== start-up: a 1-step run with empty, then filled program caches (s) ==", flush=True)
-    env = dict(os.environ)
-    env["GRAFT_CACHE_DIR"] = os.path.join(tmp, "cache")
-    env["POCL_CACHE_DIR"] = os.path.join(tmp, "pocl-cache")  # PoCL's own kernel cache too
-    os.makedirs(env["POCL_CACHE_DIR"], exist_ok=True)
+    env = graft_env(os.path.join(tmp, "cache"), os.path.join(tmp, "pocl-cache"))
     one = ["train.max_steps=1", "train.epochs=1"]
     cold, _ = graft_train(graft, PRETRAIN, os.path.join(tmp, "cold"), one, env)
     warm, _ = graft_train(graft, PRETRAIN, os.path.join(tmp, "warm"), one, env)
@@ -321,64 +682,134 @@ def startup_part(graft, res, tmp):
     res["startup"] = {"cold": cold, "warm": warm}
 
 
+def demo_part(graft, res, tmp, quick):
+    """`graft demo` end to end as on a new machine: Graft's and PoCL's caches empty. --quick
+    shortens it (pretrain stopped after 20 steps, 1 transfer epoch) to check the part runs."""
+    print("\n== graft demo end to end, empty caches (s) ==", flush=True)
+    env = graft_env(os.path.join(tmp, "demo-cache"), os.path.join(tmp, "demo-pocl"))
+    cmd = [graft, "demo", "--out", os.path.join(tmp, "demo"), "--quiet"]
+    if quick:
+        configs = os.path.join(tmp, "configs")
+        shutil.copytree(os.path.join(ROOT, "configs"), configs)
+        pre = os.path.join(configs, "recipes", "fmnist-pretrain.yaml")
+        text = open(pre).read()
+        if "\n  epochs: 2\n" not in text:
+            sys.exit(f"--quick demo: {pre} no longer has '  epochs: 2' to shorten")
+        open(pre, "w").write(text.replace("\n  epochs: 2\n", "\n  epochs: 2\n  max_steps: 20\n"))
+        cmd += ["--configs", configs, "--epochs", "1"]
+    t0 = time.perf_counter()
+    r = sh(cmd, env=env)
+    wall = time.perf_counter() - t0
+    print(r.stdout.rstrip())
+    print(f"graft demo: {wall:.1f} s end to end ({int(wall // 60)} min {wall % 60:.0f} s)"
+          f"{' (shortened by --quick: not a measurement)' if quick else ''}")
+    res["demo"] = {"wall_seconds": wall, "quick": quick, "table": r.stdout}
+
+
+PARTS = ["train", "gemm", "transfer", "startup", "demo"]
+
+
 def main():
+    global THREADS, TORCH_DEVICE
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--graft", default=os.path.join(ROOT, "build", "graft"))
-    ap.add_argument("--quick", action="store_true", help="20 training steps (noisier)")
-    ap.add_argument("--skip-tune", action="store_true")
-    ap.add_argument("--json", help="write every figure here")
-    ap.add_argument("--blas-dir", help="a folder with the libblas.so.3 numpy and PyTorch load")
+    ap.add_argument("--torch-python", help="a Python with PyTorch 2.x (e.g. a venv's bin/python)")
+    ap.add_argument("--tf-python", help="a Python with tensorflow-cpu and Keras 3")
+    ap.add_argument("--torch-device", choices=["cpu", "cuda"], default="cpu",
+                    help="where PyTorch computes (cuda: its GPU beside Graft's GRAFT_DEVICE)")
+    ap.add_argument("--gemm-sizes", type=lambda v: [int(x) for x in v.split(",")],
+                    help="the gemm part times these squares (e.g. 1024,4096), not the CNN's GEMMs")
+    ap.add_argument("--debian-python", default="/usr/bin/python3",
+                    help="Debian's Python with python3-torch (default /usr/bin/python3; none)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny settings to check the script runs (figures are not measurements)")
+    ap.add_argument("--skip-tune", action="store_true",
+                    help="no `graft tune --missing` first, and no tuned Graft row")
+    ap.add_argument("--json", help="write the machine and every figure here")
+    ap.add_argument("--blas-dir", help="a folder with the libblas.so.3 Debian's python loads")
     ap.add_argument("--steps", type=int, default=60, help="training steps timed (default 60)")
-    ap.add_argument("--parts", default="gemm,train,transfer,startup",
-                    help="which workloads, comma-separated (default all)")
-    ap.add_argument("--repeat", type=int, default=1,
-                    help="alternate PyTorch and Graft training this many times, keep each best")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
+    ap.add_argument("--images", type=int, default=10000,
+                    help="training images, a multiple of 10 (default 10000)")
+    ap.add_argument("--threads", type=int, default=2, help="threads per contender (default 2)")
+    ap.add_argument("--parts", default="train,gemm,transfer,startup",
+                    help=f"comma-separated, of {','.join(PARTS)} (default all but demo)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="training rounds, contenders alternating; best of them (default 3)")
     ap.add_argument("--part", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.part:  # a child: one PyTorch workload, its figure as JSON on the last line
-        if args.part == "train":
-            print(json.dumps(torch_train_ips(args.steps)))
+    THREADS = max(1, args.threads)
+    TORCH_DEVICE = args.torch_device
+    if args.part:  # a child: one workload, its figure as JSON on the last line
+        if args.part == "train-torch":
+            print(json.dumps(torch_train(args.steps, args.warmup, args.images)))
+        elif args.part == "train-keras":
+            print(json.dumps(keras_train(args.steps, args.warmup, args.images)))
         elif args.part == "transfer-loop":
             print(json.dumps(torch_transfer(cached=False)))
         elif args.part == "transfer-cached":
             print(json.dumps(torch_transfer(cached=True)))
         return
-    global BLAS_DIR
-    BLAS_DIR = os.path.abspath(args.blas_dir) if args.blas_dir else None
+    if args.quick:
+        args.steps, args.warmup, args.images, args.repeat = 10, 3, 2000, 1
+    if args.steps < 1 or args.warmup < 1 or args.repeat < 1:
+        sys.exit("--steps, --warmup and --repeat must be at least 1")
+    if args.images < 640 or args.images % 10 or args.images > 60000:
+        sys.exit("--images: a multiple of 10 from 640 to 60000 expected")
     graft = os.path.abspath(args.graft)
     if not os.path.exists(graft):
         sys.exit(f"no graft program at {graft} (build it, or pass --graft)")
-    parts = set(args.parts.split(","))
-    unknown = parts - {"gemm", "train", "transfer", "startup"}
+    parts = [p for p in args.parts.split(",") if p]
+    unknown = set(parts) - set(PARTS)
     if unknown:
-        sys.exit(f"unknown --parts {', '.join(sorted(unknown))}: expected gemm, train, transfer, "
-                 "startup")
+        sys.exit(f"unknown --parts {', '.join(sorted(unknown))}: expected {', '.join(PARTS)}")
+    res = {"machine": machine_info(graft), "threads": THREADS,
+           "command": " ".join([sys.argv[0]] + sys.argv[1:])}
+    print_machine(res["machine"])
+    peers, skipped, facts = ([], {}, {})
+    if "train" in parts or "gemm" in parts or "transfer" in parts:
+        peers, skipped, facts = find_peers(args)
+    for p in peers:
+        print(f"contender: {p['label']}")
+    for why in skipped.values():
+        print(f"skipped: {why}")
+    res["peers"] = {"found": {p["key"]: p["label"] for p in peers}, "skipped": skipped,
+                    "facts": facts}
+    torch_python = (args.torch_python if "torch" in facts
+                    else args.debian_python if "debian_torch" in facts and TORCH_DEVICE == "cpu"
+                    else None)
     tmp = tempfile.mkdtemp(prefix="graft-compare-")
-    cpu = open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(": \t")
-    res = {"machine": {"cpu": cpu, "cores": cores()}}
     try:
-        dev = json.loads(sh([graft, "devices", "--json"]).stdout)
-        res["machine"]["opencl"] = [f"{d['name']} ({d['platform_version']})" for d in dev]
-        if not args.skip_tune:
+        if not args.skip_tune and ("train" in parts or "gemm" in parts):
             print("tuning the CNN's GEMMs (graft tune --missing: only shapes not tuned yet) ...",
                   flush=True)
             t0 = time.perf_counter()
             scratch = os.path.join(ROOT, "configs", "recipes", "fmnist-scratch.yaml")
-            sh([graft, "tune", scratch, "--shape", "1024x1024x1024", "--missing", "--quiet"])
+            sh([graft, "tune", scratch, "--shape", "1024x1024x1024", "--missing", "--quiet"],
+               env=graft_env())
             res["tune_seconds"] = time.perf_counter() - t0
-        if "gemm" in parts:
-            gemm_part(graft, res)
-        if "train" in parts:
-            train_part(graft, res, tmp, 20 if args.quick else args.steps, args.repeat)
-        if "transfer" in parts:
-            transfer_part(graft, res, tmp)
-        if "startup" in parts:
-            startup_part(graft, res, tmp)
+        for part in parts:
+            if part == "train":
+                train_part(graft, res, tmp, args, peers)
+            elif part == "gemm":
+                gemm_part(graft, res, args, torch_python)
+            elif part in ("transfer",) and not torch_python:
+                print(f"\n== {part}: skipped, no PyTorch found ==")
+            elif part == "transfer":
+                transfer_part(graft, res, tmp, args, torch_python)
+            elif part == "startup":
+                startup_part(graft, res, tmp)
+            elif part == "demo":
+                demo_part(graft, res, tmp, args.quick)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    res["machine"]["load_average_end"] = list(os.getloadavg())
+    print(f"\nload average at the end: {res['machine']['load_average_end'][0]:.2f}")
     if args.json:
-        with open(args.json, "w") as f:
+        tmpjson = args.json + ".tmp"
+        with open(tmpjson, "w") as f:
             json.dump(res, f, indent=2)
+        os.replace(tmpjson, args.json)
 
 
 if __name__ == "__main__":

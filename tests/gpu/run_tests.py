@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
 """Run the registered meson tests of a carried build without meson (the GPU machine has none):
 read build/meson-info/intro-tests.json and run each test's command with its environment, on the
-device named by GRAFT_DEVICE. Writes one line per test and a JSON summary.
-usage: run_tests.py BUILD_DIR OUT.json [--suite S]... [--python PYTHON]"""
+device named by GRAFT_DEVICE. Writes one line per test and a JSON summary (rewritten after every
+test, so a run stopped from outside still leaves what it did).
+usage: run_tests.py BUILD_DIR OUT.json [--suite S]... [--python PYTHON] [--budget SECONDS]
+                    [--max N]
+--budget: start no test after that many seconds, and cut each test's own limit to what is left
+(such a test counts as failed, "timeout"; those never started are listed as NOT RUN).
+--max: at most N tests (a dry run's short cut)."""
 import argparse
 import json
 import os
@@ -15,7 +20,10 @@ ap.add_argument("build")
 ap.add_argument("out")
 ap.add_argument("--suite", action="append", default=[])
 ap.add_argument("--python", default=None, help="interpreter to use for the torch/train tests")
+ap.add_argument("--budget", type=float, default=None, help="seconds for all the tests")
+ap.add_argument("--max", type=int, default=None, help="run at most this many tests")
 a = ap.parse_args()
+start = time.time()
 tests = json.load(open(os.path.join(a.build, "meson-info", "intro-tests.json")))
 # the build was configured elsewhere: map its absolute source and build paths onto this checkout
 info = json.load(open(os.path.join(a.build, "meson-info", "meson-info.json")))["directories"]
@@ -28,11 +36,25 @@ def relocate(v):
     if isinstance(v, str):
         return v.replace(old_build, new_build).replace(old_src, new_src)
     return v
-results, passed, failed, skipped = [], 0, 0, 0
+
+
+def summary():
+    json.dump({"device": os.environ.get("GRAFT_DEVICE", ""), "results": results},
+              open(a.out + ".tmp", "w"), indent=1)
+    os.replace(a.out + ".tmp", a.out)
+
+
+results, passed, failed, skipped, started = [], 0, 0, 0, 0
 for t in tests:
     suites = [s.split(":")[-1] for s in t.get("suite", [])]
     if a.suite and not any(s in a.suite for s in suites):
         continue
+    left = a.budget - (time.time() - start) if a.budget is not None else None
+    if (a.max is not None and started >= a.max) or (left is not None and left < 5):
+        print(f"NOT RUN {t['name']} ({'--max' if left is None or left >= 5 else 'budget spent'})")
+        results.append({"name": t["name"], "suites": suites, "status": "NOT RUN"})
+        continue
+    started += 1
     cmd = [relocate(c) for c in t["cmd"]]
     if a.python and cmd[0].endswith("python3"):
         cmd[0] = a.python
@@ -44,7 +66,8 @@ for t in tests:
     t0 = time.time()
     try:
         r = subprocess.run(cmd, env=env, cwd=relocate(t.get("workdir")) or a.build, capture_output=True,
-                           text=True, timeout=t.get("timeout", 600) * 2)
+                           text=True, timeout=min(t.get("timeout", 600) * 2,
+                                                  left if left is not None else 1e9))
         rc, out = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:
         rc, out = -1, f"timeout after {e.timeout} s"
@@ -58,6 +81,8 @@ for t in tests:
         print("\n".join(out.splitlines()[-25:]))
     results.append({"name": t["name"], "suites": suites, "status": status, "seconds": secs,
                     "output_tail": out[-4000:]})
-json.dump({"device": os.environ.get("GRAFT_DEVICE", ""), "results": results}, open(a.out, "w"), indent=1)
-print(f"{passed} passed, {failed} failed, {skipped} skipped")
+    summary()
+summary()
+notrun = sum(r["status"] == "NOT RUN" for r in results)
+print(f"{passed} passed, {failed} failed, {skipped} skipped, {notrun} not run")
 sys.exit(1 if failed else 0)

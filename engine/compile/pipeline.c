@@ -42,6 +42,25 @@ struct pipeline {
     uint64_t step;
     float *host_loss;
     int *host_correct;
+    /* uploads: two pinned staging areas (input then labels) used in turn; staged[k] is the write
+     * from stage[k] still in flight, waited for before stage[k] is filled again. The device input
+     * and labels buffers need no second copy: the queue is in order, so a write enqueued after a
+     * step's kernels cannot overtake them. */
+    host_buffer stage[2];
+    cl_event staged[2];
+    int next_stage;
+    /* step statistics on the device: slot i of stat_loss / stat_correct is the i-th step since the
+     * last read-back; one non-blocking read of the used slots is in flight at a time */
+    cl_mem stat_loss, stat_correct;
+    host_buffer stat_host; /* PIPELINE_STATS_SLOTS floats, then as many ints */
+    cl_event stat_read;
+    int pending, inflight;                   /* slots written / being read back */
+    long pending_samples, inflight_samples;
+    uint64_t pending_first, inflight_first;  /* step number of slot 0 */
+    pipeline_stats ready;                    /* read back, not yet handed out */
+    graft_error stat_error;                  /* a non-finite loss seen in a read-back */
+    graft_status stat_status;
+    long host_syncs;
 };
 
 const graph_plan *pipeline_plan(const pipeline *p)
@@ -216,6 +235,17 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
     if ((s = buffer_create(ctx, B * sizeof(int), &p->labels, e))) goto fail;
     if ((s = alloc(p, B, &p->loss, e))) goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->correct, e))) goto fail;
+    for (int k = 0; k < 2; k++)
+        if ((s = host_buffer_create(ctx, B * ((size_t)p->plan.tensors[0].size * sizeof(float) +
+                                              sizeof(int)),
+                                    &p->stage[k], e)))
+            goto fail;
+    if ((s = alloc(p, PIPELINE_STATS_SLOTS, &p->stat_loss, e))) goto fail;
+    if ((s = buffer_create(ctx, PIPELINE_STATS_SLOTS * sizeof(int), &p->stat_correct, e)))
+        goto fail;
+    if ((s = host_buffer_create(ctx, PIPELINE_STATS_SLOTS * (sizeof(float) + sizeof(int)),
+                                &p->stat_host, e)))
+        goto fail;
     int k = (int)shape_size(g->layers[g->nlayers - 1].out);
     if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
     p->has_xent = true;
@@ -292,6 +322,14 @@ void pipeline_free(pipeline *p)
     release(&p->labels);
     release(&p->loss);
     release(&p->correct);
+    for (int k = 0; k < 2; k++) {
+        if (p->staged[k]) clReleaseEvent(p->staged[k]);
+        host_buffer_free(p->ctx, &p->stage[k]);
+    }
+    if (p->stat_read) clReleaseEvent(p->stat_read);
+    host_buffer_free(p->ctx, &p->stat_host);
+    release(&p->stat_loss);
+    release(&p->stat_correct);
     if (p->has_xent) xent_op_free(&p->xent);
     if (p->has_optim) optim_op_free(&p->optim);
     plan_free(&p->plan);
@@ -565,23 +603,39 @@ static graft_status update(pipeline *p, const optim_hparams *base, graft_error *
     return s;
 }
 
+/* Copy the batch into the next pinned staging area and enqueue its upload without waiting. The
+ * only wait is for the upload from the same staging area two batches ago (so the host runs at most
+ * two steps ahead of the device), and it blocks only when the device is that far behind. */
 static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
                                  graft_error *e)
 {
     if (n < 1 || n > p->o.max_batch)
         return err_set(e, GRAFT_STATUS_INTERNAL, "batch of %d for a pipeline built for %d", n,
                        p->o.max_batch);
-    graft_status s = buffer_write(p->ctx, p->input, 0, x,
-                                  (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float), e);
-    if (!s && labels) s = buffer_write(p->ctx, p->labels, 0, labels, (size_t)n * sizeof(int), e);
+    int k = p->next_stage;
+    p->next_stage ^= 1;
+    graft_status s = transfer_wait(&p->staged[k], &p->host_syncs, e);
+    if (s) return s;
+    size_t xbytes = (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float);
+    size_t lab_at = (size_t)p->o.max_batch * (size_t)p->plan.tensors[0].size * sizeof(float);
+    char *stage = p->stage[k].ptr;
+    memcpy(stage, x, xbytes);
+    if (labels) memcpy(stage + lab_at, labels, (size_t)n * sizeof(int));
+    /* in order: when the last write's event completes, both are done */
+    s = transfer_write_async(p->ctx, p->input, 0, stage, xbytes, labels ? NULL : &p->staged[k], e);
+    if (!s && labels)
+        s = transfer_write_async(p->ctx, p->labels, 0, stage + lab_at, (size_t)n * sizeof(int),
+                                 &p->staged[k], e);
     return s;
 }
 
+/* The blocking read-back of one batch's loss (callers that pass a step_result). */
 static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e)
 {
     graft_status s = buffer_read(p->ctx, p->loss, 0, p->host_loss, (size_t)n * sizeof(float), e);
     if (!s) s = buffer_read(p->ctx, p->correct, 0, p->host_correct, (size_t)n * sizeof(int), e);
     if (s) return s;
+    p->host_syncs++;
     r->loss_sum = 0;
     r->correct = 0;
     for (int i = 0; i < n; i++) {
@@ -593,6 +647,96 @@ static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e
                        "the loss is not finite (%g): training diverged; lower train.lr",
                        r->loss_sum);
     return GRAFT_OK;
+}
+
+/* Finish the read-back in flight: add its slots to p->ready (in slot order, so the totals are the
+ * same run to run) and remember the first non-finite step. */
+static graft_status stats_land(pipeline *p, graft_error *e)
+{
+    if (!p->inflight) return GRAFT_OK;
+    graft_status s = transfer_wait(&p->stat_read, &p->host_syncs, e);
+    if (s) return s;
+    const float *ls = p->stat_host.ptr;
+    const int *cs = (const int *)(ls + PIPELINE_STATS_SLOTS);
+    for (int i = 0; i < p->inflight; i++) {
+        if (!isfinite(ls[i]) && !p->stat_status) {
+            unsigned long long a = (unsigned long long)p->inflight_first + 1,
+                               b = a + (unsigned long long)p->inflight - 1;
+            p->stat_status = err_set(
+                &p->stat_error, GRAFT_STATUS_BAD_DATA,
+                "the loss is not finite (%g) at step %llu (steps %llu-%llu read back together): "
+                "training diverged; lower train.lr",
+                (double)ls[i], a + (unsigned long long)i, a, b);
+        }
+        p->ready.loss_sum += ls[i];
+        p->ready.correct += cs[i];
+    }
+    p->ready.steps += p->inflight;
+    p->ready.samples += p->inflight_samples;
+    p->inflight = 0;
+    p->inflight_samples = 0;
+    return GRAFT_OK;
+}
+
+/* Start reading back the slots written since the last read-back. The read is enqueued behind the
+ * steps that wrote them; later steps reuse the slots from 0, which the in-order queue runs only
+ * after the read. */
+static graft_status stats_request(pipeline *p, graft_error *e)
+{
+    if (!p->pending) return GRAFT_OK;
+    graft_status s = stats_land(p, e);
+    if (s) return s;
+    float *ls = p->stat_host.ptr;
+    s = transfer_read_async(p->ctx, p->stat_loss, 0, ls, (size_t)p->pending * sizeof(float), NULL,
+                            e);
+    if (!s)
+        s = transfer_read_async(p->ctx, p->stat_correct, 0, ls + PIPELINE_STATS_SLOTS,
+                                (size_t)p->pending * sizeof(int), &p->stat_read, e);
+    if (s) return s;
+    p->inflight = p->pending;
+    p->inflight_samples = p->pending_samples;
+    p->inflight_first = p->pending_first;
+    p->pending = 0;
+    p->pending_samples = 0;
+    return GRAFT_OK;
+}
+
+/* Sum this batch's loss and correct flags into the next statistics slot, on the device. */
+static graft_status stats_record(pipeline *p, int n, graft_error *e)
+{
+    graft_status s;
+    if (p->pending == PIPELINE_STATS_SLOTS && (s = stats_request(p, e))) return s;
+    if (!p->pending) p->pending_first = p->step;
+    prof_set_label(p->ctx, "stats");
+    s = step_stats_record(p->ctx, n, p->loss, p->correct, p->stat_loss, p->stat_correct,
+                          p->pending, e);
+    if (s) return s;
+    p->pending++;
+    p->pending_samples += n;
+    return GRAFT_OK;
+}
+
+graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    graft_status s = GRAFT_OK;
+    if (p->inflight && (wait || transfer_done(p->stat_read))) s = stats_land(p, e);
+    if (!s && !p->inflight) s = stats_request(p, e);
+    if (!s && wait) s = stats_land(p, e);
+    if (s) return s;
+    *out = p->ready;
+    memset(&p->ready, 0, sizeof p->ready);
+    if (p->stat_status) {
+        s = p->stat_status;
+        *e = p->stat_error;
+        p->stat_status = GRAFT_OK;
+    }
+    return s;
+}
+
+long pipeline_host_syncs(const pipeline *p)
+{
+    return p->host_syncs;
 }
 
 graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
@@ -607,9 +751,10 @@ graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels,
         s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct,
                          p->plan.layers[last].backward ? DY(p, last) : NULL, e);
     }
+    if (!s) s = r ? GRAFT_OK : stats_record(p, n, e);
     if (!s) s = backward(p, n, e);
     if (!s) s = update(p, h, e);
-    if (!s) s = read_loss(p, n, r, e);
+    if (!s && r) s = read_loss(p, n, r, e);
     p->step++;
     return s;
 }
@@ -623,11 +768,13 @@ graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n
     if (!s && labels) {
         prof_set_label(p->ctx, "loss");
         s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct, NULL, e);
-        if (!s) s = read_loss(p, n, r, e);
+        if (!s) s = r ? read_loss(p, n, r, e) : stats_record(p, n, e);
     }
-    if (!s && logits)
+    if (!s && logits) {
         s = buffer_read(p->ctx, Y(p, last), 0, logits,
                         (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+        p->host_syncs++;
+    }
     return s;
 }
 
@@ -636,9 +783,11 @@ graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float
 {
     graft_status s = upload_batch(p, x, NULL, n, e);
     if (!s) s = forward(p, n, false, e);
-    if (!s)
+    if (!s) {
         s = buffer_read(p->ctx, Y(p, p->g->nlayers - 1), 0, out,
                         (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+        p->host_syncs++;
+    }
     return s;
 }
 

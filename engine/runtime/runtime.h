@@ -151,4 +151,31 @@ typedef struct peak_result {
 graft_status peak_probe(graft_context *ctx, int use_cache, peak_result *out, graft_error *e);
 double peak_best_gflops(const peak_result *p); /* the best of the vector widths */
 
+/* ---- host memory and non-blocking transfers (hostmem.c) ----
+ * Pinned staging memory: a CL_MEM_ALLOC_HOST_PTR buffer mapped once; ptr stays valid until
+ * host_buffer_free. Transfers to and from it can run while the host prepares the next step. */
+typedef struct host_buffer {
+    cl_mem mem;
+    void *ptr;
+    size_t bytes;
+} host_buffer;
+graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out, graft_error *e);
+void host_buffer_free(graft_context *ctx, host_buffer *h);
+/* Enqueue without waiting; *done (when not NULL) gets an event to wait for before src is reused
+ * or dst is read. */
+graft_status transfer_write_async(graft_context *ctx, cl_mem dst, size_t offset, const void *src,
+                                  size_t bytes, cl_event *done, graft_error *e);
+graft_status transfer_read_async(graft_context *ctx, cl_mem src, size_t offset, void *dst,
+                                 size_t bytes, cl_event *done, graft_error *e);
+/* Whether evt (NULL: nothing pending) has finished; never blocks. */
+bool transfer_done(cl_event evt);
+/* Wait for *evt and release it (NULL: nothing to do); *blocked (when not NULL) counts the waits
+ * that really blocked the host. A failed transfer is an error. */
+graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e);
+/* Sum a step's per-sample loss (float [n]) and correct flags (int [n]) into slot `slot` of
+ * loss_sums / correct_sums on the device (cl/stats.cl; deterministic order, no atomics). */
+#define STEP_STATS_WG 64
+graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem correct,
+                               cl_mem loss_sums, cl_mem correct_sums, int slot, graft_error *e);
+
 #endif

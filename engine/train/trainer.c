@@ -36,6 +36,10 @@ typedef struct run {
     long images_seen;
 } run;
 
+/* How often the progress display reads the loss back from the device (the CLI redraws at most
+ * ten times a second); without a progress callback it is read once per epoch. */
+#define PROGRESS_READ_SECONDS 0.1
+
 static double schedule_lr(const train_spec *t, double epoch_frac)
 {
     double lr = t->lr;
@@ -169,22 +173,25 @@ static const dataset *split(run *R, int which)
     return which == 0 ? &R->train : which == 1 ? &R->val : &R->test;
 }
 
+/* Loss and accuracy of a split: every batch's statistics stay on the device and are read back
+ * once, at the end. The caller has collected the training statistics before. */
 static graft_status evaluate_split(run *R, const dataset *d, double *loss, double *acc,
                                    graft_error *e)
 {
-    double ls = 0;
-    long correct = 0;
     int B = R->r->train.batch_size;
     for (long i = 0; i < d->n; i += B) {
         int n = (int)(d->n - i < B ? d->n - i : B);
-        step_result sr;
-        graft_status s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, &sr, e);
+        graft_status s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, NULL, e);
         if (s) return s;
-        ls += sr.loss_sum;
-        correct += sr.correct;
     }
-    *loss = d->n ? ls / (double)d->n : NAN;
-    *acc = d->n ? (double)correct / (double)d->n : NAN;
+    pipeline_stats st;
+    graft_status s = pipeline_stats_read(R->head, true, &st, e);
+    if (s) return s;
+    if (st.samples != d->n)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "evaluation read back %ld of %ld samples",
+                       st.samples, d->n);
+    *loss = d->n ? st.loss_sum / (double)d->n : NAN;
+    *acc = d->n ? (double)st.correct / (double)d->n : NAN;
     return GRAFT_OK;
 }
 
@@ -365,8 +372,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     if (s) return s;
     batcher_set_resized_crop(b, augment ? r->data.rrc_min_scale : 0.f);
     batcher_start_epoch(b, R->epoch);
-    long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0;
-    double loss_sum = 0, t0 = now_seconds(), lr = t->lr;
+    long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
+    double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
     const float *x;
     const int *y;
     int n;
@@ -377,19 +384,26 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
                            .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
-        step_result sr;
-        if ((s = pipeline_train_step(R->head, x, y, n, &h, &sr, e))) break;
+        /* nothing is read back here: the loss and correct count stay on the device */
+        if ((s = pipeline_train_step(R->head, x, y, n, &h, NULL, e))) break;
         R->step++;
         done++;
         seen += n;
-        correct += sr.correct;
-        loss_sum += sr.loss_sum;
         if (t->max_steps > 0 && R->step >= t->max_steps) *stop = true;
         if (R->o->progress) {
-            double el = now_seconds() - t0;
+            double now = now_seconds(), el = now - t0;
+            if (now - last_read >= PROGRESS_READ_SECONDS) {
+                /* collect the read started last time, start the next (non-blocking) */
+                pipeline_stats st;
+                if ((s = pipeline_stats_read(R->head, false, &st, e))) break;
+                loss_sum += st.loss_sum;
+                correct += st.correct;
+                got += st.samples;
+                last_read = now;
+            }
             p.batch = done;
-            p.loss = loss_sum / (double)seen;
-            p.accuracy = (double)correct / (double)seen;
+            p.loss = got ? loss_sum / (double)got : NAN;
+            p.accuracy = got ? (double)correct / (double)got : NAN;
             p.images_per_second = el > 0 ? (double)seen / el : 0;
             p.eta_seconds = done ? el / (double)done * (double)(nb - done) : 0;
             p.lr = lr;
@@ -397,6 +411,17 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         }
     }
     batcher_free(b);
+    if (!s) {
+        /* the epoch's exact totals: wait for every step's statistics */
+        pipeline_stats st;
+        s = pipeline_stats_read(R->head, true, &st, e);
+        loss_sum += st.loss_sum;
+        correct += st.correct;
+        got += st.samples;
+        if (!s && got != seen)
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples",
+                        got, seen);
+    }
     if (s) return s;
     double secs = now_seconds() - t0;
     R->train_seconds += secs;

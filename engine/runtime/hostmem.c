@@ -1,0 +1,113 @@
+/* hostmem.c — the host side of a training step's transfers: pinned staging memory (a buffer made
+ * with CL_MEM_ALLOC_HOST_PTR and mapped once, which drivers can DMA from without a bounce copy),
+ * non-blocking writes and reads with an event to wait for later, and the on-device step
+ * statistics (cl/stats.cl) that let a step finish without reading anything back. Every wait of a
+ * training step goes through transfer_wait, so counting host synchronisations has one place. */
+#include "runtime.h"
+
+#include <string.h>
+
+graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    if (bytes == 0) bytes = 4;
+    cl_int rc;
+    out->mem = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL, &rc);
+    graft_status s = cl_check(rc, "clCreateBuffer (pinned host memory)", e);
+    if (s) {
+        out->mem = NULL;
+        return s;
+    }
+    /* mapped once for the buffer's whole life: the pointer stays valid until host_buffer_free */
+    out->ptr = clEnqueueMapBuffer(ctx->queue, out->mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                  bytes, 0, NULL, NULL, &rc);
+    if ((s = cl_check(rc, "clEnqueueMapBuffer (pinned host memory)", e))) {
+        clReleaseMemObject(out->mem);
+        memset(out, 0, sizeof *out);
+        return s;
+    }
+    out->bytes = bytes;
+    return GRAFT_OK;
+}
+
+void host_buffer_free(graft_context *ctx, host_buffer *h)
+{
+    if (!h->mem) return;
+    if (h->ptr) {
+        cl_event done = NULL;
+        if (clEnqueueUnmapMemObject(ctx->queue, h->mem, h->ptr, 0, NULL, &done) == CL_SUCCESS &&
+            done) {
+            clWaitForEvents(1, &done);
+            clReleaseEvent(done);
+        }
+    }
+    clReleaseMemObject(h->mem);
+    memset(h, 0, sizeof *h);
+}
+
+graft_status transfer_write_async(graft_context *ctx, cl_mem dst, size_t offset, const void *src,
+                                  size_t bytes, cl_event *done, graft_error *e)
+{
+    if (done) *done = NULL;
+    if (!bytes) return GRAFT_OK;
+    return cl_check(clEnqueueWriteBuffer(ctx->queue, dst, CL_FALSE, offset, bytes, src, 0, NULL,
+                                         done),
+                    "clEnqueueWriteBuffer (non-blocking)", e);
+}
+
+graft_status transfer_read_async(graft_context *ctx, cl_mem src, size_t offset, void *dst,
+                                 size_t bytes, cl_event *done, graft_error *e)
+{
+    if (done) *done = NULL;
+    if (!bytes) return GRAFT_OK;
+    return cl_check(clEnqueueReadBuffer(ctx->queue, src, CL_FALSE, offset, bytes, dst, 0, NULL,
+                                        done),
+                    "clEnqueueReadBuffer (non-blocking)", e);
+}
+
+bool transfer_done(cl_event evt)
+{
+    if (!evt) return true;
+    cl_int st = CL_QUEUED;
+    if (clGetEventInfo(evt, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL) != CL_SUCCESS)
+        return false; /* let transfer_wait report it */
+    return st == CL_COMPLETE || st < 0;
+}
+
+graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e)
+{
+    if (!*evt) return GRAFT_OK;
+    cl_int st = CL_QUEUED;
+    clGetEventInfo(*evt, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);
+    cl_int rc = CL_SUCCESS;
+    if (st != CL_COMPLETE) {
+        if (blocked) ++*blocked;
+        rc = clWaitForEvents(1, evt);
+        if (rc == CL_SUCCESS)
+            clGetEventInfo(*evt, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);
+    }
+    clReleaseEvent(*evt);
+    *evt = NULL;
+    if (rc == CL_SUCCESS && st < 0) rc = st; /* the transfer itself failed */
+    return cl_check(rc, "waiting for a transfer", e);
+}
+
+graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem correct,
+                               cl_mem loss_sums, cl_mem correct_sums, int slot, graft_error *e)
+{
+    if (n < 1 || slot < 0)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "step statistics: bad count %d or slot %d", n,
+                       slot);
+    cl_kernel k;
+    graft_status s = kernel_get(ctx, "stats", "", "step_stats", &k, e);
+    if (s) return s;
+    cl_int rc = clSetKernelArg(k, 0, sizeof n, &n);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof loss, &loss);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 2, sizeof correct, &correct);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof loss_sums, &loss_sums);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof correct_sums, &correct_sums);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof slot, &slot);
+    if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
+    size_t g = STEP_STATS_WG, l = STEP_STATS_WG;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}

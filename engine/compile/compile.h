@@ -157,6 +157,18 @@ long pipeline_host_syncs(const pipeline *p);
 /* Forward to the last layer's output (features, for the feature cache); out [n, out size]. */
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
                                        graft_error *e);
+/* The same into rows [first_row, first_row + n) of a device table of [rows, out size] floats,
+ * without reading anything back (a device-resident feature cache). */
+graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
+                                          long first_row, graft_error *e);
+/* pipeline_train_step and pipeline_eval on a batch that is rows[0..n) of a device table of
+ * [rows, input size] floats (the device-resident feature cache): only the row numbers and labels
+ * are uploaded, the rows are gathered on the device. */
+graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, const optim_hparams *h,
+                                      step_result *r, graft_error *e);
+graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, float *logits, step_result *r, graft_error *e);
 long pipeline_output_size(const pipeline *p);
 const graph_plan *pipeline_plan(const pipeline *p);
 /* The optimizer step counter (keys dropout masks; saved for resume). */

@@ -36,6 +36,7 @@ struct pipeline {
     player *layers;
     cl_mem *slots;
     cl_mem input, scratch, workspace, labels, loss, correct;
+    cl_mem rows; /* int [max_batch]: batch rows of a device-resident feature cache */
     xent_op xent;
     optim_op optim;
     bool has_xent, has_optim;
@@ -235,9 +236,10 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
     if ((s = buffer_create(ctx, B * sizeof(int), &p->labels, e))) goto fail;
     if ((s = alloc(p, B, &p->loss, e))) goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->correct, e))) goto fail;
+    if ((s = buffer_create(ctx, B * sizeof(int), &p->rows, e))) goto fail;
     for (int k = 0; k < 2; k++)
         if ((s = host_buffer_create(ctx, B * ((size_t)p->plan.tensors[0].size * sizeof(float) +
-                                              sizeof(int)),
+                                              2 * sizeof(int)),
                                     &p->stage[k], e)))
             goto fail;
     if ((s = alloc(p, PIPELINE_STATS_SLOTS, &p->stat_loss, e))) goto fail;
@@ -322,6 +324,7 @@ void pipeline_free(pipeline *p)
     release(&p->labels);
     release(&p->loss);
     release(&p->correct);
+    release(&p->rows);
     for (int k = 0; k < 2; k++) {
         if (p->staged[k]) clReleaseEvent(p->staged[k]);
         host_buffer_free(p->ctx, &p->stage[k]);
@@ -603,22 +606,35 @@ static graft_status update(pipeline *p, const optim_hparams *base, graft_error *
     return s;
 }
 
-/* Copy the batch into the next pinned staging area and enqueue its upload without waiting. The
- * only wait is for the upload from the same staging area two batches ago (so the host runs at most
- * two steps ahead of the device), and it blocks only when the device is that far behind. */
-static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
-                                 graft_error *e)
+/* The next pinned staging area: input [max_batch, input], then labels [max_batch], then rows
+ * [max_batch]. The only wait is for the upload from the same area two batches ago (so the host runs
+ * at most two steps ahead of the device), and it blocks only when the device is that far behind. */
+static graft_status stage_take(pipeline *p, int n, char **stage, int *k, graft_error *e)
 {
     if (n < 1 || n > p->o.max_batch)
         return err_set(e, GRAFT_STATUS_INTERNAL, "batch of %d for a pipeline built for %d", n,
                        p->o.max_batch);
-    int k = p->next_stage;
+    *k = p->next_stage;
     p->next_stage ^= 1;
-    graft_status s = transfer_wait(&p->staged[k], &p->host_syncs, e);
+    *stage = p->stage[*k].ptr;
+    return transfer_wait(&p->staged[*k], &p->host_syncs, e);
+}
+
+static size_t stage_labels_at(const pipeline *p)
+{
+    return (size_t)p->o.max_batch * (size_t)p->plan.tensors[0].size * sizeof(float);
+}
+
+/* Copy the batch into staging and enqueue its upload without waiting. */
+static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
+                                 graft_error *e)
+{
+    char *stage;
+    int k;
+    graft_status s = stage_take(p, n, &stage, &k, e);
     if (s) return s;
     size_t xbytes = (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float);
-    size_t lab_at = (size_t)p->o.max_batch * (size_t)p->plan.tensors[0].size * sizeof(float);
-    char *stage = p->stage[k].ptr;
+    size_t lab_at = stage_labels_at(p);
     memcpy(stage, x, xbytes);
     if (labels) memcpy(stage + lab_at, labels, (size_t)n * sizeof(int));
     /* in order: when the last write's event completes, both are done */
@@ -626,6 +642,30 @@ static graft_status upload_batch(pipeline *p, const float *x, const int *labels,
     if (!s && labels)
         s = transfer_write_async(p->ctx, p->labels, 0, stage + lab_at, (size_t)n * sizeof(int),
                                  &p->staged[k], e);
+    return s;
+}
+
+/* The batch as rows of a device-resident table (the feature cache): only the row numbers and
+ * labels travel; the rows are gathered into the input on the device. */
+static graft_status upload_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, graft_error *e)
+{
+    char *stage;
+    int k;
+    graft_status s = stage_take(p, n, &stage, &k, e);
+    if (s) return s;
+    size_t lab_at = stage_labels_at(p), rows_at = lab_at + (size_t)p->o.max_batch * sizeof(int);
+    int *r = (int *)(stage + rows_at);
+    for (int i = 0; i < n; i++) r[i] = (int)rows[i];
+    if (labels) memcpy(stage + lab_at, labels, (size_t)n * sizeof(int));
+    s = transfer_write_async(p->ctx, p->rows, 0, r, (size_t)n * sizeof(int),
+                             labels ? NULL : &p->staged[k], e);
+    if (!s && labels)
+        s = transfer_write_async(p->ctx, p->labels, 0, stage + lab_at, (size_t)n * sizeof(int),
+                                 &p->staged[k], e);
+    prof_set_label(p->ctx, "gather");
+    if (!s)
+        s = rows_gather(p->ctx, n, (int)p->plan.tensors[0].size, table, p->rows, p->input, e);
     return s;
 }
 
@@ -739,12 +779,11 @@ long pipeline_host_syncs(const pipeline *p)
     return p->host_syncs;
 }
 
-graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
-                                 const optim_hparams *h, step_result *r, graft_error *e)
+/* Forward, loss, statistics, backward and update of a batch already in p->input / p->labels. */
+static graft_status train_body(pipeline *p, int n, const optim_hparams *h, step_result *r,
+                               graft_error *e)
 {
-    if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
-    graft_status s = upload_batch(p, x, labels, n, e);
-    if (!s) s = forward(p, n, true, e);
+    graft_status s = forward(p, n, true, e);
     if (!s) {
         prof_set_label(p->ctx, "loss");
         int last = p->g->nlayers - 1;
@@ -755,15 +794,35 @@ graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels,
     if (!s) s = backward(p, n, e);
     if (!s) s = update(p, h, e);
     if (!s && r) s = read_loss(p, n, r, e);
+    return s;
+}
+
+graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
+                                 const optim_hparams *h, step_result *r, graft_error *e)
+{
+    if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
+    graft_status s = upload_batch(p, x, labels, n, e);
+    if (!s) s = train_body(p, n, h, r, e);
     p->step++;
     return s;
 }
 
-graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
-                           step_result *r, graft_error *e)
+graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, const optim_hparams *h,
+                                      step_result *r, graft_error *e)
 {
-    graft_status s = upload_batch(p, x, labels, n, e);
-    if (!s) s = forward(p, n, false, e);
+    if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
+    graft_status s = upload_rows(p, table, rows, labels, n, e);
+    if (!s) s = train_body(p, n, h, r, e);
+    p->step++;
+    return s;
+}
+
+/* Forward in evaluation mode of a batch already uploaded, then loss and logits. */
+static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, step_result *r,
+                              graft_error *e)
+{
+    graft_status s = forward(p, n, false, e);
     int last = p->g->nlayers - 1;
     if (!s && labels) {
         prof_set_label(p->ctx, "loss");
@@ -778,6 +837,20 @@ graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n
     return s;
 }
 
+graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
+                           step_result *r, graft_error *e)
+{
+    graft_status s = upload_batch(p, x, labels, n, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
+}
+
+graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, float *logits, step_result *r, graft_error *e)
+{
+    graft_status s = upload_rows(p, table, rows, labels, n, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
+}
+
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
                                        graft_error *e)
 {
@@ -788,6 +861,18 @@ graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float
                         (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
         p->host_syncs++;
     }
+    return s;
+}
+
+graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
+                                          long first_row, graft_error *e)
+{
+    graft_status s = upload_batch(p, x, NULL, n, e);
+    if (!s) s = forward(p, n, false, e);
+    size_t row = (size_t)pipeline_output_size(p) * sizeof(float);
+    if (!s)
+        s = buffer_copy_async(p->ctx, Y(p, p->g->nlayers - 1), 0, table, (size_t)first_row * row,
+                              (size_t)n * row, e);
     return s;
 }
 

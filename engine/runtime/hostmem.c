@@ -111,3 +111,30 @@ graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem co
     size_t g = STEP_STATS_WG, l = STEP_STATS_WG;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }
+
+graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
+                         graft_error *e)
+{
+    if (n < 1 || row < 1)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "gather: bad count %d or row size %d", n, row);
+    cl_kernel k;
+    graft_status s = kernel_get(ctx, "gather", "", "gather_rows", &k, e);
+    if (s) return s;
+    cl_int rc = clSetKernelArg(k, 0, sizeof n, &n);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof row, &row);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 2, sizeof src, &src);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof rows, &rows);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof dst, &dst);
+    if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
+    size_t g = (size_t)n * (size_t)row, l = 64;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
+graft_status buffer_copy_async(graft_context *ctx, cl_mem src, size_t src_offset, cl_mem dst,
+                               size_t dst_offset, size_t bytes, graft_error *e)
+{
+    if (!bytes) return GRAFT_OK;
+    return cl_check(clEnqueueCopyBuffer(ctx->queue, src, dst, src_offset, dst_offset, bytes, 0,
+                                        NULL, NULL),
+                    "clEnqueueCopyBuffer", e);
+}

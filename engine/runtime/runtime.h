@@ -177,5 +177,12 @@ graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e);
 #define STEP_STATS_WG 64
 graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem correct,
                                cl_mem loss_sums, cl_mem correct_sums, int slot, graft_error *e);
+/* dst[r] = src[rows[r]] for n rows of `row` floats (cl/gather.cl): batches from a device-resident
+ * feature cache. rows is an int32 device buffer. */
+graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
+                         graft_error *e);
+/* A device-to-device copy, enqueued without waiting. */
+graft_status buffer_copy_async(graft_context *ctx, cl_mem src, size_t src_offset, cl_mem dst,
+                               size_t dst_offset, size_t bytes, graft_error *e);
 
 #endif

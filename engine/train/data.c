@@ -683,6 +683,7 @@ struct batcher {
     int bs, pad;
     float rrc; /* random-resized-crop: smallest area fraction (0 = off) */
     bool shuffle, flip;
+    bool rows_only; /* labels and row numbers only: the samples live elsewhere (device cache) */
     uint64_t seed;
     long nb; /* batches per epoch */
     int epoch;
@@ -774,6 +775,7 @@ static void fill_batch(batcher *b, int slot, long k)
         const float *src = d->x + (size_t)i * (size_t)d->sample;
         float *dst = b->x[slot] + (size_t)j * (size_t)d->sample;
         b->y[slot][j] = d->y[i];
+        if (b->rows_only) continue;
         bool flip = false;
         int dy = 0, dx = 0;
         if (b->rrc > 0) {
@@ -954,10 +956,23 @@ bool batcher_next(batcher *b, const float **x, const int **y, int *n)
     }
     b->next++;
     pthread_mutex_unlock(&b->mu);
-    *x = b->x[slot];
+    *x = b->rows_only ? NULL : b->x[slot];
     *y = b->y[slot];
     *n = b->count[slot];
     return true;
+}
+
+void batcher_set_rows_only(batcher *b, bool on)
+{
+    pthread_mutex_lock(&b->mu);
+    quiesce(b);
+    b->rows_only = on;
+    pthread_mutex_unlock(&b->mu);
+}
+
+const long *batcher_rows(const batcher *b)
+{
+    return b->next > 0 ? b->order + (b->next - 1) * b->bs : NULL;
 }
 
 void batcher_skip(batcher *b, long batches)

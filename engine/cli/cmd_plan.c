@@ -142,11 +142,13 @@ static json_t *plan_json(const plan_view *v)
     json_t *fc = json_object();
     json_object_set_new(fc, "used", json_boolean(v->cache));
     json_object_set_new(fc, "reason", json_string(v->cache_reason));
-    char where[640];
-    cache_location_text(v, where, sizeof where);
-    json_object_set_new(fc, "location", json_string(where));
-    json_object_set_new(fc, "bytes_per_sample", json_real(v->cache_row_bytes));
-    json_object_set_new(fc, "device_budget_bytes", json_real(v->cache_device_budget));
+    if (v->cache) {
+        char where[640];
+        cache_location_text(v, where, sizeof where);
+        json_object_set_new(fc, "location", json_string(where));
+        json_object_set_new(fc, "bytes_per_sample", json_real(v->cache_row_bytes));
+        json_object_set_new(fc, "device_budget_bytes", json_real(v->cache_device_budget));
+    }
     json_object_set_new(o, "feature_cache", fc);
     plan_extend_json(o, v);
     return o;

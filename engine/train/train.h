@@ -37,6 +37,9 @@ typedef struct train_summary {
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
+    /* times the host waited for the device in the training loop (staging reuse, statistics
+     * read-backs), per step; epoch ends and evaluation are not counted */
+    double host_syncs_per_step;
     char feature_cache_reason[320];
     char out_dir[2048];
 } train_summary;

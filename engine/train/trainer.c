@@ -36,6 +36,7 @@ typedef struct run {
     bool stopped_early;
     double train_seconds;
     long images_seen;
+    long loop_steps, loop_syncs; /* this process's training steps and the host waits in them */
 } run;
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
@@ -395,6 +396,7 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache", json_boolean(sum->feature_cache));
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
+    json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
     if (!text) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
@@ -435,6 +437,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     int n;
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
+    long syncs0 = pipeline_host_syncs(R->head);
     while (!*stop && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
@@ -469,6 +472,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         }
     }
     batcher_free(b);
+    R->loop_steps += done;
+    R->loop_syncs += pipeline_host_syncs(R->head) - syncs0;
     if (!s) {
         /* the epoch's exact totals: wait for every step's statistics */
         pipeline_stats st;
@@ -637,6 +642,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->stopped_early = R.stopped_early;
     out->steps = R.step;
     out->train_seconds = R.train_seconds;
+    out->host_syncs_per_step = R.loop_steps ? (double)R.loop_syncs / (double)R.loop_steps : 0;
     out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
     snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
     out->params_total = graph_param_count(&r->graph, false);

@@ -25,6 +25,9 @@ run ref --set train.epochs=6 || { cat log-ref.txt; bad "reference run"; }
   && [ -f run-ref/summary.json ] && [ -f run-ref/recipe.yaml ] && ok "run directory complete" \
   || bad "run directory incomplete: $(ls run-ref)"
 [ "$(wc -l < run-ref/metrics.jsonl)" = 6 ] && ok "metrics.jsonl has 6 epochs" || bad "metrics.jsonl"
+# the training loop waits for the device at most once per step (no per-step read-back)
+$PY -c "import json,sys; v=json.load(open('run-ref/summary.json'))['host_syncs_per_step']; print(v); sys.exit(not 0 <= v <= 1)" \
+    > syncs.txt && ok "host synchronisations per step: $(cat syncs.txt)" || bad "host synchronisations per step: $(cat syncs.txt)"
 "$G" train base.yaml --out run-kill --set train.epochs=6 > log-kill.txt 2>&1 &
 pid=$!
 i=0
@@ -142,7 +145,7 @@ check_bad() { # NAME MESSAGE-FRAGMENT ARGS...
 check_bad count "label" --set data.train.labels=data/y_short.npy
 check_bad size "28" --set data.train.images=data/x_small.npy
 check_bad truncated "trunc.npy" --set data.train.images=data/trunc.npy
-check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-idx.gz, labels: data/y_train.npy}"
+check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-idx.gz, labels: /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz}"
 check_bad class "class" --set "data.classes=[3, 42]"
 check_bad shots "class 1" --set data.train.images=data/x_no1.npy --set data.train.labels=data/y_no1.npy \
     --set "data.classes=[0, 1]" --set data.shots=5

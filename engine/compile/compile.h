@@ -127,7 +127,7 @@ typedef struct step_result {
 
 /* Forward, loss, backward and one optimizer update (training pipelines). x and labels are copied
  * into pinned staging memory and uploaded without waiting, so they may be reused at once.
- * With r == NULL nothing is read back: the batch's loss and correct count are summed on the
+ * With r == NULL nothing is read back: the batch's per-sample loss and correct flags stay on the
  * device (one slot per step) for pipeline_stats_read, and the step never blocks except when the
  * host is two steps ahead of the device. With r, the step waits and fills r (the old blocking
  * path, one host synchronisation per step). */
@@ -138,14 +138,15 @@ graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels,
 graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
                            step_result *r, graft_error *e);
 
-/* Totals of the steps (training or evaluation batches) whose statistics were read back. */
+/* Totals of the steps (training or evaluation batches) whose statistics were read back: the same
+ * sums, in the same order, as the blocking path's step_results would give. */
 typedef struct pipeline_stats {
-    double loss_sum; /* per-step sums (float, summed on the device in a fixed order) added here */
+    double loss_sum;
     long correct;
     long samples;
     long steps;
 } pipeline_stats;
-#define PIPELINE_STATS_SLOTS 256 /* steps between forced read-backs */
+#define PIPELINE_STATS_SLOTS 64 /* steps kept on the device between forced read-backs */
 /* Hand out the statistics read back since the last call, and start a non-blocking read of the
  * steps enqueued since (at most one is in flight; a finished one is collected first). With wait,
  * block until every step enqueued so far is in *out: exact totals, e.g. at the end of an epoch.

@@ -50,13 +50,17 @@ struct pipeline {
     host_buffer stage[2];
     cl_event staged[2];
     int next_stage;
-    /* step statistics on the device: slot i of stat_loss / stat_correct is the i-th step since the
-     * last read-back; one non-blocking read of the used slots is in flight at a time */
+    /* step statistics kept on the device: the loss kernel of the i-th step since the last
+     * read-back writes its per-sample loss and correct flags into slot i (slices of stat_loss /
+     * stat_correct, stat_stride bytes apart); one non-blocking read of the used slots is in
+     * flight at a time, and the host sums them in double, in order, when it lands */
     cl_mem stat_loss, stat_correct;
-    host_buffer stat_host; /* PIPELINE_STATS_SLOTS floats, then as many ints */
+    cl_mem loss_slot[PIPELINE_STATS_SLOTS], correct_slot[PIPELINE_STATS_SLOTS];
+    size_t stat_stride;
+    host_buffer stat_host; /* the slots of stat_loss, then those of stat_correct */
     cl_event stat_read;
     int pending, inflight;                   /* slots written / being read back */
-    long pending_samples, inflight_samples;
+    int pending_n[PIPELINE_STATS_SLOTS], inflight_n[PIPELINE_STATS_SLOTS]; /* samples per slot */
     uint64_t pending_first, inflight_first;  /* step number of slot 0 */
     pipeline_stats ready;                    /* read back, not yet handed out */
     graft_error stat_error;                  /* a non-finite loss seen in a read-back */
@@ -242,11 +246,13 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
                                               2 * sizeof(int)),
                                     &p->stage[k], e)))
             goto fail;
-    if ((s = alloc(p, PIPELINE_STATS_SLOTS, &p->stat_loss, e))) goto fail;
-    if ((s = buffer_create(ctx, PIPELINE_STATS_SLOTS * sizeof(int), &p->stat_correct, e)))
+    p->stat_stride = buffer_slice_stride(ctx, B * sizeof(float)); /* int and float: 4 bytes */
+    if ((s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_loss, p->loss_slot,
+                           e)) ||
+        (s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_correct,
+                           p->correct_slot, e)))
         goto fail;
-    if ((s = host_buffer_create(ctx, PIPELINE_STATS_SLOTS * (sizeof(float) + sizeof(int)),
-                                &p->stat_host, e)))
+    if ((s = host_buffer_create(ctx, 2 * PIPELINE_STATS_SLOTS * p->stat_stride, &p->stat_host, e)))
         goto fail;
     int k = (int)shape_size(g->layers[g->nlayers - 1].out);
     if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
@@ -331,6 +337,10 @@ void pipeline_free(pipeline *p)
     }
     if (p->stat_read) clReleaseEvent(p->stat_read);
     host_buffer_free(p->ctx, &p->stat_host);
+    for (int k = 0; k < PIPELINE_STATS_SLOTS; k++) {
+        release(&p->loss_slot[k]);
+        release(&p->correct_slot[k]);
+    }
     release(&p->stat_loss);
     release(&p->stat_correct);
     if (p->has_xent) xent_op_free(&p->xent);
@@ -689,32 +699,40 @@ static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e
     return GRAFT_OK;
 }
 
-/* Finish the read-back in flight: add its slots to p->ready (in slot order, so the totals are the
- * same run to run) and remember the first non-finite step. */
+/* Finish the read-back in flight: add its slots to p->ready (each slot's samples in order, in
+ * double, as the blocking read-back does, so the totals are the same bits) and remember the first
+ * non-finite step. */
 static graft_status stats_land(pipeline *p, graft_error *e)
 {
     if (!p->inflight) return GRAFT_OK;
     graft_status s = transfer_wait(&p->stat_read, &p->host_syncs, e);
     if (s) return s;
-    const float *ls = p->stat_host.ptr;
-    const int *cs = (const int *)(ls + PIPELINE_STATS_SLOTS);
+    const char *host = p->stat_host.ptr;
+    size_t half = PIPELINE_STATS_SLOTS * p->stat_stride;
     for (int i = 0; i < p->inflight; i++) {
-        if (!isfinite(ls[i]) && !p->stat_status) {
+        const float *ls = (const float *)(host + (size_t)i * p->stat_stride);
+        const int *cs = (const int *)(host + half + (size_t)i * p->stat_stride);
+        double sum = 0;
+        long correct = 0;
+        for (int j = 0; j < p->inflight_n[i]; j++) {
+            sum += ls[j];
+            correct += cs[j];
+        }
+        if (!isfinite(sum) && !p->stat_status) {
             unsigned long long a = (unsigned long long)p->inflight_first + 1,
                                b = a + (unsigned long long)p->inflight - 1;
             p->stat_status = err_set(
                 &p->stat_error, GRAFT_STATUS_BAD_DATA,
                 "the loss is not finite (%g) at step %llu (steps %llu-%llu read back together): "
                 "training diverged; lower train.lr",
-                (double)ls[i], a + (unsigned long long)i, a, b);
+                sum, a + (unsigned long long)i, a, b);
         }
-        p->ready.loss_sum += ls[i];
-        p->ready.correct += cs[i];
+        p->ready.loss_sum += sum;
+        p->ready.correct += correct;
+        p->ready.samples += p->inflight_n[i];
     }
     p->ready.steps += p->inflight;
-    p->ready.samples += p->inflight_samples;
     p->inflight = 0;
-    p->inflight_samples = 0;
     return GRAFT_OK;
 }
 
@@ -726,34 +744,41 @@ static graft_status stats_request(pipeline *p, graft_error *e)
     if (!p->pending) return GRAFT_OK;
     graft_status s = stats_land(p, e);
     if (s) return s;
-    float *ls = p->stat_host.ptr;
-    s = transfer_read_async(p->ctx, p->stat_loss, 0, ls, (size_t)p->pending * sizeof(float), NULL,
-                            e);
+    char *host = p->stat_host.ptr;
+    size_t used = (size_t)p->pending * p->stat_stride;
+    s = transfer_read_async(p->ctx, p->stat_loss, 0, host, used, NULL, e);
     if (!s)
-        s = transfer_read_async(p->ctx, p->stat_correct, 0, ls + PIPELINE_STATS_SLOTS,
-                                (size_t)p->pending * sizeof(int), &p->stat_read, e);
+        s = transfer_read_async(p->ctx, p->stat_correct, 0,
+                                host + PIPELINE_STATS_SLOTS * p->stat_stride, used, &p->stat_read,
+                                e);
     if (s) return s;
     p->inflight = p->pending;
-    p->inflight_samples = p->pending_samples;
+    memcpy(p->inflight_n, p->pending_n, (size_t)p->pending * sizeof *p->pending_n);
     p->inflight_first = p->pending_first;
     p->pending = 0;
-    p->pending_samples = 0;
     return GRAFT_OK;
 }
 
-/* Sum this batch's loss and correct flags into the next statistics slot, on the device. */
-static graft_status stats_record(pipeline *p, int n, graft_error *e)
+/* The loss outputs of the next step: the blocking path's buffers when the caller reads them at
+ * once (r), else the next statistics slot (making room first when all are used). */
+static graft_status stats_slot(pipeline *p, bool blocking, cl_mem *loss, cl_mem *correct,
+                               graft_error *e)
 {
+    *loss = p->loss;
+    *correct = p->correct;
+    if (blocking) return GRAFT_OK;
     graft_status s;
     if (p->pending == PIPELINE_STATS_SLOTS && (s = stats_request(p, e))) return s;
-    if (!p->pending) p->pending_first = p->step;
-    prof_set_label(p->ctx, "stats");
-    s = step_stats_record(p->ctx, n, p->loss, p->correct, p->stat_loss, p->stat_correct,
-                          p->pending, e);
-    if (s) return s;
-    p->pending++;
-    p->pending_samples += n;
+    *loss = p->loss_slot[p->pending];
+    *correct = p->correct_slot[p->pending];
     return GRAFT_OK;
+}
+
+/* The step wrote its slot: count it. */
+static void stats_filled(pipeline *p, int n)
+{
+    if (!p->pending) p->pending_first = p->step;
+    p->pending_n[p->pending++] = n;
 }
 
 graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e)
@@ -783,14 +808,16 @@ long pipeline_host_syncs(const pipeline *p)
 static graft_status train_body(pipeline *p, int n, const optim_hparams *h, step_result *r,
                                graft_error *e)
 {
-    graft_status s = forward(p, n, true, e);
+    cl_mem loss, correct;
+    graft_status s = stats_slot(p, r != NULL, &loss, &correct, e);
+    if (!s) s = forward(p, n, true, e);
     if (!s) {
         prof_set_label(p->ctx, "loss");
         int last = p->g->nlayers - 1;
-        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct,
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct,
                          p->plan.layers[last].backward ? DY(p, last) : NULL, e);
+        if (!s && !r) stats_filled(p, n);
     }
-    if (!s) s = r ? GRAFT_OK : stats_record(p, n, e);
     if (!s) s = backward(p, n, e);
     if (!s) s = update(p, h, e);
     if (!s && r) s = read_loss(p, n, r, e);
@@ -822,12 +849,17 @@ graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *row
 static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, step_result *r,
                               graft_error *e)
 {
-    graft_status s = forward(p, n, false, e);
+    cl_mem loss, correct;
+    graft_status s = labels ? stats_slot(p, r != NULL, &loss, &correct, e) : GRAFT_OK;
+    if (!s) s = forward(p, n, false, e);
     int last = p->g->nlayers - 1;
     if (!s && labels) {
         prof_set_label(p->ctx, "loss");
-        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct, NULL, e);
-        if (!s) s = r ? read_loss(p, n, r, e) : stats_record(p, n, e);
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct, NULL, e);
+        if (!s) {
+            if (r) s = read_loss(p, n, r, e);
+            else stats_filled(p, n);
+        }
     }
     if (!s && logits) {
         s = buffer_read(p->ctx, Y(p, last), 0, logits,

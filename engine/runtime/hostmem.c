@@ -1,8 +1,9 @@
 /* hostmem.c — the host side of a training step's transfers: pinned staging memory (a buffer made
  * with CL_MEM_ALLOC_HOST_PTR and mapped once, which drivers can DMA from without a bounce copy),
- * non-blocking writes and reads with an event to wait for later, and the on-device step
- * statistics (cl/stats.cl) that let a step finish without reading anything back. Every wait of a
- * training step goes through transfer_wait, so counting host synchronisations has one place. */
+ * non-blocking writes and reads with an event to wait for later, slices of one buffer (so a
+ * step's statistics can stay on the device until one read fetches many steps), and gathering
+ * batch rows from a device-resident table. Every wait of a training step goes through
+ * transfer_wait, so counting host synchronisations has one place. */
 #include "runtime.h"
 
 #include <string.h>
@@ -92,24 +93,27 @@ graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e)
     return cl_check(rc, "waiting for a transfer", e);
 }
 
-graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem correct,
-                               cl_mem loss_sums, cl_mem correct_sums, int slot, graft_error *e)
+size_t buffer_slice_stride(graft_context *ctx, size_t bytes)
 {
-    if (n < 1 || slot < 0)
-        return err_set(e, GRAFT_STATUS_INTERNAL, "step statistics: bad count %d or slot %d", n,
-                       slot);
-    cl_kernel k;
-    graft_status s = kernel_get(ctx, "stats", "", "step_stats", &k, e);
-    if (s) return s;
-    cl_int rc = clSetKernelArg(k, 0, sizeof n, &n);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof loss, &loss);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 2, sizeof correct, &correct);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof loss_sums, &loss_sums);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof correct_sums, &correct_sums);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof slot, &slot);
-    if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
-    size_t g = STEP_STATS_WG, l = STEP_STATS_WG;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    cl_uint bits = 0;
+    clGetDeviceInfo(ctx->device, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, NULL);
+    size_t align = bits >= 8 ? bits / 8 : 128;
+    if (align < 4) align = 4;
+    return (bytes + align - 1) / align * align;
+}
+
+graft_status buffer_slices(graft_context *ctx, int count, size_t stride, cl_mem *parent,
+                           cl_mem *slices, graft_error *e)
+{
+    graft_status s = buffer_create(ctx, (size_t)count * stride, parent, e);
+    for (int k = 0; k < count && !s; k++) {
+        cl_buffer_region region = {(size_t)k * stride, stride};
+        cl_int rc;
+        slices[k] = clCreateSubBuffer(*parent, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION,
+                                      &region, &rc);
+        if ((s = cl_check(rc, "clCreateSubBuffer", e))) slices[k] = NULL;
+    }
+    return s;
 }
 
 graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
@@ -126,8 +130,9 @@ graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem 
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof rows, &rows);
     if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof dst, &dst);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
-    size_t g = (size_t)n * (size_t)row, l = 64;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
+    /* wide work-groups for wide rows: PoCL pays per work-group, GPUs like 256 */
+    size_t g[2] = {(size_t)row, (size_t)n}, l[2] = {row >= 256 ? 256 : 64, 1};
+    return launch(ctx, k, 2, g, l, NULL, e);
 }
 
 graft_status buffer_copy_async(graft_context *ctx, cl_mem src, size_t src_offset, cl_mem dst,

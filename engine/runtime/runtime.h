@@ -172,11 +172,12 @@ bool transfer_done(cl_event evt);
 /* Wait for *evt and release it (NULL: nothing to do); *blocked (when not NULL) counts the waits
  * that really blocked the host. A failed transfer is an error. */
 graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e);
-/* Sum a step's per-sample loss (float [n]) and correct flags (int [n]) into slot `slot` of
- * loss_sums / correct_sums on the device (cl/stats.cl; deterministic order, no atomics). */
-#define STEP_STATS_WG 64
-graft_status step_stats_record(graft_context *ctx, int n, cl_mem loss, cl_mem correct,
-                               cl_mem loss_sums, cl_mem correct_sums, int slot, graft_error *e);
+/* Slices: one buffer of count * stride bytes and a sub-buffer per stride (stride from
+ * buffer_slice_stride: bytes rounded up to the device's sub-buffer alignment). Release the slices
+ * before the parent. */
+size_t buffer_slice_stride(graft_context *ctx, size_t bytes);
+graft_status buffer_slices(graft_context *ctx, int count, size_t stride, cl_mem *parent,
+                           cl_mem *slices, graft_error *e);
 /* dst[r] = src[rows[r]] for n rows of `row` floats (cl/gather.cl): batches from a device-resident
  * feature cache. rows is an int32 device buffer. */
 graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,

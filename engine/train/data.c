@@ -809,10 +809,10 @@ static void fill_batch(batcher *b, int slot, long k)
     long hw = (long)h * w;
     for (long j = 0; j < n; j++) {
         long pos = first + j, i = b->order[pos];
+        b->y[slot][j] = d->y[i];
+        if (b->rows_only) continue; /* d->x may be NULL: the samples live on the device */
         const float *src = d->x + (size_t)i * (size_t)d->sample;
         float *dst = b->x[slot] + (size_t)j * (size_t)d->sample;
-        b->y[slot][j] = d->y[i];
-        if (b->rows_only) continue;
         bool flip = false;
         int dy = 0, dx = 0;
         if (b->rrc > 0) {

@@ -18,7 +18,46 @@ typedef struct plan_view {
     bool *backward;  /* per layer, from plan */
     bool cache;
     char cache_reason[512];
+    /* where the cache lives: device memory while every split's features fit in the budget */
+    double cache_row_bytes, cache_device_budget; /* budget 0: no device found */
+    char cache_device[256];
 } plan_view;
+
+/* The feature cache's row size and the device-memory budget transfer.cache_device_fraction gives
+ * on the recipe's device (the trainer decides with the same numbers once the data is loaded). */
+static void cache_location(plan_view *v)
+{
+    const graft_recipe *r = v->r;
+    if (!v->cache || v->plan.cache_cut < 1) return;
+    v->cache_row_bytes = (double)shape_size(r->graph.layers[v->plan.cache_cut - 1].out) * 4.0;
+    graft_device_info *list = NULL;
+    int nd = 0, idx = 0;
+    graft_error e = {0};
+    if (!graft_devices_list(&list, &nd, &e) &&
+        !graft_device_select(list, nd, r->device ? r->device : "", &idx, &e)) {
+        v->cache_device_budget = r->transfer.cache_device_fraction * (double)list[idx].global_mem_bytes;
+        snprintf(v->cache_device, sizeof v->cache_device, "%s", list[idx].name);
+    }
+    free(list);
+}
+
+static void cache_location_text(const plan_view *v, char *out, size_t n)
+{
+    const graft_recipe *r = v->r;
+    if (!v->cache) {
+        snprintf(out, n, "-");
+    } else if (r->transfer.cache_device_fraction <= 0) {
+        snprintf(out, n, "host memory (transfer.cache_device_fraction is 0)");
+    } else if (v->cache_device_budget <= 0) {
+        snprintf(out, n, "host memory (no OpenCL device to hold it)");
+    } else {
+        snprintf(out, n,
+                 "device memory when the features of all splits (%.0f bytes per sample) fit in "
+                 "%.3g of %s's memory (%.0f MiB: up to %.0f samples), else host memory",
+                 v->cache_row_bytes, r->transfer.cache_device_fraction, v->cache_device,
+                 v->cache_device_budget / 1048576.0, v->cache_device_budget / v->cache_row_bytes);
+    }
+}
 
 static json_t *shape_json(shape s)
 {
@@ -115,6 +154,13 @@ static json_t *plan_json(const plan_view *v)
     json_t *fc = json_object();
     json_object_set_new(fc, "used", json_boolean(v->cache));
     json_object_set_new(fc, "reason", json_string(v->cache_reason));
+    if (v->cache) {
+        char where[640];
+        cache_location_text(v, where, sizeof where);
+        json_object_set_new(fc, "location", json_string(where));
+        json_object_set_new(fc, "bytes_per_sample", json_real(v->cache_row_bytes));
+        json_object_set_new(fc, "device_budget_bytes", json_real(v->cache_device_budget));
+    }
     json_object_set_new(o, "feature_cache", fc);
     json_t *groups = json_array();
     for (int i = 0; i < g->nlayers; i++)
@@ -169,6 +215,11 @@ static void plan_table(const plan_view *v)
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));
     printf("feature cache: %s: %s\n", v->cache ? "used" : "not used", v->cache_reason);
+    if (v->cache) {
+        char where[640];
+        cache_location_text(v, where, sizeof where);
+        printf("feature cache lives in: %s\n", where);
+    }
     plan_extend_table(v);
 }
 
@@ -218,6 +269,7 @@ int cmd_plan(int argc, char **argv)
              r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
                                   "again when it recompiles)"
                                 : "");
+    cache_location(&v);
     if (json) {
         json_t *o = plan_json(&v);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

@@ -132,16 +132,51 @@ typedef struct step_result {
     int correct;
 } step_result;
 
-/* Forward, loss, backward and one optimizer update (training pipelines). lr_scale multiplies every
- * layer's lr (schedules). */
+/* Forward, loss, backward and one optimizer update (training pipelines). x and labels are copied
+ * into pinned staging memory and uploaded without waiting, so they may be reused at once.
+ * With r == NULL nothing is read back: the batch's per-sample loss and correct flags stay on the
+ * device (one slot per step) for pipeline_stats_read, and the step never blocks except when the
+ * host is two steps ahead of the device. With r, the step waits and fills r (the old blocking
+ * path, one host synchronisation per step). */
 graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
                                  const optim_hparams *h, step_result *r, graft_error *e);
-/* Forward in evaluation mode; logits out [n, k] when non-NULL; loss/correct when labels given. */
+/* Forward in evaluation mode; logits out [n, k] when non-NULL (a blocking read); with labels, the
+ * loss and correct count go to r (blocking) or, when r is NULL, to the device-side statistics. */
 graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
                            step_result *r, graft_error *e);
+
+/* Totals of the steps (training or evaluation batches) whose statistics were read back: the same
+ * sums, in the same order, as the blocking path's step_results would give. */
+typedef struct pipeline_stats {
+    double loss_sum;
+    long correct;
+    long samples;
+    long steps;
+} pipeline_stats;
+#define PIPELINE_STATS_SLOTS 64 /* steps kept on the device between forced read-backs */
+/* Hand out the statistics read back since the last call, and start a non-blocking read of the
+ * steps enqueued since (at most one is in flight; a finished one is collected first). With wait,
+ * block until every step enqueued so far is in *out: exact totals, e.g. at the end of an epoch.
+ * A non-finite step loss is an error naming the step (1-based pipeline step count). */
+graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e);
+/* How many times this pipeline blocked the host: waits on transfers that had not finished and
+ * blocking read-backs (the "host synchronisations" of a step). */
+long pipeline_host_syncs(const pipeline *p);
 /* Forward to the last layer's output (features, for the feature cache); out [n, out size]. */
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
                                        graft_error *e);
+/* The same into rows [first_row, first_row + n) of a device table of [rows, out size] floats,
+ * without reading anything back (a device-resident feature cache). */
+graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
+                                          long first_row, graft_error *e);
+/* pipeline_train_step and pipeline_eval on a batch that is rows[0..n) of a device table of
+ * [rows, input size] floats (the device-resident feature cache): only the row numbers and labels
+ * are uploaded, the rows are gathered on the device. */
+graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, const optim_hparams *h,
+                                      step_result *r, graft_error *e);
+graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, float *logits, step_result *r, graft_error *e);
 long pipeline_output_size(const pipeline *p);
 const graph_plan *pipeline_plan(const pipeline *p);
 /* The optimizer step counter (keys dropout masks; saved for resume). */

@@ -36,12 +36,36 @@ struct pipeline {
     player *layers;
     cl_mem *slots;
     cl_mem input, scratch, workspace, labels, loss, correct;
+    cl_mem rows; /* int [max_batch]: batch rows of a device-resident feature cache */
     xent_op xent;
     optim_op optim;
     bool has_xent, has_optim;
     uint64_t step;
     float *host_loss;
     int *host_correct;
+    /* uploads: two pinned staging areas (input then labels) used in turn; staged[k] is the write
+     * from stage[k] still in flight, waited for before stage[k] is filled again. The device input
+     * and labels buffers need no second copy: the queue is in order, so a write enqueued after a
+     * step's kernels cannot overtake them. */
+    host_buffer stage[2];
+    cl_event staged[2];
+    int next_stage;
+    /* step statistics kept on the device: the loss kernel of the i-th step since the last
+     * read-back writes its per-sample loss and correct flags into slot i (slices of stat_loss /
+     * stat_correct, stat_stride bytes apart); one non-blocking read of the used slots is in
+     * flight at a time, and the host sums them in double, in order, when it lands */
+    cl_mem stat_loss, stat_correct;
+    cl_mem loss_slot[PIPELINE_STATS_SLOTS], correct_slot[PIPELINE_STATS_SLOTS];
+    size_t stat_stride;
+    host_buffer stat_host; /* the slots of stat_loss, then those of stat_correct */
+    cl_event stat_read;
+    int pending, inflight;                   /* slots written / being read back */
+    int pending_n[PIPELINE_STATS_SLOTS], inflight_n[PIPELINE_STATS_SLOTS]; /* samples per slot */
+    uint64_t pending_first, inflight_first;  /* step number of slot 0 */
+    pipeline_stats ready;                    /* read back, not yet handed out */
+    graft_error stat_error;                  /* a non-finite loss seen in a read-back */
+    graft_status stat_status;
+    long host_syncs;
 };
 
 const graph_plan *pipeline_plan(const pipeline *p)
@@ -222,6 +246,20 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
     if ((s = buffer_create(ctx, B * sizeof(int), &p->labels, e))) goto fail;
     if ((s = alloc(p, B, &p->loss, e))) goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->correct, e))) goto fail;
+    if ((s = buffer_create(ctx, B * sizeof(int), &p->rows, e))) goto fail;
+    for (int k = 0; k < 2; k++)
+        if ((s = host_buffer_create(ctx, B * ((size_t)p->plan.tensors[0].size * sizeof(float) +
+                                              2 * sizeof(int)),
+                                    &p->stage[k], e)))
+            goto fail;
+    p->stat_stride = buffer_slice_stride(ctx, B * sizeof(float)); /* int and float: 4 bytes */
+    if ((s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_loss, p->loss_slot,
+                           e)) ||
+        (s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_correct,
+                           p->correct_slot, e)))
+        goto fail;
+    if ((s = host_buffer_create(ctx, 2 * PIPELINE_STATS_SLOTS * p->stat_stride, &p->stat_host, e)))
+        goto fail;
     int k = (int)shape_size(g->layers[g->nlayers - 1].out);
     if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
     p->has_xent = true;
@@ -298,6 +336,19 @@ void pipeline_free(pipeline *p)
     release(&p->labels);
     release(&p->loss);
     release(&p->correct);
+    release(&p->rows);
+    for (int k = 0; k < 2; k++) {
+        if (p->staged[k]) clReleaseEvent(p->staged[k]);
+        host_buffer_free(p->ctx, &p->stage[k]);
+    }
+    if (p->stat_read) clReleaseEvent(p->stat_read);
+    host_buffer_free(p->ctx, &p->stat_host);
+    for (int k = 0; k < PIPELINE_STATS_SLOTS; k++) {
+        release(&p->loss_slot[k]);
+        release(&p->correct_slot[k]);
+    }
+    release(&p->stat_loss);
+    release(&p->stat_correct);
     if (p->has_xent) xent_op_free(&p->xent);
     if (p->has_optim) optim_op_free(&p->optim);
     plan_free(&p->plan);
@@ -571,23 +622,76 @@ static graft_status update(pipeline *p, const optim_hparams *base, graft_error *
     return s;
 }
 
-static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
-                                 graft_error *e)
+/* The next pinned staging area: input [max_batch, input], then labels [max_batch], then rows
+ * [max_batch]. The only wait is for the upload from the same area two batches ago (so the host runs
+ * at most two steps ahead of the device), and it blocks only when the device is that far behind. */
+static graft_status stage_take(pipeline *p, int n, char **stage, int *k, graft_error *e)
 {
     if (n < 1 || n > p->o.max_batch)
         return err_set(e, GRAFT_STATUS_INTERNAL, "batch of %d for a pipeline built for %d", n,
                        p->o.max_batch);
-    graft_status s = buffer_write(p->ctx, p->input, 0, x,
-                                  (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float), e);
-    if (!s && labels) s = buffer_write(p->ctx, p->labels, 0, labels, (size_t)n * sizeof(int), e);
+    *k = p->next_stage;
+    p->next_stage ^= 1;
+    *stage = p->stage[*k].ptr;
+    return transfer_wait(&p->staged[*k], &p->host_syncs, e);
+}
+
+static size_t stage_labels_at(const pipeline *p)
+{
+    return (size_t)p->o.max_batch * (size_t)p->plan.tensors[0].size * sizeof(float);
+}
+
+/* Copy the batch into staging and enqueue its upload without waiting. */
+static graft_status upload_batch(pipeline *p, const float *x, const int *labels, int n,
+                                 graft_error *e)
+{
+    char *stage;
+    int k;
+    graft_status s = stage_take(p, n, &stage, &k, e);
+    if (s) return s;
+    size_t xbytes = (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float);
+    size_t lab_at = stage_labels_at(p);
+    memcpy(stage, x, xbytes);
+    if (labels) memcpy(stage + lab_at, labels, (size_t)n * sizeof(int));
+    /* in order: when the last write's event completes, both are done */
+    s = transfer_write_async(p->ctx, p->input, 0, stage, xbytes, labels ? NULL : &p->staged[k], e);
+    if (!s && labels)
+        s = transfer_write_async(p->ctx, p->labels, 0, stage + lab_at, (size_t)n * sizeof(int),
+                                 &p->staged[k], e);
     return s;
 }
 
+/* The batch as rows of a device-resident table (the feature cache): only the row numbers and
+ * labels travel; the rows are gathered into the input on the device. */
+static graft_status upload_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, graft_error *e)
+{
+    char *stage;
+    int k;
+    graft_status s = stage_take(p, n, &stage, &k, e);
+    if (s) return s;
+    size_t lab_at = stage_labels_at(p), rows_at = lab_at + (size_t)p->o.max_batch * sizeof(int);
+    int *r = (int *)(stage + rows_at);
+    for (int i = 0; i < n; i++) r[i] = (int)rows[i];
+    if (labels) memcpy(stage + lab_at, labels, (size_t)n * sizeof(int));
+    s = transfer_write_async(p->ctx, p->rows, 0, r, (size_t)n * sizeof(int),
+                             labels ? NULL : &p->staged[k], e);
+    if (!s && labels)
+        s = transfer_write_async(p->ctx, p->labels, 0, stage + lab_at, (size_t)n * sizeof(int),
+                                 &p->staged[k], e);
+    prof_set_label(p->ctx, "gather");
+    if (!s)
+        s = rows_gather(p->ctx, n, (int)p->plan.tensors[0].size, table, p->rows, p->input, e);
+    return s;
+}
+
+/* The blocking read-back of one batch's loss (callers that pass a step_result). */
 static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e)
 {
     graft_status s = buffer_read(p->ctx, p->loss, 0, p->host_loss, (size_t)n * sizeof(float), e);
     if (!s) s = buffer_read(p->ctx, p->correct, 0, p->host_correct, (size_t)n * sizeof(int), e);
     if (s) return s;
+    p->host_syncs++;
     r->loss_sum = 0;
     r->correct = 0;
     for (int i = 0; i < n; i++) {
@@ -601,22 +705,173 @@ static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e
     return GRAFT_OK;
 }
 
+/* Finish the read-back in flight: add its slots to p->ready (each slot's samples in order, in
+ * double, as the blocking read-back does, so the totals are the same bits) and remember the first
+ * non-finite step. */
+static graft_status stats_land(pipeline *p, graft_error *e)
+{
+    if (!p->inflight) return GRAFT_OK;
+    graft_status s = transfer_wait(&p->stat_read, &p->host_syncs, e);
+    if (s) return s;
+    const char *host = p->stat_host.ptr;
+    size_t half = PIPELINE_STATS_SLOTS * p->stat_stride;
+    for (int i = 0; i < p->inflight; i++) {
+        const float *ls = (const float *)(host + (size_t)i * p->stat_stride);
+        const int *cs = (const int *)(host + half + (size_t)i * p->stat_stride);
+        double sum = 0;
+        long correct = 0;
+        for (int j = 0; j < p->inflight_n[i]; j++) {
+            sum += ls[j];
+            correct += cs[j];
+        }
+        if (!isfinite(sum) && !p->stat_status) {
+            unsigned long long a = (unsigned long long)p->inflight_first + 1,
+                               b = a + (unsigned long long)p->inflight - 1;
+            p->stat_status = err_set(
+                &p->stat_error, GRAFT_STATUS_BAD_DATA,
+                "the loss is not finite (%g) at step %llu (steps %llu-%llu read back together): "
+                "training diverged; lower train.lr",
+                sum, a + (unsigned long long)i, a, b);
+        }
+        p->ready.loss_sum += sum;
+        p->ready.correct += correct;
+        p->ready.samples += p->inflight_n[i];
+    }
+    p->ready.steps += p->inflight;
+    p->inflight = 0;
+    return GRAFT_OK;
+}
+
+/* Start reading back the slots written since the last read-back. The read is enqueued behind the
+ * steps that wrote them; later steps reuse the slots from 0, which the in-order queue runs only
+ * after the read. */
+static graft_status stats_request(pipeline *p, graft_error *e)
+{
+    if (!p->pending) return GRAFT_OK;
+    graft_status s = stats_land(p, e);
+    if (s) return s;
+    char *host = p->stat_host.ptr;
+    size_t used = (size_t)p->pending * p->stat_stride;
+    s = transfer_read_async(p->ctx, p->stat_loss, 0, host, used, NULL, e);
+    if (!s)
+        s = transfer_read_async(p->ctx, p->stat_correct, 0,
+                                host + PIPELINE_STATS_SLOTS * p->stat_stride, used, &p->stat_read,
+                                e);
+    if (s) return s;
+    p->inflight = p->pending;
+    memcpy(p->inflight_n, p->pending_n, (size_t)p->pending * sizeof *p->pending_n);
+    p->inflight_first = p->pending_first;
+    p->pending = 0;
+    return GRAFT_OK;
+}
+
+/* The loss outputs of the next step: the blocking path's buffers when the caller reads them at
+ * once (r), else the next statistics slot (making room first when all are used). */
+static graft_status stats_slot(pipeline *p, bool blocking, cl_mem *loss, cl_mem *correct,
+                               graft_error *e)
+{
+    *loss = p->loss;
+    *correct = p->correct;
+    if (blocking) return GRAFT_OK;
+    graft_status s;
+    if (p->pending == PIPELINE_STATS_SLOTS && (s = stats_request(p, e))) return s;
+    *loss = p->loss_slot[p->pending];
+    *correct = p->correct_slot[p->pending];
+    return GRAFT_OK;
+}
+
+/* The step wrote its slot: count it. */
+static void stats_filled(pipeline *p, int n)
+{
+    if (!p->pending) p->pending_first = p->step;
+    p->pending_n[p->pending++] = n;
+}
+
+graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e)
+{
+    memset(out, 0, sizeof *out);
+    graft_status s = GRAFT_OK;
+    if (p->inflight && (wait || transfer_done(p->stat_read))) s = stats_land(p, e);
+    if (!s && !p->inflight) s = stats_request(p, e);
+    if (!s && wait) s = stats_land(p, e);
+    if (s) return s;
+    *out = p->ready;
+    memset(&p->ready, 0, sizeof p->ready);
+    if (p->stat_status) {
+        s = p->stat_status;
+        *e = p->stat_error;
+        p->stat_status = GRAFT_OK;
+    }
+    return s;
+}
+
+long pipeline_host_syncs(const pipeline *p)
+{
+    return p->host_syncs;
+}
+
+/* Forward, loss, statistics, backward and update of a batch already in p->input / p->labels. */
+static graft_status train_body(pipeline *p, int n, const optim_hparams *h, step_result *r,
+                               graft_error *e)
+{
+    cl_mem loss, correct;
+    graft_status s = stats_slot(p, r != NULL, &loss, &correct, e);
+    if (!s) s = forward(p, n, true, e);
+    if (!s) {
+        prof_set_label(p->ctx, "loss");
+        int last = p->g->nlayers - 1;
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct,
+                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
+        if (!s && !r) stats_filled(p, n);
+    }
+    if (!s) s = backward(p, n, e);
+    if (!s) s = update(p, h, e);
+    if (!s && r) s = read_loss(p, n, r, e);
+    return s;
+}
+
 graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels, int n,
                                  const optim_hparams *h, step_result *r, graft_error *e)
 {
     if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
     graft_status s = upload_batch(p, x, labels, n, e);
-    if (!s) s = forward(p, n, true, e);
-    if (!s) {
-        prof_set_label(p->ctx, "loss");
-        int last = p->g->nlayers - 1;
-        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct,
-                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
-    }
-    if (!s) s = backward(p, n, e);
-    if (!s) s = update(p, h, e);
-    if (!s) s = read_loss(p, n, r, e);
+    if (!s) s = train_body(p, n, h, r, e);
     p->step++;
+    return s;
+}
+
+graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, const optim_hparams *h,
+                                      step_result *r, graft_error *e)
+{
+    if (!p->o.training) return err_set(e, GRAFT_STATUS_INTERNAL, "not a training pipeline");
+    graft_status s = upload_rows(p, table, rows, labels, n, e);
+    if (!s) s = train_body(p, n, h, r, e);
+    p->step++;
+    return s;
+}
+
+/* Forward in evaluation mode of a batch already uploaded, then loss and logits. */
+static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, step_result *r,
+                              graft_error *e)
+{
+    cl_mem loss, correct;
+    graft_status s = labels ? stats_slot(p, r != NULL, &loss, &correct, e) : GRAFT_OK;
+    if (!s) s = forward(p, n, false, e);
+    int last = p->g->nlayers - 1;
+    if (!s && labels) {
+        prof_set_label(p->ctx, "loss");
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct, NULL, e);
+        if (!s) {
+            if (r) s = read_loss(p, n, r, e);
+            else stats_filled(p, n);
+        }
+    }
+    if (!s && logits) {
+        s = buffer_read(p->ctx, Y(p, last), 0, logits,
+                        (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+        p->host_syncs++;
+    }
     return s;
 }
 
@@ -624,17 +879,14 @@ graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n
                            step_result *r, graft_error *e)
 {
     graft_status s = upload_batch(p, x, labels, n, e);
-    if (!s) s = forward(p, n, false, e);
-    int last = p->g->nlayers - 1;
-    if (!s && labels) {
-        prof_set_label(p->ctx, "loss");
-        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct, NULL, e);
-        if (!s) s = read_loss(p, n, r, e);
-    }
-    if (!s && logits)
-        s = buffer_read(p->ctx, Y(p, last), 0, logits,
-                        (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
-    return s;
+    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
+}
+
+graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
+                                int n, float *logits, step_result *r, graft_error *e)
+{
+    graft_status s = upload_rows(p, table, rows, labels, n, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
 }
 
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
@@ -642,9 +894,23 @@ graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float
 {
     graft_status s = upload_batch(p, x, NULL, n, e);
     if (!s) s = forward(p, n, false, e);
-    if (!s)
+    if (!s) {
         s = buffer_read(p->ctx, Y(p, p->g->nlayers - 1), 0, out,
                         (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+        p->host_syncs++;
+    }
+    return s;
+}
+
+graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
+                                          long first_row, graft_error *e)
+{
+    graft_status s = upload_batch(p, x, NULL, n, e);
+    if (!s) s = forward(p, n, false, e);
+    size_t row = (size_t)pipeline_output_size(p) * sizeof(float);
+    if (!s)
+        s = buffer_copy_async(p->ctx, Y(p, p->g->nlayers - 1), 0, table, (size_t)first_row * row,
+                              (size_t)n * row, e);
     return s;
 }
 

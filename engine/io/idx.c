@@ -89,8 +89,72 @@ static graft_status source_read(source *s, unsigned char *dst, size_t n, size_t 
     return GRAFT_OK;
 }
 
-graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_array *out,
-                          graft_error *e)
+/* What idx_parse stores: every row, the header only, or the rows keep[] marks. */
+typedef enum idx_mode { IDX_ALL, IDX_HEADER, IDX_KEEP } idx_mode;
+
+/* Stream the data of the IDX file, storing the rows (entries along the first dimension) that
+ * keep[] marks, packed in file order; the others are inflated and thrown away. Storage grows with
+ * what arrives, as in the full read. */
+static graft_status read_kept_rows(source *src, const char *name, uint64_t rows, uint64_t row_bytes,
+                                   const unsigned char *keep, idx_array *out, graft_error *e)
+{
+    uint64_t kept = 0;
+    for (uint64_t r = 0; r < rows; r++) kept += keep[r] != 0;
+    uint64_t want = kept * row_bytes;
+    size_t cap = want < (64u << 10) ? (size_t)want : (64u << 10), at = 0;
+    const size_t skip_size = 256u << 10;
+    unsigned char *skip = malloc(skip_size);
+    graft_status s = GRAFT_OK;
+    out->data = malloc(cap ? cap : 1);
+    if (!out->data || !skip) {
+        free(skip);
+        return err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", name);
+    }
+    for (uint64_t r = 0; r < rows && !s;) {
+        size_t got;
+        if (keep[r]) {
+            while (at + row_bytes > cap) {
+                size_t ncap = (uint64_t)cap * 2 > want ? (size_t)want : cap * 2;
+                void *p2 = realloc(out->data, ncap);
+                if (!p2) {
+                    s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", name);
+                    break;
+                }
+                out->data = p2;
+                cap = ncap;
+            }
+            if (s || (s = source_read(src, (unsigned char *)out->data + at, row_bytes, &got, e)))
+                break;
+            if (got < row_bytes) goto short_data;
+            at += row_bytes;
+            r++;
+            continue;
+        }
+        /* a run of rows nobody uses: inflate it in large pieces and drop it */
+        uint64_t run = 0;
+        while (r + run < rows && !keep[r + run]) run++;
+        for (uint64_t left = run * row_bytes; left && !s;) {
+            size_t n = left < skip_size ? (size_t)left : skip_size;
+            if ((s = source_read(src, skip, n, &got, e))) break;
+            if (got < n) goto short_data;
+            left -= n;
+        }
+        r += run;
+        continue;
+    short_data:
+        s = err_set(e, GRAFT_STATUS_BAD_DATA,
+                    "%s: the data ends before row %llu of %llu (%llu bytes per row)", name,
+                    (unsigned long long)r + 1, (unsigned long long)rows,
+                    (unsigned long long)row_bytes);
+    }
+    free(skip);
+    if (!s) out->rows = (size_t)kept;
+    return s;
+}
+
+static graft_status idx_parse(const char *name, const void *data, size_t len, idx_mode mode,
+                              const unsigned char *keep, size_t nkeep, idx_array *out,
+                              graft_error *e)
 {
     memset(out, 0, sizeof *out);
     const unsigned char *p = data;
@@ -165,6 +229,25 @@ graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_ar
                     (unsigned long long)bytes, src.len - src.pos);
         goto error;
     }
+    if (mode == IDX_HEADER) {
+        if (src.gz) inflateEnd(&src.zs);
+        out->type = hdr[2];
+        out->rank = rank;
+        return GRAFT_OK;
+    }
+    if (mode == IDX_KEEP) {
+        if ((uint64_t)out->shape[0] != nkeep) {
+            s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: %llu rows, expected %zu", name,
+                        (unsigned long long)out->shape[0], nkeep);
+            goto error;
+        }
+        uint64_t row_bytes = out->shape[0] ? bytes / (uint64_t)out->shape[0] : 0;
+        if ((s = read_kept_rows(&src, name, (uint64_t)out->shape[0], row_bytes, keep, out, e)))
+            goto error;
+        got = bytes;
+        count = (uint64_t)out->rows * (row_bytes / (uint64_t)size);
+        goto check_end;
+    }
     /* Raw data is all there (checked above). Inflated data grows with what actually arrives,
      * never past what the header implies: a 40-byte file claiming 2 GiB costs 64 KiB, not 2 GiB. */
     size_t cap = src.gz ? (bytes < (64u << 10) ? (size_t)bytes : (64u << 10)) : (size_t)bytes;
@@ -201,6 +284,8 @@ graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_ar
                     name, dims, tname, (unsigned long long)bytes, what, got);
         goto error;
     }
+    out->rows = (size_t)out->shape[0];
+check_end:
     if (src.gz) {
         /* More output than the header implies means a bad header (or a bomb): refuse it. */
         unsigned char extra;
@@ -234,14 +319,37 @@ error:
     return s;
 }
 
-graft_status idx_read(const char *path, idx_array *out, graft_error *e)
+graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_array *out,
+                          graft_error *e)
+{
+    return idx_parse(name, data, len, IDX_ALL, NULL, 0, out, e);
+}
+
+static graft_status read_file(const char *path, idx_mode mode, const unsigned char *keep,
+                              size_t nkeep, idx_array *out, graft_error *e)
 {
     memset(out, 0, sizeof *out);
     char *data = NULL;
     size_t len = 0;
     graft_status s = fs_read_file(path, (size_t)IDX_MAX_DATA + 64, &data, &len, e);
     if (s) return s;
-    s = idx_read_mem(path, data, len, out, e);
+    s = idx_parse(path, data, len, mode, keep, nkeep, out, e);
     free(data);
     return s;
+}
+
+graft_status idx_read(const char *path, idx_array *out, graft_error *e)
+{
+    return read_file(path, IDX_ALL, NULL, 0, out, e);
+}
+
+graft_status idx_read_header(const char *path, idx_array *out, graft_error *e)
+{
+    return read_file(path, IDX_HEADER, NULL, 0, out, e);
+}
+
+graft_status idx_read_rows(const char *path, const unsigned char *keep, size_t nkeep,
+                           idx_array *out, graft_error *e)
+{
+    return read_file(path, IDX_KEEP, keep, nkeep, out, e);
 }

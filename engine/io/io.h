@@ -78,10 +78,19 @@ typedef struct idx_array {
     int type; /* 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64 */
     int rank;
     int64_t shape[8];
-    size_t count;
-    void *data; /* converted to host order */
+    size_t count; /* elements stored */
+    size_t rows;  /* rows (entries along the first dimension) stored: shape[0], or the kept ones */
+    void *data;   /* converted to host order */
 } idx_array;
 graft_status idx_read(const char *path, idx_array *out, graft_error *e);
+/* The header only (type, rank, shape; data NULL), checked as idx_read checks it; a gzip file is
+ * inflated only as far as the header. */
+graft_status idx_read_header(const char *path, idx_array *out, graft_error *e);
+/* Only the rows i (along the first dimension) with keep[i] != 0, packed in file order; nkeep
+ * must equal shape[0]. A gzip file is still inflated to its end (and checked like idx_read does),
+ * but the other rows are neither stored nor converted. */
+graft_status idx_read_rows(const char *path, const unsigned char *keep, size_t nkeep,
+                           idx_array *out, graft_error *e);
 graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_array *out,
                           graft_error *e);
 void idx_free(idx_array *a);

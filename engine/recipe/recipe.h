@@ -144,6 +144,9 @@ typedef struct transfer_spec {
     int head_first;       /* index in graph.layers of the first new head layer (-1 = none) */
     bool bn_train;        /* bn: train (default frozen) */
     cache_mode cache_features;
+    /* the feature cache lives in device memory when it needs at most this fraction of the
+     * device's global memory (default 0.25; 0 keeps it in host memory) */
+    double cache_device_fraction;
 } transfer_spec;
 
 typedef struct graft_recipe {

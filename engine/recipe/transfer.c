@@ -193,8 +193,10 @@ void recipe_parse_transfer(rctx *c, const ynode *t)
     transfer_spec *ts = &c->r->transfer;
     ts->freeze.kind = FREEZE_NONE;
     ts->cache_features = CACHE_AUTO;
+    ts->cache_device_fraction = 0.25;
     if (!want_map(c, t, "transfer")) return;
-    static const char *const keys[] = {"from", "freeze", "head", "bn", "cache_features"};
+    static const char *const keys[] = {"from", "freeze", "head", "bn", "cache_features",
+                                       "cache_device_fraction"};
     check_keys(c, t, "transfer", keys, (int)ARRAY_LEN(keys));
     const ynode *from = get(t, "from");
     if (from) {
@@ -219,6 +221,8 @@ void recipe_parse_transfer(rctx *c, const ynode *t)
         if (v < 0) v = parse_enum(c, cn, "transfer.cache_features", cache, 3);
         ts->cache_features = v == 1 ? CACHE_ON : v == 2 ? CACHE_OFF : CACHE_AUTO;
     }
+    get_num(c, t, "transfer", "cache_device_fraction", 0, 1, false, false,
+            "a number with 0 <= cache_device_fraction <= 1", &ts->cache_device_fraction);
 }
 
 /* freeze, lr_mult and unfreeze, once the graph exists */

@@ -195,4 +195,39 @@ typedef struct peak_result {
 graft_status peak_probe(graft_context *ctx, int use_cache, peak_result *out, graft_error *e);
 double peak_best_gflops(const peak_result *p); /* the best of the vector widths */
 
+/* ---- host memory and non-blocking transfers (hostmem.c) ----
+ * Pinned staging memory: a CL_MEM_ALLOC_HOST_PTR buffer mapped once; ptr stays valid until
+ * host_buffer_free. Transfers to and from it can run while the host prepares the next step. */
+typedef struct host_buffer {
+    cl_mem mem;
+    void *ptr;
+    size_t bytes;
+} host_buffer;
+graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out, graft_error *e);
+void host_buffer_free(graft_context *ctx, host_buffer *h);
+/* Enqueue without waiting; *done (when not NULL) gets an event to wait for before src is reused
+ * or dst is read. */
+graft_status transfer_write_async(graft_context *ctx, cl_mem dst, size_t offset, const void *src,
+                                  size_t bytes, cl_event *done, graft_error *e);
+graft_status transfer_read_async(graft_context *ctx, cl_mem src, size_t offset, void *dst,
+                                 size_t bytes, cl_event *done, graft_error *e);
+/* Whether evt (NULL: nothing pending) has finished; never blocks. */
+bool transfer_done(cl_event evt);
+/* Wait for *evt and release it (NULL: nothing to do); *blocked (when not NULL) counts the waits
+ * that really blocked the host. A failed transfer is an error. */
+graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e);
+/* Slices: one buffer of count * stride bytes and a sub-buffer per stride (stride from
+ * buffer_slice_stride: bytes rounded up to the device's sub-buffer alignment). Release the slices
+ * before the parent. */
+size_t buffer_slice_stride(graft_context *ctx, size_t bytes);
+graft_status buffer_slices(graft_context *ctx, int count, size_t stride, cl_mem *parent,
+                           cl_mem *slices, graft_error *e);
+/* dst[r] = src[rows[r]] for n rows of `row` floats (cl/gather.cl): batches from a device-resident
+ * feature cache. rows is an int32 device buffer. */
+graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
+                         graft_error *e);
+/* A device-to-device copy, enqueued without waiting. */
+graft_status buffer_copy_async(graft_context *ctx, cl_mem src, size_t src_offset, cl_mem dst,
+                               size_t dst_offset, size_t bytes, graft_error *e);
+
 #endif

@@ -58,6 +58,10 @@ typedef struct raw_split {
     elem type;
     float scale; /* u8 pixels: 1/255 */
     void *data;  /* owned */
+    /* an IDX source reads its header first and its rows only once the selection is known:
+     * deferred names the images file, packed maps a row to its place in data (owned) */
+    const char *deferred;
+    long *packed;
     long n;
     int rank; /* per sample: 1 (vector) or 3 (C×H×W) */
     int c, h, w;
@@ -71,6 +75,7 @@ typedef struct raw_split {
 static void raw_free(raw_split *r)
 {
     free(r->data);
+    free(r->packed);
     free(r->y);
     free(r->report);
     for (int i = 0; r->classes && i < r->nclasses; i++) free(r->classes[i]);
@@ -187,16 +192,16 @@ static graft_status label_shape(const data_source *src, const raw_split *r, int 
     return GRAFT_OK;
 }
 
+/* The images' header and the labels; the image rows wait for fetch_rows. */
 static graft_status load_idx(const data_source *src, raw_split *r, graft_error *e)
 {
     idx_array img = {0}, lab = {0};
     graft_status s;
-    if ((s = idx_read(src->images, &img, e))) return s;
+    if ((s = idx_read_header(src->images, &img, e))) return s;
     if ((s = sample_layout(r, img.rank, img.shape, e))) goto done;
     r->type = idx_elem(img.type);
     r->scale = r->type == EL_U8 ? 1.0f / 255.0f : 1.0f;
-    r->data = img.data;
-    img.data = NULL;
+    r->deferred = src->images;
     if ((s = idx_read(src->labels, &lab, e))) goto done;
     if ((s = label_shape(src, r, lab.rank, lab.shape, e))) goto done;
     s = convert_labels(r, lab.data, idx_elem(lab.type), lab.count, e);
@@ -463,6 +468,35 @@ done:
     return s;
 }
 
+/* Read the image rows a split uses (sel, or those keep[] does not drop) from a deferred IDX
+ * source: the others are inflated but neither stored nor converted. */
+static graft_status fetch_rows(raw_split *r, const selection *sel, const char *keep,
+                               graft_error *e)
+{
+    if (!r->deferred || r->data) return GRAFT_OK;
+    unsigned char *mask = calloc((size_t)(r->n ? r->n : 1), 1);
+    r->packed = malloc((size_t)(r->n ? r->n : 1) * sizeof *r->packed);
+    if (!mask || !r->packed) {
+        free(mask);
+        return err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", r->images);
+    }
+    for (long i = 0; i < sel->n; i++)
+        if (!keep || keep[i]) mask[sel->rows[i]] = 1;
+    long k = 0;
+    for (long i = 0; i < r->n; i++) r->packed[i] = mask[i] ? k++ : -1;
+    idx_array img;
+    graft_status s = idx_read_rows(r->deferred, mask, (size_t)r->n, &img, e);
+    free(mask);
+    if (s) return s;
+    if ((long)img.rows != k || (k && (long)(img.count / img.rows) != r->sample)) {
+        idx_free(&img);
+        return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: the file changed while it was read",
+                       r->images);
+    }
+    r->data = img.data;
+    return GRAFT_OK;
+}
+
 /* Convert the chosen rows of r into d (normalised), keep[] selecting rows where keep[i] == want
  * (keep == NULL: every row of sel). */
 static graft_status build(const data_spec *spec, const raw_split *r, const selection *sel,
@@ -496,7 +530,7 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
         if (keep && keep[i] != want) continue;
         long row = sel->rows[i];
         float *dst = d->x + (size_t)k * (size_t)r->sample;
-        size_t base = (size_t)row * (size_t)r->sample;
+        size_t base = (size_t)(r->packed ? r->packed[row] : row) * (size_t)r->sample;
         for (long j = 0; j < r->sample; j++) {
             size_t at = base + (size_t)j;
             float v;
@@ -646,11 +680,13 @@ graft_status data_load(const data_spec *spec, shape input, dataset *train, datas
     }
     if ((s = shots_and_split(spec, &strain, nclasses, !spec->val.present, keep, rtrain.images, e)))
         goto error;
+    if ((s = fetch_rows(&rtrain, &strain, keep, e))) goto error;
     if ((s = build(spec, &rtrain, &strain, keep, 1, nclasses, train, e))) goto error;
     if (val) {
         if (use_val) {
             if ((s = select_classes(spec, &rval, map, nmap, &sval, e))) goto error;
-            s = build(spec, &rval, &sval, NULL, 0, nclasses, val, e);
+            s = fetch_rows(&rval, &sval, NULL, e);
+            if (!s) s = build(spec, &rval, &sval, NULL, 0, nclasses, val, e);
         } else {
             s = build(spec, &rtrain, &strain, keep, 2, nclasses, val, e);
         }
@@ -658,6 +694,7 @@ graft_status data_load(const data_spec *spec, shape input, dataset *train, datas
     }
     if (test && spec->test.present) {
         if ((s = select_classes(spec, &rtest, map, nmap, &stest, e))) goto error;
+        if ((s = fetch_rows(&rtest, &stest, NULL, e))) goto error;
         if ((s = build(spec, &rtest, &stest, NULL, 0, nclasses, test, e))) goto error;
     }
     goto done;
@@ -683,6 +720,7 @@ struct batcher {
     int bs, pad;
     float rrc; /* random-resized-crop: smallest area fraction (0 = off) */
     bool shuffle, flip;
+    bool rows_only; /* labels and row numbers only: the samples live elsewhere (device cache) */
     uint64_t seed;
     long nb; /* batches per epoch */
     int epoch;
@@ -771,9 +809,10 @@ static void fill_batch(batcher *b, int slot, long k)
     long hw = (long)h * w;
     for (long j = 0; j < n; j++) {
         long pos = first + j, i = b->order[pos];
+        b->y[slot][j] = d->y[i];
+        if (b->rows_only) continue; /* d->x may be NULL: the samples live on the device */
         const float *src = d->x + (size_t)i * (size_t)d->sample;
         float *dst = b->x[slot] + (size_t)j * (size_t)d->sample;
-        b->y[slot][j] = d->y[i];
         bool flip = false;
         int dy = 0, dx = 0;
         if (b->rrc > 0) {
@@ -954,10 +993,23 @@ bool batcher_next(batcher *b, const float **x, const int **y, int *n)
     }
     b->next++;
     pthread_mutex_unlock(&b->mu);
-    *x = b->x[slot];
+    *x = b->rows_only ? NULL : b->x[slot];
     *y = b->y[slot];
     *n = b->count[slot];
     return true;
+}
+
+void batcher_set_rows_only(batcher *b, bool on)
+{
+    pthread_mutex_lock(&b->mu);
+    quiesce(b);
+    b->rows_only = on;
+    pthread_mutex_unlock(&b->mu);
+}
+
+const long *batcher_rows(const batcher *b)
+{
+    return b->next > 0 ? b->order + (b->next - 1) * b->bs : NULL;
 }
 
 void batcher_skip(batcher *b, long batches)

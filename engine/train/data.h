@@ -74,6 +74,13 @@ bool batcher_next(batcher *b, const float **x, const int **y, int *n);
  * in the middle of an epoch). */
 void batcher_skip(batcher *b, long batches);
 long batcher_batches_per_epoch(const batcher *b);
+/* Labels only: batcher_next hands out x = NULL and the samples are not copied; batcher_rows says
+ * which rows of the dataset the batch holds (for samples that live on the device). Call before
+ * batcher_start_epoch. */
+void batcher_set_rows_only(batcher *b, bool on);
+/* The dataset rows of the batch batcher_next handed out last (n of them), in batch order; valid
+ * until the next batcher_start_epoch. */
+const long *batcher_rows(const batcher *b);
 void batcher_free(batcher *b);
 
 /* The deterministic generator behind shots, splits, order and augmentation: splitmix64 over a

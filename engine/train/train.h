@@ -36,12 +36,21 @@ typedef struct train_summary {
     char device[256];
     long params_total, params_trainable;
     bool feature_cache;
+    bool feature_cache_device; /* the cache lived in device memory */
+    /* times the host waited for the device in the training loop (staging reuse, statistics
+     * read-backs), per step; epoch ends and evaluation are not counted */
+    double host_syncs_per_step;
     char feature_cache_reason[320];
     char out_dir[2048];
 } train_summary;
 
 graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
                          graft_error *e);
+/* Whether a feature cache of `bytes` in all (its largest split `largest` bytes) lives in device
+ * memory: at most transfer.cache_device_fraction of the device's global memory, and each split
+ * within one allocation. Otherwise it stays in host memory. */
+bool train_cache_on_device(double bytes, double largest, double fraction,
+                           const graft_device_info *info);
 
 typedef struct eval_result {
     double loss, accuracy;

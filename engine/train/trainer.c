@@ -24,6 +24,8 @@ typedef struct run {
     bool cached;         /* features of the frozen prefix are precomputed */
     int cut;
     dataset ftrain, fval, ftest; /* cached features (x only is ours; y borrowed) */
+    bool on_device;      /* the cached features live in device memory (x is then NULL) */
+    cl_mem dtrain, dval, dtest;
     char cache_reason[320];
     buf metrics;         /* metrics.jsonl so far */
     /* progress of training, saved for resume */
@@ -34,7 +36,12 @@ typedef struct run {
     bool stopped_early;
     double train_seconds;
     long images_seen;
+    long loop_steps, loop_syncs; /* this process's training steps and the host waits in them */
 } run;
+
+/* How often the progress display reads the loss back from the device (the CLI redraws at most
+ * ten times a second); without a progress callback it is read once per epoch. */
+#define PROGRESS_READ_SECONDS 0.1
 
 static double schedule_lr(const train_spec *t, double epoch_frac)
 {
@@ -60,6 +67,12 @@ static double schedule_lr(const train_spec *t, double epoch_frac)
 static void free_features(run *R)
 {
     if (!R->cached) return;
+    cl_mem *dev[] = {&R->dtrain, &R->dval, &R->dtest};
+    for (int i = 0; i < 3; i++) {
+        if (*dev[i]) clReleaseMemObject(*dev[i]);
+        *dev[i] = NULL;
+    }
+    R->on_device = false;
     free(R->ftrain.x);
     free(R->fval.x);
     free(R->ftest.x);
@@ -69,9 +82,10 @@ static void free_features(run *R)
     R->cached = false;
 }
 
-/* Run the frozen prefix once over a split, keeping its output as the split's new samples. */
+/* Run the frozen prefix once over a split, keeping its output as the split's new samples: in
+ * host memory (dst->x), or in a device buffer (*table) without reading anything back. */
 static graft_status features_of(run *R, pipeline *prefix, const dataset *src, dataset *dst,
-                                graft_error *e)
+                                cl_mem *table, graft_error *e)
 {
     *dst = *src;
     dst->x = NULL;
@@ -80,16 +94,32 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
     dst->sample = fs;
     dst->c = (int)fs;
     dst->h = dst->w = 1;
-    dst->x = malloc((size_t)src->n * (size_t)fs * sizeof(float));
-    if (!dst->x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+    graft_status s;
+    if (table) {
+        if ((s = buffer_create(R->ctx, (size_t)src->n * (size_t)fs * sizeof(float), table, e)))
+            return s;
+    } else {
+        dst->x = malloc((size_t)src->n * (size_t)fs * sizeof(float));
+        if (!dst->x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+    }
     int B = R->r->train.batch_size;
     for (long i = 0; i < src->n; i += B) {
         int n = (int)(src->n - i < B ? src->n - i : B);
-        graft_status s = pipeline_forward_features(prefix, src->x + i * src->sample, n,
-                                                   dst->x + i * fs, e);
+        const float *x = src->x + i * src->sample;
+        s = table ? pipeline_forward_features_to(prefix, x, n, *table, i, e)
+                  : pipeline_forward_features(prefix, x, n, dst->x + i * fs, e);
         if (s) return s;
     }
     return GRAFT_OK;
+}
+
+/* Where the feature cache lives: on the device when all splits' features take at most
+ * transfer.cache_device_fraction of its global memory (and each fits one allocation). */
+bool train_cache_on_device(double bytes, double largest, double fraction,
+                           const graft_device_info *info)
+{
+    return fraction > 0 && bytes <= fraction * (double)info->global_mem_bytes &&
+           (!info->max_alloc_bytes || largest <= (double)info->max_alloc_bytes);
 }
 
 static void notify(run *R, const char *note)
@@ -150,17 +180,31 @@ static graft_status compile_phase(run *R, graft_error *e)
         pipeline *fp;
         if ((s = pipeline_create(R->ctx, &prefix, &fo, &fp, e))) return s;
         s = pipeline_upload(fp, &R->store, e);
-        notify(R, "computing frozen features once (feature cache)");
-        if (!s) s = features_of(R, fp, &R->train, &R->ftrain, e);
-        if (!s) s = features_of(R, fp, &R->val, &R->fval, e);
-        if (!s) s = features_of(R, fp, &R->test, &R->ftest, e);
-        pipeline_free(fp);
+        double row = (double)pipeline_output_size(fp) * sizeof(float);
+        long most = R->train.n > R->val.n ? R->train.n : R->val.n;
+        most = most > R->test.n ? most : R->test.n;
+        R->on_device = train_cache_on_device(row * (double)(R->train.n + R->val.n + R->test.n),
+                                             row * (double)most,
+                                             r->transfer.cache_device_fraction, &R->ctx->info);
         R->cached = true;
+        notify(R, R->on_device ? "computing frozen features once (feature cache in device memory)"
+                               : "computing frozen features once (feature cache in host memory)");
+        if (!s) s = features_of(R, fp, &R->train, &R->ftrain, R->on_device ? &R->dtrain : NULL, e);
+        if (!s) s = features_of(R, fp, &R->val, &R->fval, R->on_device ? &R->dval : NULL, e);
+        if (!s) s = features_of(R, fp, &R->test, &R->ftest, R->on_device ? &R->dtest : NULL, e);
+        pipeline_free(fp); /* waits for the prefix's last batch */
         if (s) return s;
     }
     if ((s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
     pipeline_set_step(R->head, (uint64_t)R->step);
     return pipeline_upload(R->head, &R->store, e);
+}
+
+/* The device table of a split's cached features, or NULL when batches come from host memory. */
+static cl_mem split_table(run *R, int which)
+{
+    if (!R->on_device) return NULL;
+    return which == 0 ? R->dtrain : which == 1 ? R->dval : R->dtest;
 }
 
 static const dataset *split(run *R, int which)
@@ -169,22 +213,39 @@ static const dataset *split(run *R, int which)
     return which == 0 ? &R->train : which == 1 ? &R->val : &R->test;
 }
 
-static graft_status evaluate_split(run *R, const dataset *d, double *loss, double *acc,
+/* Loss and accuracy of a split: every batch's statistics stay on the device and are read back
+ * once, at the end. The caller has collected the training statistics before. */
+static graft_status evaluate_split(run *R, int which, double *loss, double *acc,
                                    graft_error *e)
 {
-    double ls = 0;
-    long correct = 0;
+    const dataset *d = split(R, which);
+    cl_mem table = split_table(R, which);
     int B = R->r->train.batch_size;
+    long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
+    if (table && !rows) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     for (long i = 0; i < d->n; i += B) {
         int n = (int)(d->n - i < B ? d->n - i : B);
-        step_result sr;
-        graft_status s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, &sr, e);
-        if (s) return s;
-        ls += sr.loss_sum;
-        correct += sr.correct;
+        graft_status s;
+        if (table) {
+            for (int j = 0; j < n; j++) rows[j] = i + j;
+            s = pipeline_eval_rows(R->head, table, rows, d->y + i, n, NULL, NULL, e);
+        } else {
+            s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, NULL, e);
+        }
+        if (s) {
+            free(rows);
+            return s;
+        }
     }
-    *loss = d->n ? ls / (double)d->n : NAN;
-    *acc = d->n ? (double)correct / (double)d->n : NAN;
+    free(rows);
+    pipeline_stats st;
+    graft_status s = pipeline_stats_read(R->head, true, &st, e);
+    if (s) return s;
+    if (st.samples != d->n)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "evaluation read back %ld of %ld samples",
+                       st.samples, d->n);
+    *loss = d->n ? st.loss_sum / (double)d->n : NAN;
+    *acc = d->n ? (double)st.correct / (double)d->n : NAN;
     return GRAFT_OK;
 }
 
@@ -334,6 +395,8 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "params_trainable", json_integer(sum->params_trainable));
     json_object_set_new(o, "feature_cache", json_boolean(sum->feature_cache));
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
+    json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
+    json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
     if (!text) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
@@ -364,32 +427,44 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                                     augment ? r->data.crop_pad : 0, t->seed, &b, e);
     if (s) return s;
     batcher_set_resized_crop(b, augment ? r->data.rrc_min_scale : 0.f);
+    cl_mem table = split_table(R, 0);
+    batcher_set_rows_only(b, table != NULL);
     batcher_start_epoch(b, R->epoch);
-    long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0;
-    double loss_sum = 0, t0 = now_seconds(), lr = t->lr;
+    long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
+    double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
     const float *x;
     const int *y;
     int n;
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
+    long syncs0 = pipeline_host_syncs(R->head);
     while (!*stop && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
                            .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
-        step_result sr;
-        if ((s = pipeline_train_step(R->head, x, y, n, &h, &sr, e))) break;
+        /* nothing is read back here: the loss and correct count stay on the device */
+        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
+                  : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
+        if (s) break;
         R->step++;
         done++;
         seen += n;
-        correct += sr.correct;
-        loss_sum += sr.loss_sum;
         if (t->max_steps > 0 && R->step >= t->max_steps) *stop = true;
         if (R->o->progress) {
-            double el = now_seconds() - t0;
+            double now = now_seconds(), el = now - t0;
+            if (now - last_read >= PROGRESS_READ_SECONDS) {
+                /* collect the read started last time, start the next (non-blocking) */
+                pipeline_stats st;
+                if ((s = pipeline_stats_read(R->head, false, &st, e))) break;
+                loss_sum += st.loss_sum;
+                correct += st.correct;
+                got += st.samples;
+                last_read = now;
+            }
             p.batch = done;
-            p.loss = loss_sum / (double)seen;
-            p.accuracy = (double)correct / (double)seen;
+            p.loss = got ? loss_sum / (double)got : NAN;
+            p.accuracy = got ? (double)correct / (double)got : NAN;
             p.images_per_second = el > 0 ? (double)seen / el : 0;
             p.eta_seconds = done ? el / (double)done * (double)(nb - done) : 0;
             p.lr = lr;
@@ -397,12 +472,25 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         }
     }
     batcher_free(b);
+    R->loop_steps += done;
+    R->loop_syncs += pipeline_host_syncs(R->head) - syncs0;
+    if (!s) {
+        /* the epoch's exact totals: wait for every step's statistics */
+        pipeline_stats st;
+        s = pipeline_stats_read(R->head, true, &st, e);
+        loss_sum += st.loss_sum;
+        correct += st.correct;
+        got += st.samples;
+        if (!s && got != seen)
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples",
+                        got, seen);
+    }
     if (s) return s;
     double secs = now_seconds() - t0;
     R->train_seconds += secs;
     R->images_seen += seen;
     double vl = NAN, va = NAN;
-    if (R->have_val && (s = evaluate_split(R, split(R, 1), &vl, &va, e))) return s;
+    if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, e))) return s;
     /* metrics line */
     json_t *m = json_object();
     json_object_set_new(m, "epoch", json_integer(R->epoch + 1));
@@ -502,6 +590,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                    "once; results stay in the cache)");
     if ((s = compile_phase(&R, e))) goto done;
     out->feature_cache = R.cached;
+    out->feature_cache_device = R.on_device;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
     {
         char path[2300];
@@ -525,6 +614,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             notify(&R, "unfreezing: the trainable set changes");
             if ((s = compile_phase(&R, e))) goto done;
             out->feature_cache = out->feature_cache || R.cached;
+            out->feature_cache_device = out->feature_cache_device || R.on_device;
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
     }
@@ -544,7 +634,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = store_save(&R.store, path, meta, 1, e))) goto done;
     }
     double tl = NAN, ta = NAN;
-    if (R.test.n > 0 && (s = evaluate_split(&R, split(&R, 2), &tl, &ta, e))) goto done;
+    if (R.test.n > 0 && (s = evaluate_split(&R, 2, &tl, &ta, e))) goto done;
     out->test_loss = tl;
     out->test_accuracy = ta;
     out->best_epoch = R.best_epoch;
@@ -552,6 +642,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->stopped_early = R.stopped_early;
     out->steps = R.step;
     out->train_seconds = R.train_seconds;
+    out->host_syncs_per_step = R.loop_steps ? (double)R.loop_syncs / (double)R.loop_steps : 0;
     out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
     snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
     out->params_total = graph_param_count(&r->graph, false);

@@ -1,6 +1,7 @@
 /* test_idx.c — the IDX reader: raw and gzip files of every element type converted from big-endian,
  * a table of bad files (magic, type, rank, truncation with expected/found byte counts, trailing
- * data, corrupt and truncated gzip, a decompression bomb). */
+ * data, corrupt and truncated gzip, a decompression bomb); the header-only read and the read of
+ * chosen rows (raw and gzip, i16 for the byte order) against the full read. */
 #include "iotest.h"
 
 #include <zlib.h>
@@ -215,10 +216,55 @@ static void test_bad(void)
     idx_free(&a);
 }
 
+static void test_rows(void)
+{
+    /* 300 rows of 5x7 i16: big enough that skipped runs span several inflate calls */
+    enum { R = 300, P = 35 };
+    uint32_t d[] = {R, 5, 7};
+    static unsigned char be[R * P * 2];
+    for (int i = 0; i < R * P; i++) {
+        uint16_t v = (uint16_t)(i * 37 + i / 11);
+        be[2 * i] = (unsigned char)(v >> 8), be[2 * i + 1] = (unsigned char)v;
+    }
+    size_t n = make_idx(raw, 0x0B, 3, d, be, sizeof be);
+    size_t g = gzip_bytes(gz, sizeof gz, raw, n);
+    unsigned char keep[R];
+    for (int i = 0; i < R; i++) keep[i] = (i % 7 == 3) || (i > 200 && i < 205) || i == R - 1;
+    keep[0] = 1;
+    for (int z = 0; z < 2; z++) {
+        const char *path = tmp_path(z ? "rows.idx.gz" : "rows.idx");
+        write_bytes(path, z ? gz : raw, z ? g : n);
+        idx_array all, h, part;
+        CHECK_OK(idx_read(path, &all, err));
+        CHECK_OK(idx_read_header(path, &h, err));
+        CHECK(h.data == NULL && h.type == 0x0B && h.rank == 3 && h.shape[0] == R && h.shape[2] == 7);
+        CHECK_OK(idx_read_rows(path, keep, R, &part, err));
+        size_t k = 0;
+        int same = 1;
+        for (int i = 0; i < R; i++) {
+            if (!keep[i]) continue;
+            same &= memcmp((int16_t *)part.data + k * P, (int16_t *)all.data + (size_t)i * P,
+                           P * sizeof(int16_t)) == 0;
+            k++;
+        }
+        CHECKF(part.rows == k && part.count == k * P && same, "%s: %zu rows", path, part.rows);
+        idx_free(&part);
+        graft_error e = {0};
+        CHECK_FAILS(idx_read_rows(path, keep, R - 1, &part, &e), e, GRAFT_STATUS_BAD_DATA,
+                    "300 rows, expected 299", "row count");
+        /* a truncated file still fails when the missing rows are not wanted */
+        write_bytes(path, z ? gz : raw, z ? g - 20 : n - 100);
+        unsigned char first[R] = {1};
+        CHECK(idx_read_rows(path, first, R, &part, &e) == GRAFT_STATUS_BAD_DATA);
+        idx_free(&all);
+    }
+}
+
 int main(void)
 {
     test_types();
     test_bad();
+    test_rows();
     rm_tmp_dir();
     return test_finish("test_idx");
 }

@@ -139,6 +139,9 @@ if p:
     check(L["fc1"]["load"] == [] and L["fc1"]["fresh"] and L["fc1"]["init"] == ["fc1.weight", "fc1.bias"], "fc1 fresh")
     check(L["fc2"]["output_shape"] == [5], "5-way head")
     check(p["feature_cache"]["used"] and "through 'flatten'" in p["feature_cache"]["reason"], f"{p['feature_cache']}")
+    # where the cache lives: device memory within transfer.cache_device_fraction, else host memory
+    check(p["feature_cache"]["bytes_per_sample"] == 3136 * 4 and "memory" in p["feature_cache"]["location"],
+          f"{p['feature_cache']}")
     check(p["params_trainable"] == 402181 and p["frozen_prefix"] == k + 1, "trainable")
 
 p = plan("configs/recipes/fmnist-discriminative-lr.yaml", *FROM)

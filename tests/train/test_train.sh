@@ -25,6 +25,9 @@ run ref --set train.epochs=6 || { cat log-ref.txt; bad "reference run"; }
   && [ -f run-ref/summary.json ] && [ -f run-ref/recipe.yaml ] && ok "run directory complete" \
   || bad "run directory incomplete: $(ls run-ref)"
 [ "$(wc -l < run-ref/metrics.jsonl)" = 6 ] && ok "metrics.jsonl has 6 epochs" || bad "metrics.jsonl"
+# the training loop waits for the device at most once per step (no per-step read-back)
+$PY -c "import json,sys; v=json.load(open('run-ref/summary.json'))['host_syncs_per_step']; print(v); sys.exit(not 0 <= v <= 1)" \
+    > syncs.txt && ok "host synchronisations per step: $(cat syncs.txt)" || bad "host synchronisations per step: $(cat syncs.txt)"
 "$G" train base.yaml --out run-kill --set train.epochs=6 > log-kill.txt 2>&1 &
 pid=$!
 i=0
@@ -65,10 +68,32 @@ for c in on off; do
 done
 [ "$(json run-cache-on/summary.json feature_cache)" = True ] && ok "cache on used" || bad "cache on not used"
 [ "$(json run-cache-off/summary.json feature_cache)" = False ] && ok "cache off not used" || bad "cache off used"
+# the same cache in host memory instead of device memory: bit-equal weights
+run cache-host --set transfer.from=run-ref/model.safetensors --set transfer.freeze=flatten \
+    --set transfer.cache_features=on --set transfer.cache_device_fraction=0 --set train.epochs=2 \
+    || { cat log-cache-host.txt; bad "cache in host memory"; }
+[ "$(json run-cache-on/summary.json feature_cache_device)" = True ] \
+    && [ "$(json run-cache-host/summary.json feature_cache_device)" = False ] \
+    && ok "feature cache in device memory by default, in host memory with fraction 0" \
+    || bad "feature cache location: $(json run-cache-on/summary.json feature_cache_device) $(json run-cache-host/summary.json feature_cache_device)"
+$CMP run-cache-on/last.safetensors run-cache-host/last.safetensors --tol 0 \
+    && ok "device and host feature caches give bitwise equal weights" || bad "device and host caches differ"
 $CMP run-cache-on/last.safetensors run-cache-off/last.safetensors --tol 1e-4 \
     && ok "cached and uncached runs agree" || bad "cached and uncached weights differ"
 $CMP run-cache-on/last.safetensors run-ref/model.safetensors --only conv --tol 0 \
     && ok "frozen convolutions untouched" || bad "frozen layers changed"
+# the cached run evaluated its test split through the cached features (prefix once, then the
+# head); graft eval runs the whole network on the same weights: the same result to float rounding
+"$G" eval base.yaml --weights run-cache-on/model.safetensors --json > eval-cache.json 2> eval-cache.err \
+    || { cat eval-cache.err; bad "eval of the cached run"; }
+$PY - <<'PY' || bad "test split through cached features differs from the full network"
+import json
+e, s = json.load(open("eval-cache.json")), json.load(open("run-cache-on/summary.json"))
+assert s["feature_cache"] is True, s
+assert abs(e["accuracy"] - s["test_accuracy"]) < 1e-12, (e["accuracy"], s["test_accuracy"])
+assert abs(e["loss"] - s["test_loss"]) < 1e-5 * max(1.0, abs(e["loss"])), (e["loss"], s["test_loss"])
+print("ok: test split through cached features equals the full network:", e["accuracy"], e["loss"], s["test_loss"])
+PY
 
 # 4. early stopping: min_delta too large to improve on, patience 1 -> stops after epoch 2,
 #    restores epoch 1's weights
@@ -120,7 +145,7 @@ check_bad() { # NAME MESSAGE-FRAGMENT ARGS...
 check_bad count "label" --set data.train.labels=data/y_short.npy
 check_bad size "28" --set data.train.images=data/x_small.npy
 check_bad truncated "trunc.npy" --set data.train.images=data/trunc.npy
-check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-idx.gz, labels: data/y_train.npy}"
+check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-idx.gz, labels: /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz}"
 check_bad class "class" --set "data.classes=[3, 42]"
 check_bad shots "class 1" --set data.train.images=data/x_no1.npy --set data.train.labels=data/y_no1.npy \
     --set "data.classes=[0, 1]" --set data.shots=5

@@ -75,4 +75,8 @@ const char *did_you_mean(const char *word, const char *const *cands, int n);
 
 double now_seconds(void); /* monotonic clock */
 
+/* The optimizers, shared by the recipe (train.optimizer) and the runtime's fused updates
+ * (op_optim.c), which must not depend on the recipe stage. */
+typedef enum optimizer_kind { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } optimizer_kind;
+
 #endif

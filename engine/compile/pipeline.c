@@ -311,7 +311,7 @@ static void release(cl_mem *m)
 void pipeline_free(pipeline *p)
 {
     if (!p) return;
-    if (p->ctx && p->ctx->queue) clFinish(p->ctx->queue);
+    if (p->ctx && p->ctx->queue) queue_finish(p->ctx, NULL);
     if (p->layers)
         for (int i = 0; i < p->g->nlayers; i++) {
             player *pl = &p->layers[i];
@@ -633,7 +633,7 @@ static graft_status stage_take(pipeline *p, int n, char **stage, int *k, graft_e
     *k = p->next_stage;
     p->next_stage ^= 1;
     *stage = p->stage[*k].ptr;
-    return transfer_wait(&p->staged[*k], &p->host_syncs, e);
+    return transfer_wait(p->ctx, &p->staged[*k], &p->host_syncs, e);
 }
 
 static size_t stage_labels_at(const pipeline *p)
@@ -647,6 +647,7 @@ static graft_status upload_batch(pipeline *p, const float *x, const int *labels,
 {
     char *stage;
     int k;
+    prof_set_label(p->ctx, "upload");
     graft_status s = stage_take(p, n, &stage, &k, e);
     if (s) return s;
     size_t xbytes = (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float);
@@ -711,7 +712,7 @@ static graft_status read_loss(pipeline *p, int n, step_result *r, graft_error *e
 static graft_status stats_land(pipeline *p, graft_error *e)
 {
     if (!p->inflight) return GRAFT_OK;
-    graft_status s = transfer_wait(&p->stat_read, &p->host_syncs, e);
+    graft_status s = transfer_wait(p->ctx, &p->stat_read, &p->host_syncs, e);
     if (s) return s;
     const char *host = p->stat_host.ptr;
     size_t half = PIPELINE_STATS_SLOTS * p->stat_stride;

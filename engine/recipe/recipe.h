@@ -84,7 +84,7 @@ static inline bool data_spec_augments(const data_spec *d)
     return d->flip || d->crop_pad > 0 || d->rrc_min_scale > 0;
 }
 
-typedef enum optimizer_kind { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } optimizer_kind;
+/* optimizer_kind (OPT_SGD ... OPT_ADAMW) lives in base.h: the runtime's fused updates use it too. */
 typedef enum schedule_kind { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } schedule_kind;
 typedef enum cache_mode { CACHE_AUTO, CACHE_ON, CACHE_OFF } cache_mode;
 typedef enum monitor_kind { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY } monitor_kind;

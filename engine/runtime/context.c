@@ -379,7 +379,7 @@ static void count_launch(graft_context *ctx, const char *kernel, double items, d
     }
 }
 
-static void count_sync(graft_context *ctx, const char *what)
+void cost_count_sync(graft_context *ctx, const char *what)
 {
     ctx->cost.syncs++;
     cost_row *r = cost_row_for(ctx, what);
@@ -423,14 +423,14 @@ void cost_count_gemm(graft_context *ctx, size_t m, size_t n, size_t k, float bet
 
 graft_status queue_finish(graft_context *ctx, graft_error *e)
 {
-    count_sync(ctx, "finish");
+    cost_count_sync(ctx, "finish");
     return cl_check(clFinish(ctx->queue), "clFinish", e);
 }
 
 graft_status events_wait(graft_context *ctx, cl_uint n, const cl_event *events, graft_error *e)
 {
     if (!n) return GRAFT_OK;
-    count_sync(ctx, "wait");
+    cost_count_sync(ctx, "wait");
     return cl_check(clWaitForEvents(n, events), "clWaitForEvents", e);
 }
 

@@ -51,6 +51,7 @@ graft_status transfer_write_async(graft_context *ctx, cl_mem dst, size_t offset,
 {
     if (done) *done = NULL;
     if (!bytes) return GRAFT_OK;
+    cost_count_transfer(ctx, 0, bytes, 0);
     return cl_check(clEnqueueWriteBuffer(ctx->queue, dst, CL_FALSE, offset, bytes, src, 0, NULL,
                                          done),
                     "clEnqueueWriteBuffer (non-blocking)", e);
@@ -61,6 +62,7 @@ graft_status transfer_read_async(graft_context *ctx, cl_mem src, size_t offset, 
 {
     if (done) *done = NULL;
     if (!bytes) return GRAFT_OK;
+    cost_count_transfer(ctx, 1, bytes, 0);
     return cl_check(clEnqueueReadBuffer(ctx->queue, src, CL_FALSE, offset, bytes, dst, 0, NULL,
                                         done),
                     "clEnqueueReadBuffer (non-blocking)", e);
@@ -75,7 +77,7 @@ bool transfer_done(cl_event evt)
     return st == CL_COMPLETE || st < 0;
 }
 
-graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e)
+graft_status transfer_wait(graft_context *ctx, cl_event *evt, long *blocked, graft_error *e)
 {
     if (!*evt) return GRAFT_OK;
     cl_int st = CL_QUEUED;
@@ -83,6 +85,7 @@ graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e)
     cl_int rc = CL_SUCCESS;
     if (st != CL_COMPLETE) {
         if (blocked) ++*blocked;
+        cost_count_sync(ctx, "wait"); /* only a wait that blocks is a host synchronisation */
         rc = clWaitForEvents(1, evt);
         if (rc == CL_SUCCESS)
             clGetEventInfo(*evt, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL);

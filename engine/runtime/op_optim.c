@@ -1,16 +1,20 @@
 /* op_optim.c — host side of the fused optimizer updates (cl/optim.cl): validates the state
  * buffers a kind needs and computes Adam's bias corrections in double. */
 #include "ops.h"
-#include "recipe.h"
 
 #include <math.h>
+#include <stdio.h>
 
 graft_status optim_op_init(graft_context *ctx, optim_op *op, graft_error *e)
 {
     *op = (optim_op){0};
     graft_status s;
-    if ((s = kernel_create(ctx, "optim", "", "optim_sgd", &op->sgd, e)) ||
-        (s = kernel_create(ctx, "optim", "", "optim_adam", &op->adam, e))) {
+    /* parameters per work-item: see cl/optim.cl */
+    op->chunk = ctx->info.type == GRAFT_DEVICE_CPU ? 256 : 1;
+    char opts[32];
+    snprintf(opts, sizeof opts, "-DCHUNK=%d", op->chunk);
+    if ((s = kernel_create(ctx, "optim", opts, "optim_sgd", &op->sgd, e)) ||
+        (s = kernel_create(ctx, "optim", opts, "optim_adam", &op->adam, e))) {
         optim_op_free(op);
         return s;
     }
@@ -59,7 +63,7 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
     if (count == 0) return GRAFT_OK;
     cl_long cnt = count;
     const int first = h->t == 1;
-    size_t gsz = (size_t)count, l = 64;
+    size_t gsz = ((size_t)count + (size_t)op->chunk - 1) / (size_t)op->chunk, l = 64;
     cl_kernel k;
     if (!adam) {
         k = op->sgd;

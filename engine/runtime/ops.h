@@ -212,6 +212,7 @@ typedef struct optim_hparams {
     long t; /* 1-based step count for Adam's bias correction */
 } optim_hparams;
 typedef struct optim_op {
+    int chunk; /* parameters per work-item */
     cl_kernel sgd, adam;
 } optim_op;
 graft_status optim_op_init(graft_context *ctx, optim_op *op, graft_error *e);

@@ -173,6 +173,8 @@ void cost_rows(graft_context *ctx, int on);
 /* For transfers enqueued outside buffer_read/buffer_write (non-blocking or mapped): bytes moved,
  * and whether the host waited for them. */
 void cost_count_transfer(graft_context *ctx, int to_host, size_t bytes, int blocking);
+/* A host synchronisation done outside queue_finish/events_wait (hostmem.c's transfer_wait). */
+void cost_count_sync(graft_context *ctx, const char *what);
 /* One GEMM call of m x n x k (beta != 0: C is read too): its operand traffic
  * (m*k + k*n + m*n [+ m*n]) * 4 bytes and 2mnk FLOPs; clblast: the call enqueues its own kernels
  * (one launch, marked as such), otherwise the kernels come through launch(). */
@@ -215,7 +217,7 @@ graft_status transfer_read_async(graft_context *ctx, cl_mem src, size_t offset, 
 bool transfer_done(cl_event evt);
 /* Wait for *evt and release it (NULL: nothing to do); *blocked (when not NULL) counts the waits
  * that really blocked the host. A failed transfer is an error. */
-graft_status transfer_wait(cl_event *evt, long *blocked, graft_error *e);
+graft_status transfer_wait(graft_context *ctx, cl_event *evt, long *blocked, graft_error *e);
 /* Slices: one buffer of count * stride bytes and a sub-buffer per stride (stride from
  * buffer_slice_stride: bytes rounded up to the device's sub-buffer alignment). Release the slices
  * before the parent. */

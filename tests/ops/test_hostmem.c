@@ -77,14 +77,14 @@ static void test_pinned(graft_context *ctx)
     CHECK_OK(transfer_write_async(ctx, m, 0, up, N * sizeof(float), &w, err));
     CHECK_OK(transfer_read_async(ctx, m, 0, down, N * sizeof(float), &r, err));
     long blocked = 0;
-    CHECK_OK(transfer_wait(&r, &blocked, err));
+    CHECK_OK(transfer_wait(ctx, &r, &blocked, err));
     /* the write ran before the read (in order), though its event may report it a little later
      * (rusticl does) */
-    CHECK_OK(transfer_wait(&w, &blocked, err));
+    CHECK_OK(transfer_wait(ctx, &w, &blocked, err));
     CHECK(r == NULL && w == NULL && blocked <= 2);
     CHECK(transfer_done(NULL));
     CHECK(memcmp(up, down, N * sizeof(float)) == 0);
-    CHECK_OK(transfer_wait(&r, NULL, err)); /* nothing pending: a no-op */
+    CHECK_OK(transfer_wait(ctx, &r, NULL, err)); /* nothing pending: a no-op */
     clReleaseMemObject(m);
     host_buffer_free(ctx, &h);
     CHECK(h.mem == NULL && h.ptr == NULL);

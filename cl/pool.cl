@@ -7,6 +7,12 @@
 #define PLANE_IN (HI * WI)
 #define PLANE_OUT (HO * WO)
 
+/* Every window lies inside the input (no padding, no ragged edge): the bounds tests fold away. */
+#define FITS (PH == 0 && PW == 0 && (HO - 1) * SH + KH <= HI && (WO - 1) * SW + KW <= WI)
+/* ... and the windows tile it without overlap (pool size = stride): each input element has one
+ * window, so the backward is a select instead of a search. */
+#define TILES (FITS && KH == SH && KW == SW)
+
 /* The windows covering input row iy are oy in [oy_lo, oy_hi] (and likewise for columns). */
 #define OUT_LO(i, P, K, S) ((i) + (P) - (K) + 1 <= 0 ? 0 : ((i) + (P) - (K) + (S)) / (S))
 #define OUT_HI(i, P, S, O) min(((i) + (P)) / (S), (O) - 1)
@@ -29,10 +35,10 @@ __kernel void pool_max_fwd(__global const float *x, __global float *y, __global 
         int at = max(y0, 0) * WI + max(x0, 0); /* PyTorch's index when every value is -inf */
         for (int ky = 0; ky < KH; ky++) {
             const int iy = y0 + ky;
-            if (iy < 0 || iy >= HI) continue;
+            if (!FITS && (iy < 0 || iy >= HI)) continue;
             for (int kx = 0; kx < KW; kx++) {
                 const int ix = x0 + kx;
-                if (ix < 0 || ix >= WI) continue;
+                if (!FITS && (ix < 0 || ix >= WI)) continue;
                 const float v = xp[iy * WI + ix];
                 if (v > m || isnan(v)) { /* PyTorch's test: a NaN wins */
                     m = v;
@@ -55,6 +61,17 @@ __kernel void pool_max_bwd(__global const float *dy, __global const int *idx, __
     __global const float *g = dy + (long)plane * PLANE_OUT;
     __global const int *a = idx + (long)plane * PLANE_OUT;
     __global float *d = dx + (long)plane * PLANE_IN + iy * WI;
+#if TILES
+    const int oy = iy / SH;
+    if (oy >= HO) { /* rows below the last window get no gradient */
+        for (int ix = 0; ix < WI; ix++) d[ix] = 0.0f;
+        return;
+    }
+    for (int ix = 0; ix < WI; ix++) {
+        const int ox = ix / SW, o = oy * WO + ox;
+        d[ix] = (ox < WO && a[o] == iy * WI + ix) ? g[o] : 0.0f;
+    }
+#else
     const int oy_lo = OUT_LO(iy, PH, KH, SH), oy_hi = OUT_HI(iy, PH, SH, HO);
     for (int ix = 0; ix < WI; ix++) {
         const int ox_lo = OUT_LO(ix, PW, KW, SW), ox_hi = OUT_HI(ix, PW, SW, WO);
@@ -65,6 +82,7 @@ __kernel void pool_max_bwd(__global const float *dy, __global const int *idx, __
                 if (a[oy * WO + ox] == me) s += g[oy * WO + ox];
         d[ix] = s;
     }
+#endif
 }
 
 /* y = sum of the window's real elements / (KH*KW): padding counts as zeros in the divisor, PyTorch's

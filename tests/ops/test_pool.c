@@ -28,6 +28,7 @@ static const pool_case full_cases[] = {
     {"fmnist pool2 64x14x14", POOL_MAX, 64, 1, 64, 14, 14, 2, 2, 2, 2, 0, 0, -1, 1},
 };
 static const pool_case small_cases[] = {
+    {"max 2x2 s2 (tiling windows), odd size", POOL_MAX, 2, 1, 2, 5, 7, 2, 2, 2, 2, 0, 0, -1, 1},
     {"max 3x3 s2 p1, negative", POOL_MAX, 2, 1, 2, 5, 6, 3, 3, 2, 2, 1, 1, -2, -1},
     {"avg 3x3 s2 p1", POOL_AVG, 2, 1, 2, 5, 5, 3, 3, 2, 2, 1, 1, -1, 1},
     {"global avg", POOL_GLOBAL_AVG, 2, 1, 3, 3, 4, 0, 0, 0, 0, 0, 0, -1, 1},

@@ -10,6 +10,19 @@
  * order (so results are deterministic run to run), and a plane kernel applies the result. */
 #include "epilogue.cl"
 
+/* Sums accumulate in double where the device has it (-DACC_DOUBLE=1), as PyTorch's CPU batchnorm
+ * does: a channel whose values are all (nearly) equal has a variance far below eps, so its
+ * normalised outputs are rounding noise times 1/sqrt(eps), and float sums put a different sign on
+ * some of them than PyTorch does (a ReLU after it then passes different gradients; ResNet-18's
+ * layer3 at batch 2 has such channels). Partials are acc_t too. */
+#if ACC_DOUBLE
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double acc_t;
+#else
+typedef float acc_t;
+#endif
+
+#define RED_T acc_t
 #include "reduce.cl"
 
 /* (mean, invstd) of channel c from either the saved batch statistics (is_var = 0: s2 holds the
@@ -20,19 +33,19 @@
 
 /* Per plane: its mean and the sum of squared deviations from that mean (two passes over a plane
  * that is in cache), so the variance stays accurate when |mean| >> std. */
-__kernel void bn_stats_partial(const int n, __global const float *x, __global float *part)
+__kernel void bn_stats_partial(const int n, __global const float *x, __global acc_t *part)
 {
-    __local float red[LSZ];
+    __local acc_t red[LSZ];
     const int t = ROW(), lid = LID();
     if (t >= n * C) return; /* a whole group when LSZ > 1 */
     const int i = t / C, c = t - i * C;
     __global const float *p = x + (long)t * HW;
-    float s = 0.0f;
+    acc_t s = 0;
     for (int e = lid; e < HW; e += LSZ) s += p[e];
-    const float mean = group_sum(red, s) / (float)HW;
-    float q = 0.0f;
+    const acc_t mean = group_sum(red, s) / HW;
+    acc_t q = 0;
     for (int e = lid; e < HW; e += LSZ) {
-        const float d = p[e] - mean;
+        const acc_t d = p[e] - mean;
         q += d * d;
     }
     q = group_sum(red, q);
@@ -46,27 +59,27 @@ __kernel void bn_stats_partial(const int n, __global const float *x, __global fl
  * the sum of squared deviations is sum(M2_i) + HW * sum((mean_i - mean)^2) (the parallel-variance
  * identity, two passes over n partials in sample order); normalisation uses the biased variance,
  * the running update the unbiased one (m/(m-1)), as PyTorch does. */
-__kernel void bn_stats_finalize(const int n, __global const float *part, __global float *run_mean,
+__kernel void bn_stats_finalize(const int n, __global const acc_t *part, __global float *run_mean,
                                 __global float *run_var, __global float *save_mean,
                                 __global float *save_invstd)
 {
     const int c = get_global_id(0);
     if (c >= C) return;
-    __global const float *pc = part + (long)c * n * 2;
-    float sm = 0.0f;
+    __global const acc_t *pc = part + (long)c * n * 2;
+    acc_t sm = 0;
     for (int i = 0; i < n; i++) sm += pc[2 * i];
-    const float mean = sm / (float)n;
-    float m2 = 0.0f, dev = 0.0f;
+    const acc_t meand = sm / n;
+    acc_t m2 = 0, dev = 0;
     for (int i = 0; i < n; i++) {
-        const float d = pc[2 * i] - mean;
+        const acc_t d = pc[2 * i] - meand;
         m2 += pc[2 * i + 1];
         dev += d * d;
     }
-    m2 += dev * (float)HW;
+    m2 += dev * HW;
     const int m = n * HW;
-    const float var = m2 / (float)m;
+    const float mean = (float)meand, var = (float)(m2 / m);
     save_mean[c] = mean;
-    save_invstd[c] = rsqrt(var + EPS);
+    save_invstd[c] = (float)(1.0 / sqrt((acc_t)var + (acc_t)EPS));
     /* a batch of one value has no unbiased variance (PyTorch refuses to train on it); keep the
      * biased one rather than writing inf into the running statistics */
     const float unbiased = m > 1 ? var * ((float)m / (float)(m - 1)) : var;
@@ -95,9 +108,9 @@ __kernel void bn_apply(const int n, const int is_var, __global const float *x,
 __kernel void bn_grad_partial(const int n, const int is_var, __global const float *x,
                               __global const float *y, __global const float *dy,
                               __global const float *mean_buf, __global const float *s2_buf,
-                              __global float *part)
+                              __global acc_t *part)
 {
-    __local float red[LSZ];
+    __local acc_t red[LSZ];
     const int t = ROW(), lid = LID();
     if (t >= n * C) return;
     const int i = t / C, c = t - i * C;
@@ -107,7 +120,7 @@ __kernel void bn_grad_partial(const int n, const int is_var, __global const floa
 #if EPI
     __global const float *py = y + (long)t * HW;
 #endif
-    float sdy = 0.0f, sdyx = 0.0f;
+    acc_t sdy = 0, sdyx = 0;
     for (int e = lid; e < HW; e += LSZ) {
 #if EPI
         const float d = epi_grad(pd[e], py[e]);
@@ -115,7 +128,7 @@ __kernel void bn_grad_partial(const int n, const int is_var, __global const floa
         const float d = pd[e];
 #endif
         sdy += d;
-        sdyx = fma(d, (px[e] - mean) * invstd, sdyx);
+        sdyx += (acc_t)d * ((px[e] - mean) * invstd);
     }
     sdy = group_sum(red, sdy);
     sdyx = group_sum(red, sdyx);
@@ -130,22 +143,22 @@ __kernel void bn_grad_partial(const int n, const int is_var, __global const floa
 #define BN_DBETA 4
 
 /* Per channel: the sums over the batch, in sample order; dgamma = sdyx, dbeta = sdy. */
-__kernel void bn_grad_finalize(const int n, const int flags, __global const float *part,
+__kernel void bn_grad_finalize(const int n, const int flags, __global const acc_t *part,
                                __global float *dgamma, __global float *dbeta,
                                __global float *sums)
 {
     const int c = get_global_id(0);
     if (c >= C) return;
-    __global const float *pc = part + (long)c * n * 2;
-    float sdy = 0.0f, sdyx = 0.0f;
+    __global const acc_t *pc = part + (long)c * n * 2;
+    acc_t sdy = 0, sdyx = 0;
     for (int i = 0; i < n; i++) {
         sdy += pc[2 * i];
         sdyx += pc[2 * i + 1];
     }
-    if (flags & BN_DGAMMA) dgamma[c] = sdyx;
-    if (flags & BN_DBETA) dbeta[c] = sdy;
-    sums[2 * c] = sdy;
-    sums[2 * c + 1] = sdyx;
+    if (flags & BN_DGAMMA) dgamma[c] = (float)sdyx;
+    if (flags & BN_DBETA) dbeta[c] = (float)sdy;
+    sums[2 * c] = (float)sdy;
+    sums[2 * c + 1] = (float)sdyx;
 }
 
 /* dx per plane. Through the batch statistics (train = 1):

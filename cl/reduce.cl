@@ -16,8 +16,12 @@
 #define LID() ((int)get_local_id(0))
 #endif
 
-/* Sum of v over the group; red has LSZ floats. */
-static float group_sum(__local float *red, float v)
+/* Sum of v over the group; red has LSZ entries. RED_T is the type summed (float unless the file
+ * including this defines it first, e.g. norm.cl's double accumulator). */
+#ifndef RED_T
+#define RED_T float
+#endif
+static RED_T group_sum(__local RED_T *red, RED_T v)
 {
 #if LSZ == 1
     (void)red;
@@ -30,7 +34,7 @@ static float group_sum(__local float *red, float v)
         if (lid < s) red[lid] += red[lid + s];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
-    const float r = red[0];
+    const RED_T r = red[0];
     barrier(CLK_LOCAL_MEM_FENCE); /* red is reused right after */
     return r;
 #endif

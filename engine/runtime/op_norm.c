@@ -29,11 +29,11 @@ static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_e
 /* Zeros written from the host once per buffer. Every float of the partials is written by a kernel
  * before it is read, but Oclgrind's uninitialised-value checker only counts host writes as
  * initialising a buffer across launches (a clEnqueueFillBuffer did not either). */
-static graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t count, graft_error *e)
+static graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t bytes, graft_error *e)
 {
-    float *z = calloc(count, sizeof *z);
+    void *z = calloc(1, bytes);
     if (!z) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    graft_status s = buffer_write(ctx, m, 0, z, count * sizeof *z, e);
+    graft_status s = buffer_write(ctx, m, 0, z, bytes, e);
     free(z);
     return s;
 }
@@ -56,13 +56,15 @@ graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int 
     op->epi = epi ? *epi : (epilogue){0};
     char opts[384], eo[96];
     epilogue_options(&op->epi, eo, sizeof eo);
-    snprintf(opts, sizeof opts, "-DC=%d -DHW=%d -DEPS=%.9ef -DMOMENTUM=%.9ef -DLSZ=%d%s", c, hw,
-             (double)eps, (double)momentum, op->lsz, eo);
+    op->acc_bytes = ctx->info.fp64 ? 8 : 4; /* cl/norm.cl's acc_t */
+    snprintf(opts, sizeof opts,
+             "-DC=%d -DHW=%d -DEPS=%.9ef -DMOMENTUM=%.9ef -DLSZ=%d -DACC_DOUBLE=%d%s", c, hw,
+             (double)eps, (double)momentum, op->lsz, op->acc_bytes == 8, eo);
     graft_status s = GRAFT_OK;
     for (int i = 0; i < BN_NKERNELS && !s; i++)
         s = kernel_create(ctx, "norm", opts, BN_KERNELS[i], &op->k[i], e);
     if (!s) s = buffer_create(ctx, 2 * (size_t)c * sizeof(float), &op->sums, e);
-    if (!s) s = zero_from_host(ctx, op->sums, 2 * (size_t)c, e);
+    if (!s) s = zero_from_host(ctx, op->sums, 2 * (size_t)c * sizeof(float), e);
     if (s) batchnorm_op_free(op);
     return s;
 }
@@ -92,9 +94,9 @@ static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_e
     if (op->part) clReleaseMemObject(op->part);
     op->part = NULL;
     op->part_n = 0;
-    size_t count = 2 * (size_t)n * op->c;
-    graft_status s = buffer_create(ctx, count * sizeof(float), &op->part, e);
-    if (!s) s = zero_from_host(ctx, op->part, count, e);
+    size_t bytes = 2 * (size_t)n * op->c * (size_t)op->acc_bytes;
+    graft_status s = buffer_create(ctx, bytes, &op->part, e);
+    if (!s) s = zero_from_host(ctx, op->part, bytes, e);
     if (!s) op->part_n = n;
     return s;
 }

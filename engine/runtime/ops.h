@@ -103,7 +103,8 @@ typedef struct batchnorm_op {
     float momentum, eps;
     epilogue epi;
     cl_kernel k[BN_NKERNELS];
-    cl_mem part; /* per-plane partial sums, 2 * c * part_n floats */
+    int acc_bytes; /* 8: sums in double (devices with fp64), else 4 */
+    cl_mem part;   /* per-plane partial sums, 2 * c * part_n of acc_bytes each */
     int part_n;
     cl_mem sums; /* per-channel gradient sums, 2 * c floats */
 } batchnorm_op;

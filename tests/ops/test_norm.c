@@ -375,6 +375,7 @@ int main(void)
         {3, 3, 4, 1, 1, 0.1f, 1e-5f, 0},     /* three values per channel: unbiased factor 3/2 */
         {64, 64, 32, 28, 28, 0.1f, 1e-5f, 0}, /* Fashion-MNIST CNN conv1 output */
         {64, 17, 64, 14, 14, 0.1f, 1e-5f, 0}, /* its conv3 output, last batch of 17 */
+        {2, 2, 256, 4, 4, 0.1f, 1e-5f, 0},    /* resnet18 layer3 at 64x64, batch 2 */
     };
     static const bn_case tiny[] = {
         {3, 2, 3, 3, 3, 0.1f, 1e-5f, 0},

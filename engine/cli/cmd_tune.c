@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "recipe.h"
-#include "tune.h"
+#include "compile.h"
 
 const char TUNE_USAGE[] =
     "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--missing]\n"
@@ -49,26 +48,16 @@ static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
     if (l->n < MAX_SHAPES) l->s[l->n++] = s;
 }
 
-/* The GEMMs op_conv.c and op_dense.c issue for a layer at batch n. op_conv.c runs one GEMM over
- * the whole batch when groups > 1 or C*KH*KW >= 32, else one per sample (its use_batched). */
-static void layer_shapes(shape_list *l, const layer *ly, size_t n)
+/* The recipe's GEMMs (every product of every layer: `graft tune` does not know which layers a
+ * run will freeze) at its batch size into the list; returns how many were new. */
+static int graph_shapes(shape_list *l, const graft_recipe *r)
 {
-    if (ly->type == GRAFT_LAYER_CONV2D) {
-        size_t g = (size_t)(ly->groups > 0 ? ly->groups : 1);
-        size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
-        size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
-        size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
-        size_t cgkk = ckk / g, og = o / g;
-        size_t cols = (g > 1 || ckk >= 32) ? n * p : p;
-        add(l, false, false, og, cols, cgkk); /* forward: W x cols */
-        add(l, true, false, cgkk, cols, og);  /* backward data: W^T dy */
-        add(l, false, true, og, cgkk, cols);  /* backward weight: dy cols^T */
-    } else if (ly->type == GRAFT_LAYER_DENSE) {
-        size_t in = (size_t)shape_size(ly->in), out = (size_t)ly->units;
-        add(l, false, true, n, out, in);  /* y = x W^T */
-        add(l, false, false, n, in, out); /* dx = dy W */
-        add(l, true, false, out, in, n);  /* dW = dy^T x */
-    }
+    size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+    gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
+    int count = compile_gemm_shapes(&r->graph, n, false, s, COMPILE_MAX_GEMM_SHAPES);
+    int before = l->n;
+    for (int i = 0; i < count; i++) add(l, s[i].ta, s[i].tb, s[i].m, s[i].n, s[i].k);
+    return l->n - before;
 }
 
 static int recipe_shapes(shape_list *l, const char *file, bool quiet)
@@ -76,11 +65,10 @@ static int recipe_shapes(shape_list *l, const char *file, bool quiet)
     graft_recipe *r = NULL;
     int rc = cli_load_recipe(file, NULL, 0, &r);
     if (rc) return rc;
-    size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
-    int before = l->n;
-    for (int i = 0; i < r->graph.nlayers; i++) layer_shapes(l, &r->graph.layers[i], n);
+    int added = graph_shapes(l, r);
     if (!quiet)
-        fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", file, l->n - before, n);
+        fprintf(stderr, "%s: %d new GEMM shapes at batch %d\n", file, added,
+                r->train.batch_size > 0 ? r->train.batch_size : 64);
     recipe_free(r);
     return 0;
 }
@@ -117,12 +105,10 @@ static int shipped_recipes(shape_list *l, bool quiet)
         graft_recipe *r = NULL;
         graft_diags dg = {0};
         if (recipe_load(path, NULL, 0, &r, &dg) == GRAFT_OK) {
-            size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
-            int before = l->n;
-            for (int j = 0; j < r->graph.nlayers; j++) layer_shapes(l, &r->graph.layers[j], n);
+            int added = graph_shapes(l, r);
             if (!quiet)
-                fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", names[i], l->n - before,
-                        n);
+                fprintf(stderr, "%s: %d new GEMM shapes at batch %d\n", names[i], added,
+                        r->train.batch_size > 0 ? r->train.batch_size : 64);
             recipe_free(r);
         } else if (!quiet)
             fprintf(stderr, "%s: skipped (does not load here)\n", names[i]);

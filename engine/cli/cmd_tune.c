@@ -1,6 +1,7 @@
 /* cmd_tune.c — `graft tune [RECIPE...] [--shape ...] [--device SPEC]`: run the GEMM tuner over
- * 1024^3 and the GEMM shapes of the shipped recipes' models (or the given ones), printing each
- * choice with its GFLOP/s; the results persist in the program cache for gemm() to use. */
+ * 1024^3 and the GEMM shapes of the shipped recipes' models (or the given ones; the derivation is
+ * compile_gemm_shapes, shared with the trainer), printing each choice with its GFLOP/s and the
+ * default's; the results persist in the program cache for gemm() to use. */
 #include "cli.h"
 
 #include <dirent.h>
@@ -15,12 +16,15 @@ const char TUNE_USAGE[] =
     "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--missing]\n"
     "                  [--device SPEC] [--json] [--quiet]\n"
     "\n"
-    "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, CLBlast\n"
-    "parameter sets) on each shape, keep the fastest whose output matches, and store it in the\n"
-    "program cache keyed by device, driver, CLBlast version and shape: gemm() in `graft train`\n"
-    "and `graft bench gemm` use it from then on. Shapes: 1024^3 and the convolution and dense\n"
-    "GEMMs (forward and both backward products) of each RECIPE at its batch size; with no\n"
-    "RECIPE and no --shape, every recipe in " GRAFT_SOURCE_DIR "/configs/recipes.\n"
+    "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, its\n"
+    "GPU-shaped tiled kernel, CLBlast parameter sets) on each shape (medians, operands past the\n"
+    "cache), keep the fastest whose output matches if it beats the default by 7 % head to head,\n"
+    "and store the choice in the program cache keyed by device, driver, CLBlast version and\n"
+    "shape: gemm() in `graft train` and `graft bench gemm` use it from then on (a first\n"
+    "`graft train` on a device tunes its own shapes within 60 s: train.tune, GRAFT_TUNE).\n"
+    "Shapes: 1024^3 and the convolution and dense GEMMs (forward and both backward products)\n"
+    "of each RECIPE at its batch size; with no RECIPE and no --shape, every recipe in\n"
+    GRAFT_SOURCE_DIR "/configs/recipes.\n"
     "\n"
     "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
     "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"

@@ -14,7 +14,7 @@
 
 const char TUNE_USAGE[] =
     "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--missing]\n"
-    "                  [--device SPEC] [--json] [--quiet]\n"
+    "                  [--quick] [--device SPEC] [--json] [--quiet]\n"
     "\n"
     "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, its\n"
     "GPU-shaped tiled kernel, CLBlast parameter sets) on each shape (medians, operands past the\n"
@@ -29,6 +29,7 @@ const char TUNE_USAGE[] =
     "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
     "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"
     "  --missing                only the shapes without a tuning result in the cache\n"
+    "  --quick                  the short candidate list a first `graft train` uses\n"
     "  --device SPEC            cpu, gpu, nvidia, pocl, P:D, or a name substring\n"
     "  --json                   print a JSON array: [{m, n, k, ta, tb, kernel, gflops,\n"
     "                           default_kernel, default_gflops, tried, seconds}]\n"
@@ -161,7 +162,7 @@ int cmd_tune(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "tune", TUNE_USAGE, argc, argv);
     const char *opt, *pos, *device = NULL;
-    bool json = false, quiet = false, defaults = true, missing = false;
+    bool json = false, quiet = false, defaults = true, missing = false, quick = false;
     shape_list *l = calloc(1, sizeof *l);
     const char *recipes[64];
     int nrecipes = 0, rc = 0;
@@ -180,6 +181,7 @@ int cmd_tune(int argc, char **argv)
         else if (strcmp(opt, "--quiet") == 0) quiet = true;
         else if (strcmp(opt, "--no-defaults") == 0) defaults = false;
         else if (strcmp(opt, "--missing") == 0) missing = true;
+        else if (strcmp(opt, "--quick") == 0) quick = true;
         else if (strcmp(opt, "--device") == 0 || strcmp(opt, "--shape") == 0) {
             const char *v = cli_value(&a, opt);
             if (!v) {
@@ -240,7 +242,8 @@ int cmd_tune(int argc, char **argv)
             }
         }
         tune_result r;
-        if (tune_gemm(ctx, s, on_candidate, &ps, &r, &e)) {
+        tune_options topt = {.quick = quick};
+        if (tune_gemm_with(ctx, s, &topt, on_candidate, &ps, &r, &e)) {
             rc = cli_fail(&e);
             break;
         }

@@ -95,30 +95,48 @@ graft_status tune_clblast_apply(graft_context *ctx, int set, graft_error *e)
 
 /* ---- defaults, the memo and the cache ---- */
 
+/* The vector width Graft's CPU kernels use on a device: float16 wherever the device prefers 8
+ * or more floats. On PoCL float16 wins on AVX2 code too (POCL_LLVM_CPU_NAME=znver3 on the
+ * AVX-512 machine: every float16 tile beat its float8 twin by 1.5-3x, docs/performance.md): LLVM
+ * splits it into two ymm operations, and the wider tile halves the work-groups, each of which
+ * costs PoCL a few microseconds. 128-bit SIMD (SSE, NEON) gets float8 (untested here). */
+static int cpu_vector_width(const graft_context *ctx)
+{
+    return ctx->info.vec_float >= 8 ? 16 : 8;
+}
+
 gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
 {
-    /* On CPU devices Graft's kernels beat every CLBlast set tried (docs/performance.md). The tile
-     * follows the vector width the device prefers: 16 (AVX-512) keeps an 8 x 32 tile in 16 of
-     * the 32 zmm registers; 8 (AVX2, 16 ymm registers) takes the classic 6 x 16 tile (12
-     * accumulators, 2 loads of B, 1 broadcast of A), where 8 x 16 would spill. */
+    /* On CPU devices Graft's kernels beat every CLBlast set tried (docs/performance.md). The
+     * tile follows the device's vector width (above): an 8 x 32 tile of float16 (16 zmm
+     * accumulators on AVX-512; spilled in part on AVX2, and still the fastest there), 4 x 16
+     * of float8 on 128-bit SIMD. */
     if (ctx->info.type == GRAFT_DEVICE_CPU) {
-        int w = ctx->info.vec_float >= 16 ? 16 : 8;
+        int w = cpu_vector_width(ctx);
         size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
         if (!s->tb) {
-            /* a small M walks all its rows down each column panel of B (see cl/gemm.cl), as long
-             * as that leaves a few work-items per compute unit */
-            int mr = w == 16 ? 8 : 6;
-            size_t panels = (s->n + 2 * (size_t)w - 1) / (2 * (size_t)w);
+            /* a work-item walks up to 64 row blocks down one column panel of B (see cl/gemm.cl)
+             * when M is small or the panel (K x 32 floats) is small enough to stay in cache
+             * (576 x 12544 x 64 ta: 82 GFLOP/s walking, 49 not), as long as that leaves a few
+             * work-items per compute unit */
+            int mr = w == 16 ? 8 : 4, nv = w == 16 ? 2 : 1;
+            size_t panels = (s->n + (size_t)(nv * w) - 1) / (size_t)(nv * w);
             size_t blocks = (s->m + (size_t)mr - 1) / (size_t)mr;
-            size_t mt = s->m <= 512 ? blocks : 1;
+            size_t mt = s->m <= 512 || s->k < 1024 ? (blocks < 64 ? blocks : 64) : 1;
             while (mt > 1 && panels * ((blocks + mt - 1) / mt) < 4 * cu) mt = (mt + 1) / 2;
-            return (gemm_choice){GEMM_BACKEND_OUTER, {mr, 2, (int)mt, w}};
+            return (gemm_choice){GEMM_BACKEND_OUTER, {mr, nv, (int)mt, w}};
         }
         if (!s->ta) {
-            /* a long K (weight gradients) is split so slices of A and B stay in cache; 4 x 3
-             * dot products take 12 + 3 + 1 vector registers */
-            int splits = s->k >= 8192 ? 32 : 1;
-            return (gemm_choice){GEMM_BACKEND_INNER, {4, 3, splits, w}};
+            /* a long K (weight gradients) is split so slices of A and B stay in cache. 4 x 3
+             * dot products take 12 + 3 + 1 vector registers; a device that prefers 16 floats
+             * (AVX-512's 32 zmm) fits 4 x 6 (24 + 6 + 1), which won on K = 50176 here in two
+             * runs out of two (and lost on K = 12544), and is 40 % slower where float16 is two
+             * ymm (AVX2) */
+            if (s->k >= 32768 && ctx->info.vec_float >= 16)
+                return (gemm_choice){GEMM_BACKEND_INNER, {4, 6, 16, 16}};
+            if (s->k >= 8192)
+                return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 32, w}};
+            return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 1, w}};
         }
         return (gemm_choice){GEMM_BACKEND_CLBLAST, {1, 0, 0, 0}};
     }
@@ -378,19 +396,22 @@ static double median(double *v, int n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* A warm-up call on every copy (compiles, first touch), then how many calls make a sample. */
+/* A warm-up (compiles, first touch), one timed call, then the other copies' first touch; *per
+ * gets how many calls make a sample and *one the single call's time. */
 static graft_status warm_up(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
-                            const operands *o, int *per, graft_error *e)
+                            const operands *o, int *per, double *one, graft_error *e)
 {
     graft_status st;
-    for (int i = 0; i < o->copies; i++)
-        if ((st = run_once(ctx, ch, s, o, i, e))) return st;
+    if ((st = run_once(ctx, ch, s, o, 0, e))) return st;
     if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
     double t0 = now_seconds();
     if ((st = run_once(ctx, ch, s, o, 0, e))) return st;
     if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
-    double one = now_seconds() - t0;
-    int n = one >= SAMPLE_SECONDS ? 1 : (int)(SAMPLE_SECONDS / (one > 1e-6 ? one : 1e-6));
+    *one = now_seconds() - t0;
+    for (int i = 1; i < o->copies; i++)
+        if ((st = run_once(ctx, ch, s, o, i, e))) return st;
+    if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
+    int n = *one >= SAMPLE_SECONDS ? 1 : (int)(SAMPLE_SECONDS / (*one > 1e-6 ? *one : 1e-6));
     *per = n > 200 ? 200 : n;
     return GRAFT_OK;
 }
@@ -410,12 +431,21 @@ static graft_status sample(graft_context *ctx, const gemm_choice *ch, const gemm
     return GRAFT_OK;
 }
 
+/* The median of reps samples; a candidate whose single warm call already took more than
+ * cutoff seconds (0 = none: three times the default's median) is not sampled further: it cannot
+ * win, and a kernel at 1 % of the default's speed would otherwise take minutes. */
 static graft_status time_median(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
-                                const operands *o, int reps, double *seconds, graft_error *e)
+                                const operands *o, int reps, double cutoff, double *seconds,
+                                graft_error *e)
 {
     int per, next = 0;
-    graft_status st = warm_up(ctx, ch, s, o, &per, e);
+    double one;
+    graft_status st = warm_up(ctx, ch, s, o, &per, &one, e);
     if (st) return st;
+    if (cutoff > 0 && one > cutoff) {
+        *seconds = one;
+        return GRAFT_OK;
+    }
     double t[16];
     if (reps > 16) reps = 16;
     if (reps < 1) reps = 1;
@@ -431,7 +461,7 @@ graft_status tune_time(graft_context *ctx, const gemm_choice *ch, const gemm_sha
     operands o;
     graft_status st = operands_make(ctx, s, &o, e);
     if (st) return st;
-    st = time_median(ctx, ch, s, &o, reps, seconds, e);
+    st = time_median(ctx, ch, s, &o, reps, 0, seconds, e);
     operands_free(&o);
     return st;
 }
@@ -443,8 +473,10 @@ static graft_status duel(graft_context *ctx, const gemm_choice *d, const gemm_ch
                          double *tc, graft_error *e)
 {
     int pd, pc, nd = 0, nc = 0;
+    double one;
     graft_status st;
-    if ((st = warm_up(ctx, d, s, o, &pd, e)) || (st = warm_up(ctx, c, s, o, &pc, e))) return st;
+    if ((st = warm_up(ctx, d, s, o, &pd, &one, e)) || (st = warm_up(ctx, c, s, o, &pc, &one, e)))
+        return st;
     double a[16], b[16];
     if (rounds > 16) rounds = 16;
     for (int r = 0; r < rounds; r++)
@@ -494,16 +526,15 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick,
         /* outer: MR x NV*VW tiles with at most 16 vector accumulators (AVX2 has 16 ymm
          * registers, AVX-512 32 zmm); MT > 1 walks several row blocks per work-item. Ordered by
          * how often each won on the CNN's shapes (docs/performance.md) */
-        int w = ctx->info.vec_float >= 16 ? 16 : 8;
+        int w = cpu_vector_width(ctx);
         static const int outer16[][4] = {
             {8, 1, 64, 16}, {8, 2, 36, 16}, {8, 1, 8, 16},  {8, 2, 1, 16},  {6, 4, 1, 16},
             {8, 2, 8, 16},  {6, 2, 64, 16}, {4, 3, 64, 16}, {6, 2, 1, 16},  {4, 3, 1, 16},
             {8, 1, 1, 16},  {4, 4, 1, 16},  {2, 4, 1, 16},  {8, 2, 64, 16}, {8, 2, 1, 8},
             {6, 2, 1, 8},   {8, 2, 64, 8}};
         static const int outer8[][4] = {
-            {6, 2, 64, 8}, {6, 2, 8, 8}, {4, 3, 64, 8}, {6, 2, 1, 8},  {4, 3, 1, 8},
-            {8, 1, 64, 8}, {8, 1, 8, 8}, {4, 2, 64, 8}, {8, 2, 1, 8},  {8, 2, 64, 8},
-            {4, 1, 64, 16}, {4, 1, 1, 16}, {6, 1, 64, 16}};
+            {4, 1, 64, 8}, {4, 2, 64, 8}, {6, 1, 64, 8}, {4, 1, 1, 8},  {4, 2, 1, 8},
+            {6, 2, 64, 8}, {8, 1, 64, 8}, {2, 2, 64, 8}, {4, 1, 8, 8},  {2, 1, 64, 16}};
         const int(*outer)[4] = w == 16 ? outer16 : outer8;
         int nouter = w == 16 ? (int)(sizeof outer16 / sizeof outer16[0])
                              : (int)(sizeof outer8 / sizeof outer8[0]);
@@ -517,9 +548,8 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick,
             {4, 3, 64, 16}, {4, 4, 128, 16}, {8, 3, 16, 16}, {8, 2, 16, 16}, {8, 3, 32, 16},
             {4, 3, 1, 16},  {4, 3, 1, 8}};
         static const int inner8[][4] = {
-            {3, 3, 16, 8}, {4, 2, 16, 8}, {3, 3, 1, 8},  {4, 3, 1, 8},  {3, 3, 32, 8},
-            {4, 3, 32, 8}, {2, 4, 1, 8},  {4, 2, 64, 8}, {3, 3, 64, 8}, {2, 2, 1, 16},
-            {2, 2, 32, 16}};
+            {4, 2, 16, 8}, {2, 2, 16, 8}, {4, 2, 1, 8}, {2, 2, 1, 8},  {4, 2, 32, 8},
+            {2, 4, 1, 8},  {4, 2, 64, 8}, {2, 2, 64, 8}, {2, 1, 32, 16}};
         const int(*inner)[4] = w == 16 ? inner16 : inner8;
         int ninner = w == 16 ? (int)(sizeof inner16 / sizeof inner16[0])
                              : (int)(sizeof inner8 / sizeof inner8[0]);
@@ -599,7 +629,8 @@ graft_status tune_gemm_with(graft_context *ctx, const gemm_shape *s, const tune_
         }
         graft_error ce = {0};
         double t = 0;
-        graft_status cs = time_median(ctx, &cand[i], s, &o, reps, &t, &ce);
+        double cutoff = have_ref && r->default_gflops > 0 ? 3 * flops / r->default_gflops / 1e9 : 0;
+        graft_status cs = time_median(ctx, &cand[i], s, &o, reps, cutoff, &t, &ce);
         if (!cs) cs = buffer_read(ctx, o.c[0], 0, have_ref ? got : ref, o.csz * 4, &ce);
         if (cs) {
             /* a candidate the device cannot build or run is skipped, not fatal */

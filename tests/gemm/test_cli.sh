@@ -41,6 +41,8 @@ json "len(j) == 1 and j[0]['m'] == 7 and j[0]['gflops'] >= j[0]['default_gflops'
 kernel=$(/usr/bin/python3 -c "import json; print(json.load(open('$out'))[0]['kernel'].split(' ')[0])")
 check "bench reads the tuned choice" 0 "$G" bench gemm --m 7 --n 13 --k 5 --reps 1 --json
 json "j['tuned'] is True and j['kernel'].split(' ')[0] == '$kernel'"
+check "tune --quick" 0 "$G" tune --no-defaults --shape 9x17x5 --quick --json --quiet
+json "len(j) == 1 and j[0]['m'] == 9 and j[0]['tried'] >= 2 and j[0]['default_gflops'] > 0"
 check "tune --missing skips it" 0 "$G" tune --no-defaults --shape 7x13x5 --missing
 has $err "already tuned"
 

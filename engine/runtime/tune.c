@@ -466,23 +466,30 @@ graft_status tune_time(graft_context *ctx, const gemm_choice *ch, const gemm_sha
     return st;
 }
 
-/* Head to head: interleaved samples of the default and the challenger (so a change of load hits
- * both), medians of each. */
+/* Head to head: interleaved samples of the default and the challenger, so a change of load hits
+ * both; *ratio is the median over the pairs of default time / challenger time (a pair's ratio
+ * cancels load that lasts longer than the pair), *td and *tc the medians of each. */
 static graft_status duel(graft_context *ctx, const gemm_choice *d, const gemm_choice *c,
                          const gemm_shape *s, const operands *o, int rounds, double *td,
-                         double *tc, graft_error *e)
+                         double *tc, double *ratio, graft_error *e)
 {
     int pd, pc, nd = 0, nc = 0;
     double one;
     graft_status st;
     if ((st = warm_up(ctx, d, s, o, &pd, &one, e)) || (st = warm_up(ctx, c, s, o, &pc, &one, e)))
         return st;
-    double a[16], b[16];
+    double a[16], b[16], q[16];
     if (rounds > 16) rounds = 16;
-    for (int r = 0; r < rounds; r++)
-        if ((st = sample(ctx, d, s, o, pd, &nd, &a[r], e)) ||
-            (st = sample(ctx, c, s, o, pc, &nc, &b[r], e)))
+    for (int r = 0; r < rounds; r++) {
+        /* alternate which goes first, so neither always runs right after the other */
+        if ((st = sample(ctx, r % 2 ? c : d, s, o, r % 2 ? pc : pd, r % 2 ? &nc : &nd,
+                         r % 2 ? &b[r] : &a[r], e)) ||
+            (st = sample(ctx, r % 2 ? d : c, s, o, r % 2 ? pd : pc, r % 2 ? &nd : &nc,
+                         r % 2 ? &a[r] : &b[r], e)))
             return st;
+        q[r] = b[r] > 0 ? a[r] / b[r] : 0;
+    }
+    *ratio = median(q, rounds);
     *td = median(a, rounds);
     *tc = median(b, rounds);
     return GRAFT_OK;
@@ -573,7 +580,13 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick,
         ADD(GEMM_BACKEND_CLBLAST, {0, 0, 0});
     }
 #undef ADD
-    /* drop repeats (of the default, and of table rows the default width made equal) */
+    /* a row walk longer than M's row blocks is the same kernel as one of exactly that many */
+    for (int i = 0; i < n; i++)
+        if (out[i].backend == GEMM_BACKEND_OUTER) {
+            size_t blocks = (s->m + (size_t)out[i].p[0] - 1) / (size_t)out[i].p[0];
+            if ((size_t)out[i].p[2] > blocks) out[i].p[2] = blocks > 0 ? (int)blocks : 1;
+        }
+    /* drop repeats (of the default, and of rows that became equal) */
     int w = 1;
     for (int i = 1; i < n; i++) {
         bool dup = false;
@@ -682,14 +695,15 @@ graft_status tune_gemm_with(graft_context *ctx, const gemm_shape *s, const tune_
             r->out_of_time = true; /* nothing stored: the shape keeps the default */
             goto done;
         }
-        double td = 0, tc = 0;
+        double td = 0, tc = 0, ratio = 0;
         graft_error ce = {0};
-        if (duel(ctx, &cand[0], &r->best, s, &o, quick ? 5 : 7, &td, &tc, &ce) == GRAFT_OK &&
+        if (duel(ctx, &cand[0], &r->best, s, &o, quick ? 7 : 9, &td, &tc, &ratio, &ce) ==
+                GRAFT_OK &&
             tc > 0 && td > 0) {
             r->default_gflops = flops / td / 1e9;
             double need = r->best.backend == GEMM_BACKEND_CLBLAST ? TUNE_MARGIN * CLBLAST_MARGIN
                                                                    : TUNE_MARGIN;
-            if (td / tc >= need) r->best_gflops = flops / tc / 1e9;
+            if (ratio >= need && td / tc >= need) r->best_gflops = flops / tc / 1e9;
             else r->kept_default = true;
         } else
             r->kept_default = true;

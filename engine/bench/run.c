@@ -39,41 +39,12 @@ bench_stats bench_stats_of(const double *v, int n)
     return s;
 }
 
-/* ---- GEMM shapes the recipe issues (as op_conv.c / op_dense.c do), for the cold-start tuner;
- * the same rule as cmd_tune.c's layer_shapes ---- */
+/* ---- GEMM shapes the recipe issues, for the cold-start tuner (compile_gemm_shapes) ---- */
 #define BENCH_MAX_SHAPES 128
 typedef struct shape_set {
     gemm_shape s[BENCH_MAX_SHAPES];
     int n;
 } shape_set;
-
-static void add_shape(shape_set *l, bool ta, bool tb, size_t m, size_t n, size_t k)
-{
-    if (m == 0 || n == 0 || k == 0) return;
-    gemm_shape s = {ta, tb, m, n, k};
-    for (int i = 0; i < l->n; i++)
-        if (memcmp(&l->s[i], &s, sizeof s) == 0) return;
-    if (l->n < BENCH_MAX_SHAPES) l->s[l->n++] = s;
-}
-
-static void gemm_shapes(shape_set *l, const layer *ly, size_t n)
-{
-    if (ly->type == GRAFT_LAYER_CONV2D) {
-        size_t g = (size_t)(ly->groups > 0 ? ly->groups : 1);
-        size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
-        size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
-        size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
-        size_t cols = (g > 1 || ckk >= 32) ? n * p : p;
-        add_shape(l, false, false, o / g, cols, ckk / g);
-        add_shape(l, true, false, ckk / g, cols, o / g);
-        add_shape(l, false, true, o / g, ckk / g, cols);
-    } else if (ly->type == GRAFT_LAYER_DENSE) {
-        size_t in = (size_t)shape_size(ly->in), out = (size_t)ly->units;
-        add_shape(l, false, true, n, out, in);
-        add_shape(l, false, false, n, in, out);
-        add_shape(l, true, false, out, in, n);
-    }
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -183,7 +154,7 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
                        .weight_decay = (float)ts->weight_decay, .l2sp = (float)ts->l2sp, .t = 1};
 
     shape_set shapes = {0};
-    for (int i = 0; i < L; i++) gemm_shapes(&shapes, &g->layers[i], (size_t)B);
+    shapes.n = compile_gemm_shapes(g, (size_t)B, false, shapes.s, BENCH_MAX_SHAPES);
     double t0 = now_seconds();
     if ((s = start_run(spec, dir, rc, B, x, y, &h, o->tune ? &shapes : NULL,
                        &out->cold_tune_seconds, &cold, e)))

@@ -1,6 +1,7 @@
 /* cmd_tune.c — `graft tune [RECIPE...] [--shape ...] [--device SPEC]`: run the GEMM tuner over
- * 1024^3 and the GEMM shapes of the shipped recipes' models (or the given ones), printing each
- * choice with its GFLOP/s; the results persist in the program cache for gemm() to use. */
+ * 1024^3 and the GEMM shapes of the shipped recipes' models (or the given ones; the derivation is
+ * compile_gemm_shapes, shared with the trainer), printing each choice with its GFLOP/s and the
+ * default's; the results persist in the program cache for gemm() to use. */
 #include "cli.h"
 
 #include <dirent.h>
@@ -9,23 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "recipe.h"
-#include "tune.h"
+#include "compile.h"
 
 const char TUNE_USAGE[] =
     "usage: graft tune [RECIPE...] [--shape MxNxK[:TA][:TB]]... [--no-defaults] [--missing]\n"
-    "                  [--device SPEC] [--json] [--quiet]\n"
+    "                  [--quick] [--device SPEC] [--json] [--quiet]\n"
     "\n"
-    "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, CLBlast\n"
-    "parameter sets) on each shape, keep the fastest whose output matches, and store it in the\n"
-    "program cache keyed by device, driver, CLBlast version and shape: gemm() in `graft train`\n"
-    "and `graft bench gemm` use it from then on. Shapes: 1024^3 and the convolution and dense\n"
-    "GEMMs (forward and both backward products) of each RECIPE at its batch size; with no\n"
-    "RECIPE and no --shape, every recipe in " GRAFT_SOURCE_DIR "/configs/recipes.\n"
+    "Time every GEMM kernel that fits (Graft's CPU kernels with several tile sizes, its\n"
+    "GPU-shaped tiled kernel, CLBlast parameter sets) on each shape (medians, operands past the\n"
+    "cache), keep the fastest whose output matches if it beats the default by 7 % head to head,\n"
+    "and store the choice in the program cache keyed by device, driver, CLBlast version and\n"
+    "shape: gemm() in `graft train` and `graft bench gemm` use it from then on (a first\n"
+    "`graft train` on a device tunes its own shapes within 60 s: train.tune, GRAFT_TUNE).\n"
+    "Shapes: 1024^3 and the convolution and dense GEMMs (forward and both backward products)\n"
+    "of each RECIPE at its batch size; with no RECIPE and no --shape, every recipe in\n"
+    GRAFT_SOURCE_DIR "/configs/recipes.\n"
     "\n"
     "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
     "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"
     "  --missing                only the shapes without a tuning result in the cache\n"
+    "  --quick                  the short candidate list a first `graft train` uses\n"
     "  --device SPEC            cpu, gpu, nvidia, pocl, P:D, or a name substring\n"
     "  --json                   print a JSON array: [{m, n, k, ta, tb, kernel, gflops,\n"
     "                           default_kernel, default_gflops, tried, seconds}]\n"
@@ -49,26 +53,16 @@ static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
     if (l->n < MAX_SHAPES) l->s[l->n++] = s;
 }
 
-/* The GEMMs op_conv.c and op_dense.c issue for a layer at batch n. op_conv.c runs one GEMM over
- * the whole batch when groups > 1 or C*KH*KW >= 32, else one per sample (its use_batched). */
-static void layer_shapes(shape_list *l, const layer *ly, size_t n)
+/* The recipe's GEMMs (every product of every layer: `graft tune` does not know which layers a
+ * run will freeze) at its batch size into the list; returns how many were new. */
+static int graph_shapes(shape_list *l, const graft_recipe *r)
 {
-    if (ly->type == GRAFT_LAYER_CONV2D) {
-        size_t g = (size_t)(ly->groups > 0 ? ly->groups : 1);
-        size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
-        size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
-        size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
-        size_t cgkk = ckk / g, og = o / g;
-        size_t cols = (g > 1 || ckk >= 32) ? n * p : p;
-        add(l, false, false, og, cols, cgkk); /* forward: W x cols */
-        add(l, true, false, cgkk, cols, og);  /* backward data: W^T dy */
-        add(l, false, true, og, cgkk, cols);  /* backward weight: dy cols^T */
-    } else if (ly->type == GRAFT_LAYER_DENSE) {
-        size_t in = (size_t)shape_size(ly->in), out = (size_t)ly->units;
-        add(l, false, true, n, out, in);  /* y = x W^T */
-        add(l, false, false, n, in, out); /* dx = dy W */
-        add(l, true, false, out, in, n);  /* dW = dy^T x */
-    }
+    size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+    gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
+    int count = compile_gemm_shapes(&r->graph, n, false, s, COMPILE_MAX_GEMM_SHAPES);
+    int before = l->n;
+    for (int i = 0; i < count; i++) add(l, s[i].ta, s[i].tb, s[i].m, s[i].n, s[i].k);
+    return l->n - before;
 }
 
 static int recipe_shapes(shape_list *l, const char *file, bool quiet)
@@ -76,11 +70,10 @@ static int recipe_shapes(shape_list *l, const char *file, bool quiet)
     graft_recipe *r = NULL;
     int rc = cli_load_recipe(file, NULL, 0, &r);
     if (rc) return rc;
-    size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
-    int before = l->n;
-    for (int i = 0; i < r->graph.nlayers; i++) layer_shapes(l, &r->graph.layers[i], n);
+    int added = graph_shapes(l, r);
     if (!quiet)
-        fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", file, l->n - before, n);
+        fprintf(stderr, "%s: %d new GEMM shapes at batch %d\n", file, added,
+                r->train.batch_size > 0 ? r->train.batch_size : 64);
     recipe_free(r);
     return 0;
 }
@@ -117,12 +110,10 @@ static int shipped_recipes(shape_list *l, bool quiet)
         graft_recipe *r = NULL;
         graft_diags dg = {0};
         if (recipe_load(path, NULL, 0, &r, &dg) == GRAFT_OK) {
-            size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
-            int before = l->n;
-            for (int j = 0; j < r->graph.nlayers; j++) layer_shapes(l, &r->graph.layers[j], n);
+            int added = graph_shapes(l, r);
             if (!quiet)
-                fprintf(stderr, "%s: %d new GEMM shapes at batch %zu\n", names[i], l->n - before,
-                        n);
+                fprintf(stderr, "%s: %d new GEMM shapes at batch %d\n", names[i], added,
+                        r->train.batch_size > 0 ? r->train.batch_size : 64);
             recipe_free(r);
         } else if (!quiet)
             fprintf(stderr, "%s: skipped (does not load here)\n", names[i]);
@@ -171,7 +162,7 @@ int cmd_tune(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "tune", TUNE_USAGE, argc, argv);
     const char *opt, *pos, *device = NULL;
-    bool json = false, quiet = false, defaults = true, missing = false;
+    bool json = false, quiet = false, defaults = true, missing = false, quick = false;
     shape_list *l = calloc(1, sizeof *l);
     const char *recipes[64];
     int nrecipes = 0, rc = 0;
@@ -190,6 +181,7 @@ int cmd_tune(int argc, char **argv)
         else if (strcmp(opt, "--quiet") == 0) quiet = true;
         else if (strcmp(opt, "--no-defaults") == 0) defaults = false;
         else if (strcmp(opt, "--missing") == 0) missing = true;
+        else if (strcmp(opt, "--quick") == 0) quick = true;
         else if (strcmp(opt, "--device") == 0 || strcmp(opt, "--shape") == 0) {
             const char *v = cli_value(&a, opt);
             if (!v) {
@@ -250,7 +242,8 @@ int cmd_tune(int argc, char **argv)
             }
         }
         tune_result r;
-        if (tune_gemm(ctx, s, on_candidate, &ps, &r, &e)) {
+        tune_options topt = {.quick = quick};
+        if (tune_gemm_with(ctx, s, &topt, on_candidate, &ps, &r, &e)) {
             rc = cli_fail(&e);
             break;
         }

@@ -9,6 +9,7 @@
 #include "io.h"
 #include "ops.h"
 #include "recipe.h"
+#include "tune.h"
 
 /* ---- host copies of every parameter, buffer and optimizer state, by PyTorch name ---- */
 typedef struct param_entry {
@@ -182,5 +183,18 @@ const graph_plan *pipeline_plan(const pipeline *p);
 /* The optimizer step counter (keys dropout masks; saved for resume). */
 void pipeline_set_step(pipeline *p, uint64_t step);
 uint64_t pipeline_step(const pipeline *p);
+
+/* ---- GEMM shapes and tuning (autotune.c) ---- */
+#define COMPILE_MAX_GEMM_SHAPES 256
+/* The GEMMs the pipeline issues for graph g at this batch (as op_conv.c / op_dense.c issue
+ * them), without repeats, at most cap; returns the count. only_trained: skip the backward
+ * products of layers no gradient reaches and the weight gradients of frozen layers. */
+int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap);
+typedef void (*tune_note_fn)(void *user, const char *note);
+/* Before a run's first step: tune the recipe's shapes that have no results on this device, as
+ * train.tune and GRAFT_TUNE say (auto: within 60 s), saying so through note. Only a bad
+ * GRAFT_TUNE value is an error; a failed search leaves the defaults. */
+graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
+                              void *user, tune_summary *sum, graft_error *e);
 
 #endif

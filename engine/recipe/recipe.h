@@ -88,6 +88,8 @@ static inline bool data_spec_augments(const data_spec *d)
 typedef enum schedule_kind { SCHED_CONSTANT, SCHED_STEP, SCHED_COSINE } schedule_kind;
 typedef enum cache_mode { CACHE_AUTO, CACHE_ON, CACHE_OFF } cache_mode;
 typedef enum monitor_kind { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY } monitor_kind;
+/* train.tune: GEMM tuning on a device without results (the same order as tune.h's tune_mode) */
+typedef enum tune_kind { TUNE_KIND_AUTO, TUNE_KIND_OFF, TUNE_KIND_FULL } tune_kind;
 
 /* A freeze selector, as written: a layer name, a depth, a list of names//regexes/, none or all.
  * It is resolved against the graph into layer.frozen flags. A depth counts the graph's layers as
@@ -134,6 +136,7 @@ typedef struct train_spec {
     unfreeze_step *unfreeze;
     long max_steps; /* 0 = no limit */
     unsigned long seed;
+    tune_kind tune;
 } train_spec;
 
 typedef struct transfer_spec {

@@ -1,6 +1,7 @@
-/* gemm.c — row-major SGEMM through one of two back ends: CLBlast (with a per-shape parameter set
- * applied through CLBlastOverrideParameters) or Graft's own CPU kernels in cl/gemm.cl. Which one a
- * shape gets is tune.c's decision (gemm_choose); every launch is recorded for profiling. */
+/* gemm.c — row-major SGEMM through one of three back ends: CLBlast (with a per-shape parameter set
+ * applied through CLBlastOverrideParameters), Graft's own CPU kernels in cl/gemm.cl, or the
+ * GPU-shaped tiled kernel in cl/gemm_tiled.cl. Which one a shape gets is tune.c's decision
+ * (gemm_choose); every launch is recorded for profiling. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +29,47 @@ bool gemm_choice_fits(const gemm_choice *ch, const gemm_shape *s)
     case GEMM_BACKEND_INNER:
         return !s->ta && s->tb && s->m < INT_LIMIT && s->n < INT_LIMIT && s->k < INT_LIMIT &&
                (ks(ch) == 1 || (size_t)ks(ch) * s->m * s->n <= SCRATCH_LIMIT);
+    case GEMM_BACKEND_TILED:
+        return s->m < INT_LIMIT && s->n < INT_LIMIT && s->k < INT_LIMIT;
     default:
         return false;
     }
+}
+
+bool gemm_choice_valid(const gemm_choice *ch)
+{
+    const int *p = ch->p;
+    switch (ch->backend) {
+    case GEMM_BACKEND_CLBLAST:
+        return p[0] >= 0 && p[0] < tune_clblast_sets();
+    case GEMM_BACKEND_OUTER:
+        return p[0] >= 1 && p[0] <= 16 && p[1] >= 1 && p[1] <= 4 && p[2] >= 1 && p[2] <= 1024 &&
+               (p[3] == 8 || p[3] == 16);
+    case GEMM_BACKEND_INNER:
+        return p[0] >= 1 && p[0] <= 8 && p[1] >= 1 && p[1] <= 8 && p[2] >= 1 && p[2] <= 1024 &&
+               (p[3] == 8 || p[3] == 16);
+    case GEMM_BACKEND_TILED:
+        /* TX, TY of 8 or 16 split the BK = 16 tiles evenly over the work-group (gemm_tiled.cl) */
+        return (p[0] == 8 || p[0] == 16) && (p[1] == 8 || p[1] == 16) && p[2] >= 1 && p[2] <= 8 &&
+               p[3] >= 1 && p[3] <= 8;
+    default:
+        return false;
+    }
+}
+
+#define TILED_BK 16
+/* bytes of __local the tiled kernel declares: (BK x (BM+1) + BK x (BN+1)) floats */
+static size_t tiled_local_bytes(const gemm_choice *ch)
+{
+    return (size_t)TILED_BK * ((size_t)ch->p[1] * ch->p[2] + 1 + (size_t)ch->p[0] * ch->p[3] + 1) *
+           sizeof(float);
+}
+
+bool gemm_choice_fits_device(const graft_context *ctx, const gemm_choice *ch)
+{
+    if (ch->backend != GEMM_BACKEND_TILED) return true;
+    size_t wg = (size_t)ch->p[0] * (size_t)ch->p[1];
+    return wg <= ctx->info.max_work_group_size && tiled_local_bytes(ch) <= ctx->info.local_mem_bytes;
 }
 
 void gemm_choice_describe(const gemm_choice *ch, char *buf, size_t n)
@@ -49,6 +88,11 @@ void gemm_choice_describe(const gemm_choice *ch, char *buf, size_t n)
     case GEMM_BACKEND_INNER:
         snprintf(buf, n, "inner:%d,%d,%d,%d (graft gemm_inner MR=%d NC=%d KS=%d, float%d)",
                  ch->p[0], ch->p[1], ks(ch), vw(ch), ch->p[0], ch->p[1], ks(ch), vw(ch));
+        break;
+    case GEMM_BACKEND_TILED:
+        snprintf(buf, n, "tiled:%d,%d,%d,%d (graft gemm_tiled %dx%d work-items, %dx%d tile)",
+                 ch->p[0], ch->p[1], ch->p[2], ch->p[3], ch->p[0], ch->p[1], ch->p[1] * ch->p[2],
+                 ch->p[0] * ch->p[3]);
         break;
     default:
         snprintf(buf, n, "unknown back end %d", (int)ch->backend);
@@ -76,43 +120,45 @@ static int parse_ints(const char *text, const char *name, int *v)
 
 graft_status gemm_choice_parse(const char *text, gemm_choice *out, graft_error *e)
 {
+    static const struct {
+        const char *name, *form;
+        gemm_backend backend;
+        int min_count;
+        int defaults[4];
+    } forms[] = {
+        {"clblast", "clblast[:SET] with SET 0 to the last parameter set", GEMM_BACKEND_CLBLAST, 1,
+         {0, 0, 0, 0}},
+        {"outer", "outer:MR,NV[,MT[,VW]] with MR 1-16, NV 1-4, MT 1-1024, VW 8 or 16",
+         GEMM_BACKEND_OUTER, 2, {0, 0, 1, 8}},
+        {"inner", "inner:MR,NC[,KS[,VW]] with MR 1-8, NC 1-8, KS 1-1024, VW 8 or 16",
+         GEMM_BACKEND_INNER, 2, {0, 0, 1, 8}},
+        {"tiled", "tiled:TX,TY,RM,RN with TX, TY 8 or 16 and RM, RN 1-8", GEMM_BACKEND_TILED, 4,
+         {0, 0, 0, 0}},
+    };
     memset(out, 0, sizeof *out);
-    int v[4] = {0, 0, 1, 8}, n;
     if (strcmp(text, "clblast") == 0) {
         out->backend = GEMM_BACKEND_CLBLAST;
         return GRAFT_OK;
     }
-    if ((n = parse_ints(text, "clblast", v)) == 1) {
-        if (v[0] >= tune_clblast_sets())
-            return err_set(e, GRAFT_STATUS_USAGE, "CLBlast parameter set %d: expected 0 to %d",
-                           v[0], tune_clblast_sets() - 1);
-        out->backend = GEMM_BACKEND_CLBLAST;
-        out->p[0] = v[0];
-        return GRAFT_OK;
-    }
-    if ((n = parse_ints(text, "outer", v)) >= 2) {
-        if (v[0] < 1 || v[0] > 16 || v[1] < 1 || v[1] > 4 || v[2] < 1 || v[2] > 1024 ||
-            (v[3] != 8 && v[3] != 16))
-            return err_set(e, GRAFT_STATUS_USAGE,
-                           "%s: expected outer:MR,NV[,MT[,VW]] with MR 1-16, NV 1-4, MT 1-1024, "
-                           "VW 8 or 16",
-                           text);
-        *out = (gemm_choice){GEMM_BACKEND_OUTER, {v[0], v[1], v[2], v[3]}};
-        return GRAFT_OK;
-    }
-    if ((n = parse_ints(text, "inner", v)) >= 2) {
-        if (v[0] < 1 || v[0] > 8 || v[1] < 1 || v[1] > 8 || v[2] < 1 || v[2] > 1024 ||
-            (v[3] != 8 && v[3] != 16))
-            return err_set(e, GRAFT_STATUS_USAGE,
-                           "%s: expected inner:MR,NC[,KS[,VW]] with MR 1-8, NC 1-8, KS 1-1024, VW "
-                           "8 or 16",
-                           text);
-        *out = (gemm_choice){GEMM_BACKEND_INNER, {v[0], v[1], v[2], v[3]}};
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        int v[4];
+        memcpy(v, forms[i].defaults, sizeof v);
+        int n = parse_ints(text, forms[i].name, v);
+        if (n == -1 && strncmp(text, forms[i].name, strlen(forms[i].name)) != 0) continue;
+        gemm_choice ch = {forms[i].backend, {v[0], v[1], v[2], v[3]}};
+        if (n < forms[i].min_count || (forms[i].backend == GEMM_BACKEND_CLBLAST && n != 1) ||
+            !gemm_choice_valid(&ch)) {
+            if (forms[i].backend == GEMM_BACKEND_CLBLAST)
+                return err_set(e, GRAFT_STATUS_USAGE, "%s: expected a CLBlast parameter set 0 to %d",
+                               text, tune_clblast_sets() - 1);
+            return err_set(e, GRAFT_STATUS_USAGE, "%s: expected %s", text, forms[i].form);
+        }
+        *out = ch;
         return GRAFT_OK;
     }
     return err_set(e, GRAFT_STATUS_USAGE,
-                   "unknown GEMM kernel '%s': expected clblast[:SET], outer:MR,NV[,MT[,VW]] or "
-                   "inner:MR,NC[,KS[,VW]]",
+                   "unknown GEMM kernel '%s': expected clblast[:SET], outer:MR,NV[,MT[,VW]], "
+                   "inner:MR,NC[,KS[,VW]] or tiled:TX,TY,RM,RN",
                    text);
 }
 
@@ -160,11 +206,32 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     if (ldc > INT_LIMIT || lda > INT_LIMIT || ldb > INT_LIMIT)
         return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM leading dimension past 2^31");
     char opts[128];
-    const char *name;
+    const char *name, *source = "gemm";
     size_t global[3];
-    const size_t local[3] = {1, 1, 1};
+    size_t local[3] = {1, 1, 1};
     int dims = 2, splits = 1;
-    if (ch->backend == GEMM_BACKEND_OUTER) {
+    if (ch->backend == GEMM_BACKEND_TILED) {
+        if (!gemm_choice_fits_device(ctx, ch)) {
+            char d[320];
+            gemm_choice_describe(ch, d, sizeof d);
+            return err_set(e, GRAFT_STATUS_OPENCL,
+                           "GEMM kernel %s needs %zu work-items and %zu bytes of local memory; the "
+                           "device allows %zu and %llu",
+                           d, (size_t)ch->p[0] * ch->p[1], tiled_local_bytes(ch),
+                           ctx->info.max_work_group_size,
+                           (unsigned long long)ctx->info.local_mem_bytes);
+        }
+        int tx = ch->p[0], ty = ch->p[1], rm = ch->p[2], rn = ch->p[3];
+        snprintf(opts, sizeof opts, "-DTX=%d -DTY=%d -DRM=%d -DRN=%d -DBK=%d -DTA=%d -DTB=%d", tx,
+                 ty, rm, rn, TILED_BK, trans_a ? 1 : 0, trans_b ? 1 : 0);
+        name = source = "gemm_tiled";
+        /* whole work-groups: the kernel guards the edges itself */
+        size_t bm = (size_t)ty * rm, bn = (size_t)tx * rn;
+        global[0] = (n + bn - 1) / bn * (size_t)tx;
+        global[1] = (m + bm - 1) / bm * (size_t)ty;
+        local[0] = (size_t)tx;
+        local[1] = (size_t)ty;
+    } else if (ch->backend == GEMM_BACKEND_OUTER) {
         int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
         snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DMT=%d -DVW=%d -DTA=%d", mr, ch->p[1], mt,
                  vw(ch), trans_a ? 1 : 0);
@@ -182,8 +249,16 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         if (splits > 1) dims = 3;
     }
     cl_kernel kern;
-    graft_status st = kernel_get(ctx, "gemm", opts, name, &kern, e);
+    graft_status st = kernel_get(ctx, source, opts, name, &kern, e);
     if (st) return st;
+    /* the compiled kernel may allow fewer work-items than the device (registers, local memory);
+     * its CL_KERNEL_WORK_GROUP_SIZE only explains a failed launch, since rusticl 22.3 reports 32
+     * for kernels it then runs with 256 */
+    size_t kwg = 0;
+    if (ch->backend == GEMM_BACKEND_TILED &&
+        clGetKernelWorkGroupInfo(kern, ctx->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof kwg, &kwg,
+                                 NULL) != CL_SUCCESS)
+        kwg = 0;
     /* split K: the partial products go to a scratch buffer released right after the launches
      * are enqueued (OpenCL frees it once the commands using it have finished) */
     cl_mem part = NULL;
@@ -220,7 +295,17 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", name);
         goto done;
     }
-    if ((st = launch(ctx, kern, dims, global, local, NULL, e)) || splits == 1) goto done;
+    if ((st = launch(ctx, kern, dims, global, local, NULL, e))) {
+        if (kwg && kwg < local[0] * local[1]) {
+            char msg[sizeof e->message];
+            snprintf(msg, sizeof msg, "%s", e->message);
+            st = err_set(e, st, "%s (the compiled kernel allows %zu work-items per work-group, "
+                                "%zu asked)",
+                         msg, kwg, local[0] * local[1]);
+        }
+        goto done;
+    }
+    if (splits == 1) goto done;
     cl_kernel red;
     if ((st = kernel_get(ctx, "gemm", opts, "gemm_reduce", &red, e))) goto done;
     cl_long cof = (cl_long)c_off;

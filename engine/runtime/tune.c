@@ -95,39 +95,75 @@ graft_status tune_clblast_apply(graft_context *ctx, int set, graft_error *e)
 
 /* ---- defaults, the memo and the cache ---- */
 
+/* The vector width Graft's CPU kernels use on a device: float16 wherever the device prefers 8
+ * or more floats. On PoCL float16 wins on AVX2 code too (POCL_LLVM_CPU_NAME=znver3 on the
+ * AVX-512 machine: every float16 tile beat its float8 twin by 1.5-3x, docs/performance.md): LLVM
+ * splits it into two ymm operations, and the wider tile halves the work-groups, each of which
+ * costs PoCL a few microseconds. 128-bit SIMD (SSE, NEON) gets float8 (untested here). */
+static int cpu_vector_width(const graft_context *ctx)
+{
+    return ctx->info.vec_float >= 8 ? 16 : 8;
+}
+
 gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
 {
-    /* On CPU devices Graft's kernels beat every CLBlast set tried (docs/performance.md); the tile
-     * sizes here were the tuner's most frequent winners for the Fashion-MNIST CNN's shapes. */
+    /* On CPU devices Graft's kernels beat every CLBlast set tried (docs/performance.md). The
+     * tile follows the device's vector width (above): an 8 x 32 tile of float16 (16 zmm
+     * accumulators on AVX-512; spilled in part on AVX2, and still the fastest there), 4 x 16
+     * of float8 on 128-bit SIMD. */
     if (ctx->info.type == GRAFT_DEVICE_CPU) {
-        int w = ctx->info.vec_float >= 16 ? 16 : 8; /* AVX-512 devices report 16 */
+        int w = cpu_vector_width(ctx);
+        size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
         if (!s->tb) {
-            /* a small M walks all its rows down each column panel of B (see cl/gemm.cl) */
-            int mt = s->m <= 512 ? (int)((s->m + 7) / 8) : 1;
-            return (gemm_choice){GEMM_BACKEND_OUTER, {8, 2, mt, w}};
+            /* a work-item walks up to 64 row blocks down one column panel of B (see cl/gemm.cl)
+             * when M is small or the panel (K x 32 floats) is small enough to stay in cache
+             * (576 x 12544 x 64 ta: 82 GFLOP/s walking, 49 not), as long as that leaves a few
+             * work-items per compute unit */
+            int mr = w == 16 ? 8 : 4, nv = w == 16 ? 2 : 1;
+            size_t panels = (s->n + (size_t)(nv * w) - 1) / (size_t)(nv * w);
+            size_t blocks = (s->m + (size_t)mr - 1) / (size_t)mr;
+            size_t mt = s->m <= 512 || s->k < 1024 ? (blocks < 64 ? blocks : 64) : 1;
+            while (mt > 1 && panels * ((blocks + mt - 1) / mt) < 4 * cu) mt = (mt + 1) / 2;
+            return (gemm_choice){GEMM_BACKEND_OUTER, {mr, nv, (int)mt, w}};
         }
         if (!s->ta) {
-            /* a long K (weight gradients) is split so slices of A and B stay in cache */
-            int splits = s->k >= 8192 ? 32 : 1;
-            return (gemm_choice){GEMM_BACKEND_INNER, {4, 3, splits, w}};
+            /* a long K (weight gradients) is split so slices of A and B stay in cache. 4 x 3
+             * dot products take 12 + 3 + 1 vector registers; a device that prefers 16 floats
+             * (AVX-512's 32 zmm) fits 4 x 6 (24 + 6 + 1), which won on K = 50176 here in two
+             * runs out of two (and lost on K = 12544), and is 40 % slower where float16 is two
+             * ymm (AVX2) */
+            if (s->k >= 32768 && ctx->info.vec_float >= 16)
+                return (gemm_choice){GEMM_BACKEND_INNER, {4, 6, 16, 16}};
+            if (s->k >= 8192)
+                return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 32, w}};
+            return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 1, w}};
         }
         return (gemm_choice){GEMM_BACKEND_CLBLAST, {1, 0, 0, 0}};
     }
+    /* GPUs and accelerators: CLBlast's own database, tuned per GPU model (NVIDIA, AMD, Intel) by
+     * its authors; gemm_tiled joins the tuner's candidates beside it */
     return (gemm_choice){GEMM_BACKEND_CLBLAST, {0, 0, 0, 0}};
 }
 
 /* The key of a shape's tuning result, or of the device's index entry when s is NULL. */
 static char *tune_key(const graft_context *ctx, const gemm_shape *s, size_t *len)
 {
-    const char *src = cl_source_get("gemm");
+    /* the kernels' sources: a changed kernel invalidates every result */
+    buf b = {0};
+    const char *names[] = {"gemm", "gemm_tiled"};
+    for (int i = 0; i < 2; i++) {
+        const char *src = cl_source_get(names[i]);
+        if (src) buf_append(&b, src, strlen(src));
+    }
     uint8_t h[32];
     char hex[65];
-    sha256(src ? src : "", src ? strlen(src) : 0, h);
+    sha256(b.data ? b.data : "", b.len, h);
     hex_encode(h, 32, hex);
-    buf b = {0};
+    buf_free(&b);
+    b = (buf){0};
     buf_printf(&b,
-               "gemm-tune 3\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
-               "clblast=%d.%d.%d\ngemm.cl=%s\n",
+               "gemm-tune 4\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
+               "clblast=%d.%d.%d\nkernels=%s\n",
                ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.driver,
                CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH, hex);
     if (s)
@@ -163,10 +199,8 @@ static bool cache_read_choice(graft_context *ctx, const gemm_shape *s, gemm_choi
     double g;
     if (sscanf(text, "%d %d %d %d %d %lf", &b, &p0, &p1, &p2, &p3, &g) != 6) return false;
     gemm_choice ch = {(gemm_backend)b, {p0, p1, p2, p3}};
-    if (b < 0 || b >= GEMM_BACKEND_COUNT || !gemm_choice_fits(&ch, s)) return false;
-    if (b == GEMM_BACKEND_CLBLAST && (p0 < 0 || p0 >= NSETS)) return false;
-    if (b != GEMM_BACKEND_CLBLAST &&
-        (p0 < 1 || p0 > 16 || p1 < 1 || p1 > 8 || p2 < 0 || p2 > 1024 || (p3 != 8 && p3 != 16)))
+    if (b < 0 || b >= GEMM_BACKEND_COUNT || !gemm_choice_valid(&ch) || !gemm_choice_fits(&ch, s) ||
+        !gemm_choice_fits_device(ctx, &ch))
         return false;
     *out = ch;
     return true;
@@ -256,23 +290,52 @@ static void index_add(graft_context *ctx, const gemm_shape *s)
     free(key);
 }
 
-/* ---- measuring ---- */
+/* ---- measuring ----
+ * A candidate is timed as the pipeline runs it: the same shape, transpositions and leading
+ * dimensions, beta = 0, and operands that are not in the cache when the shape's operands are
+ * larger than what the cache can hold across a training step. The operands rotate over enough
+ * copies that together they exceed twice the device's global memory cache (CPU: the last-level
+ * cache), so a call never finds the previous call's data still cached unless it is small enough
+ * to stay there in the pipeline too. Each figure is the median of several samples (a sample is
+ * enough calls to last SAMPLE_SECONDS), never the best one: the best of a few runs rewards a
+ * kernel that was lucky once, and the pipeline sees its typical speed. */
+
+#define MAX_COPIES 8
+#define SAMPLE_SECONDS 0.02
+/* A candidate must beat the default's median by this much, measured head to head (interleaved
+ * samples of both), to replace it. On the shared 2-core machine two runs of the same kernel
+ * differ by up to 3-5 % in the median of 5 samples; the issue saw tuned choices up to 15 % slower
+ * in training than untuned. 7 % is above that noise, and a smaller gain is not worth the risk. */
+#define TUNE_MARGIN 1.07
 
 typedef struct operands {
-    cl_mem a, b, c;
+    int copies;
+    cl_mem a[MAX_COPIES], b[MAX_COPIES], c[MAX_COPIES];
     size_t lda, ldb, ldc, asz, bsz, csz;
 } operands;
 
 static void operands_free(operands *o)
 {
-    if (o->a) clReleaseMemObject(o->a);
-    if (o->b) clReleaseMemObject(o->b);
-    if (o->c) clReleaseMemObject(o->c);
+    for (int i = 0; i < MAX_COPIES; i++) {
+        if (o->a[i]) clReleaseMemObject(o->a[i]);
+        if (o->b[i]) clReleaseMemObject(o->b[i]);
+        if (o->c[i]) clReleaseMemObject(o->c[i]);
+    }
     memset(o, 0, sizeof *o);
 }
 
-static graft_status operands_make(graft_context *ctx, const gemm_shape *s, bool fill,
-                                  operands *o, graft_error *e)
+static size_t device_cache_bytes(const graft_context *ctx)
+{
+    cl_ulong v = 0;
+    if (clGetDeviceInfo(ctx->device, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, sizeof v, &v, NULL) !=
+            CL_SUCCESS ||
+        v == 0)
+        v = (cl_ulong)32 << 20; /* a typical server last-level cache */
+    return (size_t)v;
+}
+
+static graft_status operands_make(graft_context *ctx, const gemm_shape *s, operands *o,
+                                  graft_error *e)
 {
     memset(o, 0, sizeof *o);
     o->lda = s->ta ? s->m : s->k;
@@ -281,64 +344,114 @@ static graft_status operands_make(graft_context *ctx, const gemm_shape *s, bool 
     o->asz = s->m * s->k;
     o->bsz = s->k * s->n;
     o->csz = s->m * s->n;
-    graft_status st;
-    if ((st = buffer_create(ctx, (o->asz ? o->asz : 1) * 4, &o->a, e)) ||
-        (st = buffer_create(ctx, (o->bsz ? o->bsz : 1) * 4, &o->b, e)) ||
-        (st = buffer_create(ctx, (o->csz ? o->csz : 1) * 4, &o->c, e)))
-        goto fail;
-    if (fill) {
-        /* small pseudo-random values with both signs, so a wrong kernel cannot match by accident */
-        size_t big = o->asz > o->bsz ? o->asz : o->bsz;
-        float *h = malloc((big ? big : 1) * sizeof *h);
-        if (!h) {
-            st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-            goto fail;
-        }
-        uint32_t x = 12345;
-        for (size_t i = 0; i < big; i++) {
-            x = x * 1664525u + 1013904223u;
-            h[i] = (float)((x >> 8) & 0xffff) / 65536.0f - 0.5f;
-        }
-        st = buffer_write(ctx, o->a, 0, h, o->asz * 4, e);
-        if (!st) st = buffer_write(ctx, o->b, 0, h + (big - o->bsz), o->bsz * 4, e);
-        free(h);
-        if (st) goto fail;
+    size_t set = (o->asz + o->bsz + o->csz + 3) * sizeof(float);
+    size_t want = 2 * device_cache_bytes(ctx), limit = ctx->info.global_mem_bytes / 8;
+    int copies = (int)((want + set - 1) / set);
+    /* operands that stay in the cache even at MAX_COPIES stay there in the pipeline too */
+    if (copies > MAX_COPIES) copies = (size_t)MAX_COPIES * set < want / 2 ? 1 : MAX_COPIES;
+    while (copies > 1 && (size_t)copies * set > limit) copies--;
+    if (copies < 1) copies = 1;
+    o->copies = copies;
+    graft_status st = GRAFT_OK;
+    /* small pseudo-random values with both signs (no denormals, nothing that could run a kernel
+     * on a slow path), so a wrong kernel cannot match by accident */
+    size_t big = o->asz > o->bsz ? o->asz : o->bsz;
+    float *h = malloc((big ? big : 1) * sizeof *h);
+    if (!h) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    uint32_t x = 12345;
+    for (size_t i = 0; i < big; i++) {
+        x = x * 1664525u + 1013904223u;
+        h[i] = (float)((x >> 8) & 0xffff) / 65536.0f - 0.5f;
     }
-    return GRAFT_OK;
-fail:
-    operands_free(o);
+    for (int i = 0; i < copies && !st; i++) {
+        if ((st = buffer_create(ctx, (o->asz ? o->asz : 1) * 4, &o->a[i], e)) ||
+            (st = buffer_create(ctx, (o->bsz ? o->bsz : 1) * 4, &o->b[i], e)) ||
+            (st = buffer_create(ctx, (o->csz ? o->csz : 1) * 4, &o->c[i], e)))
+            break;
+        if (o->asz && (st = buffer_write(ctx, o->a[i], 0, h, o->asz * 4, e))) break;
+        if (o->bsz && (st = buffer_write(ctx, o->b[i], 0, h + (big - o->bsz), o->bsz * 4, e)))
+            break;
+    }
+    free(h);
+    if (st) operands_free(o);
     return st;
 }
 
 static graft_status run_once(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
-                             const operands *o, graft_error *e)
+                             const operands *o, int copy, graft_error *e)
 {
-    return gemm_run(ctx, ch, s->ta, s->tb, s->m, s->n, s->k, 1.0f, o->a, 0, o->lda, o->b, 0,
-                    o->ldb, 0.0f, o->c, 0, o->ldc, e);
+    return gemm_run(ctx, ch, s->ta, s->tb, s->m, s->n, s->k, 1.0f, o->a[copy], 0, o->lda,
+                    o->b[copy], 0, o->ldb, 0.0f, o->c[copy], 0, o->ldc, e);
 }
 
-static graft_status time_with(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
-                              const operands *o, int reps, double *seconds, graft_error *e)
+static int cmp_double(const void *x, const void *y)
 {
-    graft_status st = run_once(ctx, ch, s, o, e); /* compiles, first touch */
-    if (st) return st;
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* A warm-up (compiles, first touch), one timed call, then the other copies' first touch; *per
+ * gets how many calls make a sample and *one the single call's time. */
+static graft_status warm_up(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
+                            const operands *o, int *per, double *one, graft_error *e)
+{
+    graft_status st;
+    if ((st = run_once(ctx, ch, s, o, 0, e))) return st;
     if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
-    /* one call's time decides how many to batch per sample: about 50 ms a sample */
     double t0 = now_seconds();
-    if ((st = run_once(ctx, ch, s, o, e))) return st;
+    if ((st = run_once(ctx, ch, s, o, 0, e))) return st;
     if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
-    double one = now_seconds() - t0, best = one;
-    int per = one > 0.05 ? 1 : (int)(0.05 / (one > 1e-6 ? one : 1e-6));
-    if (per > 200) per = 200;
-    for (int r = 0; r < reps; r++) {
-        t0 = now_seconds();
-        for (int i = 0; i < per; i++)
-            if ((st = run_once(ctx, ch, s, o, e))) return st;
-        if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
-        double t = (now_seconds() - t0) / per;
-        if (t < best) best = t;
+    *one = now_seconds() - t0;
+    for (int i = 1; i < o->copies; i++)
+        if ((st = run_once(ctx, ch, s, o, i, e))) return st;
+    if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
+    int n = *one >= SAMPLE_SECONDS ? 1 : (int)(SAMPLE_SECONDS / (*one > 1e-6 ? *one : 1e-6));
+    *per = n > 200 ? 200 : n;
+    return GRAFT_OK;
+}
+
+/* One sample: per calls, rotating over the copies; seconds per call. */
+static graft_status sample(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
+                           const operands *o, int per, int *next, double *t, graft_error *e)
+{
+    graft_status st;
+    double t0 = now_seconds();
+    for (int i = 0; i < per; i++) {
+        if ((st = run_once(ctx, ch, s, o, *next, e))) return st;
+        *next = (*next + 1) % o->copies;
     }
-    *seconds = best;
+    if ((st = cl_check(clFinish(ctx->queue), "clFinish", e))) return st;
+    *t = (now_seconds() - t0) / per;
+    return GRAFT_OK;
+}
+
+/* The median of reps samples; a candidate whose single warm call already took more than
+ * cutoff seconds (0 = none: three times the default's median) is not sampled further: it cannot
+ * win, and a kernel at 1 % of the default's speed would otherwise take minutes. */
+static graft_status time_median(graft_context *ctx, const gemm_choice *ch, const gemm_shape *s,
+                                const operands *o, int reps, double cutoff, double *seconds,
+                                graft_error *e)
+{
+    int per, next = 0;
+    double one;
+    graft_status st = warm_up(ctx, ch, s, o, &per, &one, e);
+    if (st) return st;
+    if (cutoff > 0 && one > cutoff) {
+        *seconds = one;
+        return GRAFT_OK;
+    }
+    double t[16];
+    if (reps > 16) reps = 16;
+    if (reps < 1) reps = 1;
+    for (int r = 0; r < reps; r++)
+        if ((st = sample(ctx, ch, s, o, per, &next, &t[r], e))) return st;
+    *seconds = median(t, reps);
     return GRAFT_OK;
 }
 
@@ -346,22 +459,71 @@ graft_status tune_time(graft_context *ctx, const gemm_choice *ch, const gemm_sha
                        double *seconds, graft_error *e)
 {
     operands o;
-    graft_status st = operands_make(ctx, s, true, &o, e);
+    graft_status st = operands_make(ctx, s, &o, e);
     if (st) return st;
-    st = time_with(ctx, ch, s, &o, reps, seconds, e);
+    st = time_median(ctx, ch, s, &o, reps, 0, seconds, e);
     operands_free(&o);
     return st;
 }
 
+/* Head to head: interleaved samples of the default and the challenger, so a change of load hits
+ * both; *ratio is the median over the pairs of default time / challenger time (a pair's ratio
+ * cancels load that lasts longer than the pair), *td and *tc the medians of each. */
+static graft_status duel(graft_context *ctx, const gemm_choice *d, const gemm_choice *c,
+                         const gemm_shape *s, const operands *o, int rounds, double *td,
+                         double *tc, double *ratio, graft_error *e)
+{
+    int pd, pc, nd = 0, nc = 0;
+    double one;
+    graft_status st;
+    if ((st = warm_up(ctx, d, s, o, &pd, &one, e)) || (st = warm_up(ctx, c, s, o, &pc, &one, e)))
+        return st;
+    double a[16], b[16], q[16];
+    if (rounds > 16) rounds = 16;
+    for (int r = 0; r < rounds; r++) {
+        /* alternate which goes first, so neither always runs right after the other */
+        if ((st = sample(ctx, r % 2 ? c : d, s, o, r % 2 ? pc : pd, r % 2 ? &nc : &nd,
+                         r % 2 ? &b[r] : &a[r], e)) ||
+            (st = sample(ctx, r % 2 ? d : c, s, o, r % 2 ? pd : pc, r % 2 ? &nd : &nc,
+                         r % 2 ? &a[r] : &b[r], e)))
+            return st;
+        q[r] = b[r] > 0 ? a[r] / b[r] : 0;
+    }
+    *ratio = median(q, rounds);
+    *td = median(a, rounds);
+    *tc = median(b, rounds);
+    return GRAFT_OK;
+}
+
+/* The GPU-shaped tiled kernel's variants (TX, TY, RM, RN): 64-256 work-items, tiles of 32x32 to
+ * 128x128, 8-20 KiB of local memory */
+static const int tiled[][4] = {{16, 16, 4, 4}, {16, 16, 8, 4}, {16, 16, 8, 8}, {8, 8, 4, 4},
+                               {16, 8, 4, 4},  {16, 16, 2, 2}, {8, 16, 4, 8}};
+#define NTILED ((int)(sizeof tiled / sizeof tiled[0]))
+
+int tune_tiled_variants(const graft_context *ctx, gemm_choice *out, int cap)
+{
+    int n = 0;
+    for (int i = 0; i < NTILED && n < cap; i++) {
+        gemm_choice c = {GEMM_BACKEND_TILED, {tiled[i][0], tiled[i][1], tiled[i][2], tiled[i][3]}};
+        if (gemm_choice_fits_device(ctx, &c)) out[n++] = c;
+    }
+    return n;
+}
+
 /* The candidates for a shape, in the order they are tried (the default first: it is the
- * reference every other output is compared with). */
-int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *out, int cap)
+ * reference every other output is compared with; then the likeliest winners, so a search cut
+ * short by its budget has tried those). quick: the short list the trainer's budgeted search
+ * uses (no CLBlast sets on CPUs: each compiles for 10-15 s and never won there). */
+static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick, gemm_choice *out,
+                      int cap)
 {
     int n = 0;
 #define ADD(...)                                                                                   \
     do {                                                                                           \
         gemm_choice c_ = {__VA_ARGS__};                                                            \
-        if (n < cap && gemm_choice_fits(&c_, s)) out[n++] = c_;                                    \
+        if (n < cap && gemm_choice_fits(&c_, s) && gemm_choice_fits_device(ctx, &c_))             \
+            out[n++] = c_;                                                                         \
     } while (0)
     gemm_choice d = gemm_default_choice(ctx, s);
     if (cap < 1) return 0;
@@ -369,49 +531,97 @@ int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *
     bool cpu = ctx->info.type == GRAFT_DEVICE_CPU;
     if (cpu) {
         /* outer: MR x NV*VW tiles with at most 16 vector accumulators (AVX2 has 16 ymm
-         * registers, AVX-512 32 zmm); NT > 1 walks several tiles along N per work-item */
-        static const int outer[][4] = {
-            {8, 2, 1, 16},  {6, 2, 1, 16},  {4, 3, 1, 16},  {6, 4, 1, 16}, {8, 1, 1, 16},
-            {4, 4, 1, 16},  {8, 2, 1, 8},   {6, 2, 1, 8},   {2, 4, 1, 16}, {8, 1, 64, 16},
-            {8, 2, 64, 16}, {6, 2, 64, 16}, {4, 3, 64, 16}, {8, 2, 8, 16}, {8, 1, 8, 16},
-            {8, 2, 64, 8}};
-        for (size_t i = 0; i < sizeof outer / sizeof outer[0]; i++)
+         * registers, AVX-512 32 zmm); MT > 1 walks several row blocks per work-item. Ordered by
+         * how often each won on the CNN's shapes (docs/performance.md) */
+        int w = cpu_vector_width(ctx);
+        static const int outer16[][4] = {
+            {8, 1, 64, 16}, {8, 2, 36, 16}, {8, 1, 8, 16},  {8, 2, 1, 16},  {6, 4, 1, 16},
+            {8, 2, 8, 16},  {6, 2, 64, 16}, {4, 3, 64, 16}, {6, 2, 1, 16},  {4, 3, 1, 16},
+            {8, 1, 1, 16},  {4, 4, 1, 16},  {2, 4, 1, 16},  {8, 2, 64, 16}, {8, 2, 1, 8},
+            {6, 2, 1, 8},   {8, 2, 64, 8}};
+        static const int outer8[][4] = {
+            {4, 1, 64, 8}, {4, 2, 64, 8}, {6, 1, 64, 8}, {4, 1, 1, 8},  {4, 2, 1, 8},
+            {6, 2, 64, 8}, {8, 1, 64, 8}, {2, 2, 64, 8}, {4, 1, 8, 8},  {2, 1, 64, 16}};
+        const int(*outer)[4] = w == 16 ? outer16 : outer8;
+        int nouter = w == 16 ? (int)(sizeof outer16 / sizeof outer16[0])
+                             : (int)(sizeof outer8 / sizeof outer8[0]);
+        if (quick && nouter > 7) nouter = 7;
+        for (int i = 0; i < nouter; i++)
             ADD(GEMM_BACKEND_OUTER, {outer[i][0], outer[i][1], outer[i][2], outer[i][3]});
         /* inner: MR x NC dot products, each a vector along K */
-        static const int inner[][4] = {
-            {4, 3, 1, 16},  {2, 4, 1, 16},  {4, 4, 1, 16},   {8, 2, 1, 16},  {4, 3, 1, 8},
-            {4, 4, 8, 16},  {4, 4, 16, 16}, {4, 3, 32, 16},  {4, 4, 32, 16}, {8, 2, 32, 16},
-            {4, 4, 64, 16}, {4, 3, 64, 16}, {4, 4, 128, 16}, {4, 6, 16, 16}, {8, 3, 16, 16},
-            {8, 2, 16, 16}, {8, 3, 32, 16}};
-        for (size_t i = 0; i < sizeof inner / sizeof inner[0]; i++)
-            if (inner[i][2] == 1 || s->k >= (size_t)inner[i][2] * 64)
+        static const int inner16[][4] = {
+            {4, 6, 16, 16}, {4, 4, 16, 16}, {4, 4, 1, 16},  {4, 3, 32, 16}, {4, 4, 32, 16},
+            {8, 2, 32, 16}, {2, 4, 1, 16},  {8, 2, 1, 16},  {4, 4, 8, 16},  {4, 4, 64, 16},
+            {4, 3, 64, 16}, {4, 4, 128, 16}, {8, 3, 16, 16}, {8, 2, 16, 16}, {8, 3, 32, 16},
+            {4, 3, 1, 16},  {4, 3, 1, 8}};
+        static const int inner8[][4] = {
+            {4, 2, 16, 8}, {2, 2, 16, 8}, {4, 2, 1, 8}, {2, 2, 1, 8},  {4, 2, 32, 8},
+            {2, 4, 1, 8},  {4, 2, 64, 8}, {2, 2, 64, 8}, {2, 1, 32, 16}};
+        const int(*inner)[4] = w == 16 ? inner16 : inner8;
+        int ninner = w == 16 ? (int)(sizeof inner16 / sizeof inner16[0])
+                             : (int)(sizeof inner8 / sizeof inner8[0]);
+        int taken = 0;
+        for (int i = 0; i < ninner && (!quick || taken < 6); i++)
+            if (inner[i][2] == 1 || s->k >= (size_t)inner[i][2] * 64) {
+                int before = n;
                 ADD(GEMM_BACKEND_INNER, {inner[i][0], inner[i][1], inner[i][2], inner[i][3]});
-        for (int set = 1; set < NSETS; set++) ADD(GEMM_BACKEND_CLBLAST, {set, 0, 0});
+                taken += n > before;
+            }
+        if (!quick) {
+            for (int set = 1; set < NSETS; set++) ADD(GEMM_BACKEND_CLBLAST, {set, 0, 0});
+            /* the tiled kernel is shaped for GPUs; a full search tries two on CPUs too */
+            for (int i = 0; i < 2; i++)
+                ADD(GEMM_BACKEND_TILED, {tiled[i][0], tiled[i][1], tiled[i][2], tiled[i][3]});
+        }
     } else {
-        /* GPUs: CLBlast's database (one work-item per group, as in Graft's CPU kernels, would
-         * waste a GPU); GPU parameter sets join this list with issue 9 */
+        /* GPUs: the tiled kernel's variants beside CLBlast's database (the default) */
+        for (int i = 0; i < NTILED; i++)
+            ADD(GEMM_BACKEND_TILED, {tiled[i][0], tiled[i][1], tiled[i][2], tiled[i][3]});
         ADD(GEMM_BACKEND_CLBLAST, {0, 0, 0});
     }
 #undef ADD
-    /* drop a repeat of the default */
+    /* a row walk longer than M's row blocks is the same kernel as one of exactly that many */
+    for (int i = 0; i < n; i++)
+        if (out[i].backend == GEMM_BACKEND_OUTER) {
+            size_t blocks = (s->m + (size_t)out[i].p[0] - 1) / (size_t)out[i].p[0];
+            if ((size_t)out[i].p[2] > blocks) out[i].p[2] = blocks > 0 ? (int)blocks : 1;
+        }
+    /* drop repeats (of the default, and of rows that became equal) */
     int w = 1;
-    for (int i = 1; i < n; i++)
-        if (memcmp(&out[i], &d, sizeof d) != 0) out[w++] = out[i];
+    for (int i = 1; i < n; i++) {
+        bool dup = false;
+        for (int j = 0; j < w && !dup; j++)
+            dup = out[j].backend == out[i].backend && memcmp(out[j].p, out[i].p, sizeof out[i].p) == 0;
+        if (!dup) out[w++] = out[i];
+    }
     return w;
+}
+
+int tune_candidates(const graft_context *ctx, const gemm_shape *s, gemm_choice *out, int cap)
+{
+    return candidates(ctx, s, false, out, cap);
 }
 
 #define CLBLAST_MARGIN 1.15
 
-graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn progress,
-                       void *user, tune_result *r, graft_error *e)
+static bool same_choice(const gemm_choice *x, const gemm_choice *y)
+{
+    return x->backend == y->backend && memcmp(x->p, y->p, sizeof x->p) == 0;
+}
+
+graft_status tune_gemm_with(graft_context *ctx, const gemm_shape *s, const tune_options *opt,
+                            tune_progress_fn progress, void *user, tune_result *r, graft_error *e)
 {
     memset(r, 0, sizeof *r);
     r->shape = *s;
     double t_start = now_seconds();
-    gemm_choice cand[48];
-    int nc = tune_candidates(ctx, s, cand, 48);
+    bool quick = opt && opt->quick;
+    double stop_at = opt && opt->stop_at > 0 ? opt->stop_at : 0;
+    double hard_stop = opt && opt->hard_stop > 0 ? opt->hard_stop : 0;
+    gemm_choice cand[64];
+    int nc = candidates(ctx, s, quick, cand, 64);
     operands o;
-    graft_status st = operands_make(ctx, s, true, &o, e);
+    graft_status st = operands_make(ctx, s, &o, e);
     if (st) return st;
     float *ref = malloc((o.csz ? o.csz : 1) * sizeof *ref);
     float *got = malloc((o.csz ? o.csz : 1) * sizeof *got);
@@ -422,12 +632,19 @@ graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn
     double flops = 2.0 * (double)s->m * (double)s->n * (double)s->k;
     double refmax = 0;
     bool have_ref = false, have_best = false;
-    double best_t = 0;
+    double best_t = 0, best_raw = 0;
+    int reps = quick ? 3 : 5;
     for (int i = 0; i < nc; i++) {
+        /* out of time: what was tried so far decides (the default always is) */
+        if (i > 0 && stop_at > 0 && now_seconds() >= stop_at) {
+            r->partial = true;
+            break;
+        }
         graft_error ce = {0};
         double t = 0;
-        graft_status cs = time_with(ctx, &cand[i], s, &o, 3, &t, &ce);
-        if (!cs) cs = buffer_read(ctx, o.c, 0, have_ref ? got : ref, o.csz * 4, &ce);
+        double cutoff = have_ref && r->default_gflops > 0 ? 3 * flops / r->default_gflops / 1e9 : 0;
+        graft_status cs = time_median(ctx, &cand[i], s, &o, reps, cutoff, &t, &ce);
+        if (!cs) cs = buffer_read(ctx, o.c[0], 0, have_ref ? got : ref, o.csz * 4, &ce);
         if (cs) {
             /* a candidate the device cannot build or run is skipped, not fatal */
             if (progress) progress(user, s, &cand[i], -1);
@@ -461,6 +678,7 @@ graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn
         if (!have_best || eff < best_t) {
             have_best = true;
             best_t = eff;
+            best_raw = t;
             r->best = cand[i];
             r->best_gflops = g;
         }
@@ -470,6 +688,32 @@ graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn
                      "no GEMM kernel ran %zux%zux%zu (trans %d/%d) on this device", s->m, s->n,
                      s->k, s->ta, s->tb);
         goto done;
+    }
+    /* the screening's winner must beat the default head to head, by TUNE_MARGIN */
+    if (have_ref && r->tried > 1 && !same_choice(&r->best, &cand[0])) {
+        if (hard_stop > 0 && now_seconds() >= hard_stop) {
+            r->out_of_time = true; /* nothing stored: the shape keeps the default */
+            goto done;
+        }
+        double td = 0, tc = 0, ratio = 0;
+        graft_error ce = {0};
+        if (duel(ctx, &cand[0], &r->best, s, &o, quick ? 7 : 9, &td, &tc, &ratio, &ce) ==
+                GRAFT_OK &&
+            tc > 0 && td > 0) {
+            r->default_gflops = flops / td / 1e9;
+            double need = r->best.backend == GEMM_BACKEND_CLBLAST ? TUNE_MARGIN * CLBLAST_MARGIN
+                                                                   : TUNE_MARGIN;
+            if (ratio >= need && td / tc >= need) r->best_gflops = flops / tc / 1e9;
+            else r->kept_default = true;
+        } else
+            r->kept_default = true;
+        if (r->kept_default) {
+            r->best = cand[0];
+            r->best_gflops = r->default_gflops;
+        }
+    } else if (!same_choice(&r->best, &cand[0])) {
+        /* no default to compare with (it failed to run): the best that ran */
+        r->best_gflops = best_raw > 0 ? flops / best_raw / 1e9 : 0;
     }
     {
         char text[128];
@@ -486,6 +730,7 @@ graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn
         if (st) goto done;
         index_add(ctx, s);
         memo_put(ctx, s, &r->best, true);
+        r->stored = true;
     }
 done:
     r->seconds = now_seconds() - t_start;
@@ -493,4 +738,104 @@ done:
     free(got);
     operands_free(&o);
     return st;
+}
+
+graft_status tune_gemm(graft_context *ctx, const gemm_shape *s, tune_progress_fn progress,
+                       void *user, tune_result *r, graft_error *e)
+{
+    return tune_gemm_with(ctx, s, NULL, progress, user, r, e);
+}
+
+/* ---- a recipe's shapes within a budget ---- */
+
+static double shape_flops(const gemm_shape *s)
+{
+    return 2.0 * (double)s->m * (double)s->n * (double)s->k;
+}
+
+static int cmp_flops_desc(const void *x, const void *y)
+{
+    double a = shape_flops(x), b = shape_flops(y);
+    return a > b ? -1 : a < b;
+}
+
+int tune_missing(graft_context *ctx, const gemm_shape *shapes, int n, gemm_shape *out)
+{
+    int w = 0;
+    for (int i = 0; i < n; i++) {
+        bool tuned = false;
+        gemm_choose(ctx, &shapes[i], &tuned);
+        if (!tuned) out[w++] = shapes[i];
+    }
+    qsort(out, (size_t)w, sizeof *out, cmp_flops_desc);
+    return w;
+}
+
+graft_status tune_shapes(graft_context *ctx, const gemm_shape *shapes, int n, tune_mode mode,
+                         double budget_s, tune_progress_fn progress, void *user,
+                         tune_summary *sum, graft_error *e)
+{
+    memset(sum, 0, sizeof *sum);
+    if (mode == TUNE_OFF || n <= 0) return GRAFT_OK;
+    gemm_shape *todo = malloc((size_t)n * sizeof *todo);
+    if (!todo) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    int m = tune_missing(ctx, shapes, n, todo);
+    sum->shapes = m;
+    double t0 = now_seconds(), end = mode == TUNE_FULL || budget_s <= 0 ? 0 : t0 + budget_s;
+    double left_flops = 0;
+    for (int i = 0; i < m; i++) left_flops += shape_flops(&todo[i]);
+    graft_status st = GRAFT_OK;
+    for (int i = 0; i < m; i++) {
+        double now = now_seconds();
+        if (end > 0 && now >= end) {
+            sum->skipped = m - i; /* they keep the default */
+            break;
+        }
+        /* the time left is shared by FLOPs, the biggest shapes first; what one shape leaves
+         * unused goes to the next ones. A shape's share only stops new candidates: the head to
+         * head with the default still runs, unless the whole budget is gone. */
+        tune_options o = {.quick = mode == TUNE_AUTO};
+        if (end > 0) {
+            double share = (end - now) * shape_flops(&todo[i]) / (left_flops > 0 ? left_flops : 1);
+            o.stop_at = now + share;
+            o.hard_stop = end;
+        }
+        left_flops -= shape_flops(&todo[i]);
+        tune_result r;
+        if ((st = tune_gemm_with(ctx, &todo[i], &o, progress, user, &r, e))) break;
+        if (r.stored) {
+            sum->tuned++;
+            if (!same_choice(&r.best, &r.deflt)) sum->changed++;
+        } else
+            sum->skipped++;
+        if (r.partial) sum->partial++;
+    }
+    sum->seconds = now_seconds() - t0;
+    free(todo);
+    return st;
+}
+
+graft_status tune_mode_resolve(int recipe_mode, tune_mode *mode, double *budget_s,
+                               graft_error *e)
+{
+    *mode = recipe_mode == TUNE_OFF || recipe_mode == TUNE_FULL ? (tune_mode)recipe_mode
+                                                                : TUNE_AUTO;
+    *budget_s = TUNE_AUTO_BUDGET;
+    const char *env = getenv("GRAFT_TUNE");
+    if (!env || !*env) return GRAFT_OK;
+    if (strcmp(env, "off") == 0) *mode = TUNE_OFF;
+    else if (strcmp(env, "full") == 0) *mode = TUNE_FULL;
+    else if (strcmp(env, "auto") == 0) *mode = TUNE_AUTO;
+    else {
+        char *end;
+        double b = strncmp(env, "auto:", 5) == 0 ? strtod(env + 5, &end) : 0;
+        if (!(b > 0 && b <= 86400 && end != env + 5 && *end == 0))
+            return err_set(e, GRAFT_STATUS_USAGE,
+                           "GRAFT_TUNE=%s: expected off, auto, auto:SECONDS (a budget, at most "
+                           "86400) or full",
+                           env);
+        *mode = TUNE_AUTO;
+        *budget_s = b;
+    }
+    return GRAFT_OK;
 }

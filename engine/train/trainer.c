@@ -130,6 +130,8 @@ static void notify(run *R, const char *note)
     R->o->progress(R->o->user, &p);
 }
 
+static void tune_note(void *user, const char *note) { notify(user, note); }
+
 /* Compile the pipelines for the current frozen set (and cache features when allowed). */
 static graft_status compile_phase(run *R, graft_error *e)
 {
@@ -584,10 +586,12 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         err_set(e, s, "cannot apply the freeze selector of epoch %d", R.epoch + 1);
         goto done;
     }
+    {
+        /* first run on this device: tune the recipe's GEMM shapes (train.tune, GRAFT_TUNE) */
+        tune_summary ts;
+        if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
+    }
     if ((s = fs_mkdir_p(R.dir, e))) goto done;
-    if (!tune_results_exist(R.ctx))
-        notify(&R, "GEMM not tuned for this device: using default kernels (`graft tune` tunes them "
-                   "once; results stay in the cache)");
     if ((s = compile_phase(&R, e))) goto done;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;

@@ -1,8 +1,11 @@
 #!/bin/sh
 # test_cli.sh — the contract of `graft bench gemm` and `graft tune`: JSON fields, the kernel used,
-# tuned results read back by a later process, and usage errors with exit 2.
-# usage: test_cli.sh GRAFT
+# tuned results read back by a later process, and usage errors with exit 2; then the trainer's own
+# tuning on a device without results (train.tune, GRAFT_TUNE): it happens, persists, and is
+# skipped when off.
+# usage: test_cli.sh GRAFT RECIPE (tests/gemm/autotune.yaml)
 G=$1
+RECIPE=$2
 fail=0
 out=/tmp/graft-gemm-cli.$$.out
 err=/tmp/graft-gemm-cli.$$.err
@@ -38,6 +41,8 @@ json "len(j) == 1 and j[0]['m'] == 7 and j[0]['gflops'] >= j[0]['default_gflops'
 kernel=$(/usr/bin/python3 -c "import json; print(json.load(open('$out'))[0]['kernel'].split(' ')[0])")
 check "bench reads the tuned choice" 0 "$G" bench gemm --m 7 --n 13 --k 5 --reps 1 --json
 json "j['tuned'] is True and j['kernel'].split(' ')[0] == '$kernel'"
+check "tune --quick" 0 "$G" tune --no-defaults --shape 9x17x5 --quick --json --quiet
+json "len(j) == 1 and j[0]['m'] == 9 and j[0]['tried'] >= 2 and j[0]['default_gflops'] > 0"
 check "tune --missing skips it" 0 "$G" tune --no-defaults --shape 7x13x5 --missing
 has $err "already tuned"
 
@@ -50,6 +55,35 @@ check "bench gemm kernel misfit" 2 "$G" bench gemm --tb --kernel outer:8,2; has 
 check "tune bad shape" 2 "$G" tune --shape 7x13; has $err "--shape 7x13: expected MxNxK"
 check "tune unknown option" 2 "$G" tune --fast; has $err "unknown option --fast"
 check "tune --help" 0 "$G" tune --help; has $out "usage: graft tune"
+
+# the trainer tunes the recipe's shapes on its first run (a fresh cache): the biggest is conv2's
+# forward product, 16 x (16 * 14 * 14) x (8 * 3 * 3) at batch 16
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+    echo "SKIP: the trainer's tuning (no Fashion-MNIST at /usr/share/datasets/fashion-mnist)"
+    rm -rf "$GRAFT_CACHE_DIR" $out $err
+    exit $fail
+fi
+run=$(mktemp -d /tmp/graft-gemm-cli-run.XXXXXX)
+conv2="--m 16 --n 3136 --k 72 --reps 1 --json"
+GRAFT_CACHE_DIR=$(mktemp -d /tmp/graft-gemm-cli-cache.XXXXXX)
+check "GRAFT_TUNE=off: no tuning" 0 env GRAFT_TUNE=off "$G" train "$RECIPE" --out $run/off
+if grep -q "tuning" $err; then echo "FAIL: GRAFT_TUNE=off tuned:"; cat $err; fail=1; fi
+check "train.tune: off: no tuning" 0 env -u GRAFT_TUNE "$G" train "$RECIPE" --out $run/off2 --set train.tune=off
+if grep -q "tuning" $err; then echo "FAIL: train.tune: off tuned:"; cat $err; fail=1; fi
+check "nothing tuned after off" 0 "$G" bench gemm $conv2
+json "j['tuned'] is False"
+check "first run tunes" 0 env GRAFT_TUNE=auto:60 "$G" train "$RECIPE" --out $run/auto
+has $err "tuning 8 GEMM shapes for this device (budget 60 s"
+has $err "tuned 8 GEMM shapes in"
+check "the result persists for gemm()" 0 "$G" bench gemm $conv2
+json "j['tuned'] is True"
+check "second run does not tune again" 0 env -u GRAFT_TUNE "$G" train "$RECIPE" --out $run/again
+if grep -q "tuning" $err; then echo "FAIL: the second run tuned again:"; cat $err; fail=1; fi
+check "GRAFT_TUNE overrides train.tune" 0 env GRAFT_TUNE=off "$G" train "$RECIPE" --out $run/env --set train.tune=full
+check "bad GRAFT_TUNE" 2 env GRAFT_TUNE=fast "$G" train "$RECIPE" --out $run/bad
+has $err "GRAFT_TUNE=fast: expected off, auto, auto:SECONDS"
+[ -e $run/bad ] && { echo "FAIL: a bad GRAFT_TUNE wrote $run/bad"; fail=1; }
+rm -rf "$GRAFT_CACHE_DIR" "$run"
 
 rm -rf "$GRAFT_CACHE_DIR" $out $err
 exit $fail

@@ -1,7 +1,10 @@
 /* test_gemm.c — every GEMM kernel the tuner may pick (Graft's gemm_outer / gemm_inner with each
- * tile size, split K, CLBlast parameter sets) against a double reference on awkward shapes, with
- * offsets, padded leading dimensions, alpha and beta; then the tuner's persistence: results stored
- * in the cache, read back by a new context, ignored when the entry is corrupt. */
+ * tile size, split K, the GPU-shaped gemm_tiled variants, CLBlast parameter sets) against a double
+ * reference on awkward shapes, with offsets, padded leading dimensions, alpha and beta, and C
+ * poisoned with NaN (inside too when beta = 0, which must never read it); then the tuner:
+ * results stored in the cache, read back by a new context, ignored when the entry is corrupt,
+ * budgets that stop cleanly, GRAFT_TUNE. GRAFT_TEST_SMALL=1 (rusticl, Oclgrind) shortens the
+ * long-K shapes and skips the timing-heavy parts. */
 #include "../ops/opcheck.h"
 #include "tune.h"
 
@@ -32,6 +35,12 @@ static double run_case(graft_context *ctx, const tcase *t, const gemm_choice *ch
     oc_fill(a, (long)na, -1, 1);
     oc_fill(b, (long)nb, -1, 1);
     oc_fill(c, (long)nc, -1, 1);
+    /* NaN everywhere outside C's window (padding, offset), and inside it when beta = 0 */
+    for (size_t i = 0; i < nc; i++) {
+        size_t r = i >= coff ? (i - coff) / ldc : 0, col = i >= coff ? (i - coff) % ldc : 0;
+        bool inside = i >= coff && r < t->m && col < t->n;
+        if (!inside || t->beta == 0.0f) c[i] = NAN;
+    }
     cl_mem da, db, dc;
     graft_error e = {0};
     double worst = 1e30;
@@ -59,7 +68,7 @@ static double run_case(graft_context *ctx, const tcase *t, const gemm_choice *ch
                 s += x * y;
                 mag += fabs(x * y);
             }
-            double cold = c[coff + i * ldc + j];
+            double cold = t->beta == 0.0f ? 0.0 : c[coff + i * ldc + j];
             double ref = t->alpha * s + t->beta * cold;
             double bound = fabs(t->alpha) * mag + fabs(t->beta * cold) + 1e-30;
             double err = fabs(got[coff + i * ldc + j] - ref) / bound;
@@ -69,7 +78,7 @@ static double run_case(graft_context *ctx, const tcase *t, const gemm_choice *ch
     for (size_t i = 0; i < nc; i++) {
         size_t r = i >= coff ? (i - coff) / ldc : 0, col = i >= coff ? (i - coff) % ldc : 0;
         bool inside = i >= coff && r < t->m && col < t->n;
-        if (!inside && got[i] != c[i]) {
+        if (!inside && memcmp(&got[i], &c[i], sizeof got[i]) != 0) {
             snprintf(why, whyn, "wrote outside C at element %zu", i);
             worst = 1e30;
             break;
@@ -87,18 +96,38 @@ out:
     return worst;
 }
 
+static bool small_run(void)
+{
+    const char *v = getenv("GRAFT_TEST_SMALL");
+    return v && atoi(v);
+}
+
+static void check_kernel(graft_context *ctx, const tcase *t, const gemm_choice *ch)
+{
+    char desc[320], why[2048] = "";
+    gemm_choice_describe(ch, desc, sizeof desc);
+    double err = run_case(ctx, t, ch, why, sizeof why);
+    /* float sums of K terms: 2^-24 relative per addition, far from 1e-5 x sqrt(K) */
+    double tol = 1e-5 * (t->k > 1 ? sqrt((double)t->k) : 1.0) + 1e-6;
+    CHECKF(err <= tol, "%s on %zux%zux%zu ta=%d tb=%d alpha=%g beta=%g: error %.3g %s", desc,
+           t->m, t->n, t->k, t->ta, t->tb, t->alpha, t->beta, err, why);
+}
+
 static void kernels_vs_reference(graft_context *ctx)
 {
+    bool small = small_run();
+    /* split K needs K >= 64 per range (tune.c): 2100 still splits 32 ways, 600 8 ways */
+    size_t longk = small ? 600 : 20000, midk = small ? 2100 : 4099, k784 = small ? 300 : 784;
     const tcase cases[] = {
         {false, false, 1, 1, 1, 1.0f, 0.0f, false},
         {false, false, 7, 13, 5, 1.0f, 0.0f, true},     /* every edge of every tile */
         {false, false, 33, 65, 17, 0.5f, 0.25f, false}, /* alpha, beta */
         {true, false, 9, 100, 32, 1.0f, 0.0f, true},    /* conv backward data, small */
         {true, false, 37, 70, 19, -1.0f, 1.0f, false},
-        {false, true, 32, 9, 784, 1.0f, 1.0f, false}, /* conv weight gradient, accumulating */
-        {false, true, 13, 11, 4099, 1.0f, 0.0f, true}, /* long K: split K with a ragged tail */
-        {false, true, 5, 3, 20000, 0.5f, 0.5f, false},
-        {true, true, 6, 10, 14, 1.0f, 0.0f, false}, /* only CLBlast runs this layout */
+        {false, true, 32, 9, k784, 1.0f, 1.0f, false}, /* conv weight gradient, accumulating */
+        {false, true, 13, 11, midk, 1.0f, 0.0f, true}, /* long K: split K with a ragged tail */
+        {false, true, 5, 3, longk, 0.5f, 0.5f, false},
+        {true, true, 6, 10, 14, 1.0f, 0.0f, false}, /* only CLBlast and gemm_tiled run this */
         {false, false, 64, 200, 0, 1.0f, 0.5f, false}, /* K = 0: C = beta C */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -109,19 +138,51 @@ static void kernels_vs_reference(graft_context *ctx)
         CHECKF(n >= 1, "no candidates for %zux%zux%zu", t->m, t->n, t->k);
         int ran = 0;
         for (int j = 0; j < n; j++) {
-            if (cand[j].backend == GEMM_BACKEND_CLBLAST && !t->clblast && j > 0) continue;
+            /* CLBlast's own kernels (not Graft's) take minutes each under Oclgrind */
+            if (cand[j].backend == GEMM_BACKEND_CLBLAST && (!t->clblast || small) && j > 0)
+                continue;
             if (t->k == 0 && cand[j].backend == GEMM_BACKEND_CLBLAST) continue;
-            char desc[320], why[2048] = "";
-            gemm_choice_describe(&cand[j], desc, sizeof desc);
-            double err = run_case(ctx, t, &cand[j], why, sizeof why);
-            /* float sums of K terms: 2^-24 relative per addition, far from 1e-5 x sqrt(K) */
-            double tol = 1e-5 * (t->k > 1 ? sqrt((double)t->k) : 1.0) + 1e-6;
-            CHECKF(err <= tol, "%s on %zux%zux%zu ta=%d tb=%d alpha=%g beta=%g: error %.3g %s",
-                   desc, t->m, t->n, t->k, t->ta, t->tb, t->alpha, t->beta, err, why);
+            check_kernel(ctx, t, &cand[j]);
             ran++;
         }
         printf("%zux%zux%zu ta=%d tb=%d: %d kernels checked\n", t->m, t->n, t->k, t->ta, t->tb,
                ran);
+        fflush(stdout);
+    }
+}
+
+/* Every gemm_tiled variant (the GPU candidates) on every device, at the edges of its own tiles:
+ * one less and one more than a tile in M and N, a K step (16) +-1, 1x1x1, every transposition,
+ * offsets and padded leading dimensions (run_case), alpha and beta, K = 0. */
+static void tiled_vs_reference(graft_context *ctx)
+{
+    gemm_choice v[16];
+    int nv = tune_tiled_variants(ctx, v, 16);
+    CHECKF(nv >= 1 || ctx->info.max_work_group_size < 64,
+           "no tiled variant fits a device with %zu work-items and %llu bytes of local memory",
+           ctx->info.max_work_group_size, (unsigned long long)ctx->info.local_mem_bytes);
+    bool small = small_run();
+    for (int i = 0; i < nv; i++) {
+        size_t bm = (size_t)v[i].p[1] * v[i].p[2], bn = (size_t)v[i].p[0] * v[i].p[3];
+        const tcase base[] = {
+            {false, false, 1, 1, 1, 1.0f, 0.0f, false},
+            {false, false, bm + 1, bn - 1, 17, 1.0f, 0.0f, false},
+            {true, false, bm - 1, bn + 1, 15, 0.5f, 0.25f, false},
+            {false, true, bm, 2 * bn + 1, 33, -1.0f, 1.0f, false},
+            {true, true, 2 * bm + 1, bn, 16, 1.0f, 0.0f, false},
+            {false, false, 3, 5, 0, 1.0f, 0.5f, false},
+            {true, false, 7, 3, 0, 2.0f, 0.0f, false},
+        };
+        int ncase = (int)(sizeof base / sizeof base[0]);
+        for (int j = 0; j < ncase; j++) {
+            /* Oclgrind simulates every work-item: the two largest cases are left to PoCL */
+            if (small && (j == 3 || j == 4) && bm * bn > 32 * 32) continue;
+            check_kernel(ctx, &base[j], &v[i]);
+        }
+        char d[320];
+        gemm_choice_describe(&v[i], d, sizeof d);
+        printf("%s: edge shapes checked\n", d);
+        fflush(stdout);
     }
 }
 
@@ -142,7 +203,15 @@ static void parse_and_describe(void)
     CHECK(gemm_choice_parse("clblast:99", &c, &e) == GRAFT_STATUS_USAGE);
     CHECK(gemm_choice_parse("fast", &c, &e) == GRAFT_STATUS_USAGE);
     CHECKF(strstr(e.message, "unknown GEMM kernel 'fast'") != NULL, "message: %s", e.message);
+    CHECK(gemm_choice_parse("tiled:16,8,4,2", &c, &e) == GRAFT_OK);
+    CHECK(c.backend == GEMM_BACKEND_TILED && c.p[0] == 16 && c.p[1] == 8 && c.p[2] == 4 &&
+          c.p[3] == 2);
+    CHECK(gemm_choice_parse("tiled:12,8,4,4", &c, &e) == GRAFT_STATUS_USAGE);
+    CHECKF(strstr(e.message, "TX, TY 8 or 16") != NULL, "message: %s", e.message);
+    CHECK(gemm_choice_parse("tiled:16,16", &c, &e) == GRAFT_STATUS_USAGE);
     char d[320];
+    gemm_choice_describe(&(gemm_choice){GEMM_BACKEND_TILED, {16, 16, 4, 4}}, d, sizeof d);
+    CHECKF(strncmp(d, "tiled:16,16,4,4 ", 16) == 0, "describe: %s", d);
     gemm_choice_describe(&(gemm_choice){GEMM_BACKEND_INNER, {4, 4, 32, 16}}, d, sizeof d);
     CHECKF(strncmp(d, "inner:4,4,32,16 ", 16) == 0, "describe: %s", d);
     /* what describe prints, parse reads back */
@@ -150,6 +219,25 @@ static void parse_and_describe(void)
     gemm_shape nt = {false, true, 8, 8, 8}, nn = {false, false, 8, 8, 8};
     CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_OUTER, {8, 2, 1, 16}}, &nt));
     CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_INNER, {4, 3, 1, 16}}, &nn));
+    CHECK(gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_TILED, {16, 16, 4, 4}}, &nt));
+
+    /* GRAFT_TUNE overrides train.tune */
+    tune_mode m;
+    double budget;
+    unsetenv("GRAFT_TUNE");
+    CHECK(tune_mode_resolve(TUNE_FULL, &m, &budget, &e) == GRAFT_OK && m == TUNE_FULL);
+    CHECK(tune_mode_resolve(TUNE_AUTO, &m, &budget, &e) == GRAFT_OK && m == TUNE_AUTO &&
+          budget == TUNE_AUTO_BUDGET);
+    setenv("GRAFT_TUNE", "off", 1);
+    CHECK(tune_mode_resolve(TUNE_FULL, &m, &budget, &e) == GRAFT_OK && m == TUNE_OFF);
+    setenv("GRAFT_TUNE", "auto:12.5", 1);
+    CHECK(tune_mode_resolve(TUNE_OFF, &m, &budget, &e) == GRAFT_OK && m == TUNE_AUTO &&
+          budget == 12.5);
+    setenv("GRAFT_TUNE", "auto:-1", 1);
+    CHECK(tune_mode_resolve(TUNE_AUTO, &m, &budget, &e) == GRAFT_STATUS_USAGE);
+    CHECKF(strstr(e.message, "GRAFT_TUNE=auto:-1: expected off, auto") != NULL, "message: %s",
+           e.message);
+    unsetenv("GRAFT_TUNE");
 }
 
 static void persistence(void)
@@ -168,8 +256,12 @@ static void persistence(void)
     gemm_choice dd = gemm_default_choice(ctx, &s);
     CHECK(memcmp(&d, &dd, sizeof d) == 0);
     tune_result r;
-    CHECK_OK(tune_gemm(ctx, &s, NULL, NULL, &r, err));
-    CHECK(r.tried >= 1 && r.best_gflops > 0 && r.best_gflops >= r.default_gflops);
+    /* GRAFT_TEST_SMALL (Oclgrind simulates every work-item): the quick list, cut after 2 s */
+    tune_options quick = {.quick = true, .stop_at = now_seconds() + 2};
+    CHECK_OK(tune_gemm_with(ctx, &s, small_run() ? &quick : NULL, NULL, NULL, &r, err));
+    CHECK(r.tried >= 1 && r.best_gflops > 0 && r.stored);
+    /* a choice other than the default won its head to head by the 7 % margin */
+    CHECK(memcmp(&r.best, &r.deflt, sizeof r.best) == 0 || r.best_gflops >= r.default_gflops);
     CHECK(tune_results_exist(ctx));
     gemm_choice now = gemm_choose(ctx, &s, &tuned);
     CHECK(tuned && memcmp(&now, &r.best, sizeof now) == 0);
@@ -200,12 +292,56 @@ static void persistence(void)
     CHECK(system(cmd) == 0);
 }
 
+/* tune_shapes: the biggest shapes first, a budget that stops cleanly (untuned shapes keep the
+ * default), off does nothing, and a finished search leaves nothing missing. */
+static void budgets(void)
+{
+    char dir[] = "/tmp/graft-tune-budget-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    graft_context_options o = {.cache_dir = dir};
+    graft_context *ctx = NULL;
+    graft_error e = {0};
+    if (graft_context_create(&o, &ctx, &e)) SKIP("no OpenCL device: %s", e.message);
+    const gemm_shape shapes[] = {
+        {false, false, 24, 96, 40}, {false, true, 8, 8, 300}, {true, false, 48, 200, 64}};
+    gemm_shape order[3];
+    CHECK(tune_missing(ctx, shapes, 3, order) == 3);
+    CHECK(order[0].m == 48 && order[1].m == 24 && order[2].m == 8); /* most FLOPs first */
+    tune_summary sum;
+    CHECK_OK(tune_shapes(ctx, shapes, 3, TUNE_OFF, 60, NULL, NULL, &sum, err));
+    CHECK(sum.shapes == 0 && sum.tuned == 0 && !tune_results_exist(ctx));
+    /* a budget spent before the first shape starts: nothing measured, nothing stored */
+    CHECK_OK(tune_shapes(ctx, shapes, 3, TUNE_AUTO, 1e-9, NULL, NULL, &sum, err));
+    CHECKF(sum.shapes == 3 && sum.tuned == 0 && sum.skipped == 3, "shapes %d tuned %d skipped %d",
+           sum.shapes, sum.tuned, sum.skipped);
+    CHECK(!tune_results_exist(ctx) && tune_missing(ctx, shapes, 3, order) == 3);
+    bool tuned = true;
+    gemm_choice ch = gemm_choose(ctx, &shapes[0], &tuned), d = gemm_default_choice(ctx, &shapes[0]);
+    CHECK(!tuned && memcmp(&ch, &d, sizeof ch) == 0);
+    graft_context_free(ctx);
+    if (!small_run()) {
+        /* the whole quick search in a fresh context: every shape stored, nothing left */
+        CHECK(graft_context_create(&o, &ctx, &e) == GRAFT_OK);
+        CHECK_OK(tune_shapes(ctx, shapes, 3, TUNE_AUTO, 60, NULL, NULL, &sum, err));
+        CHECKF(sum.shapes == 3 && sum.tuned == 3 && sum.skipped == 0 && sum.changed <= 3,
+               "shapes %d tuned %d skipped %d", sum.shapes, sum.tuned, sum.skipped);
+        CHECK(tune_missing(ctx, shapes, 3, order) == 0 && tune_results_exist(ctx));
+        graft_context_free(ctx);
+    }
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     parse_and_describe();
     graft_context *ctx = oc_context();
+    /* the GPU-shaped kernels first: a slow simulator reaches them before any time limit */
+    tiled_vs_reference(ctx);
     kernels_vs_reference(ctx);
     graft_context_free(ctx);
     persistence();
+    budgets();
     return test_finish("test_gemm");
 }

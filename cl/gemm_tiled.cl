@@ -1,0 +1,119 @@
+/* gemm_tiled.cl — a row-major SGEMM shaped for GPUs: work-groups of TX x TY work-items (64-256),
+ * each work-item computing an RM x RN register block of a BM x BN tile of C (BM = TY*RM,
+ * BN = TX*RN), with K walked in steps of BK through __local copies of the A and B tiles.
+ * OpenCL C 1.2 only (NVIDIA): no subgroups, no generic address space, no half.
+ *
+ * C = alpha * op(A) * op(B) + beta * C for every transposition (TA, TB as -D options); M N K, the
+ * offsets and leading dimensions are runtime arguments. The grid is whole work-groups (the host
+ * rounds it up), so every work-item takes part in every barrier: loads past an edge read 0 into
+ * the local tiles and stores past an edge are skipped. beta == 0 never reads C.
+ *
+ * The register block is strided: work-item (tx, ty) owns rows ty + r*TY and columns tx + c*TX of
+ * the tile, so neighbouring work-items read neighbouring words of the B tile (no bank conflicts),
+ * read the same word of the A tile (a broadcast), and store neighbouring words of C. Tile loads
+ * run along the operand's unit-stride dimension, so they coalesce whatever the transposition.
+ * Each work-item loads BM*BK/(TX*TY) elements of A and BN*BK/(TX*TY) of B per K step: the host
+ * only picks TX, TY in {8, 16} with BK = 16, which divides evenly. */
+#ifndef TX
+#define TX 16
+#endif
+#ifndef TY
+#define TY 16
+#endif
+#ifndef RM
+#define RM 4
+#endif
+#ifndef RN
+#define RN 4
+#endif
+#ifndef BK
+#define BK 16
+#endif
+#ifndef TA
+#define TA 0
+#endif
+#ifndef TB
+#define TB 0
+#endif
+#define BM (TY * RM)
+#define BN (TX * RN)
+#define NT (TX * TY)
+#if (BM * BK) % NT != 0 || (BN * BK) % NT != 0
+#error "gemm_tiled: the tiles of A and B must split evenly over the work-group"
+#endif
+
+__kernel __attribute__((reqd_work_group_size(TX, TY, 1))) void
+gemm_tiled(const int M, const int N, const int K, const float alpha, __global const float *a,
+           const long a_off, const int lda, __global const float *b, const long b_off,
+           const int ldb, const float beta, __global float *c, const long c_off, const int ldc)
+{
+    /* +1 column of padding: the transposed loads write down a column */
+    __local float as[BK][BM + 1];
+    __local float bs[BK][BN + 1];
+    const int tx = get_local_id(0), ty = get_local_id(1);
+    const int lid = ty * TX + tx;
+    const int i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
+    a += a_off;
+    b += b_off;
+    float acc[RM][RN];
+#pragma unroll
+    for (int r = 0; r < RM; r++)
+#pragma unroll
+        for (int q = 0; q < RN; q++) acc[r][q] = 0.0f;
+    for (int k0 = 0; k0 < K; k0 += BK) {
+#pragma unroll
+        for (int l = 0; l < BM * BK / NT; l++) {
+            const int idx = lid + l * NT;
+#if TA
+            /* op(A)[i][k] = a[k*lda + i]: unit stride along i */
+            const int ii = idx % BM, kk = idx / BM;
+            const int gi = i0 + ii, gk = k0 + kk;
+            as[kk][ii] = gi < M && gk < K ? a[(long)gk * lda + gi] : 0.0f;
+#else
+            const int kk = idx % BK, ii = idx / BK;
+            const int gi = i0 + ii, gk = k0 + kk;
+            as[kk][ii] = gi < M && gk < K ? a[(long)gi * lda + gk] : 0.0f;
+#endif
+        }
+#pragma unroll
+        for (int l = 0; l < BN * BK / NT; l++) {
+            const int idx = lid + l * NT;
+#if TB
+            /* op(B)[k][j] = b[j*ldb + k]: unit stride along k */
+            const int kk = idx % BK, jj = idx / BK;
+            const int gj = j0 + jj, gk = k0 + kk;
+            bs[kk][jj] = gj < N && gk < K ? b[(long)gj * ldb + gk] : 0.0f;
+#else
+            const int jj = idx % BN, kk = idx / BN;
+            const int gj = j0 + jj, gk = k0 + kk;
+            bs[kk][jj] = gj < N && gk < K ? b[(long)gk * ldb + gj] : 0.0f;
+#endif
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+        for (int kk = 0; kk < BK; kk++) {
+            float av[RM], bv[RN];
+#pragma unroll
+            for (int r = 0; r < RM; r++) av[r] = as[kk][ty + r * TY];
+#pragma unroll
+            for (int q = 0; q < RN; q++) bv[q] = bs[kk][tx + q * TX];
+#pragma unroll
+            for (int r = 0; r < RM; r++)
+#pragma unroll
+                for (int q = 0; q < RN; q++) acc[r][q] = fma(av[r], bv[q], acc[r][q]);
+        }
+        /* the next K step overwrites the tiles: everyone must be done reading them */
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#pragma unroll
+    for (int r = 0; r < RM; r++) {
+        const int i = i0 + ty + r * TY;
+        if (i >= M) break;
+        __global float *cr = c + c_off + (long)i * ldc;
+#pragma unroll
+        for (int q = 0; q < RN; q++) {
+            const int j = j0 + tx + q * TX;
+            if (j < N) cr[j] = beta != 0.0f ? alpha * acc[r][q] + beta * cr[j] : alpha * acc[r][q];
+        }
+    }
+}

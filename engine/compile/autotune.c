@@ -1,0 +1,105 @@
+/* autotune.c — the GEMM shapes a recipe's pipeline issues, and the tuning a training run does on
+ * a device that has no results for them (train.tune / GRAFT_TUNE): `graft tune` and the trainer
+ * share the derivation here. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compile.h"
+
+static void add(gemm_shape *out, int *n, int cap, bool ta, bool tb, size_t m, size_t nn, size_t k)
+{
+    if (m == 0 || nn == 0 || k == 0) return;
+    for (int i = 0; i < *n; i++) /* field by field: the struct has padding */
+        if (out[i].ta == ta && out[i].tb == tb && out[i].m == m && out[i].n == nn && out[i].k == k)
+            return;
+    if (*n < cap) out[(*n)++] = (gemm_shape){ta, tb, m, nn, k};
+}
+
+int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap)
+{
+    int n = 0;
+    /* flows[i]: a gradient reaches layer i's output (it or something before it trains) */
+    bool *flows = calloc((size_t)(g->nlayers > 0 ? g->nlayers : 1), sizeof *flows);
+    if (!flows) return 0;
+    for (int i = 0; i < g->nlayers; i++) {
+        const layer *ly = &g->layers[i];
+        bool trains = !only_trained || (!ly->frozen && ly->nparams > 0);
+        bool need_dx = !only_trained;
+        for (int j = 0; j < ly->ninputs; j++)
+            if (ly->inputs[j] >= 0 && flows[ly->inputs[j]]) need_dx = true;
+        flows[i] = trains || need_dx;
+        /* the GEMMs op_conv.c and op_dense.c issue for the layer at this batch; op_conv.c runs
+         * one GEMM over the whole batch when groups > 1 or C*KH*KW >= 32, else one per sample
+         * (its use_batched) */
+        if (ly->type == GRAFT_LAYER_CONV2D) {
+            size_t gr = (size_t)(ly->groups > 0 ? ly->groups : 1);
+            size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
+            size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
+            size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
+            size_t cgkk = ckk / gr, og = o / gr;
+            size_t cols = (gr > 1 || ckk >= 32) ? batch * p : p;
+            add(out, &n, cap, false, false, og, cols, cgkk);           /* forward: W x cols */
+            if (need_dx) add(out, &n, cap, true, false, cgkk, cols, og); /* data: W^T dy */
+            if (trains) add(out, &n, cap, false, true, og, cgkk, cols);  /* weight: dy cols^T */
+        } else if (ly->type == GRAFT_LAYER_DENSE) {
+            size_t in = (size_t)shape_size(ly->in), units = (size_t)ly->units;
+            add(out, &n, cap, false, true, batch, units, in);            /* y = x W^T */
+            if (need_dx) add(out, &n, cap, false, false, batch, in, units); /* dx = dy W */
+            if (trains) add(out, &n, cap, true, false, units, in, batch);   /* dW = dy^T x */
+        }
+    }
+    free(flows);
+    return n;
+}
+
+graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
+                              void *user, tune_summary *sum, graft_error *e)
+{
+    memset(sum, 0, sizeof *sum);
+    tune_mode mode;
+    double budget;
+    graft_status st = tune_mode_resolve((int)r->train.tune, &mode, &budget, e);
+    if (st || mode == TUNE_OFF) return st;
+    size_t batch = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+    gemm_shape shapes[COMPILE_MAX_GEMM_SHAPES], missing[COMPILE_MAX_GEMM_SHAPES];
+    /* an unfreeze schedule trains more layers later: tune every product then */
+    int n = compile_gemm_shapes(&r->graph, batch, r->train.nunfreeze == 0, shapes,
+                                COMPILE_MAX_GEMM_SHAPES);
+    int m = tune_missing(ctx, shapes, n, missing);
+    if (m == 0) return GRAFT_OK;
+    char line[256];
+    if (note) {
+        if (mode == TUNE_FULL)
+            snprintf(line, sizeof line,
+                     "tuning %d GEMM shape%s for this device (train.tune: full, no time limit)...",
+                     m, m == 1 ? "" : "s");
+        else
+            snprintf(line, sizeof line,
+                     "tuning %d GEMM shape%s for this device (budget %.0f s; results stay in the "
+                     "cache)...",
+                     m, m == 1 ? "" : "s", budget);
+        note(user, line);
+    }
+    /* a failure to tune is not a failure to train: the shapes keep the defaults */
+    graft_error te = {0};
+    if (tune_shapes(ctx, missing, m, mode, budget, NULL, NULL, sum, &te)) {
+        if (note) {
+            snprintf(line, sizeof line, "GEMM tuning stopped (%.160s): default kernels", te.message);
+            note(user, line);
+        }
+        return GRAFT_OK;
+    }
+    if (note) {
+        if (sum->skipped)
+            snprintf(line, sizeof line,
+                     "tuned %d of %d GEMM shapes in %.1f s (%d changed from the default); the "
+                     "other %d keep the default until a later run",
+                     sum->tuned, m, sum->seconds, sum->changed, sum->skipped);
+        else
+            snprintf(line, sizeof line, "tuned %d GEMM shapes in %.1f s (%d changed from the default)",
+                     sum->tuned, sum->seconds, sum->changed);
+        note(user, line);
+    }
+    return GRAFT_OK;
+}

@@ -225,10 +225,9 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
     }
     if (d->epi.kind && (s = bias_kernel(ctx, &op->d, "epi_grad_inplace", &op->epi_grad, e)))
         return s;
-    cl_kernel k;
-    if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &k, e)) ||
-        (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &k, e)) ||
-        (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &k, e)) ||
+    if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &op->pack, e)) ||
+        (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &op->unpack, e)) ||
+        (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &op->bias_packed, e)) ||
         (s = direct_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
@@ -285,9 +284,7 @@ static graft_status col2im(graft_context *ctx, conv2d_op *op, int n, cl_mem ws, 
 static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, int n, cl_mem dy,
                          cl_mem y, cl_mem ws, graft_error *e)
 {
-    cl_kernel k;
-    graft_status st = conv_kernel(ctx, &op->d, "conv2d_pack", &k, e);
-    if (st) return st;
+    cl_kernel k = op->pack;
     cl_long off = (cl_long)s->colsz;
     clSetKernelArg(k, 0, sizeof dy, &dy);
     clSetKernelArg(k, 1, sizeof y, &y);
@@ -314,8 +311,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                            s.cgkk, ws, g * s.cgkk * s.np, s.np, 0.0f, ws, s.colsz + g * s.og * s.np,
                            s.np, e)))
                 return st;
-        cl_kernel k;
-        if ((st = conv_kernel(ctx, d, "conv2d_unpack", &k, e))) return st;
+        cl_kernel k = op->unpack;
         cl_long off = (cl_long)s.colsz;
         clSetKernelArg(k, 0, sizeof ws, &ws);
         clSetKernelArg(k, 1, sizeof off, &off);
@@ -371,8 +367,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                     return st;
         }
         if (db) {
-            cl_kernel k;
-            if ((st = conv_kernel(ctx, d, "conv2d_bias_packed", &k, e))) return st;
+            cl_kernel k = op->bias_packed;
             cl_long off = (cl_long)s.colsz;
             clSetKernelArg(k, 0, sizeof ws, &ws);
             clSetKernelArg(k, 1, sizeof off, &off);

@@ -49,7 +49,7 @@ typedef struct conv2d_desc {
 } conv2d_desc;
 typedef struct conv2d_op {
     conv2d_desc d;
-    cl_kernel im2col, col2im, bias_fwd, bias_bwd, epi_grad;
+    cl_kernel im2col, col2im, bias_fwd, bias_bwd, epi_grad, pack, unpack, bias_packed;
     /* the direct path (CPU devices; NULL where it does not apply): forward, backward data as a
      * convolution of dy with the flipped weights (flip writes them into wflip) */
     cl_kernel direct_fwd, direct_bwd, flip;

@@ -40,6 +40,11 @@ struct pipeline {
     xent_op xent;
     optim_op optim;
     bool has_xent, has_optim;
+    align_op align;   /* adapt: the alignment loss (options.align) */
+    cl_mem align_sum; /* its weighted value summed over steps (1 float) */
+    long align_steps;
+    int align_ns, align_nt; /* rows of the step in progress (0: no alignment term) */
+    float align_weight;
     uint64_t step;
     float *host_loss;
     int *host_correct;
@@ -267,6 +272,26 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if ((s = optim_op_init(ctx, &p->optim, e))) goto fail;
         p->has_optim = true;
     }
+    if (o->align) {
+        const int al = o->align_layer;
+        if (!o->training || al < o->first || al >= g->nlayers - 1) {
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "alignment on layer %d of %d", al, g->nlayers);
+            goto fail;
+        }
+        if (!p->plan.layers[al].backward) {
+            s = err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                        "adapt.layer: no gradient reaches '%s' (it and every layer before it are "
+                        "frozen), so an alignment loss there trains nothing",
+                        g->layers[al].name);
+            goto fail;
+        }
+        if ((s = align_op_init(ctx, &p->align, (align_kind)o->align,
+                               (int)shape_size(g->layers[al].out), o->max_batch, e)))
+            goto fail;
+        if ((s = alloc(p, 1, &p->align_sum, e)) ||
+            (s = buffer_fill_f32(ctx, p->align_sum, 0.f, 1, e)))
+            goto fail;
+    }
     for (int i = o->first; i < g->nlayers; i++) {
         player *pl = &p->layers[i];
         const layer *l = &g->layers[i];
@@ -290,7 +315,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if (l->type == GRAFT_LAYER_MAXPOOL &&
             (s = buffer_create(ctx, B * (size_t)shape_size(l->out) * sizeof(int), &pl->idx, e)))
             goto fail;
-        if (l->type == GRAFT_LAYER_BATCHNORM && o->training) {
+        if (l->type == GRAFT_LAYER_BATCHNORM && (o->training || o->bn_restat)) {
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_mean, e))) goto fail;
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_invstd, e))) goto fail;
         }
@@ -351,6 +376,8 @@ void pipeline_free(pipeline *p)
     release(&p->stat_correct);
     if (p->has_xent) xent_op_free(&p->xent);
     if (p->has_optim) optim_op_free(&p->optim);
+    if (p->o.align) align_op_free(&p->align);
+    release(&p->align_sum);
     plan_free(&p->plan);
     free(p->layers);
     free(p->slots);
@@ -450,7 +477,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
             s = dense_fwd(ctx, &pl->op.dense, n, x, P(pl, ".weight"), P(pl, ".bias"), y, e);
             break;
         case GRAFT_LAYER_BATCHNORM:
-            if (train && lp->bn_batch_stats)
+            if ((train && lp->bn_batch_stats) || p->o.bn_restat)
                 s = batchnorm_fwd_train(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
                                         P(pl, ".running_mean"), P(pl, ".running_var"),
                                         pl->save_mean, pl->save_invstd, y, e);
@@ -525,6 +552,14 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         player *pl = &p->layers[i];
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
+        if (i == p->o.align_layer && p->align_ns) {
+            /* every reader of this output has written its gradient: add the alignment term's */
+            prof_set_label(ctx, "%s.align", l->name);
+            s = align_fwd_bwd(ctx, &p->align, p->align_ns, p->align_nt, Y(p, i), p->align_weight,
+                              DY(p, i), p->align_sum, true, e);
+            if (s) break;
+            p->align_steps++;
+        }
         if (!lp->backward || lp->fused_into >= 0) continue;
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i), dy = DY(p, i);
         bool acc = false;
@@ -839,6 +874,74 @@ graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels,
     if (!s) s = train_body(p, n, h, r, e);
     p->step++;
     return s;
+}
+
+graft_status pipeline_train_step_adapt(pipeline *p, const float *x, const int *labels, int ns,
+                                       int nt, const optim_hparams *h, float weight,
+                                       graft_error *e)
+{
+    if (!p->o.training || !p->o.align)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "not an adaptation pipeline");
+    const int n = ns + nt;
+    graft_status s = upload_batch(p, x, labels, n, e);
+    cl_mem loss, correct;
+    if (!s) s = stats_slot(p, false, &loss, &correct, e);
+    if (!s) s = forward(p, n, true, e);
+    if (!s) {
+        /* the classification loss over the labelled source rows; the target rows' logits get
+         * no gradient from it */
+        prof_set_label(p->ctx, "loss");
+        int last = p->g->nlayers - 1;
+        cl_mem dlast = p->plan.layers[last].backward ? DY(p, last) : NULL;
+        s = xent_fwd_bwd(p->ctx, &p->xent, ns, Y(p, last), p->labels, loss, correct, dlast, e);
+        long k = shape_size(p->g->layers[last].out);
+        if (!s && dlast) s = zero_rows_f32(p->ctx, (long)ns * k, (long)nt * k, dlast, e);
+        if (!s) stats_filled(p, ns);
+    }
+    p->align_ns = ns >= 2 && nt >= 2 ? ns : 0;
+    p->align_nt = nt;
+    p->align_weight = weight;
+    if (!s) s = backward(p, n, e);
+    p->align_ns = 0;
+    if (!s) s = update(p, h, e);
+    p->step++;
+    return s;
+}
+
+graft_status pipeline_align_read(pipeline *p, double *sum, long *steps, graft_error *e)
+{
+    *sum = 0;
+    *steps = 0;
+    if (!p->o.align) return GRAFT_OK;
+    float v = 0;
+    graft_status s = buffer_read(p->ctx, p->align_sum, 0, &v, sizeof v, e);
+    if (!s) s = buffer_fill_f32(p->ctx, p->align_sum, 0.f, 1, e);
+    if (s) return s;
+    p->host_syncs++;
+    *sum = v;
+    *steps = p->align_steps;
+    p->align_steps = 0;
+    return GRAFT_OK;
+}
+
+graft_status pipeline_bn_restat(pipeline *p, const float *x, int n, graft_error *e)
+{
+    if (!p->o.bn_restat) return err_set(e, GRAFT_STATUS_INTERNAL, "not an AdaBN pipeline");
+    graft_status s = upload_batch(p, x, NULL, n, e);
+    return s ? s : forward(p, n, false, e);
+}
+
+graft_status pipeline_read_tensor(pipeline *p, int layer, const char *suffix, float *out,
+                                  graft_error *e)
+{
+    if (layer < p->o.first || layer >= p->g->nlayers)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "no layer %d in the pipeline", layer);
+    const player *pl = &p->layers[layer];
+    int j = param_index(pl->l, suffix);
+    if (j < 0) return err_set(e, GRAFT_STATUS_INTERNAL, "%s has no %s", pl->l->name, suffix);
+    p->host_syncs++;
+    return buffer_read(p->ctx, pl->w[j], 0, out, (size_t)pl->l->params[j].count * sizeof(float),
+                       e);
 }
 
 graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,

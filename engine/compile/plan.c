@@ -88,6 +88,7 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
             continue;
         if (!epilogue_kind(a) || a->ninputs != 1 || a->inputs[0] != i || nconsumers[i] != 1)
             continue;
+        if (l->aligned) continue; /* adapt.layer reads its pre-activation output */
         p->layers[i].fused_act = i + 1;
         p->layers[i + 1].fused_into = i;
     }

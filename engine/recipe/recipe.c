@@ -70,8 +70,8 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
         return GRAFT_STATUS_BAD_RECIPE;
     }
     r->root = root;
-    static const char *const sections[] = {"name",     "model", "data",   "transfer",
-                                           "train",    "device", "output", "description"};
+    static const char *const sections[] = {"name",  "model",  "data",   "transfer",   "train",
+                                           "adapt", "device", "output", "description"};
     check_keys(&c, root, "", sections, (int)ARRAY_LEN(sections));
     const ynode *n = get(root, "name");
     r->name = n ? parse_str(&c, n, "name") : NULL;
@@ -81,6 +81,7 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
     recipe_parse_transfer(&c, transfer);
     recipe_parse_data(&c, get(root, "data"));
     recipe_parse_train(&c, get(root, "train"));
+    recipe_parse_adapt(&c, get(root, "adapt"));
     if ((n = get(root, "device")) && (r->device = parse_str(&c, n, "device"))) {
         /* the grammar of --device and GRAFT_DEVICE; which devices exist is known only at run time */
         devspec ds;

@@ -42,6 +42,10 @@ typedef struct train_summary {
     double host_syncs_per_step;
     char feature_cache_reason[320];
     char out_dir[2048];
+    /* adapt: test_accuracy is the target domain's (data.test); the source domain's test split
+     * (adapt.source_test, NAN without one) and the target accuracy before AdaBN (NAN without it) */
+    double source_test_accuracy, target_accuracy_before_adabn;
+    double align_loss; /* the last epoch's mean alignment loss (NAN when none) */
 } train_summary;
 
 graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
@@ -51,6 +55,22 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
  * within one allocation. Otherwise it stays in host memory. */
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
+
+/* ---- adapt (adabn.c) ---- */
+/* AdaBN: re-estimate every batchnorm layer's running statistics in store on target (forward only,
+ * batch statistics, averaged over the batches as PyTorch's momentum=None does). *batches gets
+ * the number of batches used (may be NULL). */
+graft_status train_adabn(graft_context *ctx, const graft_recipe *r, param_store *store,
+                         const dataset *target, long *batches, graft_error *e);
+/* adapt.target (unlabelled, all samples, the recipe's normalisation) and adapt.source_test. */
+graft_status train_load_target(const graft_recipe *r, dataset *out, graft_error *e);
+graft_status train_load_source_test(const graft_recipe *r, dataset *out, graft_error *e);
+typedef struct adapt_result {
+    long samples, batches;
+} adapt_result;
+/* `graft adapt`: AdaBN on trained weights, written to out_path. */
+graft_status graft_adapt(graft_recipe *r, const char *weights, const char *out_path,
+                         const char *device, adapt_result *res, graft_error *e);
 
 typedef struct eval_result {
     double loss, accuracy;

@@ -119,6 +119,7 @@ typedef struct pipeline_options {
      * training batches of pipeline_train_step_adapt hold source rows, then target rows */
     int align;
     int align_layer;
+    const graph *disc; /* ALIGN_DANN: the domain discriminator (adapt_spec.disc_graph) */
     /* AdaBN: pipeline_bn_restat runs batchnorm on batch statistics in an evaluation pipeline */
     bool bn_restat;
 } pipeline_options;
@@ -188,12 +189,14 @@ long pipeline_output_size(const pipeline *p);
 const graph_plan *pipeline_plan(const pipeline *p);
 
 /* One adaptation step (a pipeline built with options.align): x holds ns labelled source rows and
- * then nt target rows (labels: ns entries). The classification loss is the mean over the source
+ * then nt target rows (labels: ns entries). DANN: the discriminator classifies the aligned
+ * features (source 1, target 0) with binary cross-entropy times weight, trains with the same
+ * optimizer, and its input gradient reaches the features reversed and scaled by lambda. The classification loss is the mean over the source
  * rows (its statistics count ns samples); weight * the alignment loss on layer align_layer's
  * output adds its gradient there, and is summed on the device for pipeline_align_read. With
  * fewer than 2 rows of either domain the step has no alignment term. */
 graft_status pipeline_train_step_adapt(pipeline *p, const float *x, const int *labels, int ns,
-                                       int nt, const optim_hparams *h, float weight,
+                                       int nt, const optim_hparams *h, float weight, float lambda,
                                        graft_error *e);
 /* The alignment loss summed over the steps since the last call and their count (blocking). */
 graft_status pipeline_align_read(pipeline *p, double *sum, long *steps, graft_error *e);

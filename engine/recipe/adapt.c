@@ -76,6 +76,36 @@ static bool has_batchnorm(const graph *g)
     return false;
 }
 
+/* dann's domain discriminator as a graph of its own: [d] -> hidden dense layers -> 1 logit */
+static void build_discriminator(rctx *c, adapt_spec *as)
+{
+    graph *g = &as->disc_graph;
+    const layer *al = &c->r->graph.layers[as->layer];
+    g->input = (shape){.rank = 1, .d = {(int)shape_size(al->out)}};
+    g->nlayers = as->ndisc + 1;
+    g->layers = arena_alloc(c->a, (size_t)g->nlayers * sizeof *g->layers);
+    if (!g->layers) {
+        g->nlayers = 0;
+        return;
+    }
+    const layer_kind *k = layer_kind_of(GRAFT_LAYER_DENSE);
+    for (int i = 0; i < g->nlayers; i++) {
+        layer *l = &g->layers[i];
+        memset(l, 0, sizeof *l);
+        if (k->defaults) k->defaults(l);
+        l->type = GRAFT_LAYER_DENSE;
+        l->name = arena_printf(c->a, "domain_disc.%d", i);
+        l->mark = as->mark;
+        l->ninputs = 1;
+        l->inputs[0] = i - 1;
+        l->units = i < as->ndisc ? as->disc[i] : 1;
+        l->bias = true;
+        l->lr_mult = 1.0f;
+        l->fresh = true;
+    }
+    graph_infer_shapes(g, c->a, c->d);
+}
+
 void recipe_parse_adapt(rctx *c, const ynode *n)
 {
     adapt_spec *as = &c->r->adapt;
@@ -200,5 +230,9 @@ void recipe_parse_adapt(rctx *c, const ynode *n)
         }
         get_num(c, dn, "adapt.discriminator", "dropout", 0, 1, false, true,
                 "a number with 0 <= dropout < 1", &as->disc_dropout);
+        if (as->disc_dropout > 0)
+            graft_diags_add(c->d, get(dn, "dropout")->mark,
+                            "adapt.discriminator.dropout: only 0 is supported by this build");
     }
+    if ((as->methods & ADAPT_DANN) && as->layer >= 0) build_discriminator(c, as);
 }

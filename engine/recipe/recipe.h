@@ -174,6 +174,9 @@ typedef struct adapt_spec {
     int ndisc;               /* dann: hidden layer widths of the domain discriminator */
     int disc[ADAPT_MAX_DISC];
     double disc_dropout;
+    /* dann: the discriminator as a graph of dense layers on the aligned features, input [d]:
+     * hidden layers (ReLU after each) then one logit; parameters domain_disc.N.weight/bias */
+    graph disc_graph;
 } adapt_spec;
 
 typedef struct graft_recipe {

@@ -234,3 +234,18 @@ graft_status zero_rows_f32(graft_context *ctx, long off, long count, cl_mem y, g
     ARG(k, 2, y);
     return launch1(ctx, k, (size_t)count, e);
 }
+
+graft_status loss_sum_f32(graft_context *ctx, int rows, float scale, bool accumulate, cl_mem part,
+                          cl_mem out, graft_error *e)
+{
+    cl_kernel k;
+    graft_status s = kernel_get(ctx, "adapt", "-DD=1", "adapt_loss_sum", &k, e);
+    if (s) return s;
+    int acc = accumulate;
+    ARG(k, 0, rows);
+    ARG(k, 1, scale);
+    ARG(k, 2, acc);
+    ARG(k, 3, part);
+    ARG(k, 4, out);
+    return launch1(ctx, k, 1, e);
+}

@@ -229,7 +229,8 @@ void optim_op_free(optim_op *op);
  * CORAL: |Cs - Ct|_F^2 / (4 d^2) with C the (m - 1)-normalised feature covariance per domain.
  * MMD: the unbiased multi-kernel MMD^2 estimate over Gaussian kernels of bandwidths 2 s2 x {1/4,
  * 1/2, 1, 2, 4}, s2 the batch's mean squared distance (held constant in the gradient, as DAN). */
-typedef enum align_kind { ALIGN_CORAL = 1, ALIGN_MMD = 2 } align_kind;
+/* ALIGN_DANN is no align_op: the compiled pipeline runs DANN's discriminator itself. */
+typedef enum align_kind { ALIGN_CORAL = 1, ALIGN_MMD = 2, ALIGN_DANN = 3 } align_kind;
 #define ALIGN_BUFFERS 6
 typedef struct align_op {
     align_kind kind;
@@ -251,6 +252,9 @@ graft_status grl_bwd(graft_context *ctx, long count, float lambda, cl_mem g, cl_
  * dlogit = scale * (sigmoid - label) (dlogit may be NULL). */
 graft_status bce_fwd_bwd(graft_context *ctx, int n, int ns, float scale, cl_mem logit,
                          cl_mem loss, cl_mem dlogit, graft_error *e);
+/* out[0] = (accumulate ? out[0] : 0) + scale * sum(part[0, rows)), summed in a fixed order. */
+graft_status loss_sum_f32(graft_context *ctx, int rows, float scale, bool accumulate, cl_mem part,
+                          cl_mem out, graft_error *e);
 /* y[off, off + count) = 0 (floats). */
 graft_status zero_rows_f32(graft_context *ctx, long off, long count, cl_mem y, graft_error *e);
 #endif

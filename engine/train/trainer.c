@@ -176,7 +176,11 @@ static graft_status compile_phase(run *R, graft_error *e)
                        R->cache_reason);
     unsigned am = r->adapt.present ? r->adapt.methods : 0;
     pipeline_options po = {.max_batch = r->train.batch_size * (R->aligning ? 2 : 1),
-                           .align = am & ADAPT_CORAL ? ALIGN_CORAL : am & ADAPT_MMD ? ALIGN_MMD : 0,
+                           .align = am & ADAPT_CORAL ? ALIGN_CORAL
+                                    : am & ADAPT_MMD ? ALIGN_MMD
+                                    : am & ADAPT_DANN ? ALIGN_DANN
+                                                      : 0,
+                           .disc = am & ADAPT_DANN ? &r->adapt.disc_graph : NULL,
                            .align_layer = R->aligning ? r->adapt.layer : 0,
                            .training = true,
                            .bn_train = r->transfer.bn_train,
@@ -355,6 +359,8 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     char path[2300];
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
+    if (!s && R->aligning && (R->r->adapt.methods & ADAPT_DANN))
+        s = store_load_all(&R->store, &R->r->adapt.disc_graph, path, NULL, e);
     if (s) {
         err_prefix(e, "cannot resume from %s", dir);
         return s;
@@ -461,6 +467,18 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     return s;
 }
 
+/* DANN's gradient-reversal coefficient: constant 1, or Ganin's 2 / (1 + exp(-gamma p)) - 1 over
+ * the training progress p in [0, 1] (steps so far over the run's steps). */
+static double dann_lambda(const graft_recipe *r, int epoch, long batch, long nb)
+{
+    if (r->adapt.schedule == ADAPT_SCHED_CONSTANT) return 1.0;
+    double total = (double)r->train.epochs * (double)nb;
+    if (r->train.max_steps > 0 && r->train.max_steps < total) total = (double)r->train.max_steps;
+    double pr = ((double)epoch * (double)nb + (double)batch) / (total > 0 ? total : 1);
+    if (pr > 1) pr = 1;
+    return 2.0 / (1.0 + exp(-r->adapt.gamma * pr)) - 1.0;
+}
+
 /* The next target batch: the target stream cycles through its own epochs (a new order each),
  * independently of the source epoch; (tepoch, tpos) is where it stands. */
 static graft_status target_next(run *R, const float **x, const int **y, int *n, graft_error *e)
@@ -531,7 +549,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
             memcpy(R->xcomb, x, (size_t)n * ss * sizeof(float));
             memcpy(R->xcomb + (size_t)n * ss, tx, (size_t)tn * ss * sizeof(float));
             s = pipeline_train_step_adapt(R->head, R->xcomb, y, n, tn, &h,
-                                          (float)r->adapt.weight, e);
+                                          (float)r->adapt.weight,
+                                          (float)dann_lambda(r, R->epoch, done, nb), e);
         } else {
             s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
                       : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
@@ -690,12 +709,6 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if (r->adapt.source_test.present && (s = train_load_source_test(r, &R.stest, e)))
             goto done;
         R.aligning = (r->adapt.methods & ADAPT_ALIGNING) != 0;
-        if (r->adapt.methods & ADAPT_DANN) {
-            s = err_set(e, GRAFT_STATUS_UNSUPPORTED,
-                        "adapt.method: dann is not implemented in this build (coral, mmd and adabn "
-                        "are)");
-            goto done;
-        }
     }
     if (R.aligning) {
         size_t B = (size_t)r->train.batch_size;
@@ -710,9 +723,17 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     }
     if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
+    /* dann's discriminator: its tensors live in the same store (checkpoints, exact resume) */
+    if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+        (s = store_init(&R.store, &r->adapt.disc_graph, data_seed_mix(r->train.seed, 0xd155), e)))
+        goto done;
     if (r->transfer.from) {
         int loaded = 0;
         if ((s = store_load(&R.store, &r->graph, r->transfer.from, r->train.l2sp > 0, &loaded, e)))
+            goto done;
+        /* a checkpoint may hold a DANN discriminator too (a DANN run's, or a test's) */
+        if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+            (s = store_load_all(&R.store, &r->adapt.disc_graph, r->transfer.from, NULL, e)))
             goto done;
     }
     if (o->resume && (s = resume_from(&R, o->resume, e))) goto done;

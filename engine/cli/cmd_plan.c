@@ -90,8 +90,9 @@ static void mib(const char *what, size_t bytes)
 static void plan_extend_table(const plan_view *v)
 {
     const plan_memory *m = &v->plan.mem;
-    printf("\ndevice memory for a training step at batch %d (the compiler's buffer plan):\n",
-           v->r->train.batch_size);
+    const bool al = v->r->adapt.present && (v->r->adapt.methods & ADAPT_ALIGNING);
+    printf("\ndevice memory for a training step at batch %d%s (the compiler's buffer plan):\n",
+           v->r->train.batch_size * (al ? 2 : 1), al ? " (source + target)" : "");
     mib("weights and buffers", m->weights);
     mib("gradients (trainable only)", m->gradients);
     mib("optimizer state (+ L2-SP anchors)", m->optimizer);
@@ -105,6 +106,133 @@ static void plan_extend_table(const plan_view *v)
 static const char *l_name(const graph *g, int i)
 {
     return g->layers[i].name;
+}
+
+/* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */
+static const char *const ADAPT_NAMES[] = {"adabn", "coral", "mmd", "dann"};
+
+/* Device bytes adaptation adds to a training step: the alignment loss's workspace, or DANN's
+ * discriminator (weights, gradients, Adam state, activations and their gradients). */
+static size_t adapt_extra_bytes(const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present || as->layer < 0 || !(as->methods & ADAPT_ALIGNING)) return 0;
+    int d = (int)shape_size(r->graph.layers[as->layer].out), n = 2 * r->train.batch_size;
+    if (as->methods & ADAPT_CORAL) return align_op_bytes(ALIGN_CORAL, d, n);
+    if (as->methods & ADAPT_MMD) return align_op_bytes(ALIGN_MMD, d, n);
+    size_t bytes = 0;
+    const graph *dg = &as->disc_graph;
+    int state = r->train.optimizer >= OPT_ADAM ? 2 : r->train.optimizer == OPT_SGD ? 0 : 1;
+    for (int i = 0; i < dg->nlayers; i++) {
+        const layer *l = &dg->layers[i];
+        for (int j = 0; j < l->nparams; j++) bytes += (size_t)l->params[j].count * 4 * (2 + state);
+        bytes += 2 * (size_t)n * (size_t)l->units * 4;
+    }
+    return bytes + (size_t)n * (size_t)d * 4 + (size_t)n * 4;
+}
+
+static void adapt_table(const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present) return;
+    char m[64] = "";
+    for (int i = 0; i < 4; i++)
+        if (as->methods & (1u << i))
+            snprintf(m + strlen(m), sizeof m - strlen(m), "%s%s", m[0] ? " + " : "", ADAPT_NAMES[i]);
+    printf("\nadapt: %s; target %s\n", m[0] ? m : "none (source-only: both domains are reported)",
+           as->target.images ? as->target.images : as->target.path ? as->target.path
+                                                                    : as->target.root);
+    if (as->methods & ADAPT_ALIGNING) {
+        const layer *al = &r->graph.layers[as->layer];
+        char s[64];
+        shape_format(al->out, s, sizeof s);
+        printf("  each step: %d source + %d target rows through the network (batch %d); the\n"
+               "  classification loss reads the source rows only\n",
+               r->train.batch_size, r->train.batch_size, 2 * r->train.batch_size);
+        const char *loss = as->methods & ADAPT_CORAL ? "CORAL |Cs - Ct|^2 / (4 d^2)"
+                           : as->methods & ADAPT_MMD ? "multi-kernel MMD^2 (5 Gaussian kernels)"
+                                                     : "binary cross-entropy of the discriminator";
+        printf("  extra loss: %g x %s on %s %s%s\n", as->weight, loss, al->name, s,
+               al->type == GRAFT_LAYER_DENSE || al->type == GRAFT_LAYER_CONV2D ||
+                       al->type == GRAFT_LAYER_BATCHNORM
+                   ? " (its own output: no activation fused into it)"
+                   : "");
+        if (as->methods & ADAPT_DANN) {
+            const graph *dg = &as->disc_graph;
+            if (as->schedule == ADAPT_SCHED_GANIN)
+                printf("  gradient reversal after %s: -lambda x grad, lambda = 2/(1+exp(-%g p)) - 1\n",
+                       al->name, as->gamma);
+            else
+                printf("  gradient reversal after %s: -grad (lambda 1)\n", al->name);
+            long params = 0;
+            for (int i = 0; i < dg->nlayers; i++) {
+                const layer *l = &dg->layers[i];
+                shape_format(l->out, s, sizeof s);
+                long pc = 0;
+                for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
+                params += pc;
+                printf("  extra layer %-20s dense %-10s %8ld params%s\n", l->name, s, pc,
+                       i + 1 < dg->nlayers ? " + relu" : " -> logit (source 1, target 0)");
+            }
+            printf("  discriminator parameters: %ld (trained with train.optimizer)\n", params);
+        }
+        printf("  extra device memory: %.2f MiB\n", (double)adapt_extra_bytes(r) / (1 << 20));
+    }
+    if (as->methods & ADAPT_ADABN) {
+        printf("  after training (AdaBN): running statistics of");
+        for (int i = 0; i < r->graph.nlayers; i++)
+            if (r->graph.layers[i].type == GRAFT_LAYER_BATCHNORM)
+                printf(" %s", r->graph.layers[i].name);
+        printf(" re-estimated on the target\n");
+    }
+}
+
+static void adapt_json(json_t *root, const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present) return;
+    json_t *o = json_object(), *m = json_array();
+    for (int i = 0; i < 4; i++)
+        if (as->methods & (1u << i)) json_array_append_new(m, json_string(ADAPT_NAMES[i]));
+    json_object_set_new(o, "methods", m);
+    bool al = (as->methods & ADAPT_ALIGNING) != 0;
+    json_object_set_new(o, "layer", al ? json_string(r->graph.layers[as->layer].name) : json_null());
+    json_object_set_new(o, "weight", json_real(as->weight));
+    json_object_set_new(o, "step_rows", json_integer(r->train.batch_size * (al ? 2 : 1)));
+    json_t *losses = json_array();
+    json_array_append_new(losses, json_string("cross_entropy(source rows)"));
+    if (as->methods & ADAPT_CORAL) json_array_append_new(losses, json_string("coral"));
+    if (as->methods & ADAPT_MMD) json_array_append_new(losses, json_string("mmd"));
+    if (as->methods & ADAPT_DANN) json_array_append_new(losses, json_string("bce(domain)"));
+    json_object_set_new(o, "losses", losses);
+    json_t *layers = json_array();
+    if (as->methods & ADAPT_DANN) {
+        json_t *grl = json_object();
+        json_object_set_new(grl, "name", json_string("grl"));
+        json_object_set_new(grl, "type", json_string("gradient_reversal"));
+        json_object_set_new(grl, "schedule", json_string(as->schedule == ADAPT_SCHED_GANIN ? "ganin" : "constant"));
+        json_array_append_new(layers, grl);
+        for (int i = 0; i < as->disc_graph.nlayers; i++) {
+            const layer *l = &as->disc_graph.layers[i];
+            json_t *x = json_object();
+            json_object_set_new(x, "name", json_string(l->name));
+            json_object_set_new(x, "type", json_string("dense"));
+            json_object_set_new(x, "units", json_integer(l->units));
+            long pc = 0;
+            for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
+            json_object_set_new(x, "params", json_integer(pc));
+            json_array_append_new(layers, x);
+        }
+    }
+    json_object_set_new(o, "extra_layers", layers);
+    json_object_set_new(o, "extra_bytes", json_integer((json_int_t)adapt_extra_bytes(r)));
+    json_t *bn = json_array();
+    if (as->methods & ADAPT_ADABN)
+        for (int i = 0; i < r->graph.nlayers; i++)
+            if (r->graph.layers[i].type == GRAFT_LAYER_BATCHNORM)
+                json_array_append_new(bn, json_string(r->graph.layers[i].name));
+    json_object_set_new(o, "adabn_layers", bn);
+    json_object_set_new(root, "adapt", o);
 }
 
 static json_t *plan_json(const plan_view *v)
@@ -172,6 +300,7 @@ static json_t *plan_json(const plan_view *v)
         }
     json_object_set_new(o, "fused_groups", groups);
     plan_extend_json(o, v);
+    adapt_json(o, v->r);
     return o;
 }
 
@@ -221,6 +350,7 @@ static void plan_table(const plan_view *v)
         printf("feature cache lives in: %s\n", where);
     }
     plan_extend_table(v);
+    adapt_table(r);
 }
 
 int cmd_plan(int argc, char **argv)
@@ -255,17 +385,22 @@ int cmd_plan(int argc, char **argv)
     }
     graft_error e = {0};
     const train_spec *t = &r->train;
+    /* an aligning adaptation step runs a source and a target batch together */
+    bool aligning = r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING);
     if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
-                     t->optimizer, t->l2sp > 0, 0, t->batch_size, &v.plan, &e)) {
+                     t->optimizer, t->l2sp > 0, 0, t->batch_size * (aligning ? 2 : 1), &v.plan,
+                     &e)) {
         free(v.backward);
         recipe_free(r);
         return cli_fail(&e);
     }
     for (int i = 0; i < r->graph.nlayers; i++) v.backward[i] = v.plan.layers[i].backward;
-    v.cache = v.plan.cacheable && r->transfer.cache_features != CACHE_OFF;
+    v.cache = v.plan.cacheable && r->transfer.cache_features != CACHE_OFF && !aligning;
     snprintf(v.cache_reason, sizeof v.cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
-                                                     : v.plan.cache_reason,
+             : aligning && v.plan.cacheable
+                 ? "adapt: the target batches run the whole network every step"
+                 : v.plan.cache_reason,
              r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
                                   "again when it recompiles)"
                                 : "");

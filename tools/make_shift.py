@@ -6,7 +6,7 @@ that python3-skimage ships under skimage/data/, the way MNIST-M is built from MN
 pixel is |patch - image| per RGB channel. Everything is drawn from one fixed seed, so the files are
 the same on every machine.
 
-Usage: tools/make_shift.py OUT_DIR [--seed N] [--fmnist DIR] [--photos DIR]
+Usage: tools/make_shift.py OUT_DIR [--seed N] [--fmnist DIR] [--photos DIR] [--limit N]
 
 Writes into OUT_DIR (IDX, uint8, images N x 3 x 28 x 28, labels N):
   source-train-{images,labels}.idx   Fashion-MNIST as RGB (gray replicated), half A of the training set
@@ -16,6 +16,8 @@ Writes into OUT_DIR (IDX, uint8, images N x 3 x 28 x 28, labels N):
   target-test-{images,labels}.idx    the test set as Fashion-M
   MANIFEST                           what was built, with the seed and the photographs used
 The halves are a seeded random split of the 60,000 training images (30,000 each, disjoint).
+--limit N keeps the first N images of each half and of the test set (small sets for tests; the
+images kept are the same as in the full build).
 An existing, complete OUT_DIR with the same manifest is left as it is (the demo and tests cache it).
 """
 import argparse
@@ -94,9 +96,10 @@ def main():
     ap.add_argument("--seed", type=int, default=20150526)  # DANN's arXiv date: any fixed number
     ap.add_argument("--fmnist", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--photos", default="/usr/lib/python3/dist-packages/skimage/data")
+    ap.add_argument("--limit", type=int, default=0)
     a = ap.parse_args()
     manifest = (f"fashion-m format {FORMAT}\nseed {a.seed}\nfmnist {os.path.abspath(a.fmnist)}\n"
-                f"photos {' '.join(PHOTOS)}\n")
+                f"photos {' '.join(PHOTOS)}\nlimit {a.limit}\n")
     mpath = os.path.join(a.out, "MANIFEST")
     names = [f"{d}-{s}-{k}.idx" for d in ("source", "target") for s in ("train", "test")
              for k in ("images", "labels")]
@@ -117,19 +120,23 @@ def main():
     half = len(tr_x) // 2
     # each half keeps file order, so the split is a pure function of the seed
     src, tgt = np.sort(perm[:half]), np.sort(perm[half:])
-    write_idx(os.path.join(a.out, "source-train-images.idx"), rgb(tr_x[src]))
-    write_idx(os.path.join(a.out, "source-train-labels.idx"), tr_y[src])
-    write_idx(os.path.join(a.out, "target-train-images.idx"), blend(tr_x[tgt], photos, rng))
-    write_idx(os.path.join(a.out, "target-train-labels.idx"), tr_y[tgt])
-    write_idx(os.path.join(a.out, "source-test-images.idx"), rgb(te_x))
-    write_idx(os.path.join(a.out, "source-test-labels.idx"), te_y)
-    write_idx(os.path.join(a.out, "target-test-images.idx"), blend(te_x, photos, rng))
-    write_idx(os.path.join(a.out, "target-test-labels.idx"), te_y)
+    # every random draw is made for the full sets, so a --limit build holds the same images
+    tgt_img, te_img = blend(tr_x[tgt], photos, rng), blend(te_x, photos, rng)
+    k = a.limit if a.limit > 0 else None
+    write_idx(os.path.join(a.out, "source-train-images.idx"), rgb(tr_x[src][:k]))
+    write_idx(os.path.join(a.out, "source-train-labels.idx"), tr_y[src][:k])
+    write_idx(os.path.join(a.out, "target-train-images.idx"), tgt_img[:k])
+    write_idx(os.path.join(a.out, "target-train-labels.idx"), tr_y[tgt][:k])
+    write_idx(os.path.join(a.out, "source-test-images.idx"), rgb(te_x)[:k])
+    write_idx(os.path.join(a.out, "source-test-labels.idx"), te_y[:k])
+    write_idx(os.path.join(a.out, "target-test-images.idx"), te_img[:k])
+    write_idx(os.path.join(a.out, "target-test-labels.idx"), te_y[:k])
     with open(mpath + ".tmp", "w") as f:
         f.write(manifest)
     os.replace(mpath + ".tmp", mpath)
-    print(f"make_shift: wrote Fashion-M to {a.out} ({half} source and {len(tr_x) - half} target "
-          f"training images, {len(te_x)} test images each)")
+    n_tr, n_te = (min(k, half), min(k, len(te_x))) if k else (half, len(te_x))
+    print(f"make_shift: wrote Fashion-M to {a.out} ({n_tr} source and {n_tr} target training "
+          f"images, {n_te} test images each)")
 
 
 if __name__ == "__main__":

@@ -806,7 +806,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         /* the last epoch's mean alignment loss, from its metrics line */
         const char *last = R.metrics.data ? strstr(R.metrics.data, "\"align_loss\":") : NULL;
         for (const char *q = last; q; q = strstr(q + 1, "\"align_loss\":")) last = q;
-        if (last) out->align_loss = strtod(last + 13, NULL);
+        if (last && strncmp(last + 13, "null", 4) != 0) out->align_loss = strtod(last + 13, NULL);
         if (!isfinite(out->align_loss)) out->align_loss = NAN;
         if ((s = pipeline_align_read(R.head, &sum, &steps, e))) goto done;
     }

@@ -26,7 +26,7 @@ const char DEMO_USAGE[] =
     "each 30 epochs, evaluated on the 5,000 test images of classes 5-9.\n"
     "\n"
     "  --configs DIR  where the recipes live (default: ./configs, else the source tree's)\n"
-    "  --out DIR      where the runs go (default: runs/demo)\n"
+    "  --out DIR      where the runs go (default: runs/demo, with --adapt runs/demo-adapt)\n"
     "  --device SPEC  the device (see graft devices)\n"
     "  --epochs N     transfer epochs instead of 30 (for a quick look)\n"
     "  --quiet        only the table\n"
@@ -189,7 +189,7 @@ int cmd_demo(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "demo", DEMO_USAGE, argc, argv);
     const char *opt, *pos, *configs = NULL, *out = "runs/demo", *device = NULL, *epochs = NULL;
-    bool quiet = false, adapt = false;
+    bool quiet = false, adapt = false, out_given = false;
     while (cli_next(&a, &opt, &pos)) {
         if (pos) return cli_usage_error(&a, "unexpected argument '%s'", pos);
         if (strcmp(opt, "--quiet") == 0) {
@@ -201,7 +201,7 @@ int cmd_demo(int argc, char **argv)
             const char *v = cli_value(&a, opt);
             if (!v) return 2;
             if (opt[2] == 'c') configs = v;
-            if (opt[2] == 'o') out = v;
+            if (opt[2] == 'o') out = v, out_given = true;
             if (opt[2] == 'd') device = v;
             if (opt[2] == 'e') epochs = v;
         } else {
@@ -216,8 +216,7 @@ int cmd_demo(int argc, char **argv)
                         "dataset-fashion-mnist\n");
         return 1;
     }
-    if (adapt) return demo_adapt(configs, strcmp(out, "runs/demo") == 0 ? "runs/demo-adapt" : out,
-                                 device, epochs, quiet);
+    if (adapt) return demo_adapt(configs, out_given ? out : "runs/demo-adapt", device, epochs, quiet);
 
     char pre_dir[2048], pre_model[2200], from_set[2300], ep_set[64];
     snprintf(pre_dir, sizeof pre_dir, "%s/pretrain", out);

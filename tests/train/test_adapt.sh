@@ -121,6 +121,16 @@ for x, y in zip(a, b):
 PYX
 fi
 
+# the target stream cycled on its own: 80 source batches (8 epochs of 10) took 80 target batches,
+# 13 whole target epochs of 6 and 2 batches of the 14th
+$PY - <<'PYX' && ok "the target stream's position is in state.safetensors (epoch 13, batch 2)" || bad "target stream position"
+import json, struct
+d = open("run-ref/state.safetensors", "rb").read()
+(n,) = struct.unpack("<Q", d[:8])
+m = json.loads(d[8:8 + n])["__metadata__"]
+assert (m["target_epoch"], m["target_batch"]) == ("13", "2"), m
+PYX
+
 # 4. graft plan shows what adaptation adds
 "$G" plan base.yaml --set adapt.method=dann --set adapt.layer=fc1 > plan.txt 2>&1
 grep -q "extra layer domain_disc.0" plan.txt && grep -q "gradient reversal after fc1" plan.txt \

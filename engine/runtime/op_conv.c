@@ -103,12 +103,20 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
     return true;
 }
 
-/* GRAFT_CONV=direct turns the direct path on where it applies (=im2col, the default, off). */
-static int conv_path_forced(void)
+/* Which convolution a layer runs: im2col + GEMM (conv.cl + CLBlast or the tuned GEMM), the direct
+ * CPU kernel (conv.cl's conv2d_direct) or the implicit GEMM (conv_igemm.cl). GRAFT_CONV=im2col,
+ * direct or igemm forces one where it applies; by default GPUs get the implicit GEMM (work-groups
+ * of 64-256 with local-memory tiles, three launches per layer and step instead of six), CPUs
+ * im2col, which measured fastest there (see direct_init and docs/performance.md). */
+typedef enum conv_path { CONV_IM2COL, CONV_DIRECT, CONV_IGEMM } conv_path;
+
+static conv_path conv_path_of(const graft_context *ctx)
 {
     const char *v = getenv("GRAFT_CONV");
-    if (!v || !*v) return 0;
-    return strcmp(v, "direct") == 0 ? 1 : strcmp(v, "im2col") == 0 ? -1 : 0;
+    if (v && strcmp(v, "direct") == 0) return CONV_DIRECT;
+    if (v && strcmp(v, "igemm") == 0) return CONV_IGEMM;
+    if (v && strcmp(v, "im2col") == 0) return CONV_IM2COL;
+    return ctx->info.type == GRAFT_DEVICE_GPU ? CONV_IGEMM : CONV_IM2COL;
 }
 
 static void direct_options(const conv2d_desc *d, const direct_tile *t, char *buf, size_t n)
@@ -143,7 +151,7 @@ static graft_status direct_init(graft_context *ctx, conv2d_op *op, graft_error *
      * slower than im2col + the tuned GEMM in every layer -- forward 9.2 vs 4.6 ms (conv3), 22.9 vs
      * 13.3 ms (conv2), backward data about equal for conv2 and 20 % slower at 14x14 -- because the
      * per-(channel, ky) row copy costs as much as the few FMAs it feeds at these sizes */
-    if (conv_path_forced() <= 0 || d->groups != 1 || d->sw != 1) return GRAFT_OK;
+    if (conv_path_of(ctx) != CONV_DIRECT || d->groups != 1 || d->sw != 1) return GRAFT_OK;
     direct_tile t;
     char opts[768];
     graft_status s;
@@ -194,6 +202,149 @@ static graft_status direct_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl
                       op->d.h, e);
 }
 
+static graft_status run1d(graft_context *ctx, cl_kernel k, size_t total, graft_error *e)
+{
+    size_t g = total, l = LOCAL;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
+/* ---- the implicit-GEMM path, cl/conv_igemm.cl ----
+ * Tiles of RM = RN = 4 per work-item and BK = 16: TX = 16 columns of work-items, TY = 16 rows, or 8
+ * when the product has at most 32 rows (a 32-channel layer would leave half of a 64-row tile idle);
+ * 8 x 8 where the device cannot run 128-256 work-items in a group. */
+enum { IG_FWD, IG_DATA, IG_WEIGHT };
+
+static bool ig_tile_of(const graft_context *ctx, int m, int tile[2])
+{
+    size_t maxwg = ctx->info.max_work_group_size;
+    if (maxwg < 64) return false;
+    tile[0] = 16;
+    tile[1] = m <= 32 ? 8 : 16;
+    if ((size_t)tile[0] * tile[1] > maxwg) tile[0] = tile[1] = 8;
+    return true;
+}
+
+static graft_status ig_kernel(graft_context *ctx, const conv2d_desc *d, const int tile[2],
+                              const char *name, cl_kernel *k, graft_error *e)
+{
+    char base[512], opts[640];
+    conv_options(d, base, sizeof base);
+    snprintf(opts, sizeof opts, "%s -DGR=%d -DTX=%d -DTY=%d -DRM=4 -DRN=4 -DBK=16", base,
+             d->groups, tile[0], tile[1]);
+    return kernel_get(ctx, "conv_igemm", opts, name, k, e);
+}
+
+static graft_status igemm_init(graft_context *ctx, conv2d_op *op, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    if (conv_path_of(ctx) != CONV_IGEMM) return GRAFT_OK;
+    int m[3] = {d->o / d->groups, d->c / d->groups, d->o / d->groups};
+    for (int i = 0; i < 3; i++)
+        if (!ig_tile_of(ctx, m[i], op->ig_tile[i])) return GRAFT_OK;
+    graft_status s;
+    if ((s = ig_kernel(ctx, d, op->ig_tile[IG_FWD], "conv_ig_fwd", &op->ig_fwd, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_DATA], "conv_ig_bwd_data", &op->ig_data, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_WEIGHT], "conv_ig_bwd_weight", &op->ig_weight, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_WEIGHT], "conv_ig_reduce", &op->ig_reduce, e)))
+        op->ig_fwd = op->ig_data = op->ig_weight = op->ig_reduce = NULL;
+    return s;
+}
+
+/* The grid of an m x ncols product over groups (times splits): whole work-groups. */
+static graft_status ig_launch(graft_context *ctx, cl_kernel k, const int tile[2], size_t m,
+                              size_t ncols, size_t depth, graft_error *e)
+{
+    size_t bm = (size_t)tile[1] * 4, bn = (size_t)tile[0] * 4;
+    size_t g[3] = {(ncols + bn - 1) / bn * tile[0], (m + bm - 1) / bm * tile[1], depth};
+    size_t l[3] = {(size_t)tile[0], (size_t)tile[1], 1};
+    return launch(ctx, k, 3, g, l, NULL, e);
+}
+
+static graft_status ig_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
+                           cl_mem y, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    cl_kernel k = op->ig_fwd;
+    clSetKernelArg(k, 0, sizeof x, &x);
+    clSetKernelArg(k, 1, sizeof w, &w);
+    clSetKernelArg(k, 2, sizeof b, &b);
+    clSetKernelArg(k, 3, sizeof y, &y);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    return ig_launch(ctx, k, op->ig_tile[IG_FWD], (size_t)(d->o / d->groups),
+                     (size_t)n * d->oh * d->ow, (size_t)d->groups, e);
+}
+
+static graft_status ig_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem y, cl_mem w,
+                            cl_mem dx, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    cl_kernel k = op->ig_data;
+    clSetKernelArg(k, 0, sizeof dy, &dy);
+    clSetKernelArg(k, 1, sizeof y, &y);
+    clSetKernelArg(k, 2, sizeof w, &w);
+    clSetKernelArg(k, 3, sizeof dx, &dx);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    return ig_launch(ctx, k, op->ig_tile[IG_DATA], (size_t)(d->c / d->groups),
+                     (size_t)n * d->h * d->w, (size_t)d->groups, e);
+}
+
+/* The weight gradient's K = n*P split into S ranges so that small weight tensors still give a GPU
+ * enough work-groups (about 4 per compute unit, each range at least 256 long); the partial
+ * products go to ws, so S is also capped by what ws holds (none: S = 1). GRAFT_IGEMM_SPLIT=S
+ * forces a split (tests: the reduction on a CPU device). */
+static int ig_splits(const graft_context *ctx, const conv2d_op *op, int n, size_t ncols,
+                     size_t ws_floats, int *kc)
+{
+    const conv2d_desc *d = &op->d;
+    const int *t = op->ig_tile[IG_WEIGHT];
+    size_t np = (size_t)n * d->oh * d->ow;
+    size_t tiles = ((size_t)(d->o / d->groups) + t[1] * 4 - 1) / (t[1] * 4) *
+                   ((ncols + t[0] * 4 - 1) / (t[0] * 4)) * d->groups;
+    size_t want = 4 * (size_t)(ctx->info.compute_units ? ctx->info.compute_units : 1);
+    size_t s = want > tiles ? (want + tiles - 1) / tiles : 1;
+    if (s > np / 256) s = np / 256;
+    const char *f = getenv("GRAFT_IGEMM_SPLIT");
+    if (f && *f) s = (size_t)strtol(f, NULL, 10);
+    if (s > (np + 15) / 16) s = (np + 15) / 16;
+    if (s * d->o * ncols > ws_floats) s = ws_floats / ((size_t)d->o * ncols);
+    if (s < 1) s = 1;
+    size_t c = (np + s - 1) / s;
+    c = (c + 15) / 16 * 16;
+    *kc = (int)c;
+    return (int)((np + c - 1) / c);
+}
+
+static graft_status ig_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
+                              cl_mem y, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    int cgkk = d->c / d->groups * d->kh * d->kw, ncols = cgkk + (db ? 1 : 0), kc;
+    size_t ws_floats = ws ? conv2d_workspace_bytes(d, n) / sizeof(float) : 0;
+    int S = ig_splits(ctx, op, n, (size_t)ncols, ws_floats, &kc);
+    cl_mem part = S > 1 ? ws : NULL;
+    cl_kernel k = op->ig_weight;
+    clSetKernelArg(k, 0, sizeof x, &x);
+    clSetKernelArg(k, 1, sizeof dy, &dy);
+    clSetKernelArg(k, 2, sizeof y, &y);
+    clSetKernelArg(k, 3, sizeof dw, &dw);
+    clSetKernelArg(k, 4, sizeof db, &db);
+    clSetKernelArg(k, 5, sizeof part, &part);
+    clSetKernelArg(k, 6, sizeof n, &n);
+    clSetKernelArg(k, 7, sizeof S, &S);
+    clSetKernelArg(k, 8, sizeof kc, &kc);
+    clSetKernelArg(k, 9, sizeof ncols, &ncols);
+    graft_status st = ig_launch(ctx, k, op->ig_tile[IG_WEIGHT], (size_t)(d->o / d->groups),
+                                (size_t)ncols, (size_t)d->groups * S, e);
+    if (st || S == 1) return st;
+    k = op->ig_reduce;
+    clSetKernelArg(k, 0, sizeof part, &part);
+    clSetKernelArg(k, 1, sizeof dw, &dw);
+    clSetKernelArg(k, 2, sizeof db, &db);
+    clSetKernelArg(k, 3, sizeof S, &S);
+    clSetKernelArg(k, 4, sizeof ncols, &ncols);
+    return run1d(ctx, k, (size_t)d->o * ncols, e);
+}
+
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e)
 {
     memset(op, 0, sizeof *op);
@@ -228,7 +379,7 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
     if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &op->pack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &op->unpack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &op->bias_packed, e)) ||
-        (s = direct_init(ctx, op, e))) {
+        (s = direct_init(ctx, op, e)) || (s = igemm_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
     }
@@ -251,12 +402,6 @@ void conv2d_op_free(conv2d_op *op)
     if (!op) return;
     if (op->wflip) clReleaseMemObject(op->wflip);
     memset(op, 0, sizeof *op); /* the kernels are the context's */
-}
-
-static graft_status run1d(graft_context *ctx, cl_kernel k, size_t total, graft_error *e)
-{
-    size_t g = total, l = LOCAL;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
 }
 
 static graft_status im2col(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem ws,
@@ -301,6 +446,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     const conv2d_desc *d = &op->d;
     conv_dims s = dims_of(d, n);
     graft_status st;
+    if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);
@@ -356,6 +502,10 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
+    if (op->ig_fwd) { /* dy is read through the epilogue's derivative, never rewritten */
+        if ((dw || db) && (st = ig_weight(ctx, op, n, x, dy, y, dw, db, ws, e))) return st;
+        return dx ? ig_data(ctx, op, n, dy, y, w, dx, e) : GRAFT_OK;
+    }
     if (use_batched(d)) {
         if ((st = pack(ctx, op, &s, n, dy, y, ws, e))) return st;
         if (dw) {

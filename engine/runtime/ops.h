@@ -54,6 +54,10 @@ typedef struct conv2d_op {
      * convolution of dy with the flipped weights (flip writes them into wflip) */
     cl_kernel direct_fwd, direct_bwd, flip;
     cl_mem wflip;
+    /* the implicit-GEMM path (cl/conv_igemm.cl, GPU-shaped; NULL when not chosen): one kernel each
+     * for forward, backward data and backward weight + bias, and the split-K reduction */
+    cl_kernel ig_fwd, ig_data, ig_weight, ig_reduce;
+    int ig_tile[3][2]; /* per kernel: work-group TX, TY (RM = RN = 4, BK = 16) */
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void plan_conv_desc(const layer *l, conv2d_desc *d);
 
 typedef struct player {
     const layer *l;

@@ -62,7 +62,12 @@ typedef struct layer_plan {
      * as that layer's epilogue (the producer writes act(out); its backward applies act' from that
      * output). The activation becomes a view of the producer's output and launches nothing. */
     int fused_act;     /* producers: index of the activation they apply, or -1 */
-    int fused_into;    /* fused activations: index of their producer, or -1 */
+    int fused_into;    /* fused activations and folded batchnorms: index of their producer, or -1 */
+    /* A batchnorm in eval mode right after a conv2d that is its only reader, where neither runs
+     * backward (evaluation, prediction, a frozen prefix): the conv runs with the weights and bias
+     * scaled by the normalisation (w * gamma/sqrt(var + eps); (b - mean) * that + beta) and the
+     * batchnorm's own epilogue, and the batchnorm becomes a view like a fused activation. */
+    int bn_fold;       /* conv2d: index of the batchnorm folded into it, or -1 */
 } layer_plan;
 
 typedef struct plan_memory {

@@ -130,9 +130,9 @@ static conv_path default_path(const graft_context *ctx)
     return ctx->info.type == GRAFT_DEVICE_GPU ? CONV_IGEMM : CONV_IM2COL;
 }
 
-/* The key of a layer shape's path choice on this device: the shape without the epilogue (the
- * activation costs the same on every path), and the kernels' sources, so a changed kernel
- * invalidates the choice. */
+/* The key of a layer shape's path choice on this device: the shape without the bias and the
+ * epilogue (they cost the same on every path; a conv with a folded batchnorm gains a bias), and
+ * the kernels' sources, so a changed kernel invalidates the choice. */
 static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
@@ -149,10 +149,10 @@ static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *le
     b = (buf){0};
     buf_printf(&b,
                "conv-tune 1\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
-               "clblast=%d.%d.%d\nkernels=%s\nconv=%d %d %d %d %d %d %d %d %d %d %d %d\n",
+               "clblast=%d.%d.%d\nkernels=%s\nconv=%d %d %d %d %d %d %d %d %d %d %d\n",
                ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.driver,
                CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH, hex, d->c, d->h,
-               d->w, d->o, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw, d->groups, d->bias ? 1 : 0);
+               d->w, d->o, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw, d->groups);
     if (b.failed) {
         buf_free(&b);
         return NULL;

@@ -1,9 +1,9 @@
-/* igemm_core.cl — the K loop of an implicit-GEMM convolution kernel (conv_igemm.cl includes it once
- * per kernel, after defining how its operands are gathered). The tiling is gemm_tiled.cl's: a
- * work-group of TX x TY work-items computes a BM x BN tile of C, each work-item an RM x RN register
- * block (rows ty + r*TY, columns tx + q*TX), K walked in steps of BK through __local tiles -- but
- * op(A)[i][k] and op(B)[k][j] are not read from matrices: A_AT(i, k) and B_AT(k, j) compute them
- * from the tensors (the im2col gather folded into the tile load), so no column matrix exists.
+/* igemm_core.cl — the K loop of the GPU-shaped GEMM kernels: gemm_tiled.cl includes it over plain
+ * matrices, conv_igemm.cl once per kernel over tensors. A work-group of TX x TY work-items
+ * computes a BM x BN tile of C, each work-item an RM x RN register block (rows ty + r*TY, columns
+ * tx + q*TX), K walked in steps of BK through __local tiles; op(A)[i][k] and op(B)[k][j] come from
+ * A_AT(i, k) and B_AT(k, j), which for a convolution compute them from the tensors (the im2col
+ * gather folded into the tile load), so no column matrix exists.
  *
  * Expects in scope: the __local tiles as[BK][BM + 1], bs[BK][BN + 1]; float acc[RM][RN]; ints
  * tx, ty, lid, i0, j0, kbeg, kend; macros M_ and N_ (the product's rows and columns, for the edge

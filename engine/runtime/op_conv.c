@@ -2,8 +2,7 @@
  * through cl/bias.cl. The kernels come from kernel_get: they belong to the context, so layers of
  * the same shape share one compiled program and conv2d_op_free has nothing to release. */
 #include "ops.h"
-
-#include <clblast_c.h>
+#include "tune.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,23 +135,10 @@ static conv_path default_path(const graft_context *ctx)
 static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
-    const char *names[] = {"conv", "conv_igemm", "igemm_core", "gemm", "gemm_tiled"};
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
-        const char *src = cl_source_get(names[i]);
-        if (src) buf_append(&b, src, strlen(src));
-    }
-    uint8_t h[32];
-    char hex[65];
-    sha256(b.data ? b.data : "", b.len, h);
-    hex_encode(h, 32, hex);
-    buf_free(&b);
-    b = (buf){0};
-    buf_printf(&b,
-               "conv-tune 1\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
-               "clblast=%d.%d.%d\nkernels=%s\nconv=%d %d %d %d %d %d %d %d %d %d %d\n",
-               ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.driver,
-               CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH, hex, d->c, d->h,
-               d->w, d->o, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw, d->groups);
+    const char *names[] = {"conv", "conv_igemm", "gemm", "gemm_tiled"};
+    tune_key_begin(&b, ctx, "conv-tune 1", names, 4);
+    buf_printf(&b, "conv=%d %d %d %d %d %d %d %d %d %d %d\n", d->c, d->h, d->w, d->o, d->kh, d->kw,
+               d->sh, d->sw, d->ph, d->pw, d->groups);
     if (b.failed) {
         buf_free(&b);
         return NULL;
@@ -167,19 +153,11 @@ static bool tuned_path(graft_context *ctx, const conv2d_desc *d, conv_path *out)
     size_t keylen;
     char *key = path_key(ctx, d, &keylen);
     if (!key) return false;
-    void *data = NULL;
-    size_t len = 0;
-    cache_get(&ctx->cache, "tune", key, keylen, &data, &len);
+    char text[64], name[16];
+    bool have = tune_cache_text(ctx, key, keylen, text, sizeof text);
     free(key);
-    if (!data) return false;
-    char text[64];
-    size_t n = len < sizeof text - 1 ? len : sizeof text - 1;
-    memcpy(text, data, n);
-    text[n] = 0;
-    free(data);
-    char name[16];
     double secs;
-    if (sscanf(text, "%15s %lf", name, &secs) != 2) return false;
+    if (!have || sscanf(text, "%15s %lf", name, &secs) != 2) return false;
     for (int p = 0; p < CONV_PATHS; p++)
         if (strcmp(name, path_names[p]) == 0) {
             *out = (conv_path)p;

@@ -22,27 +22,7 @@
 #ifndef GR
 #define GR 1
 #endif
-#ifndef TX
-#define TX 16
-#endif
-#ifndef TY
-#define TY 16
-#endif
-#ifndef RM
-#define RM 4
-#endif
-#ifndef RN
-#define RN 4
-#endif
-#ifndef BK
-#define BK 16
-#endif
-#define BM (TY * RM)
-#define BN (TX * RN)
-#define NT (TX * TY)
-#if (BM * BK) % NT != 0 || (BN * BK) % NT != 0
-#error "conv_igemm: the tiles of A and B must split evenly over the work-group"
-#endif
+#include "tile.cl"
 
 #define P (HO * WO)
 #define PIN (HI * WI)

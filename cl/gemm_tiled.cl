@@ -14,32 +14,12 @@
  * run along the operand's unit-stride dimension, so they coalesce whatever the transposition.
  * Each work-item loads BM*BK/(TX*TY) elements of A and BN*BK/(TX*TY) of B per K step: the host
  * only picks TX, TY in {8, 16} with BK = 16, which divides evenly. */
-#ifndef TX
-#define TX 16
-#endif
-#ifndef TY
-#define TY 16
-#endif
-#ifndef RM
-#define RM 4
-#endif
-#ifndef RN
-#define RN 4
-#endif
-#ifndef BK
-#define BK 16
-#endif
+#include "tile.cl"
 #ifndef TA
 #define TA 0
 #endif
 #ifndef TB
 #define TB 0
-#endif
-#define BM (TY * RM)
-#define BN (TX * RN)
-#define NT (TX * TY)
-#if (BM * BK) % NT != 0 || (BN * BK) % NT != 0
-#error "gemm_tiled: the tiles of A and B must split evenly over the work-group"
 #endif
 
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1))) void

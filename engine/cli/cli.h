@@ -5,6 +5,7 @@
 #include "graft.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct cli_command {
     const char *name;
@@ -65,5 +66,8 @@ int cmd_plan(int argc, char **argv);
 extern const char CHECK_USAGE[], PLAN_USAGE[];
 
 extern const cli_command cli_commands[];
+/* The overview `graft --help` prints (main.c). */
+void cli_usage(FILE *to);
+int cmd_help(int argc, char **argv); /* cmd_help.c: graft help [COMMAND], the man page */
 
 #endif

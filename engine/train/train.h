@@ -68,6 +68,13 @@ void eval_result_free(eval_result *r);
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
                            const char *output, const char *device, long *rows, graft_error *e);
 
+/* Logits (n × outputs, into the caller's array) for n rows of the model input given as raw values:
+ * kind 'f' with itemsize 4 or 8 (already preprocessed), or 'u' with itemsize 1 (pixels, scaled and
+ * normalised as training data is). */
+graft_status graft_predict_rows(graft_recipe *r, const char *weights, const char *device,
+                                const void *data, char kind, int itemsize, long n, float *logits,
+                                graft_error *e);
+
 /* Class probabilities (softmax of the logits) for image files, each prepared as the folder source
  * prepares evaluation images; *probs is nfiles × *k, malloc'ed. */
 graft_status graft_predict_images(graft_recipe *r, const char *weights, const char *const *files,

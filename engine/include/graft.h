@@ -172,7 +172,8 @@ typedef struct graft_train_result {
     double test_accuracy, test_loss;
     int best_epoch, epochs_run;
     double train_seconds, images_per_second;
-    int feature_cache;
+    int feature_cache;   /* 1 when the frozen prefix's features were computed once and reused */
+    char run_dir[2048];  /* the run directory written (summary.json, report.html, weights) */
 } graft_train_result;
 
 /* Train into out_dir (NULL = the recipe's output:) on device (NULL = recipe or default). The run

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,6 +106,7 @@ graft_status graft_run_train_opts(graft_recipe *r, const graft_train_options *op
     res->train_seconds = s.train_seconds;
     res->images_per_second = s.images_per_second;
     res->feature_cache = s.feature_cache;
+    snprintf(res->run_dir, sizeof res->run_dir, "%s", s.out_dir);
     return GRAFT_OK;
 }
 

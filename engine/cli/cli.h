@@ -68,6 +68,7 @@ extern const char CHECK_USAGE[], PLAN_USAGE[];
 extern const cli_command cli_commands[];
 /* The overview `graft --help` prints (main.c). */
 void cli_usage(FILE *to);
-int cmd_help(int argc, char **argv); /* cmd_help.c: graft help [COMMAND], the man page */
+int cmd_help(int argc, char **argv);
+int cmd_schema(int argc, char **argv); /* cmd_schema.c: graft schema */ /* cmd_help.c: graft help [COMMAND], the man page */
 
 #endif

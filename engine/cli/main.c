@@ -39,7 +39,7 @@ const char PLAN_USAGE[] =
 
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
 extern const char BENCH_USAGE[], TUNE_USAGE[];
-extern const char HELP_USAGE[];
+extern const char HELP_USAGE[], SCHEMA_USAGE[];
 
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
@@ -56,6 +56,7 @@ const cli_command cli_commands[] = {
      cmd_tune},
     {"report", "merge `graft bench` runs into per-device and per-layer tables, Markdown or HTML",
      REPORT_USAGE, cmd_report},
+    {"schema", "print the recipe language's JSON Schema (for editors)", SCHEMA_USAGE, cmd_schema},
     {"help", "a command's help; the manual page (graft help --man)", HELP_USAGE, cmd_help},
     {NULL, NULL, NULL, NULL},
 };

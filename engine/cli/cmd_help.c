@@ -35,6 +35,15 @@ static void troff_text(FILE *to, const char *s, bool literal)
     bool bol = true;
     for (; *s; s++) {
         if (bol && (*s == '.' || *s == '\'')) fputs("\\&", to);
+        unsigned char u = (unsigned char)*s;
+        if (u >= 0xC0) { /* UTF-8 (the help texts say N×C×H×W): troff's \[uXXXX] escape */
+            int extra = u >= 0xF0 ? 3 : u >= 0xE0 ? 2 : 1;
+            unsigned cp = u & (0x3F >> extra);
+            for (int i = 0; i < extra && (s[1] & 0xC0) == 0x80; i++) cp = cp << 6 | (*++s & 0x3F);
+            fprintf(to, "\\[u%04X]", cp);
+            bol = false;
+            continue;
+        }
         if (*s == '\\') fputs("\\e", to);
         else if (*s == '-' && !literal) fputs("\\-", to);
         else fputc(*s, to);

@@ -3,6 +3,7 @@ import ctypes
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -112,7 +113,17 @@ def _yaml_value(v):
         v = v.item()
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{json.dumps(str(k))}: {_yaml_value(x)}" for k, x in v.items()) + "}"
+    # a word YAML reads back as the same string goes plain (padding=same: graft's enums and
+    # layer options take plain scalars); anything else is quoted, so "5" stays a string
+    if isinstance(v, str) and _PLAIN.match(v) and v.lower() not in _YAML_WORDS:
+        return v
     return json.dumps(v)
+
+
+_PLAIN = re.compile(r"^[A-Za-z_/][A-Za-z0-9_./-]*$")
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "null", "y", "n"}
 
 
 class _Progress:

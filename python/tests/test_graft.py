@@ -61,15 +61,22 @@ def test_devices_equal_graft_devices_json():
 
 def test_check_and_plan_equal_the_program():
     recipe = os.path.join(SRC, "configs/recipes/fmnist-pretrain.yaml")
-    r = graft.Recipe(recipe, set={"model.layers.0.filters": 8})
+    sets = {"model.layers.0.filters": 8, "model.layers.0.padding": "same",
+            "train.optimizer": "sgd", "train.betas": [0.8, 0.99], "data.classes": [5, 6, 7]}
+    r = graft.Recipe(recipe, set=sets)
     c = r.check()
-    ok = cli("check", recipe, "--set", "model.layers.0.filters=8").stdout
+    plain = {k: json.dumps(v).replace('"', "") for k, v in sets.items()}  # same, padding=same
+    args = [a for k, v in plain.items() for a in ("--set", f"{k}={v}")]
+    ok = cli("check", recipe, *args).stdout
     assert ok.strip() == f"ok: {c['layers']} layers, {c['params']} parameters ({c['trainable']} trainable)"
-    assert c["input_shape"] == (1, 28, 28) and c["outputs"] == 10
+    assert c["input_shape"] == (1, 28, 28)
     plan = r.plan()
-    want = json.loads(cli("plan", recipe, "--set", "model.layers.0.filters=8", "--json").stdout)
+    want = json.loads(cli("plan", recipe, *args, "--json").stdout)
     assert plan == want
-    assert plan["layers"][0]["output_shape"][0] == 8
+    assert plan["layers"][0]["output_shape"][0] == 8 and c["outputs"] == 10
+    # a Python string stays a string: "8" is not an integer to the checker
+    with pytest.raises(graft.RecipeError, match="model.layers.0.filters|conv1: filters"):
+        graft.Recipe(recipe, set={"model.layers.0.filters": "8"}).check()
 
 
 def test_bad_recipe_raises_every_position(tmp_path):

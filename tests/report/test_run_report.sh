@@ -61,6 +61,23 @@ mkdir empty
 [ $rc = 2 ] && grep -q 'either RUN.json files or run directories, not both' e2.txt || no "mixed arguments: exit $rc"
 "$G" report runA --baseline cpu > /dev/null 2> e3.txt; rc=$?
 [ $rc = 2 ] || no "--baseline with run directories: exit $rc"
+# progress output: plain lines when stderr is not a terminal or TERM=dumb, a redrawn bar on a
+# terminal (script(1) gives the run a pseudo-terminal, whose line endings are \r\n)
+"$G" train base.yaml --out runC --set train.epochs=2 > /dev/null 2> plain.txt || no "train runC"
+for term in dumb xterm; do
+    TERM=$term script -qec "'$G' train base.yaml --out runC --set train.epochs=2" /dev/null > tty-$term.txt 2>&1 ||
+        no "train runC under script (TERM=$term)"
+done
+$PY - <<'PY' || no "progress output on and off a terminal"
+import re
+plain, dumb, xterm = (open(f, "rb").read() for f in ("plain.txt", "tty-dumb.txt", "tty-xterm.txt"))
+assert b"\r" not in plain and b"\x1b" not in plain, "carriage returns or escapes in plain output"
+assert len(re.findall(rb"^epoch [12]/2: loss ", plain, re.M)) == 2, plain
+lone_cr = lambda b: len(re.findall(rb"\r(?!\n)", b))
+assert lone_cr(dumb) == 0 and b"\x1b" not in dumb, "TERM=dumb redraws"
+assert lone_cr(xterm) > 0 and b"\x1b" not in xterm, "no bar on a terminal (or escapes)"
+print(f"ok: plain lines off a terminal and with TERM=dumb; {lone_cr(xterm)} redraws on a terminal; no escapes")
+PY
 BROWSER=$(command -v chromium || true)
 if [ -n "$BROWSER" ]; then
     P=$(mktemp -d)

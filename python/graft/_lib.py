@@ -2,6 +2,7 @@
 import ctypes
 import ctypes.util
 import os
+import sys
 
 SONAME = "libgraft.so.0"
 
@@ -14,9 +15,19 @@ def _candidates():
     here = os.path.dirname(os.path.abspath(__file__))
     for name in (SONAME, "libgraft.so"):
         yield os.path.join(here, name), "beside the package"
-    # the source tree's build folder, for a package used from (or installed out of) a checkout
-    src = os.environ.get("GRAFT_SOURCE_DIR") or os.path.dirname(os.path.dirname(here))
-    yield os.path.join(src, "build", SONAME), "the source tree's build/"
+    # the source tree's build folder: the package used in place (python/ of a checkout), or
+    # installed from a checkout (setup.py recorded where)
+    trees = [os.environ.get("GRAFT_SOURCE_DIR"), os.path.dirname(os.path.dirname(here))]
+    try:
+        from . import _source
+        trees.insert(1, _source.SOURCE_DIR)
+    except ImportError:
+        pass
+    for src in filter(None, trees):
+        yield os.path.join(src, "build", SONAME), "the source tree's build/"
+    # installed into this environment's prefix (meson configure --prefix=$VIRTUAL_ENV)
+    for sub in ("lib", os.path.join("lib", "x86_64-linux-gnu"), os.path.join("lib", "aarch64-linux-gnu")):
+        yield os.path.join(sys.prefix, sub, SONAME), "the Python prefix"
     found = ctypes.util.find_library("graft")
     if found:
         yield found, "ldconfig"

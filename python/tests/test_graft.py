@@ -40,6 +40,13 @@ def test_package_imported_from_the_venv_not_the_tree():
     assert os.path.realpath(graft.__file__).startswith(os.path.realpath(sys.prefix)), graft.__file__
 
 
+def test_install_records_the_checkout():
+    # setup.py writes graft/_source.py: the folder python/ was installed from (run_pytest.sh
+    # installs a copy at WORK/pkg, so the "checkout" is WORK)
+    from graft import _source
+    assert os.path.isdir(os.path.join(_source.SOURCE_DIR, "pkg", "graft")), _source.SOURCE_DIR
+
+
 def test_library_found_without_graft_library(tmp_path):
     # no GRAFT_LIBRARY: the loader's search path (here LD_LIBRARY_PATH) finds libgraft.so.0
     libdir = os.path.dirname(os.environ["GRAFT_LIBRARY"])

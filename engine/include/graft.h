@@ -203,6 +203,10 @@ typedef struct graft_train_options {
     const char *resume;         /* a run directory to resume from, or NULL */
     graft_progress_fn progress; /* or NULL */
     void *user;                 /* passed to progress */
+    /* or NULL; set *stop nonzero (from progress or another thread) to end training after the
+     * current step, as train.max_steps does: the partial epoch is checkpointed, the test split
+     * evaluated and the run directory complete (graft_run_train_opts returns GRAFT_OK) */
+    const volatile int *stop;
 } graft_train_options;
 
 /* graft_run_train with a progress callback and resume. */

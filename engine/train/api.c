@@ -94,7 +94,8 @@ graft_status graft_run_train_opts(graft_recipe *r, const graft_train_options *op
 {
     progress_relay pr = {.fn = opt->progress, .user = opt->user};
     train_options o = {.device = opt->device, .out_dir = opt->out_dir, .resume = opt->resume,
-                       .progress = opt->progress ? relay : NULL, .user = &pr};
+                       .progress = opt->progress ? relay : NULL, .user = &pr,
+                       .stop = opt->stop};
     train_summary s;
     graft_status st = graft_train(r, &o, &s, err);
     if (st) return st;

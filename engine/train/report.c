@@ -288,6 +288,8 @@ static void curves(buf *b, const run_data *runs, int n)
             t->n = 2 * runs[i].n;
             t->x = x, t->y = y, t->stride = 1;
         }
+        /* here x = epoch - 1 is an epoch's start: the unfreeze step of epoch E sits at E - 1 */
+        for (int i = 0; i < nm; i++) marks[i] -= 0.5;
         chart(b, "Learning rate (start and end of each epoch)", "learning rate", s, n, marks, nm,
               "unfreeze");
     } else {

@@ -25,6 +25,9 @@ typedef struct train_options {
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
     void *user;
+    /* nonzero (set by progress or another thread) ends training after the current step, as
+     * train.max_steps does: the epoch so far is checkpointed and the test split evaluated */
+    const volatile int *stop;
 } train_options;
 
 typedef struct train_summary {

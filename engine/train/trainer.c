@@ -531,7 +531,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
-    while (!*stop && batcher_next(b, &x, &y, &n)) {
+    /* o->stop is read before each step, so a progress callback that sets it stops right there */
+    while (!*stop && !(R->o->stop && (*stop = *R->o->stop != 0)) && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
@@ -707,7 +708,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     }
     bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
     const freeze_spec *current = phase_freeze(r, R.epoch);
-    while (!stop && R.epoch < r->train.epochs) {
+    while (!stop && !(o->stop && *o->stop) && R.epoch < r->train.epochs) {
         const freeze_spec *f = phase_freeze(r, R.epoch);
         if (f != current) {
             current = f;

@@ -236,25 +236,33 @@ class Recipe:
         summary.json as a dict (with "run_dir" added). progress: None (quiet), True (a bar on
         stderr; tqdm when installed) or a callable taking a dict per update (epoch, epochs,
         batch, batches, loss, accuracy, images_per_second, eta_seconds, epoch_done, val_loss,
-        val_accuracy, lr, note)."""
+        val_accuracy, lr, note). A callable that returns False stops training after the current
+        step, as train.max_steps does (the run directory is complete; "stopped" is set in the
+        returned summary); an exception in it (Ctrl-C included) stops training the same way and
+        is raised once the run has ended."""
         if progress is True:
             progress = _Progress()
         failure = []
+        stop = ctypes.c_int(0)
 
         def relay(_user, pp):
-            if failure:
+            if stop.value:
                 return
             p = pp.contents
             try:
-                progress({k: (getattr(p, k).decode() if k == "note" and p.note else
-                              None if k == "note" else getattr(p, k))
-                          for k, _ in _lib.Progress._fields_} | {"epoch_done": bool(p.epoch_done)})
-            except BaseException as e:  # noqa: BLE001 (reraised after the run)
+                fields = {k: getattr(p, k) for k, _ in _lib.Progress._fields_}
+                fields["note"] = p.note.decode() if p.note else None
+                fields["epoch_done"] = bool(p.epoch_done)
+                if progress(fields) is False:
+                    stop.value = 1
+            except BaseException as e:  # noqa: BLE001 (raised after the run)
                 failure.append(e)
+                stop.value = 1
 
         cb = _lib.PROGRESS_FN(relay) if progress else _lib.PROGRESS_FN()
         opts = _lib.TrainOptions(_b(None if out is None else os.fspath(out)), _b(device),
-                                 _b(None if resume is None else os.fspath(resume)), cb, None)
+                                 _b(None if resume is None else os.fspath(resume)), cb, None,
+                                 ctypes.pointer(stop))
         with self._load() as r:
             res, err = _lib.TrainResult(), _lib.Error()
             s = r.lib.graft_run_train_opts(r.ptr, ctypes.byref(opts), ctypes.byref(res),
@@ -269,6 +277,7 @@ class Recipe:
         with open(os.path.join(run_dir, "summary.json")) as f:
             summary = json.load(f)
         summary["run_dir"] = run_dir
+        summary["stopped"] = bool(stop.value)
         return summary
 
     def evaluate(self, weights, device=None):

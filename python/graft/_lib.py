@@ -81,7 +81,8 @@ PROGRESS_FN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.POINTER(Progress))
 
 class TrainOptions(ctypes.Structure):
     _fields_ = [("out_dir", ctypes.c_char_p), ("device", ctypes.c_char_p),
-                ("resume", ctypes.c_char_p), ("progress", PROGRESS_FN), ("user", ctypes.c_void_p)]
+                ("resume", ctypes.c_char_p), ("progress", PROGRESS_FN), ("user", ctypes.c_void_p),
+                ("stop", ctypes.POINTER(ctypes.c_int))]
 
 
 DTYPE_F32, DTYPE_F64, DTYPE_U8 = 1, 2, 3

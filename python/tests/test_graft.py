@@ -140,7 +140,7 @@ def trained(tmp_path_factory):
 
 def test_train_returns_summary_and_reports_progress(trained):
     w, _, summary, updates = trained
-    assert summary == {**json.load(open(w / "run/summary.json")), "run_dir": "run"}
+    assert summary == {**json.load(open(w / "run/summary.json")), "run_dir": "run", "stopped": False}
     assert summary["epochs_run"] == 2 and 0.2 < summary["test_accuracy"] <= 1
     ends = [u for u in updates if u["epoch_done"]]
     assert [u["epoch"] for u in ends] == [1, 2]
@@ -151,6 +151,30 @@ def test_train_returns_summary_and_reports_progress(trained):
     lines = [json.loads(x) for x in open(w / "run/metrics.jsonl")]
     assert [round(u["val_accuracy"], 12) for u in ends] == [round(m["val_accuracy"], 12) for m in lines]
     assert (w / "run/report.html").exists()
+
+
+def test_progress_can_stop_training(trained):
+    w = trained[0]
+    seen = []
+
+    def stop_at_third_step(p):
+        if not p["note"] and not p["epoch_done"]:
+            seen.append(p["batch"])
+        return len(seen) < 3
+
+    old = os.getcwd()
+    os.chdir(w)
+    try:
+        s = graft.Recipe("base.yaml", set={"train.epochs": 5}).train(out="stopped",
+                                                                      progress=stop_at_third_step)
+        with pytest.raises(ZeroDivisionError):
+            graft.Recipe("base.yaml").train(out="raised", progress=lambda p: 1 / 0)
+    finally:
+        os.chdir(old)
+    # stopped after the step that returned False: one partial epoch, saved and evaluated
+    assert s["stopped"] and s["epochs_run"] == 1 and s["steps"] == 3, s
+    assert (w / "stopped/model.safetensors").exists() and s["test_accuracy"] is not None
+    assert (w / "raised/summary.json").exists()
 
 
 def test_predict_equals_graft_predict_and_evaluate(trained):

@@ -41,7 +41,9 @@ if LC_ALL=C grep -q "$(printf '\033')" "$T/all"; then no "terminal escapes in he
 "$G" nosuch > /dev/null 2>&1; [ $? = 2 ] || no "unknown command: exit 2"
 "$G" help nosuch > /dev/null 2>&1; [ $? = 2 ] || no "graft help nosuch: exit 2"
 "$G" check "$T/missing.yaml" > /dev/null 2> "$T/e"; [ $? = 2 ] || no "missing recipe: exit 2"
-"$G" eval "$SRC/configs/recipes/fmnist-pretrain.yaml" --weights "$T/none.safetensors" > /dev/null 2> "$T/e"
-[ $? = 1 ] || { cat "$T/e"; no "missing weights: exit 1"; }
+/usr/bin/python3 -c "import numpy, sys; numpy.save(sys.argv[1], numpy.ones((1, 1, 8, 8), numpy.float32))" "$T/x.npy"
+"$G" predict "$SRC/tests/bad/base/good.yaml" --weights "$T/none.safetensors" --input "$T/x.npy" \
+    --output "$T/y.npy" > /dev/null 2> "$T/e"
+[ $? = 1 ] && grep -q '^graft: error: .*none.safetensors' "$T/e" || { cat "$T/e"; no "missing weights: exit 1"; }
 [ "$fail" = 0 ] && echo "test_conventions: ok"
 exit $fail

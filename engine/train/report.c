@@ -128,7 +128,7 @@ static double nice_step(double span, int want)
 
 /* A chart of series over x, with vertical marks at the given x (unfreeze steps). */
 static void chart(buf *b, const char *title, const char *ylabel, const series *s, int ns,
-                  const double *marks, int nmarks, const char *mark_label)
+                  const double *marks, const char *const *mark_labels, int nmarks)
 {
     const double W = 640, H = 300, L = 64, R = 16, T = 28, B = 44;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
@@ -176,8 +176,10 @@ static void chart(buf *b, const char *title, const char *ylabel, const series *s
     for (int i = 0; i < nmarks; i++) {
         if (marks[i] < x0 || marks[i] > x1) continue;
         buf_printf(b, "<line x1='%.1f' x2='%.1f' y1='%g' y2='%g' class='mark'/>"
-                      "<text x='%.1f' y='%g' class='mk'>%s</text>",
-                   PX(marks[i]), PX(marks[i]), T, H - B, PX(marks[i]) + 3, T + 12, mark_label);
+                      "<text x='%.1f' y='%g' class='mk'>",
+                   PX(marks[i]), PX(marks[i]), T, H - B, PX(marks[i]) + 3, T + 12 + 11 * (i % 3));
+        esc(b, mark_labels[i]);
+        buf_printf(b, "</text>");
     }
     for (int i = 0; i < ns; i++) {
         bool open = false;
@@ -226,13 +228,18 @@ static const char *run_label(const run_data *r)
 
 /* The unfreeze steps of the runs (1-based epochs where the trainable set grows), drawn between
  * the epoch before and that epoch. */
-static int unfreeze_marks(const run_data *runs, int n, double *marks, int cap)
+static int unfreeze_marks(const run_data *runs, int n, double *marks, char (*labels)[300],
+                          int cap)
 {
     int k = 0;
     for (int i = 0; i < n; i++) {
         json_t *u = runs[i].summary ? json_object_get(runs[i].summary, "unfreeze_epochs") : NULL, *v;
         size_t j;
-        json_array_foreach(u, j, v) if (k < cap) marks[k++] = json_number_value(v) - 0.5;
+        json_array_foreach(u, j, v) if (k < cap) {
+            snprintf(labels[k], sizeof labels[k], "unfreeze%s%s", n > 1 ? " " : "",
+                     n > 1 ? runs[i].dir : "");
+            marks[k++] = json_number_value(v) - 0.5;
+        }
     }
     return k;
 }
@@ -241,11 +248,16 @@ static void curves(buf *b, const run_data *runs, int n)
 {
     series *s = calloc((size_t)(4 * n), sizeof *s);
     double *lrx = NULL, *lry = NULL, marks[64];
-    if (!s) {
+    char (*labels)[300] = calloc(64, sizeof *labels);
+    const char *lp[64];
+    if (!s || !labels) {
+        free(s);
+        free(labels);
         b->failed = true;
         return;
     }
-    int nm = unfreeze_marks(runs, n, marks, 64);
+    int nm = unfreeze_marks(runs, n, marks, labels, 64);
+    for (int i = 0; i < nm; i++) lp[i] = labels[i];
     const int stride = (int)(sizeof(epoch_row) / sizeof(double));
     for (int what = 0; what < 2; what++) {
         int ns = 0;
@@ -265,7 +277,7 @@ static void curves(buf *b, const run_data *runs, int n)
             }
         }
         chart(b, what == 0 ? "Loss per epoch" : "Accuracy per epoch",
-              what == 0 ? "loss" : "accuracy", s, ns, marks, nm, "unfreeze");
+              what == 0 ? "loss" : "accuracy", s, ns, marks, lp, nm);
     }
     /* the learning rate at the start and end of each epoch: the schedule's shape (warm-up, steps,
      * cosine) between them is what train.schedule says */
@@ -290,13 +302,14 @@ static void curves(buf *b, const run_data *runs, int n)
         }
         /* here x = epoch - 1 is an epoch's start: the unfreeze step of epoch E sits at E - 1 */
         for (int i = 0; i < nm; i++) marks[i] -= 0.5;
-        chart(b, "Learning rate (start and end of each epoch)", "learning rate", s, n, marks, nm,
-              "unfreeze");
+        chart(b, "Learning rate (start and end of each epoch)", "learning rate", s, n, marks, lp,
+              nm);
     } else {
         b->failed = true;
     }
     free(lrx);
     free(lry);
+    free(labels);
     free(s);
 }
 

@@ -12,6 +12,9 @@ meson install -C "$B" --destdir "$W/stage" --no-rebuild --quiet > install.log 2>
     { cat install.log; echo "FAIL: meson install"; exit 1; }
 PREFIX=$(meson introspect "$B" --buildoptions | /usr/bin/python3 -c \
     'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
+SAN=$(meson introspect "$B" --buildoptions | /usr/bin/python3 -c \
+    'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="b_sanitize"][0])')
+[ "$SAN" = none ] || { echo "SKIP: a sanitizer build ($SAN): its libgraft.so needs the sanitizer runtime that cc does not link"; exit 77; }
 LIBDIR=$(meson introspect "$B" --buildoptions | /usr/bin/python3 -c \
     'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="libdir"][0])')
 case $LIBDIR in /*) ;; *) LIBDIR=$PREFIX/$LIBDIR ;; esac

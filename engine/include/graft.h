@@ -215,6 +215,10 @@ graft_status graft_run_train_opts(graft_recipe *r, const graft_train_options *op
 /* Test-split loss and accuracy of weights. */
 graft_status graft_run_eval(graft_recipe *r, const char *weights, const char *device,
                             double *loss, double *accuracy, graft_error *err);
+/* What `graft eval --json` prints: {loss, accuracy, n, per_class_accuracy, confusion} (rows: true
+ * class, columns: predicted) on the test split; graft_free the string. */
+graft_status graft_run_eval_json(graft_recipe *r, const char *weights, const char *device,
+                                 char **json, graft_error *err);
 /* Logits [N, classes] for an .npy input, written to an .npy file. */
 graft_status graft_run_predict(graft_recipe *r, const char *weights, const char *input_npy,
                                const char *output_npy, const char *device, long *rows,

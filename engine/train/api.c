@@ -130,6 +130,20 @@ graft_status graft_run_predict(graft_recipe *r, const char *weights, const char 
     return graft_predict(r, weights, input_npy, output_npy, device, rows, err);
 }
 
+graft_status graft_run_eval_json(graft_recipe *r, const char *weights, const char *device,
+                                 char **json, graft_error *err)
+{
+    *json = NULL;
+    eval_result res;
+    graft_status st = graft_evaluate(r, weights, device, &res, err);
+    if (st) return st;
+    json_t *o = eval_result_json(&res);
+    eval_result_free(&res);
+    *json = o ? json_dumps(o, JSON_INDENT(2)) : NULL;
+    json_decref(o);
+    return *json ? GRAFT_OK : err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
+}
+
 graft_status graft_run_predict_rows(graft_recipe *r, const char *weights, const char *device,
                                     const void *data, graft_dtype dtype, long rows, float *logits,
                                     graft_error *err)

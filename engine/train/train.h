@@ -66,6 +66,9 @@ typedef struct eval_result {
 graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
                             eval_result *out, graft_error *e);
 void eval_result_free(eval_result *r);
+/* {loss, accuracy, n, per_class_accuracy, confusion} (`graft eval --json`); json_decref it. */
+struct json_t;
+struct json_t *eval_result_json(const eval_result *r);
 
 /* Logits for every row of an .npy input (N×C×H×W or N×F float32 / uint8), written as float32 .npy. */
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,

@@ -705,6 +705,11 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                  : err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         free(yaml);
         if (s) goto done;
+        /* metrics.jsonl exists from the start (the epochs kept on resume), so a run stopped
+         * before its first epoch still has every file */
+        path_in(&R, "metrics.jsonl", path, sizeof path);
+        if ((s = fs_write_atomic(path, R.metrics.data ? R.metrics.data : "", R.metrics.len, e)))
+            goto done;
     }
     bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
     const freeze_spec *current = phase_freeze(r, R.epoch);

@@ -281,14 +281,15 @@ class Recipe:
         return summary
 
     def evaluate(self, weights, device=None):
-        """Test-split loss and accuracy of weights: {"loss", "accuracy"}."""
+        """weights on the test split, as `graft eval --json`: {"loss", "accuracy", "n",
+        "per_class_accuracy", "confusion"} (confusion rows: true class, columns: predicted)."""
         with self._load() as r:
-            loss, acc, err = ctypes.c_double(), ctypes.c_double(), _lib.Error()
-            s = r.lib.graft_run_eval(r.ptr, _b(os.fspath(weights)), _b(device),
-                                     ctypes.byref(loss), ctypes.byref(acc), ctypes.byref(err))
+            out, err = ctypes.c_void_p(), _lib.Error()
+            s = r.lib.graft_run_eval_json(r.ptr, _b(os.fspath(weights)), _b(device),
+                                          ctypes.byref(out), ctypes.byref(err))
             if s:
                 _raise(r.lib, s, err)
-            return {"loss": loss.value, "accuracy": acc.value}
+            return json.loads(_take_string(r.lib, out))
 
     def predict(self, weights, x, device=None):
         """Logits (float32 array [N, outputs]) for N samples: x has shape (N, *input_shape) or

@@ -115,6 +115,7 @@ def _declare(lib):
                                            E]),
         "graft_run_eval": (c.c_int, [R, c.c_char_p, c.c_char_p, c.POINTER(c.c_double),
                                      c.POINTER(c.c_double), E]),
+        "graft_run_eval_json": (c.c_int, [R, c.c_char_p, c.c_char_p, c.POINTER(c.c_void_p), E]),
         "graft_run_predict_rows": (c.c_int, [R, c.c_char_p, c.c_char_p, c.c_void_p, c.c_int,
                                              c.c_long, c.c_void_p, E]),
     }

@@ -188,6 +188,7 @@ def test_predict_equals_graft_predict_and_evaluate(trained):
         cli("predict", "base.yaml", "--weights", str(weights), "--input", "data/x_test.npy",
             "--output", "cli.npy")
         ev = r.evaluate(weights)
+        ev_cli = json.loads(cli("eval", "base.yaml", "--weights", str(weights), "--json").stdout)
         # float32 input, already normalised as training does, gives the same logits as uint8
         xf = ((x.astype(np.float32) / 255 - 0.2860) / 0.3530).astype(np.float32)
         from_float = r.predict(weights, xf.reshape(400, -1))
@@ -201,3 +202,8 @@ def test_predict_equals_graft_predict_and_evaluate(trained):
     y = np.load(w / "data/y_test.npy")
     acc = float((logits.argmax(1) == y).mean())
     assert abs(acc - ev["accuracy"]) < 1e-9 and abs(acc - summary["test_accuracy"]) < 1e-9
+    assert ev == ev_cli and ev["n"] == 400
+    # the confusion matrix of predict's logits, and the trainer's own in summary.json
+    cm = np.zeros((10, 10), int)
+    np.add.at(cm, (y, logits.argmax(1)), 1)
+    assert cm.tolist() == ev["confusion"] == summary["confusion"]

@@ -77,6 +77,13 @@ void cli_progress_init(cli_progress_state *st, bool quiet)
     st->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
 }
 
+const char *cli_configs_dir(void)
+{
+    if (access("configs/recipes", R_OK) == 0) return "configs";
+    if (access(GRAFT_SOURCE_DIR "/configs/recipes", R_OK) == 0) return GRAFT_SOURCE_DIR "/configs";
+    return GRAFT_DATA_DIR "/configs";
+}
+
 /* Collect "--set K=V" values (the recipe stage checks their form and reports it at the option);
  * returns false (after printing) when there are too many. */
 bool cli_add_set(cli_args *a, const char *value, const char **sets, int *nsets, int max)

@@ -24,6 +24,12 @@ for f in "$PREFIX/include/graft.h" "$PREFIX/bin/graft" "$LIBDIR/libgraft.a" "$LI
     [ -e "$S$f" ] || no "not installed: $f"
 done
 [ -n "$(ls "$S$PREFIX"/share/man/man1/graft.1 2>/dev/null)" ] || no "not installed: share/man/man1/graft.1"
+# the shipped recipes, with the schema their first line points at, under DATADIR/graft
+R=$S$PREFIX/share/graft/configs/recipes/fmnist-pretrain.yaml
+[ -f "$R" ] && [ -f "$S$PREFIX/share/graft/configs/models/fmnist-cnn.yaml" ] || no "not installed: share/graft/configs"
+schema=$(sed -n '1s/^# yaml-language-server: \$schema=//p' "$R")
+[ -n "$schema" ] && cmp -s "$(dirname "$R")/$schema" "$SRC/docs/recipe.schema.json" ||
+    no "the installed recipe's \$schema ($schema) is not the installed docs/recipe.schema.json"
 readelf -d "$S$LIBDIR/libgraft.so" | grep -q 'SONAME.*\[libgraft.so.0\]' || no "libgraft.so has no soname libgraft.so.0"
 # only the graft_ API is exported
 bad=$(nm -D --defined-only "$S$LIBDIR/libgraft.so" | awk '$2 ~ /[TDB]/ && $3 !~ /^graft_/ {print $3}' | head -5)

@@ -42,6 +42,14 @@ for s in finetune infer; do
     cc -std=c11 -Wall -Werror -o "$s" "$SRC/samples/$s.c" $(pkg-config --cflags --libs graft) ||
         no "cc $s.c \$(pkg-config --cflags --libs graft)"
 done
+# the header is C99 and C++ clean
+printf '#include <graft.h>\nint main(void) { return graft_version()[0] == 0; }\n' > hdr.c
+# shellcheck disable=SC2046
+cc -std=c99 -pedantic -Wall -Wextra -Werror -c hdr.c $(pkg-config --cflags graft) || no "graft.h under -std=c99 -pedantic"
+if command -v c++ >/dev/null; then
+    # shellcheck disable=SC2046
+    c++ -x c++ -pedantic -Wall -Wextra -Werror -c hdr.c -o hdr-cxx.o $(pkg-config --cflags graft) || no "graft.h in C++"
+fi
 [ "$fail" = 0 ] || exit 1
 export LD_LIBRARY_PATH="$S$LIBDIR"
 ldd ./infer | grep -q "libgraft.so.0 => $S$LIBDIR/libgraft.so.0" || { ldd ./infer; no "infer does not load the staged libgraft.so.0"; }

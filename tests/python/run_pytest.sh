@@ -9,6 +9,7 @@ G=$(realpath "$1"); LIB=$(realpath "$2"); SRC=$(realpath "$3"); W=$4; JUNIT=$5
 PY=/usr/bin/python3
 rm -rf "$W" "$JUNIT"; mkdir -p "$W"; W=$(realpath "$W")
 $PY -c 'import pytest, numpy' 2>/dev/null || { echo "SKIP: $PY lacks pytest or numpy (python3-pytest, python3-numpy)"; exit 77; }
+$PY -c 'import setuptools, wheel' 2>/dev/null || { echo "SKIP: $PY lacks setuptools or wheel for an offline pip install (python3-setuptools, python3-wheel)"; exit 77; }
 if ! $PY -m venv --system-site-packages "$W/venv" > "$W/venv.log" 2>&1; then
     cat "$W/venv.log"; echo "SKIP: cannot create a venv with $PY -m venv (Debian: python3-venv)"; exit 77
 fi

@@ -3,8 +3,8 @@
 Pure Python over libgraft.so through ctypes (see graft/_lib.py for how the library is found).
 """
 from ._api import (GraftError, Recipe, RecipeError, devices, library_path, library_version,
-                   version_text)
+                   report, schema, version_text)
 
 __version__ = "0.1.0"
 __all__ = ["GraftError", "Recipe", "RecipeError", "devices", "library_path", "library_version",
-           "version_text", "__version__"]
+           "version_text", "report", "schema", "__version__"]

@@ -105,6 +105,29 @@ def devices():
     return json.loads(_take_string(lib, out))
 
 
+def schema():
+    """The recipe language's JSON Schema (what `graft schema` prints), as a dict."""
+    lib = _l()
+    out, err = ctypes.c_void_p(), _lib.Error()
+    s = lib.graft_recipe_schema_json(ctypes.byref(out), ctypes.byref(err))
+    if s:
+        _raise(lib, s, err)
+    return json.loads(_take_string(lib, out))
+
+
+def report(run_dirs, out="report.html"):
+    """One self-contained HTML page with the runs' curves on the same axes (a single run: the
+    page `graft train` writes as report.html); returns out."""
+    lib = _l()
+    dirs = [os.fsencode(os.fspath(d)) for d in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    arr = (ctypes.c_char_p * max(len(dirs), 1))(*dirs)
+    err = _lib.Error()
+    s = lib.graft_report_runs(arr, len(dirs), _b(os.fspath(out)), ctypes.byref(err))
+    if s:
+        _raise(lib, s, err)
+    return out
+
+
 def _yaml_value(v):
     # --set values are YAML; JSON is YAML, and keeps strings strings ("7" stays a string)
     if isinstance(v, float) and not math.isfinite(v):

@@ -5,6 +5,7 @@ GRAFT_EXE is the graft program of the same build, GRAFT_SRC the source tree, GRA
 build's libgraft.so."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -175,6 +176,31 @@ def test_progress_can_stop_training(trained):
     assert s["stopped"] and s["epochs_run"] == 1 and s["steps"] == 3, s
     assert (w / "stopped/model.safetensors").exists() and s["test_accuracy"] is not None
     assert (w / "raised/summary.json").exists()
+
+
+def test_schema_and_report_equal_the_program(trained, tmp_path):
+    assert graft.schema() == json.loads(cli("schema").stdout)
+    w = trained[0]
+    page = graft.report([w / "run", w / "stopped"], tmp_path / "two.html")
+    cli("report", str(w / "run"), str(w / "stopped"), "--html", str(tmp_path / "cli.html"))
+    assert open(page).read() == open(tmp_path / "cli.html").read()
+    with pytest.raises(graft.GraftError, match="not a training run directory"):
+        graft.report([tmp_path], tmp_path / "x.html")
+
+
+def test_default_progress_display(trained, capfd):
+    w = trained[0]
+    old = os.getcwd()
+    os.chdir(w)
+    try:
+        graft.Recipe("base.yaml", set={"train.epochs": 1}).train(out="bar", progress=True)
+    finally:
+        os.chdir(old)
+    err = capfd.readouterr().err
+    # stderr is not a terminal here: notes and one line per epoch (tqdm, when installed, draws
+    # its bar there too)
+    assert "epoch 1/1: compiling kernels" in err or "epoch 1/1: computing" in err, err
+    assert re.search(r"^epoch 1/1: loss [0-9.]+ acc [0-9.]+  val_loss", err, re.M), err
 
 
 def test_predict_equals_graft_predict_and_evaluate(trained):

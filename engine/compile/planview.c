@@ -104,6 +104,9 @@ json_t *plan_view_json(const plan_view *v)
         json_object_set_new(lo, "epilogue", lp->fused_act >= 0
                                                 ? json_string(g->layers[lp->fused_act].name)
                                                 : json_null());
+        json_object_set_new(lo, "folded_batchnorm", lp->bn_fold >= 0
+                                                        ? json_string(g->layers[lp->bn_fold].name)
+                                                        : json_null());
         json_t *load = json_array(), *init = json_array();
         for (int j = 0; j < l->nparams; j++)
             json_array_append_new(l->params[j].in_checkpoint ? load : init,
@@ -128,13 +131,21 @@ json_t *plan_view_json(const plan_view *v)
     }
     json_object_set_new(o, "feature_cache", fc);
     json_t *groups = json_array();
-    for (int i = 0; i < g->nlayers; i++)
-        if (v->plan.layers[i].fused_act >= 0) {
-            json_t *grp = json_array();
-            json_array_append_new(grp, json_string(l_name(g, i)));
-            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_act)));
-            json_array_append_new(groups, grp);
+    for (int i = 0; i < g->nlayers; i++) {
+        const layer_plan *lp = &v->plan.layers[i];
+        if (lp->fused_into >= 0) continue; /* in the group of its producer */
+        if (lp->fused_act < 0 && lp->bn_fold < 0) continue;
+        json_t *grp = json_array();
+        json_array_append_new(grp, json_string(l_name(g, i)));
+        int last = i;
+        if (lp->bn_fold >= 0) {
+            last = lp->bn_fold;
+            json_array_append_new(grp, json_string(l_name(g, last)));
         }
+        if (v->plan.layers[last].fused_act >= 0)
+            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[last].fused_act)));
+        json_array_append_new(groups, grp);
+    }
     json_object_set_new(o, "fused_groups", groups);
     plan_extend_json(o, v);
     return o;

@@ -302,8 +302,15 @@ static void path_in(const run *R, const char *name, char *out, size_t n)
 
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
-    graft_status s = pipeline_download(R->head, &R->store, e);
+    /* metrics.jsonl first: a kill between two of these files then leaves at least as many lines
+     * as state.safetensors has epochs, and resume keeps exactly that many (written last, a kill
+     * after the state but before the metrics lost the epoch's line on resume) */
+    char mpath[2300];
+    path_in(R, "metrics.jsonl", mpath, sizeof mpath);
+    graft_status s = fs_write_atomic(mpath, R->metrics.data ? R->metrics.data : "",
+                                     R->metrics.len, e);
     if (s) return s;
+    if ((s = pipeline_download(R->head, &R->store, e))) return s;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80];
     snprintf(epoch, sizeof epoch, "%d", R->epoch);
     snprintf(step, sizeof step, "%ld", R->step);
@@ -355,8 +362,7 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         path_in(R, "model.safetensors", path, sizeof path);
         if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
     }
-    path_in(R, "metrics.jsonl", path, sizeof path);
-    return fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    return GRAFT_OK;
 }
 
 static double meta_num(st_file *f, const char *key, double dflt)

@@ -5,6 +5,7 @@
 #include "graft.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct cli_command {
     const char *name;
@@ -65,5 +66,12 @@ int cmd_plan(int argc, char **argv);
 extern const char CHECK_USAGE[], PLAN_USAGE[];
 
 extern const cli_command cli_commands[];
+/* The overview `graft --help` prints (main.c). */
+void cli_usage(FILE *to);
+int cmd_help(int argc, char **argv);
+/* Where the shipped configs are: ./configs, else the source tree's, else the installed copy
+ * (DATADIR/graft/configs). */
+const char *cli_configs_dir(void);
+int cmd_schema(int argc, char **argv); /* cmd_schema.c: graft schema */ /* cmd_help.c: graft help [COMMAND], the man page */
 
 #endif

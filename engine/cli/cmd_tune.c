@@ -23,8 +23,8 @@ const char TUNE_USAGE[] =
     "shape: gemm() in `graft train` and `graft bench gemm` use it from then on (a first\n"
     "`graft train` on a device tunes its own shapes within 60 s: train.tune, GRAFT_TUNE).\n"
     "Shapes: 1024^3 and the convolution and dense GEMMs (forward and both backward products)\n"
-    "of each RECIPE at its batch size; with no RECIPE and no --shape, every recipe in\n"
-    GRAFT_SOURCE_DIR "/configs/recipes.\n"
+    "of each RECIPE at its batch size; with no RECIPE and no --shape, every shipped recipe\n"
+    "(configs/recipes of the current directory, the source tree or the installed share/graft).\n"
     "Then the path of each of the recipes' convolution shapes: im2col + GEMM, the direct CPU\n"
     "kernel or the GPU-shaped implicit GEMM, forward + backward timed at the recipe's batch,\n"
     "the default replaced only by a path 7 % faster (GRAFT_CONV=PATH forces one instead).\n"
@@ -116,7 +116,7 @@ static int cmp_str(const void *a, const void *b)
 static int shipped_recipes(shape_list *l, bool quiet)
 {
     char dir[1024];
-    snprintf(dir, sizeof dir, "%s/configs/recipes", GRAFT_SOURCE_DIR);
+    snprintf(dir, sizeof dir, "%s/recipes", cli_configs_dir());
     DIR *d = opendir(dir);
     if (!d) {
         if (!quiet) fprintf(stderr, "graft tune: no shipped recipes at %s\n", dir);

@@ -206,4 +206,25 @@ typedef void (*tune_note_fn)(void *user, const char *note);
 graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
                               void *user, tune_summary *sum, graft_error *e);
 
+/* ---- the compiled view of a recipe (planview.c): `graft plan`, graft_recipe_plan_json ---- */
+typedef struct plan_view {
+    const graft_recipe *r;
+    graph_plan plan; /* the compiler's own analysis: backward, caching, memory */
+    bool *backward;  /* per layer, from plan */
+    bool cache;
+    char cache_reason[512];
+    /* where the cache lives: device memory while every split's features fit in the budget */
+    double cache_row_bytes, cache_device_budget; /* budget 0: no device found */
+    char cache_device[256];
+} plan_view;
+
+graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e);
+void plan_view_free(plan_view *v);
+/* Where the feature cache lives, in words. */
+void plan_view_cache_location(const plan_view *v, char *out, size_t n);
+/* One JSON object: recipe, name, input_shape, checkpoint, layers, totals, feature_cache, memory.
+ * The caller json_decref()s it. */
+struct json_t;
+struct json_t *plan_view_json(const plan_view *v);
+
 #endif

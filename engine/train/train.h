@@ -25,6 +25,9 @@ typedef struct train_options {
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
     void *user;
+    /* nonzero (set by progress or another thread) ends training after the current step, as
+     * train.max_steps does: the epoch so far is checkpointed and the test split evaluated */
+    const volatile int *stop;
 } train_options;
 
 typedef struct train_summary {
@@ -63,10 +66,20 @@ typedef struct eval_result {
 graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
                             eval_result *out, graft_error *e);
 void eval_result_free(eval_result *r);
+/* {loss, accuracy, n, per_class_accuracy, confusion} (`graft eval --json`); json_decref it. */
+struct json_t;
+struct json_t *eval_result_json(const eval_result *r);
 
 /* Logits for every row of an .npy input (N×C×H×W or N×F float32 / uint8), written as float32 .npy. */
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
                            const char *output, const char *device, long *rows, graft_error *e);
+
+/* Logits (n × outputs, into the caller's array) for n rows of the model input given as raw values:
+ * kind 'f' with itemsize 4 or 8 (already preprocessed), or 'u' with itemsize 1 (pixels, scaled and
+ * normalised as training data is). */
+graft_status graft_predict_rows(graft_recipe *r, const char *weights, const char *device,
+                                const void *data, char kind, int itemsize, long n, float *logits,
+                                graft_error *e);
 
 /* Class probabilities (softmax of the logits) for image files, each prepared as the folder source
  * prepares evaluation images; *probs is nfiles × *k, malloc'ed. */

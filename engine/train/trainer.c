@@ -37,6 +37,12 @@ typedef struct run {
     double train_seconds;
     long images_seen;
     long loop_steps, loop_syncs; /* this process's training steps and the host waits in them */
+    /* for summary.json and report.html: the trainable set of each phase this process ran, the
+     * test split's confusion matrix, and where the time went */
+    json_t *phases;
+    long *confusion;
+    int nclasses;
+    double t_start, data_seconds, compile_seconds, val_seconds, test_seconds;
 } run;
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
@@ -160,6 +166,17 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (!any_trains)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "nothing to train: every layer with parameters is frozen");
+    {
+        json_t *ph = json_object(), *tr = json_array();
+        for (int i = 0; i < r->graph.nlayers; i++)
+            json_array_append_new(tr, json_boolean(!r->graph.layers[i].frozen &&
+                                                   layer_param_count(&r->graph.layers[i]) > 0));
+        json_object_set_new(ph, "from_epoch", json_integer(R->epoch + 1));
+        json_object_set_new(ph, "trainable_params",
+                            json_integer(graph_param_count(&r->graph, true)));
+        json_object_set_new(ph, "trainable", tr);
+        json_array_append_new(R->phases, ph);
+    }
     if (r->transfer.cache_features == CACHE_ON && !use_cache)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
@@ -218,28 +235,45 @@ static const dataset *split(run *R, int which)
 /* Loss and accuracy of a split: every batch's statistics stay on the device and are read back
  * once, at the end. The caller has collected the training statistics before. */
 static graft_status evaluate_split(run *R, int which, double *loss, double *acc,
-                                   graft_error *e)
+                                   long *confusion, graft_error *e)
 {
     const dataset *d = split(R, which);
     cl_mem table = split_table(R, which);
     int B = R->r->train.batch_size;
+    long k = pipeline_output_size(R->head);
     long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
-    if (table && !rows) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    /* the confusion matrix needs the logits: one read-back per batch, test split only */
+    float *logits = confusion ? malloc((size_t)B * (size_t)k * sizeof *logits) : NULL;
+    if ((table && !rows) || (confusion && !logits)) {
+        free(rows);
+        free(logits);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
     for (long i = 0; i < d->n; i += B) {
         int n = (int)(d->n - i < B ? d->n - i : B);
         graft_status s;
         if (table) {
             for (int j = 0; j < n; j++) rows[j] = i + j;
-            s = pipeline_eval_rows(R->head, table, rows, d->y + i, n, NULL, NULL, e);
+            s = pipeline_eval_rows(R->head, table, rows, d->y + i, n, logits, NULL, e);
         } else {
-            s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, NULL, e);
+            s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, logits, NULL, e);
         }
         if (s) {
             free(rows);
+            free(logits);
             return s;
+        }
+        for (int j = 0; logits && j < n; j++) {
+            const float *row = logits + (long)j * k;
+            long best = 0;
+            for (long c = 1; c < k; c++)
+                if (row[c] > row[best]) best = c;
+            int truth = d->y[i + j];
+            if (truth >= 0 && truth < k) confusion[truth * k + best]++;
         }
     }
     free(rows);
+    free(logits);
     pipeline_stats st;
     graft_status s = pipeline_stats_read(R->head, true, &st, e);
     if (s) return s;
@@ -268,8 +302,15 @@ static void path_in(const run *R, const char *name, char *out, size_t n)
 
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
-    graft_status s = pipeline_download(R->head, &R->store, e);
+    /* metrics.jsonl first: a kill between two of these files then leaves at least as many lines
+     * as state.safetensors has epochs, and resume keeps exactly that many (written last, a kill
+     * after the state but before the metrics lost the epoch's line on resume) */
+    char mpath[2300];
+    path_in(R, "metrics.jsonl", mpath, sizeof mpath);
+    graft_status s = fs_write_atomic(mpath, R->metrics.data ? R->metrics.data : "",
+                                     R->metrics.len, e);
     if (s) return s;
+    if ((s = pipeline_download(R->head, &R->store, e))) return s;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80];
     snprintf(epoch, sizeof epoch, "%d", R->epoch);
     snprintf(step, sizeof step, "%ld", R->step);
@@ -321,8 +362,7 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         path_in(R, "model.safetensors", path, sizeof path);
         if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
     }
-    path_in(R, "metrics.jsonl", path, sizeof path);
-    return fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    return GRAFT_OK;
 }
 
 static double meta_num(st_file *f, const char *key, double dflt)
@@ -378,6 +418,61 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     return GRAFT_OK;
 }
 
+/* What report.html shows beyond the curves: the model's layout and the trainable set of each
+ * phase, the unfreeze steps, per-class test accuracy and the confusion matrix, and timing. */
+static void summary_report_fields(run *R, json_t *o)
+{
+    const graft_recipe *r = R->r;
+    json_object_set_new(o, "name", json_string(r->name ? r->name : ""));
+    json_t *layers = json_array();
+    for (int i = 0; i < r->graph.nlayers; i++) {
+        const layer *l = &r->graph.layers[i];
+        json_t *lo = json_object(), *sh = json_array();
+        for (int d = 0; d < l->out.rank; d++) json_array_append_new(sh, json_integer(l->out.d[d]));
+        json_object_set_new(lo, "name", json_string(l->name));
+        json_object_set_new(lo, "type", json_string(layer_type_name(l->type)));
+        json_object_set_new(lo, "output_shape", sh);
+        json_object_set_new(lo, "params", json_integer(layer_param_count(l)));
+        json_object_set_new(lo, "fresh", json_boolean(l->fresh));
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(o, "layers", layers);
+    json_object_set(o, "phases", R->phases);
+    json_t *unf = json_array();
+    for (int i = 0; i < r->train.nunfreeze; i++)
+        if (r->train.unfreeze[i].epoch <= R->epoch)
+            json_array_append_new(unf, json_integer(r->train.unfreeze[i].epoch));
+    json_object_set_new(o, "unfreeze_epochs", unf);
+    if (R->confusion) {
+        int k = R->nclasses;
+        json_t *cm = json_array(), *pc = json_array(), *labels = json_array();
+        for (int t = 0; t < k; t++) {
+            json_t *row = json_array();
+            long n = 0;
+            for (int p = 0; p < k; p++) {
+                json_array_append_new(row, json_integer(R->confusion[t * k + p]));
+                n += R->confusion[t * k + p];
+            }
+            json_array_append_new(cm, row);
+            json_array_append_new(pc, n ? json_real((double)R->confusion[t * k + t] / (double)n)
+                                        : json_null());
+            json_array_append_new(labels, json_integer(r->data.nclasses && t < r->data.nclasses
+                                                           ? r->data.classes[t] : t));
+        }
+        json_object_set_new(o, "class_labels", labels);
+        json_object_set_new(o, "per_class_accuracy", pc);
+        json_object_set_new(o, "confusion", cm);
+    }
+    json_t *tm = json_object();
+    json_object_set_new(tm, "data_seconds", json_real(R->data_seconds));
+    json_object_set_new(tm, "compile_seconds", json_real(R->compile_seconds));
+    json_object_set_new(tm, "train_seconds", json_real(R->train_seconds));
+    json_object_set_new(tm, "validation_seconds", json_real(R->val_seconds));
+    json_object_set_new(tm, "test_seconds", json_real(R->test_seconds));
+    json_object_set_new(tm, "wall_seconds", json_real(now_seconds() - R->t_start));
+    json_object_set_new(o, "timing", tm);
+}
+
 static graft_status write_summary(run *R, const train_summary *sum, graft_error *e)
 {
     json_t *o = json_object();
@@ -399,6 +494,7 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
+    summary_report_fields(R, o);
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
     if (!text) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
@@ -434,13 +530,15 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
     double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
+    double lr_start = schedule_lr(t, R->epoch);
     const float *x;
     const int *y;
     int n;
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
-    while (!*stop && batcher_next(b, &x, &y, &n)) {
+    /* o->stop is read before each step, so a progress callback that sets it stops right there */
+    while (!*stop && !(R->o->stop && (*stop = *R->o->stop != 0)) && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
@@ -492,11 +590,15 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     R->train_seconds += secs;
     R->images_seen += seen;
     double vl = NAN, va = NAN;
-    if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, e))) return s;
+    double tv = now_seconds();
+    if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, NULL, e))) return s;
+    R->val_seconds += now_seconds() - tv;
     /* metrics line */
     json_t *m = json_object();
     json_object_set_new(m, "epoch", json_integer(R->epoch + 1));
     json_object_set_new(m, "lr", json_real(lr));
+    json_object_set_new(m, "lr_start", json_real(lr_start));
+    json_object_set_new(m, "trainable_params", json_integer(graph_param_count(&r->graph, true)));
     json_object_set_new(m, "train_loss", json_real(seen ? loss_sum / (double)seen : 0));
     json_object_set_new(m, "train_accuracy", json_real(seen ? (double)correct / (double)seen : 0));
     json_object_set_new(m, "val_loss", isfinite(vl) ? json_real(vl) : json_null());
@@ -558,6 +660,8 @@ static void run_free(run *R)
     dataset_free(&R->val);
     dataset_free(&R->test);
     buf_free(&R->metrics);
+    json_decref(R->phases);
+    free(R->confusion);
     graft_context_free(R->ctx);
 }
 
@@ -565,7 +669,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                          graft_error *e)
 {
     memset(out, 0, sizeof *out);
-    run R = {.r = r, .o = o, .best_metric = NAN};
+    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds()};
     graft_status s;
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";
@@ -573,6 +677,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     graft_context_options co = {.device = o->device ? o->device : r->device};
     /* data first: a bad data file must fail before anything is written */
     if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
+    R.data_seconds = now_seconds() - R.t_start;
     R.have_val = R.val.n > 0;
     if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
@@ -592,7 +697,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
     }
     if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    double tc = now_seconds();
     if ((s = compile_phase(&R, e))) goto done;
+    R.compile_seconds += now_seconds() - tc;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
@@ -604,10 +711,15 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                  : err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         free(yaml);
         if (s) goto done;
+        /* metrics.jsonl exists from the start (the epochs kept on resume), so a run stopped
+         * before its first epoch still has every file */
+        path_in(&R, "metrics.jsonl", path, sizeof path);
+        if ((s = fs_write_atomic(path, R.metrics.data ? R.metrics.data : "", R.metrics.len, e)))
+            goto done;
     }
     bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
     const freeze_spec *current = phase_freeze(r, R.epoch);
-    while (!stop && R.epoch < r->train.epochs) {
+    while (!stop && !(o->stop && *o->stop) && R.epoch < r->train.epochs) {
         const freeze_spec *f = phase_freeze(r, R.epoch);
         if (f != current) {
             current = f;
@@ -616,7 +728,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                 goto done;
             }
             notify(&R, "unfreezing: the trainable set changes");
+            tc = now_seconds();
             if ((s = compile_phase(&R, e))) goto done;
+            R.compile_seconds += now_seconds() - tc;
             out->feature_cache = out->feature_cache || R.cached;
             out->feature_cache_device = out->feature_cache_device || R.on_device;
         }
@@ -638,7 +752,17 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = store_save(&R.store, path, meta, 1, e))) goto done;
     }
     double tl = NAN, ta = NAN;
-    if (R.test.n > 0 && (s = evaluate_split(&R, 2, &tl, &ta, e))) goto done;
+    if (R.test.n > 0) {
+        double tt = now_seconds();
+        R.nclasses = (int)pipeline_output_size(R.head);
+        R.confusion = calloc((size_t)R.nclasses * (size_t)R.nclasses, sizeof *R.confusion);
+        if (!R.confusion) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+            goto done;
+        }
+        if ((s = evaluate_split(&R, 2, &tl, &ta, R.confusion, e))) goto done;
+        R.test_seconds = now_seconds() - tt;
+    }
     out->test_loss = tl;
     out->test_accuracy = ta;
     out->best_epoch = R.best_epoch;
@@ -652,7 +776,14 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);
-    s = write_summary(&R, out, e);
+    if ((s = write_summary(&R, out, e))) goto done;
+    {
+        /* report.html beside the other outputs, from the files just written */
+        char path[2300];
+        const char *dirs[] = {R.dir};
+        path_in(&R, "report.html", path, sizeof path);
+        s = graft_report_runs(dirs, 1, path, e);
+    }
 done:
     run_free(&R);
     return s;

@@ -1,0 +1,77 @@
+/* rank.h — choosing what to transfer. Transferability estimators (LogME, H-score, NCE, LEEP) in
+ * float64 on the host; `graft rank` (each candidate checkpoint's frozen features over the recipe's
+ * target training data, scored without training); `graft sweep` (a recipe's variants over a grid,
+ * the from-scratch baseline always included, resumable, with a negative-transfer verdict). */
+#ifndef GRAFT_RANK_H
+#define GRAFT_RANK_H
+
+#include "train.h"
+
+/* ---- estimators (estimators.c): every input row-major, labels in [0, k) ---- */
+
+/* Eigenvalues (ascending) and eigenvectors of a symmetric n×n matrix a (row-major; only a is read).
+ * vecs[j*n + i] is component i of the eigenvector of w[j] (one eigenvector per row). Householder
+ * tridiagonalisation then the implicit QL iteration (EISPACK tred2/tql2). */
+graft_status est_sym_eig(const double *a, int n, double *w, double *vecs, graft_error *e);
+
+/* LogME (You et al., ICML 2021): for each class c, the log evidence per sample of Bayesian linear
+ * regression from the features f (n×d) to the 0/1 indicator of c, maximised over the prior
+ * precision α and the noise precision β by MacKay's fixed-point iteration, averaged over the k
+ * classes. One eigendecomposition (of f fᵀ or fᵀ f, whichever is smaller) serves every class. */
+graft_status est_logme(const double *f, long n, int d, const int *y, int k, double *score,
+                       graft_error *e);
+/* H-score (Bao et al. 2019): tr(pinv(cov f) · cov g) where g replaces each row by its class mean;
+ * eigenvalues of cov f below 1e-10 of the largest count as zero. */
+graft_status est_hscore(const double *f, long n, int d, const int *y, int k, double *score,
+                        graft_error *e);
+/* NCE (Tran et al. 2019): −H(Y | Z) with Z the source model's argmax class (z in [0, ks)). */
+graft_status est_nce(const int *z, int ks, const int *y, int k, long n, double *score,
+                     graft_error *e);
+/* LEEP (Nguyen et al. 2020): mean log of the expected empirical prediction, from the source
+ * model's class probabilities p (n×ks, rows summing to 1). */
+graft_status est_leep(const double *p, int ks, const int *y, int k, long n, double *score,
+                      graft_error *e);
+/* A source model's logits (n×ks float) into probabilities (softmax in float64, p n×ks) and argmax
+ * classes (z, the first maximum); either output may be NULL. */
+void est_softmax_rows(const float *logits, long n, int ks, double *p, int *z);
+
+/* ---- graft rank (rank.c) ---- */
+enum { RANK_LOGME, RANK_HSCORE, RANK_NCE, RANK_LEEP, RANK_NEST };
+extern const char *const rank_estimator_names[RANK_NEST]; /* "logme", "hscore", "nce", "leep" */
+
+typedef struct rank_row {
+    const char *from;         /* the candidate (borrowed) */
+    bool ok;                  /* features computed; false: error says why */
+    char error[1024];
+    char layer[128];          /* the layer whose input the features are */
+    int dim;                  /* feature size */
+    long n;                   /* images scored */
+    int source_classes;       /* outputs of the candidate's own classifier (0: none) */
+    char no_head[512];        /* why NCE and LEEP were skipped ("" when they ran) */
+    bool have[RANK_NEST];
+    double score[RANK_NEST];
+    double seconds[RANK_NEST]; /* each estimator's host time */
+    double feature_seconds;   /* the frozen prefix over the data (device) */
+    double head_seconds;      /* the candidate's own model over the data (device) */
+} rank_row;
+
+typedef struct rank_options {
+    const char *const *sets; /* the recipe's --set overrides */
+    int nsets;
+    const char *layer;       /* features are this layer's input; NULL: transfer.head.cut, else
+                              * the input of the last layer */
+    const char *device;
+    long max_images;         /* 0: all of the training split */
+    const char *features_out; /* when set: a folder that gets, per candidate i, features_i.npy,
+                               * source_probs_i.npy, and labels.npy (for checks and plots) */
+    void (*progress)(void *user, int candidate, const char *note);
+    void *user;
+} rank_options;
+
+/* Score every candidate checkpoint on the recipe file's training split. A candidate that cannot be
+ * scored (weights that do not fit the model, unreadable file) gets ok = false and its message; the
+ * call fails only when the recipe or its data cannot be loaded at all. rows has ncand entries. */
+graft_status graft_rank(const char *recipe_file, const char *const *cands, int ncand,
+                        const rank_options *o, rank_row *rows, graft_error *e);
+
+#endif

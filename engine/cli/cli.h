@@ -45,6 +45,8 @@ int bench_recipe_main(int argc, char **argv); /* bench_recipe.c: graft bench REC
 extern const char BENCH_RECIPE_USAGE[];
 int cmd_report(int argc, char **argv); /* cmd_report.c: graft report RUN.json... */
 extern const char REPORT_USAGE[];
+int cmd_rank(int argc, char **argv);  /* cmd_rank.c: transferability of candidate sources */
+int cmd_sweep(int argc, char **argv); /* cmd_sweep.c: a recipe's variants over a grid */
 
 /* ---- shared by the recipe-taking commands (cmd_common.c) ---- */
 struct graft_recipe;

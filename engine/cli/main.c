@@ -39,6 +39,7 @@ const char PLAN_USAGE[] =
 
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
 extern const char BENCH_USAGE[], TUNE_USAGE[];
+extern const char RANK_USAGE[], SWEEP_USAGE[];
 
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
@@ -55,6 +56,10 @@ const cli_command cli_commands[] = {
      cmd_tune},
     {"report", "merge `graft bench` runs into per-device and per-layer tables, Markdown or HTML",
      REPORT_USAGE, cmd_report},
+    {"rank", "score candidate pretrained models for a recipe without training (LogME, H-score, "
+     "NCE, LEEP)", RANK_USAGE, cmd_rank},
+    {"sweep", "train a recipe's variants over a grid against scratch; flag negative transfer",
+     SWEEP_USAGE, cmd_sweep},
     {NULL, NULL, NULL, NULL},
 };
 

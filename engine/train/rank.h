@@ -42,12 +42,13 @@ extern const char *const rank_estimator_names[RANK_NEST]; /* "logme", "hscore", 
 typedef struct rank_row {
     const char *from;         /* the candidate (borrowed) */
     bool ok;                  /* features computed; false: error says why */
-    char error[1024];
+    char error[3072];
     char layer[128];          /* the layer whose input the features are */
     int dim;                  /* feature size */
     long n;                   /* images scored */
+    int classes;              /* target classes */
     int source_classes;       /* outputs of the candidate's own classifier (0: none) */
-    char no_head[512];        /* why NCE and LEEP were skipped ("" when they ran) */
+    char no_head[3072];       /* why NCE and LEEP were skipped ("" when they ran) */
     bool have[RANK_NEST];
     double score[RANK_NEST];
     double seconds[RANK_NEST]; /* each estimator's host time */

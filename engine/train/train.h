@@ -52,6 +52,13 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (sample floats each), batch rows at a time, as the feature cache runs it: *out is
+ * n × *fs floats, malloc'ed. graft rank uses it outside a training run. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e);
+
 typedef struct eval_result {
     double loss, accuracy;
     long n;

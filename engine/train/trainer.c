@@ -113,6 +113,41 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
     return GRAFT_OK;
 }
 
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (the feature cache's forward, for callers outside a training run: graft rank).
+ * *out (n × *fs floats) is malloc'ed. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e)
+{
+    *out = NULL;
+    *fs = 0;
+    graph prefix = *g;
+    prefix.nlayers = cut;
+    pipeline_options fo = {.max_batch = batch, .first = 0};
+    pipeline *fp;
+    graft_status s = pipeline_create(ctx, &prefix, &fo, &fp, e);
+    if (s) return s;
+    if ((s = pipeline_upload(fp, store, e))) goto done;
+    *fs = pipeline_output_size(fp);
+    *out = malloc((size_t)(n ? n : 1) * (size_t)*fs * sizeof(float));
+    if (!*out) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld feature rows", n);
+        goto done;
+    }
+    for (long i = 0; i < n && !s; i += batch) {
+        int m = (int)(n - i < batch ? n - i : batch);
+        s = pipeline_forward_features(fp, x + i * sample, m, *out + i * *fs, e);
+    }
+done:
+    pipeline_free(fp);
+    if (s) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
 /* Where the feature cache lives: on the device when all splits' features take at most
  * transfer.cache_device_fraction of its global memory (and each fits one allocation). */
 bool train_cache_on_device(double bytes, double largest, double fraction,

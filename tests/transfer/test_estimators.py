@@ -70,6 +70,8 @@ for name, n, d, k in cases:
     logits = rng.normal(size=(n, 7)) + 2.0 * np.eye(7)[(y * 2) % 7]
     got = run(f, y, k, logits)
     close(f"{name} n={n} d={d} LogME", got["logme"], ref.logme(f, y, k))
+    close(f"{name} n={n} d={d} LogME: the SVD reference agrees with the full-matrix one",
+          ref.logme_svd(f, y, k), ref.logme_full(f, y, k), 1e-9)
     close(f"{name} n={n} d={d} H-score", got["hscore"], ref.hscore(f, y, k))
     close(f"{name} NCE", got["nce"], ref.nce(logits.astype(np.float32), y, k))
     close(f"{name} LEEP", got["leep"], ref.leep(logits.astype(np.float32), y, k))

@@ -76,3 +76,80 @@ graft_status graft_rank(const char *recipe_file, const char *const *cands, int n
                         const rank_options *o, rank_row *rows, graft_error *e);
 
 #endif
+
+/* ---- graft sweep (sweep.c) ---- */
+typedef struct sweep_options {
+    const char *recipe;
+    const char *const *sets; /* --set, applied to every variant */
+    int nsets;
+    const char *const *grids; /* --grid KEY=[V1,V2,...] as given */
+    int ngrids;
+    const char *out_dir;   /* NULL: runs/sweep-<recipe name> */
+    const char *device;
+    bool metric_loss;      /* select on val_loss (lower is better) instead of val_accuracy */
+    double val_split;      /* used when the recipe has no validation split (default 0.2) */
+    int patience;          /* early stopping (default 5) */
+    int max_epochs;        /* cap on train.epochs (0: the recipe's) */
+    double budget_seconds; /* no variant starts after this much training time (0: no limit) */
+    bool fresh;            /* start over even when out_dir holds this sweep */
+    void (*progress)(void *user, const train_progress *p);
+    void (*note)(void *user, const char *line); /* one line per event ("variant 3/7: …") */
+    void *user;
+} sweep_options;
+
+typedef struct sweep_variant {
+    char id[16];     /* "03" */
+    char label[512]; /* "freeze=conv2 lr=3e-4", "scratch" */
+    char dir[2400];
+    bool baseline;   /* from scratch: no transfer.from, nothing frozen */
+    int nsets;
+    char **sets;     /* what this variant adds to the recipe (grid picks, baseline keys) */
+    char **picks;    /* per grid axis: the value chosen (NULL for the baseline's transfer axes) */
+    bool done, failed;
+    char error[1536];
+    double val_metric, val_accuracy, val_loss; /* at the best epoch */
+    double test_accuracy, test_loss;
+    int best_epoch, epochs_run;
+    bool stopped_early, feature_cache;
+    double seconds;
+    long trainable;
+    int nepochs;
+    double *train_loss, *val_curve_acc, *val_curve_loss; /* per epoch */
+    bool negative;  /* worse than the best baseline on validation */
+    double margin;  /* how much worse (accuracy points, or loss) */
+} sweep_variant;
+
+typedef struct sweep_axis {
+    char *key;
+    int nvalues;
+    char **values;
+} sweep_axis;
+
+typedef struct sweep_result {
+    int nvariants;
+    sweep_variant *v;
+    int naxes;
+    sweep_axis *axes;
+    int best, baseline;   /* indexes of the best variant and the best baseline (-1: none) */
+    bool complete;        /* every variant trained (or failed) */
+    bool out_of_budget;   /* stopped by --budget */
+    int resumed;          /* variants found finished in out_dir */
+    long pool_hits, pool_misses; /* frozen-feature splits reused / computed */
+    char out_dir[2048];
+    char val_note[256];   /* how the validation split came about */
+} sweep_result;
+
+/* Parse the grid, build every variant (the product of the axes, then the from-scratch baselines
+ * over the axes outside transfer.*), and load each variant's recipe: every problem of every
+ * variant lands in diags (a grid value's at its column of the --grid option) and the status is
+ * GRAFT_STATUS_BAD_RECIPE, before anything trains. */
+graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *diags,
+                        graft_error *e);
+/* Train every variant not yet finished (a sweep killed earlier continues: finished variants are
+ * read back from out_dir/sweep.json, a half-trained one resumes from its last epoch), with a
+ * frozen-feature pool shared across variants; then rank, compare with scratch, and write
+ * out_dir/sweep.json (after each variant) and out_dir/sweep.html. */
+graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e);
+void sweep_result_free(sweep_result *res);
+/* The self-contained HTML page (inline SVG charts, no external resources). malloc'ed. */
+char *sweep_html(const sweep_options *o, const sweep_result *res);

@@ -19,12 +19,30 @@ typedef struct train_progress {
     const char *note; /* an event worth a line ("compiling kernels", "unfreezing: ...") or NULL */
 } train_progress;
 
+/* Frozen features kept across training runs in one process (graft sweep): variants whose frozen
+ * prefix has the same layers, the same weights and the same input split get the features the
+ * first one computed. Keys are SHA-256 over the prefix's layer settings, every prefix tensor and
+ * the split's samples, so a hit is the same computation, never a guess. */
+typedef struct feature_pool_entry {
+    uint8_t key[32];
+    long n, fs;
+    float *x;
+} feature_pool_entry;
+typedef struct feature_pool {
+    int n, cap;
+    feature_pool_entry *items;
+    long hits, misses; /* splits reused and computed */
+    size_t bytes, max_bytes; /* held; no new entries past max_bytes (0: 1 GiB) */
+} feature_pool;
+void feature_pool_free(feature_pool *p);
+
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
     const char *out_dir; /* overrides recipe.output */
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
     void *user;
+    feature_pool *pool; /* NULL: features are computed for this run only */
 } train_options;
 
 typedef struct train_summary {

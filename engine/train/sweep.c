@@ -262,15 +262,23 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
                 graft_diags_add(diags, (graft_mark){bd.items[i].file, bd.items[i].line,
                                                     bd.items[i].col},
                                 "%s", bd.items[i].message);
+            int nbd = bd.count;
             graft_diags_free(&bd);
-            goto done;
+            if (s != GRAFT_STATUS_BAD_RECIPE || nbd == 0) goto done;
+            /* go on: the grid's values get checked too, so every problem shows at once (the
+             * variants repeat the recipe's own problems; duplicates are dropped) */
+            s = GRAFT_OK;
         }
         graft_diags_free(&bd);
     }
+    graft_recipe fallback = {.name = "recipe"};
+    fallback.data.val_split = 0;
+    fallback.transfer.from = "";
+    const graft_recipe *bs = base ? base : &fallback;
     char common_buf[4][128];
     const char *common[4];
     int ncommon = 0;
-    bool have_val = base->data.val.present || base->data.val_split > 0;
+    bool have_val = bs->data.val.present || bs->data.val_split > 0;
     double vs = o->val_split > 0 ? o->val_split : 0.2;
     if (!have_val) {
         snprintf(common_buf[ncommon], sizeof common_buf[0], "data.val_split=%g", vs);
@@ -282,20 +290,20 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
                  vs);
     } else {
         snprintf(res->val_note, sizeof res->val_note, "the recipe's validation split (%s)",
-                 base->data.val.present ? "data.val" : "data.val_split");
+                 bs->data.val.present ? "data.val" : "data.val_split");
     }
     snprintf(common_buf[ncommon], sizeof common_buf[0],
              "train.early_stopping={monitor: %s, patience: %d}",
              o->metric_loss ? "val_loss" : "val_accuracy", o->patience > 0 ? o->patience : 5);
     common[ncommon] = common_buf[ncommon];
     ncommon++;
-    if (o->max_epochs > 0 && base->train.epochs > o->max_epochs) {
+    if (o->max_epochs > 0 && (!base || bs->train.epochs > o->max_epochs)) {
         snprintf(common_buf[ncommon], sizeof common_buf[0], "train.epochs=%d", o->max_epochs);
         common[ncommon] = common_buf[ncommon];
         ncommon++;
     }
     if (o->out_dir) snprintf(res->out_dir, sizeof res->out_dir, "%s", o->out_dir);
-    else snprintf(res->out_dir, sizeof res->out_dir, "runs/sweep-%s", base->name ? base->name : "recipe");
+    else snprintf(res->out_dir, sizeof res->out_dir, "runs/sweep-%s", bs->name ? bs->name : "recipe");
     /* variants: the product of the axes, then one baseline per combination of the axes outside
      * transfer.* (scratch ignores transfer settings) */
     long total = 1, other = 1;
@@ -317,7 +325,7 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
         s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
-    bool scratch_ok = base->transfer.from != NULL;
+    bool scratch_ok = bs->transfer.from != NULL;
     for (int b = 0; b < 2; b++) {
         long count = b == 0 ? other : total;
         if (b == 0 && !scratch_ok) continue; /* the recipe trains from scratch already */
@@ -355,7 +363,7 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
                 bool ok = variant_add_set(v, "transfer.from=~") &&
                           variant_add_set(v, "transfer.freeze=none") &&
                           variant_add_set(v, "train.unfreeze=~");
-                if (ok && base->train.l2sp > 0) ok = variant_add_set(v, "train.l2sp=0");
+                if (ok && bs->train.l2sp > 0) ok = variant_add_set(v, "train.l2sp=0");
                 if (!ok) {
                     s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
                     goto done;

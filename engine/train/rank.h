@@ -134,6 +134,7 @@ typedef struct sweep_result {
     bool complete;        /* every variant trained (or failed) */
     bool out_of_budget;   /* stopped by --budget */
     int resumed;          /* variants found finished in out_dir */
+    bool continuing;      /* out_dir held this sweep's state file */
     long pool_hits, pool_misses; /* frozen-feature splits reused / computed */
     char out_dir[2048];
     char val_note[256];   /* how the validation split came about */

@@ -648,6 +648,7 @@ static graft_status resume_state(const sweep_options *o, sweep_result *res, graf
                        "another --out, or --fresh to start over there",
                        res->out_dir);
     }
+    res->continuing = true;
     json_t *vars = json_object_get(root, "variants");
     for (int i = 0; i < res->nvariants && i < (int)json_array_size(vars); i++) {
         json_t *j = json_array_get(vars, (size_t)i);
@@ -690,7 +691,7 @@ static void say(const sweep_options *o, const char *fmt, ...)
 }
 
 static graft_status train_variant(const sweep_options *o, sweep_variant *v, feature_pool *pool,
-                                  graft_error *e)
+                                  bool continuing, graft_error *e)
 {
     int n = o->nsets + v->nsets;
     const char **sets = malloc((size_t)(n ? n : 1) * sizeof *sets);
@@ -707,9 +708,26 @@ static graft_status train_variant(const sweep_options *o, sweep_variant *v, feat
         return s;
     }
     graft_diags_free(&d);
-    char state[2600];
+    char state[2600], summary[2600];
     snprintf(state, sizeof state, "%s/state.safetensors", v->dir);
-    bool resume = fs_exists(state);
+    snprintf(summary, sizeof summary, "%s/summary.json", v->dir);
+    json_t *done = continuing && fs_exists(summary) ? json_load_file(summary, 0, NULL) : NULL;
+    if (done) {
+        /* killed after the run finished but before the state file said so: take its summary */
+        recipe_free(r);
+        say(o, "  already trained in %s", v->dir);
+        v->test_accuracy = jnum(done, "test_accuracy");
+        v->test_loss = jnum(done, "test_loss");
+        v->best_epoch = (int)jnum(done, "best_epoch");
+        v->epochs_run = (int)jnum(done, "epochs_run");
+        v->stopped_early = json_is_true(json_object_get(done, "stopped_early"));
+        v->feature_cache = json_is_true(json_object_get(done, "feature_cache"));
+        v->trainable = (long)jnum(done, "params_trainable");
+        v->seconds = jnum(done, "train_seconds");
+        json_decref(done);
+        goto curves;
+    }
+    bool resume = continuing && fs_exists(state);
     train_options to = {.device = o->device, .out_dir = v->dir, .resume = resume ? v->dir : NULL,
                         .progress = o->progress, .user = o->user, .pool = pool};
     train_summary sum;
@@ -725,6 +743,7 @@ static graft_status train_variant(const sweep_options *o, sweep_variant *v, feat
     v->feature_cache = sum.feature_cache;
     v->trainable = sum.params_trainable;
     v->seconds = sum.train_seconds;
+curves:
     if ((s = read_curves(v, e))) return s;
     int b = v->best_epoch - 1;
     v->val_accuracy = b >= 0 && b < v->nepochs ? v->val_curve_acc[b] : NAN;
@@ -758,7 +777,7 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
             v->baseline ? " (the from-scratch baseline)" : "");
         double t0 = now_seconds();
         graft_error ve = {0};
-        graft_status vs = train_variant(o, v, &pool, &ve);
+        graft_status vs = train_variant(o, v, &pool, res->continuing, &ve);
         spent += now_seconds() - t0;
         if (vs) {
             /* a device or memory failure ends the sweep (resumable); a variant's own failure

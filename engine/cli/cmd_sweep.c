@@ -221,9 +221,16 @@ int cmd_sweep(int argc, char **argv)
                    "points)\n",
                    v->label, v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy));
         else
+        {
+            char noise[160] = "";
+            if (isfinite(v->noise))
+                snprintf(noise, sizeof noise, "; %s the noise of %ld validation images (2 s.e. = %.2f)",
+                         v->margin <= v->noise ? "within" : "beyond", res.val_images, 100 * v->noise);
             printf("NEGATIVE TRANSFER: %s is %.2f points of validation accuracy worse than %s (test "
-                   "accuracy %+.2f points)\n",
-                   v->label, 100 * v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy));
+                   "accuracy %+.2f points%s)\n",
+                   v->label, 100 * v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy),
+                   noise);
+        }
     }
     if (!neg && res.baseline >= 0)
         printf("No negative transfer: every variant is at least as good as scratch on validation.\n");

@@ -390,3 +390,58 @@ done:
     recipe_free(base);
     return s;
 }
+
+/* ---- the public door (graft.h) ---- */
+
+graft_status graft_run_rank(const char *recipe_file, const char *const *sets, int nsets,
+                            const char *const *candidates, int n, const char *layer,
+                            const char *device, graft_rank_result *out, graft_error *err)
+{
+    rank_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    if (!rows) return err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
+    rank_options o = {.sets = sets, .nsets = nsets, .layer = layer, .device = device};
+    graft_status s = graft_rank(recipe_file, candidates, n, &o, rows, err);
+    for (int i = 0; i < n && !s; i++) {
+        graft_rank_result *r = &out[i];
+        const rank_row *w = &rows[i];
+        memset(r, 0, sizeof *r);
+        r->ok = w->ok;
+        snprintf(r->error, sizeof r->error, "%.1000s", w->error);
+        snprintf(r->skipped, sizeof r->skipped, "%.500s", w->no_head);
+        snprintf(r->layer, sizeof r->layer, "%s", w->layer);
+        r->dim = w->dim;
+        r->images = w->n;
+        r->seconds = w->feature_seconds + w->head_seconds;
+        for (int k = 0; k < GRAFT_EST_COUNT && k < RANK_NEST; k++) {
+            r->has[k] = w->have[k];
+            r->score[k] = w->score[k];
+            r->seconds += w->seconds[k];
+        }
+    }
+    free(rows);
+    return s;
+}
+
+graft_status graft_logme(const double *f, long n, int d, const int *y, int k, double *score,
+                         graft_error *err)
+{
+    return est_logme(f, n, d, y, k, score, err);
+}
+
+graft_status graft_hscore(const double *f, long n, int d, const int *y, int k, double *score,
+                          graft_error *err)
+{
+    return est_hscore(f, n, d, y, k, score, err);
+}
+
+graft_status graft_nce(const int *z, int ks, const int *y, int k, long n, double *score,
+                       graft_error *err)
+{
+    return est_nce(z, ks, y, k, n, score, err);
+}
+
+graft_status graft_leep(const double *p, int ks, const int *y, int k, long n, double *score,
+                        graft_error *err)
+{
+    return est_leep(p, ks, y, k, n, score, err);
+}

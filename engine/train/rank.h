@@ -116,7 +116,9 @@ typedef struct sweep_variant {
     int nepochs;
     double *train_loss, *val_curve_acc, *val_curve_loss; /* per epoch */
     bool negative;  /* worse than the best baseline on validation */
-    double margin;  /* how much worse (accuracy points, or loss) */
+    double margin;  /* how much worse (accuracy as a fraction, or loss) */
+    double noise;   /* val_accuracy: two standard errors of the difference of the two accuracies
+                     * on this many validation images (a margin below it may be chance) */
 } sweep_variant;
 
 typedef struct sweep_axis {
@@ -138,6 +140,7 @@ typedef struct sweep_result {
     long pool_hits, pool_misses; /* frozen-feature splits reused / computed */
     char out_dir[2048];
     char val_note[256];   /* how the validation split came about */
+    long val_images;      /* size of the validation split */
 } sweep_result;
 
 /* Parse the grid, build every variant (the product of the axes, then the from-scratch baselines

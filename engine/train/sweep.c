@@ -382,6 +382,15 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
     for (int i = 0; i < res->nvariants; i++) {
         graft_recipe *r = NULL;
         variant_check(o, common, ncommon, &res->v[i], res, gs, diags, &r);
+        if (r && !res->val_images && diags->count == before) {
+            /* the validation split's size, for the verdict's noise level */
+            dataset tr = {0}, va = {0};
+            graft_error de = {0};
+            if (data_load(&r->data, r->graph.input, &tr, &va, NULL, &de) == GRAFT_OK)
+                res->val_images = va.n;
+            dataset_free(&tr);
+            dataset_free(&va);
+        }
         recipe_free(r);
     }
     /* the common sets go into each variant's own list (the state file and the runs keep them) */
@@ -518,6 +527,11 @@ static void sweep_rank(const sweep_options *o, sweep_result *res)
             v->negative = true;
             v->margin = worse;
         }
+        v->noise = NAN;
+        if (!o->metric_loss && res->val_images > 0) {
+            double a = v->val_metric, b = ref, n = (double)res->val_images;
+            v->noise = 2 * sqrt((a * (1 - a) + b * (1 - b)) / n);
+        }
     }
 }
 
@@ -558,6 +572,7 @@ static graft_status write_state(const sweep_options *o, sweep_result *res, graft
     json_object_set_new(root, "complete", json_boolean(res->complete));
     json_object_set_new(root, "metric", json_string(o->metric_loss ? "val_loss" : "val_accuracy"));
     json_object_set_new(root, "validation", json_string(res->val_note));
+    json_object_set_new(root, "validation_images", json_integer(res->val_images));
     for (int i = 0; i < res->nvariants; i++) {
         const sweep_variant *v = &res->v[i];
         json_t *j = json_object(), *picks = json_object();
@@ -585,6 +600,10 @@ static graft_status write_state(const sweep_options *o, sweep_result *res, graft
             json_object_set_new(j, "params_trainable", json_integer(v->trainable));
             json_object_set_new(j, "negative_transfer", json_boolean(v->negative));
             json_object_set_new(j, "margin", v->negative ? json_real(v->margin) : json_null());
+            json_object_set_new(j, "noise", v->baseline ? json_null() : num_or_null(v->noise));
+            json_object_set_new(j, "within_noise",
+                                v->negative && isfinite(v->noise) ? json_boolean(v->margin <= v->noise)
+                                                                  : json_null());
             json_t *curves = json_object();
             json_object_set_new(curves, "train_loss", curve_json(v->train_loss, v->nepochs));
             json_object_set_new(curves, "val_accuracy", curve_json(v->val_curve_acc, v->nepochs));
@@ -1144,8 +1163,14 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
             buf_printf(&b, " has validation loss %.4f higher than scratch", v->margin);
         else
             buf_printf(&b, " is %.2f points of validation accuracy worse than scratch", 100 * v->margin);
-        buf_printf(&b, " (test: %+.2f points).</p>\n",
-                   100 * (v->test_accuracy - res->v[res->baseline].test_accuracy));
+        buf_printf(&b, " (test: %+.2f points)", 100 * (v->test_accuracy - res->v[res->baseline].test_accuracy));
+        if (isfinite(v->noise))
+            buf_printf(&b, v->margin <= v->noise ? "; <i>within the noise of %ld validation images "
+                                                   "(2 s.e. = %.2f points)</i>"
+                                                 : "; beyond the noise of %ld validation images (2 "
+                                                   "s.e. = %.2f points)",
+                       res->val_images, 100 * v->noise);
+        buf_printf(&b, ".</p>\n");
     }
     if (!neg && res->baseline >= 0)
         buf_printf(&b, "<p class=\"verdict ok\">No negative transfer: every variant is at least as "

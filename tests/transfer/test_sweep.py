@@ -102,6 +102,11 @@ for v in res["variants"]:
     check(v["negative_transfer"] == (worse > 0) and
           (not v["negative_transfer"] or abs(v["margin"] - worse) < 1e-9),
           f"{v['label']}: negative transfer {v['negative_transfer']} (margin {v['margin']})")
+    if v["negative_transfer"]:
+        a, b, n = v["val_metric"], base["val_metric"], res["validation_images"]
+        noise = 2 * ((a * (1 - a) + b * (1 - b)) / n) ** 0.5
+        check(abs(v["noise"] - noise) < 1e-9 and v["within_noise"] == (v["margin"] <= noise),
+              f"{v['label']}: noise level {v['noise']:.4f} on {n} validation images")
     check(v["feature_cache"], f"{v['label']}: trained on cached frozen features")
     check(len(v["curves"]["val_accuracy"]) == v["epochs_run"], f"{v['label']}: a learning curve")
 best = next(v for v in res["variants"] if v["id"] == res["best"])
@@ -115,6 +120,7 @@ m = re.search(r"BEST: (.*) \(val_accuracy", r.stdout)
 check(m and m.group(1) == best["label"], "the printed best matches the JSON")
 neg = [v for v in res["variants"] if v["negative_transfer"]]
 check(r.stdout.count("NEGATIVE TRANSFER:") == len(neg), f"{len(neg)} verdicts printed")
+check(res["validation_images"] == 100, f"100 validation images (0.2 of 500): {res['validation_images']}")
 
 # the same folder with another grid is refused, --fresh starts over
 r = run("sweep", target, "--set", frm, "--grid", "transfer.freeze=[flatten]", "--out", out, expect=2)

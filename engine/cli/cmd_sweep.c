@@ -233,7 +233,9 @@ int cmd_sweep(int argc, char **argv)
         }
     }
     if (!neg && res.baseline >= 0)
-        printf("No negative transfer: every variant is at least as good as scratch on validation.\n");
+        printf("No negative transfer: every variant %sis at least as good as scratch on "
+               "validation.\n",
+               res.complete ? "" : "trained so far ");
     if (res.pool_hits)
         printf("Frozen features reused across variants for %ld split%s (computed %ld).\n",
                res.pool_hits, res.pool_hits == 1 ? "" : "s", res.pool_misses);

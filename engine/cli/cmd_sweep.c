@@ -179,8 +179,7 @@ int cmd_sweep(int argc, char **argv)
             int j = n++;
             while (pass == 0 && j > 0) {
                 const sweep_variant *u = &res.v[ord[j - 1]];
-                bool better = o.metric_loss ? v->val_metric < u->val_metric : v->val_metric > u->val_metric;
-                if (!better) break;
+                if (!sweep_better(&o, v, u)) break;
                 ord[j] = ord[j - 1];
                 j--;
             }
@@ -197,6 +196,8 @@ int cmd_sweep(int argc, char **argv)
         else if (v->negative)
             snprintf(vs, sizeof vs, o.metric_loss ? "worse by %.4f" : "worse by %.2f pts",
                      o.metric_loss ? v->margin : 100 * v->margin);
+        else if (res.baseline >= 0 && v->val_metric == res.v[res.baseline].val_metric)
+            snprintf(vs, sizeof vs, "tied");
         else if (res.baseline >= 0)
             snprintf(vs, sizeof vs, o.metric_loss ? "better by %.4f" : "better by %.2f pts",
                      o.metric_loss ? res.v[res.baseline].val_metric - v->val_metric
@@ -224,7 +225,7 @@ int cmd_sweep(int argc, char **argv)
         {
             char noise[160] = "";
             if (isfinite(v->noise))
-                snprintf(noise, sizeof noise, "; %s the noise of %ld validation images (2 s.e. = %.2f)",
+                snprintf(noise, sizeof noise, "; %s the noise of %ld validation images, 2 s.e. = %.2f points",
                          v->margin <= v->noise ? "within" : "beyond", res.val_images, 100 * v->noise);
             printf("NEGATIVE TRANSFER: %s is %.2f points of validation accuracy worse than %s (test "
                    "accuracy %+.2f points%s)\n",

@@ -155,5 +155,8 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
  * out_dir/sweep.json (after each variant) and out_dir/sweep.html. */
 graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e);
 void sweep_result_free(sweep_result *res);
+/* Whether variant a ranks above b: the validation metric, ties broken by the other validation
+ * measure (loss for accuracy, accuracy for loss). */
+bool sweep_better(const sweep_options *o, const sweep_variant *a, const sweep_variant *b);
 /* The self-contained HTML page (inline SVG charts, no external resources). malloc'ed. */
 char *sweep_html(const sweep_options *o, const sweep_result *res);

@@ -496,6 +496,16 @@ static json_t *signature(const sweep_options *o, const sweep_result *res)
     return sig;
 }
 
+/* Whether a ranks above b: the validation metric, ties (common on a small validation split) broken
+ * by the other validation measure (loss for accuracy, accuracy for loss). */
+bool sweep_better(const sweep_options *o, const sweep_variant *a, const sweep_variant *b)
+{
+    if (a->val_metric != b->val_metric)
+        return o->metric_loss ? a->val_metric < b->val_metric : a->val_metric > b->val_metric;
+    if (o->metric_loss) return a->val_accuracy > b->val_accuracy;
+    return a->val_loss < b->val_loss;
+}
+
 /* Rank by the validation metric, find the best variant and the best baseline, and the verdict:
  * every transfer variant worse than the best baseline on validation is negative transfer. */
 static void sweep_rank(const sweep_options *o, sweep_result *res)
@@ -506,16 +516,9 @@ static void sweep_rank(const sweep_options *o, sweep_result *res)
         v->negative = false;
         v->margin = 0;
         if (!v->done || v->failed || !isfinite(v->val_metric)) continue;
-        bool better_best = res->best < 0 || (o->metric_loss
-                                                 ? v->val_metric < res->v[res->best].val_metric
-                                                 : v->val_metric > res->v[res->best].val_metric);
-        if (better_best) res->best = i;
-        if (v->baseline) {
-            bool b = res->baseline < 0 ||
-                     (o->metric_loss ? v->val_metric < res->v[res->baseline].val_metric
-                                     : v->val_metric > res->v[res->baseline].val_metric);
-            if (b) res->baseline = i;
-        }
+        if (res->best < 0 || sweep_better(o, v, &res->v[res->best])) res->best = i;
+        if (v->baseline && (res->baseline < 0 || sweep_better(o, v, &res->v[res->baseline])))
+            res->baseline = i;
     }
     if (res->baseline < 0) return;
     double ref = res->v[res->baseline].val_metric;
@@ -535,7 +538,7 @@ static void sweep_rank(const sweep_options *o, sweep_result *res)
     }
 }
 
-static int order_cmp_metric_loss;
+static const sweep_options *order_opt;
 static const sweep_result *order_res;
 static int order_cmp(const void *pa, const void *pb)
 {
@@ -544,11 +547,8 @@ static int order_cmp(const void *pa, const void *pb)
     bool hb = b->done && !b->failed && isfinite(b->val_metric);
     if (ha != hb) return ha ? -1 : 1;
     if (!ha) return *(const int *)pa - *(const int *)pb;
-    if (a->val_metric != b->val_metric) {
-        bool agood = order_cmp_metric_loss ? a->val_metric < b->val_metric
-                                           : a->val_metric > b->val_metric;
-        return agood ? -1 : 1;
-    }
+    if (sweep_better(order_opt, a, b)) return -1;
+    if (sweep_better(order_opt, b, a)) return 1;
     return *(const int *)pa - *(const int *)pb;
 }
 
@@ -558,7 +558,7 @@ static int *sweep_order(const sweep_options *o, const sweep_result *res)
     int *idx = malloc((size_t)(res->nvariants ? res->nvariants : 1) * sizeof *idx);
     if (!idx) return NULL;
     for (int i = 0; i < res->nvariants; i++) idx[i] = i;
-    order_cmp_metric_loss = o->metric_loss;
+    order_opt = o;
     order_res = res;
     qsort(idx, (size_t)res->nvariants, sizeof *idx, order_cmp);
     return idx;
@@ -668,6 +668,9 @@ static graft_status resume_state(const sweep_options *o, sweep_result *res, graf
                        res->out_dir);
     }
     res->continuing = true;
+    json_t *fp = json_object_get(root, "feature_pool");
+    res->pool_hits = (long)jnum(fp, "reused") > 0 ? (long)jnum(fp, "reused") : 0;
+    res->pool_misses = (long)jnum(fp, "computed") > 0 ? (long)jnum(fp, "computed") : 0;
     json_t *vars = json_object_get(root, "variants");
     for (int i = 0; i < res->nvariants && i < (int)json_array_size(vars); i++) {
         json_t *j = json_array_get(vars, (size_t)i);
@@ -782,6 +785,7 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
             res->resumed, res->nvariants);
     if ((s = write_state(o, res, e))) return s;
     feature_pool pool = {0};
+    long hits0 = res->pool_hits, misses0 = res->pool_misses; /* from earlier runs of this sweep */
     double spent = 0;
     for (int i = 0; i < res->nvariants; i++) {
         sweep_variant *v = &res->v[i];
@@ -814,8 +818,8 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
                 v->val_metric, v->best_epoch, v->epochs_run, v->stopped_early ? " (stopped early)" : "",
                 v->test_accuracy);
         }
-        res->pool_hits = pool.hits;
-        res->pool_misses = pool.misses;
+        res->pool_hits = hits0 + pool.hits;
+        res->pool_misses = misses0 + pool.misses;
         graft_status ws = write_state(o, res, e);
         if (ws) {
             s = ws;
@@ -1196,6 +1200,12 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
                      o->metric_loss ? v->margin : 100 * v->margin);
         else if (v->baseline)
             snprintf(vs, sizeof vs, "baseline");
+        else if (res->baseline >= 0 && v->val_metric == res->v[res->baseline].val_metric)
+            snprintf(vs, sizeof vs, "tied");
+        else if (res->baseline >= 0)
+            snprintf(vs, sizeof vs, o->metric_loss ? "better by %.4f" : "better by %.2f pts",
+                     o->metric_loss ? res->v[res->baseline].val_metric - v->val_metric
+                                    : 100 * (v->val_metric - res->v[res->baseline].val_metric));
         buf_printf(&b, "</td><td>%.4f</td><td>%.4f</td><td>%d</td><td>%d%s</td><td>%ld</td><td>%s</td>"
                        "<td>%.1f</td><td>%s</td></tr>\n",
                    v->val_metric, v->test_accuracy, v->best_epoch, v->epochs_run,

@@ -114,6 +114,9 @@ def main():
             if any(v is None for v in sc):
                 taus[est] = None
                 continue
+            # scores equal to rounding (H-score is exactly K-1 whenever the features are wider
+            # than the images) are ties, not an order
+            sc = [float(f"{v:.9g}") for v in sc]
             t, p = kendalltau(sc, acc)
             taus[est] = {"tau": None if np.isnan(t) else float(t),
                          "p": None if np.isnan(p) else float(p)}
@@ -141,7 +144,8 @@ def main():
         cells = []
         for est in ESTIMATORS:
             k = t["kendall"][est]
-            cells.append("-" if not k or k["tau"] is None else f"{k['tau']:+.3f} (p {k['p']:.2f})")
+            cells.append("n/a (all equal)" if k and k["tau"] is None else "-" if not k
+                         else f"{k['tau']:+.3f} (p {k['p']:.2f})")
         print(f"| **Kendall τ** | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} | |")
         print(f"\n(`graft rank` over {t['images']} images took {t['rank_seconds_total']:.1f} s "
               f"for all {len(t['rows'])} candidates)")

@@ -15,7 +15,8 @@ const char RANK_USAGE[] =
     "                  [--by logme|hscore|nce|leep] [--max-images N] [--features-out DIR]\n"
     "                  [--set PATH=VALUE]... [--device SPEC] [--json] [--quiet]\n"
     "\n"
-    "Which pretrained model should the recipe start from? Each candidate's frozen prefix runs once\n"
+    "Which pretrained model should the recipe start from? Each candidate's frozen prefix runs "
+    "once\n"
     "over the recipe's labelled training split on the device, and the features are scored without\n"
     "training (float64 on the host):\n"
     "  LogME    log evidence of Bayesian linear regression to the labels (You et al. 2021)\n"
@@ -61,7 +62,7 @@ int cmd_rank(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "rank", RANK_USAGE, argc, argv);
     const char *opt, *pos, *recipe = NULL, *layer = NULL, *device = NULL, *by = "logme",
-                          *fout = NULL;
+                           *fout = NULL;
     const char *sets[CLI_MAX_SETS], *cands[256];
     int nsets = 0, ncand = 0;
     long max_images = 0;
@@ -99,8 +100,8 @@ int cmd_rank(int argc, char **argv)
                 char *end;
                 max_images = strtol(v, &end, 10);
                 if (*end || max_images < 2)
-                    return cli_usage_error(&a, "--max-images needs a number of at least 2, got '%s'",
-                                           v);
+                    return cli_usage_error(
+                        &a, "--max-images needs a number of at least 2, got '%s'", v);
             }
         } else {
             return cli_usage_error(&a, "unknown option %s", opt);
@@ -117,7 +118,8 @@ int cmd_rank(int argc, char **argv)
     {
         graft_recipe *r;
         const char *all[CLI_MAX_SETS + 1];
-        for (int i = 0; i < nsets; i++) all[i] = sets[i];
+        for (int i = 0; i < nsets; i++)
+            all[i] = sets[i];
         all[nsets] = "transfer.from=~";
         int rc = cli_load_recipe(recipe, all, nsets + 1, &r);
         if (rc) return rc;
@@ -125,9 +127,14 @@ int cmd_rank(int argc, char **argv)
     }
     rank_row *rows = calloc((size_t)ncand, sizeof *rows);
     if (!rows) return 1;
-    rank_options o = {.sets = sets, .nsets = nsets, .layer = layer, .device = device,
-                      .max_images = max_images, .features_out = fout,
-                      .progress = quiet || json ? NULL : progress, .user = cands};
+    rank_options o = {.sets = sets,
+                      .nsets = nsets,
+                      .layer = layer,
+                      .device = device,
+                      .max_images = max_images,
+                      .features_out = fout,
+                      .progress = quiet || json ? NULL : progress,
+                      .user = cands};
     graft_error e = {0};
     double t0 = now_seconds();
     graft_status s = graft_rank(recipe, cands, ncand, &o, rows, &e);
@@ -136,7 +143,8 @@ int cmd_rank(int argc, char **argv)
         free(rows);
         return cli_fail(&e);
     }
-    for (int i = 0; i < ncand; i++) rows[i].from = cands[i]; /* keep input order for ties */
+    for (int i = 0; i < ncand; i++)
+        rows[i].from = cands[i]; /* keep input order for ties */
     rank_row *sorted = malloc((size_t)ncand * sizeof *sorted);
     if (!sorted) {
         free(rows);
@@ -191,7 +199,8 @@ int cmd_rank(int argc, char **argv)
         if (text) puts(text);
         free(text);
     } else {
-        printf("\nTransferability of %d candidate%s for %s (%ld training images), best first by %s\n\n",
+        printf("\nTransferability of %d candidate%s for %s (%ld training images), best first by "
+               "%s\n\n",
                ncand, ncand == 1 ? "" : "s", recipe, images, by);
         printf("%-4s %-40s %-10s %6s %10s %9s %9s %9s %8s\n", "rank", "candidate", "features",
                "dim", "LogME", "H-score", "NCE", "LEEP", "seconds");
@@ -200,28 +209,34 @@ int cmd_rank(int argc, char **argv)
             const char *name = r->from;
             size_t len = strlen(name);
             char shown[48];
-            if (len > 40) snprintf(shown, sizeof shown, "...%s", name + len - 37);
-            else snprintf(shown, sizeof shown, "%s", name);
+            if (len > 40)
+                snprintf(shown, sizeof shown, "...%s", name + len - 37);
+            else
+                snprintf(shown, sizeof shown, "%s", name);
             if (!r->ok) {
                 printf("%-4s %-40s error: %s\n", "-", shown, r->error);
                 continue;
             }
             char cols[RANK_NEST][32];
             for (int k = 0; k < RANK_NEST; k++) {
-                if (r->have[k]) snprintf(cols[k], sizeof cols[k], "%.4f", r->score[k]);
-                else snprintf(cols[k], sizeof cols[k], "-");
+                if (r->have[k])
+                    snprintf(cols[k], sizeof cols[k], "%.4f", r->score[k]);
+                else
+                    snprintf(cols[k], sizeof cols[k], "-");
             }
             double secs = r->feature_seconds + r->head_seconds;
-            for (int k = 0; k < RANK_NEST; k++) secs += r->seconds[k];
+            for (int k = 0; k < RANK_NEST; k++)
+                secs += r->seconds[k];
             printf("%-4d %-40s %-10s %6d %10s %9s %9s %9s %8.2f\n", i + 1, shown, r->layer, r->dim,
                    cols[0], cols[1], cols[2], cols[3], secs);
         }
         for (int i = 0; i < ncand; i++)
             if (sorted[i].ok && sorted[i].dim >= sorted[i].n - 1) {
-                printf("H-score is %d (classes - 1) whenever the features have more dimensions than "
-                       "there are images (%d >= %ld - 1): it cannot separate candidates at this "
-                       "layer; try --layer with a narrower one or more images\n",
-                       sorted[i].classes - 1, sorted[i].dim, sorted[i].n);
+                printf(
+                    "H-score is %d (classes - 1) whenever the features have more dimensions than "
+                    "there are images (%d >= %ld - 1): it cannot separate candidates at this "
+                    "layer; try --layer with a narrower one or more images\n",
+                    sorted[i].classes - 1, sorted[i].dim, sorted[i].n);
                 break;
             }
         for (int i = 0; i < ncand; i++)

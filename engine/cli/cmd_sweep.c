@@ -1,5 +1,6 @@
 /* cmd_sweep.c — `graft sweep RECIPE --grid KEY=[V1,V2,…]…`: how much to freeze (and which learning
- * rate, …), with training from scratch always in the race (the work is sweep_* in train/sweep.c). */
+ * rate, …), with training from scratch always in the race (the work is sweep_* in train/sweep.c).
+ */
 #define _POSIX_C_SOURCE 200809L
 #include "cli.h"
 #include "rank.h"
@@ -53,10 +54,14 @@ static bool parse_duration(const char *s, double *out)
     char *end;
     double v = strtod(s, &end);
     if (end == s || !(v > 0)) return false;
-    if (!*end || strcmp(end, "s") == 0) *out = v;
-    else if (strcmp(end, "m") == 0) *out = 60 * v;
-    else if (strcmp(end, "h") == 0) *out = 3600 * v;
-    else return false;
+    if (!*end || strcmp(end, "s") == 0)
+        *out = v;
+    else if (strcmp(end, "m") == 0)
+        *out = 60 * v;
+    else if (strcmp(end, "h") == 0)
+        *out = 3600 * v;
+    else
+        return false;
     return true;
 }
 
@@ -83,8 +88,8 @@ int cmd_sweep(int argc, char **argv)
             o.fresh = true;
             continue;
         }
-        const char *names[] = {"--grid", "--set", "--out", "--metric", "--patience", "--val-split",
-                               "--epochs", "--budget", "--device"};
+        const char *names[] = {"--grid",      "--set",    "--out",    "--metric", "--patience",
+                               "--val-split", "--epochs", "--budget", "--device"};
         int which = -1;
         for (int i = 0; i < (int)ARRAY_LEN(names); i++)
             if (strcmp(opt, names[i]) == 0) which = i;
@@ -100,11 +105,17 @@ int cmd_sweep(int argc, char **argv)
         case 1:
             if (!cli_add_set(&a, v, sets, &nsets, CLI_MAX_SETS)) return 2;
             break;
-        case 2: o.out_dir = v; break;
+        case 2:
+            o.out_dir = v;
+            break;
         case 3:
-            if (strcmp(v, "val_accuracy") == 0) o.metric_loss = false;
-            else if (strcmp(v, "val_loss") == 0) o.metric_loss = true;
-            else return cli_usage_error(&a, "--metric: expected val_accuracy or val_loss, got '%s'", v);
+            if (strcmp(v, "val_accuracy") == 0)
+                o.metric_loss = false;
+            else if (strcmp(v, "val_loss") == 0)
+                o.metric_loss = true;
+            else
+                return cli_usage_error(&a, "--metric: expected val_accuracy or val_loss, got '%s'",
+                                       v);
             break;
         case 4:
             o.patience = (int)strtol(v, &end, 10);
@@ -114,7 +125,8 @@ int cmd_sweep(int argc, char **argv)
         case 5:
             o.val_split = strtod(v, &end);
             if (*end || !(o.val_split > 0 && o.val_split < 1))
-                return cli_usage_error(&a, "--val-split needs a fraction between 0 and 1, got '%s'", v);
+                return cli_usage_error(&a, "--val-split needs a fraction between 0 and 1, got '%s'",
+                                       v);
             break;
         case 6:
             o.max_epochs = (int)strtol(v, &end, 10);
@@ -123,9 +135,12 @@ int cmd_sweep(int argc, char **argv)
             break;
         case 7:
             if (!parse_duration(v, &o.budget_seconds))
-                return cli_usage_error(&a, "--budget: expected a duration such as 90s, 10m or 1h, got '%s'", v);
+                return cli_usage_error(
+                    &a, "--budget: expected a duration such as 90s, 10m or 1h, got '%s'", v);
             break;
-        case 8: o.device = v; break;
+        case 8:
+            o.device = v;
+            break;
         }
     }
     if (!o.recipe) return cli_usage_error(&a, "missing RECIPE");
@@ -157,14 +172,16 @@ int cmd_sweep(int argc, char **argv)
     }
     graft_diags_free(&d);
     if (!quiet) {
-        fprintf(stderr, "sweep: %d variants into %s; %s\n", res.nvariants, res.out_dir, res.val_note);
+        fprintf(stderr, "sweep: %d variants into %s; %s\n", res.nvariants, res.out_dir,
+                res.val_note);
     }
     s = sweep_run(&o, &res, &e);
     int rc = 0;
     if (s) rc = cli_fail(&e);
     const char *metric = o.metric_loss ? "val_loss" : "val_accuracy";
     printf("\nSweep of %s over", o.recipe);
-    for (int i = 0; i < res.naxes; i++) printf(" %s", res.axes[i].key);
+    for (int i = 0; i < res.naxes; i++)
+        printf(" %s", res.axes[i].key);
     printf(" (%s; selection on %s)\n\n", res.val_note, metric);
     printf("%-4s %-44s %12s %9s %6s %6s %10s %6s  %s\n", "rank", "variant", metric, "test acc",
            "best", "epochs", "trainable", "cache", "vs scratch");
@@ -192,7 +209,8 @@ int cmd_sweep(int argc, char **argv)
             continue;
         }
         char vs[64] = "";
-        if (v->baseline) snprintf(vs, sizeof vs, "baseline");
+        if (v->baseline)
+            snprintf(vs, sizeof vs, "baseline");
         else if (v->negative)
             snprintf(vs, sizeof vs, o.metric_loss ? "worse by %.4f" : "worse by %.2f pts",
                      o.metric_loss ? v->margin : 100 * v->margin);
@@ -218,19 +236,22 @@ int cmd_sweep(int argc, char **argv)
         neg++;
         const sweep_variant *b = &res.v[res.baseline];
         if (o.metric_loss)
-            printf("NEGATIVE TRANSFER: %s: validation loss %.4f higher than %s (test accuracy %+.2f "
-                   "points)\n",
-                   v->label, v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy));
-        else
-        {
+            printf(
+                "NEGATIVE TRANSFER: %s: validation loss %.4f higher than %s (test accuracy %+.2f "
+                "points)\n",
+                v->label, v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy));
+        else {
             char noise[160] = "";
             if (isfinite(v->noise))
-                snprintf(noise, sizeof noise, "; %s the noise of %ld validation images, 2 s.e. = %.2f points",
-                         v->margin <= v->noise ? "within" : "beyond", res.val_images, 100 * v->noise);
-            printf("NEGATIVE TRANSFER: %s is %.2f points of validation accuracy worse than %s (test "
-                   "accuracy %+.2f points%s)\n",
-                   v->label, 100 * v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy),
-                   noise);
+                snprintf(noise, sizeof noise,
+                         "; %s the noise of %ld validation images, 2 s.e. = %.2f points",
+                         v->margin <= v->noise ? "within" : "beyond", res.val_images,
+                         100 * v->noise);
+            printf(
+                "NEGATIVE TRANSFER: %s is %.2f points of validation accuracy worse than %s (test "
+                "accuracy %+.2f points%s)\n",
+                v->label, 100 * v->margin, b->label, 100 * (v->test_accuracy - b->test_accuracy),
+                noise);
         }
     }
     if (!neg && res.baseline >= 0)

@@ -12,10 +12,12 @@
 static void tred2(int n, double *V, double *d, double *e)
 {
 #define A(i, j) V[(size_t)(i) * (size_t)n + (size_t)(j)]
-    for (int j = 0; j < n; j++) d[j] = A(n - 1, j);
+    for (int j = 0; j < n; j++)
+        d[j] = A(n - 1, j);
     for (int i = n - 1; i > 0; i--) {
         double scale = 0, h = 0;
-        for (int k = 0; k < i; k++) scale += fabs(d[k]);
+        for (int k = 0; k < i; k++)
+            scale += fabs(d[k]);
         if (scale == 0) {
             e[i] = d[i - 1];
             for (int j = 0; j < i; j++) {
@@ -33,7 +35,8 @@ static void tred2(int n, double *V, double *d, double *e)
             e[i] = scale * g;
             h -= f * g;
             d[i - 1] = f - g;
-            for (int j = 0; j < i; j++) e[j] = 0;
+            for (int j = 0; j < i; j++)
+                e[j] = 0;
             for (int j = 0; j < i; j++) {
                 f = d[j];
                 A(j, i) = f;
@@ -50,11 +53,13 @@ static void tred2(int n, double *V, double *d, double *e)
                 f += e[j] * d[j];
             }
             double hh = f / (h + h);
-            for (int j = 0; j < i; j++) e[j] -= hh * d[j];
+            for (int j = 0; j < i; j++)
+                e[j] -= hh * d[j];
             for (int j = 0; j < i; j++) {
                 f = d[j];
                 g = e[j];
-                for (int k = j; k <= i - 1; k++) A(k, j) -= (f * e[k] + g * d[k]);
+                for (int k = j; k <= i - 1; k++)
+                    A(k, j) -= (f * e[k] + g * d[k]);
                 d[j] = A(i - 1, j);
                 A(i, j) = 0;
             }
@@ -66,14 +71,18 @@ static void tred2(int n, double *V, double *d, double *e)
         A(i, i) = 1;
         double h = d[i + 1];
         if (h != 0) {
-            for (int k = 0; k <= i; k++) d[k] = A(k, i + 1) / h;
+            for (int k = 0; k <= i; k++)
+                d[k] = A(k, i + 1) / h;
             for (int j = 0; j <= i; j++) {
                 double g = 0;
-                for (int k = 0; k <= i; k++) g += A(k, i + 1) * A(k, j);
-                for (int k = 0; k <= i; k++) A(k, j) -= g * d[k];
+                for (int k = 0; k <= i; k++)
+                    g += A(k, i + 1) * A(k, j);
+                for (int k = 0; k <= i; k++)
+                    A(k, j) -= g * d[k];
             }
         }
-        for (int k = 0; k <= i; k++) A(k, i + 1) = 0;
+        for (int k = 0; k <= i; k++)
+            A(k, i + 1) = 0;
     }
     for (int j = 0; j < n; j++) {
         d[j] = A(n - 1, j);
@@ -88,7 +97,8 @@ static void tred2(int n, double *V, double *d, double *e)
  * rotation touches two contiguous rows: the eigenvectors come out one per row). EISPACK tql2. */
 static bool tql2(int n, double *W, double *d, double *e)
 {
-    for (int i = 1; i < n; i++) e[i - 1] = e[i];
+    for (int i = 1; i < n; i++)
+        e[i - 1] = e[i];
     e[n - 1] = 0;
     double f = 0, tst1 = 0;
     const double eps = 0x1p-52;
@@ -96,7 +106,8 @@ static bool tql2(int n, double *W, double *d, double *e)
         double t = fabs(d[l]) + fabs(e[l]);
         if (t > tst1) tst1 = t;
         int m = l;
-        while (m < n - 1 && fabs(e[m]) > eps * tst1) m++;
+        while (m < n - 1 && fabs(e[m]) > eps * tst1)
+            m++;
         if (m > l) {
             int iter = 0;
             do {
@@ -109,7 +120,8 @@ static bool tql2(int n, double *W, double *d, double *e)
                 d[l + 1] = e[l] * (p + r);
                 double dl1 = d[l + 1];
                 double h = g - d[l];
-                for (int i = l + 2; i < n; i++) d[i] -= h;
+                for (int i = l + 2; i < n; i++)
+                    d[i] -= h;
                 f += h;
                 p = d[m];
                 double c = 1, c2 = 1, c3 = 1, el1 = e[l + 1], s = 0, s2 = 0;
@@ -157,12 +169,14 @@ graft_status est_sym_eig(const double *a, int n, double *w, double *vecs, graft_
     tred2(n, V, w, sub);
     /* transpose: the QL rotations then work on rows */
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) vecs[(size_t)j * n + i] = V[(size_t)i * n + j];
+        for (int j = 0; j < n; j++)
+            vecs[(size_t)j * n + i] = V[(size_t)i * n + j];
     bool ok = tql2(n, vecs, w, sub);
     free(sub);
     if (!ok) {
         free(V);
-        return err_set(e, GRAFT_STATUS_INTERNAL, "the eigensolver did not converge (%d x %d)", n, n);
+        return err_set(e, GRAFT_STATUS_INTERNAL, "the eigensolver did not converge (%d x %d)", n,
+                       n);
     }
     /* ascending order (selection sort: n swaps of rows at most) */
     double *row = V; /* reuse as scratch */
@@ -185,7 +199,8 @@ graft_status est_sym_eig(const double *a, int n, double *w, double *vecs, graft_
 
 static graft_status check_labels(const int *y, long n, int k, graft_error *e)
 {
-    if (n < 2) return err_set(e, GRAFT_STATUS_BAD_DATA, "at least 2 samples are needed, got %ld", n);
+    if (n < 2)
+        return err_set(e, GRAFT_STATUS_BAD_DATA, "at least 2 samples are needed, got %ld", n);
     if (k < 1) return err_set(e, GRAFT_STATUS_BAD_DATA, "no classes");
     for (long i = 0; i < n; i++)
         if (y[i] < 0 || y[i] >= k)
@@ -202,7 +217,8 @@ static void gram(const double *x, long n, int d, bool rows, double *g)
             for (long j = 0; j <= i; j++) {
                 const double *a = x + i * d, *b = x + j * d;
                 double s = 0;
-                for (int t = 0; t < d; t++) s += a[t] * b[t];
+                for (int t = 0; t < d; t++)
+                    s += a[t] * b[t];
                 g[i * n + j] = g[j * n + i] = s;
             }
     } else {
@@ -213,11 +229,13 @@ static void gram(const double *x, long n, int d, bool rows, double *g)
                 double ai = a[i];
                 if (ai == 0) continue;
                 double *gi = g + (size_t)i * d;
-                for (int j = 0; j <= i; j++) gi[j] += ai * a[j];
+                for (int j = 0; j <= i; j++)
+                    gi[j] += ai * a[j];
             }
         }
         for (int i = 0; i < d; i++)
-            for (int j = 0; j < i; j++) g[(size_t)j * d + i] = g[(size_t)i * d + j];
+            for (int j = 0; j < i; j++)
+                g[(size_t)j * d + i] = g[(size_t)i * d + j];
     }
 }
 
@@ -226,10 +244,10 @@ static void gram(const double *x, long n, int d, bool rows, double *g)
  * eigenvectors of x xᵀ are those u_i; otherwise u_i = x v_i / sqrt(sigma_i) from xᵀ x. */
 typedef struct spectrum {
     long n;
-    int d, k;       /* k: eigenvalues kept */
-    bool rows;      /* eigenvectors are in sample space */
-    double *sigma;  /* k */
-    double *basis;  /* k rows: u_i (length n) when rows, else x v_i / sqrt(sigma_i) (length n) */
+    int d, k;      /* k: eigenvalues kept */
+    bool rows;     /* eigenvectors are in sample space */
+    double *sigma; /* k */
+    double *basis; /* k rows: u_i (length n) when rows, else x v_i / sqrt(sigma_i) (length n) */
 } spectrum;
 
 static void spectrum_free(spectrum *s)
@@ -251,7 +269,8 @@ static graft_status spectrum_of(const double *x, long n, int d, spectrum *s, gra
     s->rows = n <= d;
     int m = s->rows ? (int)n : d;
     size_t mm = (size_t)m * (size_t)m;
-    double *g = malloc(mm * sizeof *g), *v = malloc(mm * sizeof *v), *w = malloc((size_t)m * sizeof *w);
+    double *g = malloc(mm * sizeof *g), *v = malloc(mm * sizeof *v),
+           *w = malloc((size_t)m * sizeof *w);
     s->sigma = malloc((size_t)m * sizeof *s->sigma);
     s->basis = malloc((size_t)m * (size_t)n * sizeof *s->basis);
     graft_status st = GRAFT_OK;
@@ -273,7 +292,8 @@ static graft_status spectrum_of(const double *x, long n, int d, spectrum *s, gra
             for (long r = 0; r < n; r++) {
                 const double *xr = x + r * d;
                 double acc = 0;
-                for (int t = 0; t < d; t++) acc += xr[t] * vj[t];
+                for (int t = 0; t < d; t++)
+                    acc += xr[t] * vj[t];
                 b[r] = acc * inv;
             }
         }
@@ -344,7 +364,8 @@ graft_status est_logme(const double *f, long n, int d, const int *y, int k, doub
     double total = 0;
     for (int c = 0; c < k; c++) {
         double yy = 0, in = 0;
-        for (long i = 0; i < n; i++) yy += y[i] == c;
+        for (long i = 0; i < n; i++)
+            yy += y[i] == c;
         for (int j = 0; j < sp.k; j++) {
             const double *b = sp.basis + (size_t)j * n;
             double acc = 0;
@@ -387,25 +408,30 @@ graft_status est_hscore(const double *f, long n, int d, const int *y, int k, dou
             mc[(size_t)y[i] * d + t] += f[i * d + t];
         }
     }
-    for (int t = 0; t < d; t++) mu[t] /= (double)n;
+    for (int t = 0; t < d; t++)
+        mu[t] /= (double)n;
     for (long i = 0; i < n; i++)
-        for (int t = 0; t < d; t++) x[i * d + t] = f[i * d + t] - mu[t];
+        for (int t = 0; t < d; t++)
+            x[i * d + t] = f[i * d + t] - mu[t];
     if ((st = spectrum_of(x, n, d, &sp, e))) goto done;
     double total = 0;
     for (int c = 0; c < k; c++) {
         if (!cnt[c]) continue;
         double *delta = mc + (size_t)c * d;
-        for (int t = 0; t < d; t++) delta[t] = delta[t] / (double)cnt[c] - mu[t];
+        for (int t = 0; t < d; t++)
+            delta[t] = delta[t] / (double)cnt[c] - mu[t];
         for (long i = 0; i < n; i++) {
             double acc = 0;
-            for (int t = 0; t < d; t++) acc += x[i * d + t] * delta[t];
+            for (int t = 0; t < d; t++)
+                acc += x[i * d + t] * delta[t];
             xd[i] = acc;
         }
         double q = 0;
         for (int j = 0; j < sp.k; j++) {
             const double *b = sp.basis + (size_t)j * n;
             double acc = 0;
-            for (long i = 0; i < n; i++) acc += b[i] * xd[i];
+            for (long i = 0; i < n; i++)
+                acc += b[i] * xd[i];
             /* b = u_j exactly (rows) or x v_j / s_j = u_j: the same coordinate either way */
             q += acc * acc / (sp.sigma[j] * sp.sigma[j]);
         }
@@ -431,7 +457,8 @@ graft_status est_nce(const int *z, int ks, const int *y, int k, long n, double *
         if (z[i] < 0 || z[i] >= ks)
             return err_set(e, GRAFT_STATUS_BAD_DATA, "NCE: source class %d outside [0, %d)", z[i],
                            ks);
-    double *joint = calloc((size_t)ks * (size_t)k, sizeof *joint), *pz = calloc((size_t)ks, sizeof *pz);
+    double *joint = calloc((size_t)ks * (size_t)k, sizeof *joint),
+           *pz = calloc((size_t)ks, sizeof *pz);
     if (!joint || !pz) {
         free(joint);
         free(pz);
@@ -462,7 +489,8 @@ graft_status est_leep(const double *p, int ks, const int *y, int k, long n, doub
     if (st) return st;
     if (ks < 1) return err_set(e, GRAFT_STATUS_BAD_DATA, "LEEP: no source classes");
     /* joint P(y, z) = Σ_{i: y_i = y} θ(x_i)_z / n; P(y | z) = P(y, z) / P(z) */
-    double *joint = calloc((size_t)k * (size_t)ks, sizeof *joint), *pz = calloc((size_t)ks, sizeof *pz);
+    double *joint = calloc((size_t)k * (size_t)ks, sizeof *joint),
+           *pz = calloc((size_t)ks, sizeof *pz);
     if (!joint || !pz) {
         free(joint);
         free(pz);
@@ -474,7 +502,8 @@ graft_status est_leep(const double *p, int ks, const int *y, int k, long n, doub
             joint[(size_t)y[i] * ks + s] += v;
         }
     for (int c = 0; c < k; c++)
-        for (int s = 0; s < ks; s++) pz[s] += joint[(size_t)c * ks + s];
+        for (int s = 0; s < ks; s++)
+            pz[s] += joint[(size_t)c * ks + s];
     double total = 0;
     for (long i = 0; i < n; i++) {
         double ep = 0;
@@ -498,7 +527,9 @@ void est_softmax_rows(const float *logits, long n, int ks, double *p, int *z)
         if (z) z[i] = best;
         if (!p) continue;
         double mx = l[best], sum = 0;
-        for (int s = 0; s < ks; s++) sum += exp((double)l[s] - mx);
-        for (int s = 0; s < ks; s++) p[i * ks + s] = exp((double)l[s] - mx) / sum;
+        for (int s = 0; s < ks; s++)
+            sum += exp((double)l[s] - mx);
+        for (int s = 0; s < ks; s++)
+            p[i * ks + s] = exp((double)l[s] - mx) / sum;
     }
 }

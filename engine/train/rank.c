@@ -37,8 +37,10 @@ static graft_status load_with(const char *file, const rank_options *o, const cha
         snprintf(msg, n, "out of memory");
         return GRAFT_STATUS_NOMEM;
     }
-    for (int i = 0; i < o->nsets; i++) sets[i] = o->sets[i];
-    for (int i = 0; i < nextra; i++) sets[o->nsets + i] = extra[i];
+    for (int i = 0; i < o->nsets; i++)
+        sets[i] = o->sets[i];
+    for (int i = 0; i < nextra; i++)
+        sets[o->nsets + i] = extra[i];
     graft_diags d = {0};
     graft_status s = recipe_load(file, sets, o->nsets + nextra, out, &d);
     free(sets);
@@ -107,8 +109,10 @@ static graft_status write_npy(const char *dir, const char *name, int i, const fl
                               long rows, long cols, graft_error *e)
 {
     char path[2300];
-    if (i >= 0) snprintf(path, sizeof path, "%s/%s_%d.npy", dir, name, i);
-    else snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    if (i >= 0)
+        snprintf(path, sizeof path, "%s/%s_%d.npy", dir, name, i);
+    else
+        snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     int64_t shp[2] = {rows, cols};
     return npy_write_f32(path, data, 2, shp, e);
 }
@@ -366,7 +370,8 @@ graft_status graft_rank(const char *recipe_file, const char *const *cands, int n
             s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
             goto done;
         }
-        for (long i = 0; i < tr.n; i++) lab[i] = (float)tr.y[i];
+        for (long i = 0; i < tr.n; i++)
+            lab[i] = (float)tr.y[i];
         s = write_npy(o->features_out, "labels", -1, lab, tr.n, 1, e);
         free(lab);
         if (s) goto done;

@@ -40,29 +40,29 @@ enum { RANK_LOGME, RANK_HSCORE, RANK_NCE, RANK_LEEP, RANK_NEST };
 extern const char *const rank_estimator_names[RANK_NEST]; /* "logme", "hscore", "nce", "leep" */
 
 typedef struct rank_row {
-    const char *from;         /* the candidate (borrowed) */
-    bool ok;                  /* features computed; false: error says why */
+    const char *from; /* the candidate (borrowed) */
+    bool ok;          /* features computed; false: error says why */
     char error[3072];
-    char layer[128];          /* the layer whose input the features are */
-    int dim;                  /* feature size */
-    long n;                   /* images scored */
-    int classes;              /* target classes */
-    int source_classes;       /* outputs of the candidate's own classifier (0: none) */
-    char no_head[3072];       /* why NCE and LEEP were skipped ("" when they ran) */
+    char layer[128];    /* the layer whose input the features are */
+    int dim;            /* feature size */
+    long n;             /* images scored */
+    int classes;        /* target classes */
+    int source_classes; /* outputs of the candidate's own classifier (0: none) */
+    char no_head[3072]; /* why NCE and LEEP were skipped ("" when they ran) */
     bool have[RANK_NEST];
     double score[RANK_NEST];
     double seconds[RANK_NEST]; /* each estimator's host time */
-    double feature_seconds;   /* the frozen prefix over the data (device) */
-    double head_seconds;      /* the candidate's own model over the data (device) */
+    double feature_seconds;    /* the frozen prefix over the data (device) */
+    double head_seconds;       /* the candidate's own model over the data (device) */
 } rank_row;
 
 typedef struct rank_options {
     const char *const *sets; /* the recipe's --set overrides */
     int nsets;
-    const char *layer;       /* features are this layer's input; NULL: transfer.head.cut, else
-                              * the input of the last layer */
+    const char *layer; /* features are this layer's input; NULL: transfer.head.cut, else
+                        * the input of the last layer */
     const char *device;
-    long max_images;         /* 0: all of the training split */
+    long max_images;          /* 0: all of the training split */
     const char *features_out; /* when set: a folder that gets, per candidate i, features_i.npy,
                                * source_probs_i.npy, and labels.npy (for checks and plots) */
     void (*progress)(void *user, int candidate, const char *note);
@@ -84,7 +84,7 @@ typedef struct sweep_options {
     int nsets;
     const char *const *grids; /* --grid KEY=[V1,V2,...] as given */
     int ngrids;
-    const char *out_dir;   /* NULL: runs/sweep-<recipe name> */
+    const char *out_dir; /* NULL: runs/sweep-<recipe name> */
     const char *device;
     bool metric_loss;      /* select on val_loss (lower is better) instead of val_accuracy */
     double val_split;      /* used when the recipe has no validation split (default 0.2) */
@@ -101,10 +101,10 @@ typedef struct sweep_variant {
     char id[16];     /* "03" */
     char label[512]; /* "freeze=conv2 lr=3e-4", "scratch" */
     char dir[2400];
-    bool baseline;   /* from scratch: no transfer.from, nothing frozen */
+    bool baseline; /* from scratch: no transfer.from, nothing frozen */
     int nsets;
-    char **sets;     /* what this variant adds to the recipe (grid picks, baseline keys) */
-    char **picks;    /* per grid axis: the value chosen (NULL for the baseline's transfer axes) */
+    char **sets;  /* what this variant adds to the recipe (grid picks, baseline keys) */
+    char **picks; /* per grid axis: the value chosen (NULL for the baseline's transfer axes) */
     bool done, failed;
     char error[1536];
     double val_metric, val_accuracy, val_loss; /* at the best epoch */
@@ -115,10 +115,10 @@ typedef struct sweep_variant {
     long trainable;
     int nepochs;
     double *train_loss, *val_curve_acc, *val_curve_loss; /* per epoch */
-    bool negative;  /* worse than the best baseline on validation */
-    double margin;  /* how much worse (accuracy as a fraction, or loss) */
-    double noise;   /* val_accuracy: two standard errors of the difference of the two accuracies
-                     * on this many validation images (a margin below it may be chance) */
+    bool negative; /* worse than the best baseline on validation */
+    double margin; /* how much worse (accuracy as a fraction, or loss) */
+    double noise;  /* val_accuracy: two standard errors of the difference of the two accuracies
+                    * on this many validation images (a margin below it may be chance) */
 } sweep_variant;
 
 typedef struct sweep_axis {
@@ -132,15 +132,15 @@ typedef struct sweep_result {
     sweep_variant *v;
     int naxes;
     sweep_axis *axes;
-    int best, baseline;   /* indexes of the best variant and the best baseline (-1: none) */
-    bool complete;        /* every variant trained (or failed) */
-    bool out_of_budget;   /* stopped by --budget */
-    int resumed;          /* variants found finished in out_dir */
-    bool continuing;      /* out_dir held this sweep's state file */
+    int best, baseline;          /* indexes of the best variant and the best baseline (-1: none) */
+    bool complete;               /* every variant trained (or failed) */
+    bool out_of_budget;          /* stopped by --budget */
+    int resumed;                 /* variants found finished in out_dir */
+    bool continuing;             /* out_dir held this sweep's state file */
     long pool_hits, pool_misses; /* frozen-feature splits reused / computed */
     char out_dir[2048];
-    char val_note[256];   /* how the validation split came about */
-    long val_images;      /* size of the validation split */
+    char val_note[256]; /* how the validation split came about */
+    long val_images;    /* size of the validation split */
 } sweep_result;
 
 /* Parse the grid, build every variant (the product of the axes, then the from-scratch baselines

@@ -27,7 +27,8 @@ void sweep_result_free(sweep_result *res)
 {
     for (int i = 0; i < res->nvariants; i++) {
         sweep_variant *v = &res->v[i];
-        for (int j = 0; j < v->nsets; j++) free(v->sets[j]);
+        for (int j = 0; j < v->nsets; j++)
+            free(v->sets[j]);
         free(v->sets);
         free(v->picks);
         free(v->train_loss);
@@ -37,7 +38,8 @@ void sweep_result_free(sweep_result *res)
     free(res->v);
     for (int i = 0; i < res->naxes; i++) {
         free(res->axes[i].key);
-        for (int j = 0; j < res->axes[i].nvalues; j++) free(res->axes[i].values[j]);
+        for (int j = 0; j < res->axes[i].nvalues; j++)
+            free(res->axes[i].values[j]);
         free(res->axes[i].values);
     }
     free(res->axes);
@@ -103,13 +105,18 @@ static bool grid_parse(const char *opt, sweep_axis *ax, grid_src *src, graft_dia
             if (c == quote) quote = 0;
             if (c) continue;
         }
-        if (c == '"' || c == '\'') quote = c;
-        else if (c == '[' || c == '{') depth++;
-        else if (c == ']' || c == '}') depth--;
+        if (c == '"' || c == '\'')
+            quote = c;
+        else if (c == '[' || c == '{')
+            depth++;
+        else if (c == ']' || c == '}')
+            depth--;
         if (!(c == 0 || (c == ',' && depth == 0))) continue;
         size_t a = start, b = i;
-        while (a < b && (body[a] == ' ' || body[a] == '\t')) a++;
-        while (b > a && (body[b - 1] == ' ' || body[b - 1] == '\t')) b--;
+        while (a < b && (body[a] == ' ' || body[a] == '\t'))
+            a++;
+        while (b > a && (body[b - 1] == ' ' || body[b - 1] == '\t'))
+            b--;
         int col = base + (int)(body - v) + (int)a + 1;
         if (a == b) {
             diag_grid(d, opt, col, "expected a value here%s", "");
@@ -140,14 +147,16 @@ static bool grid_parse(const char *opt, sweep_axis *ax, grid_src *src, graft_dia
     for (int i = 0; ok && i < ax->nvalues; i++)
         for (int j = 0; j < i; j++)
             if (strcmp(ax->values[i], ax->values[j]) == 0) {
-                diag_grid(d, opt, src->offsets[i] + 1, "value '%s' is listed twice",
-                          ax->values[i]);
+                diag_grid(d, opt, src->offsets[i] + 1, "value '%s' is listed twice", ax->values[i]);
                 ok = false;
             }
     return ok;
 }
 
-static bool is_transfer_key(const char *key) { return strncmp(key, "transfer.", 9) == 0; }
+static bool is_transfer_key(const char *key)
+{
+    return strncmp(key, "transfer.", 9) == 0;
+}
 
 /* The last component of a key, for labels: transfer.freeze -> freeze. */
 static const char *short_key(const char *key)
@@ -163,8 +172,10 @@ static void slug(const char *in, char *out, size_t n)
         char c = *p;
         bool keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '.' || c == '-' || c == '=' || c == '_';
-        if (c == ' ') c = '_';
-        else if (!keep) c = '-';
+        if (c == ' ')
+            c = '_';
+        else if (!keep)
+            c = '-';
         out[o++] = c;
     }
     out[o] = 0;
@@ -190,9 +201,12 @@ static graft_status variant_check(const sweep_options *o, const char *const *com
     const char **sets = malloc((size_t)(n ? n : 1) * sizeof *sets);
     if (!sets) return GRAFT_STATUS_NOMEM;
     int k = 0;
-    for (int i = 0; i < o->nsets; i++) sets[k++] = o->sets[i];
-    for (int i = 0; i < ncommon; i++) sets[k++] = common[i];
-    for (int i = 0; i < v->nsets; i++) sets[k++] = v->sets[i];
+    for (int i = 0; i < o->nsets; i++)
+        sets[k++] = o->sets[i];
+    for (int i = 0; i < ncommon; i++)
+        sets[k++] = common[i];
+    for (int i = 0; i < v->nsets; i++)
+        sets[k++] = v->sets[i];
     graft_diags mine = {0};
     graft_status s = recipe_load(o->recipe, sets, n, out, &mine);
     free(sets);
@@ -210,7 +224,8 @@ static graft_status variant_check(const sweep_options *o, const char *const *com
                 strcmp(file + 6 + kl + 1, pick) != 0)
                 continue;
             int vi = 0;
-            while (vi < res->axes[a].nvalues && strcmp(res->axes[a].values[vi], pick) != 0) vi++;
+            while (vi < res->axes[a].nvalues && strcmp(res->axes[a].values[vi], pick) != 0)
+                vi++;
             snprintf(label, sizeof label, "--grid %s", gs[a].option);
             file = label;
             if (col > (int)kl + 1) col = gs[a].offsets[vi] + (col - (int)kl - 1);
@@ -259,8 +274,8 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
         graft_diags bd = {0};
         if ((s = recipe_load(o->recipe, o->sets, o->nsets, &base, &bd))) {
             for (int i = 0; i < bd.count; i++)
-                graft_diags_add(diags, (graft_mark){bd.items[i].file, bd.items[i].line,
-                                                    bd.items[i].col},
+                graft_diags_add(diags,
+                                (graft_mark){bd.items[i].file, bd.items[i].line, bd.items[i].col},
                                 "%s", bd.items[i].message);
             int nbd = bd.count;
             graft_diags_free(&bd);
@@ -302,8 +317,11 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
         common[ncommon] = common_buf[ncommon];
         ncommon++;
     }
-    if (o->out_dir) snprintf(res->out_dir, sizeof res->out_dir, "%s", o->out_dir);
-    else snprintf(res->out_dir, sizeof res->out_dir, "runs/sweep-%s", bs->name ? bs->name : "recipe");
+    if (o->out_dir)
+        snprintf(res->out_dir, sizeof res->out_dir, "%s", o->out_dir);
+    else
+        snprintf(res->out_dir, sizeof res->out_dir, "runs/sweep-%s",
+                 bs->name ? bs->name : "recipe");
     /* variants: the product of the axes, then one baseline per combination of the axes outside
      * transfer.* (scratch ignores transfer settings) */
     long total = 1, other = 1;
@@ -408,7 +426,8 @@ graft_status sweep_plan(const sweep_options *o, sweep_result *res, graft_diags *
         }
     if (diags->count > before) s = GRAFT_STATUS_BAD_RECIPE;
 done:
-    for (int i = 0; i < o->ngrids; i++) free(gs[i].offsets);
+    for (int i = 0; i < o->ngrids; i++)
+        free(gs[i].offsets);
     free(gs);
     recipe_free(base);
     if (s == GRAFT_STATUS_BAD_RECIPE && e) err_set(e, s, "the sweep's recipes have errors");
@@ -425,7 +444,8 @@ static graft_status read_curves(sweep_variant *v, graft_error *e)
     graft_status s = fs_read_file(path, 64 << 20, &text, &n, e);
     if (s) return s;
     int lines = 0;
-    for (size_t i = 0; i < n; i++) lines += text[i] == '\n';
+    for (size_t i = 0; i < n; i++)
+        lines += text[i] == '\n';
     free(v->train_loss);
     free(v->val_curve_acc);
     free(v->val_curve_loss);
@@ -457,12 +477,16 @@ static graft_status read_curves(sweep_variant *v, graft_error *e)
     return GRAFT_OK;
 }
 
-static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+static json_t *num_or_null(double x)
+{
+    return isfinite(x) ? json_real(x) : json_null();
+}
 
 static json_t *curve_json(const double *c, int n)
 {
     json_t *a = json_array();
-    for (int i = 0; i < n; i++) json_array_append_new(a, num_or_null(c[i]));
+    for (int i = 0; i < n; i++)
+        json_array_append_new(a, num_or_null(c[i]));
     return a;
 }
 
@@ -472,7 +496,8 @@ static json_t *signature(const sweep_options *o, const sweep_result *res)
     char rp[PATH_MAX];
     json_object_set_new(sig, "format", json_integer(SWEEP_FORMAT));
     json_object_set_new(sig, "recipe", json_string(realpath(o->recipe, rp) ? rp : o->recipe));
-    for (int i = 0; i < o->nsets; i++) json_array_append_new(sets, json_string(o->sets[i]));
+    for (int i = 0; i < o->nsets; i++)
+        json_array_append_new(sets, json_string(o->sets[i]));
     for (int i = 0; i < res->naxes; i++) {
         json_t *ax = json_object(), *vals = json_array();
         json_object_set_new(ax, "key", json_string(res->axes[i].key));
@@ -557,7 +582,8 @@ static int *sweep_order(const sweep_options *o, const sweep_result *res)
 {
     int *idx = malloc((size_t)(res->nvariants ? res->nvariants : 1) * sizeof *idx);
     if (!idx) return NULL;
-    for (int i = 0; i < res->nvariants; i++) idx[i] = i;
+    for (int i = 0; i < res->nvariants; i++)
+        idx[i] = i;
     order_opt = o;
     order_res = res;
     qsort(idx, (size_t)res->nvariants, sizeof *idx, order_cmp);
@@ -584,7 +610,10 @@ static graft_status write_state(const sweep_options *o, sweep_result *res, graft
             json_object_set_new(picks, res->axes[a].key,
                                 v->picks[a] ? json_string(v->picks[a]) : json_null());
         json_object_set_new(j, "grid", picks);
-        json_object_set_new(j, "status", json_string(v->failed ? "failed" : v->done ? "done" : "pending"));
+        json_object_set_new(j, "status",
+                            json_string(v->failed ? "failed"
+                                        : v->done ? "done"
+                                                  : "pending"));
         if (v->failed) json_object_set_new(j, "error", json_string(v->error));
         if (v->done && !v->failed) {
             json_object_set_new(j, "val_metric", num_or_null(v->val_metric));
@@ -602,8 +631,9 @@ static graft_status write_state(const sweep_options *o, sweep_result *res, graft
             json_object_set_new(j, "margin", v->negative ? json_real(v->margin) : json_null());
             json_object_set_new(j, "noise", v->baseline ? json_null() : num_or_null(v->noise));
             json_object_set_new(j, "within_noise",
-                                v->negative && isfinite(v->noise) ? json_boolean(v->margin <= v->noise)
-                                                                  : json_null());
+                                v->negative && isfinite(v->noise)
+                                    ? json_boolean(v->margin <= v->noise)
+                                    : json_null());
             json_t *curves = json_object();
             json_object_set_new(curves, "train_loss", curve_json(v->train_loss, v->nepochs));
             json_object_set_new(curves, "val_accuracy", curve_json(v->val_curve_acc, v->nepochs));
@@ -620,7 +650,8 @@ static graft_status write_state(const sweep_options *o, sweep_result *res, graft
             json_array_append_new(ranking, json_string(res->v[ord[i]].id));
     free(ord);
     json_object_set_new(root, "ranking", ranking);
-    json_object_set_new(root, "best", res->best >= 0 ? json_string(res->v[res->best].id) : json_null());
+    json_object_set_new(root, "best",
+                        res->best >= 0 ? json_string(res->v[res->best].id) : json_null());
     json_object_set_new(root, "baseline",
                         res->baseline >= 0 ? json_string(res->v[res->baseline].id) : json_null());
     json_object_set_new(root, "feature_pool",
@@ -718,8 +749,10 @@ static graft_status train_variant(const sweep_options *o, sweep_variant *v, feat
     int n = o->nsets + v->nsets;
     const char **sets = malloc((size_t)(n ? n : 1) * sizeof *sets);
     if (!sets) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    for (int i = 0; i < o->nsets; i++) sets[i] = o->sets[i];
-    for (int i = 0; i < v->nsets; i++) sets[o->nsets + i] = v->sets[i];
+    for (int i = 0; i < o->nsets; i++)
+        sets[i] = o->sets[i];
+    for (int i = 0; i < v->nsets; i++)
+        sets[o->nsets + i] = v->sets[i];
     graft_diags d = {0};
     graft_recipe *r = NULL;
     graft_status s = recipe_load(o->recipe, sets, n, &r, &d);
@@ -750,8 +783,12 @@ static graft_status train_variant(const sweep_options *o, sweep_variant *v, feat
         goto curves;
     }
     bool resume = continuing && fs_exists(state);
-    train_options to = {.device = o->device, .out_dir = v->dir, .resume = resume ? v->dir : NULL,
-                        .progress = o->progress, .user = o->user, .pool = pool};
+    train_options to = {.device = o->device,
+                        .out_dir = v->dir,
+                        .resume = resume ? v->dir : NULL,
+                        .progress = o->progress,
+                        .user = o->user,
+                        .pool = pool};
     train_summary sum;
     if (resume) say(o, "  continuing from its last finished epoch in %s", v->dir);
     s = graft_train(r, &to, &sum, e);
@@ -814,9 +851,9 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
             snprintf(v->error, sizeof v->error, "%s", ve.message);
             say(o, "  failed: %s", ve.message);
         } else {
-            say(o, "  val %s %.4f at epoch %d of %d%s, test accuracy %.4f", o->metric_loss ? "loss" : "accuracy",
-                v->val_metric, v->best_epoch, v->epochs_run, v->stopped_early ? " (stopped early)" : "",
-                v->test_accuracy);
+            say(o, "  val %s %.4f at epoch %d of %d%s, test accuracy %.4f",
+                o->metric_loss ? "loss" : "accuracy", v->val_metric, v->best_epoch, v->epochs_run,
+                v->stopped_early ? " (stopped early)" : "", v->test_accuracy);
         }
         res->pool_hits = hits0 + pool.hits;
         res->pool_misses = misses0 + pool.misses;
@@ -828,7 +865,8 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
     }
     feature_pool_free(&pool);
     res->complete = true;
-    for (int i = 0; i < res->nvariants; i++) res->complete = res->complete && res->v[i].done;
+    for (int i = 0; i < res->nvariants; i++)
+        res->complete = res->complete && res->v[i].done;
     graft_status ws = write_state(o, res, s ? NULL : e);
     if (!s) s = ws;
     char *html = sweep_html(o, res);
@@ -848,11 +886,20 @@ static void html_esc(buf *b, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': buf_printf(b, "&lt;"); break;
-        case '>': buf_printf(b, "&gt;"); break;
-        case '&': buf_printf(b, "&amp;"); break;
-        case '"': buf_printf(b, "&quot;"); break;
-        default: buf_append(b, s, 1);
+        case '<':
+            buf_printf(b, "&lt;");
+            break;
+        case '>':
+            buf_printf(b, "&gt;");
+            break;
+        case '&':
+            buf_printf(b, "&amp;");
+            break;
+        case '"':
+            buf_printf(b, "&quot;");
+            break;
+        default:
+            buf_append(b, s, 1);
         }
     }
 }
@@ -862,7 +909,7 @@ static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e"
 #define NPAL ((int)(sizeof palette / sizeof palette[0]))
 
 typedef struct chart {
-    double x0, y0, w, h;       /* plot area inside the SVG */
+    double x0, y0, w, h; /* plot area inside the SVG */
     double xmin, xmax, ymin, ymax;
 } chart;
 
@@ -878,22 +925,27 @@ static double cy(const chart *c, double y)
 static void chart_frame(buf *b, const chart *c, const char *ylabel, const char *xlabel, int yticks,
                         bool percent)
 {
-    buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fff\" "
-                  "stroke=\"#999\"/>\n",
+    buf_printf(b,
+               "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#fff\" "
+               "stroke=\"#999\"/>\n",
                c->x0, c->y0, c->w, c->h);
     for (int i = 0; i <= yticks; i++) {
         double v = c->ymin + (c->ymax - c->ymin) * i / yticks, y = cy(c, v);
         buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#eee\"/>\n",
                    c->x0, y, c->x0 + c->w, y);
         if (percent)
-            buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.0f%%</text>\n",
-                       c->x0 - 4, y + 4, 100 * v);
+            buf_printf(
+                b,
+                "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.0f%%</text>\n",
+                c->x0 - 4, y + 4, 100 * v);
         else
-            buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n",
-                       c->x0 - 4, y + 4, v);
+            buf_printf(
+                b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%.3g</text>\n",
+                c->x0 - 4, y + 4, v);
     }
-    buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 %.1f %.1f)\" "
-                  "text-anchor=\"middle\">",
+    buf_printf(b,
+               "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 %.1f %.1f)\" "
+               "text-anchor=\"middle\">",
                c->x0 - 48, c->y0 + c->h / 2, c->x0 - 48, c->y0 + c->h / 2);
     html_esc(b, ylabel);
     buf_printf(b, "</text>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">",
@@ -902,7 +954,10 @@ static void chart_frame(buf *b, const chart *c, const char *ylabel, const char *
     buf_printf(b, "</text>\n");
 }
 
-static bool ok_variant(const sweep_variant *v) { return v->done && !v->failed; }
+static bool ok_variant(const sweep_variant *v)
+{
+    return v->done && !v->failed;
+}
 
 /* Validation and test accuracy against the freeze axis (or each variant when the grid has no
  * transfer.freeze): one pair of lines per combination of the other axes, scratch dashed. */
@@ -935,18 +990,27 @@ static void chart_freeze(buf *b, const sweep_result *res)
     int npos = 0;
     const char *names[SWEEP_MAX_VARIANTS];
     if (fa >= 0) {
-        for (int j = 0; j < res->axes[fa].nvalues; j++) names[npos++] = res->axes[fa].values[j];
+        for (int j = 0; j < res->axes[fa].nvalues; j++)
+            names[npos++] = res->axes[fa].values[j];
     } else {
         for (int i = 0; i < res->nvariants; i++)
             if (!res->v[i].baseline) names[npos++] = res->v[i].label;
     }
     double W = 760, H = 360;
-    chart c = {.x0 = 70, .y0 = 20, .w = 520, .h = 260, .xmin = -0.5, .xmax = npos - 0.5,
-               .ymin = lo, .ymax = hi};
-    buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                  "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"accuracy vs freeze depth\">\n",
+    chart c = {.x0 = 70,
+               .y0 = 20,
+               .w = 520,
+               .h = 260,
+               .xmin = -0.5,
+               .xmax = npos - 0.5,
+               .ymin = lo,
+               .ymax = hi};
+    buf_printf(b,
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"accuracy vs freeze depth\">\n",
                W, H, W, H);
-    chart_frame(b, &c, "accuracy", fa >= 0 ? "transfer.freeze (frozen through)" : "variant", ticks, true);
+    chart_frame(b, &c, "accuracy", fa >= 0 ? "transfer.freeze (frozen through)" : "variant", ticks,
+                true);
     for (int j = 0; j < npos; j++) {
         buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
                    cx(&c, j), c.y0 + c.h + 16);
@@ -973,13 +1037,13 @@ static void chart_freeze(buf *b, const sweep_result *res)
         for (int a = 0; a < res->naxes; a++) {
             if (a == fa) continue;
             size_t l = strlen(rest);
-            snprintf(rest + l, sizeof rest - l, "%s%s=%s", l ? " " : "", short_key(res->axes[a].key),
-                     v->picks[a]);
+            snprintf(rest + l, sizeof rest - l, "%s%s=%s", l ? " " : "",
+                     short_key(res->axes[a].key), v->picks[a]);
         }
         const char *col = palette[series % NPAL];
         for (int kind = 0; kind < 2; kind++) {
-            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"", col,
-                       kind ? " stroke-dasharray=\"1 0\" opacity=\"0.55\"" : "");
+            buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s points=\"",
+                       col, kind ? " stroke-dasharray=\"1 0\" opacity=\"0.55\"" : "");
             for (int k = 0; k < res->nvariants; k++) {
                 const sweep_variant *u = &res->v[k];
                 if (u->baseline || !ok_variant(u)) continue;
@@ -989,9 +1053,11 @@ static void chart_freeze(buf *b, const sweep_result *res)
                 if (!same) continue;
                 int pos = 0;
                 if (fa >= 0) {
-                    while (pos < npos && strcmp(names[pos], u->picks[fa]) != 0) pos++;
+                    while (pos < npos && strcmp(names[pos], u->picks[fa]) != 0)
+                        pos++;
                 } else {
-                    while (pos < npos && strcmp(names[pos], u->label) != 0) pos++;
+                    while (pos < npos && strcmp(names[pos], u->label) != 0)
+                        pos++;
                 }
                 double y = kind ? u->test_accuracy : u->val_accuracy;
                 if (isfinite(y)) buf_printf(b, "%.1f,%.1f ", cx(&c, pos), cy(&c, y));
@@ -1006,27 +1072,33 @@ static void chart_freeze(buf *b, const sweep_result *res)
                 if (!same) continue;
                 int pos = 0;
                 if (fa >= 0) {
-                    while (pos < npos && strcmp(names[pos], u->picks[fa]) != 0) pos++;
+                    while (pos < npos && strcmp(names[pos], u->picks[fa]) != 0)
+                        pos++;
                 } else {
-                    while (pos < npos && strcmp(names[pos], u->label) != 0) pos++;
+                    while (pos < npos && strcmp(names[pos], u->label) != 0)
+                        pos++;
                 }
                 double y = kind ? u->test_accuracy : u->val_accuracy;
                 if (!isfinite(y)) continue;
                 if (kind)
-                    buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"8\" fill=\"%s\"/>\n",
-                               cx(&c, pos) - 4, cy(&c, y) - 4, col);
+                    buf_printf(
+                        b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"8\" fill=\"%s\"/>\n",
+                        cx(&c, pos) - 4, cy(&c, y) - 4, col);
                 else
                     buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\"%s/>\n",
                                cx(&c, pos), cy(&c, y), col,
                                u->negative ? " stroke=\"#000\" stroke-width=\"2\"" : "");
             }
         }
-        buf_printf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\"/><text x=\"%.1f\" "
-                      "y=\"%.1f\" font-size=\"11\">validation%s%s</text>\n",
+        buf_printf(b,
+                   "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4.5\" fill=\"%s\"/><text x=\"%.1f\" "
+                   "y=\"%.1f\" font-size=\"11\">validation%s%s</text>\n",
                    c.x0 + c.w + 14, ly, col, c.x0 + c.w + 24, ly + 4, rest[0] ? " " : "", rest);
-        buf_printf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"8\" fill=\"%s\"/><text "
-                      "x=\"%.1f\" y=\"%.1f\" font-size=\"11\">test%s%s</text>\n",
-                   c.x0 + c.w + 10, ly + 14, col, c.x0 + c.w + 24, ly + 22, rest[0] ? " " : "", rest);
+        buf_printf(b,
+                   "<rect x=\"%.1f\" y=\"%.1f\" width=\"8\" height=\"8\" fill=\"%s\"/><text "
+                   "x=\"%.1f\" y=\"%.1f\" font-size=\"11\">test%s%s</text>\n",
+                   c.x0 + c.w + 10, ly + 14, col, c.x0 + c.w + 24, ly + 22, rest[0] ? " " : "",
+                   rest);
         ly += 36;
         series++;
         if (fa < 0) break; /* one series over all variants */
@@ -1035,11 +1107,13 @@ static void chart_freeze(buf *b, const sweep_result *res)
         const sweep_variant *v = &res->v[i];
         if (!v->baseline || !ok_variant(v)) continue;
         double y = cy(&c, v->val_accuracy);
-        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" "
-                      "stroke-dasharray=\"6 4\"/>\n",
+        buf_printf(b,
+                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" "
+                   "stroke-dasharray=\"6 4\"/>\n",
                    c.x0, y, c.x0 + c.w, y);
-        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" "
-                      "stroke-dasharray=\"6 4\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
+        buf_printf(b,
+                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" "
+                   "stroke-dasharray=\"6 4\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
                    c.x0 + c.w + 6, ly, c.x0 + c.w + 22, ly, c.x0 + c.w + 24, ly + 4);
         html_esc(b, v->label);
         buf_printf(b, " (validation)</text>\n");
@@ -1078,17 +1152,25 @@ static void chart_curves(buf *b, const sweep_options *o, const sweep_result *res
     }
     if (hi - lo < 1e-6) hi = lo + 0.05;
     double W = 760, H = 380;
-    chart c = {.x0 = 70, .y0 = 20, .w = 520, .h = 280, .xmin = 1, .xmax = maxe > 1 ? maxe : 2,
-               .ymin = lo, .ymax = hi};
-    buf_printf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
-                  "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"learning curves\">\n",
+    chart c = {.x0 = 70,
+               .y0 = 20,
+               .w = 520,
+               .h = 280,
+               .xmin = 1,
+               .xmax = maxe > 1 ? maxe : 2,
+               .ymin = lo,
+               .ymax = hi};
+    buf_printf(b,
+               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
+               "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"learning curves\">\n",
                W, H, W, H);
     chart_frame(b, &c, o->metric_loss ? "validation loss" : "validation accuracy", "epoch", ticks,
                 !o->metric_loss);
     int step = maxe > 20 ? 5 : maxe > 10 ? 2 : 1;
     for (int ep = 1; ep <= maxe; ep += step)
-        buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%d</text>\n",
-                   cx(&c, ep), c.y0 + c.h + 16, ep);
+        buf_printf(
+            b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%d</text>\n",
+            cx(&c, ep), c.y0 + c.h + 16, ep);
     int k = 0;
     for (int i = 0; i < res->nvariants; i++) {
         const sweep_variant *v = &res->v[i];
@@ -1101,8 +1183,9 @@ static void chart_curves(buf *b, const sweep_options *o, const sweep_result *res
             if (isfinite(cv[ep])) buf_printf(b, "%.1f,%.1f ", cx(&c, ep + 1), cy(&c, cv[ep]));
         buf_printf(b, "\"/>\n");
         double ly = c.y0 + 8 + 16 * k;
-        buf_printf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
-                      "stroke-width=\"2\"%s/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
+        buf_printf(b,
+                   "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" "
+                   "stroke-width=\"2\"%s/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
                    c.x0 + c.w + 10, ly, c.x0 + c.w + 28, ly, col,
                    v->baseline ? " stroke-dasharray=\"6 4\"" : "", c.x0 + c.w + 32, ly + 4);
         html_esc(b, v->label);
@@ -1121,12 +1204,13 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
     buf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
                    "<title>graft sweep: ");
     html_esc(&b, o->recipe);
-    buf_printf(&b, "</title>\n<style>body{font-family:sans-serif;margin:24px;max-width:1000px;color:#222}"
-                   "table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;"
-                   "padding:4px 8px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}"
-                   "tr.neg td{background:#fde2e2}tr.best td{background:#e2f5e2}tr.base td{background:#eef}"
-                   ".verdict{padding:8px 12px;border-left:4px solid #c00;background:#fff4f4;margin:6px 0}"
-                   ".ok{border-left-color:#080;background:#f4fff4}</style></head><body>\n");
+    buf_printf(
+        &b, "</title>\n<style>body{font-family:sans-serif;margin:24px;max-width:1000px;color:#222}"
+            "table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;"
+            "padding:4px 8px;text-align:right}td:nth-child(2),th:nth-child(2){text-align:left}"
+            "tr.neg td{background:#fde2e2}tr.best td{background:#e2f5e2}tr.base td{background:#eef}"
+            ".verdict{padding:8px 12px;border-left:4px solid #c00;background:#fff4f4;margin:6px 0}"
+            ".ok{border-left-color:#080;background:#f4fff4}</style></head><body>\n");
     buf_printf(&b, "<h1>graft sweep</h1>\n<p>Recipe <code>");
     html_esc(&b, o->recipe);
     buf_printf(&b, "</code>");
@@ -1148,7 +1232,8 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
     }
     buf_printf(&b, ". Selection on <b>%s</b> with early stopping; ", metric);
     html_esc(&b, res->val_note);
-    buf_printf(&b, ".%s</p>\n", res->complete ? "" : " <b>The sweep is not finished</b>: run it again to continue.");
+    buf_printf(&b, ".%s</p>\n",
+               res->complete ? "" : " <b>The sweep is not finished</b>: run it again to continue.");
     if (res->best >= 0) {
         const sweep_variant *bv = &res->v[res->best];
         buf_printf(&b, "<p class=\"verdict ok\">Best variant: <b>");
@@ -1166,26 +1251,33 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
         if (o->metric_loss)
             buf_printf(&b, " has validation loss %.4f higher than scratch", v->margin);
         else
-            buf_printf(&b, " is %.2f points of validation accuracy worse than scratch", 100 * v->margin);
-        buf_printf(&b, " (test: %+.2f points)", 100 * (v->test_accuracy - res->v[res->baseline].test_accuracy));
+            buf_printf(&b, " is %.2f points of validation accuracy worse than scratch",
+                       100 * v->margin);
+        buf_printf(&b, " (test: %+.2f points)",
+                   100 * (v->test_accuracy - res->v[res->baseline].test_accuracy));
         if (isfinite(v->noise))
-            buf_printf(&b, v->margin <= v->noise ? "; <i>within the noise of %ld validation images "
-                                                   "(2 s.e. = %.2f points)</i>"
-                                                 : "; beyond the noise of %ld validation images (2 "
-                                                   "s.e. = %.2f points)",
+            buf_printf(&b,
+                       v->margin <= v->noise ? "; <i>within the noise of %ld validation images "
+                                               "(2 s.e. = %.2f points)</i>"
+                                             : "; beyond the noise of %ld validation images (2 "
+                                               "s.e. = %.2f points)",
                        res->val_images, 100 * v->noise);
         buf_printf(&b, ".</p>\n");
     }
     if (!neg && res->baseline >= 0)
         buf_printf(&b, "<p class=\"verdict ok\">No negative transfer: every variant is at least as "
                        "good as scratch on validation.</p>\n");
-    buf_printf(&b, "<h2>Ranking</h2>\n<table><tr><th>rank</th><th>variant</th><th>%s</th><th>test "
-                   "accuracy</th><th>best epoch</th><th>epochs</th><th>trainable</th><th>feature "
-                   "cache</th><th>seconds</th><th>vs scratch</th></tr>\n",
+    buf_printf(&b,
+               "<h2>Ranking</h2>\n<table><tr><th>rank</th><th>variant</th><th>%s</th><th>test "
+               "accuracy</th><th>best epoch</th><th>epochs</th><th>trainable</th><th>feature "
+               "cache</th><th>seconds</th><th>vs scratch</th></tr>\n",
                metric);
     for (int r = 0; r < res->nvariants; r++) {
         const sweep_variant *v = &res->v[ord[r]];
-        const char *cls = v->negative ? "neg" : ord[r] == res->best ? "best" : v->baseline ? "base" : "";
+        const char *cls = v->negative           ? "neg"
+                          : ord[r] == res->best ? "best"
+                          : v->baseline         ? "base"
+                                                : "";
         buf_printf(&b, "<tr class=\"%s\"><td>%d</td><td>", cls, r + 1);
         html_esc(&b, v->label);
         if (!ok_variant(v)) {
@@ -1206,21 +1298,24 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
             snprintf(vs, sizeof vs, o->metric_loss ? "better by %.4f" : "better by %.2f pts",
                      o->metric_loss ? res->v[res->baseline].val_metric - v->val_metric
                                     : 100 * (v->val_metric - res->v[res->baseline].val_metric));
-        buf_printf(&b, "</td><td>%.4f</td><td>%.4f</td><td>%d</td><td>%d%s</td><td>%ld</td><td>%s</td>"
-                       "<td>%.1f</td><td>%s</td></tr>\n",
+        buf_printf(&b,
+                   "</td><td>%.4f</td><td>%.4f</td><td>%d</td><td>%d%s</td><td>%ld</td><td>%s</td>"
+                   "<td>%.1f</td><td>%s</td></tr>\n",
                    v->val_metric, v->test_accuracy, v->best_epoch, v->epochs_run,
                    v->stopped_early ? " (early stop)" : "", v->trainable,
                    v->feature_cache ? "yes" : "no", v->seconds, vs);
     }
-    buf_printf(&b, "</table>\n<p>Frozen-feature splits reused across variants: %ld (computed: %ld).</p>\n",
-               res->pool_hits, res->pool_misses);
+    buf_printf(
+        &b, "</table>\n<p>Frozen-feature splits reused across variants: %ld (computed: %ld).</p>\n",
+        res->pool_hits, res->pool_misses);
     buf_printf(&b, "<h2>Validation and test accuracy vs freeze depth</h2>\n");
     chart_freeze(&b, res);
     buf_printf(&b, "<h2>Learning curves</h2>\n");
     chart_curves(&b, o, res);
-    buf_printf(&b, "<p style=\"color:#777;font-size:12px\">Written by graft %s sweep. Every run "
-                   "directory holds its metrics.jsonl, summary.json and checkpoints; sweep.json holds "
-                   "these numbers.</p>\n</body></html>\n",
+    buf_printf(&b,
+               "<p style=\"color:#777;font-size:12px\">Written by graft %s sweep. Every run "
+               "directory holds its metrics.jsonl, summary.json and checkpoints; sweep.json holds "
+               "these numbers.</p>\n</body></html>\n",
                GRAFT_VERSION);
     free(ord);
     if (b.failed) {

@@ -35,9 +35,11 @@ int main(int argc, char **argv)
                *v = malloc((size_t)n * n * sizeof *v);
         if (est_sym_eig(a, n, w, v, &e)) return fail(&e);
         printf("{\"w\": [");
-        for (int i = 0; i < n; i++) printf("%s%.17g", i ? ", " : "", w[i]);
+        for (int i = 0; i < n; i++)
+            printf("%s%.17g", i ? ", " : "", w[i]);
         printf("], \"v\": [");
-        for (long i = 0; i < (long)n * n; i++) printf("%s%.17g", i ? ", " : "", v[i]);
+        for (long i = 0; i < (long)n * n; i++)
+            printf("%s%.17g", i ? ", " : "", v[i]);
         printf("]}\n");
         return 0;
     }
@@ -50,7 +52,8 @@ int main(int argc, char **argv)
     int d = (int)(f.count / (size_t)n), k = atoi(argv[3]);
     double *x = as_double(&f), *yd = as_double(&l);
     int *y = malloc((size_t)n * sizeof *y);
-    for (long i = 0; i < n; i++) y[i] = (int)yd[i];
+    for (long i = 0; i < n; i++)
+        y[i] = (int)yd[i];
     double s;
     printf("{");
     if (est_logme(x, n, d, y, k, &s, &e)) return fail(&e);
@@ -62,7 +65,8 @@ int main(int argc, char **argv)
         int ks = (int)(g.count / (size_t)n);
         double *gd = as_double(&g);
         float *lg = malloc(g.count * sizeof *lg);
-        for (size_t i = 0; i < g.count; i++) lg[i] = (float)gd[i];
+        for (size_t i = 0; i < g.count; i++)
+            lg[i] = (float)gd[i];
         double *p = malloc(g.count * sizeof *p);
         int *z = malloc((size_t)n * sizeof *z);
         est_softmax_rows(lg, n, ks, p, z);

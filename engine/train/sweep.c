@@ -996,7 +996,7 @@ static void chart_freeze(buf *b, const sweep_result *res)
         for (int i = 0; i < res->nvariants; i++)
             if (!res->v[i].baseline) names[npos++] = res->v[i].label;
     }
-    double W = 760, H = 360;
+    double W = 860, H = 360;
     chart c = {.x0 = 70,
                .y0 = 20,
                .w = 520,
@@ -1151,7 +1151,7 @@ static void chart_curves(buf *b, const sweep_options *o, const sweep_result *res
         ticks = (int)lround((hi - lo) / step);
     }
     if (hi - lo < 1e-6) hi = lo + 0.05;
-    double W = 760, H = 380;
+    double W = 860, H = 380;
     chart c = {.x0 = 70,
                .y0 = 20,
                .w = 520,

@@ -258,6 +258,11 @@ int cmd_sweep(int argc, char **argv)
         printf("No negative transfer: every variant %sis at least as good as scratch on "
                "validation.\n",
                res.complete ? "" : "trained so far ");
+    bool any_baseline = false;
+    for (int i = 0; i < res.nvariants; i++) any_baseline |= res.v[i].baseline;
+    if (!any_baseline)
+        printf("No scratch baseline: the recipe loads no checkpoint (transfer.from), so every "
+               "variant already trains from scratch.\n");
     if (res.pool_hits)
         printf("Frozen features reused across variants for %ld split%s (computed %ld).\n",
                res.pool_hits, res.pool_hits == 1 ? "" : "s", res.pool_misses);

@@ -39,7 +39,7 @@ const char PLAN_USAGE[] =
 
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
 extern const char BENCH_USAGE[], TUNE_USAGE[];
-extern const char HELP_USAGE[], SCHEMA_USAGE[];
+extern const char HELP_USAGE[], SCHEMA_USAGE[], RANK_USAGE[], SWEEP_USAGE[];
 
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
@@ -58,6 +58,10 @@ const cli_command cli_commands[] = {
      REPORT_USAGE, cmd_report},
     {"schema", "print the recipe language's JSON Schema (for editors)", SCHEMA_USAGE, cmd_schema},
     {"help", "a command's help; the manual page (graft help --man)", HELP_USAGE, cmd_help},
+    {"rank", "score candidate pretrained models for a recipe without training (LogME, H-score, "
+     "NCE, LEEP)", RANK_USAGE, cmd_rank},
+    {"sweep", "train a recipe's variants over a grid against scratch; flag negative transfer",
+     SWEEP_USAGE, cmd_sweep},
     {NULL, NULL, NULL, NULL},
 };
 

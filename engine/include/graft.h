@@ -246,6 +246,44 @@ graft_status graft_run_predict_rows(graft_recipe *r, const char *weights, const 
 graft_status graft_report_runs(const char *const *dirs, int n, const char *out_html,
                                graft_error *err);
 
+/* ---- choosing what to transfer (graft rank, graft sweep) ---------------------------------- */
+
+enum { GRAFT_EST_LOGME, GRAFT_EST_HSCORE, GRAFT_EST_NCE, GRAFT_EST_LEEP, GRAFT_EST_COUNT };
+
+/* One candidate checkpoint scored for a recipe: ok = 0 means it could not be (error says why);
+ * has[i] = 0 for NCE and LEEP when it has no classifier of its own (skipped says why). */
+typedef struct graft_rank_result {
+    int ok;
+    char error[1024];
+    char skipped[512];
+    char layer[128]; /* the features are this layer's input */
+    int dim;
+    long images;
+    int has[GRAFT_EST_COUNT];
+    double score[GRAFT_EST_COUNT]; /* higher is better for all four */
+    double seconds;
+} graft_rank_result;
+
+/* Score n candidate checkpoints for a recipe file on its training split, without training:
+ * each candidate's frozen prefix (up to layer, NULL = transfer.head.cut or the last layer's input)
+ * once over the data, LogME, H-score, NCE and LEEP on the host. out has n entries. Fails only
+ * when the recipe or its data cannot be loaded. */
+graft_status graft_run_rank(const char *recipe_file, const char *const *sets, int nsets,
+                            const char *const *candidates, int n, const char *layer,
+                            const char *device, graft_rank_result *out, graft_error *err);
+
+/* The estimators themselves on host arrays (row-major float64 features f, n×d; labels in [0, k)):
+ * LogME (You et al. 2021), H-score (Bao et al. 2019); NCE from source argmax classes z in
+ * [0, ks), LEEP from source class probabilities p (n×ks). */
+graft_status graft_logme(const double *f, long n, int d, const int *y, int k, double *score,
+                         graft_error *err);
+graft_status graft_hscore(const double *f, long n, int d, const int *y, int k, double *score,
+                          graft_error *err);
+graft_status graft_nce(const int *z, int ks, const int *y, int k, long n, double *score,
+                       graft_error *err);
+graft_status graft_leep(const double *p, int ks, const int *y, int k, long n, double *score,
+                        graft_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,6 +19,23 @@ typedef struct train_progress {
     const char *note; /* an event worth a line ("compiling kernels", "unfreezing: ...") or NULL */
 } train_progress;
 
+/* Frozen features kept across training runs in one process (graft sweep): variants whose frozen
+ * prefix has the same layers, the same weights and the same input split get the features the
+ * first one computed. Keys are SHA-256 over the prefix's layer settings, every prefix tensor and
+ * the split's samples, so a hit is the same computation, never a guess. */
+typedef struct feature_pool_entry {
+    uint8_t key[32];
+    long n, fs;
+    float *x;
+} feature_pool_entry;
+typedef struct feature_pool {
+    int n, cap;
+    feature_pool_entry *items;
+    long hits, misses; /* splits reused and computed */
+    size_t bytes, max_bytes; /* held; no new entries past max_bytes (0: 1 GiB) */
+} feature_pool;
+void feature_pool_free(feature_pool *p);
+
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
     const char *out_dir; /* overrides recipe.output */
@@ -28,6 +45,7 @@ typedef struct train_options {
     /* nonzero (set by progress or another thread) ends training after the current step, as
      * train.max_steps does: the epoch so far is checkpointed and the test split evaluated */
     const volatile int *stop;
+    feature_pool *pool; /* NULL: features are computed for this run only */
 } train_options;
 
 typedef struct train_summary {
@@ -54,6 +72,13 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
  * within one allocation. Otherwise it stays in host memory. */
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
+
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (sample floats each), batch rows at a time, as the feature cache runs it: *out is
+ * n × *fs floats, malloc'ed. graft rank uses it outside a training run. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e);
 
 typedef struct eval_result {
     double loss, accuracy;

@@ -88,8 +88,86 @@ static void free_features(run *R)
     R->cached = false;
 }
 
+void feature_pool_free(feature_pool *p)
+{
+    for (int i = 0; i < p->n; i++) free(p->items[i].x);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+static void hash_i(sha256_ctx *h, long v) { sha256_update(h, &v, sizeof v); }
+
+/* The pool key of a split's features: what the prefix computes (its layers' settings and every
+ * tensor they hold) and what it computes it on (the split's samples). */
+static void pool_key(run *R, const dataset *src, uint8_t key[32])
+{
+    sha256_ctx h;
+    sha256_init(&h);
+    sha256_update(&h, "graft-features-1", 16);
+    const graph *g = &R->r->graph;
+    hash_i(&h, R->cut);
+    hash_i(&h, R->r->train.batch_size);
+    for (int i = 0; i < R->cut; i++) {
+        const layer *l = &g->layers[i];
+        sha256_update(&h, l->name, strlen(l->name) + 1);
+        long f[] = {l->type, l->ninputs, l->in.rank, l->in.d[0], l->in.d[1], l->in.d[2],
+                    l->out.rank, l->out.d[0], l->out.d[1], l->out.d[2], l->filters,
+                    l->kernel[0], l->kernel[1], l->stride[0], l->stride[1], l->pad[0], l->pad[1],
+                    l->groups, l->units, l->bias, l->pool[0], l->pool[1], l->pool_stride[0],
+                    l->pool_stride[1], l->pool_pad[0], l->pool_pad[1]};
+        sha256_update(&h, f, sizeof f);
+        for (int k = 0; k < l->ninputs; k++) hash_i(&h, l->inputs[k]);
+        float fl[] = {l->momentum, l->eps, l->slope, l->rate};
+        sha256_update(&h, fl, sizeof fl);
+        for (int j = 0; j < l->nparams; j++) {
+            param_entry *p = store_find(&R->store, l->params[j].name);
+            if (!p) continue;
+            sha256_update(&h, p->name, strlen(p->name) + 1);
+            sha256_update(&h, p->data, (size_t)p->count * sizeof(float));
+        }
+    }
+    hash_i(&h, src->n);
+    hash_i(&h, src->sample);
+    sha256_update(&h, src->x, (size_t)src->n * (size_t)src->sample * sizeof(float));
+    sha256_final(&h, key);
+}
+
+static feature_pool_entry *pool_find(feature_pool *p, const uint8_t key[32])
+{
+    for (int i = 0; i < p->n; i++)
+        if (memcmp(p->items[i].key, key, 32) == 0) return &p->items[i];
+    return NULL;
+}
+
+/* Keep a copy of features in the pool (nothing happens past its size limit or without memory:
+ * the pool only saves time). */
+static void pool_add(feature_pool *p, const uint8_t key[32], const float *x, long n, long fs)
+{
+    size_t bytes = (size_t)n * (size_t)fs * sizeof(float);
+    size_t limit = p->max_bytes ? p->max_bytes : (size_t)1 << 30;
+    if (p->bytes + bytes > limit) return;
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 8;
+        feature_pool_entry *it = realloc(p->items, (size_t)cap * sizeof *it);
+        if (!it) return;
+        p->items = it;
+        p->cap = cap;
+    }
+    float *copy = malloc(bytes ? bytes : 1);
+    if (!copy) return;
+    memcpy(copy, x, bytes);
+    feature_pool_entry *en = &p->items[p->n++];
+    memcpy(en->key, key, 32);
+    en->n = n;
+    en->fs = fs;
+    en->x = copy;
+    p->bytes += bytes;
+}
+
 /* Run the frozen prefix once over a split, keeping its output as the split's new samples: in
- * host memory (dst->x), or in a device buffer (*table) without reading anything back. */
+ * host memory (dst->x), or in a device buffer (*table) without reading anything back. With a
+ * feature pool, a split whose features are there is not computed again, and new features are
+ * added to it. */
 static graft_status features_of(run *R, pipeline *prefix, const dataset *src, dataset *dst,
                                 cl_mem *table, graft_error *e)
 {
@@ -101,6 +179,47 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
     dst->c = (int)fs;
     dst->h = dst->w = 1;
     graft_status s;
+    feature_pool *pool = R->o->pool;
+    if (pool) {
+        uint8_t key[32];
+        pool_key(R, src, key);
+        feature_pool_entry *hit = pool_find(pool, key);
+        size_t bytes = (size_t)src->n * (size_t)fs * sizeof(float);
+        if (hit && hit->n == src->n && hit->fs == fs) {
+            pool->hits++;
+            if (table) {
+                if ((s = buffer_create(R->ctx, bytes, table, e))) return s;
+                return buffer_write(R->ctx, *table, 0, hit->x, bytes, e);
+            }
+            dst->x = malloc(bytes);
+            if (!dst->x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+            memcpy(dst->x, hit->x, bytes);
+            return GRAFT_OK;
+        }
+        pool->misses++;
+        /* computed in host memory (for the pool), then uploaded when the cache is on the device */
+        float *x = malloc(bytes);
+        if (!x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+        int B = R->r->train.batch_size;
+        s = GRAFT_OK;
+        for (long i = 0; i < src->n && !s; i += B) {
+            int n = (int)(src->n - i < B ? src->n - i : B);
+            s = pipeline_forward_features(prefix, src->x + i * src->sample, n, x + i * fs, e);
+        }
+        if (!s) pool_add(pool, key, x, src->n, fs);
+        if (!s && table) {
+            if (!(s = buffer_create(R->ctx, bytes, table, e)))
+                s = buffer_write(R->ctx, *table, 0, x, bytes, e);
+            free(x);
+            return s;
+        }
+        if (s) {
+            free(x);
+            return s;
+        }
+        dst->x = x;
+        return GRAFT_OK;
+    }
     if (table) {
         if ((s = buffer_create(R->ctx, (size_t)src->n * (size_t)fs * sizeof(float), table, e)))
             return s;
@@ -117,6 +236,41 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
         if (s) return s;
     }
     return GRAFT_OK;
+}
+
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (the feature cache's forward, for callers outside a training run: graft rank).
+ * *out (n × *fs floats) is malloc'ed. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e)
+{
+    *out = NULL;
+    *fs = 0;
+    graph prefix = *g;
+    prefix.nlayers = cut;
+    pipeline_options fo = {.max_batch = batch, .first = 0};
+    pipeline *fp;
+    graft_status s = pipeline_create(ctx, &prefix, &fo, &fp, e);
+    if (s) return s;
+    if ((s = pipeline_upload(fp, store, e))) goto done;
+    *fs = pipeline_output_size(fp);
+    *out = malloc((size_t)(n ? n : 1) * (size_t)*fs * sizeof(float));
+    if (!*out) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld feature rows", n);
+        goto done;
+    }
+    for (long i = 0; i < n && !s; i += batch) {
+        int m = (int)(n - i < batch ? n - i : batch);
+        s = pipeline_forward_features(fp, x + i * sample, m, *out + i * *fs, e);
+    }
+done:
+    pipeline_free(fp);
+    if (s) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 /* Where the feature cache lives: on the device when all splits' features take at most

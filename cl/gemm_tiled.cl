@@ -14,32 +14,12 @@
  * run along the operand's unit-stride dimension, so they coalesce whatever the transposition.
  * Each work-item loads BM*BK/(TX*TY) elements of A and BN*BK/(TX*TY) of B per K step: the host
  * only picks TX, TY in {8, 16} with BK = 16, which divides evenly. */
-#ifndef TX
-#define TX 16
-#endif
-#ifndef TY
-#define TY 16
-#endif
-#ifndef RM
-#define RM 4
-#endif
-#ifndef RN
-#define RN 4
-#endif
-#ifndef BK
-#define BK 16
-#endif
+#include "tile.cl"
 #ifndef TA
 #define TA 0
 #endif
 #ifndef TB
 #define TB 0
-#endif
-#define BM (TY * RM)
-#define BN (TX * RN)
-#define NT (TX * TY)
-#if (BM * BK) % NT != 0 || (BN * BK) % NT != 0
-#error "gemm_tiled: the tiles of A and B must split evenly over the work-group"
 #endif
 
 __kernel __attribute__((reqd_work_group_size(TX, TY, 1))) void
@@ -53,58 +33,30 @@ gemm_tiled(const int M, const int N, const int K, const float alpha, __global co
     const int tx = get_local_id(0), ty = get_local_id(1);
     const int lid = ty * TX + tx;
     const int i0 = get_group_id(1) * BM, j0 = get_group_id(0) * BN;
+    const int kbeg = 0, kend = K;
     a += a_off;
     b += b_off;
     float acc[RM][RN];
-#pragma unroll
-    for (int r = 0; r < RM; r++)
-#pragma unroll
-        for (int q = 0; q < RN; q++) acc[r][q] = 0.0f;
-    for (int k0 = 0; k0 < K; k0 += BK) {
-#pragma unroll
-        for (int l = 0; l < BM * BK / NT; l++) {
-            const int idx = lid + l * NT;
+    /* the K loop is the implicit-GEMM convolutions' (igemm_core.cl) over plain matrices: op(A)[i][k]
+     * is a[k*lda + i] (TA, unit stride along i) or a[i*lda + k]; op(B)[k][j] is b[j*ldb + k] (TB,
+     * unit stride along k) or b[k*ldb + j] */
+#define M_ M
+#define N_ N
 #if TA
-            /* op(A)[i][k] = a[k*lda + i]: unit stride along i */
-            const int ii = idx % BM, kk = idx / BM;
-            const int gi = i0 + ii, gk = k0 + kk;
-            as[kk][ii] = gi < M && gk < K ? a[(long)gk * lda + gi] : 0.0f;
+#define A_ALONG_K 0
+#define A_AT(gi, gk) a[(long)(gk) * lda + (gi)]
 #else
-            const int kk = idx % BK, ii = idx / BK;
-            const int gi = i0 + ii, gk = k0 + kk;
-            as[kk][ii] = gi < M && gk < K ? a[(long)gi * lda + gk] : 0.0f;
+#define A_ALONG_K 1
+#define A_AT(gi, gk) a[(long)(gi) * lda + (gk)]
 #endif
-        }
-#pragma unroll
-        for (int l = 0; l < BN * BK / NT; l++) {
-            const int idx = lid + l * NT;
 #if TB
-            /* op(B)[k][j] = b[j*ldb + k]: unit stride along k */
-            const int kk = idx % BK, jj = idx / BK;
-            const int gj = j0 + jj, gk = k0 + kk;
-            bs[kk][jj] = gj < N && gk < K ? b[(long)gj * ldb + gk] : 0.0f;
+#define B_ALONG_J 0
+#define B_AT(gk, gj) b[(long)(gj) * ldb + (gk)]
 #else
-            const int jj = idx % BN, kk = idx / BN;
-            const int gj = j0 + jj, gk = k0 + kk;
-            bs[kk][jj] = gj < N && gk < K ? b[(long)gk * ldb + gj] : 0.0f;
+#define B_ALONG_J 1
+#define B_AT(gk, gj) b[(long)(gk) * ldb + (gj)]
 #endif
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-#pragma unroll
-        for (int kk = 0; kk < BK; kk++) {
-            float av[RM], bv[RN];
-#pragma unroll
-            for (int r = 0; r < RM; r++) av[r] = as[kk][ty + r * TY];
-#pragma unroll
-            for (int q = 0; q < RN; q++) bv[q] = bs[kk][tx + q * TX];
-#pragma unroll
-            for (int r = 0; r < RM; r++)
-#pragma unroll
-                for (int q = 0; q < RN; q++) acc[r][q] = fma(av[r], bv[q], acc[r][q]);
-        }
-        /* the next K step overwrites the tiles: everyone must be done reading them */
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+#include "igemm_core.cl"
 #pragma unroll
     for (int r = 0; r < RM; r++) {
         const int i = i0 + ty + r * TY;

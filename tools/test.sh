@@ -20,8 +20,9 @@ run() { # run BUILD LOGBASE [ENV=VALUE...] -- MESON-TEST-ARGS...
 }
 
 # 1. everything on the default device, but the ten-minute folder-vs-arrays training comparison
-#    (run it with: meson test -C build --suite vision-slow)
-run build all -- --num-processes 2 --no-suite vision-slow
+#    (run it with: meson test -C build --suite vision-slow) and the demo sweep of graft sweep
+#    (meson test -C build --suite transfer-slow)
+run build all -- --num-processes 2 --no-suite vision-slow --no-suite transfer-slow
 
 # 2. ASan+UBSan (clang): unit-level suites. Only PoCL is loaded: Mesa's Clover throws C++
 #    exceptions while it initialises, which a C program under ASan cannot intercept. Leaks inside
@@ -52,8 +53,30 @@ run build oclgrind GRAFT_TEST_SMALL=1 GRAFT_CACHE_DIR=$here/build/tests/graft-ca
     -- --suite ops --num-processes 2 --timeout-multiplier 4 --wrapper "sh $here/tests/ops/oclgrind.sh"
 
 /usr/bin/python3 - $logs <<'PY'
-import json, sys
+import json, re, sys
+import xml.etree.ElementTree as ET
 p = f = s = 0
+
+
+def junit(r):
+    """A test that ran pytest with --junitxml (tests/python) counts its cases one by one."""
+    cmd = " ".join(r.get("command") or [])
+    m = re.search(r"(\S+pytest-junit\.xml)", cmd)
+    if not m or r["result"] == "SKIP":
+        return None
+    try:
+        cases = ET.parse(m.group(1)).getroot().iter("testcase")
+    except (OSError, ET.ParseError):
+        return None
+    n = [0, 0, 0]
+    for c in cases:
+        kinds = {x.tag for x in c}
+        n[1 if kinds & {"failure", "error"} else 2 if "skipped" in kinds else 0] += 1
+    if r["result"] not in ("OK", "EXPECTEDFAIL") and not n[1]:
+        n[1] += 1  # the runner itself failed (e.g. pip install)
+    return n
+
+
 for path in sys.argv[1:]:
     tag = path.split("/")[-1].replace(".json", "")
     try:
@@ -65,6 +88,12 @@ for path in sys.argv[1:]:
     for line in lines:
         r = json.loads(line)
         res = r["result"]
+        n = junit(r)
+        if n:
+            p, f, s = p + n[0], f + n[1], s + n[2]
+            if n[1]:
+                print(f"FAILED: {tag}: {r['name']} ({n[1]} pytest case(s) or the runner)")
+            continue
         if res in ("OK", "EXPECTEDFAIL"):
             p += 1
         elif res == "SKIP":

@@ -160,3 +160,22 @@ void graft_diags_free(graft_diags *d)
     d->items = NULL;
     d->count = d->cap = 0;
 }
+
+int graft_diags_count(const graft_diags *d)
+{
+    return d ? d->count : 0;
+}
+
+void graft_diags_format(const graft_diags *d, int i, char *buf, size_t n)
+{
+    if (!n) return;
+    buf[0] = 0;
+    if (!d || i < 0 || i >= d->count) return;
+    const graft_diag *g = &d->items[i];
+    if (g->file[0] && g->line > 0)
+        snprintf(buf, n, "%s:%d:%d: error: %s", g->file, g->line, g->col, g->message);
+    else if (g->file[0])
+        snprintf(buf, n, "%s: error: %s", g->file, g->message);
+    else
+        snprintf(buf, n, "error: %s", g->message);
+}

@@ -5,6 +5,7 @@
 #include "graft.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 
 typedef struct cli_command {
     const char *name;
@@ -46,6 +47,8 @@ int bench_recipe_main(int argc, char **argv); /* bench_recipe.c: graft bench REC
 extern const char BENCH_RECIPE_USAGE[];
 int cmd_report(int argc, char **argv); /* cmd_report.c: graft report RUN.json... */
 extern const char REPORT_USAGE[];
+int cmd_rank(int argc, char **argv);  /* cmd_rank.c: transferability of candidate sources */
+int cmd_sweep(int argc, char **argv); /* cmd_sweep.c: a recipe's variants over a grid */
 
 /* ---- shared by the recipe-taking commands (cmd_common.c) ---- */
 struct graft_recipe;
@@ -66,5 +69,12 @@ int cmd_plan(int argc, char **argv);
 extern const char CHECK_USAGE[], PLAN_USAGE[];
 
 extern const cli_command cli_commands[];
+/* The overview `graft --help` prints (main.c). */
+void cli_usage(FILE *to);
+int cmd_help(int argc, char **argv); /* cmd_help.c: graft help [COMMAND], the man page */
+/* Where the shipped configs are: ./configs, else the source tree's, else the installed copy
+ * (DATADIR/graft/configs). */
+const char *cli_configs_dir(void);
+int cmd_schema(int argc, char **argv); /* cmd_schema.c: graft schema */
 
 #endif

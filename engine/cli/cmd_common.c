@@ -71,7 +71,17 @@ void cli_progress_init(cli_progress_state *st, bool quiet)
 {
     memset(st, 0, sizeof *st);
     st->quiet = quiet;
-    st->tty = isatty(2);
+    /* the redrawn bar only on a terminal that can take a carriage return; elsewhere (pipes, logs,
+     * TERM=dumb) one plain line per epoch. graft prints no colour at all, so NO_COLOR holds. */
+    const char *term = getenv("TERM");
+    st->tty = isatty(2) && !(term && strcmp(term, "dumb") == 0);
+}
+
+const char *cli_configs_dir(void)
+{
+    if (access("configs/recipes", R_OK) == 0) return "configs";
+    if (access(GRAFT_SOURCE_DIR "/configs/recipes", R_OK) == 0) return GRAFT_SOURCE_DIR "/configs";
+    return GRAFT_DATA_DIR "/configs";
 }
 
 /* Collect "--set K=V" values (the recipe stage checks their form and reports it at the option);

@@ -210,7 +210,7 @@ int cmd_demo(int argc, char **argv)
     }
     if (epochs && (atoi(epochs) < 1 || atoi(epochs) > 1000))
         return cli_usage_error(&a, "--epochs needs a number from 1 to 1000, got '%s'", epochs);
-    if (!configs) configs = access("configs/recipes", R_OK) == 0 ? "configs" : GRAFT_SOURCE_DIR "/configs";
+    if (!configs) configs = cli_configs_dir();
     if (access("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", R_OK) != 0) {
         fprintf(stderr, "graft: error: Fashion-MNIST is not installed: apt-get install "
                         "dataset-fashion-mnist\n");

@@ -50,23 +50,7 @@ int cmd_eval(int argc, char **argv)
     recipe_free(r);
     if (s) return cli_fail(&e);
     if (json) {
-        json_t *o = json_object(), *pc = json_array(), *cm = json_array();
-        json_object_set_new(o, "loss", json_real(res.loss));
-        json_object_set_new(o, "accuracy", json_real(res.accuracy));
-        json_object_set_new(o, "n", json_integer(res.n));
-        for (int i = 0; i < res.k; i++) {
-            long row = 0;
-            json_t *r2 = json_array();
-            for (int j = 0; j < res.k; j++) {
-                row += res.confusion[i * res.k + j];
-                json_array_append_new(r2, json_integer(res.confusion[i * res.k + j]));
-            }
-            json_array_append_new(pc, row ? json_real((double)res.confusion[i * res.k + i] / row)
-                                          : json_null());
-            json_array_append_new(cm, r2);
-        }
-        json_object_set_new(o, "per_class_accuracy", pc);
-        json_object_set_new(o, "confusion", cm);
+        json_t *o = eval_result_json(&res); /* the library's, as graft_run_eval_json */
         char *t = json_dumps(o, JSON_INDENT(2));
         if (t) puts(t);
         free(t);

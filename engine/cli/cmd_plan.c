@@ -1,8 +1,8 @@
 /* cmd_plan.c — `graft plan RECIPE [--set K=V]... [--json]`: the compiled view of a recipe before
  * anything runs: per layer its output shape, parameters, frozen or trainable, whether its backward
  * runs, lr multiplier, which tensors load from the checkpoint and which are initialised; totals
- * and the feature-cache decision. Later stages append sections (memory from the compiler) through
- * plan_extend_json / plan_extend_table, so the table and the JSON stay one view. */
+ * and the feature-cache decision. The view and its JSON are built by the library
+ * (compile/planview.c, also graft_recipe_plan_json); this file prints the table. */
 #include "cli.h"
 #include "compile.h"
 #include "recipe.h"
@@ -11,76 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct plan_view {
-    const graft_recipe *r;
-    graph_plan plan; /* the compiler's own analysis: backward, caching, memory */
-    bool *backward;  /* per layer, from plan */
-    bool cache;
-    char cache_reason[512];
-    /* where the cache lives: device memory while every split's features fit in the budget */
-    double cache_row_bytes, cache_device_budget; /* budget 0: no device found */
-    char cache_device[256];
-} plan_view;
-
-/* The feature cache's row size and the device-memory budget transfer.cache_device_fraction gives
- * on the recipe's device (the trainer decides with the same numbers once the data is loaded). */
-static void cache_location(plan_view *v)
-{
-    const graft_recipe *r = v->r;
-    if (!v->cache || v->plan.cache_cut < 1) return;
-    v->cache_row_bytes = (double)shape_size(r->graph.layers[v->plan.cache_cut - 1].out) * 4.0;
-    graft_device_info *list = NULL;
-    int nd = 0, idx = 0;
-    graft_error e = {0};
-    if (!graft_devices_list(&list, &nd, &e) &&
-        !graft_device_select(list, nd, r->device ? r->device : "", &idx, &e)) {
-        v->cache_device_budget = r->transfer.cache_device_fraction * (double)list[idx].global_mem_bytes;
-        snprintf(v->cache_device, sizeof v->cache_device, "%s", list[idx].name);
-    }
-    free(list);
-}
-
-static void cache_location_text(const plan_view *v, char *out, size_t n)
-{
-    const graft_recipe *r = v->r;
-    if (!v->cache) {
-        snprintf(out, n, "-");
-    } else if (r->transfer.cache_device_fraction <= 0) {
-        snprintf(out, n, "host memory (transfer.cache_device_fraction is 0)");
-    } else if (v->cache_device_budget <= 0) {
-        snprintf(out, n, "host memory (no OpenCL device to hold it)");
-    } else {
-        snprintf(out, n,
-                 "device memory when the features of all splits (%.0f bytes per sample) fit in "
-                 "%.3g of %s's memory (%.0f MiB: up to %.0f samples), else host memory",
-                 v->cache_row_bytes, r->transfer.cache_device_fraction, v->cache_device,
-                 v->cache_device_budget / 1048576.0, v->cache_device_budget / v->cache_row_bytes);
-    }
-}
-
-static json_t *shape_json(shape s)
-{
-    json_t *a = json_array();
-    for (int i = 0; i < s.rank; i++) json_array_append_new(a, json_integer(s.d[i]));
-    return a;
-}
-
-/* Memory as the compiler allocates it for a training step at train.batch_size. */
-static void plan_extend_json(json_t *root, const plan_view *v)
-{
-    const plan_memory *m = &v->plan.mem;
-    json_t *o = json_object();
-    json_object_set_new(o, "batch_size", json_integer(v->r->train.batch_size));
-    json_object_set_new(o, "weights_bytes", json_integer((json_int_t)m->weights));
-    json_object_set_new(o, "gradients_bytes", json_integer((json_int_t)m->gradients));
-    json_object_set_new(o, "optimizer_bytes", json_integer((json_int_t)m->optimizer));
-    json_object_set_new(o, "activations_bytes", json_integer((json_int_t)m->activations));
-    json_object_set_new(o, "workspace_bytes", json_integer((json_int_t)m->workspace));
-    json_object_set_new(o, "total_bytes", json_integer((json_int_t)m->total));
-    json_object_set_new(o, "activation_slots", json_integer(v->plan.nslots));
-    json_object_set_new(root, "memory", o);
-}
 
 static void mib(const char *what, size_t bytes)
 {
@@ -103,33 +33,8 @@ static void plan_extend_table(const plan_view *v)
     mib("total", m->total);
 }
 
-static const char *l_name(const graph *g, int i)
-{
-    return g->layers[i].name;
-}
-
 /* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */
 static const char *const ADAPT_NAMES[] = {"adabn", "coral", "mmd", "dann"};
-
-/* Device bytes adaptation adds to a training step: the alignment loss's workspace, or DANN's
- * discriminator (weights, gradients, Adam state, activations and their gradients). */
-static size_t adapt_extra_bytes(const graft_recipe *r)
-{
-    const adapt_spec *as = &r->adapt;
-    if (!as->present || as->layer < 0 || !(as->methods & ADAPT_ALIGNING)) return 0;
-    int d = (int)shape_size(r->graph.layers[as->layer].out), n = 2 * r->train.batch_size;
-    if (as->methods & ADAPT_CORAL) return align_op_bytes(ALIGN_CORAL, d, n);
-    if (as->methods & ADAPT_MMD) return align_op_bytes(ALIGN_MMD, d, n);
-    size_t bytes = 0;
-    const graph *dg = &as->disc_graph;
-    int state = r->train.optimizer >= OPT_ADAM ? 2 : r->train.optimizer == OPT_SGD ? 0 : 1;
-    for (int i = 0; i < dg->nlayers; i++) {
-        const layer *l = &dg->layers[i];
-        for (int j = 0; j < l->nparams; j++) bytes += (size_t)l->params[j].count * 4 * (2 + state);
-        bytes += 2 * (size_t)n * (size_t)l->units * 4;
-    }
-    return bytes + (size_t)n * (size_t)d * 4 + (size_t)n * 4;
-}
 
 static void adapt_table(const graft_recipe *r)
 {
@@ -176,7 +81,7 @@ static void adapt_table(const graft_recipe *r)
             }
             printf("  discriminator parameters: %ld (trained with train.optimizer)\n", params);
         }
-        printf("  extra device memory: %.2f MiB\n", (double)adapt_extra_bytes(r) / (1 << 20));
+        printf("  extra device memory: %.2f MiB\n", (double)plan_view_adapt_bytes(r) / (1 << 20));
     }
     if (as->methods & ADAPT_ADABN) {
         printf("  after training (AdaBN): running statistics of");
@@ -185,123 +90,6 @@ static void adapt_table(const graft_recipe *r)
                 printf(" %s", r->graph.layers[i].name);
         printf(" re-estimated on the target\n");
     }
-}
-
-static void adapt_json(json_t *root, const graft_recipe *r)
-{
-    const adapt_spec *as = &r->adapt;
-    if (!as->present) return;
-    json_t *o = json_object(), *m = json_array();
-    for (int i = 0; i < 4; i++)
-        if (as->methods & (1u << i)) json_array_append_new(m, json_string(ADAPT_NAMES[i]));
-    json_object_set_new(o, "methods", m);
-    bool al = (as->methods & ADAPT_ALIGNING) != 0;
-    json_object_set_new(o, "layer", al ? json_string(r->graph.layers[as->layer].name) : json_null());
-    json_object_set_new(o, "weight", json_real(as->weight));
-    json_object_set_new(o, "step_rows", json_integer(r->train.batch_size * (al ? 2 : 1)));
-    json_t *losses = json_array();
-    json_array_append_new(losses, json_string("cross_entropy(source rows)"));
-    if (as->methods & ADAPT_CORAL) json_array_append_new(losses, json_string("coral"));
-    if (as->methods & ADAPT_MMD) json_array_append_new(losses, json_string("mmd"));
-    if (as->methods & ADAPT_DANN) json_array_append_new(losses, json_string("bce(domain)"));
-    json_object_set_new(o, "losses", losses);
-    json_t *layers = json_array();
-    if (as->methods & ADAPT_DANN) {
-        json_t *grl = json_object();
-        json_object_set_new(grl, "name", json_string("grl"));
-        json_object_set_new(grl, "type", json_string("gradient_reversal"));
-        json_object_set_new(grl, "schedule", json_string(as->schedule == ADAPT_SCHED_GANIN ? "ganin" : "constant"));
-        json_array_append_new(layers, grl);
-        for (int i = 0; i < as->disc_graph.nlayers; i++) {
-            const layer *l = &as->disc_graph.layers[i];
-            json_t *x = json_object();
-            json_object_set_new(x, "name", json_string(l->name));
-            json_object_set_new(x, "type", json_string("dense"));
-            json_object_set_new(x, "units", json_integer(l->units));
-            long pc = 0;
-            for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
-            json_object_set_new(x, "params", json_integer(pc));
-            json_array_append_new(layers, x);
-        }
-    }
-    json_object_set_new(o, "extra_layers", layers);
-    json_object_set_new(o, "extra_bytes", json_integer((json_int_t)adapt_extra_bytes(r)));
-    json_t *bn = json_array();
-    if (as->methods & ADAPT_ADABN)
-        for (int i = 0; i < r->graph.nlayers; i++)
-            if (r->graph.layers[i].type == GRAFT_LAYER_BATCHNORM)
-                json_array_append_new(bn, json_string(r->graph.layers[i].name));
-    json_object_set_new(o, "adabn_layers", bn);
-    json_object_set_new(root, "adapt", o);
-}
-
-static json_t *plan_json(const plan_view *v)
-{
-    const graft_recipe *r = v->r;
-    const graph *g = &r->graph;
-    json_t *o = json_object();
-    json_object_set_new(o, "recipe", json_string(r->file));
-    json_object_set_new(o, "name", json_string(r->name));
-    json_object_set_new(o, "input_shape", shape_json(g->input));
-    json_object_set_new(o, "checkpoint", r->transfer.from ? json_string(r->transfer.from) : json_null());
-    json_t *layers = json_array();
-    for (int i = 0; i < g->nlayers; i++) {
-        const layer *l = &g->layers[i];
-        json_t *lo = json_object();
-        json_object_set_new(lo, "name", json_string(l->name));
-        json_object_set_new(lo, "type", json_string(layer_type_name(l->type)));
-        json_t *ins = json_array();
-        for (int j = 0; j < l->ninputs; j++)
-            json_array_append_new(ins, json_string(l->inputs[j] < 0 ? "input" : g->layers[l->inputs[j]].name));
-        json_object_set_new(lo, "inputs", ins);
-        json_object_set_new(lo, "output_shape", shape_json(l->out));
-        json_object_set_new(lo, "params", json_integer(layer_param_count(l)));
-        json_object_set_new(lo, "frozen", json_boolean(l->frozen));
-        json_object_set_new(lo, "fresh", json_boolean(l->fresh));
-        json_object_set_new(lo, "backward", json_boolean(v->backward[i]));
-        json_object_set_new(lo, "lr_mult", json_real(l->lr_mult));
-        const layer_plan *lp = &v->plan.layers[i];
-        json_object_set_new(lo, "fused_into", lp->fused_into >= 0
-                                                  ? json_string(g->layers[lp->fused_into].name)
-                                                  : json_null());
-        json_object_set_new(lo, "epilogue", lp->fused_act >= 0
-                                                ? json_string(g->layers[lp->fused_act].name)
-                                                : json_null());
-        json_t *load = json_array(), *init = json_array();
-        for (int j = 0; j < l->nparams; j++)
-            json_array_append_new(l->params[j].in_checkpoint ? load : init,
-                                  json_string(l->params[j].name));
-        json_object_set_new(lo, "load", load);
-        json_object_set_new(lo, "init", init);
-        json_array_append_new(layers, lo);
-    }
-    json_object_set_new(o, "layers", layers);
-    json_object_set_new(o, "params_total", json_integer(graph_param_count(g, false)));
-    json_object_set_new(o, "params_trainable", json_integer(graph_param_count(g, true)));
-    json_object_set_new(o, "frozen_prefix", json_integer(graph_frozen_prefix(g)));
-    json_t *fc = json_object();
-    json_object_set_new(fc, "used", json_boolean(v->cache));
-    json_object_set_new(fc, "reason", json_string(v->cache_reason));
-    if (v->cache) {
-        char where[640];
-        cache_location_text(v, where, sizeof where);
-        json_object_set_new(fc, "location", json_string(where));
-        json_object_set_new(fc, "bytes_per_sample", json_real(v->cache_row_bytes));
-        json_object_set_new(fc, "device_budget_bytes", json_real(v->cache_device_budget));
-    }
-    json_object_set_new(o, "feature_cache", fc);
-    json_t *groups = json_array();
-    for (int i = 0; i < g->nlayers; i++)
-        if (v->plan.layers[i].fused_act >= 0) {
-            json_t *grp = json_array();
-            json_array_append_new(grp, json_string(l_name(g, i)));
-            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_act)));
-            json_array_append_new(groups, grp);
-        }
-    json_object_set_new(o, "fused_groups", groups);
-    plan_extend_json(o, v);
-    adapt_json(o, v->r);
-    return o;
 }
 
 static void plan_table(const plan_view *v)
@@ -327,8 +115,16 @@ static void plan_table(const plan_view *v)
         const char *state = l->frozen ? "frozen" : layer_param_count(l) ? "trainable" : "-";
         const layer_plan *lp = &v->plan.layers[i];
         char k[96] = "";
-        if (lp->fused_act >= 0) snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
-        else if (lp->fused_into >= 0) snprintf(k, sizeof k, "in %s", g->layers[lp->fused_into].name);
+        if (lp->fused_into >= 0) { /* the layer whose kernels run it (through a folded bn) */
+            int at = lp->fused_into;
+            while (v->plan.layers[at].fused_into >= 0) at = v->plan.layers[at].fused_into;
+            snprintf(k, sizeof k, "in %s", g->layers[at].name);
+        } else if (lp->bn_fold >= 0) {
+            int a = v->plan.layers[lp->bn_fold].fused_act;
+            snprintf(k, sizeof k, "+ %s%s%s", g->layers[lp->bn_fold].name, a >= 0 ? " + " : "",
+                     a >= 0 ? g->layers[a].name : "");
+        } else if (lp->fused_act >= 0)
+            snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
         char line[512];
         int len = snprintf(line, sizeof line, "%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
                            i, l->name, layer_type_name(l->type), s, layer_param_count(l), state,
@@ -336,17 +132,23 @@ static void plan_table(const plan_view *v)
         while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
         puts(line);
     }
-    int nf = 0;
-    for (int i = 0; i < g->nlayers; i++) nf += v->plan.layers[i].fused_act >= 0;
-    printf("\nfused: %d activation%s run%s as the epilogue of the layer before (kernel column; "
-           "GRAFT_FUSE=0 turns fusion off)\n",
-           nf, nf == 1 ? "" : "s", nf == 1 ? "s" : "");
+    int nf = 0, nb = 0;
+    for (int i = 0; i < g->nlayers; i++) {
+        nf += v->plan.layers[i].fused_act >= 0;
+        nb += v->plan.layers[i].bn_fold >= 0;
+    }
+    printf("\nfused: %d activation%s run%s as the epilogue of the layer before", nf,
+           nf == 1 ? "" : "s", nf == 1 ? "s" : "");
+    if (nb)
+        printf("; %d eval-mode batchnorm%s folded into the convolution before (no backward there)",
+               nb, nb == 1 ? "" : "s");
+    printf(" (kernel column; GRAFT_FUSE=0 turns fusion off)\n");
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));
     printf("feature cache: %s: %s\n", v->cache ? "used" : "not used", v->cache_reason);
     if (v->cache) {
         char where[640];
-        cache_location_text(v, where, sizeof where);
+        plan_view_cache_location(v, where, sizeof where);
         printf("feature cache lives in: %s\n", where);
     }
     plan_extend_table(v);
@@ -377,36 +179,14 @@ int cmd_plan(int argc, char **argv)
     graft_recipe *r;
     int rc = cli_load_recipe(file, sets, nsets, &r);
     if (rc) return rc;
-    plan_view v = {.r = r};
-    v.backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v.backward);
-    if (!v.backward) {
-        recipe_free(r);
-        return 1;
-    }
+    plan_view v;
     graft_error e = {0};
-    const train_spec *t = &r->train;
-    /* an aligning adaptation step runs a source and a target batch together */
-    bool aligning = r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING);
-    if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
-                     t->optimizer, t->l2sp > 0, 0, t->batch_size * (aligning ? 2 : 1), &v.plan,
-                     &e)) {
-        free(v.backward);
+    if (plan_view_build(r, &v, &e)) {
         recipe_free(r);
         return cli_fail(&e);
     }
-    for (int i = 0; i < r->graph.nlayers; i++) v.backward[i] = v.plan.layers[i].backward;
-    v.cache = v.plan.cacheable && r->transfer.cache_features != CACHE_OFF && !aligning;
-    snprintf(v.cache_reason, sizeof v.cache_reason, "%s%s",
-             r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
-             : aligning && v.plan.cacheable
-                 ? "adapt: the target batches run the whole network every step"
-                 : v.plan.cache_reason,
-             r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
-                                  "again when it recompiles)"
-                                : "");
-    cache_location(&v);
     if (json) {
-        json_t *o = plan_json(&v);
+        json_t *o = plan_view_json(&v);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
         if (text) puts(text);
         free(text);
@@ -414,8 +194,7 @@ int cmd_plan(int argc, char **argv)
     } else {
         plan_table(&v);
     }
-    free(v.backward);
-    plan_free(&v.plan);
+    plan_view_free(&v);
     recipe_free(r);
     return 0;
 }

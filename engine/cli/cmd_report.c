@@ -1,6 +1,8 @@
 /* cmd_report.c — `graft report RUN.json...`: merge `graft bench` runs from one or many machines
  * into side-by-side tables per device and per layer with ratios against a baseline device, as
- * text, Markdown or one self-contained HTML page with inline SVG charts (no network needed). */
+ * text, Markdown or one self-contained HTML page with inline SVG charts (no network needed).
+ * `graft report RUN_DIR...`: training runs side by side, their curves on the same axes (the page
+ * comes from the library, graft_report_runs, as every run's own report.html does). */
 #include "cli.h"
 
 #include <ctype.h>
@@ -12,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "base.h"
 #include "bench.h"
@@ -20,6 +23,12 @@
 
 const char REPORT_USAGE[] =
     "usage: graft report RUN.json... [--baseline DEVICE] [--md] [--html OUT.html]\n"
+    "       graft report RUN_DIR... [--md] [--html OUT.html]\n"
+    "\n"
+    "Training runs (directories `graft train` wrote): one row per run (epochs, best epoch, test\n"
+    "accuracy and loss, best validation accuracy, training time) and one HTML page with every\n"
+    "run's loss, accuracy and learning-rate curves on the same axes (default OUT.html:\n"
+    "report.html in the current directory). Each run directory also holds its own report.html.\n"
     "\n"
     "Merge `graft bench RECIPE --json` runs (one or many devices each, from any machines) into\n"
     "tables: one row per device (identity, peak, cold/warm start, step time, images/s) and one\n"
@@ -668,6 +677,74 @@ static int write_html(const report *r, const table *dt, const table *lt, const t
     return 0;
 }
 
+static bool is_dir(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* `graft report RUN_DIR...`: a table of the runs, and the page with their curves. */
+static int report_run_dirs(const char **dirs, int n, bool md, const char *html)
+{
+    table t = {0};
+    table_init(&t, 8, n + 1);
+    if (!t.cell) return 1;
+    const char *head[] = {"run", "directory", "epochs", "best epoch", "test acc", "test loss",
+                          "best val acc", "train s"};
+    for (int c = 0; c < 8; c++) table_set(&t, 0, c, "%s", head[c]);
+    for (int i = 0; i < n; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/summary.json", dirs[i]);
+        json_t *sm = json_load_file(path, 0, NULL);
+        snprintf(path, sizeof path, "%s/metrics.jsonl", dirs[i]);
+        FILE *f = fopen(path, "r");
+        int epochs = 0;
+        double best = NAN;
+        char line[4096];
+        while (f && fgets(line, sizeof line, f)) {
+            json_t *m = json_loads(line, 0, NULL);
+            double v = json_number_value(json_object_get(m, "val_accuracy"));
+            if (json_is_number(json_object_get(m, "val_accuracy")) && !(v <= best)) best = v;
+            epochs++;
+            json_decref(m);
+        }
+        if (f) fclose(f);
+        const char *name = json_string_value(json_object_get(sm, "name"));
+        table_set(&t, i + 1, 0, "%s", name && *name ? name : "-");
+        table_set(&t, i + 1, 1, "%s", dirs[i]);
+        table_set(&t, i + 1, 2, "%d", epochs);
+        if (sm) {
+            json_t *ta = json_object_get(sm, "test_accuracy"), *tl = json_object_get(sm, "test_loss");
+            table_set(&t, i + 1, 3, "%lld", (long long)json_integer_value(json_object_get(sm, "best_epoch")));
+            if (json_is_number(ta)) table_set(&t, i + 1, 4, "%.4f", json_number_value(ta));
+            else table_set(&t, i + 1, 4, "-");
+            if (json_is_number(tl)) table_set(&t, i + 1, 5, "%.4f", json_number_value(tl));
+            else table_set(&t, i + 1, 5, "-");
+            table_set(&t, i + 1, 7, "%.1f", json_number_value(json_object_get(sm, "train_seconds")));
+        } else {
+            for (int c = 3; c < 8; c++) table_set(&t, i + 1, c, "-");
+            table_set(&t, i + 1, 3, "unfinished");
+        }
+        if (isfinite(best)) table_set(&t, i + 1, 6, "%.4f", best);
+        else table_set(&t, i + 1, 6, "-");
+        json_decref(sm);
+    }
+    graft_error e = {0};
+    const char *out = html ? html : "report.html";
+    graft_status s = graft_report_runs(dirs, n, out, &e);
+    if (s) {
+        table_free(&t);
+        return cli_fail(&e);
+    }
+    if (md) printf("## Training runs\n\n");
+    else printf("Training runs\n");
+    table_print(&t, md, stdout);
+    table_free(&t);
+    fflush(stdout);
+    fprintf(stderr, "graft report: wrote %s\n", out);
+    return 0;
+}
+
 int cmd_report(int argc, char **argv)
 {
     cli_args a;
@@ -695,7 +772,22 @@ int cmd_report(int argc, char **argv)
     }
     if (nfiles == 0) {
         free(files);
-        return cli_usage_error(&a, "expected one or more RUN.json files from `graft bench --json`");
+        return cli_usage_error(&a, "expected one or more RUN.json files from `graft bench --json`"
+                                   " or training run directories");
+    }
+    int ndirs = 0;
+    for (int i = 0; i < nfiles; i++) ndirs += is_dir(files[i]);
+    if (ndirs) {
+        if (ndirs != nfiles || baseline) {
+            free(files);
+            return cli_usage_error(&a, ndirs != nfiles
+                                           ? "expected either RUN.json files or run directories, "
+                                             "not both"
+                                           : "--baseline is for RUN.json files from graft bench");
+        }
+        code = report_run_dirs(files, nfiles, md, html);
+        free(files);
+        return code;
     }
     report r = {0};
     r.runs = calloc((size_t)nfiles, sizeof *r.runs);

@@ -40,6 +40,7 @@ const char PLAN_USAGE[] =
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
 extern const char BENCH_USAGE[], TUNE_USAGE[];
 extern const char ADAPT_USAGE[];
+extern const char HELP_USAGE[], SCHEMA_USAGE[], RANK_USAGE[], SWEEP_USAGE[];
 
 const cli_command cli_commands[] = {
     {"devices", "list OpenCL devices and their capabilities", DEVICES_USAGE, cmd_devices},
@@ -58,13 +59,19 @@ const cli_command cli_commands[] = {
      cmd_tune},
     {"report", "merge `graft bench` runs into per-device and per-layer tables, Markdown or HTML",
      REPORT_USAGE, cmd_report},
+    {"schema", "print the recipe language's JSON Schema (for editors)", SCHEMA_USAGE, cmd_schema},
+    {"help", "a command's help; the manual page (graft help --man)", HELP_USAGE, cmd_help},
+    {"rank", "score candidate pretrained models for a recipe without training (LogME, H-score, "
+     "NCE, LEEP)", RANK_USAGE, cmd_rank},
+    {"sweep", "train a recipe's variants over a grid against scratch; flag negative transfer",
+     SWEEP_USAGE, cmd_sweep},
     {NULL, NULL, NULL, NULL},
 };
 
-static void usage(FILE *to)
+void cli_usage(FILE *to)
 {
     fprintf(to, "usage: graft <command> [options]\n"
-                "       graft --version | --help\n\ncommands:\n");
+                "       graft --version | --help | help COMMAND\n\ncommands:\n");
     for (int i = 0; cli_commands[i].name; i++)
         fprintf(to, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
     fprintf(to, "\nRun `graft <command> --help` for a command's options.\n"
@@ -145,16 +152,18 @@ int cli_fail(const graft_error *e)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        usage(stderr);
+        cli_usage(stderr);
         return 2;
     }
     const char *cmd = argv[1];
-    if (cli_is_help(cmd) || strcmp(cmd, "help") == 0) {
-        usage(stdout);
+    if (cli_is_help(cmd)) {
+        cli_usage(stdout);
         return 0;
     }
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("graft %s\n", GRAFT_VERSION);
+        char text[4096];
+        graft_version_text(text, sizeof text);
+        fputs(text, stdout);
         return 0;
     }
     for (int i = 0; cli_commands[i].name; i++) {
@@ -167,6 +176,6 @@ int main(int argc, char **argv)
         return cli_commands[i].run(argc - 2, argv + 2);
     }
     fprintf(stderr, "graft: unknown command '%s'\n\n", cmd);
-    usage(stderr);
+    cli_usage(stderr);
     return 2;
 }

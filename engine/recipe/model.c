@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const ACTIVATIONS[] = {"relu", "relu6", "leaky_relu", "gelu", "sigmoid",
-                                          "tanh"};
+/* activation: sugar names (the key table's, so the schema lists the same) */
+#define ACTIVATIONS RECIPE_ACTIVATIONS
 
 typedef struct pending {
     layer l;
@@ -166,7 +166,7 @@ static void parse_layer(rctx *c, layer_list *L, const ynode *n, int index, bool 
                         name);
     } else if (act) {
         int ai = parse_enum(c, act, arena_printf(c->a, "%s: activation", name), ACTIVATIONS,
-                            (int)ARRAY_LEN(ACTIVATIONS));
+                            RECIPE_NACTIVATIONS);
         if (ai >= 0) {
             const layer_kind *ak = layer_kind_by_name(ACTIVATIONS[ai]);
             pending *q = list_add(L);
@@ -306,7 +306,7 @@ static void parse_input_shape(rctx *c, const ynode *n, shape *s)
     shape t = {n->count, {0, 0, 0}};
     for (int i = 0; i < n->count; i++) {
         long v;
-        if (!parse_int(c, n->items[i], "model.input", 1, 1 << 20, "a positive integer", &v))
+        if (!key_item_int(c, n->items[i], "model.input", "model", "input", &v))
             return;
         t.d[i] = (int)v;
     }
@@ -324,8 +324,7 @@ void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer)
         return;
     }
     if (!want_map(c, model, "model")) return;
-    static const char *const keys[] = {"input", "layers", "name", "description"};
-    check_keys(c, model, "model", keys, (int)ARRAY_LEN(keys));
+    check_section(c, model, "model", "model");
     const ynode *in = get(model, "input"), *layers = get(model, "layers");
     if (!in) graft_diags_add(c->d, model->mark, "model: needs input: [C, H, W] or [N]");
     if (!layers) graft_diags_add(c->d, model->mark, "model: needs layers: [...]");
@@ -341,8 +340,7 @@ void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer)
     c->r->transfer.head_first = -1;
     const ynode *head = transfer && transfer->kind == YNODE_MAP ? get(transfer, "head") : NULL;
     if (head && want_map(c, head, "transfer.head")) {
-        static const char *const hkeys[] = {"cut", "layers"};
-        check_keys(c, head, "transfer.head", hkeys, 2);
+        check_section(c, head, "transfer.head", "transfer.head");
         const ynode *cut = get(head, "cut"), *hl = get(head, "layers");
         int at = L.count;
         if (!cut) {

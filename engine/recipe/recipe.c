@@ -70,9 +70,7 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
         return GRAFT_STATUS_BAD_RECIPE;
     }
     r->root = root;
-    static const char *const sections[] = {"name",  "model",  "data",   "transfer",   "train",
-                                           "adapt", "device", "output", "description"};
-    check_keys(&c, root, "", sections, (int)ARRAY_LEN(sections));
+    check_section(&c, root, "", "");
     const ynode *n = get(root, "name");
     r->name = n ? parse_str(&c, n, "name") : NULL;
     if (!r->name) r->name = default_name(&c, file);

@@ -3,6 +3,7 @@
 #ifndef GRAFT_RECIPE_IMPL_H
 #define GRAFT_RECIPE_IMPL_H
 
+#include "keys.h"
 #include "recipe.h"
 
 typedef struct rctx {
@@ -39,6 +40,23 @@ bool get_num(rctx *c, const ynode *map, const char *where, const char *key, doub
 bool get_bool(rctx *c, const ynode *map, const char *where, const char *key, bool *out);
 int get_enum(rctx *c, const ynode *map, const char *where, const char *key,
              const char *const *names, int count, int def);
+
+/* The same, with the key's range, enum and "expected" text from the key table (keys.c); where is
+ * the prefix of messages ("data.train"), section the table's section ("data.source.idx"). */
+void check_section(rctx *c, const ynode *map, const char *where, const char *section);
+bool key_int(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             long *out);
+bool key_num(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             double *out);
+int key_enum(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             int def);
+/* One value of a list-valued key (train.betas, data.classes, ...) against the key's range. */
+bool key_item_int(rctx *c, const ynode *n, const char *what, const char *section, const char *key,
+                  long *out);
+bool key_item_num(rctx *c, const ynode *n, const char *what, const char *section, const char *key,
+                  double *out);
+/* The table entry (never NULL for the keys the checker reads). */
+const recipe_key *key_spec(const char *section, const char *key);
 
 /* The folder a relative path in a node is resolved against: the folder of the file that says it,
  * or the working directory for --set values. */

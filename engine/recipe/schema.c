@@ -110,10 +110,9 @@ bool parse_num(rctx *c, const ynode *n, const char *what, double lo, double hi, 
 
 bool parse_bool(rctx *c, const ynode *n, const char *what, bool *out)
 {
-    static const char *const t[] = {"true", "True", "TRUE", "yes", "Yes", "on"};
-    static const char *const f[] = {"false", "False", "FALSE", "no", "No", "off"};
+    const char *const *t = RECIPE_TRUE, *const *f = RECIPE_FALSE;
     if (scalar_text(n)) {
-        for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+        for (int i = 0; i < RECIPE_NBOOL; i++) {
             if (strcmp(n->value, t[i]) == 0) return *out = true;
             if (strcmp(n->value, f[i]) == 0) return !(*out = false);
         }
@@ -217,4 +216,54 @@ bool is_regex(const char *s)
 {
     size_t n = strlen(s);
     return n >= 2 && s[0] == '/' && s[n - 1] == '/';
+}
+
+const recipe_key *key_spec(const char *section, const char *key)
+{
+    const recipe_key *k = recipe_key_find(section, key);
+    /* every key the checker reads is in the table; a missing one is a bug caught by any test */
+    static const recipe_key missing = {"?", "?", RK_STR, .expect = "(a key missing from keys.c)"};
+    return k ? k : &missing;
+}
+
+void check_section(rctx *c, const ynode *map, const char *where, const char *section)
+{
+    const char *keys[64];
+    int n = recipe_section_keys(section, keys, 64);
+    check_keys(c, map, where, keys, n);
+}
+
+bool key_int(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             long *out)
+{
+    const recipe_key *k = key_spec(section, key);
+    return get_int(c, map, where, key, (long)k->lo, (long)k->hi, k->expect, out);
+}
+
+bool key_num(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             double *out)
+{
+    const recipe_key *k = key_spec(section, key);
+    return get_num(c, map, where, key, k->lo, k->hi, k->lo_open, k->hi_open, k->expect, out);
+}
+
+int key_enum(rctx *c, const ynode *map, const char *where, const char *section, const char *key,
+             int def)
+{
+    const recipe_key *k = key_spec(section, key);
+    return get_enum(c, map, where, key, k->names, k->nnames, def);
+}
+
+bool key_item_int(rctx *c, const ynode *n, const char *what, const char *section, const char *key,
+                  long *out)
+{
+    const recipe_key *k = key_spec(section, key);
+    return parse_int(c, n, what, (long)k->lo, (long)k->hi, k->expect, out);
+}
+
+bool key_item_num(rctx *c, const ynode *n, const char *what, const char *section, const char *key,
+                  double *out)
+{
+    const recipe_key *k = key_spec(section, key);
+    return parse_num(c, n, what, k->lo, k->hi, k->lo_open, k->hi_open, k->expect, out);
 }

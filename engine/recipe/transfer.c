@@ -195,9 +195,7 @@ void recipe_parse_transfer(rctx *c, const ynode *t)
     ts->cache_features = CACHE_AUTO;
     ts->cache_device_fraction = 0.25;
     if (!want_map(c, t, "transfer")) return;
-    static const char *const keys[] = {"from", "freeze", "head", "bn", "cache_features",
-                                       "cache_device_fraction"};
-    check_keys(c, t, "transfer", keys, (int)ARRAY_LEN(keys));
+    check_section(c, t, "transfer", "transfer");
     const ynode *from = get(t, "from");
     if (from) {
         const char *p = parse_str(c, from, "transfer.from");
@@ -207,9 +205,8 @@ void recipe_parse_transfer(rctx *c, const ynode *t)
         }
     }
     recipe_parse_freeze(c, get(t, "freeze"), "transfer.freeze", &ts->freeze);
-    static const char *const bn[] = {"frozen", "train"};
-    ts->bn_train = get_enum(c, t, "transfer", "bn", bn, 2, 0) == 1;
-    static const char *const cache[] = {"auto", "on", "off"};
+    ts->bn_train = key_enum(c, t, "transfer", "transfer", "bn", 0) == 1;
+    const recipe_key *ck = key_spec("transfer", "cache_features");
     const ynode *cn = get(t, "cache_features");
     if (cn) {
         /* YAML 1.1 habits: on/off/true/false all mean what they say */
@@ -218,11 +215,10 @@ void recipe_parse_transfer(rctx *c, const ynode *t)
             if (strcmp(cn->value, "true") == 0) v = 1;
             if (strcmp(cn->value, "false") == 0) v = 2;
         }
-        if (v < 0) v = parse_enum(c, cn, "transfer.cache_features", cache, 3);
+        if (v < 0) v = parse_enum(c, cn, "transfer.cache_features", ck->names, ck->nnames);
         ts->cache_features = v == 1 ? CACHE_ON : v == 2 ? CACHE_OFF : CACHE_AUTO;
     }
-    get_num(c, t, "transfer", "cache_device_fraction", 0, 1, false, false,
-            "a number with 0 <= cache_device_fraction <= 1", &ts->cache_device_fraction);
+    key_num(c, t, "transfer", "transfer", "cache_device_fraction", &ts->cache_device_fraction);
 }
 
 /* freeze, lr_mult and unfreeze, once the graph exists */
@@ -240,8 +236,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         for (int i = 0; sel && r->train.lr_mult && i < lm->count; i++) {
             double f;
             const char *what = arena_printf(c->a, "train.lr_mult.%s", lm->keys[i]);
-            if (!parse_num(c, lm->items[i], what, 0, 1e6, false, false, "a non-negative number",
-                           &f))
+            if (!key_item_num(c, lm->items[i], what, "train", "lr_mult", &f))
                 continue;
             lr_mult_rule *rule = &r->train.lr_mult[r->train.nlr_mult++];
             rule->pattern = lm->keys[i];
@@ -276,8 +271,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
                 graft_diags_add(c->d, s->mark, "train.unfreeze: empty item");
             continue;
         }
-        static const char *const keys[] = {"epoch", "freeze"};
-        check_keys(c, s, "train.unfreeze item", keys, 2);
+        check_section(c, s, "train.unfreeze item", "train.unfreeze");
         unfreeze_step *st = &r->train.unfreeze[r->train.nunfreeze];
         long e;
         const ynode *en = get(s, "epoch");
@@ -285,7 +279,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
             graft_diags_add(c->d, s->mark, "train.unfreeze: item needs epoch: E");
             continue;
         }
-        if (!parse_int(c, en, "train.unfreeze.epoch", 1, 1 << 24, "a positive integer", &e))
+        if (!key_item_int(c, en, "train.unfreeze.epoch", "train.unfreeze", "epoch", &e))
             continue;
         if (e > r->train.epochs) {
             graft_diags_add(c->d, en->mark,

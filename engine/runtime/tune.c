@@ -145,27 +145,50 @@ gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
     return (gemm_choice){GEMM_BACKEND_CLBLAST, {0, 0, 0, 0}};
 }
 
-/* The key of a shape's tuning result, or of the device's index entry when s is NULL. */
-static char *tune_key(const graft_context *ctx, const gemm_shape *s, size_t *len)
+void tune_key_begin(buf *b, const graft_context *ctx, const char *kind,
+                    const char *const *sources, int nsources)
 {
     /* the kernels' sources: a changed kernel invalidates every result */
-    buf b = {0};
-    const char *names[] = {"gemm", "gemm_tiled"};
-    for (int i = 0; i < 2; i++) {
-        const char *src = cl_source_get(names[i]);
-        if (src) buf_append(&b, src, strlen(src));
+    buf src = {0};
+    for (int i = 0; i < nsources; i++) {
+        const char *t = cl_source_get(sources[i]);
+        if (t) buf_append(&src, t, strlen(t));
     }
     uint8_t h[32];
     char hex[65];
-    sha256(b.data ? b.data : "", b.len, h);
+    sha256(src.data ? src.data : "", src.len, h);
     hex_encode(h, 32, hex);
-    buf_free(&b);
-    b = (buf){0};
-    buf_printf(&b,
-               "gemm-tune 4\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
-               "clblast=%d.%d.%d\nkernels=%s\n",
-               ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.driver,
-               CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH, hex);
+    buf_free(&src);
+    buf_printf(b,
+               "%s\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\nclblast=%d.%d.%d\n"
+               "kernels=%s\n",
+               kind, ctx->info.platform, ctx->info.platform_version, ctx->info.name,
+               ctx->info.driver, CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+               CLBLAST_VERSION_PATCH, hex);
+}
+
+bool tune_cache_text(graft_context *ctx, const char *key, size_t keylen, char *text, size_t n)
+{
+    void *data = NULL;
+    size_t len = 0;
+    cache_get(&ctx->cache, "tune", key, keylen, &data, &len);
+    if (!data || n == 0) {
+        free(data);
+        return false;
+    }
+    size_t m = len < n - 1 ? len : n - 1;
+    memcpy(text, data, m);
+    text[m] = 0;
+    free(data);
+    return true;
+}
+
+/* The key of a shape's tuning result, or of the device's index entry when s is NULL. */
+static char *tune_key(const graft_context *ctx, const gemm_shape *s, size_t *len)
+{
+    buf b = {0};
+    const char *names[] = {"gemm", "gemm_tiled"};
+    tune_key_begin(&b, ctx, "gemm-tune 4", names, 2);
     if (s)
         buf_printf(&b, "shape=%d %d %zu %zu %zu\n", s->ta ? 1 : 0, s->tb ? 1 : 0, s->m, s->n,
                    s->k);
@@ -185,16 +208,10 @@ static bool cache_read_choice(graft_context *ctx, const gemm_shape *s, gemm_choi
     size_t keylen;
     char *key = tune_key(ctx, s, &keylen);
     if (!key) return false;
-    void *data = NULL;
-    size_t len = 0;
-    cache_get(&ctx->cache, "tune", key, keylen, &data, &len);
-    free(key);
-    if (!data) return false;
     char text[128];
-    size_t n = len < sizeof text - 1 ? len : sizeof text - 1;
-    memcpy(text, data, n);
-    text[n] = 0;
-    free(data);
+    bool have = tune_cache_text(ctx, key, keylen, text, sizeof text);
+    free(key);
+    if (!have) return false;
     int b, p0, p1, p2, p3;
     double g;
     if (sscanf(text, "%d %d %d %d %d %lf", &b, &p0, &p1, &p2, &p3, &g) != 6) return false;

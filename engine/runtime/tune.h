@@ -47,6 +47,14 @@ void gemm_choice_describe(const gemm_choice *ch, char *buf, size_t n);
 graft_status gemm_choice_parse(const char *text, gemm_choice *out, graft_error *e);
 
 /* ---- tune.c ---- */
+/* The start of a tuning result's key in the program cache (kind "tune"): a kind line, the
+ * device's identity (platform and its version, device, driver, CLBlast version) and a hash of the
+ * named kernel sources, so that a new driver or a changed kernel invalidates every result. */
+void tune_key_begin(buf *b, const graft_context *ctx, const char *kind,
+                    const char *const *sources, int nsources);
+/* A stored result's text (at most n - 1 bytes, NUL-terminated); false when there is none. */
+bool tune_cache_text(graft_context *ctx, const char *key, size_t keylen, char *text, size_t n);
+
 /* The best known choice for a shape without tuning: Graft's kernels on CPU devices, CLBlast's
  * own database elsewhere. */
 gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s);

@@ -30,6 +30,7 @@ graft_status train_adabn(graft_context *ctx, const graft_recipe *r, param_store 
     for (int i = 0; i < g.nlayers; i++)
         if (g.layers[i].type == GRAFT_LAYER_BATCHNORM) {
             g.layers[i].momentum = 1.0f;
+            g.layers[i].aligned = true; /* never folded into its convolution: it must run */
             total += 2L * g.layers[i].out.d[0];
             if (g.layers[i].out.d[0] > maxc) maxc = g.layers[i].out.d[0];
         }

@@ -3,6 +3,7 @@
 #include "train.h"
 #include "folder.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,20 +97,93 @@ done:
     return st;
 }
 
+json_t *eval_result_json(const eval_result *res)
+{
+    json_t *o = json_object(), *pc = json_array(), *cm = json_array();
+    json_object_set_new(o, "loss", json_real(res->loss));
+    json_object_set_new(o, "accuracy", json_real(res->accuracy));
+    json_object_set_new(o, "n", json_integer(res->n));
+    for (int i = 0; i < res->k; i++) {
+        long row = 0;
+        json_t *r2 = json_array();
+        for (int j = 0; j < res->k; j++) {
+            row += res->confusion[i * res->k + j];
+            json_array_append_new(r2, json_integer(res->confusion[i * res->k + j]));
+        }
+        json_array_append_new(pc, row ? json_real((double)res->confusion[i * res->k + i] / row)
+                                      : json_null());
+        json_array_append_new(cm, r2);
+    }
+    json_object_set_new(o, "per_class_accuracy", pc);
+    json_object_set_new(o, "confusion", cm);
+    return o;
+}
+
 void eval_result_free(eval_result *r)
 {
     free(r->confusion);
     r->confusion = NULL;
 }
 
+/* Rows of the model input from raw values: float32/float64 are taken as already preprocessed;
+ * uint8 pixels are scaled to [0, 1] and normalised with the recipe's data.normalize, as training
+ * data is. */
+static graft_status rows_from(const graft_recipe *r, const void *data, char kind, int itemsize,
+                              long n, float *x, graft_error *e)
+{
+    long sample = shape_size(r->graph.input);
+    if (kind == 'f' && itemsize == 4) {
+        memcpy(x, data, (size_t)n * (size_t)sample * sizeof(float));
+    } else if (kind == 'f' && itemsize == 8) {
+        for (long i = 0; i < n * sample; i++) x[i] = (float)((const double *)data)[i];
+    } else if (kind == 'u' && itemsize == 1) {
+        int c = r->graph.input.rank == 3 ? r->graph.input.d[0] : 1;
+        long hw = sample / c;
+        for (long i = 0; i < n * sample; i++) {
+            float v = ((const unsigned char *)data)[i] / 255.f;
+            int ch = (int)((i % sample) / hw);
+            if (r->data.nnorm) v = (v - r->data.norm_mean[ch % r->data.nnorm]) /
+                                   r->data.norm_std[ch % r->data.nnorm];
+            x[i] = v;
+        }
+    } else {
+        return err_set(e, GRAFT_STATUS_BAD_DATA, "expected float32, float64 or uint8 data");
+    }
+    return GRAFT_OK;
+}
+
+graft_status graft_predict_rows(graft_recipe *r, const char *weights, const char *device,
+                                const void *data, char kind, int itemsize, long n, float *logits,
+                                graft_error *e)
+{
+    param_store s = {0};
+    graft_context *ctx = NULL;
+    pipeline *p = NULL;
+    long sample = shape_size(r->graph.input);
+    float *x = malloc((size_t)(n > 0 ? n : 1) * (size_t)sample * sizeof(float));
+    graft_status st = x ? GRAFT_OK : err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    if (!st) st = rows_from(r, data, kind, itemsize, n, x, e);
+    if (!st) st = eval_pipeline(r, weights, device, &ctx, &p, &s, e);
+    if (st) goto done;
+    long k = pipeline_output_size(p);
+    int B = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    for (long i = 0; i < n; i += B) {
+        int m = (int)(n - i < B ? n - i : B);
+        if ((st = pipeline_eval(p, x + i * sample, NULL, m, logits + i * k, NULL, e))) goto done;
+    }
+done:
+    free(x);
+    pipeline_free(p);
+    graft_context_free(ctx);
+    store_free(&s);
+    return st;
+}
+
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
                            const char *output, const char *device, long *rows, graft_error *e)
 {
     npy_array a = {0};
-    param_store s = {0};
-    graft_context *ctx = NULL;
-    pipeline *p = NULL;
-    float *x = NULL, *y = NULL;
+    float *y = NULL;
     graft_status st = npy_read(input, &a, e);
     if (st) return st;
     long sample = shape_size(r->graph.input);
@@ -125,53 +199,25 @@ graft_status graft_predict(graft_recipe *r, const char *weights, const char *inp
                      input, want, sample, a.rank, per);
         goto done;
     }
-    x = malloc((size_t)n * (size_t)sample * sizeof(float));
-    if (!x) {
-        st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-        goto done;
-    }
-    /* float32 is taken as already preprocessed; uint8 pixels are scaled to [0, 1] and normalised
-     * with the recipe's data.normalize, as training data is */
-    if (a.kind == 'f' && a.itemsize == 4) {
-        memcpy(x, a.data, (size_t)n * (size_t)sample * sizeof(float));
-    } else if (a.kind == 'f' && a.itemsize == 8) {
-        for (long i = 0; i < n * sample; i++) x[i] = (float)((double *)a.data)[i];
-    } else if (a.kind == 'u' && a.itemsize == 1) {
-        int c = r->graph.input.rank == 3 ? r->graph.input.d[0] : 1;
-        long hw = sample / c;
-        for (long i = 0; i < n * sample; i++) {
-            float v = ((unsigned char *)a.data)[i] / 255.f;
-            int ch = (int)((i % sample) / hw);
-            if (r->data.nnorm) v = (v - r->data.norm_mean[ch % r->data.nnorm]) /
-                                   r->data.norm_std[ch % r->data.nnorm];
-            x[i] = v;
-        }
-    } else {
+    if (!((a.kind == 'f' && (a.itemsize == 4 || a.itemsize == 8)) ||
+          (a.kind == 'u' && a.itemsize == 1))) {
         st = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: expected float32, float64 or uint8 data",
                      input);
         goto done;
     }
-    if ((st = eval_pipeline(r, weights, device, &ctx, &p, &s, e))) goto done;
-    long k = pipeline_output_size(p);
-    int B = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    long k = shape_size(r->graph.layers[r->graph.nlayers - 1].out);
     y = malloc((size_t)n * (size_t)k * sizeof(float));
     if (!y) {
         st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
-    for (long i = 0; i < n; i += B) {
-        int m = (int)(n - i < B ? n - i : B);
-        if ((st = pipeline_eval(p, x + i * sample, NULL, m, y + i * k, NULL, e))) goto done;
-    }
+    if ((st = graft_predict_rows(r, weights, device, a.data, a.kind, a.itemsize, n, y, e)))
+        goto done;
     int64_t shp[2] = {n, k};
     st = npy_write_f32(output, y, 2, shp, e);
     if (!st && rows) *rows = n;
 done:
-    free(x);
     free(y);
-    pipeline_free(p);
-    graft_context_free(ctx);
-    store_free(&s);
     npy_free(&a);
     return st;
 }

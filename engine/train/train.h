@@ -19,12 +19,33 @@ typedef struct train_progress {
     const char *note; /* an event worth a line ("compiling kernels", "unfreezing: ...") or NULL */
 } train_progress;
 
+/* Frozen features kept across training runs in one process (graft sweep): variants whose frozen
+ * prefix has the same layers, the same weights and the same input split get the features the
+ * first one computed. Keys are SHA-256 over the prefix's layer settings, every prefix tensor and
+ * the split's samples, so a hit is the same computation, never a guess. */
+typedef struct feature_pool_entry {
+    uint8_t key[32];
+    long n, fs;
+    float *x;
+} feature_pool_entry;
+typedef struct feature_pool {
+    int n, cap;
+    feature_pool_entry *items;
+    long hits, misses; /* splits reused and computed */
+    size_t bytes, max_bytes; /* held; no new entries past max_bytes (0: 1 GiB) */
+} feature_pool;
+void feature_pool_free(feature_pool *p);
+
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
     const char *out_dir; /* overrides recipe.output */
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
     void *user;
+    /* nonzero (set by progress or another thread) ends training after the current step, as
+     * train.max_steps does: the epoch so far is checkpointed and the test split evaluated */
+    const volatile int *stop;
+    feature_pool *pool; /* NULL: features are computed for this run only */
 } train_options;
 
 typedef struct train_summary {
@@ -71,6 +92,12 @@ typedef struct adapt_result {
 /* `graft adapt`: AdaBN on trained weights, written to out_path. */
 graft_status graft_adapt(graft_recipe *r, const char *weights, const char *out_path,
                          const char *device, adapt_result *res, graft_error *e);
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (sample floats each), batch rows at a time, as the feature cache runs it: *out is
+ * n × *fs floats, malloc'ed. graft rank uses it outside a training run. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e);
 
 typedef struct eval_result {
     double loss, accuracy;
@@ -83,10 +110,20 @@ typedef struct eval_result {
 graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
                             eval_result *out, graft_error *e);
 void eval_result_free(eval_result *r);
+/* {loss, accuracy, n, per_class_accuracy, confusion} (`graft eval --json`); json_decref it. */
+struct json_t;
+struct json_t *eval_result_json(const eval_result *r);
 
 /* Logits for every row of an .npy input (N×C×H×W or N×F float32 / uint8), written as float32 .npy. */
 graft_status graft_predict(graft_recipe *r, const char *weights, const char *input,
                            const char *output, const char *device, long *rows, graft_error *e);
+
+/* Logits (n × outputs, into the caller's array) for n rows of the model input given as raw values:
+ * kind 'f' with itemsize 4 or 8 (already preprocessed), or 'u' with itemsize 1 (pixels, scaled and
+ * normalised as training data is). */
+graft_status graft_predict_rows(graft_recipe *r, const char *weights, const char *device,
+                                const void *data, char kind, int itemsize, long n, float *logits,
+                                graft_error *e);
 
 /* Class probabilities (softmax of the logits) for image files, each prepared as the folder source
  * prepares evaluation images; *probs is nfiles × *k, malloc'ed. */

@@ -47,6 +47,12 @@ typedef struct run {
     float *xcomb;
     int *ycomb;
     double source_accuracy, target_accuracy_before; /* after training, before AdaBN */
+    /* for summary.json and report.html: the trainable set of each phase this process ran, the
+     * test split's confusion matrix, and where the time went */
+    json_t *phases;
+    long *confusion;
+    int nclasses;
+    double t_start, data_seconds, compile_seconds, val_seconds, test_seconds;
 } run;
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
@@ -92,8 +98,86 @@ static void free_features(run *R)
     R->cached = false;
 }
 
+void feature_pool_free(feature_pool *p)
+{
+    for (int i = 0; i < p->n; i++) free(p->items[i].x);
+    free(p->items);
+    memset(p, 0, sizeof *p);
+}
+
+static void hash_i(sha256_ctx *h, long v) { sha256_update(h, &v, sizeof v); }
+
+/* The pool key of a split's features: what the prefix computes (its layers' settings and every
+ * tensor they hold) and what it computes it on (the split's samples). */
+static void pool_key(run *R, const dataset *src, uint8_t key[32])
+{
+    sha256_ctx h;
+    sha256_init(&h);
+    sha256_update(&h, "graft-features-1", 16);
+    const graph *g = &R->r->graph;
+    hash_i(&h, R->cut);
+    hash_i(&h, R->r->train.batch_size);
+    for (int i = 0; i < R->cut; i++) {
+        const layer *l = &g->layers[i];
+        sha256_update(&h, l->name, strlen(l->name) + 1);
+        long f[] = {l->type, l->ninputs, l->in.rank, l->in.d[0], l->in.d[1], l->in.d[2],
+                    l->out.rank, l->out.d[0], l->out.d[1], l->out.d[2], l->filters,
+                    l->kernel[0], l->kernel[1], l->stride[0], l->stride[1], l->pad[0], l->pad[1],
+                    l->groups, l->units, l->bias, l->pool[0], l->pool[1], l->pool_stride[0],
+                    l->pool_stride[1], l->pool_pad[0], l->pool_pad[1]};
+        sha256_update(&h, f, sizeof f);
+        for (int k = 0; k < l->ninputs; k++) hash_i(&h, l->inputs[k]);
+        float fl[] = {l->momentum, l->eps, l->slope, l->rate};
+        sha256_update(&h, fl, sizeof fl);
+        for (int j = 0; j < l->nparams; j++) {
+            param_entry *p = store_find(&R->store, l->params[j].name);
+            if (!p) continue;
+            sha256_update(&h, p->name, strlen(p->name) + 1);
+            sha256_update(&h, p->data, (size_t)p->count * sizeof(float));
+        }
+    }
+    hash_i(&h, src->n);
+    hash_i(&h, src->sample);
+    sha256_update(&h, src->x, (size_t)src->n * (size_t)src->sample * sizeof(float));
+    sha256_final(&h, key);
+}
+
+static feature_pool_entry *pool_find(feature_pool *p, const uint8_t key[32])
+{
+    for (int i = 0; i < p->n; i++)
+        if (memcmp(p->items[i].key, key, 32) == 0) return &p->items[i];
+    return NULL;
+}
+
+/* Keep a copy of features in the pool (nothing happens past its size limit or without memory:
+ * the pool only saves time). */
+static void pool_add(feature_pool *p, const uint8_t key[32], const float *x, long n, long fs)
+{
+    size_t bytes = (size_t)n * (size_t)fs * sizeof(float);
+    size_t limit = p->max_bytes ? p->max_bytes : (size_t)1 << 30;
+    if (p->bytes + bytes > limit) return;
+    if (p->n == p->cap) {
+        int cap = p->cap ? 2 * p->cap : 8;
+        feature_pool_entry *it = realloc(p->items, (size_t)cap * sizeof *it);
+        if (!it) return;
+        p->items = it;
+        p->cap = cap;
+    }
+    float *copy = malloc(bytes ? bytes : 1);
+    if (!copy) return;
+    memcpy(copy, x, bytes);
+    feature_pool_entry *en = &p->items[p->n++];
+    memcpy(en->key, key, 32);
+    en->n = n;
+    en->fs = fs;
+    en->x = copy;
+    p->bytes += bytes;
+}
+
 /* Run the frozen prefix once over a split, keeping its output as the split's new samples: in
- * host memory (dst->x), or in a device buffer (*table) without reading anything back. */
+ * host memory (dst->x), or in a device buffer (*table) without reading anything back. With a
+ * feature pool, a split whose features are there is not computed again, and new features are
+ * added to it. */
 static graft_status features_of(run *R, pipeline *prefix, const dataset *src, dataset *dst,
                                 cl_mem *table, graft_error *e)
 {
@@ -105,6 +189,47 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
     dst->c = (int)fs;
     dst->h = dst->w = 1;
     graft_status s;
+    feature_pool *pool = R->o->pool;
+    if (pool) {
+        uint8_t key[32];
+        pool_key(R, src, key);
+        feature_pool_entry *hit = pool_find(pool, key);
+        size_t bytes = (size_t)src->n * (size_t)fs * sizeof(float);
+        if (hit && hit->n == src->n && hit->fs == fs) {
+            pool->hits++;
+            if (table) {
+                if ((s = buffer_create(R->ctx, bytes, table, e))) return s;
+                return buffer_write(R->ctx, *table, 0, hit->x, bytes, e);
+            }
+            dst->x = malloc(bytes);
+            if (!dst->x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+            memcpy(dst->x, hit->x, bytes);
+            return GRAFT_OK;
+        }
+        pool->misses++;
+        /* computed in host memory (for the pool), then uploaded when the cache is on the device */
+        float *x = malloc(bytes);
+        if (!x) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for cached features");
+        int B = R->r->train.batch_size;
+        s = GRAFT_OK;
+        for (long i = 0; i < src->n && !s; i += B) {
+            int n = (int)(src->n - i < B ? src->n - i : B);
+            s = pipeline_forward_features(prefix, src->x + i * src->sample, n, x + i * fs, e);
+        }
+        if (!s) pool_add(pool, key, x, src->n, fs);
+        if (!s && table) {
+            if (!(s = buffer_create(R->ctx, bytes, table, e)))
+                s = buffer_write(R->ctx, *table, 0, x, bytes, e);
+            free(x);
+            return s;
+        }
+        if (s) {
+            free(x);
+            return s;
+        }
+        dst->x = x;
+        return GRAFT_OK;
+    }
     if (table) {
         if ((s = buffer_create(R->ctx, (size_t)src->n * (size_t)fs * sizeof(float), table, e)))
             return s;
@@ -121,6 +246,41 @@ static graft_status features_of(run *R, pipeline *prefix, const dataset *src, da
         if (s) return s;
     }
     return GRAFT_OK;
+}
+
+/* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
+ * samples of x (the feature cache's forward, for callers outside a training run: graft rank).
+ * *out (n × *fs floats) is malloc'ed. */
+graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, param_store *store,
+                                   const float *x, long n, long sample, int batch, float **out,
+                                   long *fs, graft_error *e)
+{
+    *out = NULL;
+    *fs = 0;
+    graph prefix = *g;
+    prefix.nlayers = cut;
+    pipeline_options fo = {.max_batch = batch, .first = 0};
+    pipeline *fp;
+    graft_status s = pipeline_create(ctx, &prefix, &fo, &fp, e);
+    if (s) return s;
+    if ((s = pipeline_upload(fp, store, e))) goto done;
+    *fs = pipeline_output_size(fp);
+    *out = malloc((size_t)(n ? n : 1) * (size_t)*fs * sizeof(float));
+    if (!*out) {
+        s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld feature rows", n);
+        goto done;
+    }
+    for (long i = 0; i < n && !s; i += batch) {
+        int m = (int)(n - i < batch ? n - i : batch);
+        s = pipeline_forward_features(fp, x + i * sample, m, *out + i * *fs, e);
+    }
+done:
+    pipeline_free(fp);
+    if (s) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
 }
 
 /* Where the feature cache lives: on the device when all splits' features take at most
@@ -170,6 +330,17 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (!any_trains)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "nothing to train: every layer with parameters is frozen");
+    {
+        json_t *ph = json_object(), *tr = json_array();
+        for (int i = 0; i < r->graph.nlayers; i++)
+            json_array_append_new(tr, json_boolean(!r->graph.layers[i].frozen &&
+                                                   layer_param_count(&r->graph.layers[i]) > 0));
+        json_object_set_new(ph, "from_epoch", json_integer(R->epoch + 1));
+        json_object_set_new(ph, "trainable_params",
+                            json_integer(graph_param_count(&r->graph, true)));
+        json_object_set_new(ph, "trainable", tr);
+        json_array_append_new(R->phases, ph);
+    }
     if (r->transfer.cache_features == CACHE_ON && !use_cache)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
@@ -235,28 +406,45 @@ static const dataset *split(run *R, int which)
 /* Loss and accuracy of a split: every batch's statistics stay on the device and are read back
  * once, at the end. The caller has collected the training statistics before. */
 static graft_status evaluate_split(run *R, int which, double *loss, double *acc,
-                                   graft_error *e)
+                                   long *confusion, graft_error *e)
 {
     const dataset *d = split(R, which);
     cl_mem table = split_table(R, which);
     int B = R->r->train.batch_size;
+    long k = pipeline_output_size(R->head);
     long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
-    if (table && !rows) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    /* the confusion matrix needs the logits: one read-back per batch, test split only */
+    float *logits = confusion ? malloc((size_t)B * (size_t)k * sizeof *logits) : NULL;
+    if ((table && !rows) || (confusion && !logits)) {
+        free(rows);
+        free(logits);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
     for (long i = 0; i < d->n; i += B) {
         int n = (int)(d->n - i < B ? d->n - i : B);
         graft_status s;
         if (table) {
             for (int j = 0; j < n; j++) rows[j] = i + j;
-            s = pipeline_eval_rows(R->head, table, rows, d->y + i, n, NULL, NULL, e);
+            s = pipeline_eval_rows(R->head, table, rows, d->y + i, n, logits, NULL, e);
         } else {
-            s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, NULL, e);
+            s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, logits, NULL, e);
         }
         if (s) {
             free(rows);
+            free(logits);
             return s;
+        }
+        for (int j = 0; logits && j < n; j++) {
+            const float *row = logits + (long)j * k;
+            long best = 0;
+            for (long c = 1; c < k; c++)
+                if (row[c] > row[best]) best = c;
+            int truth = d->y[i + j];
+            if (truth >= 0 && truth < k) confusion[truth * k + best]++;
         }
     }
     free(rows);
+    free(logits);
     pipeline_stats st;
     graft_status s = pipeline_stats_read(R->head, true, &st, e);
     if (s) return s;
@@ -285,8 +473,15 @@ static void path_in(const run *R, const char *name, char *out, size_t n)
 
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
-    graft_status s = pipeline_download(R->head, &R->store, e);
+    /* metrics.jsonl first: a kill between two of these files then leaves at least as many lines
+     * as state.safetensors has epochs, and resume keeps exactly that many (written last, a kill
+     * after the state but before the metrics lost the epoch's line on resume) */
+    char mpath[2300];
+    path_in(R, "metrics.jsonl", mpath, sizeof mpath);
+    graft_status s = fs_write_atomic(mpath, R->metrics.data ? R->metrics.data : "",
+                                     R->metrics.len, e);
     if (s) return s;
+    if ((s = pipeline_download(R->head, &R->store, e))) return s;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80], tep[32],
         tpos[32];
     snprintf(tep, sizeof tep, "%d", R->tepoch);
@@ -344,8 +539,7 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         path_in(R, "model.safetensors", path, sizeof path);
         if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
     }
-    path_in(R, "metrics.jsonl", path, sizeof path);
-    return fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    return GRAFT_OK;
 }
 
 static double meta_num(st_file *f, const char *key, double dflt)
@@ -405,6 +599,61 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     return GRAFT_OK;
 }
 
+/* What report.html shows beyond the curves: the model's layout and the trainable set of each
+ * phase, the unfreeze steps, per-class test accuracy and the confusion matrix, and timing. */
+static void summary_report_fields(run *R, json_t *o)
+{
+    const graft_recipe *r = R->r;
+    json_object_set_new(o, "name", json_string(r->name ? r->name : ""));
+    json_t *layers = json_array();
+    for (int i = 0; i < r->graph.nlayers; i++) {
+        const layer *l = &r->graph.layers[i];
+        json_t *lo = json_object(), *sh = json_array();
+        for (int d = 0; d < l->out.rank; d++) json_array_append_new(sh, json_integer(l->out.d[d]));
+        json_object_set_new(lo, "name", json_string(l->name));
+        json_object_set_new(lo, "type", json_string(layer_type_name(l->type)));
+        json_object_set_new(lo, "output_shape", sh);
+        json_object_set_new(lo, "params", json_integer(layer_param_count(l)));
+        json_object_set_new(lo, "fresh", json_boolean(l->fresh));
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(o, "layers", layers);
+    json_object_set(o, "phases", R->phases);
+    json_t *unf = json_array();
+    for (int i = 0; i < r->train.nunfreeze; i++)
+        if (r->train.unfreeze[i].epoch <= R->epoch)
+            json_array_append_new(unf, json_integer(r->train.unfreeze[i].epoch));
+    json_object_set_new(o, "unfreeze_epochs", unf);
+    if (R->confusion) {
+        int k = R->nclasses;
+        json_t *cm = json_array(), *pc = json_array(), *labels = json_array();
+        for (int t = 0; t < k; t++) {
+            json_t *row = json_array();
+            long n = 0;
+            for (int p = 0; p < k; p++) {
+                json_array_append_new(row, json_integer(R->confusion[t * k + p]));
+                n += R->confusion[t * k + p];
+            }
+            json_array_append_new(cm, row);
+            json_array_append_new(pc, n ? json_real((double)R->confusion[t * k + t] / (double)n)
+                                        : json_null());
+            json_array_append_new(labels, json_integer(r->data.nclasses && t < r->data.nclasses
+                                                           ? r->data.classes[t] : t));
+        }
+        json_object_set_new(o, "class_labels", labels);
+        json_object_set_new(o, "per_class_accuracy", pc);
+        json_object_set_new(o, "confusion", cm);
+    }
+    json_t *tm = json_object();
+    json_object_set_new(tm, "data_seconds", json_real(R->data_seconds));
+    json_object_set_new(tm, "compile_seconds", json_real(R->compile_seconds));
+    json_object_set_new(tm, "train_seconds", json_real(R->train_seconds));
+    json_object_set_new(tm, "validation_seconds", json_real(R->val_seconds));
+    json_object_set_new(tm, "test_seconds", json_real(R->test_seconds));
+    json_object_set_new(tm, "wall_seconds", json_real(now_seconds() - R->t_start));
+    json_object_set_new(o, "timing", tm);
+}
+
 static graft_status write_summary(run *R, const train_summary *sum, graft_error *e)
 {
     json_t *o = json_object();
@@ -448,6 +697,7 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
 #undef NUM_OR_NULL
         json_object_set_new(o, "adapt", a);
     }
+    summary_report_fields(R, o);
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
     if (!text) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
@@ -528,13 +778,15 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
     double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
+    double lr_start = schedule_lr(t, R->epoch);
     const float *x;
     const int *y;
     int n;
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
-    while (!*stop && batcher_next(b, &x, &y, &n)) {
+    /* o->stop is read before each step, so a progress callback that sets it stops right there */
+    while (!*stop && !(R->o->stop && (*stop = *R->o->stop != 0)) && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
@@ -599,12 +851,14 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     R->train_seconds += secs;
     R->images_seen += seen;
     double vl = NAN, va = NAN;
-    if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, e))) return s;
+    double tv = now_seconds();
+    if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, NULL, e))) return s;
+    R->val_seconds += now_seconds() - tv;
     /* adapt: both domains' test accuracy and the alignment loss, every epoch */
     double tacc = NAN, sacc = NAN, align = NAN;
     if (r->adapt.present) {
         double tl;
-        if (R->test.n > 0 && (s = evaluate_split(R, 2, &tl, &tacc, e))) return s;
+        if (R->test.n > 0 && (s = evaluate_split(R, 2, &tl, &tacc, NULL, e))) return s;
         if (R->stest.n > 0 && (s = evaluate_set(R, &R->stest, &sacc, e))) return s;
         double sum;
         long steps;
@@ -615,6 +869,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     json_t *m = json_object();
     json_object_set_new(m, "epoch", json_integer(R->epoch + 1));
     json_object_set_new(m, "lr", json_real(lr));
+    json_object_set_new(m, "lr_start", json_real(lr_start));
+    json_object_set_new(m, "trainable_params", json_integer(graph_param_count(&r->graph, true)));
     json_object_set_new(m, "train_loss", json_real(seen ? loss_sum / (double)seen : 0));
     json_object_set_new(m, "train_accuracy", json_real(seen ? (double)correct / (double)seen : 0));
     json_object_set_new(m, "val_loss", isfinite(vl) ? json_real(vl) : json_null());
@@ -686,6 +942,8 @@ static void run_free(run *R)
     free(R->xcomb);
     free(R->ycomb);
     buf_free(&R->metrics);
+    json_decref(R->phases);
+    free(R->confusion);
     graft_context_free(R->ctx);
 }
 
@@ -693,7 +951,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                          graft_error *e)
 {
     memset(out, 0, sizeof *out);
-    run R = {.r = r, .o = o, .best_metric = NAN};
+    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds()};
     graft_status s;
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";
@@ -701,6 +959,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     graft_context_options co = {.device = o->device ? o->device : r->device};
     /* data first: a bad data file must fail before anything is written */
     if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
+    R.data_seconds = now_seconds() - R.t_start;
     R.have_val = R.val.n > 0;
     R.source_accuracy = R.target_accuracy_before = NAN;
     if (r->adapt.present) {
@@ -752,7 +1011,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
     }
     if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    double tc = now_seconds();
     if ((s = compile_phase(&R, e))) goto done;
+    R.compile_seconds += now_seconds() - tc;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
@@ -764,10 +1025,15 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                  : err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         free(yaml);
         if (s) goto done;
+        /* metrics.jsonl exists from the start (the epochs kept on resume), so a run stopped
+         * before its first epoch still has every file */
+        path_in(&R, "metrics.jsonl", path, sizeof path);
+        if ((s = fs_write_atomic(path, R.metrics.data ? R.metrics.data : "", R.metrics.len, e)))
+            goto done;
     }
     bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
     const freeze_spec *current = phase_freeze(r, R.epoch);
-    while (!stop && R.epoch < r->train.epochs) {
+    while (!stop && !(o->stop && *o->stop) && R.epoch < r->train.epochs) {
         const freeze_spec *f = phase_freeze(r, R.epoch);
         if (f != current) {
             current = f;
@@ -776,7 +1042,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                 goto done;
             }
             notify(&R, "unfreezing: the trainable set changes");
+            tc = now_seconds();
             if ((s = compile_phase(&R, e))) goto done;
+            R.compile_seconds += now_seconds() - tc;
             out->feature_cache = out->feature_cache || R.cached;
             out->feature_cache_device = out->feature_cache_device || R.on_device;
         }
@@ -813,7 +1081,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     if (r->adapt.present && (r->adapt.methods & ADAPT_ADABN)) {
         /* AdaBN after training: the model's batchnorm statistics become the target domain's */
         double l0;
-        if (R.test.n > 0 && (s = evaluate_split(&R, 2, &l0, &R.target_accuracy_before, e)))
+        if (R.test.n > 0 && (s = evaluate_split(&R, 2, &l0, &R.target_accuracy_before, NULL, e)))
             goto done;
         notify(&R, "AdaBN: re-estimating batchnorm statistics on the target data");
         char path[2300];
@@ -826,7 +1094,17 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     }
     out->source_test_accuracy = R.source_accuracy;
     out->target_accuracy_before_adabn = R.target_accuracy_before;
-    if (R.test.n > 0 && (s = evaluate_split(&R, 2, &tl, &ta, e))) goto done;
+    if (R.test.n > 0) {
+        double tt = now_seconds();
+        R.nclasses = (int)pipeline_output_size(R.head);
+        R.confusion = calloc((size_t)R.nclasses * (size_t)R.nclasses, sizeof *R.confusion);
+        if (!R.confusion) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+            goto done;
+        }
+        if ((s = evaluate_split(&R, 2, &tl, &ta, R.confusion, e))) goto done;
+        R.test_seconds = now_seconds() - tt;
+    }
     out->test_loss = tl;
     out->test_accuracy = ta;
     out->best_epoch = R.best_epoch;
@@ -840,7 +1118,14 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);
-    s = write_summary(&R, out, e);
+    if ((s = write_summary(&R, out, e))) goto done;
+    {
+        /* report.html beside the other outputs, from the files just written */
+        char path[2300];
+        const char *dirs[] = {R.dir};
+        path_in(&R, "report.html", path, sizeof path);
+        s = graft_report_runs(dirs, 1, path, e);
+    }
 done:
     run_free(&R);
     return s;

@@ -17,6 +17,8 @@
 #   build     only when the carried build/graft does not run there: meson + ninja into build-gpu
 #   devices   graft devices (and --json)
 #   suite-*   the ops, gemm, torch and train suites on the NVIDIA device (run_tests.py: no meson)
+#   conv-paths graft tune --quick on fmnist-pretrain, fresh cache: each convolution's path
+#             (im2col + GEMM vs the implicit GEMM), forward + backward times at batch 64
 #   oracle-*  PyTorch on CUDA as the oracle (TF32 off): logits, one SGD and one Adam step
 #   demo      graft demo on the GPU, Graft's cache empty, timed end to end
 #   gemm      graft bench gemm at 1024 and 4096 against cuBLAS through PyTorch (compare.py)
@@ -124,6 +126,11 @@ for s in ops:60 gemm:30 torch:50 train:50; do
     step "suite-${s%:*}" "$lim" "$PY" tests/gpu/run_tests.py "$BUILD" "$R/suite-${s%:*}.json" \
         --python "$PY" --suite "${s%:*}" --budget $((lim - 8)) $MAXT
 done
+
+# which convolution path wins on the GPU per fmnist-cnn layer (im2col + GEMM vs the implicit GEMM,
+# forward + backward at batch 64), on a fresh cache after the quick GEMM tuning
+step conv-paths 60 env GRAFT_CACHE_DIR="$W/conv-cache" "$G" tune configs/recipes/fmnist-pretrain.yaml \
+    --no-defaults --quick --json
 
 for m in fmnist-cnn resnet-small; do
     step "oracle-$m" 30 "$PY" tests/torch/oracle.py "$G" "configs/models/$m.yaml" --batch 64 \

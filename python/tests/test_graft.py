@@ -1,0 +1,235 @@
+"""The graft Python package against the graft program on the same recipe, data and weights.
+
+Run by tests/python/run_pytest.sh in a fresh venv where `pip install ./python` put the package;
+GRAFT_EXE is the graft program of the same build, GRAFT_SRC the source tree, GRAFT_LIBRARY the
+build's libgraft.so."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graft
+
+SRC = os.environ["GRAFT_SRC"]
+EXE = os.environ["GRAFT_EXE"]
+FMNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+
+def cli(*args, check=True):
+    p = subprocess.run([EXE, *args], capture_output=True, text=True)
+    if check and p.returncode:
+        raise AssertionError(f"graft {' '.join(args)} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def test_version_matches_header_and_program():
+    header = open(os.path.join(SRC, "engine/include/graft.h")).read()
+    assert f'#define GRAFT_VERSION "{graft.library_version()}"' in header
+    text = graft.version_text()
+    assert text == cli("--version").stdout
+    for head in ("graft ", "OpenCL ICD loader: ", "CLBlast ", "libyaml "):
+        assert any(line.startswith(head) for line in text.splitlines()), (head, text)
+
+
+def test_package_imported_from_the_venv_not_the_tree():
+    # the test runs the pip-installed package, not python/ by accident
+    assert os.path.realpath(graft.__file__).startswith(os.path.realpath(sys.prefix)), graft.__file__
+
+
+def test_install_records_the_checkout():
+    # setup.py writes graft/_source.py: the folder python/ was installed from (run_pytest.sh
+    # installs a copy at WORK/pkg, so the "checkout" is WORK)
+    from graft import _source
+    assert os.path.isdir(os.path.join(_source.SOURCE_DIR, "pkg", "graft")), _source.SOURCE_DIR
+
+
+def test_library_found_without_graft_library(tmp_path):
+    # no GRAFT_LIBRARY: the loader's search path (here LD_LIBRARY_PATH) finds libgraft.so.0
+    libdir = os.path.dirname(os.environ["GRAFT_LIBRARY"])
+    env = {k: v for k, v in os.environ.items() if k != "GRAFT_LIBRARY"}
+    env["LD_LIBRARY_PATH"] = libdir
+    p = subprocess.run([sys.executable, "-c", "import graft; print(graft.library_path())"],
+                       env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "libgraft.so" in p.stdout
+    env["GRAFT_LIBRARY"] = str(tmp_path / "nope.so")
+    p = subprocess.run([sys.executable, "-c", "import graft; graft.devices()"], env=env,
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode != 0 and "set GRAFT_LIBRARY" in p.stderr and "nope.so" in p.stderr
+
+
+def test_devices_equal_graft_devices_json():
+    assert graft.devices() == json.loads(cli("devices", "--json").stdout)
+
+
+def test_check_and_plan_equal_the_program():
+    recipe = os.path.join(SRC, "configs/recipes/fmnist-pretrain.yaml")
+    sets = {"model.layers.0.filters": 8, "model.layers.0.padding": "same",
+            "train.optimizer": "sgd", "train.betas": [0.8, 0.99], "data.classes": [5, 6, 7]}
+    r = graft.Recipe(recipe, set=sets)
+    c = r.check()
+    plain = {k: json.dumps(v).replace('"', "") for k, v in sets.items()}  # same, padding=same
+    args = [a for k, v in plain.items() for a in ("--set", f"{k}={v}")]
+    ok = cli("check", recipe, *args).stdout
+    assert ok.strip() == f"ok: {c['layers']} layers, {c['params']} parameters ({c['trainable']} trainable)"
+    assert c["input_shape"] == (1, 28, 28)
+    plan = r.plan()
+    want = json.loads(cli("plan", recipe, *args, "--json").stdout)
+    assert plan == want
+    assert plan["layers"][0]["output_shape"][0] == 8 and c["outputs"] == 10
+    # a Python string stays a string: "8" is not an integer to the checker
+    with pytest.raises(graft.RecipeError, match="model.layers.0.filters|conv1: filters"):
+        graft.Recipe(recipe, set={"model.layers.0.filters": "8"}).check()
+
+
+def test_bad_recipe_raises_every_position(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    shutil.copy(os.path.join(SRC, "tests/train/tiny-cnn.yaml"), tmp_path)
+    bad.write_text("name: bad\nmodel: {file: tiny-cnn.yaml}\n"
+                   "train:\n  epochs: -3\n  optimizer: adamw2\n  lr: fast\n")
+    with pytest.raises(graft.RecipeError) as info:
+        graft.Recipe(bad).check()
+    e = info.value
+    got = [(d["line"], d["col"]) for d in e.diagnostics]
+    assert got == [(4, 11), (5, 14), (6, 7)], e.lines
+    assert all(d["file"] == str(bad) for d in e.diagnostics)
+    # the same lines as the program prints, in the same order
+    p = cli("check", str(bad), check=False)
+    assert p.returncode == 2 and p.stderr.splitlines() == e.lines
+    assert str(e).splitlines() == e.lines and e.exit_code == 2 and e.status == "bad recipe"
+    # a bad override is reported at the option
+    with pytest.raises(graft.RecipeError) as info:
+        graft.Recipe(os.path.join(SRC, "tests/train/tiny-cnn.yaml"), set={"train.epochs": "x"}).check()
+    assert "train.epochs" in str(info.value)
+
+
+def test_missing_weights_raise_graft_error(tmp_path):
+    r = graft.Recipe(os.path.join(SRC, "tests/train/tiny-cnn.yaml"))
+    with pytest.raises(graft.GraftError) as info:
+        r.predict(tmp_path / "none.safetensors", np.zeros((1, 1, 28, 28), np.float32))
+    assert "none.safetensors" in str(info.value) and info.value.exit_code == 1
+    with pytest.raises(ValueError, match=r"model input \[1, 28, 28\]"):
+        r.predict(tmp_path / "none.safetensors", np.zeros((2, 5), np.float32))
+    with pytest.raises(TypeError):
+        r.predict(tmp_path / "none.safetensors", np.zeros((2, 784), np.int32))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    if not os.path.exists(FMNIST):
+        pytest.skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)")
+    w = tmp_path_factory.mktemp("train")
+    for f in ("base.yaml", "tiny-cnn.yaml"):
+        shutil.copy(os.path.join(SRC, "tests/train", f), w)
+    subprocess.run([sys.executable, os.path.join(SRC, "tests/train/make_data.py"), str(w / "data")],
+                   check=True, capture_output=True)
+    old = os.getcwd()
+    os.chdir(w)  # the recipe's data paths are relative to the work folder
+    try:
+        updates = []
+        r = graft.Recipe("base.yaml", set={"train.epochs": 2, "train.lr": 3e-3})
+        summary = r.train(out="run", progress=updates.append)
+    finally:
+        os.chdir(old)
+    return w, r, summary, updates
+
+
+def test_train_returns_summary_and_reports_progress(trained):
+    w, _, summary, updates = trained
+    assert summary == {**json.load(open(w / "run/summary.json")), "run_dir": "run", "stopped": False}
+    assert summary["epochs_run"] == 2 and 0.2 < summary["test_accuracy"] <= 1
+    ends = [u for u in updates if u["epoch_done"]]
+    assert [u["epoch"] for u in ends] == [1, 2]
+    assert all(u["epochs"] == 2 and u["batch"] == u["batches"] for u in ends)
+    steps = [u for u in updates if not u["epoch_done"] and not u["note"]]
+    assert steps and all(0 < u["batch"] <= u["batches"] for u in steps)
+    assert any(u["note"] for u in updates)  # "compiling kernels ..."
+    lines = [json.loads(x) for x in open(w / "run/metrics.jsonl")]
+    assert [round(u["val_accuracy"], 12) for u in ends] == [round(m["val_accuracy"], 12) for m in lines]
+    assert (w / "run/report.html").exists()
+
+
+def test_progress_can_stop_training(trained):
+    w = trained[0]
+    seen = []
+
+    def stop_at_third_step(p):
+        if not p["note"] and not p["epoch_done"]:
+            seen.append(p["batch"])
+        return len(seen) < 3
+
+    old = os.getcwd()
+    os.chdir(w)
+    try:
+        s = graft.Recipe("base.yaml", set={"train.epochs": 5}).train(out="stopped",
+                                                                      progress=stop_at_third_step)
+        with pytest.raises(ZeroDivisionError):
+            graft.Recipe("base.yaml").train(out="raised", progress=lambda p: 1 / 0)
+    finally:
+        os.chdir(old)
+    # stopped after the step that returned False: one partial epoch, saved and evaluated
+    assert s["stopped"] and s["epochs_run"] == 1 and s["steps"] == 3, s
+    assert (w / "stopped/model.safetensors").exists() and s["test_accuracy"] is not None
+    assert (w / "raised/summary.json").exists()
+
+
+def test_schema_and_report_equal_the_program(trained, tmp_path):
+    assert graft.schema() == json.loads(cli("schema").stdout)
+    w = trained[0]
+    page = graft.report([w / "run", w / "stopped"], tmp_path / "two.html")
+    cli("report", str(w / "run"), str(w / "stopped"), "--html", str(tmp_path / "cli.html"))
+    assert open(page).read() == open(tmp_path / "cli.html").read()
+    with pytest.raises(graft.GraftError, match="not a training run directory"):
+        graft.report([tmp_path], tmp_path / "x.html")
+
+
+def test_default_progress_display(trained, capfd):
+    w = trained[0]
+    old = os.getcwd()
+    os.chdir(w)
+    try:
+        graft.Recipe("base.yaml", set={"train.epochs": 1}).train(out="bar", progress=True)
+    finally:
+        os.chdir(old)
+    err = capfd.readouterr().err
+    # stderr is not a terminal here: notes and one line per epoch (tqdm, when installed, draws
+    # its bar there too)
+    assert "epoch 1/1: compiling kernels" in err or "epoch 1/1: computing" in err, err
+    assert re.search(r"^epoch 1/1: loss [0-9.]+ acc [0-9.]+  val_loss", err, re.M), err
+
+
+def test_predict_equals_graft_predict_and_evaluate(trained):
+    w, r, summary, _ = trained
+    x = np.load(w / "data/x_test.npy")
+    weights = w / "run/model.safetensors"
+    old = os.getcwd()
+    os.chdir(w)
+    try:
+        logits = r.predict(weights, x)
+        cli("predict", "base.yaml", "--weights", str(weights), "--input", "data/x_test.npy",
+            "--output", "cli.npy")
+        ev = r.evaluate(weights)
+        ev_cli = json.loads(cli("eval", "base.yaml", "--weights", str(weights), "--json").stdout)
+        # float32 input, already normalised as training does, gives the same logits as uint8
+        xf = ((x.astype(np.float32) / 255 - 0.2860) / 0.3530).astype(np.float32)
+        from_float = r.predict(weights, xf.reshape(400, -1))
+    finally:
+        os.chdir(old)
+    ref = np.load(w / "cli.npy")
+    assert logits.shape == ref.shape == (400, 10) and logits.dtype == np.float32
+    # the same weights, kernels and device: the same logits
+    np.testing.assert_allclose(logits, ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(from_float, logits, rtol=0, atol=1e-4)
+    y = np.load(w / "data/y_test.npy")
+    acc = float((logits.argmax(1) == y).mean())
+    assert abs(acc - ev["accuracy"]) < 1e-9 and abs(acc - summary["test_accuracy"]) < 1e-9
+    assert ev == ev_cli and ev["n"] == 400
+    # the confusion matrix of predict's logits, and the trainer's own in summary.json
+    cm = np.zeros((10, 10), int)
+    np.add.at(cm, (y, logits.argmax(1)), 1)
+    assert cm.tolist() == ev["confusion"] == summary["confusion"]

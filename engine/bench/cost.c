@@ -122,6 +122,14 @@ bench_family bench_family_of(const graph *g, const char *label, const char *kern
     if (starts(kernel, "gemm") || starts(kernel, "clblast")) return FAM_GEMM;
     if (layout_kernel(kernel)) return FAM_LAYOUT;
     if (strcmp(label, "loss") == 0) return FAM_LOSS;
+    /* adapt: the alignment losses and DANN's discriminator (labels "<layer>.align" and
+     * "domain_disc.N.update") count as loss and optimizer work */
+    if (starts(kernel, "adapt_") || starts(kernel, "coral_") || starts(kernel, "mmd_") ||
+        starts(kernel, "grl_") || starts(kernel, "bce_"))
+        return FAM_LOSS;
+    const char *dot = strrchr(label, '.');
+    if (dot && strcmp(dot, ".align") == 0) return FAM_LOSS;
+    if (starts(label, "domain_disc.")) return dot && strcmp(dot, ".update") == 0 ? FAM_OPTIMIZER : FAM_DENSE;
     int phase, li = bench_label_layer(g, label, &phase);
     if (li < 0 || li >= g->nlayers) return FAM_OTHER;
     if (phase == 2) return FAM_OPTIMIZER;

@@ -40,6 +40,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_adapt(int argc, char **argv);
 int cmd_bench(int argc, char **argv); /* cmd_bench.c: graft bench gemm */
 int cmd_tune(int argc, char **argv);  /* cmd_tune.c: the GEMM tuner */
 int bench_recipe_main(int argc, char **argv); /* bench_recipe.c: graft bench RECIPE */

@@ -20,8 +20,9 @@ static void mib(const char *what, size_t bytes)
 static void plan_extend_table(const plan_view *v)
 {
     const plan_memory *m = &v->plan.mem;
-    printf("\ndevice memory for a training step at batch %d (the compiler's buffer plan):\n",
-           v->r->train.batch_size);
+    const bool al = v->r->adapt.present && (v->r->adapt.methods & ADAPT_ALIGNING);
+    printf("\ndevice memory for a training step at batch %d%s (the compiler's buffer plan):\n",
+           v->r->train.batch_size * (al ? 2 : 1), al ? " (source + target)" : "");
     mib("weights and buffers", m->weights);
     mib("gradients (trainable only)", m->gradients);
     mib("optimizer state (+ L2-SP anchors)", m->optimizer);
@@ -30,6 +31,65 @@ static void plan_extend_table(const plan_view *v)
     mib(what, m->activations);
     mib("workspace (im2col)", m->workspace);
     mib("total", m->total);
+}
+
+/* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */
+static const char *const ADAPT_NAMES[] = {"adabn", "coral", "mmd", "dann"};
+
+static void adapt_table(const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present) return;
+    char m[64] = "";
+    for (int i = 0; i < 4; i++)
+        if (as->methods & (1u << i))
+            snprintf(m + strlen(m), sizeof m - strlen(m), "%s%s", m[0] ? " + " : "", ADAPT_NAMES[i]);
+    printf("\nadapt: %s; target %s\n", m[0] ? m : "none (source-only: both domains are reported)",
+           as->target.images ? as->target.images : as->target.path ? as->target.path
+                                                                    : as->target.root);
+    if (as->methods & ADAPT_ALIGNING) {
+        const layer *al = &r->graph.layers[as->layer];
+        char s[64];
+        shape_format(al->out, s, sizeof s);
+        printf("  each step: %d source + %d target rows through the network (batch %d); the\n"
+               "  classification loss reads the source rows only\n",
+               r->train.batch_size, r->train.batch_size, 2 * r->train.batch_size);
+        const char *loss = as->methods & ADAPT_CORAL ? "CORAL |Cs - Ct|^2 / (4 d^2)"
+                           : as->methods & ADAPT_MMD ? "multi-kernel MMD^2 (5 Gaussian kernels)"
+                                                     : "binary cross-entropy of the discriminator";
+        printf("  extra loss: %g x %s on %s %s%s\n", as->weight, loss, al->name, s,
+               al->type == GRAFT_LAYER_DENSE || al->type == GRAFT_LAYER_CONV2D ||
+                       al->type == GRAFT_LAYER_BATCHNORM
+                   ? " (its own output: no activation fused into it)"
+                   : "");
+        if (as->methods & ADAPT_DANN) {
+            const graph *dg = &as->disc_graph;
+            if (as->schedule == ADAPT_SCHED_GANIN)
+                printf("  gradient reversal after %s: -lambda x grad, lambda = 2/(1+exp(-%g p)) - 1\n",
+                       al->name, as->gamma);
+            else
+                printf("  gradient reversal after %s: -grad (lambda 1)\n", al->name);
+            long params = 0;
+            for (int i = 0; i < dg->nlayers; i++) {
+                const layer *l = &dg->layers[i];
+                shape_format(l->out, s, sizeof s);
+                long pc = 0;
+                for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
+                params += pc;
+                printf("  extra layer %-20s dense %-10s %8ld params%s\n", l->name, s, pc,
+                       i + 1 < dg->nlayers ? " + relu" : " -> logit (source 1, target 0)");
+            }
+            printf("  discriminator parameters: %ld (trained with train.optimizer)\n", params);
+        }
+        printf("  extra device memory: %.2f MiB\n", (double)plan_view_adapt_bytes(r) / (1 << 20));
+    }
+    if (as->methods & ADAPT_ADABN) {
+        printf("  after training (AdaBN): running statistics of");
+        for (int i = 0; i < r->graph.nlayers; i++)
+            if (r->graph.layers[i].type == GRAFT_LAYER_BATCHNORM)
+                printf(" %s", r->graph.layers[i].name);
+        printf(" re-estimated on the target\n");
+    }
 }
 
 static void plan_table(const plan_view *v)
@@ -92,6 +152,7 @@ static void plan_table(const plan_view *v)
         printf("feature cache lives in: %s\n", where);
     }
     plan_extend_table(v);
+    adapt_table(r);
 }
 
 int cmd_plan(int argc, char **argv)

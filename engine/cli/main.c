@@ -39,6 +39,7 @@ const char PLAN_USAGE[] =
 
 extern const char TRAIN_USAGE[], EVAL_USAGE[], PREDICT_USAGE[], DEMO_USAGE[];
 extern const char BENCH_USAGE[], TUNE_USAGE[];
+extern const char ADAPT_USAGE[];
 extern const char HELP_USAGE[], SCHEMA_USAGE[], RANK_USAGE[], SWEEP_USAGE[];
 
 const cli_command cli_commands[] = {
@@ -50,6 +51,8 @@ const cli_command cli_commands[] = {
     {"eval", "evaluate weights on the recipe's test split", EVAL_USAGE, cmd_eval},
     {"predict", "logits for an .npy input, as .npy", PREDICT_USAGE, cmd_predict},
     {"demo", "the transfer demo on Fashion-MNIST", DEMO_USAGE, cmd_demo},
+    {"adapt", "AdaBN: batchnorm statistics of trained weights re-estimated on target data",
+     ADAPT_USAGE, cmd_adapt},
     {"bench", "profile a recipe's training step; GEMM GFLOP/s (graft bench gemm)", BENCH_USAGE,
      cmd_bench},
     {"tune", "tune the GEMM kernels for a device; results persist in the cache", TUNE_USAGE,

@@ -120,6 +120,13 @@ typedef struct pipeline_options {
     bool l2sp;
     float label_smoothing;
     uint64_t dropout_seed;
+    /* adapt: an alignment loss (align_kind; 0 = none) on the output of layer align_layer; the
+     * training batches of pipeline_train_step_adapt hold source rows, then target rows */
+    int align;
+    int align_layer;
+    const graph *disc; /* ALIGN_DANN: the domain discriminator (adapt_spec.disc_graph) */
+    /* AdaBN: pipeline_bn_restat runs batchnorm on batch statistics in an evaluation pipeline */
+    bool bn_restat;
 } pipeline_options;
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
@@ -185,6 +192,25 @@ graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, con
                                 int n, float *logits, step_result *r, graft_error *e);
 long pipeline_output_size(const pipeline *p);
 const graph_plan *pipeline_plan(const pipeline *p);
+
+/* One adaptation step (a pipeline built with options.align): x holds ns labelled source rows and
+ * then nt target rows (labels: ns entries). DANN: the discriminator classifies the aligned
+ * features (source 1, target 0) with binary cross-entropy times weight, trains with the same
+ * optimizer, and its input gradient reaches the features reversed and scaled by lambda. The classification loss is the mean over the source
+ * rows (its statistics count ns samples); weight * the alignment loss on layer align_layer's
+ * output adds its gradient there, and is summed on the device for pipeline_align_read. With
+ * fewer than 2 rows of either domain the step has no alignment term. */
+graft_status pipeline_train_step_adapt(pipeline *p, const float *x, const int *labels, int ns,
+                                       int nt, const optim_hparams *h, float weight, float lambda,
+                                       graft_error *e);
+/* The alignment loss summed over the steps since the last call and their count (blocking). */
+graft_status pipeline_align_read(pipeline *p, double *sum, long *steps, graft_error *e);
+/* AdaBN (a pipeline built with options.bn_restat): forward x [n] with every batchnorm layer on
+ * the batch's statistics, which update its running statistics with the layer's momentum. */
+graft_status pipeline_bn_restat(pipeline *p, const float *x, int n, graft_error *e);
+/* Read one parameter or buffer of layer `layer` (by name suffix, e.g. ".running_mean"). */
+graft_status pipeline_read_tensor(pipeline *p, int layer, const char *suffix, float *out,
+                                  graft_error *e);
 /* The optimizer step counter (keys dropout masks; saved for resume). */
 void pipeline_set_step(pipeline *p, uint64_t step);
 uint64_t pipeline_step(const pipeline *p);
@@ -220,6 +246,9 @@ typedef struct plan_view {
 
 graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e);
 void plan_view_free(plan_view *v);
+/* Device bytes domain adaptation adds to a training step (adapt: alignment workspace or DANN's
+ * discriminator). */
+size_t plan_view_adapt_bytes(const graft_recipe *r);
 /* Where the feature cache lives, in words. */
 void plan_view_cache_location(const plan_view *v, char *out, size_t n);
 /* One JSON object: recipe, name, input_shape, checkpoint, layers, totals, feature_cache, memory.

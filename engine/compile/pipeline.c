@@ -40,6 +40,20 @@ struct pipeline {
     xent_op xent;
     optim_op optim;
     bool has_xent, has_optim;
+    align_op align;   /* adapt: the alignment loss (options.align) */
+    cl_mem align_sum; /* its weighted value summed over steps (1 float) */
+    long align_steps;
+    int align_ns, align_nt; /* rows of the step in progress (0: no alignment term) */
+    float align_weight, align_lambda;
+    /* DANN's domain discriminator: dense layers (ReLU fused into all but the last), their
+     * parameters [layer][weight, bias] with gradients and optimizer state, each layer's output
+     * and output gradient, and the gradient it sends back to the features */
+    int nd;
+    dense_op dop[ADAPT_MAX_DISC + 1];
+    cl_mem dw[ADAPT_MAX_DISC + 1][2], dg[ADAPT_MAX_DISC + 1][2], dm[ADAPT_MAX_DISC + 1][2],
+        dv[ADAPT_MAX_DISC + 1][2];
+    long dt[ADAPT_MAX_DISC + 1][2];
+    cl_mem dact[ADAPT_MAX_DISC + 1], dgrad[ADAPT_MAX_DISC + 1], dfeat, dloss;
     uint64_t step;
     float *host_loss;
     int *host_correct;
@@ -274,6 +288,55 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if ((s = optim_op_init(ctx, &p->optim, e))) goto fail;
         p->has_optim = true;
     }
+    if (o->align) {
+        const int al = o->align_layer;
+        if (!o->training || al < o->first || al >= g->nlayers - 1) {
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "alignment on layer %d of %d", al, g->nlayers);
+            goto fail;
+        }
+        if (!p->plan.layers[al].backward) {
+            s = err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                        "adapt.layer: no gradient reaches '%s' (it and every layer before it are "
+                        "frozen), so an alignment loss there trains nothing",
+                        g->layers[al].name);
+            goto fail;
+        }
+        const long d = shape_size(g->layers[al].out);
+        if (o->align != ALIGN_DANN) {
+            if ((s = align_op_init(ctx, &p->align, (align_kind)o->align, (int)d, o->max_batch, e)))
+                goto fail;
+        } else {
+            const graph *dg = o->disc;
+            if (!dg || dg->nlayers < 1 || dg->nlayers > ADAPT_MAX_DISC + 1 ||
+                shape_size(dg->input) != d) {
+                s = err_set(e, GRAFT_STATUS_INTERNAL, "DANN without a matching discriminator");
+                goto fail;
+            }
+            p->nd = dg->nlayers;
+            for (int L = 0; L < p->nd; L++) {
+                const layer *l = &dg->layers[L];
+                epilogue ep = {.kind = L < p->nd - 1 ? ACT_RELU + 1 : 0};
+                if ((s = dense_op_init(ctx, &p->dop[L], (int)shape_size(l->in), l->units, true, e)) ||
+                    (s = dense_op_set_epilogue(ctx, &p->dop[L], &ep, e)))
+                    goto fail;
+                for (int j = 0; j < 2; j++) {
+                    size_t cnt = (size_t)l->params[j].count;
+                    if ((s = alloc(p, cnt, &p->dw[L][j], e)) || (s = alloc(p, cnt, &p->dg[L][j], e)))
+                        goto fail;
+                    if (o->optimizer != OPT_SGD && (s = alloc(p, cnt, &p->dm[L][j], e))) goto fail;
+                    if (o->optimizer >= OPT_ADAM && (s = alloc(p, cnt, &p->dv[L][j], e))) goto fail;
+                }
+                if ((s = alloc(p, B * (size_t)l->units, &p->dact[L], e)) ||
+                    (s = alloc(p, B * (size_t)l->units, &p->dgrad[L], e)))
+                    goto fail;
+            }
+            if ((s = alloc(p, B * (size_t)d, &p->dfeat, e)) || (s = alloc(p, B, &p->dloss, e)))
+                goto fail;
+        }
+        if ((s = alloc(p, 1, &p->align_sum, e)) ||
+            (s = buffer_fill_f32(ctx, p->align_sum, 0.f, 1, e)))
+            goto fail;
+    }
     for (int i = o->first; i < g->nlayers; i++) {
         player *pl = &p->layers[i];
         const layer *l = &g->layers[i];
@@ -297,7 +360,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if (l->type == GRAFT_LAYER_MAXPOOL &&
             (s = buffer_create(ctx, B * (size_t)shape_size(l->out) * sizeof(int), &pl->idx, e)))
             goto fail;
-        if (l->type == GRAFT_LAYER_BATCHNORM && o->training) {
+        if (l->type == GRAFT_LAYER_BATCHNORM && (o->training || o->bn_restat)) {
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_mean, e))) goto fail;
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_invstd, e))) goto fail;
         }
@@ -360,6 +423,21 @@ void pipeline_free(pipeline *p)
     release(&p->stat_correct);
     if (p->has_xent) xent_op_free(&p->xent);
     if (p->has_optim) optim_op_free(&p->optim);
+    if (p->o.align && p->o.align != ALIGN_DANN) align_op_free(&p->align);
+    for (int L = 0; L < p->nd; L++) {
+        dense_op_free(&p->dop[L]);
+        for (int j = 0; j < 2; j++) {
+            release(&p->dw[L][j]);
+            release(&p->dg[L][j]);
+            release(&p->dm[L][j]);
+            release(&p->dv[L][j]);
+        }
+        release(&p->dact[L]);
+        release(&p->dgrad[L]);
+    }
+    release(&p->dfeat);
+    release(&p->dloss);
+    release(&p->align_sum);
     plan_free(&p->plan);
     free(p->layers);
     free(p->slots);
@@ -408,6 +486,24 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
             }
         }
     }
+    for (int L = 0; L < p->nd; L++)
+        for (int j = 0; j < 2; j++) {
+            const param_info *pi = &p->o.disc->layers[L].params[j];
+            param_entry *pe = store_find(s, pi->name);
+            if (!pe || pe->count != pi->count)
+                return err_set(e, GRAFT_STATUS_INTERNAL, "no host tensor for %s", pi->name);
+            size_t bytes = (size_t)pi->count * sizeof(float);
+            if ((st = buffer_write(ctx, p->dw[L][j], 0, pe->data, bytes, e))) return st;
+            p->dt[L][j] = pe->t;
+            cl_mem mv[2] = {p->dm[L][j], p->dv[L][j]};
+            float *hv[2] = {pe->m, pe->v};
+            for (int q = 0; q < 2; q++) {
+                if (!mv[q]) continue;
+                st = hv[q] ? buffer_write(ctx, mv[q], 0, hv[q], bytes, e)
+                           : buffer_fill_f32(ctx, mv[q], 0.f, (size_t)pi->count, e);
+                if (st) return st;
+            }
+        }
     /* folded batchnorms: their conv's weights and bias, from the tensors just written (neither
      * layer runs backward, so they stay valid until the next upload) */
     for (int i = p->o.first; i < p->g->nlayers; i++) {
@@ -447,6 +543,16 @@ graft_status pipeline_download(pipeline *p, param_store *s, graft_error *e)
             if (pl->g[j]) pe->t = pl->t[j];
         }
     }
+    for (int L = 0; L < p->nd; L++)
+        for (int j = 0; j < 2; j++) {
+            const param_info *pi = &p->o.disc->layers[L].params[j];
+            param_entry *pe = store_find(s, pi->name);
+            if (!pe) return err_set(e, GRAFT_STATUS_INTERNAL, "no host tensor for %s", pi->name);
+            if ((st = read_into(p->ctx, p->dw[L][j], &pe->data, pi->count, e))) return st;
+            if (p->dm[L][j] && (st = read_into(p->ctx, p->dm[L][j], &pe->m, pi->count, e))) return st;
+            if (p->dv[L][j] && (st = read_into(p->ctx, p->dv[L][j], &pe->v, pi->count, e))) return st;
+            pe->t = p->dt[L][j];
+        }
     return GRAFT_OK;
 }
 
@@ -476,7 +582,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
             s = dense_fwd(ctx, &pl->op.dense, n, x, P(pl, ".weight"), P(pl, ".bias"), y, e);
             break;
         case GRAFT_LAYER_BATCHNORM:
-            if (train && lp->bn_batch_stats)
+            if ((train && lp->bn_batch_stats) || p->o.bn_restat)
                 s = batchnorm_fwd_train(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
                                         P(pl, ".running_mean"), P(pl, ".running_var"),
                                         pl->save_mean, pl->save_invstd, y, e);
@@ -542,6 +648,36 @@ static graft_status dx_finish(pipeline *p, int i, int q, int n, bool accumulate,
                           DY(p, in), e);
 }
 
+/* DANN at the aligned layer i: the discriminator's forward on its output, binary cross-entropy
+ * (source 1, target 0; the mean times the weight), the discriminator's backward into its
+ * gradients, and the gradient reversal: the features' gradient gets -lambda times what reaches
+ * the discriminator's input. */
+static graft_status dann_step(pipeline *p, int i, graft_error *e)
+{
+    graft_context *ctx = p->ctx;
+    const int ns = p->align_ns, n = ns + p->align_nt, last = p->nd - 1;
+    cl_mem x = Y(p, i);
+    graft_status s = GRAFT_OK;
+    for (int L = 0; L <= last && !s; L++)
+        s = dense_fwd(ctx, &p->dop[L], n, L ? p->dact[L - 1] : x, p->dw[L][0], p->dw[L][1],
+                      p->dact[L], e);
+    const float scale = p->align_weight / (float)n;
+    if (!s) s = bce_fwd_bwd(ctx, n, ns, scale, p->dact[last], p->dloss, p->dgrad[last], e);
+    if (!s) s = loss_sum_f32(ctx, n, scale, true, p->dloss, p->align_sum, e);
+    for (int L = last; L >= 0 && !s; L--) {
+        cl_mem in = L ? p->dact[L - 1] : x;
+        if (L < last) s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], e);
+        if (!s)
+            s = dense_bwd_weight(ctx, &p->dop[L], n, in, p->dgrad[L], p->dg[L][0], p->dg[L][1], e);
+        if (!s)
+            s = dense_bwd_data(ctx, &p->dop[L], n, p->dgrad[L], p->dw[L][0],
+                               L ? p->dgrad[L - 1] : p->dfeat, e);
+    }
+    if (!s)
+        s = grl_bwd(ctx, (long)n * p->dop[0].in, p->align_lambda, p->dfeat, DY(p, i), e);
+    return s;
+}
+
 static graft_status backward(pipeline *p, int n, graft_error *e)
 {
     graft_context *ctx = p->ctx;
@@ -551,6 +687,16 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         player *pl = &p->layers[i];
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
+        if (i == p->o.align_layer && p->align_ns) {
+            /* every reader of this output has written its gradient: add the alignment term's */
+            prof_set_label(ctx, "%s.align", l->name);
+            s = p->o.align == ALIGN_DANN
+                    ? dann_step(p, i, e)
+                    : align_fwd_bwd(ctx, &p->align, p->align_ns, p->align_nt, Y(p, i),
+                                    p->align_weight, DY(p, i), p->align_sum, true, e);
+            if (s) break;
+            p->align_steps++;
+        }
         if (!lp->backward || lp->fused_into >= 0) continue;
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i), dy = DY(p, i);
         bool acc = false;
@@ -643,6 +789,17 @@ static graft_status update(pipeline *p, const optim_hparams *base, graft_error *
             h.l2sp = pl->w0[j] ? base->l2sp : 0.f;
             s = optim_step(p->ctx, &p->optim, &h, pl->l->params[j].count, pl->w[j], pl->g[j],
                            pl->m[j], pl->v[j], pl->w0[j], e);
+        }
+    }
+    /* the discriminator trains only on steps that ran it */
+    for (int L = 0; L < p->nd && !s && p->align_ns; L++) {
+        optim_hparams h = *base;
+        h.l2sp = 0.f;
+        prof_set_label(p->ctx, "domain_disc.%d.update", L);
+        for (int j = 0; j < 2 && !s; j++) {
+            h.t = ++p->dt[L][j];
+            s = optim_step(p->ctx, &p->optim, &h, p->o.disc->layers[L].params[j].count,
+                           p->dw[L][j], p->dg[L][j], p->dm[L][j], p->dv[L][j], NULL, e);
         }
     }
     return s;
@@ -865,6 +1022,75 @@ graft_status pipeline_train_step(pipeline *p, const float *x, const int *labels,
     if (!s) s = train_body(p, n, h, r, e);
     p->step++;
     return s;
+}
+
+graft_status pipeline_train_step_adapt(pipeline *p, const float *x, const int *labels, int ns,
+                                       int nt, const optim_hparams *h, float weight,
+                                       float lambda, graft_error *e)
+{
+    if (!p->o.training || !p->o.align)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "not an adaptation pipeline");
+    const int n = ns + nt;
+    graft_status s = upload_batch(p, x, labels, n, e);
+    cl_mem loss, correct;
+    if (!s) s = stats_slot(p, false, &loss, &correct, e);
+    if (!s) s = forward(p, n, true, e);
+    if (!s) {
+        /* the classification loss over the labelled source rows; the target rows' logits get
+         * no gradient from it */
+        prof_set_label(p->ctx, "loss");
+        int last = p->g->nlayers - 1;
+        cl_mem dlast = p->plan.layers[last].backward ? DY(p, last) : NULL;
+        s = xent_fwd_bwd(p->ctx, &p->xent, ns, Y(p, last), p->labels, loss, correct, dlast, e);
+        long k = shape_size(p->g->layers[last].out);
+        if (!s && dlast) s = zero_rows_f32(p->ctx, (long)ns * k, (long)nt * k, dlast, e);
+        if (!s) stats_filled(p, ns);
+    }
+    p->align_ns = ns >= 2 && nt >= 2 ? ns : 0;
+    p->align_nt = nt;
+    p->align_weight = weight;
+    p->align_lambda = lambda;
+    if (!s) s = backward(p, n, e);
+    if (!s) s = update(p, h, e);
+    p->align_ns = 0;
+    p->step++;
+    return s;
+}
+
+graft_status pipeline_align_read(pipeline *p, double *sum, long *steps, graft_error *e)
+{
+    *sum = 0;
+    *steps = 0;
+    if (!p->o.align) return GRAFT_OK;
+    float v = 0;
+    graft_status s = buffer_read(p->ctx, p->align_sum, 0, &v, sizeof v, e);
+    if (!s) s = buffer_fill_f32(p->ctx, p->align_sum, 0.f, 1, e);
+    if (s) return s;
+    p->host_syncs++;
+    *sum = v;
+    *steps = p->align_steps;
+    p->align_steps = 0;
+    return GRAFT_OK;
+}
+
+graft_status pipeline_bn_restat(pipeline *p, const float *x, int n, graft_error *e)
+{
+    if (!p->o.bn_restat) return err_set(e, GRAFT_STATUS_INTERNAL, "not an AdaBN pipeline");
+    graft_status s = upload_batch(p, x, NULL, n, e);
+    return s ? s : forward(p, n, false, e);
+}
+
+graft_status pipeline_read_tensor(pipeline *p, int layer, const char *suffix, float *out,
+                                  graft_error *e)
+{
+    if (layer < p->o.first || layer >= p->g->nlayers)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "no layer %d in the pipeline", layer);
+    const player *pl = &p->layers[layer];
+    int j = param_index(pl->l, suffix);
+    if (j < 0) return err_set(e, GRAFT_STATUS_INTERNAL, "%s has no %s", pl->l->name, suffix);
+    p->host_syncs++;
+    return buffer_read(p->ctx, pl->w[j], 0, out, (size_t)pl->l->params[j].count * sizeof(float),
+                       e);
 }
 
 graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,

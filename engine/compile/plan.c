@@ -90,6 +90,7 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
             continue;
         if (!epilogue_kind(a) || a->ninputs != 1 || a->inputs[0] != i || nconsumers[i] != 1)
             continue;
+        if (l->aligned) continue; /* adapt.layer reads its pre-activation output */
         p->layers[i].fused_act = i + 1;
         p->layers[i + 1].fused_into = i;
     }
@@ -103,8 +104,8 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
         const layer_plan *lp = &p->layers[i], *bp = &p->layers[i + 1];
         if (l->type != GRAFT_LAYER_CONV2D || b->type != GRAFT_LAYER_BATCHNORM ||
             b->ninputs != 1 || b->inputs[0] != i || nconsumers[i] != 1 || lp->backward ||
-            bp->backward || bp->bn_batch_stats || lp->fused_act >= 0)
-            continue;
+            bp->backward || bp->bn_batch_stats || lp->fused_act >= 0 || b->aligned)
+            continue; /* aligned: its own output is read (adapt.layer, AdaBN's statistics) */
         p->layers[i].bn_fold = i + 1;
         p->layers[i + 1].fused_into = i;
     }

@@ -72,6 +72,76 @@ static const char *l_name(const graph *g, int i)
     return g->layers[i].name;
 }
 
+/* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */
+static const char *const ADAPT_NAMES[] = {"adabn", "coral", "mmd", "dann"};
+
+size_t plan_view_adapt_bytes(const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present || as->layer < 0 || !(as->methods & ADAPT_ALIGNING)) return 0;
+    int d = (int)shape_size(r->graph.layers[as->layer].out), n = 2 * r->train.batch_size;
+    if (as->methods & ADAPT_CORAL) return align_op_bytes(ALIGN_CORAL, d, n);
+    if (as->methods & ADAPT_MMD) return align_op_bytes(ALIGN_MMD, d, n);
+    size_t bytes = 0;
+    const graph *dg = &as->disc_graph;
+    int state = r->train.optimizer >= OPT_ADAM ? 2 : r->train.optimizer == OPT_SGD ? 0 : 1;
+    for (int i = 0; i < dg->nlayers; i++) {
+        const layer *l = &dg->layers[i];
+        for (int j = 0; j < l->nparams; j++) bytes += (size_t)l->params[j].count * 4 * (2 + state);
+        bytes += 2 * (size_t)n * (size_t)l->units * 4;
+    }
+    return bytes + (size_t)n * (size_t)d * 4 + (size_t)n * 4;
+}
+
+static void adapt_json(json_t *root, const graft_recipe *r)
+{
+    const adapt_spec *as = &r->adapt;
+    if (!as->present) return;
+    json_t *o = json_object(), *m = json_array();
+    for (int i = 0; i < 4; i++)
+        if (as->methods & (1u << i)) json_array_append_new(m, json_string(ADAPT_NAMES[i]));
+    json_object_set_new(o, "methods", m);
+    bool al = (as->methods & ADAPT_ALIGNING) != 0;
+    json_object_set_new(o, "layer", al ? json_string(r->graph.layers[as->layer].name) : json_null());
+    json_object_set_new(o, "weight", json_real(as->weight));
+    json_object_set_new(o, "step_rows", json_integer(r->train.batch_size * (al ? 2 : 1)));
+    json_t *losses = json_array();
+    json_array_append_new(losses, json_string("cross_entropy(source rows)"));
+    if (as->methods & ADAPT_CORAL) json_array_append_new(losses, json_string("coral"));
+    if (as->methods & ADAPT_MMD) json_array_append_new(losses, json_string("mmd"));
+    if (as->methods & ADAPT_DANN) json_array_append_new(losses, json_string("bce(domain)"));
+    json_object_set_new(o, "losses", losses);
+    json_t *layers = json_array();
+    if (as->methods & ADAPT_DANN) {
+        json_t *grl = json_object();
+        json_object_set_new(grl, "name", json_string("grl"));
+        json_object_set_new(grl, "type", json_string("gradient_reversal"));
+        json_object_set_new(grl, "schedule", json_string(as->schedule == ADAPT_SCHED_GANIN ? "ganin" : "constant"));
+        json_array_append_new(layers, grl);
+        for (int i = 0; i < as->disc_graph.nlayers; i++) {
+            const layer *l = &as->disc_graph.layers[i];
+            json_t *x = json_object();
+            json_object_set_new(x, "name", json_string(l->name));
+            json_object_set_new(x, "type", json_string("dense"));
+            json_object_set_new(x, "units", json_integer(l->units));
+            long pc = 0;
+            for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
+            json_object_set_new(x, "params", json_integer(pc));
+            json_array_append_new(layers, x);
+        }
+    }
+    json_object_set_new(o, "extra_layers", layers);
+    json_object_set_new(o, "extra_bytes", json_integer((json_int_t)plan_view_adapt_bytes(r)));
+    json_t *bn = json_array();
+    if (as->methods & ADAPT_ADABN)
+        for (int i = 0; i < r->graph.nlayers; i++)
+            if (r->graph.layers[i].type == GRAFT_LAYER_BATCHNORM)
+                json_array_append_new(bn, json_string(r->graph.layers[i].name));
+    json_object_set_new(o, "adabn_layers", bn);
+    json_object_set_new(root, "adapt", o);
+}
+
+
 json_t *plan_view_json(const plan_view *v)
 {
     const graft_recipe *r = v->r;
@@ -148,6 +218,7 @@ json_t *plan_view_json(const plan_view *v)
     }
     json_object_set_new(o, "fused_groups", groups);
     plan_extend_json(o, v);
+    adapt_json(o, v->r);
     return o;
 }
 
@@ -158,17 +229,22 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     v->backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v->backward);
     if (!v->backward) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     const train_spec *t = &r->train;
+    /* an aligning adaptation step runs a source and a target batch together */
+    bool aligning = r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING);
     if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
-                     t->optimizer, t->l2sp > 0, 0, t->batch_size, &v->plan, e)) {
+                     t->optimizer, t->l2sp > 0, 0, t->batch_size * (aligning ? 2 : 1), &v->plan,
+                     e)) {
         free(v->backward);
         v->backward = NULL;
         return e->status ? e->status : GRAFT_STATUS_INTERNAL;
     }
     for (int i = 0; i < r->graph.nlayers; i++) v->backward[i] = v->plan.layers[i].backward;
-    v->cache = v->plan.cacheable && r->transfer.cache_features != CACHE_OFF;
+    v->cache = v->plan.cacheable && r->transfer.cache_features != CACHE_OFF && !aligning;
     snprintf(v->cache_reason, sizeof v->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
-                                                     : v->plan.cache_reason,
+             : aligning && v->plan.cacheable
+                 ? "adapt: the target batches run the whole network every step"
+                 : v->plan.cache_reason,
              r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
                                   "again when it recompiles)"
                                 : "");

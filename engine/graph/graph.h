@@ -81,6 +81,7 @@ typedef struct layer {
     bool frozen;     /* no gradients, no optimizer state, no backward kernels */
     bool fresh;      /* part of the new head: initialised, not loaded */
     float lr_mult;   /* 1 unless train.lr_mult says otherwise */
+    bool aligned;    /* adapt.layer: its own output is aligned, so no activation fuses into it */
 } layer;
 
 typedef struct graph {

@@ -18,6 +18,8 @@ static const char *const TUNES[] = {"auto", "off", "full"};
 static const char *const MONITORS[] = {"val_loss", "val_accuracy"};
 static const char *const BN[] = {"frozen", "train"};
 static const char *const CACHE[] = {"auto", "on", "off"};
+static const char *const ADAPT_METHODS[] = {"none", "adabn", "coral", "mmd", "dann"};
+static const char *const ADAPT_SCHEDULES[] = {"ganin", "constant"};
 const char *const RECIPE_ACTIVATIONS[] = {"relu", "relu6", "leaky_relu", "gelu", "sigmoid", "tanh"};
 const int RECIPE_NACTIVATIONS = ARRAY_N(RECIPE_ACTIVATIONS);
 const char *const RECIPE_TRUE[] = {"true", "True", "TRUE", "yes", "Yes", "on"};
@@ -38,6 +40,8 @@ static const recipe_key KEYS[] = {
     {"", "transfer", RK_MAP, .sub = "transfer",
      .doc = "the checkpoint to start from, what to freeze, the new head"},
     {"", "train", RK_MAP, .sub = "train", .doc = "optimizer, schedule, epochs, early stopping"},
+    {"", "adapt", RK_MAP, .sub = "adapt",
+     .doc = "domain adaptation to unlabelled target data (docs/adaptation.md)"},
     {"", "device", RK_STR, .expect = "a device spec",
      .doc = "cpu, gpu, nvidia, amd, intel, pocl, P:D or a name substring"},
     {"", "output", RK_PATH, .expect = "a directory", .doc = "the run directory"},
@@ -167,6 +171,23 @@ static const recipe_key KEYS[] = {
     {"train.unfreeze", "epoch", POS_INT(1 << 24), .required = true,
      .doc = "the 1-based epoch from which this freeze selector applies"},
     {"train.unfreeze", "freeze", RK_FREEZE, .doc = "the new freeze selector"},
+    {"adapt", "target", RK_SOURCE, .doc = "the unlabelled target training data (labels never read)"},
+    {"adapt", "source_test", RK_SOURCE, .doc = "the source domain's labelled test split, reported too"},
+    {"adapt", "method", RK_ENUM, E(ADAPT_METHODS), .list = true, .scalar_ok = true, .list_min = 1,
+     .unique = true, .doc = "none, adabn, coral, mmd or dann, or a list (adabn with one of the others)"},
+    {"adapt", "layer", RK_STR, .expect = "a layer name",
+     .doc = "whose output is aligned (default: the last layer's input)"},
+    {"adapt", "weight", RK_NUM, .lo = 0, .hi = 1e6, .lo_open = true, .expect = "a positive number",
+     .doc = "trade-off of the alignment loss (default 1)"},
+    {"adapt", "schedule", RK_ENUM, E(ADAPT_SCHEDULES),
+     .doc = "dann: lambda = 2/(1+exp(-gamma p)) - 1 (ganin, default) or 1 (constant)"},
+    {"adapt", "gamma", RK_NUM, .lo = 0, .hi = 1e6, .lo_open = true, .expect = "a positive number",
+     .doc = "dann, ganin schedule (default 10)"},
+    {"adapt", "discriminator", RK_MAP, .sub = "adapt.discriminator", .doc = "dann's domain classifier"},
+    {"adapt.discriminator", "layers", RK_INT, .lo = 1, .hi = 1 << 16, .list = true, .list_max = 8,
+     .expect = "a positive width", .doc = "hidden layer widths (default [256, 256])"},
+    {"adapt.discriminator", "dropout", RK_NUM, .lo = 0, .hi = 1, .hi_open = true,
+     .expect = "a number with 0 <= dropout < 1", .doc = "only 0 in this build"},
 };
 
 const recipe_key *recipe_key_find(const char *section, const char *key)

@@ -79,6 +79,7 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
     recipe_parse_transfer(&c, transfer);
     recipe_parse_data(&c, get(root, "data"));
     recipe_parse_train(&c, get(root, "train"));
+    recipe_parse_adapt(&c, get(root, "adapt"));
     if ((n = get(root, "device")) && (r->device = parse_str(&c, n, "device"))) {
         /* the grammar of --device and GRAFT_DEVICE; which devices exist is known only at run time */
         devspec ds;

@@ -62,6 +62,7 @@ typedef struct data_source {
     int label_column;            /* csv: negative counts from the end; default -1 (the last) */
     const char *root;            /* folder (torchvision issue) */
     bool skip_bad_images;        /* folder: data.on_bad_image: skip (default stop) */
+    bool unlabelled;             /* labels are never read (adapt.target): idx/npy need none */
 } data_source;
 
 typedef struct data_spec {
@@ -152,6 +153,32 @@ typedef struct transfer_spec {
     double cache_device_fraction;
 } transfer_spec;
 
+/* adapt: domain adaptation to an unlabelled target domain (docs/adaptation.md). Methods combine as
+ * a bit set: adabn re-estimates batchnorm statistics on the target after training; coral, mmd and
+ * dann add an alignment loss on the features of `layer` from a source and a target batch per step. */
+enum { ADAPT_ADABN = 1, ADAPT_CORAL = 2, ADAPT_MMD = 4, ADAPT_DANN = 8 };
+#define ADAPT_ALIGNING (ADAPT_CORAL | ADAPT_MMD | ADAPT_DANN)
+typedef enum adapt_schedule { ADAPT_SCHED_GANIN, ADAPT_SCHED_CONSTANT } adapt_schedule;
+#define ADAPT_MAX_DISC 8
+typedef struct adapt_spec {
+    bool present;
+    graft_mark mark;
+    data_source target;      /* unlabelled target training data (labels ignored when present) */
+    data_source source_test; /* optional: the source domain's labelled test split, reported too */
+    unsigned methods;        /* ADAPT_* bits */
+    int layer;               /* graph index whose output is aligned (default: the last layer's input) */
+    graft_mark layer_mark;
+    double weight;           /* trade-off of the alignment loss (default 1) */
+    adapt_schedule schedule; /* dann: lambda over training progress (default ganin) */
+    double gamma;            /* ganin: lambda = 2/(1+exp(-gamma p)) - 1 (default 10) */
+    int ndisc;               /* dann: hidden layer widths of the domain discriminator */
+    int disc[ADAPT_MAX_DISC];
+    double disc_dropout;
+    /* dann: the discriminator as a graph of dense layers on the aligned features, input [d]:
+     * hidden layers (ReLU after each) then one logit; parameters domain_disc.N.weight/bias */
+    graph disc_graph;
+} adapt_spec;
+
 typedef struct graft_recipe {
     arena arena;      /* everything below lives here */
     const char *file; /* the top recipe file */
@@ -161,6 +188,7 @@ typedef struct graft_recipe {
     data_spec data;
     transfer_spec transfer;
     train_spec train;
+    adapt_spec adapt;
     const char *device; /* NULL = default */
     const char *output; /* run directory or NULL */
 } graft_recipe;

@@ -78,6 +78,12 @@ void recipe_check_checkpoint(rctx *c);
 /* sections.c */
 void recipe_parse_data(rctx *c, const ynode *data);
 void recipe_parse_train(rctx *c, const ynode *train);
+/* A data source mapping (format, images/labels, path, root) into s; labels_optional for sources
+ * whose labels are never read (adapt.target). */
+void recipe_parse_source(rctx *c, const ynode *n, const char *where, int def_format,
+                         bool labels_optional, data_source *s);
+/* adapt.c: the adapt section (after the graph and data are parsed). */
+void recipe_parse_adapt(rctx *c, const ynode *adapt);
 
 /* "/regex/" written as a layer selector. */
 bool is_regex(const char *s);

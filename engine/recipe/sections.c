@@ -40,14 +40,15 @@ static const char *data_path(rctx *c, const ynode *src, const char *where, const
     return p;
 }
 
-static void parse_source(rctx *c, const ynode *n, const char *where, int def_format,
-                         data_source *s)
+void recipe_parse_source(rctx *c, const ynode *n, const char *where, int def_format,
+                         bool labels_optional, data_source *s)
 {
     memset(s, 0, sizeof *s);
     s->label_column = -1;
     if (!want_map(c, n, where)) return;
     s->present = true;
     s->mark = n->mark;
+    s->unlabelled = labels_optional;
     int f = def_format;
     const ynode *fn = get(n, "format");
     const recipe_key *fk = key_spec("data.source", "format");
@@ -62,7 +63,8 @@ static void parse_source(rctx *c, const ynode *n, const char *where, int def_for
         check_section(c, n, arena_printf(c->a, "%s (format %s)", where, fk->names[f]),
                       "data.source.idx");
         s->images = data_path(c, n, where, "images", false);
-        s->labels = data_path(c, n, where, "labels", false);
+        if (!labels_optional || get(n, "labels"))
+            s->labels = data_path(c, n, where, "labels", false);
         break;
     }
     case DATA_CSV: {
@@ -130,9 +132,9 @@ void recipe_parse_data(rctx *c, const ynode *d)
             ds->train.root = data_path(c, d, "data", "root", true);
         }
     }
-    if (get(d, "train")) parse_source(c, get(d, "train"), "data.train", def, &ds->train);
-    if (get(d, "val")) parse_source(c, get(d, "val"), "data.val", def, &ds->val);
-    if (get(d, "test")) parse_source(c, get(d, "test"), "data.test", def, &ds->test);
+    if (get(d, "train")) recipe_parse_source(c, get(d, "train"), "data.train", def, false, &ds->train);
+    if (get(d, "val")) recipe_parse_source(c, get(d, "val"), "data.val", def, false, &ds->val);
+    if (get(d, "test")) recipe_parse_source(c, get(d, "test"), "data.test", def, false, &ds->test);
     if (!ds->train.present && !root)
         graft_diags_add(c->d, d->mark, "data: needs a train source");
     /* image folders: a file that is not a readable image stops the load (listing every such

@@ -260,4 +260,39 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
                         cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0, graft_error *e);
 void optim_op_free(optim_op *op);
 
+/* ---- domain adaptation (cl/adapt.cl): alignment losses on features f [ns + nt, d], rows
+ * [0, ns) source and [ns, ns + nt) target, each domain 2 rows or more ----
+ * align_fwd_bwd: weight * loss into out[0] (added to it with accumulate), and weight * dloss/df
+ * ADDED into df (df may be NULL: loss only; out may be NULL: gradient only).
+ * CORAL: |Cs - Ct|_F^2 / (4 d^2) with C the (m - 1)-normalised feature covariance per domain.
+ * MMD: the unbiased multi-kernel MMD^2 estimate over Gaussian kernels of bandwidths 2 s2 x {1/4,
+ * 1/2, 1, 2, 4}, s2 the batch's mean squared distance (held constant in the gradient, as DAN). */
+/* ALIGN_DANN is no align_op: the compiled pipeline runs DANN's discriminator itself. */
+typedef enum align_kind { ALIGN_CORAL = 1, ALIGN_MMD = 2, ALIGN_DANN = 3 } align_kind;
+#define ALIGN_BUFFERS 6
+typedef struct align_op {
+    align_kind kind;
+    int d, max_n;
+    cl_kernel k1, k2, k3, sum;
+    cl_mem b[ALIGN_BUFFERS];
+} align_op;
+graft_status align_op_init(graft_context *ctx, align_op *op, align_kind kind, int d, int max_n,
+                           graft_error *e);
+/* Device bytes of the op's workspace (for the plan's memory figures). */
+size_t align_op_bytes(align_kind kind, int d, int max_n);
+graft_status align_fwd_bwd(graft_context *ctx, align_op *op, int ns, int nt, cl_mem f,
+                           float weight, cl_mem df, cl_mem out, bool accumulate, graft_error *e);
+void align_op_free(align_op *op);
+/* Gradient reversal's backward: dx += -lambda * g over count floats. */
+graft_status grl_bwd(graft_context *ctx, long count, float lambda, cl_mem g, cl_mem dx,
+                     graft_error *e);
+/* Binary cross-entropy with logits [n] (rows < ns labelled 1, the rest 0): per-row loss, and
+ * dlogit = scale * (sigmoid - label) (dlogit may be NULL). */
+graft_status bce_fwd_bwd(graft_context *ctx, int n, int ns, float scale, cl_mem logit,
+                         cl_mem loss, cl_mem dlogit, graft_error *e);
+/* out[0] = (accumulate ? out[0] : 0) + scale * sum(part[0, rows)), summed in a fixed order. */
+graft_status loss_sum_f32(graft_context *ctx, int rows, float scale, bool accumulate, cl_mem part,
+                          cl_mem out, graft_error *e);
+/* y[off, off + count) = 0 (floats). */
+graft_status zero_rows_f32(graft_context *ctx, long off, long count, cl_mem y, graft_error *e);
 #endif

@@ -202,6 +202,11 @@ static graft_status load_idx(const data_source *src, raw_split *r, graft_error *
     r->type = idx_elem(img.type);
     r->scale = r->type == EL_U8 ? 1.0f / 255.0f : 1.0f;
     r->deferred = src->images;
+    if (!src->labels) { /* unlabelled (adapt.target): every sample is class 0 */
+        r->y = calloc((size_t)(r->n ? r->n : 1), sizeof *r->y);
+        if (!r->y) s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", src->images);
+        goto done;
+    }
     if ((s = idx_read(src->labels, &lab, e))) goto done;
     if ((s = label_shape(src, r, lab.rank, lab.shape, e))) goto done;
     s = convert_labels(r, lab.data, idx_elem(lab.type), lab.count, e);
@@ -226,6 +231,11 @@ static graft_status load_npy(const data_source *src, raw_split *r, graft_error *
     r->scale = t == EL_U8 ? 1.0f / 255.0f : 1.0f;
     r->data = img.data;
     img.data = NULL;
+    if (!src->labels) { /* unlabelled (adapt.target): every sample is class 0 */
+        r->y = calloc((size_t)(r->n ? r->n : 1), sizeof *r->y);
+        if (!r->y) s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", src->images);
+        goto done;
+    }
     if ((s = npy_read(src->labels, &lab, e))) goto done;
     if ((s = label_shape(src, r, lab.rank, lab.shape, e))) goto done;
     if (!npy_elem(&lab, &t) || lab.kind == 'f' || lab.kind == 'b') {
@@ -314,7 +324,7 @@ static graft_status load_source(const char *split, const data_source *src, shape
     switch (src->format) {
     case DATA_IDX:
     case DATA_NPY:
-        if (!src->images || !src->labels)
+        if (!src->images || (!src->labels && !src->unlabelled))
             return fail(e, src->mark, GRAFT_STATUS_BAD_RECIPE,
                         "data.%s needs both images and labels", split);
         s = src->format == DATA_IDX ? load_idx(src, r, e) : load_npy(src, r, e);

@@ -63,6 +63,10 @@ typedef struct train_summary {
     double host_syncs_per_step;
     char feature_cache_reason[320];
     char out_dir[2048];
+    /* adapt: test_accuracy is the target domain's (data.test); the source domain's test split
+     * (adapt.source_test, NAN without one) and the target accuracy before AdaBN (NAN without it) */
+    double source_test_accuracy, target_accuracy_before_adabn;
+    double align_loss; /* the last epoch's mean alignment loss (NAN when none) */
 } train_summary;
 
 graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
@@ -73,6 +77,21 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 
+/* ---- adapt (adabn.c) ---- */
+/* AdaBN: re-estimate every batchnorm layer's running statistics in store on target (forward only,
+ * batch statistics, averaged over the batches as PyTorch's momentum=None does). *batches gets
+ * the number of batches used (may be NULL). */
+graft_status train_adabn(graft_context *ctx, const graft_recipe *r, param_store *store,
+                         const dataset *target, long *batches, graft_error *e);
+/* adapt.target (unlabelled, all samples, the recipe's normalisation) and adapt.source_test. */
+graft_status train_load_target(const graft_recipe *r, dataset *out, graft_error *e);
+graft_status train_load_source_test(const graft_recipe *r, dataset *out, graft_error *e);
+typedef struct adapt_result {
+    long samples, batches;
+} adapt_result;
+/* `graft adapt`: AdaBN on trained weights, written to out_path. */
+graft_status graft_adapt(graft_recipe *r, const char *weights, const char *out_path,
+                         const char *device, adapt_result *res, graft_error *e);
 /* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
  * samples of x (sample floats each), batch rows at a time, as the feature cache runs it: *out is
  * n × *fs floats, malloc'ed. graft rank uses it outside a training run. */

@@ -37,6 +37,16 @@ typedef struct run {
     double train_seconds;
     long images_seen;
     long loop_steps, loop_syncs; /* this process's training steps and the host waits in them */
+    /* adapt: the unlabelled target stream (cycling on its own; its position is saved state), the
+     * source test split, and the combined source + target batch of an aligning step */
+    dataset target, stest;
+    bool aligning;
+    batcher *tb;
+    int tepoch;   /* target epoch in progress */
+    long tpos;    /* target batches taken in it */
+    float *xcomb;
+    int *ycomb;
+    double source_accuracy, target_accuracy_before; /* after training, before AdaBN */
     /* for summary.json and report.html: the trainable set of each phase this process ran, the
      * test split's confusion matrix, and where the time went */
     json_t *phases;
@@ -311,7 +321,7 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (s) return s;
     bool any_trains = false;
     for (int i = 0; i < r->graph.nlayers; i++) any_trains |= gp.layers[i].trains;
-    bool use_cache = gp.cacheable && r->transfer.cache_features != CACHE_OFF;
+    bool use_cache = gp.cacheable && r->transfer.cache_features != CACHE_OFF && !R->aligning;
     snprintf(R->cache_reason, sizeof R->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF && gp.cacheable ? "off by recipe; " : "",
              gp.cache_reason);
@@ -335,7 +345,14 @@ static graft_status compile_phase(run *R, graft_error *e)
         return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                        "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
                        R->cache_reason);
-    pipeline_options po = {.max_batch = r->train.batch_size,
+    unsigned am = r->adapt.present ? r->adapt.methods : 0;
+    pipeline_options po = {.max_batch = r->train.batch_size * (R->aligning ? 2 : 1),
+                           .align = am & ADAPT_CORAL ? ALIGN_CORAL
+                                    : am & ADAPT_MMD ? ALIGN_MMD
+                                    : am & ADAPT_DANN ? ALIGN_DANN
+                                                      : 0,
+                           .disc = am & ADAPT_DANN ? &r->adapt.disc_graph : NULL,
+                           .align_layer = R->aligning ? r->adapt.layer : 0,
                            .training = true,
                            .bn_train = r->transfer.bn_train,
                            .first = R->cut,
@@ -465,7 +482,10 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
                                      R->metrics.len, e);
     if (s) return s;
     if ((s = pipeline_download(R->head, &R->store, e))) return s;
-    char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80];
+    char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80], tep[32],
+        tpos[32];
+    snprintf(tep, sizeof tep, "%d", R->tepoch);
+    snprintf(tpos, sizeof tpos, "%ld", R->tpos);
     snprintf(epoch, sizeof epoch, "%d", R->epoch);
     snprintf(step, sizeof step, "%ld", R->step);
     snprintf(bm, sizeof bm, "%.17g", R->best_metric);
@@ -482,7 +502,7 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
                                 "best_metric", bm};
     /* state: the loop's counters plus each tensor's optimizer step count (Adam's bias
      * correction continues exactly after a resume) */
-    int nmeta = 9 + R->store.n;
+    int nmeta = 11 + R->store.n;
     const char **state_meta = calloc((size_t)nmeta * 2, sizeof *state_meta);
     char *tvals = calloc((size_t)R->store.n + 1, 24);
     char *tkeys = calloc((size_t)R->store.n + 1, 1040);
@@ -494,13 +514,16 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
     }
     const char *fixed[] = {"epoch", epoch, "step", step, "best_metric", bm,
                            "best_epoch", be, "bad_epochs", bad, "train_seconds", secs,
-                           "images_seen", seen, "recipe_sha256", hash, "format", "graft-state"};
+                           "images_seen", seen, "recipe_sha256", hash, "format", "graft-state",
+                           /* the target stream's position (adapt), so a resume draws the same
+                            * target batches */
+                           "target_epoch", tep, "target_batch", tpos};
     memcpy(state_meta, fixed, sizeof fixed);
     for (int i = 0; i < R->store.n; i++) {
         snprintf(tkeys + (size_t)i * 1040, 1040, "t.%s", R->store.items[i].name);
         snprintf(tvals + (size_t)i * 24, 24, "%ld", R->store.items[i].t);
-        state_meta[18 + 2 * i] = tkeys + (size_t)i * 1040;
-        state_meta[19 + 2 * i] = tvals + (size_t)i * 24;
+        state_meta[22 + 2 * i] = tkeys + (size_t)i * 1040;
+        state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
     char path[2300];
     /* state first, then last: both describe the same epoch end once both renames are done */
@@ -530,6 +553,8 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     char path[2300];
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
+    if (!s && R->aligning && (R->r->adapt.methods & ADAPT_DANN))
+        s = store_load_all(&R->store, &R->r->adapt.disc_graph, path, NULL, e);
     if (s) {
         err_prefix(e, "cannot resume from %s", dir);
         return s;
@@ -547,6 +572,8 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     R->bad_epochs = (int)meta_num(meta, "bad_epochs", 0);
     R->train_seconds = meta_num(meta, "train_seconds", 0);
     R->images_seen = (long)meta_num(meta, "images_seen", 0);
+    R->tepoch = (int)meta_num(meta, "target_epoch", 0);
+    R->tpos = (long)meta_num(meta, "target_batch", 0);
     /* per-tensor optimizer step counts */
     for (int i = 0; i < R->store.n; i++) {
         char key[1100];
@@ -648,6 +675,28 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
+    const adapt_spec *as = &R->r->adapt;
+    if (as->present) {
+        static const char *const names[] = {"adabn", "coral", "mmd", "dann"};
+        json_t *m = json_array();
+        for (int i = 0; i < 4; i++)
+            if (as->methods & (1u << i)) json_array_append_new(m, json_string(names[i]));
+        json_t *a = json_object();
+        json_object_set_new(a, "methods", m);
+        json_object_set_new(a, "layer", as->layer >= 0 && (as->methods & ADAPT_ALIGNING)
+                                            ? json_string(R->r->graph.layers[as->layer].name)
+                                            : json_null());
+        json_object_set_new(a, "weight", json_real(as->weight));
+        json_object_set_new(a, "target_samples", json_integer(R->target.n));
+#define NUM_OR_NULL(v) (isfinite(v) ? json_real(v) : json_null())
+        json_object_set_new(a, "target_test_accuracy", NUM_OR_NULL(sum->test_accuracy));
+        json_object_set_new(a, "source_test_accuracy", NUM_OR_NULL(sum->source_test_accuracy));
+        json_object_set_new(a, "target_accuracy_before_adabn",
+                            NUM_OR_NULL(sum->target_accuracy_before_adabn));
+        json_object_set_new(a, "align_loss", NUM_OR_NULL(sum->align_loss));
+#undef NUM_OR_NULL
+        json_object_set_new(o, "adapt", a);
+    }
     summary_report_fields(R, o);
     char *text = json_dumps(o, JSON_INDENT(2));
     json_decref(o);
@@ -666,6 +715,51 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     free(withnl);
     free(text);
     return s;
+}
+
+/* DANN's gradient-reversal coefficient: constant 1, or Ganin's 2 / (1 + exp(-gamma p)) - 1 over
+ * the training progress p in [0, 1] (steps so far over the run's steps). */
+static double dann_lambda(const graft_recipe *r, int epoch, long batch, long nb)
+{
+    if (r->adapt.schedule == ADAPT_SCHED_CONSTANT) return 1.0;
+    double total = (double)r->train.epochs * (double)nb;
+    if (r->train.max_steps > 0 && r->train.max_steps < total) total = (double)r->train.max_steps;
+    double pr = ((double)epoch * (double)nb + (double)batch) / (total > 0 ? total : 1);
+    if (pr > 1) pr = 1;
+    return 2.0 / (1.0 + exp(-r->adapt.gamma * pr)) - 1.0;
+}
+
+/* The next target batch: the target stream cycles through its own epochs (a new order each),
+ * independently of the source epoch; (tepoch, tpos) is where it stands. */
+static graft_status target_next(run *R, const float **x, const int **y, int *n, graft_error *e)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        if (batcher_next(R->tb, x, y, n)) {
+            R->tpos++;
+            return GRAFT_OK;
+        }
+        R->tepoch++;
+        R->tpos = 0;
+        batcher_start_epoch(R->tb, R->tepoch);
+    }
+    return err_set(e, GRAFT_STATUS_INTERNAL, "the target stream has no batches");
+}
+
+/* Loss and accuracy of a labelled dataset that is not one of the run's splits (adapt's source
+ * test split), through the training pipeline in evaluation mode. */
+static graft_status evaluate_set(run *R, const dataset *d, double *acc, graft_error *e)
+{
+    int B = R->r->train.batch_size;
+    for (long i = 0; i < d->n; i += B) {
+        int n = (int)(d->n - i < B ? d->n - i : B);
+        graft_status s = pipeline_eval(R->head, d->x + i * d->sample, d->y + i, n, NULL, NULL, e);
+        if (s) return s;
+    }
+    pipeline_stats st;
+    graft_status s = pipeline_stats_read(R->head, true, &st, e);
+    if (s) return s;
+    *acc = d->n ? (double)st.correct / (double)d->n : NAN;
+    return GRAFT_OK;
 }
 
 static graft_status train_epoch(run *R, bool *stop, graft_error *e)
@@ -698,8 +792,21 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
                            .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
         /* nothing is read back here: the loss and correct count stay on the device */
-        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
-                  : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
+        if (R->aligning) {
+            const float *tx;
+            const int *ty;
+            int tn;
+            if ((s = target_next(R, &tx, &ty, &tn, e))) break;
+            size_t ss = (size_t)tr->sample;
+            memcpy(R->xcomb, x, (size_t)n * ss * sizeof(float));
+            memcpy(R->xcomb + (size_t)n * ss, tx, (size_t)tn * ss * sizeof(float));
+            s = pipeline_train_step_adapt(R->head, R->xcomb, y, n, tn, &h,
+                                          (float)r->adapt.weight,
+                                          (float)dann_lambda(r, R->epoch, done, nb), e);
+        } else {
+            s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
+                      : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
+        }
         if (s) break;
         R->step++;
         done++;
@@ -747,6 +854,17 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     double tv = now_seconds();
     if (R->have_val && (s = evaluate_split(R, 1, &vl, &va, NULL, e))) return s;
     R->val_seconds += now_seconds() - tv;
+    /* adapt: both domains' test accuracy and the alignment loss, every epoch */
+    double tacc = NAN, sacc = NAN, align = NAN;
+    if (r->adapt.present) {
+        double tl;
+        if (R->test.n > 0 && (s = evaluate_split(R, 2, &tl, &tacc, NULL, e))) return s;
+        if (R->stest.n > 0 && (s = evaluate_set(R, &R->stest, &sacc, e))) return s;
+        double sum;
+        long steps;
+        if ((s = pipeline_align_read(R->head, &sum, &steps, e))) return s;
+        if (steps) align = sum / (double)steps;
+    }
     /* metrics line */
     json_t *m = json_object();
     json_object_set_new(m, "epoch", json_integer(R->epoch + 1));
@@ -760,6 +878,11 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     json_object_set_new(m, "seconds", json_real(secs));
     json_object_set_new(m, "images_per_second", json_real(secs > 0 ? (double)seen / secs : 0));
     json_object_set_new(m, "steps", json_integer(R->step));
+    if (r->adapt.present) {
+        json_object_set_new(m, "source_accuracy", isfinite(sacc) ? json_real(sacc) : json_null());
+        json_object_set_new(m, "target_accuracy", isfinite(tacc) ? json_real(tacc) : json_null());
+        json_object_set_new(m, "align_loss", isfinite(align) ? json_real(align) : json_null());
+    }
     char *line = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     if (line) {
@@ -813,6 +936,11 @@ static void run_free(run *R)
     dataset_free(&R->train);
     dataset_free(&R->val);
     dataset_free(&R->test);
+    dataset_free(&R->target);
+    dataset_free(&R->stest);
+    batcher_free(R->tb);
+    free(R->xcomb);
+    free(R->ycomb);
     buf_free(&R->metrics);
     json_decref(R->phases);
     free(R->confusion);
@@ -833,14 +961,46 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
     R.data_seconds = now_seconds() - R.t_start;
     R.have_val = R.val.n > 0;
+    R.source_accuracy = R.target_accuracy_before = NAN;
+    if (r->adapt.present) {
+        /* the target domain: each aligning step takes a source and a target batch */
+        if ((s = train_load_target(r, &R.target, e))) goto done;
+        if (r->adapt.source_test.present && (s = train_load_source_test(r, &R.stest, e)))
+            goto done;
+        R.aligning = (r->adapt.methods & ADAPT_ALIGNING) != 0;
+    }
+    if (R.aligning) {
+        size_t B = (size_t)r->train.batch_size;
+        R.xcomb = malloc(2 * B * (size_t)R.train.sample * sizeof(float));
+        if (!R.xcomb) {
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+            goto done;
+        }
+        if ((s = batcher_create(&R.target, r->train.batch_size, true, false, 0,
+                                data_seed_mix(r->train.seed, 0x7a29e7), &R.tb, e)))
+            goto done;
+    }
     if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
+    /* dann's discriminator: its tensors live in the same store (checkpoints, exact resume) */
+    if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+        (s = store_init(&R.store, &r->adapt.disc_graph, data_seed_mix(r->train.seed, 0xd155), e)))
+        goto done;
     if (r->transfer.from) {
         int loaded = 0;
         if ((s = store_load(&R.store, &r->graph, r->transfer.from, r->train.l2sp > 0, &loaded, e)))
             goto done;
+        /* a checkpoint may hold a DANN discriminator too (a DANN run's, or a test's) */
+        if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+            (s = store_load_all(&R.store, &r->adapt.disc_graph, r->transfer.from, NULL, e)))
+            goto done;
     }
     if (o->resume && (s = resume_from(&R, o->resume, e))) goto done;
+    if (R.tb) {
+        /* the target stream continues where the checkpoint left it */
+        batcher_start_epoch(R.tb, R.tepoch);
+        batcher_skip(R.tb, R.tpos);
+    }
     if ((s = recipe_apply_freeze(r, phase_freeze(r, R.epoch), NULL))) {
         err_set(e, s, "cannot apply the freeze selector of epoch %d", R.epoch + 1);
         goto done;
@@ -906,6 +1066,34 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = store_save(&R.store, path, meta, 1, e))) goto done;
     }
     double tl = NAN, ta = NAN;
+    out->align_loss = NAN;
+    if (r->adapt.present) {
+        if (R.stest.n > 0 && (s = evaluate_set(&R, &R.stest, &R.source_accuracy, e))) goto done;
+        double sum;
+        long steps;
+        /* the last epoch's mean alignment loss, from its metrics line */
+        const char *last = R.metrics.data ? strstr(R.metrics.data, "\"align_loss\":") : NULL;
+        for (const char *q = last; q; q = strstr(q + 1, "\"align_loss\":")) last = q;
+        if (last && strncmp(last + 13, "null", 4) != 0) out->align_loss = strtod(last + 13, NULL);
+        if (!isfinite(out->align_loss)) out->align_loss = NAN;
+        if ((s = pipeline_align_read(R.head, &sum, &steps, e))) goto done;
+    }
+    if (r->adapt.present && (r->adapt.methods & ADAPT_ADABN)) {
+        /* AdaBN after training: the model's batchnorm statistics become the target domain's */
+        double l0;
+        if (R.test.n > 0 && (s = evaluate_split(&R, 2, &l0, &R.target_accuracy_before, NULL, e)))
+            goto done;
+        notify(&R, "AdaBN: re-estimating batchnorm statistics on the target data");
+        char path[2300];
+        if ((s = pipeline_download(R.head, &R.store, e))) goto done;
+        if ((s = train_adabn(R.ctx, r, &R.store, &R.target, NULL, e))) goto done;
+        if ((s = pipeline_upload(R.head, &R.store, e))) goto done;
+        const char *meta[] = {"format", "graft", "adapted", "adabn"};
+        path_in(&R, "model.safetensors", path, sizeof path);
+        if ((s = store_save(&R.store, path, meta, 2, e))) goto done;
+    }
+    out->source_test_accuracy = R.source_accuracy;
+    out->target_accuracy_before_adabn = R.target_accuracy_before;
     if (R.test.n > 0) {
         double tt = now_seconds();
         R.nclasses = (int)pipeline_output_size(R.head);

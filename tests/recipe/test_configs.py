@@ -51,6 +51,8 @@ new5 = total - cnn["fc2"] + 128 * 5 + 5
 assert new5 == 467365 and new5 - sum(cnn[k] for k in ("conv1", "bn1", "conv2", "conv3", "bn3", "conv4")) == 402181
 for r in sorted(glob.glob("configs/recipes/*.yaml")):
     name = os.path.basename(r)[:-5]
+    if name.startswith("fmnist-to-fmnistm-"):
+        continue  # their data is built by tools/make_shift.py: checked below
     text = open(r).read()
     args = ("check", r) + (FROM if "from:" in text or "extends" in text else ())
     rc, out, err = run(*args)
@@ -60,6 +62,27 @@ for r in sorted(glob.glob("configs/recipes/*.yaml")):
     print(r, out.strip())
 check(set(expected) <= {os.path.basename(r)[:-5] for r in glob.glob("configs/recipes/*.yaml")},
       "a required recipe is missing")
+# the domain adaptation recipes on a small Fashion-M (tools/make_shift.py --limit), in a copy of
+# configs/ next to the runs/fashion-m they name; fmnist-cnn with 3 input channels
+adapt = sorted(glob.glob("configs/recipes/fmnist-to-fmnistm-*.yaml"))
+check(len(adapt) >= 4, "the fmnist-to-fmnistm recipes are missing")
+# make_shift runs on Debian's python3 (numpy, python3-skimage)
+have_shift = os.path.exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") and \
+    subprocess.run(["/usr/bin/python3", "-c", "import numpy, skimage"], capture_output=True).returncode == 0
+if have_shift:
+    for d in ("configs/recipes", "configs/models"):
+        os.makedirs(os.path.join(tmp, d), exist_ok=True)
+    subprocess.run(["cp", "configs/models/fmnist-cnn.yaml", os.path.join(tmp, "configs/models")], check=True)
+    subprocess.run(["cp"] + adapt + [os.path.join(tmp, "configs/recipes")], check=True)
+    subprocess.run(["/usr/bin/python3", "tools/make_shift.py", os.path.join(tmp, "runs/fashion-m"),
+                    "--limit", "32"], check=True, capture_output=True)
+    for r in adapt:
+        rc, out, err = run("check", os.path.join(tmp, "configs/recipes", os.path.basename(r)))
+        check(rc == 0 and out.strip() == "ok: 17 layers, 468586 parameters (468586 trainable)",
+              f"check {r}: exit {rc}: {out}{err}")
+        print(r, out.strip())
+else:
+    print("(fmnist-to-fmnistm recipes not checked: no /usr/bin/python3 with numpy and skimage, or no Fashion-MNIST)")
 # the pretrain and scratch recipes need no checkpoint
 for r in ("fmnist-pretrain", "fmnist-scratch"):
     rc, out, err = run("check", f"configs/recipes/{r}.yaml")

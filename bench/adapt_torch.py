@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""adapt_torch.py — the PyTorch reference of Graft's domain adaptation recipes
+(configs/recipes/fmnist-to-fmnistm-*.yaml) on the same data, architecture and schedule: fmnist-cnn
+with 3 input channels, Adam 1e-3, batch 64, 3 epochs over the 30,000 source images; each aligning
+step concatenates a source and a target batch (as Graft and TLlib do); the target stream cycles on
+its own. Methods as Graft implements them (docs/adaptation.md):
+  source-only  cross-entropy on the source batch
+  adabn        source-only, then batchnorm statistics re-estimated on the target (momentum=None)
+  coral        + weight * |Cs - Ct|_F^2 / (4 d^2) on fc1's output
+  mmd          + weight * unbiased MK-MMD^2 on fc1's output (5 Gaussian kernels, bandwidth 2 s2 x
+               {1/4 .. 4}, s2 = the batch's mean squared distance, no gradient through it)
+  dann         + weight * BCE of a discriminator [256, 256] -> 1 behind a gradient reversal layer,
+               lambda = 2 / (1 + exp(-10 p)) - 1
+
+usage: adapt_torch.py DATA_DIR [--methods a,b,...] [--epochs 3] [--seed 0] [--json OUT]
+DATA_DIR is what tools/make_shift.py wrote. Prints one line per method and writes JSON with --json.
+Run it with /work/venv-torch/bin/python (PyTorch 2.x) or /usr/bin/python3 (Debian's torch 1.13)."""
+import argparse
+import copy
+import json
+import math
+import os
+import struct
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MEAN, STD = 0.2860, 0.3530
+
+
+def read_idx(path):
+    data = open(path, "rb").read()
+    _, _, rank = struct.unpack(">HBB", data[:4])
+    dims = struct.unpack(">" + "I" * rank, data[4:4 + 4 * rank])
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def load(d, name, labels=True):
+    x = read_idx(os.path.join(d, f"{name}-images.idx")).astype(np.float32) / 255.0
+    x = torch.from_numpy((x - MEAN) / STD)
+    y = torch.from_numpy(read_idx(os.path.join(d, f"{name}-labels.idx")).astype(np.int64)) if labels else None
+    return x, y
+
+
+class Net(nn.Module):
+    """configs/models/fmnist-cnn.yaml with a 3-channel input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 32, 3, padding=1)
+        self.conv3, self.bn3 = nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64)
+        self.conv4 = nn.Conv2d(64, 64, 3, padding=1)
+        self.fc1, self.fc2 = nn.Linear(64 * 7 * 7, 128), nn.Linear(128, 10)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.bn3(self.conv3(x)))
+        x = F.max_pool2d(F.relu(self.conv4(x)), 2)
+        f = self.fc1(x.flatten(1))
+        return self.fc2(self.drop(F.relu(f))), f
+
+
+class GRL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.lam * g, None
+
+
+def coral(f, ns):
+    fs, ft = f[:ns], f[ns:]
+    d = f.shape[1]
+
+    def cov(a):
+        c = a - a.mean(0, keepdim=True)
+        return c.T @ c / (a.shape[0] - 1)
+
+    return ((cov(fs) - cov(ft)) ** 2).sum() / (4 * d * d)
+
+
+def mmd(f, ns):
+    n = f.shape[0]
+    nt = n - ns
+    d2 = torch.cdist(f, f).pow(2)
+    s2 = d2.detach().mean()
+    k = sum(torch.exp(-d2 / (2 * s2 * 2.0 ** m)) for m in range(-2, 3))
+    src = torch.arange(n) < ns
+    w = torch.where(src[:, None] & src[None, :], 1.0 / (ns * (ns - 1)),
+                    torch.where(~src[:, None] & ~src[None, :], 1.0 / (nt * (nt - 1)), -1.0 / (ns * nt)))
+    w = w * (1 - torch.eye(n))
+    return (w * k).sum()
+
+
+def evaluate(net, x, y, bs=500):
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), bs):
+            correct += (net(x[i:i + bs])[0].argmax(1) == y[i:i + bs]).sum().item()
+    return correct / len(x)
+
+
+def adabn(net, xt, bs=64):
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.reset_running_stats()
+            m.momentum = None  # the plain average over the batches
+    net.train()
+    with torch.no_grad():
+        for i in range(0, len(xt), bs):
+            if len(xt) - i >= 2:
+                net(xt[i:i + bs])
+
+
+def run(method, data, epochs, seed, weight=1.0, bs=64):
+    torch.manual_seed(seed)
+    xs, ys, xt, xst, yst, xtt, ytt = data
+    net = Net()
+    params = list(net.parameters())
+    disc = None
+    if method == "dann":
+        disc = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+                             nn.Linear(256, 1))
+        params += list(disc.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    g = torch.Generator().manual_seed(seed + 1)
+    tperm, tpos = torch.randperm(len(xt), generator=g), 0
+    nb = math.ceil(len(xs) / bs)
+    aligning = method in ("coral", "mmd", "dann")
+    net.train()
+    step, t0 = 0, time.time()
+    for ep in range(epochs):
+        net.train()
+        perm = torch.randperm(len(xs), generator=g)
+        for b in range(nb):
+            idx = perm[b * bs:(b + 1) * bs]
+            x, y, ns = xs[idx], ys[idx], len(idx)
+            if aligning:
+                if tpos >= len(xt):
+                    tperm, tpos = torch.randperm(len(xt), generator=g), 0
+                tidx = tperm[tpos:tpos + bs]
+                tpos += bs
+                x = torch.cat([x, xt[tidx]])
+            logits, f = net(x)
+            loss = F.cross_entropy(logits[:ns], y)
+            if aligning and ns >= 2 and len(x) - ns >= 2:
+                if method == "coral":
+                    loss = loss + weight * coral(f, ns)
+                elif method == "mmd":
+                    loss = loss + weight * mmd(f, ns)
+                else:
+                    p = step / (epochs * nb)
+                    lam = 2.0 / (1.0 + math.exp(-10 * p)) - 1.0
+                    dom = torch.cat([torch.ones(ns), torch.zeros(len(x) - ns)])
+                    loss = loss + weight * F.binary_cross_entropy_with_logits(
+                        disc(GRL.apply(f, lam)).squeeze(1), dom)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            step += 1
+    return net, time.time() - t0
+
+
+def result(method, net, data, seconds):
+    xs, ys, xt, xst, yst, xtt, ytt = data
+    src = evaluate(net, xst, yst)
+    before = evaluate(net, xtt, ytt) if method == "adabn" else None
+    if method == "adabn":
+        adabn(net, xt)
+    tgt = evaluate(net, xtt, ytt)
+    return {"method": method, "source_test": src, "target_test": tgt,
+            "target_before_adabn": before, "seconds": seconds}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data")
+    ap.add_argument("--methods", default="source-only,adabn,coral,mmd,dann")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json")
+    ap.add_argument("--limit", type=int, default=0, help="first N source images only (smoke runs)")
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    xs, ys = load(a.data, "source-train")
+    if a.limit:
+        xs, ys = xs[:a.limit], ys[:a.limit]
+    xt, _ = load(a.data, "target-train", labels=False)
+    xst, yst = load(a.data, "source-test")
+    xtt, ytt = load(a.data, "target-test")
+    data = (xs, ys, xt, xst, yst, xtt, ytt)
+    out = []
+    trained = {}
+    for m in a.methods.split(","):
+        # adabn trains exactly as source-only does (same seed): one training serves both
+        base = "source-only" if m == "adabn" else m
+        if base not in trained:
+            trained[base] = run(base, data, a.epochs, a.seed)
+        net, secs = trained[base]
+        if m == "adabn":
+            net = copy.deepcopy(net)
+        r = result(m, net, data, secs)
+        out.append(r)
+        print(f"torch {torch.__version__} {m:12s} source test {r['source_test']:.4f}  "
+              f"target test {r['target_test']:.4f}  ({r['seconds']:.0f} s)", flush=True)
+        if a.json:
+            with open(a.json + ".tmp", "w") as f:
+                json.dump(out, f, indent=1)
+            os.replace(a.json + ".tmp", a.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""test_dann_torch.py GRAFT WORKDIR — one DANN training step in Graft against PyTorch with the same
+weights (feature extractor, classifier and domain discriminator), the same source and target
+batches and the same lambda: a small CNN with batchnorm, the features of fc1 through a gradient
+reversal layer into a discriminator [16, 16] -> 1 trained with binary cross-entropy (source 1,
+target 0), the total loss CE(source) + weight * BCE, one SGD step and one Adam step. Every tensor
+after the step (weights, discriminator, batchnorm running statistics) must agree. Also a CORAL step
+and an MMD-free check that the target rows' labels are never read. Exit 77 without torch."""
+import os
+import subprocess
+import sys
+
+try:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    import yaml
+except ImportError as ex:
+    print(f"SKIP: {ex}")
+    sys.exit(77)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from oracle import GraftNet, st_read, st_write, rel_err  # noqa: E402
+
+torch.set_num_threads(2)
+graft, work = sys.argv[1], sys.argv[2]
+os.makedirs(work, exist_ok=True)
+
+MODEL = {"input": [3, 8, 8], "layers": [
+    {"name": "conv1", "type": "conv2d", "filters": 4, "kernel": 3, "padding": 1},
+    {"name": "bn1", "type": "batchnorm"},
+    {"name": "relu1", "type": "relu"},
+    {"name": "pool1", "type": "maxpool", "size": 2},
+    {"name": "flatten", "type": "flatten"},
+    {"name": "fc1", "type": "dense", "units": 12},
+    {"name": "relu2", "type": "relu"},
+    {"name": "fc2", "type": "dense", "units": 5}]}
+NS, NT, WEIGHT, DISC = 8, 8, 0.7, [16, 16]
+
+
+class GRL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return -ctx.lam * g, None
+
+
+def coral(fs, ft):
+    d = fs.shape[1]
+    cs, ct = torch.cov(fs.T), torch.cov(ft.T)
+    return ((cs - ct) ** 2).sum() / (4 * d * d)
+
+
+def main():
+    torch.manual_seed(7)
+    rng = np.random.default_rng(7)
+    xs = rng.normal(0, 1, (NS, 3, 8, 8)).astype(np.float32)
+    # the target domain: shifted and rescaled inputs
+    xt = (rng.normal(0, 1, (NT, 3, 8, 8)) * 1.5 + 0.4).astype(np.float32)
+    ys = rng.integers(0, 5, NS).astype(np.int64)
+    ys[:5] = np.arange(5)
+    yt = np.full(NT, 4, np.int64)  # never read: Graft must not use target labels
+    for name, a in [("xs", xs), ("ys", ys), ("xt", xt), ("yt", yt)]:
+        np.save(os.path.join(work, name + ".npy"), a)
+    net = GraftNet(MODEL)
+    disc = []
+    width = 12
+    for i, u in enumerate(DISC + [1]):
+        disc.append(nn.Linear(width, u))
+        width = u
+    state = net.graft_state()
+    for i, m in enumerate(disc):
+        state[f"domain_disc.{i}.weight"] = m.weight.detach().numpy().copy()
+        state[f"domain_disc.{i}.bias"] = m.bias.detach().numpy().copy()
+    st_write(os.path.join(work, "w0.safetensors"), state)
+    with open(os.path.join(work, "model.yaml"), "w") as f:
+        yaml.safe_dump({"name": "dann-test", "model": MODEL}, f, sort_keys=False)
+
+    failures = 0
+
+    def check(what, err, tol):
+        nonlocal failures
+        ok = err <= tol
+        failures += not ok
+        print(f"  {'ok  ' if ok else 'FAIL'} {what:44s} rel.err {err:.2e} (tol {tol:.0e})")
+
+    def run(method, opt, lr):
+        recipe = {
+            "name": f"{method}-step", "model": {"file": "model.yaml"},
+            "data": {"train": {"format": "npy", "images": "xs.npy", "labels": "ys.npy"},
+                     "val_split": 0},
+            "adapt": {"method": method, "layer": "fc1", "weight": WEIGHT,
+                      "target": {"format": "npy", "images": "xt.npy", "labels": "yt.npy"}},
+            "transfer": {"from": "w0.safetensors"},
+            "train": {"epochs": 1, "batch_size": NS, "max_steps": 1, "optimizer": opt, "lr": lr,
+                      "eps": 1e-5},
+        }
+        if method == "dann":
+            recipe["adapt"].update({"schedule": "constant",
+                                    "discriminator": {"layers": DISC, "dropout": 0.0}})
+        rp = os.path.join(work, f"{method}-{opt}.yaml")
+        with open(rp, "w") as f:
+            yaml.safe_dump(recipe, f, sort_keys=False)
+        out = os.path.join(work, f"run-{method}-{opt}")
+        r = subprocess.run([graft, "train", rp, "--quiet", "--out", out], capture_output=True,
+                           text=True, env=dict(os.environ, GRAFT_TUNE="off"))
+        if r.returncode:
+            print(r.stdout, r.stderr)
+            raise SystemExit(f"graft train failed with exit {r.returncode}")
+        return st_read(os.path.join(out, "last.safetensors"))
+
+    for method, opt, lr in [("dann", "sgd", 0.1), ("dann", "adam", 1e-3), ("coral", "sgd", 0.1)]:
+        print(f"{method}, one {opt} step (lr {lr}), {NS} source + {NT} target rows, weight {WEIGHT}")
+        got = run(method, opt, lr)
+        tnet = GraftNet(MODEL)
+        tnet.load_graft_state(state)
+        tdisc = [nn.Linear(m.in_features, m.out_features) for m in disc]
+        for i, m in enumerate(tdisc):
+            m.weight.data = torch.from_numpy(state[f"domain_disc.{i}.weight"].copy())
+            m.bias.data = torch.from_numpy(state[f"domain_disc.{i}.bias"].copy())
+        params = list(tnet.parameters()) + (
+            [p for m in tdisc for p in m.parameters()] if method == "dann" else [])
+        o = (torch.optim.SGD(params, lr=lr) if opt == "sgd"
+             else torch.optim.Adam(params, lr=lr, eps=1e-5))
+        feats = {}
+        fc1 = tnet.mods[tnet.names.index("fc1")]
+        fc1.register_forward_hook(lambda m, i, out: feats.__setitem__("f", out))
+        tnet.train()
+        x = torch.from_numpy(np.concatenate([xs, xt]))
+        logits = tnet(x)
+        loss = F.cross_entropy(logits[:NS], torch.from_numpy(ys))
+        f = feats["f"]
+        if method == "dann":
+            h = GRL.apply(f, 1.0)
+            for i, m in enumerate(tdisc):
+                h = m(h)
+                if i < len(tdisc) - 1:
+                    h = F.relu(h)
+            dom = torch.cat([torch.ones(NS), torch.zeros(NT)])
+            loss = loss + WEIGHT * F.binary_cross_entropy_with_logits(h.squeeze(1), dom)
+        else:
+            loss = loss + WEIGHT * coral(f[:NS], f[NS:])
+        o.zero_grad()
+        loss.backward()
+        o.step()
+        want = tnet.graft_state()
+        if method == "dann":
+            for i, m in enumerate(tdisc):
+                want[f"domain_disc.{i}.weight"] = m.weight.detach().numpy()
+                want[f"domain_disc.{i}.bias"] = m.bias.detach().numpy()
+        for k in sorted(want):
+            if k not in got:
+                print(f"  FAIL {k}: not in Graft's checkpoint")
+                failures += 1
+                continue
+            moved = rel_err(want[k], state[k]) if k in state else 1.0
+            check(f"{k} (moved {moved:.1e})", rel_err(got[k], want[k]),
+                  2e-4 if opt == "sgd" else 5e-4)
+    print("test_dann_torch:", "FAILED" if failures else "ok")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -115,6 +115,10 @@ typedef struct pipeline_options {
     bool l2sp;
     float label_smoothing;
     uint64_t dropout_seed;
+    /* train.on_nonfinite: skip_batch. A step given a step_result reads its loss back before the
+     * backward pass and, when it is not finite, applies no update (batchnorm running statistics
+     * put back too): one host wait per step instead of the batched read-back. */
+    bool skip_nonfinite;
 } pipeline_options;
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
@@ -131,6 +135,7 @@ long pipeline_input_size(const pipeline *p);
 typedef struct step_result {
     double loss_sum; /* sum over the batch of per-sample loss */
     int correct;
+    bool nonfinite; /* skip_nonfinite pipelines: the loss was not finite, the update skipped */
 } step_result;
 
 /* Forward, loss, backward and one optimizer update (training pipelines). x and labels are copied
@@ -160,6 +165,21 @@ typedef struct pipeline_stats {
  * block until every step enqueued so far is in *out: exact totals, e.g. at the end of an epoch.
  * A non-finite step loss is an error naming the step (1-based pipeline step count). */
 graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e);
+/* Without blocking: collect a read-back that has landed and return the non-finite-loss error seen
+ * so far, if any (kept for pipeline_stats_read). A training loop calls it after each step. */
+graft_status pipeline_stats_poll(pipeline *p, graft_error *e);
+/* The first step (1-based pipeline step count) whose read-back loss was not finite, and that loss.
+ */
+bool pipeline_nonfinite(const pipeline *p, uint64_t *step, double *value);
+/* Wait for the read-back in flight and drop every statistic and error collected (a replay). */
+graft_status pipeline_stats_reset(pipeline *p, graft_error *e);
+/* Scan mode: each forward reads every layer's parameters and output back (blocking) and keeps the
+ * first layer holding a NaN or an infinity; pipeline_scan_result gives it (-1 if none) and whether
+ * its parameters, rather than its output, were the first (PIPELINE_SCAN_INPUT: the input). Turning
+ * it on forgets the last result. */
+#define PIPELINE_SCAN_INPUT (-2) /* the batch's input itself was not finite */
+void pipeline_set_scan(pipeline *p, bool on);
+int pipeline_scan_result(const pipeline *p, bool *in_weights);
 /* How many times this pipeline blocked the host: waits on transfers that had not finished and
  * blocking read-backs (the "host synchronisations" of a step). */
 long pipeline_host_syncs(const pipeline *p);

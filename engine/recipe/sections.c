@@ -239,6 +239,7 @@ void recipe_parse_data(rctx *c, const ynode *d)
 static const char *const OPTIMIZERS[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 static const char *const SCHEDULES[] = {"constant", "step", "cosine"};
 static const char *const TUNES[] = {"auto", "off", "full"};
+static const char *const NONFINITES[] = {"stop", "skip_batch"};
 
 void recipe_parse_train(rctx *c, const ynode *t)
 {
@@ -257,10 +258,11 @@ void recipe_parse_train(rctx *c, const ynode *t)
     ts->patience = 5;
     if (!want_map(c, t, "train")) return;
     static const char *const keys[] = {
-        "epochs",   "batch_size",      "optimizer",      "lr",       "momentum",
-        "betas",    "eps",             "weight_decay",   "schedule", "warmup_epochs",
-        "step_size", "gamma",          "lr_mult",        "l2sp",     "label_smoothing",
-        "early_stopping", "unfreeze",  "max_steps",      "seed",     "tune"};
+        "epochs",         "batch_size", "optimizer",    "lr",       "momentum",
+        "betas",          "eps",        "weight_decay", "schedule", "warmup_epochs",
+        "step_size",      "gamma",      "lr_mult",      "l2sp",     "label_smoothing",
+        "early_stopping", "unfreeze",   "max_steps",    "seed",     "tune",
+        "on_nonfinite"};
     check_keys(c, t, "train", keys, (int)ARRAY_LEN(keys));
     long v;
     if (get_int(c, t, "train", "epochs", 1, 1 << 24, "a positive integer", &v)) ts->epochs = (int)v;
@@ -287,6 +289,8 @@ void recipe_parse_train(rctx *c, const ynode *t)
             &ts->weight_decay);
     ts->schedule = (schedule_kind)get_enum(c, t, "train", "schedule", SCHEDULES, 3, SCHED_CONSTANT);
     ts->tune = (tune_kind)get_enum(c, t, "train", "tune", TUNES, 3, TUNE_KIND_AUTO);
+    ts->on_nonfinite =
+        (nonfinite_kind)get_enum(c, t, "train", "on_nonfinite", NONFINITES, 2, NONFINITE_STOP);
     get_num(c, t, "train", "warmup_epochs", 0, 1e6, false, false, "a non-negative number",
             &ts->warmup_epochs);
     if (ts->warmup_epochs > ts->epochs)

@@ -171,7 +171,8 @@ static graft_status compile_phase(run *R, graft_error *e)
                            .optimizer = r->train.optimizer,
                            .l2sp = r->train.l2sp > 0,
                            .label_smoothing = (float)r->train.label_smoothing,
-                           .dropout_seed = r->train.seed * 1000003ull + 17};
+                           .dropout_seed = r->train.seed * 1000003ull + 17,
+                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH};
     notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
                   ? "compiling kernels (cached on disk for the next run)"
                   : "recompiling for the new frozen set");
@@ -266,9 +267,35 @@ static void path_in(const run *R, const char *name, char *out, size_t n)
     snprintf(out, n, "%s/%s", R->dir, name);
 }
 
+/* A checkpoint never holds NaN or Inf: the loss can stay finite while parameters are not (a ReLU
+ * turns a NaN activation into 0, so the gradients behind it poison the weights silently). */
+static graft_status check_weights_finite(run *R, graft_error *e)
+{
+    for (int i = 0; i < R->store.n; i++) {
+        const param_entry *pe = &R->store.items[i];
+        for (long k = 0; pe->data && k < pe->count; k++)
+            if (!isfinite(pe->data[k])) {
+                char kept[2400];
+                if (R->epoch > 1)
+                    snprintf(kept, sizeof kept,
+                             "the last good checkpoint %s/last.safetensors (epoch %d) is kept",
+                             R->dir, R->epoch - 1);
+                else
+                    snprintf(kept, sizeof kept, "no checkpoint was written");
+                return err_set(e, GRAFT_STATUS_BAD_DATA,
+                               "%s is %s at the end of epoch %d although the loss stayed finite "
+                               "(an activation such as relu hid it from the loss); %s; lower "
+                               "train.lr or check the data for huge or non-finite values",
+                               pe->name, isnan(pe->data[k]) ? "NaN" : "Inf", R->epoch, kept);
+            }
+    }
+    return GRAFT_OK;
+}
+
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
     graft_status s = pipeline_download(R->head, &R->store, e);
+    if (!s) s = check_weights_finite(R, e);
     if (s) return s;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80];
     snprintf(epoch, sizeof epoch, "%d", R->epoch);
@@ -418,6 +445,119 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     return s;
 }
 
+/* ---- non-finite losses (train.on_nonfinite) ---- */
+
+/* How many steps a diagnosis may replay to find the first non-finite layer (at most one epoch is
+ * ever replayed; past this the error goes without the layer's name). */
+#define NONFINITE_REPLAY_MAX_STEPS 20000
+
+static const optim_hparams *step_hparams(const train_spec *t, double lr, optim_hparams *h)
+{
+    *h = (optim_hparams){.kind = t->optimizer,
+                         .lr = (float)lr,
+                         .momentum = (float)t->momentum,
+                         .beta1 = (float)t->beta1,
+                         .beta2 = (float)t->beta2,
+                         .eps = (float)t->eps,
+                         .weight_decay = (float)t->weight_decay,
+                         .l2sp = (float)t->l2sp};
+    return h;
+}
+
+/* Replay the current epoch from its starting weights (the store holds them: the last checkpoint's,
+ * or the initial ones) up to global step `bad`, scanning every layer on that step: the first layer
+ * whose parameters or output hold a NaN or an infinity. The batches and dropout masks are those of
+ * the failed pass (the batcher is seeded by epoch, dropout by step), so the replay meets the same
+ * values. Returns -1 when the replay does not reproduce it or cannot run. */
+static int nonfinite_layer(run *R, long step0, long bad, bool *in_weights)
+{
+    graft_error ig = {0};
+    const train_spec *t = &R->r->train;
+    *in_weights = false;
+    if (bad - step0 > NONFINITE_REPLAY_MAX_STEPS || bad <= step0) return -1;
+    notify(R, "loss not finite: replaying the epoch to find the first non-finite layer");
+    const dataset *tr = split(R, 0);
+    bool augment = !R->cached;
+    batcher *b;
+    /* the batches of train_epoch, made the same way */
+    if (pipeline_stats_reset(R->head, &ig) ||
+        batcher_create(tr, t->batch_size, true, augment && R->r->data.flip,
+                       augment ? R->r->data.crop_pad : 0, t->seed, &b, &ig))
+        return -1;
+    batcher_set_resized_crop(b, augment ? R->r->data.rrc_min_scale : 0.f);
+    cl_mem table = split_table(R, 0);
+    batcher_set_rows_only(b, table != NULL);
+    batcher_start_epoch(b, R->epoch);
+    long nb = (tr->n + t->batch_size - 1) / t->batch_size;
+    graft_status s = pipeline_upload(R->head, &R->store, &ig);
+    pipeline_set_step(R->head, (uint64_t)step0);
+    const float *x;
+    const int *y;
+    int n, layer = -1;
+    for (long k = step0 + 1; !s && k <= bad && batcher_next(b, &x, &y, &n); k++) {
+        optim_hparams h;
+        step_hparams(t, schedule_lr(t, R->epoch + (double)(k - step0 - 1) / (double)nb), &h);
+        if (k == bad) pipeline_set_scan(R->head, true);
+        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, &ig)
+                  : pipeline_train_step(R->head, x, y, n, &h, NULL, &ig);
+        if (k == bad && !s) layer = pipeline_scan_result(R->head, in_weights);
+    }
+    pipeline_set_scan(R->head, false);
+    pipeline_stats_reset(R->head, &ig);
+    batcher_free(b);
+    return layer;
+}
+
+/* The error of a run stopped by a non-finite loss (train.on_nonfinite: stop): where, at which
+ * learning rate, in which layer, and which checkpoint is left. `e` holds the pipeline's error. */
+static graft_status nonfinite_stop(run *R, long step0, long nb, graft_error *e)
+{
+    uint64_t bad;
+    double value;
+    if (!pipeline_nonfinite(R->head, &bad, &value))
+        return e->status ? e->status : GRAFT_STATUS_BAD_DATA;
+    const train_spec *t = &R->r->train;
+    long k = (long)bad - step0; /* 1-based step of this epoch */
+    double lr = schedule_lr(t, R->epoch + (double)(k - 1) / (double)nb);
+    bool in_weights;
+    int li = nonfinite_layer(R, step0, (long)bad, &in_weights);
+    char where[600] = "", kept[2400];
+    if (li == PIPELINE_SCAN_INPUT)
+        snprintf(where, sizeof where, "; the batch's input data itself holds a NaN or an infinity");
+    if (li >= 0) {
+        const char *name = R->r->graph.layers[li].name;
+        if (in_weights)
+            snprintf(where, sizeof where,
+                     "; the parameters of layer '%s' were the first non-finite values (an update "
+                     "before step %ld overflowed)",
+                     name, k);
+        else
+            snprintf(where, sizeof where, "; layer '%s' was the first whose output was not finite",
+                     name);
+    }
+    if (R->epoch > 0)
+        snprintf(kept, sizeof kept,
+                 "the last good checkpoint %s/last.safetensors (epoch %d) is kept", R->dir,
+                 R->epoch);
+    else
+        snprintf(kept, sizeof kept, "no checkpoint was written (it failed in the first epoch)");
+    return err_set(e, GRAFT_STATUS_BAD_DATA,
+                   "loss is %s at epoch %d step %ld (lr %.4g)%s; %s; lower train.lr, or set "
+                   "train.on_nonfinite: skip_batch",
+                   isnan(value) ? "NaN" : "Inf", R->epoch + 1, k, lr, where, kept);
+}
+
+/* train.on_nonfinite: skip_batch met an epoch in which every batch was skipped: no point going on.
+ */
+static graft_status nonfinite_all_skipped(run *R, long nb, double lr, graft_error *e)
+{
+    return err_set(
+        e, GRAFT_STATUS_BAD_DATA,
+        "loss is NaN at epoch %d step %ld (lr %.4g): all %ld batches of the epoch had a "
+        "non-finite loss and were skipped (train.on_nonfinite: skip_batch); lower train.lr",
+        R->epoch + 1, nb, lr, nb);
+}
+
 static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 {
     graft_recipe *r = R->r;
@@ -440,15 +580,28 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
+    long step0 = R->step, skipped = 0, skipped_n = 0;
+    bool skip_mode = t->on_nonfinite == NONFINITE_SKIP_BATCH;
     while (!*stop && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
                            .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
-        /* nothing is read back here: the loss and correct count stay on the device */
-        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
-                  : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
+        /* nothing is read back here: the loss and correct count stay on the device (except with
+         * train.on_nonfinite: skip_batch, which checks each batch's loss before its update) */
+        step_result sr, *srp = skip_mode ? &sr : NULL;
+        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, srp, e)
+                  : pipeline_train_step(R->head, x, y, n, &h, srp, e);
+        if (!s && !skip_mode) s = pipeline_stats_poll(R->head, e); /* a NaN stops at once */
         if (s) break;
+        if (srp && sr.nonfinite) {
+            skipped++;
+            skipped_n += n;
+        } else if (srp) {
+            loss_sum += sr.loss_sum;
+            correct += sr.correct;
+            got += n;
+        }
         R->step++;
         done++;
         seen += n;
@@ -483,11 +636,14 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
-        if (!s && got != seen)
-            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples",
-                        got, seen);
+        if (!s && got != seen - skipped_n)
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples", got,
+                        seen - skipped_n);
     }
+    if (s && !skip_mode && s == GRAFT_STATUS_BAD_DATA) s = nonfinite_stop(R, step0, nb, e);
+    if (!s && skipped && skipped == done) s = nonfinite_all_skipped(R, nb, lr, e);
     if (s) return s;
+    seen -= skipped_n; /* the epoch's loss and accuracy cover the batches that trained */
     double secs = now_seconds() - t0;
     R->train_seconds += secs;
     R->images_seen += seen;
@@ -504,6 +660,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     json_object_set_new(m, "seconds", json_real(secs));
     json_object_set_new(m, "images_per_second", json_real(secs > 0 ? (double)seen / secs : 0));
     json_object_set_new(m, "steps", json_integer(R->step));
+    if (skip_mode) json_object_set_new(m, "skipped_batches", json_integer(skipped));
     char *line = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     if (line) {

@@ -743,6 +743,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         err_set(e, s, "cannot apply the freeze selector of epoch %d", R.epoch + 1);
         goto done;
     }
+    /* a recipe that cannot fit the device fails here, before anything is written */
+    if ((s = plan_check_memory(r, &R.ctx->info, phase_freeze(r, R.epoch), e))) goto done;
     {
         /* first run on this device: tune the recipe's GEMM shapes (train.tune, GRAFT_TUNE) */
         tune_summary ts;

@@ -5,10 +5,12 @@
 #include "train.h"
 #include "tune.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Everything the loop needs, so helpers can share it. */
 typedef struct run {
@@ -292,6 +294,65 @@ static graft_status check_weights_finite(run *R, graft_error *e)
     return GRAFT_OK;
 }
 
+/* The epoch end on disk, in an order that a kill or a full disk at any point leaves resumable:
+ * metrics.jsonl (resume keeps only the lines of finished epochs), model.safetensors when best (an
+ * epoch that reruns after a kill rewrites it the same), then the pair state + last, which must
+ * describe the same epoch: both are written complete as *.next first (a full disk fails here,
+ * the previous pair untouched), then renamed state first, last second. A kill between the two
+ * renames leaves last.safetensors.next with state's epoch, which resume_from rolls forward. */
+static graft_status commit_checkpoints(run *R, bool best, const char *const *model_meta,
+                                       const char *const *state_meta, int nmeta, graft_error *e)
+{
+    char path[2300], state[2300], last[2300], state_next[2400], last_next[2400];
+    path_in(R, "metrics.jsonl", path, sizeof path);
+    graft_status s =
+        fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    if (!s && best) {
+        path_in(R, "model.safetensors", path, sizeof path);
+        s = store_save(&R->store, path, model_meta, 4, e);
+    }
+    path_in(R, "state.safetensors", state, sizeof state);
+    path_in(R, "last.safetensors", last, sizeof last);
+    snprintf(state_next, sizeof state_next, "%s.next", state);
+    snprintf(last_next, sizeof last_next, "%s.next", last);
+    if (!s) s = store_save_state(&R->store, state_next, state_meta, nmeta, e);
+    if (!s) s = store_save(&R->store, last_next, model_meta, 4, e);
+    if (!s && rename(state_next, state) != 0)
+        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", state_next, state,
+                    strerror(errno));
+    if (!s && rename(last_next, last) != 0)
+        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", last_next, last,
+                    strerror(errno));
+    if (s) {
+        unlink(state_next);
+        unlink(last_next);
+        if (fs_exists(state))
+            err_prefix(
+                e, "the checkpoint of epoch %d was not saved (the previous one in %s is intact)",
+                R->epoch, R->dir);
+    }
+    return s;
+}
+
+/* Before a resume: finish or drop an epoch end that a kill interrupted (commit_checkpoints). */
+static graft_status recover_checkpoints(const char *dir, graft_error *e)
+{
+    char state_next[2400], last_next[2400], last[2300];
+    snprintf(state_next, sizeof state_next, "%s/state.safetensors.next", dir);
+    snprintf(last_next, sizeof last_next, "%s/last.safetensors.next", dir);
+    snprintf(last, sizeof last, "%s/last.safetensors", dir);
+    if (fs_exists(state_next)) {
+        /* killed before the first rename: the previous pair is whole */
+        unlink(state_next);
+        unlink(last_next);
+    } else if (fs_exists(last_next) && rename(last_next, last) != 0) {
+        /* killed between the renames: state is the new epoch's, so is last.next */
+        return err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", last_next, last,
+                       strerror(errno));
+    }
+    return GRAFT_OK;
+}
+
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
     graft_status s = pipeline_download(R->head, &R->store, e);
@@ -334,22 +395,11 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[18 + 2 * i] = tkeys + (size_t)i * 1040;
         state_meta[19 + 2 * i] = tvals + (size_t)i * 24;
     }
-    char path[2300];
-    /* state first, then last: both describe the same epoch end once both renames are done */
-    path_in(R, "state.safetensors", path, sizeof path);
-    s = store_save_state(&R->store, path, (const char *const *)state_meta, nmeta, e);
+    s = commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e);
     free(state_meta);
     free(tvals);
     free(tkeys);
-    if (s) return s;
-    path_in(R, "last.safetensors", path, sizeof path);
-    if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
-    if (best) {
-        path_in(R, "model.safetensors", path, sizeof path);
-        if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
-    }
-    path_in(R, "metrics.jsonl", path, sizeof path);
-    return fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    return s;
 }
 
 static double meta_num(st_file *f, const char *key, double dflt)
@@ -361,6 +411,8 @@ static double meta_num(st_file *f, const char *key, double dflt)
 static graft_status resume_from(run *R, const char *dir, graft_error *e)
 {
     char path[2300];
+    graft_status rs = recover_checkpoints(dir, e);
+    if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
     if (s) {

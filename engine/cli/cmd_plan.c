@@ -251,6 +251,7 @@ int cmd_plan(int argc, char **argv)
     v.backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v.backward);
     if (!v.backward) {
         recipe_free(r);
+        fprintf(stderr, "graft: error: out of memory\n");
         return 1;
     }
     graft_error e = {0};

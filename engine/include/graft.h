@@ -4,6 +4,7 @@
 #ifndef GRAFT_H
 #define GRAFT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,6 +52,8 @@ typedef struct graft_diag {
 typedef struct graft_diags {
     graft_diag *items;
     int count, cap;
+    bool
+        nomem; /* an allocation failed while checking: the result is incomplete (not a bad input) */
 } graft_diags;
 
 const char *graft_status_name(graft_status s);

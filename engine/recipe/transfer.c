@@ -134,7 +134,10 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool
     graph *g = &c->r->graph;
     if (!g->nlayers) return false;
     bool *sel = calloc((size_t)g->nlayers, sizeof *sel);
-    if (!sel) return false;
+    if (!sel) {
+        c->d->nomem = true;
+        return false;
+    }
     bool ok = true;
     switch (f->kind) {
     case FREEZE_NONE: break;
@@ -238,6 +241,7 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         r->train.lr_mult = arena_alloc(c->a, (size_t)(lm->count ? lm->count : 1) *
                                                  sizeof *r->train.lr_mult);
         bool *sel = calloc((size_t)(g->nlayers ? g->nlayers : 1), sizeof *sel);
+        if (!sel || !r->train.lr_mult) c->d->nomem = true;
         for (int i = 0; sel && r->train.lr_mult && i < lm->count; i++) {
             double f;
             const char *what = arena_printf(c->a, "train.lr_mult.%s", lm->keys[i]);

@@ -152,8 +152,19 @@ static graft_status build_log(graft_context *ctx, cl_program prog, const char *s
     clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
     char *log = calloc(n + 1, 1);
     if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
-    err_set(e, GRAFT_STATUS_OPENCL, "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s",
-            source, cl_error_name(rc), options, log ? log : "(no build log)");
+    /* the compiler's log follows on its own lines; without one (the driver ran out of memory,
+     * say) the error stays one line */
+    size_t len = log ? strlen(log) : 0;
+    while (len && (log[len - 1] == '\n' || log[len - 1] == ' ' || log[len - 1] == '\r'))
+        log[--len] = 0;
+    if (len)
+        err_set(e, GRAFT_STATUS_OPENCL,
+                "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s", source,
+                cl_error_name(rc), options, log);
+    else
+        err_set(e, GRAFT_STATUS_OPENCL,
+                "kernel source cl/%s.cl failed to build (%s) with options '%s' (no build log)",
+                source, cl_error_name(rc), options);
     free(log);
     return GRAFT_STATUS_OPENCL;
 }

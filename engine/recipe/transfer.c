@@ -188,8 +188,12 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool
 
 graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags)
 {
-    rctx c = {.a = &r->arena, .d = diags, .r = r};
-    return recipe_resolve_freeze(&c, f, "train.unfreeze.freeze", true) ? GRAFT_OK : GRAFT_STATUS_BAD_RECIPE;
+    graft_diags local = {0};
+    rctx c = {.a = &r->arena, .d = diags ? diags : &local, .r = r};
+    bool ok = recipe_resolve_freeze(&c, f, "train.unfreeze.freeze", true);
+    bool nomem = c.d->nomem;
+    graft_diags_free(&local);
+    return ok ? GRAFT_OK : nomem ? GRAFT_STATUS_NOMEM : GRAFT_STATUS_BAD_RECIPE;
 }
 
 void recipe_parse_transfer(rctx *c, const ynode *t)

@@ -5,8 +5,10 @@
 #include "train.h"
 #include "tune.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,9 +336,31 @@ static graft_status commit_checkpoints(run *R, bool best, const char *const *mod
     return s;
 }
 
+/* Files a killed graft left half-written in the run directory (NAME.tmp.PID of a process that is
+ * gone): never read, removed at the resume. */
+static void remove_dead_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *t = strstr(de->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != ESRCH)) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0) continue;
+        char path[2400];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 /* Before a resume: finish or drop an epoch end that a kill interrupted (commit_checkpoints). */
 static graft_status recover_checkpoints(const char *dir, graft_error *e)
 {
+    remove_dead_temporaries(dir);
     char state_next[2400], last_next[2400], last[2300];
     snprintf(state_next, sizeof state_next, "%s/state.safetensors.next", dir);
     snprintf(last_next, sizeof last_next, "%s/last.safetensors.next", dir);

@@ -139,6 +139,9 @@ static json_t *plan_json(const plan_view *v)
         json_object_set_new(lo, "epilogue", lp->fused_act >= 0
                                                 ? json_string(g->layers[lp->fused_act].name)
                                                 : json_null());
+        json_object_set_new(lo, "folded_batchnorm", lp->bn_fold >= 0
+                                                        ? json_string(g->layers[lp->bn_fold].name)
+                                                        : json_null());
         json_t *load = json_array(), *init = json_array();
         for (int j = 0; j < l->nparams; j++)
             json_array_append_new(l->params[j].in_checkpoint ? load : init,
@@ -163,13 +166,21 @@ static json_t *plan_json(const plan_view *v)
     }
     json_object_set_new(o, "feature_cache", fc);
     json_t *groups = json_array();
-    for (int i = 0; i < g->nlayers; i++)
-        if (v->plan.layers[i].fused_act >= 0) {
-            json_t *grp = json_array();
-            json_array_append_new(grp, json_string(l_name(g, i)));
-            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_act)));
-            json_array_append_new(groups, grp);
+    for (int i = 0; i < g->nlayers; i++) {
+        const layer_plan *lp = &v->plan.layers[i];
+        if (lp->fused_into >= 0) continue; /* in the group of its producer */
+        if (lp->fused_act < 0 && lp->bn_fold < 0) continue;
+        json_t *grp = json_array();
+        json_array_append_new(grp, json_string(l_name(g, i)));
+        int last = i;
+        if (lp->bn_fold >= 0) {
+            last = lp->bn_fold;
+            json_array_append_new(grp, json_string(l_name(g, last)));
         }
+        if (v->plan.layers[last].fused_act >= 0)
+            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[last].fused_act)));
+        json_array_append_new(groups, grp);
+    }
     json_object_set_new(o, "fused_groups", groups);
     plan_extend_json(o, v);
     return o;
@@ -198,8 +209,16 @@ static void plan_table(const plan_view *v)
         const char *state = l->frozen ? "frozen" : layer_param_count(l) ? "trainable" : "-";
         const layer_plan *lp = &v->plan.layers[i];
         char k[96] = "";
-        if (lp->fused_act >= 0) snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
-        else if (lp->fused_into >= 0) snprintf(k, sizeof k, "in %s", g->layers[lp->fused_into].name);
+        if (lp->fused_into >= 0) { /* the layer whose kernels run it (through a folded bn) */
+            int at = lp->fused_into;
+            while (v->plan.layers[at].fused_into >= 0) at = v->plan.layers[at].fused_into;
+            snprintf(k, sizeof k, "in %s", g->layers[at].name);
+        } else if (lp->bn_fold >= 0) {
+            int a = v->plan.layers[lp->bn_fold].fused_act;
+            snprintf(k, sizeof k, "+ %s%s%s", g->layers[lp->bn_fold].name, a >= 0 ? " + " : "",
+                     a >= 0 ? g->layers[a].name : "");
+        } else if (lp->fused_act >= 0)
+            snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
         char line[512];
         int len = snprintf(line, sizeof line, "%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
                            i, l->name, layer_type_name(l->type), s, layer_param_count(l), state,
@@ -207,11 +226,17 @@ static void plan_table(const plan_view *v)
         while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
         puts(line);
     }
-    int nf = 0;
-    for (int i = 0; i < g->nlayers; i++) nf += v->plan.layers[i].fused_act >= 0;
-    printf("\nfused: %d activation%s run%s as the epilogue of the layer before (kernel column; "
-           "GRAFT_FUSE=0 turns fusion off)\n",
-           nf, nf == 1 ? "" : "s", nf == 1 ? "s" : "");
+    int nf = 0, nb = 0;
+    for (int i = 0; i < g->nlayers; i++) {
+        nf += v->plan.layers[i].fused_act >= 0;
+        nb += v->plan.layers[i].bn_fold >= 0;
+    }
+    printf("\nfused: %d activation%s run%s as the epilogue of the layer before", nf,
+           nf == 1 ? "" : "s", nf == 1 ? "s" : "");
+    if (nb)
+        printf("; %d eval-mode batchnorm%s folded into the convolution before (no backward there)",
+               nb, nb == 1 ? "" : "s");
+    printf(" (kernel column; GRAFT_FUSE=0 turns fusion off)\n");
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));
     printf("feature cache: %s: %s\n", v->cache ? "used" : "not used", v->cache_reason);

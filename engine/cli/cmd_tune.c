@@ -25,6 +25,9 @@ const char TUNE_USAGE[] =
     "Shapes: 1024^3 and the convolution and dense GEMMs (forward and both backward products)\n"
     "of each RECIPE at its batch size; with no RECIPE and no --shape, every recipe in\n"
     GRAFT_SOURCE_DIR "/configs/recipes.\n"
+    "Then the path of each of the recipes' convolution shapes: im2col + GEMM, the direct CPU\n"
+    "kernel or the GPU-shaped implicit GEMM, forward + backward timed at the recipe's batch,\n"
+    "the default replaced only by a path 7 % faster (GRAFT_CONV=PATH forces one instead).\n"
     "\n"
     "  --shape MxNxK[:ta][:tb]  one more shape, e.g. 32x50176x288 or 32x288x50176:tb\n"
     "  --no-defaults            skip 1024^3 and the shipped recipes (only RECIPE / --shape)\n"
@@ -37,10 +40,34 @@ const char TUNE_USAGE[] =
 
 #define MAX_SHAPES 256
 
+#define MAX_CONVS 64
+
 typedef struct shape_list {
     gemm_shape s[MAX_SHAPES];
     int n;
+    /* the recipes' convolution shapes, whose path (im2col, direct, igemm) is tuned after the
+     * GEMMs, at the batch of the first recipe that has them */
+    conv2d_desc conv[MAX_CONVS];
+    int conv_batch[MAX_CONVS];
+    int nconv;
 } shape_list;
+
+static void add_conv(shape_list *l, const layer *ly, int batch)
+{
+    conv2d_desc d;
+    plan_conv_desc(ly, &d);
+    for (int i = 0; i < l->nconv; i++) { /* field by field: the struct has padding */
+        const conv2d_desc *q = &l->conv[i];
+        if (q->c == d.c && q->h == d.h && q->w == d.w && q->o == d.o && q->kh == d.kh &&
+            q->kw == d.kw && q->sh == d.sh && q->sw == d.sw && q->ph == d.ph && q->pw == d.pw &&
+            q->groups == d.groups && q->bias == d.bias)
+            return;
+    }
+    if (l->nconv < MAX_CONVS) {
+        l->conv[l->nconv] = d;
+        l->conv_batch[l->nconv++] = batch;
+    }
+}
 
 static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
 {
@@ -62,6 +89,9 @@ static int graph_shapes(shape_list *l, const graft_recipe *r)
     int count = compile_gemm_shapes(&r->graph, n, false, s, COMPILE_MAX_GEMM_SHAPES);
     int before = l->n;
     for (int i = 0; i < count; i++) add(l, s[i].ta, s[i].tb, s[i].m, s[i].n, s[i].k);
+    for (int i = 0; i < r->graph.nlayers; i++)
+        if (r->graph.layers[i].type == GRAFT_LAYER_CONV2D)
+            add_conv(l, &r->graph.layers[i], (int)n);
     return l->n - before;
 }
 
@@ -272,13 +302,60 @@ int cmd_tune(int argc, char **argv)
             fflush(stdout);
         }
     }
+    /* then the path of each convolution shape, with the tuned GEMMs in place */
+    const char *forced = getenv("GRAFT_CONV");
+    if (forced && *forced && l->nconv && !quiet)
+        fprintf(stderr, "GRAFT_CONV=%s: the convolution paths are not tuned\n", forced);
+    for (int i = 0; rc == 0 && !(forced && *forced) && i < l->nconv; i++) {
+        const conv2d_desc *c = &l->conv[i];
+        char what[160];
+        snprintf(what, sizeof what, "conv %dx%dx%d -> %d, kernel %dx%d, stride %dx%d, pad %dx%d%s%s",
+                 c->c, c->h, c->w, c->o, c->kh, c->kw, c->sh, c->sw, c->ph, c->pw,
+                 c->groups > 1 ? ", groups" : "", c->bias ? ", bias" : "");
+        if (missing && conv2d_path_tuned(ctx, c)) {
+            if (!quiet) fprintf(stderr, "%s: already tuned\n", what);
+            continue;
+        }
+        conv_tune_result cr;
+        double t0 = now_seconds();
+        if (conv2d_tune(ctx, c, l->conv_batch[i], quick, 0, &cr, &e)) {
+            rc = cli_fail(&e);
+            break;
+        }
+        total += now_seconds() - t0;
+        if (json) {
+            json_t *o = json_object(), *sec = json_object();
+            json_object_set_new(o, "conv", json_string(what));
+            json_object_set_new(o, "batch", json_integer(l->conv_batch[i]));
+            json_object_set_new(o, "path", json_string(conv2d_path_name(cr.best)));
+            json_object_set_new(o, "default_path", json_string(conv2d_path_name(cr.deflt)));
+            for (int p = 0; p < CONV_PATHS; p++)
+                if (cr.seconds[p] > 0)
+                    json_object_set_new(sec, conv2d_path_name((conv_path)p),
+                                        json_real(cr.seconds[p]));
+            json_object_set_new(o, "seconds", sec);
+            json_array_append_new(arr, o);
+        } else {
+            printf("%s at batch %d: %s  (", what, l->conv_batch[i], conv2d_path_name(cr.best));
+            const char *sep = "";
+            for (int p = 0; p < CONV_PATHS; p++)
+                if (cr.seconds[p] > 0) {
+                    printf("%s%s %.2f ms", sep, conv2d_path_name((conv_path)p), 1e3 * cr.seconds[p]);
+                    sep = ", ";
+                }
+            printf(" per forward + backward; default %s)\n", conv2d_path_name(cr.deflt));
+            fflush(stdout);
+        }
+    }
     if (json && rc == 0) {
         char *txt = json_dumps(arr, JSON_INDENT(2));
         if (txt) puts(txt);
         free(txt);
     }
     json_decref(arr);
-    if (!quiet && rc == 0) fprintf(stderr, "tuned %d shapes in %.1f s\n", l->n, total);
+    if (!quiet && rc == 0)
+        fprintf(stderr, "tuned %d GEMM shapes and %d convolution paths in %.1f s\n", l->n,
+                forced && *forced ? 0 : l->nconv, total);
     graft_context_free(ctx);
 out:
     free(l);

@@ -53,6 +53,77 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
     return n;
 }
 
+/* The distinct conv2d shapes of g without a tuned path on this device (into out when given). */
+static int conv_missing(graft_context *ctx, const graph *g, conv2d_desc *out, int cap)
+{
+    const char *forced = getenv("GRAFT_CONV");
+    if (forced && *forced) return 0; /* the user chose */
+    int n = 0;
+    conv2d_desc seen[64];
+    int nseen = 0;
+    for (int i = 0; i < g->nlayers; i++) {
+        if (g->layers[i].type != GRAFT_LAYER_CONV2D) continue;
+        conv2d_desc d;
+        plan_conv_desc(&g->layers[i], &d);
+        bool dup = false;
+        for (int j = 0; j < nseen && !dup; j++) /* field by field: the struct has padding */
+            dup = seen[j].c == d.c && seen[j].h == d.h && seen[j].w == d.w && seen[j].o == d.o &&
+                  seen[j].kh == d.kh && seen[j].kw == d.kw && seen[j].sh == d.sh &&
+                  seen[j].sw == d.sw && seen[j].ph == d.ph && seen[j].pw == d.pw &&
+                  seen[j].groups == d.groups && seen[j].bias == d.bias;
+        if (dup || nseen == 64) continue;
+        seen[nseen++] = d;
+        if (conv2d_path_tuned(ctx, &d)) continue;
+        if (out && n < cap) out[n] = d;
+        n++;
+    }
+    return n;
+}
+
+/* Each conv2d shape's path (conv2d_tune) within what is left of the budget since t0. */
+static graft_status tune_convs(graft_context *ctx, const graft_recipe *r, tune_mode mode,
+                               double budget, double t0, tune_note_fn note, void *user,
+                               graft_error *e)
+{
+    (void)e; /* a failed search is not a failed run */
+    conv2d_desc todo[64];
+    int n = conv_missing(ctx, &r->graph, todo, 64);
+    if (n > 64) n = 64;
+    if (n == 0) return GRAFT_OK;
+    int batch = r->train.batch_size > 0 ? r->train.batch_size : 64;
+    double stop = mode == TUNE_FULL ? 0 : t0 + budget;
+    int stored = 0, changed = 0;
+    char line[256], paths[160] = "";
+    for (int i = 0; i < n; i++) {
+        conv_tune_result cr;
+        graft_error te = {0};
+        if (stop > 0 && now_seconds() > stop) break;
+        if (conv2d_tune(ctx, &todo[i], batch, mode != TUNE_FULL, stop, &cr, &te)) {
+            if (note) {
+                snprintf(line, sizeof line, "convolution tuning stopped (%.160s)", te.message);
+                note(user, line);
+            }
+            return GRAFT_OK;
+        }
+        if (!cr.stored) continue;
+        stored++;
+        if (cr.best != cr.deflt) changed++;
+        size_t l = strlen(paths);
+        snprintf(paths + l, sizeof paths - l, "%s%s", l ? ", " : "", conv2d_path_name(cr.best));
+    }
+    if (note) {
+        if (stored < n)
+            snprintf(line, sizeof line,
+                     "tuned the path of %d of %d convolution shapes (%s); the rest keep the default "
+                     "until a later run", stored, n, stored ? paths : "none");
+        else
+            snprintf(line, sizeof line, "tuned the path of %d convolution shape%s: %s (%d changed "
+                     "from the default)", n, n == 1 ? "" : "s", paths, changed);
+        note(user, line);
+    }
+    return GRAFT_OK;
+}
+
 graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
                               void *user, tune_summary *sum, graft_error *e)
 {
@@ -67,8 +138,11 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
     int n = compile_gemm_shapes(&r->graph, batch, r->train.nunfreeze == 0, shapes,
                                 COMPILE_MAX_GEMM_SHAPES);
     int m = tune_missing(ctx, shapes, n, missing);
-    if (m == 0) return GRAFT_OK;
+    double t0 = now_seconds();
+    int convs = conv_missing(ctx, &r->graph, NULL, 0);
+    if (m == 0) return tune_convs(ctx, r, mode, budget, t0, note, user, e);
     char line[256];
+    double gemm_budget = convs ? 0.75 * budget : budget;
     if (note) {
         if (mode == TUNE_FULL)
             snprintf(line, sizeof line,
@@ -83,7 +157,7 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
     }
     /* a failure to tune is not a failure to train: the shapes keep the defaults */
     graft_error te = {0};
-    if (tune_shapes(ctx, missing, m, mode, budget, NULL, NULL, sum, &te)) {
+    if (tune_shapes(ctx, missing, m, mode, gemm_budget, NULL, NULL, sum, &te)) {
         if (note) {
             snprintf(line, sizeof line, "GEMM tuning stopped (%.160s): default kernels", te.message);
             note(user, line);
@@ -101,5 +175,5 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
                      sum->tuned, sum->seconds, sum->changed);
         note(user, line);
     }
-    return GRAFT_OK;
+    return tune_convs(ctx, r, mode, budget, t0, note, user, e);
 }

@@ -62,7 +62,12 @@ typedef struct layer_plan {
      * as that layer's epilogue (the producer writes act(out); its backward applies act' from that
      * output). The activation becomes a view of the producer's output and launches nothing. */
     int fused_act;     /* producers: index of the activation they apply, or -1 */
-    int fused_into;    /* fused activations: index of their producer, or -1 */
+    int fused_into;    /* fused activations and folded batchnorms: index of their producer, or -1 */
+    /* A batchnorm in eval mode right after a conv2d that is its only reader, where neither runs
+     * backward (evaluation, prediction, a frozen prefix): the conv runs with the weights and bias
+     * scaled by the normalisation (w * gamma/sqrt(var + eps); (b - mean) * that + beta) and the
+     * batchnorm's own epilogue, and the batchnorm becomes a view like a fused activation. */
+    int bn_fold;       /* conv2d: index of the batchnorm folded into it, or -1 */
 } layer_plan;
 
 typedef struct plan_memory {
@@ -217,10 +222,14 @@ uint64_t pipeline_step(const pipeline *p);
  * them), without repeats, at most cap; returns the count. only_trained: skip the backward
  * products of layers no gradient reaches and the weight gradients of frozen layers. */
 int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap);
+/* A conv2d layer's op descriptor (shape, stride, padding, groups, bias; no epilogue). */
+void plan_conv_desc(const layer *l, conv2d_desc *d);
 typedef void (*tune_note_fn)(void *user, const char *note);
 /* Before a run's first step: tune the recipe's shapes that have no results on this device, as
- * train.tune and GRAFT_TUNE say (auto: within 60 s), saying so through note. Only a bad
- * GRAFT_TUNE value is an error; a failed search leaves the defaults. */
+ * train.tune and GRAFT_TUNE say (auto: within 60 s), saying so through note: the GEMM shapes
+ * first (three quarters of the budget when there are convolutions to tune), then the path of
+ * each conv2d shape (conv2d_tune, with the tuned GEMMs in place; GRAFT_CONV set skips it). Only
+ * a bad GRAFT_TUNE value is an error; a failed search leaves the defaults. */
 graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
                               void *user, tune_summary *sum, graft_error *e);
 

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void plan_conv_desc(const layer *l, conv2d_desc *d);
 
 typedef struct player {
     const layer *l;
@@ -24,6 +23,7 @@ typedef struct player {
     cl_mem w[LAYER_MAX_PARAMS], g[LAYER_MAX_PARAMS], m[LAYER_MAX_PARAMS], v[LAYER_MAX_PARAMS],
         w0[LAYER_MAX_PARAMS];
     cl_mem idx;                    /* maxpool argmax */
+    cl_mem wf, bf;                 /* conv2d with a folded batchnorm: its weights and bias */
     cl_mem save_mean, save_invstd; /* batchnorm batch statistics */
     long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
     cl_mem
@@ -142,6 +142,11 @@ static bool is_act(graft_layer_type t)
            t == GRAFT_LAYER_GELU || t == GRAFT_LAYER_SIGMOID || t == GRAFT_LAYER_TANH;
 }
 
+static graft_status alloc(pipeline *p, size_t floats, cl_mem *m, graft_error *e)
+{
+    return buffer_create(p->ctx, floats * sizeof(float), m, e);
+}
+
 static graft_status op_init(pipeline *p, player *pl, graft_error *e)
 {
     graft_context *ctx = p->ctx;
@@ -152,6 +157,13 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         conv2d_desc d;
         plan_conv_desc(l, &d);
         d.epi = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
+        if (p->plan.layers[pl - p->layers].bn_fold >= 0) { /* the folded shift is its bias */
+            d.bias = true;
+            size_t k = (size_t)d.c / (size_t)d.groups * (size_t)d.kh * (size_t)d.kw;
+            if ((s = alloc(p, (size_t)d.o * k, &pl->wf, e)) ||
+                (s = alloc(p, (size_t)d.o, &pl->bf, e)))
+                break;
+        }
         s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
         break;
     }
@@ -210,11 +222,6 @@ static void op_free(player *pl)
     case GRAFT_LAYER_DROPOUT: dropout_op_free(&pl->op.drop); break;
     default: act_op_free(&pl->op.act); break;
     }
-}
-
-static graft_status alloc(pipeline *p, size_t floats, cl_mem *m, graft_error *e)
-{
-    return buffer_create(p->ctx, floats * sizeof(float), m, e);
 }
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
@@ -338,6 +345,8 @@ void pipeline_free(pipeline *p)
                 release(&pl->keep[j]);
             }
             release(&pl->idx);
+            release(&pl->wf);
+            release(&pl->bf);
             release(&pl->save_mean);
             release(&pl->save_invstd);
         }
@@ -411,6 +420,20 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
                 if ((st = buffer_write(ctx, pl->w0[j], 0, pe->anchor, bytes, e))) return st;
             }
         }
+    }
+    /* folded batchnorms: their conv's weights and bias, from the tensors just written (neither
+     * layer runs backward, so they stay valid until the next upload) */
+    for (int i = p->o.first; i < p->g->nlayers; i++) {
+        int b = p->plan.layers[i].bn_fold;
+        if (b < 0) continue;
+        player *pl = &p->layers[i], *bn = &p->layers[b];
+        const layer *l = pl->l;
+        int k = l->in.d[0] / l->groups * l->kernel[0] * l->kernel[1];
+        prof_set_label(ctx, "%s.fold", bn->l->name);
+        if ((st = batchnorm_fold(ctx, &bn->op.bn, k, P(pl, ".weight"), P(pl, ".bias"),
+                                 P(bn, ".weight"), P(bn, ".bias"), P(bn, ".running_mean"),
+                                 P(bn, ".running_var"), pl->wf, pl->bf, e)))
+            return st;
     }
     return GRAFT_OK;
 }
@@ -499,8 +522,11 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            s = conv2d_fwd(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,
-                           p->workspace, e);
+            if (lp->bn_fold >= 0) /* the batchnorm after it, folded in (pipeline_upload) */
+                s = conv2d_fwd(ctx, &pl->op.conv, n, x, pl->wf, pl->bf, y, p->workspace, e);
+            else
+                s = conv2d_fwd(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,
+                               p->workspace, e);
             break;
         case GRAFT_LAYER_DENSE:
             s = dense_fwd(ctx, &pl->op.dense, n, x, P(pl, ".weight"), P(pl, ".bias"), y, e);

@@ -3,6 +3,8 @@
  * the same shape share one compiled program and conv2d_op_free has nothing to release. */
 #include "ops.h"
 
+#include <clblast_c.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,12 +105,117 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
     return true;
 }
 
-/* GRAFT_CONV=direct turns the direct path on where it applies (=im2col, the default, off). */
-static int conv_path_forced(void)
+/* Which convolution a layer runs: im2col + GEMM (conv.cl + CLBlast or the tuned GEMM), the direct
+ * CPU kernel (conv.cl's conv2d_direct) or the implicit GEMM (conv_igemm.cl). GRAFT_CONV=im2col,
+ * direct or igemm forces one where it applies; by default GPUs get the implicit GEMM (work-groups
+ * of 64-256 with local-memory tiles, three launches per layer and step instead of six), CPUs
+ * im2col, which measured fastest there (see direct_init and docs/performance.md). */
+static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm"};
+
+const char *conv2d_path_name(conv_path p)
+{
+    return p >= 0 && p < CONV_PATHS ? path_names[p] : "?";
+}
+
+static conv_path forced_path(void)
 {
     const char *v = getenv("GRAFT_CONV");
-    if (!v || !*v) return 0;
-    return strcmp(v, "direct") == 0 ? 1 : strcmp(v, "im2col") == 0 ? -1 : 0;
+    for (int p = 0; v && p < CONV_PATHS; p++)
+        if (strcmp(v, path_names[p]) == 0) return (conv_path)p;
+    return CONV_PATHS;
+}
+
+static conv_path default_path(const graft_context *ctx)
+{
+    return ctx->info.type == GRAFT_DEVICE_GPU ? CONV_IGEMM : CONV_IM2COL;
+}
+
+/* The key of a layer shape's path choice on this device: the shape without the bias and the
+ * epilogue (they cost the same on every path; a conv with a folded batchnorm gains a bias), and
+ * the kernels' sources, so a changed kernel invalidates the choice. */
+static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *len)
+{
+    buf b = {0};
+    const char *names[] = {"conv", "conv_igemm", "igemm_core", "gemm", "gemm_tiled"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        const char *src = cl_source_get(names[i]);
+        if (src) buf_append(&b, src, strlen(src));
+    }
+    uint8_t h[32];
+    char hex[65];
+    sha256(b.data ? b.data : "", b.len, h);
+    hex_encode(h, 32, hex);
+    buf_free(&b);
+    b = (buf){0};
+    buf_printf(&b,
+               "conv-tune 1\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\n"
+               "clblast=%d.%d.%d\nkernels=%s\nconv=%d %d %d %d %d %d %d %d %d %d %d\n",
+               ctx->info.platform, ctx->info.platform_version, ctx->info.name, ctx->info.driver,
+               CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH, hex, d->c, d->h,
+               d->w, d->o, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw, d->groups);
+    if (b.failed) {
+        buf_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return b.data;
+}
+
+/* A stored choice: "PATH SECONDS\n". */
+static bool tuned_path(graft_context *ctx, const conv2d_desc *d, conv_path *out)
+{
+    size_t keylen;
+    char *key = path_key(ctx, d, &keylen);
+    if (!key) return false;
+    void *data = NULL;
+    size_t len = 0;
+    cache_get(&ctx->cache, "tune", key, keylen, &data, &len);
+    free(key);
+    if (!data) return false;
+    char text[64];
+    size_t n = len < sizeof text - 1 ? len : sizeof text - 1;
+    memcpy(text, data, n);
+    text[n] = 0;
+    free(data);
+    char name[16];
+    double secs;
+    if (sscanf(text, "%15s %lf", name, &secs) != 2) return false;
+    for (int p = 0; p < CONV_PATHS; p++)
+        if (strcmp(name, path_names[p]) == 0) {
+            *out = (conv_path)p;
+            return true;
+        }
+    return false;
+}
+
+bool conv2d_path_store(graft_context *ctx, const conv2d_desc *d, conv_path p, double seconds)
+{
+    size_t keylen;
+    char *key = path_key(ctx, d, &keylen);
+    if (!key || p < 0 || p >= CONV_PATHS) {
+        free(key);
+        return false;
+    }
+    char text[64];
+    int len = snprintf(text, sizeof text, "%s %.6f\n", path_names[p], seconds);
+    bool ok = cache_put(&ctx->cache, "tune", key, keylen, text, (size_t)len, NULL) == GRAFT_OK;
+    free(key);
+    return ok;
+}
+
+bool conv2d_path_tuned(graft_context *ctx, const conv2d_desc *d)
+{
+    conv_path p;
+    return tuned_path(ctx, d, &p);
+}
+
+/* GRAFT_CONV first, then the tuner's stored choice, then the device type's default. */
+static conv_path path_for(graft_context *ctx, const conv2d_desc *d)
+{
+    conv_path p = forced_path();
+    if (p != CONV_PATHS) return p;
+    if (tuned_path(ctx, d, &p)) return p;
+    return default_path(ctx);
 }
 
 static void direct_options(const conv2d_desc *d, const direct_tile *t, char *buf, size_t n)
@@ -143,7 +250,7 @@ static graft_status direct_init(graft_context *ctx, conv2d_op *op, graft_error *
      * slower than im2col + the tuned GEMM in every layer -- forward 9.2 vs 4.6 ms (conv3), 22.9 vs
      * 13.3 ms (conv2), backward data about equal for conv2 and 20 % slower at 14x14 -- because the
      * per-(channel, ky) row copy costs as much as the few FMAs it feeds at these sizes */
-    if (conv_path_forced() <= 0 || d->groups != 1 || d->sw != 1) return GRAFT_OK;
+    if (op->path != CONV_DIRECT || d->groups != 1 || d->sw != 1) return GRAFT_OK;
     direct_tile t;
     char opts[768];
     graft_status s;
@@ -194,9 +301,162 @@ static graft_status direct_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl
                       op->d.h, e);
 }
 
+static graft_status run1d(graft_context *ctx, cl_kernel k, size_t total, graft_error *e)
+{
+    size_t g = total, l = LOCAL;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
+/* ---- the implicit-GEMM path, cl/conv_igemm.cl ----
+ * Tiles of RM = RN = 4 per work-item and BK = 16: TX = 16 columns of work-items, TY = 16 rows, or 8
+ * when the product has at most 32 rows (a 32-channel layer would leave half of a 64-row tile idle);
+ * 8 x 8 where the device cannot run 128-256 work-items in a group. */
+enum { IG_FWD, IG_DATA, IG_WEIGHT };
+
+static bool ig_tile_of(const graft_context *ctx, int m, int tile[2])
+{
+    size_t maxwg = ctx->info.max_work_group_size;
+    if (maxwg < 64) return false;
+    tile[0] = 16;
+    tile[1] = m <= 32 ? 8 : 16;
+    if ((size_t)tile[0] * tile[1] > maxwg) tile[0] = tile[1] = 8;
+    return true;
+}
+
+static graft_status ig_kernel(graft_context *ctx, const conv2d_desc *d, const int tile[2],
+                              const char *name, cl_kernel *k, graft_error *e)
+{
+    char base[512], opts[640];
+    conv_options(d, base, sizeof base);
+    snprintf(opts, sizeof opts, "%s -DGR=%d -DTX=%d -DTY=%d -DRM=4 -DRN=4 -DBK=16", base,
+             d->groups, tile[0], tile[1]);
+    return kernel_get(ctx, "conv_igemm", opts, name, k, e);
+}
+
+static graft_status igemm_init(graft_context *ctx, conv2d_op *op, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    if (op->path != CONV_IGEMM) return GRAFT_OK;
+    int m[3] = {d->o / d->groups, d->c / d->groups, d->o / d->groups};
+    for (int i = 0; i < 3; i++)
+        if (!ig_tile_of(ctx, m[i], op->ig_tile[i])) return GRAFT_OK;
+    graft_status s;
+    if ((s = ig_kernel(ctx, d, op->ig_tile[IG_FWD], "conv_ig_fwd", &op->ig_fwd, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_DATA], "conv_ig_bwd_data", &op->ig_data, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_WEIGHT], "conv_ig_bwd_weight", &op->ig_weight, e)) ||
+        (s = ig_kernel(ctx, d, op->ig_tile[IG_WEIGHT], "conv_ig_reduce", &op->ig_reduce, e)))
+        op->ig_fwd = op->ig_data = op->ig_weight = op->ig_reduce = NULL;
+    return s;
+}
+
+/* The grid of an m x ncols product over groups (times splits): whole work-groups. */
+static graft_status ig_launch(graft_context *ctx, cl_kernel k, const int tile[2], size_t m,
+                              size_t ncols, size_t depth, graft_error *e)
+{
+    size_t bm = (size_t)tile[1] * 4, bn = (size_t)tile[0] * 4;
+    size_t g[3] = {(ncols + bn - 1) / bn * tile[0], (m + bm - 1) / bm * tile[1], depth};
+    size_t l[3] = {(size_t)tile[0], (size_t)tile[1], 1};
+    return launch(ctx, k, 3, g, l, NULL, e);
+}
+
+static graft_status ig_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
+                           cl_mem y, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    cl_kernel k = op->ig_fwd;
+    clSetKernelArg(k, 0, sizeof x, &x);
+    clSetKernelArg(k, 1, sizeof w, &w);
+    clSetKernelArg(k, 2, sizeof b, &b);
+    clSetKernelArg(k, 3, sizeof y, &y);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    return ig_launch(ctx, k, op->ig_tile[IG_FWD], (size_t)(d->o / d->groups),
+                     (size_t)n * d->oh * d->ow, (size_t)d->groups, e);
+}
+
+static graft_status ig_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy, cl_mem y, cl_mem w,
+                            cl_mem dx, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    cl_kernel k = op->ig_data;
+    clSetKernelArg(k, 0, sizeof dy, &dy);
+    clSetKernelArg(k, 1, sizeof y, &y);
+    clSetKernelArg(k, 2, sizeof w, &w);
+    clSetKernelArg(k, 3, sizeof dx, &dx);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    return ig_launch(ctx, k, op->ig_tile[IG_DATA], (size_t)(d->c / d->groups),
+                     (size_t)n * d->h * d->w, (size_t)d->groups, e);
+}
+
+/* The weight gradient's K = n*P split into S ranges so that small weight tensors still give a GPU
+ * enough work-groups (about 4 per compute unit, each range at least 256 long); the partial
+ * products go to ws, so S is also capped by what ws holds (none: S = 1). GRAFT_IGEMM_SPLIT=S
+ * forces a split (tests: the reduction on a CPU device). */
+static int ig_splits(const graft_context *ctx, const conv2d_op *op, int n, size_t ncols,
+                     size_t ws_floats, int *kc)
+{
+    const conv2d_desc *d = &op->d;
+    const int *t = op->ig_tile[IG_WEIGHT];
+    size_t np = (size_t)n * d->oh * d->ow;
+    size_t tiles = ((size_t)(d->o / d->groups) + t[1] * 4 - 1) / (t[1] * 4) *
+                   ((ncols + t[0] * 4 - 1) / (t[0] * 4)) * d->groups;
+    size_t want = 4 * (size_t)(ctx->info.compute_units ? ctx->info.compute_units : 1);
+    size_t s = want > tiles ? (want + tiles - 1) / tiles : 1;
+    if (s > np / 256) s = np / 256;
+    const char *f = getenv("GRAFT_IGEMM_SPLIT");
+    if (f && *f) s = (size_t)strtol(f, NULL, 10);
+    if (s > (np + 15) / 16) s = (np + 15) / 16;
+    if (s * d->o * ncols > ws_floats) s = ws_floats / ((size_t)d->o * ncols);
+    if (s < 1) s = 1;
+    size_t c = (np + s - 1) / s;
+    c = (c + 15) / 16 * 16;
+    *kc = (int)c;
+    return (int)((np + c - 1) / c);
+}
+
+static graft_status ig_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
+                              cl_mem y, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    int cgkk = d->c / d->groups * d->kh * d->kw, ncols = cgkk + (db ? 1 : 0), kc;
+    size_t ws_floats = ws ? conv2d_workspace_bytes(d, n) / sizeof(float) : 0;
+    int S = ig_splits(ctx, op, n, (size_t)ncols, ws_floats, &kc);
+    cl_mem part = S > 1 ? ws : NULL;
+    cl_kernel k = op->ig_weight;
+    clSetKernelArg(k, 0, sizeof x, &x);
+    clSetKernelArg(k, 1, sizeof dy, &dy);
+    clSetKernelArg(k, 2, sizeof y, &y);
+    clSetKernelArg(k, 3, sizeof dw, &dw);
+    clSetKernelArg(k, 4, sizeof db, &db);
+    clSetKernelArg(k, 5, sizeof part, &part);
+    clSetKernelArg(k, 6, sizeof n, &n);
+    clSetKernelArg(k, 7, sizeof S, &S);
+    clSetKernelArg(k, 8, sizeof kc, &kc);
+    clSetKernelArg(k, 9, sizeof ncols, &ncols);
+    graft_status st = ig_launch(ctx, k, op->ig_tile[IG_WEIGHT], (size_t)(d->o / d->groups),
+                                (size_t)ncols, (size_t)d->groups * S, e);
+    if (st || S == 1) return st;
+    k = op->ig_reduce;
+    clSetKernelArg(k, 0, sizeof part, &part);
+    clSetKernelArg(k, 1, sizeof dw, &dw);
+    clSetKernelArg(k, 2, sizeof db, &db);
+    clSetKernelArg(k, 3, sizeof S, &S);
+    clSetKernelArg(k, 4, sizeof ncols, &ncols);
+    return run1d(ctx, k, (size_t)d->o * ncols, e);
+}
+
+static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 conv_path path, graft_error *e);
+
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e)
 {
+    return op_init_path(ctx, op, d, path_for(ctx, d), e);
+}
+
+static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 conv_path path, graft_error *e)
+{
     memset(op, 0, sizeof *op);
+    op->path = path;
     if (d->c < 1 || d->h < 1 || d->w < 1 || d->o < 1 || d->kh < 1 || d->kw < 1 || d->sh < 1 ||
         d->sw < 1 || d->ph < 0 || d->pw < 0 || d->groups < 1)
         return err_set(e, GRAFT_STATUS_INTERNAL,
@@ -228,7 +488,7 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
     if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &op->pack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &op->unpack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &op->bias_packed, e)) ||
-        (s = direct_init(ctx, op, e))) {
+        (s = direct_init(ctx, op, e)) || (s = igemm_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
     }
@@ -251,12 +511,6 @@ void conv2d_op_free(conv2d_op *op)
     if (!op) return;
     if (op->wflip) clReleaseMemObject(op->wflip);
     memset(op, 0, sizeof *op); /* the kernels are the context's */
-}
-
-static graft_status run1d(graft_context *ctx, cl_kernel k, size_t total, graft_error *e)
-{
-    size_t g = total, l = LOCAL;
-    return launch(ctx, k, 1, &g, &l, NULL, e);
 }
 
 static graft_status im2col(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem ws,
@@ -301,6 +555,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     const conv2d_desc *d = &op->d;
     conv_dims s = dims_of(d, n);
     graft_status st;
+    if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);
@@ -356,6 +611,10 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
+    if (op->ig_fwd) { /* dy is read through the epilogue's derivative, never rewritten */
+        if ((dw || db) && (st = ig_weight(ctx, op, n, x, dy, y, dw, db, ws, e))) return st;
+        return dx ? ig_data(ctx, op, n, dy, y, w, dx, e) : GRAFT_OK;
+    }
     if (use_batched(d)) {
         if ((st = pack(ctx, op, &s, n, dy, y, ws, e))) return st;
         if (dw) {
@@ -446,4 +705,135 @@ graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem 
                                cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
 {
     return conv2d_bwd(ctx, op, n, x, NULL, dy, NULL, NULL, dw, db, ws, e);
+}
+
+conv_path conv2d_op_path(const conv2d_op *op)
+{
+    return op->ig_fwd ? CONV_IGEMM : op->direct_fwd ? CONV_DIRECT : CONV_IM2COL;
+}
+
+/* ---- tuning the path ---- */
+typedef struct tune_bufs {
+    cl_mem x, w, b, y, dy, dx, dw, db, ws;
+} tune_bufs;
+
+static void tune_bufs_free(tune_bufs *t)
+{
+    cl_mem all[] = {t->x, t->w, t->b, t->y, t->dy, t->dx, t->dw, t->db, t->ws};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (all[i]) clReleaseMemObject(all[i]);
+    memset(t, 0, sizeof *t);
+}
+
+/* Operands filled with small values (no NaN or denormal slow paths), written from the host (a
+ * fill does not count as initialising for Oclgrind's checker). */
+static graft_status tune_buf(graft_context *ctx, size_t floats, float v, cl_mem *out, graft_error *e)
+{
+    if (!floats) return GRAFT_OK;
+    graft_status s = buffer_create(ctx, floats * sizeof(float), out, e);
+    if (s) return s;
+    float *h = malloc(floats * sizeof(float));
+    if (!h) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < floats; i++) h[i] = v;
+    s = buffer_write(ctx, *out, 0, h, floats * sizeof(float), e);
+    free(h);
+    return s;
+}
+
+static graft_status tune_step(graft_context *ctx, conv2d_op *op, int n, tune_bufs *t, double *secs,
+                              graft_error *e)
+{
+    double t0 = now_seconds();
+    graft_status s = conv2d_fwd(ctx, op, n, t->x, t->w, t->b, t->y, t->ws, e);
+    if (!s)
+        s = conv2d_bwd(ctx, op, n, t->x, t->y, t->dy, t->w, t->dx, t->dw, t->db, t->ws, e);
+    if (!s) {
+        cl_int rc = clFinish(ctx->queue);
+        s = cl_check(rc, "clFinish", e);
+    }
+    *secs = now_seconds() - t0;
+    return s;
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
+                         double stop_at, conv_tune_result *r, graft_error *e)
+{
+    memset(r, 0, sizeof *r);
+    r->deflt = r->best = default_path(ctx);
+    if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_tune: batch count %d", n);
+    conv2d_op probe;
+    graft_status s = op_init_path(ctx, &probe, d, CONV_IM2COL, e); /* checks the shape */
+    if (s) return s;
+    conv2d_desc full = probe.d;
+    conv2d_op_free(&probe);
+    tune_bufs t = {0};
+    size_t nx = (size_t)n * d->c * d->h * d->w, ny = (size_t)n * d->o * full.oh * full.ow;
+    size_t nw = (size_t)d->o * (d->c / d->groups) * d->kh * d->kw;
+    size_t nws = conv2d_workspace_bytes(d, n) / sizeof(float);
+    if ((s = tune_buf(ctx, nx, 0.01f, &t.x, e)) || (s = tune_buf(ctx, nw, 0.01f, &t.w, e)) ||
+        (s = tune_buf(ctx, (size_t)d->o, 0.01f, &t.b, e)) || (s = tune_buf(ctx, ny, 0.0f, &t.y, e)) ||
+        (s = tune_buf(ctx, ny, 0.01f, &t.dy, e)) || (s = tune_buf(ctx, nx, 0.0f, &t.dx, e)) ||
+        (s = tune_buf(ctx, nw, 0.0f, &t.dw, e)) || (s = tune_buf(ctx, (size_t)d->o, 0.0f, &t.db, e)) ||
+        (s = tune_buf(ctx, nws, 0.0f, &t.ws, e)))
+        goto done;
+    if (!d->bias) {
+        clReleaseMemObject(t.b);
+        clReleaseMemObject(t.db);
+        t.b = t.db = NULL;
+    }
+    /* the default first: the others are measured against it */
+    conv_path order[CONV_PATHS] = {r->deflt};
+    int np = 1;
+    for (int p = 0; p < CONV_PATHS; p++) {
+        if (p == (int)r->deflt) continue;
+        bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
+        if (quick && ((p == CONV_IGEMM && !gpu) || (p == CONV_DIRECT && gpu))) continue;
+        order[np++] = (conv_path)p;
+    }
+    double best = 0;
+    bool complete = true;
+    for (int i = 0; i < np; i++) {
+        if (stop_at > 0 && now_seconds() > stop_at) {
+            complete = false; /* a later run measures the rest */
+            break;
+        }
+        conv2d_op op;
+        if ((s = op_init_path(ctx, &op, d, order[i], e))) goto done;
+        if (conv2d_op_path(&op) != order[i]) { /* does not apply to this shape */
+            conv2d_op_free(&op);
+            continue;
+        }
+        double v[3], warm;
+        s = tune_step(ctx, &op, n, &t, &warm, e); /* first launches, JIT, page faults */
+        int k = 0;
+        while (!s && k < 3) {
+            s = tune_step(ctx, &op, n, &t, &v[k], e);
+            k++;
+            if (!s && k == 1 && best > 0 && v[0] > 3 * best) break; /* hopeless: one sample */
+        }
+        conv2d_op_free(&op);
+        if (s) goto done;
+        qsort(v, (size_t)k, sizeof *v, cmp_dbl);
+        double med = v[k / 2];
+        r->seconds[order[i]] = med;
+        if (best == 0 || med < best) best = med;
+    }
+    if (!complete) goto done;
+    /* the fastest of the paths that beat the default by 7 % */
+    for (int p = 0; p < CONV_PATHS; p++) {
+        double v = r->seconds[p];
+        if (v > 0 && v < 0.93 * r->seconds[r->deflt] &&
+            (r->best == r->deflt || v < r->seconds[r->best]))
+            r->best = (conv_path)p;
+    }
+    r->stored = conv2d_path_store(ctx, d, r->best, r->seconds[r->best]);
+done:
+    tune_bufs_free(&t);
+    return s;
 }

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 
 static const char *const BN_KERNELS[] = {"bn_stats_partial", "bn_stats_finalize", "bn_apply",
-                                         "bn_grad_partial",  "bn_grad_finalize",  "bn_grad_apply"};
+                                         "bn_grad_partial",  "bn_grad_finalize",  "bn_grad_apply",
+                                         "bn_fold"};
 
 int group_local_size(const graft_context *ctx, long row)
 {
@@ -165,6 +166,27 @@ graft_status batchnorm_fwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_
     graft_status s = prepare(ctx, op, n, e);
     if (s) return s;
     return apply(ctx, op, n, 1, x, gamma, beta, run_mean, run_var, y, e);
+}
+
+graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem w, cl_mem cb,
+                            cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
+                            cl_mem bf, graft_error *e)
+{
+    if (k < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm_fold: %d weights a channel", k);
+    cl_kernel kk = op->k[BN_FOLD];
+    int has_cb = cb != NULL;
+    clSetKernelArg(kk, 0, sizeof k, &k);
+    clSetKernelArg(kk, 1, sizeof w, &w);
+    clSetKernelArg(kk, 2, sizeof cb, &cb);
+    clSetKernelArg(kk, 3, sizeof has_cb, &has_cb);
+    clSetKernelArg(kk, 4, sizeof gamma, &gamma);
+    clSetKernelArg(kk, 5, sizeof beta, &beta);
+    clSetKernelArg(kk, 6, sizeof run_mean, &run_mean);
+    clSetKernelArg(kk, 7, sizeof run_var, &run_var);
+    clSetKernelArg(kk, 8, sizeof wf, &wf);
+    clSetKernelArg(kk, 9, sizeof bf, &bf);
+    size_t g = (size_t)op->c, l = 1;
+    return launch(ctx, kk, 1, &g, &l, NULL, e);
 }
 
 /* Both backwards: statistics a/b are (mean, invstd) in training and (running mean, running var)

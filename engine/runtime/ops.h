@@ -47,13 +47,24 @@ typedef struct conv2d_desc {
     int oh, ow;        /* output size (filled by conv2d_op_init) */
     epilogue epi;      /* fused activation on the output */
 } conv2d_desc;
+/* How a layer's convolutions run: im2col + GEMM (cl/conv.cl and the GEMM back ends), the direct
+ * CPU kernel (conv.cl's conv2d_direct, forward and backward data) or implicit GEMMs
+ * (cl/conv_igemm.cl). Chosen per layer shape: GRAFT_CONV, else the tuner's stored result, else
+ * the device type's default (GPUs igemm, other devices im2col). */
+typedef enum conv_path { CONV_IM2COL, CONV_DIRECT, CONV_IGEMM, CONV_PATHS } conv_path;
+const char *conv2d_path_name(conv_path p);
 typedef struct conv2d_op {
     conv2d_desc d;
+    conv_path path; /* asked for; a path that does not apply to the shape falls back to im2col */
     cl_kernel im2col, col2im, bias_fwd, bias_bwd, epi_grad, pack, unpack, bias_packed;
     /* the direct path (CPU devices; NULL where it does not apply): forward, backward data as a
      * convolution of dy with the flipped weights (flip writes them into wflip) */
     cl_kernel direct_fwd, direct_bwd, flip;
     cl_mem wflip;
+    /* the implicit-GEMM path (cl/conv_igemm.cl, GPU-shaped; NULL when not chosen): one kernel each
+     * for forward, backward data and backward weight + bias, and the split-K reduction */
+    cl_kernel ig_fwd, ig_data, ig_weight, ig_reduce;
+    int ig_tile[3][2]; /* per kernel: work-group TX, TY (RM = RN = 4, BK = 16) */
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
@@ -69,6 +80,27 @@ graft_status conv2d_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy
 graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem dy,
                                cl_mem dw, cl_mem db, cl_mem ws, graft_error *e);
 void conv2d_op_free(conv2d_op *op);
+/* The path that actually runs (after any fallback). */
+conv_path conv2d_op_path(const conv2d_op *op);
+
+/* Tuning the path of a layer shape: each candidate runs a forward and a backward (data, weight,
+ * bias) at batch n on poison-free operands, timed as the median of 3 after a warm-up (a candidate
+ * over 3x the best so far is dropped after one); the default is replaced only by a path 7 %
+ * faster. quick leaves out the paths shaped for the other kind of device (igemm on CPUs: 20-30x
+ * slower under PoCL; direct on GPUs). The choice goes into the program cache (kind "tune") and
+ * every later conv2d_op_init of the shape on this device uses it. stop_at (now_seconds(), 0 =
+ * none) skips the candidates not started by then, and then nothing is stored (a later run
+ * measures them all). */
+typedef struct conv_tune_result {
+    conv_path best, deflt;
+    double seconds[CONV_PATHS]; /* median per step, 0 = not timed */
+    bool stored;
+} conv_tune_result;
+graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
+                         double stop_at, conv_tune_result *r, graft_error *e);
+/* Whether the shape has a stored choice; storing one (what conv2d_tune does with its winner). */
+bool conv2d_path_tuned(graft_context *ctx, const conv2d_desc *d);
+bool conv2d_path_store(graft_context *ctx, const conv2d_desc *d, conv_path p, double seconds);
 
 /* ---- dense: y[n, out] = x[n, in] W^T + b, W is [out, in] ---- */
 typedef struct dense_op {
@@ -97,7 +129,7 @@ void dense_op_free(dense_op *op);
  * PyTorch's semantics (running = (1-m)*running + m*stat, running_var from the unbiased variance).
  * eval (and frozen): running statistics. */
 enum { BN_STATS_PARTIAL, BN_STATS_FINALIZE, BN_APPLY, BN_GRAD_PARTIAL, BN_GRAD_FINALIZE,
-       BN_GRAD_APPLY, BN_NKERNELS };
+       BN_GRAD_APPLY, BN_FOLD, BN_NKERNELS };
 typedef struct batchnorm_op {
     int c, hw, lsz;
     float momentum, eps;
@@ -126,6 +158,12 @@ graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x
 graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
                                 cl_mem gamma, cl_mem run_mean, cl_mem run_var, cl_mem dx,
                                 cl_mem dgamma, cl_mem dbeta, graft_error *e);
+/* The eval-mode normalisation folded into the conv2d before it: wf = w * g and
+ * bf = (cb - mean) * g + beta per output channel, g = gamma / sqrt(running_var + eps), for a conv
+ * with k weights per output channel; cb may be NULL (no conv bias). */
+graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem w, cl_mem cb,
+                            cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
+                            cl_mem bf, graft_error *e);
 void batchnorm_op_free(batchnorm_op *op);
 
 /* ---- elementwise activations ---- */

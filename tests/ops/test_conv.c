@@ -211,6 +211,11 @@ static void run_case(graft_context *ctx, const conv_case *k)
         goto done;
     }
     CHECK(op.d.oh == s.oh && op.d.ow == s.ow);
+    /* GRAFT_CONV=igemm must really run the implicit GEMM (any device with work-groups of 64) */
+    const char *path = getenv("GRAFT_CONV");
+    printf("  path: %s\n", op.ig_fwd ? "implicit GEMM" : op.direct_fwd ? "direct" : "im2col");
+    if (path && strcmp(path, "igemm") == 0)
+        CHECKF(op.ig_fwd && op.ig_data && op.ig_weight, "%s: implicit GEMM not chosen", k->name);
     size_t wsb = conv2d_workspace_bytes(&d, s.n);
     cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, nb);
     cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);

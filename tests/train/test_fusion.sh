@@ -28,9 +28,53 @@ GRAFT_FUSE=0 "$G" train base.yaml $S --quiet --out run-off > log-off.txt 2>&1 \
     || { cat log-off.txt; bad "train unfused"; }
 $PY "$SRC/tests/train/compare.py" run-on/last.safetensors run-off/last.safetensors --tol 0 \
     && ok "fused and unfused training: bitwise-equal weights" || bad "fused and unfused weights differ"
-"$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-on.json 2>&1 || bad "eval fused"
+GRAFT_FOLD_BN=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-on.json 2>&1 \
+    || bad "eval fused"
 GRAFT_FUSE=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-off.json 2>&1 \
     || bad "eval unfused"
-cmp -s eval-on.json eval-off.json && ok "fused and unfused evaluation agree" \
+cmp -s eval-on.json eval-off.json && ok "fused and unfused evaluation agree (batchnorm not folded)" \
     || { diff eval-on.json eval-off.json | head; bad "evaluation differs"; }
+
+# Batchnorm in eval mode folded into the conv before it: evaluation and prediction (no backward
+# anywhere) and a frozen prefix. Scaling the weights instead of the outputs changes rounding only:
+# logits within 1e-5 of the unfolded pipeline's, the same predictions and accuracy.
+$PY - <<'PY' || bad "make predict input"
+import numpy as np
+rng = np.random.default_rng(3)
+np.save("x.npy", rng.random((37, 1, 28, 28), dtype=np.float32))
+PY
+"$G" predict base.yaml $S --weights run-on/last.safetensors --input x.npy --output y-fold.npy \
+    > /dev/null 2>&1 || bad "predict folded"
+GRAFT_FOLD_BN=0 "$G" predict base.yaml $S --weights run-on/last.safetensors --input x.npy \
+    --output y-nofold.npy > /dev/null 2>&1 || bad "predict unfolded"
+$PY - <<'PY' && ok "folded batchnorm: logits within 1e-5, same classes" || bad "folded batchnorm logits"
+import numpy as np
+a, b = np.load("y-fold.npy"), np.load("y-nofold.npy")
+err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+print(f"  folded vs unfolded logits: max rel. err {err:.2e}, bitwise equal: {bool((a == b).all())}")
+assert err < 1e-5 and (a.argmax(1) == b.argmax(1)).all()
+PY
+"$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-fold.json 2>&1 || bad "eval folded"
+$PY - eval-fold.json eval-on.json <<'PY' && ok "folded batchnorm: same accuracy, loss within 1e-5" \
+    || bad "folded batchnorm evaluation"
+import json, sys
+a, b = (json.load(open(f)) for f in sys.argv[1:3])
+assert a["accuracy"] == b["accuracy"], (a["accuracy"], b["accuracy"])
+assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"]), (a["loss"], b["loss"])
+PY
+F="$S --set transfer.freeze=pool1"
+"$G" plan base.yaml $F --json > plan-frozen.json 2>/dev/null || bad "plan frozen"
+groups=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['fused_groups']))" plan-frozen.json)
+want="conv1+act1 conv2+bn2+act2 conv3+act3 conv4+conv4_relu fc1+act5 fc2+fc2_relu"
+[ "$groups" = "$want" ] && ok "frozen prefix: bn2 folded into conv2 ($groups)" \
+    || bad "frozen fused groups '$groups', want '$want'"
+"$G" plan base.yaml $F | grep -q "1 eval-mode batchnorm folded" && ok "plan table says 1 folded" \
+    || bad "plan table, folded"
+GRAFT_FOLD_BN=0 "$G" plan base.yaml $F --json > plan-nofold.json 2>/dev/null || bad "plan nofold"
+groups=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['fused_groups']))" plan-nofold.json)
+case " $groups " in
+    *" conv2+act2 "*|*"bn2+act2"*) [ "${groups#*conv2+bn2}" = "$groups" ] && ok "GRAFT_FOLD_BN=0: not folded ($groups)" \
+        || bad "GRAFT_FOLD_BN=0 still folds: $groups" ;;
+    *) bad "GRAFT_FOLD_BN=0 groups '$groups'" ;;
+esac
 exit $fail

@@ -9,25 +9,44 @@
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3
 KILLS=${4:-5}; EPOCHS=${5:-8}; SEED=${6:-$(date +%s)}
 . "$SRC/tests/reliab/common.sh"
-echo "kills $KILLS, epochs $EPOCHS, seed $SEED (rerun with the same seed to repeat the delays)"
+echo "kills $KILLS, epochs $EPOCHS, seed $SEED (the same seed draws the same delay fractions)"
 T="--quiet --set train.epochs=$EPOCHS"
 
-# the uninterrupted run, on its own empty cache; its duration bounds the random delays
+# the uninterrupted run, on its own empty cache, then again on the now warm cache: the second's
+# duration bounds the random delays (the first kills still land in kernel builds, since the
+# killed runs start on an empty cache of their own and a cold start takes longer)
 t0=$($PY -c 'import time; print(time.time())')
 GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --out ref >ref.out 2>ref.err || { cat ref.err; bad "reference run"; exit 1; }
+cold=$($PY -c "import time; print(time.time() - $t0)")
+t0=$($PY -c 'import time; print(time.time())')
+GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --out ref2 >ref2.out 2>ref2.err || { cat ref2.err; bad "reference run"; exit 1; }
 dur=$($PY -c "import time; print(time.time() - $t0)")
-echo "uninterrupted run: $dur s"
-# delays: uniform in [0, duration], from a seeded generator
+cmp -s ref/last.safetensors ref2/last.safetensors && ok "two uninterrupted runs are bit-identical (warm run: $dur s)" \
+    || bad "two uninterrupted runs differ"
+# delays: a seeded uniform fraction of what the attempt has left to do: the kernel builds still
+# missing from its cache (the cold run's extra time, scaled by the share of entries missing) plus
+# the epochs not yet saved (the warm run's time, scaled) — so kills spread over builds, epochs and
+# checkpoint writes instead of piling up in the first builds or missing short resumed runs
 $PY -c "
 import random; r = random.Random($SEED)
-print('\n'.join('%.3f' % r.uniform(0.02, $dur) for _ in range(10 * $KILLS)))" > delays.txt
+print('\n'.join('%.4f' % r.uniform(0.02, 1) for _ in range(10 * $KILLS)))" > fractions.txt
+entries=$(ls cache-ref | wc -l)
+delay_for() { # FRACTION
+    $PY -c "
+import os
+have = len(os.listdir('cache-kill')) if os.path.isdir('cache-kill') else 0
+saved = sum(1 for _ in open('k/metrics.jsonl')) if os.path.exists('k/last.safetensors') else 0
+left = ($cold - $dur) * max(0, 1 - have / $entries) + $dur * (1 - saved / $EPOCHS) + 0.05
+print('%.3f' % ($1 * left))"
+}
 
 export GRAFT_CACHE_DIR=$W/cache-kill
 kills=0 restarts=0 line=0
 while [ $kills -lt $KILLS ]; do
     line=$((line + 1))
-    d=$(sed -n "${line}p" delays.txt)
-    [ -z "$d" ] && { bad "ran out of delays"; break; }
+    f=$(sed -n "${line}p" fractions.txt)
+    [ -z "$f" ] && { bad "ran out of delays"; break; }
+    d=$(delay_for "$f")
     if [ -f k/last.safetensors ]; then mode="--resume k"; else mode="--out k"; fi
     "$G" train base.yaml $T $mode >>k.out 2>>k.err &
     pid=$!

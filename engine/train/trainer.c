@@ -391,8 +391,10 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
     snprintf(secs, sizeof secs, "%.6f", R->train_seconds);
     snprintf(seen, sizeof seen, "%ld", R->images_seen);
     char *yaml = recipe_dump_yaml(R->r);
+    /* without the text the checkpoint would carry the hash of "" as its recipe's */
+    if (!yaml) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory writing the checkpoint");
     uint8_t h[32];
-    sha256(yaml ? yaml : "", yaml ? strlen(yaml) : 0, h);
+    sha256(yaml, strlen(yaml), h);
     hex_encode(h, 16, hash);
     free(yaml);
     const char *model_meta[] = {"format", "graft", "recipe_sha256", hash, "epoch", epoch,

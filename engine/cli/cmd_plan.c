@@ -21,6 +21,9 @@ typedef struct plan_view {
     /* where the cache lives: device memory while every split's features fit in the budget */
     double cache_row_bytes, cache_device_budget; /* budget 0: no device found */
     char cache_device[256];
+    /* whether training fits the recipe's device (the trainer's own check before epoch 1) */
+    int fit; /* -1 no device, 0 does not fit, 1 fits */
+    char fit_text[1700];
 } plan_view;
 
 /* The feature cache's row size and the device-memory budget transfer.cache_device_fraction gives
@@ -37,6 +40,27 @@ static void cache_location(plan_view *v)
         !graft_device_select(list, nd, r->device ? r->device : "", &idx, &e)) {
         v->cache_device_budget = r->transfer.cache_device_fraction * (double)list[idx].global_mem_bytes;
         snprintf(v->cache_device, sizeof v->cache_device, "%s", list[idx].name);
+    }
+    free(list);
+}
+
+/* The check graft train makes before epoch 1 (every freeze phase against the device's global
+ * memory and largest allocation), so the plan says in advance whether training will start. */
+static void device_fit(plan_view *v, graft_recipe *r)
+{
+    graft_device_info *list = NULL;
+    int nd = 0, idx = 0;
+    graft_error e = {0};
+    v->fit = -1;
+    if (!graft_devices_list(&list, &nd, &e) &&
+        !graft_device_select(list, nd, r->device ? r->device : "", &idx, &e)) {
+        graft_status s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &e);
+        v->fit = s == GRAFT_OK;
+        if (s == GRAFT_OK)
+            snprintf(v->fit_text, sizeof v->fit_text, "fits %s (%.1f MiB global memory)",
+                     list[idx].name, (double)list[idx].global_mem_bytes / 1048576.0);
+        else
+            snprintf(v->fit_text, sizeof v->fit_text, "does not fit: %s", e.message);
     }
     free(list);
 }
@@ -79,6 +103,9 @@ static void plan_extend_json(json_t *root, const plan_view *v)
     json_object_set_new(o, "workspace_bytes", json_integer((json_int_t)m->workspace));
     json_object_set_new(o, "total_bytes", json_integer((json_int_t)m->total));
     json_object_set_new(o, "activation_slots", json_integer(v->plan.nslots));
+    json_object_set_new(o, "device_fits", v->fit < 0 ? json_null() : json_boolean(v->fit));
+    json_object_set_new(o, "device_fit",
+                        json_string(v->fit < 0 ? "no OpenCL device" : v->fit_text));
     json_object_set_new(root, "memory", o);
 }
 
@@ -100,6 +127,7 @@ static void plan_extend_table(const plan_view *v)
     mib(what, m->activations);
     mib("workspace (im2col)", m->workspace);
     mib("total", m->total);
+    if (v->fit >= 0) printf("  %s\n", v->fit_text);
 }
 
 static const char *l_name(const graph *g, int i)
@@ -296,6 +324,7 @@ int cmd_plan(int argc, char **argv)
                                   "again when it recompiles)"
                                 : "");
     cache_location(&v);
+    device_fit(&v, r);
     if (json) {
         json_t *o = plan_json(&v);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

@@ -25,6 +25,12 @@ GRAFT_DEVICE_MEM_LIMIT=100K "$G" train base.yaml --quiet --out fit1 --set train.
     --set train.max_steps=20 >fit1.out 2>fit1.err
 [ $? = 1 ] && ok "one more does not" || bad "batch $((fit + 1)) passed the check"
 
+# graft plan says the same in advance (and still exits 0: the plan itself is fine)
+GRAFT_DEVICE_MEM_LIMIT=100K "$G" plan base.yaml >plan.out 2>plan.err && grep -q "does not fit: the recipe needs" plan.out \
+    && "$G" plan base.yaml | grep -q "^  fits " && ok "graft plan says whether it fits" || { cat plan.out plan.err; bad "graft plan fit"; }
+GRAFT_DEVICE_MEM_LIMIT=100K "$G" plan base.yaml --json | $PY -c "import json, sys; assert json.load(sys.stdin)['memory']['device_fits'] is False" \
+    && ok "graft plan --json: device_fits false" || bad "graft plan --json device_fits"
+
 # 2. largest allocation
 GRAFT_DEVICE_MAX_ALLOC=100K "$G" train base.yaml --quiet --out alloc >alloc.out 2>alloc.err
 rc=$?

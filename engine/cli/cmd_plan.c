@@ -46,23 +46,32 @@ static void cache_location(plan_view *v)
 
 /* The check graft train makes before epoch 1 (every freeze phase against the device's global
  * memory and largest allocation), so the plan says in advance whether training will start. */
-static void device_fit(plan_view *v, graft_recipe *r)
+static graft_status device_fit(plan_view *v, graft_recipe *r, graft_error *out)
 {
     graft_device_info *list = NULL;
     int nd = 0, idx = 0;
     graft_error e = {0};
+    bool fits;
     v->fit = -1;
-    if (!graft_devices_list(&list, &nd, &e) &&
-        !graft_device_select(list, nd, r->device ? r->device : "", &idx, &e)) {
-        graft_status s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &e);
-        v->fit = s == GRAFT_OK;
-        if (s == GRAFT_OK)
+    graft_status s = graft_devices_list(&list, &nd, &e);
+    if (!s) s = graft_device_select(list, nd, r->device ? r->device : "", &idx, &e);
+    if (!s) s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &fits, &e);
+    if (s == GRAFT_STATUS_NOMEM) {
+        /* the check itself ran out of memory: a failure, not an unknown device */
+        free(list);
+        *out = e;
+        return s;
+    }
+    if (!s) {
+        v->fit = fits;
+        if (fits)
             snprintf(v->fit_text, sizeof v->fit_text, "fits %s (%.1f MiB global memory)",
                      list[idx].name, (double)list[idx].global_mem_bytes / 1048576.0);
         else
             snprintf(v->fit_text, sizeof v->fit_text, "does not fit: %s", e.message);
     }
     free(list);
+    return GRAFT_OK;
 }
 
 static void cache_location_text(const plan_view *v, char *out, size_t n)
@@ -324,7 +333,12 @@ int cmd_plan(int argc, char **argv)
                                   "again when it recompiles)"
                                 : "");
     cache_location(&v);
-    device_fit(&v, r);
+    if (device_fit(&v, r, &e)) {
+        plan_free(&v.plan);
+        free(v.backward);
+        recipe_free(r);
+        return cli_fail(&e);
+    }
     if (json) {
         json_t *o = plan_json(&v);
         char *text = json_dumps(o, JSON_INDENT(2) | JSON_REAL_PRECISION(6));

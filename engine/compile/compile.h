@@ -109,11 +109,12 @@ void plan_free(graph_plan *p);
 epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
 
 /* Before training: every freeze phase's training pipeline (the plan `graft plan` prints) against
- * the device's global memory and largest allocation; a recipe that cannot fit is a NOMEM error
- * with the sizes and the largest train.batch_size that fits. The graph's frozen flags are those
- * of `current` afterwards. */
+ * the device's global memory and largest allocation. A recipe that cannot fit gets *fits false
+ * and, in e, a NOMEM error with the sizes and the largest train.batch_size that fits; the status
+ * is for the check itself failing (out of memory while planning). The graph's frozen flags are
+ * those of `current` afterwards. */
 graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,
-                               const freeze_spec *current, graft_error *e);
+                               const freeze_spec *current, bool *fits, graft_error *e);
 
 /* ---- pipelines ---- */
 typedef struct pipeline pipeline;

@@ -130,9 +130,10 @@ static graft_status too_big(const graft_recipe *r, const graft_device_info *info
 }
 
 graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,
-                               const freeze_spec *current, graft_error *e)
+                               const freeze_spec *current, bool *fits_out, graft_error *e)
 {
     graft_status s = GRAFT_OK;
+    *fits_out = true;
     /* phase 0: transfer.freeze; then each unfreeze step from its epoch on */
     for (int ph = 0; ph <= r->train.nunfreeze && !s; ph++) {
         const freeze_spec *f = ph ? &r->train.unfreeze[ph - 1].freeze : &r->transfer.freeze;
@@ -142,7 +143,11 @@ graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,
         }
         phase_need n;
         if ((s = need_at(r, r->train.batch_size, &n, e))) break;
-        if (!fits(&n, info)) s = too_big(r, info, &n, ph ? r->train.unfreeze[ph - 1].epoch : 0, e);
+        if (!fits(&n, info)) {
+            too_big(r, info, &n, ph ? r->train.unfreeze[ph - 1].epoch : 0, e);
+            *fits_out = false;
+            break;
+        }
     }
     graft_status back = recipe_apply_freeze(r, current, NULL);
     if (!s && back) s = err_set(e, back, "cannot apply the freeze selector in force");

@@ -822,7 +822,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         goto done;
     }
     /* a recipe that cannot fit the device fails here, before anything is written */
-    if ((s = plan_check_memory(r, &R.ctx->info, phase_freeze(r, R.epoch), e))) goto done;
+    bool fits;
+    if ((s = plan_check_memory(r, &R.ctx->info, phase_freeze(r, R.epoch), &fits, e))) goto done;
+    if (!fits && (s = e->status)) goto done;
     {
         /* first run on this device: tune the recipe's GEMM shapes (train.tune, GRAFT_TUNE) */
         tune_summary ts;

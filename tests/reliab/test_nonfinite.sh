@@ -86,7 +86,25 @@ cat nan.err
 [ $rc = 1 ] && one_error nan.err && grep -q 'x_nan.npy: sample 100 holds NaN' nan.err \
     && [ ! -e nan-data ] && ok "NaN data refused, nothing written" || bad "NaN data"
 
-# 5. the key is checked like the others
+# 5. a checkpoint holding an infinity (transfer.from, --weights) is refused at load
+$PY - <<'PYEOF'
+import json, struct
+import numpy as np
+data = bytearray(open("late/last.safetensors", "rb").read())
+(n,) = struct.unpack("<Q", data[:8])
+a, _ = json.loads(data[8:8 + n])["fc1.weight"]["data_offsets"]
+data[8 + n + a:8 + n + a + 4] = np.array([np.inf], np.float32).tobytes()
+open("inf.safetensors", "wb").write(bytes(data))
+PYEOF
+"$G" train base.yaml --quiet --out from-inf --set transfer.from=inf.safetensors >inf.out 2>inf.err
+rc=$?
+cat inf.err
+[ $rc = 1 ] && one_error inf.err && grep -q 'inf.safetensors: tensor fc1.weight holds an infinity (element 0)' inf.err \
+    && [ ! -e from-inf ] && ok "a non-finite transfer.from is refused, nothing written" || bad "non-finite checkpoint"
+"$G" eval base.yaml --weights inf.safetensors >inf-eval.out 2>inf-eval.err
+[ $? = 1 ] && grep -q 'holds an infinity' inf-eval.err && ok "eval refuses it too" || { cat inf-eval.err; bad "eval of a non-finite checkpoint"; }
+
+# 6. the key is checked like the others
 "$G" check base.yaml --set train.on_nonfinite=ignore >key.out 2>key.err
 rc=$?
 [ $rc = 2 ] && grep -q "on_nonfinite" key.err && grep -q "skip_batch" key.err \

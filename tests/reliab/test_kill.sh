@@ -40,6 +40,22 @@ left = ($cold - $dur) * max(0, 1 - have / $entries) + $dur * (1 - saved / $EPOCH
 print('%.3f' % ($1 * left))"
 }
 
+# the two moments a random kill rarely hits, made by hand from runs of 2 and 3 epochs: killed
+# between the renames of state and last (state of epoch 3, last.safetensors.next of epoch 3, last of
+# epoch 2), and killed before them (both *.next written, neither renamed). --resume must roll the
+# first forward and drop the second's, and both must end equal to the uninterrupted run.
+GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --set train.epochs=2 --out e2 >/dev/null 2>&1 || bad "2 epochs"
+GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --set train.epochs=3 --out e3 >/dev/null 2>&1 || bad "3 epochs"
+cp -r e2 between; cp e3/state.safetensors between/; cp e3/last.safetensors between/last.safetensors.next
+cp e3/metrics.jsonl between/
+cp -r e2 before; cp e3/state.safetensors before/state.safetensors.next
+cp e3/last.safetensors before/last.safetensors.next; cp e3/metrics.jsonl before/
+for c in between before; do
+    GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --resume $c >$c.out 2>$c.err || { cat $c.err; bad "resume $c"; }
+    cmp -s $c/last.safetensors ref/last.safetensors && [ -z "$(ls $c | grep -E '\.next|\.tmp')" ] \
+        && ok "killed $c the renames: resumed to the uninterrupted run's weights" || bad "killed $c the renames"
+done
+
 export GRAFT_CACHE_DIR=$W/cache-kill
 kills=0 restarts=0 line=0
 while [ $kills -lt $KILLS ]; do

@@ -27,16 +27,20 @@ run build all -- --num-processes 2 --no-suite vision-slow --no-suite transfer-sl
 # 2. ASan+UBSan (clang): unit-level suites. Only PoCL is loaded: Mesa's Clover throws C++
 #    exceptions while it initialises, which a C program under ASan cannot intercept. Leaks inside
 #    PoCL/LLVM/the ICD loader are theirs and suppressed by library name (tests/lsan.supp).
+#    The same tree is the fault-injection build (inert unless GRAFT_FAULT is set): suite fault
+#    fails the N-th allocation, buffer, kernel build and enqueue of graft's commands on purpose.
 if [ ! -d build-asan ]; then
     CC=clang meson setup build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false \
-        -Dbuildtype=debug > /dev/null
+        -Dbuildtype=debug -Dfault_injection=true > /dev/null
 fi
+meson configure build-asan -Dfault_injection=true > /dev/null
 if ninja -C build-asan > build-asan/ninja.log 2>&1; then
     run build-asan asan OCL_ICD_VENDORS=/etc/OpenCL/vendors/pocl.icd \
         ASAN_OPTIONS=detect_leaks=1:detect_odr_violation=0 \
         LSAN_OPTIONS=suppressions=$here/tests/lsan.supp:print_suppressions=0 \
         UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-        -- --num-processes 2 --suite unit --suite recipe --suite bad --suite fuzz --suite io --suite cli
+        -- --num-processes 2 --suite unit --suite recipe --suite bad --suite fuzz --suite io --suite cli \
+        --suite fault
 else
     tail -30 build-asan/ninja.log
     echo "sanitizer build failed"

@@ -25,6 +25,7 @@ void err_prefix(graft_error *e, const char *fmt, ...) __attribute__((format(prin
 typedef struct arena_block arena_block;
 typedef struct arena {
     arena_block *head;
+    bool failed; /* an allocation returned NULL: whatever was being built is incomplete */
 } arena;
 void *arena_alloc(arena *a, size_t n); /* zeroed, 16-byte aligned; NULL on failure */
 char *arena_strdup(arena *a, const char *s);

@@ -92,7 +92,10 @@ void graft_diags_add(graft_diags *d, graft_mark at, const char *fmt, ...)
     if (d->count == d->cap) {
         int cap = d->cap ? d->cap * 2 : 16;
         graft_diag *n = realloc(d->items, (size_t)cap * sizeof *n);
-        if (!n) return; /* out of memory: drop the diagnostic rather than crash */
+        if (!n) {
+            d->nomem = true; /* drop the diagnostic rather than crash, but say so */
+            return;
+        }
         d->items = n;
         d->cap = cap;
     }

@@ -78,7 +78,9 @@ graft_status fs_write_atomic(const char *path, const void *data, size_t len, gra
             int er = errno;
             close(fd);
             unlink(tmp);
-            return err_set(e, GRAFT_STATUS_IO, "cannot write %s: %s", tmp, strerror(er));
+            /* a full disk (ENOSPC) or a file-size limit (EFBIG): the target is untouched */
+            return err_set(e, GRAFT_STATUS_IO, "cannot write %s: %s; %s was not replaced", tmp,
+                           strerror(er), path);
         }
         p += w;
         left -= (size_t)w;
@@ -87,9 +89,15 @@ graft_status fs_write_atomic(const char *path, const void *data, size_t len, gra
         int er = errno;
         close(fd);
         unlink(tmp);
-        return err_set(e, GRAFT_STATUS_IO, "cannot flush %s: %s", tmp, strerror(er));
+        return err_set(e, GRAFT_STATUS_IO, "cannot flush %s: %s; %s was not replaced", tmp,
+                       strerror(er), path);
     }
-    close(fd);
+    if (close(fd) != 0) {
+        int er = errno;
+        unlink(tmp);
+        return err_set(e, GRAFT_STATUS_IO, "cannot write %s: %s; %s was not replaced", tmp,
+                       strerror(er), path);
+    }
     if (rename(tmp, path) != 0) {
         int er = errno;
         unlink(tmp);

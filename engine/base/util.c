@@ -20,7 +20,10 @@ void *arena_alloc(arena *a, size_t n)
     if (!b || b->cap - b->used < n) {
         size_t cap = n > 16384 ? n : 16384;
         b = malloc(sizeof *b + cap);
-        if (!b) return NULL;
+        if (!b) {
+            a->failed = true;
+            return NULL;
+        }
         b->cap = cap;
         b->used = 0;
         b->next = a->head;

@@ -14,6 +14,12 @@ int cli_load_recipe(const char *file, const char *const *sets, int nsets, graft_
 {
     graft_diags d = {0};
     graft_status s = recipe_load(file, sets, nsets, out, &d);
+    if (s == GRAFT_STATUS_NOMEM) {
+        /* not the recipe's fault: one runtime error line, exit 1 */
+        fprintf(stderr, "graft: error: out of memory while loading the recipe %s\n", file);
+        graft_diags_free(&d);
+        return 1;
+    }
     if (s) {
         graft_diags_sort(&d);
         graft_diags_print(&d, stderr);

@@ -31,6 +31,7 @@ static void plan_extend_table(const plan_view *v)
     mib(what, m->activations);
     mib("workspace (im2col)", m->workspace);
     mib("total", m->total);
+    if (v->fit >= 0) printf("  %s\n", v->fit_text);
 }
 
 /* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */

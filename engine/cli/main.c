@@ -1,6 +1,7 @@
 /* main.c — `graft <command> [options]`: dispatch to the command files and shared argument helpers. */
 #include "cli.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,9 @@ int main(int argc, char **argv)
         cli_usage(stderr);
         return 2;
     }
+    /* a file-size limit (ulimit -f) makes write() fail with EFBIG, reported like a full disk,
+     * instead of killing the process mid-file */
+    signal(SIGXFSZ, SIG_IGN);
     const char *cmd = argv[1];
     if (cli_is_help(cmd)) {
         cli_usage(stdout);

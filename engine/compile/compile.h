@@ -108,6 +108,14 @@ void plan_free(graph_plan *p);
 /* The epilogue a layer's kernels apply (none unless the plan fused an activation into it). */
 epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
 
+/* Before training: every freeze phase's training pipeline (the plan `graft plan` prints) against
+ * the device's global memory and largest allocation. A recipe that cannot fit gets *fits false
+ * and, in e, a NOMEM error with the sizes and the largest train.batch_size that fits; the status
+ * is for the check itself failing (out of memory while planning). The graph's frozen flags are
+ * those of `current` afterwards. */
+graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,
+                               const freeze_spec *current, bool *fits, graft_error *e);
+
 /* ---- pipelines ---- */
 typedef struct pipeline pipeline;
 
@@ -127,6 +135,10 @@ typedef struct pipeline_options {
     const graph *disc; /* ALIGN_DANN: the domain discriminator (adapt_spec.disc_graph) */
     /* AdaBN: pipeline_bn_restat runs batchnorm on batch statistics in an evaluation pipeline */
     bool bn_restat;
+    /* train.on_nonfinite: skip_batch. A step given a step_result reads its loss back before the
+     * backward pass and, when it is not finite, applies no update (batchnorm running statistics
+     * put back too): one host wait per step instead of the batched read-back. */
+    bool skip_nonfinite;
 } pipeline_options;
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
@@ -143,6 +155,7 @@ long pipeline_input_size(const pipeline *p);
 typedef struct step_result {
     double loss_sum; /* sum over the batch of per-sample loss */
     int correct;
+    bool nonfinite; /* skip_nonfinite pipelines: the loss was not finite, the update skipped */
 } step_result;
 
 /* Forward, loss, backward and one optimizer update (training pipelines). x and labels are copied
@@ -172,6 +185,21 @@ typedef struct pipeline_stats {
  * block until every step enqueued so far is in *out: exact totals, e.g. at the end of an epoch.
  * A non-finite step loss is an error naming the step (1-based pipeline step count). */
 graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e);
+/* Without blocking: collect a read-back that has landed and return the non-finite-loss error seen
+ * so far, if any (kept for pipeline_stats_read). A training loop calls it after each step. */
+graft_status pipeline_stats_poll(pipeline *p, graft_error *e);
+/* The first step (1-based pipeline step count) whose read-back loss was not finite, and that loss.
+ */
+bool pipeline_nonfinite(const pipeline *p, uint64_t *step, double *value);
+/* Wait for the read-back in flight and drop every statistic and error collected (a replay). */
+graft_status pipeline_stats_reset(pipeline *p, graft_error *e);
+/* Scan mode: each forward reads every layer's parameters and output back (blocking) and keeps the
+ * first layer holding a NaN or an infinity; pipeline_scan_result gives it (-1 if none) and whether
+ * its parameters, rather than its output, were the first (PIPELINE_SCAN_INPUT: the input). Turning
+ * it on forgets the last result. */
+#define PIPELINE_SCAN_INPUT (-2) /* the batch's input itself was not finite */
+void pipeline_set_scan(pipeline *p, bool on);
+int pipeline_scan_result(const pipeline *p, bool *in_weights);
 /* How many times this pipeline blocked the host: waits on transfers that had not finished and
  * blocking read-backs (the "host synchronisations" of a step). */
 long pipeline_host_syncs(const pipeline *p);
@@ -242,6 +270,9 @@ typedef struct plan_view {
     /* where the cache lives: device memory while every split's features fit in the budget */
     double cache_row_bytes, cache_device_budget; /* budget 0: no device found */
     char cache_device[256];
+    /* whether training fits the recipe's device (the trainer's own check before epoch 1) */
+    int fit; /* -1 no device, 0 does not fit, 1 fits */
+    char fit_text[1700];
 } plan_view;
 
 graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e);

@@ -26,6 +26,8 @@ typedef struct player {
     cl_mem wf, bf;                 /* conv2d with a folded batchnorm: its weights and bias */
     cl_mem save_mean, save_invstd; /* batchnorm batch statistics */
     long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
+    cl_mem
+        keep[LAYER_MAX_PARAMS]; /* skip_nonfinite: batchnorm running statistics before the step */
 } player;
 
 struct pipeline {
@@ -79,6 +81,11 @@ struct pipeline {
     pipeline_stats ready;                    /* read back, not yet handed out */
     graft_error stat_error;                  /* a non-finite loss seen in a read-back */
     graft_status stat_status;
+    uint64_t nonfinite_step; /* first step whose loss was not finite (1-based), 0 */
+    double nonfinite_value;
+    bool scan;         /* forward checks every layer (pipeline_set_scan) */
+    int scan_layer;    /* first layer with non-finite values, or -1 */
+    bool scan_weights; /* ... in its parameters rather than its output */
     long host_syncs;
 };
 
@@ -357,6 +364,11 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if (o->optimizer >= OPT_ADAM && (s = alloc(p, (size_t)pi->count, &pl->v[j], e)))
                 goto fail;
         }
+        if (o->skip_nonfinite && lp->bn_batch_stats)
+            for (int j = 0; j < l->nparams; j++)
+                if (l->params[j].is_buffer &&
+                    (s = alloc(p, (size_t)l->params[j].count, &pl->keep[j], e)))
+                    goto fail;
         if (l->type == GRAFT_LAYER_MAXPOOL &&
             (s = buffer_create(ctx, B * (size_t)shape_size(l->out) * sizeof(int), &pl->idx, e)))
             goto fail;
@@ -393,6 +405,7 @@ void pipeline_free(pipeline *p)
                 release(&pl->m[j]);
                 release(&pl->v[j]);
                 release(&pl->w0[j]);
+                release(&pl->keep[j]);
             }
             release(&pl->idx);
             release(&pl->wf);
@@ -558,6 +571,49 @@ graft_status pipeline_download(pipeline *p, param_store *s, graft_error *e)
 
 /* ---- forward ---- */
 
+static graft_status all_finite(graft_context *ctx, cl_mem m, size_t count, bool *finite,
+                               graft_error *e)
+{
+    *finite = true;
+    if (!m || !count) return GRAFT_OK;
+    float *h = malloc(count * sizeof *h);
+    if (!h) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    graft_status s = buffer_read(ctx, m, 0, h, count * sizeof *h, e);
+    for (size_t k = 0; !s && k < count && *finite; k++)
+        *finite = isfinite(h[k]);
+    free(h);
+    return s;
+}
+
+/* Scan mode (diagnosing a non-finite loss): after layer i ran, read its parameters and its output
+ * back and remember it when either holds a NaN or an infinity. Blocking and slow; only for the
+ * replay of one failing step. */
+static graft_status scan_layer(pipeline *p, int i, int n, graft_error *e)
+{
+    const player *pl = &p->layers[i];
+    bool ok = true;
+    graft_status s = GRAFT_OK;
+    if (i == p->o.first &&
+        !(s = all_finite(p->ctx, p->input, (size_t)n * (size_t)p->plan.tensors[0].size, &ok, e)) &&
+        !ok) {
+        p->scan_layer = PIPELINE_SCAN_INPUT;
+        return GRAFT_OK;
+    }
+    for (int j = 0; j < pl->l->nparams && ok && !s; j++)
+        s = all_finite(p->ctx, pl->w[j], (size_t)pl->l->params[j].count, &ok, e);
+    if (!s && !ok) {
+        p->scan_layer = i;
+        p->scan_weights = true;
+        return GRAFT_OK;
+    }
+    int shown = p->plan.layers[i].fused_act >= 0 ? p->plan.layers[i].fused_act : i;
+    if (!s)
+        s = all_finite(p->ctx, Y(p, i), (size_t)n * (size_t)shape_size(p->g->layers[shown].out),
+                       &ok, e);
+    if (!s && !ok) p->scan_layer = i;
+    return s;
+}
+
 static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
 {
     graft_context *ctx = p->ctx;
@@ -626,6 +682,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
             break;
         }
         if (s) err_prefix(e, "layer '%s' forward", l->name);
+        if (!s && p->scan && p->scan_layer == -1) s = scan_layer(p, i, n, e);
     }
     return s;
 }
@@ -909,6 +966,8 @@ static graft_status stats_land(pipeline *p, graft_error *e)
             correct += cs[j];
         }
         if (!isfinite(sum) && !p->stat_status) {
+            p->nonfinite_step = p->inflight_first + 1 + (uint64_t)i;
+            p->nonfinite_value = sum;
             unsigned long long a = (unsigned long long)p->inflight_first + 1,
                                b = a + (unsigned long long)p->inflight - 1;
             p->stat_status = err_set(
@@ -994,10 +1053,57 @@ long pipeline_host_syncs(const pipeline *p)
     return p->host_syncs;
 }
 
+/* skip_nonfinite: keep (or put back) the running statistics that a training-mode batchnorm
+ * forward updates, so a skipped batch leaves no trace. */
+static graft_status keep_buffers(pipeline *p, bool restore, graft_error *e)
+{
+    graft_status s = GRAFT_OK;
+    for (int i = p->o.first; i < p->g->nlayers && !s; i++) {
+        player *pl = &p->layers[i];
+        for (int j = 0; j < pl->l->nparams && !s; j++) {
+            if (!pl->keep[j]) continue;
+            size_t bytes = (size_t)pl->l->params[j].count * sizeof(float);
+            s = restore ? buffer_copy_async(p->ctx, pl->keep[j], 0, pl->w[j], 0, bytes, e)
+                        : buffer_copy_async(p->ctx, pl->w[j], 0, pl->keep[j], 0, bytes, e);
+        }
+    }
+    return s;
+}
+
+/* The step of a skip_nonfinite pipeline: forward and loss, a blocking read of the loss, and the
+ * backward and update only when it is finite (else r->nonfinite and nothing changes). */
+static graft_status train_body_checked(pipeline *p, int n, const optim_hparams *h, step_result *r,
+                                       graft_error *e)
+{
+    graft_status s = keep_buffers(p, false, e);
+    if (!s) s = forward(p, n, true, e);
+    int last = p->g->nlayers - 1;
+    if (!s)
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->loss, p->correct,
+                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
+    if (!s) s = buffer_read(p->ctx, p->loss, 0, p->host_loss, (size_t)n * sizeof(float), e);
+    if (!s) s = buffer_read(p->ctx, p->correct, 0, p->host_correct, (size_t)n * sizeof(int), e);
+    if (s) return s;
+    p->host_syncs++;
+    r->loss_sum = 0;
+    r->correct = 0;
+    for (int i = 0; i < n; i++) {
+        r->loss_sum += p->host_loss[i];
+        r->correct += p->host_correct[i];
+    }
+    r->nonfinite = !isfinite(r->loss_sum);
+    if (r->nonfinite) return keep_buffers(p, true, e);
+    if (!s) s = backward(p, n, e);
+    if (!s) s = update(p, h, e);
+    return s;
+}
+
 /* Forward, loss, statistics, backward and update of a batch already in p->input / p->labels. */
 static graft_status train_body(pipeline *p, int n, const optim_hparams *h, step_result *r,
                                graft_error *e)
 {
+    if (r) r->nonfinite = false;
+    if (r && p->o.skip_nonfinite) return train_body_checked(p, n, h, r, e);
     cl_mem loss, correct;
     graft_status s = stats_slot(p, r != NULL, &loss, &correct, e);
     if (!s) s = forward(p, n, true, e);
@@ -1165,6 +1271,46 @@ graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl
         s = buffer_copy_async(p->ctx, Y(p, p->g->nlayers - 1), 0, table, (size_t)first_row * row,
                               (size_t)n * row, e);
     return s;
+}
+
+graft_status pipeline_stats_poll(pipeline *p, graft_error *e)
+{
+    if (p->inflight && transfer_done(p->stat_read)) {
+        graft_status s = stats_land(p, e);
+        if (s) return s;
+    }
+    if (p->stat_status) *e = p->stat_error;
+    return p->stat_status;
+}
+
+bool pipeline_nonfinite(const pipeline *p, uint64_t *step, double *value)
+{
+    *step = p->nonfinite_step;
+    *value = p->nonfinite_value;
+    return p->nonfinite_step != 0;
+}
+
+graft_status pipeline_stats_reset(pipeline *p, graft_error *e)
+{
+    graft_status s = stats_land(p, e);
+    p->pending = 0;
+    memset(&p->ready, 0, sizeof p->ready);
+    p->stat_status = GRAFT_OK;
+    p->nonfinite_step = 0;
+    return s;
+}
+
+void pipeline_set_scan(pipeline *p, bool on)
+{
+    p->scan = on;
+    p->scan_layer = -1;
+    p->scan_weights = false;
+}
+
+int pipeline_scan_result(const pipeline *p, bool *in_weights)
+{
+    *in_weights = p->scan_weights;
+    return p->scan_layer;
 }
 
 void pipeline_set_step(pipeline *p, uint64_t step)

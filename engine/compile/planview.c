@@ -64,6 +64,9 @@ static void plan_extend_json(json_t *root, const plan_view *v)
     json_object_set_new(o, "workspace_bytes", json_integer((json_int_t)m->workspace));
     json_object_set_new(o, "total_bytes", json_integer((json_int_t)m->total));
     json_object_set_new(o, "activation_slots", json_integer(v->plan.nslots));
+    json_object_set_new(o, "device_fits", v->fit < 0 ? json_null() : json_boolean(v->fit));
+    json_object_set_new(o, "device_fit",
+                        json_string(v->fit < 0 ? "no OpenCL device" : v->fit_text));
     json_object_set_new(root, "memory", o);
 }
 
@@ -222,6 +225,37 @@ json_t *plan_view_json(const plan_view *v)
     return o;
 }
 
+/* The check graft train makes before epoch 1 (every freeze phase against the device's global
+ * memory and largest allocation), so the plan says in advance whether training will start.
+ * plan_check_memory applies each phase's freeze to r and puts the current one back. */
+static graft_status device_fit(plan_view *v, graft_recipe *r, graft_error *out)
+{
+    graft_device_info *list = NULL;
+    int nd = 0, idx = 0;
+    graft_error e = {0};
+    bool fits;
+    v->fit = -1;
+    graft_status s = graft_devices_list(&list, &nd, &e);
+    if (!s) s = graft_device_select(list, nd, r->device ? r->device : "", &idx, &e);
+    if (!s) s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &fits, &e);
+    if (s == GRAFT_STATUS_NOMEM) {
+        /* the check itself ran out of memory: a failure, not an unknown device */
+        free(list);
+        *out = e;
+        return s;
+    }
+    if (!s) {
+        v->fit = fits;
+        if (fits)
+            snprintf(v->fit_text, sizeof v->fit_text, "fits %s (%.1f MiB global memory)",
+                     list[idx].name, (double)list[idx].global_mem_bytes / 1048576.0);
+        else
+            snprintf(v->fit_text, sizeof v->fit_text, "does not fit: %s", e.message);
+    }
+    free(list);
+    return GRAFT_OK;
+}
+
 graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e)
 {
     memset(v, 0, sizeof *v);
@@ -249,7 +283,9 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
                                   "again when it recompiles)"
                                 : "");
     cache_location(v);
-    return GRAFT_OK;
+    graft_status s = device_fit(v, (graft_recipe *)r, e);
+    if (s) plan_view_free(v);
+    return s;
 }
 
 void plan_view_free(plan_view *v)

@@ -135,6 +135,16 @@ graft_status store_load(param_store *s, const graph *g, const char *path, bool w
                 break;
             }
             if ((st = st_read_f32(f, t, p->data, e))) break;
+            /* a NaN or an infinity would look, later, like a loss that diverged */
+            for (long k = 0; k < p->count; k++)
+                if (!isfinite(p->data[k])) {
+                    st =
+                        err_set(e, GRAFT_STATUS_BAD_DATA,
+                                "%s: tensor %s holds %s (element %ld); a checkpoint must be finite",
+                                path, pi->name, isnan(p->data[k]) ? "NaN" : "an infinity", k);
+                    break;
+                }
+            if (st) break;
             p->loaded = true;
             if (want_anchor && !p->is_buffer) {
                 free(p->anchor);

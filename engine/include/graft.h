@@ -10,6 +10,7 @@
 #ifndef GRAFT_H
 #define GRAFT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -72,6 +73,7 @@ typedef struct graft_diags {
     graft_diag *items;
     int count; /* problems in items */
     int cap;   /* allocated items (the library's business) */
+    bool nomem; /* an allocation failed while checking: the result is incomplete (not a bad input) */
 } graft_diags;
 
 const char *graft_status_name(graft_status s);

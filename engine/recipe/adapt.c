@@ -148,6 +148,10 @@ void recipe_parse_adapt(rctx *c, const ynode *n)
         graft_diags_add(c->d, m->mark,
                         "adapt.method: coral, mmd and dann are alternatives (each is an alignment "
                         "loss on adapt.layer); keep one, with adabn if you like");
+    if (aligning && c->r->train.on_nonfinite == NONFINITE_SKIP_BATCH)
+        graft_diags_add(c->d, m->mark,
+                        "adapt.method: coral, mmd and dann train a source and a target batch in one "
+                        "step, which train.on_nonfinite: skip_batch cannot skip; use stop");
     if ((as->methods & ADAPT_ADABN) && g->nlayers && !has_batchnorm(g))
         graft_diags_add(c->d, m->mark,
                         "adapt.method: adabn re-estimates batchnorm statistics, but the model has "

@@ -15,6 +15,7 @@ static const char *const FLIPS[] = {"horizontal", "none"};
 static const char *const OPTIMIZERS[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
 static const char *const SCHEDULES[] = {"constant", "step", "cosine"};
 static const char *const TUNES[] = {"auto", "off", "full"};
+static const char *const NONFINITES[] = {"stop", "skip_batch"};
 static const char *const MONITORS[] = {"val_loss", "val_accuracy"};
 static const char *const BN[] = {"frozen", "train"};
 static const char *const CACHE[] = {"auto", "on", "off"};
@@ -160,6 +161,8 @@ static const recipe_key KEYS[] = {
     {"train", "seed", RK_INT, .lo = 0, .hi = 0x7fffffff, .expect = "a non-negative integer",
      .doc = "initialisation, shuffling, dropout"},
     {"train", "tune", RK_ENUM, E(TUNES), .doc = "GEMM tuning on a first run (GRAFT_TUNE overrides)"},
+    {"train", "on_nonfinite", RK_ENUM, E(NONFINITES),
+     .doc = "a NaN or infinite loss: stop (keep the last good checkpoint) or skip the batch"},
 
     {"train.early_stopping", "monitor", RK_ENUM, E(MONITORS), .doc = "default val_loss"},
     {"train.early_stopping", "patience", RK_INT, .lo = 1, .hi = 1 << 24,

@@ -22,6 +22,7 @@ typedef struct pending {
 typedef struct layer_list {
     pending *items;
     int count, cap;
+    graft_diags *d; /* where an allocation failure is noted (the layer would be missing) */
 } layer_list;
 
 static pending *list_add(layer_list *L)
@@ -29,7 +30,10 @@ static pending *list_add(layer_list *L)
     if (L->count == L->cap) {
         int cap = L->cap ? L->cap * 2 : 32;
         pending *n = realloc(L->items, (size_t)cap * sizeof *n);
-        if (!n) return NULL;
+        if (!n) {
+            L->d->nomem = true;
+            return NULL;
+        }
         L->items = n;
         L->cap = cap;
     }
@@ -330,7 +334,7 @@ void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer)
     if (!layers) graft_diags_add(c->d, model->mark, "model: needs layers: [...]");
     parse_input_shape(c, in, &g->input);
 
-    layer_list L = {0};
+    layer_list L = {.d = c->d};
     parse_layers(c, &L, layers, "model.layers", false);
     if (layers && layers->kind == YNODE_SEQ && layers->count == 0)
         graft_diags_add(c->d, layers->mark, "model.layers: the list is empty");

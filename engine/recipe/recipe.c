@@ -64,10 +64,11 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
     r->transfer.head_first = -1;
     ynode *root = r->file ? recipe_tree_load(&r->arena, r->file, sets, nsets, diags) : NULL;
     if (!root) {
+        bool nomem = diags->nomem || r->arena.failed || diags->count == before;
         if (diags->count == before)
             graft_diags_add(diags, (graft_mark){file, 0, 0}, "out of memory");
         recipe_free(r);
-        return GRAFT_STATUS_BAD_RECIPE;
+        return nomem ? GRAFT_STATUS_NOMEM : GRAFT_STATUS_BAD_RECIPE;
     }
     r->root = root;
     check_section(&c, root, "", "");
@@ -90,6 +91,11 @@ graft_status recipe_load(const char *file, const char *const *sets, int nsets, g
     if (r->graph.nlayers) recipe_resolve_transfer(&c, get(root, "train"));
     recipe_check_checkpoint(&c);
     cross_checks(&c, root);
+    /* an allocation that failed on the way leaves the recipe incomplete, whatever was reported */
+    if (r->arena.failed || diags->nomem) {
+        recipe_free(r);
+        return GRAFT_STATUS_NOMEM;
+    }
     if (diags->count > before) {
         recipe_free(r);
         return GRAFT_STATUS_BAD_RECIPE;

@@ -91,6 +91,9 @@ typedef enum cache_mode { CACHE_AUTO, CACHE_ON, CACHE_OFF } cache_mode;
 typedef enum monitor_kind { MONITOR_VAL_LOSS, MONITOR_VAL_ACCURACY } monitor_kind;
 /* train.tune: GEMM tuning on a device without results (the same order as tune.h's tune_mode) */
 typedef enum tune_kind { TUNE_KIND_AUTO, TUNE_KIND_OFF, TUNE_KIND_FULL } tune_kind;
+/* train.on_nonfinite: what a non-finite training loss does (stop: the run fails, its last good
+ * checkpoint kept; skip_batch: the batch's update is not applied and training goes on) */
+typedef enum nonfinite_kind { NONFINITE_STOP, NONFINITE_SKIP_BATCH } nonfinite_kind;
 
 /* A freeze selector, as written: a layer name, a depth, a list of names//regexes/, none or all.
  * It is resolved against the graph into layer.frozen flags. A depth counts the graph's layers as
@@ -138,6 +141,7 @@ typedef struct train_spec {
     long max_steps; /* 0 = no limit */
     unsigned long seed;
     tune_kind tune;
+    nonfinite_kind on_nonfinite;
 } train_spec;
 
 typedef struct transfer_spec {

@@ -262,6 +262,8 @@ void recipe_parse_train(rctx *c, const ynode *t)
     key_num(c, t, "train", "train", "weight_decay", &ts->weight_decay);
     ts->schedule = (schedule_kind)key_enum(c, t, "train", "train", "schedule", SCHED_CONSTANT);
     ts->tune = (tune_kind)key_enum(c, t, "train", "train", "tune", TUNE_KIND_AUTO);
+    ts->on_nonfinite =
+        (nonfinite_kind)key_enum(c, t, "train", "train", "on_nonfinite", NONFINITE_STOP);
     key_num(c, t, "train", "train", "warmup_epochs", &ts->warmup_epochs);
     if (ts->warmup_epochs > ts->epochs)
         graft_diags_add(c->d, get(t, "warmup_epochs")->mark,

@@ -5,6 +5,7 @@
 
 #include "io.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <regex.h>
 #include <stdio.h>
@@ -133,7 +134,10 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool
     graph *g = &c->r->graph;
     if (!g->nlayers) return false;
     bool *sel = calloc((size_t)g->nlayers, sizeof *sel);
-    if (!sel) return false;
+    if (!sel) {
+        c->d->nomem = true;
+        return false;
+    }
     bool ok = true;
     switch (f->kind) {
     case FREEZE_NONE: break;
@@ -184,8 +188,12 @@ bool recipe_resolve_freeze(rctx *c, const freeze_spec *f, const char *what, bool
 
 graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_diags *diags)
 {
-    rctx c = {.a = &r->arena, .d = diags, .r = r};
-    return recipe_resolve_freeze(&c, f, "train.unfreeze.freeze", true) ? GRAFT_OK : GRAFT_STATUS_BAD_RECIPE;
+    graft_diags local = {0};
+    rctx c = {.a = &r->arena, .d = diags ? diags : &local, .r = r};
+    bool ok = recipe_resolve_freeze(&c, f, "train.unfreeze.freeze", true);
+    bool nomem = c.d->nomem;
+    graft_diags_free(&local);
+    return ok ? GRAFT_OK : nomem ? GRAFT_STATUS_NOMEM : GRAFT_STATUS_BAD_RECIPE;
 }
 
 void recipe_parse_transfer(rctx *c, const ynode *t)
@@ -233,18 +241,21 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         r->train.lr_mult = arena_alloc(c->a, (size_t)(lm->count ? lm->count : 1) *
                                                  sizeof *r->train.lr_mult);
         bool *sel = calloc((size_t)(g->nlayers ? g->nlayers : 1), sizeof *sel);
+        if (!sel || !r->train.lr_mult) c->d->nomem = true;
         for (int i = 0; sel && r->train.lr_mult && i < lm->count; i++) {
             double f;
             const char *what = arena_printf(c->a, "train.lr_mult.%s", lm->keys[i]);
-            if (!key_item_num(c, lm->items[i], what, "train", "lr_mult", &f))
+            /* the factor and the layers are both checked: an entry wrong in both says both */
+            bool good =
+                key_item_num(c, lm->items[i], what, "train", "lr_mult", &f);
+            memset(sel, 0, (size_t)g->nlayers * sizeof *sel);
+            if (!g->nlayers ||
+                !select_layers(c, lm->keys[i], lm->key_marks[i], "train.lr_mult", sel) || !good)
                 continue;
             lr_mult_rule *rule = &r->train.lr_mult[r->train.nlr_mult++];
             rule->pattern = lm->keys[i];
             rule->factor = (float)f;
             rule->mark = lm->key_marks[i];
-            memset(sel, 0, (size_t)g->nlayers * sizeof *sel);
-            if (!g->nlayers || !select_layers(c, rule->pattern, rule->mark, "train.lr_mult", sel))
-                continue;
             /* later rules override earlier ones, so a general rule can come first */
             for (int j = 0; j < g->nlayers; j++)
                 if (sel[j]) g->layers[j].lr_mult = rule->factor;
@@ -273,27 +284,28 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         }
         check_section(c, s, "train.unfreeze item", "train.unfreeze");
         unfreeze_step *st = &r->train.unfreeze[r->train.nunfreeze];
-        long e;
+        /* every part of the item is checked, so an item wrong in two ways reports both */
+        bool good = true;
+        long e = 0;
         const ynode *en = get(s, "epoch");
         if (!en) {
             graft_diags_add(c->d, s->mark, "train.unfreeze: item needs epoch: E");
-            continue;
-        }
-        if (!key_item_int(c, en, "train.unfreeze.epoch", "train.unfreeze", "epoch", &e))
-            continue;
-        if (e > r->train.epochs) {
+            good = false;
+        } else if (!key_item_int(c, en, "train.unfreeze.epoch", "train.unfreeze", "epoch", &e)) {
+            good = false;
+        } else if (e > r->train.epochs) {
             graft_diags_add(c->d, en->mark,
                             "train.unfreeze: epoch %ld is past the last epoch (train.epochs is %d)",
                             e, r->train.epochs);
-            continue;
-        }
-        if (e <= last_epoch) {
+            good = false;
+        } else if (e <= last_epoch) {
             graft_diags_add(c->d, en->mark,
                             "train.unfreeze: epochs must increase; %ld comes after %d", e,
                             last_epoch);
-            continue;
+            good = false;
+        } else {
+            last_epoch = (int)e;
         }
-        last_epoch = (int)e;
         const ynode *fn = ynode_get(s, "freeze");
         if (!fn) {
             graft_diags_add(c->d, s->mark, "train.unfreeze: item needs freeze: LAYER, depth or none");
@@ -302,7 +314,8 @@ void recipe_resolve_transfer(rctx *c, const ynode *train)
         st->epoch = (int)e;
         recipe_parse_freeze(c, fn, "train.unfreeze.freeze", &st->freeze);
         if (!st->freeze.mark.file) st->freeze.mark = fn->mark;
-        if (recipe_resolve_freeze(c, &st->freeze, "train.unfreeze.freeze", false)) r->train.nunfreeze++;
+        if (recipe_resolve_freeze(c, &st->freeze, "train.unfreeze.freeze", false) && good)
+            r->train.nunfreeze++;
     }
 }
 
@@ -314,6 +327,58 @@ static void dims_format(const int64_t *d, int rank, char *out, size_t n)
     if (o < n) snprintf(out + o, n - o, "]");
 }
 
+static void absolute(const char *path, char *out, size_t n)
+{
+    char cwd[4096];
+    if (path[0] != '/' && getcwd(cwd, sizeof cwd))
+        fs_join(cwd, path, out, n);
+    else
+        snprintf(out, n, "%s", path);
+    path_normalize(out);
+}
+
+/* A missing transfer.from that another recipe writes: the recipes beside the file that says
+ * `from:` are read (extends merged, nothing else checked), and the one whose output: is the
+ * checkpoint's run directory is named. Returns its path (arena) or NULL. */
+static const char *recipe_that_makes(rctx *c, const char *checkpoint)
+{
+    char want[8192], dir[4096];
+    absolute(checkpoint, want, sizeof want);
+    char *slash = strrchr(want, '/');
+    if (!slash) return NULL;
+    *slash = 0; /* the run directory */
+    mark_dir(c->r->transfer.from_mark, dir, sizeof dir);
+    DIR *d = opendir(dir);
+    if (!d) return NULL;
+    const char *found = NULL;
+    char self[8192];
+    absolute(c->r->file ? c->r->file : "", self, sizeof self);
+    struct dirent *de;
+    while (!found && (de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".yaml") != 0) continue;
+        char file[8192], abs[8192];
+        fs_join(dir, de->d_name, file, sizeof file);
+        absolute(file, abs, sizeof abs);
+        if (strcmp(abs, self) == 0) continue;
+        arena a = {0};
+        graft_diags quiet = {0};
+        ynode *root = recipe_tree_load(&a, file, NULL, 0, &quiet);
+        const ynode *out = root && root->kind == YNODE_MAP ? ynode_get(root, "output") : NULL;
+        if (out && out->kind == YNODE_SCALAR) {
+            char odir[4096], full[8192], oabs[8192];
+            mark_dir(out->mark, odir, sizeof odir);
+            fs_join(odir, out->value, full, sizeof full);
+            absolute(full, oabs, sizeof oabs);
+            if (strcmp(oabs, want) == 0) found = arena_strdup(c->a, file);
+        }
+        graft_diags_free(&quiet);
+        arena_free(&a);
+    }
+    closedir(d);
+    return found;
+}
+
 void recipe_check_checkpoint(rctx *c)
 {
     graft_recipe *r = c->r;
@@ -321,8 +386,14 @@ void recipe_check_checkpoint(rctx *c)
     if (!path) return;
     struct stat st;
     if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
-        graft_diags_add(c->d, r->transfer.from_mark, "transfer.from: cannot read %s: %s", path,
-                        strerror(errno));
+        int err = errno;
+        const char *maker = err == ENOENT ? recipe_that_makes(c, path) : NULL;
+        if (maker)
+            graft_diags_add(c->d, r->transfer.from_mark,
+                            "transfer.from: %s has not been made yet: train %s first", path, maker);
+        else
+            graft_diags_add(c->d, r->transfer.from_mark, "transfer.from: cannot read %s: %s", path,
+                            strerror(err));
         return;
     }
     if (!S_ISREG(st.st_mode)) {

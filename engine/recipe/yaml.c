@@ -114,8 +114,9 @@ void path_normalize(char *p)
     int n = 0;
     char *save = NULL;
     size_t len = strlen(p);
-    char *copy = malloc(len + 1);
-    if (!copy) return;
+    /* on the stack: an allocation failure here used to leave the path unnormalised */
+    char copy[8192];
+    if (len >= sizeof copy) return;
     memcpy(copy, p, len + 1);
     for (char *s = strtok_r(copy, "/", &save); s; s = strtok_r(NULL, "/", &save)) {
         if (strcmp(s, ".") == 0) continue;
@@ -136,7 +137,6 @@ void path_normalize(char *p)
     }
     if (o == p) *o++ = '.';
     *o = 0;
-    free(copy);
 }
 
 /* ---- the event-driven builder ---- */
@@ -285,7 +285,10 @@ static void parser_error(builder *b, yaml_parser_t *p)
 {
     graft_mark at = mark_of(b, p->problem_mark);
     const char *problem = p->problem ? p->problem : "malformed YAML";
-    if (p->error == YAML_MEMORY_ERROR) problem = "out of memory";
+    if (p->error == YAML_MEMORY_ERROR) {
+        problem = "out of memory";
+        b->d->nomem = true;
+    }
     if (p->context && mark_of(b, p->context_mark).line != at.line)
         graft_diags_add(b->d, at, "invalid YAML: %s %s (line %d)", problem, p->context,
                         mark_of(b, p->context_mark).line);
@@ -306,6 +309,7 @@ ynode *yaml_parse(arena *a, const char *name, const char *text, size_t len, int 
                   graft_diags *d)
 {
     builder b = {.a = a, .name = name, .line0 = line0, .col0 = col0, .d = d};
+    int diags_before = d->count;
     /* NUL bytes: libyaml would say "control characters are not allowed"; say what it means. */
     const char *nul = memchr(text, 0, len);
     if (nul) {
@@ -324,6 +328,7 @@ ynode *yaml_parse(arena *a, const char *name, const char *text, size_t len, int 
     }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
+        d->nomem = true;
         graft_diags_add(d, (graft_mark){name, 0, 0}, "out of memory");
         return NULL;
     }
@@ -425,9 +430,13 @@ ynode *yaml_parse(arena *a, const char *name, const char *text, size_t len, int 
     yaml_parser_delete(&parser);
     for (int i = 0; i < b.nanchors; i++) free(b.anchors[i].name);
     free(b.anchors);
-    if (b.failed) return NULL;
+    if (b.failed) {
+        if (d->count == diags_before) d->nomem = true; /* no problem named: an allocation failed */
+        return NULL;
+    }
     if (!root) {
         root = ynode_new(a, YNODE_SCALAR, (graft_mark){name, 1 + line0, 1 + col0});
+        if (!root) d->nomem = true;
         if (!root) graft_diags_add(d, (graft_mark){name, 0, 0}, "out of memory");
     }
     return root;
@@ -453,6 +462,7 @@ ynode *yaml_load_file(arena *a, const char *path, graft_mark from, graft_diags *
     size_t len = 0;
     graft_error e = {0};
     if (fs_read_file(path, RECIPE_MAX_FILE_BYTES, &text, &len, &e) != GRAFT_OK) {
+        if (e.status == GRAFT_STATUS_NOMEM) d->nomem = true;
         graft_diags_add(d, from, "%s", e.message);
         return NULL;
     }

@@ -49,9 +49,14 @@ const char *cl_error_name(cl_int code)
 graft_status cl_check(cl_int code, const char *what, graft_error *e)
 {
     if (code == CL_SUCCESS) return GRAFT_OK;
-    graft_status s = (code == CL_OUT_OF_HOST_MEMORY || code == CL_MEM_OBJECT_ALLOCATION_FAILURE)
-                         ? GRAFT_STATUS_NOMEM
-                         : GRAFT_STATUS_OPENCL;
+    /* the driver refusing memory at run time (drivers allocate lazily, so it can come from an
+     * enqueue as well as from clCreateBuffer): the same advice as the check before training */
+    if (code == CL_MEM_OBJECT_ALLOCATION_FAILURE || code == CL_OUT_OF_RESOURCES)
+        return err_set(e, GRAFT_STATUS_NOMEM,
+                       "%s failed: the device ran out of memory or resources (%s); lower "
+                       "train.batch_size or freeze more layers (transfer.freeze)",
+                       what, cl_error_name(code));
+    graft_status s = code == CL_OUT_OF_HOST_MEMORY ? GRAFT_STATUS_NOMEM : GRAFT_STATUS_OPENCL;
     return err_set(e, s, "%s failed: %s (%d)", what, cl_error_name(code), (int)code);
 }
 
@@ -147,8 +152,19 @@ static graft_status build_log(graft_context *ctx, cl_program prog, const char *s
     clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
     char *log = calloc(n + 1, 1);
     if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
-    err_set(e, GRAFT_STATUS_OPENCL, "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s",
-            source, cl_error_name(rc), options, log ? log : "(no build log)");
+    /* the compiler's log follows on its own lines; without one (the driver ran out of memory,
+     * say) the error stays one line */
+    size_t len = log ? strlen(log) : 0;
+    while (len && (log[len - 1] == '\n' || log[len - 1] == ' ' || log[len - 1] == '\r'))
+        log[--len] = 0;
+    if (len)
+        err_set(e, GRAFT_STATUS_OPENCL,
+                "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s", source,
+                cl_error_name(rc), options, log);
+    else
+        err_set(e, GRAFT_STATUS_OPENCL,
+                "kernel source cl/%s.cl failed to build (%s) with options '%s' (no build log)",
+                source, cl_error_name(rc), options);
     free(log);
     return GRAFT_STATUS_OPENCL;
 }
@@ -440,8 +456,9 @@ graft_status buffer_create(graft_context *ctx, size_t bytes, cl_mem *out, graft_
     if (bytes == 0) bytes = 4; /* OpenCL rejects empty buffers */
     if (bytes > ctx->info.max_alloc_bytes && ctx->info.max_alloc_bytes)
         return err_set(e, GRAFT_STATUS_NOMEM,
-                       "buffer of %zu bytes exceeds the device's largest allocation (%llu bytes)",
-                       bytes, (unsigned long long)ctx->info.max_alloc_bytes);
+                       "a device buffer of %zu bytes exceeds %s's largest allocation (%llu bytes); "
+                       "lower train.batch_size or freeze more layers (transfer.freeze)",
+                       bytes, ctx->info.name, (unsigned long long)ctx->info.max_alloc_bytes);
     *out = clCreateBuffer(ctx->cl, CL_MEM_READ_WRITE, bytes, NULL, &rc);
     return cl_check(rc, "clCreateBuffer", e);
 }

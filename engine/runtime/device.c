@@ -4,6 +4,7 @@
 #include "runtime.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,41 @@ static cl_ulong dev_ulong(cl_device_id d, cl_device_info what)
     return v;
 }
 
+/* GRAFT_DEVICE_MEM_LIMIT / GRAFT_DEVICE_MAX_ALLOC: bytes with an optional K, M or G suffix (powers
+ * of 1024). They lower what Graft takes as the device's global memory and largest allocation, to
+ * rehearse a smaller device (PoCL's CPU device offers most of the host's memory). -1: not set;
+ * -2: not a size. */
+static long long env_bytes(const char *name)
+{
+    const char *v = getenv(name);
+    if (!v || !*v) return -1;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (end == v || errno || *v == '-') return -2;
+    int shift = 0;
+    if (*end == 'K' || *end == 'k')
+        shift = 10;
+    else if (*end == 'M' || *end == 'm')
+        shift = 20;
+    else if (*end == 'G' || *end == 'g')
+        shift = 30;
+    if (shift) end++;
+    if (*end || n == 0 || n > (1ull << 50) >> shift) return -2;
+    return (long long)(n << shift);
+}
+
+static void apply_limits(graft_device_info *info)
+{
+    long long mem = env_bytes("GRAFT_DEVICE_MEM_LIMIT"),
+              alloc = env_bytes("GRAFT_DEVICE_MAX_ALLOC");
+    if (mem > 0 && (uint64_t)mem < info->global_mem_bytes) info->global_mem_bytes = (uint64_t)mem;
+    if (alloc > 0 && (uint64_t)alloc < info->max_alloc_bytes)
+        info->max_alloc_bytes = (uint64_t)alloc;
+    if (info->max_alloc_bytes > info->global_mem_bytes)
+        info->max_alloc_bytes = info->global_mem_bytes;
+}
+
 static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -74,6 +110,7 @@ static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
     info->global_mem_bytes = dev_ulong(d, CL_DEVICE_GLOBAL_MEM_SIZE);
     info->local_mem_bytes = dev_ulong(d, CL_DEVICE_LOCAL_MEM_SIZE);
     info->max_alloc_bytes = dev_ulong(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+    apply_limits(info);
     size_t wg = 0;
     clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof wg, &wg, NULL);
     info->max_work_group_size = wg;
@@ -176,6 +213,12 @@ graft_status device_open(const char *spec, graft_device_info *info, cl_platform_
     cl_platform_id *pl;
     cl_device_id *dl;
     int n, idx;
+    const char *const limits[] = {"GRAFT_DEVICE_MEM_LIMIT", "GRAFT_DEVICE_MAX_ALLOC"};
+    for (int k = 0; k < 2; k++)
+        if (env_bytes(limits[k]) == -2)
+            return err_set(e, GRAFT_STATUS_USAGE,
+                           "%s: expected a size in bytes such as 268435456, 256M or 2G, found '%s'",
+                           limits[k], getenv(limits[k]));
     graft_status s = enumerate(&list, &pl, &dl, &n, e);
     if (s) return s;
     s = graft_device_select(list, n, spec, &idx, e);

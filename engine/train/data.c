@@ -563,6 +563,16 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
                 int c = r->rank == 3 ? (int)(j / hw) : 0;
                 v = (v - spec->norm_mean[c]) / spec->norm_std[c];
             }
+            if (!isfinite(v)) {
+                /* a NaN or an infinity would poison the weights silently (relu turns NaN into 0,
+                 * so even the loss can stay finite): refuse it here, where it can be named */
+                long at_row = row;
+                dataset_free(d);
+                return err_set(e, GRAFT_STATUS_BAD_DATA,
+                               "%s: sample %ld holds %s (element %ld%s); the inputs must be finite",
+                               r->images, at_row, isnan(v) ? "NaN" : "an infinity", j,
+                               spec->nnorm ? ", after data.normalize" : "");
+            }
             dst[j] = v;
         }
         d->y[k] = sel->labels[i];

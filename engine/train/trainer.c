@@ -5,10 +5,14 @@
 #include "train.h"
 #include "tune.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <jansson.h>
+#include <signal.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Everything the loop needs, so helpers can share it. */
 typedef struct run {
@@ -359,7 +363,8 @@ static graft_status compile_phase(run *R, graft_error *e)
                            .optimizer = r->train.optimizer,
                            .l2sp = r->train.l2sp > 0,
                            .label_smoothing = (float)r->train.label_smoothing,
-                           .dropout_seed = r->train.seed * 1000003ull + 17};
+                           .dropout_seed = r->train.seed * 1000003ull + 17,
+                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH};
     notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
                   ? "compiling kernels (cached on disk for the next run)"
                   : "recompiling for the new frozen set");
@@ -471,17 +476,117 @@ static void path_in(const run *R, const char *name, char *out, size_t n)
     snprintf(out, n, "%s/%s", R->dir, name);
 }
 
+/* A checkpoint never holds NaN or Inf: the loss can stay finite while parameters are not (a ReLU
+ * turns a NaN activation into 0, so the gradients behind it poison the weights silently). */
+static graft_status check_weights_finite(run *R, graft_error *e)
+{
+    for (int i = 0; i < R->store.n; i++) {
+        const param_entry *pe = &R->store.items[i];
+        for (long k = 0; pe->data && k < pe->count; k++)
+            if (!isfinite(pe->data[k])) {
+                char kept[2400];
+                if (R->epoch > 1)
+                    snprintf(kept, sizeof kept,
+                             "the last good checkpoint %s/last.safetensors (epoch %d) is kept",
+                             R->dir, R->epoch - 1);
+                else
+                    snprintf(kept, sizeof kept, "no checkpoint was written");
+                return err_set(e, GRAFT_STATUS_BAD_DATA,
+                               "%s is %s at the end of epoch %d although the loss stayed finite "
+                               "(an activation such as relu hid it from the loss); %s; lower "
+                               "train.lr or check the data for huge or non-finite values",
+                               pe->name, isnan(pe->data[k]) ? "NaN" : "Inf", R->epoch, kept);
+            }
+    }
+    return GRAFT_OK;
+}
+
+/* The epoch end on disk, in an order that a kill or a full disk at any point leaves resumable:
+ * metrics.jsonl (resume keeps only the lines of finished epochs), model.safetensors when best (an
+ * epoch that reruns after a kill rewrites it the same), then the pair state + last, which must
+ * describe the same epoch: both are written complete as *.next first (a full disk fails here,
+ * the previous pair untouched), then renamed state first, last second. A kill between the two
+ * renames leaves last.safetensors.next with state's epoch, which resume_from rolls forward. */
+static graft_status commit_checkpoints(run *R, bool best, const char *const *model_meta,
+                                       const char *const *state_meta, int nmeta, graft_error *e)
+{
+    char path[2300], state[2300], last[2300], state_next[2400], last_next[2400];
+    path_in(R, "metrics.jsonl", path, sizeof path);
+    graft_status s =
+        fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
+    if (!s && best) {
+        path_in(R, "model.safetensors", path, sizeof path);
+        s = store_save(&R->store, path, model_meta, 4, e);
+    }
+    path_in(R, "state.safetensors", state, sizeof state);
+    path_in(R, "last.safetensors", last, sizeof last);
+    snprintf(state_next, sizeof state_next, "%s.next", state);
+    snprintf(last_next, sizeof last_next, "%s.next", last);
+    if (!s) s = store_save_state(&R->store, state_next, state_meta, nmeta, e);
+    if (!s) s = store_save(&R->store, last_next, model_meta, 4, e);
+    if (!s && rename(state_next, state) != 0)
+        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", state_next, state,
+                    strerror(errno));
+    if (!s && rename(last_next, last) != 0)
+        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", last_next, last,
+                    strerror(errno));
+    if (s) {
+        unlink(state_next);
+        unlink(last_next);
+        if (fs_exists(state))
+            err_prefix(
+                e, "the checkpoint of epoch %d was not saved (the previous one in %s is intact)",
+                R->epoch, R->dir);
+    }
+    return s;
+}
+
+/* Files a killed graft left half-written in the run directory (NAME.tmp.PID of a process that is
+ * gone): never read, removed at the resume. */
+static void remove_dead_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *t = strstr(de->d_name, ".tmp.");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 5, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno != ESRCH)) continue;
+        if (pid == (long)getpid() || kill((pid_t)pid, 0) == 0) continue;
+        char path[2400];
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
+/* Before a resume: finish or drop an epoch end that a kill interrupted (commit_checkpoints). */
+static graft_status recover_checkpoints(const char *dir, graft_error *e)
+{
+    remove_dead_temporaries(dir);
+    char state_next[2400], last_next[2400], last[2300];
+    snprintf(state_next, sizeof state_next, "%s/state.safetensors.next", dir);
+    snprintf(last_next, sizeof last_next, "%s/last.safetensors.next", dir);
+    snprintf(last, sizeof last, "%s/last.safetensors", dir);
+    if (fs_exists(state_next)) {
+        /* killed before the first rename: the previous pair is whole */
+        unlink(state_next);
+        unlink(last_next);
+    } else if (fs_exists(last_next) && rename(last_next, last) != 0) {
+        /* killed between the renames: state is the new epoch's, so is last.next */
+        return err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", last_next, last,
+                       strerror(errno));
+    }
+    return GRAFT_OK;
+}
+
 static graft_status save_checkpoints(run *R, bool best, graft_error *e)
 {
-    /* metrics.jsonl first: a kill between two of these files then leaves at least as many lines
-     * as state.safetensors has epochs, and resume keeps exactly that many (written last, a kill
-     * after the state but before the metrics lost the epoch's line on resume) */
-    char mpath[2300];
-    path_in(R, "metrics.jsonl", mpath, sizeof mpath);
-    graft_status s = fs_write_atomic(mpath, R->metrics.data ? R->metrics.data : "",
-                                     R->metrics.len, e);
+    graft_status s = pipeline_download(R->head, &R->store, e);
+    if (!s) s = check_weights_finite(R, e);
     if (s) return s;
-    if ((s = pipeline_download(R->head, &R->store, e))) return s;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80], tep[32],
         tpos[32];
     snprintf(tep, sizeof tep, "%d", R->tepoch);
@@ -494,8 +599,10 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
     snprintf(secs, sizeof secs, "%.6f", R->train_seconds);
     snprintf(seen, sizeof seen, "%ld", R->images_seen);
     char *yaml = recipe_dump_yaml(R->r);
+    /* without the text the checkpoint would carry the hash of "" as its recipe's */
+    if (!yaml) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory writing the checkpoint");
     uint8_t h[32];
-    sha256(yaml ? yaml : "", yaml ? strlen(yaml) : 0, h);
+    sha256(yaml, strlen(yaml), h);
     hex_encode(h, 16, hash);
     free(yaml);
     const char *model_meta[] = {"format", "graft", "recipe_sha256", hash, "epoch", epoch,
@@ -525,21 +632,11 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[22 + 2 * i] = tkeys + (size_t)i * 1040;
         state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
-    char path[2300];
-    /* state first, then last: both describe the same epoch end once both renames are done */
-    path_in(R, "state.safetensors", path, sizeof path);
-    s = store_save_state(&R->store, path, (const char *const *)state_meta, nmeta, e);
+    s = commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e);
     free(state_meta);
     free(tvals);
     free(tkeys);
-    if (s) return s;
-    path_in(R, "last.safetensors", path, sizeof path);
-    if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
-    if (best) {
-        path_in(R, "model.safetensors", path, sizeof path);
-        if ((s = store_save(&R->store, path, model_meta, 4, e))) return s;
-    }
-    return GRAFT_OK;
+    return s;
 }
 
 static double meta_num(st_file *f, const char *key, double dflt)
@@ -551,6 +648,8 @@ static double meta_num(st_file *f, const char *key, double dflt)
 static graft_status resume_from(run *R, const char *dir, graft_error *e)
 {
     char path[2300];
+    graft_status rs = recover_checkpoints(dir, e);
+    if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
     if (!s && R->aligning && (R->r->adapt.methods & ADAPT_DANN))
@@ -762,6 +861,119 @@ static graft_status evaluate_set(run *R, const dataset *d, double *acc, graft_er
     return GRAFT_OK;
 }
 
+/* ---- non-finite losses (train.on_nonfinite) ---- */
+
+/* How many steps a diagnosis may replay to find the first non-finite layer (at most one epoch is
+ * ever replayed; past this the error goes without the layer's name). */
+#define NONFINITE_REPLAY_MAX_STEPS 20000
+
+static const optim_hparams *step_hparams(const train_spec *t, double lr, optim_hparams *h)
+{
+    *h = (optim_hparams){.kind = t->optimizer,
+                         .lr = (float)lr,
+                         .momentum = (float)t->momentum,
+                         .beta1 = (float)t->beta1,
+                         .beta2 = (float)t->beta2,
+                         .eps = (float)t->eps,
+                         .weight_decay = (float)t->weight_decay,
+                         .l2sp = (float)t->l2sp};
+    return h;
+}
+
+/* Replay the current epoch from its starting weights (the store holds them: the last checkpoint's,
+ * or the initial ones) up to global step `bad`, scanning every layer on that step: the first layer
+ * whose parameters or output hold a NaN or an infinity. The batches and dropout masks are those of
+ * the failed pass (the batcher is seeded by epoch, dropout by step), so the replay meets the same
+ * values. Returns -1 when the replay does not reproduce it or cannot run. */
+static int nonfinite_layer(run *R, long step0, long bad, bool *in_weights)
+{
+    graft_error ig = {0};
+    const train_spec *t = &R->r->train;
+    *in_weights = false;
+    if (bad - step0 > NONFINITE_REPLAY_MAX_STEPS || bad <= step0) return -1;
+    notify(R, "loss not finite: replaying the epoch to find the first non-finite layer");
+    const dataset *tr = split(R, 0);
+    bool augment = !R->cached;
+    batcher *b;
+    /* the batches of train_epoch, made the same way */
+    if (pipeline_stats_reset(R->head, &ig) ||
+        batcher_create(tr, t->batch_size, true, augment && R->r->data.flip,
+                       augment ? R->r->data.crop_pad : 0, t->seed, &b, &ig))
+        return -1;
+    batcher_set_resized_crop(b, augment ? R->r->data.rrc_min_scale : 0.f);
+    cl_mem table = split_table(R, 0);
+    batcher_set_rows_only(b, table != NULL);
+    batcher_start_epoch(b, R->epoch);
+    long nb = (tr->n + t->batch_size - 1) / t->batch_size;
+    graft_status s = pipeline_upload(R->head, &R->store, &ig);
+    pipeline_set_step(R->head, (uint64_t)step0);
+    const float *x;
+    const int *y;
+    int n, layer = -1;
+    for (long k = step0 + 1; !s && k <= bad && batcher_next(b, &x, &y, &n); k++) {
+        optim_hparams h;
+        step_hparams(t, schedule_lr(t, R->epoch + (double)(k - step0 - 1) / (double)nb), &h);
+        if (k == bad) pipeline_set_scan(R->head, true);
+        s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, &ig)
+                  : pipeline_train_step(R->head, x, y, n, &h, NULL, &ig);
+        if (k == bad && !s) layer = pipeline_scan_result(R->head, in_weights);
+    }
+    pipeline_set_scan(R->head, false);
+    pipeline_stats_reset(R->head, &ig);
+    batcher_free(b);
+    return layer;
+}
+
+/* The error of a run stopped by a non-finite loss (train.on_nonfinite: stop): where, at which
+ * learning rate, in which layer, and which checkpoint is left. `e` holds the pipeline's error. */
+static graft_status nonfinite_stop(run *R, long step0, long nb, graft_error *e)
+{
+    uint64_t bad;
+    double value;
+    if (!pipeline_nonfinite(R->head, &bad, &value))
+        return e->status ? e->status : GRAFT_STATUS_BAD_DATA;
+    const train_spec *t = &R->r->train;
+    long k = (long)bad - step0; /* 1-based step of this epoch */
+    double lr = schedule_lr(t, R->epoch + (double)(k - 1) / (double)nb);
+    bool in_weights;
+    int li = nonfinite_layer(R, step0, (long)bad, &in_weights);
+    char where[600] = "", kept[2400];
+    if (li == PIPELINE_SCAN_INPUT)
+        snprintf(where, sizeof where, "; the batch's input data itself holds a NaN or an infinity");
+    if (li >= 0) {
+        const char *name = R->r->graph.layers[li].name;
+        if (in_weights)
+            snprintf(where, sizeof where,
+                     "; the parameters of layer '%s' were the first non-finite values (an update "
+                     "before step %ld overflowed)",
+                     name, k);
+        else
+            snprintf(where, sizeof where, "; layer '%s' was the first whose output was not finite",
+                     name);
+    }
+    if (R->epoch > 0)
+        snprintf(kept, sizeof kept,
+                 "the last good checkpoint %s/last.safetensors (epoch %d) is kept", R->dir,
+                 R->epoch);
+    else
+        snprintf(kept, sizeof kept, "no checkpoint was written (it failed in the first epoch)");
+    return err_set(e, GRAFT_STATUS_BAD_DATA,
+                   "loss is %s at epoch %d step %ld (lr %.4g)%s; %s; lower train.lr, or set "
+                   "train.on_nonfinite: skip_batch",
+                   isnan(value) ? "NaN" : "Inf", R->epoch + 1, k, lr, where, kept);
+}
+
+/* train.on_nonfinite: skip_batch met an epoch in which every batch was skipped: no point going on.
+ */
+static graft_status nonfinite_all_skipped(run *R, long nb, double lr, graft_error *e)
+{
+    return err_set(
+        e, GRAFT_STATUS_BAD_DATA,
+        "loss is NaN at epoch %d step %ld (lr %.4g): all %ld batches of the epoch had a "
+        "non-finite loss and were skipped (train.on_nonfinite: skip_batch); lower train.lr",
+        R->epoch + 1, nb, lr, nb);
+}
+
 static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 {
     graft_recipe *r = R->r;
@@ -785,13 +997,17 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
+    long step0 = R->step, skipped = 0, skipped_n = 0;
+    bool skip_mode = t->on_nonfinite == NONFINITE_SKIP_BATCH; /* never with adapt's alignment */
     /* o->stop is read before each step, so a progress callback that sets it stops right there */
     while (!*stop && !(R->o->stop && (*stop = *R->o->stop != 0)) && batcher_next(b, &x, &y, &n)) {
         lr = schedule_lr(t, R->epoch + (double)done / (double)nb);
         optim_hparams h = {.kind = t->optimizer, .lr = (float)lr, .momentum = (float)t->momentum,
                            .beta1 = (float)t->beta1, .beta2 = (float)t->beta2, .eps = (float)t->eps,
                            .weight_decay = (float)t->weight_decay, .l2sp = (float)t->l2sp};
-        /* nothing is read back here: the loss and correct count stay on the device */
+        /* nothing is read back here: the loss and correct count stay on the device (except with
+         * train.on_nonfinite: skip_batch, which checks each batch's loss before its update) */
+        step_result sr, *srp = skip_mode ? &sr : NULL;
         if (R->aligning) {
             const float *tx;
             const int *ty;
@@ -804,10 +1020,19 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                                           (float)r->adapt.weight,
                                           (float)dann_lambda(r, R->epoch, done, nb), e);
         } else {
-            s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, e)
-                      : pipeline_train_step(R->head, x, y, n, &h, NULL, e);
+            s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, srp, e)
+                      : pipeline_train_step(R->head, x, y, n, &h, srp, e);
         }
+        if (!s && !skip_mode) s = pipeline_stats_poll(R->head, e); /* a NaN stops at once */
         if (s) break;
+        if (srp && sr.nonfinite) {
+            skipped++;
+            skipped_n += n;
+        } else if (srp) {
+            loss_sum += sr.loss_sum;
+            correct += sr.correct;
+            got += n;
+        }
         R->step++;
         done++;
         seen += n;
@@ -842,11 +1067,14 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
-        if (!s && got != seen)
-            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples",
-                        got, seen);
+        if (!s && got != seen - skipped_n)
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples", got,
+                        seen - skipped_n);
     }
+    if (s && !skip_mode && s == GRAFT_STATUS_BAD_DATA) s = nonfinite_stop(R, step0, nb, e);
+    if (!s && skipped && skipped == done) s = nonfinite_all_skipped(R, nb, lr, e);
     if (s) return s;
+    seen -= skipped_n; /* the epoch's loss and accuracy cover the batches that trained */
     double secs = now_seconds() - t0;
     R->train_seconds += secs;
     R->images_seen += seen;
@@ -883,6 +1111,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         json_object_set_new(m, "target_accuracy", isfinite(tacc) ? json_real(tacc) : json_null());
         json_object_set_new(m, "align_loss", isfinite(align) ? json_real(align) : json_null());
     }
+    if (skip_mode) json_object_set_new(m, "skipped_batches", json_integer(skipped));
     char *line = json_dumps(m, JSON_COMPACT);
     json_decref(m);
     if (line) {
@@ -1005,6 +1234,10 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         err_set(e, s, "cannot apply the freeze selector of epoch %d", R.epoch + 1);
         goto done;
     }
+    /* a recipe that cannot fit the device fails here, before anything is written */
+    bool fits;
+    if ((s = plan_check_memory(r, &R.ctx->info, phase_freeze(r, R.epoch), &fits, e))) goto done;
+    if (!fits && (s = e->status)) goto done;
     {
         /* first run on this device: tune the recipe's GEMM shapes (train.tune, GRAFT_TUNE) */
         tune_summary ts;

@@ -90,8 +90,9 @@ for r in ("fmnist-pretrain", "fmnist-scratch"):
 # before any training, a transfer recipe names the missing checkpoint at its line
 rc, out, err = run("check", "configs/recipes/fmnist-feature-extract.yaml")
 if not os.path.exists("runs/fmnist-pretrain/model.safetensors"):
-    check(rc == 2 and "fmnist-feature-extract.yaml:8:9: error: transfer.from: cannot read" in err,
-          f"missing checkpoint: {rc} {err}")
+    check(rc == 2 and "fmnist-feature-extract.yaml:8:9: error: transfer.from: runs/fmnist-pretrain"
+          "/model.safetensors has not been made yet: train configs/recipes/fmnist-pretrain.yaml first"
+          in err, f"missing checkpoint: {rc} {err}")
 
 # -- plan --json: fmnist-cnn by hand ------------------------------------------------------------
 def plan(*args):

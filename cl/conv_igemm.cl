@@ -76,12 +76,6 @@ conv_ig_fwd(__global const float *x, __global const float *w, __global const flo
 #define A_AT(gi, gk) wg[(long)(gi) * CGKK + (gk)]
 #define B_AT(gk, gj) x_col(xg, (gk), (gj))
 #include "igemm_core.cl"
-#undef M_
-#undef N_
-#undef A_ALONG_K
-#undef B_ALONG_J
-#undef A_AT
-#undef B_AT
 #pragma unroll
     for (int r = 0; r < RM; r++) {
         const int m = i0 + ty + r * TY;
@@ -142,12 +136,6 @@ conv_ig_bwd_data(__global const float *dy, __global const float *y, __global con
 #define A_AT(gi, gk) wg[((long)((gk) / KK) * CG + (gi)) * KK + ((gk) - (gk) / KK * KK)]
 #define B_AT(gk, gj) dy_col(dyg, yg, (gk), (gj))
 #include "igemm_core.cl"
-#undef M_
-#undef N_
-#undef A_ALONG_K
-#undef B_ALONG_J
-#undef A_AT
-#undef B_AT
 #pragma unroll
     for (int r = 0; r < RM; r++) {
         const int m = i0 + ty + r * TY;
@@ -192,12 +180,6 @@ conv_ig_bwd_weight(__global const float *x, __global const float *dy, __global c
 #define A_AT(gi, gk) dy_raw(dy, y, ((long)((gk) / P) * CO + g * OG + (gi)) * P + ((gk) - (gk) / P * P))
 #define B_AT(gk, gj) xt_col(xg, (gk), (gj))
 #include "igemm_core.cl"
-#undef M_
-#undef N_
-#undef A_ALONG_K
-#undef B_ALONG_J
-#undef A_AT
-#undef B_AT
 #pragma unroll
     for (int r = 0; r < RM; r++) {
         const int m = i0 + ty + r * TY;

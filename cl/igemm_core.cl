@@ -9,7 +9,8 @@
  * tx, ty, lid, i0, j0, kbeg, kend; macros M_ and N_ (the product's rows and columns, for the edge
  * guards), A_AT(gi, gk), B_AT(gk, gj) (called only inside the bounds), and A_ALONG_K, B_ALONG_J:
  * which index runs fastest across work-items while a tile loads (the operand's unit-stride one, so
- * the loads coalesce). The bounds and barriers are uniform: every work-item runs every iteration. */
+ * the loads coalesce). The bounds and barriers are uniform: every work-item runs every iteration.
+ * The six macros are undefined at the end, so the next kernel defines its own. */
 #pragma unroll
 for (int r = 0; r < RM; r++)
 #pragma unroll
@@ -53,3 +54,9 @@ for (int k0 = kbeg; k0 < kend; k0 += BK) {
     /* the next K step overwrites the tiles: everyone must be done reading them */
     barrier(CLK_LOCAL_MEM_FENCE);
 }
+#undef M_
+#undef N_
+#undef A_ALONG_K
+#undef B_ALONG_J
+#undef A_AT
+#undef B_AT

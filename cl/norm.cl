@@ -39,16 +39,8 @@ __kernel void bn_stats_partial(const int n, __global const float *x, __global ac
     const int t = ROW(), lid = LID();
     if (t >= n * C) return; /* a whole group when LSZ > 1 */
     const int i = t / C, c = t - i * C;
-    __global const float *p = x + (long)t * HW;
-    acc_t s = 0;
-    for (int e = lid; e < HW; e += LSZ) s += p[e];
-    const acc_t mean = group_sum(red, s) / HW;
-    acc_t q = 0;
-    for (int e = lid; e < HW; e += LSZ) {
-        const acc_t d = p[e] - mean;
-        q += d * d;
-    }
-    q = group_sum(red, q);
+    acc_t q;
+    const acc_t mean = group_mean_m2(red, x + (long)t * HW, HW, &q);
     if (lid == 0) {
         part[(c * n + i) * 2] = mean;
         part[(c * n + i) * 2 + 1] = q;

@@ -40,6 +40,23 @@ static RED_T group_sum(__local RED_T *red, RED_T v)
 #endif
 }
 
+/* The mean of row p[0..len) over the group, and in *m2 the sum of squared deviations from it: two
+ * passes over a row that is in cache, so the variance stays accurate when |mean| >> std. */
+static RED_T group_mean_m2(__local RED_T *red, __global const float *p, const int len, RED_T *m2)
+{
+    const int lid = LID();
+    RED_T s = 0;
+    for (int e = lid; e < len; e += LSZ) s += p[e];
+    const RED_T mean = group_sum(red, s) / len;
+    RED_T q = 0;
+    for (int e = lid; e < len; e += LSZ) {
+        const RED_T d = p[e] - mean;
+        q += d * d;
+    }
+    *m2 = group_sum(red, q);
+    return mean;
+}
+
 /* Maximum of v over the group and the lowest index *arg at which it occurs (ties go to the lower
  * index, as a sequential strict '>' scan gives); redf and redi have LSZ entries. */
 static float group_max_arg(__local float *redf, __local int *redi, float v, int *arg)

@@ -26,6 +26,7 @@ typedef enum bench_family {
     FAM_CONV,
     FAM_DENSE,
     FAM_BATCHNORM,
+    FAM_LAYERNORM,
     FAM_ACTIVATION,
     FAM_POOL,
     FAM_DROPOUT,

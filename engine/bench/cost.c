@@ -10,7 +10,7 @@
 #include "recipe.h"
 
 const char *const BENCH_FAMILY_NAMES[FAM_COUNT] = {
-    "conv", "dense", "batchnorm", "activation", "pool", "dropout", "loss", "optimizer",
+    "conv", "dense", "batchnorm", "layernorm", "activation", "pool", "dropout", "loss", "optimizer",
     "layout", "gemm", "transfer", "other"};
 
 static long input_size(const graph *g, int idx)
@@ -43,6 +43,7 @@ layer_cost bench_layer_cost(const graph *g, const layer *l, const layer_plan *lp
         break;
     }
     case GRAFT_LAYER_BATCHNORM: per = 4; break;
+    case GRAFT_LAYER_LAYERNORM: per = 8; break; /* two passes for the statistics, then apply */
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL: per = (double)l->pool[0] * l->pool[1]; break;
     case GRAFT_LAYER_GLOBAL_AVGPOOL: per = in / (out > 0 ? out : 1); break;
@@ -76,6 +77,7 @@ static bench_family layer_family(graft_layer_type t)
     case GRAFT_LAYER_CONV2D: return FAM_CONV;
     case GRAFT_LAYER_DENSE: return FAM_DENSE;
     case GRAFT_LAYER_BATCHNORM: return FAM_BATCHNORM;
+    case GRAFT_LAYER_LAYERNORM: return FAM_LAYERNORM;
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: return FAM_POOL;

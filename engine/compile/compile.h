@@ -33,7 +33,7 @@ typedef struct param_store {
 param_entry *store_find(param_store *s, const char *name);
 /* Create every tensor the graph needs; parameters get PyTorch's default initialisation from seed
  * (conv/dense: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias; batchnorm: 1, 0, mean 0,
- * var 1). Existing entries with the right size are kept. */
+ * var 1; layernorm: weight 1, bias 0). Existing entries with the right size are kept. */
 graft_status store_init(param_store *s, const graph *g, uint64_t seed, graft_error *e);
 /* Load every tensor of a checkpoint whose name the store has (shapes must match; fresh layers are
  * skipped). *loaded gets the count. Sets anchors when want_anchor. */

@@ -15,6 +15,7 @@ typedef struct player {
         conv2d_op conv;
         dense_op dense;
         batchnorm_op bn;
+        layernorm_op ln;
         act_op act;
         pool_op pool;
         dropout_op drop;
@@ -24,7 +25,7 @@ typedef struct player {
         w0[LAYER_MAX_PARAMS];
     cl_mem idx;                    /* maxpool argmax */
     cl_mem wf, bf;                 /* conv2d with a folded batchnorm: its weights and bias */
-    cl_mem save_mean, save_invstd; /* batchnorm batch statistics */
+    cl_mem save_mean, save_invstd; /* batchnorm batch statistics; layernorm row statistics */
     long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
     cl_mem
         keep[LAYER_MAX_PARAMS]; /* skip_nonfinite: batchnorm running statistics before the step */
@@ -150,6 +151,12 @@ static act_kind act_of(graft_layer_type t)
     }
 }
 
+/* Rows a layernorm normalises in a batch of n: one per sample of [F], one per token of [T, D]. */
+static long ln_rows(const layer *l, int n)
+{
+    return (long)n * (shape_size(l->out) / l->out.d[l->out.rank - 1]);
+}
+
 static bool is_act(graft_layer_type t)
 {
     return t == GRAFT_LAYER_RELU || t == GRAFT_LAYER_RELU6 || t == GRAFT_LAYER_LEAKY_RELU ||
@@ -194,6 +201,9 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, &ep, e);
         break;
     }
+    case GRAFT_LAYER_LAYERNORM:
+        s = layernorm_op_init(ctx, &pl->op.ln, l->out.d[l->out.rank - 1], l->eps, l->affine, e);
+        break;
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: {
@@ -230,6 +240,7 @@ static void op_free(player *pl)
     case GRAFT_LAYER_CONV2D: conv2d_op_free(&pl->op.conv); break;
     case GRAFT_LAYER_DENSE: dense_op_free(&pl->op.dense); break;
     case GRAFT_LAYER_BATCHNORM: batchnorm_op_free(&pl->op.bn); break;
+    case GRAFT_LAYER_LAYERNORM: layernorm_op_free(&pl->op.ln); break;
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: pool_op_free(&pl->op.pool); break;
@@ -375,6 +386,11 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if (l->type == GRAFT_LAYER_BATCHNORM && (o->training || o->bn_restat)) {
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_mean, e))) goto fail;
             if ((s = alloc(p, (size_t)l->out.d[0], &pl->save_invstd, e))) goto fail;
+        }
+        if (l->type == GRAFT_LAYER_LAYERNORM) { /* every forward writes them, evaluation too */
+            size_t rows = B * (size_t)(shape_size(l->out) / l->out.d[l->out.rank - 1]);
+            if ((s = alloc(p, rows, &pl->save_mean, e))) goto fail;
+            if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
     *out = p;
@@ -646,6 +662,10 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
                 s = batchnorm_fwd_eval(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
                                        P(pl, ".running_mean"), P(pl, ".running_var"), y, e);
             break;
+        case GRAFT_LAYER_LAYERNORM:
+            s = layernorm_fwd(ctx, &pl->op.ln, ln_rows(l, n), x, P(pl, ".weight"), P(pl, ".bias"), y,
+                              pl->save_mean, pl->save_invstd, e);
+            break;
         case GRAFT_LAYER_MAXPOOL:
         case GRAFT_LAYER_AVGPOOL:
         case GRAFT_LAYER_GLOBAL_AVGPOOL:
@@ -782,6 +802,12 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
                                        P(pl, ".running_mean"), P(pl, ".running_var"), dx,
                                        lp->trains ? G(pl, ".weight") : NULL,
                                        lp->trains ? G(pl, ".bias") : NULL, e);
+            break;
+        case GRAFT_LAYER_LAYERNORM:
+            s = layernorm_bwd(ctx, &pl->op.ln, ln_rows(l, n), x, dy, P(pl, ".weight"),
+                              pl->save_mean, pl->save_invstd, dx,
+                              lp->trains ? G(pl, ".weight") : NULL,
+                              lp->trains ? G(pl, ".bias") : NULL, e);
             break;
         case GRAFT_LAYER_MAXPOOL:
         case GRAFT_LAYER_AVGPOOL:

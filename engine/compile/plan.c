@@ -321,6 +321,8 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
             }
         if (l->type == GRAFT_LAYER_MAXPOOL) m->activations += B * (size_t)shape_size(l->out) * sizeof(int);
         if (l->type == GRAFT_LAYER_BATCHNORM) m->activations += 2 * (size_t)l->out.d[0] * f;
+        if (l->type == GRAFT_LAYER_LAYERNORM) /* the saved row statistics */
+            m->activations += 2 * B * (size_t)(shape_size(l->out) / l->out.d[l->out.rank - 1]) * f;
         if (l->type == GRAFT_LAYER_CONV2D) {
             conv2d_desc d;
             conv_desc_of(l, &d);

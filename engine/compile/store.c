@@ -37,7 +37,7 @@ static bool ends_with(const char *s, const char *suffix)
  * weight 1, bias 0, running mean 0, running variance 1. */
 static void init_tensor(const layer *l, const param_info *pi, float *data, uint64_t *rng)
 {
-    if (l->type == GRAFT_LAYER_BATCHNORM) {
+    if (l->type == GRAFT_LAYER_BATCHNORM || l->type == GRAFT_LAYER_LAYERNORM) {
         float v = (ends_with(pi->name, ".weight") || ends_with(pi->name, ".running_var")) ? 1.f : 0.f;
         for (long i = 0; i < pi->count; i++) data[i] = v;
         return;

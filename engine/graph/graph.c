@@ -10,6 +10,7 @@ extern const layer_kind layer_relu_kind, layer_relu6_kind, layer_leaky_relu_kind
     layer_sigmoid_kind, layer_tanh_kind;
 extern const layer_kind layer_maxpool_kind, layer_avgpool_kind, layer_global_avgpool_kind;
 extern const layer_kind layer_flatten_kind, layer_dropout_kind, layer_add_kind, layer_concat_kind;
+extern const layer_kind layer_layernorm_kind;
 
 /* In enum order, so registry[t]->type == t (checked by the graph unit test). */
 static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
@@ -17,6 +18,7 @@ static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
     &layer_relu6_kind,   &layer_leaky_relu_kind,     &layer_gelu_kind,      &layer_sigmoid_kind,
     &layer_tanh_kind,    &layer_maxpool_kind,        &layer_avgpool_kind,   &layer_global_avgpool_kind,
     &layer_flatten_kind, &layer_dropout_kind,        &layer_add_kind,       &layer_concat_kind,
+    &layer_layernorm_kind,
 };
 
 const layer_kind *const *layer_kinds(int *count)

@@ -25,6 +25,7 @@ typedef enum graft_layer_type {
     GRAFT_LAYER_DROPOUT,
     GRAFT_LAYER_ADD,
     GRAFT_LAYER_CONCAT,
+    GRAFT_LAYER_LAYERNORM,
     GRAFT_LAYER_COUNT
 } graft_layer_type;
 
@@ -68,7 +69,8 @@ typedef struct layer {
     int filters, kernel[2], stride[2], pad[2], groups; /* conv2d; pad = explicit per side */
     int units;                                         /* dense */
     bool bias;                                         /* conv2d, dense */
-    float momentum, eps;                               /* batchnorm */
+    float momentum, eps;                               /* batchnorm; eps also layernorm */
+    bool affine;                                       /* layernorm: weight and bias */
     float slope;                                       /* leaky_relu */
     float rate;                                        /* dropout */
     int pool[2], pool_stride[2], pool_pad[2];          /* maxpool, avgpool */

@@ -46,20 +46,14 @@ void act_op_free(act_op *op)
     op->fwd = op->bwd = NULL;
 }
 
-#define ARG(k, i, v)                                                                               \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-
 graft_status act_fwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, graft_error *e)
 {
     if (!op->fwd) return err_set(e, GRAFT_STATUS_INTERNAL, "activation: op not initialised");
     if (n <= 0) return err_set(e, GRAFT_STATUS_INTERNAL, "activation: bad batch count %d", n);
     cl_long total = (cl_long)n * op->size;
-    ARG(op->fwd, 0, total);
-    ARG(op->fwd, 1, x);
-    ARG(op->fwd, 2, y);
+    SET_ARG(op->fwd, 0, total);
+    SET_ARG(op->fwd, 1, x);
+    SET_ARG(op->fwd, 2, y);
     size_t g = (size_t)total, l = 64;
     return launch(ctx, op->fwd, 1, &g, &l, NULL, e);
 }
@@ -75,11 +69,11 @@ graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
         return err_set(e, GRAFT_STATUS_INTERNAL, "activation backward needs the saved %s",
                        needs_x ? "input x" : "output y");
     cl_long total = (cl_long)n * op->size;
-    ARG(op->bwd, 0, total);
-    ARG(op->bwd, 1, x);
-    ARG(op->bwd, 2, y);
-    ARG(op->bwd, 3, dy);
-    ARG(op->bwd, 4, dx);
+    SET_ARG(op->bwd, 0, total);
+    SET_ARG(op->bwd, 1, x);
+    SET_ARG(op->bwd, 2, y);
+    SET_ARG(op->bwd, 3, dy);
+    SET_ARG(op->bwd, 4, dx);
     size_t g = (size_t)total, l = 64;
     return launch(ctx, op->bwd, 1, &g, &l, NULL, e);
 }

@@ -7,12 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define ARG(k, i, v)                                                                               \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-
 static graft_status launch1(graft_context *ctx, cl_kernel k, size_t items, graft_error *e)
 {
     size_t g = items ? items : 1, l = 64;
@@ -96,11 +90,11 @@ static graft_status loss_sum(graft_context *ctx, align_op *op, int rows, float s
 {
     cl_kernel k = op->sum;
     int acc = accumulate;
-    ARG(k, 0, rows);
-    ARG(k, 1, scale);
-    ARG(k, 2, acc);
-    ARG(k, 3, part);
-    ARG(k, 4, out);
+    SET_ARG(k, 0, rows);
+    SET_ARG(k, 1, scale);
+    SET_ARG(k, 2, acc);
+    SET_ARG(k, 3, part);
+    SET_ARG(k, 4, out);
     return launch1(ctx, k, 1, e);
 }
 
@@ -116,20 +110,20 @@ static graft_status coral(graft_context *ctx, align_op *op, int ns, int nt, cl_m
     const int r0[2] = {0, ns}, m[2] = {ns, nt};
     for (int k = 0; k < 2; k++) {
         cl_kernel c = op->k1;
-        ARG(c, 0, r0[k]);
-        ARG(c, 1, m[k]);
-        ARG(c, 2, f);
-        ARG(c, 3, op->b[k]);
+        SET_ARG(c, 0, r0[k]);
+        SET_ARG(c, 1, m[k]);
+        SET_ARG(c, 2, f);
+        SET_ARG(c, 3, op->b[k]);
         if ((s = launch1(ctx, c, D, e))) return s;
         if ((s = gemm(ctx, true, false, D, D, (size_t)m[k], 1.0f / (float)(m[k] - 1), op->b[k], 0,
                       D, op->b[k], 0, D, 0.0f, op->b[2 + k], 0, D, e)))
             return s;
     }
     cl_kernel k = op->k2;
-    ARG(k, 0, op->b[2]);
-    ARG(k, 1, op->b[3]);
-    ARG(k, 2, op->b[4]);
-    ARG(k, 3, op->b[5]);
+    SET_ARG(k, 0, op->b[2]);
+    SET_ARG(k, 1, op->b[3]);
+    SET_ARG(k, 2, op->b[4]);
+    SET_ARG(k, 3, op->b[5]);
     if ((s = launch1(ctx, k, D, e))) return s;
     if (out && (s = loss_sum(ctx, op, op->d, w / (4.0f * dd), op->b[5], out, accumulate, e)))
         return s;
@@ -154,29 +148,29 @@ static graft_status mmd(graft_context *ctx, align_op *op, int ns, int nt, cl_mem
     if ((s = gemm(ctx, false, true, N, N, D, 1.0f, f, 0, D, f, 0, D, 0.0f, op->b[0], 0, N, e)))
         return s;
     cl_kernel k = op->k1;
-    ARG(k, 0, n);
-    ARG(k, 1, op->b[0]);
-    ARG(k, 2, op->b[1]);
-    ARG(k, 3, op->b[3]);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, op->b[0]);
+    SET_ARG(k, 2, op->b[1]);
+    SET_ARG(k, 3, op->b[3]);
     if ((s = launch1(ctx, k, N, e))) return s;
     k = op->k2;
-    ARG(k, 0, n);
-    ARG(k, 1, ns);
-    ARG(k, 2, op->b[1]);
-    ARG(k, 3, op->b[3]);
-    ARG(k, 4, op->b[2]);
-    ARG(k, 5, op->b[4]);
-    ARG(k, 6, op->b[5]);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, ns);
+    SET_ARG(k, 2, op->b[1]);
+    SET_ARG(k, 3, op->b[3]);
+    SET_ARG(k, 4, op->b[2]);
+    SET_ARG(k, 5, op->b[4]);
+    SET_ARG(k, 6, op->b[5]);
     if ((s = launch1(ctx, k, N, e))) return s;
     if (out && (s = loss_sum(ctx, op, n, w, op->b[4], out, accumulate, e))) return s;
     if (!df) return GRAFT_OK;
     k = op->k3;
     float c = 4.0f * w;
-    ARG(k, 0, n);
-    ARG(k, 1, c);
-    ARG(k, 2, op->b[5]);
-    ARG(k, 3, f);
-    ARG(k, 4, df);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, c);
+    SET_ARG(k, 2, op->b[5]);
+    SET_ARG(k, 3, f);
+    SET_ARG(k, 4, df);
     if ((s = launch1(ctx, k, N * D, e))) return s;
     return gemm(ctx, false, false, N, D, N, -c, op->b[2], 0, N, f, 0, D, 1.0f, df, 0, D, e);
 }
@@ -200,10 +194,10 @@ graft_status grl_bwd(graft_context *ctx, long count, float lambda, cl_mem g, cl_
     graft_status s = kernel_get(ctx, "adapt", "-DD=1", "grl_bwd", &k, e);
     if (s) return s;
     cl_long c = count;
-    ARG(k, 0, c);
-    ARG(k, 1, lambda);
-    ARG(k, 2, g);
-    ARG(k, 3, dx);
+    SET_ARG(k, 0, c);
+    SET_ARG(k, 1, lambda);
+    SET_ARG(k, 2, g);
+    SET_ARG(k, 3, dx);
     return launch1(ctx, k, (size_t)count, e);
 }
 
@@ -213,12 +207,12 @@ graft_status bce_fwd_bwd(graft_context *ctx, int n, int ns, float scale, cl_mem 
     cl_kernel k;
     graft_status s = kernel_get(ctx, "adapt", "-DD=1", "bce_fwd_bwd", &k, e);
     if (s) return s;
-    ARG(k, 0, n);
-    ARG(k, 1, ns);
-    ARG(k, 2, scale);
-    ARG(k, 3, logit);
-    ARG(k, 4, loss);
-    ARG(k, 5, dlogit);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, ns);
+    SET_ARG(k, 2, scale);
+    SET_ARG(k, 3, logit);
+    SET_ARG(k, 4, loss);
+    SET_ARG(k, 5, dlogit);
     return launch1(ctx, k, (size_t)n, e);
 }
 
@@ -229,9 +223,9 @@ graft_status zero_rows_f32(graft_context *ctx, long off, long count, cl_mem y, g
     graft_status s = kernel_get(ctx, "adapt", "-DD=1", "adapt_zero", &k, e);
     if (s) return s;
     cl_long o = off, c = count;
-    ARG(k, 0, o);
-    ARG(k, 1, c);
-    ARG(k, 2, y);
+    SET_ARG(k, 0, o);
+    SET_ARG(k, 1, c);
+    SET_ARG(k, 2, y);
     return launch1(ctx, k, (size_t)count, e);
 }
 
@@ -242,10 +236,10 @@ graft_status loss_sum_f32(graft_context *ctx, int rows, float scale, bool accumu
     graft_status s = kernel_get(ctx, "adapt", "-DD=1", "adapt_loss_sum", &k, e);
     if (s) return s;
     int acc = accumulate;
-    ARG(k, 0, rows);
-    ARG(k, 1, scale);
-    ARG(k, 2, acc);
-    ARG(k, 3, part);
-    ARG(k, 4, out);
+    SET_ARG(k, 0, rows);
+    SET_ARG(k, 1, scale);
+    SET_ARG(k, 2, acc);
+    SET_ARG(k, 3, part);
+    SET_ARG(k, 4, out);
     return launch1(ctx, k, 1, e);
 }

@@ -30,7 +30,7 @@ static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_e
 /* Zeros written from the host once per buffer. Every float of the partials is written by a kernel
  * before it is read, but Oclgrind's uninitialised-value checker only counts host writes as
  * initialising a buffer across launches (a clEnqueueFillBuffer did not either). */
-static graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t bytes, graft_error *e)
+graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t bytes, graft_error *e)
 {
     void *z = calloc(1, bytes);
     if (!z) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
@@ -79,12 +79,6 @@ void batchnorm_op_free(batchnorm_op *op)
     *op = (batchnorm_op){0};
 }
 
-#define ARG(k, i, v)                                                                               \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-
 /* Checks n and makes the partials buffer hold a batch of n (grown on the first larger batch). */
 static graft_status prepare(graft_context *ctx, batchnorm_op *op, int n, graft_error *e)
 {
@@ -126,14 +120,14 @@ static graft_status apply(graft_context *ctx, batchnorm_op *op, int n, int is_va
                           graft_error *e)
 {
     cl_kernel k = op->k[BN_APPLY];
-    ARG(k, 0, n);
-    ARG(k, 1, is_var);
-    ARG(k, 2, x);
-    ARG(k, 3, gamma);
-    ARG(k, 4, beta);
-    ARG(k, 5, mean);
-    ARG(k, 6, s2);
-    ARG(k, 7, y);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, is_var);
+    SET_ARG(k, 2, x);
+    SET_ARG(k, 3, gamma);
+    SET_ARG(k, 4, beta);
+    SET_ARG(k, 5, mean);
+    SET_ARG(k, 6, s2);
+    SET_ARG(k, 7, y);
     return planes(ctx, op, k, n, e);
 }
 
@@ -144,17 +138,17 @@ graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl
     graft_status s = prepare(ctx, op, n, e);
     if (s) return s;
     cl_kernel k = op->k[BN_STATS_PARTIAL];
-    ARG(k, 0, n);
-    ARG(k, 1, x);
-    ARG(k, 2, op->part);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, x);
+    SET_ARG(k, 2, op->part);
     if ((s = planes(ctx, op, k, n, e))) return s;
     k = op->k[BN_STATS_FINALIZE];
-    ARG(k, 0, n);
-    ARG(k, 1, op->part);
-    ARG(k, 2, run_mean);
-    ARG(k, 3, run_var);
-    ARG(k, 4, save_mean);
-    ARG(k, 5, save_invstd);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, op->part);
+    SET_ARG(k, 2, run_mean);
+    SET_ARG(k, 3, run_var);
+    SET_ARG(k, 4, save_mean);
+    SET_ARG(k, 5, save_invstd);
     if ((s = channels(ctx, op, k, e))) return s;
     return apply(ctx, op, n, 0, x, gamma, beta, save_mean, save_invstd, y, e);
 }
@@ -203,37 +197,37 @@ static graft_status bwd(graft_context *ctx, batchnorm_op *op, int n, int train, 
     const int flags = (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
     if (flags || (dx && train)) {
         cl_kernel k = op->k[BN_GRAD_PARTIAL];
-        ARG(k, 0, n);
-        ARG(k, 1, is_var);
-        ARG(k, 2, x);
-        ARG(k, 3, y);
-        ARG(k, 4, dy);
-        ARG(k, 5, a);
-        ARG(k, 6, b);
-        ARG(k, 7, op->part);
+        SET_ARG(k, 0, n);
+        SET_ARG(k, 1, is_var);
+        SET_ARG(k, 2, x);
+        SET_ARG(k, 3, y);
+        SET_ARG(k, 4, dy);
+        SET_ARG(k, 5, a);
+        SET_ARG(k, 6, b);
+        SET_ARG(k, 7, op->part);
         if ((s = planes(ctx, op, k, n, e))) return s;
         k = op->k[BN_GRAD_FINALIZE];
-        ARG(k, 0, n);
-        ARG(k, 1, flags);
-        ARG(k, 2, op->part);
-        ARG(k, 3, dgamma); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
-        ARG(k, 4, dbeta);
-        ARG(k, 5, op->sums);
+        SET_ARG(k, 0, n);
+        SET_ARG(k, 1, flags);
+        SET_ARG(k, 2, op->part);
+        SET_ARG(k, 3, dgamma); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
+        SET_ARG(k, 4, dbeta);
+        SET_ARG(k, 5, op->sums);
         if ((s = channels(ctx, op, k, e))) return s;
     }
     if (!dx) return GRAFT_OK;
     cl_kernel k = op->k[BN_GRAD_APPLY];
-    ARG(k, 0, n);
-    ARG(k, 1, is_var);
-    ARG(k, 2, train);
-    ARG(k, 3, x);
-    ARG(k, 4, y);
-    ARG(k, 5, dy);
-    ARG(k, 6, gamma);
-    ARG(k, 7, a);
-    ARG(k, 8, b);
-    ARG(k, 9, op->sums);
-    ARG(k, 10, dx);
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, is_var);
+    SET_ARG(k, 2, train);
+    SET_ARG(k, 3, x);
+    SET_ARG(k, 4, y);
+    SET_ARG(k, 5, dy);
+    SET_ARG(k, 6, gamma);
+    SET_ARG(k, 7, a);
+    SET_ARG(k, 8, b);
+    SET_ARG(k, 9, op->sums);
+    SET_ARG(k, 10, dx);
     return planes(ctx, op, k, n, e);
 }
 

@@ -31,6 +31,16 @@ int group_local_size(const graft_context *ctx, long row);
 /* Launch a cl/reduce.cl kernel over `rows` rows: a group per row when lsz > 1, else one work-item
  * per row in groups of 64. */
 graft_status launch_rows(graft_context *ctx, cl_kernel k, int lsz, size_t rows, graft_error *e);
+/* Set kernel argument i of k to v, returning the OpenCL error (through e) from the calling
+ * function when it fails. */
+#define SET_ARG(k, i, v)                                                                           \
+    do {                                                                                           \
+        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
+        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
+    } while (0)
+/* Zeros written from the host into a new buffer (op_norm.c): Oclgrind's uninitialised-value
+ * checker counts only host writes as initialising a buffer across launches. */
+graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t bytes, graft_error *e);
 
 /* Row-major SGEMM through CLBlast: C = alpha * op(A) * op(B) + beta * C; recorded for profiling. */
 graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
@@ -165,6 +175,32 @@ graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem 
                             cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
                             cl_mem bf, graft_error *e);
 void batchnorm_op_free(batchnorm_op *op);
+
+/* ---- layer normalisation over the last axis: rows of d values (cl/layernorm.cl) ----
+ * PyTorch nn.LayerNorm(d) with elementwise_affine = affine: each row normalised by its own mean and
+ * biased variance, the same in training and evaluation. The forward saves every row's mean and
+ * inverse std (rows floats each) for the backward. */
+enum { LN_FWD, LN_BWD_DATA, LN_GRAD_PARTIAL, LN_GRAD_FINALIZE, LN_NKERNELS };
+typedef struct layernorm_op {
+    int d, lsz;
+    bool affine;
+    float eps;
+    cl_kernel k[LN_NKERNELS];
+    int acc_bytes; /* 8: sums in double (devices with fp64), else 4 */
+    cl_mem part;   /* parameter-gradient partials, 2 * d per chunk of rows */
+    int part_chunks;
+} layernorm_op;
+graft_status layernorm_op_init(graft_context *ctx, layernorm_op *op, int d, float eps, bool affine,
+                               graft_error *e);
+/* x, y: [rows, d]; gamma, beta: [d] (ignored without affine); save_mean, save_invstd: [rows]. */
+graft_status layernorm_fwd(graft_context *ctx, layernorm_op *op, long rows, cl_mem x, cl_mem gamma,
+                           cl_mem beta, cl_mem y, cl_mem save_mean, cl_mem save_invstd,
+                           graft_error *e);
+/* dx may be NULL (nothing below needs it); dgamma and dbeta NULL together (frozen or no affine). */
+graft_status layernorm_bwd(graft_context *ctx, layernorm_op *op, long rows, cl_mem x, cl_mem dy,
+                           cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
+                           cl_mem dgamma, cl_mem dbeta, graft_error *e);
+void layernorm_op_free(layernorm_op *op);
 
 /* ---- elementwise activations ---- */
 typedef enum act_kind { ACT_RELU, ACT_RELU6, ACT_LEAKY_RELU, ACT_GELU, ACT_SIGMOID, ACT_TANH } act_kind;

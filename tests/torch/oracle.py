@@ -101,6 +101,9 @@ class GraftNet(nn.Module):
             elif t == "batchnorm":
                 cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
                 mod = cls(in_shape[0], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1))
+            elif t == "layernorm":
+                mod = nn.LayerNorm(in_shape[-1], eps=spec.get("eps", 1e-5),
+                                   elementwise_affine=spec.get("affine", True))
             elif t in ("maxpool", "avgpool"):
                 k = pair(spec.get("size", 2))
                 s = pair(spec.get("stride", spec.get("size", 2)))
@@ -129,7 +132,7 @@ class GraftNet(nn.Module):
         for name, (t, spec), ins, mod in zip(self.names, self.kinds, self.inputs, self.mods):
             xs = [vals[i] if i is not None else x for i in ins]
             a = xs[0]
-            if t in ("conv2d", "batchnorm", "maxpool", "avgpool", "dropout"):
+            if t in ("conv2d", "batchnorm", "layernorm", "maxpool", "avgpool", "dropout"):
                 y = mod(a)
             elif t == "dense":
                 y = mod(a.flatten(1))
@@ -249,6 +252,10 @@ def main():
                 m.bias.uniform_(-0.5, 0.5)
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
+        if isinstance(m, nn.LayerNorm) and m.elementwise_affine:  # not the identity affine
+            with torch.no_grad():
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
     w0 = net.graft_state()
     st_write(os.path.join(work, "w0.safetensors"), w0)
     n = args.batch

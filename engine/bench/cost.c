@@ -37,11 +37,20 @@ layer_cost bench_layer_cost(const graph *g, const layer *l, const layer_plan *lp
         break;
     }
     case GRAFT_LAYER_DENSE: {
-        double mac = n * in * l->units;
+        double mac = n * in * l->units / shape_tokens(l->in); /* tokens: T rows of D each */
         c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
         c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
         break;
     }
+    case GRAFT_LAYER_PATCH_EMBED: { /* a dense GEMM over the patch rows */
+        double mac = n * out * l->in.d[0] * l->patch * l->patch;
+        c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
+        c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
+        break;
+    }
+    case GRAFT_LAYER_CLASS_TOKEN:
+    case GRAFT_LAYER_TOKEN_SELECT: per = 0; break;
+    case GRAFT_LAYER_TOKEN_MEAN: per = in / (out > 0 ? out : 1); break;
     case GRAFT_LAYER_BATCHNORM: per = 4; break;
     case GRAFT_LAYER_LAYERNORM: per = 8; break; /* two passes for the statistics, then apply */
     case GRAFT_LAYER_MAXPOOL:
@@ -75,7 +84,12 @@ static bench_family layer_family(graft_layer_type t)
 {
     switch (t) {
     case GRAFT_LAYER_CONV2D: return FAM_CONV;
-    case GRAFT_LAYER_DENSE: return FAM_DENSE;
+    case GRAFT_LAYER_DENSE:
+    case GRAFT_LAYER_PATCH_EMBED: return FAM_DENSE;
+    case GRAFT_LAYER_CLASS_TOKEN:
+    case GRAFT_LAYER_POSITION_EMBEDDING:
+    case GRAFT_LAYER_TOKEN_SELECT:
+    case GRAFT_LAYER_TOKEN_MEAN: return FAM_LAYOUT;
     case GRAFT_LAYER_BATCHNORM: return FAM_BATCHNORM;
     case GRAFT_LAYER_LAYERNORM: return FAM_LAYERNORM;
     case GRAFT_LAYER_MAXPOOL:

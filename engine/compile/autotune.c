@@ -42,11 +42,15 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
             add(out, &n, cap, false, false, og, cols, cgkk);           /* forward: W x cols */
             if (need_dx) add(out, &n, cap, true, false, cgkk, cols, og); /* data: W^T dy */
             if (trains) add(out, &n, cap, false, true, og, cgkk, cols);  /* weight: dy cols^T */
-        } else if (ly->type == GRAFT_LAYER_DENSE) {
-            size_t in = (size_t)shape_size(ly->in), units = (size_t)ly->units;
-            add(out, &n, cap, false, true, batch, units, in);            /* y = x W^T */
-            if (need_dx) add(out, &n, cap, false, false, batch, in, units); /* dx = dy W */
-            if (trains) add(out, &n, cap, true, false, units, in, batch);   /* dW = dy^T x */
+        } else if (ly->type == GRAFT_LAYER_DENSE || ly->type == GRAFT_LAYER_PATCH_EMBED) {
+            /* on tokens every token is a row (patch_embed: a patch of C * P * P values) */
+            size_t in = ly->type == GRAFT_LAYER_DENSE
+                            ? (size_t)shape_features(ly->in)
+                            : (size_t)ly->in.d[0] * (size_t)ly->patch * (size_t)ly->patch;
+            size_t units = (size_t)ly->units, rows = batch * (size_t)shape_tokens(ly->out);
+            add(out, &n, cap, false, true, rows, units, in);            /* y = x W^T */
+            if (need_dx) add(out, &n, cap, false, false, rows, in, units); /* dx = dy W */
+            if (trains) add(out, &n, cap, true, false, units, in, rows);   /* dW = dy^T x */
         }
     }
     free(flows);

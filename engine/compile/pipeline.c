@@ -24,6 +24,7 @@ typedef struct player {
     cl_mem w[LAYER_MAX_PARAMS], g[LAYER_MAX_PARAMS], m[LAYER_MAX_PARAMS], v[LAYER_MAX_PARAMS],
         w0[LAYER_MAX_PARAMS];
     cl_mem idx;                    /* maxpool argmax */
+    cl_mem aux;                    /* patch_embed: the input's patches as token rows */
     cl_mem wf, bf;                 /* conv2d with a folded batchnorm: its weights and bias */
     cl_mem save_mean, save_invstd; /* batchnorm batch statistics; layernorm row statistics */
     long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
@@ -151,10 +152,11 @@ static act_kind act_of(graft_layer_type t)
     }
 }
 
-/* Rows a layernorm normalises in a batch of n: one per sample of [F], one per token of [T, D]. */
-static long ln_rows(const layer *l, int n)
+/* Rows a per-token layer (dense, layernorm) works on in a batch of n: one per sample of [F], one
+ * per token of [T, D]. */
+static long token_rows(const layer *l, int n)
 {
-    return (long)n * (shape_size(l->out) / l->out.d[l->out.rank - 1]);
+    return (long)n * shape_tokens(l->out);
 }
 
 static bool is_act(graft_layer_type t)
@@ -191,7 +193,7 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
     case GRAFT_LAYER_DENSE:
     {
         epilogue ep = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
-        s = dense_op_init(ctx, &pl->op.dense, (int)shape_size(l->in), l->units, l->bias, e);
+        s = dense_op_init(ctx, &pl->op.dense, (int)shape_features(l->in), l->units, l->bias, e);
         if (!s) s = dense_op_set_epilogue(ctx, &pl->op.dense, &ep, e);
         break;
     }
@@ -201,6 +203,12 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, &ep, e);
         break;
     }
+    case GRAFT_LAYER_PATCH_EMBED: /* patches as rows, then the shared dense GEMM path */
+        s = dense_op_init(ctx, &pl->op.dense, l->in.d[0] * l->patch * l->patch, l->units, l->bias,
+                          e);
+        if (!s && (s = alloc(p, (size_t)p->o.max_batch * (size_t)shape_size(l->in), &pl->aux, e)))
+            dense_op_free(&pl->op.dense);
+        break;
     case GRAFT_LAYER_LAYERNORM:
         s = layernorm_op_init(ctx, &pl->op.ln, l->out.d[l->out.rank - 1], l->eps, l->affine, e);
         break;
@@ -238,7 +246,8 @@ static void op_free(player *pl)
     if (!pl->has_op) return;
     switch (pl->l->type) {
     case GRAFT_LAYER_CONV2D: conv2d_op_free(&pl->op.conv); break;
-    case GRAFT_LAYER_DENSE: dense_op_free(&pl->op.dense); break;
+    case GRAFT_LAYER_DENSE:
+    case GRAFT_LAYER_PATCH_EMBED: dense_op_free(&pl->op.dense); break;
     case GRAFT_LAYER_BATCHNORM: batchnorm_op_free(&pl->op.bn); break;
     case GRAFT_LAYER_LAYERNORM: layernorm_op_free(&pl->op.ln); break;
     case GRAFT_LAYER_MAXPOOL:
@@ -424,6 +433,7 @@ void pipeline_free(pipeline *p)
                 release(&pl->keep[j]);
             }
             release(&pl->idx);
+            release(&pl->aux);
             release(&pl->wf);
             release(&pl->bf);
             release(&pl->save_mean);
@@ -651,7 +661,8 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
                                p->workspace, e);
             break;
         case GRAFT_LAYER_DENSE:
-            s = dense_fwd(ctx, &pl->op.dense, n, x, P(pl, ".weight"), P(pl, ".bias"), y, e);
+            s = dense_fwd(ctx, &pl->op.dense, (int)token_rows(l, n), x, P(pl, ".weight"),
+                          P(pl, ".bias"), y, e);
             break;
         case GRAFT_LAYER_BATCHNORM:
             if ((train && lp->bn_batch_stats) || p->o.bn_restat)
@@ -662,8 +673,30 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
                 s = batchnorm_fwd_eval(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
                                        P(pl, ".running_mean"), P(pl, ".running_var"), y, e);
             break;
+        case GRAFT_LAYER_PATCH_EMBED:
+            s = token_patches(ctx, n, l->in.d[0], l->in.d[1], l->in.d[2], l->patch, false, x,
+                              pl->aux, e);
+            if (!s)
+                s = dense_fwd(ctx, &pl->op.dense, (int)token_rows(l, n), pl->aux,
+                              P(pl, ".weight"), P(pl, ".bias"), y, e);
+            break;
+        case GRAFT_LAYER_CLASS_TOKEN: { /* its token in row 0, the input's tokens after it */
+            const int t = l->in.d[0], d = l->in.d[1];
+            s = token_broadcast(ctx, n, (t + 1) * d, d, pl->w[0], y, e);
+            if (!s) s = concat_fwd(ctx, n, t, t + 1, 1, d, x, y, e);
+            break;
+        }
+        case GRAFT_LAYER_POSITION_EMBEDDING:
+            s = token_add(ctx, n, (int)shape_size(l->out), x, pl->w[0], y, e);
+            break;
+        case GRAFT_LAYER_TOKEN_SELECT: /* row `index` of each sample */
+            s = concat_bwd(ctx, n, 1, l->in.d[0], l->index, l->in.d[1], x, y, e);
+            break;
+        case GRAFT_LAYER_TOKEN_MEAN:
+            s = token_mean_fwd(ctx, n, l->in.d[0], l->in.d[1], x, y, e);
+            break;
         case GRAFT_LAYER_LAYERNORM:
-            s = layernorm_fwd(ctx, &pl->op.ln, ln_rows(l, n), x, P(pl, ".weight"), P(pl, ".bias"), y,
+            s = layernorm_fwd(ctx, &pl->op.ln, token_rows(l, n), x, P(pl, ".weight"), P(pl, ".bias"), y,
                               pl->save_mean, pl->save_invstd, e);
             break;
         case GRAFT_LAYER_MAXPOOL:
@@ -688,7 +721,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
             break;
         }
         case GRAFT_LAYER_CONCAT: {
-            int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1, c0 = 0;
+            int hw = (int)(shape_size(l->out) / l->out.d[0]), c0 = 0;
             for (int q = 0; q < l->ninputs && !s; q++) {
                 const layer *in = l->inputs[q] < 0 ? NULL : &g->layers[l->inputs[q]];
                 int cx = in ? in->out.d[0] : g->input.d[0];
@@ -785,13 +818,15 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
                            lp->trains ? G(pl, ".weight") : NULL, lp->trains ? G(pl, ".bias") : NULL,
                            p->workspace, e);
             break;
-        case GRAFT_LAYER_DENSE:
-            s = dense_epi_grad(ctx, &pl->op.dense, n, dy, y, e);
-            if (!s && dx) s = dense_bwd_data(ctx, &pl->op.dense, n, dy, P(pl, ".weight"), dx, e);
+        case GRAFT_LAYER_DENSE: {
+            const int rows = (int)token_rows(l, n);
+            s = dense_epi_grad(ctx, &pl->op.dense, rows, dy, y, e);
+            if (!s && dx) s = dense_bwd_data(ctx, &pl->op.dense, rows, dy, P(pl, ".weight"), dx, e);
             if (!s && lp->trains)
-                s = dense_bwd_weight(ctx, &pl->op.dense, n, x, dy, G(pl, ".weight"),
+                s = dense_bwd_weight(ctx, &pl->op.dense, rows, x, dy, G(pl, ".weight"),
                                      G(pl, ".bias"), e);
             break;
+        }
         case GRAFT_LAYER_BATCHNORM:
             if (lp->bn_batch_stats)
                 s = batchnorm_bwd(ctx, &pl->op.bn, n, x, y, dy, P(pl, ".weight"), pl->save_mean,
@@ -803,8 +838,39 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
                                        lp->trains ? G(pl, ".weight") : NULL,
                                        lp->trains ? G(pl, ".bias") : NULL, e);
             break;
+        case GRAFT_LAYER_PATCH_EMBED: { /* the weight gradient reads the patches before dx reuses them */
+            const int rows = (int)token_rows(l, n);
+            if (lp->trains)
+                s = dense_bwd_weight(ctx, &pl->op.dense, rows, pl->aux, dy, G(pl, ".weight"),
+                                     G(pl, ".bias"), e);
+            if (!s && dx) s = dense_bwd_data(ctx, &pl->op.dense, rows, dy, P(pl, ".weight"), pl->aux, e);
+            if (!s && dx)
+                s = token_patches(ctx, n, l->in.d[0], l->in.d[1], l->in.d[2], l->patch, true,
+                                  pl->aux, dx, e);
+            break;
+        }
+        case GRAFT_LAYER_CLASS_TOKEN: {
+            const int t = l->in.d[0], d = l->in.d[1];
+            if (lp->trains) s = token_batch_sum(ctx, n, (t + 1) * d, d, dy, pl->g[0], e);
+            if (!s && dx) s = concat_bwd(ctx, n, t, t + 1, 1, d, dy, dx, e);
+            break;
+        }
+        case GRAFT_LAYER_POSITION_EMBEDDING: {
+            const int len = (int)shape_size(l->out);
+            if (lp->trains) s = token_batch_sum(ctx, n, len, len, dy, pl->g[0], e);
+            if (!s && dx) s = copy_f32(ctx, (long)n * len, dy, dx, e);
+            break;
+        }
+        case GRAFT_LAYER_TOKEN_SELECT:
+            if (!dx) break;
+            s = buffer_fill_f32(ctx, dx, 0.0f, (size_t)n * (size_t)shape_size(l->in), e);
+            if (!s) s = concat_fwd(ctx, n, 1, l->in.d[0], l->index, l->in.d[1], dy, dx, e);
+            break;
+        case GRAFT_LAYER_TOKEN_MEAN:
+            if (dx) s = token_mean_bwd(ctx, n, l->in.d[0], l->in.d[1], dy, dx, e);
+            break;
         case GRAFT_LAYER_LAYERNORM:
-            s = layernorm_bwd(ctx, &pl->op.ln, ln_rows(l, n), x, dy, P(pl, ".weight"),
+            s = layernorm_bwd(ctx, &pl->op.ln, token_rows(l, n), x, dy, P(pl, ".weight"),
                               pl->save_mean, pl->save_invstd, dx,
                               lp->trains ? G(pl, ".weight") : NULL,
                               lp->trains ? G(pl, ".bias") : NULL, e);
@@ -833,7 +899,7 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
             dx = NULL;
             break;
         case GRAFT_LAYER_CONCAT: {
-            int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1, c0 = 0;
+            int hw = (int)(shape_size(l->out) / l->out.d[0]), c0 = 0;
             for (int q = 0; q < l->ninputs && !s; q++) {
                 int in = l->inputs[q];
                 int cx = in < 0 ? g->input.d[0] : g->layers[in].out.d[0];

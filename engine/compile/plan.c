@@ -319,6 +319,8 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
                 long sz = shape_size(g->layers[l->inputs[q]].out);
                 if (sz > scratch) scratch = sz;
             }
+        if (l->type == GRAFT_LAYER_PATCH_EMBED) /* its patch rows */
+            m->activations += B * (size_t)shape_size(l->in) * f;
         if (l->type == GRAFT_LAYER_MAXPOOL) m->activations += B * (size_t)shape_size(l->out) * sizeof(int);
         if (l->type == GRAFT_LAYER_BATCHNORM) m->activations += 2 * (size_t)l->out.d[0] * f;
         if (l->type == GRAFT_LAYER_LAYERNORM) /* the saved row statistics */

@@ -42,11 +42,22 @@ static void init_tensor(const layer *l, const param_info *pi, float *data, uint6
         for (long i = 0; i < pi->count; i++) data[i] = v;
         return;
     }
+    if (l->type == GRAFT_LAYER_CLASS_TOKEN) { /* torchvision: zeros */
+        for (long i = 0; i < pi->count; i++) data[i] = 0.f;
+        return;
+    }
+    if (l->type == GRAFT_LAYER_POSITION_EMBEDDING) { /* torchvision: std 0.02 (here uniform) */
+        const double b = 0.02 * sqrt(3.0);
+        for (long i = 0; i < pi->count; i++) data[i] = (float)((2.0 * uniform01(rng) - 1.0) * b);
+        return;
+    }
     long fan_in = 1;
-    if (l->type == GRAFT_LAYER_CONV2D)
+    if (l->type == GRAFT_LAYER_PATCH_EMBED)
+        fan_in = (long)l->in.d[0] * l->patch * l->patch;
+    else if (l->type == GRAFT_LAYER_CONV2D)
         fan_in = (long)(l->in.d[0] / (l->groups > 0 ? l->groups : 1)) * l->kernel[0] * l->kernel[1];
     else if (l->type == GRAFT_LAYER_DENSE)
-        fan_in = shape_size(l->in);
+        fan_in = shape_features(l->in);
     double bound = 1.0 / sqrt((double)(fan_in > 0 ? fan_in : 1));
     for (long i = 0; i < pi->count; i++) data[i] = (float)((2.0 * uniform01(rng) - 1.0) * bound);
 }

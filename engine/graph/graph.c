@@ -10,7 +10,8 @@ extern const layer_kind layer_relu_kind, layer_relu6_kind, layer_leaky_relu_kind
     layer_sigmoid_kind, layer_tanh_kind;
 extern const layer_kind layer_maxpool_kind, layer_avgpool_kind, layer_global_avgpool_kind;
 extern const layer_kind layer_flatten_kind, layer_dropout_kind, layer_add_kind, layer_concat_kind;
-extern const layer_kind layer_layernorm_kind;
+extern const layer_kind layer_layernorm_kind, layer_patch_embed_kind, layer_class_token_kind,
+    layer_position_embedding_kind, layer_token_select_kind, layer_token_mean_kind;
 
 /* In enum order, so registry[t]->type == t (checked by the graph unit test). */
 static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
@@ -18,7 +19,8 @@ static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
     &layer_relu6_kind,   &layer_leaky_relu_kind,     &layer_gelu_kind,      &layer_sigmoid_kind,
     &layer_tanh_kind,    &layer_maxpool_kind,        &layer_avgpool_kind,   &layer_global_avgpool_kind,
     &layer_flatten_kind, &layer_dropout_kind,        &layer_add_kind,       &layer_concat_kind,
-    &layer_layernorm_kind,
+    &layer_layernorm_kind, &layer_patch_embed_kind, &layer_class_token_kind,
+    &layer_position_embedding_kind, &layer_token_select_kind, &layer_token_mean_kind,
 };
 
 const layer_kind *const *layer_kinds(int *count)
@@ -49,6 +51,8 @@ void shape_format(shape s, char *out, size_t n)
 {
     if (s.rank == 1)
         snprintf(out, n, "[%d]", s.d[0]);
+    else if (s.rank == 2)
+        snprintf(out, n, "[%d, %d]", s.d[0], s.d[1]);
     else if (s.rank == 3)
         snprintf(out, n, "[%d, %d, %d]", s.d[0], s.d[1], s.d[2]);
     else
@@ -61,7 +65,7 @@ bool layer_add_param(layer *l, arena *a, const char *suffix, int rank, const int
     if (l->nparams >= LAYER_MAX_PARAMS) return false;
     param_info *p = &l->params[l->nparams];
     memset(p, 0, sizeof *p);
-    p->name = arena_printf(a, "%s.%s", l->name, suffix);
+    p->name = suffix ? arena_printf(a, "%s.%s", l->name, suffix) : arena_printf(a, "%s", l->name);
     if (!p->name) return false;
     p->rank = rank;
     p->count = 1;

@@ -26,20 +26,38 @@ typedef enum graft_layer_type {
     GRAFT_LAYER_ADD,
     GRAFT_LAYER_CONCAT,
     GRAFT_LAYER_LAYERNORM,
+    GRAFT_LAYER_PATCH_EMBED,
+    GRAFT_LAYER_CLASS_TOKEN,
+    GRAFT_LAYER_POSITION_EMBEDDING,
+    GRAFT_LAYER_TOKEN_SELECT,
+    GRAFT_LAYER_TOKEN_MEAN,
     GRAFT_LAYER_COUNT
 } graft_layer_type;
 
-/* A per-sample shape (the batch dimension is not part of it): [C, H, W] or [F]. */
+/* A per-sample shape (the batch dimension is not part of it): [C, H, W], [F], or [T, D] (T tokens
+ * of D features each, what a transformer's layers pass along). */
 typedef struct shape {
-    int rank; /* 1 or 3 */
+    int rank; /* 1, 2 or 3 */
     int d[3];
 } shape;
+
+/* Rows of features a per-token layer (dense, layernorm) sees in one sample: T of [T, D], else 1. */
+static inline int shape_tokens(shape s)
+{
+    return s.rank == 2 ? s.d[0] : 1;
+}
 
 static inline long shape_size(shape s)
 {
     long n = 1;
     for (int i = 0; i < s.rank; i++) n *= s.d[i];
     return n;
+}
+
+/* Features per row: D of [T, D], F of [F] (the whole sample otherwise). */
+static inline long shape_features(shape s)
+{
+    return shape_size(s) / shape_tokens(s);
 }
 
 #define LAYER_MAX_INPUTS 16
@@ -71,6 +89,8 @@ typedef struct layer {
     bool bias;                                         /* conv2d, dense */
     float momentum, eps;                               /* batchnorm; eps also layernorm */
     bool affine;                                       /* layernorm: weight and bias */
+    int patch;                                         /* patch_embed (its dim is units) */
+    int index;                                         /* token_select */
     float slope;                                       /* leaky_relu */
     float rate;                                        /* dropout */
     int pool[2], pool_stride[2], pool_pad[2];          /* maxpool, avgpool */
@@ -153,7 +173,8 @@ bool graph_feature_cache(const graph *g, bool bn_train, bool augment, char *reas
 long layer_param_count(const layer *l);
 /* "[32, 28, 28]" into out. */
 void shape_format(shape s, char *out, size_t n);
-/* Append a parameter "<layer>.<suffix>" with the given dims to l (arena-allocated name). */
+/* Append a parameter "<layer>.<suffix>" with the given dims to l (arena-allocated name); with
+ * suffix NULL the parameter is named after the layer itself (class_token, position_embedding). */
 bool layer_add_param(layer *l, arena *a, const char *suffix, int rank, const int *dims,
                      bool is_buffer);
 

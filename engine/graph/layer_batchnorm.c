@@ -19,7 +19,13 @@ static void defaults(layer *l)
 static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
 {
     (void)n;
-    (void)d;
+    if (in[0].rank == 2) {
+        graft_diags_add(d, l->mark,
+                        "%s: batchnorm normalises channels of [C, H, W] or [F], got tokens [%d, %d] "
+                        "(use layernorm)",
+                        l->name, in[0].d[0], in[0].d[1]);
+        return false;
+    }
     l->out = in[0];
     int c[1] = {in[0].d[0]};
     return layer_add_param(l, a, "weight", 1, c, false) && layer_add_param(l, a, "bias", 1, c, false) &&

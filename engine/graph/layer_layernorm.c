@@ -1,6 +1,7 @@
 /* layer_layernorm.c — layer normalisation over the last axis (PyTorch nn.LayerNorm(D) with
- * elementwise_affine): weight [D], bias [D]; no running statistics, the same in training and
- * evaluation. A [C, H, W] input is an error that suggests flatten (PyTorch would normalise W). */
+ * elementwise_affine) of [F] or of each token of [T, D]: weight [D], bias [D]; no running
+ * statistics, the same in training and evaluation. A [C, H, W] input is an error that suggests
+ * flatten (PyTorch would normalise W). */
 #include "graph.h"
 
 #include <stddef.h>
@@ -19,12 +20,12 @@ static void defaults(layer *l)
 static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
 {
     (void)n;
-    if (in[0].rank != 1) {
+    if (in[0].rank == 3) {
         char s[64];
         shape_format(in[0], s, sizeof s);
         graft_diags_add(d, l->mark,
-                        "%s: layernorm normalises the features of a flat input, got %s (add a "
-                        "flatten layer before it)",
+                        "%s: layernorm normalises the features of a flat input or of tokens, got %s "
+                        "(add a flatten layer before it)",
                         l->name, s);
         return false;
     }

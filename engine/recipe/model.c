@@ -388,13 +388,14 @@ void recipe_build_graph(rctx *c, const ynode *model, const ynode *transfer)
     if (g->input.rank) graph_infer_shapes(g, c->a, c->d);
     if (g->nlayers && g->input.rank) {
         const layer *last = &g->layers[g->nlayers - 1];
-        if (last->out.rank == 3) {
+        if (last->out.rank == 3 || last->out.rank == 2) {
             char s[64];
             shape_format(last->out, s, sizeof s);
             graft_diags_add(c->d, last->mark,
                             "%s: the last layer outputs %s; a classifier ends in [classes] "
-                            "(add flatten and dense)",
-                            last->name, s);
+                            "(add %s and dense)",
+                            last->name, s,
+                            last->out.rank == 3 ? "flatten" : "token_select or token_mean");
         }
     }
 }

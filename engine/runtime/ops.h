@@ -202,6 +202,27 @@ graft_status layernorm_bwd(graft_context *ctx, layernorm_op *op, long rows, cl_m
                            cl_mem dgamma, cl_mem dbeta, graft_error *e);
 void layernorm_op_free(layernorm_op *op);
 
+/* ---- token plumbing over [n, T, D] (cl/token.cl; the token layers of graph/layer_token.c) ---- */
+/* dp[r] = sum over i < n of dy[i * stride + r], r < len (a per-sample parameter's gradient). */
+graft_status token_batch_sum(graft_context *ctx, int n, int stride, int len, cl_mem dy, cl_mem dp,
+                             graft_error *e);
+/* y[i * stride + r] = p[r], r < len, for every sample i < n. */
+graft_status token_broadcast(graft_context *ctx, int n, int stride, int len, cl_mem p, cl_mem y,
+                             graft_error *e);
+/* y[i, r] = x[i, r] + p[r] (x, y: [n, len]). */
+graft_status token_add(graft_context *ctx, int n, int len, cl_mem x, cl_mem p, cl_mem y,
+                       graft_error *e);
+/* y [n, d] = mean over t of x [n, t, d]; its backward dx = dy / t broadcast over t. */
+graft_status token_mean_fwd(graft_context *ctx, int n, int t, int d, cl_mem x, cl_mem y,
+                            graft_error *e);
+graft_status token_mean_bwd(graft_context *ctx, int n, int t, int d, cl_mem dy, cl_mem dx,
+                            graft_error *e);
+/* Images [n, c, h, w] <-> their p x p patches as rows [n, (h/p)(w/p), c*p*p] (row-major patch
+ * order; each row (channel, ky, kx) like a conv weight): to_image false gathers the patches from
+ * src, true scatters patch rows in src back to the image dst (a permutation: no sums). */
+graft_status token_patches(graft_context *ctx, int n, int c, int h, int w, int p, bool to_image,
+                           cl_mem src, cl_mem dst, graft_error *e);
+
 /* ---- elementwise activations ---- */
 typedef enum act_kind { ACT_RELU, ACT_RELU6, ACT_LEAKY_RELU, ACT_GELU, ACT_SIGMOID, ACT_TANH } act_kind;
 typedef struct act_op {

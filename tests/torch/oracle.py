@@ -63,6 +63,14 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+class TokenParam(nn.Module):
+    """class_token / position_embedding: one parameter that Graft names after the layer itself."""
+
+    def __init__(self, *shape):
+        super().__init__()
+        self.p = nn.Parameter(torch.randn(*shape) * 0.5)
+
+
 class GraftNet(nn.Module):
     """The layers of a Graft model in order, each reading the previous layer or its `inputs:`."""
 
@@ -95,9 +103,23 @@ class GraftNet(nn.Module):
                                 bias=spec.get("bias", True))
                 out = [spec["filters"], (in_shape[1] + 2 * p[0] - k[0]) // s[0] + 1,
                        (in_shape[2] + 2 * p[1] - k[1]) // s[1] + 1]
+            elif t == "dense" and len(in_shape) == 2:  # tokens: the last axis
+                mod = nn.Linear(in_shape[1], spec["units"], bias=spec.get("bias", True))
+                out = [in_shape[0], spec["units"]]
             elif t == "dense":
                 mod = nn.Linear(int(np.prod(in_shape)), spec["units"], bias=spec.get("bias", True))
                 out = [spec["units"]]
+            elif t == "patch_embed":
+                p = spec["patch"]
+                mod = nn.Conv2d(in_shape[0], spec["dim"], p, p, bias=spec.get("bias", True))
+                out = [(in_shape[1] // p) * (in_shape[2] // p), spec["dim"]]
+            elif t == "class_token":
+                mod = TokenParam(1, 1, in_shape[1])
+                out = [in_shape[0] + 1, in_shape[1]]
+            elif t == "position_embedding":
+                mod = TokenParam(1, in_shape[0], in_shape[1])
+            elif t in ("token_select", "token_mean"):
+                out = [in_shape[1]]
             elif t == "batchnorm":
                 cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
                 mod = cls(in_shape[0], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1))
@@ -135,7 +157,17 @@ class GraftNet(nn.Module):
             if t in ("conv2d", "batchnorm", "layernorm", "maxpool", "avgpool", "dropout"):
                 y = mod(a)
             elif t == "dense":
-                y = mod(a.flatten(1))
+                y = mod(a) if a.dim() == 3 else mod(a.flatten(1))
+            elif t == "patch_embed":
+                y = mod(a).flatten(2).transpose(1, 2)
+            elif t == "class_token":
+                y = torch.cat([mod.p.expand(a.shape[0], -1, -1), a], 1)
+            elif t == "position_embedding":
+                y = a + mod.p
+            elif t == "token_select":
+                y = a[:, spec.get("index", 0)]
+            elif t == "token_mean":
+                y = a.mean(1)
             elif t == "relu":
                 y = F.relu(a)
             elif t == "relu6":
@@ -167,7 +199,7 @@ class GraftNet(nn.Module):
         for name, mod in zip(self.names, self.mods):
             for k, v in mod.state_dict().items():
                 if k != "num_batches_tracked":
-                    out[f"{name}.{k}"] = v.detach().cpu().numpy().copy()
+                    out[name if isinstance(mod, TokenParam) else f"{name}.{k}"] = v.detach().cpu().numpy().copy()
         return out
 
     def load_graft_state(self, st):
@@ -175,7 +207,8 @@ class GraftNet(nn.Module):
             own = mod.state_dict()
             for k in own:
                 if k != "num_batches_tracked":
-                    own[k] = torch.from_numpy(np.array(st[f"{name}.{k}"])).to(own[k].device)
+                    key = name if isinstance(mod, TokenParam) else f"{name}.{k}"
+                    own[k] = torch.from_numpy(np.array(st[key])).to(own[k].device)
             mod.load_state_dict(own)
 
 

@@ -27,6 +27,7 @@ typedef enum bench_family {
     FAM_DENSE,
     FAM_BATCHNORM,
     FAM_LAYERNORM,
+    FAM_ATTENTION,
     FAM_ACTIVATION,
     FAM_POOL,
     FAM_DROPOUT,

@@ -10,7 +10,7 @@
 #include "recipe.h"
 
 const char *const BENCH_FAMILY_NAMES[FAM_COUNT] = {
-    "conv", "dense", "batchnorm", "layernorm", "activation", "pool", "dropout", "loss", "optimizer",
+    "conv", "dense", "batchnorm", "layernorm", "attention", "activation", "pool", "dropout", "loss", "optimizer",
     "layout", "gemm", "transfer", "other"};
 
 static long input_size(const graph *g, int idx)
@@ -46,6 +46,13 @@ layer_cost bench_layer_cost(const graph *g, const layer *l, const layer_plan *lp
         double mac = n * out * l->in.d[0] * l->patch * l->patch;
         c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
         c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
+        break;
+    }
+    case GRAFT_LAYER_ATTENTION: { /* projections, then QK^T and PV per head */
+        double t = l->in.d[0], d = l->in.d[1];
+        double mac = n * (4 * t * d * d + 2 * t * t * d);
+        c.fwd_flops = 2 * mac;
+        c.bwd_flops = lp->backward ? 4 * mac : 0;
         break;
     }
     case GRAFT_LAYER_CLASS_TOKEN:
@@ -92,6 +99,7 @@ static bench_family layer_family(graft_layer_type t)
     case GRAFT_LAYER_TOKEN_MEAN: return FAM_LAYOUT;
     case GRAFT_LAYER_BATCHNORM: return FAM_BATCHNORM;
     case GRAFT_LAYER_LAYERNORM: return FAM_LAYERNORM;
+    case GRAFT_LAYER_ATTENTION: return FAM_ATTENTION;
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: return FAM_POOL;

@@ -51,6 +51,17 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
             add(out, &n, cap, false, true, rows, units, in);            /* y = x W^T */
             if (need_dx) add(out, &n, cap, false, false, rows, in, units); /* dx = dy W */
             if (trains) add(out, &n, cap, true, false, units, in, rows);   /* dW = dy^T x */
+        } else if (ly->type == GRAFT_LAYER_ATTENTION) { /* as op_attention.c issues them */
+            size_t t = (size_t)ly->in.d[0], d = (size_t)ly->in.d[1], dh = d / (size_t)ly->heads;
+            size_t rows = batch * t;
+            add(out, &n, cap, false, true, rows, d, d);  /* q, k, v and the output projection */
+            add(out, &n, cap, false, true, t, t, dh);    /* S = Q K^T */
+            add(out, &n, cap, false, false, t, dh, t);   /* O = P V, dQ = dS K */
+            if (trains || need_dx) {
+                add(out, &n, cap, false, false, rows, d, d); /* dO, dx */
+                add(out, &n, cap, true, false, t, dh, t);    /* dV = P^T dO, dK = dS^T Q */
+            }
+            if (trains) add(out, &n, cap, true, false, d, d, rows); /* dW */
         }
     }
     free(flows);

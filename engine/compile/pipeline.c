@@ -5,6 +5,7 @@
 #include "compile.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ typedef struct player {
         dense_op dense;
         batchnorm_op bn;
         layernorm_op ln;
+        attention_op attn;
         act_op act;
         pool_op pool;
         dropout_op drop;
@@ -140,6 +142,33 @@ static cl_mem G(const player *pl, const char *suffix)
     return j < 0 ? NULL : pl->g[j];
 }
 
+/* An attention layer's projections (grads: their gradient buffers) by its parameter names: the
+ * packed in_proj tensors sliced per q, k, v, or Hugging Face's tensors of their own. */
+static void attn_params_of(const player *pl, bool grads, attn_params *a)
+{
+    cl_mem (*get)(const player *, const char *) = grads ? G : P;
+    const layer *l = pl->l;
+    static const char *const qkv[3] = {"query", "key", "value"};
+    for (int q = 0; q < 3; q++) {
+        char w[64], b[64];
+        if (l->names == ATTN_NAMES_TORCH) {
+            a->w[q] = get(pl, ".in_proj_weight");
+            a->b[q] = get(pl, ".in_proj_bias");
+            a->w_off[q] = (size_t)q * (size_t)l->units * (size_t)l->units;
+            a->b_off[q] = (size_t)q * (size_t)l->units;
+        } else {
+            snprintf(w, sizeof w, ".attention.%s.weight", qkv[q]);
+            snprintf(b, sizeof b, ".attention.%s.bias", qkv[q]);
+            a->w[q] = get(pl, w);
+            a->b[q] = get(pl, b);
+            a->w_off[q] = a->b_off[q] = 0;
+        }
+    }
+    const bool t = l->names == ATTN_NAMES_TORCH;
+    a->wo = get(pl, t ? ".out_proj.weight" : ".output.dense.weight");
+    a->bo = get(pl, t ? ".out_proj.bias" : ".output.dense.bias");
+}
+
 static act_kind act_of(graft_layer_type t)
 {
     switch (t) {
@@ -209,6 +238,11 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         if (!s && (s = alloc(p, (size_t)p->o.max_batch * (size_t)shape_size(l->in), &pl->aux, e)))
             dense_op_free(&pl->op.dense);
         break;
+    case GRAFT_LAYER_ATTENTION:
+        s = attention_op_init(ctx, &pl->op.attn, l->in.d[0], l->in.d[1], l->heads, l->bias,
+                              p->o.max_batch, p->o.training && p->plan.layers[pl - p->layers].backward,
+                              e);
+        break;
     case GRAFT_LAYER_LAYERNORM:
         s = layernorm_op_init(ctx, &pl->op.ln, l->out.d[l->out.rank - 1], l->eps, l->affine, e);
         break;
@@ -250,6 +284,7 @@ static void op_free(player *pl)
     case GRAFT_LAYER_PATCH_EMBED: dense_op_free(&pl->op.dense); break;
     case GRAFT_LAYER_BATCHNORM: batchnorm_op_free(&pl->op.bn); break;
     case GRAFT_LAYER_LAYERNORM: layernorm_op_free(&pl->op.ln); break;
+    case GRAFT_LAYER_ATTENTION: attention_op_free(&pl->op.attn); break;
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: pool_op_free(&pl->op.pool); break;
@@ -692,6 +727,12 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         case GRAFT_LAYER_TOKEN_SELECT: /* row `index` of each sample */
             s = concat_bwd(ctx, n, 1, l->in.d[0], l->index, l->in.d[1], x, y, e);
             break;
+        case GRAFT_LAYER_ATTENTION: {
+            attn_params w;
+            attn_params_of(pl, false, &w);
+            s = attention_fwd(ctx, &pl->op.attn, n, x, &w, y, e);
+            break;
+        }
         case GRAFT_LAYER_TOKEN_MEAN:
             s = token_mean_fwd(ctx, n, l->in.d[0], l->in.d[1], x, y, e);
             break;
@@ -866,6 +907,13 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
             s = buffer_fill_f32(ctx, dx, 0.0f, (size_t)n * (size_t)shape_size(l->in), e);
             if (!s) s = concat_fwd(ctx, n, 1, l->in.d[0], l->index, l->in.d[1], dy, dx, e);
             break;
+        case GRAFT_LAYER_ATTENTION: {
+            attn_params w, gr;
+            attn_params_of(pl, false, &w);
+            attn_params_of(pl, true, &gr);
+            s = attention_bwd(ctx, &pl->op.attn, n, x, dy, &w, dx, lp->trains ? &gr : NULL, e);
+            break;
+        }
         case GRAFT_LAYER_TOKEN_MEAN:
             if (dx) s = token_mean_bwd(ctx, n, l->in.d[0], l->in.d[1], dy, dx, e);
             break;

@@ -319,6 +319,9 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
                 long sz = shape_size(g->layers[l->inputs[q]].out);
                 if (sz > scratch) scratch = sz;
             }
+        if (l->type == GRAFT_LAYER_ATTENTION) /* Q|K|V, scores, head outputs (+ gradients) */
+            m->activations += B * (size_t)attention_buffer_floats(l->in.d[0], l->in.d[1], l->heads,
+                                                                  training && p->layers[i].backward) * f;
         if (l->type == GRAFT_LAYER_PATCH_EMBED) /* its patch rows */
             m->activations += B * (size_t)shape_size(l->in) * f;
         if (l->type == GRAFT_LAYER_MAXPOOL) m->activations += B * (size_t)shape_size(l->out) * sizeof(int);

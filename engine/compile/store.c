@@ -42,6 +42,17 @@ static void init_tensor(const layer *l, const param_info *pi, float *data, uint6
         for (long i = 0; i < pi->count; i++) data[i] = v;
         return;
     }
+    if (l->type == GRAFT_LAYER_ATTENTION) {
+        /* torch's MultiheadAttention: in_proj xavier_uniform over [3D, D], biases 0, out_proj a
+         * Linear's U(+-1/sqrt(D)); Hugging Face's ViT: std 0.02 (here uniform), biases 0 */
+        const double d = l->units;
+        double b = ends_with(pi->name, "bias")               ? 0.0
+                   : l->names == ATTN_NAMES_HF               ? 0.02 * sqrt(3.0)
+                   : ends_with(pi->name, ".in_proj_weight") ? sqrt(6.0 / (4.0 * d))
+                                                             : 1.0 / sqrt(d);
+        for (long i = 0; i < pi->count; i++) data[i] = (float)((2.0 * uniform01(rng) - 1.0) * b);
+        return;
+    }
     if (l->type == GRAFT_LAYER_CLASS_TOKEN) { /* torchvision: zeros */
         for (long i = 0; i < pi->count; i++) data[i] = 0.f;
         return;

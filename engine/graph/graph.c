@@ -11,7 +11,8 @@ extern const layer_kind layer_relu_kind, layer_relu6_kind, layer_leaky_relu_kind
 extern const layer_kind layer_maxpool_kind, layer_avgpool_kind, layer_global_avgpool_kind;
 extern const layer_kind layer_flatten_kind, layer_dropout_kind, layer_add_kind, layer_concat_kind;
 extern const layer_kind layer_layernorm_kind, layer_patch_embed_kind, layer_class_token_kind,
-    layer_position_embedding_kind, layer_token_select_kind, layer_token_mean_kind;
+    layer_position_embedding_kind, layer_token_select_kind, layer_token_mean_kind,
+    layer_attention_kind;
 
 /* In enum order, so registry[t]->type == t (checked by the graph unit test). */
 static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
@@ -21,6 +22,7 @@ static const layer_kind *const registry[GRAFT_LAYER_COUNT] = {
     &layer_flatten_kind, &layer_dropout_kind,        &layer_add_kind,       &layer_concat_kind,
     &layer_layernorm_kind, &layer_patch_embed_kind, &layer_class_token_kind,
     &layer_position_embedding_kind, &layer_token_select_kind, &layer_token_mean_kind,
+    &layer_attention_kind,
 };
 
 const layer_kind *const *layer_kinds(int *count)

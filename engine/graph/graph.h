@@ -31,6 +31,7 @@ typedef enum graft_layer_type {
     GRAFT_LAYER_POSITION_EMBEDDING,
     GRAFT_LAYER_TOKEN_SELECT,
     GRAFT_LAYER_TOKEN_MEAN,
+    GRAFT_LAYER_ATTENTION,
     GRAFT_LAYER_COUNT
 } graft_layer_type;
 
@@ -61,7 +62,7 @@ static inline long shape_features(shape s)
 }
 
 #define LAYER_MAX_INPUTS 16
-#define LAYER_MAX_PARAMS 4
+#define LAYER_MAX_PARAMS 8 /* attention with Hugging Face's separate query/key/value */
 
 /* A parameter or buffer tensor of a layer, named as in PyTorch: "<layer>.weight", ".bias",
  * ".running_mean", ".running_var". Buffers (running stats) are never trained. */
@@ -91,6 +92,7 @@ typedef struct layer {
     bool affine;                                       /* layernorm: weight and bias */
     int patch;                                         /* patch_embed (its dim is units) */
     int index;                                         /* token_select */
+    int heads, names;                                  /* attention (names: ATTN_NAMES_*) */
     float slope;                                       /* leaky_relu */
     float rate;                                        /* dropout */
     int pool[2], pool_stride[2], pool_pad[2];          /* maxpool, avgpool */
@@ -113,6 +115,10 @@ typedef struct graph {
     int num_classes; /* the last layer's output size */
 } graph;
 
+/* attention's parameter names: torchvision's packed in_proj_weight/in_proj_bias + out_proj, or
+ * Hugging Face's attention.query/key/value + output.dense */
+enum { ATTN_NAMES_TORCH, ATTN_NAMES_HF };
+
 /* padding: same, stored in layer.pad until conv2d's infer resolves it */
 #define GRAPH_PAD_SAME (-1)
 
@@ -124,6 +130,7 @@ typedef enum layer_opt_kind {
     LOPT_PAD,   /* same | valid | N | [h, w] -> int[2] (same = GRAPH_PAD_SAME) */
     LOPT_FLOAT, /* a number in [lo, hi] (hi excluded when hi_open, lo excluded when lo_open) */
     LOPT_BOOL,  /* true | false -> bool */
+    LOPT_ENUM,  /* one of choices (NULL-terminated) -> int, its index */
 } layer_opt_kind;
 
 typedef struct layer_opt {
@@ -134,6 +141,7 @@ typedef struct layer_opt {
     bool lo_open, hi_open;
     bool required;
     const char *expect; /* what the user should write, for type errors ("a positive integer") */
+    const char *const *choices; /* LOPT_ENUM */
 } layer_opt;
 
 /* The registry: one entry per layer type, implemented in one file of graph/ each. */

@@ -14,7 +14,7 @@ static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
 }
 
 static const layer_opt leaky_opts[] = {
-    {"slope", LOPT_FLOAT, offsetof(layer, slope), -1e9, 1e9, false, false, false, "a number"},
+    {"slope", LOPT_FLOAT, offsetof(layer, slope), -1e9, 1e9, false, false, false, "a number", NULL},
 };
 
 static void leaky_defaults(layer *l)

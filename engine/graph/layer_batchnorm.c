@@ -6,8 +6,8 @@
 
 static const layer_opt opts[] = {
     {"momentum", LOPT_FLOAT, offsetof(layer, momentum), 0, 1, false, false, false,
-     "a number in [0, 1]"},
-    {"eps", LOPT_FLOAT, offsetof(layer, eps), 0, 1, true, false, false, "a positive number"},
+     "a number in [0, 1]", NULL},
+    {"eps", LOPT_FLOAT, offsetof(layer, eps), 0, 1, true, false, false, "a positive number", NULL},
 };
 
 static void defaults(layer *l)

@@ -6,16 +6,16 @@
 
 static const layer_opt opts[] = {
     {"filters", LOPT_INT, offsetof(layer, filters), 1, 1 << 20, false, false, true,
-     "a positive integer"},
+     "a positive integer", NULL},
     {"kernel", LOPT_PAIR, offsetof(layer, kernel), 1, 1 << 12, false, false, true,
-     "a positive integer or [h, w]"},
+     "a positive integer or [h, w]", NULL},
     {"stride", LOPT_PAIR, offsetof(layer, stride), 1, 1 << 12, false, false, false,
-     "a positive integer or [h, w]"},
+     "a positive integer or [h, w]", NULL},
     {"padding", LOPT_PAD, offsetof(layer, pad), 0, 1 << 12, false, false, false,
-     "same, valid, a non-negative integer or [h, w]"},
+     "same, valid, a non-negative integer or [h, w]", NULL},
     {"groups", LOPT_INT, offsetof(layer, groups), 1, 1 << 20, false, false, false,
-     "a positive integer"},
-    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false"},
+     "a positive integer", NULL},
+    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false", NULL},
 };
 
 static void defaults(layer *l)

@@ -7,8 +7,8 @@
 
 static const layer_opt opts[] = {
     {"units", LOPT_INT, offsetof(layer, units), 1, 1 << 24, false, false, true,
-     "a positive integer"},
-    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false"},
+     "a positive integer", NULL},
+    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false", NULL},
 };
 
 static void defaults(layer *l)

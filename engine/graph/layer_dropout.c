@@ -6,7 +6,7 @@
 
 static const layer_opt opts[] = {
     {"rate", LOPT_FLOAT, offsetof(layer, rate), 0, 1, false, true, false,
-     "a number with 0 <= rate < 1"},
+     "a number with 0 <= rate < 1", NULL},
 };
 
 static void defaults(layer *l)

@@ -7,8 +7,8 @@
 #include <stddef.h>
 
 static const layer_opt opts[] = {
-    {"eps", LOPT_FLOAT, offsetof(layer, eps), 0, 1, true, false, false, "a positive number"},
-    {"affine", LOPT_BOOL, offsetof(layer, affine), 0, 1, false, false, false, "true or false"},
+    {"eps", LOPT_FLOAT, offsetof(layer, eps), 0, 1, true, false, false, "a positive number", NULL},
+    {"affine", LOPT_BOOL, offsetof(layer, affine), 0, 1, false, false, false, "true or false", NULL},
 };
 
 static void defaults(layer *l)

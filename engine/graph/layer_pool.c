@@ -6,11 +6,11 @@
 
 static const layer_opt opts[] = {
     {"size", LOPT_PAIR, offsetof(layer, pool), 1, 1 << 12, false, false, true,
-     "a positive integer or [h, w]"},
+     "a positive integer or [h, w]", NULL},
     {"stride", LOPT_PAIR, offsetof(layer, pool_stride), 1, 1 << 12, false, false, false,
-     "a positive integer or [h, w]"},
+     "a positive integer or [h, w]", NULL},
     {"padding", LOPT_PAIR, offsetof(layer, pool_pad), 0, 1 << 12, false, false, false,
-     "a non-negative integer or [h, w]"},
+     "a non-negative integer or [h, w]", NULL},
 };
 
 static void defaults(layer *l)

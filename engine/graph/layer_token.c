@@ -10,15 +10,15 @@
 #include <stddef.h>
 
 static const layer_opt patch_opts[] = {
-    {"dim", LOPT_INT, offsetof(layer, units), 1, 1 << 16, false, false, true, "a positive integer"},
+    {"dim", LOPT_INT, offsetof(layer, units), 1, 1 << 16, false, false, true, "a positive integer", NULL},
     {"patch", LOPT_INT, offsetof(layer, patch), 1, 1 << 12, false, false, true,
-     "a positive integer"},
-    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false"},
+     "a positive integer", NULL},
+    {"bias", LOPT_BOOL, offsetof(layer, bias), 0, 1, false, false, false, "true or false", NULL},
 };
 
 static const layer_opt select_opts[] = {
     {"index", LOPT_INT, offsetof(layer, index), 0, 1 << 20, false, false, false,
-     "a non-negative integer"},
+     "a non-negative integer", NULL},
 };
 
 static void patch_defaults(layer *l)

@@ -82,6 +82,18 @@ static void parse_opt(rctx *c, layer *l, const layer_opt *o, const ynode *n)
             *(float *)field = (float)f;
         break;
     case LOPT_BOOL: parse_bool(c, n, what, (bool *)field); break;
+    case LOPT_ENUM: {
+        int k = 0;
+        if (n->kind == YNODE_SCALAR)
+            for (; o->choices[k]; k++)
+                if (strcmp(n->value, o->choices[k]) == 0) break;
+        if (n->kind == YNODE_SCALAR && o->choices[k])
+            *(int *)field = k;
+        else
+            graft_diags_add(c->d, n->mark, "%s: expected %s, found %s", what, o->expect,
+                            describe(c, n));
+        break;
+    }
     }
 }
 

@@ -156,6 +156,12 @@ static json_t *layer_opt_schema(const layer_opt *o)
         json_decref(num);
         s = bool_schema();
         break;
+    case LOPT_ENUM:
+        json_decref(num);
+        s = json_pack("{s:[]}", "enum");
+        for (int k = 0; o->choices[k]; k++)
+            json_array_append_new(json_object_get(s, "enum"), json_string(o->choices[k]));
+        break;
     default: s = num; break;
     }
     json_object_set_new(s, "description", json_string(o->expect));

@@ -202,6 +202,38 @@ graft_status layernorm_bwd(graft_context *ctx, layernorm_op *op, long rows, cl_m
                            cl_mem dgamma, cl_mem dbeta, graft_error *e);
 void layernorm_op_free(layernorm_op *op);
 
+/* ---- multi-head self-attention on tokens [n, T, D] (cl/attention.cl + the shared GEMM path) ----
+ * Q|K|V = x W_p^T + b_p (p = q, k, v) into one [n T, 3D] matrix; per sample and head,
+ * P = softmax(Q K^T / sqrt(D / heads)) (T x T) and O = P V into [n T, D]; y = O W_o^T + b_o.
+ * The weights of a projection may be slices of one packed tensor (torchvision's in_proj_weight)
+ * or tensors of their own (Hugging Face's query/key/value): each is a buffer and a float offset. */
+typedef struct attn_params {
+    cl_mem w[3], b[3]; /* query, key, value: [D, D] and [D] (b NULL without bias) */
+    size_t w_off[3], b_off[3];
+    cl_mem wo, bo;     /* output projection [D, D], [D] */
+} attn_params;
+enum { ATTN_SOFTMAX_FWD, ATTN_SOFTMAX_BWD, ATTN_BIAS_FWD, ATTN_BIAS_BWD, ATTN_NKERNELS };
+typedef struct attention_op {
+    int t, d, heads, lsz, max_n;
+    bool bias, training;
+    cl_kernel k[ATTN_NKERNELS];
+    dense_op out;  /* the output projection */
+    cl_mem qkv, p, o;      /* forward: [n T, 3D], [n heads T, T], [n T, D] (kept for backward) */
+    cl_mem dqkv, dp, dout; /* training only: their gradients */
+} attention_op;
+/* Buffers for batches up to max_n; training adds the gradient buffers. */
+graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int d, int heads,
+                               bool bias, int max_n, bool training, graft_error *e);
+graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x,
+                           const attn_params *w, cl_mem y, graft_error *e);
+/* dx may be NULL; g NULL when the layer is frozen (else every weight and bias gradient of w's
+ * layout, offsets included). Needs the forward of the same batch just before. */
+graft_status attention_bwd(graft_context *ctx, attention_op *op, int n, cl_mem x, cl_mem dy,
+                           const attn_params *w, cl_mem dx, const attn_params *g, graft_error *e);
+void attention_op_free(attention_op *op);
+/* Floats of the op's own buffers per sample (the plan's memory): forward, and training's extra. */
+long attention_buffer_floats(int t, int d, int heads, bool training);
+
 /* ---- token plumbing over [n, T, D] (cl/token.cl; the token layers of graph/layer_token.c) ---- */
 /* dp[r] = sum over i < n of dy[i * stride + r], r < len (a per-sample parameter's gradient). */
 graft_status token_batch_sum(graft_context *ctx, int n, int stride, int len, cl_mem dy, cl_mem dp,

@@ -63,6 +63,29 @@ def pair(v):
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
+class HFAttention(nn.Module):
+    """Hugging Face ViT's self-attention with its parameter names (ViTAttention, no dropout)."""
+
+    def __init__(self, d, heads, bias):
+        super().__init__()
+        self.heads = heads
+        self.attention = nn.Module()
+        for n in ("query", "key", "value"):
+            setattr(self.attention, n, nn.Linear(d, d, bias=bias))
+        self.output = nn.Module()
+        self.output.dense = nn.Linear(d, d, bias=bias)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        h = self.heads
+
+        def split(m):
+            return m(x).view(n, t, h, d // h).transpose(1, 2)
+        q, k, v = split(self.attention.query), split(self.attention.key), split(self.attention.value)
+        p = torch.softmax(q @ k.transpose(-1, -2) / (d // h) ** 0.5, dim=-1)
+        return self.output.dense((p @ v).transpose(1, 2).reshape(n, t, d))
+
+
 class TokenParam(nn.Module):
     """class_token / position_embedding: one parameter that Graft names after the layer itself."""
 
@@ -120,6 +143,11 @@ class GraftNet(nn.Module):
                 mod = TokenParam(1, in_shape[0], in_shape[1])
             elif t in ("token_select", "token_mean"):
                 out = [in_shape[1]]
+            elif t == "attention" and spec.get("names", "torch") == "hf":
+                mod = HFAttention(in_shape[1], spec["heads"], spec.get("bias", True))
+            elif t == "attention":
+                mod = nn.MultiheadAttention(in_shape[1], spec["heads"], bias=spec.get("bias", True),
+                                            batch_first=True)
             elif t == "batchnorm":
                 cls = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
                 mod = cls(in_shape[0], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1))
@@ -168,6 +196,10 @@ class GraftNet(nn.Module):
                 y = a[:, spec.get("index", 0)]
             elif t == "token_mean":
                 y = a.mean(1)
+            elif t == "attention" and isinstance(mod, HFAttention):
+                y = mod(a)
+            elif t == "attention":
+                y = mod(a, a, a, need_weights=False)[0]
             elif t == "relu":
                 y = F.relu(a)
             elif t == "relu6":

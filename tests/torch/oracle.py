@@ -3,7 +3,7 @@
 state_dict as safetensors, and compare Graft's `predict` logits and the weights after one SGD step
 and one Adam step on the same batch. This checks every forward and gradient end to end.
 
-usage: oracle.py GRAFT MODEL.yaml|random:SEED [--batch N] [--workdir DIR]
+usage: oracle.py GRAFT MODEL.yaml|random:SEED [--batch N] [--workdir DIR] [--adamw]
 Exit 0 when every comparison is within tolerance, 1 otherwise."""
 import argparse
 import json
@@ -286,6 +286,7 @@ def main():
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--workdir")
     ap.add_argument("--torch-device", default="cpu", help="where PyTorch computes (cuda on the GPU machine)")
+    ap.add_argument("--adamw", action="store_true", help="also one AdamW step (weight decay 0.05)")
     args = ap.parse_args()
     dev = torch.device(args.torch_device)
     torch.backends.cuda.matmul.allow_tf32 = False  # FP32 references, not TF32
@@ -373,11 +374,14 @@ def main():
     # elementwise, which turns the float32 noise of gradients near zero into whole +-lr steps; eps
     # 1e-5 (on both sides) keeps that amplification below the tolerance while every part of the
     # update formula still runs.
-    for opt, lr in (("sgd", 0.1), ("adam", 1e-3)):
+    steps = [("sgd", 0.1, 0.0), ("adam", 1e-3, 0.0)] + ([("adamw", 1e-3, 0.05)] if args.adamw else [])
+    for opt, lr, wd in steps:
         net.load_graft_state(w0)
         net.train()
         if opt == "sgd":
             o = torch.optim.SGD(net.parameters(), lr=lr)
+        elif opt == "adamw":
+            o = torch.optim.AdamW(net.parameters(), lr=lr, eps=1e-5, weight_decay=wd)
         else:
             o = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-5)
         o.zero_grad()
@@ -389,7 +393,7 @@ def main():
         graft("train", recipe_path, "--quiet", "--out", run,
               "--set", "transfer.from=" + os.path.join(work, "w0.safetensors"),
               "--set", f"train.optimizer={opt}", "--set", f"train.lr={lr}",
-              "--set", "train.eps=1e-5", *drop_sets)
+              "--set", "train.eps=1e-5", "--set", f"train.weight_decay={wd}", *drop_sets)
         got = st_read(os.path.join(run, "last.safetensors"))
         # the update itself, relative to the largest update of the step: a parameter whose true
         # gradient is zero (a conv bias before batchnorm) must stay put up to float noise

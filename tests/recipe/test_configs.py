@@ -26,6 +26,13 @@ tmp = tempfile.mkdtemp(prefix="graft-configs.")
 ckpt = os.path.join(tmp, "pre.safetensors")
 write_checkpoint.write(ckpt, write_checkpoint.fmnist_cnn())
 FROM = "--set", "transfer.from=" + ckpt
+# the ViT recipes start from vit-tiny-fmnist: its tensors by tools/gen_torchvision.py's rules
+sys.path.insert(0, os.path.join(src, "tools"))
+import gen_torchvision
+vit_ckpt = os.path.join(tmp, "vit.safetensors")
+write_checkpoint.write(vit_ckpt, {k: tuple(v) for k, v in gen_torchvision.graft_params(
+    gen_torchvision.build("vit-tiny-fmnist"), [1, 28, 28]).items()})
+VIT_FROM = "--set", "transfer.from=" + vit_ckpt
 
 # -- every model and recipe passes check ------------------------------------------------------
 for m in sorted(glob.glob("configs/models/*.yaml")):
@@ -41,7 +48,17 @@ expected = {  # recipe: ok line (hand-computed below)
     "fmnist-gradual-unfreeze": "ok: 17 layers, 467365 parameters (402181 trainable)",
     "fmnist-l2sp": "ok: 17 layers, 467365 parameters (467365 trainable)",
     "fmnist-discriminative-lr": "ok: 17 layers, 467365 parameters (467365 trainable)",
+    # vit-tiny-fmnist: patches 49*64+64, class token 64, positions 17*64, 4 blocks of
+    # (2 layernorms 4*64, attention 4*64*64+4*64, MLP 64*128+128 + 128*64+64), encoder.ln 128,
+    # head 64*10+10 (64*5+5 for the transfer recipes)
+    "vit-fmnist-pretrain": "ok: 38 layers, 139018 parameters (139018 trainable)",
+    "vit-fmnist-scratch": "ok: 38 layers, 138693 parameters (138693 trainable)",
+    "vit-fmnist-linear-probe": "ok: 38 layers, 138693 parameters (325 trainable)",
+    "vit-fmnist-finetune": "ok: 38 layers, 138693 parameters (138693 trainable)",
+    "vit-fmnist-gradual-unfreeze": "ok: 38 layers, 138693 parameters (325 trainable)",
 }
+vit_block = 2 * 2 * 64 + (4 * 64 * 64 + 4 * 64) + (64 * 128 + 128 + 128 * 64 + 64)
+assert 49 * 64 + 64 + 64 + 17 * 64 + 4 * vit_block + 128 + 64 * 10 + 10 == 139018
 # fmnist-cnn by hand: conv 3x3 weights + bias, batchnorm weight + bias, two 2x2 pools: 28 -> 7
 cnn = {"conv1": 32 * 1 * 9 + 32, "bn1": 2 * 32, "conv2": 32 * 32 * 9 + 32, "conv3": 64 * 32 * 9 + 64,
        "bn3": 2 * 64, "conv4": 64 * 64 * 9 + 64, "fc1": 64 * 7 * 7 * 128 + 128, "fc2": 128 * 10 + 10}
@@ -54,7 +71,8 @@ for r in sorted(glob.glob("configs/recipes/*.yaml")):
     if name.startswith("fmnist-to-fmnistm-"):
         continue  # their data is built by tools/make_shift.py: checked below
     text = open(r).read()
-    args = ("check", r) + (FROM if "from:" in text or "extends" in text else ())
+    frm = VIT_FROM if name.startswith("vit-") else FROM
+    args = ("check", r) + (frm if "from:" in text or "extends" in text else ())
     rc, out, err = run(*args)
     check(rc == 0, f"check {r}: exit {rc}: {err}")
     if name in expected:
@@ -200,6 +218,23 @@ for args, frag in ((["check"], "missing RECIPE"), (["check", "a.yaml", "b.yaml"]
     check(rc == 2 and frag in err, f"usage {args}: {rc} {err}")
 rc, out, err = run("check", "no/such/recipe.yaml")
 check(rc == 2 and err.startswith("no/such/recipe.yaml: error: cannot read"), f"missing recipe: {err}")
+# vit_b_16: torchvision's parameter count, and which encoder blocks run backward when the
+# embeddings and blocks 0-7 are frozen by regex (none of them: nothing before them trains)
+rc, out, err = run("plan", "configs/models/vit_b_16.yaml", "--json", "--set",
+                   r"transfer.freeze=/conv_proj|class_token|encoder\.pos_embedding|encoder\.layers\.encoder_layer_[0-7]\..*/")
+if check(rc == 0, f"plan vit_b_16: {rc} {err}"):
+    p = json.loads(out)
+    check(p["params_total"] == 86567656, f"vit_b_16 parameters {p['params_total']}")
+    block = 2 * 2 * 768 + (4 * 768 * 768 + 4 * 768) + (768 * 3072 + 3072 + 3072 * 768 + 768)
+    embed = 768 * 3 * 16 * 16 + 768 + 768 + 197 * 768
+    check(p["params_trainable"] == 86567656 - embed - 8 * block, f"vit_b_16 trainable {p['params_trainable']}")
+    for L in p["layers"]:
+        if ".encoder_layer_" in L["name"]:
+            b = int(L["name"].split("encoder_layer_")[1].split(".")[0])
+            check(L["backward"] == (b >= 8) and (L["params"] == 0 or L["frozen"] == (b < 8)),
+                  f"vit_b_16 block {b} {L['name']}: backward {L['backward']} frozen {L['frozen']}")
+    check(p["memory"]["total_bytes"] > p["memory"]["weights_bytes"] > 4 * 86567656 - 1,
+          f"vit_b_16 memory plan {p['memory']}")
 rc, out, err = run("check", "--help")
 check(rc == 0 and "usage: graft check" in out, "check --help")
 

@@ -144,6 +144,8 @@ graft_status store_load(param_store *s, const graph *g, const char *path, bool w
         for (int j = 0; j < l->nparams && !st; j++) {
             const param_info *pi = &l->params[j];
             const st_tensor *t = st_find(f, pi->name);
+            char old[512];
+            if (!t && param_legacy_name(l, pi, old, sizeof old)) t = st_find(f, old);
             param_entry *p = store_find(s, pi->name);
             if (!t || !p) continue;
             long count = 1;

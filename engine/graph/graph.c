@@ -80,6 +80,16 @@ bool layer_add_param(layer *l, arena *a, const char *suffix, int rank, const int
     return true;
 }
 
+bool param_legacy_name(const layer *l, const param_info *p, char *out, size_t n)
+{
+    if (l->type != GRAFT_LAYER_LAYERNORM) return false;
+    const size_t len = strlen(l->name);
+    if (strncmp(p->name, l->name, len) != 0) return false;
+    const char *suffix = p->name + len;
+    const char *old = strcmp(suffix, ".weight") == 0 ? "gamma" : strcmp(suffix, ".bias") == 0 ? "beta" : NULL;
+    return old && (size_t)snprintf(out, n, "%s.%s", l->name, old) < n;
+}
+
 bool graph_infer_shapes(graph *g, arena *a, graft_diags *d)
 {
     bool ok = true;

@@ -181,6 +181,10 @@ bool graph_feature_cache(const graph *g, bool bn_train, bool augment, char *reas
 long layer_param_count(const layer *l);
 /* "[32, 28, 28]" into out. */
 void shape_format(shape s, char *out, size_t n);
+/* The older spelling a checkpoint may use for parameter p of l, into out: a layer norm's
+ * "<layer>.gamma" / "<layer>.beta" (TensorFlow-era BERT and ViT ports) for .weight / .bias.
+ * False when there is none. */
+bool param_legacy_name(const layer *l, const param_info *p, char *out, size_t n);
 /* Append a parameter "<layer>.<suffix>" with the given dims to l (arena-allocated name); with
  * suffix NULL the parameter is named after the layer itself (class_token, position_embedding). */
 bool layer_add_param(layer *l, arena *a, const char *suffix, int rank, const int *dims,

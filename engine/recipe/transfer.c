@@ -415,6 +415,8 @@ void recipe_check_checkpoint(rctx *c)
         for (int j = 0; j < l->nparams; j++) {
             param_info *p = &l->params[j];
             const st_tensor *t = st_find(f, p->name);
+            char old[512];
+            if (!t && param_legacy_name(l, p, old, sizeof old)) t = st_find(f, old);
             if (!t) continue;
             bool same = t->rank == p->rank;
             for (int k = 0; same && k < p->rank; k++) same = t->shape[k] == p->dims[k];

@@ -18,7 +18,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
+try:
+    import yaml
+except ImportError:  # GraftNet alone (bench/ under a PyTorch 2.x venv) needs no YAML
+    yaml = None
 
 torch.set_num_threads(2)
 torch.backends.cudnn.deterministic = True

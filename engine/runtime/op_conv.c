@@ -132,7 +132,7 @@ static conv_path default_path(const graft_context *ctx)
 /* The key of a layer shape's path choice on this device: the shape without the bias and the
  * epilogue (they cost the same on every path; a conv with a folded batchnorm gains a bias), and
  * the kernels' sources, so a changed kernel invalidates the choice. */
-static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *len)
+static char *path_key(graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
     const char *names[] = {"conv", "conv_igemm", "gemm", "gemm_tiled"};

@@ -133,6 +133,7 @@ typedef struct pipeline_options {
     int align;
     int align_layer;
     const graph *disc; /* ALIGN_DANN: the domain discriminator (adapt_spec.disc_graph) */
+    float disc_dropout; /* ... and the dropout rate after each of its hidden layers */
     /* AdaBN: pipeline_bn_restat runs batchnorm on batch statistics in an evaluation pipeline */
     bool bn_restat;
     /* train.on_nonfinite: skip_batch. A step given a step_result reads its loss back before the

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
 from oracle import GraftNet  # noqa: E402
@@ -82,6 +81,7 @@ def main():
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--json")
     a = ap.parse_args()
+    import yaml  # here, so vit_demo_torch.py can borrow the helpers in a venv without PyYAML
     base = yaml.safe_load(open(os.path.join(ROOT, "configs/models/fmnist-cnn.yaml")))["model"]
     xtr, ytr = idx("train-images-idx3-ubyte.gz"), idx("train-labels-idx1-ubyte.gz")
     xte, yte = idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")

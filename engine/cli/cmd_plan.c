@@ -105,7 +105,14 @@ static void plan_table(const plan_view *v)
     shape_format(g->input, s, sizeof s);
     printf("recipe %s (%s)\ninput %s\ncheckpoint %s\n\n", r->name, r->file, s,
            r->transfer.from ? r->transfer.from : "none (every tensor is initialised)");
-    printf("%3s  %-24s %-14s %-16s %10s  %-9s %-8s %7s  %-16s %s\n", "#", "layer", "type",
+    /* columns as wide as the longest name and type (ViT's encoder.layers.encoder_layer_11.ln_1) */
+    int nw = 24, tw = 14;
+    for (int i = 0; i < g->nlayers; i++) {
+        int a = (int)strlen(g->layers[i].name), b = (int)strlen(layer_type_name(g->layers[i].type));
+        nw = a > nw ? a : nw;
+        tw = b > tw ? b : tw;
+    }
+    printf("%3s  %-*s %-*s %-16s %10s  %-9s %-8s %7s  %-16s %s\n", "#", nw, "layer", tw, "type",
            "output", "params", "state", "backward", "lr_mult", "weights", "kernel");
     for (int i = 0; i < g->nlayers; i++) {
         const layer *l = &g->layers[i];
@@ -131,8 +138,8 @@ static void plan_table(const plan_view *v)
         } else if (lp->fused_act >= 0)
             snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
         char line[512];
-        int len = snprintf(line, sizeof line, "%3d  %-24s %-14s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
-                           i, l->name, layer_type_name(l->type), s, layer_param_count(l), state,
+        int len = snprintf(line, sizeof line, "%3d  %-*s %-*s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
+                           i, nw, l->name, tw, layer_type_name(l->type), s, layer_param_count(l), state,
                            v->backward[i] ? "yes" : "no", (double)l->lr_mult, w, k);
         while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
         puts(line);

@@ -15,7 +15,8 @@
 #include <unistd.h>
 
 const char DEMO_USAGE[] =
-    "usage: graft demo [--adapt] [--configs DIR] [--out DIR] [--device SPEC] [--epochs N] [--quiet]\n"
+    "usage: graft demo [--adapt | --vit] [--configs DIR] [--out DIR] [--device SPEC] [--epochs N]\n"
+    "                  [--quiet]\n"
     "\n"
     "Transfer learning on Fashion-MNIST (from Debian's dataset-fashion-mnist):\n"
     "  pretrain   fmnist-cnn on classes 0-4 (30,000 images, 2 epochs); reused when present\n"
@@ -26,7 +27,8 @@ const char DEMO_USAGE[] =
     "each 30 epochs, evaluated on the 5,000 test images of classes 5-9.\n"
     "\n"
     "  --configs DIR  where the recipes live (default: ./configs, else the source tree's)\n"
-    "  --out DIR      where the runs go (default: runs/demo, with --adapt runs/demo-adapt)\n"
+    "  --out DIR      where the runs go (default: runs/demo, with --adapt runs/demo-adapt, with\n"
+    "                 --vit runs/demo-vit)\n"
     "  --device SPEC  the device (see graft devices)\n"
     "  --epochs N     transfer epochs instead of 30 (for a quick look)\n"
     "  --quiet        only the table\n"
@@ -38,7 +40,31 @@ const char DEMO_USAGE[] =
     "  source-only  no adaptation          adabn  source-only + batchnorm statistics of the target\n"
     "  coral        Deep CORAL on fc1      mmd    multi-kernel MMD on fc1\n"
     "  dann         gradient reversal + domain discriminator on fc1\n"
-    "The table shows each method's source and target test accuracy and its gain over source-only.\n";
+    "The table shows each method's source and target test accuracy and its gain over source-only.\n"
+    "\n"
+    "--vit: the same transfer with a Vision Transformer (docs/transformers.md): vit-tiny-fmnist\n"
+    "pretrained on classes 0-4 (3 epochs, AdamW), then configs/recipes/vit-fmnist-*.yaml:\n"
+    "  (a) scratch          (b) linear probe: frozen through the class token, new linear head\n"
+    "  (c) fine-tune with layer-wise lr decay    (d) gradual unfreezing (head, block 3, all)\n"
+    "(with --epochs N the unfreezing steps move to the same fractions of N; none below 3).\n";
+
+/* One transfer table: the model, its pretraining recipe and the four transfer recipes. */
+typedef struct demo_spec {
+    const char *model, *pretrain, *pretrain_text;
+    const char *label[4], *recipe[4], *freeze[4];
+} demo_spec;
+
+static const demo_spec DEMO_CNN = {
+    "fmnist-cnn", "fmnist-pretrain", "fmnist-cnn on classes 0-4 (30,000 images)",
+    {"(a) scratch", "(b) feature extraction", "(c) frozen dense128", "(d) full fine-tune"},
+    {"fmnist-scratch", "fmnist-feature-extract", "fmnist-linear-head", "fmnist-finetune"},
+    {"none", "flatten", "fc1", "none"}};
+static const demo_spec DEMO_VIT = {
+    "vit-tiny-fmnist", "vit-fmnist-pretrain", "vit-tiny-fmnist on classes 0-4 (30,000 images)",
+    {"(a) scratch", "(b) linear probe", "(c) fine-tune, lw decay", "(d) gradual unfreeze"},
+    {"vit-fmnist-scratch", "vit-fmnist-linear-probe", "vit-fmnist-finetune",
+     "vit-fmnist-gradual-unfreeze"},
+    {"none", "class_select", "none", "class_select"}};
 
 typedef struct demo_row {
     const char *label, *recipe, *freeze;
@@ -189,13 +215,15 @@ int cmd_demo(int argc, char **argv)
     cli_args a;
     cli_args_init(&a, "demo", DEMO_USAGE, argc, argv);
     const char *opt, *pos, *configs = NULL, *out = "runs/demo", *device = NULL, *epochs = NULL;
-    bool quiet = false, adapt = false, out_given = false;
+    bool quiet = false, adapt = false, vit = false, out_given = false;
     while (cli_next(&a, &opt, &pos)) {
         if (pos) return cli_usage_error(&a, "unexpected argument '%s'", pos);
         if (strcmp(opt, "--quiet") == 0) {
             quiet = true;
         } else if (strcmp(opt, "--adapt") == 0) {
             adapt = true;
+        } else if (strcmp(opt, "--vit") == 0) {
+            vit = true;
         } else if (strcmp(opt, "--configs") == 0 || strcmp(opt, "--out") == 0 ||
                    strcmp(opt, "--device") == 0 || strcmp(opt, "--epochs") == 0) {
             const char *v = cli_value(&a, opt);
@@ -216,7 +244,10 @@ int cmd_demo(int argc, char **argv)
                         "dataset-fashion-mnist\n");
         return 1;
     }
+    if (adapt && vit) return cli_usage_error(&a, "--adapt and --vit are two different demos: one at a time");
     if (adapt) return demo_adapt(configs, out_given ? out : "runs/demo-adapt", device, epochs, quiet);
+    const demo_spec *spec = vit ? &DEMO_VIT : &DEMO_CNN;
+    if (vit && !out_given) out = "runs/demo-vit";
 
     char pre_dir[2048], pre_model[2200], from_set[2300], ep_set[64];
     snprintf(pre_dir, sizeof pre_dir, "%s/pretrain", out);
@@ -227,9 +258,9 @@ int cmd_demo(int argc, char **argv)
     if (access(pre_model, R_OK) == 0) {
         if (!quiet) fprintf(stderr, "pretrain: reusing %s\n", pre_model);
     } else {
-        if (!quiet) fprintf(stderr, "pretrain: fmnist-cnn on classes 0-4 (30,000 images)\n");
+        if (!quiet) fprintf(stderr, "pretrain: %s\n", spec->pretrain_text);
         train_summary sum;
-        int rc = train_one(configs, "fmnist-pretrain", pre_dir, device, NULL, 0, quiet, &sum,
+        int rc = train_one(configs, spec->pretrain, pre_dir, device, NULL, 0, quiet, &sum,
                            &pre_seconds);
         if (rc) return rc;
         if (!quiet)
@@ -237,18 +268,30 @@ int cmd_demo(int argc, char **argv)
                     sum.test_accuracy, pre_seconds);
     }
 
-    demo_row rows[] = {
-        {.label = "(a) scratch", .recipe = "fmnist-scratch", .freeze = "none"},
-        {.label = "(b) feature extraction", .recipe = "fmnist-feature-extract", .freeze = "flatten"},
-        {.label = "(c) frozen dense128", .recipe = "fmnist-linear-head", .freeze = "fc1"},
-        {.label = "(d) full fine-tune", .recipe = "fmnist-finetune", .freeze = "none"},
-    };
-    int nrows = (int)(sizeof rows / sizeof rows[0]);
+    demo_row rows[4];
+    const int nrows = 4;
+    for (int i = 0; i < nrows; i++)
+        rows[i] = (demo_row){.label = spec->label[i], .recipe = spec->recipe[i],
+                             .freeze = spec->freeze[i]};
     for (int i = 0; i < nrows; i++) {
         char dir[2200];
         snprintf(dir, sizeof dir, "%s/%s", out, rows[i].recipe);
-        const char *sets[2] = {ep_set, from_set};
+        const char *sets[4] = {ep_set, from_set};
         int nsets = i == 0 ? 1 : 2;
+        /* --epochs N on gradual unfreezing (30 epochs, steps at 11 and 21): the steps at the same
+         * fractions of N, or none when N < 3 leaves no room for them */
+        char u0[64], u1[64];
+        if (epochs && strstr(rows[i].recipe, "gradual-unfreeze")) {
+            const int n = atoi(epochs);
+            if (n >= 3) {
+                snprintf(u0, sizeof u0, "train.unfreeze.0.epoch=%d", 1 + n / 3);
+                snprintf(u1, sizeof u1, "train.unfreeze.1.epoch=%d", 1 + 2 * n / 3);
+                sets[nsets++] = u0;
+                sets[nsets++] = u1;
+            } else {
+                sets[nsets++] = "train.unfreeze=[]";
+            }
+        }
         if (!quiet) fprintf(stderr, "%s: %s\n", rows[i].label, rows[i].recipe);
         int rc = train_one(configs, rows[i].recipe, dir, device, sets, nsets, quiet, &rows[i].sum,
                            &rows[i].seconds);
@@ -257,16 +300,16 @@ int cmd_demo(int argc, char **argv)
     }
 
     double base = rows[0].sum.test_accuracy;
-    printf("\nTransfer on Fashion-MNIST classes 5-9 (100 images per class), device %s\n\n",
-           rows[0].sum.device);
-    printf("%-24s %-24s %-14s %10s %9s %8s %8s  %s\n", "recipe", "file", "frozen through",
+    printf("\nTransfer on Fashion-MNIST classes 5-9 (100 images per class), %s, device %s\n\n",
+           spec->model, rows[0].sum.device);
+    printf("%-24s %-28s %-14s %10s %9s %8s %8s  %s\n", "recipe", "file", "frozen through",
            "trainable", "test acc", "gain", "seconds", "feature cache");
     for (int i = 0; i < nrows; i++) {
         const train_summary *s = &rows[i].sum;
         char gain[32];
         if (i == 0) snprintf(gain, sizeof gain, "-");
         else snprintf(gain, sizeof gain, "%+.2f", 100.0 * (s->test_accuracy - base));
-        printf("%-24s %-24s %-14s %10ld %9.4f %8s %8.1f  %s\n", rows[i].label, rows[i].recipe,
+        printf("%-24s %-28s %-14s %10ld %9.4f %8s %8.1f  %s\n", rows[i].label, rows[i].recipe,
                rows[i].freeze, s->params_trainable, s->test_accuracy, gain, rows[i].seconds,
                s->feature_cache ? "yes" : "no");
     }

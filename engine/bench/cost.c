@@ -37,7 +37,7 @@ layer_cost bench_layer_cost(const graph *g, const layer *l, const layer_plan *lp
         break;
     }
     case GRAFT_LAYER_DENSE: {
-        double mac = n * in * l->units / shape_tokens(l->in); /* tokens: T rows of D each */
+        double mac = n * in * l->units; /* in = T * D on tokens: T rows of D, each times [units, D] */
         c.fwd_flops = 2 * mac + (l->bias ? n * out : 0);
         c.bwd_flops = (dx ? 2 * mac : 0) + (lp->trains ? 2 * mac : 0);
         break;

@@ -163,6 +163,51 @@ static void model_of_a_step(const char *recipe)
     recipe_free(rc);
 }
 
+/* The transformer layers in the model: attention's projections and per-head products, layer
+ * norm's passes, dense on tokens (every token a row), and their families. */
+static void transformer_costs(const char *model)
+{
+    graft_recipe *rc = NULL;
+    graft_diags d = {0};
+    if (recipe_load(model, NULL, 0, &rc, &d)) {
+        CHECKF(0, "cannot load %s", model);
+        graft_diags_print(&d, stderr);
+        graft_diags_free(&d);
+        return;
+    }
+    const graph *g = &rc->graph;
+    graph_plan plan = {0};
+    graft_error e = {0};
+    if (plan_analyse(g, true, false, false, OPT_ADAM, false, 0, 8, &plan, &e)) {
+        CHECKF(0, "plan: %s", e.message);
+        recipe_free(rc);
+        return;
+    }
+    const double n = 8, t = 17, dm = 64;
+    const int ia = graph_find_layer(g, "encoder.layers.encoder_layer_0.self_attention");
+    const int il = graph_find_layer(g, "encoder.layers.encoder_layer_0.ln_1");
+    const int im = graph_find_layer(g, "encoder.layers.encoder_layer_0.mlp.0");
+    CHECK(ia >= 0 && il >= 0 && im >= 0);
+    if (ia >= 0 && il >= 0 && im >= 0) {
+        layer_cost a = bench_layer_cost(g, &g->layers[ia], &plan.layers[ia], n);
+        const double mac = n * (4 * t * dm * dm + 2 * t * t * dm);
+        CHECKF(a.fwd_flops == 2 * mac && a.bwd_flops == 4 * mac, "attention %g %g", a.fwd_flops,
+               a.bwd_flops);
+        layer_cost l = bench_layer_cost(g, &g->layers[il], &plan.layers[il], n);
+        CHECKF(l.fwd_flops == n * t * dm * 8, "layernorm %g", l.fwd_flops);
+        layer_cost m = bench_layer_cost(g, &g->layers[im], &plan.layers[im], n);
+        CHECKF(m.fwd_flops == 2 * n * t * dm * 128 + n * t * 128, "dense on tokens %g", m.fwd_flops);
+    }
+    CHECK(bench_family_of(g, "encoder.layers.encoder_layer_0.self_attention.fwd", "attn_softmax_fwd") ==
+          FAM_ATTENTION);
+    CHECK(bench_family_of(g, "encoder.layers.encoder_layer_0.self_attention.bwd", "gemm") == FAM_GEMM);
+    CHECK(bench_family_of(g, "encoder.layers.encoder_layer_1.ln_2.bwd", "layernorm_bwd_data") ==
+          FAM_LAYERNORM);
+    CHECK(bench_family_of(g, "class_token.fwd", "token_broadcast") == FAM_LAYOUT);
+    plan_free(&plan);
+    recipe_free(rc);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -171,5 +216,6 @@ int main(int argc, char **argv)
     }
     counters_on_device();
     model_of_a_step(argv[1]);
+    if (argc > 2) transformer_costs(argv[2]);
     return test_finish("test_cost");
 }

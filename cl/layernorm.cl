@@ -6,12 +6,7 @@
  * Build options: -DD= (row length), -DEPS= (float, full precision), -DAFFINE= (0: no gamma/beta),
  * -DLSZ= (work-items per row, see reduce.cl), -DACC_DOUBLE=, -DCHUNK= (rows per partial of the
  * parameter gradients). The row count is a runtime argument. */
-#if ACC_DOUBLE
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t;
-#else
-typedef float acc_t;
-#endif
+#include "acc.cl"
 
 #define RED_T acc_t
 #include "reduce.cl"

@@ -15,12 +15,7 @@
  * normalised outputs are rounding noise times 1/sqrt(eps), and float sums put a different sign on
  * some of them than PyTorch does (a ReLU after it then passes different gradients; ResNet-18's
  * layer3 at batch 2 has such channels). Partials are acc_t too. */
-#if ACC_DOUBLE
-#pragma OPENCL EXTENSION cl_khr_fp64 : enable
-typedef double acc_t;
-#else
-typedef float acc_t;
-#endif
+#include "acc.cl"
 
 #define RED_T acc_t
 #include "reduce.cl"

@@ -90,24 +90,32 @@ static cost_row row(const char *label, const char *kernel, long launches)
     return r;
 }
 
-static void model_of_a_step(const char *recipe)
+/* The recipe and its training plan (Adam) at batch n; false (a failed check) when either fails. */
+static bool load_plan(const char *recipe, int n, graft_recipe **rc, graph_plan *plan)
 {
-    graft_recipe *rc = NULL;
     graft_diags d = {0};
-    if (recipe_load(recipe, NULL, 0, &rc, &d)) {
+    *rc = NULL;
+    if (recipe_load(recipe, NULL, 0, rc, &d)) {
         CHECKF(0, "cannot load %s", recipe);
         graft_diags_print(&d, stderr);
         graft_diags_free(&d);
-        return;
+        return false;
     }
-    const graph *g = &rc->graph;
-    graph_plan plan = {0};
     graft_error e = {0};
-    if (plan_analyse(g, true, false, false, OPT_ADAM, false, 0, 16, &plan, &e)) {
+    if (plan_analyse(&(*rc)->graph, true, false, false, OPT_ADAM, false, 0, n, plan, &e)) {
         CHECKF(0, "plan: %s", e.message);
-        recipe_free(rc);
-        return;
+        recipe_free(*rc);
+        return false;
     }
+    return true;
+}
+
+static void model_of_a_step(const char *recipe)
+{
+    graft_recipe *rc;
+    graph_plan plan = {0};
+    if (!load_plan(recipe, 16, &rc, &plan)) return;
+    const graph *g = &rc->graph;
     const double n = 16;
     cost_row rows[10];
     int nr = 0;
@@ -167,22 +175,10 @@ static void model_of_a_step(const char *recipe)
  * norm's passes, dense on tokens (every token a row), and their families. */
 static void transformer_costs(const char *model)
 {
-    graft_recipe *rc = NULL;
-    graft_diags d = {0};
-    if (recipe_load(model, NULL, 0, &rc, &d)) {
-        CHECKF(0, "cannot load %s", model);
-        graft_diags_print(&d, stderr);
-        graft_diags_free(&d);
-        return;
-    }
-    const graph *g = &rc->graph;
+    graft_recipe *rc;
     graph_plan plan = {0};
-    graft_error e = {0};
-    if (plan_analyse(g, true, false, false, OPT_ADAM, false, 0, 8, &plan, &e)) {
-        CHECKF(0, "plan: %s", e.message);
-        recipe_free(rc);
-        return;
-    }
+    if (!load_plan(model, 8, &rc, &plan)) return;
+    const graph *g = &rc->graph;
     const double n = 8, t = 17, dm = 64;
     const int ia = graph_find_layer(g, "encoder.layers.encoder_layer_0.self_attention");
     const int il = graph_find_layer(g, "encoder.layers.encoder_layer_0.ln_1");

@@ -14,6 +14,13 @@ export GRAFT_CACHE_DIR
 check() { # check DESCRIPTION EXPECTED-EXIT COMMAND...
     desc=$1; want=$2; shift 2
     "$@" >$out 2>$err; got=$?
+    # under ASan, LeakSanitizer's own tracer sometimes crashes at exit after PoCL built a kernel
+    # from source (docs/reliability.md; not a leak report, which is never repeated): run again
+    for retry in 1 2 3; do
+        grep -q "LeakSanitizer has encountered a fatal error" $err || break
+        echo "note: $desc: LeakSanitizer's tracer crashed at exit; running it again ($retry)"
+        "$@" >$out 2>$err; got=$?
+    done
     if [ "$got" = 1 ] && grep -q "no OpenCL" $err; then echo "SKIP: no OpenCL device"; exit 77; fi
     if [ "$got" != "$want" ]; then
         echo "FAIL: $desc: exit $got, wanted $want"; cat $err; fail=1
@@ -72,8 +79,9 @@ check "train.tune: off: no tuning" 0 env -u GRAFT_TUNE "$G" train "$RECIPE" --ou
 if grep -q "tuning" $err; then echo "FAIL: train.tune: off tuned:"; cat $err; fail=1; fi
 check "nothing tuned after off" 0 "$G" bench gemm $conv2
 json "j['tuned'] is False"
-check "first run tunes" 0 env GRAFT_TUNE=auto:60 "$G" train "$RECIPE" --out $run/auto
-has $err "tuning 8 GEMM shapes for this device (budget 60 s"
+# (a budget that every shape fits in even under ASan on a busy machine: 60 s ran out there)
+check "first run tunes" 0 env GRAFT_TUNE=auto:400 "$G" train "$RECIPE" --out $run/auto
+has $err "tuning 8 GEMM shapes for this device (budget 400 s"
 has $err "tuned 8 GEMM shapes in"
 # ... and then the path of its two convolution shapes (the default is timed first and kept
 # unless another path is 7 % faster), unless GRAFT_CONV chose one

@@ -1,7 +1,6 @@
 /* devspec.c — the device-spec grammar of --device, --devices, GRAFT_DEVICE and the recipe's
  * device / train.devices: parsing is pure (no OpenCL), so recipe/ checks specs at load time and
  * runtime/ matches them against the devices it finds, both through this one file. */
-#define _POSIX_C_SOURCE 200809L
 #include "base.h"
 
 #include <ctype.h>
@@ -153,8 +152,10 @@ graft_status devspec_parse_list(const char *specs, devspec *out, int cap, int *n
         *all = true;
         return GRAFT_OK;
     }
-    char *save = NULL;
-    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    /* split by hand: strtok would skip an empty item ("cpu,,gpu"), which is a typo to report */
+    for (char *tok = s, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = 0;
         str_trim(tok);
         if (!*tok)
             return err_set(e, GRAFT_STATUS_USAGE, "empty device spec in the list '%s'", specs);

@@ -9,7 +9,7 @@
 
 const char TRAIN_USAGE[] =
     "usage: graft train RECIPE [--set KEY=VALUE]... [--device SPEC] [--out DIR] [--resume DIR]\n"
-    "                   [--quiet]\n"
+    "                   [--devices SPEC,SPEC,...|all] [--quiet]\n"
     "\n"
     "Train the recipe's model (from scratch, or from transfer.from) and write the run directory:\n"
     "model.safetensors (best by the monitored metric), last.safetensors and state.safetensors\n"
@@ -18,6 +18,8 @@ const char TRAIN_USAGE[] =
     "\n"
     "  --set KEY=VALUE  override a recipe value (VALUE is YAML), e.g. --set train.lr=0.01\n"
     "  --device SPEC    cpu, gpu, nvidia, amd, intel, pocl, P:D or a name substring\n"
+    "  --devices SPEC,SPEC,...|all  data parallelism: one replica per device, the batch split\n"
+    "                   evenly, gradients averaged after backward (train.devices)\n"
     "  --out DIR        the run directory (default: the recipe's output:)\n"
     "  --resume DIR     continue the run in DIR exactly where its last checkpoint stopped\n"
     "  --quiet          print only the final summary\n";
@@ -26,7 +28,8 @@ int cmd_train(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, "train", TRAIN_USAGE, argc, argv);
-    const char *opt, *pos, *recipe = NULL, *device = NULL, *out = NULL, *resume = NULL;
+    const char *opt, *pos, *recipe = NULL, *device = NULL, *out = NULL, *resume = NULL,
+               *devices = NULL;
     const char *sets[CLI_MAX_SETS];
     int nsets = 0;
     bool quiet = false;
@@ -36,6 +39,8 @@ int cmd_train(int argc, char **argv)
             recipe = pos;
         } else if (strcmp(opt, "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(opt, "--devices") == 0) {
+            if (!(devices = cli_value(&a, opt))) return 2;
         } else if (strcmp(opt, "--set") == 0 || strcmp(opt, "--device") == 0 ||
                    strcmp(opt, "--out") == 0 || strcmp(opt, "--resume") == 0) {
             const char *v = cli_value(&a, opt);
@@ -49,12 +54,13 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (!recipe) return cli_usage_error(&a, "missing RECIPE");
+    if (device && devices) return cli_usage_error(&a, "--device and --devices exclude each other");
     graft_recipe *r;
     int rc = cli_load_recipe(recipe, sets, nsets, &r);
     if (rc) return rc;
     cli_progress_state ps;
     cli_progress_init(&ps, quiet);
-    train_options o = {.device = device, .out_dir = out, .resume = resume, .progress = cli_progress,
+    train_options o = {.device = device, .devices = devices, .out_dir = out, .resume = resume, .progress = cli_progress,
                        .user = &ps};
     train_summary sum;
     graft_error e = {0};

@@ -38,6 +38,7 @@ void feature_pool_free(feature_pool *p);
 
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
+    const char *devices; /* overrides train.devices: replicas, one per device (SPEC,SPEC | all) */
     const char *out_dir; /* overrides recipe.output */
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
@@ -54,7 +55,9 @@ typedef struct train_summary {
     bool stopped_early;
     long steps;
     double train_seconds, images_per_second;
-    char device[256];
+    char device[256];     /* with replicas: their devices joined by " + " */
+    int replicas;         /* data-parallel replicas (1: one device) */
+    double allreduce_seconds_per_step; /* host time reducing gradient buckets, per step */
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
@@ -74,6 +77,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 /* Whether a feature cache of `bytes` in all (its largest split `largest` bytes) lives in device
  * memory: at most transfer.cache_device_fraction of the device's global memory, and each split
  * within one allocation. Otherwise it stays in host memory. */
+/* Data parallelism: rows [*first, *first + *count) of a global batch of n go to replica k of
+ * nrep (an even split; the first n % nrep replicas take one row more). */
+void train_shard(int n, int nrep, int k, int *first, int *count);
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 

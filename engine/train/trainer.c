@@ -57,6 +57,15 @@ typedef struct run {
     long *confusion;
     int nclasses;
     double t_start, data_seconds, compile_seconds, val_seconds, test_seconds;
+    /* data parallelism (train.devices, --devices): replica k runs pipeline rep[k] on context
+     * rctx[k]; replica 0 is ctx / head, which alone evaluates and is checkpointed (every replica
+     * holds the same weights after each step). nrep 1: the one-device path, untouched. */
+    int nrep;
+    graft_context *rctx[DEVSPEC_MAX_LIST];
+    pipeline *rep[DEVSPEC_MAX_LIST];
+    float *gsum;              /* the reduced gradients of a step (the bucket layout) */
+    double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
+    long dp_steps;
 } run;
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
@@ -315,6 +324,10 @@ static graft_status compile_phase(run *R, graft_error *e)
         if (s) return s;
         pipeline_free(R->head);
         R->head = NULL;
+        for (int k = 1; k < R->nrep; k++) {
+            pipeline_free(R->rep[k]);
+            R->rep[k] = NULL;
+        }
     }
     free_features(R);
     bool augment = data_spec_augments(&r->data);
@@ -381,6 +394,8 @@ static graft_status compile_phase(run *R, graft_error *e)
         R->on_device = train_cache_on_device(row * (double)(R->train.n + R->val.n + R->test.n),
                                              row * (double)most,
                                              r->transfer.cache_device_fraction, &R->ctx->info);
+        /* replicas take their rows from host memory: a device table would live on one device */
+        if (R->nrep > 1) R->on_device = false;
         R->cached = true;
         notify(R, R->on_device ? "computing frozen features once (feature cache in device memory)"
                                : "computing frozen features once (feature cache in host memory)");
@@ -392,7 +407,92 @@ static graft_status compile_phase(run *R, graft_error *e)
     }
     if ((s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
     pipeline_set_step(R->head, (uint64_t)R->step);
+    R->rep[0] = R->head;
+    for (int k = 1; k < R->nrep; k++) {
+        if ((s = pipeline_create(R->rctx[k], &r->graph, &po, &R->rep[k], e))) {
+            err_prefix(e, "replica %d (%s)", k, R->rctx[k]->info.name);
+            return s;
+        }
+        pipeline_set_step(R->rep[k], (uint64_t)R->step);
+        if ((s = pipeline_upload(R->rep[k], &R->store, e))) return s;
+    }
+    if (R->nrep > 1) {
+        /* the reduced gradients: the bucket layout of this phase's trainable set */
+        int nb;
+        const long *off, *count;
+        if ((s = pipeline_grad_layout(R->head, &nb, &off, &count, e))) return s;
+        long total = nb ? off[nb - 1] + count[nb - 1] : 1;
+        free(R->gsum);
+        if (!(R->gsum = malloc((size_t)total * sizeof(float))))
+            return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld gradients", total);
+    }
     return pipeline_upload(R->head, &R->store, e);
+}
+
+/* The share of replica k in a global batch of n rows: even, the first n % nrep replicas one row
+ * more; rows [*first, *first + *count) in the batch order, so each example of an epoch goes to
+ * exactly one replica. */
+void train_shard(int n, int nrep, int k, int *first, int *count)
+{
+    int base = n / nrep, extra = n % nrep;
+    *count = base + (k < extra);
+    *first = k * base + (k < extra ? k : extra);
+}
+
+/* One data-parallel step: each replica runs forward and backward on its share of the batch (the
+ * devices work at once: nothing waits until the reduction), then the gradient buckets are
+ * reduced as they land, in backward order and in replica order (a fixed order, so a run is
+ * reproducible): g = sum_k (n_k / n) g_k, the mean gradient over the global batch, since each
+ * replica's loss is the mean over its n_k rows. Every replica then applies the same update. */
+static graft_status dp_step(run *R, const float *x, const int *y, int n, const optim_hparams *h,
+                            graft_error *e)
+{
+    long ss = pipeline_input_size(R->head);
+    int first[DEVSPEC_MAX_LIST], cnt[DEVSPEC_MAX_LIST];
+    graft_status s = GRAFT_OK;
+    for (int k = 0; k < R->nrep && !s; k++) {
+        train_shard(n, R->nrep, k, &first[k], &cnt[k]);
+        if (cnt[k])
+            s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k], e);
+    }
+    if (s) return s;
+    int nb;
+    const long *off, *count;
+    if ((s = pipeline_grad_layout(R->head, &nb, &off, &count, e))) return s;
+    double t0 = now_seconds();
+    for (int b = 0; b < nb && !s; b++) {
+        float *dst = R->gsum + off[b];
+        bool any = false;
+        for (int k = 0; k < R->nrep && !s; k++) {
+            if (!cnt[k]) continue;
+            float *g;
+            if ((s = pipeline_grad_bucket_wait(R->rep[k], b, &g, e))) break;
+            float w = (float)cnt[k] / (float)n;
+            if (!any)
+                for (long i = 0; i < count[b]; i++) dst[i] = w * g[i];
+            else
+                for (long i = 0; i < count[b]; i++) dst[i] += w * g[i];
+            any = true;
+        }
+    }
+    R->allreduce_seconds += now_seconds() - t0;
+    R->dp_steps++;
+    for (int k = 0; k < R->nrep && !s; k++) s = pipeline_apply_grads(R->rep[k], R->gsum, h, e);
+    return s;
+}
+
+/* The training statistics of every replica, summed (pipeline_stats_read on each). */
+static graft_status stats_read_all(run *R, bool wait, pipeline_stats *out, graft_error *e)
+{
+    graft_status s = pipeline_stats_read(R->head, wait, out, e);
+    for (int k = 1; k < R->nrep && !s; k++) {
+        pipeline_stats st;
+        s = pipeline_stats_read(R->rep[k], wait, &st, e);
+        out->loss_sum += st.loss_sum;
+        out->correct += st.correct;
+        out->samples += st.samples;
+    }
+    return s;
 }
 
 /* The device table of a split's cached features, or NULL when batches come from host memory. */
@@ -774,6 +874,11 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
+    if (sum->replicas > 1) {
+        json_object_set_new(o, "replicas", json_integer(sum->replicas));
+        json_object_set_new(o, "allreduce_seconds_per_step",
+                            json_real(sum->allreduce_seconds_per_step));
+    }
     const adapt_spec *as = &R->r->adapt;
     if (as->present) {
         static const char *const names[] = {"adabn", "coral", "mmd", "dann"};
@@ -1020,10 +1125,13 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                                           (float)r->adapt.weight,
                                           (float)dann_lambda(r, R->epoch, done, nb), e);
         } else {
-            s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, srp, e)
-                      : pipeline_train_step(R->head, x, y, n, &h, srp, e);
+            s = R->nrep > 1 ? dp_step(R, x, y, n, &h, e)
+                : table     ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h,
+                                                       srp, e)
+                            : pipeline_train_step(R->head, x, y, n, &h, srp, e);
         }
-        if (!s && !skip_mode) s = pipeline_stats_poll(R->head, e); /* a NaN stops at once */
+        for (int k = 0; k < R->nrep && !s && !skip_mode; k++)
+            s = pipeline_stats_poll(R->rep[k], e); /* a NaN stops at once */
         if (s) break;
         if (srp && sr.nonfinite) {
             skipped++;
@@ -1042,7 +1150,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
             if (now - last_read >= PROGRESS_READ_SECONDS) {
                 /* collect the read started last time, start the next (non-blocking) */
                 pipeline_stats st;
-                if ((s = pipeline_stats_read(R->head, false, &st, e))) break;
+                if ((s = stats_read_all(R, false, &st, e))) break;
                 loss_sum += st.loss_sum;
                 correct += st.correct;
                 got += st.samples;
@@ -1063,7 +1171,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     if (!s) {
         /* the epoch's exact totals: wait for every step's statistics */
         pipeline_stats st;
-        s = pipeline_stats_read(R->head, true, &st, e);
+        s = stats_read_all(R, true, &st, e);
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
@@ -1159,6 +1267,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 
 static void run_free(run *R)
 {
+    for (int k = 1; k < R->nrep; k++) pipeline_free(R->rep[k]);
     pipeline_free(R->head);
     free_features(R);
     store_free(&R->store);
@@ -1174,6 +1283,50 @@ static void run_free(run *R)
     json_decref(R->phases);
     free(R->confusion);
     graft_context_free(R->ctx);
+    for (int k = 1; k < R->nrep; k++) graft_context_free(R->rctx[k]);
+    free(R->gsum);
+}
+
+/* The contexts of the run: one device (--device, recipe.device), or one per device of
+ * --devices / train.devices (replicas; one device named there is the one-device path). */
+static graft_status open_devices(run *R, graft_error *e)
+{
+    const train_options *o = R->o;
+    const char *list = o->devices ? o->devices : o->device ? NULL : R->r->train.devices;
+    graft_context_options co = {.device = o->device ? o->device : R->r->device};
+    R->nrep = 1;
+    if (!list) return graft_context_create(&co, &R->ctx, e);
+    graft_device_info *devs = NULL;
+    int ndev = 0, idx[DEVSPEC_MAX_LIST], n = 0;
+    graft_status s = graft_devices_list(&devs, &ndev, e);
+    if (!s) s = devspec_match_list(list, devs, ndev, idx, DEVSPEC_MAX_LIST, &n, e);
+    char spec[DEVSPEC_MAX_LIST][32];
+    for (int k = 0; k < n && !s; k++)
+        snprintf(spec[k], sizeof spec[k], "%d:%d", devs[idx[k]].platform_index,
+                 devs[idx[k]].device_index);
+    free(devs);
+    if (s) return s;
+    if (n > 1) {
+        if (R->aligning)
+            return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                           "adapt: domain adaptation trains on one device; train.devices names %d",
+                           n);
+        if (R->r->train.on_nonfinite == NONFINITE_SKIP_BATCH)
+            return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                           "train.on_nonfinite: skip_batch runs on one device; train.devices "
+                           "names %d (use stop)",
+                           n);
+    }
+    for (int k = 0; k < n; k++) {
+        co.device = spec[k];
+        if ((s = graft_context_create(&co, k ? &R->rctx[k] : &R->ctx, e))) {
+            err_prefix(e, "device %s", spec[k]);
+            return s;
+        }
+        R->rctx[k] = k ? R->rctx[k] : R->ctx;
+        R->nrep = k + 1;
+    }
+    return GRAFT_OK;
 }
 
 graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
@@ -1185,7 +1338,6 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";
     snprintf(R.dir, sizeof R.dir, "%s", dir);
-    graft_context_options co = {.device = o->device ? o->device : r->device};
     /* data first: a bad data file must fail before anything is written */
     if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
     R.data_seconds = now_seconds() - R.t_start;
@@ -1209,7 +1361,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                                 data_seed_mix(r->train.seed, 0x7a29e7), &R.tb, e)))
             goto done;
     }
-    if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
+    if ((s = open_devices(&R, e))) goto done;
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
     /* dann's discriminator: its tensors live in the same store (checkpoints, exact resume) */
     if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
@@ -1348,6 +1500,12 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->host_syncs_per_step = R.loop_steps ? (double)R.loop_syncs / (double)R.loop_steps : 0;
     out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
     snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
+    out->replicas = R.nrep;
+    for (int k = 1; k < R.nrep; k++) {
+        size_t used = strlen(out->device);
+        snprintf(out->device + used, sizeof out->device - used, " + %s", R.rctx[k]->info.name);
+    }
+    out->allreduce_seconds_per_step = R.dp_steps ? R.allreduce_seconds / (double)R.dp_steps : 0;
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);

@@ -106,6 +106,9 @@ graft_status devspec_parse_list(const char *specs, devspec *out, int cap, int *n
                                 graft_error *e);
 graft_status devspec_match_list(const char *specs, const graft_device_info *list, int count,
                                 int *idx, int cap, int *n, graft_error *e);
+/* A spec of one rank of an MPI job: every {local_rank} replaced by its number ("0:{local_rank}"
+ * gives rank 1 on a node "0:1"); the result is cut to n bytes. */
+void devspec_local_rank(const char *spec, int local_rank, char *out, size_t n);
 
 /* The optimizers, shared by the recipe (train.optimizer) and the runtime's fused updates
  * (op_optim.c), which must not depend on the recipe stage. */

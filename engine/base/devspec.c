@@ -197,3 +197,21 @@ graft_status devspec_match_list(const char *specs, const graft_device_info *list
     *n = k;
     return GRAFT_OK;
 }
+
+void devspec_local_rank(const char *spec, int local_rank, char *out, size_t n)
+{
+    static const char key[] = "{local_rank}";
+    size_t used = 0;
+    if (n) out[0] = 0;
+    while (*spec && used + 1 < n) {
+        if (strncmp(spec, key, sizeof key - 1) == 0) {
+            int w = snprintf(out + used, n - used, "%d", local_rank);
+            if (w < 0) break;
+            used = used + (size_t)w < n ? used + (size_t)w : n - 1;
+            spec += sizeof key - 1;
+        } else {
+            out[used++] = *spec++;
+            out[used] = 0;
+        }
+    }
+}

@@ -36,9 +36,30 @@ typedef struct feature_pool {
 } feature_pool;
 void feature_pool_free(feature_pool *p);
 
+/* ---- across processes (dist.c): MPI when built with it and started by mpirun ---- */
+typedef struct dist {
+    bool active; /* MPI_Init was called */
+    int rank, size, local_rank;
+    double timeout; /* seconds a step waits for its peers (GRAFT_DIST_TIMEOUT, default 20) */
+} dist;
+bool dist_built(void); /* this build has MPI (-Dmpi) */
+/* Join the MPI job when mpirun started the process; else rank 0 of 1 (no MPI call at all). */
+graft_status dist_init(dist *d, graft_error *e);
+void dist_finalize(dist *d);
+/* After an error on one rank: end the whole job, so no peer waits for it. */
+void dist_abort(dist *d);
+/* Every rank at the same step, waiting at most timeout seconds: else an error naming the ranks
+ * that did not answer (dead or hung). */
+graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e);
+/* Element-wise sums over the ranks, in place. */
+graft_status dist_sum_f32(dist *d, float *x, long n, graft_error *e);
+graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e);
+graft_status dist_barrier(dist *d, graft_error *e);
+
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
     const char *devices; /* overrides train.devices: replicas, one per device (SPEC,SPEC | all) */
+    dist *dist;          /* NULL or one rank: this process trains alone */
     const char *out_dir; /* overrides recipe.output */
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
@@ -56,7 +77,8 @@ typedef struct train_summary {
     long steps;
     double train_seconds, images_per_second;
     char device[256];     /* with replicas: their devices joined by " + " */
-    int replicas;         /* data-parallel replicas (1: one device) */
+    int replicas;         /* data-parallel replicas in this process (1: one device) */
+    int ranks;            /* processes of an MPI job (1: none) */
     double allreduce_seconds_per_step; /* host time reducing gradient buckets, per step */
     long params_total, params_trainable;
     bool feature_cache;

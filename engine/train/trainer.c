@@ -64,6 +64,11 @@ typedef struct run {
     graft_context *rctx[DEVSPEC_MAX_LIST];
     pipeline *rep[DEVSPEC_MAX_LIST];
     float *gsum;              /* the reduced gradients of a step (the bucket layout) */
+    long gtotal;              /* floats in gsum */
+    /* across processes (mpirun): this rank's place; rank 0 alone writes the run directory */
+    dist *D;
+    int world, rank;
+    bool peers_checked; /* a step has met every peer since the last compile */
     double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
     long dp_steps;
 } run;
@@ -71,6 +76,12 @@ typedef struct run {
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
  * ten times a second); without a progress callback it is read once per epoch. */
 #define PROGRESS_READ_SECONDS 0.1
+
+/* Whether this process writes the run directory (rank 0, or the only process). */
+static bool writer(const run *R)
+{
+    return R->rank == 0;
+}
 
 static double schedule_lr(const train_spec *t, double epoch_frac)
 {
@@ -416,7 +427,8 @@ static graft_status compile_phase(run *R, graft_error *e)
         pipeline_set_step(R->rep[k], (uint64_t)R->step);
         if ((s = pipeline_upload(R->rep[k], &R->store, e))) return s;
     }
-    if (R->nrep > 1) {
+    R->peers_checked = false;
+    if (R->nrep > 1 || R->world > 1) {
         /* the reduced gradients: the bucket layout of this phase's trainable set */
         int nb;
         const long *off, *count;
@@ -425,6 +437,7 @@ static graft_status compile_phase(run *R, graft_error *e)
         free(R->gsum);
         if (!(R->gsum = malloc((size_t)total * sizeof(float))))
             return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld gradients", total);
+        R->gtotal = total;
     }
     return pipeline_upload(R->head, &R->store, e);
 }
@@ -450,8 +463,9 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     long ss = pipeline_input_size(R->head);
     int first[DEVSPEC_MAX_LIST], cnt[DEVSPEC_MAX_LIST];
     graft_status s = GRAFT_OK;
+    /* across processes, replica k of rank r is worker r * nrep + k of world * nrep */
     for (int k = 0; k < R->nrep && !s; k++) {
-        train_shard(n, R->nrep, k, &first[k], &cnt[k]);
+        train_shard(n, R->world * R->nrep, R->rank * R->nrep + k, &first[k], &cnt[k]);
         if (cnt[k])
             s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k], e);
     }
@@ -474,6 +488,15 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
                 for (long i = 0; i < count[b]; i++) dst[i] += w * g[i];
             any = true;
         }
+        if (!any) memset(dst, 0, (size_t)count[b] * sizeof(float)); /* a rank with no rows */
+    }
+    if (!s && R->world > 1) {
+        /* every rank is at this step (bounded wait: a dead or hung rank is named), then the sum
+         * of the ranks' weighted gradients is the mean over the global batch */
+        double limit = R->D->timeout * (R->peers_checked ? 1 : 10);
+        if (!(s = dist_check_peers(R->D, R->step, limit, e)))
+            s = dist_sum_f32(R->D, R->gsum, R->gtotal, e);
+        R->peers_checked = true;
     }
     R->allreduce_seconds += now_seconds() - t0;
     R->dp_steps++;
@@ -732,7 +755,9 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[22 + 2 * i] = tkeys + (size_t)i * 1040;
         state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
-    s = commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e);
+    /* across processes every rank holds these weights; rank 0 alone writes them */
+    s = writer(R) ? commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e)
+                  : GRAFT_OK;
     free(state_meta);
     free(tvals);
     free(tkeys);
@@ -748,7 +773,9 @@ static double meta_num(st_file *f, const char *key, double dflt)
 static graft_status resume_from(run *R, const char *dir, graft_error *e)
 {
     char path[2300];
-    graft_status rs = recover_checkpoints(dir, e);
+    /* rank 0 puts an interrupted commit right; the others read once it has */
+    graft_status rs = writer(R) ? recover_checkpoints(dir, e) : GRAFT_OK;
+    if (!rs && R->world > 1) rs = dist_barrier(R->D, e);
     if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
@@ -874,7 +901,8 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
-    if (sum->replicas > 1) {
+    if (sum->ranks > 1) json_object_set_new(o, "ranks", json_integer(sum->ranks));
+    if (sum->replicas > 1 || sum->ranks > 1) {
         json_object_set_new(o, "replicas", json_integer(sum->replicas));
         json_object_set_new(o, "allreduce_seconds_per_step",
                             json_real(sum->allreduce_seconds_per_step));
@@ -1125,7 +1153,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                                           (float)r->adapt.weight,
                                           (float)dann_lambda(r, R->epoch, done, nb), e);
         } else {
-            s = R->nrep > 1 ? dp_step(R, x, y, n, &h, e)
+            s = R->nrep > 1 || R->world > 1 ? dp_step(R, x, y, n, &h, e)
                 : table     ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h,
                                                        srp, e)
                             : pipeline_train_step(R->head, x, y, n, &h, srp, e);
@@ -1172,6 +1200,16 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         /* the epoch's exact totals: wait for every step's statistics */
         pipeline_stats st;
         s = stats_read_all(R, true, &st, e);
+        if (!s && R->world > 1) {
+            /* each rank counted its own rows: the epoch's totals are their sums (the display's
+             * running figures above were this rank's) */
+            double v[3] = {st.loss_sum + loss_sum, (double)(st.correct + correct),
+                           (double)(st.samples + got)};
+            s = dist_sum_f64(R->D, v, 3, e);
+            st.loss_sum = v[0] - loss_sum;
+            st.correct = (long)v[1] - correct;
+            st.samples = (long)v[2] - got;
+        }
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
@@ -1295,6 +1333,16 @@ static graft_status open_devices(run *R, graft_error *e)
     const char *list = o->devices ? o->devices : o->device ? NULL : R->r->train.devices;
     graft_context_options co = {.device = o->device ? o->device : R->r->device};
     R->nrep = 1;
+    char mine[256];
+    if (R->world > 1) {
+        /* each rank its device: --device, recipe.device or GRAFT_DEVICE with {local_rank} */
+        const char *spec = list ? list : co.device ? co.device : getenv("GRAFT_DEVICE");
+        if (spec) {
+            devspec_local_rank(spec, R->D->local_rank, mine, sizeof mine);
+            if (list) list = mine;
+            else co.device = mine;
+        }
+    }
     if (!list) return graft_context_create(&co, &R->ctx, e);
     graft_device_info *devs = NULL;
     int ndev = 0, idx[DEVSPEC_MAX_LIST], n = 0;
@@ -1333,7 +1381,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                          graft_error *e)
 {
     memset(out, 0, sizeof *out);
-    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds()};
+    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds(),
+             .D = o->dist, .world = o->dist ? o->dist->size : 1, .rank = o->dist ? o->dist->rank : 0};
     graft_status s;
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";
@@ -1395,14 +1444,14 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         tune_summary ts;
         if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
     }
-    if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    if (writer(&R) && (s = fs_mkdir_p(R.dir, e))) goto done;
     double tc = now_seconds();
     if ((s = compile_phase(&R, e))) goto done;
     R.compile_seconds += now_seconds() - tc;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
-    {
+    if (writer(&R)) {
         char path[2300];
         char *yaml = recipe_dump_yaml(r);
         path_in(&R, "recipe.yaml", path, sizeof path);
@@ -1434,6 +1483,16 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             out->feature_cache_device = out->feature_cache_device || R.on_device;
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
+    }
+    if (!writer(&R)) {
+        /* the other ranks are done: rank 0 evaluates the test split and writes the results */
+        out->epochs_run = R.epoch;
+        out->steps = R.step;
+        out->best_epoch = R.best_epoch;
+        out->test_accuracy = out->test_loss = NAN;
+        snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
+        snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);
+        goto done;
     }
     /* evaluate the best weights on the test split */
     if (R.have_val && R.best_epoch > 0 && R.best_epoch != R.epoch) {
@@ -1501,6 +1560,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
     snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
     out->replicas = R.nrep;
+    out->ranks = R.world;
     for (int k = 1; k < R.nrep; k++) {
         size_t used = strlen(out->device);
         snprintf(out->device + used, sizeof out->device - used, " + %s", R.rctx[k]->info.name);

@@ -20,8 +20,8 @@ run() { # run BUILD LOGBASE [ENV=VALUE...] -- MESON-TEST-ARGS...
 }
 
 # 1. everything on the default device (suite mpi included: mpirun -n 2 --oversubscribe, as root
-#    through OMPI_ALLOW_RUN_AS_ROOT in its test environment; built when MPI is found), but the ten-minute folder-vs-arrays training comparison
-#    (run it with: meson test -C build --suite vision-slow) and the demo sweep of graft sweep
+#    through OMPI_ALLOW_RUN_AS_ROOT in its test environment; built when MPI is found), but the
+#    ten-minute folder-vs-arrays training comparison (run it with: meson test -C build --suite vision-slow) and the demo sweep of graft sweep
 #    (meson test -C build --suite transfer-slow) and PoCL + rusticl data parallelism
 #    (meson test -C build --suite ddp-slow)
 run build all -- --num-processes 2 --no-suite vision-slow --no-suite transfer-slow --no-suite ddp-slow

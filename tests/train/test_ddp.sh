@@ -83,7 +83,19 @@ same r1 ref1 "1 epoch on 1 device + 1 on 2 replicas = 2 epochs on 1 device"
 [ "$(wc -l < run-r2/metrics.jsonl)" = 2 ] && ok "one metrics line per epoch" || bad "metrics.jsonl"
 ls run-r2 | grep -q -v -E '^(model|last|state)\.safetensors$|^(metrics\.jsonl|summary\.json|recipe\.yaml|report\.html)$' \
   && bad "unexpected files in the run directory: $(ls run-r2)" || ok "the run directory is written once"
-# 5. bad device lists: usage errors (exit 2) naming the problem, nothing written
+# 5. graft bench --replicas: the scaling table for 1 and 2 replicas, with the allreduce time
+"$G" bench ddp.yaml --replicas 0:0,0:1 --steps 4 --warmup 1 --json scaling.json > bench.txt 2>&1 \
+  || { cat bench.txt; bad "graft bench --replicas"; }
+$PY - <<'PY' && ok "bench --replicas: $(grep -A2 '^replicas' bench.txt | tr -s ' ' | tr '\n' ';')" \
+  || { cat bench.txt; bad "bench --replicas JSON"; }
+import json
+rows = json.load(open("scaling.json"))["scaling"]
+assert [r["replicas"] for r in rows] == [1, 2], rows
+assert rows[0]["efficiency"] == 1 and rows[0]["allreduce_seconds_per_step"] == 0, rows
+assert rows[1]["allreduce_seconds_per_step"] > 0 and 0 < rows[1]["efficiency"], rows
+assert all(r["images_per_second"] > 0 for r in rows), rows
+PY
+# 6. bad device lists: usage errors (exit 2) naming the problem, nothing written
 for c in "--devices 0:0,0:0|named twice" "--devices 0:0,7:0|no device 7:0" \
          "--device 0:0 --devices all|exclude each other" "--devices 0:0,,0:1|empty device spec"; do
     args=${c%%|*}; frag=${c#*|}

@@ -99,6 +99,7 @@ struct pipeline {
     cl_event *bucket_read; /* the read in flight of each bucket (NULL once waited for) */
     host_buffer grad_host;
     bool grads_out;        /* the backward in progress reads its buckets out */
+    long row0;             /* the step's first row in the global batch (dropout masks) */
 };
 
 const graph_plan *pipeline_plan(const pipeline *p)
@@ -675,7 +676,7 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (x == y) break; /* a view */
             if (l->type == GRAFT_LAYER_DROPOUT && train)
-                s = dropout_fwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
+                s = dropout_fwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i, p->step,
                                 x, y, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), x, y, e);
@@ -832,7 +833,7 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (!dx || dx == dy) break; /* a view shares its input's gradient */
             if (l->type == GRAFT_LAYER_DROPOUT)
-                s = dropout_bwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
+                s = dropout_bwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i, p->step,
                                 dy, dx, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), dy, dx, e);
@@ -1412,11 +1413,12 @@ graft_status pipeline_grad_layout(pipeline *p, int *nbuckets, const long **offse
 }
 
 graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels, int n,
-                                  graft_error *e)
+                                  long row0, graft_error *e)
 {
     if (!p->o.training || p->o.skip_nonfinite)
         return err_set(e, GRAFT_STATUS_INTERNAL, "not a plain training pipeline");
     graft_status s = buckets_init(p, e);
+    p->row0 = row0;
     if (!s) s = upload_batch(p, x, labels, n, e);
     cl_mem loss, correct;
     if (!s) s = stats_slot(p, false, &loss, &correct, e);
@@ -1431,6 +1433,7 @@ graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels
     p->grads_out = true;
     if (!s) s = backward(p, n, e);
     p->grads_out = false;
+    p->row0 = 0;
     /* the queue runs the reads; flush so a device of another platform starts now */
     if (!s) s = cl_check(clFlush(p->ctx->queue), "clFlush", e);
     return s;

@@ -467,7 +467,8 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     for (int k = 0; k < R->nrep && !s; k++) {
         train_shard(n, R->world * R->nrep, R->rank * R->nrep + k, &first[k], &cnt[k]);
         if (cnt[k])
-            s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k], e);
+            s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
+                                     first[k], e);
     }
     if (s) return s;
     int nb;

@@ -10,7 +10,7 @@
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
-cp "$SRC/tests/train/ddp.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 if [ "$MODE" = mixed ]; then
     export RUSTICL_ENABLE=llvmpipe POCL_DEVICES=pthread
@@ -65,6 +65,12 @@ S="--set train.max_steps=10 --set train.optimizer=adam --set train.lr=0.002"
 run adam1 --device 0:0 $S
 run adam2 --devices 0:0,0:1 $S
 same adam2 adam1 "adam: 2 replicas = 1 device"
+# 2b. dropout: masks keyed by the example's global position, so 3 replicas (shares starting
+#     mid-block of the mask's generator) draw the one-device masks
+S="--set model.file=mlp-dropout.yaml --set train.max_steps=10"
+run drop1 --device 0:0 $S
+run drop3 --devices all $S
+same drop3 drop1 "dropout: 3 replicas = 1 device"
 # 3. train.devices in the recipe is --devices
 run recipe --set 'train.devices=["0:0", "0:1"]' --set train.max_steps=20
 same recipe two "train.devices = --devices"

@@ -32,7 +32,14 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
 The machine (CPU model, ISA class, cores, load, the OpenCL devices Graft sees) is printed first
 and written with every figure to --json OUT.
 
-Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY]
+--isa avx2 caps every contender at AVX2 + FMA on an AVX-512 machine, to measure what a machine
+without AVX-512 gives (the same core, caches and clock: an approximation of an AVX2 CPU, labelled
+so in the output): PoCL compiles for haswell with its avx2 kernel library (POCL_LLVM_CPU_NAME,
+POCL_KERNELLIB_NAME: Graft sees the device pthread-haswell-..., with its own tuning results),
+PyTorch's ATen kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN in PyTorch and TensorFlow
+(ONEDNN_MAX_CPU_ISA=AVX2) and MKL (MKL_ENABLE_INSTRUCTIONS=AVX2).
+
+Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY] [--isa avx2]
                         [--debian-python PY|none] [--torch-device cpu|cuda] [--gemm-sizes L]
                         [--parts LIST] [--repeat N] [--steps N]
                         [--warmup N] [--threads N] [--images N] [--quick] [--skip-tune]
@@ -179,9 +186,18 @@ def machine_info(graft):
     return info
 
 
+ISA_CAPS = {"avx2": {"POCL_LLVM_CPU_NAME": "haswell", "POCL_KERNELLIB_NAME": "avx2",
+                     "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                     "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
+
+
 def print_machine(m):
     print(f"machine: {m['cpu']}, {m['isa']}{' + FMA' if m.get('fma') else ''}, {m['cores']} "
           f"logical cores, load average {m['load_average'][0]:.2f}")
+    if m.get("isa_cap"):
+        print(f"  ISA capped at {m['isa_cap']} for every contender (an approximation of an "
+              f"{m['isa_cap']} machine: same core, caches and clock): "
+              + " ".join(f"{k}={v}" for k, v in ISA_CAPS[m['isa_cap'].lower()].items()))
     for d in m["opencl"]:
         # PoCL's CPU device names the LLVM target it compiles for: skylake-avx512, znver3, ...
         print(f"  OpenCL device: {d['name']} ({d['compute_units']} compute units; "
@@ -726,6 +742,7 @@ def main():
     ap.add_argument("--skip-tune", action="store_true",
                     help="no `graft tune --missing` first, and no tuned Graft row")
     ap.add_argument("--json", help="write the machine and every figure here")
+    ap.add_argument("--isa", choices=sorted(ISA_CAPS), help="cap every contender at this ISA")
     ap.add_argument("--blas-dir", help="a folder with the libblas.so.3 Debian's python loads")
     ap.add_argument("--steps", type=int, default=60, help="training steps timed (default 60)")
     ap.add_argument("--warmup", type=int, default=5, help="untimed steps first (default 5)")
@@ -763,8 +780,12 @@ def main():
     unknown = set(parts) - set(PARTS)
     if unknown:
         sys.exit(f"unknown --parts {', '.join(sorted(unknown))}: expected {', '.join(PARTS)}")
+    if args.isa:  # before anything starts: every child inherits the caps
+        os.environ.update(ISA_CAPS[args.isa])
     res = {"machine": machine_info(graft), "threads": THREADS,
            "command": " ".join([sys.argv[0]] + sys.argv[1:])}
+    if args.isa:
+        res["machine"]["isa_cap"] = args.isa.upper()
     print_machine(res["machine"])
     peers, skipped, facts = ([], {}, {})
     if "train" in parts or "gemm" in parts or "transfer" in parts:

@@ -77,8 +77,12 @@ static void adapt_table(const graft_recipe *r)
                 long pc = 0;
                 for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
                 params += pc;
-                printf("  extra layer %-20s dense %-10s %8ld params%s\n", l->name, s, pc,
-                       i + 1 < dg->nlayers ? " + relu" : " -> logit (source 1, target 0)");
+                char drop[48] = "";
+                if (as->disc_dropout > 0)
+                    snprintf(drop, sizeof drop, " + dropout %g", as->disc_dropout);
+                printf("  extra layer %-20s dense %-10s %8ld params%s%s\n", l->name, s, pc,
+                       i + 1 < dg->nlayers ? " + relu" : " -> logit (source 1, target 0)",
+                       i + 1 < dg->nlayers ? drop : "");
             }
             printf("  discriminator parameters: %ld (trained with train.optimizer)\n", params);
         }

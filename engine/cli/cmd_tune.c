@@ -86,7 +86,7 @@ static int graph_shapes(shape_list *l, const graft_recipe *r)
 {
     size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
     gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
-    int count = compile_gemm_shapes(&r->graph, n, false, s, COMPILE_MAX_GEMM_SHAPES);
+    int count = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
     int before = l->n;
     for (int i = 0; i < count; i++) add(l, s[i].ta, s[i].tb, s[i].m, s[i].n, s[i].k);
     for (int i = 0; i < r->graph.nlayers; i++)

@@ -53,6 +53,36 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
     return n;
 }
 
+int compile_recipe_gemm_shapes(const graft_recipe *r, bool only_trained, gemm_shape *out, int cap)
+{
+    size_t b = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
+    int n = compile_gemm_shapes(&r->graph, b, only_trained, out, cap);
+    const adapt_spec *a = &r->adapt;
+    if (!a->present || !(a->methods & ADAPT_ALIGNING) || a->layer < 0 || a->layer >= r->graph.nlayers)
+        return n;
+    /* an aligning step runs the source and the target batch together (pipeline.c) */
+    gemm_shape more[COMPILE_MAX_GEMM_SHAPES];
+    int m = compile_gemm_shapes(&r->graph, 2 * b, only_trained, more, COMPILE_MAX_GEMM_SHAPES);
+    for (int i = 0; i < m; i++) add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
+    if (a->methods & ADAPT_DANN) {
+        m = compile_gemm_shapes(&a->disc_graph, 2 * b, false, more, COMPILE_MAX_GEMM_SHAPES);
+        for (int i = 0; i < m; i++)
+            add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
+    }
+    /* op_adapt.c: CORAL's covariances (D x D over B rows) and their gradients; MMD's Gram matrix
+     * over the 2B rows and its gradient */
+    size_t d = (size_t)shape_size(r->graph.layers[a->layer].out);
+    if (a->methods & ADAPT_CORAL) {
+        add(out, &n, cap, true, false, d, d, b);
+        add(out, &n, cap, false, false, b, d, d);
+    }
+    if (a->methods & ADAPT_MMD) {
+        add(out, &n, cap, false, true, 2 * b, 2 * b, d);
+        add(out, &n, cap, false, false, 2 * b, d, 2 * b);
+    }
+    return n;
+}
+
 /* The distinct conv2d shapes of g without a tuned path on this device (into out when given). */
 static int conv_missing(graft_context *ctx, const graph *g, conv2d_desc *out, int cap)
 {
@@ -132,11 +162,9 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
     double budget;
     graft_status st = tune_mode_resolve((int)r->train.tune, &mode, &budget, e);
     if (st || mode == TUNE_OFF) return st;
-    size_t batch = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
     gemm_shape shapes[COMPILE_MAX_GEMM_SHAPES], missing[COMPILE_MAX_GEMM_SHAPES];
     /* an unfreeze schedule trains more layers later: tune every product then */
-    int n = compile_gemm_shapes(&r->graph, batch, r->train.nunfreeze == 0, shapes,
-                                COMPILE_MAX_GEMM_SHAPES);
+    int n = compile_recipe_gemm_shapes(r, r->train.nunfreeze == 0, shapes, COMPILE_MAX_GEMM_SHAPES);
     int m = tune_missing(ctx, shapes, n, missing);
     double t0 = now_seconds();
     int convs = conv_missing(ctx, &r->graph, NULL, 0);

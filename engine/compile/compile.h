@@ -133,6 +133,7 @@ typedef struct pipeline_options {
     int align;
     int align_layer;
     const graph *disc; /* ALIGN_DANN: the domain discriminator (adapt_spec.disc_graph) */
+    float disc_dropout; /* ... and the dropout rate after each of its hidden layers */
     /* AdaBN: pipeline_bn_restat runs batchnorm on batch statistics in an evaluation pipeline */
     bool bn_restat;
     /* train.on_nonfinite: skip_batch. A step given a step_result reads its loss back before the
@@ -266,6 +267,10 @@ graft_status pipeline_apply_grads(pipeline *p, const float *grads, const optim_h
  * them), without repeats, at most cap; returns the count. only_trained: skip the backward
  * products of layers no gradient reaches and the weight gradients of frozen layers. */
 int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap);
+/* The same for a whole recipe at its batch size: the model's products, and where `adapt:` aligns
+ * features (coral, mmd, dann), also the products of its steps over a source and a target batch
+ * (2B rows), DANN's discriminator and the alignment losses' own GEMMs. */
+int compile_recipe_gemm_shapes(const graft_recipe *r, bool only_trained, gemm_shape *out, int cap);
 /* A conv2d layer's op descriptor (shape, stride, padding, groups, bias; no epilogue). */
 void plan_conv_desc(const layer *l, conv2d_desc *d);
 typedef void (*tune_note_fn)(void *user, const char *note);

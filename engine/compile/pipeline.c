@@ -52,6 +52,7 @@ struct pipeline {
      * and output gradient, and the gradient it sends back to the features */
     int nd;
     dense_op dop[ADAPT_MAX_DISC + 1];
+    dropout_op ddrop[ADAPT_MAX_DISC]; /* after each hidden layer when disc_dropout > 0 */
     cl_mem dw[ADAPT_MAX_DISC + 1][2], dg[ADAPT_MAX_DISC + 1][2], dm[ADAPT_MAX_DISC + 1][2],
         dv[ADAPT_MAX_DISC + 1][2];
     long dt[ADAPT_MAX_DISC + 1][2];
@@ -346,6 +347,9 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
                     if (o->optimizer != OPT_SGD && (s = alloc(p, cnt, &p->dm[L][j], e))) goto fail;
                     if (o->optimizer >= OPT_ADAM && (s = alloc(p, cnt, &p->dv[L][j], e))) goto fail;
                 }
+                if (L < p->nd - 1 && o->disc_dropout > 0 &&
+                    (s = dropout_op_init(ctx, &p->ddrop[L], l->units, o->disc_dropout, e)))
+                    goto fail;
                 if ((s = alloc(p, B * (size_t)l->units, &p->dact[L], e)) ||
                     (s = alloc(p, B * (size_t)l->units, &p->dgrad[L], e)))
                     goto fail;
@@ -452,6 +456,7 @@ void pipeline_free(pipeline *p)
     if (p->o.align && p->o.align != ALIGN_DANN) align_op_free(&p->align);
     for (int L = 0; L < p->nd; L++) {
         dense_op_free(&p->dop[L]);
+        if (L < p->nd - 1) dropout_op_free(&p->ddrop[L]);
         for (int j = 0; j < 2; j++) {
             release(&p->dw[L][j]);
             release(&p->dg[L][j]);
@@ -726,6 +731,12 @@ static graft_status dx_finish(pipeline *p, int i, int q, int n, bool accumulate,
                           DY(p, in), e);
 }
 
+/* The dropout key of the discriminator's hidden layer L: after the model's layers' keys. */
+static uint64_t disc_seed(const pipeline *p, int L)
+{
+    return p->o.dropout_seed + (uint64_t)p->g->nlayers + (uint64_t)L;
+}
+
 /* DANN at the aligned layer i: the discriminator's forward on its output, binary cross-entropy
  * (source 1, target 0; the mean times the weight), the discriminator's backward into its
  * gradients, and the gradient reversal: the features' gradient gets -lambda times what reaches
@@ -736,15 +747,25 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
     const int ns = p->align_ns, n = ns + p->align_nt, last = p->nd - 1;
     cl_mem x = Y(p, i);
     graft_status s = GRAFT_OK;
-    for (int L = 0; L <= last && !s; L++)
+    /* dropout after a hidden layer: in place on its (ReLU'd) output, the mask keyed by the step
+     * and the layer like the model's own dropout layers; a dropped unit's output is 0, so the
+     * ReLU derivative taken from that output is 0 there too */
+    for (int L = 0; L <= last && !s; L++) {
         s = dense_fwd(ctx, &p->dop[L], n, L ? p->dact[L - 1] : x, p->dw[L][0], p->dw[L][1],
                       p->dact[L], e);
+        if (!s && L < last && p->ddrop[L].fwd)
+            s = dropout_fwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dact[L], p->dact[L],
+                            e);
+    }
     const float scale = p->align_weight / (float)n;
     if (!s) s = bce_fwd_bwd(ctx, n, ns, scale, p->dact[last], p->dloss, p->dgrad[last], e);
     if (!s) s = loss_sum_f32(ctx, n, scale, true, p->dloss, p->align_sum, e);
     for (int L = last; L >= 0 && !s; L--) {
         cl_mem in = L ? p->dact[L - 1] : x;
-        if (L < last) s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], e);
+        if (L < last && p->ddrop[L].fwd)
+            s = dropout_bwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dgrad[L],
+                            p->dgrad[L], e);
+        if (!s && L < last) s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], e);
         if (!s)
             s = dense_bwd_weight(ctx, &p->dop[L], n, in, p->dgrad[L], p->dg[L][0], p->dg[L][1], e);
         if (!s)

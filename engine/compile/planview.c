@@ -130,6 +130,8 @@ static void adapt_json(json_t *root, const graft_recipe *r)
             long pc = 0;
             for (int j = 0; j < l->nparams; j++) pc += l->params[j].count;
             json_object_set_new(x, "params", json_integer(pc));
+            if (i < as->disc_graph.nlayers - 1 && as->disc_dropout > 0)
+                json_object_set_new(x, "dropout", json_real(as->disc_dropout));
             json_array_append_new(layers, x);
         }
     }

@@ -234,9 +234,6 @@ void recipe_parse_adapt(rctx *c, const ynode *n)
         }
         get_num(c, dn, "adapt.discriminator", "dropout", 0, 1, false, true,
                 "a number with 0 <= dropout < 1", &as->disc_dropout);
-        if (as->disc_dropout > 0)
-            graft_diags_add(c->d, get(dn, "dropout")->mark,
-                            "adapt.discriminator.dropout: only 0 is supported by this build");
     }
     if ((as->methods & ADAPT_DANN) && as->layer >= 0) build_discriminator(c, as);
 }

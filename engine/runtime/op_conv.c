@@ -132,7 +132,7 @@ static conv_path default_path(const graft_context *ctx)
 /* The key of a layer shape's path choice on this device: the shape without the bias and the
  * epilogue (they cost the same on every path; a conv with a folded batchnorm gains a bias), and
  * the kernels' sources, so a changed kernel invalidates the choice. */
-static char *path_key(const graft_context *ctx, const conv2d_desc *d, size_t *len)
+static char *path_key(graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
     const char *names[] = {"conv", "conv_igemm", "gemm", "gemm_tiled"};
@@ -337,16 +337,20 @@ static graft_status ig_launch(graft_context *ctx, cl_kernel k, const int tile[2]
     return launch(ctx, k, 3, g, l, NULL, e);
 }
 
+/* The forward and backward-data kernels' arguments: four buffers and the batch size. */
+static void ig_args(cl_kernel k, cl_mem a0, cl_mem a1, cl_mem a2, cl_mem a3, int n)
+{
+    cl_mem m[4] = {a0, a1, a2, a3};
+    for (cl_uint i = 0; i < 4; i++) clSetKernelArg(k, i, sizeof(cl_mem), &m[i]);
+    clSetKernelArg(k, 4, sizeof n, &n);
+}
+
 static graft_status ig_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                            cl_mem y, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
     cl_kernel k = op->ig_fwd;
-    clSetKernelArg(k, 0, sizeof x, &x);
-    clSetKernelArg(k, 1, sizeof w, &w);
-    clSetKernelArg(k, 2, sizeof b, &b);
-    clSetKernelArg(k, 3, sizeof y, &y);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    ig_args(k, x, w, b, y, n);
     return ig_launch(ctx, k, op->ig_tile[IG_FWD], (size_t)(d->o / d->groups),
                      (size_t)n * d->oh * d->ow, (size_t)d->groups, e);
 }
@@ -356,11 +360,7 @@ static graft_status ig_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy,
 {
     const conv2d_desc *d = &op->d;
     cl_kernel k = op->ig_data;
-    clSetKernelArg(k, 0, sizeof dy, &dy);
-    clSetKernelArg(k, 1, sizeof y, &y);
-    clSetKernelArg(k, 2, sizeof w, &w);
-    clSetKernelArg(k, 3, sizeof dx, &dx);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    ig_args(k, dy, y, w, dx, n);
     return ig_launch(ctx, k, op->ig_tile[IG_DATA], (size_t)(d->c / d->groups),
                      (size_t)n * d->h * d->w, (size_t)d->groups, e);
 }

@@ -102,6 +102,12 @@ struct graft_context {
     /* GEMM (gemm.c, tune.c): per-shape choices, and how many of them came from tuning results */
     gemm_memo gemm_memo[GEMM_MEMO_MAX];
     int ngemm_memo, gemm_tuned_hits, gemm_default_uses;
+    /* tuning keys (tune.c): the hash of each kind's kernel sources, computed once per context */
+    struct {
+        const char *kind;
+        char hex[65];
+    } src_hash[4];
+    int nsrc_hash;
     /* cost counters (see cost_counters above) */
     cost_counters cost;
 };

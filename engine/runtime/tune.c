@@ -145,20 +145,35 @@ gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
     return (gemm_choice){GEMM_BACKEND_CLBLAST, {0, 0, 0, 0}};
 }
 
-void tune_key_begin(buf *b, const graft_context *ctx, const char *kind,
-                    const char *const *sources, int nsources)
+/* The hash of a kind's kernel sources, once per context (every layer's key needs it). */
+static const char *sources_hash(graft_context *ctx, const char *kind, const char *const *sources,
+                                int nsources, char hex[65])
 {
-    /* the kernels' sources: a changed kernel invalidates every result */
+    for (int i = 0; i < ctx->nsrc_hash; i++)
+        if (strcmp(ctx->src_hash[i].kind, kind) == 0) return ctx->src_hash[i].hex;
     buf src = {0};
     for (int i = 0; i < nsources; i++) {
         const char *t = cl_source_get(sources[i]);
         if (t) buf_append(&src, t, strlen(t));
     }
     uint8_t h[32];
-    char hex[65];
     sha256(src.data ? src.data : "", src.len, h);
     hex_encode(h, 32, hex);
     buf_free(&src);
+    int n = (int)(sizeof ctx->src_hash / sizeof ctx->src_hash[0]);
+    if (ctx->nsrc_hash < n) {
+        ctx->src_hash[ctx->nsrc_hash].kind = kind;
+        memcpy(ctx->src_hash[ctx->nsrc_hash++].hex, hex, 65);
+    }
+    return hex;
+}
+
+void tune_key_begin(buf *b, graft_context *ctx, const char *kind, const char *const *sources,
+                    int nsources)
+{
+    /* the kernels' sources: a changed kernel invalidates every result */
+    char own[65];
+    const char *hex = sources_hash(ctx, kind, sources, nsources, own);
     buf_printf(b,
                "%s\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\nclblast=%d.%d.%d\n"
                "kernels=%s\n",
@@ -184,7 +199,7 @@ bool tune_cache_text(graft_context *ctx, const char *key, size_t keylen, char *t
 }
 
 /* The key of a shape's tuning result, or of the device's index entry when s is NULL. */
-static char *tune_key(const graft_context *ctx, const gemm_shape *s, size_t *len)
+static char *tune_key(graft_context *ctx, const gemm_shape *s, size_t *len)
 {
     buf b = {0};
     const char *names[] = {"gemm", "gemm_tiled"};

@@ -50,7 +50,7 @@ graft_status gemm_choice_parse(const char *text, gemm_choice *out, graft_error *
 /* The start of a tuning result's key in the program cache (kind "tune"): a kind line, the
  * device's identity (platform and its version, device, driver, CLBlast version) and a hash of the
  * named kernel sources, so that a new driver or a changed kernel invalidates every result. */
-void tune_key_begin(buf *b, const graft_context *ctx, const char *kind,
+void tune_key_begin(buf *b, graft_context *ctx, const char *kind,
                     const char *const *sources, int nsources);
 /* A stored result's text (at most n - 1 bytes, NUL-terminated); false when there is none. */
 bool tune_cache_text(graft_context *ctx, const char *key, size_t keylen, char *text, size_t n);

@@ -380,6 +380,7 @@ static graft_status compile_phase(run *R, graft_error *e)
                                     : am & ADAPT_DANN ? ALIGN_DANN
                                                       : 0,
                            .disc = am & ADAPT_DANN ? &r->adapt.disc_graph : NULL,
+                           .disc_dropout = (float)r->adapt.disc_dropout,
                            .align_layer = R->aligning ? r->adapt.layer : 0,
                            .training = true,
                            .bn_train = r->transfer.bn_train,

@@ -414,6 +414,60 @@ static void test_pathological(void)
     timed_load("selfext.yaml", "extends cycle");
 }
 
+static bool has_shape(const gemm_shape *s, int n, bool ta, bool tb, size_t m, size_t nn, size_t k)
+{
+    for (int i = 0; i < n; i++)
+        if (s[i].ta == ta && s[i].tb == tb && s[i].m == m && s[i].n == nn && s[i].k == k) return true;
+    return false;
+}
+
+/* The tuner's shape list of an aligning recipe: the 2B-row products of its steps, DANN's
+ * discriminator and the alignment GEMMs, beside the model's own at B. */
+static void test_adapt_shapes(void)
+{
+    const char *model = "model:\n"
+                        "  input: [1, 4, 4]\n"
+                        "  layers:\n"
+                        "    - {name: flatten, type: flatten}\n"
+                        "    - {name: fc1, type: dense, units: 6}\n"
+                        "    - {name: relu1, type: relu}\n"
+                        "    - {name: fc2, type: dense, units: 3}\n"
+                        "train: {batch_size: 8}\n";
+    /* the unlabelled target: 4 images of 4x4, IDX uint8 */
+    unsigned char idx[16 + 64] = {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 4};
+    write_file("t.idx", (const char *)idx, sizeof idx);
+    char text[2048];
+    const char *methods[] = {"none", "coral", "mmd", "dann"};
+    for (int m = 0; m < 4; m++) {
+        snprintf(text, sizeof text,
+                 "%sadapt:\n  method: %s\n%s  target: {format: idx, images: t.idx}\n%s", model,
+                 methods[m], m ? "  layer: fc1\n" : "", m == 3 ? "  discriminator: {layers: [5]}\n" : "");
+        write_text("a.yaml", text);
+        graft_recipe *r = NULL;
+        graft_diags d = {0};
+        CHECK(recipe_load(path_in("a.yaml"), NULL, 0, &r, &d) == GRAFT_OK);
+        dump_diags(&d);
+        if (!r) continue;
+        gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
+        int n = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
+        CHECKF(has_shape(s, n, false, true, 8, 6, 16), "%s: fc1 forward at B", methods[m]);
+        bool aligns = m > 0;
+        CHECKF(has_shape(s, n, false, true, 16, 6, 16) == aligns, "%s: fc1 forward at 2B",
+               methods[m]);
+        CHECKF(has_shape(s, n, true, false, 6, 16, 16) == aligns, "%s: fc1 weight grad at 2B",
+               methods[m]);
+        CHECKF(has_shape(s, n, true, false, 6, 6, 8) == (m == 1), "%s: CORAL covariance",
+               methods[m]);
+        CHECKF(has_shape(s, n, false, true, 16, 16, 6) == (m == 2), "%s: MMD Gram", methods[m]);
+        CHECKF(has_shape(s, n, false, true, 16, 5, 6) == (m == 3), "%s: discriminator layer 0",
+               methods[m]);
+        CHECKF(has_shape(s, n, false, true, 16, 1, 5) == (m == 3), "%s: discriminator logit",
+               methods[m]);
+        recipe_free(r);
+        graft_diags_free(&d);
+    }
+}
+
 static void test_registry(void)
 {
     int n;
@@ -439,6 +493,7 @@ int main(void)
     test_merge_and_extends();
     test_transfer();
     test_data_paths();
+    test_adapt_shapes();
     test_pathological();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

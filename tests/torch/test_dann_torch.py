@@ -4,8 +4,10 @@ weights (feature extractor, classifier and domain discriminator), the same sourc
 batches and the same lambda: a small CNN with batchnorm, the features of fc1 through a gradient
 reversal layer into a discriminator [16, 16] -> 1 trained with binary cross-entropy (source 1,
 target 0), the total loss CE(source) + weight * BCE, one SGD step and one Adam step. Every tensor
-after the step (weights, discriminator, batchnorm running statistics) must agree. Also a CORAL step
-and an MMD-free check that the target rows' labels are never read. Exit 77 without torch."""
+after the step (weights, discriminator, batchnorm running statistics) must agree. Also one SGD step
+with the discriminator's dropout (its masks rebuilt here from Graft's Philox4x32-10 stream, see
+cl/dropout.cl), a CORAL step and an MMD-free check that the target rows' labels are never read.
+Exit 77 without torch."""
 import os
 import subprocess
 import sys
@@ -50,6 +52,30 @@ class GRL(torch.autograd.Function):
         return -ctx.lam * g, None
 
 
+def philox4x32_10(ctr, key):
+    """Philox4x32-10 on arrays of counters (N x 4) and one key, as cl/dropout.cl runs it."""
+    c = [ctr[:, j].astype(np.uint64) for j in range(4)]
+    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
+    m32 = np.uint64(0xFFFFFFFF)
+    for _ in range(10):
+        p0 = np.uint64(0xD2511F53) * c[0]
+        p1 = np.uint64(0xCD9E8D57) * c[2]
+        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & m32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & m32]
+        k0 = (k0 + np.uint64(0x9E3779B9)) & m32
+        k1 = (k1 + np.uint64(0xBB67AE85)) & m32
+    return np.stack(c, axis=1)
+
+
+def dropout_mask(seed, step, total, rate):
+    """The mask times the scale that Graft's dropout applies to a tensor of `total` floats."""
+    q = np.arange((total + 3) // 4, dtype=np.uint64)
+    ctr = np.stack([q, np.zeros_like(q), np.full_like(q, step & 0xFFFFFFFF),
+                    np.full_like(q, step >> 32)], axis=1)
+    words = philox4x32_10(ctr, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:total]
+    keep = words < np.uint64(round((1 - rate) * 2 ** 32))
+    return np.where(keep, np.float32(1 / (1 - rate)), np.float32(0)).astype(np.float32)
+
+
 def coral(fs, ft):
     d = fs.shape[1]
     cs, ct = torch.cov(fs.T), torch.cov(ft.T)
@@ -67,6 +93,12 @@ def main():
     yt = np.full(NT, 4, np.int64)  # never read: Graft must not use target labels
     for name, a in [("xs", xs), ("ys", ys), ("xt", xt), ("yt", yt)]:
         np.save(os.path.join(work, name + ".npy"), a)
+    # the dropout case: masks are positional, and Graft shuffles the rows of its batches, so every
+    # source row is the same example and every target row too (the order then cannot matter)
+    rows = {"xs": np.repeat(xs[:1], NS, 0), "ys": np.repeat(ys[:1], NS), "xt": np.repeat(xt[:1], NT, 0),
+            "yt": yt}
+    for name, a in rows.items():
+        np.save(os.path.join(work, name + "1.npy"), a)
     net = GraftNet(MODEL)
     disc = []
     width = 12
@@ -89,24 +121,27 @@ def main():
         failures += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {what:44s} rel.err {err:.2e} (tol {tol:.0e})")
 
-    def run(method, opt, lr):
+    SEED, DROP = 3, 0.5
+
+    def run(method, opt, lr, drop=0.0):
+        d = "1" if drop else ""
         recipe = {
             "name": f"{method}-step", "model": {"file": "model.yaml"},
-            "data": {"train": {"format": "npy", "images": "xs.npy", "labels": "ys.npy"},
+            "data": {"train": {"format": "npy", "images": f"xs{d}.npy", "labels": f"ys{d}.npy"},
                      "val_split": 0},
             "adapt": {"method": method, "layer": "fc1", "weight": WEIGHT,
-                      "target": {"format": "npy", "images": "xt.npy", "labels": "yt.npy"}},
+                      "target": {"format": "npy", "images": f"xt{d}.npy", "labels": "yt.npy"}},
             "transfer": {"from": "w0.safetensors"},
             "train": {"epochs": 1, "batch_size": NS, "max_steps": 1, "optimizer": opt, "lr": lr,
-                      "eps": 1e-5},
+                      "eps": 1e-5, "seed": SEED},
         }
         if method == "dann":
             recipe["adapt"].update({"schedule": "constant",
-                                    "discriminator": {"layers": DISC, "dropout": 0.0}})
-        rp = os.path.join(work, f"{method}-{opt}.yaml")
+                                    "discriminator": {"layers": DISC, "dropout": drop}})
+        rp = os.path.join(work, f"{method}-{opt}-{drop}.yaml")
         with open(rp, "w") as f:
             yaml.safe_dump(recipe, f, sort_keys=False)
-        out = os.path.join(work, f"run-{method}-{opt}")
+        out = os.path.join(work, f"run-{method}-{opt}-{drop}")
         r = subprocess.run([graft, "train", rp, "--quiet", "--out", out], capture_output=True,
                            text=True, env=dict(os.environ, GRAFT_TUNE="off"))
         if r.returncode:
@@ -114,9 +149,11 @@ def main():
             raise SystemExit(f"graft train failed with exit {r.returncode}")
         return st_read(os.path.join(out, "last.safetensors"))
 
-    for method, opt, lr in [("dann", "sgd", 0.1), ("dann", "adam", 1e-3), ("coral", "sgd", 0.1)]:
-        print(f"{method}, one {opt} step (lr {lr}), {NS} source + {NT} target rows, weight {WEIGHT}")
-        got = run(method, opt, lr)
+    for method, opt, lr, drop in [("dann", "sgd", 0.1, 0.0), ("dann", "adam", 1e-3, 0.0),
+                                  ("dann", "sgd", 0.1, DROP), ("coral", "sgd", 0.1, 0.0)]:
+        print(f"{method}, one {opt} step (lr {lr}), {NS} source + {NT} target rows, weight {WEIGHT}"
+              + (f", discriminator dropout {drop}" if drop else ""))
+        got = run(method, opt, lr, drop)
         tnet = GraftNet(MODEL)
         tnet.load_graft_state(state)
         tdisc = [nn.Linear(m.in_features, m.out_features) for m in disc]
@@ -131,9 +168,10 @@ def main():
         fc1 = tnet.mods[tnet.names.index("fc1")]
         fc1.register_forward_hook(lambda m, i, out: feats.__setitem__("f", out))
         tnet.train()
-        x = torch.from_numpy(np.concatenate([xs, xt]))
+        bs, bys, bt = (rows["xs"], rows["ys"], rows["xt"]) if drop else (xs, ys, xt)
+        x = torch.from_numpy(np.concatenate([bs, bt]))
         logits = tnet(x)
-        loss = F.cross_entropy(logits[:NS], torch.from_numpy(ys))
+        loss = F.cross_entropy(logits[:NS], torch.from_numpy(bys))
         f = feats["f"]
         if method == "dann":
             h = GRL.apply(f, 1.0)
@@ -141,6 +179,14 @@ def main():
                 h = m(h)
                 if i < len(tdisc) - 1:
                     h = F.relu(h)
+                    if drop:
+                        # Graft keys the discriminator's masks after the model's layers' keys
+                        key = SEED * 1000003 + 17 + len(MODEL["layers"]) + i
+                        mask = dropout_mask(key, 0, h.numel(), drop).reshape(h.shape)
+                        if i == 0:
+                            print(f"  discriminator layer 0 keeps {mask.astype(bool).mean():.2f} "
+                                  "of its units")
+                        h = h * torch.from_numpy(mask)
             dom = torch.cat([torch.ones(NS), torch.zeros(NT)])
             loss = loss + WEIGHT * F.binary_cross_entropy_with_logits(h.squeeze(1), dom)
         else:

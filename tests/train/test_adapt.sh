@@ -132,9 +132,11 @@ assert (m["target_epoch"], m["target_batch"]) == ("13", "2"), m
 PYX
 
 # 4. graft plan shows what adaptation adds
-"$G" plan base.yaml --set adapt.method=dann --set adapt.layer=fc1 > plan.txt 2>&1
+"$G" plan base.yaml --set adapt.method=dann --set adapt.layer=fc1 \
+    --set 'adapt.discriminator={layers: [32, 16], dropout: 0.25}' > plan.txt 2>&1
 grep -q "extra layer domain_disc.0" plan.txt && grep -q "gradient reversal after fc1" plan.txt \
-    && grep -q "batch 128 (source + target)" plan.txt && ok "graft plan shows the discriminator, the reversal and the doubled batch" \
+    && grep -q "batch 128 (source + target)" plan.txt && grep -q "domain_disc.1 .*relu + dropout 0.25" plan.txt \
+    && ! grep -q "domain_disc.2 .*dropout" plan.txt && ok "graft plan shows the discriminator, the reversal and the doubled batch" \
     || { cat plan.txt; bad "graft plan"; }
 
 # 5. bad targets: positioned errors, no run directory

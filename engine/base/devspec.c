@@ -74,7 +74,8 @@ static bool icontains(const char *hay, const char *needle)
 static bool vendor_match(const graft_device_info *d, const char *word)
 {
     if (strcmp(word, "pocl") == 0)
-        return icontains(d->platform, "portable computing language") || icontains(d->platform, "pocl");
+        return icontains(d->platform, "portable computing language") ||
+               icontains(d->platform, "pocl");
     if (strcmp(word, "amd") == 0)
         return icontains(d->vendor, "advanced micro devices") || icontains(d->vendor, "amd") ||
                icontains(d->platform, "amd");
@@ -137,7 +138,6 @@ graft_status devspec_match(const devspec *s, const graft_device_info *list, int 
                    n ? have : "none");
 }
 
-
 graft_status devspec_parse_list(const char *specs, devspec *out, int cap, int *n, bool *all,
                                 graft_error *e)
 {
@@ -181,7 +181,8 @@ graft_status devspec_match_list(const char *specs, const graft_device_info *list
     if (st) return st;
     if (all) {
         if (!count) return err_set(e, GRAFT_STATUS_USAGE, "--devices all: no OpenCL device found");
-        for (int i = 0; i < count && i < cap; i++) idx[(*n)++] = i;
+        for (int i = 0; i < count && i < cap; i++)
+            idx[(*n)++] = i;
         return GRAFT_OK;
     }
     if (k > cap) return err_set(e, GRAFT_STATUS_USAGE, "more than %d devices", cap);

@@ -681,8 +681,8 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (x == y) break; /* a view */
             if (l->type == GRAFT_LAYER_DROPOUT && train)
-                s = dropout_fwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i, p->step,
-                                x, y, e);
+                s = dropout_fwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i,
+                                p->step, x, y, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), x, y, e);
             break;
@@ -754,8 +754,8 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
         s = dense_fwd(ctx, &p->dop[L], n, L ? p->dact[L - 1] : x, p->dw[L][0], p->dw[L][1],
                       p->dact[L], e);
         if (!s && L < last && p->ddrop[L].fwd)
-            s = dropout_fwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dact[L], p->dact[L],
-                            e);
+            s = dropout_fwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dact[L],
+                            p->dact[L], e);
     }
     const float scale = p->align_weight / (float)n;
     if (!s) s = bce_fwd_bwd(ctx, n, ns, scale, p->dact[last], p->dloss, p->dgrad[last], e);
@@ -854,8 +854,8 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (!dx || dx == dy) break; /* a view shares its input's gradient */
             if (l->type == GRAFT_LAYER_DROPOUT)
-                s = dropout_bwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i, p->step,
-                                dy, dx, e);
+                s = dropout_bwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i,
+                                p->step, dy, dx, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), dy, dx, e);
             break;

@@ -94,7 +94,8 @@ static graft_status trade_tokens(dist *d, int tag, long step, double limit, long
     int n = d->size;
     MPI_Request *rq = calloc((size_t)(2 * n), sizeof *rq);
     if (!rq) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    for (int p = 0; p < 2 * n; p++) rq[p] = MPI_REQUEST_NULL;
+    for (int p = 0; p < 2 * n; p++)
+        rq[p] = MPI_REQUEST_NULL;
     graft_status s = GRAFT_OK;
     for (int p = 0; p < n && !s; p++) {
         if (p == d->rank) continue;
@@ -115,8 +116,8 @@ static graft_status trade_tokens(dist *d, int tag, long step, double limit, long
             size_t used = 0;
             for (int p = 0; p < n && used + 16 < cap; p++)
                 if (p != d->rank && rq[p] != MPI_REQUEST_NULL)
-                    used += (size_t)snprintf(missing + used, cap - used, "%s%d", used ? ", " : "",
-                                             p);
+                    used +=
+                        (size_t)snprintf(missing + used, cap - used, "%s%d", used ? ", " : "", p);
             break;
         }
         struct timespec ts = {0, 1000000};
@@ -166,8 +167,8 @@ graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e
                     lost, timeout, step);
     for (int p = 0; p < d->size && !s; p++)
         if (p != d->rank && in[p] != step)
-            s = err_set(e, GRAFT_STATUS_INTERNAL, "rank %d is at step %ld, rank %d at step %ld",
-                        p, in[p], d->rank, step);
+            s = err_set(e, GRAFT_STATUS_INTERNAL, "rank %d is at step %ld, rank %d at step %ld", p,
+                        in[p], d->rank, step);
     free(in);
     return s;
 #else
@@ -203,8 +204,7 @@ graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e)
     if (d->size < 2 || n == 0) return GRAFT_OK;
 #ifdef GRAFT_MPI
     MPI_Request rq;
-    if (MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq) !=
-        MPI_SUCCESS)
+    if (MPI_Iallreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
         return err_set(e, GRAFT_STATUS_IO, "rank %d: MPI_Iallreduce failed", d->rank);
     return wait_bounded(d, &rq, "the metrics allreduce", e);
 #else

@@ -758,7 +758,8 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
     /* across processes every rank holds these weights; rank 0 alone writes them */
-    s = writer(R) ? commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e)
+    s = writer(R) ? commit_checkpoints(R, best, model_meta, (const char *const *)state_meta,
+                                       nmeta, e)
                   : GRAFT_OK;
     free(state_meta);
     free(tvals);
@@ -1384,7 +1385,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 {
     memset(out, 0, sizeof *out);
     run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds(),
-             .D = o->dist, .world = o->dist ? o->dist->size : 1, .rank = o->dist ? o->dist->rank : 0};
+             .D = o->dist, .world = o->dist ? o->dist->size : 1,
+             .rank = o->dist ? o->dist->rank : 0};
     graft_status s;
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";

@@ -161,7 +161,8 @@ static void run_case(graft_context *ctx, int nb, int n, long size, float rate)
     free(y2);
     for (int v = 0; v < 2 && rate > 0; v++) {
         oc_poison(ctx, by, cap);
-        CHECK_OK(dropout_fwd(ctx, &op, n, 0, v ? seed + 1 : seed, v ? step : step + 1, bx, by, err));
+        CHECK_OK(
+            dropout_fwd(ctx, &op, n, 0, v ? seed + 1 : seed, v ? step : step + 1, bx, by, err));
         y2 = oc_read(ctx, by, cap);
         long d = count_diff(y, y2, total);
         double expect = total * 2 * p * (1 - p), sd = sqrt(total * 2 * p * (1 - p));

@@ -61,6 +61,9 @@ graft_status dist_init(dist *d, graft_error *e)
 
 void dist_finalize(dist *d)
 {
+    free(d->pending);
+    d->pending = NULL;
+    d->npending = d->cap = 0;
 #ifdef GRAFT_MPI
     if (d->active) MPI_Finalize();
 #endif
@@ -178,27 +181,6 @@ graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e
 #endif
 }
 
-graft_status dist_sum_f32(dist *d, float *x, long n, graft_error *e)
-{
-    if (d->size < 2 || n == 0) return GRAFT_OK;
-#ifdef GRAFT_MPI
-    /* in chunks: MPI counts are int */
-    for (long i = 0; i < n; i += 1L << 28) {
-        int c = (int)(n - i < (1L << 28) ? n - i : (1L << 28));
-        MPI_Request rq;
-        if (MPI_Iallreduce(MPI_IN_PLACE, x + i, c, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &rq) !=
-            MPI_SUCCESS)
-            return err_set(e, GRAFT_STATUS_IO, "rank %d: MPI_Iallreduce failed", d->rank);
-        graft_status s = wait_bounded(d, &rq, "the gradient allreduce", e);
-        if (s) return s;
-    }
-    return GRAFT_OK;
-#else
-    (void)x;
-    return err_set(e, GRAFT_STATUS_INTERNAL, "no MPI in this build");
-#endif
-}
-
 graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e)
 {
     if (d->size < 2 || n == 0) return GRAFT_OK;
@@ -224,4 +206,41 @@ graft_status dist_barrier(dist *d, graft_error *e)
 #else
     return err_set(e, GRAFT_STATUS_INTERNAL, "no MPI in this build");
 #endif
+}
+
+graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e)
+{
+    if (d->size < 2 || n == 0) return GRAFT_OK;
+#ifdef GRAFT_MPI
+    if (n > 0x7fffffffL)
+        return err_set(e, GRAFT_STATUS_UNSUPPORTED, "a gradient bucket of %ld floats", n);
+    if (d->npending == d->cap) {
+        int cap = d->cap ? 2 * d->cap : 32;
+        MPI_Request *r = realloc(d->pending, (size_t)cap * sizeof *r);
+        if (!r) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        d->pending = r;
+        d->cap = cap;
+    }
+    MPI_Request *rq = (MPI_Request *)d->pending + d->npending;
+    if (MPI_Iallreduce(MPI_IN_PLACE, x, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, rq) !=
+        MPI_SUCCESS)
+        return err_set(e, GRAFT_STATUS_IO, "rank %d: MPI_Iallreduce failed", d->rank);
+    d->npending++;
+    return GRAFT_OK;
+#else
+    (void)x;
+    return err_set(e, GRAFT_STATUS_INTERNAL, "no MPI in this build");
+#endif
+}
+
+graft_status dist_sum_finish(dist *d, graft_error *e)
+{
+    graft_status s = GRAFT_OK;
+#ifdef GRAFT_MPI
+    for (int i = 0; i < d->npending && !s; i++)
+        s = wait_bounded(d, (MPI_Request *)d->pending + i, "the gradient allreduce", e);
+#endif
+    (void)e;
+    d->npending = 0;
+    return s;
 }

@@ -41,6 +41,8 @@ typedef struct dist {
     bool active; /* MPI_Init was called */
     int rank, size, local_rank;
     double timeout; /* seconds a step waits for its peers (GRAFT_DIST_TIMEOUT, default 20) */
+    void *pending;  /* the bucket allreduces in flight (MPI_Request array) */
+    int npending, cap;
 } dist;
 bool dist_built(void); /* this build has MPI (-Dmpi) */
 /* Join the MPI job when mpirun started the process; else rank 0 of 1 (no MPI call at all). */
@@ -51,10 +53,13 @@ void dist_abort(dist *d);
 /* Every rank at the same step, waiting at most timeout seconds: else an error naming the ranks
  * that did not answer (dead or hung). */
 graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e);
-/* Element-wise sums over the ranks, in place. */
-graft_status dist_sum_f32(dist *d, float *x, long n, graft_error *e);
+/* Element-wise sums over the ranks, in place (the epoch's metrics). */
 graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e);
 graft_status dist_barrier(dist *d, graft_error *e);
+/* A gradient bucket's sum over the ranks, started without waiting (x must stay put until
+ * dist_sum_finish, which waits for every bucket started, bounded like the rest). */
+graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e);
+graft_status dist_sum_finish(dist *d, graft_error *e);
 
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */

@@ -476,6 +476,12 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     const long *off, *count;
     if ((s = pipeline_grad_layout(R->head, &nb, &off, &count, e))) return s;
     double t0 = now_seconds();
+    if (R->world > 1) {
+        /* every rank is at this step (a bounded wait: a dead or hung rank is named) */
+        double limit = R->D->timeout * (R->peers_checked ? 1 : 10);
+        s = dist_check_peers(R->D, R->step, limit, e);
+        R->peers_checked = true;
+    }
     for (int b = 0; b < nb && !s; b++) {
         float *dst = R->gsum + off[b];
         bool any = false;
@@ -491,14 +497,13 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
             any = true;
         }
         if (!any) memset(dst, 0, (size_t)count[b] * sizeof(float)); /* a rank with no rows */
+        /* across ranks: the bucket's sum starts now, while the next buckets land; the sum of the
+         * ranks' weighted gradients is the mean over the global batch */
+        if (!s && R->world > 1) s = dist_sum_start(R->D, dst, count[b], e);
     }
-    if (!s && R->world > 1) {
-        /* every rank is at this step (bounded wait: a dead or hung rank is named), then the sum
-         * of the ranks' weighted gradients is the mean over the global batch */
-        double limit = R->D->timeout * (R->peers_checked ? 1 : 10);
-        if (!(s = dist_check_peers(R->D, R->step, limit, e)))
-            s = dist_sum_f32(R->D, R->gsum, R->gtotal, e);
-        R->peers_checked = true;
+    if (R->world > 1) {
+        if (s) R->D->npending = 0; /* the job is aborted: the sums in flight are abandoned */
+        else s = dist_sum_finish(R->D, e); /* waits for every bucket's sum */
     }
     R->allreduce_seconds += now_seconds() - t0;
     R->dp_steps++;

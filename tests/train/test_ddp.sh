@@ -10,7 +10,7 @@
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
-cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 if [ "$MODE" = mixed ]; then
     export RUSTICL_ENABLE=llvmpipe POCL_DEVICES=pthread
@@ -71,6 +71,21 @@ S="--set model.file=mlp-dropout.yaml --set train.max_steps=10"
 run drop1 --device 0:0 $S
 run drop3 --devices all $S
 same drop3 drop1 "dropout: 3 replicas = 1 device"
+# 2c. batchnorm: per-replica batch statistics (the default, as in PyTorch DDP): 2 replicas learn,
+#     and differ from one device, whose statistics cover the whole batch
+S="--set model.file=tiny-cnn.yaml --set data.val_split=0.2"
+run bn1 --device 0:0 $S
+run bn2 --devices 0:0,0:1 $S
+# (tiny-cnn after one epoch: about 0.33 test accuracy on one device, chance is 0.1)
+$PY -c "
+import json, sys
+a, b = (json.load(open(f'run-{n}/summary.json'))['test_accuracy'] for n in ('bn2', 'bn1'))
+print(a, 'vs one device', b)
+sys.exit(not (a > 0.2 and abs(a - b) < 0.05))" > bn.txt \
+  && ok "batchnorm on 2 replicas learns: test accuracy $(cat bn.txt)" || bad "batchnorm: $(cat bn.txt)"
+$CMP run-bn2/last.safetensors run-bn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
+  && ok "batchnorm: per-replica statistics differ from one device ($(cat bn.txt))" \
+  || bad "batchnorm: 2 replicas equal one device: $(cat bn.txt)"
 # 3. train.devices in the recipe is --devices
 run recipe --set 'train.devices=["0:0", "0:1"]' --set train.max_steps=20
 same recipe two "train.devices = --devices"

@@ -2,8 +2,10 @@
 # test_ddp.sh — data parallelism in one process on real data (a Fashion-MNIST subset): the same
 # global batch and seed on 1, 2 and 3 PoCL devices (POCL_DEVICES="pthread pthread pthread", one
 # process) gives the same weights to 1e-5 relative (an uneven split included: 50 rows on 3
-# replicas), train.devices in the recipe is --devices, checkpoints are written once and resume on
-# a different replica count, and bad device lists fail as usage errors. With MODE mixed: PoCL +
+# replicas; Adam; dropout, whose masks follow the global position), batchnorm's per-replica
+# statistics learn like one device, train.devices in the recipe is --devices, checkpoints are
+# written once and resume on a different replica count, graft bench --replicas reports the
+# scaling, and bad device lists fail as usage errors. With MODE mixed: PoCL +
 # rusticl (llvmpipe) in one process instead, equal to PoCL alone (suite ddp-slow: llvmpipe takes a
 # minute for LeNet-5's kernels).
 # usage: test_ddp.sh GRAFT SOURCE_DIR WORK_DIR [mixed]

@@ -45,6 +45,12 @@ assert a["train_accuracy"] == b["train_accuracy"], (a, b)
 assert abs(a["train_loss"] - b["train_loss"]) < 1e-5 * abs(a["train_loss"]), (a, b)
 PY
 
+# 1b. 2 ranks x 2 replicas each (4 workers, two PoCL devices per rank) = 1 process
+POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out p4 --devices 0:0,0:1 \
+    --set train.max_steps=20 > log-p4.txt 2>&1 && ok "mpirun -n 2 --devices 0:0,0:1 ran" \
+    || { cat log-p4.txt; bad "mpirun -n 2 with 2 replicas per rank"; }
+same p4 p1 "2 ranks x 2 replicas = 1 process"
+
 # 2. a rank killed (SIGKILL) or stopped (SIGSTOP) after two epochs: non-zero within 60 s, the
 #    lost rank named, the checkpoint whole; resume on 1 and 2 ranks = the uninterrupted run
 rank1() { # the pid of rank 1 under mpirun $1 (its children's environment says the rank)

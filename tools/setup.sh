@@ -8,7 +8,7 @@ pkgs="build-essential pkg-config meson ninja-build python3 ocl-icd-opencl-dev op
       libpng-dev libjpeg62-turbo-dev python3-pil python3-torchvision
       dataset-fashion-mnist python3-torch python3-numpy python3-yaml mesa-opencl-icd oclgrind
       clang libclang-rt-14-dev python3-pytest python3-jsonschema python3-venv python3-setuptools
-      python3-wheel python3-skimage"
+      python3-wheel python3-skimage openmpi-bin libopenmpi-dev"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

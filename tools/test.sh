@@ -19,10 +19,12 @@ run() { # run BUILD LOGBASE [ENV=VALUE...] -- MESON-TEST-ARGS...
     logs="$logs ${log:-$b/meson-logs/$base.json}"
 }
 
-# 1. everything on the default device, but the ten-minute folder-vs-arrays training comparison
-#    (run it with: meson test -C build --suite vision-slow) and the demo sweep of graft sweep
-#    (meson test -C build --suite transfer-slow)
-run build all -- --num-processes 2 --no-suite vision-slow --no-suite transfer-slow
+# 1. everything on the default device (suite mpi included: mpirun -n 2 --oversubscribe, as root
+#    through OMPI_ALLOW_RUN_AS_ROOT in its test environment; built when MPI is found), but the
+#    ten-minute folder-vs-arrays training comparison (run it with: meson test -C build --suite vision-slow) and the demo sweep of graft sweep
+#    (meson test -C build --suite transfer-slow) and PoCL + rusticl data parallelism
+#    (meson test -C build --suite ddp-slow)
+run build all -- --num-processes 2 --no-suite vision-slow --no-suite transfer-slow --no-suite ddp-slow
 
 # 2. ASan+UBSan (clang): unit-level suites. Only PoCL is loaded: Mesa's Clover throws C++
 #    exceptions while it initialises, which a C program under ASan cannot intercept. Leaks inside

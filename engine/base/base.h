@@ -75,6 +75,40 @@ int edit_distance(const char *a, const char *b);
 const char *did_you_mean(const char *word, const char *const *cands, int n);
 
 double now_seconds(void); /* monotonic clock */
+void str_trim(char *s);   /* strip leading and trailing white space in place */
+
+/* ---- device specs (devspec.c): the grammar below recipe/ and runtime/, pure so it can be tested
+ * without any OpenCL platform ---- */
+typedef enum devspec_kind {
+    DEVSPEC_DEFAULT,   /* empty: first GPU, else first CPU */
+    DEVSPEC_TYPE,      /* cpu | gpu */
+    DEVSPEC_VENDOR,    /* nvidia | amd | intel | pocl */
+    DEVSPEC_INDEX,     /* P:D */
+    DEVSPEC_SUBSTRING, /* anything else: case-insensitive substring of the device or platform name */
+} devspec_kind;
+
+typedef struct devspec {
+    devspec_kind kind;
+    graft_device_type type;
+    char word[128]; /* vendor word or substring */
+    int platform, device;
+} devspec;
+
+graft_status devspec_parse(const char *spec, devspec *out, graft_error *e);
+/* Index into list of the first device matching, or an error listing what is there. */
+graft_status devspec_match(const devspec *s, const graft_device_info *list, int n, int *index,
+                           graft_error *e);
+/* --devices / train.devices: a comma-separated list of specs, or "all" (every device in list).
+ * idx gets the matched indexes into list in the order named (at most cap, *n of them); a device
+ * named twice is an error (one replica per device). */
+#define DEVSPEC_MAX_LIST 16
+graft_status devspec_parse_list(const char *specs, devspec *out, int cap, int *n, bool *all,
+                                graft_error *e);
+graft_status devspec_match_list(const char *specs, const graft_device_info *list, int count,
+                                int *idx, int cap, int *n, graft_error *e);
+/* A spec of one rank of an MPI job: every {local_rank} replaced by its number ("0:{local_rank}"
+ * gives rank 1 on a node "0:1"); the result is cut to n bytes. */
+void devspec_local_rank(const char *spec, int local_rank, char *out, size_t n);
 
 /* The optimizers, shared by the recipe (train.optimizer) and the runtime's fused updates
  * (op_optim.c), which must not depend on the recipe stage. */

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "base.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,6 +158,15 @@ const char *did_you_mean(const char *word, const char *const *cands, int n)
         }
     }
     return bestd <= limit ? best : NULL;
+}
+
+void str_trim(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
+    size_t i = 0;
+    while (s[i] && isspace((unsigned char)s[i])) i++;
+    if (i) memmove(s, s + i, n - i + 1);
 }
 
 double now_seconds(void)

@@ -9,6 +9,10 @@
 #include <string.h>
 
 #include "bench.h"
+#include "train.h"
+
+#include <dirent.h>
+#include <unistd.h>
 
 /* The human-readable tables: stdout, or stderr when the JSON goes to stdout. */
 static FILE *out;
@@ -18,6 +22,14 @@ const char BENCH_RECIPE_USAGE[] =
     "usage: graft bench RECIPE [--devices all|SPEC,SPEC...] [--steps N] [--warmup N]\n"
     "                   [--batch N] [--no-tune] [--json OUT] [--set PATH=VALUE]...\n"
     "                   [--model-launch-us L --model-bandwidth-gbs B [--model-gflops P]]\n"
+    "       graft bench RECIPE --replicas all|SPEC,SPEC... [--steps N] [--warmup N] [--batch N]\n"
+    "                   [--json OUT] [--set PATH=VALUE]...\n"
+    "\n"
+    "With --replicas: data-parallel scaling instead (docs/data-parallel.md). The training loop\n"
+    "runs warmup + steps steps of the global batch on the recipe's data with the first 1, 2, ...\n"
+    "N devices of the list as replicas (graft train --devices); per replica count: images/s,\n"
+    "the step time, the host time per step reducing the gradient buckets (allreduce) and the\n"
+    "scaling efficiency, images/s over (replicas x images/s of one replica).\n"
     "\n"
     "Profile the recipe's training step (forward, loss, backward, optimizer update) on each\n"
     "device with synthetic inputs: cold start (compile + GEMM tuning from an empty cache in a\n"
@@ -45,6 +57,7 @@ const char BENCH_RECIPE_USAGE[] =
 typedef struct bench_opts {
     const char *recipe;
     const char *devices;
+    const char *replicas;
     const char *json;
     bench_settings s;
 } bench_opts;
@@ -193,6 +206,115 @@ static int resolve_devices(const char *list, char specs[][16], int max, int *n)
     return 0;
 }
 
+/* The results as JSON into path ("-" = stdout); an exit code. */
+static int write_json(const char *path, json_t *root)
+{
+    char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    graft_error e = {0};
+    int code = 0;
+    if (!txt) code = 1, fprintf(stderr, "graft bench: out of memory for the JSON\n");
+    else if (strcmp(path, "-") == 0) puts(txt);
+    else {
+        size_t n = strlen(txt);
+        txt[n] = '\n'; /* json_dumps' terminator becomes the file's last newline */
+        if (fs_write_atomic(path, txt, n + 1, &e)) code = cli_fail(&e);
+        else fprintf(stderr, "graft bench: wrote %s\n", path);
+    }
+    free(txt);
+    return code;
+}
+
+/* Remove a run directory the scaling bench wrote (files only: graft train writes no folders). */
+static void remove_run_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *de;
+        char path[2048];
+        while ((de = readdir(d))) {
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+            snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+/* --replicas: the training loop on the first k devices of the list for k = 1..N (the recipe's
+ * data, steps + warmup steps of the global batch), printed and added to root as "scaling". */
+static int bench_scaling(const bench_opts *o, const char *const *sets, int nsets, json_t *root)
+{
+    graft_error e = {0};
+    graft_device_info *devs = NULL;
+    int nd = 0, idx[DEVSPEC_MAX_LIST], n = 0;
+    if (graft_devices_list(&devs, &nd, &e) ||
+        devspec_match_list(o->replicas, devs, nd, idx, DEVSPEC_MAX_LIST, &n, &e)) {
+        free(devs);
+        return cli_fail(&e);
+    }
+    char list[DEVSPEC_MAX_LIST * 16] = "";
+    json_t *rows = json_array();
+    json_object_set_new(root, "scaling", rows);
+    const char *extra[CLI_MAX_SETS + 3];
+    char steps[48], batch[48];
+    snprintf(steps, sizeof steps, "train.max_steps=%d", o->s.steps + o->s.warmup);
+    snprintf(batch, sizeof batch, "train.batch_size=%d", o->s.batch);
+    int ne = 0;
+    for (int i = 0; i < nsets; i++) extra[ne++] = sets[i];
+    extra[ne++] = steps;
+    extra[ne++] = batch;
+    extra[ne++] = "train.early_stopping=false";
+    fprintf(out, "data parallelism: %d steps of a global batch of %d on the recipe's data\n",
+            o->s.steps + o->s.warmup, o->s.batch);
+    fprintf(out, "%-8s %-24s %9s %9s %17s %10s\n", "replicas", "devices", "img/s", "step ms",
+            "allreduce ms/step", "efficiency");
+    double ips1 = 0;
+    int code = 0;
+    for (int k = 1; k <= n && !code; k++) {
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof list - used, "%s%d:%d", k > 1 ? "," : "",
+                 devs[idx[k - 1]].platform_index, devs[idx[k - 1]].device_index);
+        graft_recipe *r;
+        if ((code = cli_load_recipe(o->recipe, extra, ne, &r))) break;
+        char dir[1024];
+        const char *tmp = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/graft-scaling-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(dir)) {
+            recipe_free(r);
+            fprintf(stderr, "graft bench: cannot make a temporary directory\n");
+            code = 1;
+            break;
+        }
+        fprintf(stderr, "graft bench: %d replica%s (%s)...\n", k, k > 1 ? "s" : "", list);
+        train_options to = {.devices = list, .out_dir = dir};
+        train_summary sum;
+        graft_status s = graft_train(r, &to, &sum, &e);
+        recipe_free(r);
+        remove_run_dir(dir);
+        if (s) {
+            code = cli_fail(&e);
+            break;
+        }
+        double ips = sum.images_per_second, step = sum.steps ? sum.train_seconds / sum.steps : 0;
+        if (k == 1) ips1 = ips;
+        double eff = ips1 > 0 ? ips / (k * ips1) : 0;
+        fprintf(out, "%-8d %-24s %9.0f %9.2f %17.3f %9.0f%%\n", k, list, ips, step * 1e3,
+                sum.allreduce_seconds_per_step * 1e3, eff * 100);
+        json_t *row = json_object();
+        json_object_set_new(row, "replicas", json_integer(k));
+        json_object_set_new(row, "devices", json_string(list));
+        json_object_set_new(row, "images_per_second", json_real(ips));
+        json_object_set_new(row, "step_seconds", json_real(step));
+        json_object_set_new(row, "allreduce_seconds_per_step",
+                            json_real(sum.allreduce_seconds_per_step));
+        json_object_set_new(row, "efficiency", json_real(eff));
+        json_array_append_new(rows, row);
+    }
+    free(devs);
+    return code;
+}
+
 int bench_recipe_main(int argc, char **argv)
 {
     cli_args a;
@@ -220,6 +342,8 @@ int bench_recipe_main(int argc, char **argv)
             if (strcmp(opt, "--model-launch-us") == 0) o.s.model_launch_us = d;
             else if (strcmp(opt, "--model-bandwidth-gbs") == 0) o.s.model_bandwidth_gbs = d;
             else o.s.model_gflops = d;
+        } else if (strcmp(opt, "--replicas") == 0) {
+            if (!(o.replicas = cli_value(&a, opt))) return 2;
         } else if (strcmp(opt, "--devices") == 0 || strcmp(opt, "--json") == 0 ||
                    strcmp(opt, "--steps") == 0 || strcmp(opt, "--warmup") == 0 ||
                    strcmp(opt, "--batch") == 0) {
@@ -246,6 +370,18 @@ int bench_recipe_main(int argc, char **argv)
     int code = cli_load_recipe(o.recipe, sets, nsets, &rc);
     if (code) return code;
     if (!o.s.batch) o.s.batch = rc->train.batch_size > 0 ? rc->train.batch_size : 64;
+    if (o.replicas) {
+        if (o.devices) {
+            recipe_free(rc);
+            return cli_usage_error(&a, "--replicas and --devices exclude each other");
+        }
+        json_t *root = bench_run_json(o.recipe, rc, &o.s);
+        recipe_free(rc);
+        code = bench_scaling(&o, sets, nsets, root);
+        if (!code && o.json) code = write_json(o.json, root);
+        json_decref(root);
+        return code;
+    }
     char specs[64][16];
     int nspecs = 0;
     if ((code = resolve_devices(o.devices, specs, 64, &nspecs))) {
@@ -283,17 +419,8 @@ int bench_recipe_main(int argc, char **argv)
     }
     recipe_free(rc);
     if (o.json) {
-        char *txt = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-        graft_error e = {0};
-        if (!txt) code = 1, fprintf(stderr, "graft bench: out of memory for the JSON\n");
-        else if (strcmp(o.json, "-") == 0) puts(txt);
-        else {
-            size_t n = strlen(txt);
-            txt[n] = '\n'; /* json_dumps' terminator becomes the file's last newline */
-            if (fs_write_atomic(o.json, txt, n + 1, &e)) code = cli_fail(&e);
-            else fprintf(stderr, "graft bench: wrote %s\n", o.json);
-        }
-        free(txt);
+        int wc = write_json(o.json, root);
+        code = code ? code : wc;
     }
     json_decref(root);
     if (!code && failed) code = 1;

@@ -4,12 +4,25 @@
 #include "train.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Under mpirun, a rank that dies makes mpirun end the others with SIGTERM (Open MPI names the lost
+ * rank in its own message): say why this rank stops, then go (async-signal-safe calls only). */
+static char lost_msg[160];
+static void on_sigterm(int sig)
+{
+    (void)sig;
+    ssize_t w = write(STDERR_FILENO, lost_msg, strlen(lost_msg));
+    (void)w;
+    _exit(1);
+}
 
 const char TRAIN_USAGE[] =
     "usage: graft train RECIPE [--set KEY=VALUE]... [--device SPEC] [--out DIR] [--resume DIR]\n"
-    "                   [--quiet]\n"
+    "                   [--devices SPEC,SPEC,...|all] [--quiet]\n"
     "\n"
     "Train the recipe's model (from scratch, or from transfer.from) and write the run directory:\n"
     "model.safetensors (best by the monitored metric), last.safetensors and state.safetensors\n"
@@ -18,15 +31,24 @@ const char TRAIN_USAGE[] =
     "\n"
     "  --set KEY=VALUE  override a recipe value (VALUE is YAML), e.g. --set train.lr=0.01\n"
     "  --device SPEC    cpu, gpu, nvidia, amd, intel, pocl, P:D or a name substring\n"
+    "  --devices SPEC,SPEC,...|all  data parallelism: one replica per device, the batch split\n"
+    "                   evenly, gradients averaged after backward (train.devices)\n"
     "  --out DIR        the run directory (default: the recipe's output:)\n"
     "  --resume DIR     continue the run in DIR exactly where its last checkpoint stopped\n"
-    "  --quiet          print only the final summary\n";
+    "  --quiet          print only the final summary\n"
+    "\n"
+    "Across processes: mpirun -n N graft train RECIPE (a build with MPI): each rank drives its\n"
+    "device (--device or GRAFT_DEVICE, where {local_rank} is the rank's number on its node),\n"
+    "trains on its share of every global batch, gradients are summed with MPI_Allreduce; rank 0\n"
+    "alone writes the run directory. A rank that dies or does not answer for GRAFT_DIST_TIMEOUT\n"
+    "seconds (default 20) stops the job with an error naming it.\n";
 
 int cmd_train(int argc, char **argv)
 {
     cli_args a;
     cli_args_init(&a, "train", TRAIN_USAGE, argc, argv);
-    const char *opt, *pos, *recipe = NULL, *device = NULL, *out = NULL, *resume = NULL;
+    const char *opt, *pos, *recipe = NULL, *device = NULL, *out = NULL, *resume = NULL,
+               *devices = NULL;
     const char *sets[CLI_MAX_SETS];
     int nsets = 0;
     bool quiet = false;
@@ -36,6 +58,8 @@ int cmd_train(int argc, char **argv)
             recipe = pos;
         } else if (strcmp(opt, "--quiet") == 0) {
             quiet = true;
+        } else if (strcmp(opt, "--devices") == 0) {
+            if (!(devices = cli_value(&a, opt))) return 2;
         } else if (strcmp(opt, "--set") == 0 || strcmp(opt, "--device") == 0 ||
                    strcmp(opt, "--out") == 0 || strcmp(opt, "--resume") == 0) {
             const char *v = cli_value(&a, opt);
@@ -49,18 +73,42 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (!recipe) return cli_usage_error(&a, "missing RECIPE");
+    dist d;
+    graft_error de = {0};
+    if (dist_init(&d, &de)) return cli_fail(&de);
+    if (d.size > 1) {
+        snprintf(lost_msg, sizeof lost_msg,
+                 "graft: error: rank %d of %d: stopped by mpirun: another rank of the job was "
+                 "lost (mpirun names it); the last complete checkpoint is kept\n",
+                 d.rank, d.size);
+        signal(SIGTERM, on_sigterm);
+    }
+    if (device && devices) return cli_usage_error(&a, "--device and --devices exclude each other");
     graft_recipe *r;
     int rc = cli_load_recipe(recipe, sets, nsets, &r);
-    if (rc) return rc;
+    if (rc) {
+        dist_abort(&d); /* every rank loads the same recipe: none waits for this one */
+        dist_finalize(&d);
+        return rc;
+    }
     cli_progress_state ps;
-    cli_progress_init(&ps, quiet);
-    train_options o = {.device = device, .out_dir = out, .resume = resume, .progress = cli_progress,
-                       .user = &ps};
+    /* across processes, rank 0 alone shows progress and the summary */
+    cli_progress_init(&ps, quiet || d.rank > 0);
+    train_options o = {.device = device, .devices = devices, .out_dir = out, .resume = resume,
+                       .progress = d.rank > 0 ? NULL : cli_progress, .user = &ps,
+                       .dist = d.size > 1 ? &d : NULL};
     train_summary sum;
     graft_error e = {0};
     graft_status s = graft_train(r, &o, &sum, &e);
     recipe_free(r);
-    if (s) return cli_fail(&e);
+    if (s) {
+        if (d.size > 1) err_prefix(&e, "rank %d of %d", d.rank, d.size);
+        rc = cli_fail(&e);
+        dist_abort(&d); /* the job ends with this rank: the others are not left waiting */
+        return rc;
+    }
+    dist_finalize(&d);
+    if (d.rank > 0) return 0;
     char test[96];
     if (isfinite(sum.test_accuracy))
         snprintf(test, sizeof test, "test accuracy %.4f, test loss %.4f", sum.test_accuracy,

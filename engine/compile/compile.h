@@ -244,6 +244,23 @@ graft_status pipeline_read_tensor(pipeline *p, int layer, const char *suffix, fl
 void pipeline_set_step(pipeline *p, uint64_t step);
 uint64_t pipeline_step(const pipeline *p);
 
+/* ---- data parallelism: one step of a global batch split across replicas ----
+ * Gradients travel in buckets, one per trainable layer, numbered in the order backward finishes
+ * them (the last layer first); the buckets lie back to back in one float array of the layout's
+ * total size. pipeline_train_grads (x: rows row0.. of the global batch, which keys dropout) runs
+ * forward, loss (statistics as pipeline_train_step's) and
+ * backward, and enqueues each bucket's read into pinned host memory as soon as its layer's
+ * backward is enqueued; pipeline_grad_bucket_wait waits for bucket k and points *data at it (the
+ * caller reduces the replicas' buckets as they land); pipeline_apply_grads writes the reduced
+ * gradients (the whole array) and runs the same optimizer update as pipeline_train_step. */
+graft_status pipeline_grad_layout(pipeline *p, int *nbuckets, const long **offsets,
+                                  const long **counts, graft_error *e);
+graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels, int n,
+                                  long row0, graft_error *e);
+graft_status pipeline_grad_bucket_wait(pipeline *p, int k, float **data, graft_error *e);
+graft_status pipeline_apply_grads(pipeline *p, const float *grads, const optim_hparams *h,
+                                  graft_error *e);
+
 /* ---- GEMM shapes and tuning (autotune.c) ---- */
 #define COMPILE_MAX_GEMM_SHAPES 256
 /* The GEMMs the pipeline issues for graph g at this batch (as op_conv.c / op_dense.c issue

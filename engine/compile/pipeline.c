@@ -92,6 +92,19 @@ struct pipeline {
     int scan_layer;    /* first layer with non-finite values, or -1 */
     bool scan_weights; /* ... in its parameters rather than its output */
     long host_syncs;
+    /* data parallelism (pipeline_train_grads): gradient buckets, one per trainable layer in the
+     * order backward finishes them; each bucket's read into pinned host memory (grad_host, the
+     * buckets back to back) is enqueued right after its layer's backward, so it travels while the
+     * device runs the backward of the layers before it and the host can reduce it meanwhile */
+    int nbuckets;
+    int *bucket_layer;     /* layer index of each bucket */
+    long *bucket_off;      /* first float of each bucket in grad_host */
+    long *bucket_count;    /* floats in each bucket */
+    int *layer_bucket;     /* per layer: its bucket, or -1 */
+    cl_event *bucket_read; /* the read in flight of each bucket (NULL once waited for) */
+    host_buffer grad_host;
+    bool grads_out;        /* the backward in progress reads its buckets out */
+    long row0;             /* the step's first row in the global batch (dropout masks) */
 };
 
 const graph_plan *pipeline_plan(const pipeline *p)
@@ -517,6 +530,14 @@ void pipeline_free(pipeline *p)
     release(&p->dfeat);
     release(&p->dloss);
     release(&p->align_sum);
+    for (int k = 0; k < p->nbuckets; k++)
+        if (p->bucket_read[k]) clReleaseEvent(p->bucket_read[k]);
+    host_buffer_free(p->ctx, &p->grad_host);
+    free(p->bucket_layer);
+    free(p->bucket_off);
+    free(p->bucket_count);
+    free(p->layer_bucket);
+    free(p->bucket_read);
     plan_free(&p->plan);
     free(p->layers);
     free(p->slots);
@@ -754,8 +775,8 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (x == y) break; /* a view */
             if (l->type == GRAFT_LAYER_DROPOUT && train)
-                s = dropout_fwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
-                                x, y, e);
+                s = dropout_fwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i,
+                                p->step, x, y, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), x, y, e);
             break;
@@ -827,8 +848,8 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
         s = dense_fwd(ctx, &p->dop[L], n, L ? p->dact[L - 1] : x, p->dw[L][0], p->dw[L][1],
                       p->dact[L], e);
         if (!s && L < last && p->ddrop[L].fwd)
-            s = dropout_fwd(ctx, &p->ddrop[L], n, disc_seed(p, L), p->step, p->dact[L], p->dact[L],
-                            e);
+            s = dropout_fwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dact[L],
+                            p->dact[L], e);
     }
     const float scale = p->align_weight / (float)n;
     if (!s) s = bce_fwd_bwd(ctx, n, ns, scale, p->dact[last], p->dloss, p->dgrad[last], e);
@@ -836,7 +857,7 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
     for (int L = last; L >= 0 && !s; L--) {
         cl_mem in = L ? p->dact[L - 1] : x;
         if (L < last && p->ddrop[L].fwd)
-            s = dropout_bwd(ctx, &p->ddrop[L], n, disc_seed(p, L), p->step, p->dgrad[L],
+            s = dropout_bwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dgrad[L],
                             p->dgrad[L], e);
         if (!s && L < last) s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], e);
         if (!s)
@@ -847,6 +868,26 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
     }
     if (!s)
         s = grl_bwd(ctx, (long)n * p->dop[0].in, p->align_lambda, p->dfeat, DY(p, i), e);
+    return s;
+}
+
+/* Enqueue the read of layer i's gradient bucket (its tensors back to back in grad_host). */
+static graft_status bucket_read_start(pipeline *p, int i, graft_error *e)
+{
+    int k = p->layer_bucket[i];
+    player *pl = &p->layers[i];
+    float *dst = (float *)p->grad_host.ptr + p->bucket_off[k];
+    graft_status s = GRAFT_OK;
+    int last = -1;
+    for (int j = 0; j < pl->l->nparams; j++)
+        if (pl->g[j]) last = j;
+    for (int j = 0; j < pl->l->nparams && !s; j++) {
+        if (!pl->g[j]) continue;
+        long c = pl->l->params[j].count;
+        s = transfer_read_async(p->ctx, pl->g[j], 0, dst, (size_t)c * sizeof(float),
+                                j == last ? &p->bucket_read[k] : NULL, e);
+        dst += c;
+    }
     return s;
 }
 
@@ -953,8 +994,8 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
         case GRAFT_LAYER_DROPOUT:
             if (!dx || dx == dy) break; /* a view shares its input's gradient */
             if (l->type == GRAFT_LAYER_DROPOUT)
-                s = dropout_bwd(ctx, &pl->op.drop, n, p->o.dropout_seed + (uint64_t)i, p->step,
-                                dy, dx, e);
+                s = dropout_bwd(ctx, &pl->op.drop, n, p->row0, p->o.dropout_seed + (uint64_t)i,
+                                p->step, dy, dx, e);
             else
                 s = copy_f32(ctx, (long)n * shape_size(l->out), dy, dx, e);
             break;
@@ -987,6 +1028,7 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
             break;
         }
         if (!s && dx && dx != dy) s = dx_finish(p, i, 0, n, acc, e);
+        if (!s && p->grads_out && p->layer_bucket[i] >= 0) s = bucket_read_start(p, i, e);
         if (s) err_prefix(e, "layer '%s' backward", l->name);
     }
     return s;
@@ -1482,4 +1524,106 @@ void pipeline_set_step(pipeline *p, uint64_t step)
 uint64_t pipeline_step(const pipeline *p)
 {
     return p->step;
+}
+
+/* The buckets of a training pipeline, in backward order (built on first use). */
+static graft_status buckets_init(pipeline *p, graft_error *e)
+{
+    if (p->bucket_layer) return GRAFT_OK;
+    int L = p->g->nlayers;
+    p->layer_bucket = malloc((size_t)L * sizeof *p->layer_bucket);
+    p->bucket_layer = malloc((size_t)L * sizeof *p->bucket_layer);
+    p->bucket_off = malloc((size_t)L * sizeof *p->bucket_off);
+    p->bucket_count = malloc((size_t)L * sizeof *p->bucket_count);
+    p->bucket_read = calloc((size_t)L, sizeof *p->bucket_read);
+    if (!p->layer_bucket || !p->bucket_layer || !p->bucket_off || !p->bucket_count ||
+        !p->bucket_read)
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for gradient buckets");
+    long total = 0;
+    for (int i = L - 1; i >= 0; i--) {
+        p->layer_bucket[i] = -1;
+        if (i < p->o.first || !p->plan.layers[i].trains) continue;
+        player *pl = &p->layers[i];
+        long c = 0;
+        for (int j = 0; j < pl->l->nparams; j++)
+            if (pl->g[j]) c += pl->l->params[j].count;
+        if (!c) continue;
+        int k = p->nbuckets++;
+        p->layer_bucket[i] = k;
+        p->bucket_layer[k] = i;
+        p->bucket_off[k] = total;
+        p->bucket_count[k] = c;
+        total += c;
+    }
+    if (p->o.align || p->nd)
+        return err_set(e, GRAFT_STATUS_UNSUPPORTED,
+                       "domain adaptation does not run on several devices (train.devices)");
+    return host_buffer_create(p->ctx, (size_t)(total ? total : 1) * sizeof(float), &p->grad_host,
+                              e);
+}
+
+graft_status pipeline_grad_layout(pipeline *p, int *nbuckets, const long **offsets,
+                                  const long **counts, graft_error *e)
+{
+    graft_status s = buckets_init(p, e);
+    if (s) return s;
+    *nbuckets = p->nbuckets;
+    *offsets = p->bucket_off;
+    *counts = p->bucket_count;
+    return GRAFT_OK;
+}
+
+graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels, int n,
+                                  long row0, graft_error *e)
+{
+    if (!p->o.training || p->o.skip_nonfinite)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "not a plain training pipeline");
+    graft_status s = buckets_init(p, e);
+    p->row0 = row0;
+    if (!s) s = upload_batch(p, x, labels, n, e);
+    cl_mem loss, correct;
+    if (!s) s = stats_slot(p, false, &loss, &correct, e);
+    if (!s) s = forward(p, n, true, e);
+    if (!s) {
+        prof_set_label(p->ctx, "loss");
+        int last = p->g->nlayers - 1;
+        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct,
+                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
+        if (!s) stats_filled(p, n);
+    }
+    p->grads_out = true;
+    if (!s) s = backward(p, n, e);
+    p->grads_out = false;
+    p->row0 = 0;
+    /* the queue runs the reads; flush so a device of another platform starts now */
+    if (!s) s = cl_check(clFlush(p->ctx->queue), "clFlush", e);
+    return s;
+}
+
+graft_status pipeline_grad_bucket_wait(pipeline *p, int k, float **data, graft_error *e)
+{
+    if (k < 0 || k >= p->nbuckets)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "no gradient bucket %d", k);
+    graft_status s = transfer_wait(p->ctx, &p->bucket_read[k], &p->host_syncs, e);
+    *data = (float *)p->grad_host.ptr + p->bucket_off[k];
+    return s;
+}
+
+graft_status pipeline_apply_grads(pipeline *p, const float *grads, const optim_hparams *h,
+                                  graft_error *e)
+{
+    graft_status s = buckets_init(p, e); /* a replica with no rows this step has none yet */
+    for (int k = 0; k < p->nbuckets && !s; k++) {
+        player *pl = &p->layers[p->bucket_layer[k]];
+        const float *src = grads + p->bucket_off[k];
+        for (int j = 0; j < pl->l->nparams && !s; j++) {
+            if (!pl->g[j]) continue;
+            long c = pl->l->params[j].count;
+            s = buffer_write(p->ctx, pl->g[j], 0, src, (size_t)c * sizeof(float), e);
+            src += c;
+        }
+    }
+    if (!s) s = update(p, h, e);
+    p->step++;
+    return s;
 }

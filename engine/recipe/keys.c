@@ -1,5 +1,6 @@
 /* keys.c — the recipe language's keys as one table (see keys.h): the checker's key lists, ranges,
  * enums and messages, and the JSON Schema of `graft schema`, both come from here. */
+#include "base.h"
 #include "keys.h"
 
 #include <string.h>
@@ -161,6 +162,9 @@ static const recipe_key KEYS[] = {
     {"train", "seed", RK_INT, .lo = 0, .hi = 0x7fffffff, .expect = "a non-negative integer",
      .doc = "initialisation, shuffling, dropout"},
     {"train", "tune", RK_ENUM, E(TUNES), .doc = "GEMM tuning on a first run (GRAFT_TUNE overrides)"},
+    {"train", "devices", RK_STR, .list = true, .scalar_ok = true, .list_min = 1,
+     .list_max = DEVSPEC_MAX_LIST, .expect = "a device spec (cpu, gpu, pocl, P:D, a name) or all",
+     .doc = "data parallelism: one replica per device, the batch split evenly, gradients averaged"},
     {"train", "on_nonfinite", RK_ENUM, E(NONFINITES),
      .doc = "a NaN or infinite loss: stop (keep the last good checkpoint) or skip the batch"},
 

@@ -2,7 +2,6 @@
  * recipe with its graph, heads applied, freeze and lr_mult resolved, checkpoint shapes checked.
  * Also the resolved recipe as YAML, for the run directory. */
 #include "recipe_impl.h"
-#include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>

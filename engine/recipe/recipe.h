@@ -142,6 +142,9 @@ typedef struct train_spec {
     unsigned long seed;
     tune_kind tune;
     nonfinite_kind on_nonfinite;
+    /* data parallelism: the devices of the replicas as one comma-separated list of device specs
+     * (or "all"); NULL = the one device of recipe.device / --device */
+    const char *devices;
 } train_spec;
 
 typedef struct transfer_spec {

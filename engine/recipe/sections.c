@@ -225,6 +225,44 @@ void recipe_parse_data(rctx *c, const ynode *d)
 }
 
 
+/* train.devices: a spec, "all", or a list of specs; kept as one comma-separated list, each item
+ * checked against the device-spec grammar here (which devices exist is known only at run time). */
+static void parse_devices(rctx *c, const ynode *n, train_spec *ts)
+{
+    if (!n) return;
+    const char *w = "train.devices";
+    buf b = {0};
+    int count = n->kind == YNODE_SEQ ? n->count : 1;
+    if (n->kind == YNODE_SEQ && (count < 1 || count > DEVSPEC_MAX_LIST)) {
+        graft_diags_add(c->d, n->mark, "%s: expected 1 to %d device specs, found %d", w,
+                        DEVSPEC_MAX_LIST, count);
+        return;
+    }
+    bool ok = true;
+    for (int i = 0; i < count; i++) {
+        const ynode *it = n->kind == YNODE_SEQ ? n->items[i] : n;
+        const char *spec = parse_str(c, it, w);
+        if (!spec) {
+            ok = false;
+            continue;
+        }
+        devspec ds[DEVSPEC_MAX_LIST];
+        int k;
+        bool all;
+        graft_error de = {0};
+        if (devspec_parse_list(spec, ds, DEVSPEC_MAX_LIST, &k, &all, &de)) {
+            graft_diags_add(c->d, it->mark, "%s: %s", w, de.message);
+            ok = false;
+        } else if (all && count > 1) {
+            graft_diags_add(c->d, it->mark, "%s: all stands alone, not in a list", w);
+            ok = false;
+        }
+        buf_printf(&b, "%s%s", i ? "," : "", spec);
+    }
+    if (ok && b.data && !b.failed) ts->devices = arena_strdup(c->a, b.data);
+    buf_free(&b);
+}
+
 void recipe_parse_train(rctx *c, const ynode *t)
 {
     train_spec *ts = &c->r->train;
@@ -278,6 +316,7 @@ void recipe_parse_train(rctx *c, const ynode *t)
     key_num(c, t, "train", "train", "label_smoothing", &ts->label_smoothing);
     if (key_int(c, t, "train", "train", "max_steps", &v)) ts->max_steps = v;
     if (key_int(c, t, "train", "train", "seed", &v)) ts->seed = (unsigned long)v;
+    parse_devices(c, get(t, "devices"), ts);
     const ynode *es = get(t, "early_stopping");
     if (es) {
         bool on;

@@ -20,21 +20,12 @@ const char *graft_device_type_name(graft_device_type t)
     }
 }
 
-static void trim(char *s)
-{
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
-    size_t i = 0;
-    while (s[i] && isspace((unsigned char)s[i])) i++;
-    if (i) memmove(s, s + i, n - i + 1);
-}
-
 static void dev_str(cl_device_id d, cl_device_info what, char *out, size_t n)
 {
     out[0] = 0;
     if (clGetDeviceInfo(d, what, n, out, NULL) != CL_SUCCESS) out[0] = 0;
     out[n - 1] = 0;
-    trim(out);
+    str_trim(out);
 }
 
 static cl_uint dev_uint(cl_device_id d, cl_device_info what)
@@ -92,8 +83,8 @@ static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
     clGetPlatformInfo(p, CL_PLATFORM_NAME, sizeof info->platform - 1, info->platform, NULL);
     clGetPlatformInfo(p, CL_PLATFORM_VERSION, sizeof info->platform_version - 1,
                       info->platform_version, NULL);
-    trim(info->platform);
-    trim(info->platform_version);
+    str_trim(info->platform);
+    str_trim(info->platform_version);
     dev_str(d, CL_DEVICE_NAME, info->name, sizeof info->name);
     dev_str(d, CL_DEVICE_VENDOR, info->vendor, sizeof info->vendor);
     dev_str(d, CL_DRIVER_VERSION, info->driver, sizeof info->driver);
@@ -231,134 +222,6 @@ graft_status device_open(const char *spec, graft_device_info *info, cl_platform_
     free(pl);
     free(dl);
     return s;
-}
-
-static bool word_is(const char *a, const char *b)
-{
-    return strcasecmp(a, b) == 0;
-}
-
-graft_status devspec_parse(const char *spec, devspec *out, graft_error *e)
-{
-    memset(out, 0, sizeof *out);
-    if (!spec) spec = "";
-    char s[128];
-    if (strlen(spec) >= sizeof s)
-        return err_set(e, GRAFT_STATUS_USAGE, "device spec is too long (%zu characters)",
-                       strlen(spec));
-    snprintf(s, sizeof s, "%s", spec);
-    trim(s);
-    if (!s[0]) {
-        out->kind = DEVSPEC_DEFAULT;
-        return GRAFT_OK;
-    }
-    if (word_is(s, "cpu") || word_is(s, "gpu")) {
-        out->kind = DEVSPEC_TYPE;
-        out->type = word_is(s, "cpu") ? GRAFT_DEVICE_CPU : GRAFT_DEVICE_GPU;
-        return GRAFT_OK;
-    }
-    static const char *vendors[] = {"nvidia", "amd", "intel", "pocl"};
-    for (size_t i = 0; i < ARRAY_LEN(vendors); i++)
-        if (word_is(s, vendors[i])) {
-            out->kind = DEVSPEC_VENDOR;
-            snprintf(out->word, sizeof out->word, "%s", vendors[i]);
-            return GRAFT_OK;
-        }
-    /* P:D — two non-negative integers; anything with a colon that is not that is an error, since
-     * device names rarely contain colons and a typo like "0:" should not silently match a name. */
-    const char *colon = strchr(s, ':');
-    if (colon) {
-        char *end;
-        bool digits = isdigit((unsigned char)s[0]) && isdigit((unsigned char)colon[1]);
-        long p = strtol(s, &end, 10);
-        bool ok = digits && end == colon;
-        long d = ok ? strtol(colon + 1, &end, 10) : -1;
-        ok = ok && *end == 0 && p >= 0 && d >= 0 && p < 1000 && d < 1000;
-        if (!ok)
-            return err_set(e, GRAFT_STATUS_USAGE,
-                           "bad device spec '%s': expected PLATFORM:DEVICE indexes such as 0:0", s);
-        out->kind = DEVSPEC_INDEX;
-        out->platform = (int)p;
-        out->device = (int)d;
-        return GRAFT_OK;
-    }
-    out->kind = DEVSPEC_SUBSTRING;
-    snprintf(out->word, sizeof out->word, "%s", s);
-    return GRAFT_OK;
-}
-
-static bool icontains(const char *hay, const char *needle)
-{
-    size_t n = strlen(needle);
-    for (; *hay; hay++)
-        if (strncasecmp(hay, needle, n) == 0) return true;
-    return n == 0;
-}
-
-static bool vendor_match(const graft_device_info *d, const char *word)
-{
-    if (strcmp(word, "pocl") == 0)
-        return icontains(d->platform, "portable computing language") || icontains(d->platform, "pocl");
-    if (strcmp(word, "amd") == 0)
-        return icontains(d->vendor, "advanced micro devices") || icontains(d->vendor, "amd") ||
-               icontains(d->platform, "amd");
-    return icontains(d->vendor, word) || icontains(d->platform, word);
-}
-
-graft_status devspec_match(const devspec *s, const graft_device_info *list, int n, int *index,
-                           graft_error *e)
-{
-    *index = -1;
-    switch (s->kind) {
-    case DEVSPEC_DEFAULT:
-        for (int i = 0; i < n && *index < 0; i++)
-            if (list[i].type == GRAFT_DEVICE_GPU) *index = i;
-        for (int i = 0; i < n && *index < 0; i++)
-            if (list[i].type == GRAFT_DEVICE_CPU) *index = i;
-        if (*index < 0 && n > 0) *index = 0;
-        break;
-    case DEVSPEC_TYPE:
-        for (int i = 0; i < n && *index < 0; i++)
-            if (list[i].type == s->type) *index = i;
-        break;
-    case DEVSPEC_VENDOR:
-        /* prefer a GPU of that vendor over its CPU device */
-        for (int i = 0; i < n && *index < 0; i++)
-            if (vendor_match(&list[i], s->word) && list[i].type == GRAFT_DEVICE_GPU) *index = i;
-        for (int i = 0; i < n && *index < 0; i++)
-            if (vendor_match(&list[i], s->word)) *index = i;
-        break;
-    case DEVSPEC_INDEX:
-        for (int i = 0; i < n && *index < 0; i++)
-            if (list[i].platform_index == s->platform && list[i].device_index == s->device)
-                *index = i;
-        break;
-    case DEVSPEC_SUBSTRING:
-        for (int i = 0; i < n && *index < 0; i++)
-            if (icontains(list[i].name, s->word)) *index = i;
-        for (int i = 0; i < n && *index < 0; i++)
-            if (icontains(list[i].platform, s->word) || icontains(list[i].vendor, s->word))
-                *index = i;
-        break;
-    }
-    if (*index >= 0) return GRAFT_OK;
-    char have[1024] = "";
-    size_t used = 0;
-    for (int i = 0; i < n && used + 1 < sizeof have; i++) {
-        int w = snprintf(have + used, sizeof have - used, "%s%d:%d %s (%s)", i ? "; " : "",
-                         list[i].platform_index, list[i].device_index, list[i].name,
-                         graft_device_type_name(list[i].type));
-        if (w < 0) break;
-        used += (size_t)w;
-    }
-    const char *what = s->kind == DEVSPEC_TYPE    ? graft_device_type_name(s->type)
-                       : s->kind == DEVSPEC_INDEX ? "that index"
-                                                  : s->word;
-    if (s->kind == DEVSPEC_INDEX)
-        return err_set(e, GRAFT_STATUS_USAGE, "no device %d:%d; devices: %s", s->platform,
-                       s->device, n ? have : "none");
-    return err_set(e, GRAFT_STATUS_USAGE, "no device matches '%s'; devices: %s", what,
-                   n ? have : "none");
 }
 
 graft_status graft_device_select(const graft_device_info *list, int count, const char *spec,

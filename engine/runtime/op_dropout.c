@@ -40,33 +40,35 @@ void dropout_op_free(dropout_op *op)
     op->fwd = op->bwd = NULL;
 }
 
-static graft_status run(graft_context *ctx, cl_kernel k, const dropout_op *op, int n,
+static graft_status run(graft_context *ctx, cl_kernel k, const dropout_op *op, int n, long row0,
                         uint64_t seed, uint64_t step, cl_mem in, cl_mem out, graft_error *e)
 {
     if (!k) return err_set(e, GRAFT_STATUS_INTERNAL, "dropout: op not initialised");
     if (n <= 0) return err_set(e, GRAFT_STATUS_INTERNAL, "dropout: bad batch count %d", n);
-    cl_long total = (cl_long)n * op->size;
-    if (total / 4 >= 0x7fffffffL) /* the kernel's Philox counter is a 31-bit group index */
+    cl_long total = (cl_long)n * op->size, offset = (cl_long)row0 * op->size;
+    if (row0 < 0 || (offset + total) / 4 >= 0x7fffffffL) /* a 31-bit Philox counter */
         return err_set(e, GRAFT_STATUS_UNSUPPORTED, "dropout: %lld elements is too many",
                        (long long)total);
     cl_uint a[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)step, (cl_uint)(step >> 32)};
     cl_int rc = clSetKernelArg(k, 0, sizeof total, &total);
-    for (int i = 0; i < 4 && rc == CL_SUCCESS; i++) rc = clSetKernelArg(k, 1 + i, sizeof a[i], &a[i]);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof in, &in);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof out, &out);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof offset, &offset);
+    for (int i = 0; i < 4 && rc == CL_SUCCESS; i++)
+        rc = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i]);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof in, &in);
+    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 7, sizeof out, &out);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
     size_t g = (size_t)((total + 3) / 4), l = 64;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }
 
-graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
-                         cl_mem x, cl_mem y, graft_error *e)
+graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,
+                         uint64_t step, cl_mem x, cl_mem y, graft_error *e)
 {
-    return run(ctx, op->fwd, op, n, seed, step, x, y, e);
+    return run(ctx, op->fwd, op, n, row0, seed, step, x, y, e);
 }
 
-graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
-                         cl_mem dy, cl_mem dx, graft_error *e)
+graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,
+                         uint64_t step, cl_mem dy, cl_mem dx, graft_error *e)
 {
-    return run(ctx, op->bwd, op, n, seed, step, dy, dx, e);
+    return run(ctx, op->bwd, op, n, row0, seed, step, dy, dx, e);
 }

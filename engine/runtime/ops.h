@@ -292,17 +292,19 @@ void pool_op_free(pool_op *op);
 
 /* ---- dropout: Philox4x32-10 keyed by (seed, step); element i of the batch keeps with
  * probability 1-rate and is scaled by 1/(1-rate). The mask is recomputed in backward from the same
- * (seed, step), so nothing is stored and resume reproduces it exactly. ---- */
+ * (seed, step), so nothing is stored and resume reproduces it exactly. row0: the position of the
+ * launch's first row in the whole batch (a data-parallel share; 0 on one device), so a split batch
+ * gets the whole batch's mask. ---- */
 typedef struct dropout_op {
     long size;
     float rate;
     cl_kernel fwd, bwd;
 } dropout_op;
 graft_status dropout_op_init(graft_context *ctx, dropout_op *op, long size, float rate, graft_error *e);
-graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
-                         cl_mem x, cl_mem y, graft_error *e);
-graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, uint64_t seed, uint64_t step,
-                         cl_mem dy, cl_mem dx, graft_error *e);
+graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,
+                         uint64_t step, cl_mem x, cl_mem y, graft_error *e);
+graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,
+                         uint64_t step, cl_mem dy, cl_mem dx, graft_error *e);
 void dropout_op_free(dropout_op *op);
 
 /* ---- add (k inputs), concat along channels, accumulate ---- */

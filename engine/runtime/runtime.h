@@ -9,27 +9,6 @@
 
 #include "base.h"
 
-/* ---- device specs: parsing is pure so it can be tested without any OpenCL platform ---- */
-typedef enum devspec_kind {
-    DEVSPEC_DEFAULT,   /* empty: first GPU, else first CPU */
-    DEVSPEC_TYPE,      /* cpu | gpu */
-    DEVSPEC_VENDOR,    /* nvidia | amd | intel | pocl */
-    DEVSPEC_INDEX,     /* P:D */
-    DEVSPEC_SUBSTRING, /* anything else: case-insensitive substring of the device or platform name */
-} devspec_kind;
-
-typedef struct devspec {
-    devspec_kind kind;
-    graft_device_type type;
-    char word[128]; /* vendor word or substring */
-    int platform, device;
-} devspec;
-
-graft_status devspec_parse(const char *spec, devspec *out, graft_error *e);
-/* Index into list of the first device matching, or an error listing what is there. */
-graft_status devspec_match(const devspec *s, const graft_device_info *list, int n, int *index,
-                           graft_error *e);
-
 /* ---- embedded kernel sources (generated from cl/ *.cl at build time) ---- */
 const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
 int cl_source_count(void);

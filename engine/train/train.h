@@ -36,8 +36,35 @@ typedef struct feature_pool {
 } feature_pool;
 void feature_pool_free(feature_pool *p);
 
+/* ---- across processes (dist.c): MPI when built with it and started by mpirun ---- */
+typedef struct dist {
+    bool active; /* MPI_Init was called */
+    int rank, size, local_rank;
+    double timeout; /* seconds a step waits for its peers (GRAFT_DIST_TIMEOUT, default 20) */
+    void *pending;  /* the bucket allreduces in flight (MPI_Request array) */
+    int npending, cap;
+} dist;
+bool dist_built(void); /* this build has MPI (-Dmpi) */
+/* Join the MPI job when mpirun started the process; else rank 0 of 1 (no MPI call at all). */
+graft_status dist_init(dist *d, graft_error *e);
+void dist_finalize(dist *d);
+/* After an error on one rank: end the whole job, so no peer waits for it. */
+void dist_abort(dist *d);
+/* Every rank at the same step, waiting at most timeout seconds: else an error naming the ranks
+ * that did not answer (dead or hung). */
+graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e);
+/* Element-wise sums over the ranks, in place (the epoch's metrics). */
+graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e);
+graft_status dist_barrier(dist *d, graft_error *e);
+/* A gradient bucket's sum over the ranks, started without waiting (x must stay put until
+ * dist_sum_finish, which waits for every bucket started, bounded like the rest). */
+graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e);
+graft_status dist_sum_finish(dist *d, graft_error *e);
+
 typedef struct train_options {
     const char *device;  /* overrides recipe.device */
+    const char *devices; /* overrides train.devices: replicas, one per device (SPEC,SPEC | all) */
+    dist *dist;          /* NULL or one rank: this process trains alone */
     const char *out_dir; /* overrides recipe.output */
     const char *resume;  /* run directory to resume from */
     void (*progress)(void *user, const train_progress *p);
@@ -54,7 +81,10 @@ typedef struct train_summary {
     bool stopped_early;
     long steps;
     double train_seconds, images_per_second;
-    char device[256];
+    char device[256];     /* with replicas: their devices joined by " + " */
+    int replicas;         /* data-parallel replicas in this process (1: one device) */
+    int ranks;            /* processes of an MPI job (1: none) */
+    double allreduce_seconds_per_step; /* host time reducing gradient buckets, per step */
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
@@ -74,6 +104,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 /* Whether a feature cache of `bytes` in all (its largest split `largest` bytes) lives in device
  * memory: at most transfer.cache_device_fraction of the device's global memory, and each split
  * within one allocation. Otherwise it stays in host memory. */
+/* Data parallelism: rows [*first, *first + *count) of a global batch of n go to replica k of
+ * nrep (an even split; the first n % nrep replicas take one row more). */
+void train_shard(int n, int nrep, int k, int *first, int *count);
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 

@@ -57,11 +57,31 @@ typedef struct run {
     long *confusion;
     int nclasses;
     double t_start, data_seconds, compile_seconds, val_seconds, test_seconds;
+    /* data parallelism (train.devices, --devices): replica k runs pipeline rep[k] on context
+     * rctx[k]; replica 0 is ctx / head, which alone evaluates and is checkpointed (every replica
+     * holds the same weights after each step). nrep 1: the one-device path, untouched. */
+    int nrep;
+    graft_context *rctx[DEVSPEC_MAX_LIST];
+    pipeline *rep[DEVSPEC_MAX_LIST];
+    float *gsum;              /* the reduced gradients of a step (the bucket layout) */
+    long gtotal;              /* floats in gsum */
+    /* across processes (mpirun): this rank's place; rank 0 alone writes the run directory */
+    dist *D;
+    int world, rank;
+    bool peers_checked; /* a step has met every peer since the last compile */
+    double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
+    long dp_steps;
 } run;
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
  * ten times a second); without a progress callback it is read once per epoch. */
 #define PROGRESS_READ_SECONDS 0.1
+
+/* Whether this process writes the run directory (rank 0, or the only process). */
+static bool writer(const run *R)
+{
+    return R->rank == 0;
+}
 
 static double schedule_lr(const train_spec *t, double epoch_frac)
 {
@@ -315,6 +335,10 @@ static graft_status compile_phase(run *R, graft_error *e)
         if (s) return s;
         pipeline_free(R->head);
         R->head = NULL;
+        for (int k = 1; k < R->nrep; k++) {
+            pipeline_free(R->rep[k]);
+            R->rep[k] = NULL;
+        }
     }
     free_features(R);
     bool augment = data_spec_augments(&r->data);
@@ -382,6 +406,8 @@ static graft_status compile_phase(run *R, graft_error *e)
         R->on_device = train_cache_on_device(row * (double)(R->train.n + R->val.n + R->test.n),
                                              row * (double)most,
                                              r->transfer.cache_device_fraction, &R->ctx->info);
+        /* replicas take their rows from host memory: a device table would live on one device */
+        if (R->nrep > 1) R->on_device = false;
         R->cached = true;
         notify(R, R->on_device ? "computing frozen features once (feature cache in device memory)"
                                : "computing frozen features once (feature cache in host memory)");
@@ -393,7 +419,110 @@ static graft_status compile_phase(run *R, graft_error *e)
     }
     if ((s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
     pipeline_set_step(R->head, (uint64_t)R->step);
+    R->rep[0] = R->head;
+    for (int k = 1; k < R->nrep; k++) {
+        if ((s = pipeline_create(R->rctx[k], &r->graph, &po, &R->rep[k], e))) {
+            err_prefix(e, "replica %d (%s)", k, R->rctx[k]->info.name);
+            return s;
+        }
+        pipeline_set_step(R->rep[k], (uint64_t)R->step);
+        if ((s = pipeline_upload(R->rep[k], &R->store, e))) return s;
+    }
+    R->peers_checked = false;
+    if (R->nrep > 1 || R->world > 1) {
+        /* the reduced gradients: the bucket layout of this phase's trainable set */
+        int nb;
+        const long *off, *count;
+        if ((s = pipeline_grad_layout(R->head, &nb, &off, &count, e))) return s;
+        long total = nb ? off[nb - 1] + count[nb - 1] : 1;
+        free(R->gsum);
+        if (!(R->gsum = malloc((size_t)total * sizeof(float))))
+            return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld gradients", total);
+        R->gtotal = total;
+    }
     return pipeline_upload(R->head, &R->store, e);
+}
+
+/* The share of replica k in a global batch of n rows: even, the first n % nrep replicas one row
+ * more; rows [*first, *first + *count) in the batch order, so each example of an epoch goes to
+ * exactly one replica. */
+void train_shard(int n, int nrep, int k, int *first, int *count)
+{
+    int base = n / nrep, extra = n % nrep;
+    *count = base + (k < extra);
+    *first = k * base + (k < extra ? k : extra);
+}
+
+/* One data-parallel step: each replica runs forward and backward on its share of the batch (the
+ * devices work at once: nothing waits until the reduction), then the gradient buckets are
+ * reduced as they land, in backward order and in replica order (a fixed order, so a run is
+ * reproducible): g = sum_k (n_k / n) g_k, the mean gradient over the global batch, since each
+ * replica's loss is the mean over its n_k rows. Every replica then applies the same update. */
+static graft_status dp_step(run *R, const float *x, const int *y, int n, const optim_hparams *h,
+                            graft_error *e)
+{
+    long ss = pipeline_input_size(R->head);
+    int first[DEVSPEC_MAX_LIST], cnt[DEVSPEC_MAX_LIST];
+    graft_status s = GRAFT_OK;
+    /* across processes, replica k of rank r is worker r * nrep + k of world * nrep */
+    for (int k = 0; k < R->nrep && !s; k++) {
+        train_shard(n, R->world * R->nrep, R->rank * R->nrep + k, &first[k], &cnt[k]);
+        if (cnt[k])
+            s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
+                                     first[k], e);
+    }
+    if (s) return s;
+    int nb;
+    const long *off, *count;
+    if ((s = pipeline_grad_layout(R->head, &nb, &off, &count, e))) return s;
+    double t0 = now_seconds();
+    if (R->world > 1) {
+        /* every rank is at this step (a bounded wait: a dead or hung rank is named) */
+        double limit = R->D->timeout * (R->peers_checked ? 1 : 10);
+        s = dist_check_peers(R->D, R->step, limit, e);
+        R->peers_checked = true;
+    }
+    for (int b = 0; b < nb && !s; b++) {
+        float *dst = R->gsum + off[b];
+        bool any = false;
+        for (int k = 0; k < R->nrep && !s; k++) {
+            if (!cnt[k]) continue;
+            float *g;
+            if ((s = pipeline_grad_bucket_wait(R->rep[k], b, &g, e))) break;
+            float w = (float)cnt[k] / (float)n;
+            if (!any)
+                for (long i = 0; i < count[b]; i++) dst[i] = w * g[i];
+            else
+                for (long i = 0; i < count[b]; i++) dst[i] += w * g[i];
+            any = true;
+        }
+        if (!any) memset(dst, 0, (size_t)count[b] * sizeof(float)); /* a rank with no rows */
+        /* across ranks: the bucket's sum starts now, while the next buckets land; the sum of the
+         * ranks' weighted gradients is the mean over the global batch */
+        if (!s && R->world > 1) s = dist_sum_start(R->D, dst, count[b], e);
+    }
+    if (R->world > 1) {
+        if (s) R->D->npending = 0; /* the job is aborted: the sums in flight are abandoned */
+        else s = dist_sum_finish(R->D, e); /* waits for every bucket's sum */
+    }
+    R->allreduce_seconds += now_seconds() - t0;
+    R->dp_steps++;
+    for (int k = 0; k < R->nrep && !s; k++) s = pipeline_apply_grads(R->rep[k], R->gsum, h, e);
+    return s;
+}
+
+/* The training statistics of every replica, summed (pipeline_stats_read on each). */
+static graft_status stats_read_all(run *R, bool wait, pipeline_stats *out, graft_error *e)
+{
+    graft_status s = pipeline_stats_read(R->head, wait, out, e);
+    for (int k = 1; k < R->nrep && !s; k++) {
+        pipeline_stats st;
+        s = pipeline_stats_read(R->rep[k], wait, &st, e);
+        out->loss_sum += st.loss_sum;
+        out->correct += st.correct;
+        out->samples += st.samples;
+    }
+    return s;
 }
 
 /* The device table of a split's cached features, or NULL when batches come from host memory. */
@@ -633,7 +762,10 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[22 + 2 * i] = tkeys + (size_t)i * 1040;
         state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
-    s = commit_checkpoints(R, best, model_meta, (const char *const *)state_meta, nmeta, e);
+    /* across processes every rank holds these weights; rank 0 alone writes them */
+    s = writer(R) ? commit_checkpoints(R, best, model_meta, (const char *const *)state_meta,
+                                       nmeta, e)
+                  : GRAFT_OK;
     free(state_meta);
     free(tvals);
     free(tkeys);
@@ -649,7 +781,9 @@ static double meta_num(st_file *f, const char *key, double dflt)
 static graft_status resume_from(run *R, const char *dir, graft_error *e)
 {
     char path[2300];
-    graft_status rs = recover_checkpoints(dir, e);
+    /* rank 0 puts an interrupted commit right; the others read once it has */
+    graft_status rs = writer(R) ? recover_checkpoints(dir, e) : GRAFT_OK;
+    if (!rs && R->world > 1) rs = dist_barrier(R->D, e);
     if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
@@ -775,6 +909,12 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
+    if (sum->ranks > 1) json_object_set_new(o, "ranks", json_integer(sum->ranks));
+    if (sum->replicas > 1 || sum->ranks > 1) {
+        json_object_set_new(o, "replicas", json_integer(sum->replicas));
+        json_object_set_new(o, "allreduce_seconds_per_step",
+                            json_real(sum->allreduce_seconds_per_step));
+    }
     const adapt_spec *as = &R->r->adapt;
     if (as->present) {
         static const char *const names[] = {"adabn", "coral", "mmd", "dann"};
@@ -1021,10 +1161,13 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
                                           (float)r->adapt.weight,
                                           (float)dann_lambda(r, R->epoch, done, nb), e);
         } else {
-            s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, srp, e)
-                      : pipeline_train_step(R->head, x, y, n, &h, srp, e);
+            s = R->nrep > 1 || R->world > 1 ? dp_step(R, x, y, n, &h, e)
+                : table     ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h,
+                                                       srp, e)
+                            : pipeline_train_step(R->head, x, y, n, &h, srp, e);
         }
-        if (!s && !skip_mode) s = pipeline_stats_poll(R->head, e); /* a NaN stops at once */
+        for (int k = 0; k < R->nrep && !s && !skip_mode; k++)
+            s = pipeline_stats_poll(R->rep[k], e); /* a NaN stops at once */
         if (s) break;
         if (srp && sr.nonfinite) {
             skipped++;
@@ -1043,7 +1186,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
             if (now - last_read >= PROGRESS_READ_SECONDS) {
                 /* collect the read started last time, start the next (non-blocking) */
                 pipeline_stats st;
-                if ((s = pipeline_stats_read(R->head, false, &st, e))) break;
+                if ((s = stats_read_all(R, false, &st, e))) break;
                 loss_sum += st.loss_sum;
                 correct += st.correct;
                 got += st.samples;
@@ -1064,7 +1207,17 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     if (!s) {
         /* the epoch's exact totals: wait for every step's statistics */
         pipeline_stats st;
-        s = pipeline_stats_read(R->head, true, &st, e);
+        s = stats_read_all(R, true, &st, e);
+        if (!s && R->world > 1) {
+            /* each rank counted its own rows: the epoch's totals are their sums (the display's
+             * running figures above were this rank's) */
+            double v[3] = {st.loss_sum + loss_sum, (double)(st.correct + correct),
+                           (double)(st.samples + got)};
+            s = dist_sum_f64(R->D, v, 3, e);
+            st.loss_sum = v[0] - loss_sum;
+            st.correct = (long)v[1] - correct;
+            st.samples = (long)v[2] - got;
+        }
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
@@ -1160,6 +1313,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 
 static void run_free(run *R)
 {
+    for (int k = 1; k < R->nrep; k++) pipeline_free(R->rep[k]);
     pipeline_free(R->head);
     free_features(R);
     store_free(&R->store);
@@ -1175,18 +1329,73 @@ static void run_free(run *R)
     json_decref(R->phases);
     free(R->confusion);
     graft_context_free(R->ctx);
+    for (int k = 1; k < R->nrep; k++) graft_context_free(R->rctx[k]);
+    free(R->gsum);
+}
+
+/* The contexts of the run: one device (--device, recipe.device), or one per device of
+ * --devices / train.devices (replicas; one device named there is the one-device path). */
+static graft_status open_devices(run *R, graft_error *e)
+{
+    const train_options *o = R->o;
+    const char *list = o->devices ? o->devices : o->device ? NULL : R->r->train.devices;
+    graft_context_options co = {.device = o->device ? o->device : R->r->device};
+    R->nrep = 1;
+    char mine[256];
+    if (R->world > 1) {
+        /* each rank its device: --device, recipe.device or GRAFT_DEVICE with {local_rank} */
+        const char *spec = list ? list : co.device ? co.device : getenv("GRAFT_DEVICE");
+        if (spec) {
+            devspec_local_rank(spec, R->D->local_rank, mine, sizeof mine);
+            if (list) list = mine;
+            else co.device = mine;
+        }
+    }
+    if (!list) return graft_context_create(&co, &R->ctx, e);
+    graft_device_info *devs = NULL;
+    int ndev = 0, idx[DEVSPEC_MAX_LIST], n = 0;
+    graft_status s = graft_devices_list(&devs, &ndev, e);
+    if (!s) s = devspec_match_list(list, devs, ndev, idx, DEVSPEC_MAX_LIST, &n, e);
+    char spec[DEVSPEC_MAX_LIST][32];
+    for (int k = 0; k < n && !s; k++)
+        snprintf(spec[k], sizeof spec[k], "%d:%d", devs[idx[k]].platform_index,
+                 devs[idx[k]].device_index);
+    free(devs);
+    if (s) return s;
+    if (n > 1) {
+        if (R->aligning)
+            return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                           "adapt: domain adaptation trains on one device; train.devices names %d",
+                           n);
+        if (R->r->train.on_nonfinite == NONFINITE_SKIP_BATCH)
+            return err_set(e, GRAFT_STATUS_BAD_RECIPE,
+                           "train.on_nonfinite: skip_batch runs on one device; train.devices "
+                           "names %d (use stop)",
+                           n);
+    }
+    for (int k = 0; k < n; k++) {
+        co.device = spec[k];
+        if ((s = graft_context_create(&co, k ? &R->rctx[k] : &R->ctx, e))) {
+            err_prefix(e, "device %s", spec[k]);
+            return s;
+        }
+        R->rctx[k] = k ? R->rctx[k] : R->ctx;
+        R->nrep = k + 1;
+    }
+    return GRAFT_OK;
 }
 
 graft_status graft_train(graft_recipe *r, const train_options *o, train_summary *out,
                          graft_error *e)
 {
     memset(out, 0, sizeof *out);
-    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds()};
+    run R = {.r = r, .o = o, .best_metric = NAN, .phases = json_array(), .t_start = now_seconds(),
+             .D = o->dist, .world = o->dist ? o->dist->size : 1,
+             .rank = o->dist ? o->dist->rank : 0};
     graft_status s;
     const char *dir = o->resume ? o->resume : o->out_dir ? o->out_dir : r->output;
     if (!dir) dir = "runs/last";
     snprintf(R.dir, sizeof R.dir, "%s", dir);
-    graft_context_options co = {.device = o->device ? o->device : r->device};
     /* data first: a bad data file must fail before anything is written */
     if ((s = data_load(&r->data, r->graph.input, &R.train, &R.val, &R.test, e))) goto done;
     R.data_seconds = now_seconds() - R.t_start;
@@ -1210,7 +1419,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
                                 data_seed_mix(r->train.seed, 0x7a29e7), &R.tb, e)))
             goto done;
     }
-    if ((s = graft_context_create(&co, &R.ctx, e))) goto done;
+    if ((s = open_devices(&R, e))) goto done;
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
     /* dann's discriminator: its tensors live in the same store (checkpoints, exact resume) */
     if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
@@ -1244,14 +1453,14 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         tune_summary ts;
         if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
     }
-    if ((s = fs_mkdir_p(R.dir, e))) goto done;
+    if (writer(&R) && (s = fs_mkdir_p(R.dir, e))) goto done;
     double tc = now_seconds();
     if ((s = compile_phase(&R, e))) goto done;
     R.compile_seconds += now_seconds() - tc;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
-    {
+    if (writer(&R)) {
         char path[2300];
         char *yaml = recipe_dump_yaml(r);
         path_in(&R, "recipe.yaml", path, sizeof path);
@@ -1283,6 +1492,16 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             out->feature_cache_device = out->feature_cache_device || R.on_device;
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
+    }
+    if (!writer(&R)) {
+        /* the other ranks are done: rank 0 evaluates the test split and writes the results */
+        out->epochs_run = R.epoch;
+        out->steps = R.step;
+        out->best_epoch = R.best_epoch;
+        out->test_accuracy = out->test_loss = NAN;
+        snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
+        snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);
+        goto done;
     }
     /* evaluate the best weights on the test split */
     if (R.have_val && R.best_epoch > 0 && R.best_epoch != R.epoch) {
@@ -1349,6 +1568,13 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     out->host_syncs_per_step = R.loop_steps ? (double)R.loop_syncs / (double)R.loop_steps : 0;
     out->images_per_second = R.train_seconds > 0 ? (double)R.images_seen / R.train_seconds : 0;
     snprintf(out->device, sizeof out->device, "%s", R.ctx->info.name);
+    out->replicas = R.nrep;
+    out->ranks = R.world;
+    for (int k = 1; k < R.nrep; k++) {
+        size_t used = strlen(out->device);
+        snprintf(out->device + used, sizeof out->device - used, " + %s", R.rctx[k]->info.name);
+    }
+    out->allreduce_seconds_per_step = R.dp_steps ? R.allreduce_seconds / (double)R.dp_steps : 0;
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);

@@ -116,7 +116,7 @@ static void run_case(graft_context *ctx, int nb, int n, long size, float rate)
     cl_mem bx = oc_buffer(ctx, x, cap), bdy = oc_buffer(ctx, dy, cap), by = oc_buffer(ctx, NULL, cap),
            bdx = oc_buffer(ctx, NULL, cap);
     oc_poison(ctx, by, cap);
-    CHECK_OK(dropout_fwd(ctx, &op, n, seed, step, bx, by, err));
+    CHECK_OK(dropout_fwd(ctx, &op, n, 0, seed, step, bx, by, err));
     float *y = oc_read(ctx, by, cap);
     long mism = 0;
     for (long i = 0; i < total; i++) mism += (y[i] != 0) != keep[i];
@@ -126,7 +126,7 @@ static void run_case(graft_context *ctx, int nb, int n, long size, float rate)
     if (cap > total) CHECK(isnan(y[total]));
 
     oc_poison(ctx, bdx, cap);
-    CHECK_OK(dropout_bwd(ctx, &op, n, seed, step, bdy, bdx, err));
+    CHECK_OK(dropout_bwd(ctx, &op, n, 0, seed, step, bdy, bdx, err));
     float *dx = oc_read(ctx, bdx, cap);
     long fb = count_diff(y, dx, total);
     printf("  %-40s %ld\n", "fwd and bwd masks: differ", fb);
@@ -155,13 +155,14 @@ static void run_case(graft_context *ctx, int nb, int n, long size, float rate)
     /* same (seed, step): the same mask; the next step and another seed: different masks, with
      * about 2p(1-p) of the elements flipping */
     oc_poison(ctx, by, cap);
-    CHECK_OK(dropout_fwd(ctx, &op, n, seed, step, bx, by, err));
+    CHECK_OK(dropout_fwd(ctx, &op, n, 0, seed, step, bx, by, err));
     float *y2 = oc_read(ctx, by, cap);
     CHECK(memcmp(y, y2, total * sizeof *y) == 0);
     free(y2);
     for (int v = 0; v < 2 && rate > 0; v++) {
         oc_poison(ctx, by, cap);
-        CHECK_OK(dropout_fwd(ctx, &op, n, v ? seed + 1 : seed, v ? step : step + 1, bx, by, err));
+        CHECK_OK(
+            dropout_fwd(ctx, &op, n, 0, v ? seed + 1 : seed, v ? step : step + 1, bx, by, err));
         y2 = oc_read(ctx, by, cap);
         long d = count_diff(y, y2, total);
         double expect = total * 2 * p * (1 - p), sd = sqrt(total * 2 * p * (1 - p));
@@ -175,11 +176,34 @@ static void run_case(graft_context *ctx, int nb, int n, long size, float rate)
     /* a smaller batch sees the same mask on its samples: the mask is per element index */
     if (n > 1) {
         oc_poison(ctx, by, cap);
-        CHECK_OK(dropout_fwd(ctx, &op, 1, seed, step, bx, by, err));
+        CHECK_OK(dropout_fwd(ctx, &op, 1, 0, seed, step, bx, by, err));
         y2 = oc_read(ctx, by, cap);
         CHECK(memcmp(y, y2, size * sizeof *y) == 0);
         CHECK(isnan(y2[size]));
         free(y2);
+    }
+    /* data parallelism: the rows [k, n) launched alone with row0 = k (a replica's share) get the
+     * whole batch's mask on those rows, forward and backward, also when k * size is not a
+     * multiple of four (the share starts inside a Philox block) */
+    for (int k = 1; k < n && rate > 0; k += (n - 1 > 2 ? n / 2 : 1)) {
+        long off = (long)k * size, rest = total - off;
+        cl_mem sx = oc_buffer(ctx, x + off, rest), sdy = oc_buffer(ctx, dy + off, rest),
+               sy = oc_buffer(ctx, NULL, rest), sdx = oc_buffer(ctx, NULL, rest);
+        oc_poison(ctx, sy, rest);
+        oc_poison(ctx, sdx, rest);
+        CHECK_OK(dropout_fwd(ctx, &op, n - k, k, seed, step, sx, sy, err));
+        CHECK_OK(dropout_bwd(ctx, &op, n - k, k, seed, step, sdy, sdx, err));
+        float *ys = oc_read(ctx, sy, rest), *dxs = oc_read(ctx, sdx, rest);
+        printf("  %-40s rows %d.. (element %ld, %ld mod 4)\n", "share launched alone: same mask", k,
+               off, off % 4);
+        CHECKF(memcmp(ys, y + off, rest * sizeof *y) == 0, "forward share from row %d", k);
+        CHECKF(memcmp(dxs, dx + off, rest * sizeof *dx) == 0, "backward share from row %d", k);
+        free(ys);
+        free(dxs);
+        clReleaseMemObject(sx);
+        clReleaseMemObject(sdy);
+        clReleaseMemObject(sy);
+        clReleaseMemObject(sdx);
     }
     clReleaseMemObject(bx);
     clReleaseMemObject(bdy);
@@ -202,12 +226,14 @@ int main(void)
     test_kat(ctx);
     if (small) {
         run_case(ctx, 3, 2, 3 * 5 * 5, 0.3f);
+        run_case(ctx, 3, 3, 10, 0.5f); /* shares from rows 1 and 2 start 2 and 0 mod 4 */
     } else {
         run_case(ctx, 4, 4, 3 * 7 * 7, 0.3f);       /* odd size: groups of four straddle samples */
         run_case(ctx, 64, 17, 128, 0.5f);           /* dense features, last batch */
         run_case(ctx, 64, 64, 32 * 14 * 14, 0.25f); /* large: tight statistics */
         run_case(ctx, 1, 1, 7, 0.9f);               /* batch 1, high rate, size not /4 */
         run_case(ctx, 2, 2, 10, 0.0f);              /* rate 0: identity */
+        run_case(ctx, 3, 3, 10, 0.5f); /* shares from rows 1 and 2 start 2 and 0 mod 4 */
     }
     dropout_op op;
     graft_error e = {0};

@@ -1,5 +1,6 @@
 /* test_devspec.c — the device-spec grammar: every form, bad specs, and matching against a fake
  * device list (so it runs without any OpenCL platform). */
+#include "base.h" /* the grammar lives in base/ (devspec.c), below recipe/ and runtime/ */
 #include "runtime.h"
 #include "harness.h"
 
@@ -87,5 +88,22 @@ int main(void)
     CHECK(pick(list, n, NULL) == 2); /* env used when no explicit spec */
     CHECK(pick(list, n, "cpu") == 0); /* explicit spec beats env */
     unsetenv("GRAFT_DEVICE");
+    /* --devices / train.devices: lists, "all", duplicates, bad items */
+    int idx[DEVSPEC_MAX_LIST], k = -1;
+    CHECK(devspec_match_list("2:0, nvidia", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) == GRAFT_OK &&
+          k == 2 && idx[0] == 2 && idx[1] == 1);
+    CHECK(devspec_match_list(" ALL ", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) == GRAFT_OK &&
+          k == n && idx[n - 1] == n - 1);
+    CHECK(devspec_match_list("h100,1:0", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) ==
+              GRAFT_STATUS_USAGE &&
+          strstr(e.message, "named twice") != NULL);
+    CHECK(devspec_match_list("cpu,,gpu", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) ==
+              GRAFT_STATUS_USAGE &&
+          strstr(e.message, "empty device spec") != NULL);
+    CHECK(devspec_match_list("cpu,0:", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) ==
+          GRAFT_STATUS_USAGE);
+    CHECK(devspec_match_list("cpu,quadro", list, n, idx, DEVSPEC_MAX_LIST, &k, &e) ==
+          GRAFT_STATUS_USAGE);
+    CHECK(devspec_match_list("all", list, 0, idx, DEVSPEC_MAX_LIST, &k, &e) == GRAFT_STATUS_USAGE);
     return test_finish("devspec");
 }

@@ -9,7 +9,6 @@ usage: PYTHON hf_check.py GRAFT [--workdir DIR]   (PYTHON: a venv with transform
 Exit 0 when every comparison holds, 1 otherwise, 77 when transformers cannot be imported."""
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 
@@ -27,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from oracle import st_read, st_write, rel_err  # noqa: E402
+from oracle import Checks, run_graft, st_read, st_write, rel_err  # noqa: E402
 import gen_torchvision  # noqa: E402
 
 torch.set_num_threads(2)
@@ -40,19 +39,10 @@ def main():
     a = ap.parse_args()
     work = a.workdir or tempfile.mkdtemp(prefix="graft-hf-")
     os.makedirs(work, exist_ok=True)
-    failures = 0
-
-    def check(what, err, tol):
-        nonlocal failures
-        ok = err <= tol
-        failures += 0 if ok else 1
-        print(f"  {'ok  ' if ok else 'FAIL'} {what:48s} rel.err {err:.2e} (tol {tol:.0e})")
+    check = Checks()
 
     def graft(*cmd):
-        r = subprocess.run([a.graft, *cmd], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(r.stdout, r.stderr)
-            raise SystemExit(f"graft {cmd[0]} failed with exit {r.returncode}")
+        run_graft(a.graft, *cmd)
 
     # a small random configuration: 2 channels of 21x14 in patches of 7 (6 tokens + class token),
     # 3 heads of 8, 2 layers; no dropout, exact GELU, HF's default layer norm eps 1e-12
@@ -75,7 +65,7 @@ def main():
     missing, extra = sorted(set(sd) - names), sorted(names - set(sd))
     print(f"  {'ok  ' if not missing and not extra else 'FAIL'} {len(sd)} state_dict tensors map "
           f"(missing {missing[:3]}, extra {extra[:3]})")
-    failures += 1 if missing or extra else 0
+    check.failures += 1 if missing or extra else 0
     w0 = os.path.join(work, "w0.safetensors")
     st_write(w0, sd)
     legacy = os.path.join(work, "w0-gamma-beta.safetensors")
@@ -129,8 +119,8 @@ def main():
         if e > worst:
             worst, wname = e, k
     check(f"SGD step: update (worst {wname})", worst, 1e-3)
-    print(f"{'PASS' if failures == 0 else 'FAIL'}: transformers {transformers.__version__}")
-    return 1 if failures else 0
+    print(f"{'PASS' if check.failures == 0 else 'FAIL'}: transformers {transformers.__version__}")
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":

@@ -282,6 +282,26 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / max(1e-12, float(np.max(np.abs(b)))))
 
 
+class Checks:
+    """check(what, err, tol): prints one comparison line and counts those out of tolerance."""
+
+    def __init__(self):
+        self.failures = 0
+
+    def __call__(self, what, err, tol):
+        ok = err <= tol
+        self.failures += 0 if ok else 1
+        print(f"  {'ok  ' if ok else 'FAIL'} {what:48s} rel.err {err:.2e} (tol {tol:.0e})")
+
+
+def run_graft(exe, *cmd):
+    """Run `graft CMD...`; on failure print its output and exit the test."""
+    r = subprocess.run([exe, *cmd], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stdout, r.stderr)
+        raise SystemExit(f"graft {cmd[0]} failed with exit {r.returncode}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("graft")
@@ -349,19 +369,10 @@ def main():
     with open(recipe_path, "w") as f:
         yaml.safe_dump(recipe, f, sort_keys=False)
 
-    failures = 0
-
-    def check(what, err, tol):
-        nonlocal failures
-        ok = err <= tol
-        failures += 0 if ok else 1
-        print(f"  {'ok  ' if ok else 'FAIL'} {what:48s} rel.err {err:.2e} (tol {tol:.0e})")
+    check = Checks()
 
     def graft(*cmd):
-        r = subprocess.run([args.graft, *cmd], capture_output=True, text=True)
-        if r.returncode != 0:
-            print(r.stdout, r.stderr)
-            raise SystemExit(f"graft {cmd[0]} failed with exit {r.returncode}")
+        run_graft(args.graft, *cmd)
 
     # 1. inference logits
     net.eval()
@@ -404,7 +415,7 @@ def main():
         for name, ref_w in want.items():
             if name not in got:
                 print(f"  FAIL {name} missing from last.safetensors")
-                failures += 1
+                check.failures += 1
                 continue
             check(f"{opt} step: weights {name}", rel_err(got[name], ref_w), 1e-3)
             if opt == "sgd":
@@ -442,8 +453,9 @@ def main():
     got = st_read(os.path.join(run, "last.safetensors"))
     for name, ref_w in want.items():
         check(f"momentum+wd+l2sp+lr_mult 2 steps: {name}", rel_err(got[name], ref_w), 1e-3)
-    print(f"{'PASS' if failures == 0 else 'FAIL'}: {failures} comparison(s) out of tolerance")
-    return 1 if failures else 0
+    print(f"{'PASS' if check.failures == 0 else 'FAIL'}: {check.failures} comparison(s) out of "
+          "tolerance")
+    return 1 if check.failures else 0
 
 
 if __name__ == "__main__":

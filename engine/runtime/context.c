@@ -277,6 +277,20 @@ graft_status kernel_create(graft_context *ctx, const char *source, const char *o
     return cl_check(rc, kernel, e);
 }
 
+graft_status kernels_create(graft_context *ctx, const char *source, const char *options,
+                            const char *const *names, int n, cl_kernel *out, graft_error *e)
+{
+    graft_status s = GRAFT_OK;
+    for (int i = 0; i < n && !s; i++) s = kernel_create(ctx, source, options, names[i], &out[i], e);
+    return s;
+}
+
+void kernels_release(cl_kernel *k, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (k[i]) clReleaseKernel(k[i]);
+}
+
 graft_status kernel_get(graft_context *ctx, const char *source, const char *options,
                         const char *kernel, cl_kernel *out, graft_error *e)
 {

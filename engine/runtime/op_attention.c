@@ -32,9 +32,7 @@ graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int 
     op->lsz = group_local_size(ctx, t);
     char opts[96];
     snprintf(opts, sizeof opts, "-DT=%d -DLSZ=%d", t, op->lsz);
-    graft_status s = GRAFT_OK;
-    for (int i = 0; i < ATTN_NKERNELS && !s; i++)
-        s = kernel_create(ctx, "attention", opts, ATTN_KERNELS[i], &op->k[i], e);
+    graft_status s = kernels_create(ctx, "attention", opts, ATTN_KERNELS, ATTN_NKERNELS, op->k, e);
     if (!s) s = dense_op_init(ctx, &op->out, d, d, bias, e);
     const size_t n = (size_t)max_n, f = sizeof(float);
     const size_t qkv = n * t * 3 * d * f, pp = n * heads * t * t * f, o = n * t * d * f;
@@ -50,8 +48,7 @@ graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int 
 
 void attention_op_free(attention_op *op)
 {
-    for (int i = 0; i < ATTN_NKERNELS; i++)
-        if (op->k[i]) clReleaseKernel(op->k[i]);
+    kernels_release(op->k, ATTN_NKERNELS);
     dense_op_free(&op->out);
     cl_mem *m[] = {&op->qkv, &op->p, &op->o, &op->dqkv, &op->dp, &op->dout};
     for (size_t i = 0; i < sizeof m / sizeof m[0]; i++)

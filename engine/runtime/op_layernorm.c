@@ -28,17 +28,14 @@ graft_status layernorm_op_init(graft_context *ctx, layernorm_op *op, int d, floa
     char opts[256];
     snprintf(opts, sizeof opts, "-DD=%d -DEPS=%.9ef -DAFFINE=%d -DLSZ=%d -DACC_DOUBLE=%d -DCHUNK=%d",
              d, (double)eps, affine ? 1 : 0, op->lsz, op->acc_bytes == 8, LN_CHUNK);
-    graft_status s = GRAFT_OK;
-    for (int i = 0; i < LN_NKERNELS && !s; i++)
-        s = kernel_create(ctx, "layernorm", opts, LN_KERNELS[i], &op->k[i], e);
+    graft_status s = kernels_create(ctx, "layernorm", opts, LN_KERNELS, LN_NKERNELS, op->k, e);
     if (s) layernorm_op_free(op);
     return s;
 }
 
 void layernorm_op_free(layernorm_op *op)
 {
-    for (int i = 0; i < LN_NKERNELS; i++)
-        if (op->k[i]) clReleaseKernel(op->k[i]);
+    kernels_release(op->k, LN_NKERNELS);
     if (op->part) clReleaseMemObject(op->part);
     *op = (layernorm_op){0};
 }

@@ -61,9 +61,7 @@ graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int 
     snprintf(opts, sizeof opts,
              "-DC=%d -DHW=%d -DEPS=%.9ef -DMOMENTUM=%.9ef -DLSZ=%d -DACC_DOUBLE=%d%s", c, hw,
              (double)eps, (double)momentum, op->lsz, op->acc_bytes == 8, eo);
-    graft_status s = GRAFT_OK;
-    for (int i = 0; i < BN_NKERNELS && !s; i++)
-        s = kernel_create(ctx, "norm", opts, BN_KERNELS[i], &op->k[i], e);
+    graft_status s = kernels_create(ctx, "norm", opts, BN_KERNELS, BN_NKERNELS, op->k, e);
     if (!s) s = buffer_create(ctx, 2 * (size_t)c * sizeof(float), &op->sums, e);
     if (!s) s = zero_from_host(ctx, op->sums, 2 * (size_t)c * sizeof(float), e);
     if (s) batchnorm_op_free(op);
@@ -72,8 +70,7 @@ graft_status batchnorm_op_init(graft_context *ctx, batchnorm_op *op, int c, int 
 
 void batchnorm_op_free(batchnorm_op *op)
 {
-    for (int i = 0; i < BN_NKERNELS; i++)
-        if (op->k[i]) clReleaseKernel(op->k[i]);
+    kernels_release(op->k, BN_NKERNELS);
     if (op->part) clReleaseMemObject(op->part);
     if (op->sums) clReleaseMemObject(op->sums);
     *op = (batchnorm_op){0};

@@ -120,6 +120,12 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
                            const char *kernel, cl_kernel *out, graft_error *e);
 
+/* kernel_create for each of n kernels of one program into out[0..n-1] (stops at the first
+ * failure; the caller releases what was made with kernels_release, which skips NULLs). */
+graft_status kernels_create(graft_context *ctx, const char *source, const char *options,
+                            const char *const *names, int n, cl_kernel *out, graft_error *e);
+void kernels_release(cl_kernel *k, int n);
+
 /* A kernel owned and cached by the context: do not release it. Set its arguments right before
  * enqueueing it (the queue captures argument values at enqueue time). */
 graft_status kernel_get(graft_context *ctx, const char *source, const char *options,

@@ -255,7 +255,7 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
     case GRAFT_LAYER_ATTENTION:
         s = attention_op_init(ctx, &pl->op.attn, l->in.d[0], l->in.d[1], l->heads, l->bias,
                               p->o.max_batch, p->o.training && p->plan.layers[pl - p->layers].backward,
-                              l->in.d[1] / l->heads <= ATTN_FUSED_MAX_DH, l->rate, e);
+                              attention_use_fused(l->in.d[0], l->in.d[1], l->heads, l->rate), l->rate, e);
         break;
     case GRAFT_LAYER_LAYERNORM:
         s = layernorm_op_init(ctx, &pl->op.ln, l->out.d[l->out.rank - 1], l->eps, l->affine, e);

@@ -8,10 +8,27 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static const char *const ATTN_KERNELS[ATTN_NKERNELS] = {
     "attn_softmax_fwd", "attn_softmax_bwd",    "attn_bias_fwd",      "attn_bias_bwd",
     "attn_fused_fwd",   "attn_fused_bwd_rows", "attn_fused_bwd_cols"};
+
+bool attention_use_fused(int t, int d, int heads, float rate)
+{
+    const int dh = heads > 0 ? d / heads : d;
+    if (dh > ATTN_FUSED_MAX_DH) return false;
+    const char *v = getenv("GRAFT_ATTN");
+    if (rate > 0.0f || (v && strcmp(v, "fused") == 0)) return true;
+    if (v && strcmp(v, "gemm") == 0) return false;
+    /* One work-item per query row walks all T keys of its head: no reuse across rows, so it wins
+     * only while a head's products are too small for a GEMM launch to pay (batch 64 on PoCL, AVX-512
+     * EPYC, forward ms fused / GEMMs: T 17 dh 16 (ViT-tiny) 2.2 / 3.7 with the projections; T 50
+     * dh 16: 14.8 / 15.7; T 50 dh 32: 33 / 29; T 197 dh 16: 131 / 114; T 50 dh 64: 67 / 33;
+     * ViT-B/16 at batch 8, T 197 dh 64: 536 / 195). */
+    return (double)t * t * dh <= 50.0 * 50.0 * 16.0;
+}
 
 long attention_buffer_floats(int t, int d, int heads, bool training)
 {

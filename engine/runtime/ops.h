@@ -239,6 +239,10 @@ typedef struct attn_rng {
 graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int d, int heads,
                                bool bias, int max_n, bool training, bool fused, float rate,
                                graft_error *e);
+/* The form a layer of T tokens runs: fused for small heads (T^2 dh up to 50^2 * 16: measured
+ * there; larger ones run faster as GEMMs) and always with dropout (only the fused form has it),
+ * where the head fits ATTN_FUSED_MAX_DH. GRAFT_ATTN=fused or gemm forces one, for measuring. */
+bool attention_use_fused(int t, int d, int heads, float rate);
 /* rng: the dropout key of a training step, NULL for no dropout (evaluation). */
 graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x,
                            const attn_params *w, const attn_rng *rng, cl_mem y, graft_error *e);

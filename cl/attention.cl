@@ -120,10 +120,12 @@ __kernel void attn_fused_fwd(const int n, const int heads, const float scale,
     __global const float *kb = qkv + (long)i * T * D3 + D + h * DH, *vb = kb + D;
     __global float *pr = p + (long)g * T;
     float qv[DH], acc[DH];
+    #pragma unroll
     for (int c = 0; c < DH; c++) qv[c] = q[c] * scale;
     float m = -INFINITY;
     for (int j = 0; j < T; j++) {
         float s = 0.0f;
+        #pragma unroll
         for (int c = 0; c < DH; c++) s = fma(qv[c], kb[(long)j * D3 + c], s);
         pr[j] = s;
         m = fmax(m, s);
@@ -135,14 +137,17 @@ __kernel void attn_fused_fwd(const int n, const int heads, const float scale,
         z += v;
     }
     const float inv = 1.0f / z;
+    #pragma unroll
     for (int c = 0; c < DH; c++) acc[c] = 0.0f;
     for (int j = 0; j < T; j++) {
         const float pj = pr[j] * inv;
         pr[j] = pj;
         const float pd = pj * attn_keep(ATTN_RNG, ATTN_E(g, j));
+        #pragma unroll
         for (int c = 0; c < DH; c++) acc[c] = fma(pd, vb[(long)j * D3 + c], acc[c]);
     }
     __global float *orow = o + (long)(i * T + r) * D + h * DH;
+    #pragma unroll
     for (int c = 0; c < DH; c++) orow[c] = acc[c];
 }
 
@@ -161,22 +166,27 @@ __kernel void attn_fused_bwd_rows(const int n, const int heads, const float scal
     __global const float *pr = p + (long)g * T;
     __global float *dpr = dp + (long)g * T;
     float dov[DH], acc[DH];
+    #pragma unroll
     for (int c = 0; c < DH; c++) dov[c] = dorow[c];
     float dot = 0.0f;
     for (int j = 0; j < T; j++) {
         float s = 0.0f;
+        #pragma unroll
         for (int c = 0; c < DH; c++) s = fma(dov[c], vb[(long)j * D3 + c], s);
         s *= attn_keep(ATTN_RNG, ATTN_E(g, j));
         dpr[j] = s;
         dot = fma(pr[j], s, dot);
     }
+    #pragma unroll
     for (int c = 0; c < DH; c++) acc[c] = 0.0f;
     for (int j = 0; j < T; j++) {
         const float ds = pr[j] * (dpr[j] - dot);
         dpr[j] = ds;
+        #pragma unroll
         for (int c = 0; c < DH; c++) acc[c] = fma(ds, kb[(long)j * D3 + c], acc[c]);
     }
     __global float *dq = dqkv + (long)(i * T + r) * D3 + h * DH;
+    #pragma unroll
     for (int c = 0; c < DH; c++) dq[c] = acc[c] * scale;
 }
 
@@ -194,16 +204,19 @@ __kernel void attn_fused_bwd_cols(const int n, const int heads, const float scal
     __global const float *dob = dout + (long)i * T * D + h * DH;
     __global const float *pc = p + (long)ih * T * T + j, *dsc = dp + (long)ih * T * T + j;
     float dv[DH], dk[DH];
+    #pragma unroll
     for (int c = 0; c < DH; c++) dv[c] = dk[c] = 0.0f;
     for (int r = 0; r < T; r++) {
         const float pd = pc[(long)r * T] * attn_keep(ATTN_RNG, ATTN_E(ih * T + r, j));
         const float ds = dsc[(long)r * T];
+        #pragma unroll
         for (int c = 0; c < DH; c++) {
             dv[c] = fma(pd, dob[(long)r * D + c], dv[c]);
             dk[c] = fma(ds, qb[(long)r * D3 + c], dk[c]);
         }
     }
     __global float *dkr = dqkv + (long)(i * T + j) * D3 + D + h * DH, *dvr = dkr + D;
+    #pragma unroll
     for (int c = 0; c < DH; c++) {
         dkr[c] = dk[c] * scale;
         dvr[c] = dv[c];

@@ -13,6 +13,7 @@ its own. Methods as Graft implements them (docs/adaptation.md):
                lambda = 2 / (1 + exp(-10 p)) - 1
 
 usage: adapt_torch.py DATA_DIR [--methods a,b,...] [--epochs 3] [--seed 0] [--json OUT]
+                      [--init WEIGHTS] [--save-init WEIGHTS]
 DATA_DIR is what tools/make_shift.py wrote. Prints one line per method and writes JSON with --json.
 Run it with /work/venv-torch/bin/python (PyTorch 2.x) or /usr/bin/python3 (Debian's torch 1.13)."""
 import argparse
@@ -123,10 +124,25 @@ def adabn(net, xt, bs=64):
                 net(xt[i:i + bs])
 
 
-def run(method, data, epochs, seed, weight=1.0, bs=64):
+def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None):
+    """init: start from these weights (safetensors with Graft's names, which are PyTorch's here:
+    e.g. Graft's own initial state); save_init: write the initial weights there first."""
     torch.manual_seed(seed)
     xs, ys, xt, xst, yst, xtt, ytt = data
     net = Net()
+    if init or save_init:
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                        "torch"))
+        from oracle import st_read, st_write
+        sd = net.state_dict()
+        if init:
+            st = st_read(init)
+            sd.update({k: torch.as_tensor(np.array(st[k])).reshape(sd[k].shape)
+                       for k in sd if k in st})
+            net.load_state_dict(sd)
+        if save_init:
+            st_write(save_init, {k: v.detach().numpy() for k, v in net.state_dict().items()
+                                 if not k.endswith("num_batches_tracked")})
     params = list(net.parameters())
     disc = None
     if method == "dann":
@@ -190,6 +206,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--init", help="start every method from these weights (safetensors)")
+    ap.add_argument("--save-init", help="write the initial weights (of the first method) here")
     ap.add_argument("--json")
     ap.add_argument("--limit", type=int, default=0, help="first N source images only (smoke runs)")
     a = ap.parse_args()
@@ -207,7 +225,8 @@ def main():
         # adabn trains exactly as source-only does (same seed): one training serves both
         base = "source-only" if m == "adabn" else m
         if base not in trained:
-            trained[base] = run(base, data, a.epochs, a.seed)
+            trained[base] = run(base, data, a.epochs, a.seed, init=a.init,
+                                save_init=None if trained else a.save_init)
         net, secs = trained[base]
         if m == "adabn":
             net = copy.deepcopy(net)

@@ -7,7 +7,10 @@
  * builtin like erf or exp, which it runs one lane at a time; called on a float8 it takes the
  * library's vector form (gelu forward 23 ns -> 2.3 ns per element on an AVX-512 EPYC). The
  * formulas are macros over the operand's type, so the tail (total not a multiple of eight) runs
- * the same expressions on floats. */
+ * the same expressions on floats. Sigmoid and tanh stay one float at a time: they can also run
+ * fused into a producer (epilogue.cl, scalar), and a library's vector exp/tanh may round
+ * differently from its scalar one, while fused and unfused training must agree bit for bit
+ * (test fusion). */
 
 #define ACT_RELU 0
 #define ACT_RELU6 1
@@ -48,17 +51,19 @@
 #else
 #error "unknown ACT"
 #endif
+/* eight per work-item as one float8, or (SCALAR) as eight floats */
+#define SCALAR (ACT == ACT_SIGMOID || ACT == ACT_TANH)
 
 __kernel void act_fwd(const long total, __global const float *x, __global float *y)
 {
     const int q = get_global_id(0);
     const long i0 = (long)q * 8;
     if (i0 >= total) return;
-    if (i0 + 8 <= total) {
+    if (!SCALAR && i0 + 8 <= total) {
         const float8 v = vload8(q, x);
         vstore8(F(v), q, y);
     } else {
-        for (long i = i0; i < total; i++) {
+        for (long i = i0; i < min(total, i0 + 8); i++) {
             const float v = x[i];
             y[i] = F(v);
         }
@@ -72,7 +77,7 @@ __kernel void act_bwd(const long total, __global const float *x, __global const 
     const int q = get_global_id(0);
     const long i0 = (long)q * 8;
     if (i0 >= total) return;
-    if (i0 + 8 <= total) {
+    if (!SCALAR && i0 + 8 <= total) {
         const float8 g = vload8(q, dy);
 #if ACT == ACT_LEAKY_RELU || ACT == ACT_GELU
         const float8 xv = vload8(q, x), yv = 0.0f;
@@ -81,7 +86,7 @@ __kernel void act_bwd(const long total, __global const float *x, __global const 
 #endif
         vstore8(B(xv, yv, g), q, dx);
     } else {
-        for (long i = i0; i < total; i++) {
+        for (long i = i0; i < min(total, i0 + 8); i++) {
             const float g = dy[i];
 #if ACT == ACT_LEAKY_RELU || ACT == ACT_GELU
             const float xv = x[i], yv = 0.0f;

@@ -165,6 +165,9 @@ static const recipe_key KEYS[] = {
     {"train", "devices", RK_STR, .list = true, .scalar_ok = true, .list_min = 1,
      .list_max = DEVSPEC_MAX_LIST, .expect = "a device spec (cpu, gpu, pocl, P:D, a name) or all",
      .doc = "data parallelism: one replica per device, the batch split evenly, gradients averaged"},
+    {"train", "sync_bn", RK_BOOL,
+     .doc = "data parallelism: batchnorm statistics over the global batch, not each replica's "
+            "share (default false)"},
     {"train", "on_nonfinite", RK_ENUM, E(NONFINITES),
      .doc = "a NaN or infinite loss: stop (keep the last good checkpoint) or skip the batch"},
 

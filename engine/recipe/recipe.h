@@ -145,6 +145,9 @@ typedef struct train_spec {
     /* data parallelism: the devices of the replicas as one comma-separated list of device specs
      * (or "all"); NULL = the one device of recipe.device / --device */
     const char *devices;
+    /* batchnorm statistics (and their backward sums) over the global batch across replicas and
+     * ranks, not each replica's share (PyTorch's SyncBatchNorm) */
+    bool sync_bn;
 } train_spec;
 
 typedef struct transfer_spec {

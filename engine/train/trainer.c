@@ -389,7 +389,8 @@ static graft_status compile_phase(run *R, graft_error *e)
                            .l2sp = r->train.l2sp > 0,
                            .label_smoothing = (float)r->train.label_smoothing,
                            .dropout_seed = r->train.seed * 1000003ull + 17,
-                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH};
+                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH,
+                           .sync_bn = r->train.sync_bn && (R->nrep > 1 || R->world > 1)};
     notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
                   ? "compiling kernels (cached on disk for the next run)"
                   : "recompiling for the new frozen set");
@@ -453,6 +454,45 @@ void train_shard(int n, int nrep, int k, int *first, int *count)
     *first = k * base + (k < extra ? k : extra);
 }
 
+/* train.sync_bn: the step of every replica stops at each batchnorm (pipeline_sync_points, the same
+ * list on every rank, so a rank with no rows still joins each sum); the replicas' per-plane
+ * partials are gathered into the global batch's rows, summed over the ranks, and handed back to
+ * every replica, which normalises (or, in backward, takes the gradient) as one device would. */
+static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cnt, graft_error *e)
+{
+    int np = pipeline_sync_points(R->head, NULL, 0);
+    if (!np) return GRAFT_OK;
+    pipeline_sync_point *pt = malloc((size_t)np * sizeof *pt);
+    if (!pt) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    pipeline_sync_points(R->head, pt, np);
+    int most = 1;
+    for (int q = 0; q < np; q++) most = pt[q].channels > most ? pt[q].channels : most;
+    double *global = malloc(2 * (size_t)most * (size_t)n * sizeof *global);
+    if (!global) {
+        free(pt);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    graft_status s = GRAFT_OK;
+    for (int q = 0; q < np && !s; q++) {
+        long count = 2L * pt[q].channels * n;
+        memset(global, 0, (size_t)count * sizeof *global);
+        for (int k = 0; k < R->nrep && !s; k++)
+            if (cnt[k])
+                s = pipeline_sync_gather(R->rep[k], &pt[q], first[k], n,
+                                         pt[q].backward ? (double)cnt[k] / n : 1.0, global, e);
+        if (!s && R->world > 1) {
+            if (count > 0x7fffffffL)
+                s = err_set(e, GRAFT_STATUS_UNSUPPORTED, "sync_bn: %ld partials", count);
+            else s = dist_sum_f64(R->D, global, (int)count, e);
+        }
+        for (int k = 0; k < R->nrep && !s; k++)
+            if (cnt[k]) s = pipeline_sync_resume(R->rep[k], n, global, e);
+    }
+    free(global);
+    free(pt);
+    return s;
+}
+
 /* One data-parallel step: each replica runs forward and backward on its share of the batch (the
  * devices work at once: nothing waits until the reduction), then the gradient buckets are
  * reduced as they land, in backward order and in replica order (a fixed order, so a run is
@@ -471,6 +511,7 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
             s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
                                      first[k], e);
     }
+    if (!s) s = sync_bn_steps(R, n, first, cnt, e);
     if (s) return s;
     int nb;
     const long *off, *count;

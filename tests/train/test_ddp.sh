@@ -3,7 +3,7 @@
 # global batch and seed on 1, 2 and 3 PoCL devices (POCL_DEVICES="pthread pthread pthread", one
 # process) gives the same weights to 1e-5 relative (an uneven split included: 50 rows on 3
 # replicas; Adam; dropout, whose masks follow the global position), batchnorm's per-replica
-# statistics learn like one device, train.devices in the recipe is --devices, checkpoints are
+# statistics learn like one device and with train.sync_bn equal it, train.devices in the recipe is --devices, checkpoints are
 # written once and resume on a different replica count, graft bench --replicas reports the
 # scaling, and bad device lists fail as usage errors. With MODE mixed: PoCL +
 # rusticl (llvmpipe) in one process instead, equal to PoCL alone (suite ddp-slow: llvmpipe takes a
@@ -12,7 +12,7 @@
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
-cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" "$SRC/tests/train/tiny-bn.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 if [ "$MODE" = mixed ]; then
     export RUSTICL_ENABLE=llvmpipe POCL_DEVICES=pthread
@@ -88,6 +88,22 @@ sys.exit(not (a > 0.2 and abs(a - b) < 0.05))" > bn.txt \
 $CMP run-bn2/last.safetensors run-bn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
   && ok "batchnorm: per-replica statistics differ from one device ($(cat bn.txt))" \
   || bad "batchnorm: 2 replicas equal one device: $(cat bn.txt)"
+# 2d. train.sync_bn: batchnorm statistics over the global batch. tiny-bn (two conv + batchnorm
+#     with a fused tanh, dropout) on 1, 2 and 3 replicas: weights and running statistics equal to
+#     1e-5; without sync_bn the same 2-replica run differs (the key does something)
+S="--set model.file=tiny-bn.yaml --set train.max_steps=20"
+run sbn1 --device 0:0 $S --set train.sync_bn=true
+run sbn2 --devices 0:0,0:1 $S --set train.sync_bn=true
+run sbn3 --devices all $S --set train.sync_bn=true
+run nosbn2 --devices 0:0,0:1 $S
+same sbn2 sbn1 "sync_bn: 2 replicas = 1 device (weights and running statistics)"
+same sbn3 sbn1 "sync_bn: 3 replicas (17 + 17 + 16 rows) = 1 device"
+$CMP run-sbn1/last.safetensors run-sbn3/last.safetensors --only bn --tol 1e-5 > bn.txt \
+  && ok "sync_bn: batchnorm tensors (running statistics too) of 3 replicas = 1 device ($(cat bn.txt))" \
+  || bad "sync_bn running statistics: $(cat bn.txt)"
+$CMP run-nosbn2/last.safetensors run-sbn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
+  && ok "without sync_bn 2 replicas differ ($(cat bn.txt))" \
+  || bad "without sync_bn 2 replicas equal one device: $(cat bn.txt)"
 # 3. train.devices in the recipe is --devices
 run recipe --set 'train.devices=["0:0", "0:1"]' --set train.max_steps=20
 same recipe two "train.devices = --devices"

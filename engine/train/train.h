@@ -41,8 +41,13 @@ typedef struct dist {
     bool active; /* MPI_Init was called */
     int rank, size, local_rank;
     double timeout; /* seconds a step waits for its peers (GRAFT_DIST_TIMEOUT, default 20) */
+    double limit;   /* the bound of the waits in progress: timeout, or more (the first step) */
     void *pending;  /* the bucket allreduces in flight (MPI_Request array) */
     int npending, cap;
+    /* every rank's process id and host (a hash of its name), traded once at the start: a rank
+     * whose process on this host is gone can be named from a signal handler (dist_lost_local) */
+    long *pid;
+    unsigned long *host;
 } dist;
 bool dist_built(void); /* this build has MPI (-Dmpi) */
 /* Join the MPI job when mpirun started the process; else rank 0 of 1 (no MPI call at all). */
@@ -55,7 +60,12 @@ void dist_abort(dist *d);
 graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e);
 /* Element-wise sums over the ranks, in place (the epoch's metrics). */
 graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e);
-graft_status dist_barrier(dist *d, graft_error *e);
+/* Every rank here, waiting at most limit seconds; what names the barrier in the error. */
+graft_status dist_barrier(dist *d, const char *what, double limit, graft_error *e);
+/* The ranks on this host whose process is gone (no such process, or a zombie), as "1, 3" into
+ * out (cap bytes); returns how many. Async-signal-safe: for the SIGTERM mpirun sends when a
+ * rank died, before it ends this one. */
+int dist_lost_local(const dist *d, char *out, size_t cap);
 /* A gradient bucket's sum over the ranks, started without waiting (x must stay put until
  * dist_sum_finish, which waits for every bucket started, bounded like the rest). */
 graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e);

@@ -2,9 +2,10 @@
 # test_mpi.sh — graft train under mpirun on real data (a Fashion-MNIST subset), two ranks on this
 # machine (loopback, --oversubscribe, one PoCL device each): the weights equal one process's to
 # 1e-5 (same global batch and seed; with train.sync_bn also for a batchnorm network), rank 0
-# alone writes the run directory; a rank killed with SIGKILL mid-epoch makes the job exit non-zero within 60 s naming the lost rank, and a rank that
-# hangs (SIGSTOP) is named by the survivor's own timeout; the last complete checkpoint stays
-# whole and resumes on 1 or 2 ranks to the uninterrupted run's weights.
+# alone writes the run directory; a rank killed with SIGKILL mid-epoch makes the job exit
+# non-zero within 60 s with graft's own message naming the lost rank, and a rank that hangs
+# (SIGSTOP) is named by the survivor's own timeout; the last complete checkpoint stays whole and
+# resumes on 1 or 2 ranks to the uninterrupted run's weights.
 # usage: test_mpi.sh GRAFT SOURCE_DIR WORK_DIR MPIRUN
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MPIRUN=$4
 PY=/usr/bin/python3
@@ -99,6 +100,9 @@ for sig in KILL STOP; do
       || { cat log-$d.txt; bad "$sig: rank 1 not named"; }
     [ $sig = STOP ] && { grep -q "lost rank 1" log-$d.txt && ok "STOP: graft's own timeout named it" \
       || bad "STOP: no 'lost rank 1' from graft"; }
+    [ $sig = KILL ] && { grep -q "graft: error: rank 0 of 2: rank 1 was lost" log-$d.txt \
+      && ok "KILL: graft itself named it: $(grep -m1 'graft: error' log-$d.txt)" \
+      || bad "KILL: no 'rank 1 was lost' from graft"; }
     done_epochs=$(wc -l < $d/metrics.jsonl)
     [ "$done_epochs" -lt 100 ] && ok "$sig: killed after $done_epochs epochs" || bad "$sig: finished"
     E=$((done_epochs + 1))

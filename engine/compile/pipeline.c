@@ -1698,6 +1698,13 @@ graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels
     return grads_run(p, p->o.first, -1, e);
 }
 
+bool pipeline_grads_ready(const pipeline *p)
+{
+    for (int k = 0; k < p->nbuckets; k++)
+        if (p->bucket_read[k] && !transfer_done(p->bucket_read[k])) return false;
+    return true;
+}
+
 int pipeline_sync_points(const pipeline *p, pipeline_sync_point *out, int cap)
 {
     int k = 0;

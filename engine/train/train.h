@@ -85,6 +85,7 @@ typedef struct train_options {
     feature_pool *pool; /* NULL: features are computed for this run only */
 } train_options;
 
+#define SPLIT_MAX_WORKERS 64 /* workers whose split a summary records */
 typedef struct train_summary {
     double test_accuracy, test_loss;
     int best_epoch, epochs_run;
@@ -95,6 +96,12 @@ typedef struct train_summary {
     int replicas;         /* data-parallel replicas in this process (1: one device) */
     int ranks;            /* processes of an MPI job (1: none) */
     double allreduce_seconds_per_step; /* host time reducing gradient buckets, per step */
+    /* train.split: throughput: the rows of a full global batch per worker (rank-major), as
+     * "34+16", and each worker's measured images/s (0 when split is even) */
+    char split[SPLIT_MAX_WORKERS * 8];
+    int nworkers;
+    double worker_ips[SPLIT_MAX_WORKERS];
+    int worker_rows[SPLIT_MAX_WORKERS];
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
@@ -117,6 +124,10 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 /* Data parallelism: rows [*first, *first + *count) of a global batch of n go to replica k of
  * nrep (an even split; the first n % nrep replicas take one row more). */
 void train_shard(int n, int nrep, int k, int *first, int *count);
+/* train.split: throughput: the rows of each of nw workers in a global batch of n, proportional to
+ * the weights w (largest remainders, ties to the lower worker; counts sum to n). Workers in
+ * order take contiguous rows, as with train_shard. */
+void train_split(int n, int nw, const double *w, int *count);
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 

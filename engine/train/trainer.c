@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Everything the loop needs, so helpers can share it. */
@@ -71,6 +72,14 @@ typedef struct run {
     bool peers_checked; /* a step has met every peer since the last compile */
     double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
     long dp_steps;
+    /* train.split: throughput: after the first step of a compile (PoCL builds kernels at their
+     * first launch), SPLIT_CALIBRATION_STEPS steps split evenly are timed per worker (from its
+     * enqueue to its last gradient bucket landing); then every worker (rank-major, world * nrep)
+     * takes rows in proportion to its measured images/s, the same split on every rank */
+    int split_step;        /* data-parallel steps since the last compile */
+    double *wrows, *wsecs; /* calibration sums per worker (this rank's only; summed over ranks) */
+    double *weight;        /* each worker's images/s; NULL: the even split */
+    int *wcount;           /* scratch: rows per worker of the step */
 } run;
 
 /* Across processes: the barrier after compiling waits BUILD_WAIT_FACTOR times
@@ -436,6 +445,16 @@ static graft_status compile_phase(run *R, graft_error *e)
         if ((s = pipeline_upload(R->rep[k], &R->store, e))) return s;
     }
     R->peers_checked = false;
+    R->split_step = 0;
+    const int nw = R->world * R->nrep;
+    if (r->train.split == SPLIT_THROUGHPUT && nw > 1 && !R->wrows) {
+        R->wrows = calloc((size_t)nw, sizeof *R->wrows);
+        R->wsecs = calloc((size_t)nw, sizeof *R->wsecs);
+        R->weight = NULL;
+        R->wcount = calloc((size_t)nw, sizeof *R->wcount);
+        if (!R->wrows || !R->wsecs || !R->wcount)
+            return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
     if (R->nrep > 1 || R->world > 1) {
         /* the reduced gradients: the bucket layout of this phase's trainable set */
         int nb;
@@ -505,6 +524,113 @@ static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cn
     return s;
 }
 
+#define SPLIT_CALIBRATION_STEPS 3
+
+void train_split(int n, int nw, const double *w, int *count)
+{
+    double total = 0;
+    for (int k = 0; k < nw; k++) total += w[k] > 0 ? w[k] : 0;
+    int used = 0;
+    for (int k = 0; k < nw; k++) {
+        double q = total > 0 ? (double)n * (w[k] > 0 ? w[k] : 0) / total : (double)n / nw;
+        count[k] = (int)floor(q);
+        used += count[k];
+    }
+    /* the rows left: one each to the largest remainders (the lower worker on a tie) */
+    while (used < n) {
+        int best = 0;
+        double bestr = -1;
+        for (int k = 0; k < nw; k++) {
+            double q = total > 0 ? (double)n * (w[k] > 0 ? w[k] : 0) / total : (double)n / nw;
+            double r = q - count[k];
+            if (r > bestr + 1e-12) {
+                bestr = r;
+                best = k;
+            }
+        }
+        count[best]++;
+        used++;
+    }
+}
+
+/* The rows of this rank's replicas in a global batch of n: even, or by the measured weights. */
+static void split_rows(run *R, int n, int *first, int *cnt)
+{
+    const int nw = R->world * R->nrep, me = R->rank * R->nrep;
+    if (!R->weight) {
+        for (int k = 0; k < R->nrep; k++) train_shard(n, nw, me + k, &first[k], &cnt[k]);
+        return;
+    }
+    train_split(n, nw, R->weight, R->wcount);
+    int at = 0;
+    for (int w = 0; w < me + R->nrep; w++) {
+        if (w >= me) {
+            first[w - me] = at;
+            cnt[w - me] = R->wcount[w];
+        }
+        at += R->wcount[w];
+    }
+}
+
+/* Calibration: wait for every replica's gradients, crediting each its rows and the time from
+ * its enqueue (t0[k]) to the moment its last bucket was seen landed. */
+static void split_time(run *R, const double *t0, const int *cnt)
+{
+    const int me = R->rank * R->nrep;
+    bool done[DEVSPEC_MAX_LIST] = {0};
+    for (int left = R->nrep; left > 0;) {
+        left = 0;
+        for (int k = 0; k < R->nrep; k++) {
+            if (done[k] || !cnt[k]) continue;
+            if (pipeline_grads_ready(R->rep[k])) {
+                done[k] = true;
+                R->wrows[me + k] += cnt[k];
+                R->wsecs[me + k] += now_seconds() - t0[k];
+            } else left++;
+        }
+        struct timespec ts = {0, 50000};
+        if (left) nanosleep(&ts, NULL);
+    }
+}
+
+/* After calibration: every worker's images/s (summed over the ranks: each filled its own). */
+static graft_status split_set(run *R, graft_error *e)
+{
+    const int nw = R->world * R->nrep;
+    double *v = calloc(2 * (size_t)nw, sizeof *v);
+    R->weight = calloc((size_t)nw, sizeof *R->weight);
+    if (!v || !R->weight) {
+        free(v);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    memcpy(v, R->wrows, (size_t)nw * sizeof *v);
+    memcpy(v + nw, R->wsecs, (size_t)nw * sizeof *v);
+    graft_status s = R->world > 1 ? dist_sum_f64(R->D, v, 2 * nw, e) : GRAFT_OK;
+    double mean = 0;
+    int measured = 0;
+    for (int w = 0; w < nw && !s; w++)
+        if (v[nw + w] > 0) {
+            R->weight[w] = v[w] / v[nw + w];
+            mean += R->weight[w];
+            measured++;
+        } else R->weight[w] = -1;
+    /* a worker that had no rows to time (a batch smaller than the workers) counts as average */
+    for (int w = 0; w < nw && !s; w++)
+        if (R->weight[w] < 0) R->weight[w] = measured ? mean / measured : 1;
+    free(v);
+    if (s) return s;
+    train_split(R->r->train.batch_size, nw, R->weight, R->wcount);
+    char note[512] = "split by measured throughput:";
+    for (int w = 0; w < nw; w++) {
+        size_t used = strlen(note);
+        snprintf(note + used, sizeof note - used, "%s%d", w ? " + " : " ", R->wcount[w]);
+    }
+    size_t used = strlen(note);
+    snprintf(note + used, sizeof note - used, " rows of %d", R->r->train.batch_size);
+    notify(R, note);
+    return GRAFT_OK;
+}
+
 /* One data-parallel step: each replica runs forward and backward on its share of the batch (the
  * devices work at once: nothing waits until the reduction), then the gradient buckets are
  * reduced as they land, in backward order and in replica order (a fixed order, so a run is
@@ -525,13 +651,20 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
         R->peers_checked = true;
     }
     /* across processes, replica k of rank r is worker r * nrep + k of world * nrep */
+    split_rows(R, n, first, cnt);
+    const bool calibrate = R->wrows && !R->weight && R->split_step >= 1 &&
+                           R->split_step <= SPLIT_CALIBRATION_STEPS;
+    double t_enq[DEVSPEC_MAX_LIST];
     for (int k = 0; k < R->nrep && !s; k++) {
-        train_shard(n, R->world * R->nrep, R->rank * R->nrep + k, &first[k], &cnt[k]);
+        t_enq[k] = now_seconds();
         if (cnt[k])
             s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
                                      first[k], e);
     }
     if (!s) s = sync_bn_steps(R, n, first, cnt, e);
+    if (!s && calibrate) split_time(R, t_enq, cnt);
+    R->split_step++;
+    if (!s && calibrate && R->split_step > SPLIT_CALIBRATION_STEPS) s = split_set(R, e);
     if (s) return s;
     int nb;
     const long *off, *count;
@@ -974,6 +1107,16 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
         json_object_set_new(o, "replicas", json_integer(sum->replicas));
         json_object_set_new(o, "allreduce_seconds_per_step",
                             json_real(sum->allreduce_seconds_per_step));
+        /* train.split: each worker's rows of a full batch and its measured images/s */
+        json_t *sp = json_object(), *rows = json_array(), *ips = json_array();
+        json_object_set_new(sp, "mode", json_string(sum->nworkers ? "throughput" : "even"));
+        for (int w = 0; w < sum->nworkers; w++) {
+            json_array_append_new(rows, json_integer(sum->worker_rows[w]));
+            json_array_append_new(ips, json_real(sum->worker_ips[w]));
+        }
+        json_object_set_new(sp, "rows", rows);
+        json_object_set_new(sp, "images_per_second", ips);
+        json_object_set_new(o, "split", sp);
     }
     const adapt_spec *as = &R->r->adapt;
     if (as->present) {
@@ -1391,6 +1534,10 @@ static void run_free(run *R)
     graft_context_free(R->ctx);
     for (int k = 1; k < R->nrep; k++) graft_context_free(R->rctx[k]);
     free(R->gsum);
+    free(R->wrows);
+    free(R->wsecs);
+    free(R->weight);
+    free(R->wcount);
 }
 
 /* The contexts of the run: one device (--device, recipe.device), or one per device of
@@ -1635,6 +1782,18 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         snprintf(out->device + used, sizeof out->device - used, " + %s", R.rctx[k]->info.name);
     }
     out->allreduce_seconds_per_step = R.dp_steps ? R.allreduce_seconds / (double)R.dp_steps : 0;
+    if (R.weight) {
+        const int nw = R.world * R.nrep;
+        train_split(r->train.batch_size, nw, R.weight, R.wcount);
+        out->nworkers = nw < SPLIT_MAX_WORKERS ? nw : SPLIT_MAX_WORKERS;
+        for (int w = 0; w < out->nworkers; w++) {
+            size_t used = strlen(out->split);
+            snprintf(out->split + used, sizeof out->split - used, "%s%d", w ? "+" : "",
+                     R.wcount[w]);
+            out->worker_rows[w] = R.wcount[w];
+            out->worker_ips[w] = R.weight[w];
+        }
+    }
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);

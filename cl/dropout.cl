@@ -9,35 +9,7 @@
  * split batch draws the same mask as the whole one; offset 0 is the one-device launch. Build options: -DKEEP_THRESHOLD=<uint>u
  * -DSCALE=<float>f, or -DKEEP_ALL for rate 0. */
 
-#define PHILOX_M0 0xD2511F53u
-#define PHILOX_M1 0xCD9E8D57u
-#define PHILOX_W0 0x9E3779B9u
-#define PHILOX_W1 0xBB67AE85u
-
-/* One round: two 32x32 -> 64-bit products (vectorised by PoCL; mul_hi was slower there). */
-#define PHILOX_ROUND(c, k)                                                                         \
-    do {                                                                                           \
-        const ulong p0 = (ulong)PHILOX_M0 * c.x, p1 = (ulong)PHILOX_M1 * c.z;                      \
-        c = (uint4)((uint)(p1 >> 32) ^ c.y ^ k.x, (uint)p1, (uint)(p0 >> 32) ^ c.w ^ k.y,          \
-                    (uint)p0);                                                                     \
-    } while (0)
-#define PHILOX_BUMP(k) (k += (uint2)(PHILOX_W0, PHILOX_W1))
-
-/* ten rounds, the key bumped between them; written out so every compiler unrolls it */
-static uint4 philox4x32_10(uint4 ctr, uint2 key)
-{
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key); PHILOX_BUMP(key);
-    PHILOX_ROUND(ctr, key);
-    return ctr;
-}
+#include "philox.cl"
 
 /* The raw generator, for the known-answer test: out[4*i..] = philox(ctr[i], key[i]). */
 __kernel void philox_kat(const int count, __global const uint4 *ctr, __global const uint2 *key,

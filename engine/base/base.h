@@ -114,4 +114,9 @@ void devspec_local_rank(const char *spec, int local_rank, char *out, size_t n);
  * (op_optim.c), which must not depend on the recipe stage. */
 typedef enum optimizer_kind { OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAMW } optimizer_kind;
 
+/* The largest attention head (D / heads) the runtime's fused attention kernels take: they keep a
+ * head's row in private memory. Larger heads run as per-head GEMMs, without attention dropout;
+ * the graph stage refuses dropout there. */
+#define ATTN_FUSED_MAX_DH 128
+
 #endif

@@ -203,6 +203,26 @@ static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
     return 8 * n * out;
 }
 
+/* The fused attention kernels (cl/attention.cl) of layer l at batch n: the per-head products
+ * (2 t^2 d multiply-adds each), the softmax and its backward (~5 flops per score), and their
+ * compulsory traffic: Q|K|V, the [n, heads, t, t] probabilities and scores' gradients, O and dO. */
+static void attn_fused_cost(const layer *l, const char *kernel, double n, bench_cost *c)
+{
+    const double t = l->in.d[0], d = l->in.d[1], h = l->heads > 0 ? l->heads : 1;
+    const double prod = 4 * n * t * t * d, soft = 5 * n * h * t * t; /* one product: 2 MAC */
+    const double rows = 4 * n * t * d, scores = 4 * n * h * t * t;   /* bytes of [nT, D], P */
+    if (strcmp(kernel, "attn_fused_fwd") == 0) { /* QK^T, softmax, PV: read QKV, write P, O */
+        c->flops += prod + soft + prod;
+        c->traffic_bytes += 3 * rows + scores + rows;
+    } else if (strcmp(kernel, "attn_fused_bwd_rows") == 0) { /* dO V^T, dS, dS K */
+        c->flops += prod + soft + prod;
+        c->traffic_bytes += 3 * rows + scores + 2 * scores + rows; /* K, V, dO, P; dP, dQ */
+    } else { /* attn_fused_bwd_cols: P'^T dO, dS^T Q */
+        c->flops += 2 * prod;
+        c->traffic_bytes += 2 * scores + 2 * rows + 2 * rows;
+    }
+}
+
 void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const graph_plan *gp,
                      int optimizer, bool l2sp, double n, bench_cost fam[FAM_COUNT + 1])
 {
@@ -222,6 +242,12 @@ void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const grap
         if (f == FAM_LAYOUT) fam[f].traffic_bytes += layout_bytes(g, li, r, n) - r->traffic_bytes;
         if (f == FAM_LOSS && r->launches) loss_ran = true;
         if (li < 0 || phase < 0) continue;
+        if (f == FAM_ATTENTION && starts(r->kernel, "attn_fused_")) {
+            /* the per-head products themselves: counted here, so the layer's own kernels below
+             * stay its projections' bias epilogue */
+            if (r->launches) attn_fused_cost(&g->layers[li], r->kernel, n, &fam[f]);
+            continue;
+        }
         if (f == FAM_GEMM && r->gemm_calls) ran[li][phase] |= 2;
         /* layout rows are costed above, row by row */
         if (r->launches && f != FAM_LAYOUT &&

@@ -25,6 +25,8 @@ static const char *const ENVIRONMENT[][2] = {
                    "(overrides train.tune)"},
     {"GRAFT_FUSE", "0: no kernel fusion (activations run as their own kernels)"},
     {"GRAFT_CONV", "direct: the implicit-GEMM convolution instead of im2col + GEMM"},
+    {"GRAFT_ATTN", "fused or gemm: attention's per-head products in the fused kernels or as "
+                   "GEMMs, instead of the choice by size (attention dropout is always fused)"},
     {"NO_COLOR", "graft prints no colour in any case; progress bars are drawn only when standard "
                  "error is a terminal, otherwise one plain line per epoch is printed"},
 };

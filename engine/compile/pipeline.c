@@ -267,7 +267,7 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
     case GRAFT_LAYER_ATTENTION:
         s = attention_op_init(ctx, &pl->op.attn, l->in.d[0], l->in.d[1], l->heads, l->bias,
                               p->o.max_batch, p->o.training && p->plan.layers[pl - p->layers].backward,
-                              e);
+                              attention_use_fused(l->in.d[0], l->in.d[1], l->heads, l->rate), l->rate, e);
         break;
     case GRAFT_LAYER_LAYERNORM:
         s = layernorm_op_init(ctx, &pl->op.ln, l->out.d[l->out.rank - 1], l->eps, l->affine, e);
@@ -797,7 +797,8 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         case GRAFT_LAYER_ATTENTION: {
             attn_params w;
             attn_params_of(pl, false, &w);
-            s = attention_fwd(ctx, &pl->op.attn, n, x, &w, y, e);
+            const attn_rng rng = {p->o.dropout_seed + (uint64_t)i, p->step, p->row0};
+            s = attention_fwd(ctx, &pl->op.attn, n, x, &w, train ? &rng : NULL, y, e);
             break;
         }
         case GRAFT_LAYER_TOKEN_MEAN:
@@ -1031,7 +1032,9 @@ static graft_status backward_from(pipeline *p, int from, int n, graft_error *e)
             attn_params w, gr;
             attn_params_of(pl, false, &w);
             attn_params_of(pl, true, &gr);
-            s = attention_bwd(ctx, &pl->op.attn, n, x, dy, &w, dx, lp->trains ? &gr : NULL, e);
+            const attn_rng rng = {p->o.dropout_seed + (uint64_t)i, p->step, p->row0};
+            s = attention_bwd(ctx, &pl->op.attn, n, x, dy, &w, &rng, dx, lp->trains ? &gr : NULL,
+                              e);
             break;
         }
         case GRAFT_LAYER_TOKEN_MEAN:

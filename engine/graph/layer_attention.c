@@ -51,9 +51,10 @@ static bool infer(layer *l, const shape *in, int n, arena *a, graft_diags *d)
                         l->heads, dim);
         ok = false;
     }
-    if (l->rate > 0.0f) {
-        graft_diags_add(d, l->mark, "%s: attention dropout %g is not supported (only 0, "
-                        "torchvision's ViT default)", l->name, (double)l->rate);
+    if (l->rate > 0.0f && dim / l->heads > ATTN_FUSED_MAX_DH) {
+        graft_diags_add(d, l->mark, "%s: attention dropout needs heads of at most %d features "
+                        "(the fused kernels'); these have %d", l->name, ATTN_FUSED_MAX_DH,
+                        dim / l->heads);
         ok = false;
     }
     if (!ok) return false;

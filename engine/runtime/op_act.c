@@ -54,7 +54,7 @@ graft_status act_fwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
     SET_ARG(op->fwd, 0, total);
     SET_ARG(op->fwd, 1, x);
     SET_ARG(op->fwd, 2, y);
-    size_t g = (size_t)total, l = 64;
+    size_t g = (size_t)((total + 7) / 8), l = 64; /* eight elements per work-item */
     return launch(ctx, op->fwd, 1, &g, &l, NULL, e);
 }
 
@@ -74,7 +74,7 @@ graft_status act_bwd(graft_context *ctx, act_op *op, int n, cl_mem x, cl_mem y, 
     SET_ARG(op->bwd, 2, y);
     SET_ARG(op->bwd, 3, dy);
     SET_ARG(op->bwd, 4, dx);
-    size_t g = (size_t)total, l = 64;
+    size_t g = (size_t)((total + 7) / 8), l = 64; /* eight elements per work-item */
     return launch(ctx, op->bwd, 1, &g, &l, NULL, e);
 }
 

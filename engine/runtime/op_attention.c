@@ -1,14 +1,34 @@
-/* op_attention.c — multi-head self-attention: the projections and the per-(sample, head)
- * products QK^T, PV and their gradients through the shared GEMM entry (gemm.c), plus the softmax
- * and bias kernels of cl/attention.cl. Q, K and V live side by side in one [n T, 3D] matrix, so
+/* op_attention.c — multi-head self-attention: the projections through the shared GEMM entry
+ * (gemm.c) and the bias kernels of cl/attention.cl; then, per head, softmax(QK^T/sqrt(dh)) V and
+ * its gradients in one of two forms: fused (three kernels for all samples and heads, with
+ * attention dropout) or, for heads too large for the fused kernels' private rows, per-(sample,
+ * head) GEMMs plus the softmax kernels. Q, K and V live side by side in one [n T, 3D] matrix, so
  * a head's slice of any of them is a GEMM operand with an offset and leading dimension 3D. */
 #include "ops.h"
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-static const char *const ATTN_KERNELS[ATTN_NKERNELS] = {"attn_softmax_fwd", "attn_softmax_bwd",
-                                                        "attn_bias_fwd", "attn_bias_bwd"};
+static const char *const ATTN_KERNELS[ATTN_NKERNELS] = {
+    "attn_softmax_fwd", "attn_softmax_bwd",    "attn_bias_fwd",      "attn_bias_bwd",
+    "attn_fused_fwd",   "attn_fused_bwd_rows", "attn_fused_bwd_cols"};
+
+bool attention_use_fused(int t, int d, int heads, float rate)
+{
+    const int dh = heads > 0 ? d / heads : d;
+    if (dh > ATTN_FUSED_MAX_DH) return false;
+    const char *v = getenv("GRAFT_ATTN");
+    if (rate > 0.0f || (v && strcmp(v, "fused") == 0)) return true;
+    if (v && strcmp(v, "gemm") == 0) return false;
+    /* One work-item per query row walks all T keys of its head: no reuse across rows, so it wins
+     * only while a head's products are too small for a GEMM launch to pay (batch 64 on PoCL, AVX-512
+     * EPYC, forward ms fused / GEMMs: T 17 dh 16 (ViT-tiny) 2.2 / 3.7 with the projections; T 50
+     * dh 16: 14.8 / 15.7; T 50 dh 32: 33 / 29; T 197 dh 16: 131 / 114; T 50 dh 64: 67 / 33;
+     * ViT-B/16 at batch 8, T 197 dh 64: 536 / 195). */
+    return (double)t * t * dh <= 50.0 * 50.0 * 16.0;
+}
 
 long attention_buffer_floats(int t, int d, int heads, bool training)
 {
@@ -17,21 +37,31 @@ long attention_buffer_floats(int t, int d, int heads, bool training)
 }
 
 graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int d, int heads,
-                               bool bias, int max_n, bool training, graft_error *e)
+                               bool bias, int max_n, bool training, bool fused, float rate,
+                               graft_error *e)
 {
     *op = (attention_op){0};
     if (t < 1 || d < 1 || heads < 1 || d % heads || max_n < 1)
         return err_set(e, GRAFT_STATUS_INTERNAL, "attention: bad shape t=%d d=%d heads=%d", t, d,
                        heads);
+    if (fused && d / heads > ATTN_FUSED_MAX_DH)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "attention: head size %d over the fused "
+                       "kernels' %d", d / heads, ATTN_FUSED_MAX_DH);
+    if (!(rate >= 0.0f && rate < 1.0f) || (rate > 0.0f && !fused))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "attention: dropout %g needs the fused form "
+                       "and a rate in [0, 1)", (double)rate);
     op->t = t;
     op->d = d;
     op->heads = heads;
     op->bias = bias;
     op->max_n = max_n;
     op->training = training;
+    op->fused = fused;
+    op->rate = rate;
     op->lsz = group_local_size(ctx, t);
-    char opts[96];
-    snprintf(opts, sizeof opts, "-DT=%d -DLSZ=%d", t, op->lsz);
+    char opts[192], drop[96];
+    dropout_options(rate, drop, sizeof drop);
+    snprintf(opts, sizeof opts, "-DT=%d -DLSZ=%d -DDH=%d %s", t, op->lsz, d / heads, drop);
     graft_status s = kernels_create(ctx, "attention", opts, ATTN_KERNELS, ATTN_NKERNELS, op->k, e);
     if (!s) s = dense_op_init(ctx, &op->out, d, d, bias, e);
     const size_t n = (size_t)max_n, f = sizeof(float);
@@ -97,8 +127,46 @@ static graft_status softmax(graft_context *ctx, attention_op *op, bool bwd, int 
     return launch_rows(ctx, k, op->lsz, (size_t)rows, e);
 }
 
+/* The fused kernels' trailing dropout arguments (drop, row0, seed lo/hi, step lo/hi) from index
+ * i; rng NULL or a zero rate: no mask. The mask's element counter must fit Philox's 32 bits. */
+static graft_status rng_args(const attention_op *op, cl_kernel k, int i, int n,
+                             const attn_rng *rng, graft_error *e)
+{
+    const cl_int drop = rng && op->rate > 0.0f;
+    const cl_long row0 = rng ? rng->row0 : 0;
+    const double last = ((double)row0 + n) * op->heads * (double)op->t * op->t;
+    if (row0 < 0 || last / 4 >= 4294967296.0)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "attention dropout: batch offset %ld too large",
+                       (long)row0);
+    const uint64_t seed = rng ? rng->seed : 0, step = rng ? rng->step : 0;
+    const cl_uint w[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)step,
+                          (cl_uint)(step >> 32)};
+    SET_ARG(k, i, drop);
+    SET_ARG(k, i + 1, row0);
+    for (int j = 0; j < 4; j++) SET_ARG(k, i + 2 + j, w[j]);
+    return GRAFT_OK;
+}
+
+/* One fused kernel over n * heads * T work-items: (n, heads, scale, qkv, bufs..., rng). */
+static graft_status run_fused(graft_context *ctx, attention_op *op, int which, int n, int nbuf,
+                          const cl_mem *bufs, const attn_rng *rng, graft_error *e)
+{
+    cl_kernel k = op->k[which];
+    const cl_int heads = op->heads;
+    const cl_float scale = (cl_float)(1.0 / sqrt((double)(op->d / op->heads)));
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, heads);
+    SET_ARG(k, 2, scale);
+    SET_ARG(k, 3, op->qkv);
+    for (int b = 0; b < nbuf; b++) SET_ARG(k, 4 + b, bufs[b]);
+    graft_status s = rng_args(op, k, 4 + nbuf, n, rng, e);
+    if (s) return s;
+    size_t g = (size_t)n * (size_t)op->heads * (size_t)op->t, l = 64;
+    return launch(ctx, k, 1, &g, &l, NULL, e);
+}
+
 graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x,
-                           const attn_params *w, cl_mem y, graft_error *e)
+                           const attn_params *w, const attn_rng *rng, cl_mem y, graft_error *e)
 {
     graft_status s = check_n(op, n, e);
     if (s) return s;
@@ -110,6 +178,12 @@ graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x
         if (!s && op->bias)
             s = bias_slice(ctx, op, ATTN_BIAS_FWD, (int)R, (int)D3, p * (int)D, w->b[p],
                            w->b_off[p], op->qkv, e);
+    }
+    if (!s && op->fused) {
+        const cl_mem b[2] = {op->p, op->o};
+        s = run_fused(ctx, op, ATTN_FUSED_FWD, n, 2, b, rng, e);
+        if (!s) s = dense_fwd(ctx, &op->out, (int)R, op->o, w->wo, w->bo, y, e);
+        return s;
     }
     const float scale = (float)(1.0 / sqrt((double)dh));
     for (size_t i = 0; i < (size_t)n && !s; i++)
@@ -126,7 +200,8 @@ graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x
 }
 
 graft_status attention_bwd(graft_context *ctx, attention_op *op, int n, cl_mem x, cl_mem dy,
-                           const attn_params *w, cl_mem dx, const attn_params *g, graft_error *e)
+                           const attn_params *w, const attn_rng *rng, cl_mem dx,
+                           const attn_params *g, graft_error *e)
 {
     graft_status s = check_n(op, n, e);
     if (s) return s;
@@ -137,7 +212,12 @@ graft_status attention_bwd(graft_context *ctx, attention_op *op, int n, cl_mem x
     if (g && (s = dense_bwd_weight(ctx, &op->out, (int)R, op->o, dy, g->wo, g->bo, e))) return s;
     if (!g && !dx) return GRAFT_OK;
     if ((s = dense_bwd_data(ctx, &op->out, (int)R, dy, w->wo, op->dout, e))) return s;
-    for (size_t i = 0; i < (size_t)n && !s; i++)
+    if (op->fused) {
+        const cl_mem b[4] = {op->p, op->dout, op->dp, op->dqkv};
+        s = run_fused(ctx, op, ATTN_FUSED_BWD_ROWS, n, 4, b, rng, e);
+        if (!s) s = run_fused(ctx, op, ATTN_FUSED_BWD_COLS, n, 4, b, rng, e);
+    }
+    for (size_t i = 0; !op->fused && i < (size_t)n && !s; i++)
         for (size_t h = 0; h < H && !s; h++) {
             const size_t v = i * T * D3 + 2 * D + h * dh;
             const size_t pp = (i * H + h) * T * T, od = i * T * D + h * dh;
@@ -148,8 +228,8 @@ graft_status attention_bwd(graft_context *ctx, attention_op *op, int n, cl_mem x
                 s = gemm(ctx, true, false, T, dh, T, 1.0f, op->p, pp, T, op->dout, od, D, 0.0f,
                          op->dqkv, v, D3, e);
         }
-    if (!s) s = softmax(ctx, op, true, (int)((size_t)n * H * T), e); /* dp becomes dS */
-    for (size_t i = 0; i < (size_t)n && !s; i++)
+    if (!s && !op->fused) s = softmax(ctx, op, true, (int)((size_t)n * H * T), e); /* dS */
+    for (size_t i = 0; !op->fused && i < (size_t)n && !s; i++)
         for (size_t h = 0; h < H && !s; h++) {
             const size_t q = i * T * D3 + h * dh, k = q + D, pp = (i * H + h) * T * T;
             /* dQ = scale dS K; dK = scale dS^T Q */

@@ -5,6 +5,18 @@
 #include <math.h>
 #include <stdio.h>
 
+void dropout_options(float rate, char *buf, size_t n)
+{
+    if (rate == 0.0f) {
+        snprintf(buf, n, "-DKEEP_ALL");
+        return;
+    }
+    /* keep iff a uniform 32-bit word < (1 - rate) * 2^32; rate > 0 keeps this below 2^32 */
+    double thr = floor((1.0 - (double)rate) * 4294967296.0 + 0.5);
+    if (thr > 4294967295.0) thr = 4294967295.0;
+    snprintf(buf, n, "-DKEEP_THRESHOLD=%.0fu -DSCALE=%.9ef", thr, 1.0 / (1.0 - (double)rate));
+}
+
 graft_status dropout_op_init(graft_context *ctx, dropout_op *op, long size, float rate, graft_error *e)
 {
     *op = (dropout_op){0};
@@ -15,15 +27,7 @@ graft_status dropout_op_init(graft_context *ctx, dropout_op *op, long size, floa
     op->size = size;
     op->rate = rate;
     char opts[128];
-    if (rate == 0.0f) {
-        snprintf(opts, sizeof opts, "-DKEEP_ALL");
-    } else {
-        /* keep iff a uniform 32-bit word < (1 - rate) * 2^32; rate > 0 keeps this below 2^32 */
-        double thr = floor((1.0 - (double)rate) * 4294967296.0 + 0.5);
-        if (thr > 4294967295.0) thr = 4294967295.0;
-        snprintf(opts, sizeof opts, "-DKEEP_THRESHOLD=%.0fu -DSCALE=%.9ef", thr,
-                 1.0 / (1.0 - (double)rate));
-    }
+    dropout_options(rate, opts, sizeof opts);
     graft_status s;
     if ((s = kernel_create(ctx, "dropout", opts, "dropout_fwd", &op->fwd, e)) ||
         (s = kernel_create(ctx, "dropout", opts, "dropout_bwd", &op->bwd, e))) {

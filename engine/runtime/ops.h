@@ -237,24 +237,45 @@ typedef struct attn_params {
     size_t w_off[3], b_off[3];
     cl_mem wo, bo;     /* output projection [D, D], [D] */
 } attn_params;
-enum { ATTN_SOFTMAX_FWD, ATTN_SOFTMAX_BWD, ATTN_BIAS_FWD, ATTN_BIAS_BWD, ATTN_NKERNELS };
+enum {
+    ATTN_SOFTMAX_FWD, ATTN_SOFTMAX_BWD, ATTN_BIAS_FWD, ATTN_BIAS_BWD, /* the GEMM form's */
+    ATTN_FUSED_FWD, ATTN_FUSED_BWD_ROWS, ATTN_FUSED_BWD_COLS,         /* the fused form's */
+    ATTN_NKERNELS
+};
+/* Up to ATTN_FUSED_MAX_DH (base.h) features per head, the fused kernels replace the per-(sample,
+ * head) GEMMs: three launches for all samples and heads instead of n * heads * 6. */
 typedef struct attention_op {
     int t, d, heads, lsz, max_n;
-    bool bias, training;
+    bool bias, training, fused;
+    float rate;    /* dropout on the attention probabilities (fused form only) */
     cl_kernel k[ATTN_NKERNELS];
     dense_op out;  /* the output projection */
     cl_mem qkv, p, o;      /* forward: [n T, 3D], [n heads T, T], [n T, D] (kept for backward) */
     cl_mem dqkv, dp, dout; /* training only: their gradients */
 } attention_op;
-/* Buffers for batches up to max_n; training adds the gradient buffers. */
+/* Dropout's key for one step (the same scheme as dropout_fwd): seed, step, and the global index
+ * of the launch's first sample (a data-parallel replica's share starts mid-batch). */
+typedef struct attn_rng {
+    uint64_t seed, step;
+    long row0;
+} attn_rng;
+/* Buffers for batches up to max_n; training adds the gradient buffers. fused: the fused kernels
+ * (needs d / heads <= ATTN_FUSED_MAX_DH) instead of per-head GEMMs; rate > 0 needs fused. */
 graft_status attention_op_init(graft_context *ctx, attention_op *op, int t, int d, int heads,
-                               bool bias, int max_n, bool training, graft_error *e);
+                               bool bias, int max_n, bool training, bool fused, float rate,
+                               graft_error *e);
+/* The form a layer of T tokens runs: fused for small heads (T^2 dh up to 50^2 * 16: measured
+ * there; larger ones run faster as GEMMs) and always with dropout (only the fused form has it),
+ * where the head fits ATTN_FUSED_MAX_DH. GRAFT_ATTN=fused or gemm forces one, for measuring. */
+bool attention_use_fused(int t, int d, int heads, float rate);
+/* rng: the dropout key of a training step, NULL for no dropout (evaluation). */
 graft_status attention_fwd(graft_context *ctx, attention_op *op, int n, cl_mem x,
-                           const attn_params *w, cl_mem y, graft_error *e);
+                           const attn_params *w, const attn_rng *rng, cl_mem y, graft_error *e);
 /* dx may be NULL; g NULL when the layer is frozen (else every weight and bias gradient of w's
- * layout, offsets included). Needs the forward of the same batch just before. */
+ * layout, offsets included). Needs the forward of the same batch (and rng) just before. */
 graft_status attention_bwd(graft_context *ctx, attention_op *op, int n, cl_mem x, cl_mem dy,
-                           const attn_params *w, cl_mem dx, const attn_params *g, graft_error *e);
+                           const attn_params *w, const attn_rng *rng, cl_mem dx,
+                           const attn_params *g, graft_error *e);
 void attention_op_free(attention_op *op);
 /* Floats of the op's own buffers per sample (the plan's memory): forward, and training's extra. */
 long attention_buffer_floats(int t, int d, int heads, bool training);
@@ -326,6 +347,9 @@ typedef struct dropout_op {
     cl_kernel fwd, bwd;
 } dropout_op;
 graft_status dropout_op_init(graft_context *ctx, dropout_op *op, long size, float rate, graft_error *e);
+/* The mask's build options for rate (-DKEEP_THRESHOLD=..u -DSCALE=..f, or -DKEEP_ALL for 0):
+ * attention.cl draws its mask the same way. */
+void dropout_options(float rate, char *buf, size_t n);
 graft_status dropout_fwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,
                          uint64_t step, cl_mem x, cl_mem y, graft_error *e);
 graft_status dropout_bwd(graft_context *ctx, dropout_op *op, int n, long row0, uint64_t seed,

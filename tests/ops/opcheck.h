@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 static uint64_t oc_rng = 0x9E3779B97F4A7C15ull;
 static inline double oc_uniform(void) /* [0, 1) */
@@ -20,6 +21,33 @@ static inline double oc_uniform(void) /* [0, 1) */
 static inline void oc_fill(float *p, long n, double lo, double hi)
 {
     for (long i = 0; i < n; i++) p[i] = (float)(lo + (hi - lo) * oc_uniform());
+}
+
+/* Host Philox4x32-10, written from the published round function with 64-bit products and the
+ * key bumped after each round (the kernel bumps before rounds 2..10: same schedule). */
+static inline void oc_philox(const uint32_t ctr_in[4], const uint32_t key_in[2], uint32_t out[4])
+{
+    uint32_t c[4] = {ctr_in[0], ctr_in[1], ctr_in[2], ctr_in[3]}, k0 = key_in[0], k1 = key_in[1];
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c[0], p1 = (uint64_t)0xCD9E8D57u * c[2];
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c[1] ^ k0, n1 = (uint32_t)p1;
+        uint32_t n2 = (uint32_t)(p0 >> 32) ^ c[3] ^ k1, n3 = (uint32_t)p0;
+        c[0] = n0, c[1] = n1, c[2] = n2, c[3] = n3;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    memcpy(out, c, sizeof c);
+}
+
+/* Whether element e of a dropout mask of rate keeps (cl/dropout.cl's documented scheme): word
+ * e % 4 of philox((e / 4 lo, hi, step lo, hi), (seed lo, hi)) < round((1 - rate) 2^32). */
+static inline bool oc_keep(uint64_t seed, uint64_t step, float rate, long e)
+{
+    const uint64_t q = (uint64_t)e >> 2;
+    uint32_t c[4] = {(uint32_t)q, (uint32_t)(q >> 32), (uint32_t)step, (uint32_t)(step >> 32)};
+    uint32_t k[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)}, r[4];
+    oc_philox(c, k, r);
+    return (double)r[e & 3] < floor((1.0 - (double)rate) * 4294967296.0 + 0.5);
 }
 
 /* Context on GRAFT_DEVICE (or the default); exits 77 (skip) when there is no OpenCL device. */

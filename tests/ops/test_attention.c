@@ -1,7 +1,9 @@
 /* test_attention.c — multi-head self-attention (forward, backward to the input and to every
  * projection weight and bias, packed torchvision and separate Hugging Face layouts) against a
  * double reference whose backward is checked by central finite differences of its forward.
- * Outputs are NaN-poisoned first. Token counts are never a multiple of a GEMM tile; heads = 1 too. */
+ * Outputs are NaN-poisoned first. Token counts are never a multiple of a GEMM tile; heads = 1 too.
+ * Every case runs in both forms (fused kernels, per-head GEMMs); attention dropout (fused form)
+ * against the reference with the documented Philox mask, a replica's offset row0 included. */
 #include "opcheck.h"
 
 /* ---- double reference. w: q, k, v, o weights [D, D] each; b: their biases [D] (or NULL) ---- */
@@ -9,7 +11,23 @@ typedef struct ref_w {
     double *w[4], *b[4];
 } ref_w;
 
-static void ref_fwd(int n, int t, int d, int heads, const double *x, const ref_w *W, double *y)
+/* attention dropout: rate 0 for none; element (i, h, a, b) keeps iff oc_keep of its global index
+ * ((row0 + i) heads + h) t t + a t + b */
+typedef struct ref_drop {
+    float rate;
+    uint64_t seed, step;
+    long row0;
+} ref_drop;
+
+static double drop_factor(const ref_drop *dr, int heads, int t, int i, int h, int a, int b)
+{
+    if (!dr || dr->rate == 0.0f) return 1.0;
+    const long e = ((dr->row0 + i) * heads + h) * (long)t * t + (long)a * t + b;
+    return oc_keep(dr->seed, dr->step, dr->rate, e) ? 1.0 / (1.0 - (double)dr->rate) : 0.0;
+}
+
+static void ref_fwd(int n, int t, int d, int heads, const double *x, const ref_w *W,
+                    const ref_drop *dr, double *y)
 {
     const int dh = d / heads;
     double *q[3], *o = calloc((size_t)n * t * d, sizeof(double));
@@ -38,7 +56,9 @@ static void ref_fwd(int n, int t, int d, int heads, const double *x, const ref_w
                 for (int b = 0; b < t; b++) z += (s[b] = exp(s[b] - m));
                 for (int c = 0; c < dh; c++) {
                     double v = 0;
-                    for (int b = 0; b < t; b++) v += s[b] / z * q[2][((long)i * t + b) * d + h * dh + c];
+                    for (int b = 0; b < t; b++)
+                        v += s[b] / z * drop_factor(dr, heads, t, i, h, a, b) *
+                             q[2][((long)i * t + b) * d + h * dh + c];
                     o[((long)i * t + a) * d + h * dh + c] = v;
                 }
             }
@@ -59,11 +79,12 @@ typedef struct problem {
     int n, t, d, heads;
     double *x, *r, *y;
     ref_w W;
+    const ref_drop *dr;
 } problem;
 
 static double loss(problem *P)
 {
-    ref_fwd(P->n, P->t, P->d, P->heads, P->x, &P->W, P->y);
+    ref_fwd(P->n, P->t, P->d, P->heads, P->x, &P->W, P->dr, P->y);
     double L = 0;
     for (long i = 0; i < (long)P->n * P->t * P->d; i++) L += P->y[i] * P->r[i];
     return L;
@@ -93,21 +114,27 @@ static double *dup_d(const float *f, long n)
 typedef struct attn_case {
     int n, t, d, heads;
     bool bias, packed;
+    float rate; /* attention dropout (fused form only) */
+    long row0;  /* the launch's first sample in the global batch */
 } attn_case;
 
-static void run_case(graft_context *ctx, const attn_case *c)
+static void run_case(graft_context *ctx, const attn_case *c, bool fused)
 {
     const int n = c->n, t = c->t, d = c->d;
     const long xs = (long)n * t * d, dd = (long)d * d;
-    printf("case n=%d t=%d d=%d heads=%d bias=%d %s\n", n, t, d, c->heads, c->bias,
-           c->packed ? "packed (torch)" : "separate (hf)");
+    const ref_drop dr = {c->rate, 0xfedcba9876543210ull, (1ull << 32) + 7, c->row0};
+    const attn_rng rng = {dr.seed, dr.step, dr.row0};
+    printf("case n=%d t=%d d=%d heads=%d bias=%d %s, %s, dropout %g row0 %ld\n", n, t, d,
+           c->heads, c->bias, c->packed ? "packed (torch)" : "separate (hf)",
+           fused ? "fused" : "per-head GEMMs", (double)c->rate, c->row0);
     float *x = malloc(xs * sizeof(float)), *dy = malloc(xs * sizeof(float));
     float *w = malloc(4 * dd * sizeof(float)), *b = malloc(4 * d * sizeof(float));
     oc_fill(x, xs, -1.5, 1.5);
     oc_fill(dy, xs, -1.0, 1.0);
     oc_fill(w, 4 * dd, -0.6, 0.6); /* q, k, v, o stacked: q|k|v is torch's in_proj_weight */
     oc_fill(b, 4 * d, -0.3, 0.3);
-    problem P = {n, t, d, c->heads, dup_d(x, xs), dup_d(dy, xs), malloc(xs * sizeof(double)), {{0}, {0}}};
+    problem P = {n, t, d, c->heads, dup_d(x, xs), dup_d(dy, xs), malloc(xs * sizeof(double)),
+                 {{0}, {0}}, &dr};
     double *wd = dup_d(w, 4 * dd), *bd = dup_d(b, 4 * d);
     for (int p = 0; p < 4; p++) {
         P.W.w[p] = wd + p * dd;
@@ -115,13 +142,14 @@ static void run_case(graft_context *ctx, const attn_case *c)
     }
     double *yref = malloc(xs * sizeof(double)), *dx = malloc(xs * sizeof(double));
     double *dw = malloc(4 * dd * sizeof(double)), *db = malloc(4 * d * sizeof(double));
-    ref_fwd(n, t, d, c->heads, P.x, &P.W, yref);
+    ref_fwd(n, t, d, c->heads, P.x, &P.W, &dr, yref);
     fd_grad(&P, P.x, xs, dx);
     fd_grad(&P, wd, 4 * dd, dw);
     if (c->bias) fd_grad(&P, bd, 4 * d, db);
 
     attention_op op;
-    CHECK_OK(attention_op_init(ctx, &op, t, d, c->heads, c->bias, n + 1, true, err));
+    CHECK_OK(attention_op_init(ctx, &op, t, d, c->heads, c->bias, n + 1, true, fused, c->rate,
+                               err));
     /* packed: one [3D, D] weight and [3D] bias for q|k|v (the slices at offsets); separate: a
      * buffer each. The output projection has its own either way. */
     cl_mem bw[4], bb[4], gw[4], gb[4];
@@ -164,12 +192,12 @@ static void run_case(graft_context *ctx, const attn_case *c)
     oc_poison(ctx, op.dp, (long)(n + 1) * c->heads * t * t);
     oc_poison(ctx, op.dout, (long)(n + 1) * t * d);
 
-    CHECK_OK(attention_fwd(ctx, &op, n, bx, &W, by, err));
+    CHECK_OK(attention_fwd(ctx, &op, n, bx, &W, &rng, by, err));
     float *got = oc_read(ctx, by, xs + d);
     CHECK_CLOSE("fwd y", got, yref, xs, 2e-5);
     CHECK(isnan(got[xs])); /* rows past the batch untouched */
     free(got);
-    CHECK_OK(attention_bwd(ctx, &op, n, bx, bdy, &W, bdx, &G, err));
+    CHECK_OK(attention_bwd(ctx, &op, n, bx, bdy, &W, &rng, bdx, &G, err));
     got = oc_read(ctx, bdx, xs + d);
     CHECK_CLOSE("bwd dx", got, dx, xs, 1e-4);
     CHECK(isnan(got[xs]));
@@ -203,13 +231,21 @@ static void run_case(graft_context *ctx, const attn_case *c)
     /* frozen: dx alone, and the weight gradients untouched */
     oc_poison(ctx, bdx, xs + d);
     oc_poison(ctx, gw[3], dd);
-    CHECK_OK(attention_bwd(ctx, &op, n, bx, bdy, &W, bdx, NULL, err));
+    CHECK_OK(attention_bwd(ctx, &op, n, bx, bdy, &W, &rng, bdx, NULL, err));
     got = oc_read(ctx, bdx, xs);
     CHECK_CLOSE("bwd dx only (frozen)", got, dx, xs, 1e-4);
     free(got);
     got = oc_read(ctx, gw[3], 1);
     CHECK(isnan(got[0]));
     free(got);
+    if (c->rate > 0.0f) { /* evaluation (no rng): no mask */
+        ref_fwd(n, t, d, c->heads, P.x, &P.W, NULL, yref);
+        oc_poison(ctx, by, xs + d);
+        CHECK_OK(attention_fwd(ctx, &op, n, bx, &W, NULL, by, err));
+        got = oc_read(ctx, by, xs);
+        CHECK_CLOSE("eval fwd y (no dropout)", got, yref, xs, 2e-5);
+        free(got);
+    }
 
     for (int p = 0; p < 4; p++) {
         cl_mem m[4] = {bw[p], bb[p], gw[p], gb[p]};
@@ -239,23 +275,37 @@ int main(void)
     const int small = getenv("GRAFT_TEST_SMALL") && atoi(getenv("GRAFT_TEST_SMALL"));
     graft_context *ctx = oc_context();
     static const attn_case full[] = {
-        {2, 5, 6, 2, true, true},   /* torch's packed in_proj */
-        {2, 7, 8, 1, true, false},  /* heads = 1, Hugging Face's separate tensors */
-        {3, 17, 12, 3, false, true}, /* no bias; 17 tokens: no tile divides them */
-        {2, 50, 16, 4, true, false}, /* a ViT's 49 patches + class token */
+        {2, 5, 6, 2, true, true, 0, 0},    /* torch's packed in_proj */
+        {2, 7, 8, 1, true, false, 0, 0},   /* heads = 1, Hugging Face's separate tensors */
+        {3, 17, 12, 3, false, true, 0, 0}, /* no bias; 17 tokens: no tile divides them */
+        {2, 50, 16, 4, true, false, 0, 0}, /* a ViT's 49 patches + class token */
+    };
+    static const attn_case dropped[] = {
+        {2, 7, 8, 2, true, true, 0.3f, 0},   /* attention dropout on one device */
+        {2, 17, 12, 3, true, false, 0.5f, 5}, /* a replica's share from sample 5 */
     };
     static const attn_case tiny[] = {
-        {2, 5, 6, 2, true, true},
-        {1, 3, 4, 1, false, false},
+        {2, 5, 6, 2, true, true, 0, 0},
+        {1, 3, 4, 1, false, false, 0, 0},
     };
-    const attn_case *cases = small ? tiny : full;
+    static const attn_case tiny_dropped[] = {{1, 5, 4, 2, true, false, 0.4f, 3}};
+    const attn_case *cases = small ? tiny : full, *dcases = small ? tiny_dropped : dropped;
     size_t nc = small ? ARRAY_LEN(tiny) : ARRAY_LEN(full);
-    for (size_t i = 0; i < nc; i++) run_case(ctx, &cases[i]);
+    size_t nd = small ? ARRAY_LEN(tiny_dropped) : ARRAY_LEN(dropped);
+    for (size_t i = 0; i < nc; i++) {
+        run_case(ctx, &cases[i], true);
+        run_case(ctx, &cases[i], false);
+    }
+    for (size_t i = 0; i < nd; i++) run_case(ctx, &dcases[i], true);
 
     attention_op op;
     graft_error e = {0};
-    CHECK(attention_op_init(ctx, &op, 5, 6, 4, true, 2, false, &e) != GRAFT_OK); /* 4 ∤ 6 */
+    CHECK(attention_op_init(ctx, &op, 5, 6, 4, true, 2, false, true, 0, &e) != GRAFT_OK); /* 4 ∤ 6 */
     CHECK(strstr(e.message, "heads=4") != NULL);
+    CHECK(attention_op_init(ctx, &op, 5, 8, 2, true, 2, true, false, 0.1f, &e) != GRAFT_OK);
+    CHECK(strstr(e.message, "fused") != NULL); /* dropout needs the fused form */
+    CHECK(attention_op_init(ctx, &op, 5, 2 * (ATTN_FUSED_MAX_DH + 1), 2, true, 2, true, true, 0,
+                            &e) != GRAFT_OK);
     graft_context_free(ctx);
     return test_finish("attention");
 }

@@ -2,18 +2,21 @@
 # test_ddp.sh — data parallelism in one process on real data (a Fashion-MNIST subset): the same
 # global batch and seed on 1, 2 and 3 PoCL devices (POCL_DEVICES="pthread pthread pthread", one
 # process) gives the same weights to 1e-5 relative (an uneven split included: 50 rows on 3
-# replicas; Adam; dropout, whose masks follow the global position), batchnorm's per-replica
-# statistics learn like one device and with train.sync_bn equal it, train.devices in the recipe
-# is --devices, checkpoints are written once and resume on a different replica count, graft bench
-# --replicas reports the scaling, train.split: throughput records a measured split and still equals one device, and bad
-# device lists fail as usage errors. With MODE mixed: PoCL + rusticl (llvmpipe) in one process
-# instead, equal to PoCL alone, also split by throughput with PoCL taking the larger share (suite
-# ddp-slow: llvmpipe takes a minute for LeNet-5's kernels).
+# replicas; Adam; dropout and attention dropout, whose masks follow the global position),
+# batchnorm's per-replica statistics learn like one device and with train.sync_bn equal it,
+# train.devices in the recipe is --devices, checkpoints are written once and resume on a different
+# replica count, graft bench --replicas reports the scaling, train.split: throughput records a
+# measured split and still equals one device, and bad device lists fail as usage errors. With
+# MODE mixed: PoCL + rusticl (llvmpipe) in one process instead, equal to PoCL alone, also split by
+# throughput with PoCL taking the larger share (suite ddp-slow: llvmpipe takes a minute for
+# LeNet-5's kernels).
 # usage: test_ddp.sh GRAFT SOURCE_DIR WORK_DIR [mixed]
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
-cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" "$SRC/tests/train/tiny-bn.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" \
+  "$SRC/tests/train/tiny-bn.yaml" "$SRC/tests/train/vit-dropout.yaml" .
+cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 if [ "$MODE" = mixed ]; then
     export RUSTICL_ENABLE=llvmpipe POCL_DEVICES=pthread
@@ -87,6 +90,14 @@ S="--set model.file=mlp-dropout.yaml --set train.max_steps=10"
 run drop1 --device 0:0 $S
 run drop3 --devices all $S
 same drop3 drop1 "dropout: 3 replicas = 1 device"
+# 2b'. attention dropout: its masks on the scores follow the sample's global position too
+S="--set model.file=vit-dropout.yaml --set train.max_steps=10" # SGD: Adam turns the key bias's ~0 gradient noise into full steps
+run adrop1 --device 0:0 $S
+run adrop3 --devices all $S
+run adrop0 --device 0:0 $S --set model.layers.3.dropout=0
+same adrop3 adrop1 "attention dropout: 3 replicas = 1 device"
+$CMP run-adrop0/last.safetensors run-adrop1/last.safetensors --tol 1e-5 >/dev/null 2>&1 \
+  && bad "attention dropout 0.3 trains exactly like 0" || ok "attention dropout changes training"
 # 2c. batchnorm: per-replica batch statistics (the default, as in PyTorch DDP): 2 replicas learn,
 #     and differ from one device, whose statistics cover the whole batch
 S="--set model.file=tiny-cnn.yaml --set data.val_split=0.2"

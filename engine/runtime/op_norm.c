@@ -213,7 +213,8 @@ static graft_status grad_finalize(graft_context *ctx, batchnorm_op *op, int n, i
     SET_ARG(k, 0, n);
     SET_ARG(k, 1, flags);
     SET_ARG(k, 2, op->part);
-    SET_ARG(k, 3, dgamma); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
+    /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
+    SET_ARG(k, 3, dgamma);
     SET_ARG(k, 4, dbeta);
     SET_ARG(k, 5, op->sums);
     return channels(ctx, op, k, e);

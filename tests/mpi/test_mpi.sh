@@ -11,7 +11,8 @@
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MPIRUN=$4
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
-cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/tiny-bn.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/tiny-bn.yaml" .
+cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 export POCL_DEVICES=pthread
 MPI="$MPIRUN -n 2 --oversubscribe"
@@ -57,21 +58,25 @@ same p4 p1 "2 ranks x 2 replicas = 1 process"
 #     (and 2 ranks x 2 replicas) = 1 process, weights and running statistics; without it, differs
 S="--set model.file=tiny-bn.yaml --set train.max_steps=10"
 one sbn1 $S --set train.sync_bn=true
-POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out sbn2 --device '0:{local_rank}' \
-    $S --set train.sync_bn=true > log-sbn2.txt 2>&1 || { cat log-sbn2.txt; bad "mpirun sync_bn"; }
+POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out sbn2 \
+    --device '0:{local_rank}' $S --set train.sync_bn=true > log-sbn2.txt 2>&1 \
+    || { cat log-sbn2.txt; bad "mpirun sync_bn"; }
 same sbn2 sbn1 "sync_bn: 2 ranks = 1 process"
 POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out sbn4 --devices 0:0,0:1 \
-    $S --set train.sync_bn=true > log-sbn4.txt 2>&1 || { cat log-sbn4.txt; bad "mpirun sync_bn x2"; }
+    $S --set train.sync_bn=true > log-sbn4.txt 2>&1 \
+    || { cat log-sbn4.txt; bad "mpirun sync_bn x2"; }
 same sbn4 sbn1 "sync_bn: 2 ranks x 2 replicas = 1 process"
-POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out nosbn2 --device '0:{local_rank}' \
-    $S > log-nosbn2.txt 2>&1 || { cat log-nosbn2.txt; bad "mpirun without sync_bn"; }
+POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out nosbn2 \
+    --device '0:{local_rank}' $S > log-nosbn2.txt 2>&1 \
+    || { cat log-nosbn2.txt; bad "mpirun without sync_bn"; }
 $CMP nosbn2/last.safetensors sbn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
   && ok "without sync_bn 2 ranks differ ($(cat bn.txt))" || bad "without sync_bn: $(cat bn.txt)"
 
 # 1d. train.split: throughput across ranks: every rank's timings summed, the same split on both
 #     (summary.json: two row counts summing to the batch), and still equal to one process
-POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out tp2 --device '0:{local_rank}' \
-    --set train.max_steps=20 --set train.split=throughput > log-tp2.txt 2>&1 \
+POCL_DEVICES="pthread pthread" $MPI "$G" train ddp.yaml --quiet --out tp2 \
+    --device '0:{local_rank}' --set train.max_steps=20 --set train.split=throughput \
+    > log-tp2.txt 2>&1 \
     || { cat log-tp2.txt; bad "mpirun split throughput"; }
 same tp2 p1 "split: throughput, 2 ranks = 1 process"
 $PY - <<'PY' && ok "summary.json: the split over the ranks" || bad "split over the ranks"

@@ -497,7 +497,8 @@ static void run_sync_case(graft_context *ctx, const bn_case *bc)
     free(sg);
     free(sb);
     for (int k = 0; k < K; k++) {
-        cl_mem all[] = {bx[k], bdy[k], brm[k], brv[k], bsm[k], bsi[k], by[k], bdx[k], bdg[k], bdb[k]};
+        cl_mem all[] = {bx[k],  bdy[k], brm[k], brv[k], bsm[k],
+                        bsi[k], by[k],  bdx[k], bdg[k], bdb[k]};
         for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
         batchnorm_op_free(&op[k]);
         free(host[k]);

@@ -33,8 +33,10 @@ if [ "$MODE" = mixed ]; then
     "$G" train ddp.yaml --quiet --out run-tp --devices pocl,llvmpipe --set train.max_steps=10 \
       --set train.split=throughput > log-tp.txt 2>&1 || { cat log-tp.txt; fail=1; }
     $PY "$SRC/tests/train/compare.py" run-tp/last.safetensors run-pocl/last.safetensors --tol 1e-5 \
-      && echo "ok: split by throughput = PoCL alone" || { echo "FAIL: split by throughput"; fail=1; }
-    $PY - <<'PY' && echo "ok: PoCL takes the larger share" || { echo "FAIL: split direction"; fail=1; }
+      && echo "ok: split by throughput = PoCL alone" \
+      || { echo "FAIL: split by throughput"; fail=1; }
+    $PY - <<'PY' && echo "ok: PoCL takes the larger share" \
+      || { echo "FAIL: split direction"; fail=1; }
 import json
 sp = json.load(open("run-tp/summary.json"))["split"]
 print(sp)
@@ -124,7 +126,7 @@ run nosbn2 --devices 0:0,0:1 $S
 same sbn2 sbn1 "sync_bn: 2 replicas = 1 device (weights and running statistics)"
 same sbn3 sbn1 "sync_bn: 3 replicas (17 + 17 + 16 rows) = 1 device"
 $CMP run-sbn1/last.safetensors run-sbn3/last.safetensors --only bn --tol 1e-5 > bn.txt \
-  && ok "sync_bn: batchnorm tensors (running statistics too) of 3 replicas = 1 device ($(cat bn.txt))" \
+  && ok "sync_bn: batchnorm tensors (running stats too), 3 replicas = 1 device ($(cat bn.txt))" \
   || bad "sync_bn running statistics: $(cat bn.txt)"
 $CMP run-nosbn2/last.safetensors run-sbn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
   && ok "without sync_bn 2 replicas differ ($(cat bn.txt))" \
@@ -139,7 +141,8 @@ POCL_DEVICES="pthread basic" "$G" train ddp.yaml --out run-tp --devices 0:0,0:1 
   --set train.split=throughput > log-tp.txt 2>&1 || { cat log-tp.txt; bad "run tp"; }
 same tp drop1 "split: throughput on pthread + basic = 1 device"
 grep -q "split by measured throughput: [0-9]* + [0-9]* rows of 50" log-tp.txt \
-  && ok "$(grep -o 'split by measured throughput.*' log-tp.txt)" || bad "no split printed: $(cat log-tp.txt)"
+  && ok "$(grep -o 'split by measured throughput.*' log-tp.txt)" \
+  || bad "no split printed: $(cat log-tp.txt)"
 $PY - <<'PY' && ok "summary.json: the measured split" || bad "summary.json split"
 import json
 sp = json.load(open("run-tp/summary.json"))["split"]

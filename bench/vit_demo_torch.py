@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """The ViT transfer recipes (configs/recipes/vit-fmnist-*.yaml) in plain PyTorch, the usual loop
 without feature caching, for the quality bar and the img/s comparison: pretrain vit-tiny-fmnist on
-classes 0-4 (3 epochs, AdamW 1e-3, weight decay 0.05, batch 64), then classes 5-9 from the first 100
+classes 0-4 (3 epochs, AdamW 1e-3, weight decay 0.05, batch 64; the model's own 10-way head, as
+Graft's recipe keeps it), then classes 5-9 from the first 100
 training images per class, 30 epochs: scratch, linear probe (frozen through class_select),
 fine-tune with layer-wise lr decay 0.8 (lr 5e-4), gradual unfreezing (head; + block 3 from epoch
 11; all from epoch 21; lr 5e-4); test on all 5,000 test images of classes 5-9. The network is
 tests/torch/oracle.py's GraftNet over the layer list tools/gen_torchvision.py writes.
-usage: vit_demo_torch.py [--epochs N] [--pre-epochs N] [--seed S] [--threads N] [--json OUT]"""
+usage: vit_demo_torch.py [--epochs N] [--pre-epochs N] [--seed S] [--threads N] [--pre-classes N]
+                         [--init WEIGHTS] [--json OUT]"""
 import argparse
 import json
 import os
@@ -21,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "torch"))
 sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
-from oracle import GraftNet, TokenParam  # noqa: E402
+from oracle import GraftNet, TokenParam, st_read  # noqa: E402
 import gen_torchvision  # noqa: E402
 from demo_torch import idx, subset, accuracy  # noqa: E402
 
@@ -82,9 +84,14 @@ def main():
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--pre-epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pre-classes", type=int, default=10,
+                    help="the pretrained head's outputs (10: vit-tiny-fmnist's own head, which "
+                    "configs/recipes/vit-fmnist-pretrain.yaml keeps for classes 0-4)")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="PyTorch's threads (1 on a loaded machine: its OpenMP threads wait on "
                     "each other when the cores are busy)")
+    ap.add_argument("--init", help="start pretraining from these weights (safetensors, Graft's "
+                    "names: e.g. Graft's own initial state) instead of PyTorch's initialisation")
     ap.add_argument("--json")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -94,7 +101,12 @@ def main():
     tx, ty = subset(xtr, ytr, [5, 6, 7, 8, 9], 100)
     ex, ey = subset(xte, yte, [5, 6, 7, 8, 9])
     torch.manual_seed(a.seed)
-    pre = model(5)
+    pre = model(a.pre_classes)
+    if a.init:
+        st = pre.graft_state()
+        st.update({k: torch.as_tensor(v).reshape(st[k].shape) for k, v in st_read(a.init).items()
+                   if k in st})
+        pre.load_graft_state(st)
     ips = train(pre, px, py, a.pre_epochs, 1e-3, a.seed)
     pre_acc = accuracy(pre, *subset(xte, yte, [0, 1, 2, 3, 4]))
     print(f"pretrain: {ips:.0f} img/s training, classes 0-4 test accuracy {pre_acc:.4f}")

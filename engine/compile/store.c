@@ -26,6 +26,13 @@ static double uniform01(uint64_t *x)
     return (double)(splitmix(x) >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* A standard normal draw (Box-Muller on two uniforms; the first is kept away from 0). */
+static double normal01(uint64_t *x)
+{
+    const double u = 1.0 - uniform01(x), v = uniform01(x);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v);
+}
+
 static bool ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
@@ -44,22 +51,21 @@ static void init_tensor(const layer *l, const param_info *pi, float *data, uint6
     }
     if (l->type == GRAFT_LAYER_ATTENTION) {
         /* torch's MultiheadAttention: in_proj xavier_uniform over [3D, D], biases 0, out_proj a
-         * Linear's U(+-1/sqrt(D)); Hugging Face's ViT: std 0.02 (here uniform), biases 0 */
+         * Linear's U(+-1/sqrt(D)); Hugging Face's ViT: normal, std 0.02, biases 0 */
         const double d = l->units;
-        double b = ends_with(pi->name, "bias")               ? 0.0
-                   : l->names == ATTN_NAMES_HF               ? 0.02 * sqrt(3.0)
-                   : ends_with(pi->name, ".in_proj_weight") ? sqrt(6.0 / (4.0 * d))
-                                                             : 1.0 / sqrt(d);
-        for (long i = 0; i < pi->count; i++) data[i] = (float)((2.0 * uniform01(rng) - 1.0) * b);
+        const bool hf = l->names == ATTN_NAMES_HF, bias = ends_with(pi->name, "bias");
+        double b = bias ? 0.0 : hf ? 0.02 : ends_with(pi->name, ".in_proj_weight")
+                                                 ? sqrt(6.0 / (4.0 * d)) : 1.0 / sqrt(d);
+        for (long i = 0; i < pi->count; i++)
+            data[i] = (float)(hf ? normal01(rng) * b : (2.0 * uniform01(rng) - 1.0) * b);
         return;
     }
     if (l->type == GRAFT_LAYER_CLASS_TOKEN) { /* torchvision: zeros */
         for (long i = 0; i < pi->count; i++) data[i] = 0.f;
         return;
     }
-    if (l->type == GRAFT_LAYER_POSITION_EMBEDDING) { /* torchvision: std 0.02 (here uniform) */
-        const double b = 0.02 * sqrt(3.0);
-        for (long i = 0; i < pi->count; i++) data[i] = (float)((2.0 * uniform01(rng) - 1.0) * b);
+    if (l->type == GRAFT_LAYER_POSITION_EMBEDDING) { /* torchvision: normal, std 0.02 */
+        for (long i = 0; i < pi->count; i++) data[i] = (float)(0.02 * normal01(rng));
         return;
     }
     long fan_in = 1;

@@ -175,6 +175,11 @@ bool graph_feature_cache(const graph *g, bool bn_train, bool augment, char *reas
                      l->name);
             return false;
         }
+        if (l->type == GRAFT_LAYER_ATTENTION && l->rate > 0.0f) {
+            snprintf(reason, n, "attention '%s' in the frozen prefix has dropout %g: random in "
+                     "training", l->name, (double)l->rate);
+            return false;
+        }
         if (l->type == GRAFT_LAYER_BATCHNORM && bn_train) {
             snprintf(reason, n, "batchnorm '%s' in the frozen prefix trains (transfer.bn: train)",
                      l->name);

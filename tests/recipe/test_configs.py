@@ -205,6 +205,15 @@ p = plan("configs/recipes/fmnist-feature-extract.yaml", *FROM, "--set", "transfe
 if p:
     check(not p["feature_cache"]["used"] and "off" in p["feature_cache"]["reason"], "cache off")
 
+# attention dropout makes a frozen prefix random in training: no feature cache
+p = plan("configs/recipes/vit-fmnist-linear-probe.yaml", *VIT_FROM)
+if p:
+    check(p["feature_cache"]["used"], f"vit linear probe caches: {p['feature_cache']}")
+p = plan("configs/recipes/vit-fmnist-linear-probe.yaml", *VIT_FROM, "--set", "model.layers.4.dropout=0.1")
+if p:
+    check(not p["feature_cache"]["used"] and "dropout 0.1" in p["feature_cache"]["reason"],
+          f"attention dropout in the prefix: {p['feature_cache']}")
+
 # the table form prints every layer and the totals
 rc, out, err = run("plan", "configs/recipes/fmnist-feature-extract.yaml", *FROM)
 check(rc == 0 and "parameters: 467365 total, 402181 trainable" in out and "feature cache: used" in out, out + err)

@@ -92,7 +92,7 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (!recipe) return cli_usage_error(&a, "missing RECIPE");
-    dist d;
+    static dist d; /* static: the SIGTERM handler reads it until the process ends */
     graft_error de = {0};
     if (dist_init(&d, &de)) return cli_fail(&de);
     if (d.size > 1) {

@@ -71,10 +71,13 @@ graft_status dist_init(dist *d, graft_error *e)
 
 void dist_finalize(dist *d)
 {
-    free(d->pid);
-    free(d->host);
+    /* unhooked before freed: a signal handler may look at them (dist_lost_local) */
+    long *pid = d->pid;
+    unsigned long *host = d->host;
     d->pid = NULL;
     d->host = NULL;
+    free(pid);
+    free(host);
     free(d->pending);
     d->pending = NULL;
     d->npending = d->cap = 0;

@@ -279,8 +279,10 @@ typedef struct pipeline_sync_point {
     int channels;
 } pipeline_sync_point;
 int pipeline_sync_points(const pipeline *p, pipeline_sync_point *out, int cap);
-/* Without blocking: whether every gradient bucket of the step enqueued last has landed. */
+/* Without blocking: whether every gradient bucket of the step enqueued last has landed, and
+ * whether the partials of the sync_bn point a step waits at have. */
 bool pipeline_grads_ready(const pipeline *p);
+bool pipeline_sync_ready(const pipeline *p);
 graft_status pipeline_sync_gather(pipeline *p, const pipeline_sync_point *at, int first, int N,
                                   double scale, double *global, graft_error *e);
 graft_status pipeline_sync_resume(pipeline *p, int N, const double *global, graft_error *e);

@@ -1708,6 +1708,11 @@ bool pipeline_grads_ready(const pipeline *p)
     return true;
 }
 
+bool pipeline_sync_ready(const pipeline *p)
+{
+    return !p->sync_read || transfer_done(p->sync_read);
+}
+
 int pipeline_sync_points(const pipeline *p, pipeline_sync_point *out, int cap)
 {
     int k = 0;

@@ -73,8 +73,9 @@ typedef struct run {
     double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
     long dp_steps;
     /* train.split: throughput: after the first step of a compile (PoCL builds kernels at their
-     * first launch), SPLIT_CALIBRATION_STEPS steps split evenly are timed per worker (from its
-     * enqueue to its last gradient bucket landing); then every worker (rank-major, world * nrep)
+     * first launch), SPLIT_CALIBRATION_STEPS steps split evenly are timed per worker (its busy
+     * time: from its enqueue to its last gradient bucket landing, less its waits at sync_bn
+     * points); then every worker (rank-major, world * nrep)
      * takes rows in proportion to its measured images/s, the same split on every rank */
     int split_step;        /* data-parallel steps since the last compile */
     double *wrows, *wsecs; /* calibration sums per worker (this rank's only; summed over ranks) */
@@ -485,11 +486,16 @@ void train_shard(int n, int nrep, int k, int *first, int *count)
     *first = k * base + (k < extra ? k : extra);
 }
 
+static void split_wait(run *R, const int *cnt, bool sync, double *t_seg, double *busy);
+
 /* train.sync_bn: the step of every replica stops at each batchnorm (pipeline_sync_points, the same
  * list on every rank, so a rank with no rows still joins each sum); the replicas' per-plane
  * partials are gathered into the global batch's rows, summed over the ranks, and handed back to
- * every replica, which normalises (or, in backward, takes the gradient) as one device would. */
-static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cnt, graft_error *e)
+ * every replica, which normalises (or, in backward, takes the gradient) as one device would.
+ * t_seg, busy: with split calibration (else NULL), each replica's start of the segment it runs
+ * and its busy seconds so far; the wait at each point is not counted as busy. */
+static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cnt, double *t_seg,
+                                  double *busy, graft_error *e)
 {
     int np = pipeline_sync_points(R->head, NULL, 0);
     if (!np) return GRAFT_OK;
@@ -507,6 +513,7 @@ static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cn
     for (int q = 0; q < np && !s; q++) {
         long count = 2L * pt[q].channels * n;
         memset(global, 0, (size_t)count * sizeof *global);
+        if (busy) split_wait(R, cnt, true, t_seg, busy);
         for (int k = 0; k < R->nrep && !s; k++)
             if (cnt[k])
                 s = pipeline_sync_gather(R->rep[k], &pt[q], first[k], n,
@@ -516,8 +523,10 @@ static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cn
                 s = err_set(e, GRAFT_STATUS_UNSUPPORTED, "sync_bn: %ld partials", count);
             else s = dist_sum_f64(R->D, global, (int)count, e);
         }
-        for (int k = 0; k < R->nrep && !s; k++)
+        for (int k = 0; k < R->nrep && !s; k++) {
+            if (t_seg) t_seg[k] = now_seconds();
             if (cnt[k]) s = pipeline_sync_resume(R->rep[k], n, global, e);
+        }
     }
     free(global);
     free(pt);
@@ -572,25 +581,36 @@ static void split_rows(run *R, int n, int *first, int *cnt)
     }
 }
 
-/* Calibration: wait for every replica's gradients, crediting each its rows and the time from
- * its enqueue (t0[k]) to the moment its last bucket was seen landed. */
-static void split_time(run *R, const double *t0, const int *cnt)
+/* Calibration: wait for every replica's segment to end (its sync_bn partials landed, or with
+ * sync false its last gradient bucket), adding to busy[k] the time from the segment's start
+ * t_seg[k] to the moment that was seen. */
+static void split_wait(run *R, const int *cnt, bool sync, double *t_seg, double *busy)
 {
-    const int me = R->rank * R->nrep;
     bool done[DEVSPEC_MAX_LIST] = {0};
     for (int left = R->nrep; left > 0;) {
         left = 0;
         for (int k = 0; k < R->nrep; k++) {
             if (done[k] || !cnt[k]) continue;
-            if (pipeline_grads_ready(R->rep[k])) {
+            if (sync ? pipeline_sync_ready(R->rep[k]) : pipeline_grads_ready(R->rep[k])) {
                 done[k] = true;
-                R->wrows[me + k] += cnt[k];
-                R->wsecs[me + k] += now_seconds() - t0[k];
+                busy[k] += now_seconds() - t_seg[k];
             } else left++;
         }
         struct timespec ts = {0, 50000};
         if (left) nanosleep(&ts, NULL);
     }
+}
+
+/* Calibration: the step's last segment waited for; each replica credited its rows and busy time. */
+static void split_time(run *R, double *t_seg, double *busy, const int *cnt)
+{
+    const int me = R->rank * R->nrep;
+    split_wait(R, cnt, false, t_seg, busy);
+    for (int k = 0; k < R->nrep; k++)
+        if (cnt[k]) {
+            R->wrows[me + k] += cnt[k];
+            R->wsecs[me + k] += busy[k];
+        }
 }
 
 /* After calibration: every worker's images/s (summed over the ranks: each filled its own). */
@@ -654,15 +674,16 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     split_rows(R, n, first, cnt);
     const bool calibrate = R->wrows && !R->weight && R->split_step >= 1 &&
                            R->split_step <= SPLIT_CALIBRATION_STEPS;
-    double t_enq[DEVSPEC_MAX_LIST];
+    double t_enq[DEVSPEC_MAX_LIST], busy[DEVSPEC_MAX_LIST] = {0};
     for (int k = 0; k < R->nrep && !s; k++) {
         t_enq[k] = now_seconds();
         if (cnt[k])
             s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
                                      first[k], e);
     }
-    if (!s) s = sync_bn_steps(R, n, first, cnt, e);
-    if (!s && calibrate) split_time(R, t_enq, cnt);
+    if (!s)
+        s = sync_bn_steps(R, n, first, cnt, calibrate ? t_enq : NULL, calibrate ? busy : NULL, e);
+    if (!s && calibrate) split_time(R, t_enq, busy, cnt);
     R->split_step++;
     if (!s && calibrate && R->split_step > SPLIT_CALIBRATION_STEPS) s = split_set(R, e);
     if (s) return s;

@@ -150,6 +150,11 @@ print(sp)
 assert sp["mode"] == "throughput" and len(sp["rows"]) == 2 and sum(sp["rows"]) == 50, sp
 assert all(v > 0 for v in sp["images_per_second"]), sp
 PY
+# 2f. both: sync_bn with the split measured (its timing leaves out the waits at the batchnorm
+#     sync points) on 3 replicas = 1 device
+run sbntp --devices all --set model.file=tiny-bn.yaml --set train.max_steps=20 \
+  --set train.sync_bn=true --set train.split=throughput
+same sbntp sbn1 "sync_bn + split: throughput, 3 replicas = 1 device"
 # 3. train.devices in the recipe is --devices
 run recipe --set 'train.devices=["0:0", "0:1"]' --set train.max_steps=20
 same recipe two "train.devices = --devices"

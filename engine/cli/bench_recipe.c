@@ -267,8 +267,8 @@ static int bench_scaling(const bench_opts *o, const char *const *sets, int nsets
     extra[ne++] = "train.early_stopping=false";
     fprintf(out, "data parallelism: %d steps of a global batch of %d on the recipe's data\n",
             o->s.steps + o->s.warmup, o->s.batch);
-    fprintf(out, "%-8s %-24s %9s %9s %17s %10s\n", "replicas", "devices", "img/s", "step ms",
-            "allreduce ms/step", "efficiency");
+    fprintf(out, "%-8s %-24s %9s %9s %17s %10s  %s\n", "replicas", "devices", "img/s", "step ms",
+            "allreduce ms/step", "efficiency", "split (rows)");
     double ips1 = 0;
     int code = 0;
     for (int k = 1; k <= n && !code; k++) {
@@ -299,8 +299,20 @@ static int bench_scaling(const bench_opts *o, const char *const *sets, int nsets
         double ips = sum.images_per_second, step = sum.steps ? sum.train_seconds / sum.steps : 0;
         if (k == 1) ips1 = ips;
         double eff = ips1 > 0 ? ips / (k * ips1) : 0;
-        fprintf(out, "%-8d %-24s %9.0f %9.2f %17.3f %9.0f%%\n", k, list, ips, step * 1e3,
-                sum.allreduce_seconds_per_step * 1e3, eff * 100);
+        /* the rows of a full batch per replica: measured (train.split: throughput) or even */
+        char split[sizeof sum.split];
+        if (sum.split[0]) snprintf(split, sizeof split, "%s", sum.split);
+        else {
+            split[0] = 0;
+            for (int q = 0; q < k; q++) {
+                int first, count;
+                train_shard(o->s.batch, k, q, &first, &count);
+                size_t used = strlen(split);
+                snprintf(split + used, sizeof split - used, "%s%d", q ? "+" : "", count);
+            }
+        }
+        fprintf(out, "%-8d %-24s %9.0f %9.2f %17.3f %9.0f%%  %s\n", k, list, ips, step * 1e3,
+                sum.allreduce_seconds_per_step * 1e3, eff * 100, split);
         json_t *row = json_object();
         json_object_set_new(row, "replicas", json_integer(k));
         json_object_set_new(row, "devices", json_string(list));
@@ -309,6 +321,7 @@ static int bench_scaling(const bench_opts *o, const char *const *sets, int nsets
         json_object_set_new(row, "allreduce_seconds_per_step",
                             json_real(sum.allreduce_seconds_per_step));
         json_object_set_new(row, "efficiency", json_real(eff));
+        json_object_set_new(row, "split", json_string(split));
         json_array_append_new(rows, row);
     }
     free(devs);

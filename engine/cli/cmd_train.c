@@ -9,14 +9,32 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Under mpirun, a rank that dies makes mpirun end the others with SIGTERM (Open MPI names the lost
- * rank in its own message): say why this rank stops, then go (async-signal-safe calls only). */
-static char lost_msg[160];
+/* Under mpirun, a rank that dies makes mpirun end the others with SIGTERM (and SIGKILL a second
+ * later): say which rank was lost when its process on this host is gone (mpirun reaped it before
+ * it sent this), else that some rank was, then go (async-signal-safe calls only). */
+static char lost_prefix[64];
+static const dist *lost_dist;
+static void say(const char *s)
+{
+    ssize_t w = write(STDERR_FILENO, s, strlen(s));
+    (void)w;
+}
 static void on_sigterm(int sig)
 {
     (void)sig;
-    ssize_t w = write(STDERR_FILENO, lost_msg, strlen(lost_msg));
-    (void)w;
+    char lost[128];
+    int n = lost_dist ? dist_lost_local(lost_dist, lost, sizeof lost) : 0;
+    say(lost_prefix);
+    if (n) {
+        say(n > 1 ? "ranks " : "rank ");
+        say(lost);
+        say(n > 1 ? " were" : " was");
+        say(" lost (the process is gone: killed, or it ended the job after its own error); "
+            "mpirun stopped the job; the last complete checkpoint is kept\n");
+    } else {
+        say("stopped by mpirun: a rank on another host was lost (mpirun names it); the last "
+            "complete checkpoint is kept\n");
+    }
     _exit(1);
 }
 
@@ -32,7 +50,8 @@ const char TRAIN_USAGE[] =
     "  --set KEY=VALUE  override a recipe value (VALUE is YAML), e.g. --set train.lr=0.01\n"
     "  --device SPEC    cpu, gpu, nvidia, amd, intel, pocl, P:D or a name substring\n"
     "  --devices SPEC,SPEC,...|all  data parallelism: one replica per device, the batch split\n"
-    "                   evenly, gradients averaged after backward (train.devices)\n"
+    "                   evenly or by measured speed (train.split), gradients averaged after\n"
+    "                   backward (train.devices; train.sync_bn: batchnorm over the whole batch)\n"
     "  --out DIR        the run directory (default: the recipe's output:)\n"
     "  --resume DIR     continue the run in DIR exactly where its last checkpoint stopped\n"
     "  --quiet          print only the final summary\n"
@@ -73,14 +92,13 @@ int cmd_train(int argc, char **argv)
         }
     }
     if (!recipe) return cli_usage_error(&a, "missing RECIPE");
-    dist d;
+    static dist d; /* static: the SIGTERM handler reads it until the process ends */
     graft_error de = {0};
     if (dist_init(&d, &de)) return cli_fail(&de);
     if (d.size > 1) {
-        snprintf(lost_msg, sizeof lost_msg,
-                 "graft: error: rank %d of %d: stopped by mpirun: another rank of the job was "
-                 "lost (mpirun names it); the last complete checkpoint is kept\n",
-                 d.rank, d.size);
+        snprintf(lost_prefix, sizeof lost_prefix, "graft: error: rank %d of %d: ", d.rank,
+                 d.size);
+        lost_dist = &d;
         signal(SIGTERM, on_sigterm);
     }
     if (device && devices) return cli_usage_error(&a, "--device and --devices exclude each other");

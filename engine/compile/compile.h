@@ -140,6 +140,9 @@ typedef struct pipeline_options {
      * backward pass and, when it is not finite, applies no update (batchnorm running statistics
      * put back too): one host wait per step instead of the batched read-back. */
     bool skip_nonfinite;
+    /* train.sync_bn: pipeline_train_grads normalises with the global batch's statistics
+     * (pipeline_sync_points) */
+    bool sync_bn;
 } pipeline_options;
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
@@ -260,6 +263,29 @@ graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels
 graft_status pipeline_grad_bucket_wait(pipeline *p, int k, float **data, graft_error *e);
 graft_status pipeline_apply_grads(pipeline *p, const float *grads, const optim_hparams *h,
                                   graft_error *e);
+/* train.sync_bn (options.sync_bn): a pipeline_train_grads step stops at each of the points
+ * pipeline_sync_points lists (every training-mode batchnorm in forward, then those whose input
+ * gradient is needed in backward, in backward order), the same list for every replica and rank.
+ * At each, the caller gathers every replica's per-plane partials into one array of the global
+ * batch's N rows ([channels][N][2] doubles, zeroed first; pipeline_sync_gather waits for this
+ * replica's and puts them, times scale, at rows [first, first + n)), sums it over the ranks, and
+ * hands it to every replica (pipeline_sync_resume), which runs on to the next point or to the end
+ * of the step. Forward partials go in unscaled; backward ones scaled by n / N, the replica's share
+ * (each replica's loss is the mean over its own rows). The statistics, running statistics and
+ * input gradients are then the one-device step's. */
+typedef struct pipeline_sync_point {
+    int layer;
+    bool backward;
+    int channels;
+} pipeline_sync_point;
+int pipeline_sync_points(const pipeline *p, pipeline_sync_point *out, int cap);
+/* Without blocking: whether every gradient bucket of the step enqueued last has landed, and
+ * whether the partials of the sync_bn point a step waits at have. */
+bool pipeline_grads_ready(const pipeline *p);
+bool pipeline_sync_ready(const pipeline *p);
+graft_status pipeline_sync_gather(pipeline *p, const pipeline_sync_point *at, int first, int N,
+                                  double scale, double *global, graft_error *e);
+graft_status pipeline_sync_resume(pipeline *p, int N, const double *global, graft_error *e);
 
 /* ---- GEMM shapes and tuning (autotune.c) ---- */
 #define COMPILE_MAX_GEMM_SHAPES 256

@@ -105,6 +105,18 @@ struct pipeline {
     host_buffer grad_host;
     bool grads_out;        /* the backward in progress reads its buckets out */
     long row0;             /* the step's first row in the global batch (dropout masks) */
+    /* train.sync_bn (options.sync_bn): a pipeline_train_grads step pauses at each training-mode
+     * batchnorm with its per-plane partials being read into sync_host, and goes on when
+     * pipeline_sync_resume hands it the whole global batch's partials */
+    bool sync_step;          /* a pipeline_train_grads step is in progress */
+    bool sync_paused;        /* ... and waits at batchnorm sync_layer (backward: sync_bwd) */
+    int sync_layer;
+    bool sync_bwd;
+    const double *sync_global; /* set while resuming: the global partials of sync_N rows */
+    int sync_N, sync_n;        /* rows of the global batch, of this step */
+    cl_event sync_read;
+    host_buffer sync_host;
+    cl_mem step_loss, step_correct; /* the step's statistics slot */
 };
 
 const graph_plan *pipeline_plan(const pipeline *p)
@@ -533,6 +545,8 @@ void pipeline_free(pipeline *p)
     for (int k = 0; k < p->nbuckets; k++)
         if (p->bucket_read[k]) clReleaseEvent(p->bucket_read[k]);
     host_buffer_free(p->ctx, &p->grad_host);
+    if (p->sync_read) clReleaseEvent(p->sync_read);
+    host_buffer_free(p->ctx, &p->sync_host);
     free(p->bucket_layer);
     free(p->bucket_off);
     free(p->bucket_count);
@@ -701,12 +715,28 @@ static graft_status scan_layer(pipeline *p, int i, int n, graft_error *e)
     return s;
 }
 
-static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
+/* sync_bn: stop the step at batchnorm i (forward or backward), its partials just computed into
+ * op->part, and start reading them out. */
+static graft_status sync_pause(pipeline *p, int i, bool bwd, int n, graft_error *e)
+{
+    p->sync_paused = true;
+    p->sync_layer = i;
+    p->sync_bwd = bwd;
+    return batchnorm_sync_read(p->ctx, &p->layers[i].op.bn, n, p->sync_host.ptr, &p->sync_read, e);
+}
+
+/* Whether batchnorm i of a training step runs synchronised (train.sync_bn, batch statistics). */
+static bool sync_bn_layer(const pipeline *p, int i)
+{
+    return p->sync_step && p->plan.layers[i].bn_batch_stats;
+}
+
+static graft_status forward_from(pipeline *p, int from, int n, bool train, graft_error *e)
 {
     graft_context *ctx = p->ctx;
     const graph *g = p->g;
     graft_status s = GRAFT_OK;
-    for (int i = p->o.first; i < g->nlayers && !s; i++) {
+    for (int i = from; i < g->nlayers && !s && !p->sync_paused; i++) {
         player *pl = &p->layers[i];
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
@@ -726,7 +756,18 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
                           P(pl, ".bias"), y, e);
             break;
         case GRAFT_LAYER_BATCHNORM:
-            if ((train && lp->bn_batch_stats) || p->o.bn_restat)
+            if (train && sync_bn_layer(p, i)) {
+                if (!p->sync_global) {
+                    s = batchnorm_sync_stats(ctx, &pl->op.bn, n, x, e);
+                    if (!s) s = sync_pause(p, i, false, n, e);
+                    break;
+                }
+                s = batchnorm_sync_fwd(ctx, &pl->op.bn, p->sync_N, p->sync_global, n, x,
+                                       P(pl, ".weight"), P(pl, ".bias"), P(pl, ".running_mean"),
+                                       P(pl, ".running_var"), pl->save_mean, pl->save_invstd, y,
+                                       e);
+                p->sync_global = NULL;
+            } else if ((train && lp->bn_batch_stats) || p->o.bn_restat)
                 s = batchnorm_fwd_train(ctx, &pl->op.bn, n, x, P(pl, ".weight"), P(pl, ".bias"),
                                         P(pl, ".running_mean"), P(pl, ".running_var"),
                                         pl->save_mean, pl->save_invstd, y, e);
@@ -806,6 +847,11 @@ static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
         if (!s && p->scan && p->scan_layer == -1) s = scan_layer(p, i, n, e);
     }
     return s;
+}
+
+static graft_status forward(pipeline *p, int n, bool train, graft_error *e)
+{
+    return forward_from(p, p->o.first, n, train, e);
 }
 
 /* ---- backward ---- */
@@ -892,12 +938,12 @@ static graft_status bucket_read_start(pipeline *p, int i, graft_error *e)
     return s;
 }
 
-static graft_status backward(pipeline *p, int n, graft_error *e)
+static graft_status backward_from(pipeline *p, int from, int n, graft_error *e)
 {
     graft_context *ctx = p->ctx;
     const graph *g = p->g;
     graft_status s = GRAFT_OK;
-    for (int i = g->nlayers - 1; i >= p->o.first && !s; i--) {
+    for (int i = from; i >= p->o.first && !s; i--) {
         player *pl = &p->layers[i];
         const layer *l = pl->l;
         const layer_plan *lp = &p->plan.layers[i];
@@ -932,7 +978,19 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
             break;
         }
         case GRAFT_LAYER_BATCHNORM:
-            if (lp->bn_batch_stats)
+            if (dx && sync_bn_layer(p, i)) {
+                /* through the global statistics: dx needs the global batch's sums */
+                if (!p->sync_global) {
+                    s = batchnorm_sync_grads(ctx, &pl->op.bn, n, x, y, dy, pl->save_mean,
+                                             pl->save_invstd, lp->trains ? G(pl, ".weight") : NULL,
+                                             lp->trains ? G(pl, ".bias") : NULL, e);
+                    if (!s) s = sync_pause(p, i, true, n, e);
+                    break;
+                }
+                s = batchnorm_sync_bwd(ctx, &pl->op.bn, p->sync_N, p->sync_global, n, x, y, dy,
+                                       P(pl, ".weight"), pl->save_mean, pl->save_invstd, dx, e);
+                p->sync_global = NULL;
+            } else if (lp->bn_batch_stats)
                 s = batchnorm_bwd(ctx, &pl->op.bn, n, x, y, dy, P(pl, ".weight"), pl->save_mean,
                                   pl->save_invstd, dx, lp->trains ? G(pl, ".weight") : NULL,
                                   lp->trains ? G(pl, ".bias") : NULL, e);
@@ -1030,11 +1088,17 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
             if (dx) s = act_bwd(ctx, &pl->op.act, n, x, y, dy, dx, e);
             break;
         }
+        if (!s && p->sync_paused) break; /* dx comes when the step resumes at this layer */
         if (!s && dx && dx != dy) s = dx_finish(p, i, 0, n, acc, e);
         if (!s && p->grads_out && p->layer_bucket[i] >= 0) s = bucket_read_start(p, i, e);
         if (s) err_prefix(e, "layer '%s' backward", l->name);
     }
     return s;
+}
+
+static graft_status backward(pipeline *p, int n, graft_error *e)
+{
+    return backward_from(p, p->g->nlayers - 1, n, e);
 }
 
 static graft_status update(pipeline *p, const optim_hparams *base, graft_error *e)
@@ -1576,30 +1640,120 @@ graft_status pipeline_grad_layout(pipeline *p, int *nbuckets, const long **offse
     return GRAFT_OK;
 }
 
+/* The rest of a pipeline_train_grads step: forward from layer fwd (-1: forward is done), the
+ * loss, backward from layer bwd (when forward was done), until its end or a sync_bn pause. */
+static graft_status grads_run(pipeline *p, int fwd, int bwd, graft_error *e)
+{
+    const int n = p->sync_n, last = p->g->nlayers - 1;
+    graft_status s = GRAFT_OK;
+    if (fwd >= 0) {
+        s = forward_from(p, fwd, n, true, e);
+        if (!s && !p->sync_paused) {
+            prof_set_label(p->ctx, "loss");
+            s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, p->step_loss,
+                             p->step_correct, p->plan.layers[last].backward ? DY(p, last) : NULL,
+                             e);
+            if (!s) stats_filled(p, n);
+        }
+        bwd = last;
+    }
+    if (!s && !p->sync_paused) {
+        p->grads_out = true;
+        s = backward_from(p, bwd, n, e);
+        p->grads_out = false;
+    }
+    if (s || !p->sync_paused) {
+        p->row0 = 0;
+        p->sync_step = p->sync_paused = false;
+    }
+    /* the queue runs the reads; flush so a device of another platform starts now */
+    if (!s) s = cl_check(clFlush(p->ctx->queue), "clFlush", e);
+    return s;
+}
+
+/* sync_bn: pinned memory for the largest batchnorm's partials of a batch (in double). */
+static graft_status sync_init(pipeline *p, graft_error *e)
+{
+    if (p->sync_host.ptr || !p->o.sync_bn) return GRAFT_OK;
+    long most = 1;
+    for (int i = p->o.first; i < p->g->nlayers; i++)
+        if (p->g->layers[i].type == GRAFT_LAYER_BATCHNORM && p->layers[i].op.bn.c > most)
+            most = p->layers[i].op.bn.c;
+    size_t bytes = 2 * (size_t)most * (size_t)p->o.max_batch * sizeof(double);
+    return host_buffer_create(p->ctx, bytes, &p->sync_host, e);
+}
+
 graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels, int n,
                                   long row0, graft_error *e)
 {
     if (!p->o.training || p->o.skip_nonfinite)
         return err_set(e, GRAFT_STATUS_INTERNAL, "not a plain training pipeline");
+    if (p->sync_step) return err_set(e, GRAFT_STATUS_INTERNAL, "a sync_bn step is in progress");
     graft_status s = buckets_init(p, e);
+    if (!s) s = sync_init(p, e);
     p->row0 = row0;
     if (!s) s = upload_batch(p, x, labels, n, e);
-    cl_mem loss, correct;
-    if (!s) s = stats_slot(p, false, &loss, &correct, e);
-    if (!s) s = forward(p, n, true, e);
-    if (!s) {
-        prof_set_label(p->ctx, "loss");
-        int last = p->g->nlayers - 1;
-        s = xent_fwd_bwd(p->ctx, &p->xent, n, Y(p, last), p->labels, loss, correct,
-                         p->plan.layers[last].backward ? DY(p, last) : NULL, e);
-        if (!s) stats_filled(p, n);
-    }
-    p->grads_out = true;
-    if (!s) s = backward(p, n, e);
-    p->grads_out = false;
-    p->row0 = 0;
-    /* the queue runs the reads; flush so a device of another platform starts now */
-    if (!s) s = cl_check(clFlush(p->ctx->queue), "clFlush", e);
+    if (!s) s = stats_slot(p, false, &p->step_loss, &p->step_correct, e);
+    if (s) return s;
+    p->sync_n = n;
+    p->sync_step = p->o.sync_bn;
+    p->sync_paused = false;
+    return grads_run(p, p->o.first, -1, e);
+}
+
+bool pipeline_grads_ready(const pipeline *p)
+{
+    for (int k = 0; k < p->nbuckets; k++)
+        if (p->bucket_read[k] && !transfer_done(p->bucket_read[k])) return false;
+    return true;
+}
+
+bool pipeline_sync_ready(const pipeline *p)
+{
+    return !p->sync_read || transfer_done(p->sync_read);
+}
+
+int pipeline_sync_points(const pipeline *p, pipeline_sync_point *out, int cap)
+{
+    int k = 0;
+    if (!p->o.sync_bn || !p->o.training) return 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int j = p->o.first; j < p->g->nlayers; j++) {
+            int i = pass ? p->g->nlayers - 1 - (j - p->o.first) : j;
+            const layer_plan *lp = &p->plan.layers[i];
+            if (p->g->layers[i].type != GRAFT_LAYER_BATCHNORM || !lp->bn_batch_stats ||
+                lp->fused_into >= 0)
+                continue;
+            if (pass && (!lp->backward || !lp->need_dx[0])) continue;
+            if (k < cap) out[k] = (pipeline_sync_point){i, pass == 1, p->layers[i].op.bn.c};
+            k++;
+        }
+    return k;
+}
+
+graft_status pipeline_sync_gather(pipeline *p, const pipeline_sync_point *at, int first, int N,
+                                  double scale, double *global, graft_error *e)
+{
+    if (!p->sync_paused || p->sync_layer != at->layer || p->sync_bwd != at->backward)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "replica not at batchnorm %d (%s)", at->layer,
+                       at->backward ? "backward" : "forward");
+    graft_status s = transfer_wait(p->ctx, &p->sync_read, &p->host_syncs, e);
+    if (!s)
+        batchnorm_part_gather(&p->layers[at->layer].op.bn, p->sync_host.ptr, p->sync_n, first,
+                              N, scale, global);
+    return s;
+}
+
+graft_status pipeline_sync_resume(pipeline *p, int N, const double *global, graft_error *e)
+{
+    if (!p->sync_paused) return err_set(e, GRAFT_STATUS_INTERNAL, "no sync_bn step paused");
+    int i = p->sync_layer;
+    bool bwd = p->sync_bwd;
+    p->sync_paused = false;
+    p->sync_global = global;
+    p->sync_N = N;
+    graft_status s = bwd ? grads_run(p, -1, i, e) : grads_run(p, i, -1, e);
+    p->sync_global = NULL;
     return s;
 }
 

@@ -17,6 +17,7 @@ static const char *const OPTIMIZERS[] = {"sgd", "momentum", "nesterov", "adam", 
 static const char *const SCHEDULES[] = {"constant", "step", "cosine"};
 static const char *const TUNES[] = {"auto", "off", "full"};
 static const char *const NONFINITES[] = {"stop", "skip_batch"};
+static const char *const SPLITS[] = {"even", "throughput"};
 static const char *const MONITORS[] = {"val_loss", "val_accuracy"};
 static const char *const BN[] = {"frozen", "train"};
 static const char *const CACHE[] = {"auto", "on", "off"};
@@ -164,7 +165,14 @@ static const recipe_key KEYS[] = {
     {"train", "tune", RK_ENUM, E(TUNES), .doc = "GEMM tuning on a first run (GRAFT_TUNE overrides)"},
     {"train", "devices", RK_STR, .list = true, .scalar_ok = true, .list_min = 1,
      .list_max = DEVSPEC_MAX_LIST, .expect = "a device spec (cpu, gpu, pocl, P:D, a name) or all",
-     .doc = "data parallelism: one replica per device, the batch split evenly, gradients averaged"},
+     .doc = "data parallelism: one replica per device, the batch split (train.split), gradients "
+            "averaged"},
+    {"train", "sync_bn", RK_BOOL,
+     .doc = "data parallelism: batchnorm statistics over the global batch, not each replica's "
+            "share (default false)"},
+    {"train", "split", RK_ENUM, E(SPLITS),
+     .doc = "data parallelism: the global batch split evenly (default) or by each replica's "
+            "measured speed"},
     {"train", "on_nonfinite", RK_ENUM, E(NONFINITES),
      .doc = "a NaN or infinite loss: stop (keep the last good checkpoint) or skip the batch"},
 

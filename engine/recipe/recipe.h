@@ -94,6 +94,7 @@ typedef enum tune_kind { TUNE_KIND_AUTO, TUNE_KIND_OFF, TUNE_KIND_FULL } tune_ki
 /* train.on_nonfinite: what a non-finite training loss does (stop: the run fails, its last good
  * checkpoint kept; skip_batch: the batch's update is not applied and training goes on) */
 typedef enum nonfinite_kind { NONFINITE_STOP, NONFINITE_SKIP_BATCH } nonfinite_kind;
+typedef enum split_kind { SPLIT_EVEN, SPLIT_THROUGHPUT } split_kind;
 
 /* A freeze selector, as written: a layer name, a depth, a list of names//regexes/, none or all.
  * It is resolved against the graph into layer.frozen flags. A depth counts the graph's layers as
@@ -145,6 +146,11 @@ typedef struct train_spec {
     /* data parallelism: the devices of the replicas as one comma-separated list of device specs
      * (or "all"); NULL = the one device of recipe.device / --device */
     const char *devices;
+    /* batchnorm statistics (and their backward sums) over the global batch across replicas and
+     * ranks, not each replica's share (PyTorch's SyncBatchNorm) */
+    bool sync_bn;
+    /* the global batch's shares: even, or weighted by each replica's measured speed */
+    split_kind split;
 } train_spec;
 
 typedef struct transfer_spec {

@@ -317,6 +317,8 @@ void recipe_parse_train(rctx *c, const ynode *t)
     if (key_int(c, t, "train", "train", "max_steps", &v)) ts->max_steps = v;
     if (key_int(c, t, "train", "train", "seed", &v)) ts->seed = (unsigned long)v;
     parse_devices(c, get(t, "devices"), ts);
+    get_bool(c, t, "train", "sync_bn", &ts->sync_bn);
+    ts->split = (split_kind)key_enum(c, t, "train", "train", "split", SPLIT_EVEN);
     const ynode *es = get(t, "early_stopping");
     if (es) {
         bool on;

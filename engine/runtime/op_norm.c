@@ -128,6 +128,22 @@ static graft_status apply(graft_context *ctx, batchnorm_op *op, int n, int is_va
     return planes(ctx, op, k, n, e);
 }
 
+/* The batch statistics of n rows from the per-plane partials in op->part: saved (mean, invstd)
+ * and the running statistics' update. */
+static graft_status stats_finalize(graft_context *ctx, batchnorm_op *op, int n, cl_mem run_mean,
+                                   cl_mem run_var, cl_mem save_mean, cl_mem save_invstd,
+                                   graft_error *e)
+{
+    cl_kernel k = op->k[BN_STATS_FINALIZE];
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, op->part);
+    SET_ARG(k, 2, run_mean);
+    SET_ARG(k, 3, run_var);
+    SET_ARG(k, 4, save_mean);
+    SET_ARG(k, 5, save_invstd);
+    return channels(ctx, op, k, e);
+}
+
 graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
                                  cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var,
                                  cl_mem save_mean, cl_mem save_invstd, cl_mem y, graft_error *e)
@@ -139,14 +155,7 @@ graft_status batchnorm_fwd_train(graft_context *ctx, batchnorm_op *op, int n, cl
     SET_ARG(k, 1, x);
     SET_ARG(k, 2, op->part);
     if ((s = planes(ctx, op, k, n, e))) return s;
-    k = op->k[BN_STATS_FINALIZE];
-    SET_ARG(k, 0, n);
-    SET_ARG(k, 1, op->part);
-    SET_ARG(k, 2, run_mean);
-    SET_ARG(k, 3, run_var);
-    SET_ARG(k, 4, save_mean);
-    SET_ARG(k, 5, save_invstd);
-    if ((s = channels(ctx, op, k, e))) return s;
+    if ((s = stats_finalize(ctx, op, n, run_mean, run_var, save_mean, save_invstd, e))) return s;
     return apply(ctx, op, n, 0, x, gamma, beta, save_mean, save_invstd, y, e);
 }
 
@@ -180,40 +189,43 @@ graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem 
     return launch(ctx, kk, 1, &g, &l, NULL, e);
 }
 
-/* Both backwards: statistics a/b are (mean, invstd) in training and (running mean, running var)
- * in eval. y is the layer's (fused) output, read only when the op has an epilogue. */
-static graft_status bwd(graft_context *ctx, batchnorm_op *op, int n, int train, cl_mem x, cl_mem y,
-                        cl_mem dy, cl_mem gamma, cl_mem a, cl_mem b, cl_mem dx, cl_mem dgamma,
-                        cl_mem dbeta, graft_error *e)
+/* Per plane: (sum d, sum d * xhat) into op->part. */
+static graft_status grad_partial(graft_context *ctx, batchnorm_op *op, int n, int is_var, cl_mem x,
+                                 cl_mem y, cl_mem dy, cl_mem a, cl_mem b, graft_error *e)
 {
-    graft_status s = prepare(ctx, op, n, e);
-    if (s) return s;
-    if (op->epi.kind && !y)
-        return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: fused backward without its output");
-    const int is_var = !train;
-    const int flags = (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
-    if (flags || (dx && train)) {
-        cl_kernel k = op->k[BN_GRAD_PARTIAL];
-        SET_ARG(k, 0, n);
-        SET_ARG(k, 1, is_var);
-        SET_ARG(k, 2, x);
-        SET_ARG(k, 3, y);
-        SET_ARG(k, 4, dy);
-        SET_ARG(k, 5, a);
-        SET_ARG(k, 6, b);
-        SET_ARG(k, 7, op->part);
-        if ((s = planes(ctx, op, k, n, e))) return s;
-        k = op->k[BN_GRAD_FINALIZE];
-        SET_ARG(k, 0, n);
-        SET_ARG(k, 1, flags);
-        SET_ARG(k, 2, op->part);
-        SET_ARG(k, 3, dgamma); /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
-        SET_ARG(k, 4, dbeta);
-        SET_ARG(k, 5, op->sums);
-        if ((s = channels(ctx, op, k, e))) return s;
-    }
-    if (!dx) return GRAFT_OK;
+    cl_kernel k = op->k[BN_GRAD_PARTIAL];
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, is_var);
+    SET_ARG(k, 2, x);
+    SET_ARG(k, 3, y);
+    SET_ARG(k, 4, dy);
+    SET_ARG(k, 5, a);
+    SET_ARG(k, 6, b);
+    SET_ARG(k, 7, op->part);
+    return planes(ctx, op, k, n, e);
+}
+
+/* Per channel: the sums of n rows' partials into op->sums (and dgamma / dbeta as flags say). */
+static graft_status grad_finalize(graft_context *ctx, batchnorm_op *op, int n, int flags,
+                                  cl_mem dgamma, cl_mem dbeta, graft_error *e)
+{
+    cl_kernel k = op->k[BN_GRAD_FINALIZE];
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, flags);
+    SET_ARG(k, 2, op->part);
+    /* a NULL cl_mem is a NULL pointer in the kernel; flags keep it untouched */
+    SET_ARG(k, 3, dgamma);
+    SET_ARG(k, 4, dbeta);
+    SET_ARG(k, 5, op->sums);
+    return channels(ctx, op, k, e);
+}
+
+static graft_status grad_apply(graft_context *ctx, batchnorm_op *op, int n, int train, cl_mem x,
+                               cl_mem y, cl_mem dy, cl_mem gamma, cl_mem a, cl_mem b, cl_mem dx,
+                               graft_error *e)
+{
     cl_kernel k = op->k[BN_GRAD_APPLY];
+    const int is_var = !train;
     SET_ARG(k, 0, n);
     SET_ARG(k, 1, is_var);
     SET_ARG(k, 2, train);
@@ -228,6 +240,26 @@ static graft_status bwd(graft_context *ctx, batchnorm_op *op, int n, int train, 
     return planes(ctx, op, k, n, e);
 }
 
+/* Both backwards: statistics a/b are (mean, invstd) in training and (running mean, running var)
+ * in eval. y is the layer's (fused) output, read only when the op has an epilogue. */
+static graft_status bwd(graft_context *ctx, batchnorm_op *op, int n, int train, cl_mem x, cl_mem y,
+                        cl_mem dy, cl_mem gamma, cl_mem a, cl_mem b, cl_mem dx, cl_mem dgamma,
+                        cl_mem dbeta, graft_error *e)
+{
+    graft_status s = prepare(ctx, op, n, e);
+    if (s) return s;
+    if (op->epi.kind && !y)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: fused backward without its output");
+    const int is_var = !train;
+    const int flags = (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
+    if (flags || (dx && train)) {
+        if ((s = grad_partial(ctx, op, n, is_var, x, y, dy, a, b, e))) return s;
+        if ((s = grad_finalize(ctx, op, n, flags, dgamma, dbeta, e))) return s;
+    }
+    if (!dx) return GRAFT_OK;
+    return grad_apply(ctx, op, n, train, x, y, dy, gamma, a, b, dx, e);
+}
+
 graft_status batchnorm_bwd(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y,
                            cl_mem dy, cl_mem gamma, cl_mem save_mean, cl_mem save_invstd, cl_mem dx,
                            cl_mem dgamma, cl_mem dbeta, graft_error *e)
@@ -240,4 +272,93 @@ graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_
                                 cl_mem dx, cl_mem dgamma, cl_mem dbeta, graft_error *e)
 {
     return bwd(ctx, op, n, 0, x, y, dy, gamma, run_mean, run_var, dx, dgamma, dbeta, e);
+}
+
+/* ---- synchronised batchnorm (train.sync_bn) ---- */
+
+graft_status batchnorm_sync_stats(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
+                                  graft_error *e)
+{
+    graft_status s = prepare(ctx, op, n, e);
+    if (s) return s;
+    cl_kernel k = op->k[BN_STATS_PARTIAL];
+    SET_ARG(k, 0, n);
+    SET_ARG(k, 1, x);
+    SET_ARG(k, 2, op->part);
+    return planes(ctx, op, k, n, e);
+}
+
+graft_status batchnorm_sync_grads(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y,
+                                  cl_mem dy, cl_mem save_mean, cl_mem save_invstd, cl_mem dgamma,
+                                  cl_mem dbeta, graft_error *e)
+{
+    graft_status s = prepare(ctx, op, n, e);
+    if (s) return s;
+    if (op->epi.kind && !y)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: fused backward without its output");
+    if ((s = grad_partial(ctx, op, n, 0, x, y, dy, save_mean, save_invstd, e))) return s;
+    /* dgamma and dbeta are this device's sums (the caller weights each device's gradients by
+     * its share of the batch, as for every other parameter) */
+    const int flags = (dgamma ? 2 : 0) | (dbeta ? 4 : 0);
+    return flags ? grad_finalize(ctx, op, n, flags, dgamma, dbeta, e) : GRAFT_OK;
+}
+
+graft_status batchnorm_sync_read(graft_context *ctx, batchnorm_op *op, int n, void *host,
+                                 cl_event *done, graft_error *e)
+{
+    if (n > op->part_n) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm: no partials of %d", n);
+    return transfer_read_async(ctx, op->part, 0, host,
+                               2 * (size_t)n * (size_t)op->c * (size_t)op->acc_bytes, done, e);
+}
+
+void batchnorm_part_gather(const batchnorm_op *op, const void *host, int n, int first, int N,
+                           double scale, double *global)
+{
+    for (int c = 0; c < op->c; c++)
+        for (long j = 0; j < 2L * n; j++) {
+            long i = ((long)c * n) * 2 + j;
+            double v = op->acc_bytes == 8 ? ((const double *)host)[i] : ((const float *)host)[i];
+            global[((long)c * N + first) * 2 + j] = scale * v;
+        }
+}
+
+/* The global partials (N rows) into op->part in the device's accumulator type. */
+static graft_status part_put(graft_context *ctx, batchnorm_op *op, int N, const double *global,
+                             graft_error *e)
+{
+    graft_status s = prepare(ctx, op, N, e);
+    if (s) return s;
+    size_t count = 2 * (size_t)N * (size_t)op->c;
+    void *buf = malloc(count * (size_t)op->acc_bytes);
+    if (!buf) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    for (size_t i = 0; i < count; i++)
+        if (op->acc_bytes == 8) ((double *)buf)[i] = global[i];
+        else ((float *)buf)[i] = (float)global[i];
+    s = buffer_write(ctx, op->part, 0, buf, count * (size_t)op->acc_bytes, e);
+    free(buf);
+    return s;
+}
+
+graft_status batchnorm_sync_fwd(graft_context *ctx, batchnorm_op *op, int N, const double *global,
+                                int n, cl_mem x, cl_mem gamma, cl_mem beta, cl_mem run_mean,
+                                cl_mem run_var, cl_mem save_mean, cl_mem save_invstd, cl_mem y,
+                                graft_error *e)
+{
+    graft_status s = part_put(ctx, op, N, global, e);
+    if (!s) s = stats_finalize(ctx, op, N, run_mean, run_var, save_mean, save_invstd, e);
+    return s ? s : apply(ctx, op, n, 0, x, gamma, beta, save_mean, save_invstd, y, e);
+}
+
+/* dx = gamma * invstd / m * (m * d - sdy - xhat * sdyx) with this device's m = n * HW: given
+ * the sums of the true global-loss gradient (the caller scales each device's partials by its
+ * share n_k / N), this is the global batch's dx scaled to the device's own loss (a mean over its
+ * n rows), the units the rest of its backward works in. */
+graft_status batchnorm_sync_bwd(graft_context *ctx, batchnorm_op *op, int N, const double *global,
+                                int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem gamma,
+                                cl_mem save_mean, cl_mem save_invstd, cl_mem dx, graft_error *e)
+{
+    const cl_mem none = NULL;
+    graft_status s = part_put(ctx, op, N, global, e);
+    if (!s) s = grad_finalize(ctx, op, N, 0, none, none, e);
+    return s ? s : grad_apply(ctx, op, n, 1, x, y, dy, gamma, save_mean, save_invstd, dx, e);
 }

@@ -175,6 +175,31 @@ graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem 
                             cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
                             cl_mem bf, graft_error *e);
 void batchnorm_op_free(batchnorm_op *op);
+/* Synchronised batchnorm (train.sync_bn): one batch split across devices, normalised with the
+ * statistics of the whole (global) batch of N rows. Each device computes the per-plane partials
+ * of its n rows (batchnorm_sync_stats: (mean, M2) per plane; batchnorm_sync_grads: (sum d,
+ * sum d * xhat) per plane, after writing its own dgamma / dbeta when given) into op->part and
+ * reads them out (batchnorm_sync_read, acc_bytes * 2 * c * n bytes, non-blocking);
+ * batchnorm_part_gather puts them, times scale, at rows [first, first + n) of the global array
+ * [c][N][2] in double; every device is then handed the whole array and runs the very finalize
+ * kernels of the one-device path over N rows (batchnorm_sync_fwd: running and saved statistics,
+ * then this device's n rows normalised; batchnorm_sync_bwd: the gradient sums, then dx). */
+graft_status batchnorm_sync_stats(graft_context *ctx, batchnorm_op *op, int n, cl_mem x,
+                                  graft_error *e);
+graft_status batchnorm_sync_grads(graft_context *ctx, batchnorm_op *op, int n, cl_mem x, cl_mem y,
+                                  cl_mem dy, cl_mem save_mean, cl_mem save_invstd, cl_mem dgamma,
+                                  cl_mem dbeta, graft_error *e);
+graft_status batchnorm_sync_read(graft_context *ctx, batchnorm_op *op, int n, void *host,
+                                 cl_event *done, graft_error *e);
+void batchnorm_part_gather(const batchnorm_op *op, const void *host, int n, int first, int N,
+                           double scale, double *global);
+graft_status batchnorm_sync_fwd(graft_context *ctx, batchnorm_op *op, int N, const double *global,
+                                int n, cl_mem x, cl_mem gamma, cl_mem beta, cl_mem run_mean,
+                                cl_mem run_var, cl_mem save_mean, cl_mem save_invstd, cl_mem y,
+                                graft_error *e);
+graft_status batchnorm_sync_bwd(graft_context *ctx, batchnorm_op *op, int N, const double *global,
+                                int n, cl_mem x, cl_mem y, cl_mem dy, cl_mem gamma,
+                                cl_mem save_mean, cl_mem save_invstd, cl_mem dx, graft_error *e);
 
 /* ---- layer normalisation over the last axis: rows of d values (cl/layernorm.cl) ----
  * PyTorch nn.LayerNorm(d) with elementwise_affine = affine: each row normalised by its own mean and

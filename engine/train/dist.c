@@ -6,13 +6,22 @@
 #define _POSIX_C_SOURCE 200809L
 #include "train.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef GRAFT_MPI
 #include <mpi.h>
+#endif
+
+#ifdef GRAFT_MPI
+static graft_status trade_places(dist *d, graft_error *e);
 #endif
 
 bool dist_built(void)
@@ -38,6 +47,7 @@ graft_status dist_init(dist *d, graft_error *e)
      * which cold kernel builds can delay by minutes, waits ten times as long) */
     d->timeout = env_int("GRAFT_DIST_TIMEOUT", 20);
     if (d->timeout < 1) d->timeout = 1;
+    d->limit = d->timeout;
     /* started by mpirun (Open MPI, or PMI-based launchers) */
     if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE") && !getenv("PMIX_RANK"))
         return GRAFT_OK;
@@ -49,7 +59,7 @@ graft_status dist_init(dist *d, graft_error *e)
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     d->local_rank = env_int("OMPI_COMM_WORLD_LOCAL_RANK", env_int("MPI_LOCALRANKID", d->rank));
-    return GRAFT_OK;
+    return trade_places(d, e);
 #else
     if (env_int("OMPI_COMM_WORLD_SIZE", env_int("PMI_SIZE", 1)) > 1)
         return err_set(e, GRAFT_STATUS_USAGE,
@@ -61,6 +71,13 @@ graft_status dist_init(dist *d, graft_error *e)
 
 void dist_finalize(dist *d)
 {
+    /* unhooked before freed: a signal handler may look at them (dist_lost_local) */
+    long *pid = d->pid;
+    unsigned long *host = d->host;
+    d->pid = NULL;
+    d->host = NULL;
+    free(pid);
+    free(host);
     free(d->pending);
     d->pending = NULL;
     d->npending = d->cap = 0;
@@ -140,7 +157,7 @@ static graft_status wait_bounded(dist *d, MPI_Request *rq, const char *what, gra
         if (MPI_Test(rq, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return err_set(e, GRAFT_STATUS_IO, "rank %d: MPI failed in %s", d->rank, what);
         if (done) return GRAFT_OK;
-        if (clock_s() - t0 > d->timeout) break;
+        if (clock_s() - t0 > d->limit) break;
         struct timespec ts = {0, 200000};
         nanosleep(&ts, NULL);
     }
@@ -151,7 +168,34 @@ static graft_status wait_bounded(dist *d, MPI_Request *rq, const char *what, gra
     return err_set(e, GRAFT_STATUS_IO,
                    "lost rank %s: no answer within %.0f s in %s (it died or hangs); stopping (the "
                    "last complete checkpoint is kept)",
-                   lost[0] ? lost : "(unknown)", d->timeout, what);
+                   lost[0] ? lost : "(unknown)", d->limit, what);
+}
+#endif
+
+#ifdef GRAFT_MPI
+/* Who runs where: (pid, host hash: FNV-1a of the host name) of every rank. */
+static graft_status trade_places(dist *d, graft_error *e)
+{
+    char name[256] = "";
+    gethostname(name, sizeof name - 1);
+    unsigned long h = 1469598103934665603UL;
+    for (const char *c = name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211UL;
+    long mine[2] = {(long)getpid(), (long)h}, *all = calloc(2 * (size_t)d->size, sizeof *all);
+    d->pid = calloc((size_t)d->size, sizeof *d->pid);
+    d->host = calloc((size_t)d->size, sizeof *d->host);
+    MPI_Request rq;
+    graft_status s = GRAFT_OK;
+    if (!all || !d->pid || !d->host) s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    else if (MPI_Iallgather(mine, 2, MPI_LONG, all, 2, MPI_LONG, MPI_COMM_WORLD, &rq) !=
+             MPI_SUCCESS)
+        s = err_set(e, GRAFT_STATUS_IO, "rank %d: MPI_Iallgather failed", d->rank);
+    else s = wait_bounded(d, &rq, "the start", e);
+    for (int p = 0; p < d->size && !s; p++) {
+        d->pid[p] = all[2 * p];
+        d->host[p] = (unsigned long)all[2 * p + 1];
+    }
+    free(all);
+    return s;
 }
 #endif
 
@@ -195,17 +239,68 @@ graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e)
 #endif
 }
 
-graft_status dist_barrier(dist *d, graft_error *e)
+graft_status dist_barrier(dist *d, const char *what, double limit, graft_error *e)
 {
     if (d->size < 2) return GRAFT_OK;
 #ifdef GRAFT_MPI
     MPI_Request rq;
     if (MPI_Ibarrier(MPI_COMM_WORLD, &rq) != MPI_SUCCESS)
         return err_set(e, GRAFT_STATUS_IO, "rank %d: MPI_Ibarrier failed", d->rank);
-    return wait_bounded(d, &rq, "the resume barrier", e);
+    double keep = d->limit;
+    d->limit = limit;
+    graft_status s = wait_bounded(d, &rq, what, e);
+    d->limit = keep;
+    return s;
 #else
+    (void)what;
+    (void)limit;
     return err_set(e, GRAFT_STATUS_INTERNAL, "no MPI in this build");
 #endif
+}
+
+/* Whether process pid is gone: no such process, or a zombie not yet reaped (/proc/PID/stat's
+ * state after the command's closing parenthesis). Only async-signal-safe calls. */
+static bool process_gone(long pid)
+{
+    if (pid <= 0) return false;
+    if (kill((pid_t)pid, 0) != 0) return errno == ESRCH;
+    char path[48] = "/proc/", digits[24];
+    int nd = 0;
+    for (long v = pid; v > 0 && nd < 23; v /= 10) digits[nd++] = (char)('0' + v % 10);
+    size_t at = strlen(path);
+    while (nd > 0) path[at++] = digits[--nd];
+    memcpy(path + at, "/stat", 6);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return errno == ENOENT;
+    char buf[512];
+    ssize_t got = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (got <= 0) return false;
+    buf[got] = 0;
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
+int dist_lost_local(const dist *d, char *out, size_t cap)
+{
+    int n = 0;
+    size_t used = 0;
+    if (cap) out[0] = 0;
+    for (int p = 0; d->pid && p < d->size; p++) {
+        if (p == d->rank || d->host[p] != d->host[d->rank] || !process_gone(d->pid[p])) continue;
+        char digits[16];
+        int nd = 0;
+        for (int v = p; nd == 0 || v > 0; v /= 10) digits[nd++] = (char)('0' + v % 10);
+        if (used + (size_t)nd + 3 > cap) break;
+        if (n) {
+            out[used++] = ',';
+            out[used++] = ' ';
+        }
+        while (nd > 0) out[used++] = digits[--nd];
+        out[used] = 0;
+        n++;
+    }
+    return n;
 }
 
 graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e)

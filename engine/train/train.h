@@ -41,8 +41,13 @@ typedef struct dist {
     bool active; /* MPI_Init was called */
     int rank, size, local_rank;
     double timeout; /* seconds a step waits for its peers (GRAFT_DIST_TIMEOUT, default 20) */
+    double limit;   /* the bound of the waits in progress: timeout, or more (the first step) */
     void *pending;  /* the bucket allreduces in flight (MPI_Request array) */
     int npending, cap;
+    /* every rank's process id and host (a hash of its name), traded once at the start: a rank
+     * whose process on this host is gone can be named from a signal handler (dist_lost_local) */
+    long *pid;
+    unsigned long *host;
 } dist;
 bool dist_built(void); /* this build has MPI (-Dmpi) */
 /* Join the MPI job when mpirun started the process; else rank 0 of 1 (no MPI call at all). */
@@ -55,7 +60,12 @@ void dist_abort(dist *d);
 graft_status dist_check_peers(dist *d, long step, double timeout, graft_error *e);
 /* Element-wise sums over the ranks, in place (the epoch's metrics). */
 graft_status dist_sum_f64(dist *d, double *x, int n, graft_error *e);
-graft_status dist_barrier(dist *d, graft_error *e);
+/* Every rank here, waiting at most limit seconds; what names the barrier in the error. */
+graft_status dist_barrier(dist *d, const char *what, double limit, graft_error *e);
+/* The ranks on this host whose process is gone (no such process, or a zombie), as "1, 3" into
+ * out (cap bytes); returns how many. Async-signal-safe: for the SIGTERM mpirun sends when a
+ * rank died, before it ends this one. */
+int dist_lost_local(const dist *d, char *out, size_t cap);
 /* A gradient bucket's sum over the ranks, started without waiting (x must stay put until
  * dist_sum_finish, which waits for every bucket started, bounded like the rest). */
 graft_status dist_sum_start(dist *d, float *x, long n, graft_error *e);
@@ -75,6 +85,7 @@ typedef struct train_options {
     feature_pool *pool; /* NULL: features are computed for this run only */
 } train_options;
 
+#define SPLIT_MAX_WORKERS 64 /* workers whose split a summary records */
 typedef struct train_summary {
     double test_accuracy, test_loss;
     int best_epoch, epochs_run;
@@ -85,6 +96,12 @@ typedef struct train_summary {
     int replicas;         /* data-parallel replicas in this process (1: one device) */
     int ranks;            /* processes of an MPI job (1: none) */
     double allreduce_seconds_per_step; /* host time reducing gradient buckets, per step */
+    /* train.split: throughput: the rows of a full global batch per worker (rank-major), as
+     * "34+16", and each worker's measured images/s (0 when split is even) */
+    char split[SPLIT_MAX_WORKERS * 8];
+    int nworkers;
+    double worker_ips[SPLIT_MAX_WORKERS];
+    int worker_rows[SPLIT_MAX_WORKERS];
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
@@ -107,6 +124,10 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
 /* Data parallelism: rows [*first, *first + *count) of a global batch of n go to replica k of
  * nrep (an even split; the first n % nrep replicas take one row more). */
 void train_shard(int n, int nrep, int k, int *first, int *count);
+/* train.split: throughput: the rows of each of nw workers in a global batch of n, proportional to
+ * the weights w (largest remainders, ties to the lower worker; counts sum to n). Workers in
+ * order take contiguous rows, as with train_shard. */
+void train_split(int n, int nw, const double *w, int *count);
 bool train_cache_on_device(double bytes, double largest, double fraction,
                            const graft_device_info *info);
 

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Everything the loop needs, so helpers can share it. */
@@ -71,7 +72,22 @@ typedef struct run {
     bool peers_checked; /* a step has met every peer since the last compile */
     double allreduce_seconds; /* host time reducing the replicas' gradient buckets */
     long dp_steps;
+    /* train.split: throughput: after the first step of a compile (PoCL builds kernels at their
+     * first launch), SPLIT_CALIBRATION_STEPS steps split evenly are timed per worker (its busy
+     * time: from its enqueue to its last gradient bucket landing, less its waits at sync_bn
+     * points); then every worker (rank-major, world * nrep)
+     * takes rows in proportion to its measured images/s, the same split on every rank */
+    int split_step;        /* data-parallel steps since the last compile */
+    double *wrows, *wsecs; /* calibration sums per worker (this rank's only; summed over ranks) */
+    double *weight;        /* each worker's images/s; NULL: the even split */
+    int *wcount;           /* scratch: rows per worker of the step */
 } run;
+
+/* Across processes: the barrier after compiling waits BUILD_WAIT_FACTOR times
+ * GRAFT_DIST_TIMEOUT (a cold build of every program), the first step after it FIRST_STEP_SLACK
+ * seconds more than the others. */
+#define BUILD_WAIT_FACTOR 15
+#define FIRST_STEP_SLACK 30.0
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
  * ten times a second); without a progress callback it is read once per epoch. */
@@ -389,7 +405,8 @@ static graft_status compile_phase(run *R, graft_error *e)
                            .l2sp = r->train.l2sp > 0,
                            .label_smoothing = (float)r->train.label_smoothing,
                            .dropout_seed = r->train.seed * 1000003ull + 17,
-                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH};
+                           .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH,
+                           .sync_bn = r->train.sync_bn && (R->nrep > 1 || R->world > 1)};
     notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
                   ? "compiling kernels (cached on disk for the next run)"
                   : "recompiling for the new frozen set");
@@ -429,6 +446,16 @@ static graft_status compile_phase(run *R, graft_error *e)
         if ((s = pipeline_upload(R->rep[k], &R->store, e))) return s;
     }
     R->peers_checked = false;
+    R->split_step = 0;
+    const int nw = R->world * R->nrep;
+    if (r->train.split == SPLIT_THROUGHPUT && nw > 1 && !R->wrows) {
+        R->wrows = calloc((size_t)nw, sizeof *R->wrows);
+        R->wsecs = calloc((size_t)nw, sizeof *R->wsecs);
+        R->weight = NULL;
+        R->wcount = calloc((size_t)nw, sizeof *R->wcount);
+        if (!R->wrows || !R->wsecs || !R->wcount)
+            return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
     if (R->nrep > 1 || R->world > 1) {
         /* the reduced gradients: the bucket layout of this phase's trainable set */
         int nb;
@@ -440,7 +467,13 @@ static graft_status compile_phase(run *R, graft_error *e)
             return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for %ld gradients", total);
         R->gtotal = total;
     }
-    return pipeline_upload(R->head, &R->store, e);
+    s = pipeline_upload(R->head, &R->store, e);
+    /* every rank has built its kernels (cold builds differ between ranks by minutes), so the
+     * first step's waits need not cover them */
+    if (!s && R->world > 1)
+        s = dist_barrier(R->D, "the barrier after compiling", R->D->timeout * BUILD_WAIT_FACTOR,
+                         e);
+    return s;
 }
 
 /* The share of replica k in a global batch of n rows: even, the first n % nrep replicas one row
@@ -451,6 +484,171 @@ void train_shard(int n, int nrep, int k, int *first, int *count)
     int base = n / nrep, extra = n % nrep;
     *count = base + (k < extra);
     *first = k * base + (k < extra ? k : extra);
+}
+
+static void split_wait(run *R, const int *cnt, bool sync, double *t_seg, double *busy);
+
+/* train.sync_bn: the step of every replica stops at each batchnorm (pipeline_sync_points, the same
+ * list on every rank, so a rank with no rows still joins each sum); the replicas' per-plane
+ * partials are gathered into the global batch's rows, summed over the ranks, and handed back to
+ * every replica, which normalises (or, in backward, takes the gradient) as one device would.
+ * t_seg, busy: with split calibration (else NULL), each replica's start of the segment it runs
+ * and its busy seconds so far; the wait at each point is not counted as busy. */
+static graft_status sync_bn_steps(run *R, int n, const int *first, const int *cnt, double *t_seg,
+                                  double *busy, graft_error *e)
+{
+    int np = pipeline_sync_points(R->head, NULL, 0);
+    if (!np) return GRAFT_OK;
+    pipeline_sync_point *pt = malloc((size_t)np * sizeof *pt);
+    if (!pt) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    pipeline_sync_points(R->head, pt, np);
+    int most = 1;
+    for (int q = 0; q < np; q++) most = pt[q].channels > most ? pt[q].channels : most;
+    double *global = malloc(2 * (size_t)most * (size_t)n * sizeof *global);
+    if (!global) {
+        free(pt);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    graft_status s = GRAFT_OK;
+    for (int q = 0; q < np && !s; q++) {
+        long count = 2L * pt[q].channels * n;
+        memset(global, 0, (size_t)count * sizeof *global);
+        if (busy) split_wait(R, cnt, true, t_seg, busy);
+        for (int k = 0; k < R->nrep && !s; k++)
+            if (cnt[k])
+                s = pipeline_sync_gather(R->rep[k], &pt[q], first[k], n,
+                                         pt[q].backward ? (double)cnt[k] / n : 1.0, global, e);
+        if (!s && R->world > 1) {
+            if (count > 0x7fffffffL)
+                s = err_set(e, GRAFT_STATUS_UNSUPPORTED, "sync_bn: %ld partials", count);
+            else s = dist_sum_f64(R->D, global, (int)count, e);
+        }
+        for (int k = 0; k < R->nrep && !s; k++) {
+            if (t_seg) t_seg[k] = now_seconds();
+            if (cnt[k]) s = pipeline_sync_resume(R->rep[k], n, global, e);
+        }
+    }
+    free(global);
+    free(pt);
+    return s;
+}
+
+#define SPLIT_CALIBRATION_STEPS 3
+
+void train_split(int n, int nw, const double *w, int *count)
+{
+    double total = 0;
+    for (int k = 0; k < nw; k++) total += w[k] > 0 ? w[k] : 0;
+    int used = 0;
+    for (int k = 0; k < nw; k++) {
+        double q = total > 0 ? (double)n * (w[k] > 0 ? w[k] : 0) / total : (double)n / nw;
+        count[k] = (int)floor(q);
+        used += count[k];
+    }
+    /* the rows left: one each to the largest remainders (the lower worker on a tie) */
+    while (used < n) {
+        int best = 0;
+        double bestr = -1;
+        for (int k = 0; k < nw; k++) {
+            double q = total > 0 ? (double)n * (w[k] > 0 ? w[k] : 0) / total : (double)n / nw;
+            double r = q - count[k];
+            if (r > bestr + 1e-12) {
+                bestr = r;
+                best = k;
+            }
+        }
+        count[best]++;
+        used++;
+    }
+}
+
+/* The rows of this rank's replicas in a global batch of n: even, or by the measured weights. */
+static void split_rows(run *R, int n, int *first, int *cnt)
+{
+    const int nw = R->world * R->nrep, me = R->rank * R->nrep;
+    if (!R->weight) {
+        for (int k = 0; k < R->nrep; k++) train_shard(n, nw, me + k, &first[k], &cnt[k]);
+        return;
+    }
+    train_split(n, nw, R->weight, R->wcount);
+    int at = 0;
+    for (int w = 0; w < me + R->nrep; w++) {
+        if (w >= me) {
+            first[w - me] = at;
+            cnt[w - me] = R->wcount[w];
+        }
+        at += R->wcount[w];
+    }
+}
+
+/* Calibration: wait for every replica's segment to end (its sync_bn partials landed, or with
+ * sync false its last gradient bucket), adding to busy[k] the time from the segment's start
+ * t_seg[k] to the moment that was seen. */
+static void split_wait(run *R, const int *cnt, bool sync, double *t_seg, double *busy)
+{
+    bool done[DEVSPEC_MAX_LIST] = {0};
+    for (int left = R->nrep; left > 0;) {
+        left = 0;
+        for (int k = 0; k < R->nrep; k++) {
+            if (done[k] || !cnt[k]) continue;
+            if (sync ? pipeline_sync_ready(R->rep[k]) : pipeline_grads_ready(R->rep[k])) {
+                done[k] = true;
+                busy[k] += now_seconds() - t_seg[k];
+            } else left++;
+        }
+        struct timespec ts = {0, 50000};
+        if (left) nanosleep(&ts, NULL);
+    }
+}
+
+/* Calibration: the step's last segment waited for; each replica credited its rows and busy time. */
+static void split_time(run *R, double *t_seg, double *busy, const int *cnt)
+{
+    const int me = R->rank * R->nrep;
+    split_wait(R, cnt, false, t_seg, busy);
+    for (int k = 0; k < R->nrep; k++)
+        if (cnt[k]) {
+            R->wrows[me + k] += cnt[k];
+            R->wsecs[me + k] += busy[k];
+        }
+}
+
+/* After calibration: every worker's images/s (summed over the ranks: each filled its own). */
+static graft_status split_set(run *R, graft_error *e)
+{
+    const int nw = R->world * R->nrep;
+    double *v = calloc(2 * (size_t)nw, sizeof *v);
+    R->weight = calloc((size_t)nw, sizeof *R->weight);
+    if (!v || !R->weight) {
+        free(v);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    memcpy(v, R->wrows, (size_t)nw * sizeof *v);
+    memcpy(v + nw, R->wsecs, (size_t)nw * sizeof *v);
+    graft_status s = R->world > 1 ? dist_sum_f64(R->D, v, 2 * nw, e) : GRAFT_OK;
+    double mean = 0;
+    int measured = 0;
+    for (int w = 0; w < nw && !s; w++)
+        if (v[nw + w] > 0) {
+            R->weight[w] = v[w] / v[nw + w];
+            mean += R->weight[w];
+            measured++;
+        } else R->weight[w] = -1;
+    /* a worker that had no rows to time (a batch smaller than the workers) counts as average */
+    for (int w = 0; w < nw && !s; w++)
+        if (R->weight[w] < 0) R->weight[w] = measured ? mean / measured : 1;
+    free(v);
+    if (s) return s;
+    train_split(R->r->train.batch_size, nw, R->weight, R->wcount);
+    char note[512] = "split by measured throughput:";
+    for (int w = 0; w < nw; w++) {
+        size_t used = strlen(note);
+        snprintf(note + used, sizeof note - used, "%s%d", w ? " + " : " ", R->wcount[w]);
+    }
+    size_t used = strlen(note);
+    snprintf(note + used, sizeof note - used, " rows of %d", R->r->train.batch_size);
+    notify(R, note);
+    return GRAFT_OK;
 }
 
 /* One data-parallel step: each replica runs forward and backward on its share of the batch (the
@@ -464,13 +662,30 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     long ss = pipeline_input_size(R->head);
     int first[DEVSPEC_MAX_LIST], cnt[DEVSPEC_MAX_LIST];
     graft_status s = GRAFT_OK;
+    if (R->world > 1) {
+        /* every wait on a peer in this step is bounded: the first step after compiling by
+         * FIRST_STEP_SLACK seconds more (PoCL builds each kernel for its launch size at its
+         * first launch: 23 s for LeNet-5 on 2 devices here with a cold cache; the programs
+         * themselves were built before the barrier that ends compile_phase) */
+        R->D->limit = R->D->timeout + (R->peers_checked ? 0 : FIRST_STEP_SLACK);
+        R->peers_checked = true;
+    }
     /* across processes, replica k of rank r is worker r * nrep + k of world * nrep */
+    split_rows(R, n, first, cnt);
+    const bool calibrate = R->wrows && !R->weight && R->split_step >= 1 &&
+                           R->split_step <= SPLIT_CALIBRATION_STEPS;
+    double t_enq[DEVSPEC_MAX_LIST], busy[DEVSPEC_MAX_LIST] = {0};
     for (int k = 0; k < R->nrep && !s; k++) {
-        train_shard(n, R->world * R->nrep, R->rank * R->nrep + k, &first[k], &cnt[k]);
+        t_enq[k] = now_seconds();
         if (cnt[k])
             s = pipeline_train_grads(R->rep[k], x + (long)first[k] * ss, y + first[k], cnt[k],
                                      first[k], e);
     }
+    if (!s)
+        s = sync_bn_steps(R, n, first, cnt, calibrate ? t_enq : NULL, calibrate ? busy : NULL, e);
+    if (!s && calibrate) split_time(R, t_enq, busy, cnt);
+    R->split_step++;
+    if (!s && calibrate && R->split_step > SPLIT_CALIBRATION_STEPS) s = split_set(R, e);
     if (s) return s;
     int nb;
     const long *off, *count;
@@ -478,9 +693,7 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     double t0 = now_seconds();
     if (R->world > 1) {
         /* every rank is at this step (a bounded wait: a dead or hung rank is named) */
-        double limit = R->D->timeout * (R->peers_checked ? 1 : 10);
-        s = dist_check_peers(R->D, R->step, limit, e);
-        R->peers_checked = true;
+        s = dist_check_peers(R->D, R->step, R->D->limit, e);
     }
     for (int b = 0; b < nb && !s; b++) {
         float *dst = R->gsum + off[b];
@@ -507,6 +720,7 @@ static graft_status dp_step(run *R, const float *x, const int *y, int n, const o
     }
     R->allreduce_seconds += now_seconds() - t0;
     R->dp_steps++;
+    if (R->world > 1) R->D->limit = R->D->timeout;
     for (int k = 0; k < R->nrep && !s; k++) s = pipeline_apply_grads(R->rep[k], R->gsum, h, e);
     return s;
 }
@@ -783,7 +997,7 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     char path[2300];
     /* rank 0 puts an interrupted commit right; the others read once it has */
     graft_status rs = writer(R) ? recover_checkpoints(dir, e) : GRAFT_OK;
-    if (!rs && R->world > 1) rs = dist_barrier(R->D, e);
+    if (!rs && R->world > 1) rs = dist_barrier(R->D, "the resume barrier", R->D->timeout, e);
     if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
@@ -914,6 +1128,16 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
         json_object_set_new(o, "replicas", json_integer(sum->replicas));
         json_object_set_new(o, "allreduce_seconds_per_step",
                             json_real(sum->allreduce_seconds_per_step));
+        /* train.split: each worker's rows of a full batch and its measured images/s */
+        json_t *sp = json_object(), *rows = json_array(), *ips = json_array();
+        json_object_set_new(sp, "mode", json_string(sum->nworkers ? "throughput" : "even"));
+        for (int w = 0; w < sum->nworkers; w++) {
+            json_array_append_new(rows, json_integer(sum->worker_rows[w]));
+            json_array_append_new(ips, json_real(sum->worker_ips[w]));
+        }
+        json_object_set_new(sp, "rows", rows);
+        json_object_set_new(sp, "images_per_second", ips);
+        json_object_set_new(o, "split", sp);
     }
     const adapt_spec *as = &R->r->adapt;
     if (as->present) {
@@ -1331,6 +1555,10 @@ static void run_free(run *R)
     graft_context_free(R->ctx);
     for (int k = 1; k < R->nrep; k++) graft_context_free(R->rctx[k]);
     free(R->gsum);
+    free(R->wrows);
+    free(R->wsecs);
+    free(R->weight);
+    free(R->wcount);
 }
 
 /* The contexts of the run: one device (--device, recipe.device), or one per device of
@@ -1575,6 +1803,18 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         snprintf(out->device + used, sizeof out->device - used, " + %s", R.rctx[k]->info.name);
     }
     out->allreduce_seconds_per_step = R.dp_steps ? R.allreduce_seconds / (double)R.dp_steps : 0;
+    if (R.weight) {
+        const int nw = R.world * R.nrep;
+        train_split(r->train.batch_size, nw, R.weight, R.wcount);
+        out->nworkers = nw < SPLIT_MAX_WORKERS ? nw : SPLIT_MAX_WORKERS;
+        for (int w = 0; w < out->nworkers; w++) {
+            size_t used = strlen(out->split);
+            snprintf(out->split + used, sizeof out->split - used, "%s%d", w ? "+" : "",
+                     R.wcount[w]);
+            out->worker_rows[w] = R.wcount[w];
+            out->worker_ips[w] = R.weight[w];
+        }
+    }
     out->params_total = graph_param_count(&r->graph, false);
     out->params_trainable = graph_param_count(&r->graph, true);
     snprintf(out->out_dir, sizeof out->out_dir, "%s", R.dir);

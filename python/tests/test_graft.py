@@ -235,15 +235,19 @@ def test_predict_equals_graft_predict_and_evaluate(trained):
     assert cm.tolist() == ev["confusion"] == summary["confusion"]
 
 
-def test_train_devices_from_python_equals_one_device(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"model.file": "tiny-bn.yaml", "train.sync_bn": True}],
+                         ids=["lenet5", "sync_bn"])
+def test_train_devices_from_python_equals_one_device(tmp_path, extra):
     """Data parallelism from the package: set={"train.devices": [...]} on two PoCL devices (a child
-    process, since PoCL reads POCL_DEVICES once) gives the weights the program trains on one."""
+    process, since PoCL reads POCL_DEVICES once) gives the weights the program trains on one; with
+    train.sync_bn too, for a network with batchnorm."""
     if not os.path.exists(FMNIST):
         pytest.skip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)")
     os.makedirs(tmp_path / "tests/train")
     os.makedirs(tmp_path / "configs/models")
     w = tmp_path / "tests/train"
     shutil.copy(os.path.join(SRC, "tests/train/ddp.yaml"), w)
+    shutil.copy(os.path.join(SRC, "tests/train/tiny-bn.yaml"), w)
     shutil.copy(os.path.join(SRC, "configs/models/lenet5.yaml"), tmp_path / "configs/models")
     subprocess.run([sys.executable, os.path.join(SRC, "tests/train/make_data.py"), str(w / "data")],
                    check=True, capture_output=True)
@@ -251,17 +255,17 @@ def test_train_devices_from_python_equals_one_device(tmp_path):
     if len(json.loads(subprocess.run([EXE, "devices", "--json"], env=env, capture_output=True,
                                      text=True, check=True).stdout)) < 2:
         pytest.skip("PoCL gives fewer than two devices here")
+    sets = dict(extra, **{"train.max_steps": 10})
     code = ("import graft, json\n"
-            "r = graft.Recipe('ddp.yaml', set={'train.max_steps': 10,"
-            " 'train.devices': ['0:0', '0:1']})\n"
+            f"r = graft.Recipe('ddp.yaml', set={{**{sets!r}, 'train.devices': ['0:0', '0:1']}})\n"
             "print(json.dumps(r.train(out='run-py')))\n")
     p = subprocess.run([sys.executable, "-c", code], env=env, cwd=w, capture_output=True,
                        text=True)
     assert p.returncode == 0, p.stderr
     assert json.load(open(w / "run-py/summary.json"))["replicas"] == 2
+    cli_sets = [a for k, v in sets.items() for a in ("--set", f"{k}={json.dumps(v)}")]
     one = subprocess.run([EXE, "train", "ddp.yaml", "--quiet", "--out", "run-cli", "--device",
-                          "0:0", "--set", "train.max_steps=10"], env=env, cwd=w,
-                         capture_output=True, text=True)
+                          "0:0"] + cli_sets, env=env, cwd=w, capture_output=True, text=True)
     assert one.returncode == 0, one.stderr
     cmp = subprocess.run([sys.executable, os.path.join(SRC, "tests/train/compare.py"),
                           str(w / "run-py/last.safetensors"), str(w / "run-cli/last.safetensors"),

@@ -1,5 +1,6 @@
-/* test_norm.c — batchnorm (train and eval, forward and backward) against a double reference;
- * the reference backward is itself checked by central finite differences of its forward. */
+/* test_norm.c — batchnorm (train and eval, forward and backward, and the synchronised form of a
+ * batch split into shares) against a double reference; the reference backward is itself checked
+ * by central finite differences of its forward. */
 #include "opcheck.h"
 
 static int small;
@@ -142,6 +143,21 @@ static double *to_double(const float *f, long n)
     return d;
 }
 
+/* Random inputs of a case: count values of x (offset by the case's mean and per channel) and dy,
+ * and c values of gamma, beta and the running statistics. */
+static void fill_inputs(const bn_case *bc, long count, float *x, float *dy, float *gamma,
+                        float *beta, float *rm, float *rv)
+{
+    const int c = bc->c, hw = bc->h * bc->w;
+    oc_fill(x, count, -2.0, 3.0);
+    for (long i = 0; i < count; i++) x[i] += (float)bc->offset + 0.1f * (float)((i / hw) % c);
+    oc_fill(dy, count, -1.0, 1.0);
+    oc_fill(gamma, c, 0.5, 1.5);
+    oc_fill(beta, c, -0.5, 0.5);
+    oc_fill(rm, c, -0.2, 0.2);
+    oc_fill(rv, c, 0.5, 2.0);
+}
+
 static void run_case(graft_context *ctx, const bn_case *bc)
 {
     const int n = bc->n, c = bc->c, hw = bc->h * bc->w;
@@ -150,13 +166,7 @@ static void run_case(graft_context *ctx, const bn_case *bc)
            bc->h, bc->w, (double)bc->momentum, (double)bc->eps, bc->offset);
     float *x = malloc(cap * sizeof *x), *dy = malloc(cap * sizeof *dy);
     float gamma[4096], beta[4096], rm[4096], rv[4096];
-    oc_fill(x, cap, -2.0, 3.0);
-    for (long i = 0; i < cap; i++) x[i] += (float)bc->offset + 0.1f * (float)((i / hw) % c);
-    oc_fill(dy, cap, -1.0, 1.0);
-    oc_fill(gamma, c, 0.5, 1.5);
-    oc_fill(beta, c, -0.5, 0.5);
-    oc_fill(rm, c, -0.2, 0.2);
-    oc_fill(rv, c, 0.5, 2.0);
+    fill_inputs(bc, cap, x, dy, gamma, beta, rm, rv);
     double *xd = to_double(x, total), *dyd = to_double(dy, total), *gd = to_double(gamma, c),
            *bd = to_double(beta, c), *rmd = to_double(rm, c), *rvd = to_double(rv, c);
     double *yref = malloc(total * sizeof(double)), *dxref = malloc(total * sizeof(double));
@@ -362,6 +372,151 @@ static void run_case(graft_context *ctx, const bn_case *bc)
     (void)e;
 }
 
+/* train.sync_bn's ops: the batch split into up to three shares, each on its own op (as each
+ * replica has), normalised with the whole batch's statistics gathered from the shares' partials;
+ * the running and saved statistics and every share's output equal the whole-batch reference, and
+ * backward (each share's loss the mean over its own rows: dy scaled by N / n_k) gives each share
+ * its rows of the whole batch's dx in those units, and dgamma / dbeta whose share-weighted sum is
+ * the whole batch's. With the fused ReLU epilogue, as the compiler places it. */
+static void run_sync_case(graft_context *ctx, const bn_case *bc)
+{
+    const int N = bc->n, c = bc->c, hw = bc->h * bc->w, K = N < 3 ? N : 3;
+    const long total = (long)N * c * hw, plane = (long)c * hw;
+    printf("sync case N=%d in %d shares c=%d hw=%dx%d\n", N, K, c, bc->h, bc->w);
+    float *x = malloc(total * sizeof *x), *dy = malloc(total * sizeof *dy);
+    float gamma[4096], beta[4096], rm[4096], rv[4096];
+    fill_inputs(bc, total, x, dy, gamma, beta, rm, rv);
+    double *xd = to_double(x, total), *gd = to_double(gamma, c), *bd = to_double(beta, c);
+    double *yref = malloc(total * sizeof(double)), *dxref = malloc(total * sizeof(double));
+    double *dym = calloc((size_t)total, sizeof(double));
+    double *global = malloc(2 * (size_t)N * c * sizeof(double));
+    double mean[4096], invstd[4096], varu[4096], dg[4096], db[4096], rm_new[4096], rv_new[4096];
+    const double mom = bc->momentum;
+    ref_fwd_train(N, c, hw, bc->eps, xd, gd, bd, yref, mean, invstd, varu);
+    for (long i = 0; i < total; i++) yref[i] = yref[i] > 0 ? yref[i] : 0;
+    for (int ch = 0; ch < c; ch++) {
+        rm_new[ch] = (1 - mom) * rm[ch] + mom * mean[ch];
+        rv_new[ch] = (1 - mom) * rv[ch] + mom * varu[ch];
+    }
+    epilogue relu = {.kind = ACT_RELU + 1};
+    batchnorm_op op[3];
+    cl_mem bx[3], bdy[3], brm[3], brv[3], bsm[3], bsi[3], by[3], bdx[3], bdg[3], bdb[3];
+    int first[3], cnt[3];
+    void *host[3];
+    cl_mem bg = oc_buffer(ctx, gamma, c), bb = oc_buffer(ctx, beta, c);
+    float *yk[3];
+    for (int k = 0; k < K; k++) {
+        first[k] = k * N / K;
+        cnt[k] = (k + 1) * N / K - first[k];
+        CHECK_OK(batchnorm_op_init(ctx, &op[k], c, hw, bc->momentum, bc->eps, &relu, err));
+        long sz = cnt[k] * plane;
+        /* the share's loss is the mean over its own rows: its output gradient N / n_k times */
+        float *dyk = malloc(sz * sizeof *dyk);
+        for (long i = 0; i < sz; i++) dyk[i] = dy[first[k] * plane + i] * (float)N / (float)cnt[k];
+        bx[k] = oc_buffer(ctx, x + first[k] * plane, sz);
+        bdy[k] = oc_buffer(ctx, dyk, sz);
+        free(dyk);
+        brm[k] = oc_buffer(ctx, rm, c);
+        brv[k] = oc_buffer(ctx, rv, c);
+        bsm[k] = oc_buffer(ctx, NULL, c);
+        bsi[k] = oc_buffer(ctx, NULL, c);
+        by[k] = oc_buffer(ctx, NULL, sz);
+        bdx[k] = oc_buffer(ctx, NULL, sz);
+        bdg[k] = oc_buffer(ctx, NULL, c);
+        bdb[k] = oc_buffer(ctx, NULL, c);
+        host[k] = malloc(2 * (size_t)cnt[k] * c * sizeof(double));
+    }
+    /* forward: every share's partials, gathered in row order, then each share normalised */
+    for (int i = 0; i < 2 * N * c; i++) global[i] = NAN;
+    for (int k = 0; k < K; k++) {
+        cl_event ev = NULL;
+        CHECK_OK(batchnorm_sync_stats(ctx, &op[k], cnt[k], bx[k], err));
+        CHECK_OK(batchnorm_sync_read(ctx, &op[k], cnt[k], host[k], &ev, err));
+        CHECK_OK(transfer_wait(ctx, &ev, NULL, err));
+        batchnorm_part_gather(&op[k], host[k], cnt[k], first[k], N, 1.0, global);
+    }
+    for (int k = 0; k < K; k++) {
+        CHECK_OK(batchnorm_sync_fwd(ctx, &op[k], N, global, cnt[k], bx[k], bg, bb, brm[k], brv[k],
+                                    bsm[k], bsi[k], by[k], err));
+        char what[64];
+        yk[k] = oc_read(ctx, by[k], cnt[k] * plane);
+        snprintf(what, sizeof what, "sync fwd y, share %d (%d rows)", k, cnt[k]);
+        CHECK_CLOSE(what, yk[k], yref + first[k] * plane, cnt[k] * plane, 2e-5);
+        float *got = oc_read(ctx, bsm[k], c);
+        CHECK_CLOSE("sync fwd save_mean", got, mean, c, 2e-5);
+        free(got);
+        got = oc_read(ctx, bsi[k], c);
+        CHECK_CLOSE("sync fwd save_invstd", got, invstd, c, 2e-5);
+        free(got);
+        got = oc_read(ctx, brm[k], c);
+        CHECK_CLOSE("sync running_mean update", got, rm_new, c, 2e-5);
+        free(got);
+        got = oc_read(ctx, brv[k], c);
+        CHECK_CLOSE("sync running_var update", got, rv_new, c, 2e-5);
+        free(got);
+    }
+    /* backward: the reference masks dy with the output the kernels wrote (see run_case) */
+    for (int k = 0; k < K; k++)
+        for (long i = 0; i < cnt[k] * plane; i++) {
+            long g = first[k] * plane + i;
+            dym[g] = yk[k][i] > 0.0f ? dy[g] : 0.0;
+        }
+    ref_bwd_train(N, c, hw, bc->eps, xd, dym, gd, dxref, dg, db);
+    for (int i = 0; i < 2 * N * c; i++) global[i] = NAN;
+    for (int k = 0; k < K; k++) {
+        cl_event ev = NULL;
+        CHECK_OK(batchnorm_sync_grads(ctx, &op[k], cnt[k], bx[k], by[k], bdy[k], bsm[k], bsi[k],
+                                      bdg[k], bdb[k], err));
+        CHECK_OK(batchnorm_sync_read(ctx, &op[k], cnt[k], host[k], &ev, err));
+        CHECK_OK(transfer_wait(ctx, &ev, NULL, err));
+        batchnorm_part_gather(&op[k], host[k], cnt[k], first[k], N, (double)cnt[k] / N, global);
+    }
+    float *sg = calloc((size_t)c, sizeof *sg), *sb = calloc((size_t)c, sizeof *sb);
+    for (int k = 0; k < K; k++) {
+        CHECK_OK(batchnorm_sync_bwd(ctx, &op[k], N, global, cnt[k], bx[k], by[k], bdy[k], bg,
+                                    bsm[k], bsi[k], bdx[k], err));
+        long sz = cnt[k] * plane;
+        float *got = oc_read(ctx, bdx[k], sz);
+        double *want = malloc(sz * sizeof *want);
+        for (long i = 0; i < sz; i++) want[i] = dxref[first[k] * plane + i] * N / cnt[k];
+        char what[64];
+        snprintf(what, sizeof what, "sync bwd dx, share %d (x N/n_k)", k);
+        CHECK_CLOSE(what, got, want, sz, 1e-4);
+        free(got);
+        free(want);
+        float *gk = oc_read(ctx, bdg[k], c), *bk = oc_read(ctx, bdb[k], c);
+        for (int ch = 0; ch < c; ch++) {
+            sg[ch] += gk[ch] * (float)cnt[k] / (float)N;
+            sb[ch] += bk[ch] * (float)cnt[k] / (float)N;
+        }
+        free(gk);
+        free(bk);
+    }
+    CHECK_CLOSE("sync bwd dgamma (shares weighted)", sg, dg, c, 5e-5);
+    CHECK_CLOSE("sync bwd dbeta (shares weighted)", sb, db, c, 5e-5);
+    free(sg);
+    free(sb);
+    for (int k = 0; k < K; k++) {
+        cl_mem all[] = {bx[k],  bdy[k], brm[k], brv[k], bsm[k],
+                        bsi[k], by[k],  bdx[k], bdg[k], bdb[k]};
+        for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+        batchnorm_op_free(&op[k]);
+        free(host[k]);
+        free(yk[k]);
+    }
+    clReleaseMemObject(bg);
+    clReleaseMemObject(bb);
+    free(x);
+    free(dy);
+    free(xd);
+    free(gd);
+    free(bd);
+    free(yref);
+    free(dxref);
+    free(dym);
+    free(global);
+}
+
 int main(void)
 {
     small = getenv("GRAFT_TEST_SMALL") && atoi(getenv("GRAFT_TEST_SMALL"));
@@ -384,6 +539,8 @@ int main(void)
     const bn_case *cases = small ? tiny : full;
     size_t nc = small ? ARRAY_LEN(tiny) : ARRAY_LEN(full);
     for (size_t i = 0; i < nc; i++) run_case(ctx, &cases[i]);
+    for (size_t i = 0; i < nc; i++)
+        if (cases[i].n >= 2) run_sync_case(ctx, &cases[i]);
 
     /* bad parameters are refused with a message */
     batchnorm_op op;

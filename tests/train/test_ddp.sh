@@ -2,18 +2,21 @@
 # test_ddp.sh — data parallelism in one process on real data (a Fashion-MNIST subset): the same
 # global batch and seed on 1, 2 and 3 PoCL devices (POCL_DEVICES="pthread pthread pthread", one
 # process) gives the same weights to 1e-5 relative (an uneven split included: 50 rows on 3
-# replicas; Adam; dropout, whose masks follow the global position), batchnorm's per-replica
-# statistics learn like one device, train.devices in the recipe is --devices, checkpoints are
-# written once and resume on a different replica count, graft bench --replicas reports the
-# scaling, and bad device lists fail as usage errors. With MODE mixed: PoCL +
-# rusticl (llvmpipe) in one process instead, equal to PoCL alone (suite ddp-slow: llvmpipe takes a
-# minute for LeNet-5's kernels).
+# replicas; Adam; dropout and attention dropout, whose masks follow the global position),
+# batchnorm's per-replica statistics learn like one device and with train.sync_bn equal it,
+# train.devices in the recipe is --devices, checkpoints are written once and resume on a different
+# replica count, graft bench --replicas reports the scaling, train.split: throughput records a
+# measured split and still equals one device, and bad device lists fail as usage errors. With
+# MODE mixed: PoCL + rusticl (llvmpipe) in one process instead, equal to PoCL alone, also split by
+# throughput with PoCL taking the larger share (suite ddp-slow: llvmpipe takes a minute for
+# LeNet-5's kernels).
 # usage: test_ddp.sh GRAFT SOURCE_DIR WORK_DIR [mixed]
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
 PY=/usr/bin/python3
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
 cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" \
-  "$SRC/tests/train/vit-dropout.yaml" .; cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
+  "$SRC/tests/train/tiny-bn.yaml" "$SRC/tests/train/vit-dropout.yaml" .
+cp "$SRC/configs/models/lenet5.yaml" ../../configs/models/
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }
 if [ "$MODE" = mixed ]; then
     export RUSTICL_ENABLE=llvmpipe POCL_DEVICES=pthread
@@ -25,6 +28,21 @@ if [ "$MODE" = mixed ]; then
     done
     $PY "$SRC/tests/train/compare.py" run-pocl,llvmpipe/last.safetensors run-pocl/last.safetensors \
       --tol 1e-5 && echo "ok: PoCL + rusticl = PoCL alone" || { echo "FAIL: PoCL + rusticl"; fail=1; }
+    # train.split: throughput: the faster device (PoCL, listed first) takes the larger share,
+    # and the weights are still PoCL's alone
+    "$G" train ddp.yaml --quiet --out run-tp --devices pocl,llvmpipe --set train.max_steps=10 \
+      --set train.split=throughput > log-tp.txt 2>&1 || { cat log-tp.txt; fail=1; }
+    $PY "$SRC/tests/train/compare.py" run-tp/last.safetensors run-pocl/last.safetensors --tol 1e-5 \
+      && echo "ok: split by throughput = PoCL alone" \
+      || { echo "FAIL: split by throughput"; fail=1; }
+    $PY - <<'PY' && echo "ok: PoCL takes the larger share" \
+      || { echo "FAIL: split direction"; fail=1; }
+import json
+sp = json.load(open("run-tp/summary.json"))["split"]
+print(sp)
+assert sp["mode"] == "throughput" and sum(sp["rows"]) == 50, sp
+assert sp["rows"][0] > sp["rows"][1] and sp["images_per_second"][0] > sp["images_per_second"][1], sp
+PY
     exit $fail
 fi
 export POCL_DEVICES="pthread pthread pthread"
@@ -97,6 +115,46 @@ sys.exit(not (a > 0.2 and abs(a - b) < 0.05))" > bn.txt \
 $CMP run-bn2/last.safetensors run-bn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
   && ok "batchnorm: per-replica statistics differ from one device ($(cat bn.txt))" \
   || bad "batchnorm: 2 replicas equal one device: $(cat bn.txt)"
+# 2d. train.sync_bn: batchnorm statistics over the global batch. tiny-bn (two conv + batchnorm
+#     with a fused tanh, dropout) on 1, 2 and 3 replicas: weights and running statistics equal to
+#     1e-5; without sync_bn the same 2-replica run differs (the key does something)
+S="--set model.file=tiny-bn.yaml --set train.max_steps=20"
+run sbn1 --device 0:0 $S --set train.sync_bn=true
+run sbn2 --devices 0:0,0:1 $S --set train.sync_bn=true
+run sbn3 --devices all $S --set train.sync_bn=true
+run nosbn2 --devices 0:0,0:1 $S
+same sbn2 sbn1 "sync_bn: 2 replicas = 1 device (weights and running statistics)"
+same sbn3 sbn1 "sync_bn: 3 replicas (17 + 17 + 16 rows) = 1 device"
+$CMP run-sbn1/last.safetensors run-sbn3/last.safetensors --only bn --tol 1e-5 > bn.txt \
+  && ok "sync_bn: batchnorm tensors (running stats too), 3 replicas = 1 device ($(cat bn.txt))" \
+  || bad "sync_bn running statistics: $(cat bn.txt)"
+$CMP run-nosbn2/last.safetensors run-sbn1/last.safetensors --tol 1e-5 --expect-differ > bn.txt \
+  && ok "without sync_bn 2 replicas differ ($(cat bn.txt))" \
+  || bad "without sync_bn 2 replicas equal one device: $(cat bn.txt)"
+# 2e. train.split: throughput on two PoCL devices of different kinds (pthread: every core; basic:
+#     one): after the timed steps the shares follow each device's measured images/s (printed, and
+#     in summary.json: one row count per replica, summing to the batch); the weights still equal
+#     one device's. Which is faster varies with the load on this 2-core machine with such a small
+#     model, so the direction is checked in the mixed mode (PoCL + llvmpipe, suite ddp-slow).
+S="--set model.file=mlp-dropout.yaml --set train.max_steps=10"
+POCL_DEVICES="pthread basic" "$G" train ddp.yaml --out run-tp --devices 0:0,0:1 $S \
+  --set train.split=throughput > log-tp.txt 2>&1 || { cat log-tp.txt; bad "run tp"; }
+same tp drop1 "split: throughput on pthread + basic = 1 device"
+grep -q "split by measured throughput: [0-9]* + [0-9]* rows of 50" log-tp.txt \
+  && ok "$(grep -o 'split by measured throughput.*' log-tp.txt)" \
+  || bad "no split printed: $(cat log-tp.txt)"
+$PY - <<'PY' && ok "summary.json: the measured split" || bad "summary.json split"
+import json
+sp = json.load(open("run-tp/summary.json"))["split"]
+print(sp)
+assert sp["mode"] == "throughput" and len(sp["rows"]) == 2 and sum(sp["rows"]) == 50, sp
+assert all(v > 0 for v in sp["images_per_second"]), sp
+PY
+# 2f. both: sync_bn with the split measured (its timing leaves out the waits at the batchnorm
+#     sync points) on 3 replicas = 1 device
+run sbntp --devices all --set model.file=tiny-bn.yaml --set train.max_steps=20 \
+  --set train.sync_bn=true --set train.split=throughput
+same sbntp sbn1 "sync_bn + split: throughput, 3 replicas = 1 device"
 # 3. train.devices in the recipe is --devices
 run recipe --set 'train.devices=["0:0", "0:1"]' --set train.max_steps=20
 same recipe two "train.devices = --devices"

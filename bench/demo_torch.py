@@ -47,6 +47,17 @@ def subset(x, y, classes, per_class=None):
     return prep(x[keep]), torch.tensor([ymap[int(v)] for v in y[keep]])
 
 
+def epoch(net, opt, x, y, g, bs=64):
+    """One pass over x in the order g draws, an optimiser step per batch; the rows it saw."""
+    perm = torch.randperm(len(x), generator=g)
+    for i in range(0, len(x), bs):
+        b = perm[i:i + bs]
+        opt.zero_grad()
+        F.cross_entropy(net(x[b]), y[b]).backward()
+        opt.step()
+    return len(x)
+
+
 def train(net, params, x, y, epochs, lr, seed):
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(params, lr=lr)
@@ -55,12 +66,7 @@ def train(net, params, x, y, epochs, lr, seed):
         for m in net.modules():  # frozen batchnorm keeps its running statistics
             if isinstance(m, nn.BatchNorm2d) and not m.weight.requires_grad:
                 m.eval()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
+        epoch(net, opt, x, y, g)
 
 
 def accuracy(net, x, y):

@@ -17,7 +17,6 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "torch"))
@@ -25,7 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "tools"))
 sys.path.insert(0, HERE)
 from oracle import GraftNet, TokenParam, st_read  # noqa: E402
 import gen_torchvision  # noqa: E402
-from demo_torch import idx, subset, accuracy  # noqa: E402
+from demo_torch import idx, subset, accuracy, epoch  # noqa: E402
 
 torch.set_num_threads(os.cpu_count() or 2)
 LWD = [(r"conv_proj|class_token|encoder\.pos_embedding", 0.32768)] + \
@@ -64,18 +63,12 @@ def train(net, x, y, epochs, lr, seed, frozen_through=None, lr_mult=(), unfreeze
         return torch.optim.AdamW(groups, lr=lr, weight_decay=0.05)
     opt, seen = optimizer(frozen_through), 0
     t0 = time.time()
-    for epoch in range(1, epochs + 1):
+    for ep in range(1, epochs + 1):
         for e, cut in unfreeze:
-            if e == epoch:
+            if e == ep:
                 opt = optimizer(cut)
         net.train()
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), 64):
-            b = perm[i:i + 64]
-            opt.zero_grad()
-            F.cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
-            seen += len(b)
+        seen += epoch(net, opt, x, y, g)
     return seen / (time.time() - t0)
 
 

@@ -6,6 +6,8 @@
  *
  * The column matrix of a batch is col[CI*KH*KW, n*P] (P = HO*WO): row r = (c*KH + ky)*KW + kx,
  * column j = i*P + p. A group's rows are contiguous, so each group's GEMM addresses a row block.
+ * The batched forward runs a batch in chunks of n samples (op_conv.c): im2col's input and
+ * unpack's output then start at the chunk's first sample (xoff, yoff), the column side at 0.
  * -DEPI= is the fused activation (epilogue.cl) unpack applies and pack differentiates. */
 #include "epilogue.cl"
 
@@ -22,9 +24,11 @@
 
 /* col[(c*KK + ky*KW + kx), i*P + oy*WO + ox] = x[i, c, oy*SH - PH + ky, ox*SW - PW + kx] or 0;
  * one work-item per (oy, c, i). */
-__kernel void conv2d_im2col(__global const float *x, __global float *col, const int n)
+__kernel void conv2d_im2col(__global const float *x, const long xoff, __global float *col,
+                            const int n)
 {
     const int t = get_global_id(0);
+    x += xoff;
     if (t >= HO * CI * n) return;
     const int q = t / HO, oy = t - q * HO;
     const int c = q / n, i = q - c * n;
@@ -77,8 +81,9 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
  * NCHW, with the bias add and the fused activation applied in the copy (ycol starts ycol_off
  * floats into its buffer). One work-item per (o, i) row. */
 __kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __global const float *b,
-                            __global float *y, const int n)
+                            __global float *y, const long yoff, const int n)
 {
+    y += yoff;
     const int t = get_global_id(0);
     if (t >= n * CO) return;
     const int i = t / CO, o = t - i * CO;

@@ -30,8 +30,8 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
             if (ly->inputs[j] >= 0 && flows[ly->inputs[j]]) need_dx = true;
         flows[i] = trains || need_dx;
         /* the GEMMs op_conv.c and op_dense.c issue for the layer at this batch; op_conv.c runs
-         * one GEMM over the whole batch when groups > 1 or C*KH*KW >= 32, else one per sample
-         * (its use_batched) */
+         * one GEMM over the whole batch (the forward: over chunks of it) when groups > 1 or
+         * C*KH*KW >= 32, else one per sample (its use_batched) */
         if (ly->type == GRAFT_LAYER_CONV2D) {
             size_t gr = (size_t)(ly->groups > 0 ? ly->groups : 1);
             size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
@@ -39,7 +39,11 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
             size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
             size_t cgkk = ckk / gr, og = o / gr;
             size_t cols = (gr > 1 || ckk >= 32) ? batch * p : p;
-            add(out, &n, cap, false, false, og, cols, cgkk);           /* forward: W x cols */
+            /* the batched forward runs in chunks of samples (op_conv.c): a full chunk's and the
+             * last, shorter one's products */
+            size_t chunk = cols == p ? 1 : conv2d_fwd_chunk(ckk, o, p, batch);
+            add(out, &n, cap, false, false, og, chunk * p, cgkk);         /* forward: W x cols */
+            if (batch % chunk) add(out, &n, cap, false, false, og, batch % chunk * p, cgkk);
             if (need_dx) add(out, &n, cap, true, false, cgkk, cols, og); /* data: W^T dy */
             if (trains) add(out, &n, cap, false, true, og, cgkk, cols);  /* weight: dy cols^T */
         } else if (ly->type == GRAFT_LAYER_DENSE || ly->type == GRAFT_LAYER_PATCH_EMBED) {

@@ -421,6 +421,34 @@ static bool has_shape(const gemm_shape *s, int n, bool ta, bool tb, size_t m, si
     return false;
 }
 
+/* The tuner's shapes of a convolution are the products op_conv.c issues: the forward over chunks
+ * of about 4 MB of column matrix and product (8x3x3 + 16 rows of 784 floats = 269.5 KiB a
+ * sample: 15 samples, and the last 4 of 64), the backward over the whole batch. */
+static void test_conv_shapes(void)
+{
+    write_text("c.yaml", "model:\n"
+                         "  input: [8, 28, 28]\n"
+                         "  layers:\n"
+                         "    - {name: conv1, type: conv2d, filters: 16, kernel: 3, padding: 1}\n"
+                         "    - {name: flatten, type: flatten}\n"
+                         "    - {name: fc, type: dense, units: 3}\n"
+                         "train: {batch_size: 64}\n");
+    graft_recipe *r = NULL;
+    graft_diags d = {0};
+    CHECK(recipe_load(path_in("c.yaml"), NULL, 0, &r, &d) == GRAFT_OK);
+    dump_diags(&d);
+    if (!r) return;
+    gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
+    int n = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
+    CHECK(has_shape(s, n, false, false, 16, 15 * 784, 72));
+    CHECK(has_shape(s, n, false, false, 16, 4 * 784, 72));
+    CHECK(!has_shape(s, n, false, false, 16, 64 * 784, 72));
+    CHECK(has_shape(s, n, true, false, 72, 64 * 784, 16));
+    CHECK(has_shape(s, n, false, true, 16, 72, 64 * 784));
+    recipe_free(r);
+    graft_diags_free(&d);
+}
+
 /* The tuner's shape list of an aligning recipe: the 2B-row products of its steps, DANN's
  * discriminator and the alignment GEMMs, beside the model's own at B. */
 static void test_adapt_shapes(void)
@@ -494,6 +522,7 @@ int main(void)
     test_transfer();
     test_data_paths();
     test_adapt_shapes();
+    test_conv_shapes();
     test_pathological();
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);

@@ -64,7 +64,8 @@ def seeds_table(root):
     seeds = sorted(set(g) | set(t), key=lambda x: (len(x), x))
     print(f"seeds: {' '.join(seeds)}; target test accuracy in points (Fashion-M test, 10,000 images)")
     print(f"{'method':12s} | {'Graft per seed':24s} {'mean':>6s} {'sd':>5s} | {'PyTorch per seed':24s} "
-          f"{'mean':>6s} {'sd':>5s} | {'diff':>6s} {'se':>5s} | {'gain G':>6s} {'gain T':>6s}")
+          f"{'mean':>6s} {'sd':>5s} | {'diff':>6s} {'se':>5s} | {'paired':>6s} {'sd':>5s} {'n':>2s} | "
+          f"{'gain G':>6s} {'gain T':>6s}")
     means = {}
     for m in METHODS:
         gv = [100 * g[s][m] for s in seeds if m in g.get(s, {})]
@@ -81,9 +82,13 @@ def seeds_table(root):
         base = means.get("source-only", (None, None))
         gg = gm - base[0] if gm is not None and base[0] is not None and m != "source-only" else None
         tg = tm - base[1] if tm is not None and base[1] is not None and m != "source-only" else None
+        # paired: Graft - PyTorch within each seed that has both (the same start with PAIRED=1)
+        pv = [100 * (g[s][m] - t[s][m]) for s in seeds
+              if m in g.get(s, {}) and m in t.get(s, {})]
+        pm, ps = stats(pv)
         print(f"{m:12s} | {' '.join(f'{x:5.1f}' for x in gv):24s} {f(gm)} {f(gs, 5)} | "
               f"{' '.join(f'{x:5.1f}' for x in tv):24s} {f(tm)} {f(ts, 5)} | "
-              f"{f(diff, 6)} {f(se, 5)} | {f(gg)} {f(tg)}")
+              f"{f(diff, 6)} {f(se, 5)} | {f(pm, 6)} {f(ps, 5)} {len(pv):2d} | {f(gg)} {f(tg)}")
 
 
 def main():

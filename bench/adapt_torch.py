@@ -126,7 +126,8 @@ def adabn(net, xt, bs=64):
 
 def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None):
     """init: start from these weights (safetensors with Graft's names, which are PyTorch's here:
-    e.g. Graft's own initial state); save_init: write the initial weights there first."""
+    e.g. Graft's own initial state; DANN's discriminator as domain_disc.N when present);
+    save_init: write the initial weights there first, the discriminator's included."""
     torch.manual_seed(seed)
     xs, ys, xt, xst, yst, xtt, ytt = data
     net = Net()
@@ -140,15 +141,26 @@ def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None
             sd.update({k: torch.as_tensor(np.array(st[k])).reshape(sd[k].shape)
                        for k in sd if k in st})
             net.load_state_dict(sd)
-        if save_init:
-            st_write(save_init, {k: v.detach().numpy() for k, v in net.state_dict().items()
-                                 if not k.endswith("num_batches_tracked")})
     params = list(net.parameters())
     disc = None
-    if method == "dann":
+    if method == "dann" or save_init:
         disc = nn.Sequential(nn.Linear(128, 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
                              nn.Linear(256, 1))
-        params += list(disc.parameters())
+        # Graft names the discriminator's dense layers domain_disc.0/1/2 (Sequential's 0/2/4)
+        dnames = {f"domain_disc.{i // 2}.{w}": t for i in (0, 2, 4)
+                  for w, t in (("weight", disc[i].weight), ("bias", disc[i].bias))}
+        if init and all(k in st for k in dnames):
+            with torch.no_grad():
+                for k, t in dnames.items():
+                    t.copy_(torch.as_tensor(np.array(st[k])).reshape(t.shape))
+        if save_init:
+            st_write(save_init, {**{k: v.detach().numpy() for k, v in net.state_dict().items()
+                                    if not k.endswith("num_batches_tracked")},
+                                 **{k: t.detach().numpy() for k, t in dnames.items()}})
+        if method != "dann":
+            disc = None
+        else:
+            params += list(disc.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     g = torch.Generator().manual_seed(seed + 1)
     tperm, tpos = torch.randperm(len(xt), generator=g), 0

@@ -36,8 +36,10 @@ static bool use_batched(const conv2d_desc *d)
  * on a 2-core Xeon (AVX-512, PoCL 3.1), fmnist-cnn at batch 64, 3 rounds, ms forward: conv2
  * 22.0 -> 16.2, conv4 16.9 -> 13.4, conv3 8.2 -> 7.7. The backward stays whole-batch: chunked
  * (its weight gradient accumulated over the chunks) it lost as much as the forward gained (conv4
- * 37 -> 44 ms; the weight gradient's K split already keeps its slices in cache), so the workspace
- * is still sized for the whole batch. GRAFT_CONV_CHUNK_KB overrides it (0: the whole batch). */
+ * 37 -> 44 ms; the weight gradient's K split already keeps its slices in cache), and so did
+ * chunking the data gradient alone (its GEMM and col2im per chunk: conv3 and conv4 9-15 % slower in
+ * 6 paired rounds, conv2 even), so the workspace is still sized for the whole batch.
+ * GRAFT_CONV_CHUNK_KB overrides the chunk (0: the whole batch). */
 #define CONV_CHUNK_KB 4096
 size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n)
 {

@@ -5,7 +5,10 @@
  * and guards its index because launch() rounds the global size up to the work-group size.
  *
  * The column matrix of a batch is col[CI*KH*KW, n*P] (P = HO*WO): row r = (c*KH + ky)*KW + kx,
- * column j = i*P + p. A group's rows are contiguous, so each group's GEMM addresses a row block.
+ * column j = i*P + p, rows ld floats apart (ld >= n*P, padded by op_conv.c so that successive rows
+ * fall in different cache sets; the padding is never read). A group's rows are contiguous, so
+ * each group's GEMM addresses a row block. The packed product / gradient [CO, n*P] has the same
+ * row stride.
  * The batched forward runs a batch in chunks of n samples (op_conv.c): im2col's input and
  * unpack's output then start at the chunk's first sample (xoff, yoff), the column side at 0.
  * -DEPI= is the fused activation (epilogue.cl) unpack applies and pack differentiates. */
@@ -25,7 +28,7 @@
 /* col[(c*KK + ky*KW + kx), i*P + oy*WO + ox] = x[i, c, oy*SH - PH + ky, ox*SW - PW + kx] or 0;
  * one work-item per (oy, c, i). */
 __kernel void conv2d_im2col(__global const float *x, const long xoff, __global float *col,
-                            const int n)
+                            const long ld, const int n)
 {
     const int t = get_global_id(0);
     x += xoff;
@@ -34,8 +37,8 @@ __kernel void conv2d_im2col(__global const float *x, const long xoff, __global f
     const int c = q / n, i = q - c * n;
     const int y0 = oy * SH - PH;
     __global const float *xc = x + (long)(i * CI + c) * HI * WI;
-    __global float *dst = col + ((long)c * KK * n + i) * P + oy * WO;
-    const long row = (long)n * P;
+    __global float *dst = col + (long)c * KK * ld + (long)i * P + oy * WO;
+    const long row = ld;
     for (int ky = 0; ky < KH; ky++) {
         const int iy = y0 + ky;
         const bool yin = iy >= 0 && iy < HI;
@@ -51,13 +54,14 @@ __kernel void conv2d_im2col(__global const float *x, const long xoff, __global f
 
 /* dx[i, c, iy, ix] = sum of the column entries that read that input element: a gather, so every
  * output is written exactly once and no atomics are needed. One work-item per (iy, c, i). */
-__kernel void conv2d_col2im(__global const float *col, __global float *dx, const int n)
+__kernel void conv2d_col2im(__global const float *col, __global float *dx, const long ld,
+                            const int n)
 {
     const int t = get_global_id(0);
     if (t >= HI * CI * n) return;
     const int q = t / HI, iy = t - q * HI;
     const int c = q / n, i = q - c * n;
-    const long row = (long)n * P;
+    const long row = ld;
     __global const float *src = col + (long)c * KK * row + (long)i * P;
     __global float *d = dx + ((long)(i * CI + c) * HI + iy) * WI;
     for (int ix = 0; ix < WI; ix++) {
@@ -80,14 +84,15 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
 /* y[i, o, :] = epi(ycol[o, i*P : (i+1)*P] + b[o]): the batched GEMM's [CO, n*P] result back to
  * NCHW, with the bias add and the fused activation applied in the copy (ycol starts ycol_off
  * floats into its buffer). One work-item per (o, i) row. */
-__kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __global const float *b,
-                            __global float *y, const long yoff, const int n)
+__kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, const long ld,
+                            __global const float *b, __global float *y, const long yoff,
+                            const int n)
 {
     y += yoff;
     const int t = get_global_id(0);
     if (t >= n * CO) return;
     const int i = t / CO, o = t - i * CO;
-    __global const float *s = ycol + ycol_off + ((long)o * n + i) * P;
+    __global const float *s = ycol + ycol_off + (long)o * ld + (long)i * P;
     __global float *d = y + (long)t * P;
 #if HAS_BIAS
     const float bo = b[o];
@@ -100,13 +105,14 @@ __kernel void conv2d_unpack(__global const float *ycol, const long ycol_off, __g
 /* dycol[o, i*P : (i+1)*P] = dy[i, o, :]: NCHW gradients into the batched GEMM's [CO, n*P] layout,
  * through the fused activation's derivative (from the saved output y) when there is one. */
 __kernel void conv2d_pack(__global const float *dy, __global const float *y,
-                          __global float *dycol, const long dycol_off, const int n)
+                          __global float *dycol, const long dycol_off, const long ld,
+                          const int n)
 {
     const int t = get_global_id(0);
     if (t >= n * CO) return;
     const int i = t / CO, o = t - i * CO;
     __global const float *s = dy + (long)t * P;
-    __global float *d = dycol + dycol_off + ((long)o * n + i) * P;
+    __global float *d = dycol + dycol_off + (long)o * ld + (long)i * P;
 #if EPI
     __global const float *yr = y + (long)t * P;
     for (int p = 0; p < P; p++) d[p] = epi_grad(s[p], yr[p]);
@@ -119,11 +125,11 @@ __kernel void conv2d_pack(__global const float *dy, __global const float *y,
 /* db[o] = sum of row o of the packed gradient dycol [CO, n*P]: per sample first, then over the
  * batch, the same order of additions as bias.cl's bias_bwd. One work-item per channel. */
 __kernel void conv2d_bias_packed(__global const float *dycol, const long dycol_off,
-                                 __global float *db, const int n)
+                                 const long ld, __global float *db, const int n)
 {
     const int o = get_global_id(0);
     if (o >= CO) return;
-    __global const float *r = dycol + dycol_off + (long)o * n * P;
+    __global const float *r = dycol + dycol_off + (long)o * ld;
     float s = 0.0f;
     for (int i = 0; i < n; i++) {
         float si = 0.0f;

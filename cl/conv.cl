@@ -26,34 +26,45 @@
  * to its `/` into a `freeze` instruction that Oclgrind's uninitialized-value checker cannot run. */
 
 /* col[(c*KK + ky*KW + kx), i*P + oy*WO + ox] = x[i, c, oy*SH - PH + ky, ox*SW - PW + kx] or 0;
- * one work-item per (oy, c, i). */
+ * one work-item per (row r, sample i), consecutive work-items along i: each writes its P entries of
+ * row r contiguously (a shifted copy of one input plane with zero borders), the valid range of
+ * each output row computed once instead of testing every element. Against one work-item per
+ * (oy, c, i) writing KK pieces of WO floats, process CPU time per call on the Xeon (AVX-512,
+ * PoCL 3.1), batch 64: conv2 (32->32, 28x28) 5.0 -> 4.7 ms, conv4 (64->64, 14x14) 4.0 -> 2.9 ms. */
 __kernel void conv2d_im2col(__global const float *x, const long xoff, __global float *col,
                             const long ld, const int n)
 {
     const int t = get_global_id(0);
-    x += xoff;
-    if (t >= HO * CI * n) return;
-    const int q = t / HO, oy = t - q * HO;
-    const int c = q / n, i = q - c * n;
-    const int y0 = oy * SH - PH;
-    __global const float *xc = x + (long)(i * CI + c) * HI * WI;
-    __global float *dst = col + (long)c * KK * ld + (long)i * P + oy * WO;
-    const long row = ld;
-    for (int ky = 0; ky < KH; ky++) {
-        const int iy = y0 + ky;
-        const bool yin = iy >= 0 && iy < HI;
-        for (int kx = 0; kx < KW; kx++) {
-            __global float *d = dst + (ky * KW + kx) * row;
-            for (int ox = 0; ox < WO; ox++) {
-                const int ix = ox * SW - PW + kx;
-                d[ox] = (yin && ix >= 0 && ix < WI) ? xc[iy * WI + ix] : 0.0f;
-            }
+    if (t >= CKK * n) return;
+    const int r = t / n, i = t - r * n;
+    const int c = r / KK, kk = r - c * KK;
+    const int ky = kk / KW, kx = kk - ky * KW;
+    __global const float *xc = x + xoff + (long)(i * CI + c) * HI * WI;
+    __global float *d = col + (long)r * ld + (long)i * P;
+    /* input column of output column ox: ox * SW - a, inside [0, WI) for ox in [lo, hi) */
+    const int a = PW - kx;
+    const int lo = a <= 0 ? 0 : min((a + SW - 1) / SW, WO);
+    const int b = WI - 1 + a;
+    const int hi = b < 0 ? lo : max(lo, min(WO, b / SW + 1));
+    for (int oy = 0; oy < HO; oy++, d += WO) {
+        const int iy = oy * SH - PH + ky;
+        if (iy < 0 || iy >= HI) {
+            for (int ox = 0; ox < WO; ox++) d[ox] = 0.0f;
+            continue;
         }
+        __global const float *xr = xc + iy * WI;
+        for (int ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+        for (int ox = lo; ox < hi; ox++) d[ox] = xr[ox * SW - a];
+        for (int ox = hi; ox < WO; ox++) d[ox] = 0.0f;
     }
 }
 
 /* dx[i, c, iy, ix] = sum of the column entries that read that input element: a gather, so every
- * output is written exactly once and no atomics are needed. One work-item per (iy, c, i). */
+ * output is written exactly once and no atomics are needed. One work-item per (iy, c, i), the row
+ * summed in a private array over (ky, kx) in that order (the order of the per-element form this
+ * replaced, so the sums are bit-identical); with a unit stride along x each (ky, kx) adds a
+ * contiguous run of the column row. conv2's data gradient at batch 64: 16.2 -> 4.5 ms of process
+ * CPU time per call, conv4's 6.6 -> 3.8 ms (Xeon, AVX-512, PoCL 3.1). */
 __kernel void conv2d_col2im(__global const float *col, __global float *dx, const long ld,
                             const int n)
 {
@@ -61,24 +72,30 @@ __kernel void conv2d_col2im(__global const float *col, __global float *dx, const
     if (t >= HI * CI * n) return;
     const int q = t / HI, iy = t - q * HI;
     const int c = q / n, i = q - c * n;
-    const long row = ld;
-    __global const float *src = col + (long)c * KK * row + (long)i * P;
+    __global const float *src = col + (long)c * KK * ld + (long)i * P;
     __global float *d = dx + ((long)(i * CI + c) * HI + iy) * WI;
-    for (int ix = 0; ix < WI; ix++) {
-        float s = 0.0f;
-        for (int ky = 0; ky < KH; ky++) {
-            const int ty = iy + PH - ky;
-            const int oy = ty / SH;
-            if (ty < 0 || oy * SH != ty || oy >= HO) continue;
-            for (int kx = 0; kx < KW; kx++) {
+    float acc[WI];
+    for (int ix = 0; ix < WI; ix++) acc[ix] = 0.0f;
+    for (int ky = 0; ky < KH; ky++) {
+        const int ty = iy + PH - ky;
+        const int oy = ty / SH;
+        if (ty < 0 || oy * SH != ty || oy >= HO) continue;
+        for (int kx = 0; kx < KW; kx++) {
+            __global const float *s = src + (ky * KW + kx) * ld + oy * WO;
+#if SW == 1
+            const int lo = max(0, kx - PW), hi = min(WI, WO + kx - PW);
+            for (int ix = lo; ix < hi; ix++) acc[ix] += s[ix + PW - kx];
+#else
+            for (int ix = 0; ix < WI; ix++) {
                 const int tx = ix + PW - kx;
                 const int ox = tx / SW;
                 if (tx < 0 || ox * SW != tx || ox >= WO) continue;
-                s += src[(ky * KW + kx) * row + oy * WO + ox];
+                acc[ix] += s[ox];
             }
+#endif
         }
-        d[ix] = s;
     }
+    for (int ix = 0; ix < WI; ix++) d[ix] = acc[ix];
 }
 
 /* y[i, o, :] = epi(ycol[o, i*P : (i+1)*P] + b[o]): the batched GEMM's [CO, n*P] result back to

@@ -551,7 +551,7 @@ static graft_status im2col(graft_context *ctx, conv2d_op *op, int i0, int n, cl_
     clSetKernelArg(k, 2, sizeof ws, &ws);
     clSetKernelArg(k, 3, sizeof ld, &ld);
     clSetKernelArg(k, 4, sizeof n, &n);
-    return run1d(ctx, k, (size_t)op->d.oh * op->d.c * n, e);
+    return run1d(ctx, k, (size_t)op->d.c * op->d.kh * op->d.kw * n, e);
 }
 
 static graft_status col2im(graft_context *ctx, conv2d_op *op, int n, cl_mem ws, cl_mem dx,

@@ -207,6 +207,61 @@ done:
     free(xf), free(dyf), free(x), free(dy), free(y), free(dx), free(arg);
 }
 
+/* A NaN in a max window wins, as in PyTorch's CPU kernel (v > m || isnan(v)): the output is NaN
+ * and the index is that of the window's last NaN; a NaN stays once taken, and windows without one
+ * are untouched by it. One 4x4 plane, 2x2 windows at stride 2 (the tiling form) and 3x3 at
+ * stride 1 with padding 1 (the bounds-tested form). */
+static void nan_wins(graft_context *ctx)
+{
+    printf("case max pooling with NaN inputs\n");
+    const float nan = NAN;
+    const float x[16] = {1, nan, 3, 4,  /* window (0,0): one NaN at 1; window (0,1): none */
+                         5, 2,   0, 7,
+                         nan, 9, 8, nan, /* window (1,0): NaN at 8 then 9 after it: stays NaN */
+                         2, 1, nan, 6}; /* window (1,1): NaNs at 11 and 14: the last, 14 */
+    for (int form = 0; form < 2; form++) {
+        const int k = form ? 3 : 2, st = form ? 1 : 2, pd = form ? 1 : 0;
+        pool_op op;
+        graft_error e = {0};
+        if (pool_op_init(ctx, &op, POOL_MAX, 1, 4, 4, k, k, st, st, pd, pd, &e)) {
+            CHECKF(0, "nan: pool_op_init: %s", e.message);
+            return;
+        }
+        const int ny = op.oh * op.ow;
+        cl_mem bx = oc_buffer(ctx, x, 16), by = oc_buffer(ctx, NULL, ny),
+               bidx = oc_buffer(ctx, NULL, ny);
+        CHECK_OK(pool_fwd(ctx, &op, 1, bx, by, bidx, err));
+        float *got = oc_read(ctx, by, ny);
+        int gi[16];
+        CHECK_OK(buffer_read(ctx, bidx, 0, gi, sizeof(int) * ny, err));
+        long bad = 0;
+        for (int oy = 0; oy < op.oh; oy++)
+            for (int ox = 0; ox < op.ow; ox++) {
+                /* the rule, in plain C over the window */
+                float m = -INFINITY;
+                int at = -1;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int iy = oy * st - pd + ky, ix = ox * st - pd + kx;
+                        if (iy < 0 || iy >= 4 || ix < 0 || ix >= 4) continue;
+                        float v = x[iy * 4 + ix];
+                        if (at < 0 || v > m || isnan(v)) m = v, at = iy * 4 + ix;
+                    }
+                int o = oy * op.ow + ox;
+                bad += isnan(m) != isnan(got[o]) || (!isnan(m) && m != got[o]) || gi[o] != at;
+            }
+        printf("  %-40s %ld of %d differ\n", form ? "3x3 s1 p1: outputs and indexes"
+                                                  : "2x2 s2: outputs and indexes", bad, ny);
+        CHECKF(bad == 0, "nan: %ld outputs or indexes differ (form %d)", bad, form);
+        if (!form) /* the hand-worked expectations of the comment above */
+            CHECK(isnan(got[0]) && gi[0] == 1 && got[1] == 7 && gi[1] == 7 && isnan(got[2]) &&
+                  gi[2] == 8 && isnan(got[3]) && gi[3] == 14);
+        free(got);
+        clReleaseMemObject(bx), clReleaseMemObject(by), clReleaseMemObject(bidx);
+        pool_op_free(&op);
+    }
+}
+
 /* Bad windows are refused with a message that names the problem. */
 static void bad_windows(graft_context *ctx)
 {
@@ -229,6 +284,7 @@ int main(void)
     size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
     for (size_t i = 0; i < ncases; i++)
         run_case(ctx, &cases[i]);
+    nan_wins(ctx);
     bad_windows(ctx);
     graft_context_free(ctx);
     return test_finish("test_pool");

@@ -38,7 +38,10 @@ static bool use_batched(const conv2d_desc *d)
  * (its weight gradient accumulated over the chunks) it lost as much as the forward gained (conv4
  * 37 -> 44 ms; the weight gradient's K split already keeps its slices in cache), and so did
  * chunking the data gradient alone (its GEMM and col2im per chunk: conv3 and conv4 9-15 % slower in
- * 6 paired rounds, conv2 even), so the workspace is still sized for the whole batch.
+ * 6 paired rounds, conv2 even; measured again with the row-per-work-item col2im, 3 interleaved
+ * rounds of graft bench, ms backward whole -> chunked: conv2 25/29/33 -> 25/28/30, conv3
+ * 8.7/9.5/13.9 -> 10.1/11.9/12.9, conv4 18/20/29 -> 28/26/32), so the workspace is still sized
+ * for the whole batch.
  * GRAFT_CONV_CHUNK_KB overrides the chunk (0: the whole batch). */
 #define CONV_CHUNK_KB 4096
 size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n)

@@ -542,13 +542,12 @@ void conv2d_op_free(conv2d_op *op)
 }
 
 /* samples i0 .. i0+n-1 of x (NCHW) -> the column matrix [CKK, n*P] at the start of ws, rows
- * row_stride(n*P) apart */
-static graft_status im2col(graft_context *ctx, conv2d_op *op, int i0, int n, cl_mem x, cl_mem ws,
-                           graft_error *e)
+ * s->ld apart (s: the dims of those n samples) */
+static graft_status im2col(graft_context *ctx, conv2d_op *op, const conv_dims *s, int i0, int n,
+                           cl_mem x, cl_mem ws, graft_error *e)
 {
     cl_kernel k = op->im2col;
-    cl_long off = (cl_long)i0 * op->d.c * op->d.h * op->d.w;
-    cl_long ld = (cl_long)row_stride((size_t)n * op->d.oh * op->d.ow);
+    cl_long off = (cl_long)i0 * op->d.c * op->d.h * op->d.w, ld = (cl_long)s->ld;
     clSetKernelArg(k, 0, sizeof x, &x);
     clSetKernelArg(k, 1, sizeof off, &off);
     clSetKernelArg(k, 2, sizeof ws, &ws);
@@ -557,11 +556,11 @@ static graft_status im2col(graft_context *ctx, conv2d_op *op, int i0, int n, cl_
     return run1d(ctx, k, (size_t)op->d.c * op->d.kh * op->d.kw * n, e);
 }
 
-static graft_status col2im(graft_context *ctx, conv2d_op *op, int n, cl_mem ws, cl_mem dx,
-                           graft_error *e)
+static graft_status col2im(graft_context *ctx, conv2d_op *op, const conv_dims *s, int n, cl_mem ws,
+                           cl_mem dx, graft_error *e)
 {
     cl_kernel k = op->col2im;
-    cl_long ld = (cl_long)row_stride((size_t)n * op->d.oh * op->d.ow);
+    cl_long ld = (cl_long)s->ld;
     clSetKernelArg(k, 0, sizeof ws, &ws);
     clSetKernelArg(k, 1, sizeof dx, &dx);
     clSetKernelArg(k, 2, sizeof ld, &ld);
@@ -569,8 +568,8 @@ static graft_status col2im(graft_context *ctx, conv2d_op *op, int n, cl_mem ws, 
     return run1d(ctx, k, (size_t)op->d.h * op->d.c * n, e);
 }
 
-/* dy [n, O, P] -> ws at offset colsz, laid out [O, n*P] (rows s->ld apart), through the epilogue's derivative (from
- * the output y) when there is one */
+/* dy [n, O, P] -> ws at offset colsz, laid out [O, n*P] (rows s->ld apart), through the
+ * epilogue's derivative (from the output y) when there is one */
 static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, int n, cl_mem dy,
                          cl_mem y, cl_mem ws, graft_error *e)
 {
@@ -602,7 +601,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         for (int i0 = 0; i0 < n; i0 += S) {
             const int m = n - i0 < S ? n - i0 : S;
             conv_dims c = dims_of(d, m);
-            if ((st = im2col(ctx, op, i0, m, x, ws, e))) return st;
+            if ((st = im2col(ctx, op, &c, i0, m, x, ws, e))) return st;
             for (int g = 0; g < d->groups; g++)
                 if ((st = gemm(ctx, false, false, c.og, c.np, c.cgkk, 1.0f, w, g * c.og * c.cgkk,
                                c.cgkk, ws, g * c.cgkk * c.ld, c.ld, 0.0f, ws,
@@ -621,7 +620,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         }
         return GRAFT_OK;
     }
-    if (!s.identity && (st = im2col(ctx, op, 0, n, x, ws, e))) return st;
+    if (!s.identity && (st = im2col(ctx, op, &s, 0, n, x, ws, e))) return st;
     for (int i = 0; i < n; i++)
         for (int g = 0; g < d->groups; g++) {
             cl_mem bm = s.identity ? x : ws;
@@ -664,7 +663,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (use_batched(d)) {
         if ((st = pack(ctx, op, &s, n, dy, y, ws, e))) return st;
         if (dw) {
-            if ((st = im2col(ctx, op, 0, n, x, ws, e))) return st;
+            if ((st = im2col(ctx, op, &s, 0, n, x, ws, e))) return st;
             for (int g = 0; g < d->groups; g++)
                 if ((st = gemm(ctx, false, true, s.og, s.cgkk, s.np, 1.0f, ws,
                                s.colsz + g * s.og * s.ld, s.ld, ws, g * s.cgkk * s.ld, s.ld, 0.0f,
@@ -691,7 +690,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                            ws, s.colsz + g * s.og * s.ld, s.ld, 0.0f, ws, g * s.cgkk * s.ld, s.ld,
                            e)))
                 return st;
-        return col2im(ctx, op, n, ws, dx, e);
+        return col2im(ctx, op, &s, n, ws, dx, e);
     }
     if (d->epi.kind) {
         cl_kernel k = op->epi_grad;
@@ -715,10 +714,10 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                                ldc, e)))
                     return st;
             }
-        if (!s.identity && (st = col2im(ctx, op, n, ws, dx, e))) return st;
+        if (!s.identity && (st = col2im(ctx, op, &s, n, ws, dx, e))) return st;
     }
     if (dw) {
-        if (!s.identity && (st = im2col(ctx, op, 0, n, x, ws, e))) return st;
+        if (!s.identity && (st = im2col(ctx, op, &s, 0, n, x, ws, e))) return st;
         for (int i = 0; i < n; i++)
             for (int g = 0; g < d->groups; g++) {
                 cl_mem bm = s.identity ? x : ws;

@@ -88,7 +88,7 @@ static int bench_gemm(int argc, char **argv)
     graft_context *ctx = NULL;
     graft_context_options co = {.device = device};
     if (graft_context_create(&co, &ctx, &e)) return cli_fail(&e);
-    gemm_shape s = {ta, tb, m, n, k};
+    gemm_shape s = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k};
     gemm_choice ch;
     bool tuned = false;
     if (kernel) {

@@ -72,7 +72,7 @@ static void add_conv(shape_list *l, const layer *ly, int batch)
 static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
 {
     if (m == 0 || n == 0 || k == 0) return;
-    gemm_shape s = {ta, tb, m, n, k};
+    gemm_shape s = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k};
     for (int i = 0; i < l->n; i++) /* field by field: the struct has padding */
         if (l->s[i].ta == ta && l->s[i].tb == tb && l->s[i].m == m && l->s[i].n == n &&
             l->s[i].k == k)
@@ -160,7 +160,7 @@ static bool parse_shape(const char *t, gemm_shape *s)
     if (sscanf(t, "%llux%llux%llu%n", &m, &n, &k, &used) != 3) return false;
     if (m == 0 || n == 0 || k == 0 || m > (1ull << 30) || n > (1ull << 30) || k > (1ull << 30))
         return false;
-    *s = (gemm_shape){false, false, (size_t)m, (size_t)n, (size_t)k};
+    *s = (gemm_shape){.ta = false, .tb = false, .m = (size_t)m, .n = (size_t)n, .k = (size_t)k};
     const char *p = t + used;
     while (*p == ':') {
         if (strncmp(p, ":ta", 3) == 0) s->ta = true;

@@ -7,13 +7,19 @@
 
 #include "compile.h"
 
-static void add(gemm_shape *out, int *n, int cap, bool ta, bool tb, size_t m, size_t nn, size_t k)
+static void add_ld(gemm_shape *out, int *n, int cap, bool ta, bool tb, size_t m, size_t nn,
+                   size_t k, size_t lda, size_t ldb, size_t ldc)
 {
     if (m == 0 || nn == 0 || k == 0) return;
     for (int i = 0; i < *n; i++) /* field by field: the struct has padding */
         if (out[i].ta == ta && out[i].tb == tb && out[i].m == m && out[i].n == nn && out[i].k == k)
             return;
-    if (*n < cap) out[(*n)++] = (gemm_shape){ta, tb, m, nn, k};
+    if (*n < cap) out[(*n)++] = (gemm_shape){ta, tb, m, nn, k, lda, ldb, ldc};
+}
+
+static void add(gemm_shape *out, int *n, int cap, bool ta, bool tb, size_t m, size_t nn, size_t k)
+{
+    add_ld(out, n, cap, ta, tb, m, nn, k, 0, 0, 0);
 }
 
 int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap)
@@ -40,12 +46,27 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
             size_t cgkk = ckk / gr, og = o / gr;
             size_t cols = (gr > 1 || ckk >= 32) ? batch * p : p;
             /* the batched forward runs in chunks of samples (op_conv.c): a full chunk's and the
-             * last, shorter one's products */
-            size_t chunk = cols == p ? 1 : conv2d_fwd_chunk(ckk, o, p, batch);
-            add(out, &n, cap, false, false, og, chunk * p, cgkk);         /* forward: W x cols */
-            if (batch % chunk) add(out, &n, cap, false, false, og, batch % chunk * p, cgkk);
-            if (need_dx) add(out, &n, cap, true, false, cgkk, cols, og); /* data: W^T dy */
-            if (trains) add(out, &n, cap, false, true, og, cgkk, cols);  /* weight: dy cols^T */
+             * last, shorter one's products. The column matrix and the packed product have padded
+             * rows (conv2d_row_stride); per sample, the NCHW tensors are tight and the column
+             * matrix of the whole batch is padded (a 1x1, stride-1 layer has none: all tight). */
+            bool ident = ly->kernel[0] == 1 && ly->kernel[1] == 1 && ly->stride[0] == 1 &&
+                         ly->stride[1] == 1 && ly->pad[0] == 0 && ly->pad[1] == 0;
+            if (cols != p) {
+                size_t chunk = conv2d_fwd_chunk(ckk, o, p, batch), rest = batch % chunk * p;
+                size_t lf = conv2d_row_stride(chunk * p), lb = conv2d_row_stride(cols);
+                add_ld(out, &n, cap, false, false, og, chunk * p, cgkk, 0, lf, lf); /* W x cols */
+                if (rest) {
+                    size_t lr = conv2d_row_stride(rest);
+                    add_ld(out, &n, cap, false, false, og, rest, cgkk, 0, lr, lr);
+                }
+                if (need_dx) add_ld(out, &n, cap, true, false, cgkk, cols, og, 0, lb, lb);
+                if (trains) add_ld(out, &n, cap, false, true, og, cgkk, cols, lb, lb, 0);
+            } else {
+                size_t lc = ident ? 0 : conv2d_row_stride(batch * p);
+                add_ld(out, &n, cap, false, false, og, p, cgkk, 0, lc, 0); /* forward */
+                if (need_dx) add_ld(out, &n, cap, true, false, cgkk, p, og, 0, 0, lc); /* data */
+                if (trains) add_ld(out, &n, cap, false, true, og, cgkk, p, 0, lc, 0); /* weight */
+            }
         } else if (ly->type == GRAFT_LAYER_DENSE || ly->type == GRAFT_LAYER_PATCH_EMBED) {
             /* on tokens every token is a row (patch_embed: a patch of C * P * P values) */
             size_t in = ly->type == GRAFT_LAYER_DENSE

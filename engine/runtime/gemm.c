@@ -192,7 +192,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
                       size_t c_off, size_t ldc, graft_error *e)
 {
     if (m == 0 || n == 0) return GRAFT_OK;
-    gemm_shape shape = {trans_a, trans_b, m, n, k};
+    gemm_shape shape = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
     if (!gemm_choice_fits(ch, &shape)) {
         char d[320];
         gemm_choice_describe(ch, d, sizeof d);
@@ -335,7 +335,7 @@ graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size
                   size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e)
 {
     if (m == 0 || n == 0) return GRAFT_OK;
-    gemm_shape s = {trans_a, trans_b, m, n, k};
+    gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
     gemm_choice ch = gemm_choose(ctx, &s, NULL);
     /* Graft's kernels index with 32-bit ints: past that, CLBlast (with the device's CPU set on
      * CPUs, its database elsewhere) */

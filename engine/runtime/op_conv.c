@@ -75,7 +75,7 @@ static int chunk_samples(const conv2d_desc *d, int n)
  * Measured on the 2-core Xeon (AVX-512, PoCL 3.1), gemm_outer 8x32 MT 4 on conv2's forward
  * product (32 x N x 288), process CPU time per call (steal-proof), 3 rounds: N = 50,176 (the
  * whole batch) 19-20 ms -> 8.5-9.7 ms, N = 3,136 (a 4-sample chunk) 0.68-1.2 ms -> 0.48-0.51 ms. */
-static size_t row_stride(size_t np)
+size_t conv2d_row_stride(size_t np)
 {
     size_t lines = (np + 15) / 16;
     return (lines | 1) * 16;
@@ -91,7 +91,7 @@ static conv_dims dims_of(const conv2d_desc *d, int n)
     conv_dims s;
     s.p = (size_t)d->oh * d->ow;
     s.np = (size_t)n * s.p;
-    s.ld = row_stride(s.np);
+    s.ld = conv2d_row_stride(s.np);
     s.cg = (size_t)(d->c / d->groups);
     s.og = (size_t)(d->o / d->groups);
     s.cgkk = s.cg * d->kh * d->kw;

@@ -81,6 +81,9 @@ size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n
 /* Samples per chunk of the batched im2col forward (C*KH*KW = ckk, O = o, P = output pixels, batch
  * n): a pure function of the shape (and GRAFT_CONV_CHUNK_KB), so the tuner knows the GEMM's N. */
 size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n);
+/* The row stride (floats) of a column matrix or packed product of np columns: np padded to an
+ * odd number of 64-byte lines (why: op_conv.c). */
+size_t conv2d_row_stride(size_t np);
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                         cl_mem y, cl_mem ws, graft_error *e);
 /* dx, dw, db as asked (each may be NULL), packing dy once. y is the layer's output, read by a fused

@@ -370,12 +370,13 @@ static graft_status operands_make(graft_context *ctx, const gemm_shape *s, opera
                                   graft_error *e)
 {
     memset(o, 0, sizeof *o);
-    o->lda = s->ta ? s->m : s->k;
-    o->ldb = s->tb ? s->k : s->n;
-    o->ldc = s->n;
-    o->asz = s->m * s->k;
-    o->bsz = s->k * s->n;
-    o->csz = s->m * s->n;
+    size_t acols = s->ta ? s->m : s->k, bcols = s->tb ? s->k : s->n;
+    o->lda = s->lda > acols ? s->lda : acols;
+    o->ldb = s->ldb > bcols ? s->ldb : bcols;
+    o->ldc = s->ldc > s->n ? s->ldc : s->n;
+    o->asz = (s->ta ? s->k : s->m) * o->lda;
+    o->bsz = (s->tb ? s->n : s->k) * o->ldb;
+    o->csz = s->m * o->ldc;
     size_t set = (o->asz + o->bsz + o->csz + 3) * sizeof(float);
     size_t want = 2 * device_cache_bytes(ctx), limit = ctx->info.global_mem_bytes / 8;
     int copies = (int)((want + set - 1) / set);
@@ -401,6 +402,9 @@ static graft_status operands_make(graft_context *ctx, const gemm_shape *s, opera
             (st = buffer_create(ctx, (o->csz ? o->csz : 1) * 4, &o->c[i], e)))
             break;
         if (o->asz && (st = buffer_write(ctx, o->a[i], 0, h, o->asz * 4, e))) break;
+        /* zeros in C: a padded row's tail is never written, and a candidate that writes there
+         * differs from the first one in the comparison below */
+        if (o->csz && (st = buffer_fill_f32(ctx, o->c[i], 0.0f, o->csz, e))) break;
         if (o->bsz && (st = buffer_write(ctx, o->b[i], 0, h + (big - o->bsz), o->bsz * 4, e)))
             break;
     }

@@ -16,9 +16,13 @@ typedef enum gemm_backend {
     GEMM_BACKEND_COUNT
 } gemm_backend;
 
+/* A GEMM's shape. The leading dimensions are how the pipeline lays the operands out (0: tight,
+ * the row length); the tuner times a candidate with them, since a padded stride changes which
+ * cache sets a k-loop's rows fall in. They are not part of the tuning key. */
 typedef struct gemm_shape {
     bool ta, tb;
     size_t m, n, k;
+    size_t lda, ldb, ldc;
 } gemm_shape;
 
 typedef struct gemm_choice {

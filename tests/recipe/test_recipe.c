@@ -414,11 +414,23 @@ static void test_pathological(void)
     timed_load("selfext.yaml", "extends cycle");
 }
 
-static bool has_shape(const gemm_shape *s, int n, bool ta, bool tb, size_t m, size_t nn, size_t k)
+static const gemm_shape *find_shape(const gemm_shape *s, int n, bool ta, bool tb, size_t m,
+                                    size_t nn, size_t k)
 {
     for (int i = 0; i < n; i++)
-        if (s[i].ta == ta && s[i].tb == tb && s[i].m == m && s[i].n == nn && s[i].k == k) return true;
-    return false;
+        if (s[i].ta == ta && s[i].tb == tb && s[i].m == m && s[i].n == nn && s[i].k == k)
+            return &s[i];
+    return NULL;
+}
+
+static bool has_shape(const gemm_shape *s, int n, bool ta, bool tb, size_t m, size_t nn, size_t k)
+{
+    return find_shape(s, n, ta, tb, m, nn, k) != NULL;
+}
+
+static bool has_ld(const gemm_shape *s, size_t lda, size_t ldb, size_t ldc)
+{
+    return s && s->lda == lda && s->ldb == ldb && s->ldc == ldc;
 }
 
 /* The tuner's shapes of a convolution are the products op_conv.c issues: the forward over chunks
@@ -445,6 +457,13 @@ static void test_conv_shapes(void)
     CHECK(!has_shape(s, n, false, false, 16, 64 * 784, 72));
     CHECK(has_shape(s, n, true, false, 72, 64 * 784, 16));
     CHECK(has_shape(s, n, false, true, 16, 72, 64 * 784));
+    /* with the padded row strides the pipeline uses (an odd number of 64-byte lines): 15 * 784 =
+     * 735 lines already; 4 * 784 = 196 -> 197 lines = 3152 floats; 64 * 784 = 3136 -> 3137 lines */
+    CHECK(has_ld(find_shape(s, n, false, false, 16, 15 * 784, 72), 0, 11760, 11760));
+    CHECK(has_ld(find_shape(s, n, false, false, 16, 4 * 784, 72), 0, 3152, 3152));
+    CHECK(has_ld(find_shape(s, n, true, false, 72, 64 * 784, 16), 0, 50192, 50192));
+    CHECK(has_ld(find_shape(s, n, false, true, 16, 72, 64 * 784), 50192, 50192, 0));
+    CHECK(has_ld(find_shape(s, n, false, true, 64, 3, 16 * 784), 0, 0, 0)); /* dense: tight */
     recipe_free(r);
     graft_diags_free(&d);
 }

@@ -40,8 +40,12 @@ static bool use_batched(const conv2d_desc *d)
  * chunking the data gradient alone (its GEMM and col2im per chunk: conv3 and conv4 9-15 % slower in
  * 6 paired rounds, conv2 even; measured again with the row-per-work-item col2im, 3 interleaved
  * rounds of graft bench, ms backward whole -> chunked: conv2 25/29/33 -> 25/28/30, conv3
- * 8.7/9.5/13.9 -> 10.1/11.9/12.9, conv4 18/20/29 -> 28/26/32), so the workspace is still sized
- * for the whole batch.
+ * 8.7/9.5/13.9 -> 10.1/11.9/12.9, conv4 18/20/29 -> 28/26/32), and so did chunking the whole
+ * backward once the rows were padded (per chunk: pack, im2col, weight GEMM accumulating, bias,
+ * data GEMM, col2im; 2026-12-03, 3 interleaved rounds, ms backward whole -> chunked: conv2
+ * 28.5/33.8/31.5 -> 26.4/29.2/27.8, conv3 9.4/13.7/11.0 -> 12.7/14.8/14.0, conv4 19.8/28.6/21.9
+ * -> 29.6/35.9/33.5: the chunks' weight-gradient products lose more than the cache gains), so
+ * the workspace is still sized for the whole batch.
  * GRAFT_CONV_CHUNK_KB overrides the chunk (0: the whole batch). */
 #define CONV_CHUNK_KB 4096
 size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n)

@@ -69,10 +69,17 @@ __kernel void pool_max_bwd(__global const float *dy, __global const int *idx, __
         for (int ix = 0; ix < WI; ix++) d[ix] = 0.0f;
         return;
     }
-    for (int ix = 0; ix < WI; ix++) {
-        const int ox = ix / SW, o = oy * WO + ox;
-        d[ix] = (ox < WO && a[o] == iy * WI + ix) ? g[o] : 0.0f;
+    /* window by window: its saved index and gradient read once for its KW columns, no division.
+     * fmnist-cnn at batch 64, graft bench, 4 interleaved rounds (Xeon, AVX-512, PoCL 3.1), ms:
+     * pool1 2.9-3.9 -> 0.57-0.86, pool2 1.7-2.2 -> 0.45-0.73 (element by element with a division
+     * and a gather per column before) */
+    const int base = iy * WI;
+    for (int ox = 0; ox < WO; ox++) {
+        const int o = oy * WO + ox, at = a[o] - base;
+        const float v = g[o];
+        for (int kx = 0; kx < KW; kx++) d[ox * SW + kx] = at == ox * SW + kx ? v : 0.0f;
     }
+    for (int ix = WO * SW; ix < WI; ix++) d[ix] = 0.0f; /* columns right of the last window */
 #else
     const int oy_lo = OUT_LO(iy, PH, KH, SH), oy_hi = OUT_HI(iy, PH, SH, HO);
     for (int ix = 0; ix < WI; ix++) {

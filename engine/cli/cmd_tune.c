@@ -69,15 +69,15 @@ static void add_conv(shape_list *l, const layer *ly, int batch)
     }
 }
 
-static void add(shape_list *l, bool ta, bool tb, size_t m, size_t n, size_t k)
+/* A shape as given, leading dimensions included (the tuner times it laid out that way). */
+static void add(shape_list *l, const gemm_shape *s)
 {
-    if (m == 0 || n == 0 || k == 0) return;
-    gemm_shape s = {.ta = ta, .tb = tb, .m = m, .n = n, .k = k};
+    if (s->m == 0 || s->n == 0 || s->k == 0) return;
     for (int i = 0; i < l->n; i++) /* field by field: the struct has padding */
-        if (l->s[i].ta == ta && l->s[i].tb == tb && l->s[i].m == m && l->s[i].n == n &&
-            l->s[i].k == k)
+        if (l->s[i].ta == s->ta && l->s[i].tb == s->tb && l->s[i].m == s->m &&
+            l->s[i].n == s->n && l->s[i].k == s->k)
             return;
-    if (l->n < MAX_SHAPES) l->s[l->n++] = s;
+    if (l->n < MAX_SHAPES) l->s[l->n++] = *s;
 }
 
 /* The recipe's GEMMs (every product of every layer: `graft tune` does not know which layers a
@@ -88,7 +88,7 @@ static int graph_shapes(shape_list *l, const graft_recipe *r)
     gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
     int count = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
     int before = l->n;
-    for (int i = 0; i < count; i++) add(l, s[i].ta, s[i].tb, s[i].m, s[i].n, s[i].k);
+    for (int i = 0; i < count; i++) add(l, &s[i]);
     for (int i = 0; i < r->graph.nlayers; i++)
         if (r->graph.layers[i].type == GRAFT_LAYER_CONV2D)
             add_conv(l, &r->graph.layers[i], (int)n);
@@ -225,7 +225,7 @@ int cmd_tune(int argc, char **argv)
                     rc = cli_usage_error(&a, "--shape %s: expected MxNxK with optional :ta :tb", v);
                     goto out;
                 }
-                add(l, s.ta, s.tb, s.m, s.n, s.k);
+                add(l, &s);
             }
         } else {
             rc = cli_usage_error(&a, "unknown option %s", opt);
@@ -234,10 +234,11 @@ int cmd_tune(int argc, char **argv)
     }
     for (int i = 0; i < nrecipes; i++)
         if ((rc = recipe_shapes(l, recipes[i], quiet))) goto out;
+    const gemm_shape square = {.m = 1024, .n = 1024, .k = 1024};
     if (defaults && nrecipes == 0 && l->n == 0) {
-        add(l, false, false, 1024, 1024, 1024);
+        add(l, &square);
         shipped_recipes(l, quiet);
-    } else if (defaults && nrecipes == 0) add(l, false, false, 1024, 1024, 1024);
+    } else if (defaults && nrecipes == 0) add(l, &square);
 
     graft_error e = {0};
     graft_context *ctx = NULL;

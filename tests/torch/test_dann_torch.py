@@ -1,13 +1,14 @@
 #!/usr/bin/python3
 """test_dann_torch.py GRAFT WORKDIR — one DANN training step in Graft against PyTorch with the same
 weights (feature extractor, classifier and domain discriminator), the same source and target
-batches and the same lambda: a small CNN with batchnorm, the features of fc1 through a gradient
-reversal layer into a discriminator [16, 16] -> 1 trained with binary cross-entropy (source 1,
-target 0), the total loss CE(source) + weight * BCE, one SGD step and one Adam step. Every tensor
+batches and the same lambda (and 20 steps under Ganin's schedule, SGD and Adam): a small CNN
+with batchnorm, the features of fc1 through a gradient reversal layer into a discriminator
+[16, 16] -> 1 trained with binary cross-entropy (source 1, target 0), the total loss CE(source) + weight * BCE, one SGD step and one Adam step. Every tensor
 after the step (weights, discriminator, batchnorm running statistics) must agree. Also one SGD step
 with the discriminator's dropout (its masks rebuilt here from Graft's Philox4x32-10 stream, see
 cl/dropout.cl), a CORAL step and an MMD-free check that the target rows' labels are never read.
 Exit 77 without torch."""
+import math
 import os
 import subprocess
 import sys
@@ -121,9 +122,9 @@ def main():
         failures += not ok
         print(f"  {'ok  ' if ok else 'FAIL'} {what:44s} rel.err {err:.2e} (tol {tol:.0e})")
 
-    SEED, DROP = 3, 0.5
+    SEED, DROP, STEPS = 3, 0.5, 20
 
-    def run(method, opt, lr, drop=0.0):
+    def run(method, opt, lr, drop=0.0, steps=1):
         d = "1" if drop else ""
         recipe = {
             "name": f"{method}-step", "model": {"file": "model.yaml"},
@@ -132,16 +133,17 @@ def main():
             "adapt": {"method": method, "layer": "fc1", "weight": WEIGHT,
                       "target": {"format": "npy", "images": f"xt{d}.npy", "labels": "yt.npy"}},
             "transfer": {"from": "w0.safetensors"},
-            "train": {"epochs": 1, "batch_size": NS, "max_steps": 1, "optimizer": opt, "lr": lr,
+            "train": {"epochs": steps, "batch_size": NS, "max_steps": steps, "optimizer": opt,
+                      "lr": lr,
                       "eps": 1e-5, "seed": SEED},
         }
         if method == "dann":
-            recipe["adapt"].update({"schedule": "constant",
+            recipe["adapt"].update({"schedule": "constant" if steps == 1 else "ganin",
                                     "discriminator": {"layers": DISC, "dropout": drop}})
-        rp = os.path.join(work, f"{method}-{opt}-{drop}.yaml")
+        rp = os.path.join(work, f"{method}-{opt}-{drop}-{steps}.yaml")
         with open(rp, "w") as f:
             yaml.safe_dump(recipe, f, sort_keys=False)
-        out = os.path.join(work, f"run-{method}-{opt}-{drop}")
+        out = os.path.join(work, f"run-{method}-{opt}-{drop}-{steps}")
         r = subprocess.run([graft, "train", rp, "--quiet", "--out", out], capture_output=True,
                            text=True, env=dict(os.environ, GRAFT_TUNE="off"))
         if r.returncode:
@@ -149,11 +151,17 @@ def main():
             raise SystemExit(f"graft train failed with exit {r.returncode}")
         return st_read(os.path.join(out, "last.safetensors"))
 
-    for method, opt, lr, drop in [("dann", "sgd", 0.1, 0.0), ("dann", "adam", 1e-3, 0.0),
-                                  ("dann", "sgd", 0.1, DROP), ("coral", "sgd", 0.1, 0.0)]:
-        print(f"{method}, one {opt} step (lr {lr}), {NS} source + {NT} target rows, weight {WEIGHT}"
+    # the last two: STEPS steps on the same batches (a one-batch source epoch; the target stream
+    # cycles its NT rows) with Ganin's schedule, so the discriminator's optimizer state and lambda
+    # over training are checked too (row order within a batch changes no sum's meaning)
+    for method, opt, lr, drop, steps in [("dann", "sgd", 0.1, 0.0, 1), ("dann", "adam", 1e-3, 0.0, 1),
+                                         ("dann", "sgd", 0.1, DROP, 1), ("coral", "sgd", 0.1, 0.0, 1),
+                                         ("dann", "sgd", 0.1, 0.0, STEPS),
+                                         ("dann", "adam", 1e-3, 0.0, STEPS)]:
+        what = "one step" if steps == 1 else f"{steps} steps, Ganin's schedule"
+        print(f"{method}, {opt} (lr {lr}), {what}, {NS} source + {NT} target rows, weight {WEIGHT}"
               + (f", discriminator dropout {drop}" if drop else ""))
-        got = run(method, opt, lr, drop)
+        got = run(method, opt, lr, drop, steps)
         tnet = GraftNet(MODEL)
         tnet.load_graft_state(state)
         tdisc = [nn.Linear(m.in_features, m.out_features) for m in disc]
@@ -167,33 +175,36 @@ def main():
         feats = {}
         fc1 = tnet.mods[tnet.names.index("fc1")]
         fc1.register_forward_hook(lambda m, i, out: feats.__setitem__("f", out))
-        tnet.train()
-        bs, bys, bt = (rows["xs"], rows["ys"], rows["xt"]) if drop else (xs, ys, xt)
-        x = torch.from_numpy(np.concatenate([bs, bt]))
-        logits = tnet(x)
-        loss = F.cross_entropy(logits[:NS], torch.from_numpy(bys))
-        f = feats["f"]
-        if method == "dann":
-            h = GRL.apply(f, 1.0)
-            for i, m in enumerate(tdisc):
-                h = m(h)
-                if i < len(tdisc) - 1:
-                    h = F.relu(h)
-                    if drop:
-                        # Graft keys the discriminator's masks after the model's layers' keys
-                        key = SEED * 1000003 + 17 + len(MODEL["layers"]) + i
-                        mask = dropout_mask(key, 0, h.numel(), drop).reshape(h.shape)
-                        if i == 0:
-                            print(f"  discriminator layer 0 keeps {mask.astype(bool).mean():.2f} "
-                                  "of its units")
-                        h = h * torch.from_numpy(mask)
-            dom = torch.cat([torch.ones(NS), torch.zeros(NT)])
-            loss = loss + WEIGHT * F.binary_cross_entropy_with_logits(h.squeeze(1), dom)
-        else:
-            loss = loss + WEIGHT * coral(f[:NS], f[NS:])
-        o.zero_grad()
-        loss.backward()
-        o.step()
+        for k in range(steps):
+            # Graft's lambda before step k of steps: 2 / (1 + exp(-10 k / steps)) - 1
+            lam = 1.0 if steps == 1 else 2.0 / (1.0 + math.exp(-10.0 * k / steps)) - 1.0
+            tnet.train()
+            bs, bys, bt = (rows["xs"], rows["ys"], rows["xt"]) if drop else (xs, ys, xt)
+            x = torch.from_numpy(np.concatenate([bs, bt]))
+            logits = tnet(x)
+            loss = F.cross_entropy(logits[:NS], torch.from_numpy(bys))
+            f = feats["f"]
+            if method == "dann":
+                h = GRL.apply(f, lam)
+                for i, m in enumerate(tdisc):
+                    h = m(h)
+                    if i < len(tdisc) - 1:
+                        h = F.relu(h)
+                        if drop:
+                            # Graft keys the discriminator's masks after the model's layers' keys
+                            key = SEED * 1000003 + 17 + len(MODEL["layers"]) + i
+                            mask = dropout_mask(key, 0, h.numel(), drop).reshape(h.shape)
+                            if i == 0:
+                                print(f"  discriminator layer 0 keeps {mask.astype(bool).mean():.2f} "
+                                      "of its units")
+                            h = h * torch.from_numpy(mask)
+                dom = torch.cat([torch.ones(NS), torch.zeros(NT)])
+                loss = loss + WEIGHT * F.binary_cross_entropy_with_logits(h.squeeze(1), dom)
+            else:
+                loss = loss + WEIGHT * coral(f[:NS], f[NS:])
+            o.zero_grad()
+            loss.backward()
+            o.step()
         want = tnet.graft_state()
         if method == "dann":
             for i, m in enumerate(tdisc):

@@ -222,7 +222,7 @@ static void parse_and_describe(void)
     CHECKF(strncmp(d, "inner:4,4,32,16 ", 16) == 0, "describe: %s", d);
     /* what describe prints, parse reads back */
     CHECK(gemm_choice_parse("inner:4,4,32,16", &c, &e) == GRAFT_OK && c.p[2] == 32);
-    gemm_shape nt = {.ta = false, .tb = true, .m = 8, .n = 8, .k = 8}, nn = {.ta = false, .tb = false, .m = 8, .n = 8, .k = 8};
+    gemm_shape nt = {.tb = true, .m = 8, .n = 8, .k = 8}, nn = {.m = 8, .n = 8, .k = 8};
     CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_OUTER, {8, 2, 1, 16}}, &nt));
     CHECK(!gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_INNER, {4, 3, 1, 16}}, &nn));
     CHECK(gemm_choice_fits(&(gemm_choice){GEMM_BACKEND_TILED, {16, 16, 4, 4}}, &nt));

@@ -35,38 +35,18 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
         for (int j = 0; j < ly->ninputs; j++)
             if (ly->inputs[j] >= 0 && flows[ly->inputs[j]]) need_dx = true;
         flows[i] = trains || need_dx;
-        /* the GEMMs op_conv.c and op_dense.c issue for the layer at this batch; op_conv.c runs
-         * one GEMM over the whole batch (the forward: over chunks of it) when groups > 1 or
-         * C*KH*KW >= 32, else one per sample (its use_batched) */
+        /* the GEMMs op_conv.c and op_dense.c issue for the layer at this batch */
         if (ly->type == GRAFT_LAYER_CONV2D) {
-            size_t gr = (size_t)(ly->groups > 0 ? ly->groups : 1);
-            size_t c = (size_t)ly->in.d[0], o = (size_t)ly->out.d[0];
-            size_t p = (size_t)ly->out.d[1] * (size_t)ly->out.d[2];
-            size_t ckk = c * (size_t)ly->kernel[0] * (size_t)ly->kernel[1];
-            size_t cgkk = ckk / gr, og = o / gr;
-            size_t cols = (gr > 1 || ckk >= 32) ? batch * p : p;
-            /* the batched forward runs in chunks of samples (op_conv.c): a full chunk's and the
-             * last, shorter one's products. The column matrix and the packed product have padded
-             * rows (conv2d_row_stride); per sample, the NCHW tensors are tight and the column
-             * matrix of the whole batch is padded (a 1x1, stride-1 layer has none: all tight). */
-            bool ident = ly->kernel[0] == 1 && ly->kernel[1] == 1 && ly->stride[0] == 1 &&
-                         ly->stride[1] == 1 && ly->pad[0] == 0 && ly->pad[1] == 0;
-            if (cols != p) {
-                size_t chunk = conv2d_fwd_chunk(ckk, o, p, batch), rest = batch % chunk * p;
-                size_t lf = conv2d_row_stride(chunk * p), lb = conv2d_row_stride(cols);
-                add_ld(out, &n, cap, false, false, og, chunk * p, cgkk, 0, lf, lf); /* W x cols */
-                if (rest) {
-                    size_t lr = conv2d_row_stride(rest);
-                    add_ld(out, &n, cap, false, false, og, rest, cgkk, 0, lr, lr);
-                }
-                if (need_dx) add_ld(out, &n, cap, true, false, cgkk, cols, og, 0, lb, lb);
-                if (trains) add_ld(out, &n, cap, false, true, og, cgkk, cols, lb, lb, 0);
-            } else {
-                size_t lc = ident ? 0 : conv2d_row_stride(batch * p);
-                add_ld(out, &n, cap, false, false, og, p, cgkk, 0, lc, 0); /* forward */
-                if (need_dx) add_ld(out, &n, cap, true, false, cgkk, p, og, 0, 0, lc); /* data */
-                if (trains) add_ld(out, &n, cap, false, true, og, cgkk, p, 0, lc, 0); /* weight */
-            }
+            conv2d_desc d = {.c = ly->in.d[0], .h = ly->in.d[1], .w = ly->in.d[2],
+                             .o = ly->out.d[0], .kh = ly->kernel[0], .kw = ly->kernel[1],
+                             .sh = ly->stride[0], .sw = ly->stride[1], .ph = ly->pad[0],
+                             .pw = ly->pad[1], .groups = ly->groups > 0 ? ly->groups : 1,
+                             .oh = ly->out.d[1], .ow = ly->out.d[2]};
+            gemm_shape prod[4];
+            int np = conv2d_gemm_products(&d, (int)batch, need_dx, trains, prod, 4);
+            for (int j = 0; j < np; j++)
+                add_ld(out, &n, cap, prod[j].ta, prod[j].tb, prod[j].m, prod[j].n, prod[j].k,
+                       prod[j].lda, prod[j].ldb, prod[j].ldc);
         } else if (ly->type == GRAFT_LAYER_DENSE || ly->type == GRAFT_LAYER_PATCH_EMBED) {
             /* on tokens every token is a row (patch_embed: a patch of C * P * P values) */
             size_t in = ly->type == GRAFT_LAYER_DENSE

@@ -48,7 +48,7 @@ static bool use_batched(const conv2d_desc *d)
  * the workspace is still sized for the whole batch.
  * GRAFT_CONV_CHUNK_KB overrides the chunk (0: the whole batch). */
 #define CONV_CHUNK_KB 4096
-size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n)
+static size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n)
 {
     static long kb = -1;
     if (kb < 0) {
@@ -79,7 +79,7 @@ static int chunk_samples(const conv2d_desc *d, int n)
  * Measured on the 2-core Xeon (AVX-512, PoCL 3.1), gemm_outer 8x32 MT 4 on conv2's forward
  * product (32 x N x 288), process CPU time per call (steal-proof), 3 rounds: N = 50,176 (the
  * whole batch) 19-20 ms -> 8.5-9.7 ms, N = 3,136 (a 4-sample chunk) 0.68-1.2 ms -> 0.48-0.51 ms. */
-size_t conv2d_row_stride(size_t np)
+static size_t conv2d_row_stride(size_t np)
 {
     size_t lines = (np + 15) / 16;
     return (lines | 1) * 16;
@@ -103,6 +103,39 @@ static conv_dims dims_of(const conv2d_desc *d, int n)
     s.colsz = s.ckk * s.ld;
     s.identity = d->kh == 1 && d->kw == 1 && d->sh == 1 && d->sw == 1 && d->ph == 0 && d->pw == 0;
     return s;
+}
+
+static void product(gemm_shape *out, int *k, int cap, bool ta, bool tb, size_t m, size_t n,
+                    size_t kk, size_t lda, size_t ldb, size_t ldc)
+{
+    if (*k < cap) out[(*k)++] = (gemm_shape){ta, tb, m, n, kk, lda, ldb, ldc};
+}
+
+/* As conv2d_fwd and conv2d_bwd below issue them (0 = tight; a 1x1 stride-1 layer per sample
+ * multiplies the NCHW tensors themselves). */
+int conv2d_gemm_products(const conv2d_desc *d, int n, bool need_dx, bool trains, gemm_shape *out,
+                         int cap)
+{
+    if (n < 1 || d->groups < 1) return 0;
+    conv_dims s = dims_of(d, n);
+    int k = 0;
+    if (use_batched(d)) {
+        const int S = chunk_samples(d, n), rest = n % S;
+        conv_dims c = dims_of(d, S);
+        product(out, &k, cap, false, false, c.og, c.np, c.cgkk, 0, c.ld, c.ld); /* W x cols */
+        if (rest) {
+            conv_dims r = dims_of(d, rest);
+            product(out, &k, cap, false, false, r.og, r.np, r.cgkk, 0, r.ld, r.ld);
+        }
+        if (need_dx) product(out, &k, cap, true, false, s.cgkk, s.np, s.og, 0, s.ld, s.ld);
+        if (trains) product(out, &k, cap, false, true, s.og, s.cgkk, s.np, s.ld, s.ld, 0);
+        return k;
+    }
+    size_t lc = s.identity ? 0 : s.ld;
+    product(out, &k, cap, false, false, s.og, s.p, s.cgkk, 0, lc, 0);        /* forward */
+    if (need_dx) product(out, &k, cap, true, false, s.cgkk, s.p, s.og, 0, 0, lc); /* data */
+    if (trains) product(out, &k, cap, false, true, s.og, s.cgkk, s.p, 0, lc, 0);  /* weight */
+    return k;
 }
 
 static void conv_options(const conv2d_desc *d, char *buf, size_t n)

@@ -78,12 +78,12 @@ typedef struct conv2d_op {
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
-/* Samples per chunk of the batched im2col forward (C*KH*KW = ckk, O = o, P = output pixels, batch
- * n): a pure function of the shape (and GRAFT_CONV_CHUNK_KB), so the tuner knows the GEMM's N. */
-size_t conv2d_fwd_chunk(size_t ckk, size_t o, size_t p, size_t n);
-/* The row stride (floats) of a column matrix or packed product of np columns: np padded to an
- * odd number of 64-byte lines (why: op_conv.c). */
-size_t conv2d_row_stride(size_t np);
+struct gemm_shape;
+/* The GEMMs the im2col path issues for a batch of n (conv2d_fwd's and, with need_dx and trains,
+ * conv2d_bwd's), with the leading dimensions it lays them out with: the shapes the tuner times.
+ * d needs oh and ow. Returns how many were written (at most cap; repeats are left to the caller). */
+int conv2d_gemm_products(const conv2d_desc *d, int n, bool need_dx, bool trains,
+                         struct gemm_shape *out, int cap);
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                         cl_mem y, cl_mem ws, graft_error *e);
 /* dx, dw, db as asked (each may be NULL), packing dy once. y is the layer's output, read by a fused

@@ -13,9 +13,17 @@ its own. Methods as Graft implements them (docs/adaptation.md):
                lambda = 2 / (1 + exp(-10 p)) - 1
 
 usage: adapt_torch.py DATA_DIR [--methods a,b,...] [--epochs 3] [--seed 0] [--json OUT]
-                      [--init WEIGHTS] [--save-init WEIGHTS]
+                      [--init WEIGHTS] [--save-init WEIGHTS] [--graft-order] [--max-steps N]
+                      [--save-final PREFIX]
 DATA_DIR is what tools/make_shift.py wrote. Prints one line per method and writes JSON with --json.
-Run it with /work/venv-torch/bin/python (PyTorch 2.x) or /usr/bin/python3 (Debian's torch 1.13)."""
+Run it with /work/venv-torch/bin/python (PyTorch 2.x) or /usr/bin/python3 (Debian's torch 1.13).
+
+--graft-order replays Graft's random streams (tests/torch/graft_rng.py): the source and target
+batches in the order `graft train --set train.seed=SEED` takes them, and the dropout masks Graft
+draws. With --init from the same weights, the two engines then differ only in rounding.
+--max-steps stops early as train.max_steps does (Ganin's p then runs over those steps);
+--float64 trains in double (how far float32 rounding alone moves a run);
+--save-final writes PREFIX-METHOD.safetensors (Graft's names, the discriminator's included)."""
 import argparse
 import copy
 import json
@@ -27,6 +35,8 @@ import time
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -66,6 +76,23 @@ class Net(nn.Module):
         x = F.max_pool2d(F.relu(self.conv4(x)), 2)
         f = self.fc1(x.flatten(1))
         return self.fc2(self.drop(F.relu(f))), f
+
+
+class GraftDropout(nn.Module):
+    """Graft's dropout masks (Philox, keyed by the seed and the layer's index, counted by step):
+    set .step before each training forward."""
+
+    def __init__(self, seed, index, rate=0.5):
+        super().__init__()
+        from graft_rng import dropout_key
+        self.key, self.rate, self.step = dropout_key(seed, index), rate, 0
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        from graft_rng import dropout_mask
+        m = dropout_mask(self.key, self.step, x.numel(), self.rate)
+        return x * torch.from_numpy(m).reshape(x.shape).to(x.dtype)
 
 
 class GRL(torch.autograd.Function):
@@ -108,7 +135,8 @@ def evaluate(net, x, y, bs=500):
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), bs):
-            correct += (net(x[i:i + bs])[0].argmax(1) == y[i:i + bs]).sum().item()
+            xb = x[i:i + bs].to(net.fc1.weight.dtype)
+            correct += (net(xb)[0].argmax(1) == y[i:i + bs]).sum().item()
     return correct / len(x)
 
 
@@ -121,19 +149,23 @@ def adabn(net, xt, bs=64):
     with torch.no_grad():
         for i in range(0, len(xt), bs):
             if len(xt) - i >= 2:
-                net(xt[i:i + bs])
+                net(xt[i:i + bs].to(net.fc1.weight.dtype))
 
 
-def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None):
+def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None,
+        graft_order=False, max_steps=0, dtype=torch.float32):
     """init: start from these weights (safetensors with Graft's names, which are PyTorch's here:
     e.g. Graft's own initial state; DANN's discriminator as domain_disc.N when present);
-    save_init: write the initial weights there first, the discriminator's included."""
+    save_init: write the initial weights there first, the discriminator's included;
+    graft_order: Graft's batch order and dropout masks (see the module's doc); dtype: float64
+    runs the same computation in double (a reference for how far rounding moves a run).
+    Returns the network, the seconds and the discriminator (None but for dann)."""
     torch.manual_seed(seed)
     xs, ys, xt, xst, yst, xtt, ytt = data
     net = Net()
+    if graft_order:
+        net.drop = GraftDropout(seed, 15)  # fmnist-cnn's dropout is its layer 15
     if init or save_init:
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
-                                        "torch"))
         from oracle import st_read, st_write
         sd = net.state_dict()
         if init:
@@ -141,6 +173,7 @@ def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None
             sd.update({k: torch.as_tensor(np.array(st[k])).reshape(sd[k].shape)
                        for k in sd if k in st})
             net.load_state_dict(sd)
+    net.to(dtype)
     params = list(net.parameters())
     disc = None
     if method == "dann" or save_init:
@@ -160,26 +193,44 @@ def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None
         if method != "dann":
             disc = None
         else:
+            disc.to(dtype)
             params += list(disc.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     g = torch.Generator().manual_seed(seed + 1)
-    tperm, tpos = torch.randperm(len(xt), generator=g), 0
+    if graft_order:
+        from graft_rng import data_seed_mix, epoch_order
+        tseed, tepoch = data_seed_mix(seed, 0x7a29e7), 0
+        tperm = torch.tensor(epoch_order(len(xt), tseed, 0))
+    else:
+        tperm = torch.randperm(len(xt), generator=g)
+    tpos = 0
     nb = math.ceil(len(xs) / bs)
+    total = epochs * nb if not 0 < max_steps < epochs * nb else max_steps
     aligning = method in ("coral", "mmd", "dann")
     net.train()
     step, t0 = 0, time.time()
     for ep in range(epochs):
         net.train()
-        perm = torch.randperm(len(xs), generator=g)
+        perm = (torch.tensor(epoch_order(len(xs), seed, ep)) if graft_order
+                else torch.randperm(len(xs), generator=g))
         for b in range(nb):
+            if max_steps and step >= max_steps:
+                break
             idx = perm[b * bs:(b + 1) * bs]
-            x, y, ns = xs[idx], ys[idx], len(idx)
+            x, y, ns = xs[idx].to(dtype), ys[idx], len(idx)
             if aligning:
                 if tpos >= len(xt):
-                    tperm, tpos = torch.randperm(len(xt), generator=g), 0
+                    if graft_order:
+                        tepoch += 1
+                        tperm = torch.tensor(epoch_order(len(xt), tseed, tepoch))
+                    else:
+                        tperm = torch.randperm(len(xt), generator=g)
+                    tpos = 0
                 tidx = tperm[tpos:tpos + bs]
                 tpos += bs
-                x = torch.cat([x, xt[tidx]])
+                x = torch.cat([x, xt[tidx].to(dtype)])
+            if graft_order:
+                net.drop.step = step
             logits, f = net(x)
             loss = F.cross_entropy(logits[:ns], y)
             if aligning and ns >= 2 and len(x) - ns >= 2:
@@ -188,16 +239,17 @@ def run(method, data, epochs, seed, weight=1.0, bs=64, init=None, save_init=None
                 elif method == "mmd":
                     loss = loss + weight * mmd(f, ns)
                 else:
-                    p = step / (epochs * nb)
+                    p = step / total
                     lam = 2.0 / (1.0 + math.exp(-10 * p)) - 1.0
-                    dom = torch.cat([torch.ones(ns), torch.zeros(len(x) - ns)])
+                    dom = torch.cat([torch.ones(ns, dtype=dtype),
+                                     torch.zeros(len(x) - ns, dtype=dtype)])
                     loss = loss + weight * F.binary_cross_entropy_with_logits(
                         disc(GRL.apply(f, lam)).squeeze(1), dom)
             opt.zero_grad()
             loss.backward()
             opt.step()
             step += 1
-    return net, time.time() - t0
+    return net, time.time() - t0, disc
 
 
 def result(method, net, data, seconds):
@@ -221,6 +273,13 @@ def main():
     ap.add_argument("--init", help="start every method from these weights (safetensors)")
     ap.add_argument("--save-init", help="write the initial weights (of the first method) here")
     ap.add_argument("--json")
+    ap.add_argument("--graft-order", action="store_true",
+                    help="Graft's batch order and dropout masks for this seed")
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after N steps")
+    ap.add_argument("--float64", action="store_true",
+                    help="train in double precision (a reference for rounding studies)")
+    ap.add_argument("--save-final", metavar="PREFIX",
+                    help="write each method's final weights to PREFIX-METHOD.safetensors")
     ap.add_argument("--limit", type=int, default=0, help="first N source images only (smoke runs)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -238,8 +297,19 @@ def main():
         base = "source-only" if m == "adabn" else m
         if base not in trained:
             trained[base] = run(base, data, a.epochs, a.seed, init=a.init,
-                                save_init=None if trained else a.save_init)
-        net, secs = trained[base]
+                                save_init=None if trained else a.save_init,
+                                graft_order=a.graft_order, max_steps=a.max_steps,
+                                dtype=torch.float64 if a.float64 else torch.float32)
+        net, secs, disc = trained[base]
+        if a.save_final and m != "adabn":
+            from oracle import st_write
+            st = {k: v.detach().float().numpy() for k, v in net.state_dict().items()
+                  if not k.endswith("num_batches_tracked")}
+            if disc is not None:
+                st.update({f"domain_disc.{i // 2}.{w}":
+                           getattr(disc[i], w).detach().float().numpy()
+                           for i in (0, 2, 4) for w in ("weight", "bias")})
+            st_write(f"{a.save_final}-{m}.safetensors", st)
         if m == "adabn":
             net = copy.deepcopy(net)
         r = result(m, net, data, secs)

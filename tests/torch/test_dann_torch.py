@@ -7,7 +7,9 @@ with batchnorm, the features of fc1 through a gradient reversal layer into a dis
 after the step (weights, discriminator, batchnorm running statistics) must agree. Also one SGD step
 with the discriminator's dropout (its masks rebuilt here from Graft's Philox4x32-10 stream, see
 cl/dropout.cl), a CORAL step and an MMD-free check that the target rows' labels are never read.
-Exit 77 without torch."""
+Last, 3 steps into a 5-batch epoch with each step's source and target rows taken where
+tests/torch/graft_rng.py says Graft's shuffling batchers put them (what bench/adapt_torch.py
+--graft-order relies on). Exit 77 without torch."""
 import math
 import os
 import subprocess
@@ -25,6 +27,7 @@ except ImportError as ex:
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from oracle import GraftNet, st_read, st_write, rel_err  # noqa: E402
+from graft_rng import data_seed_mix, dropout_key, dropout_mask, epoch_order  # noqa: E402
 
 torch.set_num_threads(2)
 graft, work = sys.argv[1], sys.argv[2]
@@ -53,30 +56,6 @@ class GRL(torch.autograd.Function):
         return -ctx.lam * g, None
 
 
-def philox4x32_10(ctr, key):
-    """Philox4x32-10 on arrays of counters (N x 4) and one key, as cl/dropout.cl runs it."""
-    c = [ctr[:, j].astype(np.uint64) for j in range(4)]
-    k0, k1 = np.uint64(key[0]), np.uint64(key[1])
-    m32 = np.uint64(0xFFFFFFFF)
-    for _ in range(10):
-        p0 = np.uint64(0xD2511F53) * c[0]
-        p1 = np.uint64(0xCD9E8D57) * c[2]
-        c = [(p1 >> np.uint64(32)) ^ c[1] ^ k0, p1 & m32, (p0 >> np.uint64(32)) ^ c[3] ^ k1, p0 & m32]
-        k0 = (k0 + np.uint64(0x9E3779B9)) & m32
-        k1 = (k1 + np.uint64(0xBB67AE85)) & m32
-    return np.stack(c, axis=1)
-
-
-def dropout_mask(seed, step, total, rate):
-    """The mask times the scale that Graft's dropout applies to a tensor of `total` floats."""
-    q = np.arange((total + 3) // 4, dtype=np.uint64)
-    ctr = np.stack([q, np.zeros_like(q), np.full_like(q, step & 0xFFFFFFFF),
-                    np.full_like(q, step >> 32)], axis=1)
-    words = philox4x32_10(ctr, (seed & 0xFFFFFFFF, seed >> 32)).reshape(-1)[:total]
-    keep = words < np.uint64(round((1 - rate) * 2 ** 32))
-    return np.where(keep, np.float32(1 / (1 - rate)), np.float32(0)).astype(np.float32)
-
-
 def coral(fs, ft):
     d = fs.shape[1]
     cs, ct = torch.cov(fs.T), torch.cov(ft.T)
@@ -100,6 +79,15 @@ def main():
             "yt": yt}
     for name, a in rows.items():
         np.save(os.path.join(work, name + "1.npy"), a)
+    # the order case: 5 batches of distinct rows a side, so a step's batch depends on the order in
+    # which Graft's batchers shuffle them (tests/torch/graft_rng.py replays it; bench/adapt_torch.py
+    # --graft-order relies on that)
+    big = {"xs": rng.normal(0, 1, (5 * NS, 3, 8, 8)).astype(np.float32),
+           "ys": rng.integers(0, 5, 5 * NS).astype(np.int64),
+           "xt": (rng.normal(0, 1, (5 * NT, 3, 8, 8)) * 1.5 + 0.4).astype(np.float32),
+           "yt": np.full(5 * NT, 4, np.int64)}
+    for name, a in big.items():
+        np.save(os.path.join(work, name + "N.npy"), a)
     net = GraftNet(MODEL)
     disc = []
     width = 12
@@ -124,26 +112,27 @@ def main():
 
     SEED, DROP, STEPS = 3, 0.5, 20
 
-    def run(method, opt, lr, drop=0.0, steps=1):
-        d = "1" if drop else ""
+    def run(method, opt, lr, drop=0.0, steps=1, order=False):
+        d = "N" if order else "1" if drop else ""
         recipe = {
             "name": f"{method}-step", "model": {"file": "model.yaml"},
             "data": {"train": {"format": "npy", "images": f"xs{d}.npy", "labels": f"ys{d}.npy"},
                      "val_split": 0},
             "adapt": {"method": method, "layer": "fc1", "weight": WEIGHT,
-                      "target": {"format": "npy", "images": f"xt{d}.npy", "labels": "yt.npy"}},
+                      "target": {"format": "npy", "images": f"xt{d}.npy",
+                                 "labels": "ytN.npy" if order else "yt.npy"}},
             "transfer": {"from": "w0.safetensors"},
-            "train": {"epochs": steps, "batch_size": NS, "max_steps": steps, "optimizer": opt,
+            "train": {"epochs": 1 if order else steps, "batch_size": NS, "max_steps": steps, "optimizer": opt,
                       "lr": lr,
                       "eps": 1e-5, "seed": SEED},
         }
         if method == "dann":
             recipe["adapt"].update({"schedule": "constant" if steps == 1 else "ganin",
                                     "discriminator": {"layers": DISC, "dropout": drop}})
-        rp = os.path.join(work, f"{method}-{opt}-{drop}-{steps}.yaml")
+        rp = os.path.join(work, f"{method}-{opt}-{drop}-{steps}{d}.yaml")
         with open(rp, "w") as f:
             yaml.safe_dump(recipe, f, sort_keys=False)
-        out = os.path.join(work, f"run-{method}-{opt}-{drop}-{steps}")
+        out = os.path.join(work, f"run-{method}-{opt}-{drop}-{steps}{d}")
         r = subprocess.run([graft, "train", rp, "--quiet", "--out", out], capture_output=True,
                            text=True, env=dict(os.environ, GRAFT_TUNE="off"))
         if r.returncode:
@@ -153,15 +142,19 @@ def main():
 
     # the last two: STEPS steps on the same batches (a one-batch source epoch; the target stream
     # cycles its NT rows) with Ganin's schedule, so the discriminator's optimizer state and lambda
-    # over training are checked too (row order within a batch changes no sum's meaning)
-    for method, opt, lr, drop, steps in [("dann", "sgd", 0.1, 0.0, 1), ("dann", "adam", 1e-3, 0.0, 1),
-                                         ("dann", "sgd", 0.1, DROP, 1), ("coral", "sgd", 0.1, 0.0, 1),
-                                         ("dann", "sgd", 0.1, 0.0, STEPS),
-                                         ("dann", "adam", 1e-3, 0.0, STEPS)]:
+    # over training are checked too (row order within a batch changes no sum's meaning); the
+    # last: 3 steps of a 5-batch epoch, each step's rows where graft_rng says Graft takes them
+    for method, opt, lr, drop, steps, order in [
+            ("dann", "sgd", 0.1, 0.0, 1, False), ("dann", "adam", 1e-3, 0.0, 1, False),
+            ("dann", "sgd", 0.1, DROP, 1, False), ("coral", "sgd", 0.1, 0.0, 1, False),
+            ("dann", "sgd", 0.1, 0.0, STEPS, False), ("dann", "adam", 1e-3, 0.0, STEPS, False),
+            ("dann", "sgd", 0.1, 0.0, 3, True)]:
         what = "one step" if steps == 1 else f"{steps} steps, Ganin's schedule"
+        if order:
+            what += ", batches in Graft's shuffled order"
         print(f"{method}, {opt} (lr {lr}), {what}, {NS} source + {NT} target rows, weight {WEIGHT}"
               + (f", discriminator dropout {drop}" if drop else ""))
-        got = run(method, opt, lr, drop, steps)
+        got = run(method, opt, lr, drop, steps, order)
         tnet = GraftNet(MODEL)
         tnet.load_graft_state(state)
         tdisc = [nn.Linear(m.in_features, m.out_features) for m in disc]
@@ -180,6 +173,10 @@ def main():
             lam = 1.0 if steps == 1 else 2.0 / (1.0 + math.exp(-10.0 * k / steps)) - 1.0
             tnet.train()
             bs, bys, bt = (rows["xs"], rows["ys"], rows["xt"]) if drop else (xs, ys, xt)
+            if order:
+                so = epoch_order(5 * NS, SEED, 0)[k * NS:(k + 1) * NS]
+                to = epoch_order(5 * NT, data_seed_mix(SEED, 0x7a29e7), 0)[k * NT:(k + 1) * NT]
+                bs, bys, bt = big["xs"][so], big["ys"][so], big["xt"][to]
             x = torch.from_numpy(np.concatenate([bs, bt]))
             logits = tnet(x)
             loss = F.cross_entropy(logits[:NS], torch.from_numpy(bys))
@@ -192,7 +189,7 @@ def main():
                         h = F.relu(h)
                         if drop:
                             # Graft keys the discriminator's masks after the model's layers' keys
-                            key = SEED * 1000003 + 17 + len(MODEL["layers"]) + i
+                            key = dropout_key(SEED, len(MODEL["layers"]) + i)
                             mask = dropout_mask(key, 0, h.numel(), drop).reshape(h.shape)
                             if i == 0:
                                 print(f"  discriminator layer 0 keeps {mask.astype(bool).mean():.2f} "

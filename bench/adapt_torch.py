@@ -14,7 +14,7 @@ its own. Methods as Graft implements them (docs/adaptation.md):
 
 usage: adapt_torch.py DATA_DIR [--methods a,b,...] [--epochs 3] [--seed 0] [--json OUT]
                       [--init WEIGHTS] [--save-init WEIGHTS] [--graft-order] [--max-steps N]
-                      [--save-final PREFIX]
+                      [--float64] [--save-final PREFIX]
 DATA_DIR is what tools/make_shift.py wrote. Prints one line per method and writes JSON with --json.
 Run it with /work/venv-torch/bin/python (PyTorch 2.x) or /usr/bin/python3 (Debian's torch 1.13).
 
@@ -35,10 +35,11 @@ import time
 
 import numpy as np
 import torch
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
 import torch.nn as nn
 import torch.nn.functional as F
+
+# oracle.py (safetensors by hand) and graft_rng.py (Graft's random streams)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "torch"))
 
 MEAN, STD = 0.2860, 0.3530
 

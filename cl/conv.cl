@@ -169,13 +169,7 @@ __kernel void conv2d_bias_packed(__global const float *dycol, const long dycol_o
  * data pass as a convolution of dy with flipped weights (conv2d_flip) and padding K-1-P.
  * Extra options: -DVW (4, 8 or 16), -DNV, -DMR (divides CO). */
 #ifdef VW
-#define VEC_(n) float##n
-#define VEC(n) VEC_(n)
-#define VLOAD_(n) vload##n
-#define VLOAD(n) VLOAD_(n)
-#define VSTORE_(n) vstore##n
-#define VSTORE(n) VSTORE_(n)
-#define floatv VEC(VW)
+#include "vecw.cl"
 #define RB (NV * VW + KW - 1)
 
 __kernel void conv2d_direct(__global const float *x, const long xoff, const long cstride,

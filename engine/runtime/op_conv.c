@@ -196,7 +196,7 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
  * direct or igemm forces one where it applies; by default GPUs get the implicit GEMM (work-groups
  * of 64-256 with local-memory tiles, three launches per layer and step instead of six), CPUs
  * im2col, which measured fastest there (see direct_init and docs/performance.md). */
-static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm"};
+static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows"};
 
 const char *conv2d_path_name(conv_path p)
 {
@@ -211,9 +211,62 @@ static conv_path forced_path(void)
     return CONV_PATHS;
 }
 
-static conv_path default_path(const graft_context *ctx)
+/* ---- the rows path, cl/conv_rows.cl: forward and backward from zero-padded copies ----
+ * Shaped for CPU devices: VW the device's preferred float vector width (16 on AVX-512, 8 on
+ * AVX2), a register budget of 28 vectors at VW 16 (32 zmm registers) and 14 below (16 ymm),
+ * tiles as large as fit: MRW output channels x KK taps of weight-gradient accumulators (+ the MRW
+ * dy vectors and one x vector), MRD input channels x NVI vectors of data-gradient row and MRF
+ * output channels x NVO vectors of forward row (+ the row's vectors). Applies to stride 1, one
+ * group, padding below the kernel size, rows of at most 16 vectors and kernels whose taps fit
+ * the budget (3x3 and 1x1; not 5x5 or 7x7). */
+typedef struct rows_geom {
+    int vw, nvo, nvi, mrw, cb, mrd, mrf;
+    size_t xrows, xpitch, drows, dpitch; /* the padded layouts, as conv_rows.cl defines them */
+} rows_geom;
+
+static int largest_divisor(int n, int cap)
 {
-    return ctx->info.type == GRAFT_DEVICE_GPU ? CONV_IGEMM : CONV_IM2COL;
+    int m = cap < n ? cap : n;
+    while (m > 1 && n % m) m--;
+    return m < 1 ? 1 : m;
+}
+
+/* d needs oh and ow */
+static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_geom *g)
+{
+    if (d->groups != 1 || d->sh != 1 || d->sw != 1 || d->ph >= d->kh || d->pw >= d->kw)
+        return false;
+    int vw = (int)ctx->info.vec_float;
+    vw = vw >= 16 ? 16 : vw >= 8 ? 8 : 4;
+    const int budget = vw >= 16 ? 28 : 14, kk = d->kh * d->kw;
+    g->vw = vw;
+    g->nvo = (d->ow + vw - 1) / vw;
+    g->nvi = (d->w + vw - 1) / vw;
+    if (g->nvo > 16 || g->nvi > 16 || kk + 2 > budget || 2 * g->nvi > budget ||
+        2 * g->nvo > budget)
+        return false;
+    g->mrw = largest_divisor(d->o, (budget - 1) / (kk + 1) < 8 ? (budget - 1) / (kk + 1) : 8);
+    g->cb = largest_divisor(d->c, 8);
+    g->mrd = largest_divisor(d->c, budget / g->nvi - 1 < 16 ? budget / g->nvi - 1 : 16);
+    g->mrf = largest_divisor(d->o, budget / g->nvo - 1 < 16 ? budget / g->nvo - 1 : 16);
+    g->xrows = (size_t)d->h + 2 * d->ph;
+    g->xpitch = (size_t)g->nvo * vw + d->kw - 1;
+    size_t dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
+    g->drows = (size_t)d->oh + 2 * dt;
+    size_t pa = dl + (size_t)g->nvo * vw, pb = (size_t)g->nvi * vw + d->kw - 1;
+    g->dpitch = pa > pb ? pa : pb;
+    return true;
+}
+
+/* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col. */
+static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
+{
+    if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
+    conv2d_desc full = *d;
+    full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
+    full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    rows_geom g;
+    return rows_geom_of(ctx, &full, &g) ? CONV_ROWS : CONV_IM2COL;
 }
 
 /* The key of a layer shape's path choice on this device: the shape without the bias and the
@@ -222,8 +275,8 @@ static conv_path default_path(const graft_context *ctx)
 static char *path_key(graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
-    const char *names[] = {"conv", "conv_igemm", "gemm", "gemm_tiled"};
-    tune_key_begin(&b, ctx, "conv-tune 1", names, 4);
+    const char *names[] = {"conv", "conv_igemm", "conv_rows", "gemm", "gemm_tiled"};
+    tune_key_begin(&b, ctx, "conv-tune 1", names, 5);
     buf_printf(&b, "conv=%d %d %d %d %d %d %d %d %d %d %d\n", d->c, d->h, d->w, d->o, d->kh, d->kw,
                d->sh, d->sw, d->ph, d->pw, d->groups);
     if (b.failed) {
@@ -280,7 +333,7 @@ static conv_path path_for(graft_context *ctx, const conv2d_desc *d)
     conv_path p = forced_path();
     if (p != CONV_PATHS) return p;
     if (tuned_path(ctx, d, &p)) return p;
-    return default_path(ctx);
+    return default_path(ctx, d);
 }
 
 static void direct_options(const conv2d_desc *d, const direct_tile *t, char *buf, size_t n)
@@ -509,6 +562,148 @@ static graft_status ig_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x
     return run1d(ctx, k, (size_t)d->o * ncols, e);
 }
 
+
+/* The weight gradient's sample ranges: enough (range, channel block) work-items to keep every
+ * compute unit busy (32 per unit) while each range's x planes stay in cache. */
+static int rows_splits(const graft_context *ctx, const conv2d_desc *d, const rows_geom *g, int n)
+{
+    int blocks = d->c / g->cb, cu = ctx->info.compute_units ? (int)ctx->info.compute_units : 1;
+    int s = (32 * cu + blocks - 1) / blocks;
+    return s < 1 ? 1 : s > n ? n : s;
+}
+
+/* Floats of ws the rows backward uses for a batch of n: xp, dp, then the S partials. */
+static void rows_layout(const graft_context *ctx, const conv2d_desc *d, const rows_geom *g, int n,
+                        size_t *xpo, size_t *dpo, size_t *parto, size_t *total)
+{
+    size_t xp = (size_t)n * d->c * g->xrows * g->xpitch;
+    size_t dp = (size_t)n * d->o * g->drows * g->dpitch;
+    size_t nw = (size_t)d->o * d->c * d->kh * d->kw + d->o;
+    *xpo = 0;
+    *dpo = xp;
+    *parto = xp + dp;
+    *total = xp + dp + (size_t)rows_splits(ctx, d, g, n) * nw;
+}
+
+/* rows_layout's total over every device rows_geom_of accepts (any VW, S <= n), in bytes; 0 where
+ * the rows path cannot apply: the workspace is sized before a device picks a path. */
+static size_t rows_workspace_bound(const conv2d_desc *d, int n)
+{
+    if (d->groups != 1 || d->sh != 1 || d->sw != 1 || d->ph >= d->kh || d->pw >= d->kw ||
+        d->kh * d->kw + 2 > 28 || d->ow > 256 || d->w > 256 || n < 1)
+        return 0;
+    size_t vmax = 15, dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
+    size_t xp = (size_t)n * d->c * (d->h + 2 * d->ph) * (d->ow + vmax + d->kw - 1);
+    size_t pa = dl + d->ow + vmax, pb = d->w + vmax + d->kw - 1;
+    size_t dp = (size_t)n * d->o * (d->oh + 2 * dt) * (pa > pb ? pa : pb);
+    size_t part = (size_t)n * ((size_t)d->o * d->c * d->kh * d->kw + d->o);
+    return (xp + dp + part) * sizeof(float);
+}
+
+static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    rows_geom g;
+    if (op->path != CONV_ROWS || !rows_geom_of(ctx, d, &g)) return GRAFT_OK;
+    char base[512], opts[768];
+    conv_options(d, base, sizeof base);
+    snprintf(opts, sizeof opts, "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d",
+             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf);
+    graft_status s;
+    if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wgrad", &op->rows_wgrad, e)) ||
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)) ||
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e)))
+        op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
+            op->rows_dgrad = NULL;
+    return s;
+}
+
+/* xp (in ws, at xpo) from samples 0 .. n-1 of x */
+static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geom *g, int n,
+                               cl_mem x, cl_mem ws, cl_long xpo, graft_error *e)
+{
+    cl_kernel k = op->rows_pad_x;
+    clSetKernelArg(k, 0, sizeof x, &x);
+    clSetKernelArg(k, 1, sizeof ws, &ws);
+    clSetKernelArg(k, 2, sizeof xpo, &xpo);
+    clSetKernelArg(k, 3, sizeof n, &n);
+    return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
+}
+
+static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
+                             cl_mem b, cl_mem y, cl_mem ws, graft_error *e)
+{
+    rows_geom g;
+    rows_geom_of(ctx, &op->d, &g);
+    cl_long xpo = 0;
+    graft_status st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e);
+    if (st) return st;
+    cl_kernel k = op->rows_fwd;
+    clSetKernelArg(k, 0, sizeof ws, &ws);
+    clSetKernelArg(k, 1, sizeof xpo, &xpo);
+    clSetKernelArg(k, 2, sizeof w, &w);
+    clSetKernelArg(k, 3, sizeof b, &b);
+    clSetKernelArg(k, 4, sizeof y, &y);
+    clSetKernelArg(k, 5, sizeof n, &n);
+    size_t gs = (size_t)n * op->d.oh, ls = 1;
+    return launch(ctx, k, 1, &gs, &ls, NULL, e);
+}
+
+static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,
+                             cl_mem dy, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws,
+                             graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    rows_geom g;
+    rows_geom_of(ctx, d, &g);
+    size_t xpo_, dpo_, parto_, total;
+    rows_layout(ctx, d, &g, n, &xpo_, &dpo_, &parto_, &total);
+    cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
+    graft_status st;
+    cl_kernel k = op->rows_pad_dy;
+    clSetKernelArg(k, 0, sizeof dy, &dy);
+    clSetKernelArg(k, 1, sizeof y, &y);
+    clSetKernelArg(k, 2, sizeof ws, &ws);
+    clSetKernelArg(k, 3, sizeof dpo, &dpo);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    if ((st = run1d(ctx, k, (size_t)n * d->o * g.drows, e))) return st;
+    if (dw || db) {
+        if ((st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e))) return st;
+        int S = rows_splits(ctx, d, &g, n);
+        k = op->rows_wgrad;
+        clSetKernelArg(k, 0, sizeof ws, &ws);
+        clSetKernelArg(k, 1, sizeof xpo, &xpo);
+        clSetKernelArg(k, 2, sizeof dpo, &dpo);
+        clSetKernelArg(k, 3, sizeof parto, &parto);
+        clSetKernelArg(k, 4, sizeof n, &n);
+        clSetKernelArg(k, 5, sizeof S, &S);
+        size_t gs = (size_t)S * (d->c / g.cb), ls = 1;
+        if ((st = launch(ctx, k, 1, &gs, &ls, NULL, e))) return st;
+        int nw = d->o * d->c * d->kh * d->kw, lo = dw ? 0 : nw, hi = db ? nw + d->o : nw;
+        k = op->rows_wsum;
+        clSetKernelArg(k, 0, sizeof ws, &ws);
+        clSetKernelArg(k, 1, sizeof parto, &parto);
+        clSetKernelArg(k, 2, sizeof dw, &dw);
+        clSetKernelArg(k, 3, sizeof db, &db);
+        clSetKernelArg(k, 4, sizeof S, &S);
+        clSetKernelArg(k, 5, sizeof lo, &lo);
+        clSetKernelArg(k, 6, sizeof hi, &hi);
+        if ((st = run1d(ctx, k, (size_t)(hi - lo), e))) return st;
+    }
+    if (!dx) return GRAFT_OK;
+    k = op->rows_dgrad;
+    clSetKernelArg(k, 0, sizeof ws, &ws);
+    clSetKernelArg(k, 1, sizeof dpo, &dpo);
+    clSetKernelArg(k, 2, sizeof w, &w);
+    clSetKernelArg(k, 3, sizeof dx, &dx);
+    clSetKernelArg(k, 4, sizeof n, &n);
+    size_t gs = (size_t)n * d->h, ls = 1;
+    return launch(ctx, k, 1, &gs, &ls, NULL, e);
+}
+
 static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
                                  conv_path path, graft_error *e);
 
@@ -553,7 +748,8 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &op->pack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &op->unpack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &op->bias_packed, e)) ||
-        (s = direct_init(ctx, op, e)) || (s = igemm_init(ctx, op, e))) {
+        (s = direct_init(ctx, op, e)) || (s = igemm_init(ctx, op, e)) ||
+        (s = rows_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
     }
@@ -567,8 +763,11 @@ size_t conv2d_workspace_bytes(const conv2d_desc *d, int n)
     full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
     full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
     conv_dims s = dims_of(&full, n);
-    if (use_batched(d)) return (s.colsz + (size_t)d->o * s.ld) * sizeof(float);
-    return s.identity ? 0 : s.colsz * sizeof(float);
+    size_t im = use_batched(d) ? (s.colsz + (size_t)d->o * s.ld) * sizeof(float)
+                : s.identity   ? 0
+                               : s.colsz * sizeof(float);
+    size_t rows = rows_workspace_bound(&full, n);
+    return rows > im ? rows : im;
 }
 
 void conv2d_op_free(conv2d_op *op)
@@ -629,6 +828,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
+    if (op->rows_fwd) return rows_fwd(ctx, op, n, x, w, b, y, ws, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);
@@ -693,6 +893,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
+    if (op->rows_wgrad) return rows_bwd(ctx, op, n, x, y, dy, w, dx, dw, db, ws, e);
     if (op->ig_fwd) { /* dy is read through the epilogue's derivative, never rewritten */
         if ((dw || db) && (st = ig_weight(ctx, op, n, x, dy, y, dw, db, ws, e))) return st;
         return dx ? ig_data(ctx, op, n, dy, y, w, dx, e) : GRAFT_OK;
@@ -792,7 +993,10 @@ graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem 
 
 conv_path conv2d_op_path(const conv2d_op *op)
 {
-    return op->ig_fwd ? CONV_IGEMM : op->direct_fwd ? CONV_DIRECT : CONV_IM2COL;
+    return op->ig_fwd       ? CONV_IGEMM
+           : op->direct_fwd ? CONV_DIRECT
+           : op->rows_wgrad ? CONV_ROWS
+                            : CONV_IM2COL;
 }
 
 /* ---- tuning the path ---- */
@@ -848,7 +1052,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
                          double stop_at, conv_tune_result *r, graft_error *e)
 {
     memset(r, 0, sizeof *r);
-    r->deflt = r->best = default_path(ctx);
+    r->deflt = r->best = default_path(ctx, d);
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_tune: batch count %d", n);
     conv2d_op probe;
     graft_status s = op_init_path(ctx, &probe, d, CONV_IM2COL, e); /* checks the shape */
@@ -876,7 +1080,8 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     for (int p = 0; p < CONV_PATHS; p++) {
         if (p == (int)r->deflt) continue;
         bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
-        if (quick && ((p == CONV_IGEMM && !gpu) || (p == CONV_DIRECT && gpu))) continue;
+        if (quick && ((p == CONV_IGEMM && !gpu) || ((p == CONV_DIRECT || p == CONV_ROWS) && gpu)))
+            continue;
         order[np++] = (conv_path)p;
     }
     double best = 0;

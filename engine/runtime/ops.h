@@ -61,7 +61,7 @@ typedef struct conv2d_desc {
  * CPU kernel (conv.cl's conv2d_direct, forward and backward data) or implicit GEMMs
  * (cl/conv_igemm.cl). Chosen per layer shape: GRAFT_CONV, else the tuner's stored result, else
  * the device type's default (GPUs igemm, other devices im2col). */
-typedef enum conv_path { CONV_IM2COL, CONV_DIRECT, CONV_IGEMM, CONV_PATHS } conv_path;
+typedef enum conv_path { CONV_IM2COL, CONV_DIRECT, CONV_IGEMM, CONV_ROWS, CONV_PATHS } conv_path;
 const char *conv2d_path_name(conv_path p);
 typedef struct conv2d_op {
     conv2d_desc d;
@@ -75,6 +75,9 @@ typedef struct conv2d_op {
      * for forward, backward data and backward weight + bias, and the split-K reduction */
     cl_kernel ig_fwd, ig_data, ig_weight, ig_reduce;
     int ig_tile[3][2]; /* per kernel: work-group TX, TY (RM = RN = 4, BK = 16) */
+    /* the rows path (cl/conv_rows.cl, CPU-shaped; NULL when not chosen): forward and backward
+     * from zero-padded copies of x and dy, with no column matrix */
+    cl_kernel rows_pad_x, rows_pad_dy, rows_fwd, rows_wgrad, rows_wsum, rows_dgrad;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */

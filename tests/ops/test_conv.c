@@ -24,6 +24,7 @@ static const conv_case full_cases[] = {
     {"depthwise 3x3 s2 p1, multiplier 2", 2, 1, 3, 8, 8, 6, 3, 3, 2, 2, 1, 1, 3, 1},
     {"7x7 s2 p3 stem", 2, 1, 3, 20, 20, 8, 7, 7, 2, 2, 3, 3, 1, 1},
     {"batch 1, no padding", 1, 1, 2, 6, 6, 3, 3, 3, 1, 1, 0, 0, 1, 1},
+    {"3x5 p1x2, rows of 21 (two vectors at VW 16)", 3, 2, 3, 6, 21, 4, 3, 5, 1, 1, 1, 2, 1, 1},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -34,6 +35,7 @@ static const conv_case small_cases[] = {
     {"3x3 p1", 2, 1, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},
     {"groups 2, s2", 2, 1, 4, 6, 5, 2, 3, 3, 2, 2, 1, 1, 2, 0},
     {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},
+    {"2x3 p0x1, rows of 18", 2, 1, 2, 3, 18, 3, 2, 3, 1, 1, 0, 1, 1, 1},
 };
 
 typedef struct conv_shape {
@@ -213,7 +215,10 @@ static void run_case(graft_context *ctx, const conv_case *k)
     CHECK(op.d.oh == s.oh && op.d.ow == s.ow);
     /* GRAFT_CONV=igemm must really run the implicit GEMM (any device with work-groups of 64) */
     const char *path = getenv("GRAFT_CONV");
-    printf("  path: %s\n", op.ig_fwd ? "implicit GEMM" : op.direct_fwd ? "direct" : "im2col");
+    printf("  path: %s\n", op.ig_fwd       ? "implicit GEMM"
+                           : op.direct_fwd ? "direct"
+                           : op.rows_wgrad ? "rows"
+                                           : "im2col");
     if (path && strcmp(path, "igemm") == 0)
         CHECKF(op.ig_fwd && op.ig_data && op.ig_weight, "%s: implicit GEMM not chosen", k->name);
     size_t wsb = conv2d_workspace_bytes(&d, s.n);

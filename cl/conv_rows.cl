@@ -1,0 +1,291 @@
+/* conv_rows.cl — conv2d's backward for CPU devices without a column matrix: the weight and data
+ * gradients computed straight from zero-padded copies of x and of dy, whole output rows at a time
+ * in vector registers. Shaped like conv.cl's conv2d_direct and gemm_outer (one work-item per
+ * work-group, register tiles, no local memory); stride 1, one group.
+ *
+ * The im2col backward writes the batch's column matrix (conv2 of fmnist-cnn: 288 x 50,176 floats,
+ * 58 MB), multiplies it twice against the packed gradient and gathers the data gradient back
+ * with col2im: about 200 MB of memory traffic per layer and step for 1.9 GFLOP. Here the only
+ * passes over memory are the two padded copies (each about the size of its tensor) and the
+ * gradients themselves; the shifts of im2col become vector loads at a constant offset from a
+ * padded row, so the inner loops have no bounds tests.
+ *
+ * Options: conv.cl's (CI HI WI CO HO WO KH KW SH SW PH PW HAS_BIAS, -DEPI for the fused
+ * activation), VW (float vector width: 4, 8 or 16), NVO / NVI (vectors per output / input row:
+ * ceil(WO / VW), ceil(WI / VW)), MRW (output channels per weight-gradient tile, divides CO), CB
+ * (input channels per weight-gradient work-item, divides CI), MRD (input channels per
+ * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO). Requires
+ * SH = SW = 1, PH < KH and PW < KW (op_conv.c checks).
+ *
+ * Padded layouts (every entry outside the copied data is 0):
+ *   xp [n, CI, XROWS, XPITCH]: x[i, c, iy, ix] at row iy + PH, column ix + PW, so the input of
+ *      output (oy, ox) and tap (ky, kx) is at row oy + ky, column ox + kx;
+ *   dp [n, CO, DROWS, DPITCH]: dy (through the activation's derivative) at row oy + DT, column
+ *      ox + DL with DT = KH-1-PH, DL = KW-1-PW: the full-padded gradient whose plain convolution
+ *      with the flipped weights is the data gradient, and whose columns past WO are 0 for the
+ *      weight gradient's whole-vector rows. */
+#include "epilogue.cl"
+
+#define KK (KH * KW)
+#define XROWS (HI + 2 * PH)
+#define XPITCH (NVO * VW + KW - 1)
+#define DT (KH - 1 - PH)
+#define DL (KW - 1 - PW)
+#define DROWS (HO + 2 * DT)
+#define DPITCH_A (DL + NVO * VW)
+#define DPITCH_B (NVI * VW + KW - 1)
+#define DPITCH (DPITCH_A > DPITCH_B ? DPITCH_A : DPITCH_B)
+
+#include "vecw.cl"
+
+/* The lanes of v summed in a fixed order (halves, then halves of those). */
+static inline float hsum(const floatv v)
+{
+#if VW == 16
+    const float8 h8 = v.lo + v.hi;
+#elif VW == 8
+    const float8 h8 = v;
+#endif
+#if VW >= 8
+    const float4 h4 = h8.lo + h8.hi;
+#else
+    const float4 h4 = v;
+#endif
+    const float2 h2 = h4.lo + h4.hi;
+    return h2.x + h2.y;
+}
+
+/* One padded row per work-item: row r of plane q (plane = (i, c)) of a ROWS x PITCH layout whose
+ * data sit at row T, column L; src rows of W floats, H per plane. */
+static inline void pad_row(__global const float *src, __global const float *y,
+                           __global float *dst, const int t, const int H, const int W,
+                           const int ROWS, const int PITCH, const int T, const int L,
+                           const int grad)
+{
+    const int q = t / ROWS, r = t - q * ROWS;
+    __global float *d = dst + (long)t * PITCH;
+    const int sy = r - T;
+    if (sy < 0 || sy >= H) {
+        for (int j = 0; j < PITCH; j++) d[j] = 0.0f;
+        return;
+    }
+    const long s0 = ((long)q * H + sy) * W;
+    for (int j = 0; j < L; j++) d[j] = 0.0f;
+#if EPI
+    if (grad)
+        for (int j = 0; j < W; j++) d[L + j] = epi_grad(src[s0 + j], y[s0 + j]);
+    else
+#endif
+        for (int j = 0; j < W; j++) d[L + j] = src[s0 + j];
+    for (int j = L + W; j < PITCH; j++) d[j] = 0.0f;
+}
+
+/* xp from x (NCHW): one work-item per padded row, n * CI * XROWS of them. */
+__kernel void conv_rows_pad_x(__global const float *x, __global float *ws, const long xpo,
+                              const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * CI * XROWS) return;
+    pad_row(x, x, ws + xpo, t, HI, WI, XROWS, XPITCH, PH, PW, 0);
+}
+
+/* dp from dy (NCHW), through the fused activation's derivative (from the saved output y). */
+__kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y,
+                               __global float *ws, const long dpo, const int n)
+{
+    const int t = get_global_id(0);
+    if (t >= n * CO * DROWS) return;
+    pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, 1);
+}
+
+/* Partial weight (and bias) gradients of sample range s (samples n*s/S .. n*(s+1)/S - 1) and input
+ * channels cb*CB .. cb*CB + CB - 1, one work-item per (s, cb): part[s] holds [CO, CI, KK] then
+ * [CO] (the bias, from the cb = 0 work-items). For each block of MRW output channels and each
+ * input channel, MRW x KK vector accumulators run over the range's output rows: a tap (ky, kx) of
+ * output row oy multiplies the dy row by the x row oy + ky read at offset kx, lane by lane, and
+ * the lanes are summed once at the end. The range's x planes (CB per sample) are read once per
+ * output-channel block, from cache. */
+__kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo,
+                              const long parto, const int n, const int S)
+{
+    __global const float *xp = ws + xpo, *dp = ws + dpo;
+    __global float *part = ws + parto;
+    const int t = get_global_id(0);
+    if (t >= S * (CI / CB)) return;
+    const int s = t / (CI / CB), cb = t - s * (CI / CB);
+    const int i0 = (int)((long)n * s / S), i1 = (int)((long)n * (s + 1) / S);
+    __global float *pw = part + (long)s * (CO * CI * KK + CO);
+    for (int o0 = 0; o0 < CO; o0 += MRW) {
+        for (int c = cb * CB; c < cb * CB + CB; c++) {
+            floatv acc[MRW][KK], bacc[MRW];
+            #pragma unroll
+            for (int m = 0; m < MRW; m++) {
+                bacc[m] = (floatv)(0.0f);
+                #pragma unroll
+                for (int k = 0; k < KK; k++) acc[m][k] = (floatv)(0.0f);
+            }
+            for (int i = i0; i < i1; i++) {
+                __global const float *xc = xp + ((long)i * CI + c) * XROWS * XPITCH;
+                __global const float *dc = dp + (((long)i * CO + o0) * DROWS + DT) * DPITCH + DL;
+                for (int oy = 0; oy < HO; oy++) {
+                    #pragma unroll
+                    for (int v = 0; v < NVO; v++) {
+                        floatv dv[MRW];
+                        #pragma unroll
+                        for (int m = 0; m < MRW; m++)
+                            dv[m] = VLOAD(VW)(0, dc + ((long)m * DROWS + oy) * DPITCH + v * VW);
+#if HAS_BIAS
+                        if (c == 0)
+                            #pragma unroll
+                            for (int m = 0; m < MRW; m++) bacc[m] += dv[m];
+#endif
+                        #pragma unroll
+                        for (int ky = 0; ky < KH; ky++) {
+                            __global const float *xr = xc + (oy + ky) * XPITCH + v * VW;
+                            #pragma unroll
+                            for (int kx = 0; kx < KW; kx++) {
+                                const floatv xv = VLOAD(VW)(0, xr + kx);
+                                #pragma unroll
+                                for (int m = 0; m < MRW; m++)
+                                    acc[m][ky * KW + kx] = fma(dv[m], xv, acc[m][ky * KW + kx]);
+                            }
+                        }
+                    }
+                }
+            }
+            #pragma unroll
+            for (int m = 0; m < MRW; m++)
+                #pragma unroll
+                for (int k = 0; k < KK; k++) pw[((long)(o0 + m) * CI + c) * KK + k] = hsum(acc[m][k]);
+#if HAS_BIAS
+            if (c == 0)
+                #pragma unroll
+                for (int m = 0; m < MRW; m++) pw[CO * CI * KK + o0 + m] = hsum(bacc[m]);
+#endif
+        }
+    }
+}
+
+/* dw and db = the S partials summed in order s = 0, 1, ...: one work-item per element j of
+ * [lo, hi) (dw at j < CO*CI*KK, db after it; the host leaves out the one it does not want). */
+__kernel void conv_rows_wsum(__global const float *ws, const long parto, __global float *dw,
+                             __global float *db, const int S, const int lo, const int hi)
+{
+    const int j = lo + get_global_id(0);
+    const int NW = CO * CI * KK, T = NW + CO;
+    if (j >= hi) return;
+    __global const float *part = ws + parto;
+    float sum = 0.0f;
+    for (int s = 0; s < S; s++) sum += part[(long)s * T + j];
+    if (j < NW)
+        dw[j] = sum;
+    else
+        db[j - NW] = sum;
+}
+
+/* dx[i, c, iy, :] = sum over o, ky, kx of w[o, c, ky, kx] * dp[i, o, iy + KH-1-ky, KW-1-kx + :]:
+ * the plain convolution of the padded gradient with the flipped weights, one work-item per input
+ * row (i, iy), MRD input channels x NVI vectors of the row in registers per block. */
+__kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global const float *w,
+                              __global float *dx, const int n)
+{
+    __global const float *dp = ws + dpo;
+    const int t = get_global_id(0);
+    if (t >= n * HI) return;
+    const int i = t / HI, iy = t - i * HI;
+    for (int c0 = 0; c0 < CI; c0 += MRD) {
+        floatv acc[MRD][NVI];
+        #pragma unroll
+        for (int m = 0; m < MRD; m++)
+            #pragma unroll
+            for (int v = 0; v < NVI; v++) acc[m][v] = (floatv)(0.0f);
+        for (int o = 0; o < CO; o++) {
+            __global const float *dpo = dp + ((long)i * CO + o) * DROWS * DPITCH;
+            __global const float *wo = w + ((long)o * CI + c0) * KK;
+            #pragma unroll
+            for (int ky = 0; ky < KH; ky++) {
+                __global const float *dr = dpo + (iy + KH - 1 - ky) * DPITCH + KW - 1;
+                #pragma unroll
+                for (int kx = 0; kx < KW; kx++) {
+                    floatv gv[NVI];
+                    #pragma unroll
+                    for (int v = 0; v < NVI; v++) gv[v] = VLOAD(VW)(0, dr + v * VW - kx);
+                    #pragma unroll
+                    for (int m = 0; m < MRD; m++) {
+                        const float wv = wo[m * KK + ky * KW + kx];
+                        #pragma unroll
+                        for (int v = 0; v < NVI; v++) acc[m][v] = fma((floatv)(wv), gv[v], acc[m][v]);
+                    }
+                }
+            }
+        }
+        #pragma unroll
+        for (int m = 0; m < MRD; m++) {
+            __global float *xr = dx + (((long)i * CI + c0 + m) * HI + iy) * WI;
+            #pragma unroll
+            for (int v = 0; v < NVI; v++) {
+                if ((v + 1) * VW <= WI) {
+                    VSTORE(VW)(acc[m][v], 0, xr + v * VW);
+                } else {
+                    float tmp[VW];
+                    VSTORE(VW)(acc[m][v], 0, tmp);
+                    for (int l = 0; v * VW + l < WI; l++) xr[v * VW + l] = tmp[l];
+                }
+            }
+        }
+    }
+}
+
+/* y[i, o, oy, :] = epi(b[o] + sum over c, ky, kx of w[o, c, ky, kx] * xp[i, c, oy + ky, kx + :]):
+ * the forward from the padded input, one work-item per output row (i, oy), MRF output channels x
+ * NVO vectors of the row in registers per block, the weights broadcast. */
+__kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global const float *w,
+                            __global const float *b, __global float *y, const int n)
+{
+    __global const float *xp = ws + xpo;
+    const int t = get_global_id(0);
+    if (t >= n * HO) return;
+    const int i = t / HO, oy = t - i * HO;
+    for (int o0 = 0; o0 < CO; o0 += MRF) {
+        floatv acc[MRF][NVO];
+#pragma unroll
+        for (int m = 0; m < MRF; m++)
+#pragma unroll
+            for (int v = 0; v < NVO; v++) acc[m][v] = (floatv)(0.0f);
+        for (int c = 0; c < CI; c++) {
+            __global const float *xc = xp + (((long)i * CI + c) * XROWS + oy) * XPITCH;
+            __global const float *wc = w + ((long)o0 * CI + c) * KK;
+#pragma unroll
+            for (int ky = 0; ky < KH; ky++) {
+#pragma unroll
+                for (int kx = 0; kx < KW; kx++) {
+                    floatv xv[NVO];
+#pragma unroll
+                    for (int v = 0; v < NVO; v++) xv[v] = VLOAD(VW)(0, xc + ky * XPITCH + v * VW + kx);
+#pragma unroll
+                    for (int m = 0; m < MRF; m++) {
+                        const float wv = wc[(long)m * CI * KK + ky * KW + kx];
+#pragma unroll
+                        for (int v = 0; v < NVO; v++) acc[m][v] = fma((floatv)(wv), xv[v], acc[m][v]);
+                    }
+                }
+            }
+        }
+#pragma unroll
+        for (int m = 0; m < MRF; m++) {
+            const int o = o0 + m;
+#if HAS_BIAS
+            const floatv bo = (floatv)(b[o]);
+#else
+            const floatv bo = (floatv)(0.0f);
+#endif
+            __global float *yr = y + (((long)i * CO + o) * HO + oy) * WO;
+#pragma unroll
+            for (int v = 0; v < NVO; v++) {
+                float tmp[VW];
+                VSTORE(VW)(acc[m][v] + bo, 0, tmp);
+                for (int l = 0; l < VW && v * VW + l < WO; l++) yr[v * VW + l] = epi_fwd(tmp[l]);
+            }
+        }
+    }
+}

@@ -74,7 +74,7 @@ static void run_free(device_run *r)
  * step run (so every kernel is built): what "start" means to a user. */
 static graft_status start_run(const char *spec, const char *dir, graft_recipe *rc, int batch,
                               const float *x, const int *y, const optim_hparams *h,
-                              const shape_set *tune, double *tune_seconds, device_run *r,
+                              shape_set *tune, double *tune_seconds, device_run *r,
                               graft_error *e)
 {
     graft_context_options co = {.device = spec, .cache_dir = dir, .profile = 1};
@@ -82,6 +82,10 @@ static graft_status start_run(const char *spec, const char *dir, graft_recipe *r
     if (s) return s;
     if (tune) {
         double t0 = now_seconds();
+        /* what the trainer tunes on this device: the convolutions' GEMMs only where their path
+         * multiplies through one */
+        tune->n = compile_gemm_shapes(r->ctx, &rc->graph, (size_t)batch, false, tune->s,
+                                      BENCH_MAX_SHAPES);
         for (int i = 0; i < tune->n && !s; i++) {
             tune_result tr;
             s = tune_gemm(r->ctx, &tune->s[i], NULL, NULL, &tr, e);
@@ -154,7 +158,6 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
                        .weight_decay = (float)ts->weight_decay, .l2sp = (float)ts->l2sp, .t = 1};
 
     shape_set shapes = {0};
-    shapes.n = compile_gemm_shapes(g, (size_t)B, false, shapes.s, BENCH_MAX_SHAPES);
     double t0 = now_seconds();
     if ((s = start_run(spec, dir, rc, B, x, y, &h, o->tune ? &shapes : NULL,
                        &out->cold_tune_seconds, &cold, e)))

@@ -81,12 +81,13 @@ static void add(shape_list *l, const gemm_shape *s)
 }
 
 /* The recipe's GEMMs (every product of every layer: `graft tune` does not know which layers a
- * run will freeze) at its batch size into the list; returns how many were new. */
+ * run will freeze, nor which path the convolutions' tuning below picks) at its batch size into
+ * the list; returns how many were new. */
 static int graph_shapes(shape_list *l, const graft_recipe *r)
 {
     size_t n = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
     gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
-    int count = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
+    int count = compile_recipe_gemm_shapes(NULL, r, false, s, COMPILE_MAX_GEMM_SHAPES);
     int before = l->n;
     for (int i = 0; i < count; i++) add(l, &s[i]);
     for (int i = 0; i < r->graph.nlayers; i++)

@@ -22,7 +22,8 @@ static void add(gemm_shape *out, int *n, int cap, bool ta, bool tb, size_t m, si
     add_ld(out, n, cap, ta, tb, m, nn, k, 0, 0, 0);
 }
 
-int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap)
+int compile_gemm_shapes(graft_context *ctx, const graph *g, size_t batch, bool only_trained,
+                        gemm_shape *out, int cap)
 {
     int n = 0;
     /* flows[i]: a gradient reaches layer i's output (it or something before it trains) */
@@ -43,7 +44,9 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
                              .pw = ly->pad[1], .groups = ly->groups > 0 ? ly->groups : 1,
                              .oh = ly->out.d[1], .ow = ly->out.d[2]};
             gemm_shape prod[4];
-            int np = conv2d_gemm_products(&d, (int)batch, need_dx, trains, prod, 4);
+            int np = ctx && !conv2d_uses_gemm(ctx, &d)
+                         ? 0
+                         : conv2d_gemm_products(&d, (int)batch, need_dx, trains, prod, 4);
             for (int j = 0; j < np; j++)
                 add_ld(out, &n, cap, prod[j].ta, prod[j].tb, prod[j].m, prod[j].n, prod[j].k,
                        prod[j].lda, prod[j].ldb, prod[j].ldc);
@@ -73,19 +76,20 @@ int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_sh
     return n;
 }
 
-int compile_recipe_gemm_shapes(const graft_recipe *r, bool only_trained, gemm_shape *out, int cap)
+int compile_recipe_gemm_shapes(graft_context *ctx, const graft_recipe *r, bool only_trained,
+                               gemm_shape *out, int cap)
 {
     size_t b = (size_t)(r->train.batch_size > 0 ? r->train.batch_size : 64);
-    int n = compile_gemm_shapes(&r->graph, b, only_trained, out, cap);
+    int n = compile_gemm_shapes(ctx, &r->graph, b, only_trained, out, cap);
     const adapt_spec *a = &r->adapt;
     if (!a->present || !(a->methods & ADAPT_ALIGNING) || a->layer < 0 || a->layer >= r->graph.nlayers)
         return n;
     /* an aligning step runs the source and the target batch together (pipeline.c) */
     gemm_shape more[COMPILE_MAX_GEMM_SHAPES];
-    int m = compile_gemm_shapes(&r->graph, 2 * b, only_trained, more, COMPILE_MAX_GEMM_SHAPES);
+    int m = compile_gemm_shapes(ctx, &r->graph, 2 * b, only_trained, more, COMPILE_MAX_GEMM_SHAPES);
     for (int i = 0; i < m; i++) add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
     if (a->methods & ADAPT_DANN) {
-        m = compile_gemm_shapes(&a->disc_graph, 2 * b, false, more, COMPILE_MAX_GEMM_SHAPES);
+        m = compile_gemm_shapes(ctx, &a->disc_graph, 2 * b, false, more, COMPILE_MAX_GEMM_SHAPES);
         for (int i = 0; i < m; i++)
             add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
     }
@@ -183,8 +187,10 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
     graft_status st = tune_mode_resolve((int)r->train.tune, &mode, &budget, e);
     if (st || mode == TUNE_OFF) return st;
     gemm_shape shapes[COMPILE_MAX_GEMM_SHAPES], missing[COMPILE_MAX_GEMM_SHAPES];
-    /* an unfreeze schedule trains more layers later: tune every product then */
-    int n = compile_recipe_gemm_shapes(r, r->train.nunfreeze == 0, shapes, COMPILE_MAX_GEMM_SHAPES);
+    /* an unfreeze schedule trains more layers later: tune every product then; convolutions
+     * whose path issues no GEMM on this device (the rows path on CPUs) have none to tune */
+    int n = compile_recipe_gemm_shapes(ctx, r, r->train.nunfreeze == 0, shapes,
+                                       COMPILE_MAX_GEMM_SHAPES);
     int m = tune_missing(ctx, shapes, n, missing);
     double t0 = now_seconds();
     int convs = conv_missing(ctx, &r->graph, NULL, 0);

@@ -291,12 +291,16 @@ graft_status pipeline_sync_resume(pipeline *p, int N, const double *global, graf
 #define COMPILE_MAX_GEMM_SHAPES 256
 /* The GEMMs the pipeline issues for graph g at this batch (as op_conv.c / op_dense.c issue
  * them), without repeats, at most cap; returns the count. only_trained: skip the backward
- * products of layers no gradient reaches and the weight gradients of frozen layers. */
-int compile_gemm_shapes(const graph *g, size_t batch, bool only_trained, gemm_shape *out, int cap);
+ * products of layers no gradient reaches and the weight gradients of frozen layers. ctx: leave
+ * out the convolutions whose path on that device issues no GEMM (conv2d_uses_gemm; NULL: list
+ * every product, as if each ran im2col). */
+int compile_gemm_shapes(graft_context *ctx, const graph *g, size_t batch, bool only_trained,
+                        gemm_shape *out, int cap);
 /* The same for a whole recipe at its batch size: the model's products, and where `adapt:` aligns
  * features (coral, mmd, dann), also the products of its steps over a source and a target batch
  * (2B rows), DANN's discriminator and the alignment losses' own GEMMs. */
-int compile_recipe_gemm_shapes(const graft_recipe *r, bool only_trained, gemm_shape *out, int cap);
+int compile_recipe_gemm_shapes(graft_context *ctx, const graft_recipe *r, bool only_trained,
+                               gemm_shape *out, int cap);
 /* A conv2d layer's op descriptor (shape, stride, padding, groups, bias; no epilogue). */
 void plan_conv_desc(const layer *l, conv2d_desc *d);
 typedef void (*tune_note_fn)(void *user, const char *note);

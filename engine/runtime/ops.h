@@ -80,6 +80,9 @@ typedef struct conv2d_op {
     cl_kernel rows_pad_x, rows_pad_dy, rows_fwd, rows_wgrad, rows_wsum, rows_dgrad;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
+/* Whether the path conv2d_op_init would give this shape on ctx's device multiplies through the
+ * GEMM (im2col, and direct's weight gradient) rather than its own kernels (rows, igemm). */
+bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d);
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
 struct gemm_shape;
 /* The GEMMs the im2col path issues for a batch of n (conv2d_fwd's and, with need_dx and trains,

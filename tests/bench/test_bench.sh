@@ -66,8 +66,9 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 st = r["devices"][0]["start"]
 print("tuned start:", st)
-# tiny at batch 16: conv1, conv2 and fc, three GEMMs each (forward, backward data, weights)
-ok = (r["settings"]["tune"] and st["tuned_shapes"] == 9 and st["cold_tune_seconds"] > 0
+# tiny at batch 16: fc's three GEMMs (forward, backward data, weights), as the trainer tunes
+# them; conv1 and conv2 (3x3, stride 1) run paths that issue none (rows on a CPU)
+ok = (r["settings"]["tune"] and st["tuned_shapes"] == 3 and st["cold_tune_seconds"] > 0
       and st["cold_seconds"] > st["cold_tune_seconds"] and st["programs_built_warm"] == 0
       and st["warm_seconds"] < st["cold_seconds"])
 sys.exit(not ok)

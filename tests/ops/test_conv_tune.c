@@ -37,7 +37,8 @@ int main(void)
     graft_context *ctx = ctx_in(dir);
     printf("device: %s (%s)\n", ctx->info.name, ctx->info.platform);
     bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
-    conv_path deflt = gpu ? CONV_IGEMM : CONV_IM2COL;
+    /* (the 3x3 stride-1 shape below is one the rows path runs) */
+    conv_path deflt = gpu ? CONV_IGEMM : CONV_ROWS;
     graft_error e = {0};
     conv2d_desc d = {.c = 3, .h = 6, .w = 5, .o = 4, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
                      .ph = 1, .pw = 1, .groups = 1, .bias = true};
@@ -53,9 +54,10 @@ int main(void)
 
     /* every path that applies, the default first; the winner is stored and followed */
     CHECK_OK(conv2d_tune(ctx, &d, 2, false, 0, &r, err));
-    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms -> %s (default %s)\n",
+    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms, rows %.3f ms -> %s (default "
+           "%s)\n",
            1e3 * r.seconds[CONV_IM2COL], 1e3 * r.seconds[CONV_DIRECT], 1e3 * r.seconds[CONV_IGEMM],
-           conv2d_path_name(r.best), conv2d_path_name(r.deflt));
+           1e3 * r.seconds[CONV_ROWS], conv2d_path_name(r.best), conv2d_path_name(r.deflt));
     CHECK(r.deflt == deflt && r.seconds[deflt] > 0 && r.stored);
     for (int p = 0; p < CONV_PATHS; p++) CHECKF(r.seconds[p] > 0, "path %d not timed", p);
     CHECK(r.seconds[r.best] <= r.seconds[deflt]);
@@ -70,25 +72,33 @@ int main(void)
     CHECK(init_path(ctx, &d) == CONV_DIRECT);
     CHECK(conv2d_path_store(ctx, &d, CONV_IGEMM, 1.0));
     CHECK(init_path(ctx, &d) == CONV_IGEMM);
+    CHECK(conv2d_path_store(ctx, &d, CONV_IM2COL, 1.0));
+    CHECK(init_path(ctx, &d) == CONV_IM2COL && conv2d_uses_gemm(ctx, &d));
 
     /* ... unless GRAFT_CONV says otherwise */
     setenv("GRAFT_CONV", "im2col", 1);
     CHECK(init_path(ctx, &d) == CONV_IM2COL);
     unsetenv("GRAFT_CONV");
 
-    /* a path that cannot run the shape is not a candidate: the direct kernel needs a unit
-     * stride along x, so a stride-2 layer times im2col and igemm only */
+    /* a path that cannot run the shape is not a candidate: the direct and rows kernels need a
+     * unit stride, so a stride-2 layer times im2col and igemm only (and on a CPU im2col is then
+     * the default, which the GEMM-shape list follows) */
     conv2d_desc s2 = d;
     s2.sw = s2.sh = 2;
+    CHECK(conv2d_uses_gemm(ctx, &s2) == !gpu);
     CHECK_OK(conv2d_tune(ctx, &s2, 2, false, 0, &r, err));
-    CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_IM2COL] > 0 && r.seconds[CONV_IGEMM] > 0);
-    CHECK(r.best != CONV_DIRECT && r.stored);
+    CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 &&
+          r.seconds[CONV_IM2COL] > 0 && r.seconds[CONV_IGEMM] > 0);
+    CHECK(r.best != CONV_DIRECT && r.best != CONV_ROWS && r.stored);
+    CHECK(r.deflt == (gpu ? CONV_IGEMM : CONV_IM2COL));
 
-    /* quick leaves out the other kind of device's path */
+    /* quick leaves out the other kind of device's paths */
     conv2d_desc q = d;
     q.o = 5;
+    CHECK(!conv2d_uses_gemm(ctx, &q)); /* untuned: rows on a CPU, igemm on a GPU */
     CHECK_OK(conv2d_tune(ctx, &q, 2, true, 0, &r, err));
-    CHECK(gpu ? r.seconds[CONV_DIRECT] == 0 : r.seconds[CONV_IGEMM] == 0);
+    CHECK(gpu ? r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0
+              : r.seconds[CONV_IGEMM] == 0);
 
     /* a bad shape is an error, not a crash */
     conv2d_desc bad = d;

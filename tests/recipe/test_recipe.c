@@ -451,7 +451,7 @@ static void test_conv_shapes(void)
     dump_diags(&d);
     if (!r) return;
     gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
-    int n = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
+    int n = compile_recipe_gemm_shapes(NULL, r, false, s, COMPILE_MAX_GEMM_SHAPES);
     CHECK(has_shape(s, n, false, false, 16, 15 * 784, 72));
     CHECK(has_shape(s, n, false, false, 16, 4 * 784, 72));
     CHECK(!has_shape(s, n, false, false, 16, 64 * 784, 72));
@@ -496,7 +496,7 @@ static void test_adapt_shapes(void)
         dump_diags(&d);
         if (!r) continue;
         gemm_shape s[COMPILE_MAX_GEMM_SHAPES];
-        int n = compile_recipe_gemm_shapes(r, false, s, COMPILE_MAX_GEMM_SHAPES);
+        int n = compile_recipe_gemm_shapes(NULL, r, false, s, COMPILE_MAX_GEMM_SHAPES);
         CHECKF(has_shape(s, n, false, true, 8, 6, 16), "%s: fc1 forward at B", methods[m]);
         bool aligns = m > 0;
         CHECKF(has_shape(s, n, false, true, 16, 6, 16) == aligns, "%s: fc1 forward at 2B",

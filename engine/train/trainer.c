@@ -356,6 +356,7 @@ static graft_status compile_phase(run *R, graft_error *e)
             R->rep[k] = NULL;
         }
     }
+    bool first = !R->head; /* a later phase (an unfreeze) replaces the pipeline */
     free_features(R);
     bool augment = data_spec_augments(&r->data);
     graph_plan gp;
@@ -407,9 +408,9 @@ static graft_status compile_phase(run *R, graft_error *e)
                            .dropout_seed = r->train.seed * 1000003ull + 17,
                            .skip_nonfinite = r->train.on_nonfinite == NONFINITE_SKIP_BATCH,
                            .sync_bn = r->train.sync_bn && (R->nrep > 1 || R->world > 1)};
-    notify(R, R->ctx->programs_built + R->ctx->programs_loaded == 0
-                  ? "compiling kernels (cached on disk for the next run)"
-                  : "recompiling for the new frozen set");
+    /* (the first-run tuner has built programs of its own by now: not a sign of a later phase) */
+    notify(R, first ? "compiling kernels (cached on disk for the next run)"
+                    : "recompiling for the new frozen set");
     if (use_cache) {
         graph prefix = r->graph;
         prefix.nlayers = R->cut;

@@ -1099,7 +1099,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
         bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
         if (quick && ((p == CONV_IGEMM && !gpu) || ((p == CONV_DIRECT || p == CONV_ROWS) && gpu)))
             continue;
-        if (quick && p == CONV_DIRECT && r->deflt == CONV_ROWS) continue; /* rows does more */
+        if (quick && r->deflt == CONV_ROWS) continue; /* see conv2d_tune in ops.h */
         order[np++] = (conv_path)p;
     }
     double best = 0;

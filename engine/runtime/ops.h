@@ -109,9 +109,11 @@ conv_path conv2d_op_path(const conv2d_op *op);
  * bias) at batch n on poison-free operands, timed as the median of 3 after a warm-up (a candidate
  * over 3x the best so far is dropped after one); the default is replaced only by a path 7 %
  * faster. quick leaves out the paths shaped for the other kind of device (igemm on CPUs: 20-30x
- * slower under PoCL; direct and rows on GPUs), and direct where rows is the default (the same
- * register tiles without direct's per-row copies; 1.6-2.7x faster forward + backward on
- * fmnist-cnn's layers, graft bench on the Xeon VM). The choice goes into the program cache
+ * slower under PoCL; direct and rows on GPUs), and where rows is the default, every other path:
+ * direct runs the same register tiles with per-row copies (1.6-2.7x slower forward + backward
+ * on fmnist-cnn's layers, graft bench on the Xeon VM) and im2col lost to rows by 1.3-2.0x on
+ * every layer there, while timing it on a first run costs ~14 s of kernel compiles a shape
+ * (`graft tune` still times every path). The choice goes into the program cache
  * (kind "tune") and every later conv2d_op_init of the shape on this device uses it. stop_at
  * (now_seconds(), 0 = none) skips the candidates not started by then, and then nothing is
  * stored (a later run measures them all). */

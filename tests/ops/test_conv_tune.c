@@ -99,7 +99,8 @@ int main(void)
     CHECK_OK(conv2d_tune(ctx, &q, 2, true, 0, &r, err));
     CHECK(gpu ? r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0
               : r.seconds[CONV_IGEMM] == 0 && r.seconds[CONV_DIRECT] == 0 &&
-                    r.seconds[CONV_ROWS] > 0 && r.seconds[CONV_IM2COL] > 0);
+                    r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] > 0);
+    CHECK(r.stored && r.best == r.deflt);
 
     /* a bad shape is an error, not a crash */
     conv2d_desc bad = d;

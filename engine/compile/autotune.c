@@ -180,27 +180,43 @@ static graft_status tune_convs(graft_context *ctx, const graft_recipe *r, tune_m
 
 static double gemm_flops(const gemm_shape *s) { return 2.0 * (double)s->m * s->n * s->k; }
 
-/* The budgeted search leaves out the GEMMs too small to matter: a shape under 5 % of the FLOPs of
- * every product the recipe's step would issue as im2col + GEMM (the convolutions' included,
- * whatever path they run; repeated shapes counted once, so the total is an undercount) gains at
- * most a fraction of that from tuning, while a fresh machine spends ~3.5 s of PoCL compiles on
- * each of its 13 candidates: fmnist-pretrain's first run tuned fc1's three products (1.3 ms of a
- * 68 ms step) in 45 s. A ViT's or an MLP's GEMMs are most of its step and stay. */
+/* The budgeted search leaves out the GEMMs that cannot repay their tuning. On a fresh machine
+ * each candidate costs ~3.5 s of PoCL compiles (13 a shape in the quick list): fmnist-pretrain's
+ * first run spent 45 s tuning fc1's three products, 1.3 ms of a 68 ms step, and the demo's
+ * feature-extraction run 45 s more for a head that trains in 0.4 s. So, in auto mode:
+ *   - a shape under 5 % of the FLOPs of every product the step would issue as im2col + GEMM
+ *     (the convolutions' included, whatever path they run; repeats counted once) is left out;
+ *   - if what is left is under TUNE_MIN_RUN_S seconds of work over the run's planned steps at
+ *     100 GFLOP/s (a CPU's order of magnitude; a GPU's would make it shorter still), nothing is
+ *     tuned: a 10-30 % gain on it would not pay for the compiles.
+ * GRAFT_TUNE_MIN_RUN=SECONDS changes the second threshold (0: tune whatever the run's length;
+ * tests/gemm/test_cli.sh). A ViT or MLP pretraining for many epochs keeps its GEMMs. */
 #define TUNE_MIN_SHARE 0.05
-static int drop_small_shapes(const graft_recipe *r, gemm_shape *shapes, int n)
+#define TUNE_MIN_RUN_S 30.0
+#define TUNE_RATE_FLOPS 100e9
+static int drop_small_shapes(const graft_recipe *r, long steps, gemm_shape *shapes, int n,
+                             double *run_seconds, bool *short_run)
 {
     gemm_shape all[COMPILE_MAX_GEMM_SHAPES];
     int na = compile_recipe_gemm_shapes(NULL, r, r->train.nunfreeze == 0, all,
                                         COMPILE_MAX_GEMM_SHAPES);
-    double total = 0;
+    double total = 0, kept = 0;
     for (int i = 0; i < na; i++) total += gemm_flops(&all[i]);
     int w = 0;
     for (int i = 0; i < n; i++)
-        if (gemm_flops(&shapes[i]) >= TUNE_MIN_SHARE * total) shapes[w++] = shapes[i];
+        if (gemm_flops(&shapes[i]) >= TUNE_MIN_SHARE * total) {
+            kept += gemm_flops(&shapes[i]);
+            shapes[w++] = shapes[i];
+        }
+    *run_seconds = steps > 0 ? kept * (double)steps / TUNE_RATE_FLOPS : -1;
+    const char *v = getenv("GRAFT_TUNE_MIN_RUN");
+    double min_run = v && *v ? strtod(v, NULL) : TUNE_MIN_RUN_S;
+    *short_run = *run_seconds >= 0 && *run_seconds < min_run;
     return w;
 }
 
-graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
+graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long steps,
+                              tune_note_fn note,
                               void *user, tune_summary *sum, graft_error *e)
 {
     memset(sum, 0, sizeof *sum);
@@ -213,12 +229,24 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_no
      * whose path issues no GEMM on this device (the rows path on CPUs) have none to tune */
     int n = compile_recipe_gemm_shapes(ctx, r, r->train.nunfreeze == 0, shapes,
                                        COMPILE_MAX_GEMM_SHAPES);
-    if (mode == TUNE_AUTO) n = drop_small_shapes(r, shapes, n);
+    double run_s = -1;
+    bool short_run = false;
+    if (mode == TUNE_AUTO) n = drop_small_shapes(r, steps, shapes, n, &run_s, &short_run);
     int m = tune_missing(ctx, shapes, n, missing);
     double t0 = now_seconds();
     int convs = conv_missing(ctx, &r->graph, NULL, 0);
-    if (m == 0) return tune_convs(ctx, r, mode, budget, t0, note, user, e);
     char line[256];
+    if (short_run && m > 0) {
+        if (note) {
+            snprintf(line, sizeof line,
+                     "GEMM tuning skipped: the run's GEMMs are ~%.1f s of work, too little to repay "
+                     "the kernel compiles (train.tune: full or `graft tune` tunes them)",
+                     run_s);
+            note(user, line);
+        }
+        m = 0;
+    }
+    if (m == 0) return tune_convs(ctx, r, mode, budget, t0, note, user, e);
     double gemm_budget = convs ? 0.75 * budget : budget;
     if (note) {
         if (mode == TUNE_FULL)

@@ -308,8 +308,11 @@ typedef void (*tune_note_fn)(void *user, const char *note);
  * train.tune and GRAFT_TUNE say (auto: within 60 s), saying so through note: the GEMM shapes
  * first (three quarters of the budget when there are convolutions to tune), then the path of
  * each conv2d shape (conv2d_tune, with the tuned GEMMs in place; GRAFT_CONV set skips it). Only
- * a bad GRAFT_TUNE value is an error; a failed search leaves the defaults. */
-graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, tune_note_fn note,
+ * a bad GRAFT_TUNE value is an error; a failed search leaves the defaults. steps: the run's
+ * planned training steps; auto leaves out GEMMs that cannot repay their tuning over them (see
+ * autotune.c; 0 = unknown, none left out for that reason). */
+graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long steps,
+                              tune_note_fn note,
                               void *user, tune_summary *sum, graft_error *e);
 
 /* ---- the compiled view of a recipe (planview.c): `graft plan`, graft_recipe_plan_json ---- */

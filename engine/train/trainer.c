@@ -1680,7 +1680,10 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     {
         /* first run on this device: tune the recipe's GEMM shapes (train.tune, GRAFT_TUNE) */
         tune_summary ts;
-        if ((s = compile_autotune(R.ctx, r, tune_note, &R, &ts, e))) goto done;
+        long B = r->train.batch_size > 0 ? r->train.batch_size : 1;
+        long nb = (R.train.n + B - 1) / B, steps = (long)r->train.epochs * nb;
+        if (r->train.max_steps > 0 && r->train.max_steps < steps) steps = r->train.max_steps;
+        if ((s = compile_autotune(R.ctx, r, steps, tune_note, &R, &ts, e))) goto done;
     }
     if (writer(&R) && (s = fs_mkdir_p(R.dir, e))) goto done;
     double tc = now_seconds();

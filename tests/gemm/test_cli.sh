@@ -86,8 +86,13 @@ check "train.tune: off: no tuning" 0 env -u GRAFT_TUNE "$G" train "$RECIPE" --ou
 if grep -q "tuning" $err; then echo "FAIL: train.tune: off tuned:"; cat $err; fail=1; fi
 check "nothing tuned after off" 0 "$G" bench gemm $fc
 json "j['tuned'] is False"
-# (a budget that every shape fits in even under ASan on a busy machine: 60 s ran out there)
-check "first run tunes" 0 env GRAFT_TUNE=auto:400 "$G" train "$RECIPE" --out $run/auto
+# three steps are too short a run to repay tuning: auto says so and tunes no GEMM (own cache)
+check "short run: GEMM tuning skipped" 0 env -u GRAFT_TUNE GRAFT_CACHE_DIR=$run/cache3 "$G" train "$RECIPE" --out $run/short
+has $err "GEMM tuning skipped: the run's GEMMs are ~"
+if grep -q "tuning [0-9]* GEMM" $err; then echo "FAIL: a 3-step run tuned GEMMs:"; cat $err; fail=1; fi
+# (a budget that every shape fits in even under ASan on a busy machine: 60 s ran out there;
+# GRAFT_TUNE_MIN_RUN=0 lifts the run-length rule)
+check "first run tunes" 0 env GRAFT_TUNE=auto:400 GRAFT_TUNE_MIN_RUN=0 "$G" train "$RECIPE" --out $run/auto
 has $err "tuning 3 GEMM shapes for this device (budget 400 s"
 has $err "tuned 3 GEMM shapes in"
 # ... and then the path of its two convolution shapes (the default is timed first and kept

@@ -156,7 +156,8 @@ __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo
             #pragma unroll
             for (int m = 0; m < MRW; m++)
                 #pragma unroll
-                for (int k = 0; k < KK; k++) pw[((long)(o0 + m) * CI + c) * KK + k] = hsum(acc[m][k]);
+                for (int k = 0; k < KK; k++)
+                    pw[((long)(o0 + m) * CI + c) * KK + k] = hsum(acc[m][k]);
 #if HAS_BIAS
             if (c == 0)
                 #pragma unroll
@@ -214,7 +215,8 @@ __kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global
                     for (int m = 0; m < MRD; m++) {
                         const float wv = wo[m * KK + ky * KW + kx];
                         #pragma unroll
-                        for (int v = 0; v < NVI; v++) acc[m][v] = fma((floatv)(wv), gv[v], acc[m][v]);
+                        for (int v = 0; v < NVI; v++)
+                            acc[m][v] = fma((floatv)(wv), gv[v], acc[m][v]);
                     }
                 }
             }
@@ -261,12 +263,14 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
                 for (int kx = 0; kx < KW; kx++) {
                     floatv xv[NVO];
 #pragma unroll
-                    for (int v = 0; v < NVO; v++) xv[v] = VLOAD(VW)(0, xc + ky * XPITCH + v * VW + kx);
+                    for (int v = 0; v < NVO; v++)
+                        xv[v] = VLOAD(VW)(0, xc + ky * XPITCH + v * VW + kx);
 #pragma unroll
                     for (int m = 0; m < MRF; m++) {
                         const float wv = wc[(long)m * CI * KK + ky * KW + kx];
 #pragma unroll
-                        for (int v = 0; v < NVO; v++) acc[m][v] = fma((floatv)(wv), xv[v], acc[m][v]);
+                        for (int v = 0; v < NVO; v++)
+                            acc[m][v] = fma((floatv)(wv), xv[v], acc[m][v]);
                     }
                 }
             }

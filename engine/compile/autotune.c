@@ -86,10 +86,12 @@ int compile_recipe_gemm_shapes(graft_context *ctx, const graft_recipe *r, bool o
         return n;
     /* an aligning step runs the source and the target batch together (pipeline.c) */
     gemm_shape more[COMPILE_MAX_GEMM_SHAPES];
-    int m = compile_gemm_shapes(ctx, &r->graph, 2 * b, only_trained, more, COMPILE_MAX_GEMM_SHAPES);
+    int m = compile_gemm_shapes(ctx, &r->graph, 2 * b, only_trained, more,
+                                COMPILE_MAX_GEMM_SHAPES);
     for (int i = 0; i < m; i++) add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
     if (a->methods & ADAPT_DANN) {
-        m = compile_gemm_shapes(ctx, &a->disc_graph, 2 * b, false, more, COMPILE_MAX_GEMM_SHAPES);
+        m = compile_gemm_shapes(ctx, &a->disc_graph, 2 * b, false, more,
+                                COMPILE_MAX_GEMM_SHAPES);
         for (int i = 0; i < m; i++)
             add(out, &n, cap, more[i].ta, more[i].tb, more[i].m, more[i].n, more[i].k);
     }
@@ -182,8 +184,9 @@ static double gemm_flops(const gemm_shape *s) { return 2.0 * (double)s->m * s->n
 
 /* The budgeted search leaves out the GEMMs that cannot repay their tuning. On a fresh machine
  * each candidate costs ~3.5 s of PoCL compiles (13 a shape in the quick list): fmnist-pretrain's
- * first run spent 45 s tuning fc1's three products, 1.3 ms of a 68 ms step, and the demo's
- * feature-extraction run 45 s more for a head that trains in 0.4 s. So, in auto mode:
+ * first run spent 45 s tuning fc1's three products, 1.3 ms of a 68 ms step, and with the 5 %
+ * rule alone the demo's feature-extraction run spent 45 s on a head that trains in 0.4 s. So,
+ * in auto mode:
  *   - a shape under 5 % of the FLOPs of every product the step would issue as im2col + GEMM
  *     (the convolutions' included, whatever path they run; repeats counted once) is left out;
  *   - if what is left is under TUNE_MIN_RUN_S seconds of work over the run's planned steps at

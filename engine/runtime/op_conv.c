@@ -640,6 +640,10 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
 {
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
+    size_t xp = (size_t)n * op->d.c * g.xrows * g.xpitch;
+    if (!ws || xp * sizeof(float) > conv2d_workspace_bytes(&op->d, n))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
+                       xp);
     cl_long xpo = 0;
     graft_status st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e);
     if (st) return st;
@@ -663,6 +667,9 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     rows_geom_of(ctx, d, &g);
     size_t xpo_, dpo_, parto_, total;
     rows_layout(ctx, d, &g, n, &xpo_, &dpo_, &parto_, &total);
+    if (!ws || total * sizeof(float) > conv2d_workspace_bytes(d, n))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
+                       total);
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
     graft_status st;
     cl_kernel k = op->rows_pad_dy;

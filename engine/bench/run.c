@@ -82,8 +82,9 @@ static graft_status start_run(const char *spec, const char *dir, graft_recipe *r
     if (s) return s;
     if (tune) {
         double t0 = now_seconds();
-        /* what the trainer tunes on this device: the convolutions' GEMMs only where their path
-         * multiplies through one */
+        /* every GEMM the pipeline issues on this device (the convolutions' only where their path
+         * multiplies through one); the trainer's auto mode also leaves out the small ones and
+         * those a short run cannot repay (autotune.c), so this is the most a first run tunes */
         tune->n = compile_gemm_shapes(r->ctx, &rc->graph, (size_t)batch, false, tune->s,
                                       BENCH_MAX_SHAPES);
         for (int i = 0; i < tune->n && !s; i++) {

@@ -14,7 +14,8 @@
  * activation), VW (float vector width: 4, 8 or 16), NVO / NVI (vectors per output / input row:
  * ceil(WO / VW), ceil(WI / VW)), MRW (output channels per weight-gradient tile, divides CO), CB
  * (input channels per weight-gradient work-item, divides CI), MRD (input channels per
- * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO). Requires
+ * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO), RY (output
+ * rows per forward work-item). Requires
  * SH = SW = 1, PH < KH and PW < KW (op_conv.c checks).
  *
  * Padded layouts (every entry outside the copied data is 0):
@@ -239,38 +240,51 @@ __kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global
 }
 
 /* y[i, o, oy, :] = epi(b[o] + sum over c, ky, kx of w[o, c, ky, kx] * xp[i, c, oy + ky, kx + :]):
- * the forward from the padded input, one work-item per output row (i, oy), MRF output channels x
- * NVO vectors of the row in registers per block, the weights broadcast. */
+ * the forward from the padded input, one work-item per RY consecutive output rows of a sample
+ * (the last block of an odd HO repeats row HO-1, written twice with the same values), MRF output
+ * channels x RY rows x NVO vectors in registers per block, each weight broadcast once for the RY
+ * rows: with one vector a row (14-wide layers at 16 lanes) a single row's tile loaded a vector and
+ * MRF weights for MRF FMAs. */
+#define NYB ((HO + RY - 1) / RY)
 __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global const float *w,
                             __global const float *b, __global float *y, const int n)
 {
     __global const float *xp = ws + xpo;
     const int t = get_global_id(0);
-    if (t >= n * HO) return;
-    const int i = t / HO, oy = t - i * HO;
+    if (t >= n * NYB) return;
+    const int i = t / NYB, yb = t - i * NYB;
+    int oys[RY];
+#pragma unroll
+    for (int r = 0; r < RY; r++) oys[r] = min(yb * RY + r, HO - 1);
     for (int o0 = 0; o0 < CO; o0 += MRF) {
-        floatv acc[MRF][NVO];
+        floatv acc[MRF][RY][NVO];
 #pragma unroll
         for (int m = 0; m < MRF; m++)
 #pragma unroll
-            for (int v = 0; v < NVO; v++) acc[m][v] = (floatv)(0.0f);
+            for (int r = 0; r < RY; r++)
+#pragma unroll
+                for (int v = 0; v < NVO; v++) acc[m][r][v] = (floatv)(0.0f);
         for (int c = 0; c < CI; c++) {
-            __global const float *xc = xp + (((long)i * CI + c) * XROWS + oy) * XPITCH;
+            __global const float *xc = xp + ((long)i * CI + c) * XROWS * XPITCH;
             __global const float *wc = w + ((long)o0 * CI + c) * KK;
 #pragma unroll
             for (int ky = 0; ky < KH; ky++) {
 #pragma unroll
                 for (int kx = 0; kx < KW; kx++) {
-                    floatv xv[NVO];
+                    floatv xv[RY][NVO];
 #pragma unroll
-                    for (int v = 0; v < NVO; v++)
-                        xv[v] = VLOAD(VW)(0, xc + ky * XPITCH + v * VW + kx);
-#pragma unroll
-                    for (int m = 0; m < MRF; m++) {
-                        const float wv = wc[(long)m * CI * KK + ky * KW + kx];
+                    for (int r = 0; r < RY; r++)
 #pragma unroll
                         for (int v = 0; v < NVO; v++)
-                            acc[m][v] = fma((floatv)(wv), xv[v], acc[m][v]);
+                            xv[r][v] = VLOAD(VW)(0, xc + (oys[r] + ky) * XPITCH + v * VW + kx);
+#pragma unroll
+                    for (int m = 0; m < MRF; m++) {
+                        const floatv wv = (floatv)(wc[(long)m * CI * KK + ky * KW + kx]);
+#pragma unroll
+                        for (int r = 0; r < RY; r++)
+#pragma unroll
+                            for (int v = 0; v < NVO; v++)
+                                acc[m][r][v] = fma(wv, xv[r][v], acc[m][r][v]);
                     }
                 }
             }
@@ -283,12 +297,16 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
 #else
             const floatv bo = (floatv)(0.0f);
 #endif
-            __global float *yr = y + (((long)i * CO + o) * HO + oy) * WO;
 #pragma unroll
-            for (int v = 0; v < NVO; v++) {
-                float tmp[VW];
-                VSTORE(VW)(acc[m][v] + bo, 0, tmp);
-                for (int l = 0; l < VW && v * VW + l < WO; l++) yr[v * VW + l] = epi_fwd(tmp[l]);
+            for (int r = 0; r < RY; r++) {
+                __global float *yr = y + (((long)i * CO + o) * HO + oys[r]) * WO;
+#pragma unroll
+                for (int v = 0; v < NVO; v++) {
+                    float tmp[VW];
+                    VSTORE(VW)(acc[m][r][v] + bo, 0, tmp);
+                    for (int l = 0; l < VW && v * VW + l < WO; l++)
+                        yr[v * VW + l] = epi_fwd(tmp[l]);
+                }
             }
         }
     }

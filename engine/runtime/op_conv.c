@@ -218,11 +218,12 @@ static conv_path forced_path(void)
  * AVX2), a register budget of 28 vectors at VW 16 (32 zmm registers) and 14 below (16 ymm),
  * tiles as large as fit: MRW output channels x KK taps of weight-gradient accumulators (+ the MRW
  * dy vectors and one x vector), MRD input channels x NVI vectors of data-gradient row and MRF
- * output channels x NVO vectors of forward row (+ the row's vectors). Applies to stride 1, one
+ * output channels x RY rows x NVO vectors of forward (+ the rows' vectors; RY = 2 where a row is
+ * one vector, else 1). Applies to stride 1, one
  * group, padding below the kernel size, rows of at most 16 vectors and kernels whose taps fit
  * the budget (3x3 and 1x1; not 5x5 or 7x7). */
 typedef struct rows_geom {
-    int vw, nvo, nvi, mrw, cb, mrd, mrf;
+    int vw, nvo, nvi, mrw, cb, mrd, mrf, ry;
     size_t xrows, xpitch, drows, dpitch; /* the padded layouts, as conv_rows.cl defines them */
 } rows_geom;
 
@@ -250,7 +251,9 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
     g->mrw = largest_divisor(d->o, (budget - 1) / (kk + 1) < 8 ? (budget - 1) / (kk + 1) : 8);
     g->cb = largest_divisor(d->c, 8);
     g->mrd = largest_divisor(d->c, budget / g->nvi - 1 < 16 ? budget / g->nvi - 1 : 16);
-    g->mrf = largest_divisor(d->o, budget / g->nvo - 1 < 16 ? budget / g->nvo - 1 : 16);
+    g->ry = g->nvo == 1 && d->oh > 1 ? 2 : 1; /* see conv_rows_fwd */
+    int fcap = budget / (g->ry * g->nvo) - 1;
+    g->mrf = largest_divisor(d->o, fcap < 16 ? fcap : 16);
     g->xrows = (size_t)d->h + 2 * d->ph;
     g->xpitch = (size_t)g->nvo * vw + d->kw - 1;
     size_t dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
@@ -609,8 +612,9 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     if (op->path != CONV_ROWS || !rows_geom_of(ctx, d, &g)) return GRAFT_OK;
     char base[512], opts[768];
     conv_options(d, base, sizeof base);
-    snprintf(opts, sizeof opts, "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d",
-             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf);
+    snprintf(opts, sizeof opts,
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d", base, g.vw,
+             g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
@@ -654,7 +658,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     clSetKernelArg(k, 3, sizeof b, &b);
     clSetKernelArg(k, 4, sizeof y, &y);
     clSetKernelArg(k, 5, sizeof n, &n);
-    size_t gs = (size_t)n * op->d.oh, ls = 1;
+    size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
@@ -759,6 +763,14 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     op->d.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
     op->d.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
     graft_status s;
+    /* the rows and implicit-GEMM paths run kernels of their own only: the im2col machinery
+     * (conv.cl's program and bias.cl's for the shape, a PoCL compile each) is built for the
+     * other paths, which use it */
+    if ((s = rows_init(ctx, op, e)) || (s = igemm_init(ctx, op, e))) {
+        conv2d_op_free(op);
+        return s;
+    }
+    if (op->rows_fwd || op->ig_fwd) return GRAFT_OK;
     if ((s = conv_kernel(ctx, &op->d, "conv2d_im2col", &op->im2col, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_col2im", &op->col2im, e)))
         return s;
@@ -772,8 +784,7 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     if ((s = conv_kernel(ctx, &op->d, "conv2d_pack", &op->pack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_unpack", &op->unpack, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_bias_packed", &op->bias_packed, e)) ||
-        (s = direct_init(ctx, op, e)) || (s = igemm_init(ctx, op, e)) ||
-        (s = rows_init(ctx, op, e))) {
+        (s = direct_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
     }

@@ -36,6 +36,7 @@ static const conv_case small_cases[] = {
     {"groups 2, s2", 2, 1, 4, 6, 5, 2, 3, 3, 2, 2, 1, 1, 2, 0},
     {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},
     {"2x3 p0x1, rows of 18", 2, 1, 2, 3, 18, 3, 2, 3, 1, 1, 0, 1, 1, 1},
+    {"3x3 p1, rows of 4, odd height", 2, 1, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {

@@ -15,7 +15,7 @@
  * ceil(WO / VW), ceil(WI / VW)), MRW (output channels per weight-gradient tile, divides CO), CB
  * (input channels per weight-gradient work-item, divides CI), MRD (input channels per
  * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO), RY (output
- * rows per forward work-item). Requires
+ * rows per forward work-item), RD (input rows per data-gradient work-item). Requires
  * SH = SW = 1, PH < KH and PW < KW (op_conv.c checks).
  *
  * Padded layouts (every entry outside the copied data is 0):
@@ -102,9 +102,13 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
 /* Partial weight (and bias) gradients of sample range s (samples n*s/S .. n*(s+1)/S - 1) and input
  * channels cb*CB .. cb*CB + CB - 1, one work-item per (s, cb): part[s] holds [CO, CI, KK] then
  * [CO] (the bias, from the cb = 0 work-items). For each block of MRW output channels and each
- * input channel, MRW x KK vector accumulators run over the range's output rows: a tap (ky, kx) of
- * output row oy multiplies the dy row by the x row oy + ky read at offset kx, lane by lane, and
- * the lanes are summed once at the end. The range's x planes (CB per sample) are read once per
+ * input channel, MRW x KK vector accumulators run over the range's padded x rows, one column
+ * vector v at a time: x row r holds tap ky of output row r - ky, so the dy vectors of output rows
+ * r, r-1, .., r-KH+1 are kept in registers (a window that moves down one row a step, zero above
+ * row 0 and below row HO-1) and each x vector loaded at offset kx feeds all KH taps (ky, kx).
+ * A step loads MRW dy and KW x vectors for MRW x KK FMAs, against MRW + KK loads when every
+ * output row read its KH x rows itself; the window's zero rows cost (KH-1) / HO more FMAs. The
+ * lanes are summed once at the end. The range's x planes (CB per sample) are read once per
  * output-channel block, from cache. */
 __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo,
                               const long parto, const int n, const int S)
@@ -128,28 +132,41 @@ __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo
             for (int i = i0; i < i1; i++) {
                 __global const float *xc = xp + ((long)i * CI + c) * XROWS * XPITCH;
                 __global const float *dc = dp + (((long)i * CO + o0) * DROWS + DT) * DPITCH + DL;
-                for (int oy = 0; oy < HO; oy++) {
+                for (int v = 0; v < NVO; v++) {
+                    floatv dv[KH][MRW]; /* dv[ky]: the dy vectors of output row r - ky */
                     #pragma unroll
-                    for (int v = 0; v < NVO; v++) {
-                        floatv dv[MRW];
+                    for (int ky = 0; ky < KH; ky++)
                         #pragma unroll
-                        for (int m = 0; m < MRW; m++)
-                            dv[m] = VLOAD(VW)(0, dc + ((long)m * DROWS + oy) * DPITCH + v * VW);
+                        for (int m = 0; m < MRW; m++) dv[ky][m] = (floatv)(0.0f);
+                    for (int r = 0; r < HO + KH - 1; r++) {
+                        #pragma unroll
+                        for (int ky = KH - 1; ky > 0; ky--)
+                            #pragma unroll
+                            for (int m = 0; m < MRW; m++) dv[ky][m] = dv[ky - 1][m];
+                        if (r < HO) {
+                            #pragma unroll
+                            for (int m = 0; m < MRW; m++)
+                                dv[0][m] = VLOAD(VW)(0, dc + ((long)m * DROWS + r) * DPITCH
+                                                            + v * VW);
 #if HAS_BIAS
-                        if (c == 0)
-                            #pragma unroll
-                            for (int m = 0; m < MRW; m++) bacc[m] += dv[m];
+                            if (c == 0)
+                                #pragma unroll
+                                for (int m = 0; m < MRW; m++) bacc[m] += dv[0][m];
 #endif
-                        #pragma unroll
-                        for (int ky = 0; ky < KH; ky++) {
-                            __global const float *xr = xc + (oy + ky) * XPITCH + v * VW;
+                        } else {
                             #pragma unroll
-                            for (int kx = 0; kx < KW; kx++) {
-                                const floatv xv = VLOAD(VW)(0, xr + kx);
+                            for (int m = 0; m < MRW; m++) dv[0][m] = (floatv)(0.0f);
+                        }
+                        __global const float *xr = xc + r * XPITCH + v * VW;
+                        #pragma unroll
+                        for (int kx = 0; kx < KW; kx++) {
+                            const floatv xv = VLOAD(VW)(0, xr + kx);
+                            #pragma unroll
+                            for (int ky = 0; ky < KH; ky++)
                                 #pragma unroll
                                 for (int m = 0; m < MRW; m++)
-                                    acc[m][ky * KW + kx] = fma(dv[m], xv, acc[m][ky * KW + kx]);
-                            }
+                                    acc[m][ky * KW + kx] =
+                                        fma(dv[ky][m], xv, acc[m][ky * KW + kx]);
                         }
                     }
                 }
@@ -186,53 +203,69 @@ __kernel void conv_rows_wsum(__global const float *ws, const long parto, __globa
 }
 
 /* dx[i, c, iy, :] = sum over o, ky, kx of w[o, c, ky, kx] * dp[i, o, iy + KH-1-ky, KW-1-kx + :]:
- * the plain convolution of the padded gradient with the flipped weights, one work-item per input
- * row (i, iy), MRD input channels x NVI vectors of the row in registers per block. */
+ * the plain convolution of the padded gradient with the flipped weights, one work-item per RD
+ * consecutive input rows of a sample (the last block of an odd HI repeats row HI-1, written twice
+ * with the same values), MRD input channels x RD rows x NVI vectors in registers per block, each
+ * weight broadcast once for the RD rows (RD = 2 where a row is one vector, as the forward's RY). */
+#define NDB ((HI + RD - 1) / RD)
 __kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global const float *w,
                               __global float *dx, const int n)
 {
     __global const float *dp = ws + dpo;
     const int t = get_global_id(0);
-    if (t >= n * HI) return;
-    const int i = t / HI, iy = t - i * HI;
+    if (t >= n * NDB) return;
+    const int i = t / NDB, yb = t - i * NDB;
+    int iys[RD];
+    #pragma unroll
+    for (int r = 0; r < RD; r++) iys[r] = min(yb * RD + r, HI - 1);
     for (int c0 = 0; c0 < CI; c0 += MRD) {
-        floatv acc[MRD][NVI];
+        floatv acc[MRD][RD][NVI];
         #pragma unroll
         for (int m = 0; m < MRD; m++)
             #pragma unroll
-            for (int v = 0; v < NVI; v++) acc[m][v] = (floatv)(0.0f);
+            for (int r = 0; r < RD; r++)
+                #pragma unroll
+                for (int v = 0; v < NVI; v++) acc[m][r][v] = (floatv)(0.0f);
         for (int o = 0; o < CO; o++) {
             __global const float *dpo = dp + ((long)i * CO + o) * DROWS * DPITCH;
             __global const float *wo = w + ((long)o * CI + c0) * KK;
             #pragma unroll
             for (int ky = 0; ky < KH; ky++) {
-                __global const float *dr = dpo + (iy + KH - 1 - ky) * DPITCH + KW - 1;
                 #pragma unroll
                 for (int kx = 0; kx < KW; kx++) {
-                    floatv gv[NVI];
+                    floatv gv[RD][NVI];
                     #pragma unroll
-                    for (int v = 0; v < NVI; v++) gv[v] = VLOAD(VW)(0, dr + v * VW - kx);
+                    for (int r = 0; r < RD; r++)
+                        #pragma unroll
+                        for (int v = 0; v < NVI; v++)
+                            gv[r][v] = VLOAD(VW)(0, dpo + (iys[r] + KH - 1 - ky) * DPITCH + KW - 1
+                                                        + v * VW - kx);
                     #pragma unroll
                     for (int m = 0; m < MRD; m++) {
                         const float wv = wo[m * KK + ky * KW + kx];
                         #pragma unroll
-                        for (int v = 0; v < NVI; v++)
-                            acc[m][v] = fma((floatv)(wv), gv[v], acc[m][v]);
+                        for (int r = 0; r < RD; r++)
+                            #pragma unroll
+                            for (int v = 0; v < NVI; v++)
+                                acc[m][r][v] = fma((floatv)(wv), gv[r][v], acc[m][r][v]);
                     }
                 }
             }
         }
         #pragma unroll
         for (int m = 0; m < MRD; m++) {
-            __global float *xr = dx + (((long)i * CI + c0 + m) * HI + iy) * WI;
             #pragma unroll
-            for (int v = 0; v < NVI; v++) {
-                if ((v + 1) * VW <= WI) {
-                    VSTORE(VW)(acc[m][v], 0, xr + v * VW);
-                } else {
-                    float tmp[VW];
-                    VSTORE(VW)(acc[m][v], 0, tmp);
-                    for (int l = 0; v * VW + l < WI; l++) xr[v * VW + l] = tmp[l];
+            for (int r = 0; r < RD; r++) {
+                __global float *xr = dx + (((long)i * CI + c0 + m) * HI + iys[r]) * WI;
+                #pragma unroll
+                for (int v = 0; v < NVI; v++) {
+                    if ((v + 1) * VW <= WI) {
+                        VSTORE(VW)(acc[m][r][v], 0, xr + v * VW);
+                    } else {
+                        float tmp[VW];
+                        VSTORE(VW)(acc[m][r][v], 0, tmp);
+                        for (int l = 0; v * VW + l < WI; l++) xr[v * VW + l] = tmp[l];
+                    }
                 }
             }
         }

@@ -216,14 +216,14 @@ static conv_path forced_path(void)
 /* ---- the rows path, cl/conv_rows.cl: forward and backward from zero-padded copies ----
  * Shaped for CPU devices: VW the device's preferred float vector width (16 on AVX-512, 8 on
  * AVX2), a register budget of 28 vectors at VW 16 (32 zmm registers) and 14 below (16 ymm),
- * tiles as large as fit: MRW output channels x KK taps of weight-gradient accumulators (+ the MRW
- * dy vectors and one x vector), MRD input channels x NVI vectors of data-gradient row and MRF
- * output channels x RY rows x NVO vectors of forward (+ the rows' vectors; RY = 2 where a row is
- * one vector, else 1). Applies to stride 1, one
- * group, padding below the kernel size, rows of at most 16 vectors and kernels whose taps fit
- * the budget (3x3 and 1x1; not 5x5 or 7x7). */
+ * tiles as large as fit: MRW output channels x KK taps of weight-gradient accumulators (+ a
+ * window of KH x MRW dy vectors and one x vector), MRD input channels x RD rows x NVI vectors of
+ * data gradient and MRF output channels x RY rows x NVO vectors of forward (+ the rows' vectors;
+ * RD, RY = 2 where a row is one vector, else 1). Applies to stride 1, one group, padding below
+ * the kernel size, rows of at most 16 vectors and kernels whose taps and window fit the budget
+ * (3x3 and 1x1; not 5x5 or 7x7). */
 typedef struct rows_geom {
-    int vw, nvo, nvi, mrw, cb, mrd, mrf, ry;
+    int vw, nvo, nvi, mrw, cb, mrd, mrf, ry, rd;
     size_t xrows, xpitch, drows, dpitch; /* the padded layouts, as conv_rows.cl defines them */
 } rows_geom;
 
@@ -245,12 +245,15 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
     g->vw = vw;
     g->nvo = (d->ow + vw - 1) / vw;
     g->nvi = (d->w + vw - 1) / vw;
-    if (g->nvo > 16 || g->nvi > 16 || kk + 2 > budget || 2 * g->nvi > budget ||
+    if (g->nvo > 16 || g->nvi > 16 || kk + d->kh + 1 > budget || 2 * g->nvi > budget ||
         2 * g->nvo > budget)
         return false;
-    g->mrw = largest_divisor(d->o, (budget - 1) / (kk + 1) < 8 ? (budget - 1) / (kk + 1) : 8);
+    const int wcap = (budget - 1) / (kk + d->kh); /* KK accumulators + KH window vectors each */
+    g->mrw = largest_divisor(d->o, wcap < 8 ? wcap : 8);
     g->cb = largest_divisor(d->c, 8);
-    g->mrd = largest_divisor(d->c, budget / g->nvi - 1 < 16 ? budget / g->nvi - 1 : 16);
+    g->rd = g->nvi == 1 && d->h > 1 ? 2 : 1; /* see conv_rows_dgrad */
+    int dcap = budget / (g->rd * g->nvi) - 1;
+    g->mrd = largest_divisor(d->c, dcap < 16 ? dcap : 16);
     g->ry = g->nvo == 1 && d->oh > 1 ? 2 : 1; /* see conv_rows_fwd */
     int fcap = budget / (g->ry * g->nvo) - 1;
     g->mrf = largest_divisor(d->o, fcap < 16 ? fcap : 16);
@@ -595,7 +598,7 @@ static void rows_layout(const graft_context *ctx, const conv2d_desc *d, const ro
 static size_t rows_workspace_bound(const conv2d_desc *d, int n)
 {
     if (d->groups != 1 || d->sh != 1 || d->sw != 1 || d->ph >= d->kh || d->pw >= d->kw ||
-        d->kh * d->kw + 2 > 28 || d->ow > 256 || d->w > 256 || n < 1)
+        d->kh * d->kw + d->kh + 1 > 28 || d->ow > 256 || d->w > 256 || n < 1)
         return 0;
     size_t vmax = 15, dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
     size_t xp = (size_t)n * d->c * (d->h + 2 * d->ph) * (d->ow + vmax + d->kw - 1);
@@ -613,8 +616,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     char base[512], opts[768];
     conv_options(d, base, sizeof base);
     snprintf(opts, sizeof opts,
-             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d", base, g.vw,
-             g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry);
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d", base,
+             g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
@@ -713,7 +716,7 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     clSetKernelArg(k, 2, sizeof w, &w);
     clSetKernelArg(k, 3, sizeof dx, &dx);
     clSetKernelArg(k, 4, sizeof n, &n);
-    size_t gs = (size_t)n * d->h, ls = 1;
+    size_t gs = (size_t)n * ((d->h + g.rd - 1) / g.rd), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 

@@ -29,7 +29,32 @@ __kernel void pool_max_fwd(__global const float *x, __global float *y, __global 
     __global const float *xp = x + (long)plane * PLANE_IN;
     const long o0 = (long)plane * PLANE_OUT + oy * WO;
     const int y0 = oy * SH - PH;
-    for (int ox = 0; ox < WO; ox++) {
+    int ox = 0;
+#if TILES && KW == 2
+    /* windows two columns wide tiling the row: four outputs at a time from float8 loads, the
+     * window's columns as the even and odd lanes, and the scalar loop's test and order of
+     * candidates (row by row, left column first) lane by lane. pool1 of fmnist-cnn at batch 64,
+     * graft bench (Xeon, AVX-512, PoCL 3.1), ms: 3.0-3.3 -> 1.25-1.7, pool2 1.6-1.7 -> 0.9-1.2
+     * (one output a column with a scalar chain of selects before) */
+    for (; ox + 4 <= WO; ox += 4) {
+        float4 m = (float4)(-INFINITY);
+        int4 at = (int4)(0, 2, 4, 6) + (y0 * WI + ox * 2);
+        for (int ky = 0; ky < KH; ky++) {
+            const float8 v8 = vload8(0, xp + (y0 + ky) * WI + ox * 2);
+            const int4 i0 = (int4)(0, 2, 4, 6) + ((y0 + ky) * WI + ox * 2);
+            const float4 ve = v8.even, vo = v8.odd;
+            int4 take = isgreater(ve, m) | isnotequal(ve, ve);
+            m = select(m, ve, take);
+            at = select(at, i0, take);
+            take = isgreater(vo, m) | isnotequal(vo, vo);
+            m = select(m, vo, take);
+            at = select(at, i0 + 1, take);
+        }
+        vstore4(m, 0, y + o0 + ox);
+        vstore4(at, 0, idx + o0 + ox);
+    }
+#endif
+    for (; ox < WO; ox++) {
         const int x0 = ox * SW - PW;
         float m = -INFINITY;
         int at = max(y0, 0) * WI + max(x0, 0); /* PyTorch's index when every value is -inf */

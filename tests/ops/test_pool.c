@@ -29,6 +29,7 @@ static const pool_case full_cases[] = {
 };
 static const pool_case small_cases[] = {
     {"max 2x2 s2 (tiling windows), odd size", POOL_MAX, 2, 1, 2, 5, 7, 2, 2, 2, 2, 0, 0, -1, 1},
+    {"max 2x2 s2 (tiling windows), rows of 11", POOL_MAX, 2, 1, 2, 6, 11, 2, 2, 2, 2, 0, 0, -1, 1},
     {"max 3x3 s2 p1, negative", POOL_MAX, 2, 1, 2, 5, 6, 3, 3, 2, 2, 1, 1, -2, -1},
     {"avg 3x3 s2 p1", POOL_AVG, 2, 1, 2, 5, 5, 3, 3, 2, 2, 1, 1, -1, 1},
     {"global avg", POOL_GLOBAL_AVG, 2, 1, 3, 3, 4, 0, 0, 0, 0, 0, 0, -1, 1},
@@ -210,45 +211,67 @@ done:
 
 /* A NaN in a max window wins, as in PyTorch's CPU kernel (v > m || isnan(v)): the output is NaN
  * and the index is that of the window's last NaN; a NaN stays once taken, and windows without one
- * are untouched by it. One 4x4 plane against ref_fwd, 2x2 windows at stride 2 (the tiling form)
- * and 3x3 at stride 1 with padding 1 (the bounds-tested form). */
+ * are untouched by it. Ties go to the first candidate (row by row, left to right), and a window of
+ * -inf keeps its first position. One 4x4 plane against ref_fwd, 2x2 windows at stride 2 (the
+ * tiling form) and 3x3 at stride 1 with padding 1 (the bounds-tested form), and a 4x10 plane at
+ * 2x2 stride 2: five outputs a row, four from pool.cl's float8 path and one from its scalar tail. */
 static void nan_wins(graft_context *ctx)
 {
-    printf("case max pooling with NaN inputs\n");
-    const float nan = NAN;
-    const float x[16] = {1, nan, 3, 4,  /* window (0,0): one NaN at 1; window (0,1): none */
-                         5, 2,   0, 7,
-                         nan, 9, 8, nan, /* window (1,0): NaN at 8 then 9 after it: stays NaN */
-                         2, 1, nan, 6}; /* window (1,1): NaNs at 11 and 14: the last, 14 */
-    for (int form = 0; form < 2; form++) {
-        const int k = form ? 3 : 2, st = form ? 1 : 2, pd = form ? 1 : 0;
+    printf("case max pooling with NaN inputs, ties and -inf windows\n");
+    const float nan = NAN, inf = INFINITY;
+    const float x4[16] = {1, nan, 3, 4,  /* window (0,0): one NaN at 1; window (0,1): none */
+                          5, 2,   0, 7,
+                          nan, 9, 8, nan, /* window (1,0): NaN at 8 then 9 after it: stays NaN */
+                          2, 1, nan, 6}; /* window (1,1): NaNs at 11 and 14: the last, 14 */
+    const float x10[40] = {1,   nan, 3, 4,   5,    5,    -inf, -inf, 2,   nan,
+                           5,   2,   0, 7,   5,    5,    -inf, -inf, nan, 3,
+                           nan, 9,   8, nan, -inf, -inf, 7,    7,    1,   1,
+                           2,   1,   nan, 6, -inf, -inf, 7,    7,    1,   1};
+    /* x10's expectations, window by window: NaN at 1, 7 at 13, the tie 5 at 4, -inf at 6, the last
+     * NaN at 18 (the scalar tail); NaN at 20, the last NaN at 32, -inf at 24, the tie 7 at 26, the
+     * tie 1 at 28 */
+    const int want10[10] = {1, 13, 4, 6, 18, 20, 32, 24, 26, 28};
+    for (int form = 0; form < 3; form++) {
+        const int k = form == 1 ? 3 : 2, st = form == 1 ? 1 : 2, pd = form == 1 ? 1 : 0;
+        const int w = form == 2 ? 10 : 4, nx = 4 * w;
+        const float *x = form == 2 ? x10 : x4;
         pool_op op;
         graft_error e = {0};
-        if (pool_op_init(ctx, &op, POOL_MAX, 1, 4, 4, k, k, st, st, pd, pd, &e)) {
+        if (pool_op_init(ctx, &op, POOL_MAX, 1, 4, w, k, k, st, st, pd, pd, &e)) {
             CHECKF(0, "nan: pool_op_init: %s", e.message);
             return;
         }
         const int ny = op.oh * op.ow;
-        cl_mem bx = oc_buffer(ctx, x, 16), by = oc_buffer(ctx, NULL, ny),
+        cl_mem bx = oc_buffer(ctx, x, nx), by = oc_buffer(ctx, NULL, ny),
                bidx = oc_buffer(ctx, NULL, ny);
         CHECK_OK(pool_fwd(ctx, &op, 1, bx, by, bidx, err));
         float *got = oc_read(ctx, by, ny);
         int gi[16], arg[16];
         CHECK_OK(buffer_read(ctx, bidx, 0, gi, sizeof(int) * ny, err));
-        const geom g = {POOL_MAX, 1, 1, 4, 4, k, k, st, st, pd, pd, op.oh, op.ow};
-        double *xd = to_double(x, 16), y[16];
+        const geom g = {POOL_MAX, 1, 1, 4, w, k, k, st, st, pd, pd, op.oh, op.ow};
+        double *xd = to_double(x, nx), y[16];
         ref_fwd(&g, xd, y, arg);
         free(xd);
         long bad = 0;
         for (int o = 0; o < ny; o++)
             bad += isnan(y[o]) != isnan(got[o]) || (!isnan(y[o]) && y[o] != got[o]) ||
                    gi[o] != arg[o];
-        printf("  %-40s %ld of %d differ\n", form ? "3x3 s1 p1: outputs and indexes"
-                                                  : "2x2 s2: outputs and indexes", bad, ny);
+        static const char *const names[3] = {"2x2 s2: outputs and indexes",
+                                             "3x3 s1 p1: outputs and indexes",
+                                             "2x2 s2, 4x10: outputs and indexes"};
+        printf("  %-40s %ld of %d differ\n", names[form], bad, ny);
         CHECKF(bad == 0, "nan: %ld outputs or indexes differ (form %d)", bad, form);
-        if (!form) /* the hand-worked expectations of the comment above */
+        if (form == 0) /* the hand-worked expectations of the comments above */
             CHECK(isnan(got[0]) && gi[0] == 1 && got[1] == 7 && gi[1] == 7 && isnan(got[2]) &&
                   gi[2] == 8 && isnan(got[3]) && gi[3] == 14);
+        if (form == 2) {
+            int hand = ny == 10;
+            for (int o = 0; hand && o < 10; o++) hand = gi[o] == want10[o];
+            CHECKF(hand && isnan(got[0]) && got[1] == 7 && got[2] == 5 && got[3] == -inf &&
+                       isnan(got[4]) && isnan(got[5]) && isnan(got[6]) && got[7] == -inf &&
+                       got[8] == 7 && got[9] == 1,
+                   "nan: the 4x10 plane's hand-worked outputs and indexes differ");
+        }
         free(got);
         clReleaseMemObject(bx), clReleaseMemObject(by), clReleaseMemObject(bidx);
         pool_op_free(&op);

@@ -53,25 +53,31 @@ __kernel void layernorm_bwd_data(const int rows, __global const float *x,
     __global const float *pd = dy + (long)t * D;
     __global float *q = dx + (long)t * D;
     const float mean = save_mean[t], invstd = save_invstd[t];
+#if AFFINE
+#define LN_G(e) (pd[e] * gamma[e])
+#else
+#define LN_G(e) pd[e]
+#endif
+#if LSZ == 1 /* a row walked by one work-item: reduce.cl's interleaved sums */
+    (void)red;
+    acc_t a[RED_CHAINS], b[RED_CHAINS];
+    for (int j = 0; j < RED_CHAINS; j++) a[j] = b[j] = 0;
+    RED_CHAINS_LOOP(D, const float g = LN_G(e); a[j] += g;
+                    b[j] += (acc_t)g * ((px[e] - mean) * invstd);)
+    const acc_t s1 = red_chains_sum(a), s2 = red_chains_sum(b);
+#else
     acc_t s1 = 0, s2 = 0;
     for (int e = lid; e < D; e += LSZ) {
-#if AFFINE
-        const float g = pd[e] * gamma[e];
-#else
-        const float g = pd[e];
-#endif
+        const float g = LN_G(e);
         s1 += g;
         s2 += (acc_t)g * ((px[e] - mean) * invstd);
     }
     s1 = group_sum(red, s1);
     s2 = group_sum(red, s2);
+#endif
     const float m1 = (float)(s1 / D), m2 = (float)(s2 / D);
     for (int e = lid; e < D; e += LSZ) {
-#if AFFINE
-        const float g = pd[e] * gamma[e];
-#else
-        const float g = pd[e];
-#endif
+        const float g = LN_G(e);
         const float xh = (px[e] - mean) * invstd;
         q[e] = invstd * (g - m1 - xh * m2);
     }

@@ -616,8 +616,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     char base[512], opts[768];
     conv_options(d, base, sizeof base);
     snprintf(opts, sizeof opts,
-             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d", base,
-             g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd);
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d",
+             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||

@@ -13,9 +13,9 @@
  * latency, not throughput, and chains written one after another (eight FMAs on x0, then x1, ..)
  * fill the out-of-order window with dependent FMAs. PoCL pthread on the AVX-512 Xeon VM, float16,
  * both cores: 21 GFLOP/s with one chain, 76 with eight chained mad()s, 240-293 interleaved, as a C
- * loop of twelve zmm accumulators per core (264-276). Per iteration 16 chains x 8 FMAs = 256 flops per lane. GPUs hide
- * latency with work-items anyway. The source is short enough for one string literal, and it lives
- * here because it is a probe, not an op. */
+ * loop of twelve zmm accumulators per core (264-276). Per iteration 16 chains x 8 FMAs = 256 flops
+ * per lane. GPUs hide latency with work-items anyway. The source is short enough for one string
+ * literal, and it lives here because it is a probe, not an op. */
 static const char PEAK_SOURCE[] =
     "#define R(x) x = fma(x, b, c);\n"
     "#define ROUND R(x0) R(x1) R(x2) R(x3) R(x4) R(x5) R(x6) R(x7) \\\n"

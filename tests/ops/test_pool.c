@@ -214,7 +214,7 @@ done:
  * are untouched by it. Ties go to the first candidate (row by row, left to right), and a window of
  * -inf keeps its first position. One 4x4 plane against ref_fwd, 2x2 windows at stride 2 (the
  * tiling form) and 3x3 at stride 1 with padding 1 (the bounds-tested form), and a 4x10 plane at
- * 2x2 stride 2: five outputs a row, four from pool.cl's float8 path and one from its scalar tail. */
+ * 2x2 stride 2: five outputs a row, four from pool.cl's float8 path, one from its scalar tail. */
 static void nan_wins(graft_context *ctx)
 {
     printf("case max pooling with NaN inputs, ties and -inf windows\n");

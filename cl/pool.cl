@@ -35,7 +35,7 @@ __kernel void pool_max_fwd(__global const float *x, __global float *y, __global 
      * window's columns as the even and odd lanes, and the scalar loop's test and order of
      * candidates (row by row, left column first) lane by lane. pool1 of fmnist-cnn at batch 64,
      * graft bench (Xeon, AVX-512, PoCL 3.1), ms: 3.0-3.3 -> 1.25-1.7, pool2 1.6-1.7 -> 0.9-1.2
-     * (one output a column with a scalar chain of selects before) */
+     * (the scalar loop below alone: one output at a time, a chain of dependent selects) */
     for (; ox + 4 <= WO; ox += 4) {
         float4 m = (float4)(-INFINITY);
         int4 at = (int4)(0, 2, 4, 6) + (y0 * WI + ox * 2);

@@ -109,8 +109,10 @@ int compile_recipe_gemm_shapes(graft_context *ctx, const graft_recipe *r, bool o
     return n;
 }
 
-/* The distinct conv2d shapes of g without a tuned path on this device (into out when given). */
-static int conv_missing(graft_context *ctx, const graph *g, conv2d_desc *out, int cap)
+/* The distinct conv2d shapes of g without a tuned path on this device that the search has a
+ * rival to the default for (quick: see conv2d_tune), into out when given. */
+static int conv_missing(graft_context *ctx, const graph *g, bool quick, conv2d_desc *out,
+                        int cap)
 {
     const char *forced = getenv("GRAFT_CONV");
     if (forced && *forced) return 0; /* the user chose */
@@ -129,7 +131,7 @@ static int conv_missing(graft_context *ctx, const graph *g, conv2d_desc *out, in
                   seen[j].groups == d.groups && seen[j].bias == d.bias;
         if (dup || nseen == 64) continue;
         seen[nseen++] = d;
-        if (conv2d_path_tuned(ctx, &d)) continue;
+        if (conv2d_path_tuned(ctx, &d) || !conv2d_tune_has_rivals(ctx, &d, quick)) continue;
         if (out && n < cap) out[n] = d;
         n++;
     }
@@ -143,7 +145,7 @@ static graft_status tune_convs(graft_context *ctx, const graft_recipe *r, tune_m
 {
     (void)e; /* a failed search is not a failed run */
     conv2d_desc todo[64];
-    int n = conv_missing(ctx, &r->graph, todo, 64);
+    int n = conv_missing(ctx, &r->graph, mode != TUNE_FULL, todo, 64);
     if (n > 64) n = 64;
     if (n == 0) return GRAFT_OK;
     int batch = r->train.batch_size > 0 ? r->train.batch_size : 64;
@@ -237,7 +239,7 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long st
     if (mode == TUNE_AUTO) n = drop_small_shapes(r, steps, shapes, n, &run_s, &short_run);
     int m = tune_missing(ctx, shapes, n, missing);
     double t0 = now_seconds();
-    int convs = conv_missing(ctx, &r->graph, NULL, 0);
+    int convs = conv_missing(ctx, &r->graph, mode != TUNE_FULL, NULL, 0);
     char line[256];
     if (short_run && m > 0) {
         if (note) {

@@ -743,11 +743,9 @@ bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d)
     }
 }
 
-static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
-                                 conv_path path, graft_error *e)
+/* The shape errors op_init_path refuses (no kernels built). */
+static graft_status conv_check(const conv2d_desc *d, graft_error *e)
 {
-    memset(op, 0, sizeof *op);
-    op->path = path;
     if (d->c < 1 || d->h < 1 || d->w < 1 || d->o < 1 || d->kh < 1 || d->kw < 1 || d->sh < 1 ||
         d->sw < 1 || d->ph < 0 || d->pw < 0 || d->groups < 1)
         return err_set(e, GRAFT_STATUS_INTERNAL,
@@ -762,6 +760,16 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
         return err_set(e, GRAFT_STATUS_INTERNAL,
                        "conv2d: kernel %dx%d larger than the padded input %dx%d", d->kh, d->kw,
                        d->h + 2 * d->ph, d->w + 2 * d->pw);
+    return GRAFT_OK;
+}
+
+static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 conv_path path, graft_error *e)
+{
+    memset(op, 0, sizeof *op);
+    op->path = path;
+    graft_status cs = conv_check(d, e);
+    if (cs) return cs;
     op->d = *d;
     op->d.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
     op->d.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
@@ -1086,17 +1094,23 @@ static int cmp_dbl(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool quick)
+{
+    return !quick || default_path(ctx, d) != CONV_ROWS;
+}
+
 graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
                          double stop_at, conv_tune_result *r, graft_error *e)
 {
     memset(r, 0, sizeof *r);
-    r->deflt = r->best = default_path(ctx, d);
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_tune: batch count %d", n);
-    conv2d_op probe;
-    graft_status s = op_init_path(ctx, &probe, d, CONV_IM2COL, e); /* checks the shape */
+    graft_status s = conv_check(d, e);
     if (s) return s;
-    conv2d_desc full = probe.d;
-    conv2d_op_free(&probe);
+    r->deflt = r->best = default_path(ctx, d);
+    if (!conv2d_tune_has_rivals(ctx, d, quick)) return GRAFT_OK; /* nothing to compare */
+    conv2d_desc full = *d;
+    full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
+    full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
     tune_bufs t = {0};
     size_t nx = (size_t)n * d->c * d->h * d->w, ny = (size_t)n * d->o * full.oh * full.ow;
     size_t nw = (size_t)d->o * (d->c / d->groups) * d->kh * d->kw;

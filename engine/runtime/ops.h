@@ -116,7 +116,10 @@ conv_path conv2d_op_path(const conv2d_op *op);
  * (`graft tune` still times every path). The choice goes into the program cache
  * (kind "tune") and every later conv2d_op_init of the shape on this device uses it. stop_at
  * (now_seconds(), 0 = none) skips the candidates not started by then, and then nothing is
- * stored (a later run measures them all). */
+ * stored (a later run measures them all). Where quick leaves the default alone
+ * (conv2d_tune_has_rivals false) nothing is built, timed or stored: timing one candidate decides
+ * nothing, and its unfused kernels were PoCL compiles of their own (fmnist-pretrain's first run
+ * spent ~25 s before its first step on them and on an im2col op built to check the shape). */
 typedef struct conv_tune_result {
     conv_path best, deflt;
     double seconds[CONV_PATHS]; /* median per step, 0 = not timed */
@@ -124,6 +127,7 @@ typedef struct conv_tune_result {
 } conv_tune_result;
 graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
                          double stop_at, conv_tune_result *r, graft_error *e);
+bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool quick);
 /* Whether the shape has a stored choice; storing one (what conv2d_tune does with its winner). */
 bool conv2d_path_tuned(graft_context *ctx, const conv2d_desc *d);
 bool conv2d_path_store(graft_context *ctx, const conv2d_desc *d, conv_path p, double seconds);

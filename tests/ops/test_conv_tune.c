@@ -92,15 +92,30 @@ int main(void)
     CHECK(r.best != CONV_DIRECT && r.best != CONV_ROWS && r.stored);
     CHECK(r.deflt == (gpu ? CONV_IGEMM : CONV_IM2COL));
 
-    /* quick leaves out the other kind of device's paths */
+    /* quick leaves out the other kind of device's paths; where rows is the default it leaves
+     * nothing to compare, and then nothing is timed or stored (and the trainer's search skips
+     * the shape: conv2d_tune_has_rivals) */
     conv2d_desc q = d;
     q.o = 5;
     CHECK(!conv2d_uses_gemm(ctx, &q)); /* untuned: rows on a CPU, igemm on a GPU */
+    CHECK(conv2d_tune_has_rivals(ctx, &q, false));
+    CHECK(conv2d_tune_has_rivals(ctx, &q, true) == gpu);
     CHECK_OK(conv2d_tune(ctx, &q, 2, true, 0, &r, err));
-    CHECK(gpu ? r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0
-              : r.seconds[CONV_IGEMM] == 0 && r.seconds[CONV_DIRECT] == 0 &&
-                    r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] > 0);
-    CHECK(r.stored && r.best == r.deflt);
+    if (gpu)
+        CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 && r.stored);
+    else
+        CHECK(r.seconds[CONV_IGEMM] == 0 && r.seconds[CONV_DIRECT] == 0 &&
+              r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] == 0 && !r.stored &&
+              !conv2d_path_tuned(ctx, &q));
+    CHECK(r.best == r.deflt && r.deflt == deflt);
+    /* ... but a CPU shape rows cannot run (stride 2: im2col the default) keeps its rivals */
+    CHECK(conv2d_tune_has_rivals(ctx, &s2, true));
+
+    /* a bad shape is refused by the quick search too, before anything is built */
+    conv2d_desc badq = d;
+    badq.kh = 9;
+    CHECK(conv2d_tune(ctx, &badq, 2, true, 0, &r, &e) != GRAFT_OK &&
+          strstr(e.message, "larger than the padded input"));
 
     /* a bad shape is an error, not a crash */
     conv2d_desc bad = d;

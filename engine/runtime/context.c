@@ -505,6 +505,24 @@ graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t c
                     "clEnqueueFillBuffer", e);
 }
 
+graft_status kernel_args(cl_kernel k, graft_error *e, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    cl_int rc = CL_SUCCESS;
+    int i = 0;
+    for (; i < n && rc == CL_SUCCESS; i++) {
+        size_t size = va_arg(ap, size_t);
+        const void *value = va_arg(ap, const void *);
+        rc = clSetKernelArg(k, (cl_uint)i, size, value);
+    }
+    va_end(ap);
+    if (rc == CL_SUCCESS) return GRAFT_OK;
+    char what[48];
+    snprintf(what, sizeof what, "clSetKernelArg (argument %d)", i - 1);
+    return cl_check(rc, what, e);
+}
+
 graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
                     const size_t *local, cl_event *evt, graft_error *e)
 {

@@ -400,14 +400,8 @@ static graft_status direct_run(graft_context *ctx, cl_kernel k, cl_mem x, cl_lon
                                cl_long cstride, cl_long istride, cl_mem w, cl_mem b, cl_mem y, int n,
                                int rows, graft_error *e)
 {
-    clSetKernelArg(k, 0, sizeof x, &x);
-    clSetKernelArg(k, 1, sizeof xoff, &xoff);
-    clSetKernelArg(k, 2, sizeof cstride, &cstride);
-    clSetKernelArg(k, 3, sizeof istride, &istride);
-    clSetKernelArg(k, 4, sizeof w, &w);
-    clSetKernelArg(k, 5, sizeof b, &b);
-    clSetKernelArg(k, 6, sizeof y, &y);
-    clSetKernelArg(k, 7, sizeof n, &n);
+    SET_ARGS(k, 8, KARG(x), KARG(xoff), KARG(cstride), KARG(istride), KARG(w), KARG(b), KARG(y),
+             KARG(n));
     size_t g = (size_t)n * rows, l = 1;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }
@@ -418,8 +412,7 @@ static graft_status direct_bwd_data(graft_context *ctx, conv2d_op *op, int n, cl
                                     cl_mem dx, graft_error *e)
 {
     cl_kernel k = op->flip;
-    clSetKernelArg(k, 0, sizeof w, &w);
-    clSetKernelArg(k, 1, sizeof op->wflip, &op->wflip);
+    SET_ARGS(k, 2, KARG(w), KARG(op->wflip));
     size_t g = (size_t)op->d.o * op->d.c * op->d.kh * op->d.kw, l = LOCAL;
     graft_status s = launch(ctx, k, 1, &g, &l, NULL, e);
     if (s) return s;
@@ -548,25 +541,13 @@ static graft_status ig_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x
     int S = ig_splits(ctx, op, n, (size_t)ncols, ws_floats, &kc);
     cl_mem part = S > 1 ? ws : NULL;
     cl_kernel k = op->ig_weight;
-    clSetKernelArg(k, 0, sizeof x, &x);
-    clSetKernelArg(k, 1, sizeof dy, &dy);
-    clSetKernelArg(k, 2, sizeof y, &y);
-    clSetKernelArg(k, 3, sizeof dw, &dw);
-    clSetKernelArg(k, 4, sizeof db, &db);
-    clSetKernelArg(k, 5, sizeof part, &part);
-    clSetKernelArg(k, 6, sizeof n, &n);
-    clSetKernelArg(k, 7, sizeof S, &S);
-    clSetKernelArg(k, 8, sizeof kc, &kc);
-    clSetKernelArg(k, 9, sizeof ncols, &ncols);
+    SET_ARGS(k, 10, KARG(x), KARG(dy), KARG(y), KARG(dw), KARG(db), KARG(part), KARG(n), KARG(S),
+             KARG(kc), KARG(ncols));
     graft_status st = ig_launch(ctx, k, op->ig_tile[IG_WEIGHT], (size_t)(d->o / d->groups),
                                 (size_t)ncols, (size_t)d->groups * S, e);
     if (st || S == 1) return st;
     k = op->ig_reduce;
-    clSetKernelArg(k, 0, sizeof part, &part);
-    clSetKernelArg(k, 1, sizeof dw, &dw);
-    clSetKernelArg(k, 2, sizeof db, &db);
-    clSetKernelArg(k, 3, sizeof S, &S);
-    clSetKernelArg(k, 4, sizeof ncols, &ncols);
+    SET_ARGS(k, 5, KARG(part), KARG(dw), KARG(db), KARG(S), KARG(ncols));
     return run1d(ctx, k, (size_t)d->o * ncols, e);
 }
 
@@ -635,10 +616,7 @@ static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geo
                                cl_mem x, cl_mem ws, cl_long xpo, graft_error *e)
 {
     cl_kernel k = op->rows_pad_x;
-    clSetKernelArg(k, 0, sizeof x, &x);
-    clSetKernelArg(k, 1, sizeof ws, &ws);
-    clSetKernelArg(k, 2, sizeof xpo, &xpo);
-    clSetKernelArg(k, 3, sizeof n, &n);
+    SET_ARGS(k, 4, KARG(x), KARG(ws), KARG(xpo), KARG(n));
     return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
 }
 
@@ -655,12 +633,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     graft_status st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e);
     if (st) return st;
     cl_kernel k = op->rows_fwd;
-    clSetKernelArg(k, 0, sizeof ws, &ws);
-    clSetKernelArg(k, 1, sizeof xpo, &xpo);
-    clSetKernelArg(k, 2, sizeof w, &w);
-    clSetKernelArg(k, 3, sizeof b, &b);
-    clSetKernelArg(k, 4, sizeof y, &y);
-    clSetKernelArg(k, 5, sizeof n, &n);
+    SET_ARGS(k, 6, KARG(ws), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n));
     size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
@@ -680,42 +653,23 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
     graft_status st;
     cl_kernel k = op->rows_pad_dy;
-    clSetKernelArg(k, 0, sizeof dy, &dy);
-    clSetKernelArg(k, 1, sizeof y, &y);
-    clSetKernelArg(k, 2, sizeof ws, &ws);
-    clSetKernelArg(k, 3, sizeof dpo, &dpo);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    SET_ARGS(k, 5, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n));
     if ((st = run1d(ctx, k, (size_t)n * d->o * g.drows, e))) return st;
     if (dw || db) {
         if ((st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e))) return st;
         int S = rows_splits(ctx, d, &g, n);
         k = op->rows_wgrad;
-        clSetKernelArg(k, 0, sizeof ws, &ws);
-        clSetKernelArg(k, 1, sizeof xpo, &xpo);
-        clSetKernelArg(k, 2, sizeof dpo, &dpo);
-        clSetKernelArg(k, 3, sizeof parto, &parto);
-        clSetKernelArg(k, 4, sizeof n, &n);
-        clSetKernelArg(k, 5, sizeof S, &S);
+        SET_ARGS(k, 6, KARG(ws), KARG(xpo), KARG(dpo), KARG(parto), KARG(n), KARG(S));
         size_t gs = (size_t)S * (d->c / g.cb), ls = 1;
         if ((st = launch(ctx, k, 1, &gs, &ls, NULL, e))) return st;
         int nw = d->o * d->c * d->kh * d->kw, lo = dw ? 0 : nw, hi = db ? nw + d->o : nw;
         k = op->rows_wsum;
-        clSetKernelArg(k, 0, sizeof ws, &ws);
-        clSetKernelArg(k, 1, sizeof parto, &parto);
-        clSetKernelArg(k, 2, sizeof dw, &dw);
-        clSetKernelArg(k, 3, sizeof db, &db);
-        clSetKernelArg(k, 4, sizeof S, &S);
-        clSetKernelArg(k, 5, sizeof lo, &lo);
-        clSetKernelArg(k, 6, sizeof hi, &hi);
+        SET_ARGS(k, 7, KARG(ws), KARG(parto), KARG(dw), KARG(db), KARG(S), KARG(lo), KARG(hi));
         if ((st = run1d(ctx, k, (size_t)(hi - lo), e))) return st;
     }
     if (!dx) return GRAFT_OK;
     k = op->rows_dgrad;
-    clSetKernelArg(k, 0, sizeof ws, &ws);
-    clSetKernelArg(k, 1, sizeof dpo, &dpo);
-    clSetKernelArg(k, 2, sizeof w, &w);
-    clSetKernelArg(k, 3, sizeof dx, &dx);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    SET_ARGS(k, 5, KARG(ws), KARG(dpo), KARG(w), KARG(dx), KARG(n));
     size_t gs = (size_t)n * ((d->h + g.rd - 1) / g.rd), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
@@ -830,11 +784,7 @@ static graft_status im2col(graft_context *ctx, conv2d_op *op, const conv_dims *s
 {
     cl_kernel k = op->im2col;
     cl_long off = (cl_long)i0 * op->d.c * op->d.h * op->d.w, ld = (cl_long)s->ld;
-    clSetKernelArg(k, 0, sizeof x, &x);
-    clSetKernelArg(k, 1, sizeof off, &off);
-    clSetKernelArg(k, 2, sizeof ws, &ws);
-    clSetKernelArg(k, 3, sizeof ld, &ld);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    SET_ARGS(k, 5, KARG(x), KARG(off), KARG(ws), KARG(ld), KARG(n));
     return run1d(ctx, k, (size_t)op->d.c * op->d.kh * op->d.kw * n, e);
 }
 
@@ -843,10 +793,7 @@ static graft_status col2im(graft_context *ctx, conv2d_op *op, const conv_dims *s
 {
     cl_kernel k = op->col2im;
     cl_long ld = (cl_long)s->ld;
-    clSetKernelArg(k, 0, sizeof ws, &ws);
-    clSetKernelArg(k, 1, sizeof dx, &dx);
-    clSetKernelArg(k, 2, sizeof ld, &ld);
-    clSetKernelArg(k, 3, sizeof n, &n);
+    SET_ARGS(k, 4, KARG(ws), KARG(dx), KARG(ld), KARG(n));
     return run1d(ctx, k, (size_t)op->d.h * op->d.c * n, e);
 }
 
@@ -857,12 +804,7 @@ static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, 
 {
     cl_kernel k = op->pack;
     cl_long off = (cl_long)s->colsz, ld = (cl_long)s->ld;
-    clSetKernelArg(k, 0, sizeof dy, &dy);
-    clSetKernelArg(k, 1, sizeof y, &y);
-    clSetKernelArg(k, 2, sizeof ws, &ws);
-    clSetKernelArg(k, 3, sizeof off, &off);
-    clSetKernelArg(k, 4, sizeof ld, &ld);
-    clSetKernelArg(k, 5, sizeof n, &n);
+    SET_ARGS(k, 6, KARG(dy), KARG(y), KARG(ws), KARG(off), KARG(ld), KARG(n));
     return run1d(ctx, k, (size_t)op->d.o * n, e);
 }
 
@@ -892,13 +834,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                     return st;
             cl_kernel k = op->unpack;
             cl_long off = (cl_long)c.colsz, yoff = (cl_long)i0 * d->o * c.p, ld = (cl_long)c.ld;
-            clSetKernelArg(k, 0, sizeof ws, &ws);
-            clSetKernelArg(k, 1, sizeof off, &off);
-            clSetKernelArg(k, 2, sizeof ld, &ld);
-            clSetKernelArg(k, 3, sizeof b, &b);
-            clSetKernelArg(k, 4, sizeof y, &y);
-            clSetKernelArg(k, 5, sizeof yoff, &yoff);
-            clSetKernelArg(k, 6, sizeof m, &m);
+            SET_ARGS(k, 7, KARG(ws), KARG(off), KARG(ld), KARG(b), KARG(y), KARG(yoff), KARG(m));
             if ((st = run1d(ctx, k, (size_t)d->o * m, e))) return st;
         }
         return GRAFT_OK;
@@ -916,9 +852,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         }
     if (d->bias || d->epi.kind) {
         cl_kernel k = op->bias_fwd;
-        clSetKernelArg(k, 0, sizeof y, &y);
-        clSetKernelArg(k, 1, sizeof b, &b);
-        clSetKernelArg(k, 2, sizeof n, &n);
+        SET_ARGS(k, 3, KARG(y), KARG(b), KARG(n));
         if ((st = run1d(ctx, k, (size_t)d->o * n, e))) return st;
     }
     return GRAFT_OK;
@@ -957,11 +891,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         if (db) {
             cl_kernel k = op->bias_packed;
             cl_long off = (cl_long)s.colsz, ld = (cl_long)s.ld;
-            clSetKernelArg(k, 0, sizeof ws, &ws);
-            clSetKernelArg(k, 1, sizeof off, &off);
-            clSetKernelArg(k, 2, sizeof ld, &ld);
-            clSetKernelArg(k, 3, sizeof db, &db);
-            clSetKernelArg(k, 4, sizeof n, &n);
+            SET_ARGS(k, 5, KARG(ws), KARG(off), KARG(ld), KARG(db), KARG(n));
             size_t g = (size_t)d->o, l = 16;
             if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
         }
@@ -978,9 +908,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     }
     if (d->epi.kind) {
         cl_kernel k = op->epi_grad;
-        clSetKernelArg(k, 0, sizeof dy, &dy);
-        clSetKernelArg(k, 1, sizeof y, &y);
-        clSetKernelArg(k, 2, sizeof n, &n);
+        SET_ARGS(k, 3, KARG(dy), KARG(y), KARG(n));
         if ((st = run1d(ctx, k, (size_t)d->o * n, e))) return st;
     }
     if (dx && op->direct_bwd) {
@@ -1016,9 +944,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     }
     if (db) {
         cl_kernel k = op->bias_bwd;
-        clSetKernelArg(k, 0, sizeof dy, &dy);
-        clSetKernelArg(k, 1, sizeof db, &db);
-        clSetKernelArg(k, 2, sizeof n, &n);
+        SET_ARGS(k, 3, KARG(dy), KARG(db), KARG(n));
         size_t g = (size_t)d->o, l = 16;
         if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
     }

@@ -45,9 +45,7 @@ graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, 
 {
     if (!op->epi.kind) return GRAFT_OK;
     cl_kernel k = op->epi_grad;
-    clSetKernelArg(k, 0, sizeof dy, &dy);
-    clSetKernelArg(k, 1, sizeof y, &y);
-    clSetKernelArg(k, 2, sizeof n, &n);
+    SET_ARGS(k, 3, KARG(dy), KARG(y), KARG(n));
     size_t items = (size_t)n * op->out, l = 16;
     return launch(ctx, k, 1, &items, &l, NULL, e);
 }
@@ -60,9 +58,7 @@ void dense_op_free(dense_op *op)
 static graft_status bias_launch(graft_context *ctx, cl_kernel k, cl_mem a, cl_mem b, int n,
                                 size_t items, graft_error *e)
 {
-    clSetKernelArg(k, 0, sizeof a, &a);
-    clSetKernelArg(k, 1, sizeof b, &b);
-    clSetKernelArg(k, 2, sizeof n, &n);
+    SET_ARGS(k, 3, KARG(a), KARG(b), KARG(n));
     size_t l = 16;
     return launch(ctx, k, 1, &items, &l, NULL, e);
 }

@@ -175,16 +175,8 @@ graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem 
     if (k < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm_fold: %d weights a channel", k);
     cl_kernel kk = op->k[BN_FOLD];
     int has_cb = cb != NULL;
-    clSetKernelArg(kk, 0, sizeof k, &k);
-    clSetKernelArg(kk, 1, sizeof w, &w);
-    clSetKernelArg(kk, 2, sizeof cb, &cb);
-    clSetKernelArg(kk, 3, sizeof has_cb, &has_cb);
-    clSetKernelArg(kk, 4, sizeof gamma, &gamma);
-    clSetKernelArg(kk, 5, sizeof beta, &beta);
-    clSetKernelArg(kk, 6, sizeof run_mean, &run_mean);
-    clSetKernelArg(kk, 7, sizeof run_var, &run_var);
-    clSetKernelArg(kk, 8, sizeof wf, &wf);
-    clSetKernelArg(kk, 9, sizeof bf, &bf);
+    SET_ARGS(kk, 10, KARG(k), KARG(w), KARG(cb), KARG(has_cb), KARG(gamma), KARG(beta),
+             KARG(run_mean), KARG(run_var), KARG(wf), KARG(bf));
     size_t g = (size_t)op->c, l = 1;
     return launch(ctx, kk, 1, &g, &l, NULL, e);
 }

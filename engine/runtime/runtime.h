@@ -148,6 +148,18 @@ graft_status buffer_read(graft_context *ctx, cl_mem m, size_t offset, void *dst,
 graft_status buffer_fill_f32(graft_context *ctx, cl_mem m, float value, size_t count,
                              graft_error *e);
 
+/* Arguments 0 .. n-1 of k from n (size, pointer) pairs, KARG(v) each; a failure is reported.
+ * SET_ARGS(k, n, KARG(a), KARG(b), ..) returns it from the calling function, which must return
+ * graft_status and have its graft_error *e in scope: one line per launch instead of one
+ * clSetKernelArg line per argument (whose status went unchecked). */
+#define KARG(v) sizeof(v), (const void *)&(v)
+graft_status kernel_args(cl_kernel k, graft_error *e, int n, ...);
+#define SET_ARGS(k, n, ...)                                                                        \
+    do {                                                                                           \
+        graft_status sa_ = kernel_args((k), e, (n), __VA_ARGS__);                                  \
+        if (sa_) return sa_;                                                                       \
+    } while (0)
+
 /* Enqueue a 1-3 dimensional launch. local may be NULL. evt may be NULL; when recording, the launch
  * is profiled under ctx->prof_label whatever evt is. The global
  * size is rounded up to a multiple of local, since NVIDIA's OpenCL 1.2 has no non-uniform groups:

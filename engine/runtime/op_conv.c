@@ -267,12 +267,19 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
 }
 
 /* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col. */
-static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
+/* d with its output size (oh, ow) filled in: callers pass descriptions without it. */
+static conv2d_desc with_output_size(const conv2d_desc *d)
 {
-    if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
     conv2d_desc full = *d;
     full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
     full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    return full;
+}
+
+static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
+{
+    if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
+    const conv2d_desc full = with_output_size(d);
     rows_geom g;
     return rows_geom_of(ctx, &full, &g) ? CONV_ROWS : CONV_IM2COL;
 }
@@ -684,9 +691,7 @@ graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc
 
 bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d)
 {
-    conv2d_desc full = *d;
-    full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
-    full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    const conv2d_desc full = with_output_size(d);
     rows_geom g;
     int t[2];
     switch (path_for(ctx, d)) {
@@ -724,9 +729,7 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     op->path = path;
     graft_status cs = conv_check(d, e);
     if (cs) return cs;
-    op->d = *d;
-    op->d.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
-    op->d.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    op->d = with_output_size(d);
     graft_status s;
     /* the rows and implicit-GEMM paths run kernels of their own only: the im2col machinery
      * (conv.cl's program and bias.cl's for the shape, a PoCL compile each) is built for the
@@ -759,9 +762,7 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
 /* 0 for a per-sample 1x1/stride-1/unpadded conv: ws may then be NULL. */
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n)
 {
-    conv2d_desc full = *d;
-    full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
-    full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    const conv2d_desc full = with_output_size(d);
     conv_dims s = dims_of(&full, n);
     size_t im = use_batched(d) ? (s.colsz + (size_t)d->o * s.ld) * sizeof(float)
                 : s.identity   ? 0
@@ -1034,9 +1035,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     if (s) return s;
     r->deflt = r->best = default_path(ctx, d);
     if (!conv2d_tune_has_rivals(ctx, d, quick)) return GRAFT_OK; /* nothing to compare */
-    conv2d_desc full = *d;
-    full.oh = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
-    full.ow = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
+    const conv2d_desc full = with_output_size(d);
     tune_bufs t = {0};
     size_t nx = (size_t)n * d->c * d->h * d->w, ny = (size_t)n * d->o * full.oh * full.ow;
     size_t nw = (size_t)d->o * (d->c / d->groups) * d->kh * d->kw;

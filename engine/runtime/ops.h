@@ -119,7 +119,7 @@ conv_path conv2d_op_path(const conv2d_op *op);
  * stored (a later run measures them all). Where quick leaves the default alone
  * (conv2d_tune_has_rivals false) nothing is built, timed or stored: timing one candidate decides
  * nothing, and its unfused kernels were PoCL compiles of their own (fmnist-pretrain's first run
- * spent ~25 s before its first step on them and on an im2col op built to check the shape). */
+ * spent 30-35 s before its first step on them and on an im2col op built to check the shape). */
 typedef struct conv_tune_result {
     conv_path best, deflt;
     double seconds[CONV_PATHS]; /* median per step, 0 = not timed */

@@ -41,8 +41,9 @@ and written with every figure to --json OUT.
 --isa avx2 caps every contender at AVX2 + FMA on an AVX-512 machine, to measure what a machine
 without AVX-512 gives (the same core, caches and clock: an approximation of an AVX2 CPU, labelled
 so in the output): PoCL compiles for haswell with its avx2 kernel library (POCL_LLVM_CPU_NAME,
-POCL_KERNELLIB_NAME: Graft sees the device pthread-haswell-..., with its own tuning results),
-PyTorch's ATen kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN in PyTorch and TensorFlow
+POCL_KERNELLIB_NAME: Graft sees the device pthread-haswell-..., with its own tuning results;
+PoCL still reports the AVX-512 host's float vector width, 16, so GRAFT_DEVICE_VECTOR_WIDTH=8 gives
+Graft the 8 a real AVX2 machine reports, and the tiles that fit its 16 ymm registers), PyTorch's ATen kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN in PyTorch and TensorFlow
 (ONEDNN_MAX_CPU_ISA=AVX2) and MKL (MKL_ENABLE_INSTRUCTIONS=AVX2).
 
 Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY] [--isa avx2]
@@ -193,6 +194,7 @@ def machine_info(graft):
 
 
 ISA_CAPS = {"avx2": {"POCL_LLVM_CPU_NAME": "haswell", "POCL_KERNELLIB_NAME": "avx2",
+                     "GRAFT_DEVICE_VECTOR_WIDTH": "8",
                      "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                      "DNNL_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}
 

@@ -77,6 +77,23 @@ static void apply_limits(graft_device_info *info)
         info->max_alloc_bytes = info->global_mem_bytes;
 }
 
+/* GRAFT_DEVICE_VECTOR_WIDTH: the float vector width (1, 2, 4, 8 or 16) Graft takes in place of the
+ * device's preferred one, which shapes the CPU kernels' tiles. PoCL derives its preferred widths
+ * from the host's features even when POCL_LLVM_CPU_NAME has it compile for a smaller ISA (16 on an
+ * AVX-512 host compiling for haswell), so rehearsing an AVX2 machine on an AVX-512 one needs 8
+ * here too. 0: not set; -1: not a width. */
+static int env_vector_width(void)
+{
+    const char *v = getenv("GRAFT_DEVICE_VECTOR_WIDTH");
+    if (!v || !*v) return 0;
+    for (int w = 1; w <= 16; w *= 2) {
+        char s[4];
+        snprintf(s, sizeof s, "%d", w);
+        if (strcmp(v, s) == 0) return w;
+    }
+    return -1;
+}
+
 static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
 {
     memset(info, 0, sizeof *info);
@@ -110,6 +127,7 @@ static void probe(cl_platform_id p, cl_device_id d, graft_device_info *info)
     info->vec_int = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_INT);
     info->vec_long = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_LONG);
     info->vec_float = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_FLOAT);
+    if (env_vector_width() > 0) info->vec_float = (unsigned)env_vector_width();
     info->vec_double = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_DOUBLE);
     info->vec_half = dev_uint(d, CL_DEVICE_PREFERRED_VECTOR_WIDTH_HALF);
     char ext[8192];
@@ -210,6 +228,10 @@ graft_status device_open(const char *spec, graft_device_info *info, cl_platform_
             return err_set(e, GRAFT_STATUS_USAGE,
                            "%s: expected a size in bytes such as 268435456, 256M or 2G, found '%s'",
                            limits[k], getenv(limits[k]));
+    if (env_vector_width() < 0)
+        return err_set(e, GRAFT_STATUS_USAGE,
+                       "GRAFT_DEVICE_VECTOR_WIDTH: expected 1, 2, 4, 8 or 16, found '%s'",
+                       getenv("GRAFT_DEVICE_VECTOR_WIDTH"));
     graft_status s = enumerate(&list, &pl, &dl, &n, e);
     if (s) return s;
     s = graft_device_select(list, n, spec, &idx, e);

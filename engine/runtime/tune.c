@@ -176,10 +176,10 @@ void tune_key_begin(buf *b, graft_context *ctx, const char *kind, const char *co
     const char *hex = sources_hash(ctx, kind, sources, nsources, own);
     buf_printf(b,
                "%s\nplatform=%s\nplatform_version=%s\ndevice=%s\ndriver=%s\nclblast=%d.%d.%d\n"
-               "kernels=%s\n",
+               "kernels=%s\nvec_float=%u\n",
                kind, ctx->info.platform, ctx->info.platform_version, ctx->info.name,
                ctx->info.driver, CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
-               CLBLAST_VERSION_PATCH, hex);
+               CLBLAST_VERSION_PATCH, hex, ctx->info.vec_float);
 }
 
 bool tune_cache_text(graft_context *ctx, const char *key, size_t keylen, char *text, size_t n)

@@ -58,23 +58,8 @@ __kernel void layernorm_bwd_data(const int rows, __global const float *x,
 #else
 #define LN_G(e) pd[e]
 #endif
-#if LSZ == 1 /* a row walked by one work-item: reduce.cl's interleaved sums */
-    (void)red;
-    acc_t a[RED_CHAINS], b[RED_CHAINS];
-    for (int j = 0; j < RED_CHAINS; j++) a[j] = b[j] = 0;
-    RED_CHAINS_LOOP(D, const float g = LN_G(e); a[j] += g;
-                    b[j] += (acc_t)g * ((px[e] - mean) * invstd);)
-    const acc_t s1 = red_chains_sum(a), s2 = red_chains_sum(b);
-#else
-    acc_t s1 = 0, s2 = 0;
-    for (int e = lid; e < D; e += LSZ) {
-        const float g = LN_G(e);
-        s1 += g;
-        s2 += (acc_t)g * ((px[e] - mean) * invstd);
-    }
-    s1 = group_sum(red, s1);
-    s2 = group_sum(red, s2);
-#endif
+    acc_t s1, s2;
+    RED_GRAD_SUMS(red, D, LN_G, px, mean, invstd, s1, s2);
     const float m1 = (float)(s1 / D), m2 = (float)(s2 / D);
     for (int e = lid; e < D; e += LSZ) {
         const float g = LN_G(e);
@@ -82,6 +67,7 @@ __kernel void layernorm_bwd_data(const int rows, __global const float *x,
         q[e] = invstd * (g - m1 - xh * m2);
     }
 }
+#undef LN_G
 
 /* Parameter gradients, first half: per feature j and chunk c of CHUNK rows, the sums of
  * dy * xhat and dy over those rows, into part[(c * 2 + {0, 1}) * D + j]. Work-items of a group

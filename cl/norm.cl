@@ -130,28 +130,14 @@ __kernel void bn_grad_partial(const int n, const int is_var, __global const floa
 #else
 #define BN_D(e) pd[e]
 #endif
-#if LSZ == 1
-    (void)red;
-    acc_t a[RED_CHAINS], b[RED_CHAINS];
-    for (int j = 0; j < RED_CHAINS; j++) a[j] = b[j] = 0;
-    RED_CHAINS_LOOP(HW, const float d = BN_D(e); a[j] += d;
-                    b[j] += (acc_t)d * ((px[e] - mean) * invstd);)
-    const acc_t sdy = red_chains_sum(a), sdyx = red_chains_sum(b);
-#else
-    acc_t sdy = 0, sdyx = 0;
-    for (int e = lid; e < HW; e += LSZ) {
-        const float d = BN_D(e);
-        sdy += d;
-        sdyx += (acc_t)d * ((px[e] - mean) * invstd);
-    }
-    sdy = group_sum(red, sdy);
-    sdyx = group_sum(red, sdyx);
-#endif
+    acc_t sdy, sdyx;
+    RED_GRAD_SUMS(red, HW, BN_D, px, mean, invstd, sdy, sdyx);
     if (lid == 0) {
         part[(c * n + i) * 2] = sdy;
         part[(c * n + i) * 2 + 1] = sdyx;
     }
 }
+#undef BN_D
 
 /* Flags for which outputs the backward writes. */
 #define BN_DGAMMA 2

@@ -62,10 +62,41 @@ static RED_T group_sum(__local RED_T *red, RED_T v)
         }                                                                                          \
     }
 
+#if RED_CHAINS != 8
+#error "red_chains_sum adds eight partial sums"
+#endif
 static RED_T red_chains_sum(const RED_T *a)
 {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
+
+/* The two sums of a normalisation's backward over a row, as group sums: s1 = the sum of G(e), the
+ * incoming gradient at element e (G a function-like macro of the caller's), and s2 = the sum of
+ * G(e) * xhat(e), xhat(e) = (px[e] - mean) * invstd in float as the forward computed it. */
+#if LSZ == 1
+#define RED_GRAD_SUMS(red, len, G, px, mean, invstd, s1, s2)                                       \
+    {                                                                                              \
+        (void)(red);                                                                               \
+        RED_T ga_[RED_CHAINS], gb_[RED_CHAINS];                                                    \
+        for (int j = 0; j < RED_CHAINS; j++) ga_[j] = gb_[j] = 0;                                  \
+        RED_CHAINS_LOOP((len), const float g_ = G(e); ga_[j] += g_;                                \
+                        gb_[j] += (RED_T)g_ * (((px)[e] - (mean)) * (invstd));)                    \
+        s1 = red_chains_sum(ga_);                                                                  \
+        s2 = red_chains_sum(gb_);                                                                  \
+    }
+#else
+#define RED_GRAD_SUMS(red, len, G, px, mean, invstd, s1, s2)                                       \
+    {                                                                                              \
+        RED_T sa_ = 0, sb_ = 0;                                                                    \
+        for (int e = LID(); e < (len); e += LSZ) {                                                 \
+            const float g_ = G(e);                                                                 \
+            sa_ += g_;                                                                             \
+            sb_ += (RED_T)g_ * (((px)[e] - (mean)) * (invstd));                                    \
+        }                                                                                          \
+        s1 = group_sum((red), sa_);                                                                \
+        s2 = group_sum((red), sb_);                                                                \
+    }
+#endif
 
 /* The mean of row p[0..len) over the group, and in *m2 the sum of squared deviations from it: two
  * passes over a row that is in cache, so the variance stays accurate when |mean| >> std. */

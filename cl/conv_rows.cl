@@ -99,6 +99,30 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
     pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, 1);
 }
 
+/* One step of conv_rows_wgrad's walk down the padded x rows: the window moves down a row (dy row
+ * r enters as dv[0] when LOAD, else zeros) and x row r, loaded at each offset kx, feeds the taps
+ * (ky, kx) whose dy row r - ky exists (tested only when MASK: the unrolled first and last steps,
+ * where r is a constant and the test folds away). */
+#define WGRAD_STEP(r, LOAD, MASK)                                                                  \
+    {                                                                                              \
+        _Pragma("unroll") for (int ky = KH - 1; ky > 0; ky--)                                      \
+            _Pragma("unroll") for (int m = 0; m < MRW; m++) dv[ky][m] = dv[ky - 1][m];             \
+        _Pragma("unroll") for (int m = 0; m < MRW; m++) dv[0][m] =                                 \
+            (LOAD) ? VLOAD(VW)(0, dc + ((long)m * DROWS + (r)) * DPITCH + v * VW)                  \
+                   : (floatv)(0.0f);                                                               \
+        __global const float *xr = xc + (r) * XPITCH + v * VW;                                     \
+        _Pragma("unroll") for (int kx = 0; kx < KW; kx++)                                          \
+        {                                                                                          \
+            const floatv xv = VLOAD(VW)(0, xr + kx);                                               \
+            _Pragma("unroll") for (int ky = 0; ky < KH; ky++)                                      \
+            {                                                                                      \
+                if (!(MASK) || ((r) - ky >= 0 && (r) - ky < HO))                                   \
+                    _Pragma("unroll") for (int m = 0; m < MRW; m++)                                \
+                        acc[m][ky * KW + kx] = fma(dv[ky][m], xv, acc[m][ky * KW + kx]);           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 /* Partial weight (and bias) gradients of sample range s (samples n*s/S .. n*(s+1)/S - 1) and input
  * channels cb*CB .. cb*CB + CB - 1, one work-item per (s, cb): part[s] holds [CO, CI, KK] then
  * [CO] (the bias, from the cb = 0 work-items). For each block of MRW output channels and each
@@ -107,7 +131,9 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
  * r, r-1, .., r-KH+1 are kept in registers (a window that moves down one row a step, zero above
  * row 0 and below row HO-1) and each x vector loaded at offset kx feeds all KH taps (ky, kx).
  * A step loads MRW dy and KW x vectors for MRW x KK FMAs, against MRW + KK loads when every
- * output row read its KH x rows itself; the window's zero rows cost (KH-1) / HO more FMAs. The
+ * output row read its KH x rows itself. The taps on the window's zero rows take no FMAs (the
+ * first and last KH-1 steps are unrolled with them left out), and the bias sums dy in a pass of
+ * its own, so the steps between have no test. The
  * lanes are summed once at the end. The range's x planes (CB per sample) are read once per
  * output-channel block, from cache. */
 __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo,
@@ -132,43 +158,29 @@ __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo
             for (int i = i0; i < i1; i++) {
                 __global const float *xc = xp + ((long)i * CI + c) * XROWS * XPITCH;
                 __global const float *dc = dp + (((long)i * CO + o0) * DROWS + DT) * DPITCH + DL;
+#if HAS_BIAS
+                if (c == 0) /* the bias: the sums of dy, once per sample and channel block */
+                    for (int v = 0; v < NVO; v++)
+                        for (int r = 0; r < HO; r++)
+                            #pragma unroll
+                            for (int m = 0; m < MRW; m++)
+                                bacc[m] += VLOAD(VW)(0, dc + ((long)m * DROWS + r) * DPITCH
+                                                            + v * VW);
+#endif
                 for (int v = 0; v < NVO; v++) {
                     floatv dv[KH][MRW]; /* dv[ky]: the dy vectors of output row r - ky */
                     #pragma unroll
                     for (int ky = 0; ky < KH; ky++)
                         #pragma unroll
                         for (int m = 0; m < MRW; m++) dv[ky][m] = (floatv)(0.0f);
-                    for (int r = 0; r < HO + KH - 1; r++) {
-                        #pragma unroll
-                        for (int ky = KH - 1; ky > 0; ky--)
-                            #pragma unroll
-                            for (int m = 0; m < MRW; m++) dv[ky][m] = dv[ky - 1][m];
-                        if (r < HO) {
-                            #pragma unroll
-                            for (int m = 0; m < MRW; m++)
-                                dv[0][m] = VLOAD(VW)(0, dc + ((long)m * DROWS + r) * DPITCH
-                                                            + v * VW);
-#if HAS_BIAS
-                            if (c == 0)
-                                #pragma unroll
-                                for (int m = 0; m < MRW; m++) bacc[m] += dv[0][m];
-#endif
-                        } else {
-                            #pragma unroll
-                            for (int m = 0; m < MRW; m++) dv[0][m] = (floatv)(0.0f);
-                        }
-                        __global const float *xr = xc + r * XPITCH + v * VW;
-                        #pragma unroll
-                        for (int kx = 0; kx < KW; kx++) {
-                            const floatv xv = VLOAD(VW)(0, xr + kx);
-                            #pragma unroll
-                            for (int ky = 0; ky < KH; ky++)
-                                #pragma unroll
-                                for (int m = 0; m < MRW; m++)
-                                    acc[m][ky * KW + kx] =
-                                        fma(dv[ky][m], xv, acc[m][ky * KW + kx]);
-                        }
-                    }
+                    /* the first KH-1 and last KH-1 steps unrolled, their taps on zero rows
+                     * (above row 0, below row HO-1) left out at compile time; the steps between
+                     * have every tap, and no test */
+                    #pragma unroll
+                    for (int r = 0; r < KH - 1; r++) WGRAD_STEP(r, r < HO, 1);
+                    for (int r = KH - 1; r < HO; r++) WGRAD_STEP(r, 1, 0);
+                    #pragma unroll
+                    for (int r = max(HO, KH - 1); r < HO + KH - 1; r++) WGRAD_STEP(r, 0, 1);
                 }
             }
             #pragma unroll

@@ -28,12 +28,6 @@ void optim_op_free(optim_op *op)
     op->sgd = op->adam = NULL;
 }
 
-#define ARG(i, v)                                                                                  \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg(k, (i), sizeof(v), &(v));                                      \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-
 static const char *kind_name(int kind)
 {
     static const char *names[] = {"sgd", "momentum", "nesterov", "adam", "adamw"};
@@ -68,17 +62,8 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
     if (!adam) {
         k = op->sgd;
         const int kind = h->kind == OPT_SGD ? 0 : h->kind == OPT_MOMENTUM ? 1 : 2;
-        ARG(0, cnt);
-        ARG(1, kind);
-        ARG(2, first);
-        ARG(3, h->lr);
-        ARG(4, h->momentum);
-        ARG(5, h->weight_decay);
-        ARG(6, h->l2sp);
-        ARG(7, w);
-        ARG(8, g);
-        ARG(9, m);
-        ARG(10, w0);
+        SET_ARGS(k, 11, KARG(cnt), KARG(kind), KARG(first), KARG(h->lr), KARG(h->momentum),
+                 KARG(h->weight_decay), KARG(h->l2sp), KARG(w), KARG(g), KARG(m), KARG(w0));
     } else {
         k = op->adam;
         const int decoupled = h->kind == OPT_ADAMW;
@@ -91,22 +76,9 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
                            kind_name(h->kind), (double)h->beta1, (double)h->beta2);
         const float step_size = (float)((double)h->lr / bc1);
         const float bc2_sqrt = (float)sqrt(bc2);
-        ARG(0, cnt);
-        ARG(1, decoupled);
-        ARG(2, first);
-        ARG(3, h->lr);
-        ARG(4, h->beta1);
-        ARG(5, h->beta2);
-        ARG(6, h->eps);
-        ARG(7, h->weight_decay);
-        ARG(8, h->l2sp);
-        ARG(9, step_size);
-        ARG(10, bc2_sqrt);
-        ARG(11, w);
-        ARG(12, g);
-        ARG(13, m);
-        ARG(14, v);
-        ARG(15, w0);
+        SET_ARGS(k, 16, KARG(cnt), KARG(decoupled), KARG(first), KARG(h->lr), KARG(h->beta1),
+                 KARG(h->beta2), KARG(h->eps), KARG(h->weight_decay), KARG(h->l2sp),
+                 KARG(step_size), KARG(bc2_sqrt), KARG(w), KARG(g), KARG(m), KARG(v), KARG(w0));
     }
     return launch(ctx, k, 1, &gsz, &l, NULL, e);
 }

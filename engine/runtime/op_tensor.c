@@ -3,12 +3,6 @@
  * enqueue. */
 #include "ops.h"
 
-#define ARG(i, v)                                                                                  \
-    do {                                                                                           \
-        cl_int rc_ = clSetKernelArg(k, (i), sizeof(v), &(v));                                      \
-        if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
-    } while (0)
-
 static graft_status elementwise(graft_context *ctx, const char *name, long count, cl_mem a,
                                 cl_mem b, cl_mem y, graft_error *e)
 {
@@ -18,10 +12,7 @@ static graft_status elementwise(graft_context *ctx, const char *name, long count
     graft_status s = kernel_get(ctx, "tensor", "", name, &k, e);
     if (s) return s;
     cl_long c = count;
-    ARG(0, c);
-    ARG(1, a);
-    ARG(2, b);
-    if (y) ARG(3, y);
+    SET_ARGS(k, y ? 4 : 3, KARG(c), KARG(a), KARG(b), KARG(y)); /* y: add2's output */
     size_t g = (size_t)count, l = 64;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }
@@ -51,13 +42,7 @@ static graft_status concat(graft_context *ctx, const char *name, int n, int cx, 
     cl_kernel k;
     graft_status s = kernel_get(ctx, "tensor", "", name, &k, e);
     if (s) return s;
-    ARG(0, n);
-    ARG(1, cx);
-    ARG(2, cy);
-    ARG(3, c0);
-    ARG(4, hw);
-    ARG(5, from);
-    ARG(6, to);
+    SET_ARGS(k, 7, KARG(n), KARG(cx), KARG(cy), KARG(c0), KARG(hw), KARG(from), KARG(to));
     size_t g = (size_t)n * (size_t)cx * (size_t)hw, l = 64;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }

@@ -103,6 +103,7 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
  * r enters as dv[0] when LOAD, else zeros) and x row r, loaded at each offset kx, feeds the taps
  * (ky, kx) whose dy row r - ky exists (tested only when MASK: the unrolled first and last steps,
  * where r is a constant and the test folds away). */
+#define WGRAD_TAIL (HO > KH - 1 ? HO : KH - 1) /* the first tail step (a constant: unrolled) */
 #define WGRAD_STEP(r, LOAD, MASK)                                                                  \
     {                                                                                              \
         _Pragma("unroll") for (int ky = KH - 1; ky > 0; ky--)                                      \
@@ -180,7 +181,7 @@ __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo
                     for (int r = 0; r < KH - 1; r++) WGRAD_STEP(r, r < HO, 1);
                     for (int r = KH - 1; r < HO; r++) WGRAD_STEP(r, 1, 0);
                     #pragma unroll
-                    for (int r = max(HO, KH - 1); r < HO + KH - 1; r++) WGRAD_STEP(r, 0, 1);
+                    for (int r = WGRAD_TAIL; r < HO + KH - 1; r++) WGRAD_STEP(r, 0, 1);
                 }
             }
             #pragma unroll

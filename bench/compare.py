@@ -43,8 +43,9 @@ without AVX-512 gives (the same core, caches and clock: an approximation of an A
 so in the output): PoCL compiles for haswell with its avx2 kernel library (POCL_LLVM_CPU_NAME,
 POCL_KERNELLIB_NAME: Graft sees the device pthread-haswell-..., with its own tuning results;
 PoCL still reports the AVX-512 host's float vector width, 16, so GRAFT_DEVICE_VECTOR_WIDTH=8 gives
-Graft the 8 a real AVX2 machine reports, and the tiles that fit its 16 ymm registers), PyTorch's ATen kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN in PyTorch and TensorFlow
-(ONEDNN_MAX_CPU_ISA=AVX2) and MKL (MKL_ENABLE_INSTRUCTIONS=AVX2).
+Graft the 8 a real AVX2 machine reports, and the tiles that fit its 16 ymm registers), PyTorch's
+ATen kernels (ATEN_CPU_CAPABILITY=avx2), oneDNN in PyTorch and TensorFlow (ONEDNN_MAX_CPU_ISA=AVX2)
+and MKL (MKL_ENABLE_INSTRUCTIONS=AVX2).
 
 Usage: bench/compare.py [--graft BUILD/graft] [--torch-python PY] [--tf-python PY] [--isa avx2]
                         [--debian-python PY|none] [--torch-device cpu|cuda] [--gemm-sizes L]

@@ -58,4 +58,11 @@ cat ev.err
 GRAFT_DEVICE_MEM_LIMIT=lots "$G" train base.yaml --quiet --out badenv >be.out 2>be.err
 [ $? = 2 ] && grep -q "GRAFT_DEVICE_MEM_LIMIT: expected a size" be.err && ok "bad GRAFT_DEVICE_MEM_LIMIT" \
     || { cat be.err; bad "bad GRAFT_DEVICE_MEM_LIMIT"; }
+
+# 6. the float vector width (an AVX2 rehearsal on an AVX-512 host): shown, and checked
+GRAFT_DEVICE_VECTOR_WIDTH=8 "$G" devices | grep -q "float 8 double" && ok "GRAFT_DEVICE_VECTOR_WIDTH shown" \
+    || bad "GRAFT_DEVICE_VECTOR_WIDTH not shown by graft devices"
+GRAFT_DEVICE_VECTOR_WIDTH=12 "$G" train base.yaml --quiet --out badvw >bv.out 2>bv.err
+[ $? = 2 ] && grep -q "GRAFT_DEVICE_VECTOR_WIDTH: expected 1, 2, 4, 8 or 16, found '12'" bv.err && [ ! -e badvw ] \
+    && ok "bad GRAFT_DEVICE_VECTOR_WIDTH" || { cat bv.err; bad "bad GRAFT_DEVICE_VECTOR_WIDTH"; }
 exit $fail

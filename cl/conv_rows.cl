@@ -134,9 +134,8 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
  * A step loads MRW dy and KW x vectors for MRW x KK FMAs, against MRW + KK loads when every
  * output row read its KH x rows itself. The taps on the window's zero rows take no FMAs (the
  * first and last KH-1 steps are unrolled with them left out), and the bias sums dy in a pass of
- * its own, so the steps between have no test. The
- * lanes are summed once at the end. The range's x planes (CB per sample) are read once per
- * output-channel block, from cache. */
+ * its own, so the steps between have no test. The lanes are summed once at the end. The range's
+ * x planes (CB per sample) are read once per output-channel block, from cache. */
 __kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo,
                               const long parto, const int n, const int S)
 {

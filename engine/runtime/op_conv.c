@@ -266,7 +266,6 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
     return true;
 }
 
-/* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col. */
 /* d with its output size (oh, ow) filled in: callers pass descriptions without it. */
 static conv2d_desc with_output_size(const conv2d_desc *d)
 {
@@ -276,6 +275,7 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
     return full;
 }
 
+/* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col. */
 static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
 {
     if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;

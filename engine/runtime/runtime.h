@@ -97,8 +97,11 @@ struct graft_context {
     char prof_label[96];
     prof_event *prof;
     int nprof, capprof;
-    double compile_seconds;  /* time spent building programs (cache misses) */
+    double compile_seconds;  /* time spent building programs from source */
     int programs_built, programs_loaded;
+    /* the driver keeps its own builds (PoCL's kernel cache): programs are built from source every
+     * time and Graft's cache holds only a marker per program (program_get) */
+    int driver_caches;
     /* GEMM (gemm.c, tune.c): per-shape choices, and how many of them came from tuning results */
     gemm_memo gemm_memo[GEMM_MEMO_MAX];
     int ngemm_memo, gemm_tuned_hits, gemm_default_uses;

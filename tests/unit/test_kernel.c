@@ -1,10 +1,12 @@
 /* test_kernel.c — a real kernel round trip on the selected device (GRAFT_DEVICE), then the program
  * cache under attack: every cached file truncated, bit-flipped or swapped must be rebuilt and give
- * the same results, and a warm run must load from the cache instead of compiling. */
+ * the same results, and a warm run must load from the cache instead of compiling; both with the
+ * driver's binaries in the cache and with markers for a driver that caches its own builds. */
 #include "runtime.h"
 #include "harness.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define N 1000
@@ -100,6 +102,20 @@ static int for_each_entry(const char *dir, attack_fn fn)
     return n;
 }
 
+/* files in dir whose names end in ext */
+static int count_ext(const char *dir, const char *ext)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+        size_t l = strlen(de->d_name), m = strlen(ext);
+        if (l > m && strcmp(de->d_name + l - m, ext) == 0) n++;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
 int main(void)
 {
     unsetenv("GRAFT_NO_CACHE");
@@ -111,20 +127,48 @@ int main(void)
     if (graft_devices_list(&list, &n, &e)) SKIP("no OpenCL device: %s", e.message);
     free(list);
 
-    int built = 0, loaded = 0;
-    CHECK(run_axpy(dir, &built, &loaded) == 0);
-    CHECK(built == 1 && loaded == 0); /* cold */
-    CHECK(run_axpy(dir, &built, &loaded) == 0);
-    CHECKF(built == 0 && loaded == 1, "warm run built %d loaded %d", built, loaded);
+    /* both program caches (GRAFT_PROGRAM_CACHE): the driver's binaries in Graft's cache, and a
+     * marker per program where the driver keeps its own builds; each in a fresh directory */
+    const char *modes[] = {"graft", "driver"}, *exts[] = {".clbin", ".clsrc"};
+    for (int m = 0; m < 2; m++) {
+        char mdir[64];
+        snprintf(mdir, sizeof mdir, "%s/%s", dir, modes[m]);
+        CHECK(mkdir(mdir, 0700) == 0);
+        setenv("GRAFT_PROGRAM_CACHE", modes[m], 1);
+        int built = 0, loaded = 0;
+        CHECK(run_axpy(mdir, &built, &loaded) == 0);
+        CHECKF(built == 1 && loaded == 0, "%s: cold run built %d loaded %d", modes[m], built,
+               loaded);
+        CHECKF(count_ext(mdir, exts[m]) == 1 && count_ext(mdir, exts[1 - m]) == 0,
+               "%s: the cache holds %d %s and %d %s entries", modes[m], count_ext(mdir, exts[m]),
+               exts[m], count_ext(mdir, exts[1 - m]), exts[1 - m]);
+        CHECK(run_axpy(mdir, &built, &loaded) == 0);
+        CHECKF(built == 0 && loaded == 1, "%s: warm run built %d loaded %d", modes[m], built,
+               loaded);
 
-    attack_fn attacks[] = {att_truncate, att_empty, att_flip_payload, att_flip_header, att_garbage};
-    for (size_t a = 0; a < ARRAY_LEN(attacks); a++) {
-        CHECK(for_each_entry(dir, attacks[a]) >= 1);
-        CHECK(run_axpy(dir, &built, &loaded) == 0); /* still right */
-        CHECKF(built == 1 && loaded == 0, "attack %zu: built %d loaded %d", a, built, loaded);
-        CHECK(run_axpy(dir, &built, &loaded) == 0); /* and the rebuilt entry is good again */
-        CHECKF(built == 0 && loaded == 1, "after attack %zu: built %d loaded %d", a, built, loaded);
+        attack_fn attacks[] = {att_truncate, att_empty, att_flip_payload, att_flip_header,
+                               att_garbage};
+        for (size_t a = 0; a < ARRAY_LEN(attacks); a++) {
+            CHECK(for_each_entry(mdir, attacks[a]) >= 1);
+            CHECK(run_axpy(mdir, &built, &loaded) == 0); /* still right */
+            CHECKF(built == 1 && loaded == 0, "%s: attack %zu: built %d loaded %d", modes[m], a,
+                   built, loaded);
+            CHECK(run_axpy(mdir, &built, &loaded) == 0); /* and the rebuilt entry is good again */
+            CHECKF(built == 0 && loaded == 1, "%s: after attack %zu: built %d loaded %d",
+                   modes[m], a, built, loaded);
+        }
     }
+
+    /* a value that is neither is a usage error naming the variable */
+    setenv("GRAFT_PROGRAM_CACHE", "pocl", 1);
+    {
+        graft_context *bad = NULL;
+        graft_context_options o = {.cache_dir = dir};
+        CHECK(graft_context_create(&o, &bad, &e) == GRAFT_STATUS_USAGE && bad == NULL);
+        CHECKF(strstr(e.message, "GRAFT_PROGRAM_CACHE") && strstr(e.message, "'pocl'"), "%s",
+               e.message);
+    }
+    unsetenv("GRAFT_PROGRAM_CACHE");
 
     /* a kernel that fails to compile names its source and shows the build log */
     graft_context *ctx;

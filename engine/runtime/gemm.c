@@ -210,6 +210,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     size_t global[3];
     size_t local[3] = {1, 1, 1};
     int dims = 2, splits = 1;
+    cl_int outer_mt = 0;
     if (ch->backend == GEMM_BACKEND_TILED) {
         if (!gemm_choice_fits_device(ctx, ch)) {
             char d[320];
@@ -233,8 +234,9 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         local[1] = (size_t)ty;
     } else if (ch->backend == GEMM_BACKEND_OUTER) {
         int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
-        snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DMT=%d -DVW=%d -DTA=%d", mr, ch->p[1], mt,
-                 vw(ch), trans_a ? 1 : 0);
+        snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DVW=%d -DTA=%d", mr, ch->p[1], vw(ch),
+                 trans_a ? 1 : 0);
+        outer_mt = mt; /* an argument: one program serves every MT */
         name = "gemm_outer";
         global[0] = (n + nr - 1) / nr;
         global[1] = (m + (size_t)mr * mt - 1) / ((size_t)mr * mt);
@@ -291,6 +293,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     rc |= clSetKernelArg(kern, 11, sizeof cbuf, &cbuf);
     rc |= clSetKernelArg(kern, 12, sizeof co, &co);
     rc |= clSetKernelArg(kern, 13, sizeof ildc, &ildc);
+    if (outer_mt) rc |= clSetKernelArg(kern, 14, sizeof outer_mt, &outer_mt);
     if (rc != CL_SUCCESS) {
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", name);
         goto done;

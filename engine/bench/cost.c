@@ -401,6 +401,9 @@ json_t *bench_device_json(const graft_device_info *d, const char *name_key)
     json_object_set_new(v, "double", json_integer(d->vec_double));
     json_object_set_new(v, "half", json_integer(d->vec_half));
     json_object_set_new(o, "preferred_vector_width", v);
+    int pc = program_cache_by_driver(d);
+    json_object_set_new(o, "program_cache",
+                        pc < 0 ? json_null() : json_string(pc ? "driver" : "graft"));
     json_object_set_new(o, "fp16", json_boolean(d->fp16));
     json_object_set_new(o, "fp64", json_boolean(d->fp64));
     return o;

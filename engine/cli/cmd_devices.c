@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "runtime.h"
 
 static void print_json(const graft_device_info *d, int n)
 {
@@ -40,6 +41,14 @@ static void print_table(const graft_device_info *d, int n, int selected)
                d[i].vec_char, d[i].vec_short, d[i].vec_int, d[i].vec_long, d[i].vec_float,
                d[i].vec_double, d[i].vec_half);
         printf("       fp16 %s, fp64 %s\n", d[i].fp16 ? "yes" : "no", d[i].fp64 ? "yes" : "no");
+        int pc = program_cache_by_driver(&d[i]);
+        if (pc < 0)
+            printf("       programs      GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'\n",
+                   getenv("GRAFT_PROGRAM_CACHE"));
+        else
+            printf("       programs      %s (GRAFT_PROGRAM_CACHE=%s)\n",
+                   pc ? "built from source, the driver caches them" : "binaries in Graft's cache",
+                   pc ? "driver" : "graft");
     }
     if (selected >= 0) printf("\n* = the default device (GRAFT_DEVICE or first GPU, else first CPU)\n");
 }

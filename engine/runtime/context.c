@@ -65,8 +65,8 @@ graft_status cl_check(cl_int code, const char *what, graft_error *e)
  * cache on, else "graft". PoCL writes a binary only after building every kernel of the program a
  * second time for any work-group size (on top of the sizes it was launched with): fetching them
  * took 18 of the 30 s of a cold `graft bench` of fmnist-pretrain on a Zen 4 core, and its own
- * cache serves a warm start from source in well under a second. 1: driver, 0: graft, -1: bad. */
-static int env_driver_caches(const graft_device_info *info)
+ * cache serves a warm start from source in well under a second. */
+int program_cache_by_driver(const graft_device_info *info)
 {
     const char *v = getenv("GRAFT_PROGRAM_CACHE");
     if (v && *v) return strcmp(v, "driver") == 0 ? 1 : strcmp(v, "graft") == 0 ? 0 : -1;
@@ -93,7 +93,7 @@ graft_status graft_context_create(const graft_context_options *opt, graft_contex
                                       opt->profile ? CL_QUEUE_PROFILING_ENABLE : 0, &rc);
     if ((s = cl_check(rc, "clCreateCommandQueue", e))) goto fail;
     if ((s = cache_open(&ctx->cache, opt->cache_dir, opt->no_cache, e))) goto fail;
-    if ((ctx->driver_caches = env_driver_caches(&ctx->info)) < 0) {
+    if ((ctx->driver_caches = program_cache_by_driver(&ctx->info)) < 0) {
         s = err_set(e, GRAFT_STATUS_USAGE,
                     "GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'",
                     getenv("GRAFT_PROGRAM_CACHE"));

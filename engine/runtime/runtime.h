@@ -29,6 +29,10 @@ graft_status cache_get(cache *c, const char *kind, const void *key, size_t keyle
                        size_t *len);
 graft_status cache_put(cache *c, const char *kind, const void *key, size_t keylen,
                        const void *data, size_t len, graft_error *e);
+/* Who keeps the device's compiled programs (GRAFT_PROGRAM_CACHE; context.c): 1 the driver, from
+ * source builds (PoCL with its kernel cache on, by default), 0 Graft's cache, as driver binaries;
+ * -1 the variable holds neither "driver" nor "graft". */
+int program_cache_by_driver(const graft_device_info *info);
 /* The file an entry lives in (for tests that corrupt it). */
 void cache_entry_path(const cache *c, const char *kind, const void *key, size_t keylen, char *out,
                       size_t n);

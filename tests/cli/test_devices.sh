@@ -23,6 +23,14 @@ check "devices --help" 0 "$G" devices --help; has /tmp/graft-cli.$$.out "usage: 
 check "unknown option" 2 "$G" devices --jsn; has /tmp/graft-cli.$$.err "unknown option --jsn"
 check "stray argument" 2 "$G" devices extra; has /tmp/graft-cli.$$.err "unexpected argument"
 check "devices table" 0 "$G" devices; has /tmp/graft-cli.$$.out "compute units"
+# who keeps the compiled programs: PoCL's own kernel cache by default, Graft's on request
+has /tmp/graft-cli.$$.out "programs      built from source, the driver caches them (GRAFT_PROGRAM_CACHE=driver)"
+check "devices, Graft's program cache" 0 env GRAFT_PROGRAM_CACHE=graft "$G" devices
+has /tmp/graft-cli.$$.out "programs      binaries in Graft's cache (GRAFT_PROGRAM_CACHE=graft)"
+check "devices, PoCL's kernel cache off" 0 env POCL_KERNEL_CACHE=0 "$G" devices
+has /tmp/graft-cli.$$.out "binaries in Graft's cache"
+check "devices, a bad GRAFT_PROGRAM_CACHE" 0 env GRAFT_PROGRAM_CACHE=pocl "$G" devices
+has /tmp/graft-cli.$$.out "GRAFT_PROGRAM_CACHE: expected graft or driver, found 'pocl'"
 check "devices --json" 0 "$G" devices --json
 /usr/bin/python3 - /tmp/graft-cli.$$.out <<'PY' || fail=1
 import json, sys
@@ -36,6 +44,7 @@ for d in devs:
 pocl = [d for d in devs if "Portable Computing Language" in d["platform"]]
 assert pocl, "PoCL's CPU device is not listed"
 assert pocl[0]["type"] == "cpu"
+assert pocl[0]["program_cache"] == "driver", pocl[0].get("program_cache")
 print("ok: json lists", len(devs), "devices; PoCL:", pocl[0]["name"])
 PY
 # No OpenCL platform at all: a clear message and exit 1.

@@ -3,10 +3,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "runtime.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 graft_status device_open(const char *spec, graft_device_info *info, cl_platform_id *platform,
                          cl_device_id *device, graft_error *e);
@@ -165,19 +167,27 @@ static char *program_key(graft_context *ctx, const char *src, const char *option
     return b.data;
 }
 
-static graft_status build_log(graft_context *ctx, cl_program prog, const char *source,
-                              const char *options, cl_int rc, graft_error *e)
+/* The program's build log without trailing blank space (calloc'd; NULL when out of memory). */
+static char *read_build_log(graft_context *ctx, cl_program prog)
 {
     size_t n = 0;
     clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, 0, NULL, &n);
     char *log = calloc(n + 1, 1);
-    if (log) clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
-    /* the compiler's log follows on its own lines; without one (the driver ran out of memory,
-     * say) the error stays one line */
-    size_t len = log ? strlen(log) : 0;
+    if (!log) return NULL;
+    clGetProgramBuildInfo(prog, ctx->device, CL_PROGRAM_BUILD_LOG, n, log, NULL);
+    size_t len = strlen(log);
     while (len && (log[len - 1] == '\n' || log[len - 1] == ' ' || log[len - 1] == '\r'))
         log[--len] = 0;
-    if (len)
+    return log;
+}
+
+static graft_status build_log(graft_context *ctx, cl_program prog, const char *source,
+                              const char *options, cl_int rc, graft_error *e)
+{
+    char *log = read_build_log(ctx, prog);
+    /* the compiler's log follows on its own lines; without one (the driver ran out of memory,
+     * say) the error stays one line */
+    if (log && *log)
         err_set(e, GRAFT_STATUS_OPENCL,
                 "kernel source cl/%s.cl failed to build (%s) with options '%s':\n%s", source,
                 cl_error_name(rc), options, log);
@@ -187,6 +197,42 @@ static graft_status build_log(graft_context *ctx, cl_program prog, const char *s
                 source, cl_error_name(rc), options);
     free(log);
     return GRAFT_STATUS_OPENCL;
+}
+
+/* After a failed build with the driver's cache in charge: PoCL writes the source and its
+ * preprocessed text into its kernel cache directory on every build from source, warm or cold, and a
+ * failed write there (a full disk, a file-size limit) fails the build with no compiler message.
+ * Tries a 64 KiB write where PoCL would; on failure returns 1 with the directory and the reason. */
+static int pocl_cache_unwritable(const graft_context *ctx, char *dir, size_t dn, char *why,
+                                 size_t wn)
+{
+    if (!strstr(ctx->info.platform, "Portable Computing Language")) return 0;
+    const char *env;
+    if ((env = getenv("POCL_CACHE_DIR")) && *env) snprintf(dir, dn, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(dir, dn, "%s/pocl/kcache", env);
+    else if ((env = getenv("HOME")) && *env) snprintf(dir, dn, "%s/.cache/pocl/kcache", env);
+    else return 0;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/graft-probe-XXXXXX", dir);
+    int fd = mkstemp(path);
+    if (fd < 0) {
+        snprintf(why, wn, "%s", strerror(errno));
+        return 1;
+    }
+    static const char zeros[4096];
+    int bad = 0;
+    for (int i = 0; i < 16 && !bad; i++)
+        if (write(fd, zeros, sizeof zeros) != (ssize_t)sizeof zeros) {
+            snprintf(why, wn, "%s", strerror(errno));
+            bad = 1;
+        }
+    if (!bad && fsync(fd) != 0) {
+        snprintf(why, wn, "%s", strerror(errno));
+        bad = 1;
+    }
+    close(fd);
+    unlink(path);
+    return bad;
 }
 
 static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size_t n,
@@ -250,7 +296,15 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
         }
         rc = clBuildProgram(prog, 1, &ctx->device, opts, NULL, NULL);
         if (rc != CL_SUCCESS) {
-            build_log(ctx, prog, source, opts, rc, e);
+            char dir[2048], why[256];
+            if (ctx->driver_caches && pocl_cache_unwritable(ctx, dir, sizeof dir, why, sizeof why))
+                err_set(e, GRAFT_STATUS_OPENCL,
+                        "kernel source cl/%s.cl failed to build: PoCL cannot write its kernel "
+                        "cache %s (%s), which every build from source needs; make room there or "
+                        "point POCL_CACHE_DIR elsewhere",
+                        source, dir, why);
+            else
+                build_log(ctx, prog, source, opts, rc, e);
             clReleaseProgram(prog);
             free(key);
             return GRAFT_STATUS_OPENCL;

@@ -12,10 +12,15 @@ T="--quiet --set train.epochs=3"
 "$G" train base.yaml $T --out ref >ref.out 2>ref.err || { cat ref.err; bad "reference run"; }
 leftovers() { ls "$1" | grep -E '\.tmp|\.next' ; }
 
-# 1. ulimit -f: a state file (15 KiB) cannot be written under a 10 KiB limit
+# 1. ulimit -f: a state file (15 KiB) cannot be written under a 10 KiB limit. The kernels come
+#    from Graft's cache of binaries (GRAFT_PROGRAM_CACHE=graft), which a warm run only reads: with
+#    PoCL's own cache in charge (the default on PoCL) every build from source writes there first,
+#    so the same limit stops the run at its first kernel (1b).
 "$G" train base.yaml --quiet --set train.epochs=2 --out fsz >/dev/null 2>&1 || bad "2 epochs"
 cp fsz/last.safetensors fsz-last; cp fsz/state.safetensors fsz-state
-(ulimit -f 10; exec "$G" train base.yaml $T --resume fsz) >fsz.out 2>fsz.err
+GRAFT_PROGRAM_CACHE=graft "$G" train base.yaml --quiet --set train.epochs=1 --out fsz-warm \
+    >/dev/null 2>&1 || bad "1 epoch with Graft's cache of binaries"
+(ulimit -f 10; GRAFT_PROGRAM_CACHE=graft exec "$G" train base.yaml $T --resume fsz) >fsz.out 2>fsz.err
 rc=$?
 cat fsz.err
 [ $rc = 1 ] && one_error fsz.err && grep -q 'File too large' fsz.err \
@@ -29,6 +34,18 @@ cmp -s fsz/last.safetensors fsz-last && cmp -s fsz/state.safetensors fsz-state \
 "$G" train base.yaml $T --resume fsz >/dev/null 2>fsz2.err || { cat fsz2.err; bad "resume with room"; }
 $CMP fsz/last.safetensors ref/last.safetensors && ok "resumed with room: bitwise equal to the uninterrupted run" \
     || bad "resumed weights differ"
+# 1b. ... and with PoCL's cache in charge: one line that names its directory and the reason
+if "$G" devices | grep -q "programs      built from source, the driver caches them"; then
+    cp fsz-last fsz/last.safetensors; cp fsz-state fsz/state.safetensors
+    (ulimit -f 10; exec "$G" train base.yaml $T --resume fsz) >fszd.out 2>fszd.err
+    rc=$?
+    cat fszd.err
+    [ $rc = 1 ] && one_error fszd.err && grep -q 'PoCL cannot write its kernel cache .*(File too large)' fszd.err \
+        && ok "ulimit -f, PoCL's cache: one clear error, exit 1" || bad "ulimit -f, PoCL's cache: exit $rc"
+    cmp -s fsz/last.safetensors fsz-last && cmp -s fsz/state.safetensors fsz-state \
+        && ok "previous checkpoint pair intact" || bad "previous checkpoint changed"
+    [ -z "$(leftovers fsz)" ] && ok "no temporary files" || bad "left: $(leftovers fsz)"
+fi
 
 # 2. a tiny tmpfs (ENOSPC) and a read-only one (EROFS), when mount works here (root)
 M=$(pwd)/mnt; mkdir -p "$M"

@@ -310,6 +310,15 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
             return GRAFT_STATUS_OPENCL;
         }
         ctx->compile_seconds += now_seconds() - t0;
+        /* GRAFT_BUILD_LOG=1: a successful build's log (the compiler's warnings) on stderr */
+        const char *show = getenv("GRAFT_BUILD_LOG");
+        if (show && *show && strcmp(show, "0") != 0) {
+            char *log = read_build_log(ctx, prog);
+            if (log && *log)
+                fprintf(stderr, "graft: cl/%s.cl built with options '%s', log:\n%s\n", source,
+                        opts, log);
+            free(log);
+        }
         if (seen) {
             ctx->programs_loaded++;
         } else {

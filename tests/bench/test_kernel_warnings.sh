@@ -1,0 +1,46 @@
+#!/bin/sh
+# test_kernel_warnings.sh — the kernels recipes need build without a compiler warning on PoCL, cold.
+# PoCL prints LLVM's warnings (a loop it was told to unroll and could not, say) on stderr when it
+# compiles a kernel at its first launch, and clang's land in the build log (shown with
+# GRAFT_BUILD_LOG=1); every other test runs on warm caches and never sees either. Each recipe runs
+# one `graft bench` step with PoCL's kernel cache and Graft's cache empty, and stderr must hold no
+# "warning". usage: test_kernel_warnings.sh GRAFT ROOT
+G=$1
+R=$2
+if ! "$G" devices 2>/dev/null | grep -q "Portable Computing Language"; then
+    echo "SKIP: no PoCL device"
+    exit 77
+fi
+W=$(mktemp -d /tmp/graft-kernel-warnings.XXXXXX)
+fail=0
+run() { # run NAME RECIPE [ENV=VALUE...]: one cold step of RECIPE
+    name=$1 recipe=$2
+    shift 2
+    rm -rf "$W/pocl" "$W/graft"
+    mkdir -p "$W/pocl"
+    env POCL_CACHE_DIR="$W/pocl" GRAFT_CACHE_DIR="$W/graft" GRAFT_BUILD_LOG=1 GRAFT_TUNE=off \
+        POCL_DEVICES=pthread GRAFT_DEVICE=pocl "$@" \
+        "$G" bench "$R/configs/recipes/$recipe" --no-tune --steps 1 --warmup 0 \
+        >"$W/out" 2>"$W/err"
+    rc=$?
+    if [ $rc != 0 ]; then
+        echo "FAIL: $name: graft bench exited $rc"
+        cat "$W/err"
+        fail=1
+    elif grep -qi "warning" "$W/err"; then
+        echo "FAIL: $name: the kernels built with warnings:"
+        cat "$W/err"
+        fail=1
+    else
+        echo "ok: $name: no warnings ($(grep -c 'built with options' "$W/err") non-empty build logs)"
+    fi
+}
+# the CPU convolution paths (rows, the default on CPUs; implicit GEMM; im2col + GEMM), batchnorm,
+# pooling, dense, dropout, the loss and Adam
+run "fmnist-pretrain (rows)" fmnist-pretrain.yaml
+run "fmnist-pretrain (igemm)" fmnist-pretrain.yaml GRAFT_CONV=igemm
+run "fmnist-pretrain (im2col)" fmnist-pretrain.yaml GRAFT_CONV=im2col
+# patch embedding, layernorm, attention, tokens, GELU
+run "vit-fmnist-pretrain" vit-fmnist-pretrain.yaml
+rm -rf "$W"
+exit $fail

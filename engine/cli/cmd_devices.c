@@ -43,7 +43,7 @@ static void print_table(const graft_device_info *d, int n, int selected)
         printf("       fp16 %s, fp64 %s\n", d[i].fp16 ? "yes" : "no", d[i].fp64 ? "yes" : "no");
         int pc = program_cache_by_driver(&d[i]);
         if (pc < 0)
-            printf("       programs      GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'\n",
+            printf("       programs      " PROGRAM_CACHE_BAD_VALUE "\n",
                    getenv("GRAFT_PROGRAM_CACHE"));
         else
             printf("       programs      %s (GRAFT_PROGRAM_CACHE=%s)\n",

@@ -68,12 +68,17 @@ graft_status cl_check(cl_int code, const char *what, graft_error *e)
  * second time for any work-group size (on top of the sizes it was launched with): fetching them
  * took 18 of the 30 s of a cold `graft bench` of fmnist-pretrain on a Zen 4 core, and its own
  * cache serves a warm start from source in well under a second. */
+static bool is_pocl(const graft_device_info *info)
+{
+    return strstr(info->platform, "Portable Computing Language") != NULL;
+}
+
 int program_cache_by_driver(const graft_device_info *info)
 {
     const char *v = getenv("GRAFT_PROGRAM_CACHE");
     if (v && *v) return strcmp(v, "driver") == 0 ? 1 : strcmp(v, "graft") == 0 ? 0 : -1;
     const char *pc = getenv("POCL_KERNEL_CACHE");
-    return strstr(info->platform, "Portable Computing Language") && !(pc && strcmp(pc, "0") == 0);
+    return is_pocl(info) && !(pc && strcmp(pc, "0") == 0);
 }
 
 graft_status graft_context_create(const graft_context_options *opt, graft_context **out,
@@ -96,9 +101,7 @@ graft_status graft_context_create(const graft_context_options *opt, graft_contex
     if ((s = cl_check(rc, "clCreateCommandQueue", e))) goto fail;
     if ((s = cache_open(&ctx->cache, opt->cache_dir, opt->no_cache, e))) goto fail;
     if ((ctx->driver_caches = program_cache_by_driver(&ctx->info)) < 0) {
-        s = err_set(e, GRAFT_STATUS_USAGE,
-                    "GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'",
-                    getenv("GRAFT_PROGRAM_CACHE"));
+        s = err_set(e, GRAFT_STATUS_USAGE, PROGRAM_CACHE_BAD_VALUE, getenv("GRAFT_PROGRAM_CACHE"));
         goto fail;
     }
     *out = ctx;
@@ -206,7 +209,7 @@ static graft_status build_log(graft_context *ctx, cl_program prog, const char *s
 static int pocl_cache_unwritable(const graft_context *ctx, char *dir, size_t dn, char *why,
                                  size_t wn)
 {
-    if (!strstr(ctx->info.platform, "Portable Computing Language")) return 0;
+    if (!is_pocl(&ctx->info)) return 0;
     const char *env;
     if ((env = getenv("POCL_CACHE_DIR")) && *env) snprintf(dir, dn, "%s", env);
     else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(dir, dn, "%s/pocl/kcache", env);

@@ -33,6 +33,8 @@ graft_status cache_put(cache *c, const char *kind, const void *key, size_t keyle
  * source builds (PoCL with its kernel cache on, by default), 0 Graft's cache, as driver binaries;
  * -1 the variable holds neither "driver" nor "graft". */
 int program_cache_by_driver(const graft_device_info *info);
+/* what a bad GRAFT_PROGRAM_CACHE is called (a printf format for its value) */
+#define PROGRAM_CACHE_BAD_VALUE "GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'"
 /* The file an entry lives in (for tests that corrupt it). */
 void cache_entry_path(const cache *c, const char *kind, const void *key, size_t keylen, char *out,
                       size_t n);

@@ -1,5 +1,6 @@
 /* main.c — `graft <command> [options]`: dispatch to the command files and shared argument helpers. */
 #include "cli.h"
+#include "runtime.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -170,6 +171,9 @@ int main(int argc, char **argv)
         fputs(text, stdout);
         return 0;
     }
+    /* the compile-ahead helper (engine/runtime/ahead.c) is this program, started by itself */
+    if (strcmp(cmd, "__compile-ahead") == 0) return ahead_helper_main(argc - 2, argv + 2);
+    ahead_set_helper("/proc/self/exe");
     for (int i = 0; cli_commands[i].name; i++) {
         if (strcmp(cli_commands[i].name, cmd) != 0) continue;
         for (int j = 2; j < argc; j++)

@@ -68,7 +68,7 @@ graft_status cl_check(cl_int code, const char *what, graft_error *e)
  * second time for any work-group size (on top of the sizes it was launched with): fetching them
  * took 18 of the 30 s of a cold `graft bench` of fmnist-pretrain on a Zen 4 core, and its own
  * cache serves a warm start from source in well under a second. */
-static bool is_pocl(const graft_device_info *info)
+bool device_is_pocl(const graft_device_info *info)
 {
     return strstr(info->platform, "Portable Computing Language") != NULL;
 }
@@ -78,7 +78,7 @@ int program_cache_by_driver(const graft_device_info *info)
     const char *v = getenv("GRAFT_PROGRAM_CACHE");
     if (v && *v) return strcmp(v, "driver") == 0 ? 1 : strcmp(v, "graft") == 0 ? 0 : -1;
     const char *pc = getenv("POCL_KERNEL_CACHE");
-    return is_pocl(info) && !(pc && strcmp(pc, "0") == 0);
+    return device_is_pocl(info) && !(pc && strcmp(pc, "0") == 0);
 }
 
 graft_status graft_context_create(const graft_context_options *opt, graft_context **out,
@@ -104,6 +104,7 @@ graft_status graft_context_create(const graft_context_options *opt, graft_contex
         s = err_set(e, GRAFT_STATUS_USAGE, PROGRAM_CACHE_BAD_VALUE, getenv("GRAFT_PROGRAM_CACHE"));
         goto fail;
     }
+    if ((s = ahead_start(ctx, e))) goto fail;
     *out = ctx;
     return GRAFT_OK;
 fail:
@@ -114,6 +115,7 @@ fail:
 void graft_context_free(graft_context *ctx)
 {
     if (!ctx) return;
+    ahead_stop(ctx);
     prof_clear(ctx);
     free(ctx->prof);
     free(ctx->cost.rows);
@@ -209,7 +211,7 @@ static graft_status build_log(graft_context *ctx, cl_program prog, const char *s
 static int pocl_cache_unwritable(const graft_context *ctx, char *dir, size_t dn, char *why,
                                  size_t wn)
 {
-    if (!is_pocl(&ctx->info)) return 0;
+    if (!device_is_pocl(&ctx->info)) return 0;
     const char *env;
     if ((env = getenv("POCL_CACHE_DIR")) && *env) snprintf(dir, dn, "%s", env);
     else if ((env = getenv("XDG_CACHE_HOME")) && *env) snprintf(dir, dn, "%s/pocl/kcache", env);
@@ -267,7 +269,11 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
     if (!src)
         return err_set(e, GRAFT_STATUS_INTERNAL, "no embedded kernel source cl/%s.cl", source);
     char opts[4096];
-    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s", options) >= (int)sizeof opts)
+    /* on PoCL with its cache in charge, compile ahead (ahead.c) reads which arguments are
+     * buffers; the flag is metadata only, and the same for every program so built */
+    const char *arg_info =
+        ctx->driver_caches && device_is_pocl(&ctx->info) ? " -cl-kernel-arg-info" : "";
+    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2%s %s", arg_info, options) >= (int)sizeof opts)
         return err_set(e, GRAFT_STATUS_INTERNAL, "build options too long for cl/%s.cl", source);
 
     size_t keylen = 0;
@@ -312,7 +318,9 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
             free(key);
             return GRAFT_STATUS_OPENCL;
         }
-        ctx->compile_seconds += now_seconds() - t0;
+        double dt = now_seconds() - t0;
+        ctx->compile_seconds += dt;
+        if (dt > ctx->slowest_build) ctx->slowest_build = dt;
         /* GRAFT_BUILD_LOG=1: a successful build's log (the compiler's warnings) on stderr */
         const char *show = getenv("GRAFT_BUILD_LOG");
         if (show && *show && strcmp(show, "0") != 0) {
@@ -359,6 +367,17 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
     ctx->programs = pe;
     *out = prog;
     return GRAFT_OK;
+}
+
+void program_lookup(graft_context *ctx, cl_program prog, const char **source, const char **options)
+{
+    *source = *options = NULL;
+    for (program_entry *p = ctx->programs; p; p = p->next)
+        if (p->program == prog) {
+            *source = p->source;
+            *options = p->options;
+            return;
+        }
 }
 
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
@@ -511,13 +530,17 @@ void cost_count_sync(graft_context *ctx, const char *what)
     ctx->cost.syncs++;
     cost_row *r = cost_row_for(ctx, what);
     if (r) r->syncs++;
+    ahead_flush(ctx);
 }
 
 void cost_count_transfer(graft_context *ctx, int to_host, size_t bytes, int blocking)
 {
     if (to_host) ctx->cost.d2h_bytes += (double)bytes;
     else ctx->cost.h2d_bytes += (double)bytes;
-    if (blocking) ctx->cost.syncs++;
+    if (blocking) {
+        ctx->cost.syncs++;
+        ahead_flush(ctx);
+    }
     cost_row *r = cost_row_for(ctx, to_host ? "read" : "write");
     if (!r) return;
     if (to_host) r->d2h_bytes += (double)bytes;
@@ -611,7 +634,7 @@ graft_status kernel_args(cl_kernel k, graft_error *e, int n, ...)
     for (; i < n && rc == CL_SUCCESS; i++) {
         size_t size = va_arg(ap, size_t);
         const void *value = va_arg(ap, const void *);
-        rc = clSetKernelArg(k, (cl_uint)i, size, value);
+        rc = kernel_arg(k, (cl_uint)i, size, value);
     }
     va_end(ap);
     if (rc == CL_SUCCESS) return GRAFT_OK;
@@ -634,6 +657,7 @@ graft_status launch(graft_context *ctx, cl_kernel k, int dims, const size_t *glo
     char kname[48] = "kernel";
     if (ctx->cost.rows_on) clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof kname, kname, NULL);
     count_launch(ctx, kname, items, 0);
+    if (ctx->ahead) ahead_note(ctx, k, dims, g, local);
     cl_event *rec = prof_next_event(ctx);
     cl_int rc = clEnqueueNDRangeKernel(ctx->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
                                        rec ? rec : (ctx->profiling ? evt : NULL));

@@ -127,11 +127,11 @@ graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem 
     cl_kernel k;
     graft_status s = kernel_get(ctx, "gather", "", "gather_rows", &k, e);
     if (s) return s;
-    cl_int rc = clSetKernelArg(k, 0, sizeof n, &n);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof row, &row);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 2, sizeof src, &src);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof rows, &rows);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof dst, &dst);
+    cl_int rc = kernel_arg(k, 0, sizeof n, &n);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 1, sizeof row, &row);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 2, sizeof src, &src);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 3, sizeof rows, &rows);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 4, sizeof dst, &dst);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
     /* wide work-groups for wide rows: PoCL pays per work-group, GPUs like 256 */
     size_t g[2] = {(size_t)row, (size_t)n}, l[2] = {row >= 256 ? 256 : 64, 1};

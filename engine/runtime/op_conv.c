@@ -489,8 +489,8 @@ static graft_status ig_launch(graft_context *ctx, cl_kernel k, const int tile[2]
 static void ig_args(cl_kernel k, cl_mem a0, cl_mem a1, cl_mem a2, cl_mem a3, int n)
 {
     cl_mem m[4] = {a0, a1, a2, a3};
-    for (cl_uint i = 0; i < 4; i++) clSetKernelArg(k, i, sizeof(cl_mem), &m[i]);
-    clSetKernelArg(k, 4, sizeof n, &n);
+    for (cl_uint i = 0; i < 4; i++) kernel_arg(k, i, sizeof(cl_mem), &m[i]);
+    kernel_arg(k, 4, sizeof n, &n);
 }
 
 static graft_status ig_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,

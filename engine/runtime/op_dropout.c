@@ -54,12 +54,12 @@ static graft_status run(graft_context *ctx, cl_kernel k, const dropout_op *op, i
         return err_set(e, GRAFT_STATUS_UNSUPPORTED, "dropout: %lld elements is too many",
                        (long long)total);
     cl_uint a[4] = {(cl_uint)seed, (cl_uint)(seed >> 32), (cl_uint)step, (cl_uint)(step >> 32)};
-    cl_int rc = clSetKernelArg(k, 0, sizeof total, &total);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof offset, &offset);
+    cl_int rc = kernel_arg(k, 0, sizeof total, &total);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 1, sizeof offset, &offset);
     for (int i = 0; i < 4 && rc == CL_SUCCESS; i++)
-        rc = clSetKernelArg(k, 2 + i, sizeof a[i], &a[i]);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof in, &in);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 7, sizeof out, &out);
+        rc = kernel_arg(k, 2 + i, sizeof a[i], &a[i]);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 6, sizeof in, &in);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 7, sizeof out, &out);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
     size_t g = (size_t)((total + 3) / 4), l = 64;
     return launch(ctx, k, 1, &g, &l, NULL, e);

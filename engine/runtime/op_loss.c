@@ -34,13 +34,13 @@ graft_status xent_fwd_bwd(graft_context *ctx, xent_op *op, int n, cl_mem logits,
     if (n <= 0) return err_set(e, GRAFT_STATUS_INTERNAL, "cross-entropy: bad batch count %d", n);
     int flags = (loss_out ? 1 : 0) | (correct ? 2 : 0) | (dlogits ? 4 : 0);
     if (!flags) return GRAFT_OK;
-    cl_int rc = clSetKernelArg(k, 0, sizeof n, &n);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 1, sizeof flags, &flags);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 2, sizeof logits, &logits);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 3, sizeof labels, &labels);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 4, sizeof loss_out, &loss_out);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 5, sizeof correct, &correct);
-    if (rc == CL_SUCCESS) rc = clSetKernelArg(k, 6, sizeof dlogits, &dlogits);
+    cl_int rc = kernel_arg(k, 0, sizeof n, &n);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 1, sizeof flags, &flags);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 2, sizeof logits, &logits);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 3, sizeof labels, &labels);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 4, sizeof loss_out, &loss_out);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 5, sizeof correct, &correct);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 6, sizeof dlogits, &dlogits);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
     return launch_rows(ctx, k, op->lsz, (size_t)n, e); /* a row per sample */
 }

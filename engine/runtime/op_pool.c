@@ -78,10 +78,10 @@ graft_status pool_fwd(graft_context *ctx, pool_op *op, int n, cl_mem x, cl_mem y
         return err_set(e, GRAFT_STATUS_INTERNAL, "pool_fwd: max pooling needs an index buffer");
     cl_kernel k = op->fwd;
     int a = 0;
-    clSetKernelArg(k, a++, sizeof x, &x);
-    clSetKernelArg(k, a++, sizeof y, &y);
-    if (op->kind == POOL_MAX) clSetKernelArg(k, a++, sizeof idx, &idx);
-    clSetKernelArg(k, a++, sizeof n, &n);
+    kernel_arg(k, a++, sizeof x, &x);
+    kernel_arg(k, a++, sizeof y, &y);
+    if (op->kind == POOL_MAX) kernel_arg(k, a++, sizeof idx, &idx);
+    kernel_arg(k, a++, sizeof n, &n);
     size_t g = work_items(op, n, false), l = LOCAL;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }
@@ -94,10 +94,10 @@ graft_status pool_bwd(graft_context *ctx, pool_op *op, int n, cl_mem dy, cl_mem 
         return err_set(e, GRAFT_STATUS_INTERNAL, "pool_bwd: max pooling needs the index buffer");
     cl_kernel k = op->bwd;
     int a = 0;
-    clSetKernelArg(k, a++, sizeof dy, &dy);
-    if (op->kind == POOL_MAX) clSetKernelArg(k, a++, sizeof idx, &idx);
-    clSetKernelArg(k, a++, sizeof dx, &dx);
-    clSetKernelArg(k, a++, sizeof n, &n);
+    kernel_arg(k, a++, sizeof dy, &dy);
+    if (op->kind == POOL_MAX) kernel_arg(k, a++, sizeof idx, &idx);
+    kernel_arg(k, a++, sizeof dx, &dx);
+    kernel_arg(k, a++, sizeof n, &n);
     size_t g = work_items(op, n, true), l = LOCAL;
     return launch(ctx, k, 1, &g, &l, NULL, e);
 }

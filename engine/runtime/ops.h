@@ -35,7 +35,7 @@ graft_status launch_rows(graft_context *ctx, cl_kernel k, int lsz, size_t rows, 
  * function when it fails. */
 #define SET_ARG(k, i, v)                                                                           \
     do {                                                                                           \
-        cl_int rc_ = clSetKernelArg((k), (i), sizeof(v), &(v));                                    \
+        cl_int rc_ = kernel_arg((k), (i), sizeof(v), &(v));                                        \
         if (rc_ != CL_SUCCESS) return cl_check(rc_, "clSetKernelArg", e);                          \
     } while (0)
 /* Zeros written from the host into a new buffer (op_norm.c): Oclgrind's uninitialised-value

@@ -85,10 +85,10 @@ static graft_status probe_fma(graft_context *ctx, cl_program prog, const char *n
     float a = 1.0f;
     int iters = 4;
     double sec = 0, best = 1e30;
-    clSetKernelArg(k, 0, sizeof out, &out);
-    clSetKernelArg(k, 1, sizeof a, &a);
+    kernel_arg(k, 0, sizeof out, &out);
+    kernel_arg(k, 1, sizeof a, &a);
     for (int grow = 0; grow < 16; grow++) {
-        clSetKernelArg(k, 2, sizeof iters, &iters);
+        kernel_arg(k, 2, sizeof iters, &iters);
         if ((s = time_launch(ctx, k, global, local, &sec, e))) goto done;
         if (sec >= 0.02 || iters >= (1 << 20)) break;
         double f = sec > 1e-6 ? 0.025 / sec : 16;
@@ -124,8 +124,8 @@ static graft_status probe_copy(graft_context *ctx, cl_program prog, double *gbps
     if ((s = buffer_create(ctx, bytes, &in, e))) goto done;
     if ((s = buffer_create(ctx, bytes, &out, e))) goto done;
     if ((s = buffer_fill_f32(ctx, in, 1.0f, bytes / 4, e))) goto done;
-    clSetKernelArg(k, 0, sizeof in, &in);
-    clSetKernelArg(k, 1, sizeof out, &out);
+    kernel_arg(k, 0, sizeof in, &in);
+    kernel_arg(k, 1, sizeof out, &out);
     double sec, best = 1e30;
     for (int r = 0; r < 4; r++) { /* the first touches the pages: dropped by taking the best */
         if ((s = time_launch(ctx, k, global, local, &sec, e))) goto done;

@@ -1,6 +1,7 @@
 /* runtime.h — the runtime stage: devices, the persistent program cache, kernels built from the
  * embedded cl/ sources, buffers, launches (each one can be profiled) and GEMM through CLBlast.
- * Everything here hangs off a graft_context; there is no global state. */
+ * Everything here hangs off a graft_context; the one global state is compile ahead's copy of the
+ * kernel arguments set (ahead.c), behind a mutex. */
 #ifndef GRAFT_RUNTIME_H
 #define GRAFT_RUNTIME_H
 
@@ -33,6 +34,7 @@ graft_status cache_put(cache *c, const char *kind, const void *key, size_t keyle
  * source builds (PoCL with its kernel cache on, by default), 0 Graft's cache, as driver binaries;
  * -1 the variable holds neither "driver" nor "graft". */
 int program_cache_by_driver(const graft_device_info *info);
+bool device_is_pocl(const graft_device_info *info);
 /* what a bad GRAFT_PROGRAM_CACHE is called (a printf format for its value) */
 #define PROGRAM_CACHE_BAD_VALUE "GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'"
 /* The file an entry lives in (for tests that corrupt it). */
@@ -104,6 +106,7 @@ struct graft_context {
     prof_event *prof;
     int nprof, capprof;
     double compile_seconds;  /* time spent building programs from source */
+    double slowest_build;    /* the longest of them (compile ahead's sign of a cold cache) */
     int programs_built, programs_loaded;
     /* the driver keeps its own builds (PoCL's kernel cache): programs are built from source every
      * time and Graft's cache holds only a marker per program (program_get) */
@@ -119,6 +122,8 @@ struct graft_context {
     int nsrc_hash;
     /* cost counters (see cost_counters above) */
     cost_counters cost;
+    /* compile ahead (ahead.c): the launches recorded for a helper process; NULL when off */
+    struct ahead *ahead;
 };
 
 /* The program for cl/<source>.cl built with options (shapes and constants as -D), from memory, the
@@ -169,6 +174,10 @@ graft_status kernel_args(cl_kernel k, graft_error *e, int n, ...);
         if (sa_) return sa_;                                                                       \
     } while (0)
 
+/* clSetKernelArg, with a copy kept for compile ahead while a context records (ahead.c). Every
+ * argument of a kernel that launch() enqueues is set through this or kernel_args. */
+cl_int kernel_arg(cl_kernel k, cl_uint i, size_t size, const void *value);
+
 /* Enqueue a 1-3 dimensional launch. local may be NULL. evt may be NULL; when recording, the launch
  * is profiled under ctx->prof_label whatever evt is. The global
  * size is rounded up to a multiple of local, since NVIDIA's OpenCL 1.2 has no non-uniform groups:
@@ -191,6 +200,28 @@ void cost_count_sync(graft_context *ctx, const char *what);
  * (m*k + k*n + m*n [+ m*n]) * 4 bytes and 2mnk FLOPs; clblast: the call enqueues its own kernels
  * (one launch, marked as such), otherwise the kernels come through launch(). */
 void cost_count_gemm(graft_context *ctx, size_t m, size_t n, size_t k, float beta, int clblast);
+
+/* ---- compile ahead (ahead.c) ----
+ * On PoCL, kernels compile at their first launch, one at a time. With a cold cache, at each host
+ * synchronisation the launches enqueued since the last one whose kernel and work-group size are
+ * new go to a helper process (the CLI's `graft __compile-ahead`), which runs them newest first on
+ * zero-filled buffers of its own, so that PoCL's cache has them by the time this queue gets there.
+ * GRAFT_COMPILE_AHEAD=auto|on|off|save:FILE. */
+void ahead_set_helper(const char *exe); /* the executable with `__compile-ahead` (the CLI's) */
+/* graft_context_create; a bad GRAFT_COMPILE_AHEAD is a usage error */
+graft_status ahead_start(graft_context *ctx, graft_error *e);
+#define COMPILE_AHEAD_BAD_VALUE                                                                    \
+    "GRAFT_COMPILE_AHEAD: expected auto, on, off or save:FILE, found '%s'"
+void ahead_note(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
+                const size_t *local); /* launch(), before it enqueues */
+void ahead_flush(graft_context *ctx); /* at every host synchronisation */
+void ahead_stop(graft_context *ctx);  /* graft_context_free: the helper is killed */
+long ahead_launches_sent(const graft_context *ctx);
+int ahead_helper_started(const graft_context *ctx);
+/* `graft __compile-ahead --device SPEC (--fd N | FILE)`: replay launch records */
+int ahead_helper_main(int argc, char **argv);
+/* The source name and options a program of this context was built from (NULLs if none). */
+void program_lookup(graft_context *ctx, cl_program prog, const char **source, const char **options);
 
 /* Seconds between an event's start and end (profiling must be on). */
 double event_seconds(cl_event evt);

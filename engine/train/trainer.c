@@ -1100,6 +1100,9 @@ static void summary_report_fields(run *R, json_t *o)
     json_object_set_new(tm, "validation_seconds", json_real(R->val_seconds));
     json_object_set_new(tm, "test_seconds", json_real(R->test_seconds));
     json_object_set_new(tm, "wall_seconds", json_real(now_seconds() - R->t_start));
+    /* launches handed to the compile-ahead helper (0: none started, e.g. a warm cache) */
+    json_object_set_new(tm, "compile_ahead_launches",
+                        json_integer(R->ctx ? ahead_launches_sent(R->ctx) : 0));
     json_object_set_new(o, "timing", tm);
 }
 

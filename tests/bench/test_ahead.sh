@@ -1,0 +1,108 @@
+#!/bin/sh
+# test_ahead.sh — compile ahead (engine/runtime/ahead.c) on PoCL, cold caches.
+#  1. The launch records of a short fmnist-pretrain run (GRAFT_COMPILE_AHEAD=save:FILE), replayed
+#     by `graft __compile-ahead` into an empty PoCL cache, leave nothing for the run to compile:
+#     PoCL reports no kernel code generation in a second run on that cache, against dozens on an
+#     empty one. So the helper builds the very programs and work-group sizes the run looks up.
+#  2. With the helper on (the default), a cold run hands it launches, gives the same results to
+#     every digit as a run without it, and leaves no helper process behind.
+#  3. A warm run starts no helper.
+#  4. Bad records: unreadable lines are counted and skipped (exit 1), never a crash; a bad value
+#     of GRAFT_COMPILE_AHEAD is a usage error (exit 2).
+# usage: test_ahead.sh GRAFT ROOT
+G=$1
+R=$2
+if ! "$G" devices 2>/dev/null | grep -q "Portable Computing Language"; then
+    echo "SKIP: no PoCL device"
+    exit 77
+fi
+W=$(mktemp -d /tmp/graft-ahead.XXXXXX)
+RECIPE="$R/configs/recipes/fmnist-pretrain.yaml"
+SPEC=$(POCL_DEVICES=pthread "$G" devices --json | /usr/bin/python3 -c '
+import json, sys
+print(next("%d:%d" % (d["platform_index"], d["device_index"]) for d in json.load(sys.stdin)
+           if "Portable" in d["platform"]))')
+fail=0
+no() {
+    echo "FAIL: $*"
+    fail=1
+}
+train() { # train NAME POCLDIR [ENV=VALUE...]: 3 steps of fmnist-pretrain into $W/NAME
+    name=$1 pocl=$2
+    shift 2
+    mkdir -p "$pocl"
+    env POCL_CACHE_DIR="$pocl" GRAFT_CACHE_DIR="$W/graft-$name" POCL_DEVICES=pthread \
+        GRAFT_DEVICE="$SPEC" GRAFT_TUNE=off "$@" \
+        "$G" train "$RECIPE" --out "$W/$name" --set train.max_steps=3 --set train.epochs=1 \
+        --quiet >"$W/$name.out" 2>"$W/$name.err"
+    rc=$?
+    [ $rc = 0 ] || { no "$name: graft train exited $rc"; cat "$W/$name.err"; }
+}
+codegens() { grep -c "API: llvm_codegen" "$1"; }
+summary() { # summary NAME KEY...: values from the run's summary.json
+    name=$1
+    shift
+    /usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in sys.argv[2:]:
+    v = d
+    for p in k.split("."):
+        v = v[p]
+    print(repr(v))' "$W/$name/summary.json" "$@"
+}
+
+# 1. record, replay into an empty cache, run on it
+train record "$W/pocl-record" GRAFT_COMPILE_AHEAD="save:$W/launches.txt"
+n=$(grep -c "^L " "$W/launches.txt" 2>/dev/null)
+[ "${n:-0}" -ge 20 ] || no "save mode recorded ${n:-0} launches (expected the step's ~50)"
+mkdir -p "$W/pocl-replay"
+POCL_CACHE_DIR="$W/pocl-replay" POCL_DEVICES=pthread GRAFT_CACHE_DIR="$W/graft-replay" \
+    "$G" __compile-ahead --device "$SPEC" "$W/launches.txt" >"$W/replay.out" 2>&1 ||
+    { no "replay exited $?"; cat "$W/replay.out"; }
+grep -q "ran $n launches, 0 unreadable lines" "$W/replay.out" ||
+    { no "the replay did not run every launch:"; cat "$W/replay.out"; }
+train after "$W/pocl-replay" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
+train control "$W/pocl-control" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
+after=$(codegens "$W/after.err") control=$(codegens "$W/control.err")
+[ "$control" -ge 20 ] || no "an empty cache compiled only $control kernels (the check is blind)"
+[ "$after" = 0 ] || no "after the replay the run still compiled $after kernels"
+echo "ok: replay of $n launches; kernels compiled by the run: $after after it, $control without"
+
+# 2. the helper, on a cold cache, against no helper: same results
+train helper "$W/pocl-helper" GRAFT_COMPILE_AHEAD=auto
+sent=$(summary helper timing.compile_ahead_launches)
+[ "${sent:-0}" -ge 20 ] || no "a cold run handed the helper ${sent:-0} launches"
+a=$(summary helper test_loss test_accuracy) b=$(summary control test_loss test_accuracy)
+[ "$a" = "$b" ] || no "results differ with the helper: '$a' against '$b'"
+if pgrep -f "__compile-ahead" >/dev/null 2>&1; then
+    no "a helper outlived its run"
+    pkill -f "__compile-ahead"
+fi
+echo "ok: cold run with the helper: $sent launches handed over, results identical"
+
+# 3. warm: no helper
+train warm "$W/pocl-helper" GRAFT_COMPILE_AHEAD=auto GRAFT_COMPILE_AHEAD_LOG=1
+[ "$(summary warm timing.compile_ahead_launches)" = 0 ] || no "a warm run started the helper"
+grep -q "compile-ahead" "$W/warm.err" && { no "a warm run logged compile ahead:"; cat "$W/warm.err"; }
+echo "ok: warm run: no helper"
+
+# 4. bad records
+printf 'P 0 nosuchsource -DX=1\nL 0 k 1 64 1 1 64 0 0 1\nA b 0\nE\nB -1 5\nL x\nA v 99 zz\nP\nE\n' \
+    >"$W/bad.txt"
+head -c 3000 /dev/urandom >>"$W/bad.txt"
+POCL_DEVICES=pthread "$G" __compile-ahead --device "$SPEC" "$W/bad.txt" >"$W/bad.out" 2>&1
+rc=$?
+[ $rc = 1 ] || { no "bad records: exit $rc (expected 1)"; cat "$W/bad.out"; }
+grep -q "ran 0 launches" "$W/bad.out" || { no "bad records ran something"; cat "$W/bad.out"; }
+"$G" __compile-ahead --device "$SPEC" "$W/missing.txt" >/dev/null 2>&1
+[ $? = 1 ] || no "a missing file did not exit 1"
+"$G" __compile-ahead >/dev/null 2>&1
+[ $? = 2 ] || no "no arguments did not exit 2"
+GRAFT_COMPILE_AHEAD=yes "$G" train "$RECIPE" --out "$W/badvalue" >/dev/null 2>"$W/badvalue.err"
+rc=$?
+[ $rc = 2 ] && grep -q "GRAFT_COMPILE_AHEAD: expected auto, on, off or save:FILE, found 'yes'" \
+    "$W/badvalue.err" || { no "a bad GRAFT_COMPILE_AHEAD: exit $rc"; cat "$W/badvalue.err"; }
+echo "ok: bad records and a bad GRAFT_COMPILE_AHEAD"
+rm -rf "$W"
+exit $fail

@@ -130,8 +130,8 @@ struct ahead {
     size_t nseen, capseen;
     idmap *progs, *bufs;
     int nprogs, capprogs, nbufs, capbufs;
-    char *batch; /* the lines not yet sent */
-    size_t len, cap;
+    char *batch; /* the lines not yet sent; those before `sealed` end with their checksum */
+    size_t len, cap, sealed;
     long pending, launches_sent; /* launches in the batch; launches sent (or saved) */
     int log;                     /* GRAFT_COMPILE_AHEAD_LOG */
 };
@@ -181,7 +181,7 @@ static void stop_recording(struct ahead *a)
     shadow_use(-1);
     free(a->batch);
     a->batch = NULL;
-    a->len = a->cap = 0;
+    a->len = a->cap = a->sealed = 0;
     a->pending = 0;
 }
 
@@ -261,6 +261,11 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ b[i]) * 0x100000001b3ull;
     return h;
+}
+
+static uint64_t batch_sum(const char *p, size_t n)
+{
+    return fnv(0xcbf29ce484222325ull, p, n);
 }
 
 /* launch() calls this before enqueueing: a launch whose (program, kernel, work-group size) is
@@ -416,7 +421,8 @@ void ahead_flush(graft_context *ctx)
     if (!a || !a->recording || a->dead || !a->len) return;
     if (a->mode == AHEAD_SAVE) {
         FILE *f = fopen(a->save_path, "a");
-        int ok = f && fwrite(a->batch, 1, a->len, f) == a->len && fputs("E\n", f) >= 0;
+        int ok = f && fwrite(a->batch, 1, a->len, f) == a->len &&
+                 fprintf(f, "E %016llx\n", (unsigned long long)batch_sum(a->batch, a->len)) > 0;
         if (f && fclose(f) != 0) ok = 0;
         if (!ok) {
             fprintf(stderr,
@@ -445,7 +451,10 @@ void ahead_flush(graft_context *ctx)
             return;
         }
     }
-    if (put(a, "E\n")) {
+    /* the batch ends with its checksum: the helper runs nothing it did not read whole */
+    if (a->len > a->sealed &&
+        put(a, "E %016llx\n",
+            (unsigned long long)batch_sum(a->batch + a->sealed, a->len - a->sealed))) {
         stop_recording(a);
         return;
     }
@@ -474,6 +483,7 @@ void ahead_flush(graft_context *ctx)
     }
     memmove(a->batch, a->batch + off, a->len - off);
     a->len -= off;
+    a->sealed = a->len;
     a->pending = 0;
     if (a->dead) stop_recording(a);
 }
@@ -709,16 +719,59 @@ static int helper_line(helper *h, char *line)
         L->got++;
         return 0;
     }
-    if (line[0] == 'E' && !line[1]) {
-        /* the newest launch first: this process's queue starts at the oldest */
-        for (int i = h->npend - 1; i >= 0; i--) {
-            if (h->pend[i].got == h->pend[i].nargs) helper_run(h, &h->pend[i]);
-            free(h->pend[i].args);
-        }
-        h->npend = 0;
-        return 0;
-    }
     return -1;
+}
+
+/* The newest launch first: the queue of the process it helps starts at the oldest. */
+static void helper_run_pending(helper *h)
+{
+    for (int i = h->npend - 1; i >= 0; i--) {
+        if (h->pend[i].got == h->pend[i].nargs) helper_run(h, &h->pend[i]);
+        free(h->pend[i].args);
+    }
+    h->npend = 0;
+}
+
+/* One line of input. A batch's lines are kept until its "E CHECKSUM" line; a batch that does not
+ * check out is dropped whole (counted in *bad), so nothing half-read ever runs. */
+static void helper_input(helper *h, const char *line, size_t n, char **batch, size_t *len,
+                         size_t *cap, int *bad)
+{
+    unsigned long long want;
+    char tail;
+    if (line[0] == 'E' && sscanf(line, "E %16llx%c", &want, &tail) == 1) {
+        if (batch_sum(*batch ? *batch : "", *len) != want) {
+            ++*bad;
+        } else {
+            for (size_t i = 0; i < *len;) {
+                char *nl = memchr(*batch + i, '\n', *len - i);
+                *nl = 0;
+                if (helper_line(h, *batch + i)) ++*bad;
+                i = (size_t)(nl - *batch) + 1;
+            }
+            helper_run_pending(h);
+        }
+        for (int i = 0; i < h->npend; i++)
+            free(h->pend[i].args);
+        h->npend = 0;
+        *len = 0;
+        return;
+    }
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap * 2 : 65536;
+        while (c < *len + n + 1)
+            c *= 2;
+        char *b = realloc(*batch, c);
+        if (!b) {
+            ++*bad;
+            return;
+        }
+        *batch = b;
+        *cap = c;
+    }
+    memcpy(*batch + *len, line, n);
+    (*batch)[*len + n] = '\n';
+    *len += n + 1;
 }
 
 int ahead_helper_main(int argc, char **argv)
@@ -765,8 +818,8 @@ int ahead_helper_main(int argc, char **argv)
     uint64_t mem = h.ctx->info.global_mem_bytes;
     h.budget = mem ? (size_t)(mem / 8) : ((size_t)1 << 30);
     if (h.budget > ((size_t)2 << 30)) h.budget = (size_t)2 << 30;
-    size_t cap = 1 << 20, len = 0;
-    char *buf = malloc(cap);
+    size_t cap = 1 << 20, len = 0, blen = 0, bcap = 0;
+    char *buf = malloc(cap), *batch = NULL;
     int bad = 0;
     while (buf) {
         if (len == cap) { /* a line longer than the buffer: nothing sends those */
@@ -781,14 +834,16 @@ int ahead_helper_main(int argc, char **argv)
         for (size_t i = 0; i < len; i++)
             if (buf[i] == '\n') {
                 buf[i] = 0;
-                if (helper_line(&h, buf + start)) bad++;
+                helper_input(&h, buf + start, i - start, &batch, &blen, &bcap, &bad);
                 start = i + 1;
             }
         memmove(buf, buf + start, len - start);
         len -= start;
     }
     free(buf);
-    if (file) printf("compile-ahead: ran %ld launches, %d unreadable lines\n", h.ran, bad);
+    free(batch);
+    if (blen) bad++; /* a batch without its end */
+    if (file) printf("compile-ahead: ran %ld launches, %d unreadable lines or batches\n", h.ran, bad);
     for (int i = 0; i < h.nbufs; i++)
         if (h.bufs[i]) clReleaseMemObject(h.bufs[i]);
     for (int i = 0; i < h.nprogs; i++) {

@@ -7,8 +7,8 @@
 #  2. With the helper on (the default), a cold run hands it launches, gives the same results to
 #     every digit as a run without it, and leaves no helper process behind.
 #  3. A warm run starts no helper.
-#  4. Bad records: unreadable lines are counted and skipped (exit 1), never a crash; a bad value
-#     of GRAFT_COMPILE_AHEAD is a usage error (exit 2).
+#  4. Bad records: a batch that does not check out is dropped whole (exit 1), never a crash; a
+#     bad value of GRAFT_COMPILE_AHEAD is a usage error (exit 2).
 # usage: test_ahead.sh GRAFT ROOT
 G=$1
 R=$2
@@ -60,7 +60,7 @@ mkdir -p "$W/pocl-replay"
 POCL_CACHE_DIR="$W/pocl-replay" POCL_DEVICES=pthread GRAFT_CACHE_DIR="$W/graft-replay" \
     "$G" __compile-ahead --device "$SPEC" "$W/launches.txt" >"$W/replay.out" 2>&1 ||
     { no "replay exited $?"; cat "$W/replay.out"; }
-grep -q "ran $n launches, 0 unreadable lines" "$W/replay.out" ||
+grep -q "ran $n launches, 0 unreadable lines or batches" "$W/replay.out" ||
     { no "the replay did not run every launch:"; cat "$W/replay.out"; }
 train after "$W/pocl-replay" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
 train control "$W/pocl-control" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
@@ -87,14 +87,36 @@ train warm "$W/pocl-helper" GRAFT_COMPILE_AHEAD=auto GRAFT_COMPILE_AHEAD_LOG=1
 grep -q "compile-ahead" "$W/warm.err" && { no "a warm run logged compile ahead:"; cat "$W/warm.err"; }
 echo "ok: warm run: no helper"
 
-# 4. bad records
-printf 'P 0 nosuchsource -DX=1\nL 0 k 1 64 1 1 64 0 0 1\nA b 0\nE\nB -1 5\nL x\nA v 99 zz\nP\nE\n' \
+# 4. bad records: garbage, a batch whose checksum fails, the real records with bytes flipped
+#    (seeded, so a failure repeats), and a file cut short; every batch that does not check out is
+#    dropped whole, the rest run, and the helper exits 1 without crashing
+helper_on() { # helper_on NAME FILE: replay FILE, expect exit 1
+    POCL_DEVICES=pthread POCL_CACHE_DIR="$W/pocl-replay" "$G" __compile-ahead --device "$SPEC" \
+        "$2" >"$W/$1.out" 2>&1
+    rc=$?
+    [ $rc = 1 ] || { no "$1: exit $rc (expected 1)"; cat "$W/$1.out"; }
+}
+printf 'P 0 nosuchsource -DX=1\nL 0 k 1 64 1 1 64 0 0 1\nA b 0\nE 0000000000000000\nB -1 5\nL x\n' \
     >"$W/bad.txt"
 head -c 3000 /dev/urandom >>"$W/bad.txt"
-POCL_DEVICES=pthread "$G" __compile-ahead --device "$SPEC" "$W/bad.txt" >"$W/bad.out" 2>&1
-rc=$?
-[ $rc = 1 ] || { no "bad records: exit $rc (expected 1)"; cat "$W/bad.out"; }
-grep -q "ran 0 launches" "$W/bad.out" || { no "bad records ran something"; cat "$W/bad.out"; }
+helper_on garbage "$W/bad.txt"
+grep -q "ran 0 launches" "$W/garbage.out" || { no "garbage ran something"; cat "$W/garbage.out"; }
+/usr/bin/python3 - "$W/launches.txt" "$W/flipped.txt" "$W/cut.txt" <<'PY'
+import random, sys
+data = bytearray(open(sys.argv[1], "rb").read())
+rng = random.Random(13)
+flipped = bytearray(data)
+for _ in range(40):
+    i = rng.randrange(len(flipped))
+    flipped[i] = rng.choice(b"0123456789 -abLPBAEn\n\x00\xff")
+open(sys.argv[2], "wb").write(flipped)
+open(sys.argv[3], "wb").write(data[: len(data) - 200])
+PY
+helper_on flipped "$W/flipped.txt"
+helper_on cut "$W/cut.txt"
+ran=$(sed -n 's/.*ran \([0-9]*\) launches.*/\1/p' "$W/cut.out")
+[ "${ran:-0}" -ge 1 ] && [ "${ran:-0}" -lt "$n" ] ||
+    { no "a file cut short ran ${ran:-0} of $n launches (expected its whole batches)"; cat "$W/cut.out"; }
 "$G" __compile-ahead --device "$SPEC" "$W/missing.txt" >/dev/null 2>&1
 [ $? = 1 ] || no "a missing file did not exit 1"
 "$G" __compile-ahead >/dev/null 2>&1

@@ -292,11 +292,8 @@ void ahead_note(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
     program_lookup(ctx, prog, &src, &opts);
     if (!src) return; /* not one of ours (CLBlast's) */
     /* PoCL compiles per work-group size; without one it picks it from the global size */
-    size_t key_dims[7] = {(size_t)dims};
-    for (int i = 0; i < dims; i++)
-        key_dims[1 + i] = local ? local[i] : global[i];
     uint64_t key = fnv(fnv(fnv(0xcbf29ce484222325ull, &prog, sizeof prog), name, strlen(name)),
-                       key_dims, sizeof key_dims);
+                       fast, sizeof fast);
     if (key == 0) key = 1;
     /* already sent? (look without inserting first: the arguments may be unknown) */
     if (a->capseen)
@@ -384,20 +381,18 @@ static void helper_spawn(graft_context *ctx, struct ahead *a)
         a->dead = 1;
         return;
     }
-    char spec[32], fdarg[16];
+    char spec[32];
     snprintf(spec, sizeof spec, "%d:%d", ctx->info.platform_index, ctx->info.device_index);
-    snprintf(fdarg, sizeof fdarg, "%d", 3);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     /* dup2 onto itself would keep close-on-exec */
     int child = sv[1] == 3 ? fcntl(sv[1], F_DUPFD_CLOEXEC, 4) : sv[1];
     posix_spawn_file_actions_adddup2(&fa, child, 3);
-    const char *log = getenv("GRAFT_COMPILE_AHEAD_LOG");
-    if (!(log && *log && strcmp(log, "0") != 0)) {
+    if (!a->log) {
         posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
         posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
     }
-    char *argv[] = {"graft", "__compile-ahead", "--device", spec, "--fd", fdarg, NULL};
+    char *argv[] = {"graft", "__compile-ahead", "--device", spec, "--fd", "3", NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, helper_exe, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -572,9 +567,9 @@ static cl_mem helper_buffer(helper *h, int id)
     if (id < 0 || id >= h->nbufs || !h->buf_size[id]) return NULL;
     if (h->bufs[id]) return h->bufs[id];
     if (h->bytes + h->buf_size[id] > h->budget) return NULL;
-    cl_int rc;
-    cl_mem m = clCreateBuffer(h->ctx->cl, CL_MEM_READ_WRITE, h->buf_size[id], NULL, &rc);
-    if (rc != CL_SUCCESS) return NULL;
+    graft_error e = {0};
+    cl_mem m;
+    if (buffer_create(h->ctx, h->buf_size[id], &m, &e)) return NULL;
     unsigned char zero = 0; /* zeros: indices read from memory (labels, rows) stay in range */
     if (clEnqueueFillBuffer(h->ctx->queue, m, &zero, 1, 0, h->buf_size[id], 0, NULL, NULL) !=
         CL_SUCCESS) {
@@ -626,10 +621,9 @@ static void helper_run(helper *h, h_launch *L)
         }
     }
     double t0 = now_seconds();
-    if (rc == CL_SUCCESS &&
-        clEnqueueNDRangeKernel(h->ctx->queue, k, (cl_uint)L->dims, NULL, L->g,
-                               L->l[0] ? L->l : NULL, 0, NULL, NULL) == CL_SUCCESS &&
-        clFinish(h->ctx->queue) == CL_SUCCESS) {
+    graft_error e = {0};
+    if (rc == CL_SUCCESS && !launch(h->ctx, k, L->dims, L->g, L->l[0] ? L->l : NULL, NULL, &e) &&
+        !queue_finish(h->ctx, &e)) {
         h->ran++;
         if (h->log)
             fprintf(stderr, "compile-ahead helper: %.3f %s (%s) %.3f s\n", now_seconds(), L->name,
@@ -843,7 +837,8 @@ int ahead_helper_main(int argc, char **argv)
     free(buf);
     free(batch);
     if (blen) bad++; /* a batch without its end */
-    if (file) printf("compile-ahead: ran %ld launches, %d unreadable lines or batches\n", h.ran, bad);
+    if (file)
+        printf("compile-ahead: ran %ld launches, %d unreadable lines or batches\n", h.ran, bad);
     for (int i = 0; i < h.nbufs; i++)
         if (h.bufs[i]) clReleaseMemObject(h.bufs[i]);
     for (int i = 0; i < h.nprogs; i++) {

@@ -157,7 +157,15 @@ static char *program_key(graft_context *ctx, const char *src, const char *option
 {
     uint8_t h[32];
     char hex[65];
-    sha256(src, strlen(src), h);
+    buf full = {0};
+    buf_append(&full, CL_PRELUDE, strlen(CL_PRELUDE));
+    buf_append(&full, src, strlen(src));
+    if (full.failed) {
+        buf_free(&full);
+        return NULL;
+    }
+    sha256(full.data, full.len, h);
+    buf_free(&full);
     hex_encode(h, 32, hex);
     buf b = {0};
     buf_printf(&b, "platform=%s\nplatform_version=%s\ndevice=%s\nvendor=%s\ndriver=%s\n"
@@ -297,7 +305,8 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
     if (!prog) {
         double t0 = now_seconds();
         cl_int rc;
-        prog = clCreateProgramWithSource(ctx->cl, 1, &src, NULL, &rc);
+        const char *parts[2] = {CL_PRELUDE, src};
+        prog = clCreateProgramWithSource(ctx->cl, 2, parts, NULL, &rc);
         graft_status s = cl_check(rc, "clCreateProgramWithSource", e);
         if (s) {
             free(key);

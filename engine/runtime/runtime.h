@@ -14,6 +14,14 @@
 const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
 int cl_source_count(void);
 const char *cl_source_name(int i);
+/* What every program built here starts with (program_get, the peak probe): a float16 argument or
+ * return on a device without AVX-512 (AVX2 CPUs through PoCL) makes clang warn that it "changes
+ * the ABI" at every call of a float16 builtin, harmless in a kernel built whole for one target and
+ * printed on stderr by PoCL; the warning is turned off there, and #line keeps the source's line
+ * numbers in build logs. */
+#define CL_PRELUDE                                                                                 \
+    "#ifdef __clang__\n#pragma clang diagnostic ignored \"-Wunknown-warning-option\"\n"            \
+    "#pragma clang diagnostic ignored \"-Wpsabi\"\n#endif\n#line 1\n"
 
 /* ---- the program cache ----
  * Entries are files named by the SHA-256 of their key; each carries a magic, a format number, its

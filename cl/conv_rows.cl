@@ -347,6 +347,15 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
                 __global float *yr = y + (((long)i * CO + o) * HO + oys[r]) * WO;
 #pragma unroll
                 for (int v = 0; v < NVO; v++) {
+#if EPI_VEC
+                    /* a whole vector of the row in one store: one input channel (conv1) gives
+                     * 9 FMAs an output, and the scalar stores below took most of its time */
+                    if ((v + 1) * VW <= WO) {
+                        const floatv o = acc[m][r][v] + bo;
+                        VSTORE(VW)(epi_fwdv(floatv, o), 0, yr + v * VW);
+                        continue;
+                    }
+#endif
                     float tmp[VW];
                     VSTORE(VW)(acc[m][r][v] + bo, 0, tmp);
                     for (int l = 0; l < VW && v * VW + l < WO; l++)

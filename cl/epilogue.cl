@@ -32,6 +32,26 @@ static inline float epi_fwd(const float v)
 #endif
 }
 
+/* epi_fwd lane by lane on a float vector of the kernel's width (vecw.cl's floatv), with the same
+ * operations as the scalar version, so every lane is the scalar result to the bit: defined for the
+ * epilogues whose scalar form is a comparison or a clamp (EPI_VEC 1), not for sigmoid and tanh,
+ * whose vector exp and tanh need not round like the scalar ones. */
+#if EPI <= 3
+#define EPI_VEC 1
+#define epi_fwdv(VT, v) epi_fwdv_(VT, v)
+#if EPI == 0
+#define epi_fwdv_(VT, v) (v)
+#elif EPI == 1
+#define epi_fwdv_(VT, v) ((v) > (VT)(0.0f) ? (v) : (VT)(0.0f))
+#elif EPI == 2
+#define epi_fwdv_(VT, v) fmin(fmax((v), (VT)(0.0f)), (VT)(6.0f))
+#elif EPI == 3
+#define epi_fwdv_(VT, v) ((v) > (VT)(0.0f) ? (v) : (v) * (VT)(EPI_SLOPE))
+#endif
+#else
+#define EPI_VEC 0
+#endif
+
 /* The gradient of the producer's raw output from the activation's output gradient g and output y
  * (the same formulas as act.cl's backward). */
 static inline float epi_grad(const float g, const float y)

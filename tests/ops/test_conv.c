@@ -317,6 +317,26 @@ static void run_case(graft_context *ctx, const conv_case *k)
         clReleaseMemObject(bdy2);
         conv2d_op_free(&op);
     }
+
+    /* the forward's other exact epilogues, relu6 and leaky_relu (the rows forward stores whole
+     * vectors through them) */
+    for (int a = 0; a < 2; a++) {
+        d.epi = (epilogue){.kind = (a ? ACT_LEAKY_RELU : ACT_RELU6) + 1, .slope = 0.1f};
+        if (conv2d_op_init(ctx, &op, &d, &e)) {
+            CHECKF(0, "%s: conv2d_op_init with epilogue %d: %s", k->name, a, e.message);
+            continue;
+        }
+        ref_fwd(&s, x, w, b, y);
+        for (long i = 0; i < ny; i++)
+            y[i] = a ? (y[i] > 0 ? y[i] : 0.1 * y[i]) : (y[i] < 0 ? 0 : y[i] > 6 ? 6 : y[i]);
+        oc_poison(ctx, by, ny);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_fwd(ctx, &op, s.n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+        float *yg = oc_read(ctx, by, ny);
+        CHECK_CLOSE(a ? "fused leaky_relu: forward" : "fused relu6: forward", yg, y, ny, tol);
+        free(yg);
+        conv2d_op_free(&op);
+    }
     cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
     for (size_t i = 0; i < ARRAY_LEN(all); i++)
         clReleaseMemObject(all[i]);

@@ -136,10 +136,10 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
  * first and last KH-1 steps are unrolled with them left out), and the bias sums dy in a pass of
  * its own, so the steps between have no test. The lanes are summed once at the end. The range's
  * x planes (CB per sample) are read once per output-channel block, from cache. */
-__kernel void conv_rows_wgrad(__global float *ws, const long xpo, const long dpo,
-                              const long parto, const int n, const int S)
+__kernel void conv_rows_wgrad(__global const float *xs, const long xpo, __global float *ws,
+                              const long dpo, const long parto, const int n, const int S)
 {
-    __global const float *xp = ws + xpo, *dp = ws + dpo;
+    __global const float *xp = xs + xpo, *dp = ws + dpo;
     __global float *part = ws + parto;
     const int t = get_global_id(0);
     if (t >= S * (CI / CB)) return;

@@ -243,6 +243,8 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
                 break;
         }
         s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
+        if (!s && p->o.training && p->plan.layers[pl - p->layers].trains)
+            s = conv2d_keep_input(ctx, &pl->op.conv, p->o.max_batch, e);
         break;
     }
     case GRAFT_LAYER_DENSE:

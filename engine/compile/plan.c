@@ -333,6 +333,8 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
             conv_desc_of(l, &d);
             size_t ws = conv2d_workspace_bytes(&d, max_batch);
             if (ws > m->workspace) m->workspace = ws;
+            /* a training layer's padded input, kept from its forward for its weight gradient */
+            if (training && p->layers[i].trains) m->activations += conv2d_keep_bytes(&d, max_batch);
         }
     }
     p->scratch_size = scratch;

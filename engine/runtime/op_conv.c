@@ -596,6 +596,31 @@ static size_t rows_workspace_bound(const conv2d_desc *d, int n)
     return (xp + dp + part) * sizeof(float);
 }
 
+size_t conv2d_keep_bytes(const conv2d_desc *d, int n)
+{
+    const conv2d_desc full = with_output_size(d);
+    if (!rows_workspace_bound(&full, n)) return 0;
+    size_t vmax = 15; /* rows_workspace_bound's widest padded row, for any vector width */
+    return (size_t)n * full.c * (full.h + 2 * full.ph) * (full.ow + vmax + full.kw - 1) *
+           sizeof(float);
+}
+
+graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_error *e)
+{
+    rows_geom g;
+    if (!op->rows_fwd || n < 1 || !rows_geom_of(ctx, &op->d, &g) || n <= op->keep_cap)
+        return GRAFT_OK;
+    if (op->keep) clReleaseMemObject(op->keep);
+    op->keep = op->keep_x = NULL;
+    op->keep_cap = op->keep_n = 0;
+    size_t bytes = (size_t)n * op->d.c * g.xrows * g.xpitch * sizeof(float);
+    /* zeros from the host, for Oclgrind (see zero_from_host): the forward writes it all */
+    graft_status s = buffer_create(ctx, bytes, &op->keep, e);
+    if (!s) s = zero_from_host(ctx, op->keep, bytes, e);
+    if (!s) op->keep_cap = n;
+    return s;
+}
+
 static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
@@ -633,14 +658,21 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
     size_t xp = (size_t)n * op->d.c * g.xrows * g.xpitch;
-    if (!ws || xp * sizeof(float) > conv2d_workspace_bytes(&op->d, n))
+    /* into the kept copy when there is one (a training layer): its backward reads it there */
+    cl_mem xs = op->keep && n <= op->keep_cap ? op->keep : ws;
+    op->keep_x = NULL;
+    if (!xs || (xs == ws && xp * sizeof(float) > conv2d_workspace_bytes(&op->d, n)))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        xp);
     cl_long xpo = 0;
-    graft_status st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e);
+    graft_status st = rows_pad_x(ctx, op, &g, n, x, xs, xpo, e);
     if (st) return st;
+    if (xs == op->keep) {
+        op->keep_x = x;
+        op->keep_n = n;
+    }
     cl_kernel k = op->rows_fwd;
-    SET_ARGS(k, 6, KARG(ws), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n));
+    SET_ARGS(k, 6, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n));
     size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
@@ -663,10 +695,17 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     SET_ARGS(k, 5, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n));
     if ((st = run1d(ctx, k, (size_t)n * d->o * g.drows, e))) return st;
     if (dw || db) {
-        if ((st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e))) return st;
+        /* x as the forward padded it, when it kept that copy for this x and batch; else again */
+        cl_mem xs = ws;
+        if (op->keep && op->keep_x == x && op->keep_n == n) {
+            xs = op->keep;
+            xpo = 0;
+        } else if ((st = rows_pad_x(ctx, op, &g, n, x, ws, xpo, e))) {
+            return st;
+        }
         int S = rows_splits(ctx, d, &g, n);
         k = op->rows_wgrad;
-        SET_ARGS(k, 6, KARG(ws), KARG(xpo), KARG(dpo), KARG(parto), KARG(n), KARG(S));
+        SET_ARGS(k, 7, KARG(xs), KARG(xpo), KARG(ws), KARG(dpo), KARG(parto), KARG(n), KARG(S));
         size_t gs = (size_t)S * (d->c / g.cb), ls = 1;
         if ((st = launch(ctx, k, 1, &gs, &ls, NULL, e))) return st;
         int nw = d->o * d->c * d->kh * d->kw, lo = dw ? 0 : nw, hi = db ? nw + d->o : nw;
@@ -775,6 +814,7 @@ void conv2d_op_free(conv2d_op *op)
 {
     if (!op) return;
     if (op->wflip) clReleaseMemObject(op->wflip);
+    if (op->keep) clReleaseMemObject(op->keep);
     memset(op, 0, sizeof *op); /* the kernels are the context's */
 }
 

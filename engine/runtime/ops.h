@@ -78,8 +78,19 @@ typedef struct conv2d_op {
     /* the rows path (cl/conv_rows.cl, CPU-shaped; NULL when not chosen): forward and backward
      * from zero-padded copies of x and dy, with no column matrix */
     cl_kernel rows_pad_x, rows_pad_dy, rows_fwd, rows_wgrad, rows_wsum, rows_dgrad;
+    /* the rows forward's padded copy of x, kept for the weight gradient of the backward that
+     * follows (conv2d_keep_input; NULL: the backward pads x again into ws): its capacity in
+     * samples, and the x and batch count it holds (keep_x NULL when it holds none) */
+    cl_mem keep, keep_x;
+    int keep_cap, keep_n;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
+/* A training layer's op: keep what the forward pads for batches up to n, so that the backward's
+ * weight gradient reads it instead of padding x a second time (the rows path; elsewhere nothing to
+ * do). conv2d_keep_bytes is its size at most, on any device, for the memory plan (0 where the rows
+ * path cannot apply). */
+graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_error *e);
+size_t conv2d_keep_bytes(const conv2d_desc *d, int n);
 /* Whether the path conv2d_op_init would give this shape on ctx's device multiplies through the
  * GEMM (im2col, and direct's weight gradient) rather than its own kernels (rows, igemm). */
 bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d);

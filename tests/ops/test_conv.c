@@ -275,6 +275,42 @@ static void run_case(graft_context *ctx, const conv_case *k)
             free(got);
         }
     }
+
+    /* a training layer's kept input (conv2d_keep_input, the rows path): the weight gradient reads
+     * what the forward padded (ws poisoned in between, where the backward used to pad x again);
+     * after a forward of other data it must pad x itself, or it would take the other data's
+     * gradient (the reference's n = the last pass's) */
+    CHECK_OK(conv2d_keep_input(ctx, &op, s.n, err));
+    CHECKF(!op.rows_wgrad || op.keep, "%s: rows path without a kept input", k->name);
+    if (op.keep) {
+        int n = k->nsmall < s.n ? k->nsmall : s.n;
+        float *x2f = malloc(sizeof(float) * nx);
+        oc_fill(x2f, nx, -3, 3);
+        cl_mem bx2 = oc_buffer(ctx, x2f, nx);
+        for (int other = 0; other < 2; other++) {
+            if (ws) oc_poison(ctx, ws, nws);
+            cl_mem xin = other ? bx2 : bx;
+            CHECK_OK(conv2d_fwd(ctx, &op, n, xin, bw, s.bias ? bb : NULL, by, ws, err));
+            oc_poison(ctx, bdw, nw);
+            oc_poison(ctx, bdb, nb);
+            if (ws) oc_poison(ctx, ws, nws);
+            CHECK_OK(conv2d_bwd_weight(ctx, &op, n, bx, bdy, bdw, s.bias ? bdb : NULL, ws, err));
+            float *got = oc_read(ctx, bdw, nw);
+            CHECK_CLOSE(other ? "kept input, other x: backward weight"
+                              : "kept input: backward weight",
+                        got, dw, nw, tol);
+            free(got);
+            if (s.bias) {
+                got = oc_read(ctx, bdb, nb);
+                CHECK_CLOSE(other ? "kept input, other x: backward bias"
+                                  : "kept input: backward bias",
+                            got, db, nb, tol);
+                free(got);
+            }
+        }
+        clReleaseMemObject(bx2);
+        free(x2f);
+    }
     conv2d_op_free(&op);
 
     /* with a fused relu epilogue: the forward writes relu(conv), and the backward takes relu's

@@ -568,11 +568,17 @@ static int rows_splits(const graft_context *ctx, const conv2d_desc *d, const row
     return s < 1 ? 1 : s > n ? n : s;
 }
 
+/* Floats of the padded x of a batch of n (in ws, or the kept copy). */
+static size_t rows_xp_floats(const conv2d_desc *d, const rows_geom *g, int n)
+{
+    return (size_t)n * d->c * g->xrows * g->xpitch;
+}
+
 /* Floats of ws the rows backward uses for a batch of n: xp, dp, then the S partials. */
 static void rows_layout(const graft_context *ctx, const conv2d_desc *d, const rows_geom *g, int n,
                         size_t *xpo, size_t *dpo, size_t *parto, size_t *total)
 {
-    size_t xp = (size_t)n * d->c * g->xrows * g->xpitch;
+    size_t xp = rows_xp_floats(d, g, n);
     size_t dp = (size_t)n * d->o * g->drows * g->dpitch;
     size_t nw = (size_t)d->o * d->c * d->kh * d->kw + d->o;
     *xpo = 0;
@@ -581,15 +587,28 @@ static void rows_layout(const graft_context *ctx, const conv2d_desc *d, const ro
     *total = xp + dp + (size_t)rows_splits(ctx, d, g, n) * nw;
 }
 
+/* Whether rows_geom_of could accept d on some device; VMAX: the most floats a row's last vector
+ * can run past it (VW 16), for the bounds below. */
+#define VMAX 15
+static bool rows_may_apply(const conv2d_desc *d, int n)
+{
+    return d->groups == 1 && d->sh == 1 && d->sw == 1 && d->ph < d->kh && d->pw < d->kw &&
+           d->kh * d->kw + d->kh + 1 <= 28 && d->ow <= 256 && d->w <= 256 && n >= 1;
+}
+
+/* rows_xp_floats over every vector width (d needs oh and ow) */
+static size_t rows_xp_bound(const conv2d_desc *d, int n)
+{
+    return (size_t)n * d->c * (d->h + 2 * d->ph) * (d->ow + VMAX + d->kw - 1);
+}
+
 /* rows_layout's total over every device rows_geom_of accepts (any VW, S <= n), in bytes; 0 where
  * the rows path cannot apply: the workspace is sized before a device picks a path. */
 static size_t rows_workspace_bound(const conv2d_desc *d, int n)
 {
-    if (d->groups != 1 || d->sh != 1 || d->sw != 1 || d->ph >= d->kh || d->pw >= d->kw ||
-        d->kh * d->kw + d->kh + 1 > 28 || d->ow > 256 || d->w > 256 || n < 1)
-        return 0;
-    size_t vmax = 15, dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
-    size_t xp = (size_t)n * d->c * (d->h + 2 * d->ph) * (d->ow + vmax + d->kw - 1);
+    if (!rows_may_apply(d, n)) return 0;
+    size_t vmax = VMAX, dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
+    size_t xp = rows_xp_bound(d, n);
     size_t pa = dl + d->ow + vmax, pb = d->w + vmax + d->kw - 1;
     size_t dp = (size_t)n * d->o * (d->oh + 2 * dt) * (pa > pb ? pa : pb);
     size_t part = (size_t)n * ((size_t)d->o * d->c * d->kh * d->kw + d->o);
@@ -599,10 +618,7 @@ static size_t rows_workspace_bound(const conv2d_desc *d, int n)
 size_t conv2d_keep_bytes(const conv2d_desc *d, int n)
 {
     const conv2d_desc full = with_output_size(d);
-    if (!rows_workspace_bound(&full, n)) return 0;
-    size_t vmax = 15; /* rows_workspace_bound's widest padded row, for any vector width */
-    return (size_t)n * full.c * (full.h + 2 * full.ph) * (full.ow + vmax + full.kw - 1) *
-           sizeof(float);
+    return rows_may_apply(&full, n) ? rows_xp_bound(&full, n) * sizeof(float) : 0;
 }
 
 graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_error *e)
@@ -613,7 +629,7 @@ graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_e
     if (op->keep) clReleaseMemObject(op->keep);
     op->keep = op->keep_x = NULL;
     op->keep_cap = op->keep_n = 0;
-    size_t bytes = (size_t)n * op->d.c * g.xrows * g.xpitch * sizeof(float);
+    size_t bytes = rows_xp_floats(&op->d, &g, n) * sizeof(float);
     /* zeros from the host, for Oclgrind (see zero_from_host): the forward writes it all */
     graft_status s = buffer_create(ctx, bytes, &op->keep, e);
     if (!s) s = zero_from_host(ctx, op->keep, bytes, e);
@@ -657,7 +673,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
 {
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
-    size_t xp = (size_t)n * op->d.c * g.xrows * g.xpitch;
+    size_t xp = rows_xp_floats(&op->d, &g, n);
     /* into the kept copy when there is one (a training layer): its backward reads it there */
     cl_mem xs = op->keep && n <= op->keep_cap ? op->keep : ws;
     op->keep_x = NULL;

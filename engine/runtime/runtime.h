@@ -14,14 +14,6 @@
 const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
 int cl_source_count(void);
 const char *cl_source_name(int i);
-/* What every program built here starts with (program_get, the peak probe): a float16 argument or
- * return on a device without AVX-512 (AVX2 CPUs through PoCL) makes clang warn that it "changes
- * the ABI" at every call of a float16 builtin, harmless in a kernel built whole for one target and
- * printed on stderr by PoCL; the warning is turned off there, and #line keeps the source's line
- * numbers in build logs. */
-#define CL_PRELUDE                                                                                 \
-    "#ifdef __clang__\n#pragma clang diagnostic ignored \"-Wunknown-warning-option\"\n"            \
-    "#pragma clang diagnostic ignored \"-Wpsabi\"\n#endif\n#line 1\n"
 
 /* ---- the program cache ----
  * Entries are files named by the SHA-256 of their key; each carries a magic, a format number, its
@@ -138,6 +130,9 @@ struct graft_context {
  * disk cache, or a fresh build. On a build failure the error names the source and has the log. */
 graft_status program_get(graft_context *ctx, const char *source, const char *options,
                          cl_program *out, graft_error *e);
+/* An unbuilt program of src with the prelude every Graft program starts with (context.c: it turns
+ * off a clang warning that AVX2 builds of float16 code print); program_get and the peak probe. */
+cl_program program_from_source(graft_context *ctx, const char *src, cl_int *rc);
 /* A new kernel object (caller releases it) for a kernel of that program. */
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
                            const char *kernel, cl_kernel *out, graft_error *e);

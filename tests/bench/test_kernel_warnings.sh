@@ -46,7 +46,7 @@ run "fmnist-pretrain (im2col)" fmnist-pretrain.yaml GRAFT_CONV=im2col
 run "vit-fmnist-pretrain" vit-fmnist-pretrain.yaml
 # The same kernels compiled for an AVX2 CPU (what PoCL does on a Zen 3), where float16 is not a
 # register: clang warned at every float16 builtin call that it "changes the ABI" until every program
-# began with CL_PRELUDE (runtime.h). Only where this CPU runs AVX2 code and PoCL has the kernel
+# began with CL_PRELUDE (context.c). Only where this CPU runs AVX2 code and PoCL has the kernel
 # library for it; the vector width is the one such a device reports.
 AVX2_LIB=$(ls /usr/share/pocl/kernel-*-avx2.bc /usr/lib/*/pocl/kernel-*-avx2.bc 2>/dev/null | head -n 1)
 if [ -n "$AVX2_LIB" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then

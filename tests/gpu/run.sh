@@ -23,6 +23,11 @@
 #   demo      graft demo on the GPU, Graft's cache empty, timed end to end
 #   gemm      graft bench gemm at 1024 and 4096 against cuBLAS through PyTorch (compare.py)
 #   train     fmnist-cnn, batch 64, Adam: Graft on the GPU against PyTorch CUDA eager (compare.py)
+#   bench-b256 graft bench fmnist-pretrain at batch 256 on the GPU, with the first run's tuning
+#   compare-tuned  compare.py train,transfer,vit after `graft tune --missing`, against PyTorch CUDA
+#   bench-vit graft bench vit-fmnist-scratch on the GPU (per-layer times, cost model)
+#   demo-vit  graft demo --vit on the GPU
+#   hf-names  the ViT tensor names of that machine's transformers (save_pretrained too)
 #   bench-all graft bench configs/recipes/fmnist-scratch.yaml --devices all --no-tune
 #             (NVIDIA and that machine's PoCL; --no-tune: PoCL's tuner alone would take minutes)
 #
@@ -34,6 +39,8 @@
 #                           (default: python3 on PATH)
 #   GRAFT_GPU_TORCH_PYTHON  the Python with PyTorch 2.x for compare.py (default GRAFT_GPU_PYTHON)
 #   GRAFT_GPU_BUDGET        seconds for all the steps (default 450; the tarball comes after)
+#   GRAFT_GPU_STEPS         run only these steps (names as above, space-separated; machine,
+#                           binary and devices always run)
 set -u
 DRY=${GRAFT_GPU_DRY_RUN:-0}
 if [ "${1:-}" = "--dry-run" ]; then DRY=1; shift; fi
@@ -53,13 +60,13 @@ BUILD=build
 export GRAFT_CACHE_DIR="$W/cache"
 export PYTHONUNBUFFERED=1  # a step cut by its timeout still leaves what it printed
 if [ "$DRY" = 1 ]; then
-    DEV=pocl TORCH_DEV=cpu SIZES=256,512 MAXT="--max 2"
+    DEV=pocl TORCH_DEV=cpu SIZES=256,512 MAXT="--max 2" JOBS=2
     TRAIN="--quick" DEMO="--epochs 1"
-    DEMO_LIM=100 TRAIN_LIM=150  # PoCL compiles every kernel of the first run on an empty cache
+    DEMO_LIM=100 TRAIN_LIM=150 CMP_LIM=200  # PoCL compiles every kernel of the first run on an empty cache
 else
-    DEV=nvidia TORCH_DEV=cuda SIZES=1024,4096 MAXT=""
+    DEV=nvidia TORCH_DEV=cuda SIZES=1024,4096 MAXT="" JOBS=8
     TRAIN="--repeat 1 --steps 60 --warmup 5" DEMO=""
-    DEMO_LIM=150 TRAIN_LIM=100
+    DEMO_LIM=150 TRAIN_LIM=100 CMP_LIM=240
 fi
 
 # step NAME LIMIT COMMAND...: run it under `timeout`, output to results/NAME.txt, one line to
@@ -68,6 +75,10 @@ fi
 step() {
     name=$1 lim=$2
     shift 2
+    case "$name: ${GRAFT_GPU_STEPS:-$name} " in
+        machine:*|binary:*|build:*|devices:*|*" $name "*) ;;
+        *) return 0 ;;
+    esac
     left=$((START + BUDGET - $(date +%s) - 5))
     [ "$lim" -gt "$left" ] && lim=$left
     if [ "$lim" -lt 5 ]; then
@@ -103,6 +114,12 @@ pack() {
 if ! "$PY" -c 'import yaml' 2>/dev/null && [ -d /tmp/gpu-root/usr/lib/python3/dist-packages/yaml ]; then
     export PYTHONPATH="/tmp/gpu-root/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}"
 fi
+# Fashion-MNIST: that machine has no Debian dataset package; the recipes name Debian's path, so
+# the copy carried in .gpu/fmnist (README.md) goes there when the machine lacks it
+FM=/usr/share/datasets/fashion-mnist
+if [ ! -e "$FM/train-images-idx3-ubyte.gz" ] && [ -e .gpu/fmnist/train-images-idx3-ubyte.gz ]; then
+    mkdir -p "$FM" && cp .gpu/fmnist/*.gz "$FM/"
+fi
 echo "dry run: $DRY; device: $DEV; PyTorch device: $TORCH_DEV; python: $PY; torch python: $TPY" > "$R/steps.txt"
 step machine 20 sh tests/gpu/machine.sh "$BUILD/graft" "$PY" "$TPY"
 
@@ -121,10 +138,10 @@ G=$ROOT/$BUILD/graft
 step devices 20 sh -c "'$G' devices && '$G' devices --json"
 
 export GRAFT_DEVICE=$DEV
-for s in ops:60 gemm:30 torch:50 train:50; do
+for s in ops:90 gemm:30 torch:60 train:50; do
     lim=${s#*:}
     step "suite-${s%:*}" "$lim" "$PY" tests/gpu/run_tests.py "$BUILD" "$R/suite-${s%:*}.json" \
-        --python "$PY" --suite "${s%:*}" --budget $((lim - 8)) $MAXT
+        --python "$PY" --suite "${s%:*}" --budget $((lim - 8)) --jobs "$JOBS" $MAXT
 done
 
 # which convolution path wins on the GPU per fmnist-cnn layer (im2col + GEMM vs the implicit GEMM,
@@ -136,6 +153,9 @@ for m in fmnist-cnn resnet-small; do
     step "oracle-$m" 30 "$PY" tests/torch/oracle.py "$G" "configs/models/$m.yaml" --batch 64 \
         --torch-device "$TORCH_DEV" --workdir "$W/oracle-$m"
 done
+
+# the names that machine's transformers gives a ViT (hf_check.py expects the Hub's)
+step hf-names 30 "$PY" tests/gpu/hf_names.py
 
 # graft demo on a fresh cache; the dry run shortens the pretrain to 20 steps and the transfers to
 # one epoch (a patched copy of configs/)
@@ -151,6 +171,20 @@ step gemm 30 "$TPY" bench/compare.py --graft "$G" --parts gemm --gemm-sizes "$SI
 
 step train "$TRAIN_LIM" "$TPY" bench/compare.py --graft "$G" --parts train --skip-tune $TRAIN \
     --torch-python "$TPY" --debian-python none --torch-device "$TORCH_DEV" --json "$R/train.json"
+
+step bench-b256 40 "$G" bench configs/recipes/fmnist-pretrain.yaml --devices "$DEV" --batch 256 \
+    --json "$R/bench-b256.json"
+
+# after `graft tune --missing` (compare.py without --skip-tune): training, the frozen-conv transfer
+# and the ViT, Graft on the GPU against PyTorch CUDA eager
+step compare-tuned "$CMP_LIM" "$TPY" bench/compare.py --graft "$G" --parts train,transfer,vit $TRAIN \
+    --torch-python "$TPY" --debian-python none --torch-device "$TORCH_DEV" --json "$R/compare-tuned.json"
+
+step bench-vit 40 "$G" bench configs/recipes/vit-fmnist-scratch.yaml --devices "$DEV" \
+    --json "$R/bench-vit.json"
+
+step demo-vit "$DEMO_LIM" env GRAFT_CACHE_DIR="$W/demo-cache" "$G" demo --vit --configs "$CONF" \
+    --out "$W/demo-vit" $DEMO
 
 unset GRAFT_DEVICE
 step bench-all 40 "$G" bench configs/recipes/fmnist-scratch.yaml --devices all --no-tune \

@@ -4,13 +4,16 @@ read build/meson-info/intro-tests.json and run each test's command with its envi
 device named by GRAFT_DEVICE. Writes one line per test and a JSON summary (rewritten after every
 test, so a run stopped from outside still leaves what it did).
 usage: run_tests.py BUILD_DIR OUT.json [--suite S]... [--python PYTHON] [--budget SECONDS]
-                    [--max N]
+                    [--max N] [--jobs N]
 --budget: start no test after that many seconds, and cut each test's own limit to what is left
 (such a test counts as failed, "timeout"; those never started are listed as NOT RUN).
---max: at most N tests (a dry run's short cut)."""
+--max: at most N tests (a dry run's short cut).
+--jobs: run N tests at once (the GPU machine has 16 cores and kernel builds are per process)."""
 import argparse
 import json
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 import subprocess
 import sys
 import time
@@ -22,6 +25,7 @@ ap.add_argument("--suite", action="append", default=[])
 ap.add_argument("--python", default=None, help="interpreter to use for the torch/train tests")
 ap.add_argument("--budget", type=float, default=None, help="seconds for all the tests")
 ap.add_argument("--max", type=int, default=None, help="run at most this many tests")
+ap.add_argument("--jobs", type=int, default=1, help="tests run at once")
 a = ap.parse_args()
 start = time.time()
 tests = json.load(open(os.path.join(a.build, "meson-info", "intro-tests.json")))
@@ -44,22 +48,23 @@ def summary():
     os.replace(a.out + ".tmp", a.out)
 
 
-results, passed, failed, skipped, started = [], 0, 0, 0, 0
-for t in tests:
-    suites = [s.split(":")[-1] for s in t.get("suite", [])]
-    if a.suite and not any(s in a.suite for s in suites):
-        continue
+results, counts, lock = [], {"OK": 0, "FAIL": 0, "SKIP": 0}, threading.Lock()
+
+
+def run_one(t, suites):
     left = a.budget - (time.time() - start) if a.budget is not None else None
-    if (a.max is not None and started >= a.max) or (left is not None and left < 5):
-        print(f"NOT RUN {t['name']} ({'--max' if left is None or left >= 5 else 'budget spent'})")
-        results.append({"name": t["name"], "suites": suites, "status": "NOT RUN"})
-        continue
-    started += 1
+    if left is not None and left < 5:
+        with lock:
+            print(f"NOT RUN {t['name']} (budget spent)")
+            results.append({"name": t["name"], "suites": suites, "status": "NOT RUN"})
+        return
     cmd = [relocate(c) for c in t["cmd"]]
     if a.python and cmd[0].endswith("python3"):
         cmd[0] = a.python
     env = dict(os.environ)
     env.update({k: relocate(v) for k, v in t.get("env", {}).items()})
+    if a.python:  # the shell tests' Python (tests/train: numpy), /usr/bin/python3 by default
+        env["GRAFT_TEST_PYTHON"] = a.python
     if "GRAFT_DEVICE" in os.environ:  # the caller's device wins over the build's test env
         env["GRAFT_DEVICE"] = os.environ["GRAFT_DEVICE"]
     env["GRAFT_CACHE_DIR"] = os.environ.get("GRAFT_CACHE_DIR", env.get("GRAFT_CACHE_DIR", "/tmp/graft-cache"))
@@ -73,15 +78,30 @@ for t in tests:
         rc, out = -1, f"timeout after {e.timeout} s"
     secs = time.time() - t0
     status = "SKIP" if rc == 77 else ("OK" if rc == 0 else "FAIL")
-    passed += status == "OK"
-    failed += status == "FAIL"
-    skipped += status == "SKIP"
-    print(f"{status:4s} {t['name']:28s} {secs:7.1f} s", flush=True)
-    if status == "FAIL":
-        print("\n".join(out.splitlines()[-25:]))
-    results.append({"name": t["name"], "suites": suites, "status": status, "seconds": secs,
-                    "output_tail": out[-4000:]})
-    summary()
+    with lock:
+        counts[status] += 1
+        print(f"{status:4s} {t['name']:28s} {secs:7.1f} s", flush=True)
+        if status == "FAIL":
+            print("\n".join(out.splitlines()[-25:]))
+        results.append({"name": t["name"], "suites": suites, "status": status, "seconds": secs,
+                        "output_tail": out[-4000:]})
+        summary()
+
+
+chosen = []
+for t in tests:
+    suites = [s.split(":")[-1] for s in t.get("suite", [])]
+    if a.suite and not any(s in a.suite for s in suites):
+        continue
+    if a.max is not None and len(chosen) >= a.max:
+        print(f"NOT RUN {t['name']} (--max)")
+        results.append({"name": t["name"], "suites": suites, "status": "NOT RUN"})
+        continue
+    chosen.append((t, suites))
+with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:
+    for f in [pool.submit(run_one, t, suites) for t, suites in chosen]:
+        f.result()
+passed, failed, skipped = counts["OK"], counts["FAIL"], counts["SKIP"]
 summary()
 notrun = sum(r["status"] == "NOT RUN" for r in results)
 print(f"{passed} passed, {failed} failed, {skipped} skipped, {notrun} not run")

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """hf_check.py — the Hugging Face ViT layout against `transformers` itself: a randomly initialised
-ViTForImageClassification from a small random ViTConfig (nothing downloaded), its state_dict saved
-as safetensors and loaded as it is by the model tools/gen_torchvision.py's vit_hf() writes for the
+ViTForImageClassification from a small random ViTConfig (nothing downloaded), saved by its own
+save_pretrained() (the Hub's layout, in transformers 4 and 5) and loaded as it is by the model tools/gen_torchvision.py's vit_hf() writes for the
 same sizes; `graft predict` logits, the same with the layer norms' legacy gamma/beta names, and
 the weights after one SGD step of `graft train` against one step of torch.optim.SGD.
 
@@ -32,6 +32,15 @@ import gen_torchvision  # noqa: E402
 torch.set_num_threads(2)
 
 
+def hub_state(net, work, tag):
+    """The tensors as save_pretrained() writes them: the Hub's layout, which checkpoints on disk
+    keep (transformers 5 names its modules vit.layers.N.attention.q_proj... in memory, yet still
+    saves vit.encoder.layer.N.attention.attention.query...; 4.x uses the Hub's names in both)."""
+    d = os.path.join(work, f"hf-{tag}")
+    net.save_pretrained(d, safe_serialization=True)
+    return st_read(os.path.join(d, "model.safetensors"))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("graft")
@@ -55,7 +64,7 @@ def main():
     with torch.no_grad():  # not the zero / identity starts, so every tensor is really used
         for k, v in net.named_parameters():
             v.add_(torch.randn_like(v) * 0.05)
-    sd = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
+    sd = hub_state(net, work, "w0")
     layers = gen_torchvision.vit_hf(7, 24, 2, 3, 40, 5, cfg.layer_norm_eps)
     model = os.path.join(work, "model.yaml")
     with open(model, "w") as f:
@@ -63,7 +72,7 @@ def main():
                        sort_keys=False)
     names = set(gen_torchvision.graft_params(layers, [2, 21, 14]))
     missing, extra = sorted(set(sd) - names), sorted(names - set(sd))
-    print(f"  {'ok  ' if not missing and not extra else 'FAIL'} {len(sd)} state_dict tensors map "
+    print(f"  {'ok  ' if not missing and not extra else 'FAIL'} {len(sd)} saved tensors map "
           f"(missing {missing[:3]}, extra {extra[:3]})")
     check.failures += 1 if missing or extra else 0
     w0 = os.path.join(work, "w0.safetensors")
@@ -98,7 +107,7 @@ def main():
     o.zero_grad()
     F.cross_entropy(net(pixel_values=torch.from_numpy(x)).logits, torch.from_numpy(y)).backward()
     o.step()
-    want = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    want = hub_state(net, work, "sgd")
     run = os.path.join(work, "run-sgd")
     graft("train", recipe, "--quiet", "--out", run, "--set", "transfer.from=" + legacy,
           "--set", "train.optimizer=sgd", "--set", "train.lr=0.1")

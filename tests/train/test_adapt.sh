@@ -7,9 +7,12 @@
 # of another channel count fail with positioned errors and no run directory.
 # usage: test_adapt.sh GRAFT SOURCE_DIR WORK_DIR
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3
-PY=/usr/bin/python3
-$PY -c "import numpy, skimage" 2>/dev/null || { echo "SKIP: /usr/bin/python3 lacks numpy or skimage"; exit 77; }
+PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
+$PY -c "import numpy, skimage" 2>/dev/null || { echo "SKIP: $PY lacks numpy or skimage"; exit 77; }
 [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || { echo "SKIP: no Fashion-MNIST"; exit 77; }
+# Fashion-M's backgrounds: the photos Debian's python3-skimage ships (tools/make_shift.py)
+[ -f /usr/lib/python3/dist-packages/skimage/data/astronaut.png ] ||
+    { echo "SKIP: no python3-skimage photos in /usr/lib/python3/dist-packages/skimage/data"; exit 77; }
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 $PY "$SRC/tools/make_shift.py" fm --limit 640 >/dev/null || { echo "FAIL: make_shift"; exit 1; }
 CMP="$PY $SRC/tests/train/compare.py"

@@ -12,7 +12,7 @@
 # LeNet-5's kernels).
 # usage: test_ddp.sh GRAFT SOURCE_DIR WORK_DIR [mixed]
 G=$(realpath "$1"); SRC=$(realpath "$2"); W=$3; MODE=${4:-pocl}
-PY=/usr/bin/python3
+PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
 rm -rf "$W"; mkdir -p "$W/tests/train" "$W/configs/models"; cd "$W/tests/train" || exit 1
 cp "$SRC/tests/train/ddp.yaml" "$SRC/tests/train/mlp-dropout.yaml" "$SRC/tests/train/tiny-cnn.yaml" \
   "$SRC/tests/train/tiny-bn.yaml" "$SRC/tests/train/vit-dropout.yaml" .

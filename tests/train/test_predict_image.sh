@@ -4,7 +4,7 @@
 # not an image is a clear error.
 # usage: test_predict_image.sh GRAFT SOURCE_DIR WORK_DIR
 G=$(realpath "$1"); SRC=$2; W=$3
-PY=/usr/bin/python3
+PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 cp "$SRC/tests/train/tiny-cnn.yaml" .
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || exit 1

@@ -2,7 +2,7 @@
 # test_samples.sh — the sample programs (graft.h only) fine-tune, evaluate and predict for real.
 # usage: test_samples.sh FINETUNE INFER SOURCE_DIR WORK_DIR
 FT=$(realpath "$1"); INF=$(realpath "$2"); SRC=$3; W=$4
-PY=/usr/bin/python3
+PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 cp "$SRC/tests/train/base.yaml" "$SRC/tests/train/tiny-cnn.yaml" .
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || exit 1

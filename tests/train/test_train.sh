@@ -5,7 +5,7 @@
 # and bad data that fails cleanly without leaving a run directory.
 # usage: test_train.sh GRAFT SOURCE_DIR WORK_DIR
 G=$(realpath "$1"); SRC=$2; W=$3
-PY=/usr/bin/python3
+PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
 rm -rf "$W"; mkdir -p "$W"; cd "$W" || exit 1
 cp "$SRC/tests/train/base.yaml" "$SRC/tests/train/tiny-cnn.yaml" .
 $PY "$SRC/tests/train/make_data.py" data >/dev/null || { echo "cannot make data"; exit 1; }

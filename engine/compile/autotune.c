@@ -188,7 +188,7 @@ static double gemm_flops(const gemm_shape *s) { return 2.0 * (double)s->m * s->n
  * each candidate costs ~3.5 s of PoCL compiles (13 a shape in the quick list): fmnist-pretrain's
  * first run spent 45 s tuning fc1's three products, 1.3 ms of a 68 ms step, and with the 5 %
  * rule alone the demo's feature-extraction run spent 45 s on a head that trains in 0.4 s. So,
- * in auto mode:
+ * in auto mode on CPU devices:
  *   - a shape under 5 % of the FLOPs of every product the step would issue as im2col + GEMM
  *     (the convolutions' included, whatever path they run; repeats counted once) is left out;
  *   - if what is left is under TUNE_MIN_RUN_S seconds of work over the run's planned steps at
@@ -236,7 +236,11 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long st
                                        COMPILE_MAX_GEMM_SHAPES);
     double run_s = -1;
     bool short_run = false;
-    if (mode == TUNE_AUTO) n = drop_small_shapes(r, steps, shapes, n, &run_s, &short_run);
+    /* only where compiles are what they cost on PoCL: on a GPU a candidate builds in tens of ms,
+     * and a product of few FLOPs can still take a large part of the step (fmnist-cnn's fc1
+     * forward, 64x128 over K = 3136: under 1 % of the FLOPs, 11 % of the step on an H200) */
+    if (mode == TUNE_AUTO && ctx->info.type == GRAFT_DEVICE_CPU)
+        n = drop_small_shapes(r, steps, shapes, n, &run_s, &short_run);
     int m = tune_missing(ctx, shapes, n, missing);
     double t0 = now_seconds();
     int convs = conv_missing(ctx, &r->graph, mode != TUNE_FULL, NULL, 0);

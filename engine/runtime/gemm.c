@@ -18,6 +18,7 @@ static int vw(const gemm_choice *ch) { return ch->p[3] == 16 ? 16 : 8; }
 /* K splits of gemm_inner (1 = none) */
 static int ks(const gemm_choice *ch) { return ch->p[2] > 1 ? ch->p[2] : 1; }
 #define SCRATCH_LIMIT ((size_t)1 << 26) /* floats of split-K partial products: 256 MiB */
+#define TILED_BK 16
 
 bool gemm_choice_fits(const gemm_choice *ch, const gemm_shape *s)
 {
@@ -57,12 +58,35 @@ bool gemm_choice_valid(const gemm_choice *ch)
     }
 }
 
-#define TILED_BK 16
 /* bytes of __local the tiled kernel declares: (BK x (BM+1) + BK x (BN+1)) floats */
 static size_t tiled_local_bytes(const gemm_choice *ch)
 {
     return (size_t)TILED_BK * ((size_t)ch->p[1] * ch->p[2] + 1 + (size_t)ch->p[0] * ch->p[3] + 1) *
            sizeof(float);
+}
+
+int gemm_tiled_splits(const graft_context *ctx, const gemm_choice *ch, size_t m, size_t n,
+                      size_t k, int *kc)
+{
+    /* few tiles and a long K: split K so that the tiles times the ranges fill the device's cores
+     * four times over, with ranges of at least 128 (8 BK steps) and at most 64 of them */
+    size_t bm = (size_t)ch->p[1] * ch->p[2], bn = (size_t)ch->p[0] * ch->p[3];
+    size_t tiles = ((m + bm - 1) / bm) * ((n + bn - 1) / bn);
+    size_t cu = ctx->info.compute_units > 0 ? ctx->info.compute_units : 1;
+    size_t s = 1;
+    if (ch->backend == GEMM_BACKEND_TILED && tiles > 0 && tiles < 2 * cu && k >= 256) {
+        s = (4 * cu + tiles - 1) / tiles;
+        if (s > k / 128) s = k / 128;
+        if (s > 64) s = 64;
+        while (s > 1 && s * m * n > SCRATCH_LIMIT) s /= 2;
+    }
+    size_t c = k;
+    if (s > 1) {
+        c = ((k + s - 1) / s + TILED_BK - 1) / TILED_BK * TILED_BK;
+        s = (k + c - 1) / c;
+    }
+    if (kc) *kc = (int)c;
+    return (int)s;
 }
 
 bool gemm_choice_fits_device(const graft_context *ctx, const gemm_choice *ch)
@@ -209,7 +233,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     const char *name, *source = "gemm";
     size_t global[3];
     size_t local[3] = {1, 1, 1};
-    int dims = 2, splits = 1;
+    int dims = 2, splits = 1, tiled_kc = 0;
     cl_int outer_mt = 0;
     if (ch->backend == GEMM_BACKEND_TILED) {
         if (!gemm_choice_fits_device(ctx, ch)) {
@@ -232,6 +256,9 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         global[1] = (m + bm - 1) / bm * (size_t)ty;
         local[0] = (size_t)tx;
         local[1] = (size_t)ty;
+        splits = gemm_tiled_splits(ctx, ch, m, n, k, &tiled_kc);
+        global[2] = (size_t)splits;
+        dims = 3;
     } else if (ch->backend == GEMM_BACKEND_OUTER) {
         int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
         snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DVW=%d -DTA=%d", mr, ch->p[1], vw(ch),
@@ -294,6 +321,8 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     rc |= kernel_arg(kern, 12, sizeof co, &co);
     rc |= kernel_arg(kern, 13, sizeof ildc, &ildc);
     if (outer_mt) rc |= kernel_arg(kern, 14, sizeof outer_mt, &outer_mt);
+    if (ch->backend == GEMM_BACKEND_TILED)
+        rc |= kernel_arg(kern, 14, sizeof tiled_kc, &tiled_kc);
     if (rc != CL_SUCCESS) {
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", name);
         goto done;
@@ -309,6 +338,29 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         goto done;
     }
     if (splits == 1) goto done;
+    if (ch->backend == GEMM_BACKEND_TILED) { /* one work-item per element of C */
+        cl_kernel tr;
+        if ((st = kernel_get(ctx, source, opts, "gemm_tiled_reduce", &tr, e))) goto done;
+        cl_int is = splits, ildc2 = (cl_int)ldc;
+        cl_long cof = (cl_long)c_off;
+        rc = 0;
+        rc |= kernel_arg(tr, 0, sizeof im, &im);
+        rc |= kernel_arg(tr, 1, sizeof in, &in);
+        rc |= kernel_arg(tr, 2, sizeof is, &is);
+        rc |= kernel_arg(tr, 3, sizeof alpha, &alpha);
+        rc |= kernel_arg(tr, 4, sizeof part, &part);
+        rc |= kernel_arg(tr, 5, sizeof beta, &beta);
+        rc |= kernel_arg(tr, 6, sizeof c, &c);
+        rc |= kernel_arg(tr, 7, sizeof cof, &cof);
+        rc |= kernel_arg(tr, 8, sizeof ildc2, &ildc2);
+        if (rc != CL_SUCCESS) {
+            st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of gemm_tiled_reduce failed");
+            goto done;
+        }
+        size_t rg[2] = {n, m};
+        st = launch(ctx, tr, 2, rg, NULL, NULL, e);
+        goto done;
+    }
     cl_kernel red;
     if ((st = kernel_get(ctx, "gemm", opts, "gemm_reduce", &red, e))) goto done;
     cl_long cof = (cl_long)c_off;

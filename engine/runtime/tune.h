@@ -44,6 +44,10 @@ bool gemm_choice_valid(const gemm_choice *ch);
 /* Whether this device can run the choice at all: work-group size and local memory of the tiled
  * kernel against what the device reports (the compiled kernel's own limit is checked at launch). */
 bool gemm_choice_fits_device(const graft_context *ctx, const gemm_choice *ch);
+/* How many K ranges the tiled kernel splits a product into on this device (1 = none; few tiles
+ * and a long K split, cl/gemm_tiled.cl), and the length of each in *kc (NULL: not wanted). */
+int gemm_tiled_splits(const graft_context *ctx, const gemm_choice *ch, size_t m, size_t n,
+                      size_t k, int *kc);
 /* "graft-outer MR=6 NV=2 NT=4", "clblast set 2 (KWG=32 MWG=128 ...)" */
 void gemm_choice_describe(const gemm_choice *ch, char *buf, size_t n);
 /* Parse what gemm_choice_describe's short form names: "clblast[:SET]", "outer:MR,NV[,MT[,VW]]",

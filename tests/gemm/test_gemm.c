@@ -159,7 +159,7 @@ static void kernels_vs_reference(graft_context *ctx)
 
 /* Every gemm_tiled variant (the GPU candidates) on every device, at the edges of its own tiles:
  * one less and one more than a tile in M and N, a K step (16) +-1, 1x1x1, every transposition,
- * offsets and padded leading dimensions (run_case), alpha and beta, K = 0. */
+ * offsets and padded leading dimensions (run_case), alpha and beta, K = 0, and K split. */
 static void tiled_vs_reference(graft_context *ctx)
 {
     gemm_choice v[16];
@@ -184,6 +184,21 @@ static void tiled_vs_reference(graft_context *ctx)
             /* Oclgrind simulates every work-item: the two largest cases are left to PoCL */
             if (small && (j == 3 || j == 4) && bm * bn > 32 * 32) continue;
             check_kernel(ctx, &base[j], &v[i]);
+        }
+        /* split K: one tile (fewer than the device's cores) and a long K, which the kernel splits
+         * into ranges (a ragged last one) summed by gemm_tiled_reduce; with beta, transposed */
+        const tcase split[] = {
+            {false, true, bm - 1, bn, small ? 300 : 1000, 0.5f, 0.25f, false},
+            {true, false, bm, bn - 1, small ? 401 : 3136, 1.0f, 0.0f, false},
+        };
+        for (int j = 0; j < 2; j++) {
+            if (small && bm * bn > 32 * 32) continue; /* Oclgrind: the 32x32 tiles split too */
+            const tcase *t = &split[j];
+            int kc = 0, ns = gemm_tiled_splits(ctx, &v[i], t->m, t->n, t->k, &kc);
+            CHECKF(ns > 1 && (size_t)(ns - 1) * kc < t->k && (size_t)ns * kc >= t->k,
+                   "%zux%zux%zu on %u cores: %d ranges of %d", t->m, t->n, t->k,
+                   ctx->info.compute_units, ns, kc);
+            check_kernel(ctx, t, &v[i]);
         }
         char d[320];
         gemm_choice_describe(&v[i], d, sizeof d);

@@ -22,6 +22,7 @@
 #   oracle-*  PyTorch on CUDA as the oracle (TF32 off): logits, one SGD and one Adam step
 #   demo      graft demo on the GPU, Graft's cache empty, timed end to end
 #   gemm      graft bench gemm at 1024 and 4096 against cuBLAS through PyTorch (compare.py)
+#   gemm-split fc1's forward GEMM through CLBlast and the tiled kernel's split K
 #   train     fmnist-cnn, batch 64, Adam: Graft on the GPU against PyTorch CUDA eager (compare.py)
 #   bench-b256 graft bench fmnist-pretrain at batch 256 on the GPU, with the first run's tuning
 #   compare-tuned  compare.py train,transfer,vit after `graft tune --missing`, against PyTorch CUDA
@@ -168,6 +169,11 @@ step demo "$DEMO_LIM" env GRAFT_CACHE_DIR="$W/demo-cache" "$G" demo --configs "$
 
 step gemm 30 "$TPY" bench/compare.py --graft "$G" --parts gemm --gemm-sizes "$SIZES" --skip-tune \
     --torch-python "$TPY" --debian-python none --torch-device "$TORCH_DEV" --json "$R/gemm.json"
+
+# fc1's forward product (64 or 256 x 128 over K = 3136): CLBlast against the tiled kernel, which
+# splits K there (30cb5c9; its speed on a GPU was not measured when it landed)
+step gemm-split 40 sh -c "for m in 64 256; do for kern in clblast tiled:16,16,4,4 tiled:8,8,4,4 \
+    tiled:16,16,2,2; do '$G' bench gemm --m \$m --n 128 --k 3136 --tb --kernel \$kern; done; done"
 
 step train "$TRAIN_LIM" "$TPY" bench/compare.py --graft "$G" --parts train --skip-tune $TRAIN \
     --torch-python "$TPY" --debian-python none --torch-device "$TORCH_DEV" --json "$R/train.json"

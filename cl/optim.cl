@@ -7,7 +7,9 @@
  * The gradient is first extended: g += wd * w (SGD family, Adam; not AdamW) and
  * g += l2sp * (w - w0) (L2-SP towards the loaded weights w0; skipped when l2sp == 0, w0 may then be
  * NULL). `first` is 1 on step t = 1: PyTorch creates the state there (momentum buffer = g, Adam
- * moments from zero), so the state buffers' old contents are never read on that step. */
+ * moments from zero), so the state buffers' old contents are never read on that step.
+ * Every buffer is indexed from `base`: the pipeline keeps its trained tensors in one buffer each
+ * (weights, gradients, moments) and updates a run of neighbours with one launch. */
 
 #ifndef CHUNK
 #define CHUNK 1
@@ -17,10 +19,10 @@
 __kernel void optim_sgd(const long count, const int kind, const int first, const float lr,
                         const float momentum, const float wd, const float l2sp,
                         __global float *w, __global const float *g, __global float *m,
-                        __global const float *w0)
+                        __global const float *w0, const long base)
 {
-    const long i0 = get_global_id(0) * (long)CHUNK;
-    const long i1 = min(i0 + CHUNK, count);
+    const long i0 = base + get_global_id(0) * (long)CHUNK;
+    const long i1 = min(i0 + CHUNK, base + count);
     for (long i = i0; i < i1; i++) {
     const float p = w[i];
     float d = g[i];
@@ -43,10 +45,10 @@ __kernel void optim_adam(const long count, const int decoupled, const int first,
                          const float beta1, const float beta2, const float eps, const float wd,
                          const float l2sp, const float step_size, const float bc2_sqrt,
                          __global float *w, __global const float *g, __global float *m,
-                         __global float *v, __global const float *w0)
+                         __global float *v, __global const float *w0, const long base)
 {
-    const long i0 = get_global_id(0) * (long)CHUNK;
-    const long i1 = min(i0 + CHUNK, count);
+    const long i0 = base + get_global_id(0) * (long)CHUNK;
+    const long i1 = min(i0 + CHUNK, base + count);
     for (long i = i0; i < i1; i++) {
     float p = w[i];
     float d = g[i];

@@ -254,6 +254,13 @@ void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const grap
             (f == FAM_OPTIMIZER || layer_family(g->layers[li].type) == f))
             ran[li][phase] |= 1;
     }
+    /* the update runs over neighbouring tensors in one launch, labelled with the run's first
+     * layer (pipeline.c, update): it updated every layer the plan trains */
+    bool updated = false;
+    for (int li = 0; li < L; li++) updated |= (ran[li][2] & 1) != 0;
+    if (updated && gp)
+        for (int li = 0; li < L; li++)
+            if (gp->layers[li].trains) ran[li][2] |= 1;
     for (int li = 0; li < L; li++) {
         const layer *l = &g->layers[li];
         layer_cost lc = bench_layer_cost(g, l, &gp->layers[li], n);

@@ -30,6 +30,7 @@ typedef struct player {
     cl_mem wf, bf;                 /* conv2d with a folded batchnorm: its weights and bias */
     cl_mem save_mean, save_invstd; /* batchnorm batch statistics; layernorm row statistics */
     long t[LAYER_MAX_PARAMS];      /* optimizer steps per parameter */
+    long aoff[LAYER_MAX_PARAMS];   /* where a trained tensor lies in the arenas (floats), or -1 */
     cl_mem
         keep[LAYER_MAX_PARAMS]; /* skip_nonfinite: batchnorm running statistics before the step */
 } player;
@@ -46,6 +47,12 @@ struct pipeline {
     xent_op xent;
     optim_op optim;
     bool has_xent, has_optim;
+    /* The trained tensors' weights, gradients, optimizer moments and L2-SP anchors, each kind in
+     * one buffer (layer order, each tensor at an aligned offset, zeros between), the tensors'
+     * buffers sub-buffers of them: the update runs over neighbours with the same hyperparameters
+     * in one launch instead of one per tensor. afloats: their length; aw0 made on first use. */
+    cl_mem aw, ag, am, av, aw0;
+    size_t afloats;
     align_op align;   /* adapt: the alignment loss (options.align) */
     cl_mem align_sum; /* its weighted value summed over steps (1 float) */
     long align_steps;
@@ -223,6 +230,28 @@ static bool is_act(graft_layer_type t)
 static graft_status alloc(pipeline *p, size_t floats, cl_mem *m, graft_error *e)
 {
     return buffer_create(p->ctx, floats * sizeof(float), m, e);
+}
+
+/* A tensor of count floats at off in an arena. */
+static graft_status arena_slice(pipeline *p, cl_mem arena, long off, long count, cl_mem *out,
+                                graft_error *e)
+{
+    cl_buffer_region region = {(size_t)off * sizeof(float), (size_t)count * sizeof(float)};
+    cl_int rc;
+    *out = clCreateSubBuffer(arena, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
+    graft_status s = cl_check(rc, "clCreateSubBuffer (a trained tensor)", e);
+    if (s) *out = NULL;
+    (void)p;
+    return s;
+}
+
+/* An arena of p->afloats zeros (the gaps between tensors must stay 0: the update runs over
+ * them). */
+static graft_status arena_create(pipeline *p, cl_mem *arena, graft_error *e)
+{
+    graft_status s = alloc(p, p->afloats, arena, e);
+    if (!s) s = buffer_fill_f32(p->ctx, *arena, 0.f, p->afloats, e);
+    return s;
 }
 
 static graft_status op_init(pipeline *p, player *pl, graft_error *e)
@@ -430,6 +459,23 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             (s = buffer_fill_f32(ctx, p->align_sum, 0.f, 1, e)))
             goto fail;
     }
+    /* the arenas of the trained tensors (see struct pipeline) */
+    p->afloats = 0;
+    for (int i = 0; i < g->nlayers; i++)
+        for (int j = 0; j < LAYER_MAX_PARAMS; j++) p->layers[i].aoff[j] = -1;
+    for (int i = o->first; i < g->nlayers; i++)
+        for (int j = 0; j < LAYER_MAX_PARAMS; j++) {
+            const layer *l = &g->layers[i];
+            if (j >= l->nparams || !p->plan.layers[i].trains || l->params[j].is_buffer) continue;
+            size_t off = buffer_slice_stride(ctx, p->afloats * sizeof(float)) / sizeof(float);
+            p->layers[i].aoff[j] = (long)off;
+            p->afloats = off + (size_t)l->params[j].count;
+        }
+    if (p->afloats &&
+        ((s = arena_create(p, &p->aw, e)) || (s = arena_create(p, &p->ag, e)) ||
+         (o->optimizer != OPT_SGD && (s = arena_create(p, &p->am, e))) ||
+         (o->optimizer >= OPT_ADAM && (s = arena_create(p, &p->av, e)))))
+        goto fail;
     for (int i = o->first; i < g->nlayers; i++) {
         player *pl = &p->layers[i];
         const layer *l = &g->layers[i];
@@ -442,6 +488,15 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         }
         for (int j = 0; j < l->nparams; j++) {
             const param_info *pi = &l->params[j];
+            long off = pl->aoff[j], cnt = (long)pi->count;
+            if (off >= 0) {
+                if ((s = arena_slice(p, p->aw, off, cnt, &pl->w[j], e)) ||
+                    (s = arena_slice(p, p->ag, off, cnt, &pl->g[j], e)) ||
+                    (p->am && (s = arena_slice(p, p->am, off, cnt, &pl->m[j], e))) ||
+                    (p->av && (s = arena_slice(p, p->av, off, cnt, &pl->v[j], e))))
+                    goto fail;
+                continue;
+            }
             if ((s = alloc(p, (size_t)pi->count, &pl->w[j], e))) goto fail;
             if (!lp->trains || pi->is_buffer) continue;
             if ((s = alloc(p, (size_t)pi->count, &pl->g[j], e))) goto fail;
@@ -505,6 +560,11 @@ void pipeline_free(pipeline *p)
             release(&pl->save_mean);
             release(&pl->save_invstd);
         }
+    release(&p->aw); /* after their sub-buffers above */
+    release(&p->ag);
+    release(&p->am);
+    release(&p->av);
+    release(&p->aw0);
     if (p->slots)
         for (int s = 0; s < p->plan.nslots; s++) release(&p->slots[s]);
     release(&p->input);
@@ -597,6 +657,11 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
                 if (st) return st;
             }
             if (p->o.l2sp && pl->g[j] && pe->anchor) {
+                if (!pl->w0[j] && pl->aoff[j] >= 0) {
+                    if (!p->aw0 && (st = arena_create(p, &p->aw0, e))) return st;
+                    if ((st = arena_slice(p, p->aw0, pl->aoff[j], pi->count, &pl->w0[j], e)))
+                        return st;
+                }
                 if (!pl->w0[j] && (st = alloc(p, (size_t)pi->count, &pl->w0[j], e))) return st;
                 if ((st = buffer_write(ctx, pl->w0[j], 0, pe->anchor, bytes, e))) return st;
             }
@@ -1103,23 +1168,54 @@ static graft_status backward(pipeline *p, int n, graft_error *e)
     return backward_from(p, p->g->nlayers - 1, n, e);
 }
 
+/* One launch over the arenas' run [r0, r1) with the run's hyperparameters. */
+static graft_status update_run(pipeline *p, const optim_hparams *h, bool anchored, long r0, long r1,
+                               graft_error *e)
+{
+    return optim_step_at(p->ctx, &p->optim, h, r0, r1 - r0, p->aw, p->ag, p->am, p->av,
+                         anchored ? p->aw0 : NULL, e);
+}
+
 static graft_status update(pipeline *p, const optim_hparams *base, graft_error *e)
 {
     graft_status s = GRAFT_OK;
+    /* neighbours in the arenas with the same lr, step count and L2-SP anchoring (usually every
+     * trained tensor: one launch; an lr_mult or a later unfreeze starts a new run) update
+     * together; the profile labels a run with its first layer */
+    optim_hparams run = {0};
+    bool run_w0 = false;
+    long r0 = -1, r1 = 0;
     for (int i = p->o.first; i < p->g->nlayers && !s; i++) {
         player *pl = &p->layers[i];
         if (!p->plan.layers[i].trains) continue;
         optim_hparams h = *base;
         h.lr = base->lr * pl->l->lr_mult;
-        prof_set_label(p->ctx, "%s.update", pl->l->name);
         for (int j = 0; j < pl->l->nparams && !s; j++) {
             if (!pl->g[j]) continue;
             h.t = ++pl->t[j];
             h.l2sp = pl->w0[j] ? base->l2sp : 0.f;
-            s = optim_step(p->ctx, &p->optim, &h, pl->l->params[j].count, pl->w[j], pl->g[j],
-                           pl->m[j], pl->v[j], pl->w0[j], e);
+            bool w0 = pl->w0[j] != NULL;
+            long off = pl->aoff[j], end = off + pl->l->params[j].count;
+            if (off >= 0 && r0 >= 0 && h.lr == run.lr && h.t == run.t && h.l2sp == run.l2sp &&
+                w0 == run_w0) {
+                r1 = end;
+                continue;
+            }
+            if (r0 >= 0 && (s = update_run(p, &run, run_w0, r0, r1, e))) break;
+            r0 = -1;
+            prof_set_label(p->ctx, "%s.update", pl->l->name);
+            if (off < 0) {
+                s = optim_step(p->ctx, &p->optim, &h, pl->l->params[j].count, pl->w[j], pl->g[j],
+                               pl->m[j], pl->v[j], pl->w0[j], e);
+                continue;
+            }
+            run = h;
+            run_w0 = w0;
+            r0 = off;
+            r1 = end;
         }
     }
+    if (!s && r0 >= 0) s = update_run(p, &run, run_w0, r0, r1, e);
     /* the discriminator trains only on steps that ran it */
     for (int L = 0; L < p->nd && !s && p->align_ns; L++) {
         optim_hparams h = *base;

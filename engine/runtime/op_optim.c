@@ -37,6 +37,13 @@ static const char *kind_name(int kind)
 graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h, long count,
                         cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0, graft_error *e)
 {
+    return optim_step_at(ctx, op, h, 0, count, w, g, m, v, w0, e);
+}
+
+graft_status optim_step_at(graft_context *ctx, optim_op *op, const optim_hparams *h, long base,
+                           long count, cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0,
+                           graft_error *e)
+{
     if (!op->sgd || !op->adam)
         return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: op not initialised");
     if (h->kind < OPT_SGD || h->kind > OPT_ADAMW)
@@ -44,8 +51,9 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
     if (h->t < 1)
         return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer %s: step count t=%ld, expected >= 1",
                        kind_name(h->kind), h->t);
-    if (count < 0)
-        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: negative count %ld", count);
+    if (count < 0 || base < 0)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer: negative count %ld or base %ld",
+                       count, base);
     bool adam = h->kind == OPT_ADAM || h->kind == OPT_ADAMW;
     if ((h->kind != OPT_SGD && !m) || (adam && !v))
         return err_set(e, GRAFT_STATUS_INTERNAL, "optimizer %s: missing state buffer %s",
@@ -55,15 +63,16 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
                        "optimizer %s: l2sp = %g needs the reference weights w0",
                        kind_name(h->kind), (double)h->l2sp);
     if (count == 0) return GRAFT_OK;
-    cl_long cnt = count;
+    cl_long cnt = count, b0 = base;
     const int first = h->t == 1;
     size_t gsz = ((size_t)count + (size_t)op->chunk - 1) / (size_t)op->chunk, l = 64;
     cl_kernel k;
     if (!adam) {
         k = op->sgd;
         const int kind = h->kind == OPT_SGD ? 0 : h->kind == OPT_MOMENTUM ? 1 : 2;
-        SET_ARGS(k, 11, KARG(cnt), KARG(kind), KARG(first), KARG(h->lr), KARG(h->momentum),
-                 KARG(h->weight_decay), KARG(h->l2sp), KARG(w), KARG(g), KARG(m), KARG(w0));
+        SET_ARGS(k, 12, KARG(cnt), KARG(kind), KARG(first), KARG(h->lr), KARG(h->momentum),
+                 KARG(h->weight_decay), KARG(h->l2sp), KARG(w), KARG(g), KARG(m), KARG(w0),
+                 KARG(b0));
     } else {
         k = op->adam;
         const int decoupled = h->kind == OPT_ADAMW;
@@ -76,9 +85,10 @@ graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h
                            kind_name(h->kind), (double)h->beta1, (double)h->beta2);
         const float step_size = (float)((double)h->lr / bc1);
         const float bc2_sqrt = (float)sqrt(bc2);
-        SET_ARGS(k, 16, KARG(cnt), KARG(decoupled), KARG(first), KARG(h->lr), KARG(h->beta1),
+        SET_ARGS(k, 17, KARG(cnt), KARG(decoupled), KARG(first), KARG(h->lr), KARG(h->beta1),
                  KARG(h->beta2), KARG(h->eps), KARG(h->weight_decay), KARG(h->l2sp),
-                 KARG(step_size), KARG(bc2_sqrt), KARG(w), KARG(g), KARG(m), KARG(v), KARG(w0));
+                 KARG(step_size), KARG(bc2_sqrt), KARG(w), KARG(g), KARG(m), KARG(v), KARG(w0),
+                 KARG(b0));
     }
     return launch(ctx, k, 1, &gsz, &l, NULL, e);
 }

@@ -429,6 +429,11 @@ graft_status optim_op_init(graft_context *ctx, optim_op *op, graft_error *e);
 /* m, v: state buffers (v only for Adam/AdamW; m NULL for plain SGD); w0 NULL unless l2sp > 0. */
 graft_status optim_step(graft_context *ctx, optim_op *op, const optim_hparams *h, long count,
                         cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0, graft_error *e);
+/* The same over elements [base, base + count) of each buffer: a run of tensors kept side by side
+ * in one buffer each, updated with one launch. */
+graft_status optim_step_at(graft_context *ctx, optim_op *op, const optim_hparams *h, long base,
+                           long count, cl_mem w, cl_mem g, cl_mem m, cl_mem v, cl_mem w0,
+                           graft_error *e);
 void optim_op_free(optim_op *op);
 
 /* ---- domain adaptation (cl/adapt.cl): alignment losses on features f [ns + nt, d], rows

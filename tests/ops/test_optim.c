@@ -190,6 +190,41 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < ARRAY_LEN(configs); i++)
             run_config(ctx, &op, &configs[i], counts[k], 0);
 
+    /* optim_step_at updates [base, base + count) of each buffer and nothing outside it (the
+     * pipeline's run over neighbouring tensors): outside, weights 7 with gradients 1, which any
+     * update would move, must stay 7 */
+    {
+        const long n = 300, base = 100, cnt = 37;
+        float *hw = malloc(n * sizeof *hw), *hg = malloc(n * sizeof *hg);
+        for (long i = 0; i < n; i++) {
+            hw[i] = i >= base && i < base + cnt ? 0.5f : 7.0f;
+            hg[i] = i >= base && i < base + cnt ? (float)(i - base) - 18.0f : 1.0f;
+        }
+        cl_mem bw = oc_buffer(ctx, hw, n), bg = oc_buffer(ctx, hg, n);
+        cl_mem bm = oc_buffer(ctx, hw, n), bv = oc_buffer(ctx, hw, n);
+        optim_hparams ha = {OPT_ADAM, 1e-2f, 0, 0.9f, 0.999f, 1e-8f, 0, 0, 1};
+        CHECK_OK(optim_step_at(ctx, &op, &ha, base, cnt, bw, bg, bm, bv, NULL, err));
+        float *out = oc_read(ctx, bw, n);
+        int inside_ok = 1, outside_ok = 1;
+        for (long i = 0; i < n; i++) {
+            bool in = i >= base && i < base + cnt;
+            /* Adam's first step: w - lr * sign(g) (g = 0 stays put) */
+            float want = hg[i] > 0 ? 0.49f : hg[i] < 0 ? 0.51f : 0.5f;
+            if (in && fabsf(out[i] - want) > 1e-5f) inside_ok = 0;
+            if (!in && out[i] != 7.0f) outside_ok = 0;
+        }
+        CHECKF(inside_ok, "optim_step_at: the range [%ld, %ld) not updated as Adam's first step",
+               base, base + cnt);
+        CHECKF(outside_ok, "optim_step_at wrote outside [%ld, %ld)", base, base + cnt);
+        free(out);
+        free(hw);
+        free(hg);
+        clReleaseMemObject(bw);
+        clReleaseMemObject(bg);
+        clReleaseMemObject(bm);
+        clReleaseMemObject(bv);
+    }
+
     /* missing state buffers and bad steps are errors with a message, never a crash */
     graft_error e = {0};
     cl_mem b = oc_buffer(ctx, NULL, 4);

@@ -471,6 +471,15 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             p->layers[i].aoff[j] = (long)off;
             p->afloats = off + (size_t)l->params[j].count;
         }
+    /* a model past one allocation keeps a buffer per tensor (and a launch per update); so does
+     * GRAFT_ARENA=0, for comparisons (tests/train/test_fusion.sh: bitwise-equal training) */
+    const char *arena_env = getenv("GRAFT_ARENA");
+    if ((arena_env && strcmp(arena_env, "0") == 0) ||
+        (ctx->info.max_alloc_bytes && p->afloats * sizeof(float) > ctx->info.max_alloc_bytes)) {
+        for (int i = 0; i < g->nlayers; i++)
+            for (int j = 0; j < LAYER_MAX_PARAMS; j++) p->layers[i].aoff[j] = -1;
+        p->afloats = 0;
+    }
     if (p->afloats &&
         ((s = arena_create(p, &p->aw, e)) || (s = arena_create(p, &p->ag, e)) ||
          (o->optimizer != OPT_SGD && (s = arena_create(p, &p->am, e))) ||

@@ -28,6 +28,13 @@ GRAFT_FUSE=0 "$G" train base.yaml $S --quiet --out run-off > log-off.txt 2>&1 \
     || { cat log-off.txt; bad "train unfused"; }
 $PY "$SRC/tests/train/compare.py" run-on/last.safetensors run-off/last.safetensors --tol 0 \
     && ok "fused and unfused training: bitwise-equal weights" || bad "fused and unfused weights differ"
+# the trained tensors in one buffer per kind, updated a run at a time (the default), or a buffer
+# and an update launch per tensor (GRAFT_ARENA=0): the same arithmetic, bitwise
+GRAFT_ARENA=0 "$G" train base.yaml $S --quiet --out run-noarena > log-noarena.txt 2>&1 \
+    || { cat log-noarena.txt; bad "train, a buffer per tensor"; }
+$PY "$SRC/tests/train/compare.py" run-on/last.safetensors run-noarena/last.safetensors --tol 0 \
+    && ok "one update launch per run and one per tensor: bitwise-equal weights" \
+    || bad "GRAFT_ARENA=0 weights differ"
 GRAFT_FOLD_BN=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-on.json 2>&1 \
     || bad "eval fused"
 GRAFT_FUSE=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-off.json 2>&1 \

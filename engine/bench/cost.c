@@ -255,11 +255,13 @@ void bench_step_cost(const cost_row *rows, int nrows, const graph *g, const grap
             ran[li][phase] |= 1;
     }
     /* the update runs over neighbouring tensors in one launch, labelled with the run's first
-     * layer (pipeline.c, update): it updated every layer the plan trains */
-    bool updated = false;
-    for (int li = 0; li < L; li++) updated |= (ran[li][2] & 1) != 0;
-    if (updated && gp)
-        for (int li = 0; li < L; li++)
+     * layer (pipeline.c, update), and the runs cover every trained tensor from the first one on:
+     * each layer the plan trains from the first labelled one on was updated */
+    int first_update = -1;
+    for (int li = L - 1; li >= 0; li--)
+        if (ran[li][2] & 1) first_update = li;
+    if (first_update >= 0 && gp)
+        for (int li = first_update; li < L; li++)
             if (gp->layers[li].trains) ran[li][2] |= 1;
     for (int li = 0; li < L; li++) {
         const layer *l = &g->layers[li];

@@ -133,6 +133,9 @@ for d in devs:
     check(abs(d["images_per_second"] - ips) < 1e-3 * ips, f"{w}: images_per_second {d['images_per_second']} != {ips}")
     got = [l["name"] for l in d["layers"]]
     check(got == layers, f"{w}: layers {got}, expected {layers}")
+    # the optimizer updates a run of neighbouring trained tensors in one launch, labelled with the
+    # run's first layer: the first trained layer has an update, later ones may not
+    updated = False
     for l in d["layers"]:
         lw = f"{w}: {l['name']}"
         timing(l["forward"], lw + ".forward")
@@ -149,7 +152,9 @@ for d in devs:
             check(l["forward"]["events"] > 0 and l["forward"]["median_ms"] > 0, f"{lw}: forward not timed")
             check(l["backward"] is not None and l["backward"]["median_ms"] > 0, f"{lw}: backward not timed")
             check(l["forward"]["flops"] > 0 and l["backward"]["flops"] > 0, f"{lw}: no flops")
-            check(l["update"] is not None, f"{lw}: no optimizer update timed")
+            check(l["update"] is not None or updated, f"{lw}: no optimizer update timed")
+        if l.get("update") is not None:
+            updated = True
     cost_model(d, w)
     flagged = set(d["flagged"])
     for l in d["layers"]:

@@ -167,6 +167,12 @@ static void model_of_a_step(const char *recipe)
     CHECK(bench_family_of(g, "conv1.fwd", "clblast_sgemm") == FAM_GEMM);
     CHECK(bench_family_of(g, "bn1.bwd", "bn_bwd_train") == FAM_BATCHNORM);
     CHECK(bench_family_of(g, "pool2.fwd", "read") == FAM_TRANSFER);
+    /* one update launch over every trained tensor, labelled with its first layer (the pipeline's
+     * arenas): the traffic of all of them, conv1 80 + bn1 16 + conv2 1168 + fc 7850 parameters */
+    cost_row upd[1] = {row("conv1.update", "optim_adam", 1)};
+    bench_step_cost(upd, 1, g, &plan, OPT_ADAM, false, n, fam);
+    CHECKF(fam[FAM_OPTIMIZER].traffic_bytes == 4 * 9114 * 7 && fam[FAM_OPTIMIZER].launches == 1,
+           "one run over all: optimizer %g", fam[FAM_OPTIMIZER].traffic_bytes);
     plan_free(&plan);
     recipe_free(rc);
 }

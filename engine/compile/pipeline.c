@@ -233,15 +233,13 @@ static graft_status alloc(pipeline *p, size_t floats, cl_mem *m, graft_error *e)
 }
 
 /* A tensor of count floats at off in an arena. */
-static graft_status arena_slice(pipeline *p, cl_mem arena, long off, long count, cl_mem *out,
-                                graft_error *e)
+static graft_status arena_slice(cl_mem arena, long off, long count, cl_mem *out, graft_error *e)
 {
     cl_buffer_region region = {(size_t)off * sizeof(float), (size_t)count * sizeof(float)};
     cl_int rc;
     *out = clCreateSubBuffer(arena, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &rc);
     graft_status s = cl_check(rc, "clCreateSubBuffer (a trained tensor)", e);
     if (s) *out = NULL;
-    (void)p;
     return s;
 }
 
@@ -499,10 +497,10 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             const param_info *pi = &l->params[j];
             long off = pl->aoff[j], cnt = (long)pi->count;
             if (off >= 0) {
-                if ((s = arena_slice(p, p->aw, off, cnt, &pl->w[j], e)) ||
-                    (s = arena_slice(p, p->ag, off, cnt, &pl->g[j], e)) ||
-                    (p->am && (s = arena_slice(p, p->am, off, cnt, &pl->m[j], e))) ||
-                    (p->av && (s = arena_slice(p, p->av, off, cnt, &pl->v[j], e))))
+                if ((s = arena_slice(p->aw, off, cnt, &pl->w[j], e)) ||
+                    (s = arena_slice(p->ag, off, cnt, &pl->g[j], e)) ||
+                    (p->am && (s = arena_slice(p->am, off, cnt, &pl->m[j], e))) ||
+                    (p->av && (s = arena_slice(p->av, off, cnt, &pl->v[j], e))))
                     goto fail;
                 continue;
             }
@@ -668,7 +666,7 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
             if (p->o.l2sp && pl->g[j] && pe->anchor) {
                 if (!pl->w0[j] && pl->aoff[j] >= 0) {
                     if (!p->aw0 && (st = arena_create(p, &p->aw0, e))) return st;
-                    if ((st = arena_slice(p, p->aw0, pl->aoff[j], pi->count, &pl->w0[j], e)))
+                    if ((st = arena_slice(p->aw0, pl->aoff[j], pi->count, &pl->w0[j], e)))
                         return st;
                 }
                 if (!pl->w0[j] && (st = alloc(p, (size_t)pi->count, &pl->w0[j], e))) return st;

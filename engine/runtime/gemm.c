@@ -338,48 +338,31 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         goto done;
     }
     if (splits == 1) goto done;
-    if (ch->backend == GEMM_BACKEND_TILED) { /* one work-item per element of C */
-        cl_kernel tr;
-        if ((st = kernel_get(ctx, source, opts, "gemm_tiled_reduce", &tr, e))) goto done;
-        cl_int is = splits, ildc2 = (cl_int)ldc;
-        cl_long cof = (cl_long)c_off;
-        rc = 0;
-        rc |= kernel_arg(tr, 0, sizeof im, &im);
-        rc |= kernel_arg(tr, 1, sizeof in, &in);
-        rc |= kernel_arg(tr, 2, sizeof is, &is);
-        rc |= kernel_arg(tr, 3, sizeof alpha, &alpha);
-        rc |= kernel_arg(tr, 4, sizeof part, &part);
-        rc |= kernel_arg(tr, 5, sizeof beta, &beta);
-        rc |= kernel_arg(tr, 6, sizeof c, &c);
-        rc |= kernel_arg(tr, 7, sizeof cof, &cof);
-        rc |= kernel_arg(tr, 8, sizeof ildc2, &ildc2);
-        if (rc != CL_SUCCESS) {
-            st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of gemm_tiled_reduce failed");
-            goto done;
-        }
-        size_t rg[2] = {n, m};
-        st = launch(ctx, tr, 2, rg, NULL, NULL, e);
-        goto done;
-    }
+    /* sum the partial products: gemm_tiled_reduce (S at run time) a work-item per element of C,
+     * the CPU kernels' gemm_reduce (KS built in) a work-item per row */
+    bool tiled = ch->backend == GEMM_BACKEND_TILED;
+    const char *rname = tiled ? "gemm_tiled_reduce" : "gemm_reduce";
     cl_kernel red;
-    if ((st = kernel_get(ctx, "gemm", opts, "gemm_reduce", &red, e))) goto done;
+    if ((st = kernel_get(ctx, tiled ? source : "gemm", opts, rname, &red, e))) goto done;
+    cl_int is = splits, ildc2 = (cl_int)ldc;
     cl_long cof = (cl_long)c_off;
-    cl_int ildc2 = (cl_int)ldc;
+    cl_uint q = 0;
     rc = 0;
-    rc |= kernel_arg(red, 0, sizeof im, &im);
-    rc |= kernel_arg(red, 1, sizeof in, &in);
-    rc |= kernel_arg(red, 2, sizeof alpha, &alpha);
-    rc |= kernel_arg(red, 3, sizeof part, &part);
-    rc |= kernel_arg(red, 4, sizeof beta, &beta);
-    rc |= kernel_arg(red, 5, sizeof c, &c);
-    rc |= kernel_arg(red, 6, sizeof cof, &cof);
-    rc |= kernel_arg(red, 7, sizeof ildc2, &ildc2);
+    rc |= kernel_arg(red, q++, sizeof im, &im);
+    rc |= kernel_arg(red, q++, sizeof in, &in);
+    if (tiled) rc |= kernel_arg(red, q++, sizeof is, &is);
+    rc |= kernel_arg(red, q++, sizeof alpha, &alpha);
+    rc |= kernel_arg(red, q++, sizeof part, &part);
+    rc |= kernel_arg(red, q++, sizeof beta, &beta);
+    rc |= kernel_arg(red, q++, sizeof c, &c);
+    rc |= kernel_arg(red, q++, sizeof cof, &cof);
+    rc |= kernel_arg(red, q++, sizeof ildc2, &ildc2);
     if (rc != CL_SUCCESS) {
-        st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of gemm_reduce failed");
+        st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", rname);
         goto done;
     }
-    size_t rg = m, rl = 1;
-    st = launch(ctx, red, 1, &rg, &rl, NULL, e);
+    size_t rg[2] = {tiled ? n : m, m}, rl = 1;
+    st = launch(ctx, red, tiled ? 2 : 1, rg, tiled ? NULL : &rl, NULL, e);
 done:
     if (part) clReleaseMemObject(part);
     return st;

@@ -252,6 +252,14 @@ static graft_status arena_create(pipeline *p, cl_mem *arena, graft_error *e)
     return s;
 }
 
+/* No tensor in an arena: a buffer each. */
+static void arena_none(pipeline *p)
+{
+    for (int i = 0; i < p->g->nlayers; i++)
+        for (int j = 0; j < LAYER_MAX_PARAMS; j++) p->layers[i].aoff[j] = -1;
+    p->afloats = 0;
+}
+
 static graft_status op_init(pipeline *p, player *pl, graft_error *e)
 {
     graft_context *ctx = p->ctx;
@@ -458,9 +466,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             goto fail;
     }
     /* the arenas of the trained tensors (see struct pipeline) */
-    p->afloats = 0;
-    for (int i = 0; i < g->nlayers; i++)
-        for (int j = 0; j < LAYER_MAX_PARAMS; j++) p->layers[i].aoff[j] = -1;
+    arena_none(p);
     for (int i = o->first; i < g->nlayers; i++)
         for (int j = 0; j < LAYER_MAX_PARAMS; j++) {
             const layer *l = &g->layers[i];
@@ -473,11 +479,8 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
      * GRAFT_ARENA=0, for comparisons (tests/train/test_fusion.sh: bitwise-equal training) */
     const char *arena_env = getenv("GRAFT_ARENA");
     if ((arena_env && strcmp(arena_env, "0") == 0) ||
-        (ctx->info.max_alloc_bytes && p->afloats * sizeof(float) > ctx->info.max_alloc_bytes)) {
-        for (int i = 0; i < g->nlayers; i++)
-            for (int j = 0; j < LAYER_MAX_PARAMS; j++) p->layers[i].aoff[j] = -1;
-        p->afloats = 0;
-    }
+        (ctx->info.max_alloc_bytes && p->afloats * sizeof(float) > ctx->info.max_alloc_bytes))
+        arena_none(p);
     if (p->afloats &&
         ((s = arena_create(p, &p->aw, e)) || (s = arena_create(p, &p->ag, e)) ||
          (o->optimizer != OPT_SGD && (s = arena_create(p, &p->am, e))) ||

@@ -15,8 +15,10 @@
  * ceil(WO / VW), ceil(WI / VW)), MRW (output channels per weight-gradient tile, divides CO), CB
  * (input channels per weight-gradient work-item, divides CI), MRD (input channels per
  * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO), RY (output
- * rows per forward work-item), RD (input rows per data-gradient work-item). Requires
- * SH = SW = 1, PH < KH and PW < KW (op_conv.c checks).
+ * rows per forward work-item), RD (input rows per data-gradient work-item), WINO (1: the
+ * Winograd forward and data gradient at the end of the file in place of conv_rows_fwd and
+ * conv_rows_dgrad, with WT, MWF and MWD). Requires SH = SW = 1, PH < KH and PW < KW (op_conv.c
+ * checks).
  *
  * Padded layouts (every entry outside the copied data is 0):
  *   xp [n, CI, XROWS, XPITCH]: x[i, c, iy, ix] at row iy + PH, column ix + PW, so the input of
@@ -29,15 +31,21 @@
 
 #define KK (KH * KW)
 #define XROWS (HI + 2 * PH)
-#define XPITCH (NVO * VW + KW - 1)
+/* the rows rounded up to whole pairs of Winograd tile vectors (16 floats from VW 8 up, else 8) */
+#define PADQ (VW >= 8 ? 16 : 8)
+#define ROUNDQ(x) (((x) + PADQ - 1) / PADQ * PADQ)
+#define XPITCH (ROUNDQ(NVO * VW) + KW - 1)
 #define DT (KH - 1 - PH)
 #define DL (KW - 1 - PW)
 #define DROWS (HO + 2 * DT)
 #define DPITCH_A (DL + NVO * VW)
-#define DPITCH_B (NVI * VW + KW - 1)
+#define DPITCH_B (ROUNDQ(NVI * VW) + KW - 1)
 #define DPITCH (DPITCH_A > DPITCH_B ? DPITCH_A : DPITCH_B)
 
 #include "vecw.cl"
+#ifndef WINO
+#define WINO 0
+#endif
 
 /* The lanes of v summed in a fixed order (halves, then halves of those). */
 static inline float hsum(const floatv v)
@@ -214,6 +222,7 @@ __kernel void conv_rows_wsum(__global const float *ws, const long parto, __globa
         db[j - NW] = sum;
 }
 
+#if !WINO /* the Winograd kernels below replace these two */
 /* dx[i, c, iy, :] = sum over o, ky, kx of w[o, c, ky, kx] * dp[i, o, iy + KH-1-ky, KW-1-kx + :]:
  * the plain convolution of the padded gradient with the flipped weights, one work-item per RD
  * consecutive input rows of a sample (the last block of an odd HI repeats row HI-1, written twice
@@ -365,3 +374,129 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
         }
     }
 }
+
+#endif /* !WINO */
+
+#if WINO
+/* ---- Winograd F(2x2, 3x3): the forward and the data gradient of a 3x3 convolution with 16
+ * multiplications per 2x2 outputs and channel pair instead of 36 (Lavin and Gray, "Fast
+ * Algorithms for Convolutional Neural Networks", 2016), from the same padded layouts as above.
+ *
+ * y = A^T [(G g G^T) . (B^T d B)] A for each 4x4 input tile d (stride 2) and 3x3 kernel g, with
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1], G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1],
+ *   A^T = [1 1 1 0; 0 1 -1 -1].
+ * conv_wino_wt writes U[xi][o][c] = (G w[o][c] G^T) (xi = 4 a + b) before each pass. A work-item
+ * takes one row of 2x2 tiles (two output rows) of a sample: it transforms the input tiles of every
+ * input channel into V[xi][q][t] (private, WT tiles a vector: the even and odd lanes of two
+ * 2*WT-float loads make the four columns of WT tiles), then for each block of MW output channels
+ * and each xi sums U[xi][p][q] V[xi][q][t] over the input channels q in registers (a GEMM of 16
+ * small products, in a fixed order), and turns the 16 sums of a tile into its 2x2 outputs, stored
+ * two rows of 2*WT floats (the halves interleaved) with the bias and the fused activation.
+ * The data gradient is the same pass over dp with the weights rotated by 180 degrees and their
+ * channels swapped: G J = P G (J reverses 3 columns, P swaps rows 0 and 3), so it reads
+ * U[p(a) 4 + p(b)][o][c] as its kernel for input channel o and output channel c.
+ * Options: WT (tiles a vector, 4 or 8), MWF / MWD (output channels a block, forward / data
+ * gradient). Requires KH = KW = 3, pitches of at least 2 WT NT + 2 (op_conv.c checks). */
+#if WT == 8
+#define floatt float8
+#define float2t float16
+/* the even and odd floats of p[0 .. 15], from two 8-float loads (Oclgrind's checker took the
+ * even / odd halves of one 16-float load for uninitialised values) */
+#define LOAD_EO(p, e, o)                                                                           \
+    {                                                                                              \
+        const float8 lo_ = vload8(0, (p)), hi_ = vload8(0, (p) + 8);                               \
+        (e) = (float8)(lo_.s0246, hi_.s0246);                                                      \
+        (o) = (float8)(lo_.s1357, hi_.s1357);                                                      \
+    }
+#define STORE2T(v, p) vstore16((v), 0, (p))
+#define ILV(a, b)                                                                                  \
+    ((float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4, (b).s4,    \
+               (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
+#elif WT == 4
+#define floatt float4
+#define float2t float8
+#define LOAD_EO(p, e, o)                                                                           \
+    {                                                                                              \
+        const float8 v_ = vload8(0, (p));                                                          \
+        (e) = v_.s0246;                                                                             \
+        (o) = v_.s1357;                                                                             \
+    }
+#define STORE2T(v, p) vstore8((v), 0, (p))
+#define ILV(a, b) ((float8)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
+#else
+#error "WT: 4 or 8"
+#endif
+#define NTO ((WO + 2 * WT - 1) / (2 * WT)) /* tile vectors a row of the forward */
+#define NTI ((WI + 2 * WT - 1) / (2 * WT)) /* and of the data gradient */
+
+/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T row by row, in scalars. */
+static inline void wino_wt_row(__global float *ua, const long S, const float h0, const float h1,
+                               const float h2)
+{
+    ua[0] = h0;
+    ua[S] = 0.5f * (h0 + h1 + h2);
+    ua[2 * S] = 0.5f * (h0 - h1 + h2);
+    ua[3 * S] = h2;
+}
+
+__kernel void conv_wino_wt(__global const float *w, __global float *u)
+{
+    const int t = get_global_id(0);
+    if (t >= CO * CI) return;
+    __global const float *g = w + (long)t * 9;
+    const float g00 = g[0], g01 = g[1], g02 = g[2], g10 = g[3], g11 = g[4], g12 = g[5],
+                g20 = g[6], g21 = g[7], g22 = g[8];
+    const long S = (long)CO * CI;
+    __global float *ut = u + t;
+    /* the rows of G g: g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2 */
+    wino_wt_row(ut, S, g00, g01, g02);
+    wino_wt_row(ut + 4 * S, S, 0.5f * (g00 + g10 + g20), 0.5f * (g01 + g11 + g21),
+                0.5f * (g02 + g12 + g22));
+    wino_wt_row(ut + 8 * S, S, 0.5f * (g00 - g10 + g20), 0.5f * (g01 - g11 + g21),
+                0.5f * (g02 - g12 + g22));
+    wino_wt_row(ut + 12 * S, S, g20, g21, g22);
+}
+
+/* the xi of the rotated kernel: rows and columns 0 and 3 swapped */
+static inline int wino_rot(const int x)
+{
+    const int a = x >> 2, b = x & 3;
+    return ((a == 0 ? 3 : a == 3 ? 0 : a) << 2) | (b == 0 ? 3 : b == 3 ? 0 : b);
+}
+
+/* wino_fwd_row and wino_dgrad_row: conv_wino.cl with the register tile as constants (MW output
+ * channels x NT tile vectors), so that the accumulators stay in registers */
+#define WINO_ROW wino_fwd_row
+#define W_MW MWF
+#define W_NT NTO
+#include "conv_wino.cl"
+#undef WINO_ROW
+#undef W_MW
+#undef W_NT
+#define WINO_ROW wino_dgrad_row
+#define W_MW MWD
+#define W_NT NTI
+#include "conv_wino.cl"
+
+/* y from xp: one work-item per row of tiles (two output rows) of a sample. */
+__kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global const float *u,
+                            __global const float *b, __global float *y, const int n)
+{
+    const int t = get_global_id(0), NTY = (HO + 1) / 2;
+    if (t >= n * NTY) return;
+    floatt V[16 * CI * NTO], M[16 * MWF * NTO];
+    wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b, HAS_BIAS, 1, y, t / NTY,
+                 t % NTY, V, M);
+}
+
+/* dx from dp: one work-item per row of tiles (two input rows) of a sample. */
+__kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global const float *u,
+                              __global float *dx, const int n)
+{
+    const int t = get_global_id(0), NTY = (HI + 1) / 2;
+    if (t >= n * NTY) return;
+    floatt V[16 * CO * NTI], M[16 * MWD * NTI];
+    wino_dgrad_row(ws + dpo, DROWS, DPITCH, CO, CI, HI, WI, u, 1, CI, 1, 0, 0, 0, dx, t / NTY,
+                   t % NTY, V, M);
+}
+#endif /* WINO */

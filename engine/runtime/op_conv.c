@@ -192,13 +192,14 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
 }
 
 /* Which convolution a layer runs: im2col + GEMM (conv.cl + CLBlast or the tuned GEMM), the direct
- * CPU kernel (conv.cl's conv2d_direct), the implicit GEMM (conv_igemm.cl) or the rows kernels
- * (conv_rows.cl). GRAFT_CONV=im2col, direct, igemm or rows forces one where it applies; by
- * default GPUs get the implicit GEMM (work-groups of 64-256 with local-memory tiles, three
- * launches per layer and step instead of six), CPUs the rows path where it applies and im2col
- * elsewhere (strides, groups, kernels over 3x3). On the Xeon VM (AVX-512, PoCL 3.1) rows took
- * fmnist-cnn's conv2 from 14.4 / 35.5 ms (forward / backward, im2col) to 7.7 / 17.1. */
-static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows"};
+ * CPU kernel (conv.cl's conv2d_direct), the implicit GEMM (conv_igemm.cl), the rows kernels
+ * (conv_rows.cl) or the rows kernels with a Winograd forward and data gradient (wino).
+ * GRAFT_CONV=im2col, direct, igemm, rows or wino forces one where it applies; by default GPUs get
+ * the implicit GEMM (work-groups of 64-256 with local-memory tiles, three launches per layer and
+ * step instead of six), CPUs wino or rows where they apply (default_path) and im2col elsewhere
+ * (strides, groups, kernels over 3x3). On the Xeon VM (AVX-512, PoCL 3.1) rows took fmnist-cnn's
+ * conv2 from 14.4 / 35.5 ms (forward / backward, im2col) to 7.7 / 17.1. */
+static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows", "wino"};
 
 const char *conv2d_path_name(conv_path p)
 {
@@ -258,10 +259,12 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
     int fcap = budget / (g->ry * g->nvo) - 1;
     g->mrf = largest_divisor(d->o, fcap < 16 ? fcap : 16);
     g->xrows = (size_t)d->h + 2 * d->ph;
-    g->xpitch = (size_t)g->nvo * vw + d->kw - 1;
+    /* rows rounded up to whole pairs of Winograd tile vectors (conv_rows.cl's PADQ): <= VMAX */
+    const size_t q = vw >= 8 ? 16 : 8;
+    g->xpitch = ((size_t)g->nvo * vw + q - 1) / q * q + d->kw - 1;
     size_t dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
     g->drows = (size_t)d->oh + 2 * dt;
-    size_t pa = dl + (size_t)g->nvo * vw, pb = (size_t)g->nvi * vw + d->kw - 1;
+    size_t pa = dl + (size_t)g->nvo * vw, pb = ((size_t)g->nvi * vw + q - 1) / q * q + d->kw - 1;
     g->dpitch = pa > pb ? pa : pb;
     return true;
 }
@@ -275,13 +278,53 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
     return full;
 }
 
-/* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col. */
+/* ---- the wino path: the rows path with Winograd F(2x2, 3x3) forward and data gradient ----
+ * WT tiles a vector (8 where the device's width is 8 or more, else 4); MWF / MWD output channels a
+ * register block (MW x NT accumulators + NT V vectors + a broadcast within the rows budget);
+ * 3x3 kernels whose padded pitches hold the tiles' loads, and private V arrays of at most 64 KiB
+ * a work-item (fmnist-cnn's layers: 16-32 KiB). */
+typedef struct wino_geom {
+    int wt, nto, nti, mwf, mwd;
+} wino_geom;
+
+#define WINO_PRIVATE_MAX 65536
+
+static int wino_block(int np, int nt, int budget)
+{
+    int cap = (budget + 2 - nt - 1) / nt;
+    return largest_divisor(np, cap < 16 ? cap : 16);
+}
+
+static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
+{
+    if (d->kh != 3 || d->kw != 3) return false;
+    w->wt = g->vw >= 8 ? 8 : 4;
+    w->nto = (d->ow + 2 * w->wt - 1) / (2 * w->wt);
+    w->nti = (d->w + 2 * w->wt - 1) / (2 * w->wt);
+    const int budget = g->vw >= 16 ? 28 : 14;
+    w->mwf = wino_block(d->o, w->nto, budget);
+    w->mwd = wino_block(d->c, w->nti, budget);
+    size_t vf = 16 * (size_t)d->c * w->nto * w->wt * sizeof(float);
+    size_t vd = 16 * (size_t)d->o * w->nti * w->wt * sizeof(float);
+    return g->xpitch >= (size_t)(2 * w->wt * w->nto + 2) &&
+           g->dpitch >= (size_t)(2 * w->wt * w->nti + 2) && vf <= WINO_PRIVATE_MAX &&
+           vd <= WINO_PRIVATE_MAX;
+}
+
+/* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col, and Winograd on
+ * the rows path's 3x3 layers of 8 channels or more in and out. With fewer (fmnist-cnn's conv1,
+ * one input channel) the transforms outweigh the products it saves: its forward took 1.3 ms
+ * against 0.75 on rows. On the others, forward and data gradient, Zen 4 (convbench, minimum of
+ * 30): AVX-512 5.4 / 5.3 ms against 6.1 / 7.1 (32->32 at 28x28), 4.4 / 4.4 against 5.7 / 6.0
+ * (64->64 at 14x14); capped at AVX2 4.8 / 5.1 against 7.4 / 8.4 and 4.0 / 4.3 against 5.5 / 5.6. */
 static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
 {
     if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
     const conv2d_desc full = with_output_size(d);
     rows_geom g;
-    return rows_geom_of(ctx, &full, &g) ? CONV_ROWS : CONV_IM2COL;
+    wino_geom w;
+    if (!rows_geom_of(ctx, &full, &g)) return CONV_IM2COL;
+    return d->c >= 8 && d->o >= 8 && wino_geom_of(&full, &g, &w) ? CONV_WINO : CONV_ROWS;
 }
 
 /* The key of a layer shape's path choice on this device: the shape without the bias and the
@@ -291,7 +334,7 @@ static char *path_key(graft_context *ctx, const conv2d_desc *d, size_t *len)
 {
     buf b = {0};
     const char *names[] = {"conv", "conv_igemm", "conv_rows", "gemm", "gemm_tiled"};
-    tune_key_begin(&b, ctx, "conv-tune 1", names, 5);
+    tune_key_begin(&b, ctx, "conv-tune 2", names, 5);
     buf_printf(&b, "conv=%d %d %d %d %d %d %d %d %d %d %d\n", d->c, d->h, d->w, d->o, d->kh, d->kw,
                d->sh, d->sw, d->ph, d->pw, d->groups);
     if (b.failed) {
@@ -624,7 +667,7 @@ size_t conv2d_keep_bytes(const conv2d_desc *d, int n)
 graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_error *e)
 {
     rows_geom g;
-    if (!op->rows_fwd || n < 1 || !rows_geom_of(ctx, &op->d, &g) || n <= op->keep_cap)
+    if (!op->rows_pad_x || n < 1 || !rows_geom_of(ctx, &op->d, &g) || n <= op->keep_cap)
         return GRAFT_OK;
     if (op->keep) clReleaseMemObject(op->keep);
     op->keep = op->keep_x = NULL;
@@ -641,21 +684,40 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
     rows_geom g;
-    if (op->path != CONV_ROWS || !rows_geom_of(ctx, d, &g)) return GRAFT_OK;
-    char base[512], opts[768];
+    wino_geom w;
+    if ((op->path != CONV_ROWS && op->path != CONV_WINO) || !rows_geom_of(ctx, d, &g))
+        return GRAFT_OK;
+    const bool wino = op->path == CONV_WINO && wino_geom_of(d, &g, &w);
+    char base[512], opts[768], wo[96] = "";
     conv_options(d, base, sizeof base);
+    if (wino) snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d", w.wt, w.mwf, w.mwd);
     snprintf(opts, sizeof opts,
-             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d",
-             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd);
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s",
+             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wgrad", &op->rows_wgrad, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e)))
-        op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
-            op->rows_dgrad = NULL;
+        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)))
+        goto fail;
+    if (wino) {
+        if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
+            (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e)) ||
+            (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
+            (s = buffer_create(ctx, 16 * (size_t)d->o * d->c * sizeof(float), &op->wino_u, e)) ||
+            /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before each
+             * pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's checker took
+             * the passes' reads of it for uninitialised values until the host had written it */
+            (s = zero_from_host(ctx, op->wino_u, 16 * (size_t)d->o * d->c * sizeof(float), e)))
+            goto fail;
+    } else if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
+               (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {
+        goto fail;
+    }
+    return GRAFT_OK;
+fail:
+    op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
+        op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = NULL;
     return s;
 }
 
@@ -666,6 +728,14 @@ static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geo
     cl_kernel k = op->rows_pad_x;
     SET_ARGS(k, 4, KARG(x), KARG(ws), KARG(xpo), KARG(n));
     return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
+}
+
+/* wino_u from the weights w: before each pass, since the optimizer rewrites w in place */
+static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
+{
+    cl_kernel k = op->wino_wt;
+    SET_ARGS(k, 2, KARG(w), KARG(op->wino_u));
+    return run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
 }
 
 static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
@@ -686,6 +756,13 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     if (xs == op->keep) {
         op->keep_x = x;
         op->keep_n = n;
+    }
+    if (op->wino_fwd) {
+        if ((st = wino_weights(ctx, op, w, e))) return st;
+        cl_kernel k = op->wino_fwd;
+        SET_ARGS(k, 6, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(n));
+        size_t gs = (size_t)n * ((op->d.oh + 1) / 2), ls = 1;
+        return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     cl_kernel k = op->rows_fwd;
     SET_ARGS(k, 6, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n));
@@ -730,6 +807,13 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         if ((st = run1d(ctx, k, (size_t)(hi - lo), e))) return st;
     }
     if (!dx) return GRAFT_OK;
+    if (op->wino_dgrad) {
+        if ((st = wino_weights(ctx, op, w, e))) return st;
+        k = op->wino_dgrad;
+        SET_ARGS(k, 5, KARG(ws), KARG(dpo), KARG(op->wino_u), KARG(dx), KARG(n));
+        size_t gs = (size_t)n * ((d->h + 1) / 2), ls = 1;
+        return launch(ctx, k, 1, &gs, &ls, NULL, e);
+    }
     k = op->rows_dgrad;
     SET_ARGS(k, 5, KARG(ws), KARG(dpo), KARG(w), KARG(dx), KARG(n));
     size_t gs = (size_t)n * ((d->h + g.rd - 1) / g.rd), ls = 1;
@@ -750,7 +834,8 @@ bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d)
     rows_geom g;
     int t[2];
     switch (path_for(ctx, d)) {
-    case CONV_ROWS: return !rows_geom_of(ctx, &full, &g);
+    case CONV_ROWS:
+    case CONV_WINO: return !rows_geom_of(ctx, &full, &g);
     case CONV_IGEMM:
         return !ig_tile_of(ctx, d->o / d->groups, t) || !ig_tile_of(ctx, d->c / d->groups, t);
     default: return true;
@@ -793,7 +878,7 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
         conv2d_op_free(op);
         return s;
     }
-    if (op->rows_fwd || op->ig_fwd) return GRAFT_OK;
+    if (op->rows_pad_x || op->ig_fwd) return GRAFT_OK;
     if ((s = conv_kernel(ctx, &op->d, "conv2d_im2col", &op->im2col, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_col2im", &op->col2im, e)))
         return s;
@@ -831,6 +916,7 @@ void conv2d_op_free(conv2d_op *op)
     if (!op) return;
     if (op->wflip) clReleaseMemObject(op->wflip);
     if (op->keep) clReleaseMemObject(op->keep);
+    if (op->wino_u) clReleaseMemObject(op->wino_u);
     memset(op, 0, sizeof *op); /* the kernels are the context's */
 }
 
@@ -873,7 +959,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
-    if (op->rows_fwd) return rows_fwd(ctx, op, n, x, w, b, y, ws, e);
+    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, w, b, y, ws, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);
@@ -1024,6 +1110,7 @@ conv_path conv2d_op_path(const conv2d_op *op)
 {
     return op->ig_fwd       ? CONV_IGEMM
            : op->direct_fwd ? CONV_DIRECT
+           : op->wino_fwd   ? CONV_WINO
            : op->rows_wgrad ? CONV_ROWS
                             : CONV_IM2COL;
 }
@@ -1079,7 +1166,8 @@ static int cmp_dbl(const void *a, const void *b)
 
 bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool quick)
 {
-    return !quick || default_path(ctx, d) != CONV_ROWS;
+    conv_path p = default_path(ctx, d);
+    return !quick || (p != CONV_ROWS && p != CONV_WINO);
 }
 
 graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
@@ -1113,9 +1201,11 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     for (int p = 0; p < CONV_PATHS; p++) {
         if (p == (int)r->deflt) continue;
         bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
-        if (quick && ((p == CONV_IGEMM && !gpu) || ((p == CONV_DIRECT || p == CONV_ROWS) && gpu)))
+        if (quick && ((p == CONV_IGEMM && !gpu) ||
+                      ((p == CONV_DIRECT || p == CONV_ROWS || p == CONV_WINO) && gpu)))
             continue;
-        if (quick && r->deflt == CONV_ROWS) continue; /* see conv2d_tune in ops.h */
+        if (quick && (r->deflt == CONV_ROWS || r->deflt == CONV_WINO))
+            continue; /* see conv2d_tune in ops.h */
         order[np++] = (conv_path)p;
     }
     double best = 0;

@@ -58,10 +58,19 @@ typedef struct conv2d_desc {
     epilogue epi;      /* fused activation on the output */
 } conv2d_desc;
 /* How a layer's convolutions run: im2col + GEMM (cl/conv.cl and the GEMM back ends), the direct
- * CPU kernel (conv.cl's conv2d_direct, forward and backward data) or implicit GEMMs
- * (cl/conv_igemm.cl). Chosen per layer shape: GRAFT_CONV, else the tuner's stored result, else
- * the device type's default (GPUs igemm, other devices im2col). */
-typedef enum conv_path { CONV_IM2COL, CONV_DIRECT, CONV_IGEMM, CONV_ROWS, CONV_PATHS } conv_path;
+ * CPU kernel (conv.cl's conv2d_direct, forward and backward data), implicit GEMMs
+ * (cl/conv_igemm.cl), the rows kernels (cl/conv_rows.cl, from zero-padded copies) or the rows
+ * path with Winograd F(2x2, 3x3) forward and data gradient (wino). Chosen per layer shape:
+ * GRAFT_CONV, else the tuner's stored result, else the device type's default (GPUs igemm; other
+ * devices wino on 3x3 layers of 8+ channels in and out, rows where it applies, else im2col). */
+typedef enum conv_path {
+    CONV_IM2COL,
+    CONV_DIRECT,
+    CONV_IGEMM,
+    CONV_ROWS,
+    CONV_WINO,
+    CONV_PATHS
+} conv_path;
 const char *conv2d_path_name(conv_path p);
 typedef struct conv2d_op {
     conv2d_desc d;
@@ -78,6 +87,11 @@ typedef struct conv2d_op {
     /* the rows path (cl/conv_rows.cl, CPU-shaped; NULL when not chosen): forward and backward
      * from zero-padded copies of x and dy, with no column matrix */
     cl_kernel rows_pad_x, rows_pad_dy, rows_fwd, rows_wgrad, rows_wsum, rows_dgrad;
+    /* the wino path: the rows path with the forward and the data gradient as Winograd F(2x2, 3x3)
+     * (conv_rows.cl built with WINO; rows_fwd and rows_dgrad NULL), the transformed weights in
+     * wino_u [16, O, C] (conv_wino_wt writes them before each pass) */
+    cl_kernel wino_wt, wino_fwd, wino_dgrad;
+    cl_mem wino_u;
     /* the rows forward's padded copy of x, kept for the weight gradient of the backward that
      * follows (conv2d_keep_input; NULL: the backward pads x again into ws): its capacity in
      * samples, and the x and batch count it holds (keep_x NULL when it holds none) */
@@ -120,7 +134,8 @@ conv_path conv2d_op_path(const conv2d_op *op);
  * bias) at batch n on poison-free operands, timed as the median of 3 after a warm-up (a candidate
  * over 3x the best so far is dropped after one); the default is replaced only by a path 7 %
  * faster. quick leaves out the paths shaped for the other kind of device (igemm on CPUs: 20-30x
- * slower under PoCL; direct and rows on GPUs), and where rows is the default, every other path:
+ * slower under PoCL; direct, rows and wino on GPUs), and where rows or wino is the default, every
+ * other path (wino against rows: see default_path in op_conv.c):
  * direct runs the same register tiles with per-row copies (1.6-2.7x slower forward + backward
  * on fmnist-cnn's layers, graft bench on the Xeon VM) and im2col lost to rows by 1.3-2.0x on
  * every layer there, while timing it on a first run costs ~14 s of kernel compiles a shape

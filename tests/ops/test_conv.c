@@ -25,6 +25,10 @@ static const conv_case full_cases[] = {
     {"7x7 s2 p3 stem", 2, 1, 3, 20, 20, 8, 7, 7, 2, 2, 3, 3, 1, 1},
     {"batch 1, no padding", 1, 1, 2, 6, 6, 3, 3, 3, 1, 1, 0, 0, 1, 1},
     {"3x5 p1x2, rows of 21 (two vectors at VW 16)", 3, 2, 3, 6, 21, 4, 3, 5, 1, 1, 1, 2, 1, 1},
+    {"3x3 p1, rows of 21, odd height (Winograd: two tile vectors, the last partial)", 2, 1, 3, 5,
+     21, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p0, rows of 35 (Winograd: a third tile vector of one tile)", 2, 1, 2, 4, 35, 3,
+     3, 3, 1, 1, 0, 0, 1, 0},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -37,6 +41,8 @@ static const conv_case small_cases[] = {
     {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},
     {"2x3 p0x1, rows of 18", 2, 1, 2, 3, 18, 3, 2, 3, 1, 1, 0, 1, 1, 1},
     {"3x3 p1, rows of 4, odd height", 2, 1, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, rows of 11, height 3 (Winograd: two tile vectors at 4 lanes)", 2, 1, 2, 3, 11, 3, 3,
+     3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {
@@ -218,10 +224,14 @@ static void run_case(graft_context *ctx, const conv_case *k)
     const char *path = getenv("GRAFT_CONV");
     printf("  path: %s\n", op.ig_fwd       ? "implicit GEMM"
                            : op.direct_fwd ? "direct"
+                           : op.wino_fwd   ? "wino"
                            : op.rows_wgrad ? "rows"
                                            : "im2col");
     if (path && strcmp(path, "igemm") == 0)
         CHECKF(op.ig_fwd && op.ig_data && op.ig_weight, "%s: implicit GEMM not chosen", k->name);
+    /* GRAFT_CONV=wino must run Winograd on every 3x3 case the rows path takes (all fit) */
+    if (path && strcmp(path, "wino") == 0 && s.kh == 3 && s.kw == 3 && op.rows_wgrad)
+        CHECKF(op.wino_fwd && op.wino_dgrad && op.wino_u, "%s: Winograd not chosen", k->name);
     size_t wsb = conv2d_workspace_bytes(&d, s.n);
     cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, nb);
     cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);

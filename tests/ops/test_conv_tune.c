@@ -54,10 +54,11 @@ int main(void)
 
     /* every path that applies, the default first; the winner is stored and followed */
     CHECK_OK(conv2d_tune(ctx, &d, 2, false, 0, &r, err));
-    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms, rows %.3f ms -> %s (default "
-           "%s)\n",
+    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms, rows %.3f ms, wino %.3f ms -> "
+           "%s (default %s)\n",
            1e3 * r.seconds[CONV_IM2COL], 1e3 * r.seconds[CONV_DIRECT], 1e3 * r.seconds[CONV_IGEMM],
-           1e3 * r.seconds[CONV_ROWS], conv2d_path_name(r.best), conv2d_path_name(r.deflt));
+           1e3 * r.seconds[CONV_ROWS], 1e3 * r.seconds[CONV_WINO], conv2d_path_name(r.best),
+           conv2d_path_name(r.deflt));
     CHECK(r.deflt == deflt && r.seconds[deflt] > 0 && r.stored);
     for (int p = 0; p < CONV_PATHS; p++) CHECKF(r.seconds[p] > 0, "path %d not timed", p);
     CHECK(r.seconds[r.best] <= r.seconds[deflt]);
@@ -87,9 +88,9 @@ int main(void)
     s2.sw = s2.sh = 2;
     CHECK(conv2d_uses_gemm(ctx, &s2) == !gpu);
     CHECK_OK(conv2d_tune(ctx, &s2, 2, false, 0, &r, err));
-    CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 &&
+    CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 && r.seconds[CONV_WINO] == 0 &&
           r.seconds[CONV_IM2COL] > 0 && r.seconds[CONV_IGEMM] > 0);
-    CHECK(r.best != CONV_DIRECT && r.best != CONV_ROWS && r.stored);
+    CHECK(r.best != CONV_DIRECT && r.best != CONV_ROWS && r.best != CONV_WINO && r.stored);
     CHECK(r.deflt == (gpu ? CONV_IGEMM : CONV_IM2COL));
 
     /* quick leaves out the other kind of device's paths; where rows is the default it leaves
@@ -102,12 +103,23 @@ int main(void)
     CHECK(conv2d_tune_has_rivals(ctx, &q, true) == gpu);
     CHECK_OK(conv2d_tune(ctx, &q, 2, true, 0, &r, err));
     if (gpu)
-        CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 && r.stored);
+        CHECK(r.seconds[CONV_DIRECT] == 0 && r.seconds[CONV_ROWS] == 0 &&
+              r.seconds[CONV_WINO] == 0 && r.stored);
     else
         CHECK(r.seconds[CONV_IGEMM] == 0 && r.seconds[CONV_DIRECT] == 0 &&
-              r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] == 0 && !r.stored &&
-              !conv2d_path_tuned(ctx, &q));
+              r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] == 0 &&
+              r.seconds[CONV_WINO] == 0 && !r.stored && !conv2d_path_tuned(ctx, &q));
     CHECK(r.best == r.deflt && r.deflt == deflt);
+    /* 8 channels or more in and out: Winograd is a CPU's default there (rows below), and quick
+     * leaves it alone the same way */
+    conv2d_desc wq = d;
+    wq.c = 8;
+    wq.o = 16;
+    CHECK(init_path(ctx, &wq) == (gpu ? CONV_IGEMM : CONV_WINO));
+    CHECK(!conv2d_uses_gemm(ctx, &wq));
+    CHECK(conv2d_tune_has_rivals(ctx, &wq, true) == gpu);
+    wq.c = 7;
+    CHECK(init_path(ctx, &wq) == deflt);
     /* ... but a CPU shape rows cannot run (stride 2: im2col the default) keeps its rivals */
     CHECK(conv2d_tune_has_rivals(ctx, &s2, true));
 

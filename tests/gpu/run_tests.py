@@ -76,6 +76,8 @@ def run_one(t, suites):
         rc, out = r.returncode, r.stdout + r.stderr
     except subprocess.TimeoutExpired as e:
         rc, out = -1, f"timeout after {e.timeout} s"
+    except OSError as e:  # a program the build machine had and this one lacks (a venv's Python):
+        rc, out = 77, f"cannot start here: {e}"  # a skip, as the test itself would report it
     secs = time.time() - t0
     status = "SKIP" if rc == 77 else ("OK" if rc == 0 else "FAIL")
     with lock:

@@ -10,5 +10,6 @@ find "$b" -type f \( -name '*.so*' -o -perm -u+x \) | while read -r f; do
 done
 find "$b" -name '*.o' -delete
 rm -f "$b"/libgraft.a
-rm -rf "$b"/tests/torch/oracle-* "$b"/tests/torch/hf-vit "$b"/tests/train/*work* "$b"/meson-logs/*.txt
+rm -rf "$b"/tests/torch/oracle-* "$b"/tests/torch/hf-vit "$b"/tests/*/*work* "$b"/tests/python/work \
+    "$b"/tests/graft-cache* "$b"/meson-logs/*.txt
 du -sh "$b"

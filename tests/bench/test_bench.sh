@@ -67,7 +67,7 @@ r = json.load(open(sys.argv[1]))
 st = r["devices"][0]["start"]
 print("tuned start:", st)
 # tiny at batch 16: fc's three GEMMs (forward, backward data, weights), as the trainer tunes
-# them; conv1 and conv2 (3x3, stride 1) run paths that issue none (rows on a CPU)
+# them; conv1 and conv2 (3x3, stride 1) run paths that issue none (wino or rows on a CPU)
 ok = (r["settings"]["tune"] and st["tuned_shapes"] == 3 and st["cold_tune_seconds"] > 0
       and st["cold_seconds"] > st["cold_tune_seconds"] and st["programs_built_warm"] == 0
       and st["warm_seconds"] < st["cold_seconds"])

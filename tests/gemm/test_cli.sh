@@ -70,7 +70,7 @@ check "tune --help" 0 "$G" tune --help; has $out "usage: graft tune"
 
 # the trainer tunes the recipe's shapes on its first run (a fresh cache): the products of fc0,
 # whose forward is 16 x 256 x 784 (x W^T) at batch 16; fc's are under 5 % of the step's FLOPs, and
-# the convolutions (3x3, stride 1) run the rows path by default on a CPU and the implicit GEMM on
+# the convolutions (3x3, stride 1) run wino or rows by default on a CPU and the implicit GEMM on
 # a GPU, neither of which issues a GEMM
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
     echo "SKIP: the trainer's tuning (no Fashion-MNIST at /usr/share/datasets/fashion-mnist)"
@@ -109,7 +109,8 @@ has $err "tuning $nshapes GEMM shapes for this device (budget 400 s"
 has $err "tuned $nshapes GEMM shapes in"
 # ... and then the path of its two convolution shapes (the default is timed first and kept
 # unless another path is 7 % faster), unless GRAFT_CONV chose one; on a CPU both are 3x3
-# stride-1 layers whose default, rows, has no rival in the quick search, so nothing is tuned
+# stride-1 layers whose default, wino or rows, has no rival in the quick search, so nothing is
+# tuned
 # and nothing said (test_conv_tune checks the rule itself)
 if ! grep -q "tuned the path of 2 convolution shapes: " $err && grep -q "tuned the path" $err; then
     echo "FAIL: the first run's path search, neither both shapes nor none:"; cat $err; fail=1

@@ -400,13 +400,14 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
 #if WT == 8
 #define floatt float8
 #define float2t float16
-/* the even and odd floats of p[0 .. 15], from two 8-float loads (Oclgrind's checker took the
- * even / odd halves of one 16-float load for uninitialised values) */
+/* the even and odd floats of p[0 .. 15], from two 8-float loads and shuffle2 (Oclgrind's checker
+ * took the .even / .odd halves of one 16-float load for uninitialised values, and crashed on the
+ * same halves built as (float8)(lo.s0246, hi.s0246)) */
 #define LOAD_EO(p, e, o)                                                                           \
     {                                                                                              \
         const float8 lo_ = vload8(0, (p)), hi_ = vload8(0, (p) + 8);                               \
-        (e) = (float8)(lo_.s0246, hi_.s0246);                                                      \
-        (o) = (float8)(lo_.s1357, hi_.s1357);                                                      \
+        (e) = shuffle2(lo_, hi_, (uint8)(0, 2, 4, 6, 8, 10, 12, 14));                              \
+        (o) = shuffle2(lo_, hi_, (uint8)(1, 3, 5, 7, 9, 11, 13, 15));                              \
     }
 #define STORE2T(v, p) vstore16((v), 0, (p))
 #define ILV(a, b)                                                                                  \

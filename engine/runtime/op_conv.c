@@ -261,10 +261,12 @@ static bool rows_geom_of(const graft_context *ctx, const conv2d_desc *d, rows_ge
     g->xrows = (size_t)d->h + 2 * d->ph;
     /* rows rounded up to whole pairs of Winograd tile vectors (conv_rows.cl's PADQ): <= VMAX */
     const size_t q = vw >= 8 ? 16 : 8;
-    g->xpitch = ((size_t)g->nvo * vw + q - 1) / q * q + d->kw - 1;
+#define ROUNDQ(x) (((size_t)(x) + q - 1) / q * q)
+    g->xpitch = ROUNDQ(g->nvo * vw) + d->kw - 1;
     size_t dt = (size_t)(d->kh - 1 - d->ph), dl = (size_t)(d->kw - 1 - d->pw);
     g->drows = (size_t)d->oh + 2 * dt;
-    size_t pa = dl + (size_t)g->nvo * vw, pb = ((size_t)g->nvi * vw + q - 1) / q * q + d->kw - 1;
+    size_t pa = dl + (size_t)g->nvo * vw, pb = ROUNDQ(g->nvi * vw) + d->kw - 1;
+#undef ROUNDQ
     g->dpitch = pa > pb ? pa : pb;
     return true;
 }
@@ -692,6 +694,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     if ((op->path != CONV_ROWS && op->path != CONV_WINO) || !rows_geom_of(ctx, d, &g))
         return GRAFT_OK;
     const bool wino = op->path == CONV_WINO && wino_geom_of(d, &g, &w);
+    const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
     char base[512], opts[768], wo[96] = "";
     conv_options(d, base, sizeof base);
     if (wino) snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d", w.wt, w.mwf, w.mwd);
@@ -708,11 +711,11 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
         if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e)) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
-            (s = buffer_create(ctx, 16 * (size_t)d->o * d->c * sizeof(float), &op->wino_u, e)) ||
+            (s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
             /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before each
              * pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's checker took
              * the passes' reads of it for uninitialised values until the host had written it */
-            (s = zero_from_host(ctx, op->wino_u, 16 * (size_t)d->o * d->c * sizeof(float), e)))
+            (s = zero_from_host(ctx, op->wino_u, ubytes, e)))
             goto fail;
     } else if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {

@@ -20,8 +20,10 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
             their summary.json train_seconds), so neither start-up nor the first steps count.
             Graft's rows: its first run on an empty cache (Graft's and PoCL's: a new machine;
             whatever the trainer does on a first run, e.g. compiling and tuning, is in its time),
-            timed as a whole process; steady state with the cache that first run left; steady
-            state after `graft tune --missing` in your GRAFT_CACHE_DIR (left out by --skip-tune).
+            one epoch of the images timed as a whole process, beside each speed peer's first run
+            of the same epoch, also a whole process (interpreter, import, data, every step);
+            steady state with the cache that first run left; steady state after `graft tune
+            --missing` in your GRAFT_CACHE_DIR (left out by --skip-tune).
   gemm      SGEMM GFLOP/s at 1024^3 and the CNN's GEMMs as Graft issues them (--gemm-sizes
             1024,4096: those squares instead): Graft, numpy (Debian's python, --blas-dir),
             PyTorch (--torch-python if given, else Debian's)
@@ -314,10 +316,13 @@ def find_peers(args):
     return peers, skipped, facts
 
 
-def run_child(python, part, env, args, extra=()):
-    """One workload of this script in a child under `python`; its figure is the last JSON line."""
-    cmd = [python, os.path.abspath(__file__), "--part", part, "--steps", str(args.steps),
-           "--warmup", str(args.warmup), "--threads", str(THREADS), "--images", str(args.images),
+def run_child(python, part, env, args, extra=(), steps=None, warmup=None):
+    """One workload of this script in a child under `python`; its figure is the last JSON line.
+    steps, warmup: instead of --steps and --warmup."""
+    steps = args.steps if steps is None else steps
+    warmup = args.warmup if warmup is None else warmup
+    cmd = [python, os.path.abspath(__file__), "--part", part, "--steps", str(steps),
+           "--warmup", str(warmup), "--threads", str(THREADS), "--images", str(args.images),
            "--torch-device", TORCH_DEVICE]
     return sh(cmd + list(extra), env=env, check=False)
 
@@ -600,16 +605,36 @@ def graft_steady(graft, tmp, args, env, recipe=PRETRAIN, sets=None):
             "summary_ips": long["images_per_second"], "warmup_seconds": short["train_seconds"]}
 
 
+def epoch_steps(args):
+    """Steps in one epoch of the --images images (the last, partial batch included)."""
+    return math.ceil(args.images / BATCH)
+
+
 def graft_first_run(graft, tmp, args):
-    """The first run on a new machine: Graft's and PoCL's caches empty, WARMUP+STEPS steps, timed
-    as a whole process (loading the images, compiling, anything the trainer tunes, training,
-    writing the checkpoint). Leaves its cache for the "fresh cache" steady rows."""
+    """The first run on a new machine: Graft's and PoCL's caches empty, one epoch of the --images
+    images (the issue's workload: 10,000 images, 157 steps), timed as a whole process (loading
+    the images, compiling, anything the trainer tunes, training, writing the checkpoint). Leaves
+    its cache for the "fresh cache" steady rows."""
     env = graft_env(os.path.join(tmp, "fresh-cache"), os.path.join(tmp, "fresh-pocl"))
-    steps = args.warmup + args.steps
+    steps = epoch_steps(args)
     wall, summ = graft_train(graft, PRETRAIN, os.path.join(tmp, "first"),
                              train_sets(args.images, steps), env)
     return {"wall_seconds": wall, "steps": steps, "ips_all_included": BATCH * steps / wall,
             "summary_ips": summ["images_per_second"], "train_seconds": summ["train_seconds"]}
+
+
+def peer_first_run(row, args):
+    """A peer's first run, the same epoch as graft_first_run: its whole process (the interpreter
+    starting, the framework's import, loading the images, every step), timed from outside."""
+    part = "train-torch" if row["kind"] == "torch" else "train-keras"
+    t0 = time.perf_counter()
+    r = run_child(row["python"], part, py_env(row["python"], row["env"], row.get("blas_dir")),
+                  args, steps=epoch_steps(args), warmup=0)
+    wall = time.perf_counter() - t0
+    if r.returncode != 0:
+        return {"failed": why_failed(r)}
+    steps = epoch_steps(args)
+    return {"wall_seconds": wall, "steps": steps, "ips_all_included": BATCH * steps / wall}
 
 
 def graft_gemm(graft, shapes):
@@ -630,11 +655,19 @@ def graft_gemm(graft, shapes):
 def train_part(graft, res, tmp, args, peers):
     print(f"\n== fmnist-cnn training, batch {BATCH}, Adam, {args.images} images, {THREADS} threads:"
           f" steady-state images/s ({args.steps} steps after {args.warmup}) ==", flush=True)
-    print("  Graft's first run, empty caches (whole process) ...", flush=True)
+    print(f"  first runs: one epoch of the {args.images} images ({epoch_steps(args)} steps), "
+          "each a whole process; Graft's with its and PoCL's caches empty ...", flush=True)
     first = graft_first_run(graft, tmp, args)
     print(f"  Graft first run: {first['wall_seconds']:.1f} s for {first['steps']} steps = "
           f"{first['ips_all_included']:.0f} img/s with everything included (training loop alone "
           f"{first['summary_ips']:.0f} img/s)", flush=True)
+    peer_first = {}
+    for p in peers:
+        if p["speed_peer"]:
+            peer_first[p["key"]] = f = peer_first_run(p, args)
+            print(f"  {p['key']} first run: " + (f"FAILED ({f['failed']})" if "failed" in f else
+                  f"{f['wall_seconds']:.1f} s = {f['ips_all_included']:.0f} img/s with "
+                  "everything included"), flush=True)
     rows = [dict(p) for p in peers]
     rows.append({"key": "graft-fresh", "graft": True, "speed_peer": False,
                  "label": "Graft, the cache its first run left (no `graft tune`)",
@@ -680,8 +713,13 @@ def train_part(graft, res, tmp, args, peers):
     for t in sorted(table, key=lambda t: -(t["best"] or 0)):
         figs = " / ".join(f"{v:.0f}" for v in t["all"])
         print(f"  {t['label']:<78} {(t['best'] or 0):10.0f}  {figs or t['failed'] or '-'}")
-    print(f"  {'Graft first run, empty caches, whole process':<78} "
-          f"{first['ips_all_included']:10.0f}  ({first['wall_seconds']:.1f} s)")
+    print(f"\n  first run, one epoch ({first['steps']} steps), whole process, img/s (s):")
+    print(f"  {'Graft, empty caches':<78} {first['ips_all_included']:10.0f}  "
+          f"({first['wall_seconds']:.1f} s)")
+    for key, f in peer_first.items():
+        label = next(p["label"] for p in peers if p["key"] == key)
+        print(f"  {label:<78} " + (f"{'-':>10}  {f['failed']}" if "failed" in f else
+                                   f"{f['ips_all_included']:10.0f}  ({f['wall_seconds']:.1f} s)"))
     ratios = {}
     if best_peer:
         print(f"\n  best peer: {best_peer['label']} ({best_peer['best']:.0f} img/s)")
@@ -690,13 +728,20 @@ def train_part(graft, res, tmp, args, peers):
                 ratios[t["key"]] = t["best"] / best_peer["best"]
                 print(f"  ratio {t['label']} / best peer: {ratios[t['key']]:.2f}")
         ratios["graft-first-run"] = first["ips_all_included"] / best_peer["best"]
-        print(f"  ratio Graft first run (everything included) / best peer: "
+        print(f"  ratio Graft first run (everything included) / best peer's steady state: "
               f"{ratios['graft-first-run']:.2f}")
+        done = [(k, f) for k, f in peer_first.items() if "failed" not in f]
+        for key, f in done:
+            ratios[f"graft-first-run/{key}-first-run"] = r = (first["ips_all_included"] /
+                                                              f["ips_all_included"])
+            print(f"  ratio Graft first run / {key} first run (both everything included): "
+                  f"{r:.2f}")
     else:
         print("\n  no speed peer ran (give --torch-python and/or --tf-python): no ratios")
     res["train"] = {"images": args.images, "batch": BATCH, "threads": THREADS,
                     "steps": args.steps, "warmup": args.warmup, "repeat": args.repeat,
                     "contenders": table, "graft_first_run": first,
+                    "peer_first_runs": peer_first,
                     "best_peer": best_peer["key"] if best_peer else None, "ratios": ratios}
 
 

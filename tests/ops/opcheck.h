@@ -111,10 +111,29 @@ static inline double oc_error(const float *got, const double *ref, long n)
     return maxdiff / maxref;
 }
 
+/* The element oc_error's maximum comes from (the first non-finite one, if any). */
+static inline long oc_worst(const float *got, const double *ref, long n)
+{
+    long w = 0;
+    double maxdiff = -1;
+    for (long i = 0; i < n; i++) {
+        if (!isfinite(got[i])) return i;
+        double d = fabs((double)got[i] - ref[i]);
+        if (d > maxdiff) maxdiff = d, w = i;
+    }
+    return w;
+}
+
+/* On failure it names the worst element too: a flaky failure leaves what it saw in the log. */
 #define CHECK_CLOSE(what, got, ref, n, tol)                                                        \
     do {                                                                                           \
         double err_ = oc_error(got, ref, n);                                                       \
         printf("  %-40s rel.err %.2e (tol %.0e)\n", what, err_, (double)(tol));                   \
+        if (!(err_ <= (tol))) {                                                                    \
+            long w_ = oc_worst(got, ref, n);                                                       \
+            printf("  worst: element %ld of %ld, got %.9g, reference %.9g\n", w_, (long)(n),      \
+                   (double)(got)[w_], (ref)[w_]);                                                  \
+        }                                                                                          \
         CHECKF(err_ <= (tol), "%s: relative error %.3e > %.1e", what, err_, (double)(tol));        \
     } while (0)
 

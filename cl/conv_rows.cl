@@ -51,7 +51,10 @@
 static inline float hsum(const floatv v)
 {
 #if VW == 16
-    const float8 h8 = v.lo + v.hi;
+    /* shuffle, not .lo / .hi: Oclgrind's checker took the halves of a float16 for uninitialised
+     * values (as it did .even / .odd, see LOAD_EO) */
+    const float8 h8 = shuffle(v, (uint8)(0, 1, 2, 3, 4, 5, 6, 7)) +
+                      shuffle(v, (uint8)(8, 9, 10, 11, 12, 13, 14, 15));
 #elif VW == 8
     const float8 h8 = v;
 #endif
@@ -395,11 +398,33 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
  * The data gradient is the same pass over dp with the weights rotated by 180 degrees and their
  * channels swapped: G J = P G (J reverses 3 columns, P swaps rows 0 and 3), so it reads
  * U[p(a) 4 + p(b)][o][c] as its kernel for input channel o and output channel c.
- * Options: WT (tiles a vector, 4 or 8), MWF / MWD (output channels a block, forward / data
+ * Options: WT (tiles a vector, 4, 8 or 16), MWF / MWD (output channels a block, forward / data
  * gradient). Requires KH = KW = 3, pitches of at least 2 WT NT + 2 (op_conv.c checks). */
-#if WT == 8
+#if WT == 16
+#define floatt float16
+/* a stored part of an output row: 16 floats, the two outputs of 8 tiles interleaved; a row of
+ * 16 tiles is two of them (NH) */
+#define rowt float16
+#define NH 2
+/* the even and odd floats of p[0 .. 31], from two 16-float loads and shuffle2 (as at WT 8) */
+#define LOAD_EO(p, e, o)                                                                           \
+    {                                                                                              \
+        const float16 lo_ = vload16(0, (p)), hi_ = vload16(0, (p) + 16);                           \
+        (e) = shuffle2(lo_, hi_, (uint16)(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,   \
+                                          30));                                                    \
+        (o) = shuffle2(lo_, hi_, (uint16)(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,   \
+                                          31));                                                    \
+    }
+#define STORE_ROWT(v, p) vstore16((v), 0, (p))
+#define ILVH(a, b, h)                                                                              \
+    ((h) ? (float16)((a).s8, (b).s8, (a).s9, (b).s9, (a).sa, (b).sa, (a).sb, (b).sb, (a).sc,       \
+                     (b).sc, (a).sd, (b).sd, (a).se, (b).se, (a).sf, (b).sf)                       \
+         : (float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4,       \
+                     (b).s4, (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
+#elif WT == 8
 #define floatt float8
-#define float2t float16
+#define rowt float16
+#define NH 1
 /* the even and odd floats of p[0 .. 15], from two 8-float loads and shuffle2 (Oclgrind's checker
  * took the .even / .odd halves of one 16-float load for uninitialised values, and crashed on the
  * same halves built as (float8)(lo.s0246, hi.s0246)) */
@@ -409,24 +434,26 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
         (e) = shuffle2(lo_, hi_, (uint8)(0, 2, 4, 6, 8, 10, 12, 14));                              \
         (o) = shuffle2(lo_, hi_, (uint8)(1, 3, 5, 7, 9, 11, 13, 15));                              \
     }
-#define STORE2T(v, p) vstore16((v), 0, (p))
-#define ILV(a, b)                                                                                  \
+#define STORE_ROWT(v, p) vstore16((v), 0, (p))
+#define ILVH(a, b, h)                                                                              \
     ((float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4, (b).s4,    \
                (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
 #elif WT == 4
 #define floatt float4
-#define float2t float8
+#define rowt float8
+#define NH 1
 #define LOAD_EO(p, e, o)                                                                           \
     {                                                                                              \
         const float8 v_ = vload8(0, (p));                                                          \
         (e) = v_.s0246;                                                                             \
         (o) = v_.s1357;                                                                             \
     }
-#define STORE2T(v, p) vstore8((v), 0, (p))
-#define ILV(a, b) ((float8)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
+#define STORE_ROWT(v, p) vstore8((v), 0, (p))
+#define ILVH(a, b, h) ((float8)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
 #else
-#error "WT: 4 or 8"
+#error "WT: 4, 8 or 16"
 #endif
+#define ROWW (2 * WT / NH) /* floats a rowt */
 #define NTO ((WO + 2 * WT - 1) / (2 * WT)) /* tile vectors a row of the forward */
 #define NTI ((WI + 2 * WT - 1) / (2 * WT)) /* and of the data gradient */
 

@@ -86,22 +86,29 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                 }
                 const floatt y00 = s0[0] + s0[1] + s0[2] + bo, y01 = s0[1] - s0[2] - s0[3] + bo;
                 const floatt y10 = s1[0] + s1[1] + s1[2] + bo, y11 = s1[1] - s1[2] - s1[3] + bo;
-                const float2t rows[2] = {ILV(y00, y01), ILV(y10, y11)}; /* the halves interleaved */
 #pragma unroll
                 for (int r = 0; r < 2; r++) {
-                    const int oy = 2 * ty + r, x0 = 2 * WT * t;
-                    if (oy >= OH) break;
-                    __global float *yr = out + (((long)i * NP + pc) * OH + oy) * OW + x0;
+                    const int oy = 2 * ty + r;
+                    if (oy < OH) {
+                        __global float *yr = out + (((long)i * NP + pc) * OH + oy) * OW;
+#pragma unroll
+                        for (int h = 0; h < NH; h++) { /* the halves interleaved */
+                            const int x0 = 2 * WT * t + h * ROWW;
+                            const rowt v = r ? ILVH(y10, y11, h) : ILVH(y00, y01, h);
 #if EPI_VEC
-                    if (x0 + 2 * WT <= OW) {
-                        STORE2T(ACT ? epi_fwdv(float2t, rows[r]) : rows[r], yr);
-                        continue;
-                    }
+                            const bool whole = x0 + ROWW <= OW;
+                            if (whole) STORE_ROWT(ACT ? epi_fwdv(rowt, v) : v, yr + x0);
+#else
+                            const bool whole = false;
 #endif
-                    float tmp[2 * WT];
-                    STORE2T(rows[r], tmp);
-                    for (int l = 0; l < 2 * WT && x0 + l < OW; l++)
-                        yr[l] = ACT ? epi_fwd(tmp[l]) : tmp[l];
+                            if (!whole) {
+                                float tmp[ROWW];
+                                STORE_ROWT(v, tmp);
+                                for (int l = 0; l < ROWW && x0 + l < OW; l++)
+                                    yr[x0 + l] = ACT ? epi_fwd(tmp[l]) : tmp[l];
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -281,7 +281,8 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
 }
 
 /* ---- the wino path: the rows path with Winograd F(2x2, 3x3) forward and data gradient ----
- * WT tiles a vector (8 where the device's width is 8 or more, else 4); MWF / MWD output channels a
+ * WT tiles a vector (8 where the device's width is 8 or more, 16 at 16 where that idles no more
+ * lanes, else 4); MWF / MWD output channels a
  * register block (MW x NT accumulators + NT V vectors + a broadcast within the rows budget);
  * 3x3 kernels whose padded pitches hold the tiles' loads, and private V arrays of at most 32 KiB
  * a work-item (fmnist-cnn's layers: 16-32 KiB). At 64 KiB (resnet18's 128-channel 8x8 layers)
@@ -305,6 +306,14 @@ static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
 {
     if (d->kh != 3 || d->kw != 3) return false;
     w->wt = g->vw >= 8 ? 8 : 4;
+    /* 16 where the rows of both passes leave no more lanes idle than at 8 (widths 17-32, 49-64):
+     * PoCL compiles 8-float vectors to 256-bit instructions, and a CPU with 512-bit FMA units
+     * (Zen 5) then runs the products at half its rate */
+#define WINO_LANES(width, wt) (((width) + 2 * (wt) - 1) / (2 * (wt)) * 2 * (wt))
+    if (g->vw >= 16 && WINO_LANES(d->ow, 16) <= WINO_LANES(d->ow, 8) &&
+        WINO_LANES(d->w, 16) <= WINO_LANES(d->w, 8))
+        w->wt = 16;
+#undef WINO_LANES
     w->nto = (d->ow + 2 * w->wt - 1) / (2 * w->wt);
     w->nti = (d->w + 2 * w->wt - 1) / (2 * w->wt);
     const int budget = g->vw >= 16 ? 28 : 14;
@@ -717,6 +726,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
              * the passes' reads of it for uninitialised values until the host had written it */
             (s = zero_from_host(ctx, op->wino_u, ubytes, e)))
             goto fail;
+        op->wino_tiles = w.wt;
     } else if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {
         goto fail;
@@ -725,6 +735,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
 fail:
     op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
         op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = NULL;
+    op->wino_tiles = 0;
     return s;
 }
 

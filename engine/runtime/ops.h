@@ -92,6 +92,7 @@ typedef struct conv2d_op {
      * wino_u [16, O, C] (conv_wino_wt writes them before each pass) */
     cl_kernel wino_wt, wino_fwd, wino_dgrad;
     cl_mem wino_u;
+    int wino_tiles; /* tiles a vector (WT: 4, 8 or 16); 0 off the wino path */
     /* the rows forward's padded copy of x, kept for the weight gradient of the backward that
      * follows (conv2d_keep_input; NULL: the backward pads x again into ws): its capacity in
      * samples, and the x and batch count it holds (keep_x NULL when it holds none) */

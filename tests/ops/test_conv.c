@@ -41,6 +41,8 @@ static const conv_case small_cases[] = {
     {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},
     {"2x3 p0x1, rows of 18", 2, 1, 2, 3, 18, 3, 2, 3, 1, 1, 0, 1, 1, 1},
     {"3x3 p1, rows of 4, odd height", 2, 1, 2, 5, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, rows of 18 (Winograd at width 16: 16 tiles a vector, two stores, one partial)", 2,
+     1, 2, 3, 18, 3, 3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, rows of 11, height 3 (Winograd: two tile vectors at 4 lanes)", 2, 1, 2, 3, 11, 3, 3,
      3, 1, 1, 1, 1, 1, 1},
 };
@@ -232,6 +234,15 @@ static void run_case(graft_context *ctx, const conv_case *k)
     /* GRAFT_CONV=wino must run Winograd on every 3x3 case the rows path takes (all fit) */
     if (path && strcmp(path, "wino") == 0 && s.kh == 3 && s.kw == 3 && op.rows_wgrad)
         CHECKF(op.wino_fwd && op.wino_dgrad && op.wino_u, "%s: Winograd not chosen", k->name);
+    if (op.wino_fwd) {
+        /* 16 tiles a vector at width 16 where rows of 17-32 lose no lanes to it, else 8 (4 below
+         * width 8) */
+        int vw = (int)ctx->info.vec_float, wide = s.ow > 16 && s.ow <= 32 && s.w > 16 && s.w <= 32;
+        int want = vw >= 16 && wide ? 16 : vw >= 8 ? 8 : 4;
+        printf("  Winograd tiles a vector: %d\n", op.wino_tiles);
+        CHECKF(op.wino_tiles == want, "%s: %d Winograd tiles a vector, %d expected", k->name,
+               op.wino_tiles, want);
+    }
     size_t wsb = conv2d_workspace_bytes(&d, s.n);
     cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, nb);
     cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);

@@ -11,5 +11,5 @@ done
 find "$b" -name '*.o' -delete
 rm -f "$b"/libgraft.a
 rm -rf "$b"/tests/torch/oracle-* "$b"/tests/torch/hf-vit "$b"/tests/*/*work* "$b"/tests/python/work \
-    "$b"/tests/graft-cache* "$b"/meson-logs/*.txt
+    "$b"/tests/graft-cache* "$b"/tests/vision/tv-* "$b"/meson-logs/*.txt
 du -sh "$b"

@@ -6,6 +6,7 @@
 #include "cli.h"
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,9 @@ const char DEMO_USAGE[] =
     "--adapt: domain adaptation instead (docs/adaptation.md). fmnist-cnn with 3 input channels\n"
     "learns Fashion-MNIST as RGB (the labelled source) and is tested on Fashion-M, the same\n"
     "images blended with colour photographs (tools/make_shift.py builds it once into\n"
-    "runs/fashion-m next to configs/); recipes configs/recipes/fmnist-to-fmnistm-*.yaml, 3 epochs:\n"
+    "runs/fashion-m next to configs/, with the Python in GRAFT_PYTHON, default /usr/bin/python3:\n"
+    "it needs numpy and python3-skimage's photos); recipes configs/recipes/fmnist-to-fmnistm-*.yaml,\n"
+    "3 epochs:\n"
     "  source-only  no adaptation          adabn  source-only + batchnorm statistics of the target\n"
     "  coral        Deep CORAL on fc1      mmd    multi-kernel MMD on fc1\n"
     "  dann         gradient reversal + domain discriminator on fc1\n"
@@ -96,9 +99,12 @@ static int train_one(const char *configs, const char *recipe, const char *out, c
 
 /* ---- graft demo --adapt ---- */
 
-/* Build Fashion-M with tools/make_shift.py (it does nothing when the files are there). */
+/* Build Fashion-M with tools/make_shift.py (it does nothing when the files are there), run by
+ * GRAFT_PYTHON (default Debian's /usr/bin/python3, whose numpy and scikit-image it needs). */
 static int make_shift(const char *configs, const char *data, bool quiet)
 {
+    const char *py = getenv("GRAFT_PYTHON");
+    if (!py || !*py) py = "/usr/bin/python3";
     char tool[2200];
     snprintf(tool, sizeof tool, "%s/../tools/make_shift.py", configs);
     if (access(tool, R_OK) != 0) snprintf(tool, sizeof tool, "%s", GRAFT_SOURCE_DIR "/tools/make_shift.py");
@@ -111,14 +117,14 @@ static int make_shift(const char *configs, const char *data, bool quiet)
     }
     if (pid == 0) {
         if (quiet && !freopen("/dev/null", "w", stdout)) _exit(127);
-        execl("/usr/bin/python3", "python3", tool, data, (char *)NULL);
-        perror("graft: /usr/bin/python3");
+        execl(py, "python3", tool, data, (char *)NULL);
+        fprintf(stderr, "graft: cannot run %s (GRAFT_PYTHON): %s\n", py, strerror(errno));
         _exit(127);
     }
     int st = 0;
     if (waitpid(pid, &st, 0) < 0 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        fprintf(stderr, "graft: error: %s could not build Fashion-M (needs /usr/bin/python3 with "
-                        "numpy and python3-skimage)\n", tool);
+        fprintf(stderr, "graft: error: %s could not build Fashion-M (needs %s with numpy and "
+                        "python3-skimage; GRAFT_PYTHON names another Python)\n", tool, py);
         return 1;
     }
     return 0;

@@ -17,6 +17,12 @@ cat > tools/make_shift.py <<PYX
 import os, sys
 os.execv("$PY", ["python3", "$SRC/tools/make_shift.py"] + sys.argv[1:] + ["--limit", "256"])
 PYX
+# a Python that is not there: a clear error naming it and GRAFT_PYTHON, exit 1, no table
+GRAFT_PYTHON=/nonexistent/python3 "$G" demo --adapt --configs configs --out runs/bad --epochs 1 \
+    --quiet > bad.txt 2> bad.err
+rc=$?
+{ [ $rc = 1 ] && grep -q "/nonexistent/python3" bad.err && grep -q GRAFT_PYTHON bad.err \
+    && ! grep -q "^best: " bad.txt; } || { cat bad.txt bad.err; echo "FAIL: GRAFT_PYTHON missing: exit $rc"; exit 1; }
 "$G" demo --adapt --configs configs --out runs/demo --epochs 1 --quiet > demo.txt 2> demo.err \
     || { cat demo.txt demo.err; echo "FAIL: graft demo --adapt"; exit 1; }
 cat demo.txt

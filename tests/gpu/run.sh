@@ -139,7 +139,7 @@ G=$ROOT/$BUILD/graft
 step devices 20 sh -c "'$G' devices && '$G' devices --json"
 
 export GRAFT_DEVICE=$DEV
-for s in ops:90 gemm:60 torch:60 train:120; do
+for s in ops:150 gemm:60 torch:60 train:120; do
     lim=${s#*:}
     step "suite-${s%:*}" "$lim" "$PY" tests/gpu/run_tests.py "$BUILD" "$R/suite-${s%:*}.json" \
         --python "$PY" --suite "${s%:*}" --budget $((lim - 8)) --jobs "$JOBS" $MAXT

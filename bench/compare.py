@@ -627,13 +627,13 @@ def peer_first_run(row, args):
     """A peer's first run, the same epoch as graft_first_run: its whole process (the interpreter
     starting, the framework's import, loading the images, every step), timed from outside."""
     part = "train-torch" if row["kind"] == "torch" else "train-keras"
+    steps = epoch_steps(args)
     t0 = time.perf_counter()
     r = run_child(row["python"], part, py_env(row["python"], row["env"], row.get("blas_dir")),
-                  args, steps=epoch_steps(args), warmup=0)
+                  args, steps=steps, warmup=0)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
         return {"failed": why_failed(r)}
-    steps = epoch_steps(args)
     return {"wall_seconds": wall, "steps": steps, "ips_all_included": BATCH * steps / wall}
 
 

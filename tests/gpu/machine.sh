@@ -7,6 +7,9 @@ shift
 date -u
 uname -a
 git log -1 --format='commit %H %s' 2>/dev/null || echo "commit: (no .git here)"
+# a device run carries the working tree, not its history: the commit above can be an older one
+# (the H200 run of 2026-12-04 evening named a16eecd for a tree six commits later)
+echo "tracked files differing from that commit: $(git status --porcelain --untracked-files=no 2>/dev/null | wc -l)"
 nvidia-smi -L
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 grep -m1 'model name' /proc/cpuinfo

@@ -98,39 +98,36 @@ static inline float *oc_read(graft_context *ctx, cl_mem m, long n)
     return p;
 }
 
-/* Normalised error: max |got - ref| / max(1e-6, max |ref|); NaN anywhere gives +inf. */
-static inline double oc_error(const float *got, const double *ref, long n)
+/* Normalised error: max |got - ref| / max(1e-6, max |ref|); NaN anywhere gives +inf. *worst
+ * (when not NULL): the element the maximum comes from, or the first non-finite one. */
+static inline double oc_error_at(const float *got, const double *ref, long n, long *worst)
 {
     double maxdiff = 0, maxref = 1e-6;
-    for (long i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return INFINITY;
-        double d = fabs((double)got[i] - ref[i]);
-        if (d > maxdiff) maxdiff = d;
-        if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
-    }
-    return maxdiff / maxref;
-}
-
-/* The element oc_error's maximum comes from (the first non-finite one, if any). */
-static inline long oc_worst(const float *got, const double *ref, long n)
-{
     long w = 0;
-    double maxdiff = -1;
     for (long i = 0; i < n; i++) {
-        if (!isfinite(got[i])) return i;
+        if (!isfinite(got[i])) {
+            if (worst) *worst = i;
+            return INFINITY;
+        }
         double d = fabs((double)got[i] - ref[i]);
         if (d > maxdiff) maxdiff = d, w = i;
+        if (fabs(ref[i]) > maxref) maxref = fabs(ref[i]);
     }
-    return w;
+    if (worst) *worst = w;
+    return maxdiff / maxref;
+}
+static inline double oc_error(const float *got, const double *ref, long n)
+{
+    return oc_error_at(got, ref, n, NULL);
 }
 
 /* On failure it names the worst element too: a flaky failure leaves what it saw in the log. */
 #define CHECK_CLOSE(what, got, ref, n, tol)                                                        \
     do {                                                                                           \
-        double err_ = oc_error(got, ref, n);                                                       \
+        long w_ = 0;                                                                               \
+        double err_ = oc_error_at(got, ref, n, &w_);                                               \
         printf("  %-40s rel.err %.2e (tol %.0e)\n", what, err_, (double)(tol));                   \
         if (!(err_ <= (tol))) {                                                                    \
-            long w_ = oc_worst(got, ref, n);                                                       \
             printf("  worst: element %ld of %ld, got %.9g, reference %.9g\n", w_, (long)(n),      \
                    (double)(got)[w_], (ref)[w_]);                                                  \
         }                                                                                          \

@@ -1,5 +1,6 @@
-/* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). C and HW come in
- * as -D options, the batch count n at run time; -DHAS_BIAS=0 makes bias_fwd apply only the fused
+/* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). HW comes in as a
+ * -D option, the batch count n and the channels C at run time (so a transfer's new head of other
+ * width runs the program its pretraining compiled); -DHAS_BIAS=0 makes bias_fwd apply only the fused
  * activation (-DEPI, epilogue.cl), and epi_grad_inplace turns an activation's output gradient into
  * its producer's output gradient for the paths that cannot fold it into a read. */
 #include "epilogue.cl"
@@ -9,7 +10,7 @@
 
 /* y[i, c, :] += b[c]; one work-item per (i, c) row (PoCL runs row loops far faster than one
  * element per work-item: see conv.cl). */
-__kernel void bias_fwd(__global float *y, __global const float *b, const int n)
+__kernel void bias_fwd(__global float *y, __global const float *b, const int n, const int C)
 {
     const int t = get_global_id(0);
     if (t >= n * C) return;
@@ -24,7 +25,7 @@ __kernel void bias_fwd(__global float *y, __global const float *b, const int n)
 }
 
 /* dy = epi'(y) * dy in place, one work-item per (i, c) row. */
-__kernel void epi_grad_inplace(__global float *dy, __global const float *y, const int n)
+__kernel void epi_grad_inplace(__global float *dy, __global const float *y, const int n, const int C)
 {
     const int t = get_global_id(0);
     if (t >= n * C) return;
@@ -36,7 +37,7 @@ __kernel void epi_grad_inplace(__global float *dy, __global const float *y, cons
 /* db[c] = sum over i and p of dy[i, c, p]. One work-item per channel; the spatial sum of each
  * sample is formed first and then added to the total, which keeps float rounding near that of a
  * pairwise sum for the long reductions of early conv layers (n * HW ~ 50k terms). */
-__kernel void bias_bwd(__global const float *dy, __global float *db, const int n)
+__kernel void bias_bwd(__global const float *dy, __global float *db, const int n, const int C)
 {
     const int c = get_global_id(0);
     if (c >= C) return;

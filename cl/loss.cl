@@ -1,7 +1,10 @@
 /* loss.cl — softmax cross-entropy with label smoothing, fused with its gradient.
- * Build options: -DK=<classes> -DSMOOTH=<eps>f -DLSZ=<work-items per sample> (reduce.cl: 1 on CPU
- * devices, where one work-item walks a sample's K logits; on GPUs a work-group per sample strides
- * them and reduces in local memory, so 1000 classes cost about what 10 do).
+ * Build options: -DSMOOTH=<eps>f -DLSZ=<work-items per sample> (reduce.cl: 1 on CPU devices, where
+ * one work-item walks a sample's K logits; on GPUs a work-group per sample strides them and
+ * reduces in local memory, so 1000 classes cost about what 10 do). With LSZ 1 the class count K
+ * comes at run time (argument k), so a transfer's head with its own classes runs the program its
+ * pretraining compiled; the group form takes -DK=<classes> and ignores k (PoCL 3.1 crashed in
+ * the group loops with a run-time bound, k = 3 at LSZ = 4, which Oclgrind found clean).
  * PyTorch's definition: loss = (1 - eps) * (-log p_y) + eps * mean_j (-log p_j). Everything is
  * computed relative to the row maximum mx, so exp never overflows: with s = sum exp(l_j - mx),
  * -log p_j = log s - (l_j - mx). dlogits is the gradient of the MEAN loss over the n samples:
@@ -12,7 +15,10 @@
 #include "reduce.cl"
 
 /* A row per sample (reduce.cl). */
-__kernel void xent_fwd_bwd(const int n, const int flags, __global const float *logits,
+#if LSZ == 1
+#define K k
+#endif
+__kernel void xent_fwd_bwd(const int n, const int flags, const int k, __global const float *logits,
                            __global const int *labels, __global float *loss,
                            __global int *correct, __global float *dlogits)
 {
@@ -41,7 +47,7 @@ __kernel void xent_fwd_bwd(const int n, const int flags, __global const float *l
     sum_shift = group_sum(redf, sum_shift);
     const float logs = log(s);
     if (lid == 0 && (flags & 1)) {
-        const float nll = valid ? logs - (l[y] - mx) : NAN;
+        const float nll = valid ? logs - (l[valid ? y : 0] - mx) : NAN; /* no load past the row */
         loss[i] = (1.0f - SMOOTH) * nll + SMOOTH * (logs - sum_shift / (float)K);
     }
     if (lid == 0 && (flags & 2)) correct[i] = valid && arg == y;

@@ -1,6 +1,6 @@
-/* tensor.cl — shape-free tensor plumbing: add, accumulate, copy and channel concat. Sizes are
- * runtime arguments (no -D options), so one program per context serves every layer; each kernel
- * guards its index against the real size. */
+/* tensor.cl — shape-free tensor plumbing: add, accumulate, copy, channel concat and row gather.
+ * Sizes are runtime arguments (no -D options), so one program per context serves every layer;
+ * each kernel guards its index against the real size. */
 
 __kernel void add2_f32(const long count, __global const float *a, __global const float *b,
                        __global float *y)
@@ -40,4 +40,17 @@ __kernel void concat_bwd(const int n, const int cx, const int cy, const int c0, 
     if (e >= n * blk) return;
     const long i = e / blk, r = e - i * blk;
     dx[e] = dy[(i * cy + c0) * hw + r];
+}
+
+/* Rows of a device-resident table (the feature cache) copied into a batch:
+ * dst[r][j] = src[rows[r]][j] for r < n, j < row. Two dimensions (j, r), so no division per
+ * element and consecutive work-items copy consecutive floats; the global size is rounded up to
+ * the work-group, so both indices are guarded. Here rather than in a file of its own: a transfer
+ * that caches features then builds no program its pretraining did not. */
+__kernel void gather_rows(const int n, const int row, __global const float *src,
+                          __global const int *rows, __global float *dst)
+{
+    const int j = get_global_id(0), r = get_global_id(1);
+    if (j >= row || r >= n) return;
+    dst[(long)r * row + j] = src[(long)rows[r] * row + j];
 }

@@ -143,6 +143,9 @@ typedef struct pipeline_options {
     /* train.sync_bn: pipeline_train_grads normalises with the global batch's statistics
      * (pipeline_sync_points) */
     bool sync_bn;
+    /* the pipeline only computes features (pipeline_forward_features*): no loss head, so no
+     * cross-entropy program is built for its output's width */
+    bool features_only;
 } pipeline_options;
 
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,

@@ -406,9 +406,11 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         goto fail;
     if ((s = host_buffer_create(ctx, 2 * PIPELINE_STATS_SLOTS * p->stat_stride, &p->stat_host, e)))
         goto fail;
-    int k = (int)shape_size(g->layers[g->nlayers - 1].out);
-    if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
-    p->has_xent = true;
+    if (!o->features_only) {
+        int k = (int)shape_size(g->layers[g->nlayers - 1].out);
+        if ((s = xent_op_init(ctx, &p->xent, k, o->label_smoothing, e))) goto fail;
+        p->has_xent = true;
+    }
     if (o->training) {
         if ((s = optim_op_init(ctx, &p->optim, e))) goto fail;
         p->has_optim = true;

@@ -339,8 +339,12 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
         double dt = now_seconds() - t0;
         ctx->compile_seconds += dt;
         if (dt > ctx->slowest_build) ctx->slowest_build = dt;
-        /* GRAFT_BUILD_LOG=1: a successful build's log (the compiler's warnings) on stderr */
+        /* GRAFT_BUILD_LOG=1: a successful build's log (the compiler's warnings) on stderr;
+         * 2: also every build from source, with its time */
         const char *show = getenv("GRAFT_BUILD_LOG");
+        if (show && strcmp(show, "2") == 0)
+            fprintf(stderr, "graft: cl/%s.cl %s in %.3f s, options '%s'\n", source,
+                    seen ? "loaded" : "built", dt, options);
         if (show && *show && strcmp(show, "0") != 0) {
             char *log = read_build_log(ctx, prog);
             if (log && *log)

@@ -125,7 +125,7 @@ graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem 
     if (n < 1 || row < 1)
         return err_set(e, GRAFT_STATUS_INTERNAL, "gather: bad count %d or row size %d", n, row);
     cl_kernel k;
-    graft_status s = kernel_get(ctx, "gather", "", "gather_rows", &k, e);
+    graft_status s = kernel_get(ctx, "tensor", "", "gather_rows", &k, e);
     if (s) return s;
     cl_int rc = kernel_arg(k, 0, sizeof n, &n);
     if (rc == CL_SUCCESS) rc = kernel_arg(k, 1, sizeof row, &row);

@@ -155,8 +155,7 @@ static graft_status bias_kernel(graft_context *ctx, const conv2d_desc *d, const 
 {
     char opts[192], eo[96];
     epilogue_options(&d->epi, eo, sizeof eo);
-    snprintf(opts, sizeof opts, "-DC=%d -DHW=%d -DHAS_BIAS=%d%s", d->o, d->oh * d->ow,
-             d->bias ? 1 : 0, eo);
+    snprintf(opts, sizeof opts, "-DHW=%d -DHAS_BIAS=%d%s", d->oh * d->ow, d->bias ? 1 : 0, eo);
     return kernel_get(ctx, "bias", opts, name, k, e);
 }
 
@@ -1013,7 +1012,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
         }
     if (d->bias || d->epi.kind) {
         cl_kernel k = op->bias_fwd;
-        SET_ARGS(k, 3, KARG(y), KARG(b), KARG(n));
+        SET_ARGS(k, 4, KARG(y), KARG(b), KARG(n), KARG(d->o));
         if ((st = run1d(ctx, k, (size_t)d->o * n, e))) return st;
     }
     return GRAFT_OK;
@@ -1069,7 +1068,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     }
     if (d->epi.kind) {
         cl_kernel k = op->epi_grad;
-        SET_ARGS(k, 3, KARG(dy), KARG(y), KARG(n));
+        SET_ARGS(k, 4, KARG(dy), KARG(y), KARG(n), KARG(d->o));
         if ((st = run1d(ctx, k, (size_t)d->o * n, e))) return st;
     }
     if (dx && op->direct_bwd) {
@@ -1105,7 +1104,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     }
     if (db) {
         cl_kernel k = op->bias_bwd;
-        SET_ARGS(k, 3, KARG(dy), KARG(db), KARG(n));
+        SET_ARGS(k, 4, KARG(dy), KARG(db), KARG(n), KARG(d->o));
         size_t g = (size_t)d->o, l = 16;
         if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
     }

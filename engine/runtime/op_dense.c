@@ -17,7 +17,7 @@ graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bo
     op->bias = bias;
     if (!bias) return GRAFT_OK;
     char opts[64];
-    snprintf(opts, sizeof opts, "-DC=%d -DHW=1", out);
+    snprintf(opts, sizeof opts, "-DHW=1");
     graft_status s;
     if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
         (s = kernel_get(ctx, "bias", opts, "bias_bwd", &op->bias_bwd, e)))
@@ -32,7 +32,7 @@ graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilo
     if (!epi->kind) return GRAFT_OK;
     char opts[160], eo[96];
     epilogue_options(epi, eo, sizeof eo);
-    snprintf(opts, sizeof opts, "-DC=%d -DHW=1 -DHAS_BIAS=%d%s", op->out, op->bias ? 1 : 0, eo);
+    snprintf(opts, sizeof opts, "-DHW=1 -DHAS_BIAS=%d%s", op->bias ? 1 : 0, eo);
     graft_status s;
     if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
         (s = kernel_get(ctx, "bias", opts, "epi_grad_inplace", &op->epi_grad, e)))
@@ -45,7 +45,7 @@ graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, 
 {
     if (!op->epi.kind) return GRAFT_OK;
     cl_kernel k = op->epi_grad;
-    SET_ARGS(k, 3, KARG(dy), KARG(y), KARG(n));
+    SET_ARGS(k, 4, KARG(dy), KARG(y), KARG(n), KARG(op->out));
     size_t items = (size_t)n * op->out, l = 16;
     return launch(ctx, k, 1, &items, &l, NULL, e);
 }
@@ -56,9 +56,9 @@ void dense_op_free(dense_op *op)
 }
 
 static graft_status bias_launch(graft_context *ctx, cl_kernel k, cl_mem a, cl_mem b, int n,
-                                size_t items, graft_error *e)
+                                int c, size_t items, graft_error *e)
 {
-    SET_ARGS(k, 3, KARG(a), KARG(b), KARG(n));
+    SET_ARGS(k, 4, KARG(a), KARG(b), KARG(n), KARG(c));
     size_t l = 16;
     return launch(ctx, k, 1, &items, &l, NULL, e);
 }
@@ -71,7 +71,7 @@ graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem
     graft_status s =
         gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y, 0, out, e);
     if (s || (!op->bias && !op->epi.kind)) return s;
-    return bias_launch(ctx, op->bias_fwd, y, b, n, (size_t)n * out, e);
+    return bias_launch(ctx, op->bias_fwd, y, b, n, op->out, (size_t)n * out, e);
 }
 
 graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,
@@ -92,6 +92,6 @@ graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x,
     if (dw && (s = gemm(ctx, true, false, out, in, (size_t)n, 1.0f, dy, 0, out, x, 0, in, 0.0f, dw,
                         0, in, e)))
         return s;
-    if (op->bias && db) return bias_launch(ctx, op->bias_bwd, dy, db, n, out, e);
+    if (op->bias && db) return bias_launch(ctx, op->bias_bwd, dy, db, n, op->out, out, e);
     return GRAFT_OK;
 }

@@ -16,7 +16,11 @@ graft_status xent_op_init(graft_context *ctx, xent_op *op, int k, float smoothin
     op->smoothing = smoothing;
     op->lsz = group_local_size(ctx, k);
     char opts[128];
-    snprintf(opts, sizeof opts, "-DK=%d -DSMOOTH=%.9ef -DLSZ=%d", k, (double)smoothing, op->lsz);
+    if (op->lsz == 1) /* the class count at run time (cl/loss.cl) */
+        snprintf(opts, sizeof opts, "-DSMOOTH=%.9ef -DLSZ=1", (double)smoothing);
+    else
+        snprintf(opts, sizeof opts, "-DK=%d -DSMOOTH=%.9ef -DLSZ=%d", k, (double)smoothing,
+                 op->lsz);
     return kernel_create(ctx, "loss", opts, "xent_fwd_bwd", &op->fwd_bwd, e);
 }
 
@@ -36,11 +40,12 @@ graft_status xent_fwd_bwd(graft_context *ctx, xent_op *op, int n, cl_mem logits,
     if (!flags) return GRAFT_OK;
     cl_int rc = kernel_arg(k, 0, sizeof n, &n);
     if (rc == CL_SUCCESS) rc = kernel_arg(k, 1, sizeof flags, &flags);
-    if (rc == CL_SUCCESS) rc = kernel_arg(k, 2, sizeof logits, &logits);
-    if (rc == CL_SUCCESS) rc = kernel_arg(k, 3, sizeof labels, &labels);
-    if (rc == CL_SUCCESS) rc = kernel_arg(k, 4, sizeof loss_out, &loss_out);
-    if (rc == CL_SUCCESS) rc = kernel_arg(k, 5, sizeof correct, &correct);
-    if (rc == CL_SUCCESS) rc = kernel_arg(k, 6, sizeof dlogits, &dlogits);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 2, sizeof op->k, &op->k);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 3, sizeof logits, &logits);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 4, sizeof labels, &labels);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 5, sizeof loss_out, &loss_out);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 6, sizeof correct, &correct);
+    if (rc == CL_SUCCESS) rc = kernel_arg(k, 7, sizeof dlogits, &dlogits);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
     return launch_rows(ctx, k, op->lsz, (size_t)n, e); /* a row per sample */
 }

@@ -270,7 +270,7 @@ graft_status transfer_wait(graft_context *ctx, cl_event *evt, long *blocked, gra
 size_t buffer_slice_stride(graft_context *ctx, size_t bytes);
 graft_status buffer_slices(graft_context *ctx, int count, size_t stride, cl_mem *parent,
                            cl_mem *slices, graft_error *e);
-/* dst[r] = src[rows[r]] for n rows of `row` floats (cl/gather.cl): batches from a device-resident
+/* dst[r] = src[rows[r]] for n rows of `row` floats (cl/tensor.cl): batches from a device-resident
  * feature cache. rows is an int32 device buffer. */
 graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
                          graft_error *e);

@@ -299,7 +299,7 @@ graft_status train_prefix_features(graft_context *ctx, const graph *g, int cut, 
     *fs = 0;
     graph prefix = *g;
     prefix.nlayers = cut;
-    pipeline_options fo = {.max_batch = batch, .first = 0};
+    pipeline_options fo = {.max_batch = batch, .first = 0, .features_only = true};
     pipeline *fp;
     graft_status s = pipeline_create(ctx, &prefix, &fo, &fp, e);
     if (s) return s;
@@ -414,7 +414,8 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (use_cache) {
         graph prefix = r->graph;
         prefix.nlayers = R->cut;
-        pipeline_options fo = {.max_batch = r->train.batch_size, .first = 0};
+        pipeline_options fo = {.max_batch = r->train.batch_size, .first = 0,
+                                 .features_only = true};
         pipeline *fp;
         if ((s = pipeline_create(R->ctx, &prefix, &fo, &fp, e))) return s;
         s = pipeline_upload(fp, &R->store, e);

@@ -1,5 +1,5 @@
 /* test_hostmem.c — the memory and transfers of a step without host synchronisation: buffer slices
- * (the statistics slots), gather_rows (cl/gather.cl: batches from a device-resident feature
+ * (the statistics slots), gather_rows (cl/tensor.cl: batches from a device-resident feature
  * cache) against a reference with NaN-poisoned outputs whose untouched parts must stay NaN, and
  * pinned staging memory through non-blocking writes and reads. */
 #include "opcheck.h"

@@ -20,6 +20,12 @@
  * conv_rows_dgrad, with WT, MWF and MWD). Requires SH = SW = 1, PH < KH and PW < KW (op_conv.c
  * checks).
  *
+ * The forward adds the bias and applies the epilogue, and pad_dy differentiates the epilogue, only
+ * where their `flags` argument says so (FLAG_EPI, FLAG_BIAS): a layer a batchnorm follows is
+ * built as the layer with that batchnorm folded in would be (a bias, the batchnorm's activation)
+ * and runs with both off, so the transfer or evaluation that folds it runs the same program. The
+ * weight gradient sums the bias whenever HAS_BIAS; the host does not read that sum without one.
+ *
  * Padded layouts (every entry outside the copied data is 0):
  *   xp [n, CI, XROWS, XPITCH]: x[i, c, iy, ix] at row iy + PH, column ix + PW, so the input of
  *      output (oy, ox) and tap (ky, kx) is at row oy + ky, column ox + kx;
@@ -28,6 +34,8 @@
  *      with the flipped weights is the data gradient, and whose columns past WO are 0 for the
  *      weight gradient's whole-vector rows. */
 #include "epilogue.cl"
+#define FLAG_EPI 1
+#define FLAG_BIAS 2
 
 #define KK (KH * KW)
 #define XROWS (HI + 2 * PH)
@@ -103,11 +111,11 @@ __kernel void conv_rows_pad_x(__global const float *x, __global float *ws, const
 
 /* dp from dy (NCHW), through the fused activation's derivative (from the saved output y). */
 __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y,
-                               __global float *ws, const long dpo, const int n)
+                               __global float *ws, const long dpo, const int n, const int flags)
 {
     const int t = get_global_id(0);
     if (t >= n * CO * DROWS) return;
-    pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, 1);
+    pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, flags & FLAG_EPI);
 }
 
 /* One step of conv_rows_wgrad's walk down the padded x rows: the window moves down a row (dy row
@@ -304,9 +312,11 @@ __kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global
  * MRF weights for MRF FMAs. */
 #define NYB ((HO + RY - 1) / RY)
 __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global const float *w,
-                            __global const float *b, __global float *y, const int n)
+                            __global const float *b, __global float *y, const int n,
+                            const int flags)
 {
     __global const float *xp = ws + xpo;
+    const int act = flags & FLAG_EPI;
     const int t = get_global_id(0);
     if (t >= n * NYB) return;
     const int i = t / NYB, yb = t - i * NYB;
@@ -350,7 +360,7 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
         for (int m = 0; m < MRF; m++) {
             const int o = o0 + m;
 #if HAS_BIAS
-            const floatv bo = (floatv)(b[o]);
+            const floatv bo = (floatv)(flags & FLAG_BIAS ? b[o] : 0.0f);
 #else
             const floatv bo = (floatv)(0.0f);
 #endif
@@ -364,14 +374,14 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
                      * 9 FMAs an output, and the scalar stores below took most of its time */
                     if ((v + 1) * VW <= WO) {
                         const floatv o = acc[m][r][v] + bo;
-                        VSTORE(VW)(epi_fwdv(floatv, o), 0, yr + v * VW);
+                        VSTORE(VW)(act ? epi_fwdv(floatv, o) : o, 0, yr + v * VW);
                         continue;
                     }
 #endif
                     float tmp[VW];
                     VSTORE(VW)(acc[m][r][v] + bo, 0, tmp);
                     for (int l = 0; l < VW && v * VW + l < WO; l++)
-                        yr[v * VW + l] = epi_fwd(tmp[l]);
+                        yr[v * VW + l] = act ? epi_fwd(tmp[l]) : tmp[l];
                 }
             }
         }
@@ -508,13 +518,14 @@ static inline int wino_rot(const int x)
 
 /* y from xp: one work-item per row of tiles (two output rows) of a sample. */
 __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global const float *u,
-                            __global const float *b, __global float *y, const int n)
+                            __global const float *b, __global float *y, const int n,
+                            const int flags)
 {
     const int t = get_global_id(0), NTY = (HO + 1) / 2;
     if (t >= n * NTY) return;
     floatt V[16 * CI * NTO], M[16 * MWF * NTO];
-    wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b, HAS_BIAS, 1, y, t / NTY,
-                 t % NTY, V, M);
+    wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b,
+                 HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY, t % NTY, V, M);
 }
 
 /* dx from dp: one work-item per row of tiles (two input rows) of a sample. */

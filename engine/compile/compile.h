@@ -107,6 +107,9 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
 void plan_free(graph_plan *p);
 /* The epilogue a layer's kernels apply (none unless the plan fused an activation into it). */
 epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
+/* Is layer_index a conv2d with a batchnorm right after it, not folded in by this plan
+ * (conv2d_desc.fold_ready)? *epi: the activation the fold would give it (that batchnorm's). */
+bool plan_fold_ready(const graph *g, const graph_plan *p, int layer_index, epilogue *epi);
 
 /* Before training: every freeze phase's training pipeline (the plan `graft plan` prints) against
  * the device's global memory and largest allocation. A recipe that cannot fit gets *fits false

@@ -71,6 +71,18 @@ epilogue plan_epilogue(const graph *g, const graph_plan *p, int i)
     return ep;
 }
 
+bool plan_fold_ready(const graph *g, const graph_plan *p, int i, epilogue *epi)
+{
+    *epi = (epilogue){0};
+    if (i < 0 || i + 1 >= p->nlayers || p->layers[i].bn_fold >= 0) return false;
+    const layer *l = &g->layers[i], *b = &g->layers[i + 1];
+    if (l->type != GRAFT_LAYER_CONV2D || b->type != GRAFT_LAYER_BATCHNORM || b->ninputs != 1 ||
+        b->inputs[0] != i)
+        return false;
+    *epi = plan_epilogue(g, p, i + 1);
+    return true;
+}
+
 /* GRAFT_FUSE=0 turns fusion off (to compare fused and unfused pipelines). */
 static bool fusion_enabled(void)
 {

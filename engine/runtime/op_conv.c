@@ -138,15 +138,21 @@ int conv2d_gemm_products(const conv2d_desc *d, int n, bool need_dx, bool trains,
     return k;
 }
 
-static void conv_options(const conv2d_desc *d, char *buf, size_t n)
+static void conv_options_as(const conv2d_desc *d, const epilogue *epi, bool bias, char *buf,
+                            size_t n)
 {
     char eo[96];
-    epilogue_options(&d->epi, eo, sizeof eo);
+    epilogue_options(epi, eo, sizeof eo);
     snprintf(buf, n,
              "-DCI=%d -DHI=%d -DWI=%d -DCO=%d -DHO=%d -DWO=%d -DKH=%d -DKW=%d -DSH=%d -DSW=%d "
              "-DPH=%d -DPW=%d -DHAS_BIAS=%d%s",
              d->c, d->h, d->w, d->o, d->oh, d->ow, d->kh, d->kw, d->sh, d->sw, d->ph, d->pw,
-             d->bias ? 1 : 0, eo);
+             bias ? 1 : 0, eo);
+}
+
+static void conv_options(const conv2d_desc *d, char *buf, size_t n)
+{
+    conv_options_as(d, &d->epi, d->bias, buf, n);
 }
 
 /* bias.cl's kernels for this layer's output [n, O, P], with the epilogue. */
@@ -704,7 +710,9 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     const bool wino = op->path == CONV_WINO && wino_geom_of(d, &g, &w);
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
     char base[512], opts[768], wo[96] = "";
-    conv_options(d, base, sizeof base);
+    /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
+    conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
+                    d->bias || d->fold_ready, base, sizeof base);
     if (wino) snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d", w.wt, w.mwf, w.mwd);
     snprintf(opts, sizeof opts,
              "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s",
@@ -774,15 +782,17 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         op->keep_x = x;
         op->keep_n = n;
     }
+    const int flags = (op->d.epi.kind ? 1 : 0) | (op->d.bias ? 2 : 0); /* FLAG_EPI, FLAG_BIAS */
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
-        SET_ARGS(k, 6, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(n));
+        SET_ARGS(k, 7, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(n),
+                 KARG(flags));
         size_t gs = (size_t)n * ((op->d.oh + 1) / 2), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     cl_kernel k = op->rows_fwd;
-    SET_ARGS(k, 6, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n));
+    SET_ARGS(k, 7, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n), KARG(flags));
     size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
@@ -802,7 +812,8 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
     graft_status st;
     cl_kernel k = op->rows_pad_dy;
-    SET_ARGS(k, 5, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n));
+    const int flags = d->epi.kind ? 1 : 0; /* FLAG_EPI */
+    SET_ARGS(k, 6, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n), KARG(flags));
     if ((st = run1d(ctx, k, (size_t)n * d->o * g.drows, e))) return st;
     if (dw || db) {
         /* x as the forward padded it, when it kept that copy for this x and batch; else again */

@@ -56,6 +56,11 @@ typedef struct conv2d_desc {
     bool bias;
     int oh, ow;        /* output size (filled by conv2d_op_init) */
     epilogue epi;      /* fused activation on the output */
+    /* a batchnorm follows, whose fold (a transfer's frozen prefix, an evaluation) would give the
+     * layer a bias and that batchnorm's activation, epi_build: the rows and wino kernels are built
+     * as the folded layer's and run with both switched off, so both run one program */
+    bool fold_ready;
+    epilogue epi_build;
 } conv2d_desc;
 /* How a layer's convolutions run: im2col + GEMM (cl/conv.cl and the GEMM back ends), the direct
  * CPU kernel (conv.cl's conv2d_direct, forward and backward data), implicit GEMMs

@@ -394,6 +394,39 @@ static void run_case(graft_context *ctx, const conv_case *k)
         free(yg);
         conv2d_op_free(&op);
     }
+    /* built as if a batchnorm with a relu were folded in (a bias and the relu), run with both
+     * switched off (fold_ready: a conv a batchnorm follows): the plain convolution both ways,
+     * dy unmasked, no bias read (the bias buffer is poisoned) */
+    d.epi = (epilogue){0};
+    d.fold_ready = true;
+    d.epi_build = (epilogue){.kind = ACT_RELU + 1};
+    if (conv2d_op_init(ctx, &op, &d, &e)) {
+        CHECKF(0, "%s: conv2d_op_init, fold-ready: %s", k->name, e.message);
+    } else {
+        cl_mem bdy2 = oc_buffer(ctx, dyf, ny), bnan = oc_buffer(ctx, NULL, nb);
+        oc_poison(ctx, bnan, nb);
+        ref_fwd(&s, x, w, b, y);
+        ref_bwd(&s, x, w, dy, dx, dw, db);
+        oc_poison(ctx, by, ny);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_fwd(ctx, &op, s.n, bx, bw, s.bias ? bb : bnan, by, ws, err));
+        float *got = oc_read(ctx, by, ny);
+        CHECK_CLOSE("fold-ready, run plain: forward", got, y, ny, tol);
+        free(got);
+        oc_poison(ctx, bdx, nx);
+        oc_poison(ctx, bdw, nw);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_bwd(ctx, &op, s.n, bx, by, bdy2, bw, bdx, bdw, NULL, ws, err));
+        got = oc_read(ctx, bdx, nx);
+        CHECK_CLOSE("fold-ready, run plain: backward data", got, dx, nx, tol);
+        free(got);
+        got = oc_read(ctx, bdw, nw);
+        CHECK_CLOSE("fold-ready, run plain: backward weight", got, dw, nw, tol);
+        free(got);
+        clReleaseMemObject(bdy2);
+        clReleaseMemObject(bnan);
+        conv2d_op_free(&op);
+    }
     cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
     for (size_t i = 0; i < ARRAY_LEN(all); i++)
         clReleaseMemObject(all[i]);

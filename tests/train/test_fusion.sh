@@ -69,6 +69,30 @@ a, b = (json.load(open(f)) for f in sys.argv[1:3])
 assert a["accuracy"] == b["accuracy"], (a["accuracy"], b["accuracy"])
 assert abs(a["loss"] - b["loss"]) <= 1e-5 * abs(b["loss"]), (a["loss"], b["loss"])
 PY
+
+# A folded layer runs the program its training built: conv2 (rows kernels on CPUs) is built in
+# training as it is with bn2 folded in (a bias and bn2's leaky_relu, run switched off), so an
+# evaluation and a frozen-prefix transfer after the training build no convolution program of
+# their own (GRAFT_BUILD_LOG=2 names each program built from source; the cache starts empty).
+C="$W/cache-share"
+GRAFT_CACHE_DIR=$C GRAFT_BUILD_LOG=2 "$G" train base.yaml $S --quiet --out run-share \
+    > log-share.txt 2>&1 || { cat log-share.txt; bad "train, fresh cache"; }
+GRAFT_CACHE_DIR=$C GRAFT_BUILD_LOG=2 "$G" eval base.yaml $S --weights run-share/last.safetensors \
+    > log-share-eval.txt 2>&1 || { cat log-share-eval.txt; bad "eval after training"; }
+GRAFT_CACHE_DIR=$C GRAFT_BUILD_LOG=2 "$G" train base.yaml $S --set transfer.freeze=pool1 \
+    --set transfer.from=run-share/last.safetensors --quiet --out run-share-fe \
+    > log-share-fe.txt 2>&1 || { cat log-share-fe.txt; bad "frozen-prefix transfer"; }
+if grep -q "conv_rows.cl built" log-share.txt; then
+    for f in log-share-eval.txt log-share-fe.txt; do
+        if grep -E "cl/(conv_rows|loss|bias)\.cl built" $f; then bad "$f: built convolution, loss or bias programs of its own"
+        else ok "$f: no convolution, loss or bias program beyond the training's"; fi
+    done
+    grep -q "feature cache on" log-share-fe.txt && ok "the transfer cached its frozen features" \
+        || bad "the transfer did not cache its features"
+else
+    ok "no rows convolution on this device: nothing to share"
+fi
+
 F="$S --set transfer.freeze=pool1"
 "$G" plan base.yaml $F --json > plan-frozen.json 2>/dev/null || bad "plan frozen"
 groups=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['fused_groups']))" plan-frozen.json)

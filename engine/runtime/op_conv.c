@@ -460,7 +460,13 @@ static graft_status direct_init(graft_context *ctx, conv2d_op *op, graft_error *
         if ((s = kernel_get(ctx, "conv", opts, "conv2d_direct", &op->direct_bwd, e)) ||
             (s = conv_kernel(ctx, d, "conv2d_flip", &op->flip, e)) ||
             (s = buffer_create(ctx, (size_t)d->o * d->c * d->kh * d->kw * sizeof(float),
-                               &op->wflip, e)))
+                               &op->wflip, e)) ||
+            /* zeros from the host first, as wino_u: conv2d_flip writes every entry before each
+             * use, but Oclgrind took the next launch's reads of a kernel-written buffer for
+             * uninitialised ones (test_conv_direct, where the allocator handed out memory no
+             * host write had touched) */
+            (s = zero_from_host(ctx, op->wflip,
+                                (size_t)d->o * d->c * d->kh * d->kw * sizeof(float), e)))
             return s;
     }
     return GRAFT_OK;

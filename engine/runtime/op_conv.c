@@ -292,9 +292,11 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
  * 3x3 kernels whose padded pitches hold the tiles' loads, and private V arrays of at most 32 KiB
  * a work-item (fmnist-cnn's layers: 16-32 KiB). At 64 KiB (resnet18's 128-channel 8x8 layers)
  * the op test still passed but a training step of resnet18 on PoCL went wrong (weights 1.7e-2
- * from torchvision's step against 1e-5 with rows, test tv_resnet18): a private frame that
- * large is not safe there (suspected, not confirmed: PoCL runs it on a worker thread's stack),
- * so larger layers keep rows. */
+ * from torchvision's step against 1e-5 with rows, test tv_resnet18), so larger layers keep rows.
+ * The frame's size is not the cause, it seems: a trial that packed two tile rows a float16 and
+ * made V in chunks of planes (8 KiB at the least) put wino on those layers again and the step went
+ * wrong by the same 1.74e-2 (at layer3.0.conv1.weight, the forward's loss right to 1e-7), while
+ * the op test passed at their shapes (and under Oclgrind at small ones); the cause is not found. */
 typedef struct wino_geom {
     int wt, nto, nti, mwf, mwd;
 } wino_geom;

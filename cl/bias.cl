@@ -1,8 +1,8 @@
-/* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). HW comes in as a
- * -D option, the batch count n and the channels C at run time (so a transfer's new head of other
- * width runs the program its pretraining compiled); -DHAS_BIAS=0 makes bias_fwd apply only the fused
- * activation (-DEPI, epilogue.cl), and epi_grad_inplace turns an activation's output gradient into
- * its producer's output gradient for the paths that cannot fold it into a read. */
+/* bias.cl — bias add and bias gradient over [n, C, HW] (HW = 1 for dense layers). HW comes in as
+ * a -D option, the batch count n and the channels C at run time (so a transfer's new head of
+ * other width runs the program its pretraining compiled); -DHAS_BIAS=0 makes bias_fwd apply only
+ * the fused activation (-DEPI, epilogue.cl), and epi_grad_inplace turns an activation's output
+ * gradient into its producer's output gradient for the paths that cannot fold it into a read. */
 #include "epilogue.cl"
 #ifndef HAS_BIAS
 #define HAS_BIAS 1
@@ -25,7 +25,8 @@ __kernel void bias_fwd(__global float *y, __global const float *b, const int n, 
 }
 
 /* dy = epi'(y) * dy in place, one work-item per (i, c) row. */
-__kernel void epi_grad_inplace(__global float *dy, __global const float *y, const int n, const int C)
+__kernel void epi_grad_inplace(__global float *dy, __global const float *y, const int n,
+                               const int C)
 {
     const int t = get_global_id(0);
     if (t >= n * C) return;

@@ -84,7 +84,8 @@ GRAFT_CACHE_DIR=$C GRAFT_BUILD_LOG=2 "$G" train base.yaml $S --set transfer.free
     > log-share-fe.txt 2>&1 || { cat log-share-fe.txt; bad "frozen-prefix transfer"; }
 if grep -q "conv_rows.cl built" log-share.txt; then
     for f in log-share-eval.txt log-share-fe.txt; do
-        if grep -E "cl/(conv_rows|loss|bias)\.cl built" $f; then bad "$f: built convolution, loss or bias programs of its own"
+        if grep -E "cl/(conv_rows|loss|bias)\.cl built" $f; then
+            bad "$f: built convolution, loss or bias programs of its own"
         else ok "$f: no convolution, loss or bias program beyond the training's"; fi
     done
     grep -q "feature cache on" log-share-fe.txt && ok "the transfer cached its frozen features" \

@@ -31,17 +31,27 @@ __kernel void xent_fwd_bwd(const int n, const int flags, const int k, __global c
     const bool valid = y >= 0 && y < K;
     float mx = -INFINITY;
     int arg = K;
-    for (int j = lid; j < K; j += LSZ)
-        if (l[j] > mx || arg == K) { /* strict: ties go to the lowest index */
+    /* every loop takes the same trip count in every work-item of a group (j0), the row's end
+     * tested inside. With a work-item's own count (j from lid, none where lid >= K), PoCL 3.1's
+     * work-group form (LSZ 4, K = 1) gave a wrong gradient in about one run in a hundred when two
+     * processes kept the cores busy, and never with one PoCL thread (the cause not pinned down:
+     * Oclgrind finds no race); 1,200 such runs of this form all passed */
+    for (int j0 = 0; j0 < K; j0 += LSZ) {
+        const int j = j0 + lid;
+        if (j < K && (l[j] > mx || arg == K)) { /* strict: ties go to the lowest index */
             mx = l[j];
             arg = j;
         }
+    }
     mx = group_max_arg(redf, redi, mx, &arg);
     float s = 0.0f, sum_shift = 0.0f;
-    for (int j = lid; j < K; j += LSZ) {
-        const float d = l[j] - mx;
-        s += exp(d);
-        sum_shift += d;
+    for (int j0 = 0; j0 < K; j0 += LSZ) {
+        const int j = j0 + lid;
+        if (j < K) {
+            const float d = l[j] - mx;
+            s += exp(d);
+            sum_shift += d;
+        }
     }
     s = group_sum(redf, s);
     sum_shift = group_sum(redf, sum_shift);
@@ -53,9 +63,11 @@ __kernel void xent_fwd_bwd(const int n, const int flags, const int k, __global c
     if (lid == 0 && (flags & 2)) correct[i] = valid && arg == y;
     if (flags & 4) {
         const float inv_s = 1.0f / s, inv_n = 1.0f / (float)n;
-        for (int j = lid; j < K; j += LSZ) {
+        for (int j0 = 0; j0 < K; j0 += LSZ) {
+            const int j = j0 + lid;
             const float t = (j == y ? 1.0f - SMOOTH : 0.0f) + SMOOTH / (float)K;
-            dlogits[(long)i * K + j] = valid ? (exp(l[j] - mx) * inv_s - t) * inv_n : NAN;
+            if (j < K)
+                dlogits[(long)i * K + j] = valid ? (exp(l[j] - mx) * inv_s - t) * inv_n : NAN;
         }
     }
 }

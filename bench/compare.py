@@ -817,12 +817,13 @@ def gemm_part(graft, res, args, torch_python):
                    "rows": rows}
 
 
-def pretrained(graft, tmp, steps=60):
-    """A checkpoint of fmnist-cnn for the transfer workload (a short pretrain run)."""
-    ckpt = os.path.join(tmp, "pre", "model.safetensors")
+def pretrained(graft, tmp, steps=60, name="pre", env=None):
+    """A checkpoint of fmnist-cnn for the transfer workload (a short pretrain run into tmp/name,
+    under env: graft_env() by default)."""
+    ckpt = os.path.join(tmp, name, "model.safetensors")
     if not os.path.exists(ckpt):
-        graft_train(graft, PRETRAIN, os.path.join(tmp, "pre"),
-                    [f"train.max_steps={steps}", "train.epochs=1"], graft_env())
+        graft_train(graft, PRETRAIN, os.path.join(tmp, name),
+                    [f"train.max_steps={steps}", "train.epochs=1"], env or graft_env())
     return ckpt
 
 
@@ -832,10 +833,8 @@ def transfer_part(graft, res, tmp, args, torch_python):
     # first: a pretraining on empty program caches, then the transfer from it, timed (the
     # programs it needs beyond the pretraining's are compiled in that time)
     cold_env = graft_env(os.path.join(tmp, "fe-cache"), os.path.join(tmp, "fe-pocl-cache"))
-    graft_train(graft, PRETRAIN, os.path.join(tmp, "pre-cold"),
-                ["train.max_steps=60", "train.epochs=1"], cold_env)
-    gcold, _ = graft_train(graft, fe, os.path.join(tmp, "fe-cold"),
-                           [f"transfer.from={os.path.join(tmp, 'pre-cold', 'model.safetensors')}"],
+    cold_ckpt = pretrained(graft, tmp, name="pre-cold", env=cold_env)
+    gcold, _ = graft_train(graft, fe, os.path.join(tmp, "fe-cold"), [f"transfer.from={cold_ckpt}"],
                            cold_env)
     ckpt = pretrained(graft, tmp)
     gw, gs = graft_train(graft, fe, os.path.join(tmp, "fe"), [f"transfer.from={ckpt}"],

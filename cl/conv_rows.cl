@@ -416,14 +416,18 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
  * 16 tiles is two of them (NH) */
 #define rowt float16
 #define NH 2
-/* the even and odd floats of p[0 .. 31], from two 16-float loads and shuffle2 (as at WT 8) */
+/* the even and odd floats of p[0 .. 31] from two 16-float loads, picked lane by lane (as at WT 8):
+ * PoCL 3.1 compiled shuffle2 with constant masks into 8-byte loads and inserts, about 500
+ * instructions a channel in the forward's transform against 150 this way (conv2 of fmnist-cnn,
+ * AVX-512), where its GEMM takes 544; the wider swizzles (.s02468ace of each half, or
+ * __builtin_shufflevector) compile as well but crash or mislead Oclgrind's checker */
 #define LOAD_EO(p, e, o)                                                                           \
     {                                                                                              \
         const float16 lo_ = vload16(0, (p)), hi_ = vload16(0, (p) + 16);                           \
-        (e) = shuffle2(lo_, hi_, (uint16)(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28,   \
-                                          30));                                                    \
-        (o) = shuffle2(lo_, hi_, (uint16)(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29,   \
-                                          31));                                                    \
+        (e) = (float16)(lo_.s0, lo_.s2, lo_.s4, lo_.s6, lo_.s8, lo_.sa, lo_.sc, lo_.se, hi_.s0,   \
+                        hi_.s2, hi_.s4, hi_.s6, hi_.s8, hi_.sa, hi_.sc, hi_.se);                   \
+        (o) = (float16)(lo_.s1, lo_.s3, lo_.s5, lo_.s7, lo_.s9, lo_.sb, lo_.sd, lo_.sf, hi_.s1,   \
+                        hi_.s3, hi_.s5, hi_.s7, hi_.s9, hi_.sb, hi_.sd, hi_.sf);                   \
     }
 #define STORE_ROWT(v, p) vstore16((v), 0, (p))
 #define ILVH(a, b, h)                                                                              \
@@ -435,14 +439,15 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
 #define floatt float8
 #define rowt float16
 #define NH 1
-/* the even and odd floats of p[0 .. 15], from two 8-float loads and shuffle2 (Oclgrind's checker
- * took the .even / .odd halves of one 16-float load for uninitialised values, and crashed on the
- * same halves built as (float8)(lo.s0246, hi.s0246)) */
+/* the even and odd floats of p[0 .. 15] from two 8-float loads, lane by lane (see WT 16; 260
+ * instructions a channel with shuffle2 against 140 in conv4's transform). Oclgrind's checker took
+ * the .even / .odd halves of one 16-float load for uninitialised values, and crashed on the same
+ * halves built as (float8)(lo.s0246, hi.s0246); single lanes it takes as they are. */
 #define LOAD_EO(p, e, o)                                                                           \
     {                                                                                              \
         const float8 lo_ = vload8(0, (p)), hi_ = vload8(0, (p) + 8);                               \
-        (e) = shuffle2(lo_, hi_, (uint8)(0, 2, 4, 6, 8, 10, 12, 14));                              \
-        (o) = shuffle2(lo_, hi_, (uint8)(1, 3, 5, 7, 9, 11, 13, 15));                              \
+        (e) = (float8)(lo_.s0, lo_.s2, lo_.s4, lo_.s6, hi_.s0, hi_.s2, hi_.s4, hi_.s6);            \
+        (o) = (float8)(lo_.s1, lo_.s3, lo_.s5, lo_.s7, hi_.s1, hi_.s3, hi_.s5, hi_.s7);            \
     }
 #define STORE_ROWT(v, p) vstore16((v), 0, (p))
 #define ILVH(a, b, h)                                                                              \

@@ -29,6 +29,9 @@ static const conv_case full_cases[] = {
      21, 4, 3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p0, rows of 35 (Winograd: a third tile vector of one tile)", 2, 1, 2, 4, 35, 3,
      3, 3, 1, 1, 0, 0, 1, 0},
+    {"3x3 p1, C 16, 7x9 (Winograd: partial tiles, odd rows, 16 channels)", 3, 2, 16, 7, 9, 5, 3,
+     3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p0, C 32, rows of 21, no bias (Winograd)", 2, 1, 32, 6, 21, 3, 3, 3, 1, 1, 0, 0, 1, 0},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -45,6 +48,7 @@ static const conv_case small_cases[] = {
      1, 2, 3, 18, 3, 3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, rows of 11, height 3 (Winograd: two tile vectors at 4 lanes)", 2, 1, 2, 3, 11, 3, 3,
      3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, C 16, 5x7 (Winograd, 16 channels)", 2, 1, 16, 5, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {

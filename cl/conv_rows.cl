@@ -36,6 +36,7 @@
 #include "epilogue.cl"
 #define FLAG_EPI 1
 #define FLAG_BIAS 2
+#define FLAG_POOL 4
 
 #define KK (KH * KW)
 #define XROWS (HI + 2 * PH)
@@ -430,6 +431,9 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
                         hi_.s3, hi_.s5, hi_.s7, hi_.s9, hi_.sb, hi_.sd, hi_.sf);                   \
     }
 #define STORE_ROWT(v, p) vstore16((v), 0, (p))
+#define intt int16
+#define LANES_T ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#define STORE_T(v, p) vstore16((v), 0, (p))
 #define ILVH(a, b, h)                                                                              \
     ((h) ? (float16)((a).s8, (b).s8, (a).s9, (b).s9, (a).sa, (b).sa, (a).sb, (b).sb, (a).sc,       \
                      (b).sc, (a).sd, (b).sd, (a).se, (b).se, (a).sf, (b).sf)                       \
@@ -450,6 +454,9 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
         (o) = (float8)(lo_.s1, lo_.s3, lo_.s5, lo_.s7, hi_.s1, hi_.s3, hi_.s5, hi_.s7);            \
     }
 #define STORE_ROWT(v, p) vstore16((v), 0, (p))
+#define intt int8
+#define LANES_T ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#define STORE_T(v, p) vstore8((v), 0, (p))
 #define ILVH(a, b, h)                                                                              \
     ((float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4, (b).s4,    \
                (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
@@ -464,6 +471,9 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
         (o) = v_.s1357;                                                                             \
     }
 #define STORE_ROWT(v, p) vstore8((v), 0, (p))
+#define intt int4
+#define LANES_T ((int4)(0, 1, 2, 3))
+#define STORE_T(v, p) vstore4((v), 0, (p))
 #define ILVH(a, b, h) ((float8)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
 #else
 #error "WT: 4, 8 or 16"
@@ -507,6 +517,63 @@ static inline int wino_rot(const int x)
     return ((a == 0 ? 3 : a == 3 ? 0 : a) << 2) | (b == 0 ? 3 : b == 3 ? 0 : b);
 }
 
+/* The 2x2 max-pool (stride 2) of a row of WT tiles' outputs y00 y01 / y10 y11 (before the
+ * activation, applied here when ACT) into row ty of the pooled plane at yp, with pool.cl's
+ * indexes at ip: iy * OW + ix of the winner in the conv's output plane, tested in pool.cl's
+ * order (row by row, left column first; the first of equals, a NaN wins). */
+static inline void wino_pool(floatt y00, floatt y01, floatt y10, floatt y11, const int ACT,
+                             const int OH, const int OW, const int ty, const int t,
+                             __global float *yp, __global int *ip)
+{
+#if EPI_VEC
+    if (ACT) {
+        y00 = epi_fwdv(floatt, y00);
+        y01 = epi_fwdv(floatt, y01);
+        y10 = epi_fwdv(floatt, y10);
+        y11 = epi_fwdv(floatt, y11);
+    }
+#else
+    if (ACT) {
+        float a[4][WT];
+        STORE_T(y00, a[0]);
+        STORE_T(y01, a[1]);
+        STORE_T(y10, a[2]);
+        STORE_T(y11, a[3]);
+        for (int r = 0; r < 4; r++)
+            for (int l = 0; l < WT; l++) a[r][l] = epi_fwd(a[r][l]);
+        y00 = VLOAD(WT)(0, a[0]);
+        y01 = VLOAD(WT)(0, a[1]);
+        y10 = VLOAD(WT)(0, a[2]);
+        y11 = VLOAD(WT)(0, a[3]);
+    }
+#endif
+    const intt c0 = (LANES_T + WT * t) * 2 + 2 * ty * OW;
+    floatt m = y00;
+    intt at = c0, take = isgreater(y01, m) | isnotequal(y01, y01);
+    m = select(m, y01, take);
+    at = select(at, c0 + 1, take);
+    take = isgreater(y10, m) | isnotequal(y10, y10);
+    m = select(m, y10, take);
+    at = select(at, c0 + OW, take);
+    take = isgreater(y11, m) | isnotequal(y11, y11);
+    m = select(m, y11, take);
+    at = select(at, c0 + OW + 1, take);
+    const int x0 = WT * t, PWO = OW / 2;
+    if (x0 + WT <= PWO) {
+        STORE_T(m, yp + x0);
+        STORE_T(at, ip + x0);
+        return;
+    }
+    float mt[WT];
+    int it[WT];
+    STORE_T(m, mt);
+    STORE_T(at, it);
+    for (int l = 0; l < WT && x0 + l < PWO; l++) {
+        yp[x0 + l] = mt[l];
+        ip[x0 + l] = it[l];
+    }
+}
+
 /* wino_fwd_row and wino_dgrad_row: conv_wino.cl with the register tile as constants (MW output
  * channels x NT tile vectors), so that the accumulators stay in registers */
 #define WINO_ROW wino_fwd_row
@@ -521,16 +588,19 @@ static inline int wino_rot(const int x)
 #define W_NT NTI
 #include "conv_wino.cl"
 
-/* y from xp: one work-item per row of tiles (two output rows) of a sample. */
+/* y from xp: one work-item per row of tiles (two output rows) of a sample. With FLAG_POOL (a 2x2
+ * max-pool of stride 2 follows; HO and WO even, op_conv.c checks) also the pool's output yp
+ * [n, CO, HO/2, WO/2] and indexes ip, as pool.cl's pool_max_fwd would write them from y. */
 __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global const float *u,
-                            __global const float *b, __global float *y, const int n,
-                            const int flags)
+                            __global const float *b, __global float *y, __global float *yp,
+                            __global int *ip, const int n, const int flags)
 {
     const int t = get_global_id(0), NTY = (HO + 1) / 2;
     if (t >= n * NTY) return;
     floatt V[16 * CI * NTO], M[16 * MWF * NTO];
     wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b,
-                 HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY, t % NTY, V, M);
+                 HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY, t % NTY, V, M,
+                 yp, ip, flags & FLAG_POOL);
 }
 
 /* dx from dp: one work-item per row of tiles (two input rows) of a sample. */
@@ -541,6 +611,6 @@ __kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global
     if (t >= n * NTY) return;
     floatt V[16 * CO * NTI], M[16 * MWD * NTI];
     wino_dgrad_row(ws + dpo, DROWS, DPITCH, CO, CI, HI, WI, u, 1, CI, 1, 0, 0, 0, dx, t / NTY,
-                   t % NTY, V, M);
+                   t % NTY, V, M, 0, 0, 0);
 }
 #endif /* WINO */

@@ -12,7 +12,8 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                             const int NP, const int OH, const int OW, __global const float *u,
                             const int SP, const int SQ, const int ROT, __global const float *b,
                             const int BIAS, const int ACT, __global float *out, const int i,
-                            const int ty, floatt *V, floatt *M)
+                            const int ty, floatt *V, floatt *M, __global float *yp,
+                            __global int *ip, const int POOL)
 {
     for (int q = 0; q < NQ; q++) {
         __global const float *inq = in + ((long)i * NQ + q) * IR * IP;
@@ -110,6 +111,10 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                         }
                     }
                 }
+                if (POOL && ty < OH / 2) /* the 2x2 max-pool after it: see conv_wino_fwd */
+                    wino_pool(y00, y01, y10, y11, ACT, OH, OW, ty, t,
+                              yp + (((long)i * NP + pc) * (OH / 2) + ty) * (OW / 2),
+                              ip + (((long)i * NP + pc) * (OH / 2) + ty) * (OW / 2));
             }
         }
     }

@@ -144,16 +144,20 @@ static void plan_table(const plan_view *v)
         while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
         puts(line);
     }
-    int nf = 0, nb = 0;
+    int nf = 0, nb = 0, np = 0;
     for (int i = 0; i < g->nlayers; i++) {
         nf += v->plan.layers[i].fused_act >= 0;
         nb += v->plan.layers[i].bn_fold >= 0;
+        np += v->plan.layers[i].fused_pool >= 0;
     }
     printf("\nfused: %d activation%s run%s as the epilogue of the layer before", nf,
            nf == 1 ? "" : "s", nf == 1 ? "s" : "");
     if (nb)
         printf("; %d eval-mode batchnorm%s folded into the convolution before (no backward there)",
                nb, nb == 1 ? "" : "s");
+    if (np)
+        printf("; %d 2x2 max-pool%s written by the convolution before where it runs Winograd "
+               "(CPUs)", np, np == 1 ? "" : "s");
     printf(" (kernel column; GRAFT_FUSE=0 turns fusion off)\n");
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));

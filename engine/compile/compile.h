@@ -68,6 +68,13 @@ typedef struct layer_plan {
      * scaled by the normalisation (w * gamma/sqrt(var + eps); (b - mean) * that + beta) and the
      * batchnorm's own epilogue, and the batchnorm becomes a view like a fused activation. */
     int bn_fold;       /* conv2d: index of the batchnorm folded into it, or -1 */
+    /* A 2x2 max-pool of stride 2 right after a conv2d (or its fused activation) that is its only
+     * reader, on an even output: the conv's forward may write the pool's output and indexes as
+     * well (where its op can: conv2d_can_pool; the pipeline decides), and the pool's forward
+     * then launches nothing. Its output is defined at the conv's step (no slot shared with the
+     * conv's input); its backward is unchanged. */
+    int fused_pool;    /* conv2d: index of that pool, or -1 */
+    int pool_of;       /* that pool: index of its conv2d, or -1 */
 } layer_plan;
 
 typedef struct plan_memory {

@@ -33,6 +33,7 @@ typedef struct player {
     long aoff[LAYER_MAX_PARAMS];   /* where a trained tensor lies in the arenas (floats), or -1 */
     cl_mem
         keep[LAYER_MAX_PARAMS]; /* skip_nonfinite: batchnorm running statistics before the step */
+    bool pool_fused; /* conv2d: its forward writes the pool after it (plan fused_pool) */
 } player;
 
 struct pipeline {
@@ -281,6 +282,8 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
         if (!s && p->o.training && p->plan.layers[pl - p->layers].trains)
             s = conv2d_keep_input(ctx, &pl->op.conv, p->o.max_batch, e);
+        pl->pool_fused = !s && p->plan.layers[pl - p->layers].fused_pool >= 0 &&
+                         conv2d_can_pool(&pl->op.conv);
         break;
     }
     case GRAFT_LAYER_DENSE:
@@ -822,10 +825,15 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         const layer_plan *lp = &p->plan.layers[i];
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i);
         if (lp->fused_into >= 0) continue; /* its producer wrote it */
+        if (lp->pool_of >= 0 && p->layers[lp->pool_of].pool_fused) continue; /* and this */
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            if (lp->bn_fold >= 0) /* the batchnorm after it, folded in (pipeline_upload) */
+            if (pl->pool_fused) /* and the max-pool after it */
+                s = conv2d_fwd_pool(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,
+                                    Y(p, lp->fused_pool), p->layers[lp->fused_pool].idx,
+                                    p->workspace, e);
+            else if (lp->bn_fold >= 0) /* the batchnorm after it, folded in (pipeline_upload) */
                 s = conv2d_fwd(ctx, &pl->op.conv, n, x, pl->wf, pl->bf, y, p->workspace, e);
             else
                 s = conv2d_fwd(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,

@@ -93,7 +93,8 @@ static bool fusion_enabled(void)
 static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_plan *p)
 {
     for (int i = 0; i < g->nlayers; i++)
-        p->layers[i].fused_act = p->layers[i].fused_into = p->layers[i].bn_fold = -1;
+        p->layers[i].fused_act = p->layers[i].fused_into = p->layers[i].bn_fold =
+            p->layers[i].fused_pool = p->layers[i].pool_of = -1;
     if (!fusion_enabled()) return;
     for (int i = first; i + 1 < g->nlayers; i++) {
         const layer *l = &g->layers[i], *a = &g->layers[i + 1];
@@ -105,6 +106,19 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
         if (l->aligned) continue; /* adapt.layer reads its pre-activation output */
         p->layers[i].fused_act = i + 1;
         p->layers[i + 1].fused_into = i;
+    }
+    for (int i = first; i < g->nlayers; i++) {
+        const layer *l = &g->layers[i];
+        const int in = p->layers[i].fused_act >= 0 ? p->layers[i].fused_act : i, j = in + 1;
+        if (l->type != GRAFT_LAYER_CONV2D || l->aligned || j >= g->nlayers) continue;
+        const layer *pl = &g->layers[j];
+        if (pl->type != GRAFT_LAYER_MAXPOOL || pl->ninputs != 1 || pl->inputs[0] != in ||
+            nconsumers[in] != 1 || pl->aligned || pl->pool[0] != 2 || pl->pool[1] != 2 ||
+            pl->pool_stride[0] != 2 || pl->pool_stride[1] != 2 || pl->pool_pad[0] != 0 ||
+            pl->pool_pad[1] != 0 || l->out.d[1] % 2 || l->out.d[2] % 2)
+            continue;
+        p->layers[i].fused_pool = j;
+        p->layers[j].pool_of = i;
     }
     /* eval-mode batchnorm into the conv2d before it (after the activations: the batchnorm's own
      * fused activation moves with it); GRAFT_FOLD_BN=0 turns only this off (float rounding
@@ -218,6 +232,9 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
         if (lp->backward) USE(p->y_tensor[i], BWD(i));
     }
     USE(p->y_tensor[nl - 1], t_loss);
+    for (int i = first; i < nl; i++) /* a fused pool's output is written at its conv's step */
+        if (p->layers[i].pool_of >= 0 && p->y_tensor[i] > 0)
+            p->tensors[p->y_tensor[i]].def = FWD(p->layers[i].pool_of);
 
     /* gradient tensors: DY of layer i is written by the first consumer (in backward order) that
      * needs dx for it, or by the loss for the last layer; views share their input's DY */

@@ -222,6 +222,16 @@ json_t *plan_view_json(const plan_view *v)
         json_array_append_new(groups, grp);
     }
     json_object_set_new(o, "fused_groups", groups);
+    json_t *pools = json_array(); /* a conv's forward writing the max-pool after it, where the
+                                   * conv runs the Winograd path (CPUs; conv2d_can_pool) */
+    for (int i = 0; i < g->nlayers; i++)
+        if (v->plan.layers[i].fused_pool >= 0) {
+            json_t *grp = json_array();
+            json_array_append_new(grp, json_string(l_name(g, i)));
+            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_pool)));
+            json_array_append_new(pools, grp);
+        }
+    json_object_set_new(o, "pool_groups", pools);
     plan_extend_json(o, v);
     adapt_json(o, v->r);
     return o;

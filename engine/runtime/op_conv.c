@@ -776,7 +776,7 @@ static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, gr
 }
 
 static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
-                             cl_mem b, cl_mem y, cl_mem ws, graft_error *e)
+                             cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e)
 {
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
@@ -794,12 +794,13 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         op->keep_x = x;
         op->keep_n = n;
     }
-    const int flags = (op->d.epi.kind ? 1 : 0) | (op->d.bias ? 2 : 0); /* FLAG_EPI, FLAG_BIAS */
+    /* FLAG_EPI, FLAG_BIAS, FLAG_POOL */
+    const int flags = (op->d.epi.kind ? 1 : 0) | (op->d.bias ? 2 : 0) | (yp ? 4 : 0);
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
-        SET_ARGS(k, 7, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(n),
-                 KARG(flags));
+        SET_ARGS(k, 9, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(yp),
+                 KARG(ip), KARG(n), KARG(flags));
         size_t gs = (size_t)n * ((op->d.oh + 1) / 2), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
@@ -991,6 +992,20 @@ static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, 
     return run1d(ctx, k, (size_t)op->d.o * n, e);
 }
 
+bool conv2d_can_pool(const conv2d_op *op)
+{
+    return op->wino_fwd && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
+}
+
+graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
+                             cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e)
+{
+    if (n < 1 || !conv2d_can_pool(op))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_pool: batch count %d, path %s", n,
+                       conv2d_path_name(op->path));
+    return rows_fwd(ctx, op, n, x, w, b, y, yp, ip, ws, e);
+}
+
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                         cl_mem y, cl_mem ws, graft_error *e)
 {
@@ -999,7 +1014,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
-    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, w, b, y, ws, e);
+    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, w, b, y, NULL, NULL, ws, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);

@@ -123,6 +123,13 @@ int conv2d_gemm_products(const conv2d_desc *d, int n, bool need_dx, bool trains,
                          struct gemm_shape *out, int cap);
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                         cl_mem y, cl_mem ws, graft_error *e);
+/* Whether conv2d_fwd_pool applies: the wino path, an even output (a 2x2 max-pool of stride 2
+ * after it, and its activation, if any, fused in the op: plan.c's fused_pool). */
+bool conv2d_can_pool(const conv2d_op *op);
+/* conv2d_fwd that also writes that pool's output yp and argmax indexes ip (as pool_fwd would
+ * from y), so the pool's own forward does not run; y is written as by conv2d_fwd. */
+graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
+                             cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e);
 /* dx, dw, db as asked (each may be NULL), packing dy once. y is the layer's output, read by a fused
  * epilogue's derivative (NULL without one); with an epilogue, dy may be overwritten. */
 graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,

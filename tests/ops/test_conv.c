@@ -32,6 +32,8 @@ static const conv_case full_cases[] = {
     {"3x3 p1, C 16, 7x9 (Winograd: partial tiles, odd rows, 16 channels)", 3, 2, 16, 7, 9, 5, 3,
      3, 1, 1, 1, 1, 1, 1},
     {"3x3 p0, C 32, rows of 21, no bias (Winograd)", 2, 1, 32, 6, 21, 3, 3, 3, 1, 1, 0, 0, 1, 0},
+    {"3x3 p1, C 8, 4x32 (Winograd with a 2x2 max-pool: whole pooled vectors)", 2, 1, 8, 4, 32, 8,
+     3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -49,6 +51,7 @@ static const conv_case small_cases[] = {
     {"3x3 p1, rows of 11, height 3 (Winograd: two tile vectors at 4 lanes)", 2, 1, 2, 3, 11, 3, 3,
      3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, C 16, 5x7 (Winograd, 16 channels)", 2, 1, 16, 5, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, 4x10 (Winograd with a 2x2 max-pool)", 2, 1, 3, 4, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {
@@ -171,6 +174,55 @@ static int tail_untouched(const float *p, long valid, long total)
     return 1;
 }
 
+
+/* The forward with the 2x2 max-pool after it (conv2d_fwd_pool, the Winograd path on an even
+ * output): y bitwise as conv2d_fwd wrote it (y0), and the pool's output and indexes (outputs
+ * poisoned first) as pool.cl computes them from y: the first of equal maxima in row-major order
+ * within the window, a NaN winning. */
+static void check_pool(graft_context *ctx, conv2d_op *op, const conv_case *k, int n,
+                       conv_shape s, const float *y0, cl_mem bx, cl_mem bw, cl_mem bb, cl_mem ws,
+                       long nws)
+{
+    const int ph = s.oh / 2, pw = s.ow / 2;
+    const long ny = (long)n * s.o * s.oh * s.ow, np = (long)n * s.o * ph * pw;
+    cl_mem by = oc_buffer(ctx, NULL, ny), bp = oc_buffer(ctx, NULL, np),
+           bi = oc_buffer(ctx, NULL, np); /* indexes: int32, poisoned as floats */
+    if (ws) oc_poison(ctx, ws, nws);
+    CHECK_OK(conv2d_fwd_pool(ctx, op, n, bx, bw, bb, by, bp, bi, ws, err));
+    float *y = oc_read(ctx, by, ny), *yp = oc_read(ctx, bp, np), *ipf = oc_read(ctx, bi, np);
+    CHECKF(memcmp(y, y0, sizeof(float) * (size_t)ny) == 0, "%s: n=%d pooled forward's y differs",
+           k->name, n);
+    long bad = 0;
+    for (long pl = 0; pl < (long)n * s.o; pl++)
+        for (int py = 0; py < ph; py++)
+            for (int px = 0; px < pw; px++) {
+                const float *yq = y0 + pl * s.oh * s.ow;
+                int at = 2 * py * s.ow + 2 * px;
+                float m = yq[at];
+                const int cand[3] = {at + 1, at + s.ow, at + s.ow + 1};
+                for (int c = 0; c < 3; c++) {
+                    const float v = yq[cand[c]];
+                    if (v > m || v != v) {
+                        m = v;
+                        at = cand[c];
+                    }
+                }
+                const long o = (pl * ph + py) * pw + px;
+                int32_t gi;
+                memcpy(&gi, &ipf[o], sizeof gi);
+                if (memcmp(&yp[o], &m, sizeof m) != 0 || gi != at) bad++;
+            }
+    CHECKF(bad == 0, "%s: n=%d pooled forward: %ld of %ld outputs or indexes differ", k->name, n,
+           bad, np);
+    printf("  n=%d pooled forward (2x2 max-pool fused): %ld outputs, %ld differ\n", n, np, bad);
+    free(y);
+    free(yp);
+    free(ipf);
+    clReleaseMemObject(by);
+    clReleaseMemObject(bp);
+    clReleaseMemObject(bi);
+}
+
 static void run_case(graft_context *ctx, const conv_case *k)
 {
     conv_shape s = shape_of(k, k->n);
@@ -274,6 +326,8 @@ static void run_case(graft_context *ctx, const conv_case *k)
         snprintf(what, sizeof what, "n=%d forward", n);
         CHECK_CLOSE(what, got, y, nyn, tol);
         CHECKF(tail_untouched(got, nyn, ny), "%s: forward wrote past sample %d", k->name, n);
+        if (conv2d_can_pool(&op))
+            check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);
 
         oc_poison(ctx, bdx, nx);

@@ -94,6 +94,29 @@ else
     ok "no rows convolution on this device: nothing to share"
 fi
 
+# A 2x2 max-pool after a convolution (and its activation, if any) on an even output: the conv's
+# forward writes the pool's output and indexes where it runs Winograd (CPUs), which must not
+# change a bit of training or evaluation; conv4's 7x7 output keeps its pool separate.
+P="--set model.file=pool-cnn.yaml --set train.epochs=1"
+cp "$SRC/tests/train/pool-cnn.yaml" .
+"$G" plan base.yaml $P --json > plan-pool.json 2>/dev/null || bad "plan pool-cnn"
+pools=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['pool_groups']))" plan-pool.json)
+[ "$pools" = "conv2+pool1 conv3+pool2" ] && ok "pool groups: $pools" \
+    || bad "pool groups '$pools', want 'conv2+pool1 conv3+pool2'"
+"$G" train base.yaml $P --quiet --out run-pool-on > log-pool-on.txt 2>&1 \
+    || { cat log-pool-on.txt; bad "train pool-cnn fused"; }
+GRAFT_FUSE=0 "$G" train base.yaml $P --quiet --out run-pool-off > log-pool-off.txt 2>&1 \
+    || { cat log-pool-off.txt; bad "train pool-cnn unfused"; }
+$PY "$SRC/tests/train/compare.py" run-pool-on/last.safetensors run-pool-off/last.safetensors \
+    --tol 0 && ok "pools written by their conv or on their own: bitwise-equal weights" \
+    || bad "pool-cnn fused and unfused weights differ"
+"$G" eval base.yaml $P --weights run-pool-on/last.safetensors --json > eval-pool-on.json 2>&1 \
+    || bad "eval pool-cnn"
+GRAFT_FUSE=0 "$G" eval base.yaml $P --weights run-pool-on/last.safetensors --json \
+    > eval-pool-off.json 2>&1 || bad "eval pool-cnn unfused"
+cmp -s eval-pool-on.json eval-pool-off.json && ok "pool-cnn: fused and unfused evaluation agree" \
+    || { diff eval-pool-on.json eval-pool-off.json | head; bad "pool-cnn evaluation differs"; }
+
 F="$S --set transfer.freeze=pool1"
 "$G" plan base.yaml $F --json > plan-frozen.json 2>/dev/null || bad "plan frozen"
 groups=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['fused_groups']))" plan-frozen.json)

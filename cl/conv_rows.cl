@@ -119,6 +119,46 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
     pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, flags & FLAG_EPI);
 }
 
+#if WINO
+/* dp as conv_rows_pad_dy makes it when a 2x2 max-pool (stride 2, even HO and WO) follows and
+ * conv_wino_fwd wrote it (FLAG_POOL): dy is the pool's gradient [n, CO, HO/2, WO/2] and ip its
+ * argmax indexes, so an output's gradient is its window's when it was the window's winner, else
+ * 0 (pool.cl's pool_max_bwd, without writing that full-size dy and reading it back). */
+__kernel void conv_rows_pad_dy_pool(__global const float *dy, __global const int *ip,
+                                    __global const float *y, __global float *ws, const long dpo,
+                                    const int n, const int flags)
+{
+    const int t = get_global_id(0);
+    if (t >= n * CO * DROWS) return;
+    const int q = t / DROWS, r = t - q * DROWS, sy = r - DT, PW_ = WO / 2;
+    __global float *d = ws + dpo + (long)t * DPITCH;
+    if (sy < 0 || sy >= HO) {
+        for (int j = 0; j < DPITCH; j++) d[j] = 0.0f;
+        return;
+    }
+    const long s0 = ((long)q * HO + sy) * WO, p0 = ((long)q * (HO / 2) + sy / 2) * PW_;
+    const int grad = flags & FLAG_EPI;
+    for (int j = 0; j < DL; j++) d[j] = 0.0f;
+    __global const float *yr = y + s0;
+    __global float *dr = d + DL;
+    for (int jp = 0; jp < PW_; jp++) { /* the two columns of window jp */
+        const float g = dy[p0 + jp];
+        const int at = ip[p0 + jp] - sy * WO - 2 * jp; /* 0 or 1: the winner on this row */
+        const float g0 = at == 0 ? g : 0.0f, g1 = at == 1 ? g : 0.0f;
+#if EPI
+        dr[2 * jp] = grad ? epi_grad(g0, yr[2 * jp]) : g0;
+        dr[2 * jp + 1] = grad ? epi_grad(g1, yr[2 * jp + 1]) : g1;
+#else
+        dr[2 * jp] = g0;
+        dr[2 * jp + 1] = g1;
+        (void)grad;
+        (void)yr;
+#endif
+    }
+    for (int j = DL + WO; j < DPITCH; j++) d[j] = 0.0f;
+}
+#endif
+
 /* One step of conv_rows_wgrad's walk down the padded x rows: the window moves down a row (dy row
  * r enters as dv[0] when LOAD, else zeros) and x row r, loaded at each offset kx, feeds the taps
  * (ky, kx) whose dy row r - ky exists (tested only when MASK: the unrolled first and last steps,

@@ -72,7 +72,8 @@ typedef struct layer_plan {
      * reader, on an even output: the conv's forward may write the pool's output and indexes as
      * well (where its op can: conv2d_can_pool; the pipeline decides), and the pool's forward
      * then launches nothing. Its output is defined at the conv's step (no slot shared with the
-     * conv's input); its backward is unchanged. */
+     * conv's input); the conv's backward reads the pool's gradient and indexes instead of its
+     * own dy (conv2d_bwd_pool), and the pool's backward launches nothing either. */
     int fused_pool;    /* conv2d: index of that pool, or -1 */
     int pool_of;       /* that pool: index of its conv2d, or -1 */
 } layer_plan;

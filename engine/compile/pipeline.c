@@ -1046,15 +1046,22 @@ static graft_status backward_from(pipeline *p, int from, int n, graft_error *e)
             p->align_steps++;
         }
         if (!lp->backward || lp->fused_into >= 0) continue;
+        if (lp->pool_of >= 0 && p->layers[lp->pool_of].pool_fused) continue; /* its conv's */
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i), dy = DY(p, i);
         bool acc = false;
         cl_mem dx = lp->need_dx[0] ? dx_target(p, i, 0, &acc) : NULL;
         prof_set_label(ctx, "%s.bwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            s = conv2d_bwd(ctx, &pl->op.conv, n, x, y, dy, P(pl, ".weight"), dx,
-                           lp->trains ? G(pl, ".weight") : NULL, lp->trains ? G(pl, ".bias") : NULL,
-                           p->workspace, e);
+            if (pl->pool_fused) /* from the pool's gradient: its backward did not run */
+                s = conv2d_bwd_pool(ctx, &pl->op.conv, n, x, y, DY(p, lp->fused_pool),
+                                    p->layers[lp->fused_pool].idx, P(pl, ".weight"), dx,
+                                    lp->trains ? G(pl, ".weight") : NULL,
+                                    lp->trains ? G(pl, ".bias") : NULL, p->workspace, e);
+            else
+                s = conv2d_bwd(ctx, &pl->op.conv, n, x, y, dy, P(pl, ".weight"), dx,
+                               lp->trains ? G(pl, ".weight") : NULL,
+                               lp->trains ? G(pl, ".bias") : NULL, p->workspace, e);
             break;
         case GRAFT_LAYER_DENSE: {
             const int rows = (int)token_rows(l, n);

@@ -258,6 +258,9 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
         USE(t, BWD(i));
         if (i == nl - 1 && p->tensors[t].def > t_loss) p->tensors[t].def = t_loss;
     }
+    for (int i = first; i < nl; i++) /* a fused pool's gradient is read by its conv's backward */
+        if (p->layers[i].pool_of >= 0 && p->dy_tensor[i] >= 0)
+            USE(p->dy_tensor[i], BWD(p->layers[i].pool_of));
     /* writers of each DY tensor, in backward order: the first overwrites, the rest accumulate */
     int *written = calloc((size_t)nt, sizeof(int));
     if (!written) {

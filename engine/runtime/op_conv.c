@@ -739,6 +739,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
         if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e)) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
+            (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
+                            &op->rows_pad_dy_pool, e)) ||
             (s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
             /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before each
              * pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's checker took
@@ -753,7 +755,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     return GRAFT_OK;
 fail:
     op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
-        op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = NULL;
+        op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = op->rows_pad_dy_pool =
+            NULL;
     op->wino_tiles = 0;
     return s;
 }
@@ -810,9 +813,10 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
+/* ip: dy is a fused 2x2 max-pool's gradient, ip its indexes (conv2d_bwd_pool) */
 static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,
-                             cl_mem dy, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws,
-                             graft_error *e)
+                             cl_mem dy, cl_mem ip, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db,
+                             cl_mem ws, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
     rows_geom g;
@@ -826,7 +830,12 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     graft_status st;
     cl_kernel k = op->rows_pad_dy;
     const int flags = d->epi.kind ? 1 : 0; /* FLAG_EPI */
-    SET_ARGS(k, 6, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n), KARG(flags));
+    if (ip) {
+        k = op->rows_pad_dy_pool;
+        SET_ARGS(k, 7, KARG(dy), KARG(ip), KARG(y), KARG(ws), KARG(dpo), KARG(n), KARG(flags));
+    } else {
+        SET_ARGS(k, 6, KARG(dy), KARG(y), KARG(ws), KARG(dpo), KARG(n), KARG(flags));
+    }
     if ((st = run1d(ctx, k, (size_t)n * d->o * g.drows, e))) return st;
     if (dw || db) {
         /* x as the forward padded it, when it kept that copy for this x and batch; else again */
@@ -1060,6 +1069,18 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
  * for both products (and the bias gradient), applying the epilogue's derivative in the pack; the
  * per-sample form first turns dy into the raw output's gradient in place when there is an
  * epilogue (dy is the fused activation's gradient, which nothing else reads afterwards). */
+graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,
+                             cl_mem dyp, cl_mem ip, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db,
+                             cl_mem ws, graft_error *e)
+{
+    if (n < 1 || !conv2d_can_pool(op) || !ip || (op->d.epi.kind && !y))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_bwd_pool: batch count %d, path %s", n,
+                       conv2d_path_name(op->path));
+    if (!op->d.bias) db = NULL;
+    if (!dx && !dw && !db) return GRAFT_OK;
+    return rows_bwd(ctx, op, n, x, y, dyp, ip, w, dx, dw, db, ws, e);
+}
+
 graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
                         cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
 {
@@ -1071,7 +1092,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
-    if (op->rows_wgrad) return rows_bwd(ctx, op, n, x, y, dy, w, dx, dw, db, ws, e);
+    if (op->rows_wgrad) return rows_bwd(ctx, op, n, x, y, dy, NULL, w, dx, dw, db, ws, e);
     if (op->ig_fwd) { /* dy is read through the epilogue's derivative, never rewritten */
         if ((dw || db) && (st = ig_weight(ctx, op, n, x, dy, y, dw, db, ws, e))) return st;
         return dx ? ig_data(ctx, op, n, dy, y, w, dx, e) : GRAFT_OK;

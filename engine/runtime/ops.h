@@ -96,6 +96,7 @@ typedef struct conv2d_op {
      * (conv_rows.cl built with WINO; rows_fwd and rows_dgrad NULL), the transformed weights in
      * wino_u [16, O, C] (conv_wino_wt writes them before each pass) */
     cl_kernel wino_wt, wino_fwd, wino_dgrad;
+    cl_kernel rows_pad_dy_pool; /* pad_dy from a fused 2x2 max-pool's gradient (conv2d_bwd_pool) */
     cl_mem wino_u;
     int wino_tiles; /* tiles a vector (WT: 4, 8 or 16); 0 off the wino path */
     /* the rows forward's padded copy of x, kept for the weight gradient of the backward that
@@ -130,6 +131,11 @@ bool conv2d_can_pool(const conv2d_op *op);
  * from y), so the pool's own forward does not run; y is written as by conv2d_fwd. */
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
                              cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e);
+/* conv2d_bwd after conv2d_fwd_pool, from the pool's gradient dyp and its indexes ip (as pool_bwd
+ * would have made dy), so the pool's backward does not run. */
+graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,
+                             cl_mem dyp, cl_mem ip, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db,
+                             cl_mem ws, graft_error *e);
 /* dx, dw, db as asked (each may be NULL), packing dy once. y is the layer's output, read by a fused
  * epilogue's derivative (NULL without one); with an epilogue, dy may be overwritten. */
 graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,

@@ -215,6 +215,55 @@ static void check_pool(graft_context *ctx, conv2d_op *op, const conv_case *k, in
     CHECKF(bad == 0, "%s: n=%d pooled forward: %ld of %ld outputs or indexes differ", k->name, n,
            bad, np);
     printf("  n=%d pooled forward (2x2 max-pool fused): %ld outputs, %ld differ\n", n, np, bad);
+
+    /* the backward from the pool's gradient (conv2d_bwd_pool): bitwise conv2d_bwd's from the
+     * full-size gradient pool_bwd would have made (each window's to its winner, 0 elsewhere) */
+    const long nx = (long)n * s.c * s.h * s.w, nw = (long)s.o * s.c * s.kh * s.kw;
+    float *gp = malloc(sizeof(float) * (size_t)np), *gf = calloc((size_t)ny, sizeof(float));
+    oc_fill(gp, np, -1, 1);
+    for (long o = 0; o < np; o++) {
+        int32_t gi;
+        memcpy(&gi, &ipf[o], sizeof gi);
+        gf[o / ((long)ph * pw) * s.oh * s.ow + gi] = gp[o];
+    }
+    cl_mem bgp = oc_buffer(ctx, gp, np), bgf = oc_buffer(ctx, gf, ny);
+    cl_mem dx[2], dw[2], db[2];
+    for (int v = 0; v < 2; v++) {
+        dx[v] = oc_buffer(ctx, NULL, nx);
+        dw[v] = oc_buffer(ctx, NULL, nw);
+        db[v] = oc_buffer(ctx, NULL, s.o);
+        if (ws) oc_poison(ctx, ws, nws);
+        if (v)
+            CHECK_OK(conv2d_bwd_pool(ctx, op, n, bx, by, bgp, bi, bw, dx[v], dw[v],
+                                     bb ? db[v] : NULL, ws, err));
+        else
+            CHECK_OK(conv2d_bwd(ctx, op, n, bx, by, bgf, bw, dx[v], dw[v], bb ? db[v] : NULL, ws,
+                                err));
+    }
+    const struct {
+        const char *what;
+        cl_mem *m;
+        long count;
+    } outs[3] = {{"dx", dx, nx}, {"dw", dw, nw}, {"db", db, bb ? s.o : 0}};
+    for (int q = 0; q < 3; q++) {
+        if (!outs[q].count) continue;
+        float *a = oc_read(ctx, outs[q].m[0], outs[q].count);
+        float *b = oc_read(ctx, outs[q].m[1], outs[q].count);
+        CHECKF(memcmp(a, b, sizeof(float) * (size_t)outs[q].count) == 0,
+               "%s: n=%d backward from the pool's gradient: %s differs", k->name, n,
+               outs[q].what);
+        free(a);
+        free(b);
+    }
+    for (int v = 0; v < 2; v++) {
+        clReleaseMemObject(dx[v]);
+        clReleaseMemObject(dw[v]);
+        clReleaseMemObject(db[v]);
+    }
+    clReleaseMemObject(bgp);
+    clReleaseMemObject(bgf);
+    free(gp);
+    free(gf);
     free(y);
     free(yp);
     free(ipf);

@@ -137,6 +137,13 @@ static void plan_table(const plan_view *v)
                      a >= 0 ? g->layers[a].name : "");
         } else if (lp->fused_act >= 0)
             snprintf(k, sizeof k, "+ %s", g->layers[lp->fused_act].name);
+        else if (lp->pool_of >= 0) /* where the conv runs Winograd */
+            snprintf(k, sizeof k, "in %s (Winograd)", g->layers[lp->pool_of].name);
+        if (lp->fused_pool >= 0) {
+            size_t used = strlen(k);
+            snprintf(k + used, sizeof k - used, "%s+ %s", used ? " " : "",
+                     g->layers[lp->fused_pool].name);
+        }
         char line[512];
         int len = snprintf(line, sizeof line, "%3d  %-*s %-*s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
                            i, nw, l->name, tw, layer_type_name(l->type), s, layer_param_count(l), state,

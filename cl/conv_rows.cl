@@ -55,6 +55,9 @@
 #ifndef WINO
 #define WINO 0
 #endif
+#ifndef WPAIR
+#define WPAIR 0
+#endif
 
 /* The lanes of v summed in a fixed order (halves, then halves of those). */
 static inline float hsum(const floatv v)
@@ -449,6 +452,8 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
  * The data gradient is the same pass over dp with the weights rotated by 180 degrees and their
  * channels swapped: G J = P G (J reverses 3 columns, P swaps rows 0 and 3), so it reads
  * U[p(a) 4 + p(b)][o][c] as its kernel for input channel o and output channel c.
+ * With WPAIR (WT 8 on 16-lane devices) a work-item takes the tile row of two samples, i and i+1,
+ * in the low and high halves of 16-lane vectors (i alone, loaded twice, where i+1 = n).
  * Options: WT (tiles a vector, 4, 8 or 16), MWF / MWD (output channels a block, forward / data
  * gradient). Requires KH = KW = 3, pitches of at least 2 WT NT + 2 (op_conv.c checks). */
 #if WT == 16
@@ -480,7 +485,21 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
          : (float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4,       \
                      (b).s4, (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
 #elif WT == 8
+#if WPAIR /* two samples' rows of 8 tiles a 16-lane vector (conv_wino_fwd) */
+#define floatt float16
+#define poolt float8
+#define HALF_T(v, sh)                                                                              \
+    ((sh) ? (float8)((v).s8, (v).s9, (v).sa, (v).sb, (v).sc, (v).sd, (v).se, (v).sf)             \
+          : (float8)((v).s0, (v).s1, (v).s2, (v).s3, (v).s4, (v).s5, (v).s6, (v).s7))
+/* sample sh's two outputs of its 8 tiles interleaved (the lanes of WT 16's ILVH half sh) */
+#define ILVS(a, b, sh, h)                                                                          \
+    ((sh) ? (float16)((a).s8, (b).s8, (a).s9, (b).s9, (a).sa, (b).sa, (a).sb, (b).sb, (a).sc,      \
+                      (b).sc, (a).sd, (b).sd, (a).se, (b).se, (a).sf, (b).sf)                      \
+          : (float16)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4,      \
+                      (b).s4, (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
+#else
 #define floatt float8
+#endif
 #define rowt float16
 #define NH 1
 /* the even and odd floats of p[0 .. 15] from two 8-float loads, lane by lane (see WT 16; 260
@@ -517,6 +536,28 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
 #define ILVH(a, b, h) ((float8)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
 #else
 #error "WT: 4, 8 or 16"
+#endif
+#if WPAIR
+#define NS 2
+/* lane by lane: Oclgrind crashed on (float16)(a, b) of two float8 */
+#define CAT8(a, b)                                                                                 \
+    ((float16)((a).s0, (a).s1, (a).s2, (a).s3, (a).s4, (a).s5, (a).s6, (a).s7, (b).s0, (b).s1,    \
+               (b).s2, (b).s3, (b).s4, (b).s5, (b).s6, (b).s7))
+/* the tiles' columns of two samples SS floats apart, one in each half */
+#define LOAD_EOS(p, SS, e, o)                                                                      \
+    {                                                                                              \
+        float8 e0_, o0_, e1_, o1_;                                                                 \
+        LOAD_EO((p), e0_, o0_);                                                                    \
+        LOAD_EO((p) + (SS), e1_, o1_);                                                             \
+        (e) = CAT8(e0_, e1_);                                                                      \
+        (o) = CAT8(o0_, o1_);                                                                      \
+    }
+#else
+#define NS 1
+#define LOAD_EOS(p, SS, e, o) LOAD_EO((p), e, o)
+#define poolt floatt
+#define HALF_T(v, sh) (v)
+#define ILVS(a, b, sh, h) ILVH(a, b, h)
 #endif
 #define ROWW (2 * WT / NH) /* floats a rowt */
 #define NTO ((WO + 2 * WT - 1) / (2 * WT)) /* tile vectors a row of the forward */
@@ -561,16 +602,16 @@ static inline int wino_rot(const int x)
  * activation, applied here when ACT) into row ty of the pooled plane at yp, with pool.cl's
  * indexes at ip: iy * OW + ix of the winner in the conv's output plane, tested in pool.cl's
  * order (row by row, left column first; the first of equals, a NaN wins). */
-static inline void wino_pool(floatt y00, floatt y01, floatt y10, floatt y11, const int ACT,
+static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const int ACT,
                              const int OH, const int OW, const int ty, const int t,
                              __global float *yp, __global int *ip)
 {
 #if EPI_VEC
     if (ACT) {
-        y00 = epi_fwdv(floatt, y00);
-        y01 = epi_fwdv(floatt, y01);
-        y10 = epi_fwdv(floatt, y10);
-        y11 = epi_fwdv(floatt, y11);
+        y00 = epi_fwdv(poolt, y00);
+        y01 = epi_fwdv(poolt, y01);
+        y10 = epi_fwdv(poolt, y10);
+        y11 = epi_fwdv(poolt, y11);
     }
 #else
     if (ACT) {
@@ -588,7 +629,7 @@ static inline void wino_pool(floatt y00, floatt y01, floatt y10, floatt y11, con
     }
 #endif
     const intt c0 = (LANES_T + WT * t) * 2 + 2 * ty * OW;
-    floatt m = y00;
+    poolt m = y00;
     intt at = c0, take = isgreater(y01, m) | isnotequal(y01, y01);
     m = select(m, y01, take);
     at = select(at, c0 + 1, take);
@@ -636,11 +677,11 @@ __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global c
                             __global int *ip, const int n, const int flags)
 {
     const int t = get_global_id(0), NTY = (HO + 1) / 2;
-    if (t >= n * NTY) return;
+    if (t >= (n + NS - 1) / NS * NTY) return;
     floatt V[16 * CI * NTO], M[16 * MWF * NTO];
     wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b,
-                 HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY, t % NTY, V, M,
-                 yp, ip, flags & FLAG_POOL);
+                 HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY * NS, n, t % NTY,
+                 V, M, yp, ip, flags & FLAG_POOL);
 }
 
 /* dx from dp: one work-item per row of tiles (two input rows) of a sample. */
@@ -648,9 +689,9 @@ __kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global
                               __global float *dx, const int n)
 {
     const int t = get_global_id(0), NTY = (HI + 1) / 2;
-    if (t >= n * NTY) return;
+    if (t >= (n + NS - 1) / NS * NTY) return;
     floatt V[16 * CO * NTI], M[16 * MWD * NTI];
-    wino_dgrad_row(ws + dpo, DROWS, DPITCH, CO, CI, HI, WI, u, 1, CI, 1, 0, 0, 0, dx, t / NTY,
-                   t % NTY, V, M, 0, 0, 0);
+    wino_dgrad_row(ws + dpo, DROWS, DPITCH, CO, CI, HI, WI, u, 1, CI, 1, 0, 0, 0, dx,
+                   t / NTY * NS, n, t % NTY, V, M, 0, 0, 0);
 }
 #endif /* WINO */

@@ -12,9 +12,11 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                             const int NP, const int OH, const int OW, __global const float *u,
                             const int SP, const int SQ, const int ROT, __global const float *b,
                             const int BIAS, const int ACT, __global float *out, const int i,
-                            const int ty, floatt *V, floatt *M, __global float *yp,
+                            const int n, const int ty, floatt *V, floatt *M, __global float *yp,
                             __global int *ip, const int POOL)
 {
+    /* with NS 2 (WPAIR), samples i and i+1 in the vectors' halves (i+1 < n, else i twice) */
+    const long SS = NS > 1 && i + 1 < n ? (long)NQ * IR * IP : 0;
     for (int q = 0; q < NQ; q++) {
         __global const float *inq = in + ((long)i * NQ + q) * IR * IP;
         for (int t = 0; t < NT; t++) {
@@ -23,8 +25,8 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
             for (int r = 0; r < 4; r++) {
                 /* the last row of an odd height reads a row it only uses for outputs it drops */
                 __global const float *p = inq + min(2 * ty + r, IR - 1) * IP + 2 * WT * t;
-                LOAD_EO(p, d[r][0], d[r][1]);
-                LOAD_EO(p + 2, d[r][2], d[r][3]);
+                LOAD_EOS(p, SS, d[r][0], d[r][1]);
+                LOAD_EOS(p + 2, SS, d[r][2], d[r][3]);
             }
             floatt e[4][4]; /* B^T d */
 #pragma unroll
@@ -88,14 +90,15 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                 const floatt y00 = s0[0] + s0[1] + s0[2] + bo, y01 = s0[1] - s0[2] - s0[3] + bo;
                 const floatt y10 = s1[0] + s1[1] + s1[2] + bo, y11 = s1[1] - s1[2] - s1[3] + bo;
 #pragma unroll
-                for (int r = 0; r < 2; r++) {
-                    const int oy = 2 * ty + r;
-                    if (oy < OH) {
-                        __global float *yr = out + (((long)i * NP + pc) * OH + oy) * OW;
+                for (int sh = 0; sh < NS && i + sh < n; sh++) { /* the samples (WPAIR: 2) */
+                    __global float *yo = out + ((long)(i + sh) * NP + pc) * OH * OW;
+#pragma unroll
+                    for (int r = 0; r < 2 && 2 * ty + r < OH; r++) {
+                        __global float *yr = yo + (2 * ty + r) * OW;
 #pragma unroll
                         for (int h = 0; h < NH; h++) { /* the halves interleaved */
                             const int x0 = 2 * WT * t + h * ROWW;
-                            const rowt v = r ? ILVH(y10, y11, h) : ILVH(y00, y01, h);
+                            const rowt v = r ? ILVS(y10, y11, sh, h) : ILVS(y00, y01, sh, h);
 #if EPI_VEC
                             const bool whole = x0 + ROWW <= OW;
                             if (whole) STORE_ROWT(ACT ? epi_fwdv(rowt, v) : v, yr + x0);
@@ -110,11 +113,12 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                             }
                         }
                     }
+                    if (POOL && ty < OH / 2) { /* the 2x2 max-pool after it: conv_wino_fwd */
+                        const long po = (((long)(i + sh) * NP + pc) * (OH / 2) + ty) * (OW / 2);
+                        wino_pool(HALF_T(y00, sh), HALF_T(y01, sh), HALF_T(y10, sh),
+                                  HALF_T(y11, sh), ACT, OH, OW, ty, t, yp + po, ip + po);
+                    }
                 }
-                if (POOL && ty < OH / 2) /* the 2x2 max-pool after it: see conv_wino_fwd */
-                    wino_pool(y00, y01, y10, y11, ACT, OH, OW, ty, t,
-                              yp + (((long)i * NP + pc) * (OH / 2) + ty) * (OW / 2),
-                              ip + (((long)i * NP + pc) * (OH / 2) + ty) * (OW / 2));
             }
         }
     }

@@ -287,7 +287,9 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
 
 /* ---- the wino path: the rows path with Winograd F(2x2, 3x3) forward and data gradient ----
  * WT tiles a vector (8 where the device's width is 8 or more, 16 at 16 where that idles no more
- * lanes, else 4); MWF / MWD output channels a
+ * lanes, else 4; at 8 on a 16-lane device two samples' rows share a vector, ns = 2: fmnist-cnn's
+ * 14x14 layers, whose 8-float vectors PoCL compiled to 256-bit FMAs, half Zen 5's rate, with
+ * V twice as large: up to 64 KiB, the set of layers on wino unchanged); MWF / MWD output channels a
  * register block (MW x NT accumulators + NT V vectors + a broadcast within the rows budget);
  * 3x3 kernels whose padded pitches hold the tiles' loads, and private V arrays of at most 32 KiB
  * a work-item (fmnist-cnn's layers: 16-32 KiB). At 64 KiB (resnet18's 128-channel 8x8 layers)
@@ -303,9 +305,11 @@ static conv2d_desc with_output_size(const conv2d_desc *d)
  * (inferred, not seen element by element): the check is that sensitive there. */
 typedef struct wino_geom {
     int wt, nto, nti, mwf, mwd;
+    int ns; /* samples a vector: 2 where 8-tile rows would leave a 16-lane device half idle */
 } wino_geom;
 
 #define WINO_PRIVATE_MAX 32768
+#define WINO_PAIR_PRIVATE_MAX 65536
 
 static int wino_block(int np, int nt, int budget)
 {
@@ -330,11 +334,18 @@ static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
     const int budget = g->vw >= 16 ? 28 : 14;
     w->mwf = wino_block(d->o, w->nto, budget);
     w->mwd = wino_block(d->c, w->nti, budget);
-    size_t vf = 16 * (size_t)d->c * w->nto * w->wt * sizeof(float);
-    size_t vd = 16 * (size_t)d->o * w->nti * w->wt * sizeof(float);
-    return g->xpitch >= (size_t)(2 * w->wt * w->nto + 2) &&
-           g->dpitch >= (size_t)(2 * w->wt * w->nti + 2) && vf <= WINO_PRIVATE_MAX &&
-           vd <= WINO_PRIVATE_MAX;
+    if (!(g->xpitch >= (size_t)(2 * w->wt * w->nto + 2) &&
+          g->dpitch >= (size_t)(2 * w->wt * w->nti + 2)))
+        return false;
+    /* 8-tile rows on a 16-lane device: two samples a vector (WPAIR), where V fits in 64 KiB */
+    for (w->ns = g->vw >= 16 && w->wt == 8 ? 2 : 1; w->ns >= 1; w->ns--) {
+        size_t lanes = (size_t)w->wt * w->ns, cap = w->ns > 1 ? WINO_PAIR_PRIVATE_MAX
+                                                              : WINO_PRIVATE_MAX;
+        size_t vf = 16 * (size_t)d->c * w->nto * lanes * sizeof(float);
+        size_t vd = 16 * (size_t)d->o * w->nti * lanes * sizeof(float);
+        if (vf <= cap && vd <= cap) return true;
+    }
+    return false;
 }
 
 /* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col, and Winograd on
@@ -725,7 +736,9 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
     conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
                     d->bias || d->fold_ready, base, sizeof base);
-    if (wino) snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d", w.wt, w.mwf, w.mwd);
+    if (wino)
+        snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d -DWPAIR=%d", w.wt, w.mwf,
+                 w.mwd, w.ns > 1);
     snprintf(opts, sizeof opts,
              "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s",
              base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo);
@@ -748,6 +761,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
             (s = zero_from_host(ctx, op->wino_u, ubytes, e)))
             goto fail;
         op->wino_tiles = w.wt;
+        op->wino_ns = w.ns;
     } else if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {
         goto fail;
@@ -804,7 +818,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         cl_kernel k = op->wino_fwd;
         SET_ARGS(k, 9, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(yp),
                  KARG(ip), KARG(n), KARG(flags));
-        size_t gs = (size_t)n * ((op->d.oh + 1) / 2), ls = 1;
+        size_t gs = (size_t)(n + op->wino_ns - 1) / op->wino_ns * ((op->d.oh + 1) / 2), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     cl_kernel k = op->rows_fwd;
@@ -861,7 +875,7 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         if ((st = wino_weights(ctx, op, w, e))) return st;
         k = op->wino_dgrad;
         SET_ARGS(k, 5, KARG(ws), KARG(dpo), KARG(op->wino_u), KARG(dx), KARG(n));
-        size_t gs = (size_t)n * ((d->h + 1) / 2), ls = 1;
+        size_t gs = (size_t)(n + op->wino_ns - 1) / op->wino_ns * ((d->h + 1) / 2), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     k = op->rows_dgrad;

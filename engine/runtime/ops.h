@@ -99,6 +99,7 @@ typedef struct conv2d_op {
     cl_kernel rows_pad_dy_pool; /* pad_dy from a fused 2x2 max-pool's gradient (conv2d_bwd_pool) */
     cl_mem wino_u;
     int wino_tiles; /* tiles a vector (WT: 4, 8 or 16); 0 off the wino path */
+    int wino_ns;    /* samples a vector: 2 for 8-tile rows on 16-lane devices, else 1 */
     /* the rows forward's padded copy of x, kept for the weight gradient of the backward that
      * follows (conv2d_keep_input; NULL: the backward pads x again into ws): its capacity in
      * samples, and the x and batch count it holds (keep_x NULL when it holds none) */

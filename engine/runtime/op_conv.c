@@ -775,6 +775,9 @@ fail:
     return s;
 }
 
+/* conv_rows.cl's `flags` argument: its FLAG_EPI, FLAG_BIAS, FLAG_POOL */
+enum { ROWS_FLAG_EPI = 1, ROWS_FLAG_BIAS = 2, ROWS_FLAG_POOL = 4 };
+
 /* xp (in ws, at xpo) from samples 0 .. n-1 of x */
 static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geom *g, int n,
                                cl_mem x, cl_mem ws, cl_long xpo, graft_error *e)
@@ -811,8 +814,8 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         op->keep_x = x;
         op->keep_n = n;
     }
-    /* FLAG_EPI, FLAG_BIAS, FLAG_POOL */
-    const int flags = (op->d.epi.kind ? 1 : 0) | (op->d.bias ? 2 : 0) | (yp ? 4 : 0);
+    const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
+                      (yp ? ROWS_FLAG_POOL : 0);
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
@@ -843,7 +846,7 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
     graft_status st;
     cl_kernel k = op->rows_pad_dy;
-    const int flags = d->epi.kind ? 1 : 0; /* FLAG_EPI */
+    const int flags = d->epi.kind ? ROWS_FLAG_EPI : 0;
     if (ip) {
         k = op->rows_pad_dy_pool;
         SET_ARGS(k, 7, KARG(dy), KARG(ip), KARG(y), KARG(ws), KARG(dpo), KARG(n), KARG(flags));

@@ -48,6 +48,11 @@ graft_status store_save(const param_store *s, const char *path, const char *cons
 /* Optimizer state (m, v) and anchors as a second safetensors file, with metadata. */
 graft_status store_save_state(const param_store *s, const char *path, const char *const *meta_kv,
                               int nmeta, graft_error *e);
+/* store_save (state false) or store_save_state (true) as bytes in memory (*out malloc'ed), to be
+ * written later (the trainer's checkpoint writer); path names the file in errors. */
+graft_status store_encode(const param_store *s, bool state, const char *path,
+                          const char *const *meta_kv, int nmeta, char **out, size_t *out_len,
+                          graft_error *e);
 graft_status store_load_state(param_store *s, const char *path, st_file **meta_out, graft_error *e);
 void store_free(param_store *s);
 

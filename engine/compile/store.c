@@ -208,8 +208,11 @@ graft_status store_load_all(param_store *s, const graph *g, const char *path, in
     return st;
 }
 
+/* which: 0 the model's tensors, 1 the optimizer state and anchors. With out set, the file's
+ * bytes come back in memory (st_encode) instead of being written to path. */
 static graft_status save_tensors(const param_store *s, const char *path, int which,
-                                 const char *const *meta_kv, int nmeta, graft_error *e)
+                                 const char *const *meta_kv, int nmeta, char **out,
+                                 size_t *out_len, graft_error *e)
 {
     st_out_tensor *t = calloc((size_t)(3 * s->n + 1), sizeof *t);
     char **names = calloc((size_t)(3 * s->n + 1), sizeof *names);
@@ -246,7 +249,9 @@ static graft_status save_tensors(const param_store *s, const char *path, int whi
             n++;
         }
     }
-    if (!st) st = st_write(path, t, n, meta_kv, nmeta, e);
+    if (!st)
+        st = out ? st_encode(path, t, n, meta_kv, nmeta, out, out_len, e)
+                 : st_write(path, t, n, meta_kv, nmeta, e);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     free(t);
@@ -256,13 +261,20 @@ static graft_status save_tensors(const param_store *s, const char *path, int whi
 graft_status store_save(const param_store *s, const char *path, const char *const *meta_kv,
                         int nmeta, graft_error *e)
 {
-    return save_tensors(s, path, 0, meta_kv, nmeta, e);
+    return save_tensors(s, path, 0, meta_kv, nmeta, NULL, NULL, e);
 }
 
 graft_status store_save_state(const param_store *s, const char *path, const char *const *meta_kv,
                               int nmeta, graft_error *e)
 {
-    return save_tensors(s, path, 1, meta_kv, nmeta, e);
+    return save_tensors(s, path, 1, meta_kv, nmeta, NULL, NULL, e);
+}
+
+graft_status store_encode(const param_store *s, bool state, const char *path,
+                          const char *const *meta_kv, int nmeta, char **out, size_t *out_len,
+                          graft_error *e)
+{
+    return save_tensors(s, path, state ? 1 : 0, meta_kv, nmeta, out, out_len, e);
 }
 
 static graft_status load_into(st_file *f, const char *prefix, param_entry *p, float **dst,

@@ -56,6 +56,9 @@ typedef struct st_out_tensor {
 /* Write F32 tensors and string metadata (meta_kv = key, value, key, value, ...) atomically. */
 graft_status st_write(const char *path, const st_out_tensor *t, int n, const char *const *meta_kv,
                       int nmeta, graft_error *e);
+/* The same file's bytes in memory (*out malloc'ed, *out_len bytes); path names it in errors. */
+graft_status st_encode(const char *path, const st_out_tensor *t, int n, const char *const *meta_kv,
+                       int nmeta, char **out, size_t *out_len, graft_error *e);
 
 /* ---- NPY (version 1.0/2.0/3.0, C order, little-endian) ---- */
 typedef struct npy_array {

@@ -478,10 +478,12 @@ static int by_name(const void *a, const void *b)
     return strcmp((*x)->name, (*y)->name);
 }
 
-graft_status st_write(const char *path, const st_out_tensor *t, int n, const char *const *meta_kv,
-                      int nmeta, graft_error *e)
+graft_status st_encode(const char *path, const st_out_tensor *t, int n, const char *const *meta_kv,
+                       int nmeta, char **out, size_t *out_len, graft_error *e)
 {
     graft_status s = GRAFT_OK;
+    *out = NULL;
+    *out_len = 0;
     const st_out_tensor **order = calloc(n > 0 ? (size_t)n : 1, sizeof *order);
     json_t *root = json_object();
     char *text = NULL, *file = NULL;
@@ -562,11 +564,24 @@ graft_status st_write(const char *path, const st_out_tensor *t, int n, const cha
         if (c) memcpy(p, order[i]->data, c * 4);
         p += c * 4;
     }
-    s = fs_write_atomic(path, file, total, e);
+    *out = file;
+    *out_len = total;
+    file = NULL;
 done:
     free(file);
     free(text);
     json_decref(root);
     free(order);
+    return s;
+}
+
+graft_status st_write(const char *path, const st_out_tensor *t, int n, const char *const *meta_kv,
+                      int nmeta, graft_error *e)
+{
+    char *file;
+    size_t len;
+    graft_status s = st_encode(path, t, n, meta_kv, nmeta, &file, &len, e);
+    if (!s) s = fs_write_atomic(path, file, len, e);
+    free(file);
     return s;
 }

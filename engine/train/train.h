@@ -36,6 +36,28 @@ typedef struct feature_pool {
 } feature_pool;
 void feature_pool_free(feature_pool *p);
 
+/* ---- a run's epoch end on disk (ckpt.c) ---- */
+typedef struct ckpt_job {
+    char dir[2048];
+    int epoch;              /* 1-based, for the messages */
+    bool best;              /* model.safetensors too */
+    char *metrics;          /* metrics.jsonl, whole */
+    char *model, *state;    /* safetensors files: the model's tensors (model and last), the state */
+    size_t metrics_len, model_len, state_len;
+} ckpt_job;
+typedef struct ckpt_writer ckpt_writer;
+/* Write the job's files now, in the order a kill at any point leaves resumable. */
+graft_status ckpt_commit(const ckpt_job *j, graft_error *e);
+/* Hand the job over (its buffers become the writer's; *wp is created at the first call): it is
+ * written while the caller goes on. Waits for the job before first, and returns its error
+ * instead (the new job is dropped then). */
+graft_status ckpt_submit(ckpt_writer **wp, ckpt_job *job, graft_error *e);
+/* Wait until every job handed over is on disk; the first failure since the last wait, if any. */
+graft_status ckpt_wait(ckpt_writer *w, graft_error *e);
+/* Finish the job in flight (never cut a file short) and stop the thread. */
+void ckpt_free(ckpt_writer *w);
+void ckpt_job_clear(ckpt_job *j);
+
 /* ---- across processes (dist.c): MPI when built with it and started by mpirun ---- */
 typedef struct dist {
     bool active; /* MPI_Init was called */

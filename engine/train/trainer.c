@@ -18,6 +18,7 @@
 /* Everything the loop needs, so helpers can share it. */
 typedef struct run {
     graft_recipe *r;
+    ckpt_writer *ckw; /* the epoch ends on disk (rank 0) */
     graft_context *ctx;
     const train_options *o;
     char dir[2048];
@@ -847,46 +848,6 @@ static graft_status check_weights_finite(run *R, graft_error *e)
     return GRAFT_OK;
 }
 
-/* The epoch end on disk, in an order that a kill or a full disk at any point leaves resumable:
- * metrics.jsonl (resume keeps only the lines of finished epochs), model.safetensors when best (an
- * epoch that reruns after a kill rewrites it the same), then the pair state + last, which must
- * describe the same epoch: both are written complete as *.next first (a full disk fails here,
- * the previous pair untouched), then renamed state first, last second. A kill between the two
- * renames leaves last.safetensors.next with state's epoch, which resume_from rolls forward. */
-static graft_status commit_checkpoints(run *R, bool best, const char *const *model_meta,
-                                       const char *const *state_meta, int nmeta, graft_error *e)
-{
-    char path[2300], state[2300], last[2300], state_next[2400], last_next[2400];
-    path_in(R, "metrics.jsonl", path, sizeof path);
-    graft_status s =
-        fs_write_atomic(path, R->metrics.data ? R->metrics.data : "", R->metrics.len, e);
-    if (!s && best) {
-        path_in(R, "model.safetensors", path, sizeof path);
-        s = store_save(&R->store, path, model_meta, 4, e);
-    }
-    path_in(R, "state.safetensors", state, sizeof state);
-    path_in(R, "last.safetensors", last, sizeof last);
-    snprintf(state_next, sizeof state_next, "%s.next", state);
-    snprintf(last_next, sizeof last_next, "%s.next", last);
-    if (!s) s = store_save_state(&R->store, state_next, state_meta, nmeta, e);
-    if (!s) s = store_save(&R->store, last_next, model_meta, 4, e);
-    if (!s && rename(state_next, state) != 0)
-        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", state_next, state,
-                    strerror(errno));
-    if (!s && rename(last_next, last) != 0)
-        s = err_set(e, GRAFT_STATUS_IO, "cannot rename %s to %s: %s", last_next, last,
-                    strerror(errno));
-    if (s) {
-        unlink(state_next);
-        unlink(last_next);
-        if (fs_exists(state))
-            err_prefix(
-                e, "the checkpoint of epoch %d was not saved (the previous one in %s is intact)",
-                R->epoch, R->dir);
-    }
-    return s;
-}
-
 /* Files a killed graft left half-written in the run directory (NAME.tmp.PID of a process that is
  * gone): never read, removed at the resume. */
 static void remove_dead_temporaries(const char *dir)
@@ -978,10 +939,28 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
         state_meta[22 + 2 * i] = tkeys + (size_t)i * 1040;
         state_meta[23 + 2 * i] = tvals + (size_t)i * 24;
     }
-    /* across processes every rank holds these weights; rank 0 alone writes them */
-    s = writer(R) ? commit_checkpoints(R, best, model_meta, (const char *const *)state_meta,
-                                       nmeta, e)
-                  : GRAFT_OK;
+    /* across processes every rank holds these weights; rank 0 alone writes them, on its
+     * checkpoint thread (ckpt.c) while the next epoch trains */
+    if (writer(R)) {
+        ckpt_job job = {.epoch = R->epoch, .best = best};
+        snprintf(job.dir, sizeof job.dir, "%s", R->dir);
+        char mpath[2300], spath[2300];
+        path_in(R, "last.safetensors.next", mpath, sizeof mpath);
+        path_in(R, "state.safetensors.next", spath, sizeof spath);
+        job.metrics_len = R->metrics.len;
+        if (!(job.metrics = malloc(job.metrics_len + 1)))
+            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        else if (job.metrics_len)
+            memcpy(job.metrics, R->metrics.data, job.metrics_len);
+        if (!s)
+            s = store_encode(&R->store, false, mpath, model_meta, 4, &job.model, &job.model_len,
+                             e);
+        if (!s)
+            s = store_encode(&R->store, true, spath, (const char *const *)state_meta, nmeta,
+                             &job.state, &job.state_len, e);
+        if (!s) s = ckpt_submit(&R->ckw, &job, e);
+        ckpt_job_clear(&job);
+    }
     free(state_meta);
     free(tvals);
     free(tkeys);
@@ -1542,6 +1521,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 
 static void run_free(run *R)
 {
+    ckpt_free(R->ckw); /* the epoch end in flight, if any, is finished first */
     for (int k = 1; k < R->nrep; k++) pipeline_free(R->rep[k]);
     pipeline_free(R->head);
     free_features(R);
@@ -1729,6 +1709,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
     }
+    /* the last epoch end on disk before anything reads it back */
+    if ((s = ckpt_wait(R.ckw, e))) goto done;
     if (!writer(&R)) {
         /* the other ranks are done: rank 0 evaluates the test split and writes the results */
         out->epochs_run = R.epoch;

@@ -316,6 +316,8 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
     case GRAFT_LAYER_MAXPOOL:
     case GRAFT_LAYER_AVGPOOL:
     case GRAFT_LAYER_GLOBAL_AVGPOOL: {
+        int of = p->plan.layers[pl - p->layers].pool_of;
+        if (of >= 0 && p->layers[of].pool_fused) return GRAFT_OK; /* its conv runs it: no program */
         pool_kind k = l->type == GRAFT_LAYER_MAXPOOL   ? POOL_MAX
                       : l->type == GRAFT_LAYER_AVGPOOL ? POOL_AVG
                                                        : POOL_GLOBAL_AVG;

@@ -90,24 +90,6 @@ __kernel void bn_apply(const int n, const int is_var, __global const float *x,
     for (int e = lid; e < HW; e += LSZ) q[e] = epi_fwd(fma(p[e], g, b));
 }
 
-/* The eval-mode normalisation folded into the convolution that feeds it (engine/compile/plan.c,
- * bn_fold): per output channel c (C of them) of a conv with k weights each, g = gamma * invstd,
- * wf = w * g and bf = (b - mean) * g + beta (b = 0 without a conv bias), so that
- * conv(x; wf, bf) = gamma * (conv(x; w, b) - mean) * invstd + beta. One work-item per channel. */
-__kernel void bn_fold(const int k, __global const float *w, __global const float *cb,
-                      const int has_cb, __global const float *gamma, __global const float *beta,
-                      __global const float *run_mean, __global const float *run_var,
-                      __global float *wf, __global float *bf)
-{
-    const int c = get_global_id(0);
-    if (c >= C) return;
-    const float g = gamma[c] * rsqrt(run_var[c] + EPS);
-    __global const float *wr = w + (long)c * k;
-    __global float *fr = wf + (long)c * k;
-    for (int j = 0; j < k; j++) fr[j] = wr[j] * g;
-    bf[c] = fma((has_cb ? cb[c] : 0.0f) - run_mean[c], g, beta[c]);
-}
-
 /* Backward, per plane: sdy = sum d, sdyx = sum d * xhat, where d is the gradient of the
  * normalised output (the epilogue's derivative applied to dy, from the saved output y). */
 __kernel void bn_grad_partial(const int n, const int is_var, __global const float *x,

@@ -1,4 +1,5 @@
-/* tensor.cl — shape-free tensor plumbing: add, accumulate, copy, channel concat and row gather.
+/* tensor.cl — shape-free tensor plumbing: add, accumulate, copy, channel concat, row gather and
+ * the eval-mode batchnorm folded into a convolution's weights.
  * Sizes are runtime arguments (no -D options), so one program per context serves every layer;
  * each kernel guards its index against the real size. */
 
@@ -53,4 +54,24 @@ __kernel void gather_rows(const int n, const int row, __global const float *src,
     const int j = get_global_id(0), r = get_global_id(1);
     if (j >= row || r >= n) return;
     dst[(long)r * row + j] = src[(long)rows[r] * row + j];
+}
+
+/* The eval-mode batchnorm folded into the convolution that feeds it (engine/compile/plan.c,
+ * bn_fold): per output channel c (C of them) of a conv with k weights each, g = gamma * invstd,
+ * wf = w * g and bf = (b - mean) * g + beta (b = 0 without a conv bias), so that
+ * conv(x; wf, bf) = gamma * (conv(x; w, b) - mean) * invstd + beta. One work-item per channel.
+ * Here rather than in norm.cl, whose programs are one per layer: a folded batchnorm needs no
+ * other kernel, so it builds no program of its own. */
+__kernel void bn_fold(const int C, const int k, const float eps, __global const float *w,
+                      __global const float *cb, const int has_cb, __global const float *gamma,
+                      __global const float *beta, __global const float *run_mean,
+                      __global const float *run_var, __global float *wf, __global float *bf)
+{
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    const float g = gamma[c] * rsqrt(run_var[c] + eps);
+    __global const float *wr = w + (long)c * k;
+    __global float *fr = wf + (long)c * k;
+    for (int j = 0; j < k; j++) fr[j] = wr[j] * g;
+    bf[c] = fma((has_cb ? cb[c] : 0.0f) - run_mean[c], g, beta[c]);
 }

@@ -294,6 +294,7 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         break;
     }
     case GRAFT_LAYER_BATCHNORM: {
+        if (p->plan.layers[pl - p->layers].fused_into >= 0) return GRAFT_OK; /* folded: no op */
         int hw = l->out.rank == 3 ? l->out.d[1] * l->out.d[2] : 1;
         epilogue ep = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
         s = batchnorm_op_init(ctx, &pl->op.bn, l->out.d[0], hw, l->momentum, l->eps, &ep, e);
@@ -712,9 +713,10 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
         const layer *l = pl->l;
         int k = l->in.d[0] / l->groups * l->kernel[0] * l->kernel[1];
         prof_set_label(ctx, "%s.fold", bn->l->name);
-        if ((st = batchnorm_fold(ctx, &bn->op.bn, k, P(pl, ".weight"), P(pl, ".bias"),
-                                 P(bn, ".weight"), P(bn, ".bias"), P(bn, ".running_mean"),
-                                 P(bn, ".running_var"), pl->wf, pl->bf, e)))
+        if ((st = batchnorm_fold(ctx, bn->l->out.d[0], bn->l->eps, k, P(pl, ".weight"),
+                                 P(pl, ".bias"), P(bn, ".weight"), P(bn, ".bias"),
+                                 P(bn, ".running_mean"), P(bn, ".running_var"), pl->wf, pl->bf,
+                                 e)))
             return st;
     }
     return GRAFT_OK;

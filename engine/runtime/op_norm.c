@@ -8,8 +8,7 @@
 #include <stdlib.h>
 
 static const char *const BN_KERNELS[] = {"bn_stats_partial", "bn_stats_finalize", "bn_apply",
-                                         "bn_grad_partial",  "bn_grad_finalize",  "bn_grad_apply",
-                                         "bn_fold"};
+                                         "bn_grad_partial",  "bn_grad_finalize",  "bn_grad_apply"};
 
 int group_local_size(const graft_context *ctx, long row)
 {
@@ -168,16 +167,20 @@ graft_status batchnorm_fwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_
     return apply(ctx, op, n, 1, x, gamma, beta, run_mean, run_var, y, e);
 }
 
-graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem w, cl_mem cb,
+graft_status batchnorm_fold(graft_context *ctx, int c, float eps, int k, cl_mem w, cl_mem cb,
                             cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
                             cl_mem bf, graft_error *e)
 {
-    if (k < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm_fold: %d weights a channel", k);
-    cl_kernel kk = op->k[BN_FOLD];
+    if (k < 1 || c < 1)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batchnorm_fold: %d channels of %d weights", c,
+                       k);
+    cl_kernel kk;
+    graft_status s = kernel_get(ctx, "tensor", "", "bn_fold", &kk, e); /* cl/tensor.cl */
+    if (s) return s;
     int has_cb = cb != NULL;
-    SET_ARGS(kk, 10, KARG(k), KARG(w), KARG(cb), KARG(has_cb), KARG(gamma), KARG(beta),
-             KARG(run_mean), KARG(run_var), KARG(wf), KARG(bf));
-    size_t g = (size_t)op->c, l = 1;
+    SET_ARGS(kk, 12, KARG(c), KARG(k), KARG(eps), KARG(w), KARG(cb), KARG(has_cb), KARG(gamma),
+             KARG(beta), KARG(run_mean), KARG(run_var), KARG(wf), KARG(bf));
+    size_t g = (size_t)c, l = 1;
     return launch(ctx, kk, 1, &g, &l, NULL, e);
 }
 

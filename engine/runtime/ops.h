@@ -205,7 +205,7 @@ void dense_op_free(dense_op *op);
  * PyTorch's semantics (running = (1-m)*running + m*stat, running_var from the unbiased variance).
  * eval (and frozen): running statistics. */
 enum { BN_STATS_PARTIAL, BN_STATS_FINALIZE, BN_APPLY, BN_GRAD_PARTIAL, BN_GRAD_FINALIZE,
-       BN_GRAD_APPLY, BN_FOLD, BN_NKERNELS };
+       BN_GRAD_APPLY, BN_NKERNELS };
 typedef struct batchnorm_op {
     int c, hw, lsz;
     float momentum, eps;
@@ -235,9 +235,10 @@ graft_status batchnorm_bwd_eval(graft_context *ctx, batchnorm_op *op, int n, cl_
                                 cl_mem gamma, cl_mem run_mean, cl_mem run_var, cl_mem dx,
                                 cl_mem dgamma, cl_mem dbeta, graft_error *e);
 /* The eval-mode normalisation folded into the conv2d before it: wf = w * g and
- * bf = (cb - mean) * g + beta per output channel, g = gamma / sqrt(running_var + eps), for a conv
- * with k weights per output channel; cb may be NULL (no conv bias). */
-graft_status batchnorm_fold(graft_context *ctx, batchnorm_op *op, int k, cl_mem w, cl_mem cb,
+ * bf = (cb - mean) * g + beta per output channel (c of them), g = gamma / sqrt(running_var + eps),
+ * for a conv with k weights per output channel; cb may be NULL (no conv bias). Its kernel is
+ * shape-free (cl/tensor.cl): a folded batchnorm needs no batchnorm_op. */
+graft_status batchnorm_fold(graft_context *ctx, int c, float eps, int k, cl_mem w, cl_mem cb,
                             cl_mem gamma, cl_mem beta, cl_mem run_mean, cl_mem run_var, cl_mem wf,
                             cl_mem bf, graft_error *e);
 void batchnorm_op_free(batchnorm_op *op);

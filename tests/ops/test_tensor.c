@@ -1,5 +1,7 @@
 /* test_tensor.c — add2, accumulate, copy and channel concat (forward and backward) against
- * host references; their Jacobians are selections, checked by finite differences of L = r . y. */
+ * host references; their Jacobians are selections, checked by finite differences of L = r . y.
+ * And the eval-mode batchnorm folded into a convolution's weights (batchnorm_fold) against a
+ * double-precision fold. */
 #include "opcheck.h"
 
 static void test_elementwise(graft_context *ctx, long count)
@@ -148,6 +150,54 @@ static void test_concat(graft_context *ctx, int nb, int n, int c1, int c2, int h
     free(x2d);
 }
 
+/* batchnorm_fold: c channels of k weights, with and without a conv bias, against the fold in
+ * double; outputs poisoned first, the channel past c untouched. */
+static void test_fold(graft_context *ctx, int c, int k, bool has_cb)
+{
+    printf("bn_fold c=%d k=%d bias=%d\n", c, k, has_cb);
+    const long nw = (long)c * k;
+    float *w = malloc((nw + k) * sizeof *w), *cb = malloc((c + 1) * sizeof *cb);
+    float *gamma = malloc(c * sizeof *gamma), *beta = malloc(c * sizeof *beta);
+    float *mean = malloc(c * sizeof *mean), *var = malloc(c * sizeof *var);
+    oc_fill(w, nw + k, -1, 1);
+    oc_fill(cb, c + 1, -0.5, 0.5);
+    oc_fill(gamma, c, 0.5, 2);
+    oc_fill(beta, c, -1, 1);
+    oc_fill(mean, c, -0.3, 0.3);
+    oc_fill(var, c, 1e-6, 3); /* down to far below eps */
+    const float eps = 1e-5f;
+    double *rw = malloc((nw + k) * sizeof *rw), *rb = malloc((c + 1) * sizeof *rb);
+    for (int ch = 0; ch < c; ch++) {
+        double g = gamma[ch] / sqrt((double)var[ch] + (double)eps);
+        for (int j = 0; j < k; j++) rw[(long)ch * k + j] = w[(long)ch * k + j] * g;
+        rb[ch] = ((has_cb ? cb[ch] : 0.0) - mean[ch]) * g + beta[ch];
+    }
+    cl_mem bw = oc_buffer(ctx, w, nw + k), bcb = oc_buffer(ctx, cb, c + 1);
+    cl_mem bg = oc_buffer(ctx, gamma, c), bbeta = oc_buffer(ctx, beta, c);
+    cl_mem bm = oc_buffer(ctx, mean, c), bv = oc_buffer(ctx, var, c);
+    cl_mem wf = oc_buffer(ctx, NULL, nw + k), bf = oc_buffer(ctx, NULL, c + 1);
+    CHECK_OK(batchnorm_fold(ctx, c, eps, k, bw, has_cb ? bcb : NULL, bg, bbeta, bm, bv, wf, bf,
+                            err));
+    float *got = oc_read(ctx, wf, nw + k);
+    CHECK_CLOSE("bn_fold weights", got, rw, nw, 2e-6);
+    CHECK(isnan(got[nw]) && isnan(got[nw + k - 1]));
+    free(got);
+    got = oc_read(ctx, bf, c + 1);
+    CHECK_CLOSE("bn_fold bias", got, rb, c, 2e-6);
+    CHECK(isnan(got[c]));
+    free(got);
+    cl_mem all[] = {bw, bcb, bg, bbeta, bm, bv, wf, bf};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) clReleaseMemObject(all[i]);
+    free(w);
+    free(cb);
+    free(gamma);
+    free(beta);
+    free(mean);
+    free(var);
+    free(rw);
+    free(rb);
+}
+
 int main(void)
 {
     int small = getenv("GRAFT_TEST_SMALL") && atoi(getenv("GRAFT_TEST_SMALL"));
@@ -168,6 +218,9 @@ int main(void)
         test_concat(ctx, 1, 1, 1, 6, 1);         /* batch 1, hw 1 (dense features) */
         test_concat(ctx, 64, 64, 32, 64, 14 * 14);
     }
+    test_fold(ctx, 1, 1, false);
+    test_fold(ctx, 32, 9, true);
+    if (!small) test_fold(ctx, 64, 288, false);
     graft_error e = {0};
     cl_mem m = oc_buffer(ctx, NULL, 16);
     CHECK(concat_fwd(ctx, 1, 3, 4, 2, 1, m, m, &e) != GRAFT_OK);

@@ -63,6 +63,10 @@ graft_status fs_read_file(const char *path, size_t max_bytes, char **out, size_t
 /* Write to PATH.tmp.PID in the same folder, fsync, rename over path: complete or absent. */
 graft_status fs_write_atomic(const char *path, const void *data, size_t len, graft_error *e);
 graft_status fs_mkdir_p(const char *path, graft_error *e);
+/* Graft's cache folder (compiled programs, tuning results, decoded data): dir when given, else
+ * GRAFT_CACHE_DIR, $XDG_CACHE_HOME/graft, ~/.cache/graft. False when GRAFT_NO_CACHE is set or
+ * there is nowhere to keep one. Not created here. */
+bool fs_cache_dir(const char *dir, char *out, size_t n);
 bool fs_exists(const char *path);
 /* dirname of path into out ("." when it has none). */
 void fs_dirname(const char *path, char *out, size_t n);

@@ -106,6 +106,23 @@ graft_status fs_write_atomic(const char *path, const void *data, size_t len, gra
     return GRAFT_OK;
 }
 
+bool fs_cache_dir(const char *dir, char *out, size_t n)
+{
+    const char *env = getenv("GRAFT_NO_CACHE");
+    if (env && env[0] && strcmp(env, "0") != 0) return false;
+    if (dir && dir[0])
+        snprintf(out, n, "%s", dir);
+    else if ((env = getenv("GRAFT_CACHE_DIR")) && env[0])
+        snprintf(out, n, "%s", env);
+    else if ((env = getenv("XDG_CACHE_HOME")) && env[0])
+        snprintf(out, n, "%s/graft", env);
+    else if ((env = getenv("HOME")) && env[0])
+        snprintf(out, n, "%s/.cache/graft", env);
+    else
+        return false;
+    return true;
+}
+
 graft_status fs_mkdir_p(const char *path, graft_error *e)
 {
     char p[4096];

@@ -18,9 +18,9 @@ const char HELP_USAGE[] =
 static const char *const ENVIRONMENT[][2] = {
     {"GRAFT_DEVICE", "the device when neither --device nor the recipe's device: names one: cpu, "
                      "gpu, nvidia, amd, intel, pocl, P:D or a name substring"},
-    {"GRAFT_CACHE_DIR", "where compiled programs and tuning results are kept (default "
-                        "$XDG_CACHE_HOME/graft, else ~/.cache/graft)"},
-    {"GRAFT_NO_CACHE", "1: neither read nor write the on-disk program cache"},
+    {"GRAFT_CACHE_DIR", "where compiled programs, tuning results and decoded copies of gzip'ed "
+                        "IDX files are kept (default $XDG_CACHE_HOME/graft, else ~/.cache/graft)"},
+    {"GRAFT_NO_CACHE", "1: neither read nor write the on-disk cache (programs, decoded data)"},
     {"GRAFT_TUNE", "off, auto or full: the GEMM tuning a first training run on a device does "
                    "(overrides train.tune)"},
     {"GRAFT_FUSE", "0: no kernel fusion (activations run as their own kernels)"},

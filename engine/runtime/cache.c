@@ -14,20 +14,9 @@ static const char MAGIC[8] = {'G', 'R', 'A', 'F', 'T', 'C', 'C', 'H'};
 graft_status cache_open(cache *c, const char *dir, int disabled, graft_error *e)
 {
     memset(c, 0, sizeof *c);
-    const char *env = getenv("GRAFT_NO_CACHE");
-    if (disabled || (env && env[0] && strcmp(env, "0") != 0)) return GRAFT_OK;
     char path[2048];
-    if (dir && dir[0]) {
-        snprintf(path, sizeof path, "%s", dir);
-    } else if ((env = getenv("GRAFT_CACHE_DIR")) && env[0]) {
-        snprintf(path, sizeof path, "%s", env);
-    } else if ((env = getenv("XDG_CACHE_HOME")) && env[0]) {
-        snprintf(path, sizeof path, "%s/graft", env);
-    } else if ((env = getenv("HOME")) && env[0]) {
-        snprintf(path, sizeof path, "%s/.cache/graft", env);
-    } else {
-        return GRAFT_OK; /* nowhere to keep it: run without a disk cache */
-    }
+    if (disabled || !fs_cache_dir(dir, path, sizeof path))
+        return GRAFT_OK; /* off, or nowhere to keep it: run without a disk cache */
     graft_status s = fs_mkdir_p(path, e);
     if (s) {
         err_prefix(e, "program cache");

@@ -1,9 +1,13 @@
 /* test_idx.c — the IDX reader: raw and gzip files of every element type converted from big-endian,
  * a table of bad files (magic, type, rank, truncation with expected/found byte counts, trailing
  * data, corrupt and truncated gzip, a decompression bomb); the header-only read and the read of
- * chosen rows (raw and gzip, i16 for the byte order) against the full read. */
+ * chosen rows (raw and gzip, i16 for the byte order) against the full read; the decoded copy of a
+ * large gzip file in the cache folder (written whole, used, replaced when bad or stale, never
+ * written for a corrupt stream, a small file or under GRAFT_NO_CACHE). */
 #include "iotest.h"
 
+#include <dirent.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 static size_t make_idx(unsigned char *out, int type, int rank, const uint32_t *dims,
@@ -260,11 +264,134 @@ static void test_rows(void)
     }
 }
 
+/* Files in dir (0 when it does not exist); name gets the path of one that is not skip. */
+static int count_files(const char *dir, const char *skip, char *name, size_t n)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int k = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        char p[1024];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (name && (!skip || strcmp(p, skip) != 0)) snprintf(name, n, "%s", p);
+        k++;
+    }
+    closedir(d);
+    return k;
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Rows 1, 2 and the last of a file of R rows of P bytes each (value: row * 7 + column + salt). */
+static int rows_are(const idx_array *a, int R, int P, int salt)
+{
+    const int want[] = {1, 2, R - 1};
+    if (a->rows != 3) return 0;
+    for (int k = 0; k < 3; k++)
+        for (int j = 0; j < P; j++)
+            if (((unsigned char *)a->data)[(size_t)k * P + j] !=
+                (unsigned char)(want[k] * 7 + j + salt))
+                return 0;
+    return 1;
+}
+
+static void test_decoded(void)
+{
+    enum { R = 1100, P = 1024 }; /* 1.1 MB decoded: past IDX_DECODED_MIN */
+    static unsigned char data[R * P], big[R * P + 64], bgz[R * P + 4096];
+    const char *cache = tmp_path("cache"), *copies = tmp_path("cache/data");
+    setenv("GRAFT_CACHE_DIR", cache, 1);
+    unsetenv("GRAFT_NO_CACHE");
+    uint32_t d[] = {R, P};
+    unsigned char keep[R] = {0};
+    keep[1] = keep[2] = keep[R - 1] = 1;
+    const char *path = tmp_path("big.idx.gz");
+    char old[1024] = ""; /* the first copy */
+    for (int salt = 0; salt < 2; salt++) {
+        for (int i = 0; i < R * P; i++) data[i] = (unsigned char)((i / P) * 7 + i % P + salt);
+        size_t n = make_idx(big, 0x08, 2, d, data, sizeof data);
+        size_t g = gzip_bytes(bgz, sizeof bgz, big, n);
+        write_bytes(path, bgz, g); /* salt 1: the same path and size class, new content */
+        idx_array a = {0};
+        CHECK_OK(idx_read_rows(path, keep, R, &a, err));
+        CHECKF(rows_are(&a, R, P, salt), "decoded rows (salt %d)", salt);
+        idx_free(&a);
+        char copy[1024] = "";
+        int nf = count_files(copies, old, copy, sizeof copy); /* the copy of this content */
+        CHECKF(nf == salt + 1 && file_size(copy) == (long)n, "%d copies, this one %ld bytes (want "
+               "%zu)", nf, file_size(copy), n);
+        if (salt == 0) snprintf(old, sizeof old, "%s", copy);
+        /* the second read comes from the copy: the same rows, and (white box) a byte changed in
+         * the copy shows up, which proves it was read */
+        CHECK_OK(idx_read_rows(path, keep, R, &a, err));
+        CHECKF(rows_are(&a, R, P, salt), "rows from the copy (salt %d)", salt);
+        idx_free(&a);
+        FILE *f = fopen(copy, "r+b");
+        CHECK(f != NULL);
+        if (!f) return;
+        fseek(f, 12 + P, SEEK_SET); /* past the 12-byte header: row 1, column 0 */
+        fputc(0xEE, f);
+        fclose(f);
+        CHECK_OK(idx_read_rows(path, keep, R, &a, err));
+        CHECK(a.rows == 3 && ((unsigned char *)a.data)[0] == 0xEE);
+        idx_free(&a);
+        idx_array h = {0};
+        CHECK_OK(idx_read_header(path, &h, err));
+        CHECK(h.data == NULL && h.rank == 2 && h.shape[0] == R && h.shape[1] == P);
+        /* a copy cut short is refused, removed and written again from the file */
+        CHECK(truncate(copy, 5000) == 0);
+        CHECK_OK(idx_read_rows(path, keep, R, &a, err));
+        CHECKF(rows_are(&a, R, P, salt), "rows after a short copy (salt %d)", salt);
+        idx_free(&a);
+        nf = count_files(copies, NULL, NULL, 0);
+        CHECKF(nf == salt + 1 && file_size(copy) == (long)n, "rewritten copy: %d files, %ld bytes",
+               nf, file_size(copy));
+        if (salt == 0) {
+            /* a corrupt stream of the same file: the error, and no copy or leftover for it */
+            size_t mid = g / 2;
+            bgz[mid] ^= 0x55;
+            const char *bad = tmp_path("bad.idx.gz");
+            write_bytes(bad, bgz, g);
+            graft_error e = {0};
+            CHECK(idx_read_rows(bad, keep, R, &a, &e) == GRAFT_STATUS_BAD_DATA);
+            CHECKF(count_files(copies, NULL, NULL, 0) == 1, "%d files after a corrupt stream",
+                   count_files(copies, NULL, NULL, 0));
+            bgz[mid] ^= 0x55;
+        }
+    }
+    /* GRAFT_NO_CACHE: neither read nor written */
+    const char *other = tmp_path("other.idx.gz");
+    size_t n = make_idx(big, 0x08, 2, d, data, sizeof data);
+    write_bytes(other, bgz, gzip_bytes(bgz, sizeof bgz, big, n));
+    setenv("GRAFT_NO_CACHE", "1", 1);
+    idx_array a = {0};
+    CHECK_OK(idx_read_rows(other, keep, R, &a, err));
+    CHECK(rows_are(&a, R, P, 1));
+    idx_free(&a);
+    CHECK(count_files(copies, NULL, NULL, 0) == 2);
+    unsetenv("GRAFT_NO_CACHE");
+    /* a small file gets no copy */
+    uint32_t ds[] = {10, 10};
+    n = make_idx(raw, 0x08, 2, ds, NULL, 100);
+    const char *small = tmp_path("small.idx.gz");
+    write_bytes(small, gz, gzip_bytes(gz, sizeof gz, raw, n));
+    CHECK_OK(idx_read(small, &a, err));
+    idx_free(&a);
+    CHECK(count_files(copies, NULL, NULL, 0) == 2);
+}
+
 int main(void)
 {
     test_types();
     test_bad();
     test_rows();
+    test_decoded();
     rm_tmp_dir();
     return test_finish("test_idx");
 }

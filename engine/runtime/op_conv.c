@@ -1082,10 +1082,9 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     return GRAFT_OK;
 }
 
-/* Backward of a batch: dx, dw and db as asked (each may be NULL). The batched form packs dy once
- * for both products (and the bias gradient), applying the epilogue's derivative in the pack; the
- * per-sample form first turns dy into the raw output's gradient in place when there is an
- * epilogue (dy is the fused activation's gradient, which nothing else reads afterwards). */
+/* conv2d_bwd of a conv whose forward wrote the 2x2 max-pool after it (conv2d_fwd_pool): from the
+ * pool's gradient dyp and argmax indexes ip, through rows_bwd's padded gradient, so the pool's
+ * backward never runs and no full-size gradient is written. */
 graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,
                              cl_mem dyp, cl_mem ip, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db,
                              cl_mem ws, graft_error *e)
@@ -1098,6 +1097,10 @@ graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     return rows_bwd(ctx, op, n, x, y, dyp, ip, w, dx, dw, db, ws, e);
 }
 
+/* Backward of a batch: dx, dw and db as asked (each may be NULL). The batched form packs dy once
+ * for both products (and the bias gradient), applying the epilogue's derivative in the pack; the
+ * per-sample form first turns dy into the raw output's gradient in place when there is an
+ * epilogue (dy is the fused activation's gradient, which nothing else reads afterwards). */
 graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y, cl_mem dy,
                         cl_mem w, cl_mem dx, cl_mem dw, cl_mem db, cl_mem ws, graft_error *e)
 {

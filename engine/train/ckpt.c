@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,7 +127,12 @@ graft_status ckpt_submit(ckpt_writer **wp, ckpt_job *job, graft_error *e)
         }
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->cond, NULL);
+        /* signals (Ctrl-C's stop flag, SIGXFSZ ignored) stay with the training thread */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old);
         w->started = pthread_create(&w->thread, NULL, writer_main, w) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         *wp = w;
     }
     if (!w->started) {

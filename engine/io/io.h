@@ -70,6 +70,14 @@ typedef struct npy_array {
     void *data; /* count * itemsize bytes, host order */
 } npy_array;
 graft_status npy_read(const char *path, npy_array *out, graft_error *e);
+/* The header only (kind, itemsize, rank, shape, count; data NULL), checked as npy_read checks it
+ * (the data's length included). */
+graft_status npy_read_header(const char *path, npy_array *out, graft_error *e);
+/* The rows (entries along the first dimension) that keep[] marks, packed in file order, and only
+ * those read from the file; nkeep must be the file's row count. shape[0] and count describe what
+ * is stored (the kept rows). */
+graft_status npy_read_rows(const char *path, const unsigned char *keep, size_t nkeep,
+                           npy_array *out, graft_error *e);
 graft_status npy_read_mem(const char *name, const void *data, size_t len, npy_array *out,
                           graft_error *e);
 graft_status npy_write_f32(const char *path, const float *data, int rank, const int64_t *shape,

@@ -261,7 +261,11 @@ graft_status npy_read_mem(const char *name, const void *data, size_t len, npy_ar
     return GRAFT_OK;
 }
 
-graft_status npy_read(const char *path, npy_array *out, graft_error *e)
+/* what read_file stores: everything, the header only (data NULL), or the rows keep[] marks */
+typedef enum npy_mode { NPY_ALL, NPY_HEADER, NPY_KEEP } npy_mode;
+
+static graft_status read_file(const char *path, npy_mode mode, const unsigned char *keep,
+                              size_t nkeep, npy_array *out, graft_error *e)
 {
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
@@ -282,24 +286,72 @@ graft_status npy_read(const char *path, npy_array *out, graft_error *e)
     size_t at = 0;
     graft_status s = parse_preamble(path, head, avail, (uint64_t)sb.st_size, out, &at, e);
     free(head);
-    if (s) {
+    if (s || mode == NPY_HEADER) {
         fclose(f);
         return s;
     }
-    size_t bytes = out->count * (size_t)out->itemsize;
+    /* rows: along the first dimension (a rank-0 array is one row) */
+    size_t rows = out->rank ? (size_t)out->shape[0] : 1, kept = rows;
+    size_t row_bytes = rows ? out->count / rows * (size_t)out->itemsize : 0;
+    if (mode == NPY_KEEP) {
+        if (rows != nkeep) {
+            fclose(f);
+            s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: %zu rows, expected %zu", path, rows, nkeep);
+            memset(out, 0, sizeof *out);
+            return s;
+        }
+        kept = 0;
+        for (size_t r = 0; r < rows; r++) kept += keep[r] != 0;
+    }
+    size_t bytes = kept * row_bytes;
     out->data = malloc(bytes ? bytes : 1);
     if (!out->data) {
         fclose(f);
         memset(out, 0, sizeof *out);
         return err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory for %zu bytes", path, bytes);
     }
-    if (fseeko(f, (off_t)at, SEEK_SET) != 0 || fread(out->data, 1, bytes, f) != bytes) {
-        fclose(f);
-        npy_free(out);
-        return err_set(e, GRAFT_STATUS_IO, "%s: cannot read %zu bytes of data", path, bytes);
+    /* runs of consecutive kept rows, each one read (the rest is never read) */
+    size_t done = 0;
+    for (size_t r = 0; r < rows && !s;) {
+        if (mode == NPY_KEEP && !keep[r]) {
+            r++;
+            continue;
+        }
+        size_t run = 1;
+        while (r + run < rows && (mode != NPY_KEEP || keep[r + run])) run++;
+        if (fseeko(f, (off_t)(at + r * row_bytes), SEEK_SET) != 0 ||
+            fread((char *)out->data + done, 1, run * row_bytes, f) != run * row_bytes)
+            s = err_set(e, GRAFT_STATUS_IO, "%s: cannot read %zu bytes of data", path,
+                        run * row_bytes);
+        done += run * row_bytes;
+        r += run;
     }
     fclose(f);
+    if (s) {
+        npy_free(out);
+        return s;
+    }
+    if (mode == NPY_KEEP && out->rank) {
+        out->shape[0] = (int64_t)kept;
+        out->count = kept * (rows ? out->count / rows : 0);
+    }
     return GRAFT_OK;
+}
+
+graft_status npy_read(const char *path, npy_array *out, graft_error *e)
+{
+    return read_file(path, NPY_ALL, NULL, 0, out, e);
+}
+
+graft_status npy_read_header(const char *path, npy_array *out, graft_error *e)
+{
+    return read_file(path, NPY_HEADER, NULL, 0, out, e);
+}
+
+graft_status npy_read_rows(const char *path, const unsigned char *keep, size_t nkeep,
+                           npy_array *out, graft_error *e)
+{
+    return read_file(path, NPY_KEEP, keep, nkeep, out, e);
 }
 
 graft_status npy_write_f32(const char *path, const float *data, int rank, const int64_t *shape,

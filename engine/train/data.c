@@ -58,9 +58,11 @@ typedef struct raw_split {
     elem type;
     float scale; /* u8 pixels: 1/255 */
     void *data;  /* owned */
-    /* an IDX source reads its header first and its rows only once the selection is known:
-     * deferred names the images file, packed maps a row to its place in data (owned) */
+    /* an IDX or NPY source reads its header first and its rows only once the selection is
+     * known: deferred names the images file (an NPY one when deferred_npy), packed maps a row to
+     * its place in data (owned) */
     const char *deferred;
+    bool deferred_npy;
     long *packed;
     long n;
     int rank; /* per sample: 1 (vector) or 3 (C×H×W) */
@@ -216,12 +218,13 @@ done:
     return s;
 }
 
+/* The images' header and the labels; the image rows wait for fetch_rows (as load_idx). */
 static graft_status load_npy(const data_source *src, raw_split *r, graft_error *e)
 {
     npy_array img = {0}, lab = {0};
     graft_status s;
     elem t;
-    if ((s = npy_read(src->images, &img, e))) return s;
+    if ((s = npy_read_header(src->images, &img, e))) return s;
     if (!npy_elem(&img, &t)) {
         s = err_set(e, GRAFT_STATUS_BAD_DATA, "%s: unsupported element type", src->images);
         goto done;
@@ -229,8 +232,8 @@ static graft_status load_npy(const data_source *src, raw_split *r, graft_error *
     if ((s = sample_layout(r, img.rank, img.shape, e))) goto done;
     r->type = t;
     r->scale = t == EL_U8 ? 1.0f / 255.0f : 1.0f;
-    r->data = img.data;
-    img.data = NULL;
+    r->deferred = src->images;
+    r->deferred_npy = true;
     if (!src->labels) { /* unlabelled (adapt.target): every sample is class 0 */
         r->y = calloc((size_t)(r->n ? r->n : 1), sizeof *r->y);
         if (!r->y) s = err_set(e, GRAFT_STATUS_NOMEM, "%s: out of memory", src->images);
@@ -478,8 +481,9 @@ done:
     return s;
 }
 
-/* Read the image rows a split uses (sel, or those keep[] does not drop) from a deferred IDX
- * source: the others are inflated but neither stored nor converted. */
+/* Read the image rows a split uses (sel, or those keep[] does not drop) from a deferred source:
+ * an IDX one inflates the others (gzip) but neither stores nor converts them, an NPY one never
+ * reads them. */
 static graft_status fetch_rows(raw_split *r, const selection *sel, const char *keep,
                                graft_error *e)
 {
@@ -494,16 +498,34 @@ static graft_status fetch_rows(raw_split *r, const selection *sel, const char *k
         if (!keep || keep[i]) mask[sel->rows[i]] = 1;
     long k = 0;
     for (long i = 0; i < r->n; i++) r->packed[i] = mask[i] ? k++ : -1;
-    idx_array img;
-    graft_status s = idx_read_rows(r->deferred, mask, (size_t)r->n, &img, e);
+    void *data = NULL;
+    long rows = 0, per = 0;
+    graft_status s;
+    if (r->deferred_npy) {
+        npy_array img;
+        s = npy_read_rows(r->deferred, mask, (size_t)r->n, &img, e);
+        if (!s) {
+            rows = img.rank ? (long)img.shape[0] : 1;
+            per = rows ? (long)(img.count / (size_t)rows) : 0;
+            data = img.data;
+        }
+    } else {
+        idx_array img;
+        s = idx_read_rows(r->deferred, mask, (size_t)r->n, &img, e);
+        if (!s) {
+            rows = (long)img.rows;
+            per = rows ? (long)(img.count / img.rows) : 0;
+            data = img.data;
+        }
+    }
     free(mask);
     if (s) return s;
-    if ((long)img.rows != k || (k && (long)(img.count / img.rows) != r->sample)) {
-        idx_free(&img);
+    if (rows != k || (k && per != r->sample)) {
+        free(data);
         return err_set(e, GRAFT_STATUS_BAD_DATA, "%s: the file changed while it was read",
                        r->images);
     }
-    r->data = img.data;
+    r->data = data;
     return GRAFT_OK;
 }
 

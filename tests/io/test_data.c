@@ -279,6 +279,61 @@ static int neg(long i)
     return i == 7 ? -1 : 0;
 }
 
+/* u8 images N×H×W as .npy ('|u1'), the same pixels as write_idx. */
+static void write_npy_u8(const char *path, long n, int h, int w)
+{
+    char dict[128];
+    int len = snprintf(dict, sizeof dict,
+                       "{'descr': '|u1', 'fortran_order': False, 'shape': (%ld, %d, %d), }", n, h,
+                       w);
+    size_t pre = 10 + (size_t)len + 1, pad = (64 - pre % 64) % 64, hl = (size_t)len + 1 + pad;
+    size_t total = 10 + hl + (size_t)n * h * w;
+    unsigned char *b = malloc(total);
+    memcpy(b, "\x93NUMPY\x01\x00", 8);
+    b[8] = (unsigned char)hl, b[9] = (unsigned char)(hl >> 8);
+    memcpy(b + 10, dict, (size_t)len);
+    memset(b + 10 + len, ' ', pad);
+    b[10 + hl - 1] = '\n';
+    for (long i = 0; i < n; i++)
+        for (long k = 0; k < (long)h * w; k++) b[10 + hl + i * h * w + k] = pixel(i, k);
+    write_bytes(path, b, total);
+    free(b);
+}
+
+
+/* An NPY source reads only the rows its selection keeps (npy_read_rows), and the selection is the
+ * IDX source's: the same files as IDX and as NPY give bitwise the same splits. */
+static void test_npy_rows_like_idx(void)
+{
+    const char *ii = tmp_path("sel-img.idx"), *il = tmp_path("sel-lab.idx");
+    const char *ni = tmp_path("sel-img.npy"), *nl = tmp_path("sel-lab.npy");
+    write_idx(ii, il, 90, 4, 4, 90, 0);
+    write_npy_u8(ni, 90, 4, 4);
+    write_npy_labels(nl, 90, label_of);
+    data_spec s = base_spec(ii, il);
+    int keep_classes[] = {3, 1}; /* dropped classes: rows the NPY read never touches */
+    s.nclasses = 2;
+    s.classes = keep_classes;
+    s.shots = 4;
+    s.val_split = 0.25;
+    s.test = s.train;
+    dataset a[3], b[3];
+    CHECK_OK(data_load(&s, in_1x4x4, &a[0], &a[1], &a[2], err));
+    s.train = (data_source){.present = true, .format = DATA_NPY, .images = ni, .labels = nl};
+    s.test = s.train;
+    CHECK_OK(data_load(&s, in_1x4x4, &b[0], &b[1], &b[2], err));
+    for (int k = 0; k < 3; k++) {
+        CHECKF(a[k].n == b[k].n && a[k].n > 0, "split %d: %ld and %ld samples", k, a[k].n,
+               b[k].n);
+        if (a[k].n == b[k].n && a[k].n > 0)
+            CHECKF(memcmp(a[k].x, b[k].x, (size_t)a[k].n * 16 * sizeof(float)) == 0 &&
+                       memcmp(a[k].y, b[k].y, (size_t)a[k].n * sizeof(int)) == 0,
+                   "split %d differs between IDX and NPY", k);
+        dataset_free(&a[k]);
+        dataset_free(&b[k]);
+    }
+}
+
 static void test_npy_csv(void)
 {
     /* npy: float32 N×C×H×W images, int64 labels */
@@ -506,6 +561,7 @@ int main(void)
     test_idx_basic();
     test_errors();
     test_npy_csv();
+    test_npy_rows_like_idx();
     test_batcher();
     rm_tmp_dir();
     return test_finish("test_data");

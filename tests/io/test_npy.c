@@ -1,5 +1,6 @@
 /* test_npy.c — the NPY reader and writer: versions 1.0/2.0/3.0, every supported dtype, header
- * spelling variations (spaces, trailing commas, key order), a table of bad files, round trips. */
+ * spelling variations (spaces, trailing commas, key order), a table of bad files, round trips;
+ * the header-only read and the read of chosen rows against the full read. */
 #include "iotest.h"
 
 /* Build a .npy file: preamble of version major.0, the dict text, then ndata bytes of data. */
@@ -193,11 +194,61 @@ static void test_write(void)
     }
 }
 
+/* The header-only read and the read of chosen rows against the full read: scattered rows, runs,
+ * none, all; a wrong row count and a file cut short fail. */
+static void test_rows(void)
+{
+    enum { R = 37, P = 6 };
+    float d[R * P];
+    for (int i = 0; i < R * P; i++) d[i] = (float)i * 0.5f - 7;
+    int64_t sh[3] = {R, 2, 3};
+    const char *path = tmp_path("rows.npy");
+    CHECK_OK(npy_write_f32(path, d, 3, sh, err));
+    npy_array h;
+    CHECK_OK(npy_read_header(path, &h, err));
+    CHECK(h.data == NULL && h.rank == 3 && h.shape[0] == R && h.count == R * P && h.kind == 'f');
+    unsigned char keep[R];
+    for (int pattern = 0; pattern < 4; pattern++) {
+        size_t k = 0;
+        for (int i = 0; i < R; i++) {
+            keep[i] = pattern == 0   ? (i % 5 == 1 || (i > 20 && i < 26) || i == R - 1)
+                      : pattern == 1 ? 0
+                      : pattern == 2 ? 1
+                                     : i == 0;
+            k += keep[i];
+        }
+        npy_array a;
+        CHECK_OK(npy_read_rows(path, keep, R, &a, err));
+        int same = a.count == k * P && a.shape[0] == (int64_t)k && a.shape[1] == 2;
+        size_t j = 0;
+        for (int i = 0; i < R && same; i++)
+            if (keep[i]) same = memcmp((float *)a.data + j++ * P, d + i * P, P * 4) == 0;
+        CHECKF(same, "pattern %d: %zu rows", pattern, k);
+        npy_free(&a);
+    }
+    graft_error e = {0};
+    npy_array a;
+    CHECK_FAILS(npy_read_rows(path, keep, R - 1, &a, &e), e, GRAFT_STATUS_BAD_DATA,
+                "37 rows, expected 36", "row count");
+    /* cut short: the header's length check fails before any row is read */
+    char *raw = NULL;
+    size_t len = 0;
+    CHECK_OK(fs_read_file(path, 1 << 20, &raw, &len, err));
+    if (raw) {
+        write_bytes(path, raw, len - 4);
+        free(raw);
+        unsigned char first[R] = {1};
+        CHECK(npy_read_rows(path, first, R, &a, &e) == GRAFT_STATUS_BAD_DATA);
+        CHECK(npy_read_header(path, &h, &e) == GRAFT_STATUS_BAD_DATA);
+    }
+}
+
 int main(void)
 {
     test_bad_table();
     test_dtypes_and_versions();
     test_write();
+    test_rows();
     rm_tmp_dir();
     return test_finish("test_npy");
 }

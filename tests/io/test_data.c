@@ -41,25 +41,32 @@ static void write_idx(const char *img, const char *lab, long n, int h, int w, lo
     free(l);
 }
 
-/* An int64 label .npy by hand (npy_write_f32 only writes float32). */
-static void write_npy_labels(const char *path, long n, int (*f)(long))
+/* A version 1.0 .npy by hand (npy_write_f32 only writes float32): the dict, padded so the data
+ * starts on a 64-byte boundary, then n bytes of data. */
+static void write_npy_raw(const char *path, const char *dict, const void *data, size_t n)
 {
-    char dict[128];
-    int len = snprintf(dict, sizeof dict, "{'descr': '<i8', 'fortran_order': False, 'shape': (%ld,), }", n);
-    size_t pre = 10 + (size_t)len + 1, pad = (64 - pre % 64) % 64, hl = (size_t)len + 1 + pad;
-    size_t total = 10 + hl + 8 * (size_t)n;
+    size_t len = strlen(dict), pre = 10 + len + 1, pad = (64 - pre % 64) % 64;
+    size_t hl = len + 1 + pad, total = 10 + hl + n;
     unsigned char *b = malloc(total);
     memcpy(b, "\x93NUMPY\x01\x00", 8);
     b[8] = (unsigned char)hl, b[9] = (unsigned char)(hl >> 8);
-    memcpy(b + 10, dict, (size_t)len);
+    memcpy(b + 10, dict, len);
     memset(b + 10 + len, ' ', pad);
     b[10 + hl - 1] = '\n';
-    for (long i = 0; i < n; i++) {
-        int64_t v = f(i);
-        memcpy(b + 10 + hl + 8 * i, &v, 8);
-    }
+    if (n) memcpy(b + 10 + hl, data, n);
     write_bytes(path, b, total);
     free(b);
+}
+
+/* int64 labels f(0) .. f(n-1) */
+static void write_npy_labels(const char *path, long n, int (*f)(long))
+{
+    char dict[128];
+    snprintf(dict, sizeof dict, "{'descr': '<i8', 'fortran_order': False, 'shape': (%ld,), }", n);
+    int64_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    for (long i = 0; i < n; i++) v[i] = f(i);
+    write_npy_raw(path, dict, v, (size_t)n * 8);
+    free(v);
 }
 
 static data_spec base_spec(const char *img, const char *lab)
@@ -283,23 +290,14 @@ static int neg(long i)
 static void write_npy_u8(const char *path, long n, int h, int w)
 {
     char dict[128];
-    int len = snprintf(dict, sizeof dict,
-                       "{'descr': '|u1', 'fortran_order': False, 'shape': (%ld, %d, %d), }", n, h,
-                       w);
-    size_t pre = 10 + (size_t)len + 1, pad = (64 - pre % 64) % 64, hl = (size_t)len + 1 + pad;
-    size_t total = 10 + hl + (size_t)n * h * w;
-    unsigned char *b = malloc(total);
-    memcpy(b, "\x93NUMPY\x01\x00", 8);
-    b[8] = (unsigned char)hl, b[9] = (unsigned char)(hl >> 8);
-    memcpy(b + 10, dict, (size_t)len);
-    memset(b + 10 + len, ' ', pad);
-    b[10 + hl - 1] = '\n';
+    snprintf(dict, sizeof dict, "{'descr': '|u1', 'fortran_order': False, 'shape': (%ld, %d, %d), }",
+             n, h, w);
+    unsigned char *px = malloc((size_t)n * h * w + 1);
     for (long i = 0; i < n; i++)
-        for (long k = 0; k < (long)h * w; k++) b[10 + hl + i * h * w + k] = pixel(i, k);
-    write_bytes(path, b, total);
-    free(b);
+        for (long k = 0; k < (long)h * w; k++) px[i * h * w + k] = pixel(i, k);
+    write_npy_raw(path, dict, px, (size_t)n * h * w);
+    free(px);
 }
-
 
 /* An NPY source reads only the rows its selection keeps (npy_read_rows), and the selection is the
  * IDX source's: the same files as IDX and as NPY give bitwise the same splits. */

@@ -376,7 +376,7 @@ static bool decoded_path(const char *path, char *out, size_t n)
         !S_ISREG(st.st_mode) || st.st_size < 18)
         return false;
     unsigned char magic[2], trailer[8];
-    int fd = open(real, O_RDONLY);
+    int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return false;
     bool ok = pread(fd, magic, 2, 0) == 2 && magic[0] == 0x1f && magic[1] == 0x8b &&
               pread(fd, trailer, sizeof trailer, st.st_size - 8) == (ssize_t)sizeof trailer;
@@ -405,11 +405,11 @@ static int read_decoded(const char *path, const char *copy, idx_mode mode,
                         const unsigned char *keep, size_t nkeep, idx_array *out,
                         graft_status *s, graft_error *e)
 {
-    int fd = open(copy, O_RDONLY);
+    int fd = open(copy, O_RDONLY | O_NONBLOCK | O_CLOEXEC); /* a FIFO there must not hang us */
     if (fd < 0) return 0;
     struct stat st;
     void *m = MAP_FAILED;
-    if (fstat(fd, &st) == 0 && st.st_size > 0)
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
         m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
     if (m == MAP_FAILED) return 0;
@@ -444,7 +444,7 @@ static graft_status read_file(const char *path, idx_mode mode, const unsigned ch
         fs_dirname(copy, dir, sizeof dir);
         graft_error ignored = {0};
         if (fs_mkdir_p(dir, &ignored) == GRAFT_OK)
-            tee = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            tee = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     }
     bool teed = false;
     s = idx_parse(path, data, len, mode, keep, nkeep, tee, &teed, out, e);

@@ -2,8 +2,8 @@
  * a table of bad files (magic, type, rank, truncation with expected/found byte counts, trailing
  * data, corrupt and truncated gzip, a decompression bomb); the header-only read and the read of
  * chosen rows (raw and gzip, i16 for the byte order) against the full read; the decoded copy of a
- * large gzip file in the cache folder (written whole, used, replaced when bad or stale, never
- * written for a corrupt stream, a small file or under GRAFT_NO_CACHE). */
+ * large gzip file in the cache folder (written whole, used, replaced when bad, stale or not a
+ * regular file, never written for a corrupt stream, a small file or under GRAFT_NO_CACHE). */
 #include "iotest.h"
 
 #include <dirent.h>
@@ -352,6 +352,12 @@ static void test_decoded(void)
         nf = count_files(copies, NULL, NULL, 0);
         CHECKF(nf == salt + 1 && file_size(copy) == (long)n, "rewritten copy: %d files, %ld bytes",
                nf, file_size(copy));
+        /* a FIFO where the copy goes is not opened for reading (it would block): it is replaced */
+        CHECK(unlink(copy) == 0 && mkfifo(copy, 0644) == 0);
+        CHECK_OK(idx_read_rows(path, keep, R, &a, err));
+        CHECKF(rows_are(&a, R, P, salt), "rows with a FIFO for a copy (salt %d)", salt);
+        idx_free(&a);
+        CHECKF(file_size(copy) == (long)n, "the FIFO replaced: %ld bytes", file_size(copy));
         if (salt == 0) {
             /* a corrupt stream of the same file: the error, and no copy or leftover for it */
             size_t mid = g / 2;

@@ -44,16 +44,23 @@ __kernel void concat_bwd(const int n, const int cx, const int cy, const int c0, 
 }
 
 /* Rows of a device-resident table (the feature cache) copied into a batch:
- * dst[r][j] = src[rows[r]][j] for r < n, j < row. Two dimensions (j, r), so no division per
- * element and consecutive work-items copy consecutive floats; the global size is rounded up to
- * the work-group, so both indices are guarded. Here rather than in a file of its own: a transfer
- * that caches features then builds no program its pretraining did not. */
+ * dst[r][j] = src[rows[r]][j] for r < n, j < row. Two dimensions (j / 16, r), so no division per
+ * element and consecutive work-items copy consecutive 16-float pieces (the last piece of a row
+ * takes what is left; one float a work-item made 832 work-groups of a 64 x 3136 batch, which
+ * PoCL pays for one by one); the global size is rounded up to the work-group, so both indices
+ * are guarded. Here rather than in a file of its own: a transfer that caches features then
+ * builds no program its pretraining did not. */
 __kernel void gather_rows(const int n, const int row, __global const float *src,
                           __global const int *rows, __global float *dst)
 {
-    const int j = get_global_id(0), r = get_global_id(1);
+    const int j = get_global_id(0) * 16, r = get_global_id(1);
     if (j >= row || r >= n) return;
-    dst[(long)r * row + j] = src[(long)rows[r] * row + j];
+    __global const float *s = src + (long)rows[r] * row + j;
+    __global float *d = dst + (long)r * row + j;
+    if (j + 16 <= row)
+        vstore16(vload16(0, s), 0, d);
+    else
+        for (int k = 0; k < row - j; k++) d[k] = s[k];
 }
 
 /* The eval-mode batchnorm folded into the convolution that feeds it (engine/compile/plan.c,

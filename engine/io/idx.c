@@ -338,7 +338,7 @@ check_end:
             goto error;
         }
         inflateEnd(&src.zs);
-        if (teed) *teed = src.tee >= 0 && !src.tee_failed && bytes >= IDX_DECODED_MIN;
+        if (teed) *teed = src.tee >= 0 && !src.tee_failed;
     }
     /* big-endian to host order */
     unsigned char *b = out->data;
@@ -366,8 +366,9 @@ graft_status idx_read_mem(const char *name, const void *data, size_t len, idx_ar
     return idx_parse(name, data, len, IDX_ALL, NULL, 0, -1, NULL, out, e);
 }
 
-/* The decoded copy's path for the gzip file at path (false: not gzip, no cache folder, or the
- * file cannot be identified). The key: path, device, inode, size, mtime and the gzip trailer. */
+/* The decoded copy's path for the gzip file at path (false: not gzip, smaller decoded than
+ * IDX_DECODED_MIN, no cache folder, or the file cannot be identified). The key: path, device,
+ * inode, size, mtime and the gzip trailer. */
 static bool decoded_path(const char *path, char *out, size_t n)
 {
     char dir[2048], real[PATH_MAX];
@@ -382,6 +383,11 @@ static bool decoded_path(const char *path, char *out, size_t n)
               pread(fd, trailer, sizeof trailer, st.st_size - 8) == (ssize_t)sizeof trailer;
     close(fd);
     if (!ok) return false; /* not gzip: read as it is */
+    /* ISIZE, the trailer's last 4 bytes: the data's length (mod 2^32, exact below IDX_MAX_DATA).
+     * A small file gets no copy, and no copy is looked for or written aside for it. */
+    uint32_t isize = (uint32_t)trailer[4] | (uint32_t)trailer[5] << 8 |
+                     (uint32_t)trailer[6] << 16 | (uint32_t)trailer[7] << 24;
+    if (isize < IDX_DECODED_MIN) return false;
     sha256_ctx h;
     sha256_init(&h);
     static const char kind[] = "graft decoded idx 1";

@@ -110,21 +110,12 @@ graft_status ckpt_wait(ckpt_writer *w, graft_error *e)
     return s;
 }
 
-graft_status ckpt_submit(ckpt_writer **wp, ckpt_job *job, graft_error *e)
+/* The writer for *wp, created (thread started) at the first call; NULL when there is none to be
+ * had, and the caller writes at once. */
+static ckpt_writer *writer_for(ckpt_writer **wp)
 {
-    graft_status s = ckpt_wait(*wp, e);
-    if (s || job->metrics_len + job->model_len + job->state_len > CKPT_BACKGROUND_MAX) {
-        if (!s) s = ckpt_commit(job, e);
-        ckpt_job_clear(job);
-        return s;
-    }
-    ckpt_writer *w = *wp;
-    if (!w) {
-        if (!(w = calloc(1, sizeof *w))) {
-            s = ckpt_commit(job, e); /* no thread: the epoch end waits, nothing is lost */
-            ckpt_job_clear(job);
-            return s;
-        }
+    if (!*wp && (*wp = calloc(1, sizeof **wp))) {
+        ckpt_writer *w = *wp;
         pthread_mutex_init(&w->lock, NULL);
         pthread_cond_init(&w->cond, NULL);
         /* signals (Ctrl-C's stop flag, SIGXFSZ ignored) stay with the training thread */
@@ -133,10 +124,18 @@ graft_status ckpt_submit(ckpt_writer **wp, ckpt_job *job, graft_error *e)
         pthread_sigmask(SIG_BLOCK, &all, &old);
         w->started = pthread_create(&w->thread, NULL, writer_main, w) == 0;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
-        *wp = w;
     }
-    if (!w->started) {
-        s = ckpt_commit(job, e);
+    return *wp && (*wp)->started ? *wp : NULL;
+}
+
+graft_status ckpt_submit(ckpt_writer **wp, ckpt_job *job, graft_error *e)
+{
+    graft_status s = ckpt_wait(*wp, e);
+    ckpt_writer *w = NULL;
+    if (!s && job->metrics_len + job->model_len + job->state_len <= CKPT_BACKGROUND_MAX)
+        w = writer_for(wp);
+    if (s || !w) { /* a failure before, a large epoch end or no thread: written now, or never */
+        if (!s) s = ckpt_commit(job, e);
         ckpt_job_clear(job);
         return s;
     }

@@ -154,27 +154,56 @@ const graft_device_info *graft_context_device(const graft_context *ctx)
 /* What every program built here starts with: a float16 argument or return on a device without
  * AVX-512 (AVX2 CPUs through PoCL) makes clang warn that it "changes the ABI" at every call of a
  * float16 builtin, harmless in a kernel built whole for one target and printed on stderr by PoCL;
- * the warning is turned off, and #line keeps the source's line numbers in build logs. */
-static const char CL_PRELUDE[] =
+ * the warning is turned off, and #line keeps the source's line numbers in build logs. On PoCL the
+ * declarations of cl/builtins_lean.cl go in between (see there and lean_builtins()). */
+static const char CL_PRAGMAS[] =
     "#ifdef __clang__\n#pragma clang diagnostic ignored \"-Wunknown-warning-option\"\n"
-    "#pragma clang diagnostic ignored \"-Wpsabi\"\n#endif\n#line 1\n";
+    "#pragma clang diagnostic ignored \"-Wpsabi\"\n#endif\n";
+static const char CL_LINE1[] = "#line 1\n";
+/* with it, the option that keeps clang's opencl-c.h out */
+static const char LEAN_OPTION[] = " -D_OPENCL_H_";
 
-cl_program program_from_source(graft_context *ctx, const char *src, cl_int *rc)
+/* GRAFT_LEAN_BUILTINS: unset or "1", PoCL builds declare only the builtins the kernels call
+ * (cl/builtins_lean.cl) and fall back to the full header for a program that needs more; "strict"
+ * makes that fallback an error (the tests); "0" builds every program with the full header. */
+static int lean_builtins(const graft_device_info *info)
 {
-    const char *parts[2] = {CL_PRELUDE, src};
-    return clCreateProgramWithSource(ctx->cl, 2, parts, NULL, rc);
+    const char *v = getenv("GRAFT_LEAN_BUILTINS");
+    if (!device_is_pocl(info) || !cl_source_get("builtins_lean")) return 0;
+    if (v && strcmp(v, "0") == 0) return 0;
+    return v && strcmp(v, "strict") == 0 ? 2 : 1;
+}
+
+/* the strings a program is built from; returns how many */
+static int program_text(const char *src, int lean, const char *parts[4])
+{
+    int n = 0;
+    parts[n++] = CL_PRAGMAS;
+    if (lean) parts[n++] = cl_source_get("builtins_lean");
+    parts[n++] = CL_LINE1;
+    parts[n++] = src;
+    return n;
+}
+
+cl_program program_from_source(graft_context *ctx, const char *src, int lean, cl_int *rc)
+{
+    const char *parts[4];
+    int n = program_text(src, lean, parts);
+    return clCreateProgramWithSource(ctx->cl, (cl_uint)n, parts, NULL, rc);
 }
 
 /* The identity a cached binary depends on: any change of source, options, device or driver is a
  * different key. */
-static char *program_key(graft_context *ctx, const char *src, const char *options, size_t *len)
+static char *program_key(graft_context *ctx, const char *src, int lean, const char *options,
+                         size_t *len)
 {
     uint8_t h[32];
     char hex[65];
     sha256_ctx sc;
     sha256_init(&sc);
-    sha256_update(&sc, CL_PRELUDE, strlen(CL_PRELUDE)); /* what is built is prelude + source */
-    sha256_update(&sc, src, strlen(src));
+    const char *parts[4];
+    int n = program_text(src, lean, parts); /* what is built: every part */
+    for (int i = 0; i < n; i++) sha256_update(&sc, parts[i], strlen(parts[i]));
     sha256_final(&sc, h);
     hex_encode(h, 32, hex);
     buf b = {0};
@@ -274,28 +303,22 @@ static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size
     return p;
 }
 
-graft_status program_get(graft_context *ctx, const char *source, const char *options,
-                         cl_program *out, graft_error *e)
+/* Builds one program from its embedded source, or loads it from a cache; lean: with
+ * cl/builtins_lean.cl in place of clang's opencl-c.h. */
+static graft_status build_program(graft_context *ctx, const char *source, const char *src,
+                                  const char *options, int lean, cl_program *out, graft_error *e)
 {
-    if (!options) options = "";
-    for (program_entry *p = ctx->programs; p; p = p->next)
-        if (strcmp(p->source, source) == 0 && strcmp(p->options, options) == 0) {
-            *out = p->program;
-            return GRAFT_OK;
-        }
-    const char *src = cl_source_get(source);
-    if (!src)
-        return err_set(e, GRAFT_STATUS_INTERNAL, "no embedded kernel source cl/%s.cl", source);
     char opts[4096];
     /* on PoCL with its cache in charge, compile ahead (ahead.c) reads which arguments are
      * buffers; the flag is metadata only, and the same for every program so built */
     const char *arg_info =
         ctx->driver_caches && device_is_pocl(&ctx->info) ? " -cl-kernel-arg-info" : "";
-    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2%s %s", arg_info, options) >= (int)sizeof opts)
+    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2%s%s %s", arg_info, lean ? LEAN_OPTION : "",
+                 options) >= (int)sizeof opts)
         return err_set(e, GRAFT_STATUS_INTERNAL, "build options too long for cl/%s.cl", source);
 
     size_t keylen = 0;
-    char *key = program_key(ctx, src, opts, &keylen);
+    char *key = program_key(ctx, src, lean, opts, &keylen);
     if (!key) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     cl_program prog = NULL;
     void *bin = NULL;
@@ -315,7 +338,7 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
     if (!prog) {
         double t0 = now_seconds();
         cl_int rc;
-        prog = program_from_source(ctx, src, &rc);
+        prog = program_from_source(ctx, src, lean, &rc);
         graft_status s = cl_check(rc, "clCreateProgramWithSource", e);
         if (s) {
             free(key);
@@ -370,6 +393,40 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
         }
     }
     free(key);
+    *out = prog;
+    return GRAFT_OK;
+}
+
+graft_status program_get(graft_context *ctx, const char *source, const char *options,
+                         cl_program *out, graft_error *e)
+{
+    if (!options) options = "";
+    for (program_entry *p = ctx->programs; p; p = p->next)
+        if (strcmp(p->source, source) == 0 && strcmp(p->options, options) == 0) {
+            *out = p->program;
+            return GRAFT_OK;
+        }
+    const char *src = cl_source_get(source);
+    if (!src)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "no embedded kernel source cl/%s.cl", source);
+    cl_program prog = NULL;
+    int lean = lean_builtins(&ctx->info);
+    graft_status s = build_program(ctx, source, src, options, lean, &prog, e);
+    if (s == GRAFT_STATUS_OPENCL && lean == 1 &&
+        (strstr(e->message, "implicit declaration of function") ||
+         strstr(e->message, "no matching function for call"))) {
+        /* a builtin cl/builtins_lean.cl lacks: the full header decides */
+        graft_error lean_err = *e;
+        s = build_program(ctx, source, src, options, 0, &prog, e);
+        if (!s) {
+            const char *m = strstr(lean_err.message, "error: ");
+            fprintf(stderr,
+                    "graft: warning: cl/%s.cl built with the full OpenCL header: it calls a "
+                    "builtin cl/builtins_lean.cl does not declare (%.*s)\n",
+                    source, m ? (int)strcspn(m, "\n") : 0, m ? m : "");
+        }
+    }
+    if (s) return s;
     program_entry *pe = calloc(1, sizeof *pe);
     if (pe) {
         pe->source = strdup(source);

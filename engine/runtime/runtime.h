@@ -131,8 +131,9 @@ struct graft_context {
 graft_status program_get(graft_context *ctx, const char *source, const char *options,
                          cl_program *out, graft_error *e);
 /* An unbuilt program of src with the prelude every Graft program starts with (context.c: it turns
- * off a clang warning that AVX2 builds of float16 code print); program_get and the peak probe. */
-cl_program program_from_source(graft_context *ctx, const char *src, cl_int *rc);
+ * off a clang warning that AVX2 builds of float16 code print); program_get and the peak probe.
+ * lean: cl/builtins_lean.cl's declarations go in too, for a build with -D_OPENCL_H_ on PoCL. */
+cl_program program_from_source(graft_context *ctx, const char *src, int lean, cl_int *rc);
 /* A new kernel object (caller releases it) for a kernel of that program. */
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
                            const char *kernel, cl_kernel *out, graft_error *e);

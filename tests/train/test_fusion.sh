@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_fusion.sh — fused epilogues change the kernels, not the arithmetic: a network with every
 # kind of fusion trains to bitwise-equal weights with fusion on and off (GRAFT_FUSE=0), and
-# `graft plan` names the fused groups (and none when fusion is off).
+# `graft plan` names the fused groups (and none when fusion is off). Also bitwise: the lean builtin
+# declarations against clang's full header.
 # usage: test_fusion.sh GRAFT SOURCE_DIR WORK_DIR
 G=$(realpath "$1"); SRC=$2; W=$3
 PY=${GRAFT_TEST_PYTHON:-/usr/bin/python3}  # run_tests.py names the GPU machine's
@@ -35,6 +36,14 @@ GRAFT_ARENA=0 "$G" train base.yaml $S --quiet --out run-noarena > log-noarena.tx
 $PY "$SRC/tests/train/compare.py" run-on/last.safetensors run-noarena/last.safetensors --tol 0 \
     && ok "one update launch per run and one per tensor: bitwise-equal weights" \
     || bad "GRAFT_ARENA=0 weights differ"
+# On PoCL every program is built with only the builtins cl/builtins_lean.cl declares in place of
+# clang's opencl-c.h (GRAFT_LEAN_BUILTINS=0: the full header): the same overloads, so the same
+# code, so bitwise-equal training (elsewhere the variable changes nothing)
+GRAFT_LEAN_BUILTINS=0 "$G" train base.yaml $S --quiet --out run-fullhdr > log-fullhdr.txt 2>&1 \
+    || { cat log-fullhdr.txt; bad "train, full builtin header"; }
+$PY "$SRC/tests/train/compare.py" run-on/last.safetensors run-fullhdr/last.safetensors --tol 0 \
+    && ok "lean and full builtin declarations: bitwise-equal weights" \
+    || bad "GRAFT_LEAN_BUILTINS=0 weights differ"
 GRAFT_FOLD_BN=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-on.json 2>&1 \
     || bad "eval fused"
 GRAFT_FUSE=0 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-off.json 2>&1 \

@@ -306,8 +306,10 @@ static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size
 /* Builds one program from its embedded source, or loads it from a cache; lean: with
  * cl/builtins_lean.cl in place of clang's opencl-c.h. */
 static graft_status build_program(graft_context *ctx, const char *source, const char *src,
-                                  const char *options, int lean, cl_program *out, graft_error *e)
+                                  const char *options, int lean, cl_program *out, cl_int *build_rc,
+                                  graft_error *e)
 {
+    *build_rc = CL_SUCCESS;
     char opts[4096];
     /* on PoCL with its cache in charge, compile ahead (ahead.c) reads which arguments are
      * buffers; the flag is metadata only, and the same for every program so built */
@@ -346,6 +348,7 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
         }
         rc = clBuildProgram(prog, 1, &ctx->device, opts, NULL, NULL);
         if (rc != CL_SUCCESS) {
+            *build_rc = rc;
             char dir[2048], why[256];
             if (ctx->driver_caches && pocl_cache_unwritable(ctx, dir, sizeof dir, why, sizeof why))
                 err_set(e, GRAFT_STATUS_OPENCL,
@@ -409,20 +412,27 @@ graft_status program_get(graft_context *ctx, const char *source, const char *opt
     const char *src = cl_source_get(source);
     if (!src)
         return err_set(e, GRAFT_STATUS_INTERNAL, "no embedded kernel source cl/%s.cl", source);
+    return program_get_text(ctx, source, src, options, out, e);
+}
+
+graft_status program_get_text(graft_context *ctx, const char *source, const char *src,
+                              const char *options, cl_program *out, graft_error *e)
+{
+    if (!options) options = "";
     cl_program prog = NULL;
     int lean = lean_builtins(&ctx->info);
-    graft_status s = build_program(ctx, source, src, options, lean, &prog, e);
-    if (s == GRAFT_STATUS_OPENCL && lean == 1 &&
-        (strstr(e->message, "implicit declaration of function") ||
-         strstr(e->message, "no matching function for call"))) {
-        /* a builtin cl/builtins_lean.cl lacks: the full header decides */
+    cl_int rc;
+    graft_status s = build_program(ctx, source, src, options, lean, &prog, &rc, e);
+    if (s && lean == 1 && rc == CL_BUILD_PROGRAM_FAILURE) {
+        /* a builtin cl/builtins_lean.cl lacks, or a PoCL whose clang declares builtins its own
+         * way: the full header decides (a failure there is reported as ever) */
         graft_error lean_err = *e;
-        s = build_program(ctx, source, src, options, 0, &prog, e);
+        s = build_program(ctx, source, src, options, 0, &prog, &rc, e);
         if (!s) {
             const char *m = strstr(lean_err.message, "error: ");
             fprintf(stderr,
-                    "graft: warning: cl/%s.cl built with the full OpenCL header: it calls a "
-                    "builtin cl/builtins_lean.cl does not declare (%.*s)\n",
+                    "graft: warning: cl/%s.cl built with the full OpenCL header, not with "
+                    "cl/builtins_lean.cl (%.*s)\n",
                     source, m ? (int)strcspn(m, "\n") : 0, m ? m : "");
         }
     }

@@ -130,6 +130,10 @@ struct graft_context {
  * disk cache, or a fresh build. On a build failure the error names the source and has the log. */
 graft_status program_get(graft_context *ctx, const char *source, const char *options,
                          cl_program *out, graft_error *e);
+/* The same for source text src, kept under the name source (one no embedded source has, for
+ * tests of the build itself). */
+graft_status program_get_text(graft_context *ctx, const char *source, const char *src,
+                              const char *options, cl_program *out, graft_error *e);
 /* An unbuilt program of src with the prelude every Graft program starts with (context.c: it turns
  * off a clang warning that AVX2 builds of float16 code print); program_get and the peak probe.
  * lean: cl/builtins_lean.cl's declarations go in too, for a build with -D_OPENCL_H_ on PoCL. */

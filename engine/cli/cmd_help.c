@@ -24,6 +24,10 @@ static const char *const ENVIRONMENT[][2] = {
     {"GRAFT_TUNE", "off, auto or full: the GEMM tuning a first training run on a device does "
                    "(overrides train.tune)"},
     {"GRAFT_FUSE", "0: no kernel fusion (activations run as their own kernels)"},
+    {"GRAFT_LEAN_BUILTINS", "0: PoCL builds include clang's whole opencl-c.h instead of the "
+                            "declarations of cl/builtins_lean.cl (slower program loads, the same "
+                            "results); strict: a kernel needing a builtin missing there fails "
+                            "instead of falling back"},
     {"GRAFT_CONV", "direct: the implicit-GEMM convolution instead of im2col + GEMM"},
     {"GRAFT_ATTN", "fused or gemm: attention's per-head products in the fused kernels or as "
                    "GEMMs, instead of the choice by size (attention dropout is always fused)"},

@@ -37,6 +37,7 @@
 #define FLAG_EPI 1
 #define FLAG_BIAS 2
 #define FLAG_POOL 4
+#define FLAG_POOL_ONLY 8 /* with FLAG_POOL: yp alone, neither y nor ip (no backward follows) */
 
 #define KK (KH * KW)
 #define XROWS (HI + 2 * PH)
@@ -604,7 +605,7 @@ static inline int wino_rot(const int x)
  * order (row by row, left column first; the first of equals, a NaN wins). */
 static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const int ACT,
                              const int OH, const int OW, const int ty, const int t,
-                             __global float *yp, __global int *ip)
+                             __global float *yp, __global int *ip, const int IDX)
 {
 #if EPI_VEC
     if (ACT) {
@@ -642,7 +643,7 @@ static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const i
     const int x0 = WT * t, PWO = OW / 2;
     if (x0 + WT <= PWO) {
         STORE_T(m, yp + x0);
-        STORE_T(at, ip + x0);
+        if (IDX) STORE_T(at, ip + x0);
         return;
     }
     float mt[WT];
@@ -651,7 +652,7 @@ static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const i
     STORE_T(at, it);
     for (int l = 0; l < WT && x0 + l < PWO; l++) {
         yp[x0 + l] = mt[l];
-        ip[x0 + l] = it[l];
+        if (IDX) ip[x0 + l] = it[l];
     }
 }
 
@@ -671,7 +672,8 @@ static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const i
 
 /* y from xp: one work-item per row of tiles (two output rows) of a sample. With FLAG_POOL (a 2x2
  * max-pool of stride 2 follows; HO and WO even, op_conv.c checks) also the pool's output yp
- * [n, CO, HO/2, WO/2] and indexes ip, as pool.cl's pool_max_fwd would write them from y. */
+ * [n, CO, HO/2, WO/2] and indexes ip, as pool.cl's pool_max_fwd would write them from y; with
+ * FLAG_POOL_ONLY too, yp alone (y and ip are only the backward's). */
 __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global const float *u,
                             __global const float *b, __global float *y, __global float *yp,
                             __global int *ip, const int n, const int flags)
@@ -681,7 +683,7 @@ __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global c
     floatt V[16 * CI * NTO], M[16 * MWF * NTO];
     wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b,
                  HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY * NS, n, t % NTY,
-                 V, M, yp, ip, flags & FLAG_POOL);
+                 V, M, yp, ip, flags & (FLAG_POOL | FLAG_POOL_ONLY));
 }
 
 /* dx from dp: one work-item per row of tiles (two input rows) of a sample. */

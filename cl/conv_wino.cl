@@ -93,7 +93,7 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                 for (int sh = 0; sh < NS && i + sh < n; sh++) { /* the samples (WPAIR: 2) */
                     __global float *yo = out + ((long)(i + sh) * NP + pc) * OH * OW;
 #pragma unroll
-                    for (int r = 0; r < 2 && 2 * ty + r < OH; r++) {
+                    for (int r = 0; r < 2 && 2 * ty + r < OH && !(POOL & FLAG_POOL_ONLY); r++) {
                         __global float *yr = yo + (2 * ty + r) * OW;
 #pragma unroll
                         for (int h = 0; h < NH; h++) { /* the halves interleaved */
@@ -116,7 +116,8 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                     if (POOL && ty < OH / 2) { /* the 2x2 max-pool after it: conv_wino_fwd */
                         const long po = (((long)(i + sh) * NP + pc) * (OH / 2) + ty) * (OW / 2);
                         wino_pool(HALF_T(y00, sh), HALF_T(y01, sh), HALF_T(y10, sh),
-                                  HALF_T(y11, sh), ACT, OH, OW, ty, t, yp + po, ip + po);
+                                  HALF_T(y11, sh), ACT, OH, OW, ty, t, yp + po,
+                                  POOL & FLAG_POOL_ONLY ? ip : ip + po, !(POOL & FLAG_POOL_ONLY));
                     }
                 }
             }

@@ -833,10 +833,13 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            if (pl->pool_fused) /* and the max-pool after it */
-                s = conv2d_fwd_pool(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"), y,
-                                    Y(p, lp->fused_pool), p->layers[lp->fused_pool].idx,
-                                    p->workspace, e);
+            if (pl->pool_fused) { /* and the max-pool after it */
+                /* its full-size output and the pool's indexes: for a backward or a scan only */
+                const bool keep = (train && lp->backward) || p->scan;
+                s = conv2d_fwd_pool(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"),
+                                    keep ? y : NULL, Y(p, lp->fused_pool),
+                                    keep ? p->layers[lp->fused_pool].idx : NULL, p->workspace, e);
+            }
             else if (lp->bn_fold >= 0) /* the batchnorm after it, folded in (pipeline_upload) */
                 s = conv2d_fwd(ctx, &pl->op.conv, n, x, pl->wf, pl->bf, y, p->workspace, e);
             else

@@ -776,7 +776,7 @@ fail:
 }
 
 /* conv_rows.cl's `flags` argument: its FLAG_EPI, FLAG_BIAS, FLAG_POOL */
-enum { ROWS_FLAG_EPI = 1, ROWS_FLAG_BIAS = 2, ROWS_FLAG_POOL = 4 };
+enum { ROWS_FLAG_EPI = 1, ROWS_FLAG_BIAS = 2, ROWS_FLAG_POOL = 4, ROWS_FLAG_POOL_ONLY = 8 };
 
 /* xp (in ws, at xpo) from samples 0 .. n-1 of x */
 static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geom *g, int n,
@@ -815,7 +815,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         op->keep_n = n;
     }
     const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
-                      (yp ? ROWS_FLAG_POOL : 0);
+                      (yp ? ROWS_FLAG_POOL : 0) | (yp && !y ? ROWS_FLAG_POOL_ONLY : 0);
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
@@ -1026,7 +1026,7 @@ bool conv2d_can_pool(const conv2d_op *op)
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
                              cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e)
 {
-    if (n < 1 || !conv2d_can_pool(op))
+    if (n < 1 || !conv2d_can_pool(op) || !yp || !y != !ip)
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_pool: batch count %d, path %s", n,
                        conv2d_path_name(op->path));
     return rows_fwd(ctx, op, n, x, w, b, y, yp, ip, ws, e);

@@ -129,7 +129,8 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
  * after it, and its activation, if any, fused in the op: plan.c's fused_pool). */
 bool conv2d_can_pool(const conv2d_op *op);
 /* conv2d_fwd that also writes that pool's output yp and argmax indexes ip (as pool_fwd would
- * from y), so the pool's own forward does not run; y is written as by conv2d_fwd. */
+ * from y), so the pool's own forward does not run; y is written as by conv2d_fwd. y and ip NULL
+ * together (no backward follows: an evaluation, a layer without one): yp alone is written. */
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
                              cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e);
 /* conv2d_bwd after conv2d_fwd_pool, from the pool's gradient dyp and its indexes ip (as pool_bwd

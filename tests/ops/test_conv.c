@@ -215,6 +215,17 @@ static void check_pool(graft_context *ctx, conv2d_op *op, const conv_case *k, in
     CHECKF(bad == 0, "%s: n=%d pooled forward: %ld of %ld outputs or indexes differ", k->name, n,
            bad, np);
     printf("  n=%d pooled forward (2x2 max-pool fused): %ld outputs, %ld differ\n", n, np, bad);
+    {
+        /* without y and the indexes (an evaluation): the same pooled output, bitwise */
+        cl_mem bp2 = oc_buffer(ctx, NULL, np);
+        if (ws) oc_poison(ctx, ws, nws);
+        CHECK_OK(conv2d_fwd_pool(ctx, op, n, bx, bw, bb, NULL, bp2, NULL, ws, err));
+        float *yp2 = oc_read(ctx, bp2, np);
+        CHECKF(memcmp(yp2, yp, sizeof(float) * (size_t)np) == 0,
+               "%s: n=%d pooled forward without y: the pooled output differs", k->name, n);
+        free(yp2);
+        clReleaseMemObject(bp2);
+    }
 
     /* the backward from the pool's gradient (conv2d_bwd_pool): bitwise conv2d_bwd's from the
      * full-size gradient pool_bwd would have made (each window's to its winner, 0 elsewhere) */

@@ -282,6 +282,8 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
         if (!s && p->o.training && p->plan.layers[pl - p->layers].trains)
             s = conv2d_keep_input(ctx, &pl->op.conv, p->o.max_batch, e);
+        /* its weights (or their fold) change only in pipeline_upload, which says so */
+        pl->op.conv.w_const = !(p->o.training && p->plan.layers[pl - p->layers].trains);
         pl->pool_fused = !s && p->plan.layers[pl - p->layers].fused_pool >= 0 &&
                          conv2d_can_pool(&pl->op.conv);
         break;
@@ -657,6 +659,7 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
     graft_status st;
     for (int i = p->o.first; i < p->g->nlayers; i++) {
         player *pl = &p->layers[i];
+        if (pl->l->type == GRAFT_LAYER_CONV2D) pl->op.conv.wino_u_of = NULL; /* w_const's */
         for (int j = 0; j < pl->l->nparams; j++) {
             const param_info *pi = &pl->l->params[j];
             param_entry *pe = store_find(s, pi->name);

@@ -787,12 +787,17 @@ static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geo
     return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
 }
 
-/* wino_u from the weights w: before each pass, since the optimizer rewrites w in place */
+/* wino_u from the weights w: before each pass, since the optimizer rewrites w in place; once
+ * while w is the same buffer when the caller keeps it constant (w_const) */
 static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
 {
+    if (op->w_const && op->wino_u_of == w) return GRAFT_OK;
+    op->wino_u_of = NULL;
     cl_kernel k = op->wino_wt;
     SET_ARGS(k, 2, KARG(w), KARG(op->wino_u));
-    return run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
+    graft_status s = run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
+    if (!s && op->w_const) op->wino_u_of = w;
+    return s;
 }
 
 static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,

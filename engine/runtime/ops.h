@@ -94,10 +94,15 @@ typedef struct conv2d_op {
     cl_kernel rows_pad_x, rows_pad_dy, rows_fwd, rows_wgrad, rows_wsum, rows_dgrad;
     /* the wino path: the rows path with the forward and the data gradient as Winograd F(2x2, 3x3)
      * (conv_rows.cl built with WINO; rows_fwd and rows_dgrad NULL), the transformed weights in
-     * wino_u [16, O, C] (conv_wino_wt writes them before each pass) */
+     * wino_u [16, O, C] (conv_wino_wt writes them before each pass, or once: w_const) */
     cl_kernel wino_wt, wino_fwd, wino_dgrad;
     cl_kernel rows_pad_dy_pool; /* pad_dy from a fused 2x2 max-pool's gradient (conv2d_bwd_pool) */
     cl_mem wino_u;
+    /* w_const: the caller's weights stay as they are until it sets wino_u_of to NULL (a frozen
+     * layer: only an upload rewrites them), so wino_u, once it holds the transform of the
+     * weights wino_u_of, is reused while the same buffer comes back */
+    bool w_const;
+    cl_mem wino_u_of;
     int wino_tiles; /* tiles a vector (WT: 4, 8 or 16); 0 off the wino path */
     int wino_ns;    /* samples a vector: 2 for 8-tile rows on 16-lane devices, else 1 */
     /* the rows forward's padded copy of x, kept for the weight gradient of the backward that

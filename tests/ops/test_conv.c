@@ -175,6 +175,54 @@ static int tail_untouched(const float *p, long valid, long total)
 }
 
 
+/* w_const (a frozen layer): the Winograd weights are transformed once and reused while the same
+ * buffer comes back, even when its contents change behind the op's back, until the caller clears
+ * wino_u_of; then they follow the new weights. y0: conv2d_fwd's output with w = wf. */
+static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, int n, long ny,
+                        const float *y0, const float *wf, long nw, cl_mem bx, cl_mem bw, cl_mem bb,
+                        cl_mem ws, long nws)
+{
+    cl_mem by = oc_buffer(ctx, NULL, ny);
+    float *wn = malloc(sizeof(float) * (size_t)nw), *ya, *yb, *yc;
+    for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
+    graft_error e = {0};
+    op->w_const = true;
+    op->wino_u_of = NULL;
+    CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
+    ya = oc_read(ctx, by, ny);
+    buffer_write(ctx, bw, 0, wn, sizeof(float) * (size_t)nw, &e);
+    if (ws) oc_poison(ctx, ws, nws);
+    oc_poison(ctx, by, ny);
+    CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
+    yb = oc_read(ctx, by, ny);
+    op->wino_u_of = NULL; /* what pipeline_upload does */
+    oc_poison(ctx, by, ny);
+    CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
+    yc = oc_read(ctx, by, ny);
+    op->w_const = false;
+    op->wino_u_of = NULL;
+    cl_mem by2 = oc_buffer(ctx, NULL, ny);
+    CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by2, ws, err));
+    float *yd = oc_read(ctx, by2, ny);
+    buffer_write(ctx, bw, 0, wf, sizeof(float) * (size_t)nw, &e);
+    const size_t bytes = sizeof(float) * (size_t)ny;
+    CHECKF(memcmp(ya, y0, bytes) == 0, "%s: n=%d w_const: the first pass differs", k->name, n);
+    CHECKF(memcmp(yb, y0, bytes) == 0,
+           "%s: n=%d w_const: the transform was not reused (the output followed new weights)",
+           k->name, n);
+    CHECKF(memcmp(yc, yd, bytes) == 0 && memcmp(yc, y0, bytes) != 0,
+           "%s: n=%d w_const: after wino_u_of was cleared, the output did not follow the new weights",
+           k->name, n);
+    printf("  n=%d w_const: transform reused, then renewed\n", n);
+    free(wn);
+    free(ya);
+    free(yb);
+    free(yc);
+    free(yd);
+    clReleaseMemObject(by);
+    clReleaseMemObject(by2);
+}
+
 /* The forward with the 2x2 max-pool after it (conv2d_fwd_pool, the Winograd path on an even
  * output): y bitwise as conv2d_fwd wrote it (y0), and the pool's output and indexes (outputs
  * poisoned first) as pool.cl computes them from y: the first of equal maxima in row-major order
@@ -388,6 +436,8 @@ static void run_case(graft_context *ctx, const conv_case *k)
         CHECKF(tail_untouched(got, nyn, ny), "%s: forward wrote past sample %d", k->name, n);
         if (conv2d_can_pool(&op))
             check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
+        if (op.wino_fwd && !pass)
+            check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);
 
         oc_poison(ctx, bdx, nx);

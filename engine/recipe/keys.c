@@ -160,6 +160,10 @@ static const recipe_key KEYS[] = {
      .doc = "gradual unfreezing: [{epoch: E, freeze: ...}], epochs increasing"},
     {"train", "max_steps", RK_INT, .lo = 0, .hi = 0x7fffffffffffL,
      .expect = "a non-negative integer", .doc = "stop after this many steps"},
+    {"train", "checkpoint_seconds", RK_NUM, .lo = 0, .hi = 1e9,
+     .expect = "a non-negative number (seconds)",
+     .doc = "the least time between two epoch-end checkpoints (default 1; 0: every epoch; the "
+            "last epoch's is always written)"},
     {"train", "seed", RK_INT, .lo = 0, .hi = 0x7fffffff, .expect = "a non-negative integer",
      .doc = "initialisation, shuffling, dropout"},
     {"train", "tune", RK_ENUM, E(TUNES), .doc = "GEMM tuning on a first run (GRAFT_TUNE overrides)"},

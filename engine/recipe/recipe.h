@@ -140,6 +140,9 @@ typedef struct train_spec {
     int nunfreeze;
     unfreeze_step *unfreeze;
     long max_steps; /* 0 = no limit */
+    /* the least time between two epoch-end checkpoints (0: every epoch; the run's last epoch
+     * is always written) */
+    double checkpoint_seconds;
     unsigned long seed;
     tune_kind tune;
     nonfinite_kind on_nonfinite;

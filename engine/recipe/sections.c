@@ -315,6 +315,8 @@ void recipe_parse_train(rctx *c, const ynode *t)
     key_num(c, t, "train", "train", "l2sp", &ts->l2sp);
     key_num(c, t, "train", "train", "label_smoothing", &ts->label_smoothing);
     if (key_int(c, t, "train", "train", "max_steps", &v)) ts->max_steps = v;
+    ts->checkpoint_seconds = 1;
+    key_num(c, t, "train", "train", "checkpoint_seconds", &ts->checkpoint_seconds);
     if (key_int(c, t, "train", "train", "seed", &v)) ts->seed = (unsigned long)v;
     parse_devices(c, get(t, "devices"), ts);
     get_bool(c, t, "train", "sync_bn", &ts->sync_bn);

@@ -34,12 +34,14 @@ void ckpt_job_clear(ckpt_job *j)
     free(j->metrics);
     free(j->model);
     free(j->state);
+    free(j->best_model);
     memset(j, 0, sizeof *j);
 }
 
 /* The order that a kill or a full disk at any point leaves resumable: metrics.jsonl (resume keeps
- * only the lines of finished epochs), model.safetensors when best (an epoch that reruns after a
- * kill rewrites it the same), then the pair state + last, which must describe the same epoch: both
+ * only the lines of finished epochs), model.safetensors when best or an earlier best is pending
+ * (an epoch that reruns after a kill rewrites it the same), then the pair state + last, which must
+ * describe the same epoch: both
  * are written complete as *.next first (a full disk fails here, the previous pair untouched), then
  * renamed state first, last second. A kill between the two renames leaves last.safetensors.next
  * with state's epoch, which the resume rolls forward. */
@@ -48,9 +50,10 @@ graft_status ckpt_commit(const ckpt_job *j, graft_error *e)
     char path[2300], state[2300], last[2300], state_next[2400], last_next[2400];
     snprintf(path, sizeof path, "%s/metrics.jsonl", j->dir);
     graft_status s = fs_write_atomic(path, j->metrics ? j->metrics : "", j->metrics_len, e);
-    if (!s && j->best) {
+    if (!s && (j->best || j->best_model)) {
         snprintf(path, sizeof path, "%s/model.safetensors", j->dir);
-        s = fs_write_atomic(path, j->model, j->model_len, e);
+        s = j->best ? fs_write_atomic(path, j->model, j->model_len, e)
+                    : fs_write_atomic(path, j->best_model, j->best_model_len, e);
     }
     snprintf(state, sizeof state, "%s/state.safetensors", j->dir);
     snprintf(last, sizeof last, "%s/last.safetensors", j->dir);

@@ -43,7 +43,10 @@ typedef struct ckpt_job {
     bool best;              /* model.safetensors too */
     char *metrics;          /* metrics.jsonl, whole */
     char *model, *state;    /* safetensors files: the model's tensors (model and last), the state */
-    size_t metrics_len, model_len, state_len;
+    /* model.safetensors of an earlier best epoch whose own checkpoint was skipped
+     * (train.checkpoint_seconds), written instead of model when not best; NULL: none */
+    char *best_model;
+    size_t metrics_len, model_len, state_len, best_model_len;
 } ckpt_job;
 typedef struct ckpt_writer ckpt_writer;
 /* Write the job's files now, in the order a kill at any point leaves resumable. */
@@ -130,6 +133,7 @@ typedef struct train_summary {
     /* times the host waited for the device in the training loop (staging reuse, statistics
      * read-backs), per step; epoch ends and evaluation are not counted */
     double host_syncs_per_step;
+    long checkpoints; /* epoch-end checkpoints this process wrote (train.checkpoint_seconds) */
     char feature_cache_reason[320];
     char out_dir[2048];
     /* adapt: test_accuracy is the target domain's (data.test); the source domain's test split

@@ -43,6 +43,18 @@ typedef struct run {
     double train_seconds;
     long images_seen;
     long loop_steps, loop_syncs; /* this process's training steps and the host waits in them */
+    /* epoch-end checkpoints (train.checkpoint_seconds): when the last was handed over, the epoch
+     * on disk (0: none), an epoch end not written yet (the store and the fields above still hold
+     * it), the model of a best epoch not written yet (with validation: encoded, kept until the
+     * next checkpoint), and how many this process wrote */
+    double ckpt_time;
+    int ckpt_epoch;
+    bool ckpt_pending, ckpt_improved;
+    long ckpt_step, ckpt_tpos; /* the pending epoch end's step and target-stream position */
+    int ckpt_tepoch;
+    char *best_model;
+    size_t best_model_len;
+    long checkpoints;
     /* adapt: the unlabelled target stream (cycling on its own; its position is saved state), the
      * source test split, and the combined source + target batch of an aligning step */
     dataset target, stest;
@@ -832,10 +844,10 @@ static graft_status check_weights_finite(run *R, graft_error *e)
         for (long k = 0; pe->data && k < pe->count; k++)
             if (!isfinite(pe->data[k])) {
                 char kept[2400];
-                if (R->epoch > 1)
+                if (R->ckpt_epoch > 0)
                     snprintf(kept, sizeof kept,
                              "the last good checkpoint %s/last.safetensors (epoch %d) is kept",
-                             R->dir, R->epoch - 1);
+                             R->dir, R->ckpt_epoch);
                 else
                     snprintf(kept, sizeof kept, "no checkpoint was written");
                 return err_set(e, GRAFT_STATUS_BAD_DATA,
@@ -889,11 +901,103 @@ static graft_status recover_checkpoints(const char *dir, graft_error *e)
     return GRAFT_OK;
 }
 
-static graft_status save_checkpoints(run *R, bool best, graft_error *e)
+/* The model file's text of the store's weights as at the end of epoch R->epoch (model_meta). */
+static graft_status encode_model(run *R, const char *hash, char **out, size_t *len,
+                                 graft_error *e)
+{
+    char epoch[32], bm[64], mpath[2300];
+    snprintf(epoch, sizeof epoch, "%d", R->epoch);
+    snprintf(bm, sizeof bm, "%.17g", R->best_metric);
+    const char *model_meta[] = {"format", "graft", "recipe_sha256", hash, "epoch", epoch,
+                                "best_metric", bm};
+    path_in(R, "last.safetensors.next", mpath, sizeof mpath);
+    return store_encode(&R->store, false, mpath, model_meta, 4, out, len, e);
+}
+
+/* The recipe's hash as checkpoints carry it (16 bytes of the SHA-256 of its text, in hex). */
+static graft_status recipe_hash(run *R, char hash[80], graft_error *e)
+{
+    char *yaml = recipe_dump_yaml(R->r);
+    /* without the text the checkpoint would carry the hash of "" as its recipe's */
+    if (!yaml) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory writing the checkpoint");
+    uint8_t h[32];
+    sha256(yaml, strlen(yaml), h);
+    hex_encode(h, 16, hash);
+    free(yaml);
+    return GRAFT_OK;
+}
+
+static graft_status write_checkpoints(run *R, bool best, graft_error *e);
+
+/* An epoch end: the weights and optimizer state come back to the store (a non-finite replay of
+ * the next epoch starts from them) and are checked. The checkpoint is written when the run ends
+ * here (final), or train.checkpoint_seconds have passed since the last; else the epoch end stays
+ * pending in the store (written at the next, or by finish_checkpoints), and with a validation
+ * split a best epoch's model is encoded now and kept for it. A kill loses at most those seconds;
+ * the resume reruns the epochs after the checkpoint, deterministically. */
+static graft_status save_checkpoints(run *R, bool best, bool final, graft_error *e)
 {
     graft_status s = pipeline_download(R->head, &R->store, e);
     if (!s) s = check_weights_finite(R, e);
     if (s) return s;
+    const double every = R->r->train.checkpoint_seconds, now = now_seconds();
+    if (final || every <= 0 || now - R->ckpt_time >= every) return write_checkpoints(R, best, e);
+    R->ckpt_pending = true;
+    R->ckpt_improved = R->ckpt_improved || best;
+    R->ckpt_step = R->step;
+    R->ckpt_tepoch = R->tepoch;
+    R->ckpt_tpos = R->tpos;
+    if (best && R->have_val && writer(R)) {
+        char hash[80];
+        free(R->best_model);
+        R->best_model = NULL;
+        if (!(s = recipe_hash(R, hash, e)))
+            s = encode_model(R, hash, &R->best_model, &R->best_model_len, e);
+    }
+    return s;
+}
+
+/* The epoch end still pending when the loop stops (a stop request that came after its last
+ * checkpoint decision): written now, from the store. */
+static graft_status finish_checkpoints(run *R, graft_error *e)
+{
+    if (!R->ckpt_pending) return GRAFT_OK;
+    return write_checkpoints(R, R->best_epoch == R->epoch, e);
+}
+
+/* A non-finite loss stops the run in the epoch after a pending epoch end: that end, the last good
+ * one, is written as it would have been (the store still holds it; the step counters are put back
+ * to it), so the run keeps the same checkpoint it would have with train.checkpoint_seconds: 0.
+ * A failed write leaves the previous checkpoint, and the message names that one. */
+static void keep_pending(run *R)
+{
+    if (!R->ckpt_pending) return;
+    const long step = R->step, tpos = R->tpos;
+    const int tepoch = R->tepoch, had = R->ckpt_epoch;
+    R->step = R->ckpt_step;
+    R->tepoch = R->ckpt_tepoch;
+    R->tpos = R->ckpt_tpos;
+    graft_error ig = {0};
+    if (write_checkpoints(R, false, &ig) || ckpt_wait(R->ckw, &ig)) R->ckpt_epoch = had;
+    R->step = step;
+    R->tepoch = tepoch;
+    R->tpos = tpos;
+}
+
+static graft_status write_checkpoints(run *R, bool best, graft_error *e)
+{
+    graft_status s = GRAFT_OK;
+    /* without validation the model is the last weights at the run's end (graft_train), so an
+     * epoch since the last checkpoint that improved makes this one's weights model.safetensors */
+    if (R->ckpt_improved && !R->have_val) best = true;
+    if (best) { /* supersedes a pending best epoch's model */
+        free(R->best_model);
+        R->best_model = NULL;
+    }
+    R->ckpt_improved = R->ckpt_pending = false;
+    R->ckpt_time = now_seconds();
+    R->ckpt_epoch = R->epoch;
+    R->checkpoints++;
     char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80], tep[32],
         tpos[32];
     snprintf(tep, sizeof tep, "%d", R->tepoch);
@@ -905,15 +1009,7 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
     snprintf(bad, sizeof bad, "%d", R->bad_epochs);
     snprintf(secs, sizeof secs, "%.6f", R->train_seconds);
     snprintf(seen, sizeof seen, "%ld", R->images_seen);
-    char *yaml = recipe_dump_yaml(R->r);
-    /* without the text the checkpoint would carry the hash of "" as its recipe's */
-    if (!yaml) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory writing the checkpoint");
-    uint8_t h[32];
-    sha256(yaml, strlen(yaml), h);
-    hex_encode(h, 16, hash);
-    free(yaml);
-    const char *model_meta[] = {"format", "graft", "recipe_sha256", hash, "epoch", epoch,
-                                "best_metric", bm};
+    if ((s = recipe_hash(R, hash, e))) return s;
     /* state: the loop's counters plus each tensor's optimizer step count (Adam's bias
      * correction continues exactly after a resume) */
     int nmeta = 11 + R->store.n;
@@ -944,17 +1040,19 @@ static graft_status save_checkpoints(run *R, bool best, graft_error *e)
     if (writer(R)) {
         ckpt_job job = {.epoch = R->epoch, .best = best};
         snprintf(job.dir, sizeof job.dir, "%s", R->dir);
-        char mpath[2300], spath[2300];
-        path_in(R, "last.safetensors.next", mpath, sizeof mpath);
+        char spath[2300];
         path_in(R, "state.safetensors.next", spath, sizeof spath);
+        if (!best && R->best_model) { /* an earlier best epoch's, skipped then */
+            job.best_model = R->best_model;
+            job.best_model_len = R->best_model_len;
+            R->best_model = NULL;
+        }
         job.metrics_len = R->metrics.len;
         if (!(job.metrics = malloc(job.metrics_len + 1)))
             s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         else if (job.metrics_len)
             memcpy(job.metrics, R->metrics.data, job.metrics_len);
-        if (!s)
-            s = store_encode(&R->store, false, mpath, model_meta, 4, &job.model, &job.model_len,
-                             e);
+        if (!s) s = encode_model(R, hash, &job.model, &job.model_len, e);
         if (!s)
             s = store_encode(&R->store, true, spath, (const char *const *)state_meta, nmeta,
                              &job.state, &job.state_len, e);
@@ -1107,6 +1205,7 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
+    json_object_set_new(o, "checkpoints", json_integer(sum->checkpoints));
     if (sum->ranks > 1) json_object_set_new(o, "ranks", json_integer(sum->ranks));
     if (sum->replicas > 1 || sum->ranks > 1) {
         json_object_set_new(o, "replicas", json_integer(sum->replicas));
@@ -1300,10 +1399,14 @@ static graft_status nonfinite_stop(run *R, long step0, long nb, graft_error *e)
             snprintf(where, sizeof where, "; layer '%s' was the first whose output was not finite",
                      name);
     }
-    if (R->epoch > 0)
+    if (R->ckpt_epoch > 0)
         snprintf(kept, sizeof kept,
                  "the last good checkpoint %s/last.safetensors (epoch %d) is kept", R->dir,
-                 R->epoch);
+                 R->ckpt_epoch);
+    else if (R->epoch > 0)
+        snprintf(kept, sizeof kept,
+                 "no checkpoint was written (train.checkpoint_seconds: %g had not passed)",
+                 R->r->train.checkpoint_seconds);
     else
         snprintf(kept, sizeof kept, "no checkpoint was written (it failed in the first epoch)");
     return err_set(e, GRAFT_STATUS_BAD_DATA,
@@ -1433,7 +1536,10 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
             s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples", got,
                         seen - skipped_n);
     }
-    if (s && !skip_mode && s == GRAFT_STATUS_BAD_DATA) s = nonfinite_stop(R, step0, nb, e);
+    if (s && !skip_mode && s == GRAFT_STATUS_BAD_DATA) {
+        keep_pending(R);
+        s = nonfinite_stop(R, step0, nb, e);
+    }
     if (!s && skipped && skipped == done) s = nonfinite_all_skipped(R, nb, lr, e);
     if (s) return s;
     seen -= skipped_n; /* the epoch's loss and accuracy cover the batches that trained */
@@ -1504,7 +1610,9 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         R->stopped_early = true;
         *stop = true;
     }
-    if ((s = save_checkpoints(R, improved, e))) return s;
+    /* the run's last epoch end is always written */
+    const bool final = *stop || R->epoch >= t->epochs || (R->o->stop && *R->o->stop);
+    if ((s = save_checkpoints(R, improved, final, e))) return s;
     if (R->o->progress) {
         p.epoch_done = true;
         p.batch = done;
@@ -1522,6 +1630,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
 static void run_free(run *R)
 {
     ckpt_free(R->ckw); /* the epoch end in flight, if any, is finished first */
+    free(R->best_model);
     for (int k = 1; k < R->nrep; k++) pipeline_free(R->rep[k]);
     pipeline_free(R->head);
     free_features(R);
@@ -1692,6 +1801,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     }
     bool stop = r->train.max_steps > 0 && R.step >= r->train.max_steps;
     const freeze_spec *current = phase_freeze(r, R.epoch);
+    R.ckpt_time = now_seconds(); /* train.checkpoint_seconds count from here */
+    R.ckpt_epoch = R.epoch;      /* a resume's checkpoint is on disk */
     while (!stop && !(o->stop && *o->stop) && R.epoch < r->train.epochs) {
         const freeze_spec *f = phase_freeze(r, R.epoch);
         if (f != current) {
@@ -1710,7 +1821,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = train_epoch(&R, &stop, e))) goto done;
     }
     /* the last epoch end on disk before anything reads it back */
-    if ((s = ckpt_wait(R.ckw, e))) goto done;
+    if ((s = finish_checkpoints(&R, e)) || (s = ckpt_wait(R.ckw, e))) goto done;
+    out->checkpoints = R.checkpoints;
     if (!writer(&R)) {
         /* the other ranks are done: rank 0 evaluates the test split and writes the results */
         out->epochs_run = R.epoch;

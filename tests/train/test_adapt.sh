@@ -95,7 +95,8 @@ fi
 # 3. exact resume: a DANN run killed mid-training resumes to the same weights, discriminator and
 #    Adam state included, because the target stream's position is checkpoint state
 run ref dann --set adapt.layer=fc1 --set train.epochs=8 || { cat log-ref.txt; bad "reference DANN run"; }
-"$G" train base.yaml --out run-kill --set adapt.method=dann --set adapt.layer=fc1 $T --set train.epochs=8 > log-kill.txt 2>&1 &
+"$G" train base.yaml --out run-kill --set adapt.method=dann --set adapt.layer=fc1 $T --set train.epochs=8 \
+    --set train.checkpoint_seconds=0 > log-kill.txt 2>&1 &
 pid=$!
 i=0
 while [ "$(cat run-kill/metrics.jsonl 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 6000 ]; do

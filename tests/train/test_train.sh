@@ -28,7 +28,9 @@ run ref --set train.epochs=6 || { cat log-ref.txt; bad "reference run"; }
 # the training loop waits for the device at most once per step (no per-step read-back)
 $PY -c "import json,sys; v=json.load(open('run-ref/summary.json'))['host_syncs_per_step']; print(v); sys.exit(not 0 <= v <= 1)" \
     > syncs.txt && ok "host synchronisations per step: $(cat syncs.txt)" || bad "host synchronisations per step: $(cat syncs.txt)"
-"$G" train base.yaml --out run-kill --set train.epochs=6 > log-kill.txt 2>&1 &
+# (a checkpoint every epoch: the kill lands after two written ones)
+"$G" train base.yaml --out run-kill --set train.epochs=6 --set train.checkpoint_seconds=0 \
+    > log-kill.txt 2>&1 &
 pid=$!
 i=0
 while [ "$(cat run-kill/metrics.jsonl 2>/dev/null | wc -l)" -lt 2 ] && [ $i -lt 3000 ]; do
@@ -47,6 +49,44 @@ else
         || bad "resumed weights differ from the uninterrupted run"
     [ "$(wc -l < run-kill/metrics.jsonl)" = 6 ] && ok "resumed metrics.jsonl has 6 epochs" \
         || bad "resumed metrics.jsonl: $(wc -l < run-kill/metrics.jsonl) lines"
+fi
+
+# 1b. train.checkpoint_seconds: at most one epoch-end checkpoint in that time, the run's last
+# always; the best epoch's model is kept until then. The files end as with a checkpoint every
+# epoch; a kill between checkpoints loses the epochs since the last one, nothing else. (The
+# learning rate x50 in epoch 6 makes epoch 5 the best, whose model waits for the last checkpoint.)
+LR6="--set train.schedule=step --set train.step_size=5 --set train.gamma=50"
+run every --set train.epochs=6 $LR6 --set train.checkpoint_seconds=0 || { cat log-every.txt; bad "every epoch"; }
+run rare --set train.epochs=6 $LR6 --set train.checkpoint_seconds=1e9 || { cat log-rare.txt; bad "rare"; }
+[ "$(json run-every/summary.json best_epoch)" = 5 ] && [ "$(json run-rare/summary.json best_epoch)" = 5 ] \
+    && ok "best epoch 5 of 6 both ways" || bad "best epochs: $(json run-every/summary.json best_epoch), $(json run-rare/summary.json best_epoch)"
+$CMP run-rare/last.safetensors run-every/last.safetensors && $CMP run-rare/model.safetensors run-every/model.safetensors \
+    && $CMP run-rare/model.safetensors run-every/last.safetensors --expect-differ \
+    && [ "$(json run-rare/summary.json test_accuracy)" = "$(json run-every/summary.json test_accuracy)" ] \
+    && ok "checkpoint_seconds 1e9: last, the best epoch's model and the test accuracy as with a checkpoint every epoch" \
+    || bad "checkpoint_seconds changed the weights"
+$PY - <<'PY' && ok "metrics.jsonl the same, 6 checkpoints written against 1" || bad "checkpoint counts or metrics"
+import json
+a, b = ([json.loads(l) for l in open(f"run-{d}/metrics.jsonl")] for d in ("every", "rare"))
+k = ("epoch", "train_loss", "val_loss", "val_accuracy", "steps", "lr")
+assert [[e[x] for x in k] for e in a] == [[e[x] for x in k] for e in b], (a, b)
+n = [json.load(open(f"run-{d}/summary.json"))["checkpoints"] for d in ("every", "rare")]
+assert n == [6, 1], n
+PY
+"$G" train base.yaml --out run-rk --set train.epochs=6 --set train.checkpoint_seconds=1e9 \
+    > log-rk.txt 2>&1 &
+pid=$!
+i=0
+while ! grep -q "epoch 2/6: loss" log-rk.txt 2>/dev/null && [ $i -lt 3000 ]; do
+    sleep 0.02; i=$((i + 1))
+done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+if grep -q "test accuracy" log-rk.txt; then
+    bad "the checkpoint_seconds run finished before it could be killed"
+else
+    [ ! -e run-rk/last.safetensors ] && [ ! -s run-rk/metrics.jsonl ] \
+        && ok "killed after $(grep -c 'epoch [0-9]/6: loss' log-rk.txt) epochs with checkpoint_seconds 1e9: none written yet" \
+        || bad "a checkpoint was written before checkpoint_seconds passed: $(ls run-rk)"
 fi
 
 # 2. graft eval with the best weights agrees with summary.json

@@ -123,6 +123,11 @@ epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
 /* Is layer_index a conv2d with a batchnorm right after it, not folded in by this plan
  * (conv2d_desc.fold_ready)? *epi: the activation the fold would give it (that batchnorm's). */
 bool plan_fold_ready(const graph *g, const graph_plan *p, int layer_index, epilogue *epi);
+/* Whether the frozen prefix's feature pass (when the plan caches it) and the training pipeline
+ * after it fit the device together, in half its memory, under the freeze selector in force: the
+ * trainer then builds the second while the first runs, instead of one after the other as
+ * plan_check_memory counts them. */
+bool plan_overlap_fits(const graft_recipe *r, const graft_device_info *info);
 
 /* Before training: every freeze phase's training pipeline (the plan `graft plan` prints) against
  * the device's global memory and largest allocation. A recipe that cannot fit gets *fits false
@@ -230,7 +235,8 @@ long pipeline_host_syncs(const pipeline *p);
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
                                        graft_error *e);
 /* The same into rows [first_row, first_row + n) of a device table of [rows, out size] floats,
- * without reading anything back (a device-resident feature cache). */
+ * without reading anything back or waiting (a device-resident feature cache). x is read by the
+ * device later: it must stay as it is until the queue has finished (pipeline_free waits). */
 graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
                                           long first_row, graft_error *e);
 /* pipeline_train_step and pipeline_eval on a batch that is rows[0..n) of a device table of

@@ -14,6 +14,7 @@ typedef struct phase_need {
     size_t total, largest;
     const char *largest_what;
     bool prefix; /* the forward-only frozen prefix (feature cache) needs the most */
+    size_t both; /* the prefix and the training pipeline together (0: no cached prefix) */
 } phase_need;
 
 static graft_status need_at(const graft_recipe *r, int batch, phase_need *out, graft_error *e)
@@ -44,6 +45,7 @@ static graft_status need_at(const graft_recipe *r, int batch, phase_need *out, g
     out->mem = gp.mem;
     /* beside the plan: labels, loss, correct, rows and the 64 statistics slots (int and float) */
     out->total = gp.mem.total + B * 4 * sizeof(int) + 2 * PIPELINE_STATS_SLOTS * B * f;
+    if (prefix_mem.total) out->both = prefix_mem.total + out->total;
     if (prefix_mem.total > out->total) {
         out->total = prefix_mem.total;
         out->mem = prefix_mem;
@@ -127,6 +129,14 @@ static graft_status too_big(const graft_recipe *r, const graft_device_info *info
                    "the recipe's largest device buffer%s at train.batch_size %d, %s, takes %s but "
                    "%s allocates at most %s at once; %s",
                    when, r->train.batch_size, n->largest_what, big, info->name, cap, advice);
+}
+
+bool plan_overlap_fits(const graft_recipe *r, const graft_device_info *info)
+{
+    phase_need n;
+    graft_error ig = {0};
+    if (need_at(r, r->train.batch_size, &n, &ig) != GRAFT_OK || !n.both) return false;
+    return !info->global_mem_bytes || n.both <= info->global_mem_bytes / 2;
 }
 
 graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,

@@ -402,10 +402,12 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
     if ((s = alloc(p, B, &p->loss, e))) goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->correct, e))) goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->rows, e))) goto fail;
+    /* mapped without waiting (the feature cache's prefix may still be running): the first
+     * stage_take of each area waits for its map */
     for (int k = 0; k < 2; k++)
         if ((s = host_buffer_create(ctx, B * ((size_t)p->plan.tensors[0].size * sizeof(float) +
                                               2 * sizeof(int)),
-                                    &p->stage[k], e)))
+                                    &p->stage[k], &p->staged[k], e)))
             goto fail;
     p->stat_stride = buffer_slice_stride(ctx, B * sizeof(float)); /* int and float: 4 bytes */
     if ((s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_loss, p->loss_slot,
@@ -413,7 +415,12 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         (s = buffer_slices(ctx, PIPELINE_STATS_SLOTS, p->stat_stride, &p->stat_correct,
                            p->correct_slot, e)))
         goto fail;
-    if ((s = host_buffer_create(ctx, 2 * PIPELINE_STATS_SLOTS * p->stat_stride, &p->stat_host, e)))
+    /* only read-backs enqueued after the map write there */
+    cl_event stat_map = NULL;
+    s = host_buffer_create(ctx, 2 * PIPELINE_STATS_SLOTS * p->stat_stride, &p->stat_host,
+                           &stat_map, e);
+    if (stat_map) clReleaseEvent(stat_map);
+    if (s)
         goto fail;
     if (!o->features_only) {
         int k = (int)shape_size(g->layers[g->nlayers - 1].out);
@@ -1670,7 +1677,15 @@ graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float
 graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
                                           long first_row, graft_error *e)
 {
-    graft_status s = upload_batch(p, x, NULL, n, e);
+    if (n < 1 || n > p->o.max_batch)
+        return err_set(e, GRAFT_STATUS_INTERNAL, "batch of %d for a pipeline built for %d", n,
+                       p->o.max_batch);
+    /* straight from x, which the caller keeps (no staging copy, no wait for a staging area): the
+     * host enqueues every batch at once and is free while the device works through them */
+    prof_set_label(p->ctx, "upload");
+    graft_status s = transfer_write_async(
+        p->ctx, p->input, 0, x, (size_t)n * (size_t)p->plan.tensors[0].size * sizeof(float),
+        NULL, e);
     if (!s) s = forward(p, n, false, e);
     size_t row = (size_t)pipeline_output_size(p) * sizeof(float);
     if (!s)
@@ -1762,7 +1777,7 @@ static graft_status buckets_init(pipeline *p, graft_error *e)
         return err_set(e, GRAFT_STATUS_UNSUPPORTED,
                        "domain adaptation does not run on several devices (train.devices)");
     return host_buffer_create(p->ctx, (size_t)(total ? total : 1) * sizeof(float), &p->grad_host,
-                              e);
+                              NULL, e);
 }
 
 graft_status pipeline_grad_layout(pipeline *p, int *nbuckets, const long **offsets,
@@ -1816,7 +1831,7 @@ static graft_status sync_init(pipeline *p, graft_error *e)
         if (p->g->layers[i].type == GRAFT_LAYER_BATCHNORM && p->layers[i].op.bn.c > most)
             most = p->layers[i].op.bn.c;
     size_t bytes = 2 * (size_t)most * (size_t)p->o.max_batch * sizeof(double);
-    return host_buffer_create(p->ctx, bytes, &p->sync_host, e);
+    return host_buffer_create(p->ctx, bytes, &p->sync_host, NULL, e);
 }
 
 graft_status pipeline_train_grads(pipeline *p, const float *x, const int *labels, int n,

@@ -8,8 +8,10 @@
 
 #include <string.h>
 
-graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out, graft_error *e)
+graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out,
+                                cl_event *mapped, graft_error *e)
 {
+    if (mapped) *mapped = NULL;
     memset(out, 0, sizeof *out);
     if (bytes == 0) bytes = 4;
     cl_int rc;
@@ -19,9 +21,11 @@ graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *o
         out->mem = NULL;
         return s;
     }
-    /* mapped once for the buffer's whole life: the pointer stays valid until host_buffer_free */
-    out->ptr = clEnqueueMapBuffer(ctx->queue, out->mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
-                                  bytes, 0, NULL, NULL, &rc);
+    /* mapped once for the buffer's whole life: the pointer stays valid until host_buffer_free
+     * (blocking, the map waits for the work in the queue before it: a pipeline made while the
+     * device runs another's batches would wait for all of them) */
+    out->ptr = clEnqueueMapBuffer(ctx->queue, out->mem, mapped ? CL_FALSE : CL_TRUE,
+                                  CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL, mapped, &rc);
     if ((s = cl_check(rc, "clEnqueueMapBuffer (pinned host memory)", e))) {
         clReleaseMemObject(out->mem);
         memset(out, 0, sizeof *out);

@@ -256,7 +256,11 @@ typedef struct host_buffer {
     void *ptr;
     size_t bytes;
 } host_buffer;
-graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out, graft_error *e);
+/* mapped NULL: the buffer is mapped before this returns (after the queue's work so far). Else
+ * the map is enqueued and *mapped gets its event: the host may touch ptr once it completes, and
+ * commands enqueued after it may use ptr at once (the queue is in order). */
+graft_status host_buffer_create(graft_context *ctx, size_t bytes, host_buffer *out,
+                                cl_event *mapped, graft_error *e);
 void host_buffer_free(graft_context *ctx, host_buffer *h);
 /* Enqueue without waiting; *done (when not NULL) gets an event to wait for before src is reused
  * or dst is read. */

@@ -446,10 +446,14 @@ static graft_status compile_phase(run *R, graft_error *e)
         if (!s) s = features_of(R, fp, &R->train, &R->ftrain, R->on_device ? &R->dtrain : NULL, e);
         if (!s) s = features_of(R, fp, &R->val, &R->fval, R->on_device ? &R->dval : NULL, e);
         if (!s) s = features_of(R, fp, &R->test, &R->ftest, R->on_device ? &R->dtest : NULL, e);
+        /* a device cache is filled without the host waiting: the training pipeline's programs
+         * are built meanwhile, when both fit the device at once (its buffers too then) */
+        if (!s && R->on_device && plan_overlap_fits(r, &R->ctx->info))
+            s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e);
         pipeline_free(fp); /* waits for the prefix's last batch */
         if (s) return s;
     }
-    if ((s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
+    if (!R->head && (s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
     pipeline_set_step(R->head, (uint64_t)R->step);
     R->rep[0] = R->head;
     for (int k = 1; k < R->nrep; k++) {

@@ -68,7 +68,7 @@ static void test_pinned(graft_context *ctx)
     enum { N = 1000 };
     printf("pinned staging round trip\n");
     host_buffer h;
-    CHECK_OK(host_buffer_create(ctx, 2 * N * sizeof(float), &h, err));
+    CHECK_OK(host_buffer_create(ctx, 2 * N * sizeof(float), &h, NULL, err));
     if (!h.ptr) return;
     float *up = h.ptr, *down = up + N;
     for (int i = 0; i < N; i++) up[i] = (float)i * 0.5f - 3.0f, down[i] = NAN;

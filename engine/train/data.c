@@ -416,7 +416,9 @@ static int cmp_long(const void *a, const void *b)
 }
 
 /* Choose k of the n positions in pos[] at random: afterwards pos[0..k) are the chosen ones
- * (a partial Fisher-Yates shuffle), each part sorted back into file order. */
+ * (a partial Fisher-Yates shuffle), sorted back into file order; the others follow in no
+ * particular order (no caller reads their order: shots keeps the first part alone, the
+ * validation split marks the rest as training). */
 static void choose(long *pos, long n, long k, uint64_t *rng)
 {
     for (long i = 0; i < k; i++) {
@@ -426,7 +428,6 @@ static void choose(long *pos, long n, long k, uint64_t *rng)
         pos[j] = t;
     }
     qsort(pos, (size_t)k, sizeof *pos, cmp_long);
-    qsort(pos + k, (size_t)(n - k), sizeof *pos, cmp_long);
 }
 
 /* shots, then the stratified validation split, on the training selection (positions into it).
@@ -557,13 +558,37 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
     /* what a raw 0 becomes: the value crop padding uses */
     for (int c = 0; c < d->c; c++)
         d->fill[c] = spec->nnorm ? (0.0f - spec->norm_mean[c]) / spec->norm_std[c] : 0.0f;
+    /* bytes (Fashion-MNIST, PNG, JPEG): each channel's 256 values converted once, by the same
+     * operations as below, so a lookup gives the same bits */
+    const int nch = r->rank == 3 ? d->c : 1; /* normalisation channels */
+    float *lut = NULL;
+    if (r->type == EL_U8 && nch > 0 && (lut = malloc((size_t)nch * 256 * sizeof *lut)))
+        for (int c = 0; c < nch; c++)
+            for (int u = 0; u < 256; u++) {
+                float v = (float)u;
+                if (r->scale != 1.0f) v = v / 255.0f;
+                if (spec->nnorm) v = (v - spec->norm_mean[c]) / spec->norm_std[c];
+                lut[c * 256 + u] = v;
+            }
     long k = 0;
     for (long i = 0; i < sel->n; i++) {
         if (keep && keep[i] != want) continue;
         long row = sel->rows[i];
         float *dst = d->x + (size_t)k * (size_t)r->sample;
         size_t base = (size_t)(r->packed ? r->packed[row] : row) * (size_t)r->sample;
-        for (long j = 0; j < r->sample; j++) {
+        long from = 0; /* the elements done by lookup */
+        if (lut) {
+            const uint8_t *src = (const uint8_t *)r->data + base;
+            const long per = r->rank == 3 ? hw : r->sample; /* elements a channel */
+            bool finite = true;
+            for (int c = 0; c < nch; c++) {
+                const float *t = lut + c * 256;
+                for (long q = c * per; q < (c + 1) * per; q++)
+                    finite &= isfinite(dst[q] = t[src[q]]) != 0;
+            }
+            if (finite) from = r->sample; /* else the loop below names the element */
+        }
+        for (long j = from; j < r->sample; j++) {
             size_t at = base + (size_t)j;
             float v;
             switch (r->type) {
@@ -590,6 +615,7 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
                  * so even the loss can stay finite): refuse it here, where it can be named */
                 long at_row = row;
                 dataset_free(d);
+                free(lut);
                 return err_set(e, GRAFT_STATUS_BAD_DATA,
                                "%s: sample %ld holds %s (element %ld%s); the inputs must be finite",
                                r->images, at_row, isnan(v) ? "NaN" : "an infinity", j,
@@ -601,6 +627,7 @@ static graft_status build(const data_spec *spec, const raw_split *r, const selec
         d->index[k] = row;
         k++;
     }
+    free(lut);
     return GRAFT_OK;
 }
 

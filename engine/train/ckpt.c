@@ -2,8 +2,9 @@
  * epoch's files in memory (metrics.jsonl, the model's tensors, the optimizer state) and hands them
  * over; the next epoch trains while they are written, renamed and flushed (on ext4 the renames
  * over the previous pair cost as much as the writes: ~8 ms an epoch for fmnist-cnn's 7 MB, more
- * than a frozen-feature epoch's training). One epoch end is in flight at most: the next hand-over
- * waits for it, so the files on disk are never more than one epoch behind, and a failed write
+ * than a frozen-feature epoch's training, which is why trainer.c hands over at most one epoch end
+ * every train.checkpoint_seconds). One epoch end is in flight at most: the next hand-over
+ * waits for it, so the files on disk are never more than one hand-over behind, and a failed write
  * (a full disk) stops the run at the next epoch end, or at the run's end, with the same message
  * the synchronous write gave. Epoch ends larger than CKPT_BACKGROUND_MAX are written at once, so
  * a large model never holds two copies of its state through an epoch. */
@@ -41,10 +42,9 @@ void ckpt_job_clear(ckpt_job *j)
 /* The order that a kill or a full disk at any point leaves resumable: metrics.jsonl (resume keeps
  * only the lines of finished epochs), model.safetensors when best or an earlier best is pending
  * (an epoch that reruns after a kill rewrites it the same), then the pair state + last, which must
- * describe the same epoch: both
- * are written complete as *.next first (a full disk fails here, the previous pair untouched), then
- * renamed state first, last second. A kill between the two renames leaves last.safetensors.next
- * with state's epoch, which the resume rolls forward. */
+ * describe the same epoch: both are written complete as *.next first (a full disk fails here, the
+ * previous pair untouched), then renamed state first, last second. A kill between the two renames
+ * leaves last.safetensors.next with state's epoch, which the resume rolls forward. */
 graft_status ckpt_commit(const ckpt_job *j, graft_error *e)
 {
     char path[2300], state[2300], last[2300], state_next[2400], last_next[2400];

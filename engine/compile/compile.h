@@ -247,6 +247,16 @@ graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *row
                                       step_result *r, graft_error *e);
 graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
                                 int n, float *logits, step_result *r, graft_error *e);
+/* pipeline_eval and pipeline_eval_rows (no step_result) that read the logits back without
+ * waiting: they are in logits, which must stay valid until then, once pipeline_logits_wait has
+ * returned GRAFT_OK. The host goes on to the next batch meanwhile. */
+graft_status pipeline_eval_async(pipeline *p, const float *x, const int *labels, int n,
+                                 float *logits, graft_error *e);
+graft_status pipeline_eval_rows_async(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, float *logits, graft_error *e);
+/* Wait for every logits read of the async evaluations so far (after a failed call too, before
+ * their destinations are freed). */
+graft_status pipeline_logits_wait(pipeline *p, graft_error *e);
 long pipeline_output_size(const pipeline *p);
 const graph_plan *pipeline_plan(const pipeline *p);
 

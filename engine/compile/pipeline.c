@@ -88,6 +88,7 @@ struct pipeline {
     size_t stat_stride;
     host_buffer stat_host; /* the slots of stat_loss, then those of stat_correct */
     cl_event stat_read;
+    cl_event logits_read; /* the last logits read of pipeline_eval_rows_async (NULL: none) */
     int pending, inflight;                   /* slots written / being read back */
     int pending_n[PIPELINE_STATS_SLOTS], inflight_n[PIPELINE_STATS_SLOTS]; /* samples per slot */
     uint64_t pending_first, inflight_first;  /* step number of slot 0 */
@@ -607,6 +608,7 @@ void pipeline_free(pipeline *p)
         host_buffer_free(p->ctx, &p->stage[k]);
     }
     if (p->stat_read) clReleaseEvent(p->stat_read);
+    if (p->logits_read) clReleaseEvent(p->logits_read);
     host_buffer_free(p->ctx, &p->stat_host);
     for (int k = 0; k < PIPELINE_STATS_SLOTS; k++) {
         release(&p->loss_slot[k]);
@@ -1624,8 +1626,8 @@ graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *row
 }
 
 /* Forward in evaluation mode of a batch already uploaded, then loss and logits. */
-static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, step_result *r,
-                              graft_error *e)
+static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, bool async,
+                              step_result *r, graft_error *e)
 {
     cl_mem loss, correct;
     graft_status s = labels ? stats_slot(p, r != NULL, &loss, &correct, e) : GRAFT_OK;
@@ -1639,26 +1641,54 @@ static graft_status eval_body(pipeline *p, bool labels, int n, float *logits, st
             else stats_filled(p, n);
         }
     }
-    if (!s && logits) {
-        s = buffer_read(p->ctx, Y(p, last), 0, logits,
-                        (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float), e);
+    const size_t bytes = (size_t)n * (size_t)pipeline_output_size(p) * sizeof(float);
+    if (!s && logits && async) {
+        /* the queue is in order: the last read's event covers the ones before it */
+        if (p->logits_read) clReleaseEvent(p->logits_read);
+        p->logits_read = NULL;
+        s = transfer_read_async(p->ctx, Y(p, last), 0, logits, bytes, &p->logits_read, e);
+    } else if (!s && logits) {
+        s = buffer_read(p->ctx, Y(p, last), 0, logits, bytes, e);
         p->host_syncs++;
     }
     return s;
+}
+
+graft_status pipeline_eval_rows_async(pipeline *p, cl_mem table, const long *rows,
+                                      const int *labels, int n, float *logits, graft_error *e)
+{
+    graft_status s = upload_rows(p, table, rows, labels, n, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, true, NULL, e);
+}
+
+graft_status pipeline_eval_async(pipeline *p, const float *x, const int *labels, int n,
+                                 float *logits, graft_error *e)
+{
+    graft_status s = upload_batch(p, x, labels, n, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, true, NULL, e);
+}
+
+graft_status pipeline_logits_wait(pipeline *p, graft_error *e)
+{
+    if (!p->logits_read) {
+        /* after a failed enqueue, reads before it may still be in flight */
+        return queue_finish(p->ctx, e);
+    }
+    return transfer_wait(p->ctx, &p->logits_read, NULL, e);
 }
 
 graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
                            step_result *r, graft_error *e)
 {
     graft_status s = upload_batch(p, x, labels, n, e);
-    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, false, r, e);
 }
 
 graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
                                 int n, float *logits, step_result *r, graft_error *e)
 {
     graft_status s = upload_rows(p, table, rows, labels, n, e);
-    return s ? s : eval_body(p, labels != NULL, n, logits, r, e);
+    return s ? s : eval_body(p, labels != NULL, n, logits, false, r, e);
 }
 
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,

@@ -97,6 +97,8 @@ e, s = json.load(open("eval.json")), json.load(open("run-ref/summary.json"))
 assert abs(e["accuracy"] - s["test_accuracy"]) < 1e-6, (e["accuracy"], s["test_accuracy"])
 assert abs(e["loss"] - s["test_loss"]) < 1e-4, (e["loss"], s["test_loss"])
 assert sum(map(sum, e["confusion"])) == e["n"] == 400
+# the run's own test pass (its logits read back 8 batches at a time) counted the same
+assert e["confusion"] == s["confusion"], (e["confusion"], s["confusion"])
 assert s["test_accuracy"] > 0.5, s  # it learned something
 print("ok: eval accuracy", e["accuracy"], "equals summary; per class", e["per_class_accuracy"])
 PY

@@ -52,6 +52,7 @@ typedef struct run {
     bool ckpt_pending, ckpt_improved;
     long ckpt_step, ckpt_tpos; /* the pending epoch end's step and target-stream position */
     int ckpt_tepoch;
+    int model_epoch; /* the epoch whose own weights a checkpoint wrote as model.safetensors */
     char *best_model;
     size_t best_model_len;
     long checkpoints;
@@ -1011,6 +1012,7 @@ static graft_status write_checkpoints(run *R, bool best, graft_error *e)
     if (best) { /* supersedes a pending best epoch's model */
         free(R->best_model);
         R->best_model = NULL;
+        R->model_epoch = R->epoch;
     }
     R->ckpt_improved = R->ckpt_pending = false;
     R->ckpt_time = now_seconds();
@@ -1858,8 +1860,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         s = store_load_all(&R.store, &r->graph, path, NULL, e);
         if (!s) s = pipeline_upload(R.head, &R.store, e);
         if (s) goto done;
-    } else if (!R.have_val || R.best_epoch == 0) {
-        /* no validation: the last weights are the model */
+    } else if ((!R.have_val && R.model_epoch != R.epoch) || (R.have_val && R.best_epoch == 0)) {
+        /* no validation: the last weights are the model (unless the last checkpoint wrote them
+         * as the model already) */
         char path[2300];
         if ((s = pipeline_download(R.head, &R.store, e))) goto done;
         const char *meta[] = {"format", "graft"};

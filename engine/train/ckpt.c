@@ -52,8 +52,8 @@ graft_status ckpt_commit(const ckpt_job *j, graft_error *e)
     graft_status s = fs_write_atomic(path, j->metrics ? j->metrics : "", j->metrics_len, e);
     if (!s && (j->best || j->best_model)) {
         snprintf(path, sizeof path, "%s/model.safetensors", j->dir);
-        s = j->best ? fs_write_atomic(path, j->model, j->model_len, e)
-                    : fs_write_atomic(path, j->best_model, j->best_model_len, e);
+        s = fs_write_atomic(path, j->best ? j->model : j->best_model,
+                            j->best ? j->model_len : j->best_model_len, e);
     }
     snprintf(state, sizeof state, "%s/state.safetensors", j->dir);
     snprintf(last, sizeof last, "%s/last.safetensors", j->dir);

@@ -56,6 +56,8 @@ typedef struct run {
     char *best_model;
     size_t best_model_len;
     long checkpoints;
+    char recipe_hash[40]; /* what checkpoints carry as recipe_sha256 ("" until the first) */
+    char ckpt_failed[600]; /* why keep_pending could not write the last good epoch end */
     /* adapt: the unlabelled target stream (cycling on its own; its position is saved state), the
      * source test split, and the combined source + target batch of an aligning step */
     dataset target, stest;
@@ -933,15 +935,17 @@ static graft_status encode_model(run *R, const char *hash, char **out, size_t *l
     return store_encode(&R->store, false, mpath, model_meta, 4, out, len, e);
 }
 
-/* The recipe's hash as checkpoints carry it (16 bytes of the SHA-256 of its text, in hex). */
-static graft_status recipe_hash(run *R, char hash[80], graft_error *e)
+/* The recipe's hash as checkpoints carry it (16 bytes of the SHA-256 of its text, in hex), in
+ * R->recipe_hash: the text is the same all run, so it is dumped and hashed once. */
+static graft_status recipe_hash(run *R, graft_error *e)
 {
+    if (R->recipe_hash[0]) return GRAFT_OK;
     char *yaml = recipe_dump_yaml(R->r);
     /* without the text the checkpoint would carry the hash of "" as its recipe's */
     if (!yaml) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory writing the checkpoint");
     uint8_t h[32];
     sha256(yaml, strlen(yaml), h);
-    hex_encode(h, 16, hash);
+    hex_encode(h, 16, R->recipe_hash);
     free(yaml);
     return GRAFT_OK;
 }
@@ -967,11 +971,10 @@ static graft_status save_checkpoints(run *R, bool best, bool final, graft_error 
     R->ckpt_tepoch = R->tepoch;
     R->ckpt_tpos = R->tpos;
     if (best && R->have_val && writer(R)) {
-        char hash[80];
         free(R->best_model);
         R->best_model = NULL;
-        if (!(s = recipe_hash(R, hash, e)))
-            s = encode_model(R, hash, &R->best_model, &R->best_model_len, e);
+        if (!(s = recipe_hash(R, e)))
+            s = encode_model(R, R->recipe_hash, &R->best_model, &R->best_model_len, e);
     }
     return s;
 }
@@ -997,7 +1000,10 @@ static void keep_pending(run *R)
     R->tepoch = R->ckpt_tepoch;
     R->tpos = R->ckpt_tpos;
     graft_error ig = {0};
-    if (write_checkpoints(R, false, &ig) || ckpt_wait(R->ckw, &ig)) R->ckpt_epoch = had;
+    if (write_checkpoints(R, false, &ig) || ckpt_wait(R->ckw, &ig)) {
+        R->ckpt_epoch = had;
+        snprintf(R->ckpt_failed, sizeof R->ckpt_failed, "%.590s", ig.message);
+    }
     R->step = step;
     R->tepoch = tepoch;
     R->tpos = tpos;
@@ -1018,8 +1024,7 @@ static graft_status write_checkpoints(run *R, bool best, graft_error *e)
     R->ckpt_time = now_seconds();
     R->ckpt_epoch = R->epoch;
     R->checkpoints++;
-    char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], hash[80], tep[32],
-        tpos[32];
+    char epoch[32], step[32], bm[64], be[32], bad[32], secs[64], seen[32], tep[32], tpos[32];
     snprintf(tep, sizeof tep, "%d", R->tepoch);
     snprintf(tpos, sizeof tpos, "%ld", R->tpos);
     snprintf(epoch, sizeof epoch, "%d", R->epoch);
@@ -1029,7 +1034,8 @@ static graft_status write_checkpoints(run *R, bool best, graft_error *e)
     snprintf(bad, sizeof bad, "%d", R->bad_epochs);
     snprintf(secs, sizeof secs, "%.6f", R->train_seconds);
     snprintf(seen, sizeof seen, "%ld", R->images_seen);
-    if ((s = recipe_hash(R, hash, e))) return s;
+    if ((s = recipe_hash(R, e))) return s;
+    const char *hash = R->recipe_hash;
     /* state: the loop's counters plus each tensor's optimizer step count (Adam's bias
      * correction continues exactly after a resume) */
     int nmeta = 11 + R->store.n;
@@ -1419,14 +1425,16 @@ static graft_status nonfinite_stop(run *R, long step0, long nb, graft_error *e)
             snprintf(where, sizeof where, "; layer '%s' was the first whose output was not finite",
                      name);
     }
+    char failed[800] = "";
+    if (R->ckpt_failed[0]) /* keep_pending's write of the last good epoch end */
+        snprintf(failed, sizeof failed, " (epoch %d's could not be written: %s)", R->epoch,
+                 R->ckpt_failed);
     if (R->ckpt_epoch > 0)
         snprintf(kept, sizeof kept,
-                 "the last good checkpoint %s/last.safetensors (epoch %d) is kept", R->dir,
-                 R->ckpt_epoch);
+                 "the last good checkpoint %s/last.safetensors (epoch %d) is kept%s", R->dir,
+                 R->ckpt_epoch, failed);
     else if (R->epoch > 0)
-        snprintf(kept, sizeof kept,
-                 "no checkpoint was written (train.checkpoint_seconds: %g had not passed)",
-                 R->r->train.checkpoint_seconds);
+        snprintf(kept, sizeof kept, "no checkpoint was written%s", failed);
     else
         snprintf(kept, sizeof kept, "no checkpoint was written (it failed in the first epoch)");
     return err_set(e, GRAFT_STATUS_BAD_DATA,

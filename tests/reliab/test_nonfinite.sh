@@ -27,6 +27,22 @@ finite_st late/last.safetensors && finite_st late/model.safetensors && ok "kept 
     && ok "kept checkpoint evaluates" || { cat late-eval.err; bad "kept checkpoint does not load"; }
 ls late/*.tmp* 2>/dev/null && bad "temporary files left"
 
+# 1b. the same divergence under a 10 KiB file-size limit: the last good epoch end, pending under
+# train.checkpoint_seconds, cannot be written (its state file is 15 KiB); the message says so and
+# why, instead of naming a checkpoint. The kernels come from Graft's cache of binaries, which a
+# warm run only reads (with PoCL's cache in charge every build writes there first).
+LATE="--set train.optimizer=sgd --set train.lr=1.0e-3 --set train.schedule=step --set train.step_size=1 --set train.gamma=1000"
+GRAFT_PROGRAM_CACHE=graft "$G" train base.yaml --quiet --out late-warm $LATE >/dev/null 2>&1
+(ulimit -f 10; GRAFT_PROGRAM_CACHE=graft exec "$G" train base.yaml --quiet --out late-fsz $LATE \
+    --set train.checkpoint_seconds=1e9) \
+    >late-fsz.out 2>late-fsz.err
+rc=$?
+cat late-fsz.err
+[ $rc = 1 ] && one_error late-fsz.err && grep -Eq 'loss is (NaN|Inf) at epoch 3' late-fsz.err \
+    && grep -q "no checkpoint was written (epoch 2's could not be written: .*File too large" late-fsz.err \
+    && [ ! -e late-fsz/last.safetensors ] && ok "a last good epoch end that cannot be written is named, with why" \
+    || bad "pending write failure: exit $rc"
+
 # 2. diverges in epoch 1: nothing to keep, and it says so
 "$G" train base.yaml --quiet --out early --set train.optimizer=sgd --set train.lr=1000 >early.out 2>early.err
 rc=$?

@@ -35,6 +35,28 @@ __kernel void epi_grad_inplace(__global float *dy, __global const float *y, cons
     for (int p = 0; p < HW; p++) g[p] = epi_grad(g[p], o[p]);
 }
 
+/* epi_grad_inplace and then bias_bwd in one pass, one work-item per channel: dy = epi'(y) * dy
+ * in place and db[c] its sum, in bias_bwd's order (so both are bias_bwd's bits). */
+__kernel void epi_grad_bias_bwd(__global float *dy, __global const float *y, __global float *db,
+                                const int n, const int C)
+{
+    const int c = get_global_id(0);
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) {
+        __global float *g = dy + ((long)i * C + c) * HW;
+        __global const float *o = y + ((long)i * C + c) * HW;
+        float si = 0.0f;
+        for (int p = 0; p < HW; p++) {
+            const float v = epi_grad(g[p], o[p]);
+            g[p] = v;
+            si += v;
+        }
+        s += si;
+    }
+    db[c] = s;
+}
+
 /* db[c] = sum over i and p of dy[i, c, p]. One work-item per channel; the spatial sum of each
  * sample is formed first and then added to the total, which keeps float rounding near that of a
  * pairwise sum for the long reductions of early conv layers (n * HW ~ 50k terms). */

@@ -39,6 +39,26 @@
 #define vstorev CAT(vstore, VW)
 #define NR (NV * VW)
 
+/* The output epilogue of gemm_inner (unsplit) and gemm_reduce, for dense layers (y = x W^T + b
+ * with a fused activation): bias[j] added to column j when EPI_BIAS is set in epi, then the
+ * activation epi & 15 (epilogue.cl's codes, taken at run time so that one program serves every
+ * layer: 1 relu, 2 relu6, 3 leaky_relu with slope, 5 sigmoid, 6 tanh), with epilogue.cl's scalar
+ * formulas, so the result is the bit pattern bias.cl's bias_fwd writes after a plain GEMM. */
+#define EPI_BIAS 16
+static inline float gemm_epi(float v, __global const float *bias, const int j, const int epi,
+                             const float slope)
+{
+    v = v + (epi & EPI_BIAS ? bias[j] : 0.0f); /* as bias_fwd: + 0 without a bias (-0 -> 0) */
+    switch (epi & 15) {
+    case 1: return v > 0.0f ? v : 0.0f;
+    case 2: return fmin(fmax(v, 0.0f), 6.0f);
+    case 3: return v > 0.0f ? v : v * slope;
+    case 5: return 1.0f / (1.0f + exp(-v));
+    case 6: return tanh(v);
+    default: return v;
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 gemm_outer(const int M, const int N, const int K, const float alpha, __global const float *a,
            const long a_off, const int lda, __global const float *b, const long b_off,
@@ -143,7 +163,8 @@ gemm_outer(const int M, const int N, const int K, const float alpha, __global co
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 gemm_inner(const int M, const int N, const int K, const float alpha, __global const float *a,
            const long a_off, const int lda, __global const float *b, const long b_off,
-           const int ldb, const float beta, __global float *c, const long c_off, const int ldc)
+           const int ldb, const float beta, __global float *c, const long c_off, const int ldc,
+           __global const float *bias, const int epi, const float slope)
 {
     const int i0 = get_global_id(1) * MR;
     if (i0 >= M) return;
@@ -208,16 +229,20 @@ gemm_inner(const int M, const int N, const int K, const float alpha, __global co
             __global float *cp = c + c_off + (long)(i0 + r) * ldc + j0;
 #pragma unroll
             for (int q = 0; q < NC; q++)
-                if (j0 + q < N)
-                    cp[q] = beta != 0.0f ? alpha * s[r][q] + beta * cp[q] : alpha * s[r][q];
+                if (j0 + q < N) {
+                    const float v =
+                        beta != 0.0f ? alpha * s[r][q] + beta * cp[q] : alpha * s[r][q];
+                    cp[q] = KS == 1 && epi ? gemm_epi(v, bias, j0 + q, epi, slope) : v;
+                }
         }
     }
 }
 
-/* C = alpha * (sum of the KS partial products at part + s*M*N) + beta * C; one work-item per
- * row of C, walking it with unit stride. */
+/* C = alpha * (sum of the KS partial products at part + s*M*N) + beta * C, then the epilogue;
+ * one work-item per row of C, walking it with unit stride. */
 __kernel void gemm_reduce(const int M, const int N, const float alpha, __global const float *part,
-                          const float beta, __global float *c, const long c_off, const int ldc)
+                          const float beta, __global float *c, const long c_off, const int ldc,
+                          __global const float *bias, const int epi, const float slope)
 {
     const int i = get_global_id(0);
     if (i >= M) return;
@@ -226,6 +251,7 @@ __kernel void gemm_reduce(const int M, const int N, const float alpha, __global 
     for (int j = 0; j < N; j++) {
         float s = 0.0f;
         for (int q = 0; q < KS; q++) s += pr[(long)q * M * N + j];
-        cr[j] = beta != 0.0f ? alpha * s + beta * cr[j] : alpha * s;
+        const float v = beta != 0.0f ? alpha * s + beta * cr[j] : alpha * s;
+        cr[j] = epi ? gemm_epi(v, bias, j, epi, slope) : v;
     }
 }

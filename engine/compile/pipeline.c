@@ -1013,9 +1013,13 @@ static graft_status dann_step(pipeline *p, int i, graft_error *e)
         if (L < last && p->ddrop[L].fwd)
             s = dropout_bwd(ctx, &p->ddrop[L], n, 0, disc_seed(p, L), p->step, p->dgrad[L],
                             p->dgrad[L], e);
-        if (!s && L < last) s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], e);
+        bool db_done = false;
+        if (!s && L < last)
+            s = dense_epi_grad(ctx, &p->dop[L], n, p->dgrad[L], p->dact[L], p->dg[L][1],
+                               &db_done, e);
         if (!s)
-            s = dense_bwd_weight(ctx, &p->dop[L], n, in, p->dgrad[L], p->dg[L][0], p->dg[L][1], e);
+            s = dense_bwd_weight(ctx, &p->dop[L], n, in, p->dgrad[L], p->dg[L][0],
+                                 db_done ? NULL : p->dg[L][1], e);
         if (!s)
             s = dense_bwd_data(ctx, &p->dop[L], n, p->dgrad[L], p->dw[L][0],
                                L ? p->dgrad[L - 1] : p->dfeat, e);
@@ -1084,11 +1088,13 @@ static graft_status backward_from(pipeline *p, int from, int n, graft_error *e)
             break;
         case GRAFT_LAYER_DENSE: {
             const int rows = (int)token_rows(l, n);
-            s = dense_epi_grad(ctx, &pl->op.dense, rows, dy, y, e);
+            bool db_done = false;
+            s = dense_epi_grad(ctx, &pl->op.dense, rows, dy, y, lp->trains ? G(pl, ".bias") : NULL,
+                               &db_done, e);
             if (!s && dx) s = dense_bwd_data(ctx, &pl->op.dense, rows, dy, P(pl, ".weight"), dx, e);
             if (!s && lp->trains)
                 s = dense_bwd_weight(ctx, &pl->op.dense, rows, x, dy, G(pl, ".weight"),
-                                     G(pl, ".bias"), e);
+                                     db_done ? NULL : G(pl, ".bias"), e);
             break;
         }
         case GRAFT_LAYER_BATCHNORM:

@@ -210,11 +210,16 @@ static graft_status run_clblast(graft_context *ctx, int set, bool trans_a, bool 
     return GRAFT_OK;
 }
 
-graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
-                      size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
-                      size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
-                      size_t c_off, size_t ldc, graft_error *e)
+/* gemm_run with an optional output epilogue, which Graft's gemm_inner applies as it writes C (or
+ * its gemm_reduce, after a split K); *applied says whether it did (the other back ends leave it
+ * to the caller). */
+static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
+                            size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                            size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                            size_t c_off, size_t ldc, const gemm_epilogue *ep, bool *applied,
+                            graft_error *e)
 {
+    if (applied) *applied = false;
     if (m == 0 || n == 0) return GRAFT_OK;
     gemm_shape shape = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
     if (!gemm_choice_fits(ch, &shape)) {
@@ -320,6 +325,16 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     rc |= kernel_arg(kern, 11, sizeof cbuf, &cbuf);
     rc |= kernel_arg(kern, 12, sizeof co, &co);
     rc |= kernel_arg(kern, 13, sizeof ildc, &ildc);
+    /* gemm_inner's epilogue: EPI_BIAS (16) | the activation (gemm.cl) */
+    cl_mem ebias = ep ? ep->bias : NULL;
+    cl_int epi = ep ? (cl_int)(ep->act.kind | (ep->bias ? 16 : 0)) : 0;
+    cl_float eslope = ep ? ep->act.slope : 0.0f;
+    bool inner = ch->backend == GEMM_BACKEND_INNER;
+    if (inner) {
+        rc |= kernel_arg(kern, 14, sizeof ebias, &ebias);
+        rc |= kernel_arg(kern, 15, sizeof epi, &epi);
+        rc |= kernel_arg(kern, 16, sizeof eslope, &eslope);
+    }
     if (outer_mt) rc |= kernel_arg(kern, 14, sizeof outer_mt, &outer_mt);
     if (ch->backend == GEMM_BACKEND_TILED)
         rc |= kernel_arg(kern, 14, sizeof tiled_kc, &tiled_kc);
@@ -337,6 +352,7 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
         }
         goto done;
     }
+    if (applied) *applied = inner && epi;
     if (splits == 1) goto done;
     /* sum the partial products: gemm_tiled_reduce (S at run time) a work-item per element of C,
      * the CPU kernels' gemm_reduce (KS built in) a work-item per row */
@@ -357,6 +373,11 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
     rc |= kernel_arg(red, q++, sizeof c, &c);
     rc |= kernel_arg(red, q++, sizeof cof, &cof);
     rc |= kernel_arg(red, q++, sizeof ildc2, &ildc2);
+    if (!tiled) {
+        rc |= kernel_arg(red, q++, sizeof ebias, &ebias);
+        rc |= kernel_arg(red, q++, sizeof epi, &epi);
+        rc |= kernel_arg(red, q++, sizeof eslope, &eslope);
+    }
     if (rc != CL_SUCCESS) {
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", rname);
         goto done;
@@ -368,10 +389,21 @@ done:
     return st;
 }
 
-graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
-                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e)
+graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
+                      size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                      size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                      size_t c_off, size_t ldc, graft_error *e)
 {
+    return gemm_go(ctx, ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                   c, c_off, ldc, NULL, NULL, e);
+}
+
+graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
+                      float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                      size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
+                      const gemm_epilogue *ep, bool *applied, graft_error *e)
+{
+    if (applied) *applied = false;
     if (m == 0 || n == 0) return GRAFT_OK;
     gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
     gemm_choice ch = gemm_choose(ctx, &s, NULL);
@@ -380,6 +412,14 @@ graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size
     if (!gemm_choice_fits(&ch, &s))
         ch = (gemm_choice){GEMM_BACKEND_CLBLAST,
                            {ctx->info.type == GRAFT_DEVICE_CPU ? 1 : 0, 0, 0, 0}};
-    return gemm_run(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
-                    c, c_off, ldc, e);
+    return gemm_go(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                   c, c_off, ldc, ep, applied, e);
+}
+
+graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
+                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e)
+{
+    return gemm_epi(ctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c,
+                    c_off, ldc, NULL, NULL, e);
 }

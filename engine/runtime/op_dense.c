@@ -1,5 +1,7 @@
-/* op_dense.c — dense layers as CLBlast GEMMs with W [out, in] (PyTorch's layout): y = x W^T + b,
- * dx = dy W, dW = dy^T x, db = column sums of dy (cl/bias.cl with HW = 1). The bias kernels are
+/* op_dense.c — dense layers as GEMMs with W [out, in] (PyTorch's layout): y = x W^T + b, dx = dy W,
+ * dW = dy^T x, db = column sums of dy (cl/bias.cl with HW = 1). The bias and the fused activation
+ * are the GEMM's epilogue where its kernel has one (Graft's gemm_inner), else bias_fwd after it;
+ * backward, the activation's derivative and db are one pass (epi_grad_bias_bwd). The kernels are
  * the context's (kernel_get), so dense_op_free releases nothing. */
 #include "ops.h"
 
@@ -35,18 +37,29 @@ graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilo
     snprintf(opts, sizeof opts, "-DHW=1 -DHAS_BIAS=%d%s", op->bias ? 1 : 0, eo);
     graft_status s;
     if ((s = kernel_get(ctx, "bias", opts, "bias_fwd", &op->bias_fwd, e)) ||
-        (s = kernel_get(ctx, "bias", opts, "epi_grad_inplace", &op->epi_grad, e)))
+        (s = kernel_get(ctx, "bias", opts, "epi_grad_inplace", &op->epi_grad, e)) ||
+        (op->bias &&
+         (s = kernel_get(ctx, "bias", opts, "epi_grad_bias_bwd", &op->epi_grad_bias, e))))
         return s;
     return GRAFT_OK;
 }
 
 graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
-                            graft_error *e)
+                            cl_mem db, bool *db_done, graft_error *e)
 {
+    *db_done = false;
     if (!op->epi.kind) return GRAFT_OK;
+    size_t l = 16;
+    if (db && op->epi_grad_bias) {
+        cl_kernel k = op->epi_grad_bias;
+        SET_ARGS(k, 5, KARG(dy), KARG(y), KARG(db), KARG(n), KARG(op->out));
+        size_t items = (size_t)op->out;
+        *db_done = true;
+        return launch(ctx, k, 1, &items, &l, NULL, e);
+    }
     cl_kernel k = op->epi_grad;
     SET_ARGS(k, 4, KARG(dy), KARG(y), KARG(n), KARG(op->out));
-    size_t items = (size_t)n * op->out, l = 16;
+    size_t items = (size_t)n * op->out;
     return launch(ctx, k, 1, &items, &l, NULL, e);
 }
 
@@ -68,9 +81,12 @@ graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem
 {
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "dense_fwd: batch count %d", n);
     size_t in = (size_t)op->in, out = (size_t)op->out;
-    graft_status s =
-        gemm(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f, y, 0, out, e);
-    if (s || (!op->bias && !op->epi.kind)) return s;
+    const bool epi = op->bias || op->epi.kind;
+    gemm_epilogue ep = {.bias = op->bias ? b : NULL, .act = op->epi};
+    bool applied = false;
+    graft_status s = gemm_epi(ctx, false, true, (size_t)n, out, in, 1.0f, x, 0, in, w, 0, in, 0.0f,
+                              y, 0, out, epi ? &ep : NULL, &applied, e);
+    if (s || !epi || applied) return s;
     return bias_launch(ctx, op->bias_fwd, y, b, n, op->out, (size_t)n * out, e);
 }
 

@@ -46,6 +46,17 @@ graft_status zero_from_host(graft_context *ctx, cl_mem m, size_t bytes, graft_er
 graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
                   float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                   size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc, graft_error *e);
+/* A dense layer's output epilogue: C[i][j] += bias[j] (bias NULL: none), then the activation. */
+typedef struct gemm_epilogue {
+    cl_mem bias;
+    epilogue act;
+} gemm_epilogue;
+/* gemm() that applies ep as C is written when the chosen kernel can (Graft's gemm_inner and its
+ * split-K reduce: *applied true); otherwise C is the plain product and the caller applies ep. */
+graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
+                      float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
+                      size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
+                      const gemm_epilogue *ep, bool *applied, graft_error *e);
 
 /* ---- conv2d: im2col/col2im + GEMM; groups supported; PyTorch weight layout OIHW ---- */
 typedef struct conv2d_desc {
@@ -189,15 +200,16 @@ typedef struct dense_op {
     int in, out;
     bool bias;
     epilogue epi;
-    cl_kernel bias_fwd, bias_bwd, epi_grad;
+    cl_kernel bias_fwd, bias_bwd, epi_grad, epi_grad_bias;
 } dense_op;
 graft_status dense_op_init(graft_context *ctx, dense_op *op, int in, int out, bool bias, graft_error *e);
 /* A fused activation: dense_fwd applies it with the bias; before the backward, dense_epi_grad turns
- * the activation's output gradient dy into this layer's, in place, from the output y. */
+ * the activation's output gradient dy into this layer's, in place, from the output y, and with a
+ * bias and db given also writes the bias gradient (*db_done: dense_bwd_weight then gets db NULL). */
 graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilogue *epi,
                                    graft_error *e);
 graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
-                            graft_error *e);
+                            cl_mem db, bool *db_done, graft_error *e);
 graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                        cl_mem y, graft_error *e);
 graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,

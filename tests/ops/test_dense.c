@@ -1,6 +1,7 @@
 /* test_dense.c — dense forward, backward data and backward weight (W [out, in], PyTorch's layout)
  * on the test device against a double-precision reference written here as plain loops, whose own
- * gradients are checked first by central finite differences. */
+ * gradients are checked first by central finite differences; then each fused activation (the
+ * GEMM's epilogue with the bias, a split K among them) and its gradient with the bias's. */
 #include "opcheck.h"
 
 #include <stdlib.h>
@@ -172,6 +173,94 @@ done:
     free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db);
 }
 
+/* The activations a dense layer fuses, in double: forward, and the derivative from the output. */
+static double ref_act(int kind, double slope, double v)
+{
+    switch (kind - 1) {
+    case ACT_RELU: return v > 0 ? v : 0;
+    case ACT_RELU6: return v < 0 ? 0 : v > 6 ? 6 : v;
+    case ACT_LEAKY_RELU: return v > 0 ? v : v * slope;
+    case ACT_SIGMOID: return 1 / (1 + exp(-v));
+    default: return tanh(v);
+    }
+}
+
+static double ref_act_grad(int kind, double slope, double g, double y)
+{
+    switch (kind - 1) {
+    case ACT_RELU: return y > 0 ? g : 0;
+    case ACT_RELU6: return y > 0 && y < 6 ? g : 0;
+    case ACT_LEAKY_RELU: return y > 0 ? g : g * slope;
+    case ACT_SIGMOID: return g * y * (1 - y);
+    default: return g * (1 - y * y);
+    }
+}
+
+/* dense_fwd with a fused activation against act(x W^T + b), then dense_epi_grad: the
+ * activation's output gradient turned into the layer's in place, and the bias's from it. */
+static void run_epi_case(graft_context *ctx, const dense_case *k, int kind, float slope)
+{
+    int n = k->n, in = k->in, out = k->out;
+    long nx = (long)n * in, nw = (long)out * in, ny = (long)n * out;
+    printf("case %s, fused activation %d%s\n", k->name, kind, k->bias ? ", bias" : "");
+    float *xf = malloc(sizeof(float) * nx), *wf = malloc(sizeof(float) * nw);
+    float *bf = malloc(sizeof(float) * out), *dyf = malloc(sizeof(float) * ny);
+    oc_fill(xf, nx, -1, 1);
+    oc_fill(wf, nw, -0.5, 0.5);
+    oc_fill(bf, out, -1, 1);
+    oc_fill(dyf, ny, -1, 1);
+    /* weights and bias scaled so that the pre-activation spreads past relu6's 6 on both sides
+     * whatever the width (x W^T grows with sqrt(in)) */
+    for (long i = 0; i < nw; i++)
+        wf[i] = (float)(8.0 * wf[i] / sqrt((double)in));
+    for (int o = 0; o < out; o++)
+        bf[o] = (float)(8.0 * bf[o]);
+    double *x = to_double(xf, nx), *w = to_double(wf, nw), *b = to_double(bf, out);
+    double *y = malloc(sizeof(double) * ny), *g = malloc(sizeof(double) * ny);
+    double *db = calloc((size_t)out, sizeof(double));
+    dense_op op;
+    graft_error e = {0};
+    epilogue ep = {.kind = kind, .slope = slope};
+    if (dense_op_init(ctx, &op, in, out, k->bias, &e) || dense_op_set_epilogue(ctx, &op, &ep, &e)) {
+        CHECKF(0, "%s: dense_op_init: %s", k->name, e.message);
+        goto done;
+    }
+    ref_fwd(n, in, out, k->bias, x, w, b, y);
+    for (long i = 0; i < ny; i++)
+        y[i] = ref_act(kind, slope, y[i]);
+    cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, out);
+    cl_mem by = oc_buffer(ctx, NULL, ny), bdb = oc_buffer(ctx, NULL, out);
+    CHECK_OK(dense_fwd(ctx, &op, n, bx, bw, k->bias ? bb : NULL, by, err));
+    float *got = oc_read(ctx, by, ny);
+    CHECK_CLOSE("forward with the activation", got, y, ny, 1e-5);
+    /* the gradient from the device's own output, as the backward sees it */
+    for (long i = 0; i < ny; i++) {
+        g[i] = ref_act_grad(kind, slope, dyf[i], got[i]);
+        db[i % out] += g[i];
+    }
+    free(got);
+    cl_mem bdy = oc_buffer(ctx, dyf, ny);
+    bool db_done = false;
+    CHECK_OK(dense_epi_grad(ctx, &op, n, bdy, by, k->bias ? bdb : NULL, &db_done, err));
+    CHECKF(db_done == (k->bias != 0), "%s: the bias gradient %s with the activation's",
+           k->name, k->bias ? "not computed" : "computed without a bias");
+    got = oc_read(ctx, bdy, ny);
+    CHECK_CLOSE("activation gradient, in place", got, g, ny, 1e-6);
+    free(got);
+    if (k->bias) {
+        got = oc_read(ctx, bdb, out);
+        CHECK_CLOSE("bias gradient with it", got, db, out, 1e-5);
+        free(got);
+    }
+    dense_op_free(&op);
+    cl_mem all[] = {bx, bw, bb, by, bdb, bdy};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++)
+        clReleaseMemObject(all[i]);
+done:
+    free(xf), free(wf), free(bf), free(dyf);
+    free(x), free(w), free(b), free(y), free(g), free(db);
+}
+
 int main(void)
 {
     graft_context *ctx = oc_context();
@@ -181,6 +270,20 @@ int main(void)
     size_t ncases = is_small ? ARRAY_LEN(small_cases) : ARRAY_LEN(full_cases);
     for (size_t i = 0; i < ncases; i++)
         run_case(ctx, &cases[i]);
+    /* the fused activations: every kind on odd sizes, with and without a bias; relu on fc1's
+     * shape and on a K long enough to be split (gemm_reduce writes the epilogue) */
+    static const dense_case epi_cases[] = {
+        {"odd sizes", 3, 3, 7, 5, 1},
+        {"no bias", 5, 5, 33, 17, 0},
+        {"fmnist fc1", 64, 64, 3136, 128, 1},
+        {"K 9000, split", 3, 3, 9000, 6, 1},
+    };
+    const int kinds[] = {ACT_RELU, ACT_RELU6, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH};
+    for (size_t c = 0; c < ARRAY_LEN(epi_cases); c++)
+        for (size_t a = 0; a < ARRAY_LEN(kinds); a++)
+            if ((c < 2 || kinds[a] == ACT_RELU) && (!is_small || c == 0 || c == 3))
+                run_epi_case(ctx, &epi_cases[c], kinds[a] + 1,
+                             kinds[a] == ACT_LEAKY_RELU ? 0.1f : 0.0f);
     dense_op op;
     graft_error e = {0};
     CHECK(dense_op_init(ctx, &op, 0, 3, true, &e) != GRAFT_OK && strstr(e.message, "in 0"));

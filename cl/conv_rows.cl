@@ -354,11 +354,12 @@ __kernel void conv_rows_dgrad(__global const float *ws, const long dpo, __global
  * (the last block of an odd HO repeats row HO-1, written twice with the same values), MRF output
  * channels x RY rows x NVO vectors in registers per block, each weight broadcast once for the RY
  * rows: with one vector a row (14-wide layers at 16 lanes) a single row's tile loaded a vector and
- * MRF weights for MRF FMAs. */
+ * MRF weights for MRF FMAs. Plane (i, o) of y starts at yo + (i CO + o) yrows ypitch, its rows
+ * ypitch apart: dense (0, HO, WO), or the next conv's padded input (op_conv.c, conv2d_fwd_io). */
 #define NYB ((HO + RY - 1) / RY)
 __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global const float *w,
                             __global const float *b, __global float *y, const int n,
-                            const int flags)
+                            const int flags, const long yo, const int yrows, const int ypitch)
 {
     __global const float *xp = ws + xpo;
     const int act = flags & FLAG_EPI;
@@ -411,7 +412,7 @@ __kernel void conv_rows_fwd(__global const float *ws, const long xpo, __global c
 #endif
 #pragma unroll
             for (int r = 0; r < RY; r++) {
-                __global float *yr = y + (((long)i * CO + o) * HO + oys[r]) * WO;
+                __global float *yr = y + yo + (((long)i * CO + o) * yrows + oys[r]) * ypitch;
 #pragma unroll
                 for (int v = 0; v < NVO; v++) {
 #if EPI_VEC
@@ -673,17 +674,19 @@ static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const i
 /* y from xp: one work-item per row of tiles (two output rows) of a sample. With FLAG_POOL (a 2x2
  * max-pool of stride 2 follows; HO and WO even, op_conv.c checks) also the pool's output yp
  * [n, CO, HO/2, WO/2] and indexes ip, as pool.cl's pool_max_fwd would write them from y; with
- * FLAG_POOL_ONLY too, yp alone (y and ip are only the backward's). */
+ * FLAG_POOL_ONLY too, yp alone (y and ip are only the backward's). yo, yrows, ypitch: the final
+ * output's layout (yp's with FLAG_POOL, else y's), as conv_rows_fwd's; y under a pool is dense. */
 __kernel void conv_wino_fwd(__global const float *xs, const long xpo, __global const float *u,
                             __global const float *b, __global float *y, __global float *yp,
-                            __global int *ip, const int n, const int flags)
+                            __global int *ip, const int n, const int flags, const long yo,
+                            const int yrows, const int ypitch)
 {
     const int t = get_global_id(0), NTY = (HO + 1) / 2;
     if (t >= (n + NS - 1) / NS * NTY) return;
     floatt V[16 * CI * NTO], M[16 * MWF * NTO];
     wino_fwd_row(xs + xpo, XROWS, XPITCH, CI, CO, HO, WO, u, CI, 1, 0, b,
                  HAS_BIAS && (flags & FLAG_BIAS), flags & FLAG_EPI, y, t / NTY * NS, n, t % NTY,
-                 V, M, yp, ip, flags & (FLAG_POOL | FLAG_POOL_ONLY));
+                 V, M, yp, ip, flags & (FLAG_POOL | FLAG_POOL_ONLY), yo, yrows, ypitch);
 }
 
 /* dx from dp: one work-item per row of tiles (two input rows) of a sample. */
@@ -694,6 +697,6 @@ __kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global
     if (t >= (n + NS - 1) / NS * NTY) return;
     floatt V[16 * CO * NTI], M[16 * MWD * NTI];
     wino_dgrad_row(ws + dpo, DROWS, DPITCH, CO, CI, HI, WI, u, 1, CI, 1, 0, 0, 0, dx,
-                   t / NTY * NS, n, t % NTY, V, M, 0, 0, 0);
+                   t / NTY * NS, n, t % NTY, V, M, 0, 0, 0, 0, HI, WI);
 }
 #endif /* WINO */

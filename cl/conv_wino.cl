@@ -5,7 +5,9 @@
  *
  * Tile row ty of sample i: NQ input planes of IR rows x IP floats at in, NP output planes of
  * OH x OW at out; the kernel of (p, q) at u + xi * CO * CI + p * SP + q * SQ (xi rotated when
- * ROT); V [16][NQ][NT] and M [16][MW][NT] the caller's private arrays. */
+ * ROT); V [16][NQ][NT] and M [16][MW][NT] the caller's private arrays. The final output (the
+ * pool's with POOL, else out) has plane p of sample i at YO + (i NP + p) YR YP, rows YP apart (a
+ * dense plane, or the next conv's padded input); out under a pool is dense. */
 #define MW W_MW
 #define NT W_NT
 static inline void WINO_ROW(__global const float *in, const int IR, const int IP, const int NQ,
@@ -13,7 +15,8 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                             const int SP, const int SQ, const int ROT, __global const float *b,
                             const int BIAS, const int ACT, __global float *out, const int i,
                             const int n, const int ty, floatt *V, floatt *M, __global float *yp,
-                            __global int *ip, const int POOL)
+                            __global int *ip, const int POOL, const long YO, const int YR,
+                            const int YP)
 {
     /* with NS 2 (WPAIR), samples i and i+1 in the vectors' halves (i+1 < n, else i twice) */
     const long SS = NS > 1 && i + 1 < n ? (long)NQ * IR * IP : 0;
@@ -91,10 +94,12 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                 const floatt y10 = s1[0] + s1[1] + s1[2] + bo, y11 = s1[1] - s1[2] - s1[3] + bo;
 #pragma unroll
                 for (int sh = 0; sh < NS && i + sh < n; sh++) { /* the samples (WPAIR: 2) */
-                    __global float *yo = out + ((long)(i + sh) * NP + pc) * OH * OW;
+                    const int pitch = POOL ? OW : YP;
+                    __global float *yo = POOL ? out + ((long)(i + sh) * NP + pc) * OH * OW
+                                              : out + YO + ((long)(i + sh) * NP + pc) * YR * YP;
 #pragma unroll
                     for (int r = 0; r < 2 && 2 * ty + r < OH && !(POOL & FLAG_POOL_ONLY); r++) {
-                        __global float *yr = yo + (2 * ty + r) * OW;
+                        __global float *yr = yo + (2 * ty + r) * pitch;
 #pragma unroll
                         for (int h = 0; h < NH; h++) { /* the halves interleaved */
                             const int x0 = 2 * WT * t + h * ROWW;
@@ -115,8 +120,9 @@ static inline void WINO_ROW(__global const float *in, const int IR, const int IP
                     }
                     if (POOL && ty < OH / 2) { /* the 2x2 max-pool after it: conv_wino_fwd */
                         const long po = (((long)(i + sh) * NP + pc) * (OH / 2) + ty) * (OW / 2);
+                        const long pl = YO + (((long)(i + sh) * NP + pc) * YR + ty) * YP;
                         wino_pool(HALF_T(y00, sh), HALF_T(y01, sh), HALF_T(y10, sh),
-                                  HALF_T(y11, sh), ACT, OH, OW, ty, t, yp + po,
+                                  HALF_T(y11, sh), ACT, OH, OW, ty, t, yp + pl,
                                   POOL & FLAG_POOL_ONLY ? ip : ip + po, !(POOL & FLAG_POOL_ONLY));
                     }
                 }

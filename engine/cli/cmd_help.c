@@ -24,6 +24,8 @@ static const char *const ENVIRONMENT[][2] = {
     {"GRAFT_TUNE", "off, auto or full: the GEMM tuning a first training run on a device does "
                    "(overrides train.tune)"},
     {"GRAFT_FUSE", "0: no kernel fusion (activations run as their own kernels)"},
+    {"GRAFT_XPAD", "0: in evaluation (and a frozen prefix), each convolution pads its own input "
+                   "instead of the convolution before it writing it padded (the same results)"},
     {"GRAFT_LEAN_BUILTINS", "0: PoCL builds include clang's whole opencl-c.h instead of the "
                             "declarations of cl/builtins_lean.cl (slower program loads, the same "
                             "results); strict: a kernel needing a builtin missing there fails "

@@ -34,6 +34,10 @@ typedef struct player {
     cl_mem
         keep[LAYER_MAX_PARAMS]; /* skip_nonfinite: batchnorm running statistics before the step */
     bool pool_fused; /* conv2d: its forward writes the pool after it (plan fused_pool) */
+    /* conv2d in an evaluation pipeline (xpad_plan): the conv whose padded input this one's
+     * forward writes (-1: none), and this one's padded input when a producer writes it */
+    int pad_to;
+    conv2d_xpad xpad;
 } player;
 
 struct pipeline {
@@ -366,6 +370,65 @@ static void op_free(player *pl)
     }
 }
 
+/* The tensor a conv2d's forward writes last: the fused pool's output, else its own. */
+static int conv_out_tensor(const pipeline *p, int i)
+{
+    const layer_plan *lp = &p->plan.layers[i];
+    return p->layers[i].pool_fused ? p->plan.y_tensor[lp->fused_pool] : p->plan.y_tensor[i];
+}
+
+/* Evaluation pipelines (no training, no alignment): a conv2d (with its fused activation,
+ * folded batchnorm and pool) whose output only another conv2d on the rows or Winograd path
+ * reads writes it straight into that conv's padded input, a buffer of its own zeroed once,
+ * and the reader skips its padding pass (a copy of every activation in between: ~10 % of
+ * fmnist-cnn's frozen prefix). Not where a scan for non-finite values runs (forward_from: it
+ * reads the skipped tensor), and only while those buffers stay under an eighth of the
+ * device's memory. GRAFT_XPAD=0 turns it off. */
+static graft_status xpad_plan(pipeline *p, graft_error *e)
+{
+    const graph *g = p->g;
+    for (int i = 0; i < g->nlayers; i++) p->layers[i].pad_to = -1;
+    if (p->o.training || p->o.align) return GRAFT_OK;
+    const char *env = getenv("GRAFT_XPAD"); /* 0: off, to compare (test_fusion.sh) */
+    if (env && strcmp(env, "0") == 0) return GRAFT_OK;
+    size_t total = 0, cap = p->ctx->info.global_mem_bytes / 8;
+    for (int j = p->o.first; j < g->nlayers; j++) {
+        player *pj = &p->layers[j];
+        const layer *l = pj->l;
+        if (l->type != GRAFT_LAYER_CONV2D || l->ninputs != 1 || l->inputs[0] < p->o.first)
+            continue;
+        const int t = p->plan.y_tensor[l->inputs[0]];
+        int producer = -1, readers = 0;
+        for (int k = p->o.first; k < g->nlayers; k++) {
+            const layer *lk = &g->layers[k];
+            if (lk->type == GRAFT_LAYER_CONV2D && p->layers[k].has_op && conv_out_tensor(p, k) == t)
+                producer = k;
+            if (p->plan.y_tensor[k] == t) continue; /* a view of it (fused, folded, flatten) */
+            if (p->plan.layers[k].pool_of >= 0 && p->layers[p->plan.layers[k].pool_of].pool_fused)
+                continue; /* written by its conv */
+            for (int q = 0; q < lk->ninputs; q++)
+                if (lk->inputs[q] >= p->o.first && p->plan.y_tensor[lk->inputs[q]] == t) readers++;
+        }
+        conv2d_xpad xp;
+        if (producer < 0 || readers != 1 || t == p->plan.y_tensor[g->nlayers - 1] ||
+            !conv2d_xpad_layout(p->ctx, &p->layers[producer].op.conv, 1, &xp) || /* rows too */
+            !conv2d_xpad_layout(p->ctx, &pj->op.conv, p->o.max_batch, &xp) ||
+            total + xp.bytes > cap)
+            continue;
+        graft_status s = buffer_create(p->ctx, xp.bytes, &xp.buf, e);
+        /* zeros from the host: the borders are never written (and Oclgrind sees them written) */
+        if (!s) s = zero_from_host(p->ctx, xp.buf, xp.bytes, e);
+        if (s) {
+            if (xp.buf) clReleaseMemObject(xp.buf);
+            return s;
+        }
+        total += xp.bytes;
+        pj->xpad = xp;
+        p->layers[producer].pad_to = j;
+    }
+    return GRAFT_OK;
+}
+
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
                              pipeline **out, graft_error *e)
 {
@@ -552,6 +615,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
+    if ((s = xpad_plan(p, e))) goto fail;
     *out = p;
     return GRAFT_OK;
 fail:
@@ -584,6 +648,7 @@ void pipeline_free(pipeline *p)
             }
             release(&pl->idx);
             release(&pl->aux);
+            release(&pl->xpad.buf);
             release(&pl->wf);
             release(&pl->bf);
             release(&pl->save_mean);
@@ -845,7 +910,14 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
-            if (pl->pool_fused) { /* and the max-pool after it */
+            if (!p->scan && (pl->pad_to >= 0 || pl->xpad.buf)) { /* xpad_plan: evaluation */
+                const bool pool = pl->pool_fused, fold = lp->bn_fold >= 0;
+                s = conv2d_fwd_io(ctx, &pl->op.conv, n, x, pl->xpad.buf ? &pl->xpad : NULL,
+                                  fold ? pl->wf : P(pl, ".weight"), fold ? pl->bf : P(pl, ".bias"),
+                                  pool ? NULL : y, pool ? Y(p, lp->fused_pool) : NULL, NULL,
+                                  pl->pad_to >= 0 ? &p->layers[pl->pad_to].xpad : NULL,
+                                  p->workspace, e);
+            } else if (pl->pool_fused) { /* and the max-pool after it */
                 /* its full-size output and the pool's indexes: for a backward or a scan only */
                 const bool keep = (train && lp->backward) || p->scan;
                 s = conv2d_fwd_pool(ctx, &pl->op.conv, n, x, P(pl, ".weight"), P(pl, ".bias"),

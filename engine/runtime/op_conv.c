@@ -800,20 +800,23 @@ static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, gr
     return s;
 }
 
-static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
-                             cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e)
+/* xin: x is already in this layer's padded layout there (no padding pass); out: the output (the
+ * pool's with yp) goes into that layout (another conv's padded input) instead of y (or yp) */
+static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
+                             const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
+                             cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e)
 {
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
     size_t xp = rows_xp_floats(&op->d, &g, n);
     /* into the kept copy when there is one (a training layer): its backward reads it there */
-    cl_mem xs = op->keep && n <= op->keep_cap ? op->keep : ws;
+    cl_mem xs = xin ? xin->buf : op->keep && n <= op->keep_cap ? op->keep : ws;
     op->keep_x = NULL;
     if (!xs || (xs == ws && xp * sizeof(float) > conv2d_workspace_bytes(&op->d, n)))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        xp);
     cl_long xpo = 0;
-    graft_status st = rows_pad_x(ctx, op, &g, n, x, xs, xpo, e);
+    graft_status st = xin ? GRAFT_OK : rows_pad_x(ctx, op, &g, n, x, xs, xpo, e);
     if (st) return st;
     if (xs == op->keep) {
         op->keep_x = x;
@@ -821,18 +824,53 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     }
     const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
                       (yp ? ROWS_FLAG_POOL : 0) | (yp && !y ? ROWS_FLAG_POOL_ONLY : 0);
+    /* the final output's layout: dense, or out's */
+    cl_long yo = out ? out->off : 0;
+    cl_int yrows = out ? out->rows : yp ? op->d.oh / 2 : op->d.oh;
+    cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
+    if (out && yp) yp = out->buf;
+    else if (out) y = out->buf;
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
-        SET_ARGS(k, 9, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(yp),
-                 KARG(ip), KARG(n), KARG(flags));
+        SET_ARGS(k, 12, KARG(xs), KARG(xpo), KARG(op->wino_u), KARG(b), KARG(y), KARG(yp),
+                 KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch));
         size_t gs = (size_t)(n + op->wino_ns - 1) / op->wino_ns * ((op->d.oh + 1) / 2), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     cl_kernel k = op->rows_fwd;
-    SET_ARGS(k, 7, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n), KARG(flags));
+    SET_ARGS(k, 10, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n), KARG(flags),
+             KARG(yo), KARG(yrows), KARG(ypitch));
     size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
+}
+
+bool conv2d_xpad_layout(graft_context *ctx, const conv2d_op *op, int n, conv2d_xpad *out)
+{
+    rows_geom g;
+    if (!op->rows_pad_x || n < 1 || !rows_geom_of(ctx, &op->d, &g)) return false;
+    *out = (conv2d_xpad){.buf = NULL,
+                         .off = (long)op->d.ph * (long)g.xpitch + op->d.pw,
+                         .rows = (int)g.xrows,
+                         .pitch = (int)g.xpitch,
+                         .bytes = rows_xp_floats(&op->d, &g, n) * sizeof(float)};
+    return true;
+}
+
+graft_status conv2d_fwd_io(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
+                           const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
+                           cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e)
+{
+    const conv2d_desc *d = &op->d;
+    conv2d_xpad own;
+    if (n < 1 || !op->rows_pad_x || (yp && (!conv2d_can_pool(op) || !y != !ip)) ||
+        (xin && (!conv2d_xpad_layout(ctx, op, n, &own) || !xin->buf || xin->off != own.off ||
+                 xin->rows != own.rows || xin->pitch != own.pitch || xin->bytes < own.bytes)) ||
+        (out && (!out->buf || out->rows < (yp ? d->oh / 2 : d->oh) ||
+                 out->pitch < (yp ? d->ow / 2 : d->ow))))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_io: batch count %d, path %s", n,
+                       conv2d_path_name(op->path));
+    return rows_fwd(ctx, op, n, x, xin, w, b, y, yp, ip, out, ws, e);
 }
 
 /* ip: dy is a fused 2x2 max-pool's gradient, ip its indexes (conv2d_bwd_pool) */
@@ -1034,7 +1072,7 @@ graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     if (n < 1 || !conv2d_can_pool(op) || !yp || !y != !ip)
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_pool: batch count %d, path %s", n,
                        conv2d_path_name(op->path));
-    return rows_fwd(ctx, op, n, x, w, b, y, yp, ip, ws, e);
+    return rows_fwd(ctx, op, n, x, NULL, w, b, y, yp, ip, NULL, ws, e);
 }
 
 graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
@@ -1045,7 +1083,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
-    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, w, b, y, NULL, NULL, ws, e);
+    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, NULL, w, b, y, NULL, NULL, NULL, ws, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);

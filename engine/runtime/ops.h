@@ -149,6 +149,25 @@ bool conv2d_can_pool(const conv2d_op *op);
  * together (no backward follows: an evaluation, a layer without one): yp alone is written. */
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
                              cl_mem b, cl_mem y, cl_mem yp, cl_mem ip, cl_mem ws, graft_error *e);
+/* A conv's padded input as the rows and Winograd paths read it: [n, c, rows, pitch] floats of
+ * buf, each plane's image at row ph and column pw (off = ph pitch + pw floats), zeros around it;
+ * bytes for the batch asked. A producer that writes its output into it (conv2d_fwd_io's out)
+ * spares the consumer its padding pass (conv2d_fwd_io's xin). */
+typedef struct conv2d_xpad {
+    cl_mem buf;
+    long off;
+    int rows, pitch;
+    size_t bytes;
+} conv2d_xpad;
+/* op's padded input layout for n samples (buf NULL); false where op pads nothing (other paths). */
+bool conv2d_xpad_layout(graft_context *ctx, const conv2d_op *op, int n, conv2d_xpad *out);
+/* conv2d_fwd (yp NULL) or conv2d_fwd_pool on the rows and Winograd paths, with x already padded
+ * in xin (then x is not read) and/or the output (yp when given, else y) written into out's layout
+ * (then that buffer is not written); out's borders are never written, so they stay as they are
+ * (zeros from whoever made it). Forward only: a backward needs y, ip and the kept input. */
+graft_status conv2d_fwd_io(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
+                           const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
+                           cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e);
 /* conv2d_bwd after conv2d_fwd_pool, from the pool's gradient dyp and its indexes ip (as pool_bwd
  * would have made dy), so the pool's backward does not run. */
 graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,

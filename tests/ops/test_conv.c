@@ -331,6 +331,90 @@ static void check_pool(graft_context *ctx, conv2d_op *op, const conv_case *k, in
     clReleaseMemObject(bi);
 }
 
+/* conv2d_fwd_io (evaluation pipelines: the producer writes the consumer's padded input): x taken
+ * already padded in the layer's own layout (the x argument NULL, so not read), the output (the
+ * pool's, fused) written into a padded layout of other pitch and rows, and both at once: bitwise
+ * what conv2d_fwd / conv2d_fwd_pool write, with nothing written outside the images (every other
+ * float of the buffer keeps its sentinel). */
+static void check_io(graft_context *ctx, conv2d_op *op, const conv_case *k, int n, conv_shape s,
+                     const float *xf, const float *y0, cl_mem bx, cl_mem bw, cl_mem bb,
+                     cl_mem ws, long nws)
+{
+    conv2d_xpad xl;
+    if (!conv2d_xpad_layout(ctx, op, n, &xl)) return;
+    const long xpf = (long)(xl.bytes / sizeof(float)), plane = (long)xl.rows * xl.pitch;
+    CHECKF(xpf == (long)n * s.c * plane && xl.rows >= s.h + 2 * s.ph &&
+               xl.off == (long)s.ph * xl.pitch + s.pw && xl.pitch >= s.w + 2 * s.pw,
+           "%s: padded layout %d x %d at %ld for %d x %d", k->name, xl.rows, xl.pitch, xl.off,
+           s.h, s.w);
+    float *xp = calloc((size_t)xpf, sizeof(float));
+    for (long pl = 0; pl < (long)n * s.c; pl++)
+        for (int r = 0; r < s.h; r++)
+            memcpy(xp + pl * plane + xl.off + (long)r * xl.pitch, xf + (pl * s.h + r) * s.w,
+                   sizeof(float) * (size_t)s.w);
+    xl.buf = oc_buffer(ctx, xp, xpf);
+    const uint32_t SENT = 0x7fc0beefu;
+    const int pools = conv2d_can_pool(op) ? 2 : 1;
+    for (int pool = 0; pool < pools; pool++) {
+        const int oh = pool ? s.oh / 2 : s.oh, ow = pool ? s.ow / 2 : s.ow;
+        const long nr = (long)n * s.o * oh * ow;
+        float *ref = NULL;
+        if (pool) { /* the pooled output, as check_pool proved it */
+            cl_mem bp = oc_buffer(ctx, NULL, nr);
+            if (ws) oc_poison(ctx, ws, nws);
+            CHECK_OK(conv2d_fwd_pool(ctx, op, n, bx, bw, bb, NULL, bp, NULL, ws, err));
+            ref = oc_read(ctx, bp, nr);
+            clReleaseMemObject(bp);
+        } else {
+            ref = malloc(sizeof(float) * (size_t)nr);
+            memcpy(ref, y0, sizeof(float) * (size_t)nr);
+        }
+        for (int mode = 1; mode <= 3; mode++) { /* 1: xin, 2: out, 3: both */
+            conv2d_xpad ol = {.rows = oh + 3, .pitch = ow + 5, .off = 2L * (ow + 5) + 1};
+            const long nol = (long)n * s.o * ol.rows * ol.pitch;
+            ol.bytes = sizeof(float) * (size_t)nol;
+            uint32_t *sent = malloc(ol.bytes);
+            for (long q = 0; q < nol; q++) sent[q] = SENT;
+            ol.buf = oc_buffer(ctx, (const float *)sent, nol);
+            cl_mem bo = oc_buffer(ctx, NULL, nr);
+            if (ws) oc_poison(ctx, ws, nws);
+            CHECK_OK(conv2d_fwd_io(ctx, op, n, mode & 1 ? NULL : bx, mode & 1 ? &xl : NULL, bw,
+                                   bb, pool ? NULL : bo, pool ? bo : NULL, NULL,
+                                   mode & 2 ? &ol : NULL, ws, err));
+            long bad = 0, stray = 0;
+            if (mode & 2) {
+                uint32_t *got = (uint32_t *)oc_read(ctx, ol.buf, nol);
+                const long pl_size = (long)ol.rows * ol.pitch;
+                for (long q = 0; q < nol; q++) {
+                    const long pl = q / pl_size, at = q % pl_size - ol.off;
+                    const long r = at >= 0 ? at / ol.pitch : -1, c = at >= 0 ? at % ol.pitch : -1;
+                    if (r >= 0 && r < oh && c < ow)
+                        bad += memcmp(&got[q], &ref[(pl * oh + r) * ow + c], 4) != 0;
+                    else
+                        stray += got[q] != SENT;
+                }
+                free(got);
+            } else {
+                float *got = oc_read(ctx, bo, nr);
+                bad = memcmp(got, ref, sizeof(float) * (size_t)nr) != 0;
+                free(got);
+            }
+            CHECKF(bad == 0 && stray == 0,
+                   "%s: n=%d forward_io (%s%s%s): %ld outputs differ, %ld written outside",
+                   k->name, n, mode & 1 ? "padded input" : "", mode == 3 ? ", " : "",
+                   mode & 2 ? "padded output" : "", bad, stray);
+            free(sent);
+            clReleaseMemObject(ol.buf);
+            clReleaseMemObject(bo);
+        }
+        printf("  n=%d forward into and from padded layouts%s: bitwise, nothing outside\n", n,
+               pool ? " (pooled)" : "");
+        free(ref);
+    }
+    free(xp);
+    clReleaseMemObject(xl.buf);
+}
+
 static void run_case(graft_context *ctx, const conv_case *k)
 {
     conv_shape s = shape_of(k, k->n);
@@ -436,6 +520,7 @@ static void run_case(graft_context *ctx, const conv_case *k)
         CHECKF(tail_untouched(got, nyn, ny), "%s: forward wrote past sample %d", k->name, n);
         if (conv2d_can_pool(&op))
             check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
+        check_io(ctx, &op, k, n, s, xf, got, bx, bw, s.bias ? bb : NULL, ws, nws);
         if (op.wino_fwd && !pass)
             check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);

@@ -70,6 +70,15 @@ err = float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
 print(f"  folded vs unfolded logits: max rel. err {err:.2e}, bitwise equal: {bool((a == b).all())}")
 assert err < 1e-5 and (a.argmax(1) == b.argmax(1)).all()
 PY
+# In evaluation conv3 (with relu6) writes its output straight into conv4's padded input, which
+# then skips its own padding pass (GRAFT_XPAD=0: it pads): the same arithmetic, bitwise
+GRAFT_XPAD=0 "$G" predict base.yaml $S --weights run-on/last.safetensors --input x.npy \
+    --output y-noxpad.npy > /dev/null 2>&1 || bad "predict, every conv padding its own input"
+$PY - <<'PY' && ok "padded by the producer or by the conv itself: bitwise-equal logits" \
+    || bad "GRAFT_XPAD=0 logits differ"
+import numpy as np
+assert (np.load("y-fold.npy") == np.load("y-noxpad.npy")).all()
+PY
 "$G" eval base.yaml $S --weights run-on/last.safetensors --json > eval-fold.json 2>&1 || bad "eval folded"
 $PY - eval-fold.json eval-on.json <<'PY' && ok "folded batchnorm: same accuracy, loss within 1e-5" \
     || bad "folded batchnorm evaluation"

@@ -336,6 +336,13 @@ int cmd_tune(int argc, char **argv)
                     json_object_set_new(sec, conv2d_path_name((conv_path)p),
                                         json_real(cr.seconds[p]));
             json_object_set_new(o, "seconds", sec);
+            json_t *fsec = json_object();
+            for (int p = 0; p < CONV_PATHS; p++)
+                if (cr.fwd_seconds[p] > 0)
+                    json_object_set_new(fsec, conv2d_path_name((conv_path)p),
+                                        json_real(cr.fwd_seconds[p]));
+            json_object_set_new(o, "path_forward_only", json_string(conv2d_path_name(cr.best_fwd)));
+            json_object_set_new(o, "forward_seconds", fsec);
             json_array_append_new(arr, o);
         } else {
             printf("%s at batch %d: %s  (", what, l->conv_batch[i], conv2d_path_name(cr.best));
@@ -345,7 +352,11 @@ int cmd_tune(int argc, char **argv)
                     printf("%s%s %.2f ms", sep, conv2d_path_name((conv_path)p), 1e3 * cr.seconds[p]);
                     sep = ", ";
                 }
-            printf(" per forward + backward; default %s)\n", conv2d_path_name(cr.deflt));
+            printf(" per forward + backward; default %s)", conv2d_path_name(cr.deflt));
+            if (cr.fwd_seconds[cr.best_fwd] > 0) /* layers that run no backward */
+                printf("; forward alone: %s %.2f ms", conv2d_path_name(cr.best_fwd),
+                       1e3 * cr.fwd_seconds[cr.best_fwd]);
+            printf("\n");
             fflush(stdout);
         }
     }

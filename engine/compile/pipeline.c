@@ -277,6 +277,8 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         plan_conv_desc(l, &d);
         d.epi = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
         d.fold_ready = plan_fold_ready(p->g, &p->plan, (int)(pl - p->layers), &d.epi_build);
+        /* the path tuned for the forward alone where no backward runs through the layer */
+        d.forward_only = !(p->o.training && p->plan.layers[pl - p->layers].backward);
         if (p->plan.layers[pl - p->layers].bn_fold >= 0) { /* the folded shift is its bias */
             d.bias = true;
             size_t k = (size_t)d.c / (size_t)d.groups * (size_t)d.kh * (size_t)d.kw;

@@ -374,6 +374,7 @@ static char *path_key(graft_context *ctx, const conv2d_desc *d, size_t *len)
     tune_key_begin(&b, ctx, "conv-tune 2", names, 5);
     buf_printf(&b, "conv=%d %d %d %d %d %d %d %d %d %d %d\n", d->c, d->h, d->w, d->o, d->kh, d->kw,
                d->sh, d->sw, d->ph, d->pw, d->groups);
+    if (d->forward_only) buf_printf(&b, "forward only\n");
     if (b.failed) {
         buf_free(&b);
         return NULL;
@@ -419,7 +420,10 @@ bool conv2d_path_store(graft_context *ctx, const conv2d_desc *d, conv_path p, do
 bool conv2d_path_tuned(graft_context *ctx, const conv2d_desc *d)
 {
     conv_path p;
-    return tuned_path(ctx, d, &p);
+    conv2d_desc tr = *d, fo = *d; /* both choices (a cache from before had one) */
+    tr.forward_only = false;
+    fo.forward_only = true;
+    return tuned_path(ctx, &tr, &p) && tuned_path(ctx, &fo, &p);
 }
 
 /* GRAFT_CONV first, then the tuner's stored choice, then the device type's default. */
@@ -1282,19 +1286,31 @@ static graft_status tune_buf(graft_context *ctx, size_t floats, float v, cl_mem 
     return s;
 }
 
+/* One forward + backward; *fwd: the forward's part (waited for on its own). */
 static graft_status tune_step(graft_context *ctx, conv2d_op *op, int n, tune_bufs *t, double *secs,
-                              graft_error *e)
+                              double *fwd, graft_error *e)
 {
     double t0 = now_seconds();
     graft_status s = conv2d_fwd(ctx, op, n, t->x, t->w, t->b, t->y, t->ws, e);
+    if (!s) s = cl_check(clFinish(ctx->queue), "clFinish", e);
+    *fwd = now_seconds() - t0;
     if (!s)
         s = conv2d_bwd(ctx, op, n, t->x, t->y, t->dy, t->w, t->dx, t->dw, t->db, t->ws, e);
-    if (!s) {
-        cl_int rc = clFinish(ctx->queue);
-        s = cl_check(rc, "clFinish", e);
-    }
+    if (!s) s = cl_check(clFinish(ctx->queue), "clFinish", e);
     *secs = now_seconds() - t0;
     return s;
+}
+
+/* The fastest of the timed paths that beats the default's time by 7 %, else the default. */
+static conv_path tune_pick(const double *secs, conv_path deflt)
+{
+    conv_path best = deflt;
+    for (int p = 0; p < CONV_PATHS; p++) {
+        double v = secs[p];
+        if (v > 0 && v < 0.93 * secs[deflt] && (best == deflt || v < secs[best]))
+            best = (conv_path)p;
+    }
+    return best;
 }
 
 static int cmp_dbl(const void *a, const void *b)
@@ -1316,7 +1332,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_tune: batch count %d", n);
     graft_status s = conv_check(d, e);
     if (s) return s;
-    r->deflt = r->best = default_path(ctx, d);
+    r->deflt = r->best = r->best_fwd = default_path(ctx, d);
     if (!conv2d_tune_has_rivals(ctx, d, quick)) return GRAFT_OK; /* nothing to compare */
     const conv2d_desc full = with_output_size(d);
     tune_bufs t = {0};
@@ -1360,30 +1376,31 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
             conv2d_op_free(&op);
             continue;
         }
-        double v[3], warm;
-        s = tune_step(ctx, &op, n, &t, &warm, e); /* first launches, JIT, page faults */
+        double v[3], vf[3], warm, warmf;
+        s = tune_step(ctx, &op, n, &t, &warm, &warmf, e); /* first launches, JIT, page faults */
         int k = 0;
         while (!s && k < 3) {
-            s = tune_step(ctx, &op, n, &t, &v[k], e);
+            s = tune_step(ctx, &op, n, &t, &v[k], &vf[k], e);
             k++;
             if (!s && k == 1 && best > 0 && v[0] > 3 * best) break; /* hopeless: one sample */
         }
         conv2d_op_free(&op);
         if (s) goto done;
         qsort(v, (size_t)k, sizeof *v, cmp_dbl);
+        qsort(vf, (size_t)k, sizeof *vf, cmp_dbl);
         double med = v[k / 2];
         r->seconds[order[i]] = med;
+        r->fwd_seconds[order[i]] = vf[k / 2];
         if (best == 0 || med < best) best = med;
     }
     if (!complete) goto done;
-    /* the fastest of the paths that beat the default by 7 % */
-    for (int p = 0; p < CONV_PATHS; p++) {
-        double v = r->seconds[p];
-        if (v > 0 && v < 0.93 * r->seconds[r->deflt] &&
-            (r->best == r->deflt || v < r->seconds[r->best]))
-            r->best = (conv_path)p;
-    }
-    r->stored = conv2d_path_store(ctx, d, r->best, r->seconds[r->best]);
+    r->best = tune_pick(r->seconds, r->deflt);
+    r->best_fwd = tune_pick(r->fwd_seconds, r->deflt);
+    conv2d_desc tr = *d, fo = *d;
+    tr.forward_only = false;
+    fo.forward_only = true;
+    r->stored = conv2d_path_store(ctx, &tr, r->best, r->seconds[r->best]) &&
+                conv2d_path_store(ctx, &fo, r->best_fwd, r->fwd_seconds[r->best_fwd]);
 done:
     tune_bufs_free(&t);
     return s;

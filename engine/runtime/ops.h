@@ -72,6 +72,9 @@ typedef struct conv2d_desc {
      * as the folded layer's and run with both switched off, so both run one program */
     bool fold_ready;
     epilogue epi_build;
+    /* no backward runs through the layer (evaluation, a frozen prefix): the path is the one
+     * fastest forward alone (the tuner stores both choices), not forward + backward */
+    bool forward_only;
 } conv2d_desc;
 /* How a layer's convolutions run: im2col + GEMM (cl/conv.cl and the GEMM back ends), the direct
  * CPU kernel (conv.cl's conv2d_direct, forward and backward data), implicit GEMMs
@@ -205,6 +208,10 @@ conv_path conv2d_op_path(const conv2d_op *op);
 typedef struct conv_tune_result {
     conv_path best, deflt;
     double seconds[CONV_PATHS]; /* median per step, 0 = not timed */
+    /* the same for the forward alone (the step's forward part, measured with it), which layers
+     * with no backward run (conv2d_desc.forward_only) */
+    conv_path best_fwd;
+    double fwd_seconds[CONV_PATHS];
     bool stored;
 } conv_tune_result;
 graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
@@ -213,6 +220,7 @@ bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool
 /* Whether the shape has a stored choice; storing one (what conv2d_tune does with its winner). */
 bool conv2d_path_tuned(graft_context *ctx, const conv2d_desc *d);
 bool conv2d_path_store(graft_context *ctx, const conv2d_desc *d, conv_path p, double seconds);
+/* with d->forward_only, these are the forward-only choice's */
 
 /* ---- dense: y[n, out] = x[n, in] W^T + b, W is [out, in] ---- */
 typedef struct dense_op {

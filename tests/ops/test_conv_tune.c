@@ -65,6 +65,18 @@ int main(void)
     CHECK(r.best == deflt || r.seconds[r.best] < 0.93 * r.seconds[deflt]);
     CHECK(conv2d_path_tuned(ctx, &d));
     CHECK(init_path(ctx, &d) == r.best);
+    /* and the forward alone, for layers no backward runs through: its own choice, stored apart
+     * and followed by a forward-only layer */
+    for (int p = 0; p < CONV_PATHS; p++)
+        CHECKF(r.fwd_seconds[p] > 0 && r.fwd_seconds[p] < r.seconds[p],
+               "path %d: forward %.3f ms of %.3f", p, 1e3 * r.fwd_seconds[p], 1e3 * r.seconds[p]);
+    CHECK(r.best_fwd == deflt || r.fwd_seconds[r.best_fwd] < 0.93 * r.fwd_seconds[deflt]);
+    conv2d_desc fo = d;
+    fo.forward_only = true;
+    CHECK(init_path(ctx, &fo) == r.best_fwd);
+    const conv_path other = r.best == CONV_DIRECT ? CONV_IM2COL : CONV_DIRECT;
+    CHECK(conv2d_path_store(ctx, &fo, other, 1.0));
+    CHECK(init_path(ctx, &fo) == other && init_path(ctx, &d) == r.best);
 
     /* a stored choice is followed by a new context on the same cache (not a memo) */
     CHECK(conv2d_path_store(ctx, &d, CONV_DIRECT, 1.0));

@@ -1363,37 +1363,53 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
             continue; /* see conv2d_tune in ops.h */
         order[np++] = (conv_path)p;
     }
-    double best = 0;
+    /* every path built and warmed (first launches, JIT, page faults), then timed in rounds, one
+     * step of each path a round: a slow spell of the machine (a VM's neighbours) falls on every
+     * path alike instead of on whichever was being timed; a path over 3x the best of the first
+     * round keeps its one sample */
+    conv2d_op ops[CONV_PATHS];
+    int live[CONV_PATHS], nlive = 0;
+    double v[CONV_PATHS][3], vf[CONV_PATHS][3];
+    int nv[CONV_PATHS] = {0};
     bool complete = true;
-    for (int i = 0; i < np; i++) {
+    for (int i = 0; i < np && !s; i++) {
         if (stop_at > 0 && now_seconds() > stop_at) {
             complete = false; /* a later run measures the rest */
             break;
         }
-        conv2d_op op;
-        if ((s = op_init_path(ctx, &op, d, order[i], e))) goto done;
-        if (conv2d_op_path(&op) != order[i]) { /* does not apply to this shape */
-            conv2d_op_free(&op);
+        conv2d_op *op = &ops[nlive];
+        if ((s = op_init_path(ctx, op, d, order[i], e))) break;
+        if (conv2d_op_path(op) != order[i]) { /* does not apply to this shape */
+            conv2d_op_free(op);
             continue;
         }
-        double v[3], vf[3], warm, warmf;
-        s = tune_step(ctx, &op, n, &t, &warm, &warmf, e); /* first launches, JIT, page faults */
-        int k = 0;
-        while (!s && k < 3) {
-            s = tune_step(ctx, &op, n, &t, &v[k], &vf[k], e);
-            k++;
-            if (!s && k == 1 && best > 0 && v[0] > 3 * best) break; /* hopeless: one sample */
-        }
-        conv2d_op_free(&op);
-        if (s) goto done;
-        qsort(v, (size_t)k, sizeof *v, cmp_dbl);
-        qsort(vf, (size_t)k, sizeof *vf, cmp_dbl);
-        double med = v[k / 2];
-        r->seconds[order[i]] = med;
-        r->fwd_seconds[order[i]] = vf[k / 2];
-        if (best == 0 || med < best) best = med;
+        live[nlive++] = order[i];
+        double warm, warmf;
+        s = tune_step(ctx, op, n, &t, &warm, &warmf, e);
     }
-    if (!complete) goto done;
+    for (int k = 0; k < 3 && !s && complete; k++) {
+        double best0 = 0;
+        for (int j = 0; j < nlive; j++)
+            if (nv[j] && (best0 == 0 || v[j][0] < best0)) best0 = v[j][0];
+        for (int j = 0; j < nlive && !s; j++) {
+            if (k > 0 && v[j][0] > 3 * best0) continue; /* hopeless */
+            if (stop_at > 0 && now_seconds() > stop_at) {
+                complete = false;
+                break;
+            }
+            s = tune_step(ctx, &ops[j], n, &t, &v[j][nv[j]], &vf[j][nv[j]], e);
+            nv[j]++;
+        }
+    }
+    for (int j = 0; j < nlive; j++) {
+        conv2d_op_free(&ops[j]);
+        if (s || !complete || !nv[j]) continue;
+        qsort(v[j], (size_t)nv[j], sizeof v[j][0], cmp_dbl);
+        qsort(vf[j], (size_t)nv[j], sizeof vf[j][0], cmp_dbl);
+        r->seconds[live[j]] = v[j][nv[j] / 2];
+        r->fwd_seconds[live[j]] = vf[j][nv[j] / 2];
+    }
+    if (s || !complete) goto done;
     r->best = tune_pick(r->seconds, r->deflt);
     r->best_fwd = tune_pick(r->fwd_seconds, r->deflt);
     conv2d_desc tr = *d, fo = *d;

@@ -42,6 +42,57 @@ static graft_status eval_pipeline(graft_recipe *r, const char *weights, const ch
     return pipeline_upload(*p, s, e);
 }
 
+graft_status eval_batches(pipeline *p, const float *x, long sample, cl_mem table, const int *y,
+                          long n, int B, long *confusion, graft_error *e)
+{
+    long k = pipeline_output_size(p);
+    long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
+    /* the confusion matrix needs the logits: read back without waiting into a chunk of 8
+     * batches, waited for and tallied once it is full (one wait per 8 batches instead of one
+     * per batch) */
+    long chunk = 8L * B;
+    if (chunk > n) chunk = n > 0 ? n : 1;
+    float *logits = confusion ? malloc((size_t)chunk * (size_t)k * sizeof *logits) : NULL;
+    if ((table && !rows) || (confusion && !logits)) {
+        free(rows);
+        free(logits);
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    }
+    graft_status s = GRAFT_OK;
+    long c0 = 0; /* the first sample of the chunk */
+    for (long i = 0; i < n && !s; i += B) {
+        int m = (int)(n - i < B ? n - i : B);
+        float *dst = logits ? logits + (i - c0) * k : NULL;
+        if (table) {
+            for (int j = 0; j < m; j++) rows[j] = i + j;
+            s = pipeline_eval_rows_async(p, table, rows, y + i, m, dst, e);
+        } else {
+            s = pipeline_eval_async(p, x + i * sample, y + i, m, dst, e);
+        }
+        const long end = i + m;
+        if (!s && logits && (end - c0 + B > chunk || end == n)) {
+            if (!(s = pipeline_logits_wait(p, e))) {
+                for (long q = c0; q < end; q++) {
+                    const float *row = logits + (q - c0) * k;
+                    long best = 0;
+                    for (long c = 1; c < k; c++)
+                        if (row[c] > row[best]) best = c;
+                    int truth = y[q];
+                    if (truth >= 0 && truth < k) confusion[truth * k + best]++;
+                }
+                c0 = end;
+            }
+        }
+    }
+    if (s && logits) {
+        graft_error ig = {0};
+        pipeline_logits_wait(p, &ig); /* nothing lands in freed memory */
+    }
+    free(rows);
+    free(logits);
+    return s;
+}
+
 graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
                             eval_result *out, graft_error *e)
 {
@@ -50,7 +101,6 @@ graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *de
     param_store s = {0};
     graft_context *ctx = NULL;
     pipeline *p = NULL;
-    float *logits = NULL;
     graft_status st = data_load(&r->data, r->graph.input, &tr, &va, &te, e);
     if (st) goto done;
     if (te.n == 0) {
@@ -61,32 +111,22 @@ graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *de
     int k = (int)pipeline_output_size(p), B = r->train.batch_size > 0 ? r->train.batch_size : 64;
     out->k = k;
     out->confusion = calloc((size_t)k * (size_t)k, sizeof(long));
-    logits = malloc((size_t)B * (size_t)k * sizeof(float));
-    if (!out->confusion || !logits) {
+    if (!out->confusion) {
         st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
-    double loss = 0;
-    long correct = 0;
-    for (long i = 0; i < te.n; i += B) {
-        int n = (int)(te.n - i < B ? te.n - i : B);
-        step_result sr;
-        if ((st = pipeline_eval(p, te.x + i * te.sample, te.y + i, n, logits, &sr, e))) goto done;
-        loss += sr.loss_sum;
-        correct += sr.correct;
-        for (int j = 0; j < n; j++) {
-            int best = 0;
-            for (int c = 1; c < k; c++)
-                if (logits[j * k + c] > logits[j * k + best]) best = c;
-            int truth = te.y[i + j];
-            if (truth >= 0 && truth < k) out->confusion[truth * k + best]++;
-        }
+    if ((st = eval_batches(p, te.x, te.sample, NULL, te.y, te.n, B, out->confusion, e))) goto done;
+    pipeline_stats ps;
+    if ((st = pipeline_stats_read(p, true, &ps, e))) goto done;
+    if (ps.samples != te.n) {
+        st = err_set(e, GRAFT_STATUS_INTERNAL, "evaluation read back %ld of %ld samples",
+                     ps.samples, te.n);
+        goto done;
     }
     out->n = te.n;
-    out->loss = loss / (double)te.n;
-    out->accuracy = (double)correct / (double)te.n;
+    out->loss = ps.loss_sum / (double)te.n;
+    out->accuracy = (double)ps.correct / (double)te.n;
 done:
-    free(logits);
     pipeline_free(p);
     graft_context_free(ctx);
     store_free(&s);

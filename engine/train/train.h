@@ -189,6 +189,12 @@ typedef struct eval_result {
 /* Evaluate weights on the recipe's test split. */
 graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *device,
                             eval_result *out, graft_error *e);
+/* Samples [0, n) of a split through an evaluation, B a batch, without a wait per batch: the loss
+ * and accuracy stay on the device for pipeline_stats_read; with confusion ([k, k], k the output
+ * size) the logits come back 8 batches a wait and are tallied (truth row, argmax column). The
+ * inputs are x (sample floats each), or rows of table (a device feature cache) when given. */
+graft_status eval_batches(pipeline *p, const float *x, long sample, cl_mem table, const int *y,
+                          long n, int B, long *confusion, graft_error *e);
 void eval_result_free(eval_result *r);
 /* {loss, accuracy, n, per_class_accuracy, confusion} (`graft eval --json`); json_decref it. */
 struct json_t;

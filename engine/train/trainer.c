@@ -775,64 +775,16 @@ static const dataset *split(run *R, int which)
 }
 
 /* Loss and accuracy of a split: every batch's statistics stay on the device and are read back
- * once, at the end. The caller has collected the training statistics before. */
+ * once, at the end (eval_batches). The caller has collected the training statistics before. */
 static graft_status evaluate_split(run *R, int which, double *loss, double *acc,
                                    long *confusion, graft_error *e)
 {
     const dataset *d = split(R, which);
-    cl_mem table = split_table(R, which);
-    int B = R->r->train.batch_size;
-    long k = pipeline_output_size(R->head);
-    long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
-    /* the confusion matrix needs the logits (test split only): read back without waiting into
-     * a chunk of 8 batches, waited for and tallied once it is full (one wait per 8 batches
-     * instead of one per batch) */
-    long chunk = 8L * B;
-    if (chunk > d->n) chunk = d->n > 0 ? d->n : 1;
-    float *logits = confusion ? malloc((size_t)chunk * (size_t)k * sizeof *logits) : NULL;
-    if ((table && !rows) || (confusion && !logits)) {
-        free(rows);
-        free(logits);
-        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    }
-    long c0 = 0; /* the first sample of the chunk */
-    for (long i = 0; i < d->n; i += B) {
-        int n = (int)(d->n - i < B ? d->n - i : B);
-        float *dst = logits ? logits + (i - c0) * k : NULL;
-        graft_status s;
-        if (table) {
-            for (int j = 0; j < n; j++) rows[j] = i + j;
-            s = pipeline_eval_rows_async(R->head, table, rows, d->y + i, n, dst, e);
-        } else {
-            s = pipeline_eval_async(R->head, d->x + i * d->sample, d->y + i, n, dst, e);
-        }
-        const long end = i + n;
-        if (!s && logits && (end - c0 + B > chunk || end == d->n)) {
-            if (!(s = pipeline_logits_wait(R->head, e))) {
-                for (long q = c0; q < end; q++) {
-                    const float *row = logits + (q - c0) * k;
-                    long best = 0;
-                    for (long c = 1; c < k; c++)
-                        if (row[c] > row[best]) best = c;
-                    int truth = d->y[q];
-                    if (truth >= 0 && truth < k) confusion[truth * k + best]++;
-                }
-                c0 = end;
-            }
-        }
-        if (s) {
-            graft_error ig = {0};
-            if (logits) pipeline_logits_wait(R->head, &ig); /* nothing lands in freed memory */
-            free(rows);
-            free(logits);
-            return s;
-        }
-    }
-    free(rows);
-    free(logits);
-    pipeline_stats st;
-    graft_status s = pipeline_stats_read(R->head, true, &st, e);
+    graft_status s = eval_batches(R->head, d->x, d->sample, split_table(R, which), d->y, d->n,
+                                  R->r->train.batch_size, confusion, e);
     if (s) return s;
+    pipeline_stats st;
+    if ((s = pipeline_stats_read(R->head, true, &st, e))) return s;
     if (st.samples != d->n)
         return err_set(e, GRAFT_STATUS_INTERNAL, "evaluation read back %ld of %ld samples",
                        st.samples, d->n);

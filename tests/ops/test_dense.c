@@ -233,6 +233,31 @@ static void run_epi_case(graft_context *ctx, const dense_case *k, int kind, floa
     CHECK_OK(dense_fwd(ctx, &op, n, bx, bw, k->bias ? bb : NULL, by, err));
     float *got = oc_read(ctx, by, ny);
     CHECK_CLOSE("forward with the activation", got, y, ny, 1e-5);
+    {
+        /* bitwise what the plain GEMM and then bias.cl's bias_fwd (the path without a GEMM
+         * epilogue: CLBlast, the tiled kernel) write */
+        cl_mem bu = oc_buffer(ctx, NULL, ny);
+        CHECK_OK(gemm(ctx, false, true, (size_t)n, (size_t)out, (size_t)in, 1.0f, bx, 0,
+                      (size_t)in, bw, 0, (size_t)in, 0.0f, bu, 0, (size_t)out, err));
+        char opts[160], eo[96];
+        epilogue_options(&ep, eo, sizeof eo);
+        snprintf(opts, sizeof opts, "-DHW=1 -DHAS_BIAS=%d%s", k->bias ? 1 : 0, eo);
+        cl_kernel bk;
+        CHECK_OK(kernel_get(ctx, "bias", opts, "bias_fwd", &bk, err));
+        cl_mem bbias = bb; /* with HAS_BIAS=0 the kernel reads no bias */
+        kernel_arg(bk, 0, sizeof bu, &bu);
+        kernel_arg(bk, 1, sizeof bbias, &bbias);
+        kernel_arg(bk, 2, sizeof n, &n);
+        kernel_arg(bk, 3, sizeof out, &out);
+        size_t items = (size_t)n * (size_t)out, l = 16;
+        CHECK_OK(launch(ctx, bk, 1, &items, &l, NULL, err));
+        float *sep = oc_read(ctx, bu, ny);
+        CHECKF(memcmp(sep, got, sizeof(float) * (size_t)ny) == 0,
+               "%s: the GEMM's epilogue differs from the GEMM and bias_fwd", k->name);
+        printf("  %-40s bitwise equal\n", "epilogue vs GEMM then bias_fwd");
+        free(sep);
+        clReleaseMemObject(bu);
+    }
     /* the gradient from the device's own output, as the backward sees it */
     for (long i = 0; i < ny; i++) {
         g[i] = ref_act_grad(kind, slope, dyf[i], got[i]);

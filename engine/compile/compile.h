@@ -239,17 +239,15 @@ graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float
  * device later: it must stay as it is until the queue has finished (pipeline_free waits). */
 graft_status pipeline_forward_features_to(pipeline *p, const float *x, int n, cl_mem table,
                                           long first_row, graft_error *e);
-/* pipeline_train_step and pipeline_eval on a batch that is rows[0..n) of a device table of
+/* pipeline_train_step on a batch that is rows[0..n) of a device table of
  * [rows, input size] floats (the device-resident feature cache): only the row numbers and labels
  * are uploaded, the rows are gathered on the device. */
 graft_status pipeline_train_step_rows(pipeline *p, cl_mem table, const long *rows,
                                       const int *labels, int n, const optim_hparams *h,
                                       step_result *r, graft_error *e);
-graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
-                                int n, float *logits, step_result *r, graft_error *e);
-/* pipeline_eval and pipeline_eval_rows (no step_result) that read the logits back without
- * waiting: they are in logits, which must stay valid until then, once pipeline_logits_wait has
- * returned GRAFT_OK. The host goes on to the next batch meanwhile. */
+/* pipeline_eval (no step_result), on a batch of x or of rows of a device table as above, that
+ * reads the logits back without waiting: they are in logits, which must stay valid until then,
+ * once pipeline_logits_wait has returned GRAFT_OK. The host goes on to the next batch meanwhile. */
 graft_status pipeline_eval_async(pipeline *p, const float *x, const int *labels, int n,
                                  float *logits, graft_error *e);
 graft_status pipeline_eval_rows_async(pipeline *p, cl_mem table, const long *rows,

@@ -92,7 +92,7 @@ struct pipeline {
     size_t stat_stride;
     host_buffer stat_host; /* the slots of stat_loss, then those of stat_correct */
     cl_event stat_read;
-    cl_event logits_read; /* the last logits read of pipeline_eval_rows_async (NULL: none) */
+    cl_event logits_read; /* the last logits read of pipeline_eval(_rows)_async (NULL: none) */
     int pending, inflight;                   /* slots written / being read back */
     int pending_n[PIPELINE_STATS_SLOTS], inflight_n[PIPELINE_STATS_SLOTS]; /* samples per slot */
     uint64_t pending_first, inflight_first;  /* step number of slot 0 */
@@ -411,9 +411,9 @@ static graft_status xpad_plan(pipeline *p, graft_error *e)
             for (int q = 0; q < lk->ninputs; q++)
                 if (lk->inputs[q] >= p->o.first && p->plan.y_tensor[lk->inputs[q]] == t) readers++;
         }
-        conv2d_xpad xp;
+        conv2d_xpad xp, producer_own; /* the producer must be on the rows path too */
         if (producer < 0 || readers != 1 || t == p->plan.y_tensor[g->nlayers - 1] ||
-            !conv2d_xpad_layout(p->ctx, &p->layers[producer].op.conv, 1, &xp) || /* rows too */
+            !conv2d_xpad_layout(p->ctx, &p->layers[producer].op.conv, 1, &producer_own) ||
             !conv2d_xpad_layout(p->ctx, &pj->op.conv, p->o.max_batch, &xp) ||
             total + xp.bytes > cap)
             continue;
@@ -1754,7 +1754,7 @@ graft_status pipeline_logits_wait(pipeline *p, graft_error *e)
         /* after a failed enqueue, reads before it may still be in flight */
         return queue_finish(p->ctx, e);
     }
-    return transfer_wait(p->ctx, &p->logits_read, NULL, e);
+    return transfer_wait(p->ctx, &p->logits_read, &p->host_syncs, e); /* counted if it blocks */
 }
 
 graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n, float *logits,
@@ -1764,12 +1764,6 @@ graft_status pipeline_eval(pipeline *p, const float *x, const int *labels, int n
     return s ? s : eval_body(p, labels != NULL, n, logits, false, r, e);
 }
 
-graft_status pipeline_eval_rows(pipeline *p, cl_mem table, const long *rows, const int *labels,
-                                int n, float *logits, step_result *r, graft_error *e)
-{
-    graft_status s = upload_rows(p, table, rows, labels, n, e);
-    return s ? s : eval_body(p, labels != NULL, n, logits, false, r, e);
-}
 
 graft_status pipeline_forward_features(pipeline *p, const float *x, int n, float *out,
                                        graft_error *e)

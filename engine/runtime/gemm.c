@@ -12,6 +12,7 @@
 #include "tune.h"
 
 #define INT_LIMIT 2147483647u
+#define GEMM_EPI_BIAS 16 /* gemm.cl's EPI_BIAS: the epilogue adds a bias (the activation below) */
 
 /* vector width of Graft's kernels: 8 unless p[3] says 16 */
 static int vw(const gemm_choice *ch) { return ch->p[3] == 16 ? 16 : 8; }
@@ -325,9 +326,9 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
     rc |= kernel_arg(kern, 11, sizeof cbuf, &cbuf);
     rc |= kernel_arg(kern, 12, sizeof co, &co);
     rc |= kernel_arg(kern, 13, sizeof ildc, &ildc);
-    /* gemm_inner's epilogue: EPI_BIAS (16) | the activation (gemm.cl) */
+    /* gemm_inner's epilogue: the activation | GEMM_EPI_BIAS */
     cl_mem ebias = ep ? ep->bias : NULL;
-    cl_int epi = ep ? (cl_int)(ep->act.kind | (ep->bias ? 16 : 0)) : 0;
+    cl_int epi = ep ? (cl_int)(ep->act.kind | (ep->bias ? GEMM_EPI_BIAS : 0)) : 0;
     cl_float eslope = ep ? ep->act.slope : 0.0f;
     bool inner = ch->backend == GEMM_BACKEND_INNER;
     if (inner) {

@@ -17,7 +17,8 @@
  * data-gradient tile, divides CI), MRF (output channels per forward tile, divides CO), RY (output
  * rows per forward work-item), RD (input rows per data-gradient work-item), WINO (1: the
  * Winograd forward and data gradient at the end of the file in place of conv_rows_fwd and
- * conv_rows_dgrad, with WT, MWF and MWD). Requires SH = SW = 1, PH < KH and PW < KW (op_conv.c
+ * conv_rows_dgrad, with WT, MWF and MWD), WINO4 (1: also the Winograd F(4x4, 3x3) forward of
+ * conv_wino4.cl, with W4T, W4S and W4M). Requires SH = SW = 1, PH < KH and PW < KW (op_conv.c
  * checks).
  *
  * The forward adds the bias and applies the epilogue, and pad_dy differentiates the epilogue, only
@@ -39,6 +40,22 @@
 #define FLAG_POOL 4
 #define FLAG_POOL_ONLY 8 /* with FLAG_POOL: yp alone, neither y nor ip (no backward follows) */
 
+/* The max of a 2x2 window (y00 y01 / y10 y11, lane by lane) into m and the index of the winner
+ * into at (IT vectors; c0 the index of y00, OW the row length): tested in pool.cl's order, row by
+ * row, left column first; the first of equals, a NaN wins. */
+#define POOL_ARGMAX(IT, y00, y01, y10, y11, c0, OW, m, at)                                         \
+    {                                                                                              \
+        IT take_ = isgreater((y01), (y00)) | isnotequal((y01), (y01));                             \
+        (m) = select((y00), (y01), take_);                                                         \
+        (at) = select((c0), (c0) + 1, take_);                                                      \
+        take_ = isgreater((y10), (m)) | isnotequal((y10), (y10));                                  \
+        (m) = select((m), (y10), take_);                                                           \
+        (at) = select((at), (c0) + (OW), take_);                                                   \
+        take_ = isgreater((y11), (m)) | isnotequal((y11), (y11));                                  \
+        (m) = select((m), (y11), take_);                                                           \
+        (at) = select((at), (c0) + (OW) + 1, take_);                                               \
+    }
+
 #define KK (KH * KW)
 #define XROWS (HI + 2 * PH)
 /* the rows rounded up to whole pairs of Winograd tile vectors (16 floats from VW 8 up, else 8) */
@@ -58,6 +75,9 @@
 #endif
 #ifndef WPAIR
 #define WPAIR 0
+#endif
+#ifndef WINO4
+#define WINO4 0
 #endif
 
 /* The lanes of v summed in a fixed order (halves, then halves of those). */
@@ -123,11 +143,12 @@ __kernel void conv_rows_pad_dy(__global const float *dy, __global const float *y
     pad_row(dy, y, ws + dpo, t, HO, WO, DROWS, DPITCH, DT, DL, flags & FLAG_EPI);
 }
 
-#if WINO
+#if WINO || WINO4
 /* dp as conv_rows_pad_dy makes it when a 2x2 max-pool (stride 2, even HO and WO) follows and
  * conv_wino_fwd wrote it (FLAG_POOL): dy is the pool's gradient [n, CO, HO/2, WO/2] and ip its
  * argmax indexes, so an output's gradient is its window's when it was the window's winner, else
- * 0 (pool.cl's pool_max_bwd, without writing that full-size dy and reading it back). */
+ * 0 (pool.cl's pool_max_bwd, without writing that full-size dy and reading it back); also after
+ * conv_wino4_fwd (WINO4), which writes the same indexes. */
 __kernel void conv_rows_pad_dy_pool(__global const float *dy, __global const int *ip,
                                     __global const float *y, __global float *ws, const long dpo,
                                     const int n, const int flags)
@@ -631,16 +652,9 @@ static inline void wino_pool(poolt y00, poolt y01, poolt y10, poolt y11, const i
     }
 #endif
     const intt c0 = (LANES_T + WT * t) * 2 + 2 * ty * OW;
-    poolt m = y00;
-    intt at = c0, take = isgreater(y01, m) | isnotequal(y01, y01);
-    m = select(m, y01, take);
-    at = select(at, c0 + 1, take);
-    take = isgreater(y10, m) | isnotequal(y10, y10);
-    m = select(m, y10, take);
-    at = select(at, c0 + OW, take);
-    take = isgreater(y11, m) | isnotequal(y11, y11);
-    m = select(m, y11, take);
-    at = select(at, c0 + OW + 1, take);
+    poolt m;
+    intt at;
+    POOL_ARGMAX(intt, y00, y01, y10, y11, c0, OW, m, at);
     const int x0 = WT * t, PWO = OW / 2;
     if (x0 + WT <= PWO) {
         STORE_T(m, yp + x0);
@@ -700,3 +714,7 @@ __kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global
                    t / NTY * NS, n, t % NTY, V, M, 0, 0, 0, 0, HI, WI);
 }
 #endif /* WINO */
+
+#if WINO4
+#include "conv_wino4.cl"
+#endif

@@ -54,7 +54,8 @@ fi
 
 # 3. the op tests at small shapes on a second OpenCL implementation: Mesa rusticl on llvmpipe
 run build rusticl RUSTICL_ENABLE=llvmpipe GRAFT_DEVICE=llvmpipe GRAFT_TEST_SMALL=1 \
-    GRAFT_CACHE_DIR=$here/build/tests/graft-cache-rusticl -- --suite ops --num-processes 2
+    GRAFT_CACHE_DIR=$here/build/tests/graft-cache-rusticl -- --suite ops --no-suite ops-wide \
+    --num-processes 2
 
 # 4. ... and under Oclgrind, which checks every kernel for out-of-bounds accesses, data races and
 #    uninitialised reads (tests/ops/oclgrind.sh fails the test on any finding)

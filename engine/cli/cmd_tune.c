@@ -342,6 +342,8 @@ int cmd_tune(int argc, char **argv)
                     json_object_set_new(fsec, conv2d_path_name((conv_path)p),
                                         json_real(cr.fwd_seconds[p]));
             json_object_set_new(o, "path_forward_only", json_string(conv2d_path_name(cr.best_fwd)));
+            json_object_set_new(o, "default_path_forward_only",
+                                json_string(conv2d_path_name(cr.deflt_fwd)));
             json_object_set_new(o, "forward_seconds", fsec);
             json_array_append_new(arr, o);
         } else {
@@ -354,8 +356,8 @@ int cmd_tune(int argc, char **argv)
                 }
             printf(" per forward + backward; default %s)", conv2d_path_name(cr.deflt));
             if (cr.fwd_seconds[cr.best_fwd] > 0) /* layers that run no backward */
-                printf("; forward alone: %s %.2f ms", conv2d_path_name(cr.best_fwd),
-                       1e3 * cr.fwd_seconds[cr.best_fwd]);
+                printf("; forward alone: %s %.2f ms (default %s)", conv2d_path_name(cr.best_fwd),
+                       1e3 * cr.fwd_seconds[cr.best_fwd], conv2d_path_name(cr.deflt_fwd));
             printf("\n");
             fflush(stdout);
         }

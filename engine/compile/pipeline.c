@@ -735,7 +735,8 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
     graft_status st;
     for (int i = p->o.first; i < p->g->nlayers; i++) {
         player *pl = &p->layers[i];
-        if (pl->l->type == GRAFT_LAYER_CONV2D) pl->op.conv.wino_u_of = NULL; /* w_const's */
+        if (pl->l->type == GRAFT_LAYER_CONV2D) /* w_const's */
+            pl->op.conv.wino_u_of = pl->op.conv.wino4_u_of = NULL;
         for (int j = 0; j < pl->l->nparams; j++) {
             const param_info *pi = &pl->l->params[j];
             param_entry *pe = store_find(s, pi->name);

@@ -199,12 +199,14 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
 /* Which convolution a layer runs: im2col + GEMM (conv.cl + CLBlast or the tuned GEMM), the direct
  * CPU kernel (conv.cl's conv2d_direct), the implicit GEMM (conv_igemm.cl), the rows kernels
  * (conv_rows.cl) or the rows kernels with a Winograd forward and data gradient (wino).
- * GRAFT_CONV=im2col, direct, igemm, rows or wino forces one where it applies; by default GPUs get
+ * wino4: the wino path with the forward as Winograd F(4x4, 3x3).
+ * GRAFT_CONV=im2col, direct, igemm, rows, wino or wino4 forces one where it applies; by default GPUs get
  * the implicit GEMM (work-groups of 64-256 with local-memory tiles, three launches per layer and
  * step instead of six), CPUs wino or rows where they apply (default_path) and im2col elsewhere
  * (strides, groups, kernels over 3x3). On the Xeon VM (AVX-512, PoCL 3.1) rows took fmnist-cnn's
  * conv2 from 14.4 / 35.5 ms (forward / backward, im2col) to 7.7 / 17.1. */
-static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows", "wino"};
+static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows", "wino",
+                                                   "wino4"};
 
 const char *conv2d_path_name(conv_path p)
 {
@@ -348,20 +350,53 @@ static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
     return false;
 }
 
+/* ---- the wino4 path: the forward as Winograd F(4x4, 3x3), cl/conv_wino4.cl ----
+ * W4T tiles of a sample a vector (the row's tiles rounded up to 4, 8 or 16, at most the device's
+ * width), W4S = width / W4T samples a vector (fmnist-cnn's 14-wide layers: 4 tiles, two samples at
+ * 8 lanes, four at 16), NT4 tile vectors a row, W4M output channels a register block as wino's;
+ * where the padded pitch holds the last tile vector's 4 W4T + 2 columns and V (36 CI NT4 vectors)
+ * fits in 160 KiB (conv4 of fmnist-cnn at 16 lanes: 144 KiB). */
+typedef struct wino4_geom {
+    int wt, ns, nt, mw;
+} wino4_geom;
+
+#define WINO4_PRIVATE_MAX 163840
+
+static bool wino4_geom_of(const conv2d_desc *d, const rows_geom *g, wino4_geom *w)
+{
+    if (d->kh != 3 || d->kw != 3) return false;
+    const int lanes = g->vw >= 16 ? 16 : g->vw >= 8 ? 8 : 4, tiles = (d->ow + 3) / 4;
+    for (w->wt = 4; w->wt < tiles && w->wt < lanes;) w->wt *= 2;
+    w->ns = lanes / w->wt;
+    w->nt = (d->ow + 4 * w->wt - 1) / (4 * w->wt);
+    w->mw = wino_block(d->o, w->nt, g->vw >= 16 ? 28 : 14);
+    size_t v = 36 * (size_t)d->c * w->nt * lanes * sizeof(float);
+    return g->xpitch >= (size_t)(4 * w->wt * w->nt + 2) && v <= WINO4_PRIVATE_MAX;
+}
+
 /* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col, and Winograd on
  * the rows path's 3x3 layers of 8 channels or more in and out. With fewer (fmnist-cnn's conv1,
  * one input channel) the transforms outweigh the products it saves: its forward took 1.3 ms
  * against 0.75 on rows. On the others, forward and data gradient, Zen 4 (convbench, minimum of
  * 30): AVX-512 5.4 / 5.3 ms against 6.1 / 7.1 (32->32 at 28x28), 4.4 / 4.4 against 5.7 / 6.0
- * (64->64 at 14x14); capped at AVX2 4.8 / 5.1 against 7.4 / 8.4 and 4.0 / 4.3 against 5.5 / 5.6. */
+ * (64->64 at 14x14); capped at AVX2 4.8 / 5.1 against 7.4 / 8.4 and 4.0 / 4.3 against 5.5 / 5.6.
+ * A layer no backward runs through (a frozen prefix, an evaluation) gets wino4 where it fits:
+ * its F(4x4) forward against wino's, fmnist-cnn's layers at batch 64 with the relu and pool the
+ * transfer fuses (Zen 5, best of 15, each shape in a process of its own): AVX-512 1.23 / 0.65 /
+ * 1.15 ms against 1.76 / 0.74 / 1.49 (conv2, conv3, conv4), capped at AVX2 1.82 / 1.12 / 2.49
+ * against 2.61 / 1.51 / 2.66. Training layers keep wino: the pooled layers' forward also writes
+ * y and the indexes there, and the data gradient is wino's either way (`graft tune` times both). */
 static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
 {
     if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
     const conv2d_desc full = with_output_size(d);
     rows_geom g;
     wino_geom w;
+    wino4_geom w4;
     if (!rows_geom_of(ctx, &full, &g)) return CONV_IM2COL;
-    return d->c >= 8 && d->o >= 8 && wino_geom_of(&full, &g, &w) ? CONV_WINO : CONV_ROWS;
+    if (d->c < 8 || d->o < 8) return CONV_ROWS;
+    if (d->forward_only && wino4_geom_of(&full, &g, &w4)) return CONV_WINO4;
+    return wino_geom_of(&full, &g, &w) ? CONV_WINO : CONV_ROWS;
 }
 
 /* The key of a layer shape's path choice on this device: the shape without the bias and the
@@ -732,29 +767,54 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     const conv2d_desc *d = &op->d;
     rows_geom g;
     wino_geom w;
-    if ((op->path != CONV_ROWS && op->path != CONV_WINO) || !rows_geom_of(ctx, d, &g))
+    wino4_geom w4 = {0};
+    if ((op->path != CONV_ROWS && op->path != CONV_WINO && op->path != CONV_WINO4) ||
+        !rows_geom_of(ctx, d, &g))
         return GRAFT_OK;
-    const bool wino = op->path == CONV_WINO && wino_geom_of(d, &g, &w);
+    /* wino4: F(4x4) forward, F(2x2) data gradient where that fits, else the rows one. The F(4x4)
+     * code goes into every program of a layer that runs on it when no backward follows (8+
+     * channels in and out, default_path), whichever path this op takes, so that an evaluation or
+     * a frozen-prefix transfer after a training builds no program of its own (test_fusion.sh).
+     * It costs each build ~0.15 s (fmnist-cnn's conv2: 0.15 -> 0.30 s, PoCL on Zen 5; PoCL
+     * generates a kernel's machine code at its first launch), less than a second build. */
+    const bool geom4 = wino4_geom_of(d, &g, &w4);
+    const bool wino4 = op->path == CONV_WINO4 && geom4;
+    const bool code4 = geom4 && (wino4 || (d->c >= 8 && d->o >= 8));
+    const bool wino = (op->path == CONV_WINO || wino4) && wino_geom_of(d, &g, &w);
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
-    char base[512], opts[768], wo[96] = "";
+    const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float);
+    char base[512], opts[768], wo[96] = "", wo4[64] = "";
     /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
     conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
                     d->bias || d->fold_ready, base, sizeof base);
     if (wino)
         snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d -DWPAIR=%d", w.wt, w.mwf,
                  w.mwd, w.ns > 1);
+    if (code4)
+        snprintf(wo4, sizeof wo4, " -DWINO4=1 -DW4T=%d -DW4S=%d -DW4L=%d -DW4M=%d", w4.wt, w4.ns,
+                 w4.wt * w4.ns, w4.mw);
     snprintf(opts, sizeof opts,
-             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s",
-             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo);
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s%s",
+             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo, wo4);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wgrad", &op->rows_wgrad, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)))
         goto fail;
+    if (wino4 &&
+        ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wt", &op->wino4_wt, e)) ||
+         (s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_fwd", &op->wino4_fwd, e)) ||
+         (s = buffer_create(ctx, u4bytes, &op->wino4_u, e)) ||
+         (s = zero_from_host(ctx, op->wino4_u, u4bytes, e)) ||
+         (!wino && (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
+                                   &op->rows_pad_dy_pool, e)))))
+        goto fail;
+    if (wino4) op->wino4_ns = w4.ns;
     if (wino) {
         if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
-            (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e)) ||
+            (!wino4 &&
+             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e))) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
             (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
                             &op->rows_pad_dy_pool, e)) ||
@@ -766,7 +826,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
             goto fail;
         op->wino_tiles = w.wt;
         op->wino_ns = w.ns;
-    } else if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e)) ||
+    } else if ((!wino4 &&
+                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e))) ||
                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {
         goto fail;
     }
@@ -774,8 +835,8 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
 fail:
     op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
         op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = op->rows_pad_dy_pool =
-            NULL;
-    op->wino_tiles = 0;
+            op->wino4_wt = op->wino4_fwd = NULL;
+    op->wino_tiles = op->wino4_ns = 0;
     return s;
 }
 
@@ -791,17 +852,23 @@ static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geo
     return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
 }
 
-/* wino_u from the weights w: before each pass, since the optimizer rewrites w in place; once
- * while w is the same buffer when the caller keeps it constant (w_const) */
+/* The Winograd weights u from w with kernel k (conv_wino_wt or conv_wino4_wt): before each pass,
+ * since the optimizer rewrites w in place; once while w is the same buffer when the caller keeps
+ * it constant (w_const), *of remembering which. */
+static graft_status wino_transform(graft_context *ctx, conv2d_op *op, cl_kernel k, cl_mem u,
+                                   cl_mem *of, cl_mem w, graft_error *e)
+{
+    if (op->w_const && *of == w) return GRAFT_OK;
+    *of = NULL;
+    SET_ARGS(k, 2, KARG(w), KARG(u));
+    graft_status s = run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
+    if (!s && op->w_const) *of = w;
+    return s;
+}
+
 static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
 {
-    if (op->w_const && op->wino_u_of == w) return GRAFT_OK;
-    op->wino_u_of = NULL;
-    cl_kernel k = op->wino_wt;
-    SET_ARGS(k, 2, KARG(w), KARG(op->wino_u));
-    graft_status s = run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
-    if (!s && op->w_const) op->wino_u_of = w;
-    return s;
+    return wino_transform(ctx, op, op->wino_wt, op->wino_u, &op->wino_u_of, w, e);
 }
 
 /* xin: x is already in this layer's padded layout there (no padding pass); out: the output (the
@@ -834,6 +901,15 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
     if (out && yp) yp = out->buf;
     else if (out) y = out->buf;
+    if (op->wino4_fwd) {
+        if ((st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e)))
+            return st;
+        cl_kernel k = op->wino4_fwd;
+        SET_ARGS(k, 12, KARG(xs), KARG(xpo), KARG(op->wino4_u), KARG(b), KARG(y), KARG(yp),
+                 KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch));
+        size_t gs = (size_t)(n + op->wino4_ns - 1) / op->wino4_ns * ((op->d.oh + 3) / 4), ls = 1;
+        return launch(ctx, k, 1, &gs, &ls, NULL, e);
+    }
     if (op->wino_fwd) {
         if ((st = wino_weights(ctx, op, w, e))) return st;
         cl_kernel k = op->wino_fwd;
@@ -949,7 +1025,8 @@ bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d)
     int t[2];
     switch (path_for(ctx, d)) {
     case CONV_ROWS:
-    case CONV_WINO: return !rows_geom_of(ctx, &full, &g);
+    case CONV_WINO:
+    case CONV_WINO4: return !rows_geom_of(ctx, &full, &g);
     case CONV_IGEMM:
         return !ig_tile_of(ctx, d->o / d->groups, t) || !ig_tile_of(ctx, d->c / d->groups, t);
     default: return true;
@@ -1031,6 +1108,7 @@ void conv2d_op_free(conv2d_op *op)
     if (op->wflip) clReleaseMemObject(op->wflip);
     if (op->keep) clReleaseMemObject(op->keep);
     if (op->wino_u) clReleaseMemObject(op->wino_u);
+    if (op->wino4_u) clReleaseMemObject(op->wino4_u);
     memset(op, 0, sizeof *op); /* the kernels are the context's */
 }
 
@@ -1067,7 +1145,7 @@ static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, 
 
 bool conv2d_can_pool(const conv2d_op *op)
 {
-    return op->wino_fwd && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
+    return (op->wino_fwd || op->wino4_fwd) && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
 }
 
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
@@ -1253,6 +1331,7 @@ conv_path conv2d_op_path(const conv2d_op *op)
 {
     return op->ig_fwd       ? CONV_IGEMM
            : op->direct_fwd ? CONV_DIRECT
+           : op->wino4_fwd  ? CONV_WINO4
            : op->wino_fwd   ? CONV_WINO
            : op->rows_wgrad ? CONV_ROWS
                             : CONV_IM2COL;
@@ -1322,7 +1401,7 @@ static int cmp_dbl(const void *a, const void *b)
 bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool quick)
 {
     conv_path p = default_path(ctx, d);
-    return !quick || (p != CONV_ROWS && p != CONV_WINO);
+    return !quick || (p != CONV_ROWS && p != CONV_WINO && p != CONV_WINO4);
 }
 
 graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool quick,
@@ -1332,7 +1411,11 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     if (n < 1) return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_tune: batch count %d", n);
     graft_status s = conv_check(d, e);
     if (s) return s;
-    r->deflt = r->best = r->best_fwd = default_path(ctx, d);
+    conv2d_desc fo = *d, tr = *d; /* the forward-only and the training choice */
+    fo.forward_only = true;
+    tr.forward_only = false;
+    r->deflt = r->best = default_path(ctx, &tr);
+    r->deflt_fwd = r->best_fwd = default_path(ctx, &fo);
     if (!conv2d_tune_has_rivals(ctx, d, quick)) return GRAFT_OK; /* nothing to compare */
     const conv2d_desc full = with_output_size(d);
     tune_bufs t = {0};
@@ -1357,9 +1440,11 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
         if (p == (int)r->deflt) continue;
         bool gpu = ctx->info.type == GRAFT_DEVICE_GPU;
         if (quick && ((p == CONV_IGEMM && !gpu) ||
-                      ((p == CONV_DIRECT || p == CONV_ROWS || p == CONV_WINO) && gpu)))
+                      ((p == CONV_DIRECT || p == CONV_ROWS || p == CONV_WINO ||
+                        p == CONV_WINO4) &&
+                       gpu)))
             continue;
-        if (quick && (r->deflt == CONV_ROWS || r->deflt == CONV_WINO))
+        if (quick && (r->deflt == CONV_ROWS || r->deflt == CONV_WINO || r->deflt == CONV_WINO4))
             continue; /* see conv2d_tune in ops.h */
         order[np++] = (conv_path)p;
     }
@@ -1411,10 +1496,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
     }
     if (s || !complete) goto done;
     r->best = tune_pick(r->seconds, r->deflt);
-    r->best_fwd = tune_pick(r->fwd_seconds, r->deflt);
-    conv2d_desc tr = *d, fo = *d;
-    tr.forward_only = false;
-    fo.forward_only = true;
+    r->best_fwd = tune_pick(r->fwd_seconds, r->deflt_fwd);
     r->stored = conv2d_path_store(ctx, &tr, r->best, r->seconds[r->best]) &&
                 conv2d_path_store(ctx, &fo, r->best_fwd, r->fwd_seconds[r->best_fwd]);
 done:

@@ -79,15 +79,18 @@ typedef struct conv2d_desc {
 /* How a layer's convolutions run: im2col + GEMM (cl/conv.cl and the GEMM back ends), the direct
  * CPU kernel (conv.cl's conv2d_direct, forward and backward data), implicit GEMMs
  * (cl/conv_igemm.cl), the rows kernels (cl/conv_rows.cl, from zero-padded copies) or the rows
- * path with Winograd F(2x2, 3x3) forward and data gradient (wino). Chosen per layer shape:
- * GRAFT_CONV, else the tuner's stored result, else the device type's default (GPUs igemm; other
- * devices wino on 3x3 layers of 8+ channels in and out, rows where it applies, else im2col). */
+ * path with Winograd F(2x2, 3x3) forward and data gradient (wino), or wino with the forward as
+ * Winograd F(4x4, 3x3) (wino4). Chosen per layer shape: GRAFT_CONV, else the tuner's stored
+ * result, else the device type's default (GPUs igemm; other devices, on 3x3 layers of 8+ channels
+ * in and out, wino4 for a layer no backward runs through (conv2d_desc.forward_only) and wino for
+ * the others, rows where it applies, else im2col). */
 typedef enum conv_path {
     CONV_IM2COL,
     CONV_DIRECT,
     CONV_IGEMM,
     CONV_ROWS,
     CONV_WINO,
+    CONV_WINO4,
     CONV_PATHS
 } conv_path;
 const char *conv2d_path_name(conv_path p);
@@ -112,9 +115,16 @@ typedef struct conv2d_op {
     cl_kernel wino_wt, wino_fwd, wino_dgrad;
     cl_kernel rows_pad_dy_pool; /* pad_dy from a fused 2x2 max-pool's gradient (conv2d_bwd_pool) */
     cl_mem wino_u;
-    /* w_const: the caller's weights stay as they are until it sets wino_u_of to NULL (a frozen
-     * layer: only an upload rewrites them), so wino_u, once it holds the transform of the
-     * weights wino_u_of, is reused while the same buffer comes back */
+    /* the wino4 path: the forward as Winograd F(4x4, 3x3) (conv_rows.cl built with WINO4, from
+     * wino4_u [36, O, C]), the backward the wino path's (or the rows path's data gradient where
+     * F(2x2) does not fit); wino4_ns samples a vector */
+    cl_kernel wino4_wt, wino4_fwd;
+    cl_mem wino4_u, wino4_u_of;
+    int wino4_ns;
+    /* w_const: the caller's weights stay as they are until it sets wino_u_of and wino4_u_of to
+     * NULL (a frozen layer: only an upload rewrites them), so wino_u (wino4_u), once it holds the
+     * transform of the weights wino_u_of (wino4_u_of), is reused while the same buffer comes
+     * back */
     bool w_const;
     cl_mem wino_u_of;
     int wino_tiles; /* tiles a vector (WT: 4, 8 or 16); 0 off the wino path */
@@ -209,8 +219,9 @@ typedef struct conv_tune_result {
     conv_path best, deflt;
     double seconds[CONV_PATHS]; /* median per step, 0 = not timed */
     /* the same for the forward alone (the step's forward part, measured with it), which layers
-     * with no backward run (conv2d_desc.forward_only) */
-    conv_path best_fwd;
+     * with no backward run (conv2d_desc.forward_only), against their own default (wino4 where
+     * the forward-only default differs) */
+    conv_path best_fwd, deflt_fwd;
     double fwd_seconds[CONV_PATHS];
     bool stored;
 } conv_tune_result;

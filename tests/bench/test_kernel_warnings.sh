@@ -38,9 +38,11 @@ run() { # run NAME RECIPE [ENV=VALUE...]: one cold step of RECIPE
     fi
 }
 # the CPU convolution paths (wino on conv2-4 and rows on conv1, the defaults on CPUs; rows on all;
+# wino4, the frozen layers' default;
 # implicit GEMM; im2col + GEMM), batchnorm, pooling, dense, dropout, the loss and Adam
 run "fmnist-pretrain (wino + rows)" fmnist-pretrain.yaml
 run "fmnist-pretrain (rows)" fmnist-pretrain.yaml GRAFT_CONV=rows
+run "fmnist-pretrain (wino4)" fmnist-pretrain.yaml GRAFT_CONV=wino4
 run "fmnist-pretrain (igemm)" fmnist-pretrain.yaml GRAFT_CONV=igemm
 run "fmnist-pretrain (im2col)" fmnist-pretrain.yaml GRAFT_CONV=im2col
 # patch embedding, layernorm, attention, tokens, GELU
@@ -54,6 +56,8 @@ if [ -n "$AVX2_LIB" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
     CAP="POCL_LLVM_CPU_NAME=haswell POCL_KERNELLIB_NAME=avx2 GRAFT_DEVICE_VECTOR_WIDTH=8"
     # shellcheck disable=SC2086 # CAP is three words on purpose
     run "fmnist-pretrain (wino + rows, AVX2)" fmnist-pretrain.yaml $CAP
+    # shellcheck disable=SC2086
+    run "fmnist-pretrain (wino4, AVX2)" fmnist-pretrain.yaml $CAP GRAFT_CONV=wino4
     # shellcheck disable=SC2086
     run "vit-fmnist-pretrain (AVX2)" vit-fmnist-pretrain.yaml $CAP
 else

@@ -34,6 +34,8 @@ static const conv_case full_cases[] = {
     {"3x3 p0, C 32, rows of 21, no bias (Winograd)", 2, 1, 32, 6, 21, 3, 3, 3, 1, 1, 0, 0, 1, 0},
     {"3x3 p1, C 8, 4x32 (Winograd with a 2x2 max-pool: whole pooled vectors)", 2, 1, 8, 4, 32, 8,
      3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, C 8, 6x64 (Winograd 4x4: two tile vectors at 8 lanes, a partial tile row, pooled)",
+     3, 2, 8, 6, 64, 8, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -52,6 +54,8 @@ static const conv_case small_cases[] = {
      3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, C 16, 5x7 (Winograd, 16 channels)", 2, 1, 16, 5, 7, 3, 3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, 4x10 (Winograd with a 2x2 max-pool)", 2, 1, 3, 4, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, C 4, 6x14 (Winograd 4x4: samples past n in a vector, a partial tile row, pooled)", 3,
+     2, 4, 6, 14, 4, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {
@@ -177,7 +181,7 @@ static int tail_untouched(const float *p, long valid, long total)
 
 /* w_const (a frozen layer): the Winograd weights are transformed once and reused while the same
  * buffer comes back, even when its contents change behind the op's back, until the caller clears
- * wino_u_of; then they follow the new weights. y0: conv2d_fwd's output with w = wf. */
+ * wino_u_of and wino4_u_of; then they follow the new weights. y0: conv2d_fwd's output with w = wf. */
 static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, int n, long ny,
                         const float *y0, const float *wf, long nw, cl_mem bx, cl_mem bw, cl_mem bb,
                         cl_mem ws, long nws)
@@ -187,7 +191,7 @@ static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, i
     for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
     graft_error e = {0};
     op->w_const = true;
-    op->wino_u_of = NULL;
+    op->wino_u_of = op->wino4_u_of = NULL;
     CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
     ya = oc_read(ctx, by, ny);
     buffer_write(ctx, bw, 0, wn, sizeof(float) * (size_t)nw, &e);
@@ -195,12 +199,12 @@ static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, i
     oc_poison(ctx, by, ny);
     CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
     yb = oc_read(ctx, by, ny);
-    op->wino_u_of = NULL; /* what pipeline_upload does */
+    op->wino_u_of = op->wino4_u_of = NULL; /* what pipeline_upload does */
     oc_poison(ctx, by, ny);
     CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by, ws, err));
     yc = oc_read(ctx, by, ny);
     op->w_const = false;
-    op->wino_u_of = NULL;
+    op->wino_u_of = op->wino4_u_of = NULL;
     cl_mem by2 = oc_buffer(ctx, NULL, ny);
     CHECK_OK(conv2d_fwd(ctx, op, n, bx, bw, bb, by2, ws, err));
     float *yd = oc_read(ctx, by2, ny);
@@ -474,6 +478,7 @@ static void run_case(graft_context *ctx, const conv_case *k)
     const char *path = getenv("GRAFT_CONV");
     printf("  path: %s\n", op.ig_fwd       ? "implicit GEMM"
                            : op.direct_fwd ? "direct"
+                           : op.wino4_fwd  ? "wino4"
                            : op.wino_fwd   ? "wino"
                            : op.rows_wgrad ? "rows"
                                            : "im2col");
@@ -482,10 +487,29 @@ static void run_case(graft_context *ctx, const conv_case *k)
     /* GRAFT_CONV=wino must run Winograd on every 3x3 case the rows path takes (all fit) */
     if (path && strcmp(path, "wino") == 0 && s.kh == 3 && s.kw == 3 && op.rows_wgrad)
         CHECKF(op.wino_fwd && op.wino_dgrad && op.wino_u, "%s: Winograd not chosen", k->name);
+    /* GRAFT_CONV=wino4 must run F(4x4) on every 3x3 case the rows path takes where the padded
+     * pitch holds the last tile vector (ROUNDQ(vectors of the row) + 2 >= 4 W4T NT4 + 2) and V
+     * fits in 160 KiB; W4T the row's tiles rounded up to 4, 8 or 16, at most the lanes */
+    if (path && strcmp(path, "wino4") == 0 && s.kh == 3 && s.kw == 3 && op.rows_wgrad) {
+        int vw = (int)ctx->info.vec_float, q;
+        vw = vw >= 16 ? 16 : vw >= 8 ? 8 : 4;
+        q = vw >= 8 ? 16 : 8;
+        int wt = 4, tiles = (s.ow + 3) / 4;
+        while (wt < tiles && wt < vw) wt *= 2;
+        int nt = (s.ow + 4 * wt - 1) / (4 * wt), padded = ((s.ow + vw - 1) / vw * vw + q - 1) / q * q;
+        bool fits = padded >= 4 * wt * nt && 36L * s.c * nt * vw * 4 <= 163840;
+        printf("  Winograd 4x4: %d tiles a sample, %d samples a vector%s\n", wt, vw / wt,
+               fits ? "" : " (does not fit: not chosen)");
+        CHECKF(!fits || (op.wino4_fwd && op.wino4_u && op.wino4_ns == vw / wt),
+               "%s: Winograd 4x4 not chosen as expected", k->name);
+    }
     if (op.wino_fwd) {
-        /* 16 tiles a vector at width 16 where rows of 17-32 lose no lanes to it, else 8 (4 below
-         * width 8) */
-        int vw = (int)ctx->info.vec_float, wide = s.ow > 16 && s.ow <= 32 && s.w > 16 && s.w <= 32;
+        /* 16 tiles a vector at width 16 where rows (of 17-32, 49-64) lose no more lanes to it
+         * than to 8, else 8 (4 below width 8) */
+#define LANES(x, wt) (((x) + 2 * (wt) - 1) / (2 * (wt)) * 2 * (wt))
+        int vw = (int)ctx->info.vec_float,
+            wide = LANES(s.ow, 16) <= LANES(s.ow, 8) && LANES(s.w, 16) <= LANES(s.w, 8);
+#undef LANES
         int want = vw >= 16 && wide ? 16 : vw >= 8 ? 8 : 4;
         printf("  Winograd tiles a vector: %d\n", op.wino_tiles);
         CHECKF(op.wino_tiles == want, "%s: %d Winograd tiles a vector, %d expected", k->name,
@@ -521,7 +545,7 @@ static void run_case(graft_context *ctx, const conv_case *k)
         if (conv2d_can_pool(&op))
             check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
         check_io(ctx, &op, k, n, s, xf, got, bx, bw, s.bias ? bb : NULL, ws, nws);
-        if (op.wino_fwd && !pass)
+        if ((op.wino_fwd || op.wino4_fwd) && !pass)
             check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);
 

@@ -54,11 +54,11 @@ int main(void)
 
     /* every path that applies, the default first; the winner is stored and followed */
     CHECK_OK(conv2d_tune(ctx, &d, 2, false, 0, &r, err));
-    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms, rows %.3f ms, wino %.3f ms -> "
-           "%s (default %s)\n",
+    printf("tuned: im2col %.3f ms, direct %.3f ms, igemm %.3f ms, rows %.3f ms, wino %.3f ms, "
+           "wino4 %.3f ms -> %s (default %s)\n",
            1e3 * r.seconds[CONV_IM2COL], 1e3 * r.seconds[CONV_DIRECT], 1e3 * r.seconds[CONV_IGEMM],
-           1e3 * r.seconds[CONV_ROWS], 1e3 * r.seconds[CONV_WINO], conv2d_path_name(r.best),
-           conv2d_path_name(r.deflt));
+           1e3 * r.seconds[CONV_ROWS], 1e3 * r.seconds[CONV_WINO], 1e3 * r.seconds[CONV_WINO4],
+           conv2d_path_name(r.best), conv2d_path_name(r.deflt));
     CHECK(r.deflt == deflt && r.seconds[deflt] > 0 && r.stored);
     for (int p = 0; p < CONV_PATHS; p++) CHECKF(r.seconds[p] > 0, "path %d not timed", p);
     CHECK(r.seconds[r.best] <= r.seconds[deflt]);

@@ -1,0 +1,412 @@
+/* conv_wino4.cl — the forward of a 3x3 convolution as Winograd F(4x4, 3x3), included at the end of
+ * conv_rows.cl when built with WINO4 (the wino4 path: this forward, the backward of the wino or
+ * rows path). 36 multiplications per 4x4 outputs and channel pair, against 144 direct and 64 for
+ * F(2x2, 3x3): the frozen convolutions of a transfer and an evaluation run only this pass, and
+ * their products are most of its time (Lavin and Gray, "Fast Algorithms for Convolutional Neural
+ * Networks", 2016).
+ *
+ * y = A^T [(G g G^T) . (B^T d B)] A for each 6x6 input tile d (stride 4) and 3x3 kernel g, with
+ *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
+ *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
+ *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
+ * conv_wino4_wt writes U[xi][o][c] = (G w[o][c] G^T) (xi = 6 a + b). A work-item takes one row of
+ * 4x4 tiles (four output rows) of W4S samples: lane s W4T + k of a vector is tile k of sample
+ * i + s (W4T tiles a sample, rounded up to 4, 8 or 16; W4S = VW / W4T samples share a vector, so
+ * that fmnist-cnn's 14-wide layers, four tiles, fill 8 and 16 lanes). It transforms every input
+ * channel's tiles into V[xi][q][t] (private), then for each block of W4M output channels and
+ * each xi sums U[xi][p][q] V[xi][q][t] over q in registers (a fixed order), and turns the 36
+ * sums of a tile into its 4x4 outputs with the bias and the fused activation, stored (rows past
+ * HO and columns past WO never written: the output may be another conv's padded input) and/or
+ * max-pooled 2x2 as conv_wino_fwd does. The last tile row of a height that is not a multiple of
+ * 4 reads rows clamped to the last padded row (zeros) for outputs it drops.
+ * Options: W4T, W4S, W4L (their product), W4M; requires KH = KW = 3 and a pitch of at least 4 W4T NT4 + 2 (op_conv.c
+ * checks). */
+#if W4L != W4T * W4S /* lanes a vector: a number, for VEC's token pasting */
+#error "W4L: W4T * W4S"
+#endif
+#define NT4 ((WO + 4 * W4T - 1) / (4 * W4T))        /* tile vectors a row */
+#define floatq VEC(W4L)
+#if W4L == 4
+#define intq int4
+#define LANES_Q ((int4)(0, 1, 2, 3))
+#elif W4L == 8
+#define intq int8
+#define LANES_Q ((int8)(0, 1, 2, 3, 4, 5, 6, 7))
+#elif W4L == 16
+#define intq int16
+#define LANES_Q ((int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))
+#else
+#error "W4T * W4S: 4, 8 or 16"
+#endif
+
+/* Columns j = 0..5 of 4 (8) tiles of a padded row at p: lane k of c[j] is p[4 k + j], from vector
+ * loads picked lane by lane (see conv_rows.cl's LOAD_EO: the form PoCL compiles well and
+ * Oclgrind's checker takes as it is); columns 4 and 5 of the last tile are the two floats after. */
+static inline void w4_cols4(__global const float *p, float4 *c)
+{
+    const float8 a = vload8(0, p), b = vload8(1, p);
+    const float e0 = p[16], e1 = p[17];
+    c[0] = (float4)(a.s0, a.s4, b.s0, b.s4);
+    c[1] = (float4)(a.s1, a.s5, b.s1, b.s5);
+    c[2] = (float4)(a.s2, a.s6, b.s2, b.s6);
+    c[3] = (float4)(a.s3, a.s7, b.s3, b.s7);
+    c[4] = (float4)(a.s4, b.s0, b.s4, e0);
+    c[5] = (float4)(a.s5, b.s1, b.s5, e1);
+}
+
+#if W4T >= 8
+static inline void w4_cols8(__global const float *p, float8 *c)
+{
+    const float8 a = vload8(0, p), b = vload8(1, p), g = vload8(2, p), h = vload8(3, p);
+    const float e0 = p[32], e1 = p[33];
+    c[0] = (float8)(a.s0, a.s4, b.s0, b.s4, g.s0, g.s4, h.s0, h.s4);
+    c[1] = (float8)(a.s1, a.s5, b.s1, b.s5, g.s1, g.s5, h.s1, h.s5);
+    c[2] = (float8)(a.s2, a.s6, b.s2, b.s6, g.s2, g.s6, h.s2, h.s6);
+    c[3] = (float8)(a.s3, a.s7, b.s3, b.s7, g.s3, g.s7, h.s3, h.s7);
+    c[4] = (float8)(a.s4, b.s0, b.s4, g.s0, g.s4, h.s0, h.s4, e0);
+    c[5] = (float8)(a.s5, b.s1, b.s5, g.s1, g.s5, h.s1, h.s5, e1);
+}
+#endif
+
+/* lane by lane (Oclgrind crashed on (float16)(a, b) of two float8) */
+#define CAT44(a, b) ((float8)((a).s0, (a).s1, (a).s2, (a).s3, (b).s0, (b).s1, (b).s2, (b).s3))
+#define CAT88(a, b)                                                                                \
+    ((float16)((a).s0, (a).s1, (a).s2, (a).s3, (a).s4, (a).s5, (a).s6, (a).s7, (b).s0, (b).s1,    \
+               (b).s2, (b).s3, (b).s4, (b).s5, (b).s6, (b).s7))
+#define CAT4444(a, b, c, d)                                                                        \
+    ((float16)((a).s0, (a).s1, (a).s2, (a).s3, (b).s0, (b).s1, (b).s2, (b).s3, (c).s0, (c).s1,    \
+               (c).s2, (c).s3, (d).s0, (d).s1, (d).s2, (d).s3))
+
+/* The six column vectors of a tile-vector row: sample s's part from ps[s] */
+static inline void w4_row(__global const float *const *ps, floatq *c)
+{
+#if W4L == 4
+    w4_cols4(ps[0], c);
+#elif W4L == 8 && W4T == 8
+    w4_cols8(ps[0], c);
+#elif W4L == 8
+    float4 a[6], b[6];
+    w4_cols4(ps[0], a);
+    w4_cols4(ps[1], b);
+#pragma unroll
+    for (int j = 0; j < 6; j++) c[j] = CAT44(a[j], b[j]);
+#elif W4T == 16
+    float8 a[6], b[6];
+    w4_cols8(ps[0], a);
+    w4_cols8(ps[0] + 32, b);
+#pragma unroll
+    for (int j = 0; j < 6; j++) c[j] = CAT88(a[j], b[j]);
+#elif W4T == 8
+    float8 a[6], b[6];
+    w4_cols8(ps[0], a);
+    w4_cols8(ps[1], b);
+#pragma unroll
+    for (int j = 0; j < 6; j++) c[j] = CAT88(a[j], b[j]);
+#else
+    float4 a[6], b[6], g[6], h[6];
+    w4_cols4(ps[0], a);
+    w4_cols4(ps[1], b);
+    w4_cols4(ps[2], g);
+    w4_cols4(ps[3], h);
+#pragma unroll
+    for (int j = 0; j < 6; j++) c[j] = CAT4444(a[j], b[j], g[j], h[j]);
+#endif
+}
+
+#define Q(v) ((floatq)(v))
+/* o[k os] = (B^T x)[k] for x[k xs], k = 0..5 */
+static inline void w4_bt(const floatq x0, const floatq x1, const floatq x2, const floatq x3,
+                         const floatq x4, const floatq x5, floatq *o, const int os)
+{
+    const floatq t0 = fma(Q(-4.0f), x2, x4), t1 = fma(Q(-4.0f), x1, x3);
+    const floatq t2 = x4 - x2, t3 = Q(2.0f) * (x3 - x1);
+    o[0] = fma(Q(4.0f), x0, fma(Q(-5.0f), x2, x4));
+    o[os] = t0 + t1;
+    o[2 * os] = t0 - t1;
+    o[3 * os] = t2 + t3;
+    o[4 * os] = t2 - t3;
+    o[5 * os] = fma(Q(4.0f), x1, fma(Q(-5.0f), x3, x5));
+}
+
+/* o[k] = (A^T m)[k], k = 0..3 */
+static inline void w4_at(const floatq m0, const floatq m1, const floatq m2, const floatq m3,
+                         const floatq m4, const floatq m5, floatq *o)
+{
+    const floatq s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
+    o[0] = m0 + s12 + s34;
+    o[1] = fma(Q(2.0f), d34, d12);
+    o[2] = fma(Q(4.0f), s34, s12);
+    o[3] = fma(Q(8.0f), d34, d12) + m5;
+}
+
+/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, row a of G g at
+ * u[6 a S ..], S = CO CI apart. */
+static inline void w4_wt_row(__global float *ua, const long S, const float h0, const float h1,
+                             const float h2)
+{
+    ua[0] = 0.25f * h0;
+    ua[S] = -(h0 + h1 + h2) / 6.0f;
+    ua[2 * S] = -(h0 - h1 + h2) / 6.0f;
+    ua[3 * S] = h0 / 24.0f + h1 / 12.0f + h2 / 6.0f;
+    ua[4 * S] = h0 / 24.0f - h1 / 12.0f + h2 / 6.0f;
+    ua[5 * S] = h2;
+}
+
+__kernel void conv_wino4_wt(__global const float *w, __global float *u)
+{
+    const int t = get_global_id(0);
+    if (t >= CO * CI) return;
+    __global const float *g = w + (long)t * 9;
+    float gg[6][3]; /* G g */
+#pragma unroll
+    for (int j = 0; j < 3; j++) {
+        const float h0 = g[j], h1 = g[3 + j], h2 = g[6 + j];
+        gg[0][j] = 0.25f * h0;
+        gg[1][j] = -(h0 + h1 + h2) / 6.0f;
+        gg[2][j] = -(h0 - h1 + h2) / 6.0f;
+        gg[3][j] = h0 / 24.0f + h1 / 12.0f + h2 / 6.0f;
+        gg[4][j] = h0 / 24.0f - h1 / 12.0f + h2 / 6.0f;
+        gg[5][j] = h2;
+    }
+    const long S = (long)CO * CI;
+#pragma unroll
+    for (int a = 0; a < 6; a++) w4_wt_row(u + t + 6 * a * S, S, gg[a][0], gg[a][1], gg[a][2]);
+}
+
+/* The lanes of a, b (c, d) interleaved into seq: a0 b0 (c0 d0) a1 b1 .. (2-level shuffles of two
+ * vectors each, lane by lane as above), so that lane k's outputs come out in column order: the
+ * rows of the W4S samples one after the other. */
+#if W4L == 16
+#define ILO_(T, a, b)                                                                              \
+    ((T)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3, (a).s4, (b).s4, (a).s5,  \
+         (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
+#define IHI_(T, a, b)                                                                              \
+    ((T)((a).s8, (b).s8, (a).s9, (b).s9, (a).sa, (b).sa, (a).sb, (b).sb, (a).sc, (b).sc, (a).sd,  \
+         (b).sd, (a).se, (b).se, (a).sf, (b).sf))
+#define PLO_(T, a, b)                                                                              \
+    ((T)((a).s0, (a).s1, (b).s0, (b).s1, (a).s2, (a).s3, (b).s2, (b).s3, (a).s4, (a).s5, (b).s4,  \
+         (b).s5, (a).s6, (a).s7, (b).s6, (b).s7))
+#define PHI_(T, a, b)                                                                              \
+    ((T)((a).s8, (a).s9, (b).s8, (b).s9, (a).sa, (a).sb, (b).sa, (b).sb, (a).sc, (a).sd, (b).sc,  \
+         (b).sd, (a).se, (a).sf, (b).se, (b).sf))
+#elif W4L == 8
+#define ILO_(T, a, b) ((T)((a).s0, (b).s0, (a).s1, (b).s1, (a).s2, (b).s2, (a).s3, (b).s3))
+#define IHI_(T, a, b) ((T)((a).s4, (b).s4, (a).s5, (b).s5, (a).s6, (b).s6, (a).s7, (b).s7))
+#define PLO_(T, a, b) ((T)((a).s0, (a).s1, (b).s0, (b).s1, (a).s2, (a).s3, (b).s2, (b).s3))
+#define PHI_(T, a, b) ((T)((a).s4, (a).s5, (b).s4, (b).s5, (a).s6, (a).s7, (b).s6, (b).s7))
+#else
+#define ILO_(T, a, b) ((T)((a).s0, (b).s0, (a).s1, (b).s1))
+#define IHI_(T, a, b) ((T)((a).s2, (b).s2, (a).s3, (b).s3))
+#define PLO_(T, a, b) ((T)((a).s0, (a).s1, (b).s0, (b).s1))
+#define PHI_(T, a, b) ((T)((a).s2, (a).s3, (b).s2, (b).s3))
+#endif
+
+static inline void w4_ilv4(const floatq a, const floatq b, const floatq c, const floatq d,
+                           float *seq)
+{
+    const floatq abl = ILO_(floatq, a, b), abh = IHI_(floatq, a, b);
+    const floatq cdl = ILO_(floatq, c, d), cdh = IHI_(floatq, c, d);
+    VSTORE(W4L)(PLO_(floatq, abl, cdl), 0, seq);
+    VSTORE(W4L)(PHI_(floatq, abl, cdl), 1, seq);
+    VSTORE(W4L)(PLO_(floatq, abh, cdh), 2, seq);
+    VSTORE(W4L)(PHI_(floatq, abh, cdh), 3, seq);
+}
+
+static inline void w4_ilv2(const floatq a, const floatq b, float *seq)
+{
+    VSTORE(W4L)(ILO_(floatq, a, b), 0, seq);
+    VSTORE(W4L)(IHI_(floatq, a, b), 1, seq);
+}
+
+static inline void w4_ilv2i(const intq a, const intq b, int *seq)
+{
+    VSTORE(W4L)(ILO_(intq, a, b), 0, seq);
+    VSTORE(W4L)(IHI_(intq, a, b), 1, seq);
+}
+
+/* dst[0 .. nv-1] = src[0 .. nv-1] of a span of COUNT (a constant, as src's offset once unrolled):
+ * whole vectors of CH (a number: 16, or 8 for the 8-float pooled rows of 4 tiles) where the span
+ * is whole, else 4 floats at a time and the rest one by one (never past nv: dst may be a row of
+ * another conv's padded input) */
+#if W4T == 4
+#define W4_PCH 8
+#else
+#define W4_PCH 16
+#endif
+#define W4_SPAN(dst, src, COUNT, CH, nv)                                                           \
+    {                                                                                              \
+        if ((nv) >= (COUNT)) {                                                                     \
+            _Pragma("unroll") for (int c_ = 0; c_ < (COUNT) / (CH); c_++)                          \
+                VSTORE(CH)(VLOAD(CH)(c_, (src)), c_, (dst));                                       \
+        } else {                                                                                   \
+            _Pragma("unroll") for (int c_ = 0; c_ < (COUNT) / 4; c_++)                             \
+            {                                                                                      \
+                if (4 * c_ + 4 <= (nv))                                                            \
+                    vstore4(vload4(c_, (src)), c_, (dst));                                         \
+                else                                                                               \
+                    _Pragma("unroll") for (int j_ = 0; j_ < 4; j_++) if (4 * c_ + j_ < (nv))       \
+                        (dst)[4 * c_ + j_] = (src)[4 * c_ + j_];                                   \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/* y from xp: one work-item per row of tiles (four output rows) of W4S samples; flags, yp, ip,
+ * yo, yrows and ypitch as conv_wino_fwd's. */
+__kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global const float *u,
+                             __global const float *b, __global float *y, __global float *yp,
+                             __global int *ip, const int n, const int flags, const long yo,
+                             const int yrows, const int ypitch)
+{
+    const int NTY = (HO + 3) / 4, t = get_global_id(0);
+    if (t >= (n + W4S - 1) / W4S * NTY) return;
+    const int i = t / NTY * W4S, ty = t - t / NTY * NTY;
+    const int act = flags & FLAG_EPI, pool = flags & FLAG_POOL, only = flags & FLAG_POOL_ONLY;
+    const int bias = HAS_BIAS && (flags & FLAG_BIAS);
+    const long PLANE = (long)XROWS * XPITCH;
+    __global const float *in = xs + xpo + (long)i * CI * PLANE;
+    long so[W4S]; /* the samples' offsets from sample i (i itself again past n) */
+#pragma unroll
+    for (int s = 0; s < W4S; s++) so[s] = i + s < n ? s * CI * PLANE : 0;
+    floatq V[36 * CI * NT4], M[36 * W4M * NT4];
+    for (int q = 0; q < CI; q++) {
+        for (int tv = 0; tv < NT4; tv++) {
+            floatq f[6][6]; /* rows of d B */
+#pragma unroll
+            for (int r = 0; r < 6; r++) {
+                const long off = q * PLANE + min(4 * ty + r, XROWS - 1) * XPITCH + 4 * W4T * tv;
+                __global const float *ps[W4S];
+#pragma unroll
+                for (int s = 0; s < W4S; s++) ps[s] = in + so[s] + off;
+                floatq c[6];
+                w4_row(ps, c);
+                w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
+            }
+            floatq *v = V + q * NT4 + tv;
+            const int XS = CI * NT4;
+#pragma unroll
+            for (int bb = 0; bb < 6; bb++) /* B^T (d B): column bb into V[6 a + bb] */
+                w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], v + bb * XS,
+                      6 * XS);
+        }
+    }
+    for (int p0 = 0; p0 < CO; p0 += W4M) {
+        for (int x = 0; x < 36; x++) {
+            floatq acc[W4M][NT4];
+#pragma unroll
+            for (int m = 0; m < W4M; m++)
+#pragma unroll
+                for (int tv = 0; tv < NT4; tv++) acc[m][tv] = Q(0.0f);
+            __global const float *ux = u + (long)x * CO * CI + (long)p0 * CI;
+            const floatq *vx = V + x * CI * NT4;
+            for (int q = 0; q < CI; q++) {
+                floatq vv[NT4];
+#pragma unroll
+                for (int tv = 0; tv < NT4; tv++) vv[tv] = vx[q * NT4 + tv];
+#pragma unroll
+                for (int m = 0; m < W4M; m++) {
+                    const floatq uw = Q(ux[m * CI + q]);
+#pragma unroll
+                    for (int tv = 0; tv < NT4; tv++) acc[m][tv] = fma(uw, vv[tv], acc[m][tv]);
+                }
+            }
+#pragma unroll
+            for (int m = 0; m < W4M; m++)
+#pragma unroll
+                for (int tv = 0; tv < NT4; tv++) M[(x * W4M + m) * NT4 + tv] = acc[m][tv];
+        }
+        for (int m = 0; m < W4M; m++) {
+            const int pc = p0 + m;
+            const floatq bo = Q(bias ? b[pc] : 0.0f);
+            for (int tv = 0; tv < NT4; tv++) {
+                floatq g[4][6], yv[4][4]; /* A^T M, then (A^T M) A */
+#pragma unroll
+                for (int bb = 0; bb < 6; bb++) {
+                    floatq o[4];
+#define MX(a) M[((6 * (a) + bb) * W4M + m) * NT4 + tv]
+                    w4_at(MX(0), MX(1), MX(2), MX(3), MX(4), MX(5), o);
+#undef MX
+#pragma unroll
+                    for (int k = 0; k < 4; k++) g[k][bb] = o[k];
+                }
+                floatq yq[4][4]; /* [row][column in the tile], through the epilogue */
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    w4_at(g[k][0], g[k][1], g[k][2], g[k][3], g[k][4], g[k][5], yv[k]);
+#pragma unroll
+                    for (int l = 0; l < 4; l++) {
+                        const floatq o = yv[k][l] + bo;
+#if EPI_VEC
+                        yq[k][l] = act ? epi_fwdv(floatq, o) : o;
+#else
+                        float z[W4L];
+                        VSTORE(W4L)(o, 0, z);
+                        if (act)
+                            for (int zz = 0; zz < W4L; zz++) z[zz] = epi_fwd(z[zz]);
+                        yq[k][l] = VLOAD(W4L)(0, z);
+#endif
+                    }
+                }
+                const int x0 = 4 * W4T * tv, nx = min(4 * W4T, WO - x0);
+                if (!(pool && only)) { /* the outputs: dense under a pool, else yo's layout */
+                    const int pitch = pool ? WO : ypitch;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        if (4 * ty + k >= HO) break;
+                        /* the row of every sample in order: the 4 columns of lane 0, lane 1 .. */
+                        float seq[4 * W4L];
+                        w4_ilv4(yq[k][0], yq[k][1], yq[k][2], yq[k][3], seq);
+#pragma unroll
+                        for (int s = 0; s < W4S; s++) {
+                            if (i + s >= n) break;
+                            __global float *yr =
+                                (pool ? y + ((long)(i + s) * CO + pc) * HO * WO
+                                      : y + yo + ((long)(i + s) * CO + pc) * yrows * ypitch) +
+                                (long)(4 * ty + k) * pitch + x0;
+                            W4_SPAN(yr, seq + s * 4 * W4T, 4 * W4T, 16, nx);
+                        }
+                    }
+                }
+                if (!pool) continue;
+                /* the 2x2 max-pool: pooled rows 2 ty + pr, columns 2 (W4T tv + k) + h, with the
+                 * winner's index iy WO + ix in the conv's output plane (POOL_ARGMAX) */
+                const intq kq = (LANES_Q & (W4T - 1)) + W4T * tv;
+                const int PWO = WO / 2, px0 = 2 * W4T * tv, npx = min(2 * W4T, PWO - px0);
+#pragma unroll
+                for (int pr = 0; pr < 2; pr++) {
+                    const int prow = 2 * ty + pr;
+                    if (prow >= HO / 2) break;
+                    floatq pm[2];
+                    intq pi[2];
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const floatq v00 = yq[2 * pr][2 * h], v01 = yq[2 * pr][2 * h + 1],
+                                     v10 = yq[2 * pr + 1][2 * h], v11 = yq[2 * pr + 1][2 * h + 1];
+                        const intq c0 = kq * 4 + 2 * h + (2 * prow) * WO;
+                        POOL_ARGMAX(intq, v00, v01, v10, v11, c0, WO, pm[h], pi[h]);
+                    }
+                    float pseq[2 * W4L];
+                    int iseq[2 * W4L];
+                    w4_ilv2(pm[0], pm[1], pseq);
+                    if (!only) w4_ilv2i(pi[0], pi[1], iseq);
+#pragma unroll
+                    for (int s = 0; s < W4S; s++) {
+                        if (i + s >= n) break;
+                        __global float *pr_ =
+                            yp + yo + (((long)(i + s) * CO + pc) * yrows + prow) * ypitch + px0;
+                        W4_SPAN(pr_, pseq + s * 2 * W4T, 2 * W4T, W4_PCH, npx);
+                        if (!only) {
+                            __global int *ir_ =
+                                ip + (((long)(i + s) * CO + pc) * (HO / 2) + prow) * PWO + px0;
+                            W4_SPAN(ir_, iseq + s * 2 * W4T, 2 * W4T, W4_PCH, npx);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+#undef Q
+#undef ILO_
+#undef IHI_
+#undef PLO_
+#undef PHI_

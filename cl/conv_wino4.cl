@@ -19,8 +19,8 @@
  * HO and columns past WO never written: the output may be another conv's padded input) and/or
  * max-pooled 2x2 as conv_wino_fwd does. The last tile row of a height that is not a multiple of
  * 4 reads rows clamped to the last padded row (zeros) for outputs it drops.
- * Options: W4T, W4S, W4L (their product), W4M; requires KH = KW = 3 and a pitch of at least 4 W4T NT4 + 2 (op_conv.c
- * checks). */
+ * Options: W4T, W4S, W4L (their product), W4M; requires KH = KW = 3 and a pitch of at least
+ * 4 W4T NT4 + 2 (op_conv.c checks). */
 #if W4L != W4T * W4S /* lanes a vector: a number, for VEC's token pasting */
 #error "W4L: W4T * W4S"
 #endif

@@ -198,11 +198,11 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
 
 /* Which convolution a layer runs: im2col + GEMM (conv.cl + CLBlast or the tuned GEMM), the direct
  * CPU kernel (conv.cl's conv2d_direct), the implicit GEMM (conv_igemm.cl), the rows kernels
- * (conv_rows.cl) or the rows kernels with a Winograd forward and data gradient (wino).
- * wino4: the wino path with the forward as Winograd F(4x4, 3x3).
- * GRAFT_CONV=im2col, direct, igemm, rows, wino or wino4 forces one where it applies; by default GPUs get
- * the implicit GEMM (work-groups of 64-256 with local-memory tiles, three launches per layer and
- * step instead of six), CPUs wino or rows where they apply (default_path) and im2col elsewhere
+ * (conv_rows.cl), the rows kernels with a Winograd forward and data gradient (wino), or wino with
+ * the forward as Winograd F(4x4, 3x3) (wino4). GRAFT_CONV=im2col, direct, igemm, rows, wino or
+ * wino4 forces one where it applies; by default GPUs get the implicit GEMM (work-groups of 64-256
+ * with local-memory tiles, three launches per layer and step instead of six), CPUs wino4 (layers
+ * no backward runs through), wino or rows where they apply (default_path) and im2col elsewhere
  * (strides, groups, kernels over 3x3). On the Xeon VM (AVX-512, PoCL 3.1) rows took fmnist-cnn's
  * conv2 from 14.4 / 35.5 ms (forward / backward, im2col) to 7.7 / 17.1. */
 static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows", "wino",

@@ -95,31 +95,36 @@ graft_status tune_clblast_apply(graft_context *ctx, int set, graft_error *e)
 
 /* ---- defaults, the memo and the cache ---- */
 
-/* The vector width Graft's CPU kernels use on a device: float16 wherever the device prefers 8
- * or more floats. On PoCL float16 wins on AVX2 code too (POCL_LLVM_CPU_NAME=znver3 on the
- * AVX-512 machine: every float16 tile beat its float8 twin by 1.5-3x, docs/performance.md): LLVM
- * splits it into two ymm operations, and the wider tile halves the work-groups, each of which
- * costs PoCL a few microseconds. 128-bit SIMD (SSE, NEON) gets float8 (untested here). */
+/* The vector width Graft's CPU kernels use on a device: the device's own where it prefers 16
+ * floats (AVX-512), else float8. An earlier PoCL on another machine (POCL_LLVM_CPU_NAME=znver3 on
+ * AVX-512 hardware) ran float16 tiles 1.5-3x faster than float8 on AVX2 code, so they were used
+ * there too; on Zen 5 capped at AVX2 (PoCL 3.1 `pthread-haswell`, 16 ymm registers) the float16
+ * tiles spilled and lost to float8 ones by 1.3-2x on every dense shape of fmnist-cnn
+ * (`graft bench gemm`, alternating, 2026-12-05): fc1's forward (64 x 128 over 3136, tb)
+ * 74-117 GFLOP/s as 4 x 3 float16 dot products against 169-184 as 4 x 3 float8; its weight
+ * gradient (128 x 3136 over 64, ta) 115-127 as an 8 x 32 float16 tile against 188-208 as
+ * 6 x 16 float8; its data gradient 113-146 against 194-203. */
 static int cpu_vector_width(const graft_context *ctx)
 {
-    return ctx->info.vec_float >= 8 ? 16 : 8;
+    return ctx->info.vec_float >= 16 ? 16 : 8;
 }
 
 gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
 {
     /* On CPU devices Graft's kernels beat every CLBlast set tried (docs/performance.md). The
      * tile follows the device's vector width (above): an 8 x 32 tile of float16 (16 zmm
-     * accumulators on AVX-512; spilled in part on AVX2, and still the fastest there), 4 x 16
-     * of float8 on 128-bit SIMD. */
+     * accumulators on AVX-512), 6 x 16 of float8 on 8-float devices (12 ymm accumulators, two B
+     * vectors and a broadcast in AVX2's 16), 4 x 8 on 128-bit SIMD (untested). */
     if (ctx->info.type == GRAFT_DEVICE_CPU) {
-        int w = cpu_vector_width(ctx);
+        /* regs16: 16 or more vector registers of 8 or more floats (AVX2, AVX-512) */
+        int w = cpu_vector_width(ctx), regs16 = ctx->info.vec_float >= 8;
         size_t cu = ctx->info.compute_units ? ctx->info.compute_units : 1;
         if (!s->tb) {
             /* a work-item walks up to 64 row blocks down one column panel of B (see cl/gemm.cl)
              * when M is small or the panel (K x 32 floats) is small enough to stay in cache
              * (576 x 12544 x 64 ta: 82 GFLOP/s walking, 49 not), as long as that leaves a few
              * work-items per compute unit */
-            int mr = w == 16 ? 8 : 4, nv = w == 16 ? 2 : 1;
+            int mr = w == 16 ? 8 : regs16 ? 6 : 4, nv = regs16 ? 2 : 1;
             size_t panels = (s->n + (size_t)(nv * w) - 1) / (size_t)(nv * w);
             size_t blocks = (s->m + (size_t)mr - 1) / (size_t)mr;
             size_t mt = s->m <= 512 || s->k < 1024 ? (blocks < 64 ? blocks : 64) : 1;
@@ -134,14 +139,14 @@ gemm_choice gemm_default_choice(const graft_context *ctx, const gemm_shape *s)
              * ymm (AVX2) */
             if (s->k >= 32768 && ctx->info.vec_float >= 16)
                 return (gemm_choice){GEMM_BACKEND_INNER, {4, 6, 16, 16}};
-            if (s->k >= 8192)
-                return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 32, w}};
+            const int nc = regs16 ? 3 : 2; /* 4 x 3: 12 accumulators, 3 + 1 more in 16 registers */
+            if (s->k >= 8192) return (gemm_choice){GEMM_BACKEND_INNER, {4, nc, 32, w}};
             /* a few outputs over a long K (a dense layer's forward: fmnist-cnn's fc1, 64 x 128
              * over 3136): four K ranges. Zen 5, best of 30, two rounds: 300-325 GFLOP/s against
-             * 187-222 unsplit (8 ranges 250-275); capped at AVX2 173-184 against 158-160. */
+             * 187-222 unsplit (8 ranges 250-275); capped at AVX2, float8, 169-184. */
             if (s->k >= 2048 && s->m * s->n <= 16384)
-                return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 4, w}};
-            return (gemm_choice){GEMM_BACKEND_INNER, {4, w == 16 ? 3 : 2, 1, w}};
+                return (gemm_choice){GEMM_BACKEND_INNER, {4, nc, 4, w}};
+            return (gemm_choice){GEMM_BACKEND_INNER, {4, nc, 1, w}};
         }
         return (gemm_choice){GEMM_BACKEND_CLBLAST, {1, 0, 0, 0}};
     }
@@ -208,7 +213,9 @@ static char *tune_key(graft_context *ctx, const gemm_shape *s, size_t *len)
 {
     buf b = {0};
     const char *names[] = {"gemm", "gemm_tiled"};
-    tune_key_begin(&b, ctx, "gemm-tune 4", names, 2);
+    /* 5: 8-float devices (AVX2) time float8 tiles, not float16 (cpu_vector_width), so what
+     * an older run stored for them came from the wrong candidates */
+    tune_key_begin(&b, ctx, "gemm-tune 5", names, 2);
     if (s)
         buf_printf(&b, "shape=%d %d %zu %zu %zu\n", s->ta ? 1 : 0, s->tb ? 1 : 0, s->m, s->n,
                    s->k);

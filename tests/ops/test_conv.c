@@ -181,7 +181,8 @@ static int tail_untouched(const float *p, long valid, long total)
 
 /* w_const (a frozen layer): the Winograd weights are transformed once and reused while the same
  * buffer comes back, even when its contents change behind the op's back, until the caller clears
- * wino_u_of and wino4_u_of; then they follow the new weights. y0: conv2d_fwd's output with w = wf. */
+ * wino_u_of and wino4_u_of; then they follow the new weights. y0: conv2d_fwd's output with
+ * w = wf. */
 static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, int n, long ny,
                         const float *y0, const float *wf, long nw, cl_mem bx, cl_mem bw, cl_mem bb,
                         cl_mem ws, long nws)
@@ -496,7 +497,8 @@ static void run_case(graft_context *ctx, const conv_case *k)
         q = vw >= 8 ? 16 : 8;
         int wt = 4, tiles = (s.ow + 3) / 4;
         while (wt < tiles && wt < vw) wt *= 2;
-        int nt = (s.ow + 4 * wt - 1) / (4 * wt), padded = ((s.ow + vw - 1) / vw * vw + q - 1) / q * q;
+        int nt = (s.ow + 4 * wt - 1) / (4 * wt);
+        int padded = ((s.ow + vw - 1) / vw * vw + q - 1) / q * q;
         bool fits = padded >= 4 * wt * nt && 36L * s.c * nt * vw * 4 <= 163840;
         printf("  Winograd 4x4: %d tiles a sample, %d samples a vector%s\n", wt, vw / wt,
                fits ? "" : " (does not fit: not chosen)");

@@ -587,9 +587,12 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick,
             {8, 2, 8, 16},  {6, 2, 64, 16}, {4, 3, 64, 16}, {6, 2, 1, 16},  {4, 3, 1, 16},
             {8, 1, 1, 16},  {4, 4, 1, 16},  {2, 4, 1, 16},  {8, 2, 64, 16}, {8, 2, 1, 8},
             {6, 2, 1, 8},   {8, 2, 64, 8}};
+        /* (8-float devices: AVX2 with its 16 ymm, whose best were 6 x 16 tiles, and 128-bit
+         * SIMD, for which the 4 x 8 ones were chosen) */
         static const int outer8[][4] = {
-            {4, 1, 64, 8}, {4, 2, 64, 8}, {6, 1, 64, 8}, {4, 1, 1, 8},  {4, 2, 1, 8},
-            {6, 2, 64, 8}, {8, 1, 64, 8}, {2, 2, 64, 8}, {4, 1, 8, 8},  {2, 1, 64, 16}};
+            {6, 2, 16, 8}, {4, 2, 64, 8}, {6, 2, 64, 8}, {4, 1, 64, 8}, {6, 1, 64, 8},
+            {4, 2, 1, 8},  {4, 1, 1, 8},  {8, 1, 64, 8}, {2, 2, 64, 8}, {4, 1, 8, 8},
+            {2, 1, 64, 16}};
         const int(*outer)[4] = w == 16 ? outer16 : outer8;
         int nouter = w == 16 ? (int)(sizeof outer16 / sizeof outer16[0])
                              : (int)(sizeof outer8 / sizeof outer8[0]);
@@ -603,8 +606,9 @@ static int candidates(const graft_context *ctx, const gemm_shape *s, bool quick,
             {4, 3, 64, 16}, {4, 4, 128, 16}, {8, 3, 16, 16}, {8, 2, 16, 16}, {8, 3, 32, 16},
             {4, 3, 1, 16},  {4, 3, 1, 8}};
         static const int inner8[][4] = {
-            {4, 2, 16, 8}, {2, 2, 16, 8}, {4, 2, 1, 8}, {2, 2, 1, 8},  {4, 2, 32, 8},
-            {2, 4, 1, 8},  {4, 2, 64, 8}, {2, 2, 64, 8}, {2, 1, 32, 16}};
+            {4, 3, 16, 8}, {4, 2, 16, 8}, {4, 3, 1, 8}, {4, 2, 1, 8},  {2, 2, 16, 8},
+            {4, 3, 32, 8}, {2, 2, 1, 8},  {4, 2, 32, 8}, {2, 4, 1, 8}, {4, 2, 64, 8},
+            {2, 2, 64, 8}, {2, 1, 32, 16}};
         const int(*inner)[4] = w == 16 ? inner16 : inner8;
         int ninner = w == 16 ? (int)(sizeof inner16 / sizeof inner16[0])
                              : (int)(sizeof inner8 / sizeof inner8[0]);

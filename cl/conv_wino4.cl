@@ -139,38 +139,40 @@ static inline void w4_at(const floatq m0, const floatq m1, const floatq m2, cons
     o[3] = fma(Q(8.0f), d34, d12) + m5;
 }
 
-/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, row a of G g at
- * u[6 a S ..], S = CO CI apart. */
-static inline void w4_wt_row(__global float *ua, const long S, const float h0, const float h1,
-                             const float h2)
+/* o[k] = (G h)[k], k = 0..5, for a column (or row) h of 3 */
+static inline void w4_g(const float h0, const float h1, const float h2, float *o)
 {
-    ua[0] = 0.25f * h0;
-    ua[S] = -(h0 + h1 + h2) / 6.0f;
-    ua[2 * S] = -(h0 - h1 + h2) / 6.0f;
-    ua[3 * S] = h0 / 24.0f + h1 / 12.0f + h2 / 6.0f;
-    ua[4 * S] = h0 / 24.0f - h1 / 12.0f + h2 / 6.0f;
-    ua[5 * S] = h2;
+    o[0] = 0.25f * h0;
+    o[1] = -(h0 + h1 + h2) / 6.0f;
+    o[2] = -(h0 - h1 + h2) / 6.0f;
+    o[3] = h0 / 24.0f + h1 / 12.0f + h2 / 6.0f;
+    o[4] = h0 / 24.0f - h1 / 12.0f + h2 / 6.0f;
+    o[5] = h2;
 }
 
+/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
+ * u[(6 a + b) S ..], S = CO CI apart. */
 __kernel void conv_wino4_wt(__global const float *w, __global float *u)
 {
     const int t = get_global_id(0);
     if (t >= CO * CI) return;
     __global const float *g = w + (long)t * 9;
-    float gg[6][3]; /* G g */
+    float gg[6][3]; /* G g, column by column */
 #pragma unroll
     for (int j = 0; j < 3; j++) {
-        const float h0 = g[j], h1 = g[3 + j], h2 = g[6 + j];
-        gg[0][j] = 0.25f * h0;
-        gg[1][j] = -(h0 + h1 + h2) / 6.0f;
-        gg[2][j] = -(h0 - h1 + h2) / 6.0f;
-        gg[3][j] = h0 / 24.0f + h1 / 12.0f + h2 / 6.0f;
-        gg[4][j] = h0 / 24.0f - h1 / 12.0f + h2 / 6.0f;
-        gg[5][j] = h2;
+        float o[6];
+        w4_g(g[j], g[3 + j], g[6 + j], o);
+#pragma unroll
+        for (int a = 0; a < 6; a++) gg[a][j] = o[a];
     }
     const long S = (long)CO * CI;
 #pragma unroll
-    for (int a = 0; a < 6; a++) w4_wt_row(u + t + 6 * a * S, S, gg[a][0], gg[a][1], gg[a][2]);
+    for (int a = 0; a < 6; a++) { /* (G g) G^T, row by row */
+        float o[6];
+        w4_g(gg[a][0], gg[a][1], gg[a][2], o);
+#pragma unroll
+        for (int b = 0; b < 6; b++) u[t + (6 * a + b) * S] = o[b];
+    }
 }
 
 /* The lanes of a, b (c, d) interleaved into seq: a0 b0 (c0 d0) a1 b1 .. (2-level shuffles of two

@@ -365,13 +365,19 @@ typedef struct wino4_geom {
 static bool wino4_geom_of(const conv2d_desc *d, const rows_geom *g, wino4_geom *w)
 {
     if (d->kh != 3 || d->kw != 3) return false;
-    const int lanes = g->vw >= 16 ? 16 : g->vw >= 8 ? 8 : 4, tiles = (d->ow + 3) / 4;
+    const int lanes = g->vw, tiles = (d->ow + 3) / 4; /* g->vw: 4, 8 or 16 */
     for (w->wt = 4; w->wt < tiles && w->wt < lanes;) w->wt *= 2;
     w->ns = lanes / w->wt;
     w->nt = (d->ow + 4 * w->wt - 1) / (4 * w->wt);
     w->mw = wino_block(d->o, w->nt, g->vw >= 16 ? 28 : 14);
     size_t v = 36 * (size_t)d->c * w->nt * lanes * sizeof(float);
     return g->xpitch >= (size_t)(4 * w->wt * w->nt + 2) && v <= WINO4_PRIVATE_MAX;
+}
+
+/* Enough channels in and out for Winograd's transforms to pay (default_path, below) */
+static bool winograd_channels(const conv2d_desc *d)
+{
+    return d->c >= 8 && d->o >= 8;
 }
 
 /* GPUs: the implicit GEMM; CPUs: the rows path where it applies, else im2col, and Winograd on
@@ -394,7 +400,7 @@ static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
     wino_geom w;
     wino4_geom w4;
     if (!rows_geom_of(ctx, &full, &g)) return CONV_IM2COL;
-    if (d->c < 8 || d->o < 8) return CONV_ROWS;
+    if (!winograd_channels(d)) return CONV_ROWS;
     if (d->forward_only && wino4_geom_of(&full, &g, &w4)) return CONV_WINO4;
     return wino_geom_of(&full, &g, &w) ? CONV_WINO : CONV_ROWS;
 }
@@ -779,7 +785,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
      * generates a kernel's machine code at its first launch), less than a second build. */
     const bool geom4 = wino4_geom_of(d, &g, &w4);
     const bool wino4 = op->path == CONV_WINO4 && geom4;
-    const bool code4 = geom4 && (wino4 || (d->c >= 8 && d->o >= 8));
+    const bool code4 = geom4 && (wino4 || winograd_channels(d));
     const bool wino = (op->path == CONV_WINO || wino4) && wino_geom_of(d, &g, &w);
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
     const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float);

@@ -913,6 +913,7 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
+            pl->op.conv.fwd_only = !(train && lp->backward);
             if (!p->scan && (pl->pad_to >= 0 || pl->xpad.buf)) { /* xpad_plan: evaluation */
                 const bool pool = pl->pool_fused, fold = lp->bn_fold >= 0;
                 s = conv2d_fwd_io(ctx, &pl->op.conv, n, x, pl->xpad.buf ? &pl->xpad : NULL,

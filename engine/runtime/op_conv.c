@@ -781,8 +781,11 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
      * code goes into every program of a layer that runs on it when no backward follows (8+
      * channels in and out, default_path), whichever path this op takes, so that an evaluation or
      * a frozen-prefix transfer after a training builds no program of its own (test_fusion.sh).
-     * It costs each build ~0.15 s (fmnist-cnn's conv2: 0.15 -> 0.30 s, PoCL on Zen 5; PoCL
-     * generates a kernel's machine code at its first launch), less than a second build. */
+     * It costs each build ~0.15 s (fmnist-cnn's conv2: 0.15 -> 0.30 s, PoCL on Zen 5). A
+     * training op runs it too, for the forwards marked fwd_only (its evaluations): PoCL generates
+     * a kernel's machine code at its first launch (0.6-0.75 s for conv_wino4_fwd, Zen 4), and so
+     * the training run pays that, not the transfer after it (fmnist-feature-extract after a cold
+     * pretraining: 3.1-3.3 s -> 1.3-1.6 s; the pretraining 9.5-9.8 -> 10.5-11.6 s). */
     const bool geom4 = wino4_geom_of(d, &g, &w4);
     const bool wino4 = op->path == CONV_WINO4 && geom4;
     const bool code4 = geom4 && (wino4 || winograd_channels(d));
@@ -808,15 +811,16 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wgrad", &op->rows_wgrad, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)))
         goto fail;
-    if (wino4 &&
+    if (code4 &&
         ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wt", &op->wino4_wt, e)) ||
          (s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_fwd", &op->wino4_fwd, e)) ||
          (s = buffer_create(ctx, u4bytes, &op->wino4_u, e)) ||
          (s = zero_from_host(ctx, op->wino4_u, u4bytes, e)) ||
-         (!wino && (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
-                                   &op->rows_pad_dy_pool, e)))))
+         (wino4 && !wino &&
+          (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool", &op->rows_pad_dy_pool,
+                          e)))))
         goto fail;
-    if (wino4) op->wino4_ns = w4.ns;
+    if (code4) op->wino4_ns = w4.ns;
     if (wino) {
         if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
             (!wino4 &&
@@ -872,6 +876,12 @@ static graft_status wino_transform(graft_context *ctx, conv2d_op *op, cl_kernel 
     return s;
 }
 
+/* the wino4 path's op: F(4x4) for every forward (else only for fwd_only ones) */
+static bool wino4_only(const conv2d_op *op)
+{
+    return op->wino4_fwd && !op->wino_fwd && !op->rows_fwd;
+}
+
 static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
 {
     return wino_transform(ctx, op, op->wino_wt, op->wino_u, &op->wino_u_of, w, e);
@@ -907,7 +917,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
     if (out && yp) yp = out->buf;
     else if (out) y = out->buf;
-    if (op->wino4_fwd) {
+    if (op->wino4_fwd && (op->fwd_only || wino4_only(op))) {
         if ((st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e)))
             return st;
         cl_kernel k = op->wino4_fwd;
@@ -1151,7 +1161,7 @@ static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, 
 
 bool conv2d_can_pool(const conv2d_op *op)
 {
-    return (op->wino_fwd || op->wino4_fwd) && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
+    return (op->wino_fwd || wino4_only(op)) && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
 }
 
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
@@ -1337,7 +1347,7 @@ conv_path conv2d_op_path(const conv2d_op *op)
 {
     return op->ig_fwd       ? CONV_IGEMM
            : op->direct_fwd ? CONV_DIRECT
-           : op->wino4_fwd  ? CONV_WINO4
+           : wino4_only(op) ? CONV_WINO4
            : op->wino_fwd   ? CONV_WINO
            : op->rows_wgrad ? CONV_ROWS
                             : CONV_IM2COL;

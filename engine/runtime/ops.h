@@ -121,6 +121,11 @@ typedef struct conv2d_op {
     cl_kernel wino4_wt, wino4_fwd;
     cl_mem wino4_u, wino4_u_of;
     int wino4_ns;
+    /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its
+     * program has them, rows_init), for the forwards its caller marks fwd_only: an evaluation
+     * during a training, where no backward reads what the forward kept. Their F(4x4) code is
+     * then compiled by the training run, not by a frozen-prefix transfer after it. */
+    bool fwd_only;
     /* w_const: the caller's weights stay as they are until it sets wino_u_of and wino4_u_of to
      * NULL (a frozen layer: only an upload rewrites them), so wino_u (wino4_u), once it holds the
      * transform of the weights wino_u_of (wino4_u_of), is reused while the same buffer comes

@@ -477,12 +477,11 @@ static void run_case(graft_context *ctx, const conv_case *k)
     CHECK(op.d.oh == s.oh && op.d.ow == s.ow);
     /* GRAFT_CONV=igemm must really run the implicit GEMM (any device with work-groups of 64) */
     const char *path = getenv("GRAFT_CONV");
-    printf("  path: %s\n", op.ig_fwd       ? "implicit GEMM"
-                           : op.direct_fwd ? "direct"
-                           : op.wino4_fwd  ? "wino4"
-                           : op.wino_fwd   ? "wino"
-                           : op.rows_wgrad ? "rows"
-                                           : "im2col");
+    const conv_path taken = conv2d_op_path(&op);
+    /* a rows or wino layer of 8+ channels evaluates with its program's F(4x4) forward */
+    const bool eval4 = op.wino4_fwd && taken != CONV_WINO4;
+    printf("  path: %s%s\n", conv2d_path_name(taken),
+           eval4 ? " (forward only: wino4's F(4x4))" : "");
     if (path && strcmp(path, "igemm") == 0)
         CHECKF(op.ig_fwd && op.ig_data && op.ig_weight, "%s: implicit GEMM not chosen", k->name);
     /* GRAFT_CONV=wino must run Winograd on every 3x3 case the rows path takes (all fit) */
@@ -547,9 +546,27 @@ static void run_case(graft_context *ctx, const conv_case *k)
         if (conv2d_can_pool(&op))
             check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
         check_io(ctx, &op, k, n, s, xf, got, bx, bw, s.bias ? bb : NULL, ws, nws);
-        if ((op.wino_fwd || op.wino4_fwd) && !pass)
+        if ((taken == CONV_WINO || taken == CONV_WINO4) && !pass)
             check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);
+        if (eval4) { /* an evaluation during a training (pipeline.c sets fwd_only) */
+            oc_poison(ctx, by, ny);
+            if (ws) oc_poison(ctx, ws, nws);
+            op.fwd_only = true;
+            CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+            op.fwd_only = false;
+            got = oc_read(ctx, by, ny);
+            snprintf(what, sizeof what, "n=%d forward only, F(4x4)", n);
+            CHECK_CLOSE(what, got, y, nyn, tol);
+            CHECKF(tail_untouched(got, nyn, ny), "%s: forward only wrote past sample %d", k->name,
+                   n);
+            if (conv2d_can_pool(&op)) { /* and with the pool after it, as an evaluation runs */
+                op.fwd_only = true;
+                check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
+                op.fwd_only = false;
+            }
+            free(got);
+        }
 
         oc_poison(ctx, bdx, nx);
         if (ws) oc_poison(ctx, ws, nws);

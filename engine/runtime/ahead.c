@@ -133,6 +133,7 @@ struct ahead {
     char *batch; /* the lines not yet sent; those before `sealed` end with their checksum */
     size_t len, cap, sealed;
     long pending, launches_sent; /* launches in the batch; launches sent (or saved) */
+    long cold;                   /* launches noted that no process ran before on this cache */
     int log;                     /* GRAFT_COMPILE_AHEAD_LOG */
 };
 
@@ -320,6 +321,9 @@ void ahead_note(graft_context *ctx, cl_kernel k, int dims, const size_t *global,
                                                &q[i], NULL) != CL_SUCCESS)
             return; /* an argument we cannot repeat: leave this one to this process */
     if (seen_add(a, key) < 0) return;
+    /* PoCL compiled it before if an earlier process on this cache launched it so (Graft's
+     * marker); a first launch is what the helper is for */
+    if (kernel_first_launch(ctx, prog, name, fast, 1 + dims) > 0) a->cold++;
     size_t mark = a->len;
     int bad = 0, added;
     int pid = map_id(&a->progs, &a->nprogs, &a->capprogs, prog, 0, &added);
@@ -413,7 +417,22 @@ static void helper_spawn(graft_context *ctx, struct ahead *a)
 void ahead_flush(graft_context *ctx)
 {
     struct ahead *a = ctx->ahead;
-    if (!a || !a->recording || a->dead || !a->len) return;
+    if (!a || !a->recording || a->dead) return;
+    if (a->fd < 0 && a->mode == AHEAD_AUTO && !a->cold &&
+        (ctx->programs_built == 0 || ctx->slowest_build < 0.15)) {
+        /* warm so far: every program came from PoCL's cache (Graft's markers say so, or no
+         * build took long: PoCL's warm build only preprocesses, ~40 ms against 0.2-0.5 s cold),
+         * and every kernel was launched so before (a transfer after its pretraining builds no
+         * program but launches kernels that training never ran, 0.5-0.7 s each to compile).
+         * Nothing to send: the batch goes, and the ids it named start again. Recording goes on
+         * (the argument shadow: ~50 ns a kernel argument), for the kernels a later phase brings:
+         * an evaluation's after the training steps, or the first epoch's end. */
+        a->len = a->sealed = 0;
+        a->pending = 0;
+        a->nprogs = a->nbufs = 0;
+        return;
+    }
+    if (!a->len) return;
     if (a->mode == AHEAD_SAVE) {
         FILE *f = fopen(a->save_path, "a");
         int ok = f && fwrite(a->batch, 1, a->len, f) == a->len &&
@@ -433,13 +452,6 @@ void ahead_flush(graft_context *ctx)
         return;
     }
     if (a->fd < 0) {
-        /* warm: every program came from PoCL's cache (Graft's markers say so, or no build took
-         * long: PoCL's warm build only preprocesses, ~40 ms against 0.2-0.5 s cold), and so
-         * will its kernels */
-        if (a->mode == AHEAD_AUTO && (ctx->programs_built == 0 || ctx->slowest_build < 0.15)) {
-            stop_recording(a);
-            return;
-        }
         helper_spawn(ctx, a);
         if (a->dead) {
             stop_recording(a);

@@ -16,6 +16,8 @@ graft_status device_open(const char *spec, graft_device_info *info, cl_platform_
 struct program_entry {
     program_entry *next;
     char *source, *options;
+    char *key;  /* program_key(): what the kernel markers of kernel_first_launch() extend */
+    int marked; /* Graft's cache had its marker: the driver built it before (build_program) */
     cl_program program;
 };
 
@@ -135,6 +137,7 @@ void graft_context_free(graft_context *ctx)
         clReleaseProgram(p->program);
         free(p->source);
         free(p->options);
+        free(p->key);
         free(p);
         p = n;
     }
@@ -306,10 +309,12 @@ static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size
 /* Builds one program from its embedded source, or loads it from a cache; lean: with
  * cl/builtins_lean.cl in place of clang's opencl-c.h. */
 static graft_status build_program(graft_context *ctx, const char *source, const char *src,
-                                  const char *options, int lean, cl_program *out, cl_int *build_rc,
-                                  graft_error *e)
+                                  const char *options, int lean, cl_program *out, char **key_out,
+                                  int *marked, cl_int *build_rc, graft_error *e)
 {
     *build_rc = CL_SUCCESS;
+    *key_out = NULL;
+    *marked = 0;
     char opts[4096];
     /* on PoCL with its cache in charge, compile ahead (ahead.c) reads which arguments are
      * buffers; the flag is metadata only, and the same for every program so built */
@@ -329,6 +334,7 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
      * so the build below is its cache's to serve (and counts as loaded) */
     cache_get(&ctx->cache, ctx->driver_caches ? "clsrc" : "clbin", key, keylen, &bin, &binlen);
     int seen = bin && ctx->driver_caches;
+    *marked = seen;
     if (seen) {
         free(bin);
     } else if (bin) {
@@ -395,7 +401,7 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
             free(b);
         }
     }
-    free(key);
+    *key_out = key;
     *out = prog;
     return GRAFT_OK;
 }
@@ -420,14 +426,15 @@ graft_status program_get_text(graft_context *ctx, const char *source, const char
 {
     if (!options) options = "";
     cl_program prog = NULL;
-    int lean = lean_builtins(&ctx->info);
+    char *key = NULL;
+    int lean = lean_builtins(&ctx->info), marked = 0;
     cl_int rc;
-    graft_status s = build_program(ctx, source, src, options, lean, &prog, &rc, e);
+    graft_status s = build_program(ctx, source, src, options, lean, &prog, &key, &marked, &rc, e);
     if (s && lean == 1 && rc == CL_BUILD_PROGRAM_FAILURE) {
         /* a builtin cl/builtins_lean.cl lacks, or a PoCL whose clang declares builtins its own
          * way: the full header decides (a failure there is reported as ever) */
         graft_error lean_err = *e;
-        s = build_program(ctx, source, src, options, 0, &prog, &rc, e);
+        s = build_program(ctx, source, src, options, 0, &prog, &key, &marked, &rc, e);
         if (!s) {
             const char *m = strstr(lean_err.message, "error: ");
             fprintf(stderr,
@@ -441,13 +448,18 @@ graft_status program_get_text(graft_context *ctx, const char *source, const char
     if (pe) {
         pe->source = strdup(source);
         pe->options = strdup(options);
+        pe->key = key;
+        pe->marked = marked;
+        key = NULL;
     }
     if (!pe || !pe->source || !pe->options) {
         if (pe) {
             free(pe->source);
             free(pe->options);
+            free(pe->key);
             free(pe);
         }
+        free(key);
         clReleaseProgram(prog);
         return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     }
@@ -467,6 +479,30 @@ void program_lookup(graft_context *ctx, cl_program prog, const char **source, co
             *options = p->options;
             return;
         }
+}
+
+int kernel_first_launch(graft_context *ctx, cl_program prog, const char *kernel,
+                        const size_t *sizes, int n)
+{
+    if (!ctx->cache.dir[0]) return -1;
+    const program_entry *pe = NULL;
+    for (program_entry *p = ctx->programs; p && !pe; p = p->next)
+        if (p->program == prog) pe = p;
+    if (!pe || !pe->key) return -1;
+    buf b = {0};
+    buf_printf(&b, "%skernel=%s\nsizes=", pe->key, kernel);
+    for (int i = 0; i < n; i++) buf_printf(&b, "%zu ", sizes[i]);
+    if (b.failed) {
+        buf_free(&b);
+        return -1;
+    }
+    char path[2300];
+    cache_entry_path(&ctx->cache, "clkernel", b.data, b.len, path, sizeof path);
+    int first = !fs_exists(path);
+    if (first) cache_put(&ctx->cache, "clkernel", b.data, b.len, "1", 1, NULL); /* best effort */
+    buf_free(&b);
+    /* a program Graft had no marker of (its cache is new, or the build was): no telling */
+    return pe->marked ? first : -1;
 }
 
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,

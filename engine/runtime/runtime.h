@@ -230,6 +230,12 @@ int ahead_helper_started(const graft_context *ctx);
 int ahead_helper_main(int argc, char **argv);
 /* The source name and options a program of this context was built from (NULLs if none). */
 void program_lookup(graft_context *ctx, cl_program prog, const char **source, const char **options);
+/* With a driver that compiles a kernel at its first launch for the work-group size (PoCL): 1 when
+ * no earlier process launched this kernel of prog with these sizes on this cache (a marker now
+ * says one did), 0 when one did, -1 when there is no telling: Graft's cache is off, prog is not
+ * Graft's, or Graft's cache had no marker of prog either. */
+int kernel_first_launch(graft_context *ctx, cl_program prog, const char *kernel,
+                        const size_t *sizes, int n);
 
 /* Seconds between an event's start and end (profiling must be on). */
 double event_seconds(cl_event evt);

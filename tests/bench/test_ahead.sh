@@ -6,7 +6,9 @@
 #     empty one. So the helper builds the very programs and work-group sizes the run looks up.
 #  2. With the helper on (the default), a cold run hands it launches, gives the same results to
 #     every digit as a run without it, and leaves no helper process behind.
-#  3. A warm run starts no helper.
+#  3. A warm run starts no helper. A run that builds no program from cold but launches kernels
+#     no run on its cache launched (an evaluation, after runs without a test split) starts one
+#     (Graft's kernel markers); the same run again does not.
 #  4. Bad records: a batch that does not check out is dropped whole (exit 1), never a crash; a
 #     bad value of GRAFT_COMPILE_AHEAD is a usage error (exit 2).
 # usage: test_ahead.sh GRAFT ROOT
@@ -23,18 +25,20 @@ import json, sys
 print(next("%d:%d" % (d["platform_index"], d["device_index"]) for d in json.load(sys.stdin)
            if "Portable" in d["platform"]))')
 fail=0
+EXTRA=""
 no() {
     echo "FAIL: $*"
     fail=1
 }
-train() { # train NAME POCLDIR [ENV=VALUE...]: 3 steps of fmnist-pretrain into $W/NAME
+train() { # train NAME POCLDIR [ENV=VALUE...]: 3 steps of fmnist-pretrain into $W/NAME ($EXTRA:
+          # more arguments of graft train)
     name=$1 pocl=$2
     shift 2
     mkdir -p "$pocl"
     env POCL_CACHE_DIR="$pocl" GRAFT_CACHE_DIR="$W/graft-$name" POCL_DEVICES=pthread \
         GRAFT_DEVICE="$SPEC" GRAFT_TUNE=off "$@" \
         "$G" train "$RECIPE" --out "$W/$name" --set train.max_steps=3 --set train.epochs=1 \
-        --quiet >"$W/$name.out" 2>"$W/$name.err"
+        --quiet $EXTRA >"$W/$name.out" 2>"$W/$name.err"
     rc=$?
     [ $rc = 0 ] || { no "$name: graft train exited $rc"; cat "$W/$name.err"; }
 }
@@ -86,6 +90,16 @@ train warm "$W/pocl-helper" GRAFT_COMPILE_AHEAD=auto GRAFT_COMPILE_AHEAD_LOG=1
 [ "$(summary warm timing.compile_ahead_launches)" = 0 ] || no "a warm run started the helper"
 grep -q "compile-ahead" "$W/warm.err" && { no "a warm run logged compile ahead:"; cat "$W/warm.err"; }
 echo "ok: warm run: no helper"
+EXTRA="--set data.test=null"
+train noeval "$W/pocl-eval" GRAFT_CACHE_DIR="$W/graft-eval"
+EXTRA=""
+train evalnew "$W/pocl-eval" GRAFT_CACHE_DIR="$W/graft-eval"
+train evalwarm "$W/pocl-eval" GRAFT_CACHE_DIR="$W/graft-eval"
+new=$(summary evalnew timing.compile_ahead_launches)
+warm=$(summary evalwarm timing.compile_ahead_launches)
+[ "${new:-0}" -ge 1 ] || no "a run with kernels new to its cache handed the helper ${new:-0} launches"
+[ "$warm" = 0 ] || no "the same run again handed the helper $warm launches"
+echo "ok: new kernels on warm programs: $new launches handed over, then none"
 
 # 4. bad records: garbage, a batch whose checksum fails, the real records with bytes flipped
 #    (seeded, so a failure repeats), and a file cut short; every batch that does not check out is

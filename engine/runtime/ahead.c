@@ -9,7 +9,8 @@
  * touches this process's buffers, results or files.
  *
  * GRAFT_COMPILE_AHEAD: auto (default: PoCL, at least two CPUs, and programs this context had to
- * build from cold), on (whenever the driver caches programs), off, or save:FILE (no helper: the
+ * build from cold or kernels no run on this cache launched: Graft's markers, per program, kernel
+ * and work-group size), on (whenever the driver caches programs), off, or save:FILE (no helper: the
  * launches are appended to FILE, which `graft __compile-ahead --device SPEC FILE` replays; for
  * tests and for warming a cache by hand).
  *
@@ -413,7 +414,8 @@ static void helper_spawn(graft_context *ctx, struct ahead *a)
 }
 
 /* At a host synchronisation: the launches recorded since the last one go to the helper (started
- * on the first batch, if this context built programs from cold) or to the save file. */
+ * on the first batch that holds a kernel no run on this cache launched, or once this context
+ * built programs from cold) or to the save file. */
 void ahead_flush(graft_context *ctx)
 {
     struct ahead *a = ctx->ahead;
@@ -424,9 +426,10 @@ void ahead_flush(graft_context *ctx)
          * build took long: PoCL's warm build only preprocesses, ~40 ms against 0.2-0.5 s cold),
          * and every kernel was launched so before (a transfer after its pretraining builds no
          * program but launches kernels that training never ran, 0.5-0.7 s each to compile).
-         * Nothing to send: the batch goes, and the ids it named start again. Recording goes on
-         * (the argument shadow: ~50 ns a kernel argument), for the kernels a later phase brings:
-         * an evaluation's after the training steps, or the first epoch's end. */
+         * Nothing to send: the batch goes, and the ids it named start again. Recording goes on,
+         * for the kernels a later phase brings (an evaluation's after the training steps); the
+         * argument shadow it keeps cost nothing measurable (warm transfer, median of 8 with and
+         * without: 1.03 and 1.04 s). */
         a->len = a->sealed = 0;
         a->pending = 0;
         a->nprogs = a->nbufs = 0;

@@ -478,7 +478,9 @@ static void run_case(graft_context *ctx, const conv_case *k)
     /* GRAFT_CONV=igemm must really run the implicit GEMM (any device with work-groups of 64) */
     const char *path = getenv("GRAFT_CONV");
     const conv_path taken = conv2d_op_path(&op);
-    /* a rows or wino layer of 8+ channels evaluates with its program's F(4x4) forward */
+    /* a rows or wino layer of 8+ channels evaluates with its program's F(4x4) forward (the full
+     * cases only: the small ones of rusticl and Oclgrind have fewer channels, and their F(4x4)
+     * kernel is test_conv_wino4's there) */
     const bool eval4 = op.wino4_fwd && taken != CONV_WINO4;
     printf("  path: %s%s\n", conv2d_path_name(taken),
            eval4 ? " (forward only: wino4's F(4x4))" : "");

@@ -491,8 +491,10 @@ static void run_case(graft_context *ctx, const conv_case *k)
         CHECKF(op.wino_fwd && op.wino_dgrad && op.wino_u, "%s: Winograd not chosen", k->name);
     /* GRAFT_CONV=wino4 must run F(4x4) on every 3x3 case the rows path takes where the padded
      * pitch holds the last tile vector (ROUNDQ(vectors of the row) + 2 >= 4 W4T NT4 + 2) and V
-     * fits in 160 KiB; W4T the row's tiles rounded up to 4, 8 or 16, at most the lanes */
-    if (path && strcmp(path, "wino4") == 0 && s.kh == 3 && s.kw == 3 && op.rows_wgrad) {
+     * fits in 160 KiB; W4T the row's tiles rounded up to 4, 8 or 16, at most the lanes. On the
+     * rows and wino paths, the same cases with 8+ channels in and out (and only those) must
+     * have it for their forward-only passes. */
+    if (path && s.kh == 3 && s.kw == 3 && op.rows_wgrad) {
         int vw = (int)ctx->info.vec_float, q;
         vw = vw >= 16 ? 16 : vw >= 8 ? 8 : 4;
         q = vw >= 8 ? 16 : 8;
@@ -501,10 +503,17 @@ static void run_case(graft_context *ctx, const conv_case *k)
         int nt = (s.ow + 4 * wt - 1) / (4 * wt);
         int padded = ((s.ow + vw - 1) / vw * vw + q - 1) / q * q;
         bool fits = padded >= 4 * wt * nt && 36L * s.c * nt * vw * 4 <= 163840;
-        printf("  Winograd 4x4: %d tiles a sample, %d samples a vector%s\n", wt, vw / wt,
-               fits ? "" : " (does not fit: not chosen)");
-        CHECKF(!fits || (op.wino4_fwd && op.wino4_u && op.wino4_ns == vw / wt),
-               "%s: Winograd 4x4 not chosen as expected", k->name);
+        bool has4 = op.wino4_fwd && op.wino4_u && op.wino4_ns == vw / wt;
+        if (strcmp(path, "wino4") == 0) {
+            printf("  Winograd 4x4: %d tiles a sample, %d samples a vector%s\n", wt, vw / wt,
+                   fits ? "" : " (does not fit: not chosen)");
+            CHECKF(!fits || has4, "%s: Winograd 4x4 not chosen as expected", k->name);
+        } else if (strcmp(path, "rows") == 0 || strcmp(path, "wino") == 0) {
+            bool want = fits && s.c >= 8 && s.o >= 8;
+            CHECKF(want ? has4 && eval4 : !op.wino4_fwd,
+                   "%s: the forward-only F(4x4) %s", k->name,
+                   want ? "is missing" : "is there where it should not be");
+        }
     }
     if (op.wino_fwd) {
         /* 16 tiles a vector at width 16 where rows (of 17-32, 49-64) lose no more lanes to it

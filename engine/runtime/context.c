@@ -158,7 +158,8 @@ const graft_device_info *graft_context_device(const graft_context *ctx)
  * AVX-512 (AVX2 CPUs through PoCL) makes clang warn that it "changes the ABI" at every call of a
  * float16 builtin, harmless in a kernel built whole for one target and printed on stderr by PoCL;
  * the warning is turned off, and #line keeps the source's line numbers in build logs. On PoCL the
- * declarations of cl/builtins_lean.cl go in between (see there and lean_builtins()). */
+ * declarations of the builtins the program names go in between (cl_builtin_decls, from
+ * cl/builtins_lean.cl; see there and lean_builtins()). */
 static const char CL_PRAGMAS[] =
     "#ifdef __clang__\n#pragma clang diagnostic ignored \"-Wunknown-warning-option\"\n"
     "#pragma clang diagnostic ignored \"-Wpsabi\"\n#endif\n";
@@ -166,9 +167,10 @@ static const char CL_LINE1[] = "#line 1\n";
 /* with it, the option that keeps clang's opencl-c.h out */
 static const char LEAN_OPTION[] = " -D_OPENCL_H_";
 
-/* GRAFT_LEAN_BUILTINS: unset or "1", PoCL builds declare only the builtins the kernels call
- * (cl/builtins_lean.cl) and fall back to the full header for a program that needs more; "strict"
- * makes that fallback an error (the tests); "0" builds every program with the full header. */
+/* GRAFT_LEAN_BUILTINS: unset or "1", PoCL builds declare only the builtins the program names
+ * (from cl/builtins_lean.cl: PoCL lexes every declaration on every load, warm or cold) and fall
+ * back to the full header for a program that needs more; "strict" makes that fallback an error
+ * (the tests); "0" builds every program with the full header. */
 static int lean_builtins(const graft_device_info *info)
 {
     const char *v = getenv("GRAFT_LEAN_BUILTINS");
@@ -178,34 +180,35 @@ static int lean_builtins(const graft_device_info *info)
 }
 
 /* the strings a program is built from; returns how many */
-static int program_text(const char *src, int lean, const char *parts[4])
+static int program_text(const char *src, const char *decls, const char *parts[4])
 {
     int n = 0;
     parts[n++] = CL_PRAGMAS;
-    if (lean) parts[n++] = cl_source_get("builtins_lean");
+    if (decls) parts[n++] = decls;
     parts[n++] = CL_LINE1;
     parts[n++] = src;
     return n;
 }
 
-cl_program program_from_source(graft_context *ctx, const char *src, int lean, cl_int *rc)
+cl_program program_from_source(graft_context *ctx, const char *src, const char *decls,
+                               cl_int *rc)
 {
     const char *parts[4];
-    int n = program_text(src, lean, parts);
+    int n = program_text(src, decls, parts);
     return clCreateProgramWithSource(ctx->cl, (cl_uint)n, parts, NULL, rc);
 }
 
 /* The identity a cached binary depends on: any change of source, options, device or driver is a
  * different key. */
-static char *program_key(graft_context *ctx, const char *src, int lean, const char *options,
-                         size_t *len)
+static char *program_key(graft_context *ctx, const char *src, const char *decls,
+                         const char *options, size_t *len)
 {
     uint8_t h[32];
     char hex[65];
     sha256_ctx sc;
     sha256_init(&sc);
     const char *parts[4];
-    int n = program_text(src, lean, parts); /* what is built: every part */
+    int n = program_text(src, decls, parts); /* what is built: every part */
     for (int i = 0; i < n; i++) sha256_update(&sc, parts[i], strlen(parts[i]));
     sha256_final(&sc, h);
     hex_encode(h, 32, hex);
@@ -306,11 +309,12 @@ static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size
     return p;
 }
 
-/* Builds one program from its embedded source, or loads it from a cache; lean: with
- * cl/builtins_lean.cl in place of clang's opencl-c.h. */
-static graft_status build_program(graft_context *ctx, const char *source, const char *src,
-                                  const char *options, int lean, cl_program *out, char **key_out,
-                                  int *marked, cl_int *build_rc, graft_error *e)
+/* Builds one program from its embedded source, or loads it from a cache; lean: with the
+ * declarations decls (cl_builtin_decls) in place of clang's opencl-c.h. */
+static graft_status build_program_with(graft_context *ctx, const char *source, const char *src,
+                                       const char *options, int lean, const char *decls,
+                                       cl_program *out, char **key_out, int *marked,
+                                       cl_int *build_rc, graft_error *e)
 {
     *build_rc = CL_SUCCESS;
     *key_out = NULL;
@@ -325,7 +329,7 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
         return err_set(e, GRAFT_STATUS_INTERNAL, "build options too long for cl/%s.cl", source);
 
     size_t keylen = 0;
-    char *key = program_key(ctx, src, lean, opts, &keylen);
+    char *key = program_key(ctx, src, decls, opts, &keylen);
     if (!key) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     cl_program prog = NULL;
     void *bin = NULL;
@@ -346,7 +350,7 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
     if (!prog) {
         double t0 = now_seconds();
         cl_int rc;
-        prog = program_from_source(ctx, src, lean, &rc);
+        prog = program_from_source(ctx, src, decls, &rc);
         graft_status s = cl_check(rc, "clCreateProgramWithSource", e);
         if (s) {
             free(key);
@@ -404,6 +408,21 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
     *key_out = key;
     *out = prog;
     return GRAFT_OK;
+}
+
+static graft_status build_program(graft_context *ctx, const char *source, const char *src,
+                                  const char *options, int lean, cl_program *out, char **key_out,
+                                  int *marked, cl_int *build_rc, graft_error *e)
+{
+    *build_rc = CL_SUCCESS;
+    *key_out = NULL;
+    *marked = 0;
+    char *decls = lean ? cl_builtin_decls(src) : NULL;
+    if (lean && !decls) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+    graft_status s = build_program_with(ctx, source, src, options, lean, decls, out, key_out,
+                                        marked, build_rc, e);
+    free(decls);
+    return s;
 }
 
 graft_status program_get(graft_context *ctx, const char *source, const char *options,

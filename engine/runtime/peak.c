@@ -184,7 +184,7 @@ graft_status peak_probe(graft_context *ctx, int use_cache, peak_result *out, gra
     }
     double t0 = now_seconds();
     cl_int rc;
-    cl_program prog = program_from_source(ctx, PEAK_SOURCE, 0, &rc);
+    cl_program prog = program_from_source(ctx, PEAK_SOURCE, NULL, &rc);
     if ((s = cl_check(rc, "clCreateProgramWithSource (peak)", e))) goto done;
     rc = clBuildProgram(prog, 1, &ctx->device, "", NULL, NULL);
     if (rc != CL_SUCCESS) {

@@ -13,6 +13,9 @@
 /* ---- embedded kernel sources (generated from cl/ *.cl at build time) ---- */
 const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
 int cl_source_count(void);
+/* The declarations of cl/builtins_lean.cl for the builtins the program text src names (whole
+ * overload sets; the double ones under #ifdef cl_khr_fp64), malloc'd; NULL when out of memory. */
+char *cl_builtin_decls(const char *src);
 const char *cl_source_name(int i);
 
 /* ---- the program cache ----
@@ -136,8 +139,10 @@ graft_status program_get_text(graft_context *ctx, const char *source, const char
                               const char *options, cl_program *out, graft_error *e);
 /* An unbuilt program of src with the prelude every Graft program starts with (context.c: it turns
  * off a clang warning that AVX2 builds of float16 code print); program_get and the peak probe.
- * lean: cl/builtins_lean.cl's declarations go in too, for a build with -D_OPENCL_H_ on PoCL. */
-cl_program program_from_source(graft_context *ctx, const char *src, int lean, cl_int *rc);
+ * decls: builtin declarations put in front (cl_builtin_decls, for a build with -D_OPENCL_H_ on
+ * PoCL), or NULL. */
+cl_program program_from_source(graft_context *ctx, const char *src, const char *decls,
+                               cl_int *rc);
 /* A new kernel object (caller releases it) for a kernel of that program. */
 graft_status kernel_create(graft_context *ctx, const char *source, const char *options,
                            const char *kernel, cl_kernel *out, graft_error *e);

@@ -175,8 +175,41 @@ static void lean_fallback(graft_context *ctx)
     free(keep);
 }
 
+/* The declarations a PoCL build gets: whole overload sets of the builtins the text names (vload##n
+ * names every vloadN), the double overloads under cl_khr_fp64, nothing for words that only contain
+ * a builtin's name. */
+static void builtin_decls(void)
+{
+    char *d =
+        cl_builtin_decls("y = fma(a, b, c); /* sqrtf */ myexp(x) + exp_2 + 2exp2 + vload##n");
+    CHECK(d != NULL);
+    if (!d) return;
+    const char *fp64 = strstr(d, "#ifdef cl_khr_fp64\n");
+    CHECKF(fp64 && strstr(d, "#endif\n"), "%s", d);
+    const char *CN = "__attribute__((overloadable, const))";
+    char want[160], wantd[160];
+    snprintf(want, sizeof want, "float %s fma(float, float, float);", CN);
+    snprintf(wantd, sizeof wantd, "double %s fma(double, double, double);", CN);
+    const char *f = strstr(d, want), *f16 = strstr(d, "fma(float16, float16, float16);"),
+               *dbl = strstr(d, wantd),
+               *v = strstr(d, "vload16(size_t, const __global float *);"),
+               *v2 = strstr(d, "vload2(size_t, const __private uchar *);");
+    CHECKF(f && f16 && v && v2 && fp64 && f < fp64 && v < fp64, "float overloads: %.300s", d);
+    CHECKF(dbl && dbl > fp64, "double fma under cl_khr_fp64");
+    CHECKF(!strstr(d, " sqrt(") && !strstr(d, " exp(") && !strstr(d, " exp2(") &&
+               !strstr(d, " vstore"),
+           "a builtin the text does not name");
+    free(d);
+    /* every builtin the file declares, named by the file itself */
+    char *all = cl_builtin_decls(cl_source_get("builtins_lean"));
+    CHECK(all && strstr(all, " barrier(cl_mem_fence_flags);") && strstr(all, " vstore8(") &&
+          strstr(all, " shuffle(") && strstr(all, " isnan("));
+    free(all);
+}
+
 int main(void)
 {
+    builtin_decls();
     unsetenv("GRAFT_NO_CACHE");
     char dir[] = "/tmp/graft-test-kernel-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);

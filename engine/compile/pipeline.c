@@ -300,6 +300,12 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
         epilogue ep = plan_epilogue(p->g, &p->plan, (int)(pl - p->layers));
         s = dense_op_init(ctx, &pl->op.dense, (int)shape_features(l->in), l->units, l->bias, e);
         if (!s) s = dense_op_set_epilogue(ctx, &pl->op.dense, &ep, e);
+        /* its GEMMs' programs now, not at the first step: a transfer's head builds them while the
+         * feature cache fills (compile_phase) */
+        const layer_plan *lp = &p->plan.layers[pl - p->layers];
+        if (!s)
+            s = dense_prepare(ctx, &pl->op.dense, (int)token_rows(l, p->o.max_batch),
+                              p->o.training && lp->trains, p->o.training && lp->need_dx[0], e);
         break;
     }
     case GRAFT_LAYER_BATCHNORM: {

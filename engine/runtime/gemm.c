@@ -214,6 +214,26 @@ static graft_status run_clblast(graft_context *ctx, int set, bool trans_a, bool 
 /* gemm_run with an optional output epilogue, which Graft's gemm_inner applies as it writes C (or
  * its gemm_reduce, after a split K); *applied says whether it did (the other back ends leave it
  * to the caller). */
+/* The kernel of a choice of Graft's kernels (not CLBlast), its program's source and build
+ * options (opts); the split-K reduction is in the same program. */
+static const char *gemm_kernel_of(const gemm_choice *ch, bool trans_a, bool trans_b, char *opts,
+                                  size_t n, const char **source)
+{
+    *source = "gemm";
+    if (ch->backend == GEMM_BACKEND_TILED) {
+        snprintf(opts, n, "-DTX=%d -DTY=%d -DRM=%d -DRN=%d -DBK=%d -DTA=%d -DTB=%d", ch->p[0],
+                 ch->p[1], ch->p[2], ch->p[3], TILED_BK, trans_a ? 1 : 0, trans_b ? 1 : 0);
+        return *source = "gemm_tiled";
+    }
+    if (ch->backend == GEMM_BACKEND_OUTER) {
+        snprintf(opts, n, "-DMR=%d -DNV=%d -DVW=%d -DTA=%d", ch->p[0], ch->p[1], vw(ch),
+                 trans_a ? 1 : 0);
+        return "gemm_outer";
+    }
+    snprintf(opts, n, "-DMR=%d -DNC=%d -DKS=%d -DVW=%d", ch->p[0], ch->p[1], ks(ch), vw(ch));
+    return "gemm_inner";
+}
+
 static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
                             size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
                             size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
@@ -236,7 +256,8 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
     if (ldc > INT_LIMIT || lda > INT_LIMIT || ldb > INT_LIMIT)
         return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM leading dimension past 2^31");
     char opts[128];
-    const char *name, *source = "gemm";
+    const char *source, *name = gemm_kernel_of(ch, trans_a, trans_b, opts, sizeof opts,
+                                           &source);
     size_t global[3];
     size_t local[3] = {1, 1, 1};
     int dims = 2, splits = 1, tiled_kc = 0;
@@ -253,9 +274,6 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
                            (unsigned long long)ctx->info.local_mem_bytes);
         }
         int tx = ch->p[0], ty = ch->p[1], rm = ch->p[2], rn = ch->p[3];
-        snprintf(opts, sizeof opts, "-DTX=%d -DTY=%d -DRM=%d -DRN=%d -DBK=%d -DTA=%d -DTB=%d", tx,
-                 ty, rm, rn, TILED_BK, trans_a ? 1 : 0, trans_b ? 1 : 0);
-        name = source = "gemm_tiled";
         /* whole work-groups: the kernel guards the edges itself */
         size_t bm = (size_t)ty * rm, bn = (size_t)tx * rn;
         global[0] = (n + bn - 1) / bn * (size_t)tx;
@@ -267,17 +285,12 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         dims = 3;
     } else if (ch->backend == GEMM_BACKEND_OUTER) {
         int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
-        snprintf(opts, sizeof opts, "-DMR=%d -DNV=%d -DVW=%d -DTA=%d", mr, ch->p[1], vw(ch),
-                 trans_a ? 1 : 0);
         outer_mt = mt; /* an argument: one program serves every MT */
-        name = "gemm_outer";
         global[0] = (n + nr - 1) / nr;
         global[1] = (m + (size_t)mr * mt - 1) / ((size_t)mr * mt);
     } else {
         int mr = ch->p[0], nc = ch->p[1];
         splits = ks(ch);
-        snprintf(opts, sizeof opts, "-DMR=%d -DNC=%d -DKS=%d -DVW=%d", mr, nc, splits, vw(ch));
-        name = "gemm_inner";
         global[0] = splits > 1 ? 1 : (n + nc - 1) / nc; /* split K: a work-item does all N */
         global[1] = (m + mr - 1) / mr;
         global[2] = (size_t)splits;
@@ -415,6 +428,21 @@ graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, 
                            {ctx->info.type == GRAFT_DEVICE_CPU ? 1 : 0, 0, 0, 0}};
     return gemm_go(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
                    c, c_off, ldc, ep, applied, e);
+}
+
+graft_status gemm_prepare(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                          size_t k, graft_error *e)
+{
+    if (m == 0 || n == 0) return GRAFT_OK;
+    gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
+    gemm_choice ch = gemm_choose(ctx, &s, NULL);
+    if (!gemm_choice_fits(&ch, &s) || ch.backend == GEMM_BACKEND_CLBLAST ||
+        (ch.backend == GEMM_BACKEND_TILED && !gemm_choice_fits_device(ctx, &ch)))
+        return GRAFT_OK; /* CLBlast builds its own; a misfit fails where it runs */
+    char opts[128];
+    const char *source, *name = gemm_kernel_of(&ch, trans_a, trans_b, opts, sizeof opts, &source);
+    cl_kernel k_;
+    return kernel_get(ctx, source, opts, name, &k_, e);
 }
 
 graft_status gemm(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,

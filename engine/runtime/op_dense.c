@@ -44,6 +44,16 @@ graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilo
     return GRAFT_OK;
 }
 
+graft_status dense_prepare(graft_context *ctx, dense_op *op, int n, bool weight, bool data,
+                           graft_error *e)
+{
+    size_t in = (size_t)op->in, out = (size_t)op->out, rows = (size_t)n;
+    graft_status s = gemm_prepare(ctx, false, true, rows, out, in, e);
+    if (!s && weight) s = gemm_prepare(ctx, true, false, out, in, rows, e);
+    if (!s && data) s = gemm_prepare(ctx, false, false, rows, in, out, e);
+    return s;
+}
+
 graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
                             cl_mem db, bool *db_done, graft_error *e)
 {

@@ -57,6 +57,11 @@ graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, 
                       float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                       size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
                       const gemm_epilogue *ep, bool *applied, graft_error *e);
+/* Builds the program of the kernel gemm() would run for that shape (tuned or default choice), so
+ * that a pipeline can build its GEMMs' programs while earlier work runs on the device; launches
+ * nothing. */
+graft_status gemm_prepare(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                          size_t k, graft_error *e);
 
 /* ---- conv2d: im2col/col2im + GEMM; groups supported; PyTorch weight layout OIHW ---- */
 typedef struct conv2d_desc {
@@ -253,6 +258,10 @@ graft_status dense_op_set_epilogue(graft_context *ctx, dense_op *op, const epilo
                                    graft_error *e);
 graft_status dense_epi_grad(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem y,
                             cl_mem db, bool *db_done, graft_error *e);
+/* The programs of the GEMMs of n rows (gemm_prepare): the forward's, and with weight / data the
+ * weight and data gradients'. */
+graft_status dense_prepare(graft_context *ctx, dense_op *op, int n, bool weight, bool data,
+                           graft_error *e);
 graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem w, cl_mem b,
                        cl_mem y, graft_error *e);
 graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,

@@ -211,9 +211,6 @@ static graft_status run_clblast(graft_context *ctx, int set, bool trans_a, bool 
     return GRAFT_OK;
 }
 
-/* gemm_run with an optional output epilogue, which Graft's gemm_inner applies as it writes C (or
- * its gemm_reduce, after a split K); *applied says whether it did (the other back ends leave it
- * to the caller). */
 /* The kernel of a choice of Graft's kernels (not CLBlast), its program's source and build
  * options (opts); the split-K reduction is in the same program. */
 static const char *gemm_kernel_of(const gemm_choice *ch, bool trans_a, bool trans_b, char *opts,
@@ -234,6 +231,9 @@ static const char *gemm_kernel_of(const gemm_choice *ch, bool trans_a, bool tran
     return "gemm_inner";
 }
 
+/* gemm_run with an optional output epilogue, which Graft's gemm_inner applies as it writes C (or
+ * its gemm_reduce, after a split K); *applied says whether it did (the other back ends leave it
+ * to the caller). */
 static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool trans_a, bool trans_b,
                             size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
                             size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,

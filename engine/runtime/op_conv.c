@@ -228,9 +228,8 @@ static conv_path forced_path(void)
  * window of KH x MRW dy vectors and one x vector), MRD input channels x RD rows x NVI vectors of
  * data gradient and MRF output channels x RY rows x NVO vectors of forward (+ the rows' vectors;
  * RD, RY = 2 where a row is one vector, RY also where it is two of at most 3 input channels, else
- * 1). Applies to stride 1, one group, padding below
- * the kernel size, rows of at most 16 vectors and kernels whose taps and window fit the budget
- * (3x3 and 1x1; not 5x5 or 7x7). */
+ * 1). Applies to stride 1, one group, padding below the kernel size, rows of at most 16 vectors
+ * and kernels whose taps and window fit the budget (3x3 and 1x1; not 5x5 or 7x7). */
 typedef struct rows_geom {
     int vw, nvo, nvi, mrw, cb, mrd, mrf, ry, rd;
     size_t xrows, xpitch, drows, dpitch; /* the padded layouts, as conv_rows.cl defines them */

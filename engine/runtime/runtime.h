@@ -13,10 +13,10 @@
 /* ---- embedded kernel sources (generated from cl/ *.cl at build time) ---- */
 const char *cl_source_get(const char *name); /* "act" for cl/act.cl; NULL if absent */
 int cl_source_count(void);
+const char *cl_source_name(int i);
 /* The declarations of cl/builtins_lean.cl for the builtins the program text src names (whole
  * overload sets; the double ones under #ifdef cl_khr_fp64), malloc'd; NULL when out of memory. */
 char *cl_builtin_decls(const char *src);
-const char *cl_source_name(int i);
 
 /* ---- the program cache ----
  * Entries are files named by the SHA-256 of their key; each carries a magic, a format number, its

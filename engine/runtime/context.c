@@ -309,12 +309,12 @@ static cl_program from_binary(graft_context *ctx, const unsigned char *bin, size
     return p;
 }
 
-/* Builds one program from its embedded source, or loads it from a cache; lean: with the
- * declarations decls (cl_builtin_decls) in place of clang's opencl-c.h. */
+/* Builds one program from its embedded source, or loads it from a cache; with decls (from
+ * cl_builtin_decls) in place of clang's opencl-c.h, or the full header when NULL. */
 static graft_status build_program_with(graft_context *ctx, const char *source, const char *src,
-                                       const char *options, int lean, const char *decls,
-                                       cl_program *out, char **key_out, int *marked,
-                                       cl_int *build_rc, graft_error *e)
+                                       const char *options, const char *decls, cl_program *out,
+                                       char **key_out, int *marked, cl_int *build_rc,
+                                       graft_error *e)
 {
     *build_rc = CL_SUCCESS;
     *key_out = NULL;
@@ -324,7 +324,7 @@ static graft_status build_program_with(graft_context *ctx, const char *source, c
      * buffers; the flag is metadata only, and the same for every program so built */
     const char *arg_info =
         ctx->driver_caches && device_is_pocl(&ctx->info) ? " -cl-kernel-arg-info" : "";
-    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2%s%s %s", arg_info, lean ? LEAN_OPTION : "",
+    if (snprintf(opts, sizeof opts, "-cl-std=CL1.2%s%s %s", arg_info, decls ? LEAN_OPTION : "",
                  options) >= (int)sizeof opts)
         return err_set(e, GRAFT_STATUS_INTERNAL, "build options too long for cl/%s.cl", source);
 
@@ -419,8 +419,8 @@ static graft_status build_program(graft_context *ctx, const char *source, const 
     *marked = 0;
     char *decls = lean ? cl_builtin_decls(src) : NULL;
     if (lean && !decls) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    graft_status s = build_program_with(ctx, source, src, options, lean, decls, out, key_out,
-                                        marked, build_rc, e);
+    graft_status s =
+        build_program_with(ctx, source, src, options, decls, out, key_out, marked, build_rc, e);
     free(decls);
     return s;
 }

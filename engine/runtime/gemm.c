@@ -412,6 +412,19 @@ graft_status gemm_run(graft_context *ctx, const gemm_choice *ch, bool trans_a, b
                    c, c_off, ldc, NULL, NULL, e);
 }
 
+/* The kernel gemm() runs for a shape: the tuned or default choice, or CLBlast past what Graft's
+ * kernels index with 32-bit ints (with the device's CPU set on CPUs, its database elsewhere). */
+static gemm_choice choice_for(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n,
+                              size_t k)
+{
+    gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
+    gemm_choice ch = gemm_choose(ctx, &s, NULL);
+    if (!gemm_choice_fits(&ch, &s))
+        ch = (gemm_choice){GEMM_BACKEND_CLBLAST,
+                           {ctx->info.type == GRAFT_DEVICE_CPU ? 1 : 0, 0, 0, 0}};
+    return ch;
+}
+
 graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, size_t n, size_t k,
                       float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
                       size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc,
@@ -419,13 +432,7 @@ graft_status gemm_epi(graft_context *ctx, bool trans_a, bool trans_b, size_t m, 
 {
     if (applied) *applied = false;
     if (m == 0 || n == 0) return GRAFT_OK;
-    gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
-    gemm_choice ch = gemm_choose(ctx, &s, NULL);
-    /* Graft's kernels index with 32-bit ints: past that, CLBlast (with the device's CPU set on
-     * CPUs, its database elsewhere) */
-    if (!gemm_choice_fits(&ch, &s))
-        ch = (gemm_choice){GEMM_BACKEND_CLBLAST,
-                           {ctx->info.type == GRAFT_DEVICE_CPU ? 1 : 0, 0, 0, 0}};
+    gemm_choice ch = choice_for(ctx, trans_a, trans_b, m, n, k);
     return gemm_go(ctx, &ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
                    c, c_off, ldc, ep, applied, e);
 }
@@ -434,9 +441,8 @@ graft_status gemm_prepare(graft_context *ctx, bool trans_a, bool trans_b, size_t
                           size_t k, graft_error *e)
 {
     if (m == 0 || n == 0) return GRAFT_OK;
-    gemm_shape s = {.ta = trans_a, .tb = trans_b, .m = m, .n = n, .k = k};
-    gemm_choice ch = gemm_choose(ctx, &s, NULL);
-    if (!gemm_choice_fits(&ch, &s) || ch.backend == GEMM_BACKEND_CLBLAST ||
+    gemm_choice ch = choice_for(ctx, trans_a, trans_b, m, n, k);
+    if (ch.backend == GEMM_BACKEND_CLBLAST ||
         (ch.backend == GEMM_BACKEND_TILED && !gemm_choice_fits_device(ctx, &ch)))
         return GRAFT_OK; /* CLBlast builds its own; a misfit fails where it runs */
     char opts[128];

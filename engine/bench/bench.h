@@ -106,6 +106,7 @@ typedef struct bench_layer_result {
     bench_stats phase[BENCH_PHASES]; /* per step: the phase's profiled events summed */
     int events[BENCH_PHASES];        /* profiled events of the phase in one step */
     layer_cost cost;                 /* its FLOP/byte model at the batch */
+    char kernel[40];                 /* pipeline_layer_kernel: conv2d's path, else "" */
 } bench_layer_result;
 
 typedef struct bench_result {

@@ -232,7 +232,10 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
                 v[st] = t[((size_t)st * (size_t)(L + 1) + (size_t)li) * BENCH_PHASES + (size_t)p];
             lr->phase[p] = bench_stats_of(v, S);
         }
-        if (li < L) lr->cost = bench_layer_cost(g, &g->layers[li], &gp->layers[li], B);
+        if (li < L) {
+            lr->cost = bench_layer_cost(g, &g->layers[li], &gp->layers[li], B);
+            pipeline_layer_kernel(warm.p, li, lr->kernel, sizeof lr->kernel);
+        }
     }
     const cost_counters *cc = &ctx->cost;
     if (cc->nrows) {
@@ -343,6 +346,7 @@ void bench_result_json(const bench_result *r, const graph *g, const bench_settin
         for (int k = 0; k < l->out.rank; k++) json_array_append_new(shp, json_integer(l->out.d[k]));
         json_object_set_new(lj, "output_shape", shp);
         json_object_set_new(lj, "frozen", json_boolean(l->frozen));
+        json_object_set_new(lj, "kernel", lr->kernel[0] ? json_string(lr->kernel) : json_null());
         json_object_set_new(lj, "forward", phase_json(lr->phase[BENCH_FWD], lr->events[BENCH_FWD],
                                                       lr->cost.fwd_flops, lr->cost.fwd_bytes, pk));
         bool has_bwd = lr->events[BENCH_BWD] > 0, has_upd = lr->events[BENCH_UPD] > 0;

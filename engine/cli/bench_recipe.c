@@ -83,8 +83,9 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
     fprintf(out, "start: cold %.2f s (compile %.2f s, tune %.2f s, %d programs), warm %.2f s\n",
             r->cold_seconds, r->cold_compile_seconds, r->cold_tune_seconds, r->programs_built,
             r->warm_seconds);
-    fprintf(out, "%-14s %-10s %21s %21s %9s %6s %8s %6s\n", "layer", "type", "forward ms [min-max]",
-            "backward ms [min-max]", "GFLOP/s", "%peak", "GB/s", "%bw");
+    fprintf(out, "%-14s %-10s %21s %21s %9s %6s %8s %6s  %s\n", "layer", "type",
+            "forward ms [min-max]", "backward ms [min-max]", "GFLOP/s", "%peak", "GB/s", "%bw",
+            "kernel");
     int nflagged = r->step.flagged;
     double pf = peak_best_gflops(pk);
     for (int li = 0; li < r->nlayers; li++) {
@@ -100,8 +101,9 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
         fprintf(out, "%-14.14s %-10.10s", l->name, layer_type_name(l->type));
         print_stats_cell(*f, true);
         print_stats_cell(*b, has_bwd);
-        fprintf(out, " %9.2f %5.1f%% %8.2f %5.1f%%\n", gf, pf > 0 ? 100 * gf / pf : 0, gb,
-                pk->copy_gbps > 0 ? 100 * gb / pk->copy_gbps : 0);
+        fprintf(out, " %9.2f %5.1f%% %8.2f %5.1f%%%s%s\n", gf, pf > 0 ? 100 * gf / pf : 0, gb,
+                pk->copy_gbps > 0 ? 100 * gb / pk->copy_gbps : 0, lr->kernel[0] ? "  " : "",
+                lr->kernel);
     }
     const bench_stats *loss = &r->layers[r->nlayers].phase[BENCH_FWD];
     nflagged += loss->flagged;

@@ -256,6 +256,9 @@ graft_status pipeline_eval_rows_async(pipeline *p, cl_mem table, const long *row
  * their destinations are freed). */
 graft_status pipeline_logits_wait(pipeline *p, graft_error *e);
 long pipeline_output_size(const pipeline *p);
+/* Layer i's kernels in words where the op chooses among several (conv2d: its path,
+ * conv2d_op_describe); "" for the others. */
+void pipeline_layer_kernel(const pipeline *p, int i, char *buf, size_t n);
 const graph_plan *pipeline_plan(const pipeline *p);
 
 /* One adaptation step (a pipeline built with options.align): x holds ns labelled source rows and

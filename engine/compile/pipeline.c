@@ -735,6 +735,14 @@ long pipeline_output_size(const pipeline *p)
     return shape_size(p->g->layers[p->g->nlayers - 1].out);
 }
 
+void pipeline_layer_kernel(const pipeline *p, int i, char *buf, size_t n)
+{
+    if (n) buf[0] = '\0';
+    if (i < 0 || i >= p->g->nlayers) return;
+    const player *pl = &p->layers[i];
+    if (pl->has_op && pl->l->type == GRAFT_LAYER_CONV2D) conv2d_op_describe(&pl->op.conv, buf, n);
+}
+
 graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
 {
     graft_context *ctx = p->ctx;

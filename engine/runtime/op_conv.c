@@ -1356,6 +1356,13 @@ conv_path conv2d_op_path(const conv2d_op *op)
                             : CONV_IM2COL;
 }
 
+void conv2d_op_describe(const conv2d_op *op, char *buf, size_t n)
+{
+    const conv_path p = conv2d_op_path(op);
+    snprintf(buf, n, "%s%s", conv2d_path_name(p),
+             op->wino4_fwd && p != CONV_WINO4 ? " (eval wino4)" : "");
+}
+
 /* ---- tuning the path ---- */
 typedef struct tune_bufs {
     cl_mem x, w, b, y, dy, dx, dw, db, ws;

@@ -208,6 +208,9 @@ graft_status conv2d_bwd_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem 
 void conv2d_op_free(conv2d_op *op);
 /* The path that actually runs (after any fallback). */
 conv_path conv2d_op_path(const conv2d_op *op);
+/* That path's name, with " (eval wino4)" where the op's fwd_only forwards (its evaluations) run
+ * the F(4x4) forward instead: what `graft bench` shows per layer. */
+void conv2d_op_describe(const conv2d_op *op, char *buf, size_t n);
 
 /* Tuning the path of a layer shape: each candidate runs a forward and a backward (data, weight,
  * bias) at batch n on poison-free operands, timed as the median of 3 after a warm-up (a candidate

@@ -155,6 +155,14 @@ for d in devs:
             check(l["update"] is not None or updated, f"{lw}: no optimizer update timed")
         if l.get("update") is not None:
             updated = True
+        # the path a conv2d's kernels take (conv2d_op_describe); null for every other layer
+        k = l.get("kernel", "missing")
+        if l["type"] == "conv2d":
+            check(isinstance(k, str) and re.fullmatch(
+                r"(im2col|direct|igemm|rows|wino|wino4)( \(eval wino4\))?", k) is not None,
+                f"{lw}: kernel {k!r} is not a conv path")
+        else:
+            check(k is None, f"{lw}: kernel {k!r} for a {l['type']} layer")
     cost_model(d, w)
     flagged = set(d["flagged"])
     for l in d["layers"]:

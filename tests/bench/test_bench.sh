@@ -24,6 +24,17 @@ cat "$T/out.txt"
 # 784: floats of one 1x28x28 input, so the step uploads 16 * (784 + 1) * 4 bytes
 python3 "$SRC/check_run.py" "$T/run.json" 2 "$LAYERS" 784 || no "run.json does not check out"
 [ "$(grep -c '^cost model of one step' "$T/out.txt")" = 2 ] || no "no cost-model table per device"
+# the conv paths on PoCL's CPU devices: conv1 (one input channel) on rows, conv2 (8 -> 16, 3x3)
+# trained on wino with its evaluations on wino4 (op_conv.c's default_path), in JSON and text
+python3 - "$T/run.json" <<'PY' || no "conv kernels in run.json are not rows / wino (eval wino4)"
+import json, sys
+for d in json.load(open(sys.argv[1]))["devices"]:
+    k = {l["name"]: l["kernel"] for l in d["layers"]}
+    if (k["conv1"], k["conv2"]) != ("rows", "wino (eval wino4)"):
+        print(d["spec"], k)
+        sys.exit(1)
+PY
+[ "$(grep -c '^conv2 .*  wino (eval wino4)$' "$T/out.txt")" = 2 ] || no "no kernel column in the tables"
 grep -q '^gemm  *[1-9]' "$T/out.txt" && grep -q '^transfer  *0  *[1-9][0-9]*  *50240 ' "$T/out.txt" ||
     no "cost-model rows for gemm and transfer"
 grep -q '^ESTIMATE, not a measurement: on a device with 7 us launches, 3000 GB/s a step takes at least' "$T/out.txt" ||

@@ -143,4 +143,16 @@ void bench_result_free(bench_result *r);
 void bench_result_json(const bench_result *r, const graph *g, const bench_settings *s, json_t *dev);
 json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const bench_settings *s);
 
+/* The devices a list names as "P:D" specs: "all" every device, NULL the usual one, else each
+ * comma-separated spec once (at most max). An error when none is left. */
+graft_status bench_resolve_devices(const char *list, char specs[][16], int max, int *n,
+                                   graft_error *e);
+/* bench_run on each spec in turn: the run's JSON (bench_run_json with a "devices" entry each,
+ * a failed device's with its error), *failed counting failures. each (when set) is called before
+ * a device's run (r and e NULL) and after it, with its result or its error. */
+typedef void (*bench_each_fn)(void *user, int i, int n, const char *spec, const bench_result *r,
+                              const graft_error *e);
+json_t *bench_devices(graft_recipe *rc, const bench_settings *s, char specs[][16], int n,
+                      bench_each_fn each, void *user, int *failed);
+
 #endif

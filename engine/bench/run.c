@@ -412,3 +412,114 @@ json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const be
     json_object_set_new(root, "devices", json_array());
     return root;
 }
+
+/* ---- `graft bench RECIPE` on a list of devices ---- */
+graft_status bench_resolve_devices(const char *list, char specs[][16], int max, int *n,
+                                   graft_error *e)
+{
+    graft_device_info *devs = NULL;
+    int nd = 0;
+    *n = 0;
+    graft_status s = graft_devices_list(&devs, &nd, e);
+    if (s) return s;
+    if (!list || strcmp(list, "all") == 0) {
+        for (int i = 0; i < nd && *n < max; i++) {
+            if (!list) { /* the usual device alone */
+                int idx;
+                if ((s = graft_device_select(devs, nd, NULL, &idx, e))) break;
+                i = idx;
+            }
+            snprintf(specs[(*n)++], 16, "%d:%d", devs[i].platform_index, devs[i].device_index);
+            if (!list) break;
+        }
+    } else {
+        char *copy = strdup(list), *save = NULL;
+        if (!copy) s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
+        for (char *w = copy ? strtok_r(copy, ",", &save) : NULL; w && *n < max && !s;
+             w = strtok_r(NULL, ",", &save)) {
+            int idx;
+            if ((s = graft_device_select(devs, nd, w, &idx, e))) break;
+            char sp[16];
+            snprintf(sp, sizeof sp, "%d:%d", devs[idx].platform_index, devs[idx].device_index);
+            bool dup = false; /* a device named twice runs once */
+            for (int j = 0; j < *n; j++) dup = dup || strcmp(specs[j], sp) == 0;
+            if (!dup) snprintf(specs[(*n)++], 16, "%s", sp);
+        }
+        free(copy);
+    }
+    free(devs);
+    if (!s && *n == 0) s = err_set(e, GRAFT_STATUS_OPENCL, "no OpenCL device to run on");
+    return s;
+}
+
+json_t *bench_devices(graft_recipe *rc, const bench_settings *s, char specs[][16], int n,
+                      bench_each_fn each, void *user, int *failed)
+{
+    json_t *root = bench_run_json(rc->file ? rc->file : "", rc, s);
+    json_t *devs = json_object_get(root, "devices");
+    *failed = 0;
+    for (int i = 0; i < n; i++) {
+        graft_error e = {0};
+        json_t *dev = json_object();
+        json_object_set_new(dev, "spec", json_string(specs[i]));
+        graft_device_info *list = NULL;
+        int nd = 0, idx = 0;
+        if (!graft_devices_list(&list, &nd, &e) &&
+            !graft_device_select(list, nd, specs[i], &idx, &e))
+            json_object_set_new(dev, "identity", bench_device_json(&list[idx], "device"));
+        free(list);
+        if (each) each(user, i, n, specs[i], NULL, NULL);
+        bench_result r;
+        if (bench_run(rc, specs[i], s, &r, &e)) {
+            (*failed)++;
+            if (each) each(user, i, n, specs[i], NULL, &e);
+            json_object_set_new(dev, "error", json_string(e.message));
+        } else {
+            if (each) each(user, i, n, specs[i], &r, NULL);
+            bench_result_json(&r, &rc->graph, s, dev);
+            bench_result_free(&r);
+            json_object_set_new(dev, "error", json_null());
+        }
+        json_array_append_new(devs, dev);
+    }
+    return root;
+}
+
+graft_status graft_bench_json(graft_recipe *r, const char *devices, const graft_bench_options *o,
+                              char **json, graft_error *err)
+{
+    *json = NULL;
+    const graft_bench_options none = {.warmup = -1};
+    if (!o) o = &none;
+    bench_settings s = {.steps = o->steps ? o->steps : 10,
+                        .warmup = o->warmup < 0 ? 2 : o->warmup,
+                        .batch = o->batch ? o->batch
+                                 : r->train.batch_size > 0 ? r->train.batch_size
+                                                           : 64,
+                        .tune = !o->no_tune,
+                        .model_launch_us = o->model_launch_us,
+                        .model_bandwidth_gbs = o->model_bandwidth_gbs,
+                        .model_gflops = o->model_gflops};
+    if (s.steps < 1 || s.steps > 100000 || s.warmup > 100000 || s.batch < 1 ||
+        s.batch > (1 << 20))
+        return err_set(err, GRAFT_STATUS_USAGE,
+                       "bench: steps %d (1 to 100000), warmup %d (0 to 100000), batch %d (1 to "
+                       "1048576)",
+                       s.steps, s.warmup, s.batch);
+    if (!(s.model_launch_us >= 0 && s.model_bandwidth_gbs >= 0 && s.model_gflops >= 0) ||
+        (s.model_launch_us > 0) != (s.model_bandwidth_gbs > 0) ||
+        (s.model_gflops > 0 && !(s.model_launch_us > 0)))
+        return err_set(err, GRAFT_STATUS_USAGE,
+                       "bench: the estimate needs both model_launch_us and model_bandwidth_gbs "
+                       "(model_gflops is optional), all positive");
+    char specs[64][16];
+    int n = 0, failed = 0;
+    graft_status st = bench_resolve_devices(devices, specs, 64, &n, err);
+    if (st) return st;
+    json_t *root = bench_devices(r, &s, specs, n, NULL, NULL, &failed);
+    *json = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
+                                        JSON_REAL_PRECISION(6))
+                 : NULL;
+    json_decref(root);
+    return *json ? GRAFT_OK : err_set(err, GRAFT_STATUS_NOMEM, "out of memory for the JSON");
+}

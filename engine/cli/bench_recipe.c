@@ -157,55 +157,22 @@ static bool parse_count(const char *v, int lo, int hi, int *out)
     return true;
 }
 
-/* The device specs to run: "all" = every device as P:D; else each listed spec resolved to P:D
- * (so a device named twice runs once). */
-static int resolve_devices(const char *list, char specs[][16], int max, int *n)
+/* bench_devices' callback: progress on stderr, then each device's tables or its error */
+typedef struct print_ctx {
+    const bench_opts *o;
+    const graph *g;
+} print_ctx;
+
+static void print_device(void *user, int i, int n, const char *spec, const bench_result *r,
+                         const graft_error *e)
 {
-    graft_error e = {0};
-    graft_device_info *devs = NULL;
-    int nd = 0;
-    *n = 0;
-    if (graft_devices_list(&devs, &nd, &e)) return cli_fail(&e);
-    if (!list || strcmp(list, "all") == 0) {
-        for (int i = 0; i < nd && *n < max; i++) {
-            if (!list) {
-                int idx;
-                if (graft_device_select(devs, nd, NULL, &idx, &e)) {
-                    free(devs);
-                    return cli_fail(&e);
-                }
-                i = idx;
-            }
-            snprintf(specs[(*n)++], 16, "%d:%d", devs[i].platform_index, devs[i].device_index);
-            if (!list) break;
-        }
-    } else {
-        char *copy = strdup(list), *save = NULL;
-        if (!copy) {
-            free(devs);
-            return 1;
-        }
-        for (char *w = strtok_r(copy, ",", &save); w && *n < max; w = strtok_r(NULL, ",", &save)) {
-            int idx;
-            if (graft_device_select(devs, nd, w, &idx, &e)) {
-                free(copy);
-                free(devs);
-                return cli_fail(&e);
-            }
-            char sp[16];
-            snprintf(sp, sizeof sp, "%d:%d", devs[idx].platform_index, devs[idx].device_index);
-            bool dup = false;
-            for (int j = 0; j < *n; j++) dup = dup || strcmp(specs[j], sp) == 0;
-            if (!dup) snprintf(specs[(*n)++], 16, "%s", sp);
-        }
-        free(copy);
+    const print_ctx *pc = user;
+    if (!r && !e) fprintf(stderr, "graft bench: device %s (%d of %d)...\n", spec, i + 1, n);
+    else if (r) print_result(pc->o, pc->g, r);
+    else {
+        fprintf(stderr, "graft bench: device %s: ", spec);
+        cli_fail(e);
     }
-    free(devs);
-    if (*n == 0) {
-        fprintf(stderr, "graft bench: no OpenCL device to run on\n");
-        return 1;
-    }
-    return 0;
 }
 
 /* The results as JSON into path ("-" = stdout); an exit code. */
@@ -398,40 +365,14 @@ int bench_recipe_main(int argc, char **argv)
         return code;
     }
     char specs[64][16];
-    int nspecs = 0;
-    if ((code = resolve_devices(o.devices, specs, 64, &nspecs))) {
+    int nspecs = 0, failed = 0;
+    graft_error e = {0};
+    if (bench_resolve_devices(o.devices, specs, 64, &nspecs, &e)) {
         recipe_free(rc);
-        return code;
+        return cli_fail(&e);
     }
-
-    json_t *root = bench_run_json(o.recipe, rc, &o.s), *devs = json_object_get(root, "devices");
-
-    int failed = 0;
-    for (int i = 0; i < nspecs; i++) {
-        graft_error e = {0};
-        json_t *dev = json_object();
-        json_object_set_new(dev, "spec", json_string(specs[i]));
-        graft_device_info *list = NULL;
-        int nd = 0, idx = 0;
-        if (!graft_devices_list(&list, &nd, &e) &&
-            !graft_device_select(list, nd, specs[i], &idx, &e))
-            json_object_set_new(dev, "identity", bench_device_json(&list[idx], "device"));
-        free(list);
-        fprintf(stderr, "graft bench: device %s (%d of %d)...\n", specs[i], i + 1, nspecs);
-        bench_result r;
-        if (bench_run(rc, specs[i], &o.s, &r, &e)) {
-            failed++;
-            fprintf(stderr, "graft bench: device %s: ", specs[i]);
-            cli_fail(&e);
-            json_object_set_new(dev, "error", json_string(e.message));
-        } else {
-            print_result(&o, &rc->graph, &r);
-            bench_result_json(&r, &rc->graph, &o.s, dev);
-            bench_result_free(&r);
-            json_object_set_new(dev, "error", json_null());
-        }
-        json_array_append_new(devs, dev);
-    }
+    print_ctx pc = {.o = &o, .g = &rc->graph};
+    json_t *root = bench_devices(rc, &o.s, specs, nspecs, print_device, &pc, &failed);
     recipe_free(rc);
     if (o.json) {
         int wc = write_json(o.json, root);

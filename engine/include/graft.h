@@ -248,6 +248,28 @@ graft_status graft_run_predict_rows(graft_recipe *r, const char *weights, const 
 graft_status graft_report_runs(const char *const *dirs, int n, const char *out_html,
                                graft_error *err);
 
+/* ---- benchmarks (graft bench RECIPE) --------------------------------------------------------- */
+
+/* Zero-initialised except warmup = -1 gives `graft bench`'s defaults. */
+typedef struct graft_bench_options {
+    int steps;   /* measured steps; 0: 10 */
+    int warmup;  /* untimed steps after the warm start; negative: 2 */
+    int batch;   /* 0: the recipe's train.batch_size */
+    int no_tune; /* the cold start compiles only (no GEMM tuning) */
+    /* an estimate of a step on another device from the cost model: launch_us and bandwidth_gbs
+     * together (gflops optional); 0: none */
+    double model_launch_us, model_bandwidth_gbs, model_gflops;
+} graft_bench_options;
+
+/* Profile r's training step on devices ("all", a comma-separated list of device specs, or NULL
+ * for the usual device) as `graft bench RECIPE --json` does: per device a cold and a warm start,
+ * per-layer timings with each conv's kernel path, the step and its cost model; the JSON of
+ * docs/bench-schema.md into *json (graft_free it). A device that fails has its "error" set and
+ * the others still run; the call fails only when none can be named or memory runs out.
+ * opt NULL: the defaults. */
+graft_status graft_bench_json(graft_recipe *r, const char *devices, const graft_bench_options *opt,
+                              char **json, graft_error *err);
+
 /* ---- choosing what to transfer (graft rank, graft sweep) ---------------------------------- */
 
 enum { GRAFT_EST_LOGME, GRAFT_EST_HSCORE, GRAFT_EST_NCE, GRAFT_EST_LEEP, GRAFT_EST_COUNT };

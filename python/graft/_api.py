@@ -314,6 +314,26 @@ class Recipe:
                 _raise(r.lib, s, err)
             return json.loads(_take_string(r.lib, out))
 
+    def bench(self, devices=None, steps=10, warmup=2, batch=None, tune=True,
+              model_launch_us=0.0, model_bandwidth_gbs=0.0, model_gflops=0.0):
+        """Profile the training step as `graft bench RECIPE --json` does and return that JSON as
+        a dict (docs/bench-schema.md): per device a cold and a warm start, per-layer timings
+        with each convolution's kernel path, the step and its cost model. devices: None (the
+        usual one), "all", or a comma-separated list of specs; a device that fails has its
+        "error" set. model_launch_us and model_bandwidth_gbs (with model_gflops optional) add
+        the estimate of a step on another device."""
+        o = _lib.BenchOptions(steps=steps, warmup=warmup, batch=batch or 0, no_tune=not tune,
+                              model_launch_us=model_launch_us,
+                              model_bandwidth_gbs=model_bandwidth_gbs,
+                              model_gflops=model_gflops)
+        with self._load() as r:
+            out, err = ctypes.c_void_p(), _lib.Error()
+            s = r.lib.graft_bench_json(r.ptr, _b(devices), ctypes.byref(o), ctypes.byref(out),
+                                       ctypes.byref(err))
+            if s:
+                _raise(r.lib, s, err)
+            return json.loads(_take_string(r.lib, out))
+
     def predict(self, weights, x, device=None):
         """Logits (float32 array [N, outputs]) for N samples: x has shape (N, *input_shape) or
         (N, values per sample); float32/float64 are taken as preprocessed, uint8 as pixels

@@ -85,6 +85,12 @@ class TrainOptions(ctypes.Structure):
                 ("stop", ctypes.POINTER(ctypes.c_int))]
 
 
+class BenchOptions(ctypes.Structure):
+    _fields_ = [("steps", ctypes.c_int), ("warmup", ctypes.c_int), ("batch", ctypes.c_int),
+                ("no_tune", ctypes.c_int), ("model_launch_us", ctypes.c_double),
+                ("model_bandwidth_gbs", ctypes.c_double), ("model_gflops", ctypes.c_double)]
+
+
 DTYPE_F32, DTYPE_F64, DTYPE_U8 = 1, 2, 3
 
 
@@ -118,6 +124,8 @@ def _declare(lib):
         "graft_run_eval_json": (c.c_int, [R, c.c_char_p, c.c_char_p, c.POINTER(c.c_void_p), E]),
         "graft_run_predict_rows": (c.c_int, [R, c.c_char_p, c.c_char_p, c.c_void_p, c.c_int,
                                              c.c_long, c.c_void_p, E]),
+        "graft_bench_json": (c.c_int, [R, c.c_char_p, c.POINTER(BenchOptions),
+                                       c.POINTER(c.c_void_p), E]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)

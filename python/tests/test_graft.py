@@ -87,6 +87,32 @@ def test_check_and_plan_equal_the_program():
         graft.Recipe(recipe, set={"model.layers.0.filters": "8"}).check()
 
 
+def test_bench_as_the_program(tmp_path):
+    """Recipe.bench returns what `graft bench --json` writes: the same schema, layers, kernel
+    paths, cost-model counts and settings (the timings differ run to run)."""
+    recipe = os.path.join(SRC, "tests/bench/tiny.yaml")
+    py = graft.Recipe(recipe).bench(steps=2, warmup=0, tune=False, model_launch_us=7,
+                                    model_bandwidth_gbs=3000)
+    out = tmp_path / "run.json"
+    cli("bench", recipe, "--steps", "2", "--warmup", "0", "--no-tune", "--model-launch-us", "7",
+        "--model-bandwidth-gbs", "3000", "--json", str(out))
+    want = json.loads(out.read_text())
+    assert py["schema_version"] == want["schema_version"] == 2
+    assert py["settings"] == want["settings"] and py["recipe"] == want["recipe"]
+    (a,), (b,) = py["devices"], want["devices"]
+    assert a["error"] is None and a["spec"] == b["spec"] and a["identity"] == b["identity"]
+    assert [(l["name"], l["kernel"]) for l in a["layers"]] == \
+        [(l["name"], l["kernel"]) for l in b["layers"]]
+    assert a["layers"][0]["kernel"] and a["cost_model"]["estimate"] is not None
+    counts = ("launches", "syncs", "h2d_bytes", "d2h_bytes")
+    assert {k: a["cost_model"]["total"][k] for k in counts} == \
+        {k: b["cost_model"]["total"][k] for k in counts}
+    with pytest.raises(graft.GraftError, match="model_bandwidth_gbs"):
+        graft.Recipe(recipe).bench(model_launch_us=7)
+    with pytest.raises(graft.GraftError, match="no device matches"):
+        graft.Recipe(recipe).bench(devices="no-such-device")
+
+
 def test_bad_recipe_raises_every_position(tmp_path):
     bad = tmp_path / "bad.yaml"
     shutil.copy(os.path.join(SRC, "tests/train/tiny-cnn.yaml"), tmp_path)

@@ -34,9 +34,11 @@ const char REPORT_USAGE[] =
     "tables: one row per device (identity, peak, cold/warm start, step time, images/s) and one\n"
     "row per layer with each device's forward and backward median and the speed-up against the\n"
     "baseline (baseline time / device time: above 1 is faster). Timings with a spread above 10%\n"
-    "carry '!'. Runs of bench schema 2 add the cost model of one step per op family (launches,\n"
-    "host syncs, host<->device bytes, device-memory traffic estimate) and, when the run asked for\n"
-    "one, the estimate for another device; schema 1 runs show '-' there.\n"
+    "carry '!'. The conv and dense layers' achieved GFLOP/s and % of peak follow, with each\n"
+    "device's kernel path per convolution (runs without one show '-'). Runs of bench schema 2\n"
+    "add the cost model of one step per op family (launches, host syncs, host<->device bytes,\n"
+    "device-memory traffic estimate) and, when the run asked for one, the estimate for another\n"
+    "device; schema 1 runs show '-' there.\n"
     "\n"
     "  --baseline DEVICE  the device the ratios compare with: a substring of its name, host or\n"
     "                     spec (default: the first device of the first run)\n"
@@ -360,15 +362,18 @@ static void layer_table(const report *r, table *t)
 }
 
 /* Achieved rates of the layers that do arithmetic (conv2d, dense): forward + backward GFLOP/s
- * and its % of each device's probed peak, so devices of different sizes compare by efficiency. */
+ * and its % of each device's probed peak, so devices of different sizes compare by efficiency;
+ * then each device's kernel path for the layer (layers[].kernel: conv2d in runs since it was
+ * added, '-' otherwise), which tells a slow layer's fallback from a slow kernel. */
 static void rate_table(const report *r, table *t)
 {
-    table_init(t, 2 + 2 * r->ndevs, r->nlayers + 1);
+    table_init(t, 2 + 3 * r->ndevs, r->nlayers + 1);
     table_set(t, 0, 0, "layer");
     table_set(t, 0, 1, "type");
     for (int i = 0; i < r->ndevs; i++) {
         table_set(t, 0, 2 + 2 * i, "D%d GFLOP/s", i + 1);
         table_set(t, 0, 3 + 2 * i, "D%d %% peak", i + 1);
+        table_set(t, 0, 2 + 2 * r->ndevs + i, "D%d kernel", i + 1);
     }
     int row = 1;
     for (int li = 0; li < r->nlayers; li++) {
@@ -393,6 +398,8 @@ static void rate_table(const report *r, table *t)
                 table_set(t, row, 2 + 2 * i, "%.1f", gf);
                 table_set(t, row, 3 + 2 * i, "%.0f", peak > 0 ? 100 * gf / peak : NAN);
             }
+            const char *k = l ? json_string_value(json_object_get(l, "kernel")) : NULL;
+            table_set(t, row, 2 + 2 * r->ndevs + i, "%s", k ? k : "-");
         }
         row++;
     }
@@ -657,7 +664,7 @@ static int write_html(const report *r, const table *dt, const table *lt, const t
     html_table(f, dt);
     fputs("<h2>Layers</h2>\n", f);
     html_table(f, lt);
-    fputs("<h2>Achieved GFLOP/s (forward + backward) and % of the probed peak</h2>\n", f);
+    fputs("<h2>Achieved GFLOP/s (forward + backward), % of the probed peak, kernel path</h2>\n", f);
     html_table(f, rt);
     if (ct->cell) {
         fputs("<h2>Cost model of one training step per op family</h2>\n<p>Launches, host "
@@ -854,8 +861,10 @@ int cmd_report(int argc, char **argv)
               : "\nLayers (median ms per step, keys as above; Dn x Db = baseline time / device "
                 "time; ! = spread > 10%%)\n");
     table_print(&lt, md, stdout);
-    printf(md ? "\n## Achieved GFLOP/s (forward + backward) and %% of each device's probed peak\n\n"
-              : "\nAchieved GFLOP/s (forward + backward) and %% of each device's probed peak\n");
+    printf(md ? "\n## Achieved GFLOP/s (forward + backward) and %% of each device's probed peak; "
+                "kernel paths\n\n"
+              : "\nAchieved GFLOP/s (forward + backward) and %% of each device's probed peak; kernel "
+                "paths\n");
     table_print(&rt, md, stdout);
     if (cost_table(&r, &ct)) {
         printf(md ? "\n## Cost model of one training step per op family\n\n"

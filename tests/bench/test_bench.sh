@@ -93,6 +93,8 @@ cat "$T/r.md"
 grep -q '^| D2  | pthread-.* (baseline)' "$T/r.md" || no "pthread is not the baseline D2"
 grep -q '^| D1  | basic-' "$T/r.md" || no "no basic device row"
 grep -q '^| layer .*| D1 fwd .*| D2 bwd .*| D1 x D2 |' "$T/r.md" || no "layer table header"
+grep -q '^| conv2 .*| wino (eval wino4) *| wino (eval wino4) *|$' "$T/r.md" ||
+    no "the rate table does not show both devices' kernel path for conv2"
 python3 - "$T/run.json" "$T/r.md" <<'PY' || no "a layer ratio is not baseline time / device time"
 import json, sys
 devs = json.load(open(sys.argv[1]))["devices"]

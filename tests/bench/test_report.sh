@@ -43,7 +43,9 @@ rows = [r.split() for r in open(sys.argv[2]) if r.startswith("conv2 ")]
 rate = rows[-1]  # the last conv2 row is the rate table's
 sys.exit(rate[4:6] != ["%.1f" % gf, "%.0f" % pct])
 PY
-grep -q "Achieved GFLOP/s (forward + backward) and % of each device's probed peak" "$T/out.txt" || no "no rate table"
+grep -q "Achieved GFLOP/s (forward + backward) and % of each device's probed peak; kernel paths" "$T/out.txt" || no "no rate table"
+# these committed runs predate layers[].kernel: '-' in each device's kernel column
+grep -q '^conv2 .*  -  *-  *-$' "$T/out.txt" || no "no '-' kernel paths for runs without them"
 grep -q '^pool1 ' "$T/out.txt" && [ "$(grep -c '^pool1 ' "$T/out.txt")" = 1 ] || no "pool1 in the rate table (no arithmetic layer)"
 "$GRAFT" report "$A" "$B" --md --baseline 0:1 >"$T/md.txt" || no "--md exited $?"
 grep -q '^|-----|' "$T/md.txt" || no "no Markdown separator row"

@@ -143,6 +143,12 @@ void bench_result_free(bench_result *r);
 void bench_result_json(const bench_result *r, const graph *g, const bench_settings *s, json_t *dev);
 json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const bench_settings *s);
 
+/* The settings' bounds (`graft bench`'s options and graft_bench_json), and whether the estimate
+ * they ask for is whole: launch and bandwidth together, the peak only with them, none negative. */
+#define BENCH_MAX_STEPS 100000
+#define BENCH_MAX_BATCH (1 << 20)
+bool bench_estimate_settings_ok(const bench_settings *s);
+
 /* The devices a list names as "P:D" specs: "all" every device, NULL the usual one, else each
  * comma-separated spec once (at most max). An error when none is left. */
 graft_status bench_resolve_devices(const char *list, char specs[][16], int max, int *n,

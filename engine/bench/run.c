@@ -414,6 +414,13 @@ json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const be
 }
 
 /* ---- `graft bench RECIPE` on a list of devices ---- */
+bool bench_estimate_settings_ok(const bench_settings *s)
+{
+    return s->model_launch_us >= 0 && s->model_bandwidth_gbs >= 0 && s->model_gflops >= 0 &&
+           (s->model_launch_us > 0) == (s->model_bandwidth_gbs > 0) &&
+           !(s->model_gflops > 0 && !(s->model_launch_us > 0));
+}
+
 graft_status bench_resolve_devices(const char *list, char specs[][16], int max, int *n,
                                    graft_error *e)
 {
@@ -458,16 +465,17 @@ json_t *bench_devices(graft_recipe *rc, const bench_settings *s, char specs[][16
     json_t *root = bench_run_json(rc->file ? rc->file : "", rc, s);
     json_t *devs = json_object_get(root, "devices");
     *failed = 0;
+    graft_device_info *list = NULL; /* for the identities: listed once */
+    int nd = 0;
+    graft_error le = {0};
+    if (graft_devices_list(&list, &nd, &le)) nd = 0;
     for (int i = 0; i < n; i++) {
         graft_error e = {0};
         json_t *dev = json_object();
         json_object_set_new(dev, "spec", json_string(specs[i]));
-        graft_device_info *list = NULL;
-        int nd = 0, idx = 0;
-        if (!graft_devices_list(&list, &nd, &e) &&
-            !graft_device_select(list, nd, specs[i], &idx, &e))
+        int idx = 0;
+        if (nd && !graft_device_select(list, nd, specs[i], &idx, &e))
             json_object_set_new(dev, "identity", bench_device_json(&list[idx], "device"));
-        free(list);
         if (each) each(user, i, n, specs[i], NULL, NULL);
         bench_result r;
         if (bench_run(rc, specs[i], s, &r, &e)) {
@@ -482,6 +490,7 @@ json_t *bench_devices(graft_recipe *rc, const bench_settings *s, char specs[][16
         }
         json_array_append_new(devs, dev);
     }
+    free(list);
     return root;
 }
 
@@ -500,15 +509,13 @@ graft_status graft_bench_json(graft_recipe *r, const char *devices, const graft_
                         .model_launch_us = o->model_launch_us,
                         .model_bandwidth_gbs = o->model_bandwidth_gbs,
                         .model_gflops = o->model_gflops};
-    if (s.steps < 1 || s.steps > 100000 || s.warmup > 100000 || s.batch < 1 ||
-        s.batch > (1 << 20))
+    if (s.steps < 1 || s.steps > BENCH_MAX_STEPS || s.warmup > BENCH_MAX_STEPS || s.batch < 1 ||
+        s.batch > BENCH_MAX_BATCH)
         return err_set(err, GRAFT_STATUS_USAGE,
-                       "bench: steps %d (1 to 100000), warmup %d (0 to 100000), batch %d (1 to "
-                       "1048576)",
-                       s.steps, s.warmup, s.batch);
-    if (!(s.model_launch_us >= 0 && s.model_bandwidth_gbs >= 0 && s.model_gflops >= 0) ||
-        (s.model_launch_us > 0) != (s.model_bandwidth_gbs > 0) ||
-        (s.model_gflops > 0 && !(s.model_launch_us > 0)))
+                       "bench: steps %d (1 to %d), warmup %d (0 to %d), batch %d (1 to %d)",
+                       s.steps, BENCH_MAX_STEPS, s.warmup, BENCH_MAX_STEPS, s.batch,
+                       BENCH_MAX_BATCH);
+    if (!bench_estimate_settings_ok(&s))
         return err_set(err, GRAFT_STATUS_USAGE,
                        "bench: the estimate needs both model_launch_us and model_bandwidth_gbs "
                        "(model_gflops is optional), all positive");

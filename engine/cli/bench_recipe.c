@@ -333,17 +333,16 @@ int bench_recipe_main(int argc, char **argv)
             if (!v) return 2;
             if (strcmp(opt, "--devices") == 0) o.devices = v;
             else if (strcmp(opt, "--json") == 0) o.json = v;
-            else if (strcmp(opt, "--steps") == 0 && !parse_count(v, 1, 100000, &o.s.steps))
-                return cli_usage_error(&a, "--steps %s: expected 1 to 100000", v);
-            else if (strcmp(opt, "--warmup") == 0 && !parse_count(v, 0, 100000, &o.s.warmup))
-                return cli_usage_error(&a, "--warmup %s: expected 0 to 100000", v);
-            else if (strcmp(opt, "--batch") == 0 && !parse_count(v, 1, 1 << 20, &o.s.batch))
-                return cli_usage_error(&a, "--batch %s: expected 1 to 1048576", v);
+            else if (strcmp(opt, "--steps") == 0 && !parse_count(v, 1, BENCH_MAX_STEPS, &o.s.steps))
+                return cli_usage_error(&a, "--steps %s: expected 1 to %d", v, BENCH_MAX_STEPS);
+            else if (strcmp(opt, "--warmup") == 0 && !parse_count(v, 0, BENCH_MAX_STEPS, &o.s.warmup))
+                return cli_usage_error(&a, "--warmup %s: expected 0 to %d", v, BENCH_MAX_STEPS);
+            else if (strcmp(opt, "--batch") == 0 && !parse_count(v, 1, BENCH_MAX_BATCH, &o.s.batch))
+                return cli_usage_error(&a, "--batch %s: expected 1 to %d", v, BENCH_MAX_BATCH);
         } else return cli_usage_error(&a, "unknown option %s", opt);
     }
     if (!o.recipe) return cli_usage_error(&a, "expected a recipe file (or `gemm`)");
-    if ((o.s.model_launch_us > 0) != (o.s.model_bandwidth_gbs > 0) ||
-        (o.s.model_gflops > 0 && !(o.s.model_launch_us > 0)))
+    if (!bench_estimate_settings_ok(&o.s))
         return cli_usage_error(&a, "the estimate needs both --model-launch-us and "
                                    "--model-bandwidth-gbs (--model-gflops is optional)");
     out = o.json && strcmp(o.json, "-") == 0 ? stderr : stdout;

@@ -834,7 +834,7 @@ static graft_status check_weights_finite(run *R, graft_error *e)
 }
 
 /* Files a killed graft left half-written in the run directory (NAME.tmp.PID of a process that is
- * gone): never read, removed at the resume. */
+ * gone): never read, removed when the next run (a resume or a fresh run) writes there. */
 static void remove_dead_temporaries(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -1759,6 +1759,9 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = compile_autotune(R.ctx, r, steps, tune_note, &R, &ts, e))) goto done;
     }
     if (writer(&R) && (s = fs_mkdir_p(R.dir, e))) goto done;
+    /* a fresh run into a directory a killed run started (it had saved no epoch, so the next run
+     * is no resume) drops that run's half-written files too; a resume did (recover_checkpoints) */
+    if (writer(&R) && !o->resume) remove_dead_temporaries(R.dir);
     double tc = now_seconds();
     if ((s = compile_phase(&R, e))) goto done;
     R.compile_seconds += now_seconds() - tc;

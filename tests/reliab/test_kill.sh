@@ -55,6 +55,15 @@ for c in between before; do
     cmp -s $c/last.safetensors ref/last.safetensors && [ -z "$(ls $c | grep -E '\.next|\.tmp')" ] \
         && ok "killed $c the renames: resumed to the uninterrupted run's weights" || bad "killed $c the renames"
 done
+# killed before its first epoch was saved, while writing a file aside (NAME.tmp.PID of a process
+# that is gone): with no checkpoint the next run is a fresh --out into that directory, not a
+# resume, and it must drop the temporary too (the loop above hits this only by chance)
+sh -c 'exit 0' & dead=$!; wait $dead
+mkdir -p fresh && echo '{"half": ' > fresh/metrics.jsonl.tmp.$dead
+GRAFT_CACHE_DIR=$W/cache-ref "$G" train base.yaml $T --set train.epochs=1 --out fresh >fresh.out 2>fresh.err ||
+    { cat fresh.err; bad "fresh run into a killed run's directory"; }
+[ -z "$(ls fresh | grep -E '\.tmp')" ] && ok "a fresh run drops a dead writer's temporary" ||
+    bad "a fresh run left a dead writer's temporary: $(ls fresh | tr '\n' ' ')"
 
 export GRAFT_CACHE_DIR=$W/cache-kill
 kills=0 restarts=0 line=0

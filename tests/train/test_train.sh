@@ -191,4 +191,6 @@ check_bad idx "trunc-idx.gz" --set "data.train={format: idx, images: data/trunc-
 check_bad class "class" --set "data.classes=[3, 42]"
 check_bad shots "class 1" --set data.train.images=data/x_no1.npy --set data.train.labels=data/y_no1.npy \
     --set "data.classes=[0, 1]" --set data.shots=5
+# the data loads while the device opens: a bad file is still the error reported before a bad device
+check_bad data-before-device "trunc.npy" --set data.train.images=data/trunc.npy --device 99:99
 exit $fail

@@ -80,6 +80,9 @@ const char *did_you_mean(const char *word, const char *const *cands, int n);
 
 double now_seconds(void); /* monotonic clock */
 void str_trim(char *s);   /* strip leading and trailing white space in place */
+/* The index of the first NaN or infinity among x[0..n), or -1: a scan the compiler vectorises
+ * (an epoch end checks every weight of the model with it). */
+long first_nonfinite_f32(const float *x, long n);
 
 /* ---- device specs (devspec.c): the grammar below recipe/ and runtime/, pure so it can be tested
  * without any OpenCL platform ---- */

@@ -816,14 +816,30 @@ graft_status pipeline_upload(pipeline *p, param_store *s, graft_error *e)
     return GRAFT_OK;
 }
 
+/* Enqueue the read of m into *dst (allocated here the first time); pipeline_download waits once
+ * for all of them. */
 static graft_status read_into(graft_context *ctx, cl_mem m, float **dst, long count, graft_error *e)
 {
     if (!*dst && !(*dst = malloc((size_t)count * sizeof(float))))
         return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
-    return buffer_read(ctx, m, 0, *dst, (size_t)count * sizeof(float), e);
+    return transfer_read_async(ctx, m, 0, *dst, (size_t)count * sizeof(float), NULL, e);
 }
 
+static graft_status download_all(pipeline *p, param_store *s, graft_error *e);
+
+/* Every trainable tensor and its optimizer state to the store: the reads are enqueued together
+ * and waited for once (at each epoch end; one blocking read each was a host synchronisation each,
+ * 12 for a two-layer head). */
 graft_status pipeline_download(pipeline *p, param_store *s, graft_error *e)
+{
+    graft_status st = download_all(p, s, e);
+    graft_error ignored = {0};
+    /* after a failed enqueue the reads before it may still be writing to the store */
+    graft_status f = queue_finish(p->ctx, st ? &ignored : e);
+    return st ? st : f;
+}
+
+static graft_status download_all(pipeline *p, param_store *s, graft_error *e)
 {
     graft_status st;
     for (int i = p->o.first; i < p->g->nlayers; i++) {

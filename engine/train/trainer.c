@@ -64,6 +64,7 @@ typedef struct run {
     dataset target, stest;
     bool aligning;
     batcher *tb;
+    batcher *eb;  /* the training split's, kept from epoch to epoch until the pipeline changes */
     int tepoch;   /* target epoch in progress */
     long tpos;    /* target batches taken in it */
     float *xcomb;
@@ -374,6 +375,8 @@ static graft_status compile_phase(run *R, graft_error *e)
         }
     }
     bool first = !R->head; /* a later phase (an unfreeze) replaces the pipeline */
+    batcher_free(R->eb); /* it may draw from the features about to go */
+    R->eb = NULL;
     free_features(R);
     bool augment = data_spec_augments(&r->data);
     graph_plan gp;
@@ -815,21 +818,21 @@ static graft_status check_weights_finite(run *R, graft_error *e)
 {
     for (int i = 0; i < R->store.n; i++) {
         const param_entry *pe = &R->store.items[i];
-        for (long k = 0; pe->data && k < pe->count; k++)
-            if (!isfinite(pe->data[k])) {
-                char kept[2400];
-                if (R->ckpt_epoch > 0)
-                    snprintf(kept, sizeof kept,
-                             "the last good checkpoint %s/last.safetensors (epoch %d) is kept",
-                             R->dir, R->ckpt_epoch);
-                else
-                    snprintf(kept, sizeof kept, "no checkpoint was written");
-                return err_set(e, GRAFT_STATUS_BAD_DATA,
-                               "%s is %s at the end of epoch %d although the loss stayed finite "
-                               "(an activation such as relu hid it from the loss); %s; lower "
-                               "train.lr or check the data for huge or non-finite values",
-                               pe->name, isnan(pe->data[k]) ? "NaN" : "Inf", R->epoch, kept);
-            }
+        const long k = pe->data ? first_nonfinite_f32(pe->data, pe->count) : -1;
+        if (k >= 0) {
+            char kept[2400];
+            if (R->ckpt_epoch > 0)
+                snprintf(kept, sizeof kept,
+                         "the last good checkpoint %s/last.safetensors (epoch %d) is kept",
+                         R->dir, R->ckpt_epoch);
+            else
+                snprintf(kept, sizeof kept, "no checkpoint was written");
+            return err_set(e, GRAFT_STATUS_BAD_DATA,
+                           "%s is %s at the end of epoch %d although the loss stayed finite "
+                           "(an activation such as relu hid it from the loss); %s; lower "
+                           "train.lr or check the data for huge or non-finite values",
+                           pe->name, isnan(pe->data[k]) ? "NaN" : "Inf", R->epoch, kept);
+        }
     }
     return GRAFT_OK;
 }
@@ -1307,6 +1310,21 @@ static const optim_hparams *step_hparams(const train_spec *t, double lr, optim_h
     return h;
 }
 
+/* A batcher over the training split as the epochs draw it: shuffled by epoch, augmented unless
+ * its samples are cached features, row indexes only when those live on the device. */
+static graft_status train_batcher(run *R, batcher **out, graft_error *e)
+{
+    const graft_recipe *r = R->r;
+    const bool augment = !R->cached;
+    graft_status s = batcher_create(split(R, 0), r->train.batch_size, true,
+                                    augment && r->data.flip, augment ? r->data.crop_pad : 0,
+                                    r->train.seed, out, e);
+    if (s) return s;
+    batcher_set_resized_crop(*out, augment ? r->data.rrc_min_scale : 0.f);
+    batcher_set_rows_only(*out, split_table(R, 0) != NULL);
+    return GRAFT_OK;
+}
+
 /* Replay the current epoch from its starting weights (the store holds them: the last checkpoint's,
  * or the initial ones) up to global step `bad`, scanning every layer on that step: the first layer
  * whose parameters or output hold a NaN or an infinity. The batches and dropout masks are those of
@@ -1320,16 +1338,10 @@ static int nonfinite_layer(run *R, long step0, long bad, bool *in_weights)
     if (bad - step0 > NONFINITE_REPLAY_MAX_STEPS || bad <= step0) return -1;
     notify(R, "loss not finite: replaying the epoch to find the first non-finite layer");
     const dataset *tr = split(R, 0);
-    bool augment = !R->cached;
     batcher *b;
     /* the batches of train_epoch, made the same way */
-    if (pipeline_stats_reset(R->head, &ig) ||
-        batcher_create(tr, t->batch_size, true, augment && R->r->data.flip,
-                       augment ? R->r->data.crop_pad : 0, t->seed, &b, &ig))
-        return -1;
-    batcher_set_resized_crop(b, augment ? R->r->data.rrc_min_scale : 0.f);
+    if (pipeline_stats_reset(R->head, &ig) || train_batcher(R, &b, &ig)) return -1;
     cl_mem table = split_table(R, 0);
-    batcher_set_rows_only(b, table != NULL);
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size;
     graft_status s = pipeline_upload(R->head, &R->store, &ig);
@@ -1412,14 +1424,11 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     graft_recipe *r = R->r;
     const train_spec *t = &r->train;
     const dataset *tr = split(R, 0);
-    bool augment = !R->cached;
-    batcher *b;
-    graft_status s = batcher_create(tr, t->batch_size, true, augment && r->data.flip,
-                                    augment ? r->data.crop_pad : 0, t->seed, &b, e);
-    if (s) return s;
-    batcher_set_resized_crop(b, augment ? r->data.rrc_min_scale : 0.f);
+    graft_status s;
+    /* one batcher (and its worker thread) for every epoch of a pipeline */
+    if (!R->eb && (s = train_batcher(R, &R->eb, e))) return s;
+    batcher *b = R->eb;
     cl_mem table = split_table(R, 0);
-    batcher_set_rows_only(b, table != NULL);
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
     double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
@@ -1493,7 +1502,6 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
             R->o->progress(R->o->user, &p);
         }
     }
-    batcher_free(b);
     R->loop_steps += done;
     R->loop_syncs += pipeline_host_syncs(R->head) - syncs0;
     if (!s) {
@@ -1622,6 +1630,7 @@ static void run_free(run *R)
     dataset_free(&R->target);
     dataset_free(&R->stest);
     batcher_free(R->tb);
+    batcher_free(R->eb);
     free(R->xcomb);
     free(R->ycomb);
     buf_free(&R->metrics);

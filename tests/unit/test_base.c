@@ -2,6 +2,7 @@
 #include "base.h"
 #include "harness.h"
 
+#include <math.h>
 #include <unistd.h>
 
 static void sha_hex(const char *s, size_t n, char *hex)
@@ -84,5 +85,32 @@ int main(void)
     CHECK(s && strcmp(s, "layer1.0") == 0);
     for (int i = 0; i < 5000; i++) CHECK(arena_alloc(&a, 100) != NULL);
     arena_free(&a);
+
+    /* first_nonfinite_f32 against an element-by-element isfinite scan: NaN, +-Inf at block
+     * edges (256) and in a short tail; huge, tiny and subnormal values are finite */
+    enum { NF = 1000 };
+    static float v[NF];
+    for (int i = 0; i < NF; i++) v[i] = (float)(i % 7) * 1e30f - 3e30f;
+    v[10] = 1e-45f;   /* subnormal */
+    v[11] = 3.4e38f;  /* near FLT_MAX */
+    v[12] = -0.0f;
+    CHECK(first_nonfinite_f32(v, NF) == -1);
+    CHECK(first_nonfinite_f32(v, 0) == -1);
+    const long at[] = {0, 1, 255, 256, 257, 511, 767, 998, 999};
+    const float bad[] = {NAN, INFINITY, -INFINITY};
+    for (int b = 0; b < 3; b++)
+        for (int i = 0; i < (int)(sizeof at / sizeof *at); i++) {
+            float keep = v[at[i]];
+            v[at[i]] = bad[b];
+            long want = -1;
+            for (long k = 0; k < NF && want < 0; k++)
+                if (!isfinite(v[k])) want = k;
+            CHECK(want == at[i] && first_nonfinite_f32(v, NF) == want);
+            CHECK(first_nonfinite_f32(v, at[i]) == -1); /* n stops before it */
+            v[at[i] + 1 < NF ? at[i] + 1 : 0] = NAN;    /* a second one after it: the first wins */
+            CHECK(first_nonfinite_f32(v, NF) == (at[i] + 1 < NF ? at[i] : 0));
+            v[at[i] + 1 < NF ? at[i] + 1 : 0] = at[i] + 1 < NF ? 1.0f : -3e30f;
+            v[at[i]] = keep;
+        }
     return test_finish("base");
 }

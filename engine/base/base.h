@@ -42,6 +42,24 @@ typedef struct buf {
 void buf_append(buf *b, const void *p, size_t n);
 void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(buf *b);
+/* s with &, <, >, " escaped and control characters (but newline and tab) dropped: HTML text */
+void buf_html(buf *b, const char *s);
+
+/* ---- tables of string cells (reports; table.c) ---- */
+typedef struct table {
+    int cols, rows;
+    char **cell; /* rows * cols, row 0 = header */
+} table;
+void table_init(table *t, int cols, int rows); /* t->cell NULL when out of memory */
+void table_set(table *t, int row, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+const char *table_cell(const table *t, int r, int c); /* "" when unset */
+void table_free(table *t);
+bool table_numeric(const char *s); /* a number, "-" or "nan": right-aligned */
+/* Aligned text (two spaces between columns) or Markdown (md) into to, one line per row. */
+void table_print(const table *t, bool md, buf *to);
+/* An HTML <table> (row 0 the header; numeric cells class "n", a '!' cell titled). */
+void table_html(const table *t, buf *b);
 
 /* ---- SHA-256 (FIPS 180-4) ---- */
 typedef struct sha256_ctx {

@@ -248,6 +248,13 @@ graft_status graft_run_predict_rows(graft_recipe *r, const char *weights, const 
 graft_status graft_report_runs(const char *const *dirs, int n, const char *out_html,
                                graft_error *err);
 
+/* The table of those runs that `graft report RUN_DIR...` prints: run, directory, epochs, best
+ * epoch, test accuracy and loss, best validation accuracy, training seconds ("unfinished" for a
+ * run without summary.json yet); aligned text, or Markdown when markdown is non-zero. *text is
+ * malloc'ed: graft_free it. */
+graft_status graft_report_runs_table(const char *const *dirs, int n, int markdown, char **text,
+                                     graft_error *err);
+
 /* ---- benchmarks (graft bench RECIPE) --------------------------------------------------------- */
 
 /* Zero-initialised except warmup = -1 gives `graft bench`'s defaults. */
@@ -269,6 +276,28 @@ typedef struct graft_bench_options {
  * opt NULL: the defaults. */
 graft_status graft_bench_json(graft_recipe *r, const char *devices, const graft_bench_options *opt,
                               char **json, graft_error *err);
+
+/* Zero-initialised: aligned text, the first device of the first run as the baseline, no page. */
+typedef struct graft_bench_report_options {
+    const char *baseline; /* the device ratios compare with: a case-insensitive substring of its
+                           * name (or name @ host), or its spec */
+    int markdown;         /* Markdown tables instead of aligned text */
+    const char *html;     /* also write one self-contained HTML page (inline SVG) here, aside and
+                           * renamed; NULL: none */
+} graft_bench_report_options;
+
+/* `graft report RUN.json...`: the runs of `graft bench --json` files[0..n) (one or many devices
+ * each, from any machines) merged into tables of devices, of layers (each device's forward and
+ * backward medians and its speed-up against the baseline), of achieved GFLOP/s with each
+ * convolution's kernel path, and of the cost model of a step; what the command prints, into *text.
+ * Devices that failed in their run are skipped and named, one a line, in *notes (NULL: not
+ * wanted). Both malloc'ed: graft_free them. Errors: a file that is not a bench run, holds a newer
+ * schema or is not JSON (with its line and column), GRAFT_STATUS_BAD_DATA; a baseline that matches
+ * no device, GRAFT_STATUS_USAGE (the message lists the devices); a page that cannot be written,
+ * GRAFT_STATUS_IO. opt NULL: the defaults. */
+graft_status graft_bench_report(const char *const *files, int n,
+                                const graft_bench_report_options *opt, char **text, char **notes,
+                                graft_error *err);
 
 /* ---- choosing what to transfer (graft rank, graft sweep) ---------------------------------- */
 

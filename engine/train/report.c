@@ -93,19 +93,6 @@ static void run_free(run_data *r)
     json_decref(r->summary);
 }
 
-static void esc(buf *b, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<': buf_printf(b, "&lt;"); break;
-        case '>': buf_printf(b, "&gt;"); break;
-        case '&': buf_printf(b, "&amp;"); break;
-        case '"': buf_printf(b, "&quot;"); break;
-        default: buf_append(b, s, 1);
-        }
-    }
-}
-
 static const char *const COLORS[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
                                      "#ff7f0e", "#17becf", "#8c564b", "#e377c2"};
 #define NCOLORS (int)(sizeof COLORS / sizeof COLORS[0])
@@ -141,9 +128,9 @@ static void chart(buf *b, const char *title, const char *ylabel, const series *s
     buf_printf(b, "<figure><svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' "
                   "viewBox='0 0 %g %g' role='img'><title>",
                W, H, W, H);
-    esc(b, title);
+    buf_html(b, title);
     buf_printf(b, "</title><text x='%g' y='18' class='t'>", L);
-    esc(b, title);
+    buf_html(b, title);
     buf_printf(b, "</text>");
     if (!isfinite(x0)) {
         buf_printf(b, "<text x='%g' y='%g'>no data</text></svg></figure>\n", L + 10, H / 2);
@@ -171,14 +158,14 @@ static void chart(buf *b, const char *title, const char *ylabel, const series *s
                    PX(x), PX(x), T, H - B, PX(x), H - B + 14, x);
     buf_printf(b, "<text x='%g' y='%g' class='xl'>epoch</text>", (L + W - R) / 2, H - 8);
     buf_printf(b, "<text transform='translate(14 %g) rotate(-90)' class='xl'>", (T + H - B) / 2);
-    esc(b, ylabel);
+    buf_html(b, ylabel);
     buf_printf(b, "</text>");
     for (int i = 0; i < nmarks; i++) {
         if (marks[i] < x0 || marks[i] > x1) continue;
         buf_printf(b, "<line x1='%.1f' x2='%.1f' y1='%g' y2='%g' class='mark'/>"
                       "<text x='%.1f' y='%g' class='mk'>",
                    PX(marks[i]), PX(marks[i]), T, H - B, PX(marks[i]) + 3, T + 12 + 11 * (i % 3));
-        esc(b, mark_labels[i]);
+        buf_html(b, mark_labels[i]);
         buf_printf(b, "</text>");
     }
     for (int i = 0; i < ns; i++) {
@@ -214,7 +201,7 @@ static void chart(buf *b, const char *title, const char *ylabel, const series *s
         buf_printf(b, "<span class='key'><svg width='28' height='10'><line x1='0' x2='28' y1='5' "
                       "y2='5' stroke='%s' stroke-width='2'%s/></svg>",
                    s[i].color, s[i].dashed ? " stroke-dasharray='6 4'" : "");
-        esc(b, s[i].label);
+        buf_html(b, s[i].label);
         buf_printf(b, "</span>");
     }
     buf_printf(b, "</figcaption></figure>\n");
@@ -325,9 +312,9 @@ static void runs_table(buf *b, const run_data *runs, int n)
             if (isfinite(r->rows[j].val_acc) && !(r->rows[j].val_acc <= best)) best = r->rows[j].val_acc;
         buf_printf(b, "<tr><td><span class='sw' style='background:%s'></span></td><td>",
                    COLORS[i % NCOLORS]);
-        esc(b, run_label(r));
+        buf_html(b, run_label(r));
         buf_printf(b, "</td><td>");
-        esc(b, r->dir);
+        buf_html(b, r->dir);
         json_t *sm = r->summary;
         buf_printf(b, "</td><td>%d</td>", r->n);
         if (sm) {
@@ -344,7 +331,7 @@ static void runs_table(buf *b, const run_data *runs, int n)
         if (sm) {
             buf_printf(b, "<td>%.1f</td><td>%.0f</td><td>", num(sm, "train_seconds"),
                        num(sm, "images_per_second"));
-            esc(b, json_string_value(json_object_get(sm, "device")));
+            buf_html(b, json_string_value(json_object_get(sm, "device")));
             buf_printf(b, "</td>");
         } else {
             buf_printf(b, "<td>-</td><td>-</td><td>-</td>");
@@ -426,9 +413,9 @@ static void layout(buf *b, json_t *sm)
     json_t *l;
     json_array_foreach(layers, i, l) {
         buf_printf(b, "<tr><td>%zu</td><td>", i);
-        esc(b, json_string_value(json_object_get(l, "name")));
+        buf_html(b, json_string_value(json_object_get(l, "name")));
         buf_printf(b, "%s</td><td>", json_is_true(json_object_get(l, "fresh")) ? " (new head)" : "");
-        esc(b, json_string_value(json_object_get(l, "type")));
+        buf_html(b, json_string_value(json_object_get(l, "type")));
         buf_printf(b, "</td><td>");
         json_t *sh = json_object_get(l, "output_shape"), *d;
         size_t j;
@@ -487,10 +474,10 @@ static void single_header(buf *b, const run_data *r)
     buf_printf(b, "<dt>parameters</dt><dd>%.0f, %.0f trainable at the end</dd>",
                num(sm, "params_total"), num(sm, "params_trainable"));
     buf_printf(b, "<dt>device</dt><dd>");
-    esc(b, json_string_value(json_object_get(sm, "device")));
+    buf_html(b, json_string_value(json_object_get(sm, "device")));
     buf_printf(b, "</dd><dt>feature cache</dt><dd>%s: ",
                json_is_true(json_object_get(sm, "feature_cache")) ? "used" : "not used");
-    esc(b, json_string_value(json_object_get(sm, "feature_cache_reason")));
+    buf_html(b, json_string_value(json_object_get(sm, "feature_cache_reason")));
     buf_printf(b, "</dd></dl>\n");
     json_t *u = json_object_get(sm, "unfreeze_epochs"), *v;
     size_t j;
@@ -530,16 +517,16 @@ graft_status graft_report_runs(const char *const *dirs, int n, const char *out_h
                    "<meta name='generator' content='graft %s'/><title>",
                GRAFT_VERSION);
     if (n == 1) {
-        esc(&b, run_label(&runs[0]));
+        buf_html(&b, run_label(&runs[0]));
         buf_printf(&b, " — graft training report");
     } else {
         buf_printf(&b, "%d graft training runs", n);
     }
     buf_printf(&b, "</title><style>%s</style></head><body>\n<h1>", CSS);
     if (n == 1) {
-        esc(&b, run_label(&runs[0]));
+        buf_html(&b, run_label(&runs[0]));
         buf_printf(&b, "</h1><p>Run directory <code>");
-        esc(&b, runs[0].dir);
+        buf_html(&b, runs[0].dir);
         buf_printf(&b, "</code>%s</p>\n", runs[0].summary ? "" : " — unfinished: no summary.json yet");
         if (runs[0].summary) single_header(&b, &runs[0]);
     } else {
@@ -566,5 +553,62 @@ done:
     buf_free(&b);
     for (int i = 0; i < n; i++) run_free(&runs[i]);
     free(runs);
+    return s;
+}
+
+graft_status graft_report_runs_table(const char *const *dirs, int n, int markdown, char **text,
+                                     graft_error *err)
+{
+    *text = NULL;
+    if (n < 1) return err_set(err, GRAFT_STATUS_USAGE, "no run directories");
+    static const char *const head[] = {"run",       "directory", "epochs",       "best epoch",
+                                       "test acc",  "test loss", "best val acc", "train s"};
+    table t = {0};
+    table_init(&t, 8, n + 1);
+    if (!t.cell) return err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
+    for (int c = 0; c < 8; c++) table_set(&t, 0, c, "%s", head[c]);
+    graft_status s = GRAFT_OK;
+    for (int i = 0; i < n && !s; i++) {
+        run_data r;
+        if ((s = load_run(dirs[i], &r, err))) {
+            run_free(&r);
+            break;
+        }
+        double best = NAN;
+        for (int j = 0; j < r.n; j++)
+            if (isfinite(r.rows[j].val_acc) && !(r.rows[j].val_acc <= best)) best = r.rows[j].val_acc;
+        json_t *sm = r.summary;
+        const char *name = json_string_value(json_object_get(sm, "name"));
+        table_set(&t, i + 1, 0, "%s", name && *name ? name : "-");
+        table_set(&t, i + 1, 1, "%s", dirs[i]);
+        table_set(&t, i + 1, 2, "%d", r.n);
+        if (sm) {
+            double be = num(sm, "best_epoch");
+            if (isfinite(be)) table_set(&t, i + 1, 3, "%.0f", be);
+            else table_set(&t, i + 1, 3, "-");
+            if (isfinite(num(sm, "test_accuracy"))) {
+                table_set(&t, i + 1, 4, "%.4f", num(sm, "test_accuracy"));
+                table_set(&t, i + 1, 5, "%.4f", num(sm, "test_loss"));
+            } else {
+                table_set(&t, i + 1, 4, "-");
+                table_set(&t, i + 1, 5, "-");
+            }
+            table_set(&t, i + 1, 7, "%.1f", num(sm, "train_seconds"));
+        } else {
+            table_set(&t, i + 1, 3, "unfinished");
+            for (int c = 4; c < 8; c++) table_set(&t, i + 1, c, "-");
+        }
+        if (isfinite(best)) table_set(&t, i + 1, 6, "%.4f", best);
+        else table_set(&t, i + 1, 6, "-");
+        run_free(&r);
+    }
+    buf b = {0};
+    if (!s) table_print(&t, markdown != 0, &b);
+    table_free(&t);
+    if (!s && (b.failed || !(*text = b.data ? b.data : strdup(""))))
+        s = err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
+    else if (!s)
+        b.data = NULL;
+    buf_free(&b);
     return s;
 }

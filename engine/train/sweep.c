@@ -882,28 +882,6 @@ graft_status sweep_run(const sweep_options *o, sweep_result *res, graft_error *e
 
 /* ---- the HTML page: inline SVG, no scripts, no external resources ---- */
 
-static void html_esc(buf *b, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '<':
-            buf_printf(b, "&lt;");
-            break;
-        case '>':
-            buf_printf(b, "&gt;");
-            break;
-        case '&':
-            buf_printf(b, "&amp;");
-            break;
-        case '"':
-            buf_printf(b, "&quot;");
-            break;
-        default:
-            buf_append(b, s, 1);
-        }
-    }
-}
-
 static const char *const palette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                                       "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 #define NPAL ((int)(sizeof palette / sizeof palette[0]))
@@ -947,10 +925,10 @@ static void chart_frame(buf *b, const chart *c, const char *ylabel, const char *
                "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" transform=\"rotate(-90 %.1f %.1f)\" "
                "text-anchor=\"middle\">",
                c->x0 - 48, c->y0 + c->h / 2, c->x0 - 48, c->y0 + c->h / 2);
-    html_esc(b, ylabel);
+    buf_html(b, ylabel);
     buf_printf(b, "</text>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">",
                c->x0 + c->w / 2, c->y0 + c->h + 40);
-    html_esc(b, xlabel);
+    buf_html(b, xlabel);
     buf_printf(b, "</text>\n");
 }
 
@@ -1014,7 +992,7 @@ static void chart_freeze(buf *b, const sweep_result *res)
     for (int j = 0; j < npos; j++) {
         buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">",
                    cx(&c, j), c.y0 + c.h + 16);
-        html_esc(b, names[j]);
+        buf_html(b, names[j]);
         buf_printf(b, "</text>\n");
     }
     /* series: combinations of the other axes; each variant belongs to the one its picks make */
@@ -1115,7 +1093,7 @@ static void chart_freeze(buf *b, const sweep_result *res)
                    "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000\" "
                    "stroke-dasharray=\"6 4\"/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
                    c.x0 + c.w + 6, ly, c.x0 + c.w + 22, ly, c.x0 + c.w + 24, ly + 4);
-        html_esc(b, v->label);
+        buf_html(b, v->label);
         buf_printf(b, " (validation)</text>\n");
         ly += 18;
     }
@@ -1188,7 +1166,7 @@ static void chart_curves(buf *b, const sweep_options *o, const sweep_result *res
                    "stroke-width=\"2\"%s/><text x=\"%.1f\" y=\"%.1f\" font-size=\"11\">",
                    c.x0 + c.w + 10, ly, c.x0 + c.w + 28, ly, col,
                    v->baseline ? " stroke-dasharray=\"6 4\"" : "", c.x0 + c.w + 32, ly + 4);
-        html_esc(b, v->label);
+        buf_html(b, v->label);
         buf_printf(b, "</text>\n");
         k++;
     }
@@ -1203,7 +1181,7 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
     const char *metric = o->metric_loss ? "val_loss" : "val_accuracy";
     buf_printf(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
                    "<title>graft sweep: ");
-    html_esc(&b, o->recipe);
+    buf_html(&b, o->recipe);
     buf_printf(
         &b, "</title>\n<style>body{font-family:sans-serif;margin:24px;max-width:1000px;color:#222}"
             "table{border-collapse:collapse;margin:12px 0}td,th{border:1px solid #ccc;"
@@ -1212,32 +1190,32 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
             ".verdict{padding:8px 12px;border-left:4px solid #c00;background:#fff4f4;margin:6px 0}"
             ".ok{border-left-color:#080;background:#f4fff4}</style></head><body>\n");
     buf_printf(&b, "<h1>graft sweep</h1>\n<p>Recipe <code>");
-    html_esc(&b, o->recipe);
+    buf_html(&b, o->recipe);
     buf_printf(&b, "</code>");
     for (int i = 0; i < o->nsets; i++) {
         buf_printf(&b, " <code>--set ");
-        html_esc(&b, o->sets[i]);
+        buf_html(&b, o->sets[i]);
         buf_printf(&b, "</code>");
     }
     buf_printf(&b, ". Grid:");
     for (int a = 0; a < res->naxes; a++) {
         buf_printf(&b, " <code>");
-        html_esc(&b, res->axes[a].key);
+        buf_html(&b, res->axes[a].key);
         buf_printf(&b, " = [");
         for (int j = 0; j < res->axes[a].nvalues; j++) {
             if (j) buf_printf(&b, ", ");
-            html_esc(&b, res->axes[a].values[j]);
+            buf_html(&b, res->axes[a].values[j]);
         }
         buf_printf(&b, "]</code>");
     }
     buf_printf(&b, ". Selection on <b>%s</b> with early stopping; ", metric);
-    html_esc(&b, res->val_note);
+    buf_html(&b, res->val_note);
     buf_printf(&b, ".%s</p>\n",
                res->complete ? "" : " <b>The sweep is not finished</b>: run it again to continue.");
     if (res->best >= 0) {
         const sweep_variant *bv = &res->v[res->best];
         buf_printf(&b, "<p class=\"verdict ok\">Best variant: <b>");
-        html_esc(&b, bv->label);
+        buf_html(&b, bv->label);
         buf_printf(&b, "</b>, %s %.4f, test accuracy <b>%.4f</b>.</p>\n", metric, bv->val_metric,
                    bv->test_accuracy);
     }
@@ -1247,7 +1225,7 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
         if (!v->negative) continue;
         neg++;
         buf_printf(&b, "<p class=\"verdict\"><b>Negative transfer</b>: ");
-        html_esc(&b, v->label);
+        buf_html(&b, v->label);
         if (o->metric_loss)
             buf_printf(&b, " has validation loss %.4f higher than scratch", v->margin);
         else
@@ -1279,10 +1257,10 @@ char *sweep_html(const sweep_options *o, const sweep_result *res)
                           : v->baseline         ? "base"
                                                 : "";
         buf_printf(&b, "<tr class=\"%s\"><td>%d</td><td>", cls, r + 1);
-        html_esc(&b, v->label);
+        buf_html(&b, v->label);
         if (!ok_variant(v)) {
             buf_printf(&b, "</td><td colspan=\"8\">");
-            html_esc(&b, v->failed ? v->error : "not trained yet");
+            buf_html(&b, v->failed ? v->error : "not trained yet");
             buf_printf(&b, "</td></tr>\n");
             continue;
         }

@@ -128,6 +128,41 @@ def report(run_dirs, out="report.html"):
     return out
 
 
+def runs_table(run_dirs, markdown=False):
+    """The table of training runs `graft report RUN_DIR...` prints (aligned text, or Markdown)."""
+    lib = _l()
+    dirs = [os.fsencode(os.fspath(d)) for d in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    arr = (ctypes.c_char_p * max(len(dirs), 1))(*dirs)
+    out, err = ctypes.c_void_p(), _lib.Error()
+    s = lib.graft_report_runs_table(arr, len(dirs), int(bool(markdown)), ctypes.byref(out),
+                                    ctypes.byref(err))
+    if s:
+        _raise(lib, s, err)
+    return _take_string(lib, out)
+
+
+def bench_report(runs, baseline=None, markdown=False, html=None):
+    """What `graft report RUN.json...` prints for `graft bench --json` files (one or many devices
+    each, from any machines): device, layer, GFLOP/s-and-kernel-path and cost-model tables, with
+    ratios against the baseline device (a substring of its name, or its spec; default the first).
+    html= also writes the page with its charts. Devices that failed in their run are skipped with
+    a warning (warnings.warn)."""
+    import warnings
+    lib = _l()
+    files = [os.fsencode(os.fspath(f)) for f in ([runs] if isinstance(runs, (str, os.PathLike)) else runs)]
+    arr = (ctypes.c_char_p * max(len(files), 1))(*files)
+    o = _lib.BenchReportOptions(baseline=_b(baseline), markdown=int(bool(markdown)),
+                                html=_b(os.fspath(html) if html is not None else None))
+    text, notes, err = ctypes.c_void_p(), ctypes.c_void_p(), _lib.Error()
+    s = lib.graft_bench_report(arr, len(files), ctypes.byref(o), ctypes.byref(text),
+                               ctypes.byref(notes), ctypes.byref(err))
+    if s:
+        _raise(lib, s, err)
+    for line in _take_string(lib, notes).splitlines():
+        warnings.warn(line, RuntimeWarning, stacklevel=2)
+    return _take_string(lib, text)
+
+
 def _yaml_value(v):
     # --set values are YAML; JSON is YAML, and keeps strings strings ("7" stays a string)
     if isinstance(v, float) and not math.isfinite(v):

@@ -91,6 +91,11 @@ class BenchOptions(ctypes.Structure):
                 ("model_bandwidth_gbs", ctypes.c_double), ("model_gflops", ctypes.c_double)]
 
 
+class BenchReportOptions(ctypes.Structure):
+    _fields_ = [("baseline", ctypes.c_char_p), ("markdown", ctypes.c_int),
+                ("html", ctypes.c_char_p)]
+
+
 DTYPE_F32, DTYPE_F64, DTYPE_U8 = 1, 2, 3
 
 
@@ -126,6 +131,11 @@ def _declare(lib):
                                              c.c_long, c.c_void_p, E]),
         "graft_bench_json": (c.c_int, [R, c.c_char_p, c.POINTER(BenchOptions),
                                        c.POINTER(c.c_void_p), E]),
+        "graft_bench_report": (c.c_int, [c.POINTER(c.c_char_p), c.c_int,
+                                         c.POINTER(BenchReportOptions), c.POINTER(c.c_void_p),
+                                         c.POINTER(c.c_void_p), E]),
+        "graft_report_runs_table": (c.c_int, [c.POINTER(c.c_char_p), c.c_int, c.c_int,
+                                              c.POINTER(c.c_void_p), E]),
     }
     for name, (res, args) in sig.items():
         f = getattr(lib, name)

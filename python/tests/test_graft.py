@@ -214,6 +214,36 @@ def test_schema_and_report_equal_the_program(trained, tmp_path):
         graft.report([tmp_path], tmp_path / "x.html")
 
 
+def test_bench_report_and_runs_table_equal_the_program(trained, tmp_path):
+    """graft.bench_report and graft.runs_table return what `graft report` prints; a device that
+    failed in its run is a warning; errors raise with the program's message and exit code."""
+    runs = [os.path.join(SRC, "tests/bench", f) for f in ("run-pthread.json", "run-costmodel.json")]
+    for kw, args in (({}, []), ({"markdown": True, "baseline": "0:1"}, ["--md", "--baseline", "0:1"])):
+        assert graft.bench_report(runs, **kw) == cli("report", *runs, *args).stdout
+    graft.bench_report(runs, html=tmp_path / "py.html")
+    cli("report", *runs, "--html", str(tmp_path / "cli.html"))
+    assert (tmp_path / "py.html").read_text() == (tmp_path / "cli.html").read_text()
+    run = json.loads(open(runs[1]).read())
+    run["devices"].append(dict(run["devices"][0], spec="9:9", error="no such device"))
+    (tmp_path / "failed.json").write_text(json.dumps(run))
+    with pytest.warns(RuntimeWarning, match="device 9:9 failed in that run"):
+        text = graft.bench_report([tmp_path / "failed.json"])
+    assert text.startswith("Devices (baseline: ")
+    with pytest.raises(graft.GraftError, match="matches no device; the runs have") as ex:
+        graft.bench_report(runs, baseline="no-such-gpu")
+    assert ex.value.exit_code == 2
+    (tmp_path / "bad.json").write_text("{\n  oops\n")
+    with pytest.raises(graft.GraftError) as ex:
+        graft.bench_report([tmp_path / "bad.json"])
+    assert ex.value.line == 2 and ex.value.exit_code == 1
+    w = trained[0]
+    dirs = [str(w / "run"), str(w / "stopped")]
+    table = graft.runs_table(dirs, markdown=True)
+    assert table.startswith("| run ") and str(w / "stopped") in table
+    assert cli("report", *dirs, "--md", "--html", str(tmp_path / "r.html")).stdout == \
+        "## Training runs\n\n" + table
+
+
 def test_default_progress_display(trained, capfd):
     w = trained[0]
     old = os.getcwd()

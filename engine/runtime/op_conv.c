@@ -201,8 +201,8 @@ static bool direct_tile_of(const graft_context *ctx, int co, int wo, direct_tile
  * (conv_rows.cl), the rows kernels with a Winograd forward and data gradient (wino), or wino with
  * the forward as Winograd F(4x4, 3x3) (wino4). GRAFT_CONV=im2col, direct, igemm, rows, wino or
  * wino4 forces one where it applies; by default GPUs get the implicit GEMM (work-groups of 64-256
- * with local-memory tiles, three launches per layer and step instead of six), CPUs wino4 (layers
- * no backward runs through), wino or rows where they apply (default_path) and im2col elsewhere
+ * with local-memory tiles, three launches per layer and step instead of six), CPUs wino4, wino or
+ * rows where they apply (default_path) and im2col elsewhere
  * (strides, groups, kernels over 3x3). On the Xeon VM (AVX-512, PoCL 3.1) rows took fmnist-cnn's
  * conv2 from 14.4 / 35.5 ms (forward / backward, im2col) to 7.7 / 17.1. */
 static const char *const path_names[CONV_PATHS] = {"im2col", "direct", "igemm", "rows", "wino",
@@ -389,12 +389,15 @@ static bool winograd_channels(const conv2d_desc *d)
  * against 0.75 on rows. On the others, forward and data gradient, Zen 4 (convbench, minimum of
  * 30): AVX-512 5.4 / 5.3 ms against 6.1 / 7.1 (32->32 at 28x28), 4.4 / 4.4 against 5.7 / 6.0
  * (64->64 at 14x14); capped at AVX2 4.8 / 5.1 against 7.4 / 8.4 and 4.0 / 4.3 against 5.5 / 5.6.
- * A layer no backward runs through (a frozen prefix, an evaluation) gets wino4 where it fits:
- * its F(4x4) forward against wino's, fmnist-cnn's layers at batch 64 with the relu and pool the
- * transfer fuses (Zen 5, best of 15, each shape in a process of its own): AVX-512 1.23 / 0.65 /
- * 1.15 ms against 1.76 / 0.74 / 1.49 (conv2, conv3, conv4), capped at AVX2 1.82 / 1.12 / 2.49
- * against 2.61 / 1.51 / 2.66. Training layers keep wino: the pooled layers' forward also writes
- * y and the indexes there, and the data gradient is wino's either way (`graft tune` times both). */
+ * Where it fits they get wino4, whose forward is F(4x4) (the data gradient stays wino's F(2x2)):
+ * fmnist-cnn's layers at batch 64 with the relu and pool the transfer fuses (Zen 5, best of 15,
+ * each shape in a process of its own): AVX-512 1.23 / 0.65 / 1.15 ms against 1.76 / 0.74 / 1.49
+ * (conv2, conv3, conv4), capped at AVX2 1.82 / 1.12 / 2.49 against 2.61 / 1.51 / 2.66. Training
+ * layers took wino until stop 47; in a training step, where the pooled forward also writes y and
+ * the indexes, F(4x4) measured 2.97 / 1.33 / 2.46 ms against 3.85 / 1.71 / 3.33 at AVX-512 and
+ * 3.59 / 1.62 / 3.40 against 4.84 / 2.18 / 4.23 capped at AVX2 (`graft bench` of fmnist-pretrain,
+ * medians of 30 steps, Zen 4; the step 36.5 -> 34.0 and 46.1 -> 41.1 ms), and a first run then
+ * generates machine code for one forward kernel a layer instead of two. */
 static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
 {
     if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
@@ -404,7 +407,7 @@ static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
     wino4_geom w4;
     if (!rows_geom_of(ctx, &full, &g)) return CONV_IM2COL;
     if (!winograd_channels(d)) return CONV_ROWS;
-    if (d->forward_only && wino4_geom_of(&full, &g, &w4)) return CONV_WINO4;
+    if (wino4_geom_of(&full, &g, &w4)) return CONV_WINO4;
     return wino_geom_of(&full, &g, &w) ? CONV_WINO : CONV_ROWS;
 }
 

@@ -4,7 +4,8 @@
 #     by `graft __compile-ahead` into an empty PoCL cache, leave nothing for the run to compile:
 #     PoCL reports no kernel code generation in a second run on that cache, against dozens on an
 #     empty one. So the helper builds the very programs and work-group sizes the run looks up.
-#     The records also show the paths: training on wino, the test evaluation on wino4.
+#     The records also show the paths: wino4 by default; on wino (forced), training on its F(2x2)
+#     forward and the test evaluation on F(4x4).
 #  2. With the helper on (the default), a cold run hands it launches, gives the same results to
 #     every digit as a run without it, and leaves no helper process behind.
 #  3. A warm run starts no helper. A run that builds no program from cold but launches kernels
@@ -61,14 +62,14 @@ for k in sys.argv[2:]:
 train record "$W/pocl-record" GRAFT_COMPILE_AHEAD="save:$W/launches.txt"
 n=$(grep -c "^L " "$W/launches.txt" 2>/dev/null)
 [ "${n:-0}" -ge 20 ] || no "save mode recorded ${n:-0} launches (expected the step's ~50)"
-# the records name the kernels the run launched: its training steps run fmnist-cnn's three 3x3
-# layers of 32-64 channels on the wino path (F(2x2) forward and data gradient) and its test
-# evaluation, a pipeline no backward runs through, on wino4 (the F(4x4) forward); convolutions
-# the pipeline forgot to mark fwd_only would evaluate on wino, slower, with nothing else failing
-launched() { grep -c "^L [0-9]* $1 " "$W/launches.txt"; }
-for k in conv_wino_fwd conv_wino_dgrad conv_wino4_fwd; do
+# the records name the kernels the run launched: fmnist-cnn's three 3x3 layers of 32-64 channels
+# run on the wino4 path, the F(4x4) forward (training and test evaluation) and wino's F(2x2) data
+# gradient; wino's F(2x2) forward is not launched at all
+launched() { grep -c "^L [0-9]* $1 " "${2:-$W/launches.txt}"; }
+for k in conv_wino4_fwd conv_wino_dgrad; do
     [ "$(launched $k)" -ge 3 ] || no "$k launched for $(launched $k) layers, not fmnist-cnn's 3"
 done
+[ "$(launched conv_wino_fwd)" = 0 ] || no "conv_wino_fwd launched for $(launched conv_wino_fwd) layers"
 mkdir -p "$W/pocl-replay"
 POCL_CACHE_DIR="$W/pocl-replay" POCL_DEVICES=pthread GRAFT_CACHE_DIR="$W/graft-replay" \
     "$G" __compile-ahead --device "$SPEC" "$W/launches.txt" >"$W/replay.out" 2>&1 ||
@@ -78,6 +79,14 @@ grep -q "ran $n launches, 0 unreadable lines or batches" "$W/replay.out" ||
 train after "$W/pocl-replay" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
 train control "$W/pocl-control" GRAFT_COMPILE_AHEAD=off POCL_DEBUG=timing
 after=$(codegens "$W/after.err") control=$(codegens "$W/control.err")
+# layers on the wino path (`graft tune` may choose it) train with its F(2x2) forward and evaluate
+# with their program's F(4x4) one, which the pipeline asks for by marking an evaluation's
+# convolutions fwd_only: forgotten, they would evaluate on wino, slower, with nothing else failing
+train wino "$W/pocl-control" GRAFT_CONV=wino GRAFT_COMPILE_AHEAD="save:$W/wino.txt"
+for k in conv_wino_fwd conv_wino4_fwd; do
+    [ "$(launched $k "$W/wino.txt")" -ge 3 ] ||
+        no "GRAFT_CONV=wino: $k launched for $(launched $k "$W/wino.txt") layers, not 3"
+done
 [ "$control" -ge 20 ] || no "an empty cache compiled only $control kernels (the check is blind)"
 [ "$after" = 0 ] || no "after the replay the run still compiled $after kernels"
 echo "ok: replay of $n launches; kernels compiled by the run: $after after it, $control without"

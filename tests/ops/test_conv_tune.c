@@ -122,12 +122,12 @@ int main(void)
               r.seconds[CONV_IM2COL] == 0 && r.seconds[CONV_ROWS] == 0 &&
               r.seconds[CONV_WINO] == 0 && !r.stored && !conv2d_path_tuned(ctx, &q));
     CHECK(r.best == r.deflt && r.deflt == deflt);
-    /* 8 channels or more in and out: Winograd is a CPU's default there (rows below), and quick
-     * leaves it alone the same way */
+    /* 8 channels or more in and out: Winograd (wino4: the F(4x4) forward) is a CPU's default
+     * there, also for a layer that trains (rows below), and quick leaves it alone the same way */
     conv2d_desc wq = d;
     wq.c = 8;
     wq.o = 16;
-    CHECK(init_path(ctx, &wq) == (gpu ? CONV_IGEMM : CONV_WINO));
+    CHECK(!wq.forward_only && init_path(ctx, &wq) == (gpu ? CONV_IGEMM : CONV_WINO4));
     CHECK(!conv2d_uses_gemm(ctx, &wq));
     CHECK(conv2d_tune_has_rivals(ctx, &wq, true) == gpu);
     wq.c = 7;

@@ -150,13 +150,9 @@ static inline void w4_g(const float h0, const float h1, const float h2, float *o
     o[5] = h2;
 }
 
-/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
- * u[(6 a + b) S ..], S = CO CI apart. */
-__kernel void conv_wino4_wt(__global const float *w, __global float *u)
+/* u[t + (6 a + b) S] = (G g G^T)[a][b] for the 3x3 kernel g, S = CO CI. */
+static inline void w4_wt(const float g[9], __global float *u, const int t)
 {
-    const int t = get_global_id(0);
-    if (t >= CO * CI) return;
-    __global const float *g = w + (long)t * 9;
     float gg[6][3]; /* G g, column by column */
 #pragma unroll
     for (int j = 0; j < 3; j++) {
@@ -173,6 +169,33 @@ __kernel void conv_wino4_wt(__global const float *w, __global float *u)
 #pragma unroll
         for (int b = 0; b < 6; b++) u[t + (6 * a + b) * S] = o[b];
     }
+}
+
+/* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
+ * u[(6 a + b) S ..], S = CO CI apart. */
+__kernel void conv_wino4_wt(__global const float *w, __global float *u)
+{
+    const int t = get_global_id(0);
+    if (t >= CO * CI) return;
+    float g[9];
+#pragma unroll
+    for (int k = 0; k < 9; k++) g[k] = w[(long)t * 9 + k];
+    w4_wt(g, u, t);
+}
+
+/* The data gradient as a forward: for a layer with as many channels in as out (CI = CO), 3x3,
+ * stride 1, padding 1, dx is conv_wino4_fwd of the padded dy (conv_rows_pad_dy's dp, laid out as
+ * xp there) with the weights turned 180 degrees and input and output channels swapped:
+ * U[6 a + b][c][o] from w[o][c] reversed. One work-item per (c, o). */
+__kernel void conv_wino4_wtd(__global const float *w, __global float *u)
+{
+    const int t = get_global_id(0);
+    if (t >= CO * CI) return;
+    const int c = t / CI, o = t - c * CI; /* U[.][c][o] at c CI + o, as conv_wino4_fwd reads it */
+    float g[9];
+#pragma unroll
+    for (int k = 0; k < 9; k++) g[k] = w[((long)o * CI + c) * 9 + 8 - k];
+    w4_wt(g, u, t);
 }
 
 /* The lanes of a, b (c, d) interleaved into seq: a0 b0 (c0 d0) a1 b1 .. (2-level shuffles of two

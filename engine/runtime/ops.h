@@ -126,6 +126,11 @@ typedef struct conv2d_op {
     cl_kernel wino4_wt, wino4_fwd;
     cl_mem wino4_u, wino4_u_of;
     int wino4_ns;
+    /* and, for a layer of as many channels in as out (3x3, stride 1, padding 1), the data gradient
+     * as that F(4x4) forward of the padded dy with wino4_ud [36, C, O] (conv_wino4_wtd: the
+     * weights turned and transposed, before each backward); NULL elsewhere */
+    cl_kernel wino4_wtd;
+    cl_mem wino4_ud;
     /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its
      * program has them, rows_init), for the forwards its caller marks fwd_only: an evaluation
      * during a training, where no backward reads what the forward kept. Their F(4x4) code is

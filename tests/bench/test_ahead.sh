@@ -63,13 +63,14 @@ train record "$W/pocl-record" GRAFT_COMPILE_AHEAD="save:$W/launches.txt"
 n=$(grep -c "^L " "$W/launches.txt" 2>/dev/null)
 [ "${n:-0}" -ge 20 ] || no "save mode recorded ${n:-0} launches (expected the step's ~50)"
 # the records name the kernels the run launched: fmnist-cnn's three 3x3 layers of 32-64 channels
-# run on the wino4 path, the F(4x4) forward (training and test evaluation) and wino's F(2x2) data
-# gradient; wino's F(2x2) forward is not launched at all
+# run on the wino4 path, the F(4x4) forward (training and test evaluation); the data gradient of
+# the two with as many channels in as out (conv2, conv4) is that forward too, from the weights
+# conv_wino4_wtd turns, and conv3's (32 -> 64) wino's F(2x2); wino's F(2x2) forward never runs
 launched() { grep -c "^L [0-9]* $1 " "${2:-$W/launches.txt}"; }
-for k in conv_wino4_fwd conv_wino_dgrad; do
-    [ "$(launched $k)" -ge 3 ] || no "$k launched for $(launched $k) layers, not fmnist-cnn's 3"
+for k in conv_wino4_fwd:3 conv_wino4_wtd:2 conv_wino_dgrad:1 conv_wino_fwd:0; do
+    [ "$(launched ${k%:*})" = "${k#*:}" ] ||
+        no "${k%:*} launched for $(launched ${k%:*}) layers, not ${k#*:}"
 done
-[ "$(launched conv_wino_fwd)" = 0 ] || no "conv_wino_fwd launched for $(launched conv_wino_fwd) layers"
 mkdir -p "$W/pocl-replay"
 POCL_CACHE_DIR="$W/pocl-replay" POCL_DEVICES=pthread GRAFT_CACHE_DIR="$W/graft-replay" \
     "$G" __compile-ahead --device "$SPEC" "$W/launches.txt" >"$W/replay.out" 2>&1 ||

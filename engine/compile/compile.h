@@ -213,13 +213,18 @@ typedef struct pipeline_stats {
  * block until every step enqueued so far is in *out: exact totals, e.g. at the end of an epoch.
  * A non-finite step loss is an error naming the step (1-based pipeline step count). */
 graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, graft_error *e);
+/* Everything read back since the last restart, summed step after step in step order: unlike the
+ * reads' sums added together, whose grouping follows when they were asked for (a progress
+ * display's timing), the same bits on every run. restart: begin again from zero after. */
+void pipeline_stats_total(pipeline *p, pipeline_stats *out, bool restart);
 /* Without blocking: collect a read-back that has landed and return the non-finite-loss error seen
  * so far, if any (kept for pipeline_stats_read). A training loop calls it after each step. */
 graft_status pipeline_stats_poll(pipeline *p, graft_error *e);
 /* The first step (1-based pipeline step count) whose read-back loss was not finite, and that loss.
  */
 bool pipeline_nonfinite(const pipeline *p, uint64_t *step, double *value);
-/* Wait for the read-back in flight and drop every statistic and error collected (a replay). */
+/* Wait for the read-back in flight and drop every statistic (the total too) and error collected
+ * (a replay). */
 graft_status pipeline_stats_reset(pipeline *p, graft_error *e);
 /* Scan mode: each forward reads every layer's parameters and output back (blocking) and keeps the
  * first layer holding a NaN or an infinity; pipeline_scan_result gives it (-1 if none) and whether

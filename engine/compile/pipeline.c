@@ -97,6 +97,7 @@ struct pipeline {
     int pending_n[PIPELINE_STATS_SLOTS], inflight_n[PIPELINE_STATS_SLOTS]; /* samples per slot */
     uint64_t pending_first, inflight_first;  /* step number of slot 0 */
     pipeline_stats ready;                    /* read back, not yet handed out */
+    pipeline_stats total;                    /* read back since pipeline_stats_total restarted */
     graft_error stat_error;                  /* a non-finite loss seen in a read-back */
     graft_status stat_status;
     uint64_t nonfinite_step; /* first step whose loss was not finite (1-based), 0 */
@@ -1506,8 +1507,12 @@ static graft_status stats_land(pipeline *p, graft_error *e)
         p->ready.loss_sum += sum;
         p->ready.correct += correct;
         p->ready.samples += p->inflight_n[i];
+        p->total.loss_sum += sum;
+        p->total.correct += correct;
+        p->total.samples += p->inflight_n[i];
     }
     p->ready.steps += p->inflight;
+    p->total.steps += p->inflight;
     p->inflight = 0;
     return GRAFT_OK;
 }
@@ -1573,6 +1578,12 @@ graft_status pipeline_stats_read(pipeline *p, bool wait, pipeline_stats *out, gr
         p->stat_status = GRAFT_OK;
     }
     return s;
+}
+
+void pipeline_stats_total(pipeline *p, pipeline_stats *out, bool restart)
+{
+    *out = p->total;
+    if (restart) memset(&p->total, 0, sizeof p->total);
 }
 
 long pipeline_host_syncs(const pipeline *p)
@@ -1852,6 +1863,7 @@ graft_status pipeline_stats_reset(pipeline *p, graft_error *e)
     graft_status s = stats_land(p, e);
     p->pending = 0;
     memset(&p->ready, 0, sizeof p->ready);
+    memset(&p->total, 0, sizeof p->total);
     p->stat_status = GRAFT_OK;
     p->nonfinite_step = 0;
     return s;

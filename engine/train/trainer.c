@@ -108,8 +108,18 @@ typedef struct run {
 #define FIRST_STEP_SLACK 30.0
 
 /* How often the progress display reads the loss back from the device (the CLI redraws at most
- * ten times a second); without a progress callback it is read once per epoch. */
+ * ten times a second); without a progress callback it is read once per epoch. The epoch's totals
+ * do not depend on it (pipeline_stats_total): GRAFT_PROGRESS_READ_STEPS=N reads after every N
+ * steps instead, so that a test can group the reads differently and compare. */
 #define PROGRESS_READ_SECONDS 0.1
+
+static long progress_read_steps(void)
+{
+    const char *v = getenv("GRAFT_PROGRESS_READ_STEPS");
+    char *end;
+    long n = v && *v ? strtol(v, &end, 10) : 0;
+    return v && *v && !*end && n > 0 ? n : 0;
+}
 
 /* Whether this process writes the run directory (rank 0, or the only process). */
 static bool writer(const run *R)
@@ -1432,6 +1442,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     batcher_start_epoch(b, R->epoch);
     long nb = (tr->n + t->batch_size - 1) / t->batch_size, done = 0, seen = 0, correct = 0, got = 0;
     double loss_sum = 0, t0 = now_seconds(), lr = t->lr, last_read = t0;
+    const long read_steps = progress_read_steps();
     double lr_start = schedule_lr(t, R->epoch);
     const float *x;
     const int *y;
@@ -1439,6 +1450,8 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
     train_progress p = {.epoch = R->epoch + 1, .epochs = t->epochs, .nbatches = nb,
                         .val_loss = NAN, .val_accuracy = NAN};
     long syncs0 = pipeline_host_syncs(R->head);
+    pipeline_stats tot;
+    for (int k = 0; k < R->nrep; k++) pipeline_stats_total(R->rep[k], &tot, true);
     long step0 = R->step, skipped = 0, skipped_n = 0;
     bool skip_mode = t->on_nonfinite == NONFINITE_SKIP_BATCH; /* never with adapt's alignment */
     /* o->stop is read before each step, so a progress callback that sets it stops right there */
@@ -1484,7 +1497,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         if (t->max_steps > 0 && R->step >= t->max_steps) *stop = true;
         if (R->o->progress) {
             double now = now_seconds(), el = now - t0;
-            if (now - last_read >= PROGRESS_READ_SECONDS) {
+            if (read_steps ? done % read_steps == 0 : now - last_read >= PROGRESS_READ_SECONDS) {
                 /* collect the read started last time, start the next (non-blocking) */
                 pipeline_stats st;
                 if ((s = stats_read_all(R, false, &st, e))) break;
@@ -1508,19 +1521,30 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         /* the epoch's exact totals: wait for every step's statistics */
         pipeline_stats st;
         s = stats_read_all(R, true, &st, e);
-        if (!s && R->world > 1) {
-            /* each rank counted its own rows: the epoch's totals are their sums (the display's
-             * running figures above were this rank's) */
-            double v[3] = {st.loss_sum + loss_sum, (double)(st.correct + correct),
-                           (double)(st.samples + got)};
-            s = dist_sum_f64(R->D, v, 3, e);
-            st.loss_sum = v[0] - loss_sum;
-            st.correct = (long)v[1] - correct;
-            st.samples = (long)v[2] - got;
-        }
         loss_sum += st.loss_sum;
         correct += st.correct;
         got += st.samples;
+        if (!s && !skip_mode) {
+            /* the totals as each replica's pipeline summed them, step by step: the display's reads
+             * above added partial sums grouped by their timing (last-bit differences run to run) */
+            loss_sum = 0;
+            correct = got = 0;
+            for (int k = 0; k < R->nrep; k++) {
+                pipeline_stats_total(R->rep[k], &tot, true);
+                loss_sum += tot.loss_sum;
+                correct += tot.correct;
+                got += tot.samples;
+            }
+        }
+        if (!s && R->world > 1) {
+            /* each rank counted its own rows: the epoch's totals are their sums (the display's
+             * running figures above were this rank's) */
+            double v[3] = {loss_sum, (double)correct, (double)got};
+            s = dist_sum_f64(R->D, v, 3, e);
+            loss_sum = v[0];
+            correct = (long)v[1];
+            got = (long)v[2];
+        }
         if (!s && got != seen - skipped_n)
             s = err_set(e, GRAFT_STATUS_INTERNAL, "epoch statistics cover %ld of %ld samples", got,
                         seen - skipped_n);

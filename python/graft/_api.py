@@ -128,10 +128,15 @@ def report(run_dirs, out="report.html"):
     return out
 
 
+def _paths(p):
+    # one path, or a list of them
+    return [p] if isinstance(p, (str, bytes, os.PathLike)) else list(p)
+
+
 def runs_table(run_dirs, markdown=False):
     """The table of training runs `graft report RUN_DIR...` prints (aligned text, or Markdown)."""
     lib = _l()
-    dirs = [os.fsencode(os.fspath(d)) for d in ([run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else run_dirs)]
+    dirs = [os.fsencode(os.fspath(d)) for d in _paths(run_dirs)]
     arr = (ctypes.c_char_p * max(len(dirs), 1))(*dirs)
     out, err = ctypes.c_void_p(), _lib.Error()
     s = lib.graft_report_runs_table(arr, len(dirs), int(bool(markdown)), ctypes.byref(out),
@@ -149,7 +154,7 @@ def bench_report(runs, baseline=None, markdown=False, html=None):
     a warning (warnings.warn)."""
     import warnings
     lib = _l()
-    files = [os.fsencode(os.fspath(f)) for f in ([runs] if isinstance(runs, (str, os.PathLike)) else runs)]
+    files = [os.fsencode(os.fspath(f)) for f in _paths(runs)]
     arr = (ctypes.c_char_p * max(len(files), 1))(*files)
     o = _lib.BenchReportOptions(baseline=_b(baseline), markdown=int(bool(markdown)),
                                 html=_b(os.fspath(html) if html is not None else None))

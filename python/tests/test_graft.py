@@ -218,7 +218,8 @@ def test_bench_report_and_runs_table_equal_the_program(trained, tmp_path):
     """graft.bench_report and graft.runs_table return what `graft report` prints; a device that
     failed in its run is a warning; errors raise with the program's message and exit code."""
     runs = [os.path.join(SRC, "tests/bench", f) for f in ("run-pthread.json", "run-costmodel.json")]
-    for kw, args in (({}, []), ({"markdown": True, "baseline": "0:1"}, ["--md", "--baseline", "0:1"])):
+    for kw, args in (({}, []),
+                     ({"markdown": True, "baseline": "0:1"}, ["--md", "--baseline", "0:1"])):
         assert graft.bench_report(runs, **kw) == cli("report", *runs, *args).stdout
     graft.bench_report(runs, html=tmp_path / "py.html")
     cli("report", *runs, "--html", str(tmp_path / "cli.html"))

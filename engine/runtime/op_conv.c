@@ -831,26 +831,30 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
                           e)))))
         goto fail;
     /* wino4's data gradient as its F(4x4) forward where the padded dy has xp's layout and the
-     * channel counts match (conv_wino4.cl's conv_wino4_wtd) */
-    if (wino4 && d->c == d->o && d->groups == 1 && d->sh == 1 && d->sw == 1 && d->ph == 1 &&
-        d->pw == 1 && g.dpitch == g.xpitch && g.drows == g.xrows &&
+     * channel counts match (conv_wino4.cl's conv_wino4_wtd); the F(2x2) one is then not built,
+     * nor its weights' buffer */
+    const bool wtd = wino4 && d->c == d->o && d->groups == 1 && d->sh == 1 && d->sw == 1 &&
+                     d->ph == 1 && d->pw == 1 && g.dpitch == g.xpitch && g.drows == g.xrows;
+    if (wtd &&
         ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wtd", &op->wino4_wtd, e)) ||
          (s = buffer_create(ctx, u4bytes, &op->wino4_ud, e)) ||
          (s = zero_from_host(ctx, op->wino4_ud, u4bytes, e))))
         goto fail;
     if (code4) op->wino4_ns = w4.ns;
     if (wino) {
-        if ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
-            (!wino4 &&
-             (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e))) ||
-            (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
-            (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
+        if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
                             &op->rows_pad_dy_pool, e)) ||
-            (s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
-            /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before each
-             * pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's checker took
-             * the passes' reads of it for uninitialised values until the host had written it */
-            (s = zero_from_host(ctx, op->wino_u, ubytes, e)))
+            (!wtd &&
+             ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
+              (!wino4 &&
+               (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e))) ||
+              (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
+              (s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
+              /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before
+               * each pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's
+               * checker took the passes' reads of it for uninitialised values until the host had
+               * written it */
+              (s = zero_from_host(ctx, op->wino_u, ubytes, e)))))
             goto fail;
         op->wino_tiles = w.wt;
         op->wino_ns = w.ns;

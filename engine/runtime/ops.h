@@ -128,7 +128,8 @@ typedef struct conv2d_op {
     int wino4_ns;
     /* and, for a layer of as many channels in as out (3x3, stride 1, padding 1), the data gradient
      * as that F(4x4) forward of the padded dy with wino4_ud [36, C, O] (conv_wino4_wtd: the
-     * weights turned and transposed, before each backward); NULL elsewhere */
+     * weights turned and transposed, before each backward; the F(2x2) data gradient, wino_wt
+     * and wino_u are then NULL); NULL elsewhere */
     cl_kernel wino4_wtd;
     cl_mem wino4_ud;
     /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its

@@ -19,7 +19,8 @@
 typedef struct rdev {
     char label[320];
     const char *host, *file, *spec, *recipe;
-    json_t *dev; /* borrowed from its run */
+    json_t *dev;     /* borrowed from its run */
+    json_t *by_name; /* its layers by name (the first of a name), for layer_of */
 } rdev;
 
 typedef struct report {
@@ -29,7 +30,8 @@ typedef struct report {
     int ndevs;
     const char **layers; /* union of layer names in first-seen order (borrowed) */
     const char **types;
-    int nlayers;
+    int nlayers, caplayers;
+    json_t *seen; /* layer name -> its index in layers (a run may have many thousands) */
     int base;
 } report;
 
@@ -51,12 +53,27 @@ static double num_at(json_t *o, const char *path)
     return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
-static json_t *layer_of(json_t *dev, const char *name)
+static json_t *layer_of(const rdev *d, const char *name)
 {
-    json_t *ls = json_object_get(dev, "layers"), *l;
-    size_t i;
-    json_array_foreach(ls, i, l) if (strcmp(str_of(l, "name"), name) == 0) return l;
-    return NULL;
+    return json_object_get(d->by_name, name);
+}
+
+/* name (of type) at the end of r's layer union; false when out of memory */
+static bool add_layer(report *r, const char *name, const char *type)
+{
+    if (r->nlayers == r->caplayers) {
+        int cap = r->caplayers ? 2 * r->caplayers : 64;
+        const char **nl = realloc(r->layers, (size_t)cap * sizeof *nl);
+        if (nl) r->layers = nl;
+        const char **nt = nl ? realloc(r->types, (size_t)cap * sizeof *nt) : NULL;
+        if (!nt) return false;
+        r->types = nt;
+        r->caplayers = cap;
+    }
+    if (json_object_set_new(r->seen, name, json_integer(r->nlayers))) return false;
+    r->layers[r->nlayers] = name;
+    r->types[r->nlayers++] = type;
+    return true;
 }
 
 /* One run file into r: its devices (those that failed in it are named in notes and skipped) and
@@ -101,6 +118,7 @@ static graft_status load_run(report *r, const char *file, buf *notes, graft_erro
         }
         rdev *x = &r->devs[r->ndevs];
         x->dev = d;
+        if (!(x->by_name = json_object())) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         x->file = file;
         x->host = str_of(root, "host");
         x->spec = str_of(d, "spec");
@@ -127,12 +145,11 @@ static graft_status load_run(report *r, const char *file, buf *notes, graft_erro
         json_array_foreach(ls, k, l)
         {
             const char *name = str_of(l, "name");
-            int j;
-            for (j = 0; j < r->nlayers; j++)
-                if (strcmp(r->layers[j], name) == 0) break;
-            if (j == r->nlayers) {
-                r->layers[r->nlayers] = name;
-                r->types[r->nlayers++] = str_of(l, "type");
+            if ((!json_object_get(x->by_name, name) && json_object_set(x->by_name, name, l)) ||
+                (!json_object_get(r->seen, name) && !add_layer(r, name, str_of(l, "type")))) {
+                json_decref(x->by_name);
+                x->by_name = NULL;
+                return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
             }
         }
         r->ndevs++;
@@ -216,7 +233,7 @@ static void layer_table(const report *r, table *t)
         int row = li + 1;
         table_set(t, row, 0, "%s", loss ? "loss" : r->layers[li]);
         table_set(t, row, 1, "%s", loss ? "" : r->types[li]);
-        json_t *bl = loss ? NULL : layer_of(r->devs[r->base].dev, r->layers[li]);
+        json_t *bl = loss ? NULL : layer_of(&r->devs[r->base], r->layers[li]);
         double btot = loss ? num_at(r->devs[r->base].dev, "loss.median_ms")
                            : (bl ? phase_ms(bl, "forward") + phase_ms(bl, "backward") : NAN);
         c = 2;
@@ -226,7 +243,7 @@ static void layer_table(const report *r, table *t)
                 fmt_ms(f, sizeof f, json_object_get(r->devs[i].dev, "loss"));
                 snprintf(b, sizeof b, "-");
             } else {
-                json_t *l = layer_of(r->devs[i].dev, r->layers[li]);
+                json_t *l = layer_of(&r->devs[i], r->layers[li]);
                 fmt_ms(f, sizeof f, l ? json_object_get(l, "forward") : NULL);
                 fmt_ms(b, sizeof b, l ? json_object_get(l, "backward") : NULL);
             }
@@ -235,7 +252,7 @@ static void layer_table(const report *r, table *t)
         }
         for (int i = 0; i < r->ndevs; i++) {
             if (i == r->base) continue;
-            json_t *l = loss ? NULL : layer_of(r->devs[i].dev, r->layers[li]);
+            json_t *l = loss ? NULL : layer_of(&r->devs[i], r->layers[li]);
             double tot = loss ? num_at(r->devs[i].dev, "loss.median_ms")
                               : (l ? phase_ms(l, "forward") + phase_ms(l, "backward") : NAN);
             if (tot > 0 && btot > 0) table_set(t, row, c++, "%.2f", btot / tot);
@@ -264,7 +281,7 @@ static void rate_table(const report *r, table *t)
         table_set(t, row, 0, "%s", r->layers[li]);
         table_set(t, row, 1, "%s", r->types[li]);
         for (int i = 0; i < r->ndevs; i++) {
-            json_t *l = layer_of(r->devs[i].dev, r->layers[li]);
+            json_t *l = layer_of(&r->devs[i], r->layers[li]);
             double fl = 0, ms = 0;
             for (int ph = 0; l && ph < 2; ph++) {
                 json_t *p = json_object_get(l, ph ? "backward" : "forward");
@@ -403,7 +420,7 @@ static void svg_layers(buf *f, const report *r)
     for (int li = 0; li < r->nlayers; li++) {
         double rowmax = 0;
         for (int i = 0; i < r->ndevs; i++) {
-            json_t *l = layer_of(r->devs[i].dev, r->layers[li]);
+            json_t *l = layer_of(&r->devs[i], r->layers[li]);
             double v = l ? phase_ms(l, "forward") + phase_ms(l, "backward") : 0;
             if (v > rowmax) rowmax = v;
         }
@@ -433,7 +450,7 @@ static void svg_layers(buf *f, const report *r)
         buf_html(f, r->layers[li]);
         buf_printf(f, "</text>\n");
         for (int i = 0; i < r->ndevs; i++) {
-            json_t *l = layer_of(r->devs[i].dev, r->layers[li]);
+            json_t *l = layer_of(&r->devs[i], r->layers[li]);
             double fw = l ? phase_ms(l, "forward") : 0, bw = l ? phase_ms(l, "backward") : 0;
             double wf = fw / mx * cw, wb = bw / mx * cw;
             buf_printf(f, "<rect x=\"%d\" y=\"%d\" width=\"%.2f\" height=\"%d\" fill=\"%s\"><title>",
@@ -558,11 +575,10 @@ graft_status graft_bench_report(const char *const *files, int n,
     table dt = {0}, lt = {0}, rt = {0}, ct = {0};
     graft_status s = GRAFT_OK;
     r.runs = calloc((size_t)n, sizeof *r.runs);
-    /* room for every device of every run and every layer name */
+    /* room for every device of every run (load_run grows the layer names as it meets them) */
     r.devs = calloc((size_t)n * REPORT_MAX_DEVICES, sizeof *r.devs);
-    r.layers = calloc((size_t)n * REPORT_MAX_DEVICES * 1024, sizeof *r.layers);
-    r.types = calloc((size_t)n * REPORT_MAX_DEVICES * 1024, sizeof *r.types);
-    if (!r.runs || !r.devs || !r.layers || !r.types) {
+    r.seen = json_object();
+    if (!r.runs || !r.devs || !r.seen) {
         s = err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
@@ -632,8 +648,10 @@ done:
     buf_free(&page);
     for (int i = 0; i < r.nruns; i++) json_decref(r.runs[i]);
     free(r.runs);
+    for (int i = 0; i < r.ndevs; i++) json_decref(r.devs[i].by_name);
     free(r.devs);
     free(r.layers);
     free(r.types);
+    json_decref(r.seen);
     return s;
 }

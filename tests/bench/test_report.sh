@@ -80,6 +80,25 @@ grep -q '^## Cost model of one training step per op family' "$T/c.md" && grep -q
     no "Markdown cost-model table"
 python3 "$SRC/check_html.py" "$T/c.html" "Cost model of one training step" gemm transfer || no "HTML cost model"
 
+# a run of 70,000 layers (past the 65,536 names a single file once had room for) and two devices
+# whose layer lists differ: every name gets its row, in first-seen order, without a quadratic
+# search (the test's timeout catches one)
+python3 - "$B" "$T/many.json" <<'PY'
+import json, sys
+run = json.load(open(sys.argv[1]))
+dev = run["devices"][0]
+proto = dev["layers"][0]
+a = dict(dev, layers=[dict(proto, name="l%d" % i) for i in range(70000)])
+b = dict(dev, spec="0:9", layers=[dict(proto, name="l%d" % i) for i in range(69990, 70010)])
+run["devices"] = [a, b]
+json.dump(run, open(sys.argv[2], "w"))
+PY
+"$GRAFT" report "$T/many.json" >"$T/many.txt" 2>&1 || no "report of 70,000 layers exited $?"
+grep -q '^l69999 ' "$T/many.txt" && grep -q '^l70009 ' "$T/many.txt" ||
+    no "report of 70,000 layers: rows missing"
+[ "$(grep -n '^l7000[0-9] ' "$T/many.txt" | head -1 | cut -d: -f1)" -gt \
+  "$(grep -n '^l69999 ' "$T/many.txt" | head -1 | cut -d: -f1)" ] || no "layers out of first-seen order"
+
 # errors
 "$GRAFT" report "$A" --baseline nvidia >/dev/null 2>"$T/e1.txt"
 [ $? = 2 ] || no "unknown baseline: exit status"

@@ -127,12 +127,20 @@ typedef struct bench_result {
     bench_cost cost[FAM_COUNT + 1];
     bool has_estimate;
     bench_estimate estimate;
+    /* a recipe whose frozen prefix graft train computes once (cache_cut layers, through the
+     * layer cache_through; 0: none): that prefix's forward of one batch into a device table of
+     * features, and a training step of the layers after it from the table's rows */
+    int cache_cut;
+    char cache_through[64];
+    bench_stats feature_pass, cached_step;
 } bench_result;
 
 /* Profile rc's training step on the device spec with synthetic inputs: the peak probe (kept in the
  * user's cache), a cold start from an empty cache in a temporary directory (with the GEMM tuner
- * when s->tune), a warm start on that cache, s->warmup untimed steps, then s->steps measured ones.
- * *out is filled (free it with bench_result_free) or left empty on an error. */
+ * when s->tune), a warm start on that cache, s->warmup untimed steps, then s->steps measured ones
+ * of every layer; where graft train would cache the frozen prefix's features, then also that
+ * step as trained (cache_cut above). *out is filled (free it with bench_result_free) or left
+ * empty on an error. */
 graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings *s, bench_result *out,
                        graft_error *e);
 void bench_result_free(bench_result *r);

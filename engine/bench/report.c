@@ -213,6 +213,42 @@ static void device_table(const report *r, table *t)
     }
 }
 
+/* The step as graft train runs a recipe with a cached frozen prefix (devices[i].feature_cache),
+ * a row per device that has one; false (t untouched) when none has. */
+static bool cache_table(const report *r, table *t)
+{
+    static const char *const head[] = {"key",       "device",         "prefix through",
+                                       "prefix ms", "prefix images/s", "step ms",
+                                       "images/s",  "x baseline"};
+    int nc = (int)(sizeof head / sizeof head[0]), n = 0;
+    for (int i = 0; i < r->ndevs; i++) n += json_is_object(json_object_get(r->devs[i].dev,
+                                                                           "feature_cache"));
+    if (!n) return false;
+    table_init(t, nc, n + 1);
+    for (int c = 0; c < nc; c++) table_set(t, 0, c, "%s", head[c]);
+    json_t *bc = json_object_get(r->devs[r->base].dev, "feature_cache");
+    double base = num_at(bc, "images_per_second");
+    for (int i = 0, row = 1; i < r->ndevs; i++) {
+        json_t *fc = json_object_get(r->devs[i].dev, "feature_cache");
+        if (!json_is_object(fc)) continue;
+        table_set(t, row, 0, "D%d", i + 1);
+        table_set(t, row, 1, "%s", r->devs[i].label);
+        table_set(t, row, 2, "%s (%.0f layers)", str_of(fc, "through"), num_at(fc, "cut"));
+        table_set(t, row, 3, "%.2f%s", num_at(fc, "feature_pass.median_ms"),
+                  json_is_true(json_object_get(json_object_get(fc, "feature_pass"), "flagged"))
+                      ? "!"
+                      : "");
+        table_set(t, row, 4, "%.1f", num_at(fc, "feature_images_per_second"));
+        table_set(t, row, 5, "%.2f%s", num_at(fc, "step.median_ms"),
+                  json_is_true(json_object_get(json_object_get(fc, "step"), "flagged")) ? "!"
+                                                                                          : "");
+        double ips = num_at(fc, "images_per_second");
+        table_set(t, row, 6, "%.1f", ips);
+        table_set(t, row++, 7, "%.2f", base > 0 ? ips / base : NAN);
+    }
+    return true;
+}
+
 /* One row per layer: per device forward and backward medians, and (for every device but the
  * baseline) the speed-up of forward + backward against the baseline. */
 static void layer_table(const report *r, table *t)
@@ -481,7 +517,7 @@ static void svg_layers(buf *f, const report *r)
 }
 /* ---- HTML: one file, inline CSS and SVG, XHTML-clean so an XML parser can check it ---- */
 static void html_page(buf *f, const report *r, const table *dt, const table *lt, const table *rt,
-                      const table *ct)
+                      const table *ct, const table *ft)
 {
     buf_printf(f, "%s",
                "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n"
@@ -517,6 +553,11 @@ static void html_page(buf *f, const report *r, const table *dt, const table *lt,
     svg_layers(f, r);
     buf_printf(f, "<h2>Devices</h2>\n");
     table_html(dt, f);
+    if (ft) {
+        buf_printf(f, "<h2>As trained, with the feature cache (the frozen prefix once per sample, "
+                      "then steps of the layers after it)</h2>\n");
+        table_html(ft, f);
+    }
     buf_printf(f, "<h2>Layers</h2>\n");
     table_html(lt, f);
     buf_printf(f, "<h2>Achieved GFLOP/s (forward + backward), %% of the probed peak, kernel "
@@ -534,11 +575,18 @@ static void html_page(buf *f, const report *r, const table *dt, const table *lt,
 
 /* The tables as `graft report` prints them. */
 static void text_tables(buf *o, const report *r, bool md, const table *dt, const table *lt,
-                        const table *rt, const table *ct, bool cost)
+                        const table *rt, const table *ct, bool cost, const table *ft)
 {
     if (md) buf_printf(o, "## Devices (baseline: %s)\n\n", r->devs[r->base].label);
     else buf_printf(o, "Devices (baseline: %s)\n", r->devs[r->base].label);
     table_print(dt, md, o);
+    if (ft) {
+        buf_printf(o, md ? "\n## As trained, with the feature cache (the frozen prefix once per "
+                           "sample, then steps of the layers after it)\n\n"
+                         : "\nAs trained, with the feature cache: the frozen prefix once per "
+                           "sample, then steps of the layers after it (x baseline: images/s)\n");
+        table_print(ft, md, o);
+    }
     buf_printf(o, md ? "\n## Layers (median ms per step; Dn x Db = baseline time / device time)\n\n"
                      : "\nLayers (median ms per step, keys as above; Dn x Db = baseline time / "
                        "device time; ! = spread > 10%%)\n");
@@ -572,7 +620,7 @@ graft_status graft_bench_report(const char *const *files, int n,
                        "expected one or more RUN.json files from `graft bench --json`");
     report r = {0};
     buf out = {0}, nb = {0}, page = {0};
-    table dt = {0}, lt = {0}, rt = {0}, ct = {0};
+    table dt = {0}, lt = {0}, rt = {0}, ct = {0}, ft = {0};
     graft_status s = GRAFT_OK;
     r.runs = calloc((size_t)n, sizeof *r.runs);
     /* room for every device of every run (load_run grows the layer names as it meets them) */
@@ -610,13 +658,13 @@ graft_status graft_bench_report(const char *const *files, int n,
     device_table(&r, &dt);
     layer_table(&r, &lt);
     rate_table(&r, &rt);
-    bool cost = cost_table(&r, &ct);
-    if (!dt.cell || !lt.cell || !rt.cell || (cost && !ct.cell)) {
+    bool cost = cost_table(&r, &ct), cached = cache_table(&r, &ft);
+    if (!dt.cell || !lt.cell || !rt.cell || (cost && !ct.cell) || (cached && !ft.cell)) {
         s = err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
-    text_tables(&out, &r, opt->markdown != 0, &dt, &lt, &rt, &ct, cost);
-    if (opt->html) html_page(&page, &r, &dt, &lt, &rt, &ct);
+    text_tables(&out, &r, opt->markdown != 0, &dt, &lt, &rt, &ct, cost, cached ? &ft : NULL);
+    if (opt->html) html_page(&page, &r, &dt, &lt, &rt, &ct, cached ? &ft : NULL);
     if (out.failed || nb.failed || page.failed) {
         s = err_set(err, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
@@ -643,6 +691,7 @@ done:
     table_free(&lt);
     table_free(&rt);
     table_free(&ct);
+    table_free(&ft);
     buf_free(&out);
     buf_free(&nb);
     buf_free(&page);

@@ -70,6 +70,101 @@ static void run_free(device_run *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The training pipeline's options at batch, running layers [first, n). */
+static pipeline_options step_options(const graft_recipe *rc, int batch, int first)
+{
+    return (pipeline_options){.max_batch = batch,
+                              .first = first,
+                              .training = true,
+                              .bn_train = rc->transfer.bn_train,
+                              .optimizer = rc->train.optimizer,
+                              .l2sp = rc->train.l2sp > 0,
+                              .label_smoothing = (float)rc->train.label_smoothing,
+                              .dropout_seed = 17};
+}
+
+/* The frozen prefix `graft train` computes once for rc (trainer.c's compile_phase: the plan's
+ * cacheable prefix, unless the recipe turns the cache off): its length in layers, 0 when none. */
+static graft_status cache_cut_of(const graft_recipe *rc, int batch, int *cut, graft_error *e)
+{
+    graph_plan gp;
+    *cut = 0;
+    graft_status s = plan_analyse(&rc->graph, true, rc->transfer.bn_train,
+                                  data_spec_augments(&rc->data), rc->train.optimizer,
+                                  rc->train.l2sp > 0, 0, batch, &gp, e);
+    if (s) return s;
+    if (gp.cacheable && rc->transfer.cache_features != CACHE_OFF) *cut = gp.cache_cut;
+    plan_free(&gp);
+    return GRAFT_OK;
+}
+
+/* The step as `graft train` runs a recipe with a cached frozen prefix, on w's context and
+ * weights: the prefix's evaluation-mode forward of a batch into a device table of features
+ * (the trainer's device-resident feature cache), once untimed and then o->steps times; then the
+ * training pipeline of the layers after it, its batches gathered from that table's rows (in
+ * reverse order), o->warmup + 1 untimed steps and o->steps measured ones. */
+static graft_status cached_run(graft_recipe *rc, device_run *w, const float *x, const int *y,
+                               optim_hparams *h, const bench_settings *o, int cut,
+                               bench_result *out, graft_error *e)
+{
+    const int B = o->batch, S = o->steps;
+    graft_context *ctx = w->ctx;
+    graph prefix = rc->graph;
+    prefix.nlayers = cut;
+    pipeline_options fo = {.max_batch = B, .first = 0, .features_only = true};
+    pipeline_options po = step_options(rc, B, cut);
+    pipeline *fp = NULL, *hp = NULL;
+    cl_mem table = NULL;
+    double *v = calloc((size_t)S, sizeof *v);
+    long *rows = malloc((size_t)B * sizeof *rows);
+    graft_status s = GRAFT_OK;
+    if (!v || !rows) s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for timings");
+    for (int i = 0; i < B && !s; i++) rows[i] = B - 1 - i;
+    if (!s) s = pipeline_create(ctx, &prefix, &fo, &fp, e);
+    if (!s) s = pipeline_upload(fp, &w->store, e);
+    if (!s) {
+        size_t row = (size_t)pipeline_output_size(fp) * sizeof(float);
+        s = buffer_create(ctx, (size_t)B * row, &table, e);
+    }
+    if (!s) s = pipeline_forward_features_to(fp, x, B, table, 0, e);
+    if (!s) s = queue_finish(ctx, e);
+    for (int st = 0; st < S && !s; st++) {
+        double t0 = now_seconds();
+        s = pipeline_forward_features_to(fp, x, B, table, 0, e);
+        if (!s) s = queue_finish(ctx, e);
+        v[st] = now_seconds() - t0;
+    }
+    if (!s) out->feature_pass = bench_stats_of(v, S);
+    if (!s) s = pipeline_create(ctx, &rc->graph, &po, &hp, e);
+    if (!s) s = pipeline_upload(hp, &w->store, e);
+    for (int i = 0; i <= o->warmup && !s; i++) {
+        h->t++;
+        s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
+    }
+    if (!s) s = queue_finish(ctx, e);
+    for (int st = 0; st < S && !s; st++) {
+        h->t++;
+        double t0 = now_seconds();
+        s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
+        if (!s) s = queue_finish(ctx, e);
+        v[st] = now_seconds() - t0;
+    }
+    if (!s) {
+        out->cached_step = bench_stats_of(v, S);
+        out->cache_cut = cut;
+        snprintf(out->cache_through, sizeof out->cache_through, "%s",
+                 rc->graph.layers[cut - 1].name);
+    }
+    graft_error ig;
+    queue_finish(ctx, &ig); /* (after an error too: the table goes next) */
+    if (hp) pipeline_free(hp);
+    if (fp) pipeline_free(fp);
+    if (table) clReleaseMemObject(table);
+    free(v);
+    free(rows);
+    return s;
+}
+
 /* A context on spec with the cache in dir, the training pipeline compiled and uploaded, and one
  * step run (so every kernel is built): what "start" means to a user. */
 static graft_status start_run(const char *spec, const char *dir, graft_recipe *rc, int batch,
@@ -94,13 +189,7 @@ static graft_status start_run(const char *spec, const char *dir, graft_recipe *r
         *tune_seconds = now_seconds() - t0;
         if (s) return s;
     }
-    pipeline_options po = {.max_batch = batch,
-                           .training = true,
-                           .bn_train = rc->transfer.bn_train,
-                           .optimizer = rc->train.optimizer,
-                           .l2sp = rc->train.l2sp > 0,
-                           .label_smoothing = (float)rc->train.label_smoothing,
-                           .dropout_seed = 17};
+    pipeline_options po = step_options(rc, batch, 0);
     if ((s = store_init(&r->store, &rc->graph, rc->train.seed, e))) return s;
     if ((s = pipeline_create(r->ctx, &rc->graph, &po, &r->p, e))) return s;
     if ((s = pipeline_upload(r->p, &r->store, e))) return s;
@@ -142,8 +231,9 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
         if (s) goto done;
     }
 
-    /* synthetic inputs of the graph's input size (bench always runs every layer: no feature
-     * cache); timings do not depend on the values (only dropout draws differ) */
+    /* synthetic inputs of the graph's input size (the measured step runs every layer; a cached
+     * prefix's step comes after, cached_run); timings do not depend on the values (only dropout
+     * draws differ) */
     long in = shape_size(g->input);
     x = malloc((size_t)B * (size_t)in * sizeof *x);
     y = malloc((size_t)B * sizeof *y);
@@ -252,6 +342,15 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
         out->has_estimate = true;
         out->estimate = bench_estimate_step(&out->cost[FAM_COUNT], o->model_launch_us,
                                             o->model_bandwidth_gbs, o->model_gflops);
+    }
+    /* a recipe whose frozen prefix graft train caches: also its step as trained (the whole
+     * network's pipeline goes first; its plan and kernels have been read above) */
+    int cut;
+    if ((s = cache_cut_of(rc, B, &cut, e))) goto done;
+    if (cut > 0) {
+        pipeline_free(warm.p);
+        warm.p = NULL;
+        if ((s = cached_run(rc, &warm, x, y, &h, o, cut, out, e))) goto done;
     }
 
 done:
@@ -372,6 +471,18 @@ void bench_result_json(const bench_result *r, const graph *g, const bench_settin
                                             ? bench_estimate_json(&r->estimate, o->batch)
                                             : json_null());
     json_object_set_new(dev, "cost_model", cj);
+    json_t *fc = json_null();
+    if (r->cache_cut > 0) {
+        const double fm = r->feature_pass.median, sm = r->cached_step.median;
+        fc = json_object();
+        json_object_set_new(fc, "cut", json_integer(r->cache_cut));
+        json_object_set_new(fc, "through", json_string(r->cache_through));
+        json_object_set_new(fc, "feature_pass", stats_json(r->feature_pass));
+        json_object_set_new(fc, "feature_images_per_second", json_real(fm > 0 ? o->batch / fm : 0));
+        json_object_set_new(fc, "step", stats_json(r->cached_step));
+        json_object_set_new(fc, "images_per_second", json_real(sm > 0 ? o->batch / sm : 0));
+    }
+    json_object_set_new(dev, "feature_cache", fc);
 }
 
 json_t *bench_run_json(const char *recipe_file, const graft_recipe *rc, const bench_settings *o)

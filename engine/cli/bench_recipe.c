@@ -40,7 +40,9 @@ const char BENCH_RECIPE_USAGE[] =
     "images/s and the plan's memory. Timings whose spread (max-min)/median exceeds 10%% are\n"
     "flagged with '!'. The cost model of one step, per op family: kernel launches, host\n"
     "synchronisations, bytes host->device and device->host (counted) and device-memory traffic\n"
-    "(estimated), the numbers that carry over to a device nobody here has.\n"
+    "(estimated), the numbers that carry over to a device nobody here has. Where graft train\n"
+    "would compute a frozen prefix once (the feature cache), the step as trained too: that\n"
+    "prefix's forward of a batch into device memory, then a step of the layers after it.\n"
     "\n"
     "  --devices all|LIST  every OpenCL device, or a comma-separated list of device specs\n"
     "                      (cpu, gpu, nvidia, pocl, P:D, name substring); default: the usual device\n"
@@ -114,6 +116,19 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
             r->step.median * 1e3, r->step.min * 1e3, r->step.max * 1e3,
             r->step.flagged ? " ! spread > 10%" : "", r->images_per_second,
             (double)r->memory.total / 1048576.0);
+    if (r->cache_cut > 0) {
+        const bench_stats *fp = &r->feature_pass, *cs = &r->cached_step;
+        nflagged += fp->flagged + cs->flagged;
+        fprintf(out,
+                "as graft train runs it, with the feature cache: layers 1-%d (through '%s') once "
+                "per sample, %.2f ms [%.2f-%.2f]%s a batch => %.1f images/s; then a step of the "
+                "layers after them on those features, in device memory: %.2f ms [%.2f-%.2f]%s => "
+                "%.1f images/s\n",
+                r->cache_cut, r->cache_through, fp->median * 1e3, fp->min * 1e3, fp->max * 1e3,
+                fp->flagged ? " !" : "", fp->median > 0 ? o->s.batch / fp->median : 0,
+                cs->median * 1e3, cs->min * 1e3, cs->max * 1e3, cs->flagged ? " !" : "",
+                cs->median > 0 ? o->s.batch / cs->median : 0);
+    }
     if (nflagged)
         fprintf(out, "flagged (spread > 10%%): %d timings; more --steps or a quieter machine help\n",
                 nflagged);

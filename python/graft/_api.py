@@ -358,9 +358,11 @@ class Recipe:
               model_launch_us=0.0, model_bandwidth_gbs=0.0, model_gflops=0.0):
         """Profile the training step as `graft bench RECIPE --json` does and return that JSON as
         a dict (docs/bench-schema.md): per device a cold and a warm start, per-layer timings
-        with each convolution's kernel path, the step and its cost model. devices: None (the
-        usual one), "all", or a comma-separated list of specs; a device that fails has its
-        "error" set. model_launch_us and model_bandwidth_gbs (with model_gflops optional) add
+        with each convolution's kernel path, the step and its cost model, and where `graft
+        train` would compute a frozen prefix once, the step as trained ("feature_cache": that
+        prefix a batch, then a step of the layers after it on the stored features). devices:
+        None (the usual one), "all", or a comma-separated list of specs; a device that fails
+        has its "error" set. model_launch_us and model_bandwidth_gbs (with model_gflops optional) add
         the estimate of a step on another device."""
         o = _lib.BenchOptions(steps=steps, warmup=warmup, batch=batch or 0, no_tune=not tune,
                               model_launch_us=model_launch_us,

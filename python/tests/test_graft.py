@@ -107,6 +107,13 @@ def test_bench_as_the_program(tmp_path):
     counts = ("launches", "syncs", "h2d_bytes", "d2h_bytes")
     assert {k: a["cost_model"]["total"][k] for k in counts} == \
         {k: b["cost_model"]["total"][k] for k in counts}
+    assert a["feature_cache"] is None and b["feature_cache"] is None
+    # frozen through flatten, the step as graft train runs it comes too: fc on cached features
+    fe = graft.Recipe(recipe, set={"transfer.freeze": "flatten"}).bench(steps=1, warmup=0,
+                                                                       tune=False)
+    fc = fe["devices"][0]["feature_cache"]
+    assert (fc["cut"], fc["through"]) == (8, "flatten")
+    assert 0 < fc["step"]["median_ms"] < fe["devices"][0]["step"]["median_ms"]
     with pytest.raises(graft.GraftError, match="model_bandwidth_gbs"):
         graft.Recipe(recipe).bench(model_launch_us=7)
     with pytest.raises(graft.GraftError, match="no device matches"):

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""check_run.py RUN.json NDEVICES LAYER,LAYER,... [INPUT_FLOATS] — check a `graft bench --json`
+"""check_run.py RUN.json NDEVICES LAYER,LAYER,... [INPUT_FLOATS [CUT]] — check a `graft bench --json`
 run against docs/bench-schema.md: identity, peak, start, memory, step, per-layer timings and rates,
 the cost model, and that every number agrees with the others (median within [min, max], flags from
 the spread, GFLOP/s from flops and time, images/s from batch and step; launches = profiled events,
 family sums = total, the estimate from its formula; with INPUT_FLOATS, the floats of one input
-sample, the step's host->device bytes are exactly the batch and its labels). Every field of the
-cost model must be documented in docs/bench-schema.md. Exit 1 with every problem listed."""
+sample, the step's host->device bytes are exactly the batch and its labels). CUT: the recipe's
+frozen prefix that graft train caches has that many layers (their conv2d/dense have no backward
+then), and feature_cache must hold its step as trained; else feature_cache is null. Every field of
+the cost model and of feature_cache must be documented in docs/bench-schema.md. Exit 1 with every
+problem listed."""
 import json
 import math
 import os
@@ -38,6 +41,7 @@ ndev = int(sys.argv[2])
 layers = sys.argv[3].split(",")
 check(run.get("schema_version") == 2, "schema_version is not 2")
 input_floats = int(sys.argv[4]) if len(sys.argv) > 4 else None
+cut = int(sys.argv[5]) if len(sys.argv) > 5 else 0
 doc = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs",
                         "bench-schema.md")).read()
 documented = set(re.findall(r"`([a-z_0-9]+)`", doc))
@@ -136,7 +140,7 @@ for d in devs:
     # the optimizer updates a run of neighbouring trained tensors in one launch, labelled with the
     # run's first layer: the first trained layer has an update, later ones may not
     updated = False
-    for l in d["layers"]:
+    for li, l in enumerate(d["layers"]):
         lw = f"{w}: {l['name']}"
         timing(l["forward"], lw + ".forward")
         for ph in ("forward", "backward"):
@@ -148,7 +152,10 @@ for d in devs:
                 check(abs(p["gflops"] - gf) <= 1e-3 * gf + 1e-6, f"{lw}.{ph}: gflops {p['gflops']} != {gf}")
                 pct = 100 * p["gflops"] / pk["best_gflops"]
                 check(abs(p["pct_peak_flops"] - pct) <= 1e-3 * pct + 1e-6, f"{lw}.{ph}: pct_peak_flops")
-        if l["type"] in ("conv2d", "dense"):
+        if l["type"] in ("conv2d", "dense") and li < cut:  # frozen, and nothing before it trains
+            check(l["frozen"] and l["backward"] is None and l["update"] is None,
+                  f"{lw}: in the cached prefix but trained or differentiated")
+        elif l["type"] in ("conv2d", "dense"):
             check(l["forward"]["events"] > 0 and l["forward"]["median_ms"] > 0, f"{lw}: forward not timed")
             check(l["backward"] is not None and l["backward"]["median_ms"] > 0, f"{lw}: backward not timed")
             check(l["forward"]["flops"] > 0 and l["backward"]["flops"] > 0, f"{lw}: no flops")
@@ -164,6 +171,23 @@ for d in devs:
         else:
             check(k is None, f"{lw}: kernel {k!r} for a {l['type']} layer")
     cost_model(d, w)
+    fc = d.get("feature_cache", "missing")
+    if cut:
+        check(isinstance(fc, dict), f"{w}: feature_cache {fc!r}, expected a cached prefix of {cut} layers")
+    else:
+        check(fc is None, f"{w}: feature_cache {fc!r} for a recipe without a cached prefix")
+    if isinstance(fc, dict):
+        undocumented(fc, f"{w}: feature_cache")
+        check(fc["cut"] == cut and fc["through"] == layers[cut - 1],
+              f"{w}: feature_cache cut {fc['cut']} through {fc['through']}")
+        for k, rate in (("feature_pass", "feature_images_per_second"), ("step", "images_per_second")):
+            timing(fc[k], f"{w}: feature_cache.{k}")
+            want = batch / (fc[k]["median_ms"] / 1e3)
+            check(fc[k]["median_ms"] > 0 and abs(fc[rate] - want) <= 1e-3 * want,
+                  f"{w}: feature_cache.{rate} {fc[rate]} != {want}")
+        # the whole network's step runs the prefix as well: the cached step is the shorter
+        check(fc["step"]["median_ms"] < d["step"]["median_ms"],
+              f"{w}: cached step {fc['step']['median_ms']} ms not below the full step {d['step']['median_ms']} ms")
     flagged = set(d["flagged"])
     for l in d["layers"]:
         f = l["forward"]["flagged"] or (l["backward"] or {}).get("flagged", False)

@@ -114,5 +114,19 @@ sys.exit(row.rstrip().rstrip("|").split("|")[-1].strip() != want)
 PY
 python3 "$SRC/check_html.py" "$T/r.html" conv1 conv2 fc basic- pthread- "Images per second" ||
     no "HTML page is not self-contained and well-formed"
+grep -q 'feature cache' "$T/r.md" "$T/out.txt" && no "a feature-cache table or line without a frozen prefix"
+
+# tiny frozen through flatten: graft train caches those 8 layers' features, so the bench times
+# that step too (feature_cache: the prefix once a batch, then fc's steps on the stored rows)
+"$GRAFT" bench "$SRC/tiny.yaml" --set transfer.freeze=flatten --devices pthread --steps 3 \
+    --warmup 1 --no-tune --json "$T/fe.json" >"$T/fe.txt" 2>&1 || { no "bench of a frozen prefix exited $?"; cat "$T/fe.txt"; }
+cat "$T/fe.txt"
+python3 "$SRC/check_run.py" "$T/fe.json" 1 "$LAYERS" 784 8 || no "fe.json does not check out"
+grep -q "^as graft train runs it, with the feature cache: layers 1-8 (through 'flatten') once per sample, .* a batch => .* images/s; then a step of the layers after them on those features, in device memory: .* => .* images/s$" "$T/fe.txt" ||
+    no "no feature-cache line in the text"
+"$GRAFT" report "$T/fe.json" "$T/run.json" --baseline pthread >"$T/fe-r.txt" 2>&1 || no "report of fe.json exited $?"
+grep -A2 '^As trained, with the feature cache' "$T/fe-r.txt" | grep -q '^D1 .*pthread-.* flatten (8 layers) ' ||
+    { no "report: no feature-cache row for the frozen run's device"; cat "$T/fe-r.txt"; }
+[ "$(grep -c '^D[0-9] .* flatten (8 layers) ' "$T/fe-r.txt")" = 1 ] || no "report: a feature-cache row for a run without one"
 [ "$fail" = 0 ] && echo "test_bench: ok"
 exit $fail

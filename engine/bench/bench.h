@@ -127,11 +127,10 @@ typedef struct bench_result {
     bench_cost cost[FAM_COUNT + 1];
     bool has_estimate;
     bench_estimate estimate;
-    /* a recipe whose frozen prefix graft train computes once (cache_cut layers, through the
-     * layer cache_through; 0: none): that prefix's forward of one batch into a device table of
-     * features, and a training step of the layers after it from the table's rows */
+    /* a recipe whose frozen prefix graft train computes once (its first cache_cut layers; 0:
+     * none): that prefix's forward of one batch into a device table of features, and a training
+     * step of the layers after it from the table's rows */
     int cache_cut;
-    char cache_through[64];
     bench_stats feature_pass, cached_step;
 } bench_result;
 

@@ -152,8 +152,6 @@ static graft_status cached_run(graft_recipe *rc, device_run *w, const float *x, 
     if (!s) {
         out->cached_step = bench_stats_of(v, S);
         out->cache_cut = cut;
-        snprintf(out->cache_through, sizeof out->cache_through, "%s",
-                 rc->graph.layers[cut - 1].name);
     }
     graft_error ig;
     queue_finish(ctx, &ig); /* (after an error too: the table goes next) */
@@ -476,7 +474,7 @@ void bench_result_json(const bench_result *r, const graph *g, const bench_settin
         const double fm = r->feature_pass.median, sm = r->cached_step.median;
         fc = json_object();
         json_object_set_new(fc, "cut", json_integer(r->cache_cut));
-        json_object_set_new(fc, "through", json_string(r->cache_through));
+        json_object_set_new(fc, "through", json_string(g->layers[r->cache_cut - 1].name));
         json_object_set_new(fc, "feature_pass", stats_json(r->feature_pass));
         json_object_set_new(fc, "feature_images_per_second", json_real(fm > 0 ? o->batch / fm : 0));
         json_object_set_new(fc, "step", stats_json(r->cached_step));

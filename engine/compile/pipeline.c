@@ -1437,6 +1437,7 @@ static graft_status upload_rows(pipeline *p, cl_mem table, const long *rows, con
 {
     char *stage;
     int k;
+    prof_set_label(p->ctx, "upload"); /* as upload_batch: the writes are not the last layer's */
     graft_status s = stage_take(p, n, &stage, &k, e);
     if (s) return s;
     size_t lab_at = stage_labels_at(p), rows_at = lab_at + (size_t)p->o.max_batch * sizeof(int);

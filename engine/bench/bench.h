@@ -132,6 +132,12 @@ typedef struct bench_result {
      * step of the layers after it from the table's rows */
     int cache_cut;
     bench_stats feature_pass, cached_step;
+    /* and the cost model of its first measured step (rows as above; the estimate when asked) */
+    int cached_events;
+    cost_row *cached_rows;
+    int ncached_rows;
+    bench_cost cached_cost[FAM_COUNT + 1];
+    bench_estimate cached_estimate;
 } bench_result;
 
 /* Profile rc's training step on the device spec with synthetic inputs: the peak probe (kept in the

@@ -116,7 +116,8 @@ static bool layout_kernel(const char *k)
 {
     return starts(k, "conv2d_im2col") || starts(k, "conv2d_col2im") || starts(k, "conv2d_pack") ||
            starts(k, "conv2d_unpack") || starts(k, "copy_") || starts(k, "fill") ||
-           starts(k, "concat_") || starts(k, "accumulate_") || starts(k, "add2_");
+           starts(k, "concat_") || starts(k, "accumulate_") || starts(k, "add2_") ||
+           starts(k, "gather_rows"); /* a cached-feature step's batch from the device table */
 }
 
 int bench_label_layer(const graph *g, const char *label, int *phase)
@@ -188,6 +189,9 @@ static double update_floats(int optimizer, bool l2sp)
 static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
 {
     if (strcmp(r->kernel, "fill") == 0) return r->traffic_bytes; /* counted: 4 bytes a float */
+    /* rows_gather: 16 floats of a row read and written a work-item (work-items past a row's end,
+     * where the global size rounds up, are counted too: an upper bound) */
+    if (starts(r->kernel, "gather_rows")) return 128 * r->items;
     if (li < 0) return 8 * r->items; /* no layer to size it by: one float in, one out per item */
     const layer *l = &g->layers[li];
     double in = 0, out = (double)shape_size(l->out);

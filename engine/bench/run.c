@@ -144,14 +144,43 @@ static graft_status cached_run(graft_recipe *rc, device_run *w, const float *x, 
     if (!s) s = queue_finish(ctx, e);
     for (int st = 0; st < S && !s; st++) {
         h->t++;
+        if (st == 0) { /* its cost model from the first measured step, as for the whole step */
+            prof_clear(ctx);
+            ctx->record = 1;
+            cost_reset(ctx);
+            cost_rows(ctx, 1);
+        }
         double t0 = now_seconds();
         s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
+        if (st == 0) {
+            cost_rows(ctx, 0);
+            out->cached_events = ctx->nprof;
+        }
         if (!s) s = queue_finish(ctx, e);
         v[st] = now_seconds() - t0;
+        if (st == 0) {
+            ctx->record = 0;
+            prof_clear(ctx);
+            if (!s && ctx->cost.nrows) {
+                size_t bytes = (size_t)ctx->cost.nrows * sizeof *out->cached_rows;
+                if (!(out->cached_rows = malloc(bytes)))
+                    s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the cost model");
+                else {
+                    memcpy(out->cached_rows, ctx->cost.rows, bytes);
+                    out->ncached_rows = ctx->cost.nrows;
+                }
+            }
+        }
     }
     if (!s) {
         out->cached_step = bench_stats_of(v, S);
         out->cache_cut = cut;
+        bench_step_cost(out->cached_rows, out->ncached_rows, &rc->graph, pipeline_plan(hp),
+                        rc->train.optimizer, rc->train.l2sp > 0, B, out->cached_cost);
+        if (out->has_estimate)
+            out->cached_estimate =
+                bench_estimate_step(&out->cached_cost[FAM_COUNT], o->model_launch_us,
+                                    o->model_bandwidth_gbs, o->model_gflops);
     }
     graft_error ig;
     queue_finish(ctx, &ig); /* (after an error too: the table goes next) */
@@ -200,6 +229,7 @@ void bench_result_free(bench_result *r)
 {
     free(r->layers);
     free(r->rows);
+    free(r->cached_rows);
     memset(r, 0, sizeof *r);
 }
 
@@ -479,6 +509,13 @@ void bench_result_json(const bench_result *r, const graph *g, const bench_settin
         json_object_set_new(fc, "feature_images_per_second", json_real(fm > 0 ? o->batch / fm : 0));
         json_object_set_new(fc, "step", stats_json(r->cached_step));
         json_object_set_new(fc, "images_per_second", json_real(sm > 0 ? o->batch / sm : 0));
+        json_t *ccj = bench_cost_json(r->cached_rows, r->ncached_rows, g, r->cached_cost,
+                                      r->cached_events);
+        json_object_set_new(ccj, "counted_step", json_integer(1));
+        json_object_set_new(ccj, "estimate",
+                            r->has_estimate ? bench_estimate_json(&r->cached_estimate, o->batch)
+                                            : json_null());
+        json_object_set_new(fc, "cost_model", ccj);
     }
     json_object_set_new(dev, "feature_cache", fc);
 }

@@ -128,6 +128,12 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
                 fp->flagged ? " !" : "", fp->median > 0 ? o->s.batch / fp->median : 0,
                 cs->median * 1e3, cs->min * 1e3, cs->max * 1e3, cs->flagged ? " !" : "",
                 cs->median > 0 ? o->s.batch / cs->median : 0);
+        const bench_cost *c = &r->cached_cost[FAM_COUNT];
+        fprintf(out,
+                "cost model of that step: %.0f launches, %.0f syncs, %.0f bytes host->device, "
+                "%.0f device->host, %.2f MB device-memory traffic, %.1f MFLOP\n",
+                c->launches, c->syncs, c->h2d_bytes, c->d2h_bytes, c->traffic_bytes / 1e6,
+                c->flops / 1e6);
     }
     if (nflagged)
         fprintf(out, "flagged (spread > 10%%): %d timings; more --steps or a quieter machine help\n",
@@ -160,6 +166,14 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
                 est->launch_us, est->bandwidth_gbs, peak, est->step_s * 1e3, est->launch_s * 1e3,
                 est->memory_s * 1e3, est->compute_s * 1e3,
                 est->step_s > 0 ? o->s.batch / est->step_s : 0);
+        if (r->cache_cut > 0) {
+            est = &r->cached_estimate;
+            fprintf(out, "ESTIMATE, not a measurement: there a step on cached features takes at "
+                         "least %.3f ms = launches %.3f ms + max(memory %.3f ms, compute %.3f ms) "
+                         "=> at most %.0f images/s\n",
+                    est->step_s * 1e3, est->launch_s * 1e3, est->memory_s * 1e3,
+                    est->compute_s * 1e3, est->step_s > 0 ? o->s.batch / est->step_s : 0);
+        }
     }
 }
 

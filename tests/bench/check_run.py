@@ -54,8 +54,11 @@ def undocumented(obj, where):
         check(k in documented, f"{where}: field {k} is not in docs/bench-schema.md")
 
 
-def cost_model(d, w):
-    cm = d.get("cost_model")
+def cost_model(d, w, cm=None, skip=0):
+    """d's cost_model, or cm: feature_cache's, whose step runs only the layers from index skip
+    on and uploads row numbers and labels instead of the batch"""
+    cached = cm is not None
+    cm = cm if cached else d.get("cost_model")
     check(isinstance(cm, dict), f"{w}: no cost_model")
     if not isinstance(cm, dict):
         return
@@ -78,19 +81,26 @@ def cost_model(d, w):
           f"{w}: {tot['launches']} launches ({fills} fills) but {cm['profiled_events']} profiled events")
     # every layer with kernels launched some under its forward label; the step has at least as
     # many launches as such layers, one GEMM per conv/dense forward, and host syncs are counted
-    for l in d["layers"]:
+    for li, l in enumerate(d["layers"]):
         fwd = sum(x["launches"] for x in rows if x["label"] == l["name"] + ".fwd")
+        if li < skip:
+            check(fwd == 0 and not any(x["label"].startswith(l["name"] + ".") for x in rows),
+                  f"{w}: {l['name']} is in the cached prefix but its step runs it")
+            continue
         check((fwd > 0) == (l["forward"]["events"] > 0), f"{w}: {l['name']}.fwd: {fwd} launches counted, {l['forward']['events']} profiled")
         if l["type"] in ("conv2d", "dense"):
             g = sum(x["gemm_calls"] for x in rows if x["label"] == l["name"] + ".fwd")
             check(g >= 1 or fwd >= 1, f"{w}: {l['name']}.fwd: no launch and no GEMM")
-    with_kernels = sum(1 for l in d["layers"] if l["forward"]["events"] > 0)
+    with_kernels = sum(1 for li, l in enumerate(d["layers"]) if li >= skip and l["forward"]["events"] > 0)
     check(tot["launches"] >= with_kernels, f"{w}: {tot['launches']} launches for {with_kernels} layers")
     check(tot["traffic_bytes"] > 0 and tot["flops"] > 0, f"{w}: no traffic or flops estimate")
     check(fams.get("gemm", {}).get("gemm_calls", 0) == tot["gemm_calls"], f"{w}: GEMM calls outside the gemm family")
     check(tot["syncs"] == sum(x["syncs"] for x in rows if x["family"] == "transfer") +
           sum(x["syncs"] for x in rows if x["kernel"] in ("finish", "wait")), f"{w}: a sync not from a transfer or a wait")
-    if input_floats is not None:
+    if cached and input_floats is not None:  # row numbers and labels, never the samples
+        check(0 < tot["h2d_bytes"] < batch * input_floats * 4,
+              f"{w}: {tot['h2d_bytes']} bytes host->device for a step on cached features")
+    elif input_floats is not None:
         want = batch * (input_floats * 4 + 4)
         check(tot["h2d_bytes"] == want, f"{w}: {tot['h2d_bytes']} bytes host->device, expected {want} (batch + labels)")
     model = run["settings"].get("model")
@@ -185,9 +195,11 @@ for d in devs:
             want = batch / (fc[k]["median_ms"] / 1e3)
             check(fc[k]["median_ms"] > 0 and abs(fc[rate] - want) <= 1e-3 * want,
                   f"{w}: feature_cache.{rate} {fc[rate]} != {want}")
-        # the whole network's step runs the prefix as well: the cached step is the shorter
-        check(fc["step"]["median_ms"] < d["step"]["median_ms"],
-              f"{w}: cached step {fc['step']['median_ms']} ms not below the full step {d['step']['median_ms']} ms")
+        cost_model(d, f"{w}: feature_cache", fc.get("cost_model"), cut)
+        # the whole network's step runs the prefix as well: the cached one launches fewer kernels
+        ct, ft = fc["cost_model"]["total"], d["cost_model"]["total"]
+        check(0 < ct["launches"] < ft["launches"] and ct["flops"] < ft["flops"],
+              f"{w}: cached step's {ct['launches']} launches / {ct['flops']} flops against the whole step's {ft['launches']} / {ft['flops']}")
     flagged = set(d["flagged"])
     for l in d["layers"]:
         f = l["forward"]["flagged"] or (l["backward"] or {}).get("flagged", False)

@@ -117,13 +117,18 @@ python3 "$SRC/check_html.py" "$T/r.html" conv1 conv2 fc basic- pthread- "Images 
 grep -q 'feature cache' "$T/r.md" "$T/out.txt" && no "a feature-cache table or line without a frozen prefix"
 
 # tiny frozen through flatten: graft train caches those 8 layers' features, so the bench times
-# that step too (feature_cache: the prefix once a batch, then fc's steps on the stored rows)
+# that step too (feature_cache: the prefix once a batch, then fc's steps on the stored rows, with
+# that step's cost model and estimate)
 "$GRAFT" bench "$SRC/tiny.yaml" --set transfer.freeze=flatten --devices pthread --steps 3 \
-    --warmup 1 --no-tune --json "$T/fe.json" >"$T/fe.txt" 2>&1 || { no "bench of a frozen prefix exited $?"; cat "$T/fe.txt"; }
+    --warmup 1 --no-tune --model-launch-us 7 --model-bandwidth-gbs 3000 \
+    --json "$T/fe.json" >"$T/fe.txt" 2>&1 || { no "bench of a frozen prefix exited $?"; cat "$T/fe.txt"; }
 cat "$T/fe.txt"
 python3 "$SRC/check_run.py" "$T/fe.json" 1 "$LAYERS" 784 8 || no "fe.json does not check out"
 grep -q "^as graft train runs it, with the feature cache: layers 1-8 (through 'flatten') once per sample, .* a batch => .* images/s; then a step of the layers after them on those features, in device memory: .* => .* images/s$" "$T/fe.txt" ||
     no "no feature-cache line in the text"
+grep -q '^cost model of that step: [1-9][0-9]* launches, .* MFLOP$' "$T/fe.txt" &&
+    grep -q '^ESTIMATE, not a measurement: there a step on cached features takes at least' "$T/fe.txt" ||
+    no "no cost-model or estimate line for the cached step"
 "$GRAFT" report "$T/fe.json" "$T/run.json" --baseline pthread >"$T/fe-r.txt" 2>&1 || no "report of fe.json exited $?"
 grep -A2 '^As trained, with the feature cache' "$T/fe-r.txt" | grep -q '^D1 .*pthread-.* flatten (8 layers) ' ||
     { no "report: no feature-cache row for the frozen run's device"; cat "$T/fe-r.txt"; }

@@ -132,7 +132,7 @@ typedef struct bench_result {
      * step of the layers after it from the table's rows */
     int cache_cut;
     bench_stats feature_pass, cached_step;
-    /* and the cost model of its first measured step (rows as above; the estimate when asked) */
+    /* and that step's cost model (rows as above, one untimed step; the estimate when asked) */
     int cached_events;
     cost_row *cached_rows;
     int ncached_rows;

@@ -31,7 +31,7 @@ typedef struct report {
     const char **layers; /* union of layer names in first-seen order (borrowed) */
     const char **types;
     int nlayers, caplayers;
-    json_t *seen; /* layer name -> its index in layers (a run may have many thousands) */
+    json_t *seen; /* the names in layers, as keys (a run may have many thousands) */
     int base;
 } report;
 
@@ -70,7 +70,7 @@ static bool add_layer(report *r, const char *name, const char *type)
         r->types = nt;
         r->caplayers = cap;
     }
-    if (json_object_set_new(r->seen, name, json_integer(r->nlayers))) return false;
+    if (json_object_set_new(r->seen, name, json_true())) return false;
     r->layers[r->nlayers] = name;
     r->types[r->nlayers++] = type;
     return true;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "train.h"
 #include "tune.h"
 
 /* ---- statistics over the measured steps ---- */
@@ -83,18 +84,29 @@ static pipeline_options step_options(const graft_recipe *rc, int batch, int firs
                               .dropout_seed = 17};
 }
 
-/* The frozen prefix `graft train` computes once for rc (trainer.c's compile_phase: the plan's
- * cacheable prefix, unless the recipe turns the cache off): its length in layers, 0 when none. */
+/* The frozen prefix `graft train` computes once for rc (train_caches_prefix, the trainer's
+ * rule): its length in layers, 0 when none. */
 static graft_status cache_cut_of(const graft_recipe *rc, int batch, int *cut, graft_error *e)
 {
     graph_plan gp;
-    *cut = 0;
-    graft_status s = plan_analyse(&rc->graph, true, rc->transfer.bn_train,
-                                  data_spec_augments(&rc->data), rc->train.optimizer,
-                                  rc->train.l2sp > 0, 0, batch, &gp, e);
+    graft_status s = train_plan(rc, batch, &gp, e);
     if (s) return s;
-    if (gp.cacheable && rc->transfer.cache_features != CACHE_OFF) *cut = gp.cache_cut;
+    *cut = train_caches_prefix(rc, &gp) ? gp.cache_cut : 0;
     plan_free(&gp);
+    return GRAFT_OK;
+}
+
+/* A copy of the cost rows the context filed (*rows NULL when there are none). */
+static graft_status copy_rows(const graft_context *ctx, cost_row **rows, int *n, graft_error *e)
+{
+    *rows = NULL;
+    *n = 0;
+    if (!ctx->cost.nrows) return GRAFT_OK;
+    size_t bytes = (size_t)ctx->cost.nrows * sizeof **rows;
+    if (!(*rows = malloc(bytes)))
+        return err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the cost model");
+    memcpy(*rows, ctx->cost.rows, bytes);
+    *n = ctx->cost.nrows;
     return GRAFT_OK;
 }
 
@@ -102,7 +114,8 @@ static graft_status cache_cut_of(const graft_recipe *rc, int batch, int *cut, gr
  * weights: the prefix's evaluation-mode forward of a batch into a device table of features
  * (the trainer's device-resident feature cache), once untimed and then o->steps times; then the
  * training pipeline of the layers after it, its batches gathered from that table's rows (in
- * reverse order), o->warmup + 1 untimed steps and o->steps measured ones. */
+ * reverse order): o->warmup + 1 untimed steps, one more counted and profiled for its cost model
+ * (as bench_run's first measured step), and o->steps measured ones. */
 static graft_status cached_run(graft_recipe *rc, device_run *w, const float *x, const int *y,
                                optim_hparams *h, const bench_settings *o, int cut,
                                bench_result *out, graft_error *e)
@@ -142,35 +155,26 @@ static graft_status cached_run(graft_recipe *rc, device_run *w, const float *x, 
         s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
     }
     if (!s) s = queue_finish(ctx, e);
+    if (!s) {
+        prof_clear(ctx);
+        ctx->record = 1;
+        cost_reset(ctx);
+        cost_rows(ctx, 1);
+        h->t++;
+        s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
+        cost_rows(ctx, 0);
+        out->cached_events = ctx->nprof;
+        if (!s) s = queue_finish(ctx, e);
+        ctx->record = 0;
+        prof_clear(ctx);
+        if (!s) s = copy_rows(ctx, &out->cached_rows, &out->ncached_rows, e);
+    }
     for (int st = 0; st < S && !s; st++) {
         h->t++;
-        if (st == 0) { /* its cost model from the first measured step, as for the whole step */
-            prof_clear(ctx);
-            ctx->record = 1;
-            cost_reset(ctx);
-            cost_rows(ctx, 1);
-        }
         double t0 = now_seconds();
         s = pipeline_train_step_rows(hp, table, rows, y, B, h, NULL, e);
-        if (st == 0) {
-            cost_rows(ctx, 0);
-            out->cached_events = ctx->nprof;
-        }
         if (!s) s = queue_finish(ctx, e);
         v[st] = now_seconds() - t0;
-        if (st == 0) {
-            ctx->record = 0;
-            prof_clear(ctx);
-            if (!s && ctx->cost.nrows) {
-                size_t bytes = (size_t)ctx->cost.nrows * sizeof *out->cached_rows;
-                if (!(out->cached_rows = malloc(bytes)))
-                    s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the cost model");
-                else {
-                    memcpy(out->cached_rows, ctx->cost.rows, bytes);
-                    out->ncached_rows = ctx->cost.nrows;
-                }
-            }
-        }
     }
     if (!s) {
         out->cached_step = bench_stats_of(v, S);
@@ -355,16 +359,7 @@ graft_status bench_run(graft_recipe *rc, const char *spec, const bench_settings 
             pipeline_layer_kernel(warm.p, li, lr->kernel, sizeof lr->kernel);
         }
     }
-    const cost_counters *cc = &ctx->cost;
-    if (cc->nrows) {
-        out->rows = malloc((size_t)cc->nrows * sizeof *out->rows);
-        if (!out->rows) {
-            s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory for the cost model");
-            goto done;
-        }
-        memcpy(out->rows, cc->rows, (size_t)cc->nrows * sizeof *out->rows);
-        out->nrows = cc->nrows;
-    }
+    if ((s = copy_rows(ctx, &out->rows, &out->nrows, e))) goto done;
     bench_step_cost(out->rows, out->nrows, g, gp, ts->optimizer, ts->l2sp > 0, B, out->cost);
     if (o->model_launch_us > 0 || o->model_bandwidth_gbs > 0) {
         out->has_estimate = true;

@@ -124,8 +124,9 @@ static void print_result(const bench_opts *o, const graph *g, const bench_result
                 "per sample, %.2f ms [%.2f-%.2f]%s a batch => %.1f images/s; then a step of the "
                 "layers after them on those features, in device memory: %.2f ms [%.2f-%.2f]%s => "
                 "%.1f images/s\n",
-                r->cache_cut, g->layers[r->cache_cut - 1].name, fp->median * 1e3, fp->min * 1e3, fp->max * 1e3,
-                fp->flagged ? " !" : "", fp->median > 0 ? o->s.batch / fp->median : 0,
+                r->cache_cut, g->layers[r->cache_cut - 1].name, fp->median * 1e3,
+                fp->min * 1e3, fp->max * 1e3, fp->flagged ? " !" : "",
+                fp->median > 0 ? o->s.batch / fp->median : 0,
                 cs->median * 1e3, cs->min * 1e3, cs->max * 1e3, cs->flagged ? " !" : "",
                 cs->median > 0 ? o->s.batch / cs->median : 0);
         const bench_cost *c = &r->cached_cost[FAM_COUNT];

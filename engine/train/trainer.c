@@ -370,6 +370,17 @@ static void notify(run *R, const char *note)
 
 static void tune_note(void *user, const char *note) { notify(user, note); }
 
+graft_status train_plan(const graft_recipe *r, int batch, graph_plan *gp, graft_error *e)
+{
+    return plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
+                        r->train.optimizer, r->train.l2sp > 0, 0, batch, gp, e);
+}
+
+bool train_caches_prefix(const graft_recipe *r, const graph_plan *gp)
+{
+    return gp->cacheable && r->transfer.cache_features != CACHE_OFF;
+}
+
 /* Compile the pipelines for the current frozen set (and cache features when allowed). */
 static graft_status compile_phase(run *R, graft_error *e)
 {
@@ -388,15 +399,12 @@ static graft_status compile_phase(run *R, graft_error *e)
     batcher_free(R->eb); /* it may draw from the features about to go */
     R->eb = NULL;
     free_features(R);
-    bool augment = data_spec_augments(&r->data);
     graph_plan gp;
-    graft_status s = plan_analyse(&r->graph, true, r->transfer.bn_train, augment,
-                                  r->train.optimizer, r->train.l2sp > 0, 0, r->train.batch_size,
-                                  &gp, e);
+    graft_status s = train_plan(r, r->train.batch_size, &gp, e);
     if (s) return s;
     bool any_trains = false;
     for (int i = 0; i < r->graph.nlayers; i++) any_trains |= gp.layers[i].trains;
-    bool use_cache = gp.cacheable && r->transfer.cache_features != CACHE_OFF && !R->aligning;
+    bool use_cache = train_caches_prefix(r, &gp) && !R->aligning;
     snprintf(R->cache_reason, sizeof R->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF && gp.cacheable ? "off by recipe; " : "",
              gp.cache_reason);

@@ -42,9 +42,11 @@ static graft_status eval_pipeline(graft_recipe *r, const char *weights, const ch
     return pipeline_upload(*p, s, e);
 }
 
-graft_status eval_batches(pipeline *p, const float *x, long sample, cl_mem table, const int *y,
-                          long n, int B, long *confusion, graft_error *e)
+graft_status eval_batches(pipeline *p, pipeline *prefix, const float *x, long sample,
+                          cl_mem table, const int *y, long n, int B, long *confusion,
+                          graft_error *e)
 {
+    if (prefix && !table) return err_set(e, GRAFT_STATUS_INTERNAL, "eval_batches: no table");
     long k = pipeline_output_size(p);
     long *rows = table ? malloc((size_t)B * sizeof *rows) : NULL;
     /* the confusion matrix needs the logits: read back without waiting into a chunk of 8
@@ -64,8 +66,10 @@ graft_status eval_batches(pipeline *p, const float *x, long sample, cl_mem table
         int m = (int)(n - i < B ? n - i : B);
         float *dst = logits ? logits + (i - c0) * k : NULL;
         if (table) {
-            for (int j = 0; j < m; j++) rows[j] = i + j;
-            s = pipeline_eval_rows_async(p, table, rows, y + i, m, dst, e);
+            /* (in order on the queue: the head reads the rows before the next batch's land) */
+            if (prefix) s = pipeline_forward_features_to(prefix, x + i * sample, m, table, 0, e);
+            for (int j = 0; j < m; j++) rows[j] = prefix ? j : i + j;
+            if (!s) s = pipeline_eval_rows_async(p, table, rows, y + i, m, dst, e);
         } else {
             s = pipeline_eval_async(p, x + i * sample, y + i, m, dst, e);
         }
@@ -115,7 +119,8 @@ graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *de
         st = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
         goto done;
     }
-    if ((st = eval_batches(p, te.x, te.sample, NULL, te.y, te.n, B, out->confusion, e))) goto done;
+    if ((st = eval_batches(p, NULL, te.x, te.sample, NULL, te.y, te.n, B, out->confusion, e)))
+        goto done;
     pipeline_stats ps;
     if ((st = pipeline_stats_read(p, true, &ps, e))) goto done;
     if (ps.samples != te.n) {

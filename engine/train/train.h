@@ -130,6 +130,7 @@ typedef struct train_summary {
     long params_total, params_trainable;
     bool feature_cache;
     bool feature_cache_device; /* the cache lived in device memory */
+    bool feature_cache_test_streamed; /* the test split's features were made as it was evaluated */
     /* times the host waited for the device in the training loop (staging reuse, statistics
      * read-backs), per step; epoch ends and evaluation are not counted */
     double host_syncs_per_step;
@@ -199,9 +200,12 @@ graft_status graft_evaluate(graft_recipe *r, const char *weights, const char *de
 /* Samples [0, n) of a split through an evaluation, B a batch, without a wait per batch: the loss
  * and accuracy stay on the device for pipeline_stats_read; with confusion ([k, k], k the output
  * size) the logits come back 8 batches a wait and are tallied (truth row, argmax column). The
- * inputs are x (sample floats each), or rows of table (a device feature cache) when given. */
-graft_status eval_batches(pipeline *p, const float *x, long sample, cl_mem table, const int *y,
-                          long n, int B, long *confusion, graft_error *e);
+ * inputs are x (sample floats each), or rows of table (a device feature cache) when given; with
+ * prefix as well, each batch of x goes through prefix (a frozen prefix's features-only pipeline)
+ * into the table's first rows (B of them at least) and p evaluates those. */
+graft_status eval_batches(pipeline *p, pipeline *prefix, const float *x, long sample,
+                          cl_mem table, const int *y, long n, int B, long *confusion,
+                          graft_error *e);
 void eval_result_free(eval_result *r);
 /* {loss, accuracy, n, per_class_accuracy, confusion} (`graft eval --json`); json_decref it. */
 struct json_t;

@@ -33,6 +33,10 @@ typedef struct run {
     dataset ftrain, fval, ftest; /* cached features (x only is ours; y borrowed) */
     bool on_device;      /* the cached features live in device memory (x is then NULL) */
     cl_mem dtrain, dval, dtest;
+    /* the test split's features made as it is evaluated, a batch at a time, by the frozen prefix
+     * kept for that (dtest then holds one batch): see compile_phase */
+    pipeline *tprefix;
+    graph prefix; /* the recipe's graph through the cut, which a prefix pipeline points to */
     char cache_reason[320];
     buf metrics;         /* metrics.jsonl so far */
     /* progress of training, saved for resume */
@@ -151,6 +155,8 @@ static double schedule_lr(const train_spec *t, double epoch_frac)
 static void free_features(run *R)
 {
     if (!R->cached) return;
+    pipeline_free(R->tprefix);
+    R->tprefix = NULL;
     cl_mem *dev[] = {&R->dtrain, &R->dval, &R->dtest};
     for (int i = 0; i < 3; i++) {
         if (*dev[i]) clReleaseMemObject(*dev[i]);
@@ -242,6 +248,18 @@ static void pool_add(feature_pool *p, const uint8_t key[32], const float *x, lon
     p->bytes += bytes;
 }
 
+/* dst: src's labels and count, with samples of the prefix's output size and no x (yet) */
+static long feature_split(pipeline *prefix, const dataset *src, dataset *dst)
+{
+    *dst = *src;
+    dst->x = NULL;
+    long fs = pipeline_output_size(prefix);
+    dst->sample = fs;
+    dst->c = (int)fs;
+    dst->h = dst->w = 1;
+    return fs;
+}
+
 /* Run the frozen prefix once over a split, keeping its output as the split's new samples: in
  * host memory (dst->x), or in a device buffer (*table) without reading anything back. With a
  * feature pool, a split whose features are there is not computed again, and new features are
@@ -249,13 +267,8 @@ static void pool_add(feature_pool *p, const uint8_t key[32], const float *x, lon
 static graft_status features_of(run *R, pipeline *prefix, const dataset *src, dataset *dst,
                                 cl_mem *table, graft_error *e)
 {
-    *dst = *src;
-    dst->x = NULL;
+    const long fs = feature_split(prefix, src, dst);
     if (src->n == 0) return GRAFT_OK;
-    long fs = pipeline_output_size(prefix);
-    dst->sample = fs;
-    dst->c = (int)fs;
-    dst->h = dst->w = 1;
     graft_status s;
     feature_pool *pool = R->o->pool;
     if (pool) {
@@ -360,13 +373,17 @@ bool train_cache_on_device(double bytes, double largest, double fraction,
            (!info->max_alloc_bytes || largest <= (double)info->max_alloc_bytes);
 }
 
-static void notify(run *R, const char *note)
+/* a progress note during epoch (1-based) */
+static void notify_at(run *R, int epoch, const char *note)
 {
     if (!R->o->progress) return;
-    train_progress p = {.epoch = R->epoch + 1, .epochs = R->r->train.epochs, .note = note,
+    train_progress p = {.epoch = epoch, .epochs = R->r->train.epochs, .note = note,
                         .val_loss = NAN, .val_accuracy = NAN};
     R->o->progress(R->o->user, &p);
 }
+
+/* a note of the epoch about to run (after the last one: the last, see graft_train) */
+static void notify(run *R, const char *note) { notify_at(R, R->epoch + 1, note); }
 
 static void tune_note(void *user, const char *note) { notify(user, note); }
 
@@ -450,12 +467,12 @@ static graft_status compile_phase(run *R, graft_error *e)
     notify(R, first ? "compiling kernels (cached on disk for the next run)"
                     : "recompiling for the new frozen set");
     if (use_cache) {
-        graph prefix = r->graph;
-        prefix.nlayers = R->cut;
+        R->prefix = r->graph;
+        R->prefix.nlayers = R->cut;
         pipeline_options fo = {.max_batch = r->train.batch_size, .first = 0,
                                  .features_only = true};
         pipeline *fp;
-        if ((s = pipeline_create(R->ctx, &prefix, &fo, &fp, e))) return s;
+        if ((s = pipeline_create(R->ctx, &R->prefix, &fo, &fp, e))) return s;
         s = pipeline_upload(fp, &R->store, e);
         double row = (double)pipeline_output_size(fp) * sizeof(float);
         long most = R->train.n > R->val.n ? R->train.n : R->val.n;
@@ -470,12 +487,27 @@ static graft_status compile_phase(run *R, graft_error *e)
                                : "computing frozen features once (feature cache in host memory)");
         if (!s) s = features_of(R, fp, &R->train, &R->ftrain, R->on_device ? &R->dtrain : NULL, e);
         if (!s) s = features_of(R, fp, &R->val, &R->fval, R->on_device ? &R->dval : NULL, e);
-        if (!s) s = features_of(R, fp, &R->test, &R->ftest, R->on_device ? &R->dtest : NULL, e);
+        const bool overlap = R->on_device && plan_overlap_fits(r, &R->ctx->info);
+        /* A test split read once, at the end (no adaptation evaluating it each epoch, no later
+         * phase, no pool keeping it), gets its features then, a batch at a time into a table of
+         * one batch that the head evaluates at once: a table of the whole split would be written
+         * now by the one thread that copies, a fresh page at a time, and read back once
+         * (fmnist-feature-extract: 5,000 test images, 62 MB). The prefix stays for that. */
+        const bool stream = overlap && R->test.n > 0 && !r->adapt.present &&
+                            r->train.nunfreeze == 0 && !R->o->pool;
+        if (!s && stream) {
+            feature_split(fp, &R->test, &R->ftest);
+            s = buffer_create(R->ctx, (size_t)r->train.batch_size * (size_t)row, &R->dtest, e);
+        } else if (!s) {
+            s = features_of(R, fp, &R->test, &R->ftest, R->on_device ? &R->dtest : NULL, e);
+        }
         /* a device cache is filled without the host waiting: the training pipeline's programs
          * are built meanwhile, when both fit the device at once (its buffers too then) */
-        if (!s && R->on_device && plan_overlap_fits(r, &R->ctx->info))
-            s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e);
-        pipeline_free(fp); /* waits for the prefix's last batch */
+        if (!s && overlap) s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e);
+        if (!s && stream)
+            R->tprefix = fp;
+        else
+            pipeline_free(fp); /* waits for the prefix's last batch */
         if (s) return s;
     }
     if (!R->head && (s = pipeline_create(R->ctx, &r->graph, &po, &R->head, e))) return s;
@@ -802,8 +834,10 @@ static graft_status evaluate_split(run *R, int which, double *loss, double *acc,
                                    long *confusion, graft_error *e)
 {
     const dataset *d = split(R, which);
-    graft_status s = eval_batches(R->head, d->x, d->sample, split_table(R, which), d->y, d->n,
-                                  R->r->train.batch_size, confusion, e);
+    pipeline *prefix = which == 2 ? R->tprefix : NULL;
+    graft_status s = eval_batches(R->head, prefix, prefix ? R->test.x : d->x,
+                                  prefix ? R->test.sample : d->sample, split_table(R, which),
+                                  d->y, d->n, R->r->train.batch_size, confusion, e);
     if (s) return s;
     pipeline_stats st;
     if ((s = pipeline_stats_read(R->head, true, &st, e))) return s;
@@ -1204,6 +1238,8 @@ static graft_status write_summary(run *R, const train_summary *sum, graft_error 
     json_object_set_new(o, "feature_cache", json_boolean(sum->feature_cache));
     json_object_set_new(o, "feature_cache_reason", json_string(sum->feature_cache_reason));
     json_object_set_new(o, "feature_cache_device", json_boolean(sum->feature_cache_device));
+    json_object_set_new(o, "feature_cache_test_streamed",
+                        json_boolean(sum->feature_cache_test_streamed));
     json_object_set_new(o, "host_syncs_per_step", json_real(sum->host_syncs_per_step));
     json_object_set_new(o, "checkpoints", json_integer(sum->checkpoints));
     if (sum->ranks > 1) json_object_set_new(o, "ranks", json_integer(sum->ranks));
@@ -1839,6 +1875,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     R.compile_seconds += now_seconds() - tc;
     out->feature_cache = R.cached;
     out->feature_cache_device = R.on_device;
+    out->feature_cache_test_streamed = R.tprefix != NULL;
     snprintf(out->feature_cache_reason, sizeof out->feature_cache_reason, "%s", R.cache_reason);
     if (writer(&R)) {
         char path[2300];
@@ -1872,6 +1909,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             R.compile_seconds += now_seconds() - tc;
             out->feature_cache = out->feature_cache || R.cached;
             out->feature_cache_device = out->feature_cache_device || R.on_device;
+            out->feature_cache_test_streamed = R.tprefix != NULL;
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
     }
@@ -1922,7 +1960,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         double l0;
         if (R.test.n > 0 && (s = evaluate_split(&R, 2, &l0, &R.target_accuracy_before, NULL, e)))
             goto done;
-        notify(&R, "AdaBN: re-estimating batchnorm statistics on the target data");
+        notify_at(&R, R.epoch, "AdaBN: re-estimating batchnorm statistics on the target data");
         char path[2300];
         if ((s = pipeline_download(R.head, &R.store, e))) goto done;
         if ((s = train_adabn(R.ctx, r, &R.store, &R.target, NULL, e))) goto done;
@@ -1941,6 +1979,8 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             s = err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
             goto done;
         }
+        if (R.tprefix)
+            notify_at(&R, R.epoch, "evaluating the test split through the frozen prefix");
         if ((s = evaluate_split(&R, 2, &tl, &ta, R.confusion, e))) goto done;
         R.test_seconds = now_seconds() - tt;
     }

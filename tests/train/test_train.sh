@@ -137,6 +137,15 @@ run cache-host --set transfer.from=run-ref/model.safetensors --set transfer.free
     || bad "feature cache location: $(json run-cache-on/summary.json feature_cache_device) $(json run-cache-host/summary.json feature_cache_device)"
 $CMP run-cache-on/last.safetensors run-cache-host/last.safetensors --tol 0 \
     && ok "device and host feature caches give bitwise equal weights" || bad "device and host caches differ"
+# the device cache made the test split's features as it evaluated them; the host cache stored
+# them with the others: the same test results, bit for bit
+$PY - <<'PY' || bad "test split made at the end differs from the stored one"
+import json
+d, h = json.load(open("run-cache-on/summary.json")), json.load(open("run-cache-host/summary.json"))
+assert d["feature_cache_test_streamed"] and not h["feature_cache_test_streamed"], (d, h)
+assert d["test_loss"] == h["test_loss"] and d["confusion"] == h["confusion"], (d, h)
+print("ok: test split streamed at the end equals the stored features:", d["test_loss"])
+PY
 $CMP run-cache-on/last.safetensors run-cache-off/last.safetensors --tol 1e-4 \
     && ok "cached and uncached runs agree" || bad "cached and uncached weights differ"
 $CMP run-cache-on/last.safetensors run-ref/model.safetensors --only conv --tol 0 \
@@ -149,6 +158,9 @@ $PY - <<'PY' || bad "test split through cached features differs from the full ne
 import json
 e, s = json.load(open("eval-cache.json")), json.load(open("run-cache-on/summary.json"))
 assert s["feature_cache"] is True, s
+# (read once, at the end: made a batch at a time then, not stored with the training features)
+assert s["feature_cache_test_streamed"] is True, s
+assert e["confusion"] == s["confusion"], (e["confusion"], s["confusion"])
 assert abs(e["accuracy"] - s["test_accuracy"]) < 1e-12, (e["accuracy"], s["test_accuracy"])
 assert abs(e["loss"] - s["test_loss"]) < 1e-5 * max(1.0, abs(e["loss"])), (e["loss"], s["test_loss"])
 print("ok: test split through cached features equals the full network:", e["accuracy"], e["loss"], s["test_loss"])

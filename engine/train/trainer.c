@@ -475,9 +475,19 @@ static graft_status compile_phase(run *R, graft_error *e)
         if ((s = pipeline_create(R->ctx, &R->prefix, &fo, &fp, e))) return s;
         s = pipeline_upload(fp, &R->store, e);
         double row = (double)pipeline_output_size(fp) * sizeof(float);
+        /* A test split read once, at the end (no adaptation evaluating it each epoch, no later
+         * phase, no pool keeping it), gets its features then, a batch at a time into a table of
+         * one batch that the head evaluates at once, where both pipelines fit the device
+         * together: a table of the whole split would be written now by the one thread that
+         * copies, a fresh page at a time, and read back once (fmnist-feature-extract: 5,000
+         * test images, 62 MB). The prefix stays for that. */
+        const bool both_fit = plan_overlap_fits(r, &R->ctx->info);
+        const bool test_once = both_fit && R->test.n > 0 && !r->adapt.present &&
+                               r->train.nunfreeze == 0 && !R->o->pool && R->nrep == 1;
+        const long B = r->train.batch_size, tn = test_once && R->test.n > B ? B : R->test.n;
         long most = R->train.n > R->val.n ? R->train.n : R->val.n;
-        most = most > R->test.n ? most : R->test.n;
-        R->on_device = train_cache_on_device(row * (double)(R->train.n + R->val.n + R->test.n),
+        most = most > tn ? most : tn;
+        R->on_device = train_cache_on_device(row * (double)(R->train.n + R->val.n + tn),
                                              row * (double)most,
                                              r->transfer.cache_device_fraction, &R->ctx->info);
         /* replicas take their rows from host memory: a device table would live on one device */
@@ -487,17 +497,10 @@ static graft_status compile_phase(run *R, graft_error *e)
                                : "computing frozen features once (feature cache in host memory)");
         if (!s) s = features_of(R, fp, &R->train, &R->ftrain, R->on_device ? &R->dtrain : NULL, e);
         if (!s) s = features_of(R, fp, &R->val, &R->fval, R->on_device ? &R->dval : NULL, e);
-        const bool overlap = R->on_device && plan_overlap_fits(r, &R->ctx->info);
-        /* A test split read once, at the end (no adaptation evaluating it each epoch, no later
-         * phase, no pool keeping it), gets its features then, a batch at a time into a table of
-         * one batch that the head evaluates at once: a table of the whole split would be written
-         * now by the one thread that copies, a fresh page at a time, and read back once
-         * (fmnist-feature-extract: 5,000 test images, 62 MB). The prefix stays for that. */
-        const bool stream = overlap && R->test.n > 0 && !r->adapt.present &&
-                            r->train.nunfreeze == 0 && !R->o->pool;
+        const bool overlap = R->on_device && both_fit, stream = R->on_device && test_once;
         if (!s && stream) {
             feature_split(fp, &R->test, &R->ftest);
-            s = buffer_create(R->ctx, (size_t)r->train.batch_size * (size_t)row, &R->dtest, e);
+            s = buffer_create(R->ctx, (size_t)tn * (size_t)row, &R->dtest, e);
         } else if (!s) {
             s = features_of(R, fp, &R->test, &R->ftest, R->on_device ? &R->dtest : NULL, e);
         }

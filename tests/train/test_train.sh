@@ -146,6 +146,26 @@ assert d["feature_cache_test_streamed"] and not h["feature_cache_test_streamed"]
 assert d["test_loss"] == h["test_loss"] and d["confusion"] == h["confusion"], (d, h)
 print("ok: test split streamed at the end equals the stored features:", d["test_loss"])
 PY
+# a test split streamed at the end takes one batch of the device's cache budget, not the whole
+# split: a fraction between the two still keeps the cache on the device (960 training, 240
+# validation and 400 test images, batch 32)
+F=$("$G" devices --json | $PY -c "
+import json, sys
+mem = json.load(sys.stdin)[0]['global_mem_bytes']
+s = json.load(open('run-cache-on/summary.json'))
+row = 4
+for d in next(l for l in s['layers'] if l['name'] == 'flatten')['output_shape']: row *= d
+print('%.6e' % ((960 + 240 + 32 + 960 + 240 + 400) / 2 * row / mem))")
+run cache-tight --set transfer.from=run-ref/model.safetensors --set transfer.freeze=flatten \
+    --set transfer.cache_features=on --set transfer.cache_device_fraction=$F --set train.epochs=2 \
+    || { cat log-cache-tight.txt; bad "cache with a tight device budget"; }
+$PY - <<'PY' || bad "tight device budget: the streamed test split was counted whole"
+import json
+d, t = json.load(open("run-cache-on/summary.json")), json.load(open("run-cache-tight/summary.json"))
+assert t["feature_cache_device"] and t["feature_cache_test_streamed"], t
+assert t["test_loss"] == d["test_loss"], (t["test_loss"], d["test_loss"])
+print("ok: device cache within a budget short of the whole test split's features")
+PY
 $CMP run-cache-on/last.safetensors run-cache-off/last.safetensors --tol 1e-4 \
     && ok "cached and uncached runs agree" || bad "cached and uncached weights differ"
 $CMP run-cache-on/last.safetensors run-ref/model.safetensors --only conv --tol 0 \

@@ -37,8 +37,9 @@ void plan_view_cache_location(const plan_view *v, char *out, size_t n)
         snprintf(out, n, "host memory (no OpenCL device to hold it)");
     } else {
         snprintf(out, n,
-                 "device memory when the features of all splits (%.0f bytes per sample) fit in "
-                 "%.3g of %s's memory (%.0f MiB: up to %.0f samples), else host memory",
+                 "device memory when the features of all splits (%.0f bytes per sample; of a "
+                 "test split read only at the end, one batch) fit in %.3g of %s's memory "
+                 "(%.0f MiB: up to %.0f samples), else host memory",
                  v->cache_row_bytes, r->transfer.cache_device_fraction, v->cache_device,
                  v->cache_device_budget / 1048576.0, v->cache_device_budget / v->cache_row_bytes);
     }

@@ -49,7 +49,8 @@ __kernel void concat_bwd(const int n, const int cx, const int cy, const int c0, 
  * takes what is left; one float a work-item made 832 work-groups of a 64 x 3136 batch, which
  * PoCL pays for one by one); the global size is rounded up to the work-group, so both indices
  * are guarded. Here rather than in a file of its own: a transfer that caches features then
- * builds no program its pretraining did not. */
+ * builds no program its pretraining did not. (16: ROWS_GATHER_FLOATS in runtime.h, for the host
+ * and the cost model.) */
 __kernel void gather_rows(const int n, const int row, __global const float *src,
                           __global const int *rows, __global float *dst)
 {

@@ -189,9 +189,9 @@ static double update_floats(int optimizer, bool l2sp)
 static double layout_bytes(const graph *g, int li, const cost_row *r, double n)
 {
     if (strcmp(r->kernel, "fill") == 0) return r->traffic_bytes; /* counted: 4 bytes a float */
-    /* rows_gather: 16 floats of a row read and written a work-item (work-items past a row's end,
-     * where the global size rounds up, are counted too: an upper bound) */
-    if (starts(r->kernel, "gather_rows")) return 128 * r->items;
+    /* rows_gather: ROWS_GATHER_FLOATS of a row read and written a work-item (work-items past a
+     * row's end, where the global size rounds up, are counted too: an upper bound) */
+    if (starts(r->kernel, "gather_rows")) return 2.0 * 4 * ROWS_GATHER_FLOATS * r->items;
     if (li < 0) return 8 * r->items; /* no layer to size it by: one float in, one out per item */
     const layer *l = &g->layers[li];
     double in = 0, out = (double)shape_size(l->out);

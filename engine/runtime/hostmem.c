@@ -137,8 +137,8 @@ graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem 
     if (rc == CL_SUCCESS) rc = kernel_arg(k, 3, sizeof rows, &rows);
     if (rc == CL_SUCCESS) rc = kernel_arg(k, 4, sizeof dst, &dst);
     if (rc != CL_SUCCESS) return cl_check(rc, "clSetKernelArg", e);
-    /* 16 floats a work-item; wide work-groups for wide rows (PoCL pays per work-group) */
-    size_t chunks = ((size_t)row + 15) / 16;
+    /* ROWS_GATHER_FLOATS a work-item; wide work-groups for wide rows (PoCL pays per work-group) */
+    size_t chunks = ((size_t)row + ROWS_GATHER_FLOATS - 1) / ROWS_GATHER_FLOATS;
     size_t g[2] = {chunks, (size_t)n}, l[2] = {chunks >= 64 ? 64 : 16, 1};
     return launch(ctx, k, 2, g, l, NULL, e);
 }

@@ -291,7 +291,9 @@ size_t buffer_slice_stride(graft_context *ctx, size_t bytes);
 graft_status buffer_slices(graft_context *ctx, int count, size_t stride, cl_mem *parent,
                            cl_mem *slices, graft_error *e);
 /* dst[r] = src[rows[r]] for n rows of `row` floats (cl/tensor.cl): batches from a device-resident
- * feature cache. rows is an int32 device buffer. */
+ * feature cache. rows is an int32 device buffer. A work-item moves ROWS_GATHER_FLOATS of a row
+ * (the cost model counts that much read and written per work-item). */
+#define ROWS_GATHER_FLOATS 16
 graft_status rows_gather(graft_context *ctx, int n, int row, cl_mem src, cl_mem rows, cl_mem dst,
                          graft_error *e);
 /* A device-to-device copy, enqueued without waiting. */

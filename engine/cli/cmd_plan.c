@@ -20,7 +20,7 @@ static void mib(const char *what, size_t bytes)
 static void plan_extend_table(const plan_view *v)
 {
     const plan_memory *m = &v->plan.mem;
-    const bool al = v->r->adapt.present && (v->r->adapt.methods & ADAPT_ALIGNING);
+    const bool al = recipe_aligns(v->r);
     printf("\ndevice memory for a training step at batch %d%s (the compiler's buffer plan):\n",
            v->r->train.batch_size * (al ? 2 : 1), al ? " (source + target)" : "");
     mib("weights and buffers", m->weights);

@@ -277,7 +277,7 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     if (!v->backward) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     const train_spec *t = &r->train;
     /* an aligning adaptation step runs a source and a target batch together */
-    bool aligning = r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING);
+    const bool aligning = recipe_aligns(r);
     if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
                      t->optimizer, t->l2sp > 0, 0, t->batch_size * (aligning ? 2 : 1), &v->plan,
                      e)) {
@@ -289,9 +289,8 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     v->cache = v->plan.cacheable && r->transfer.cache_features != CACHE_OFF && !aligning;
     snprintf(v->cache_reason, sizeof v->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
-             : aligning && v->plan.cacheable
-                 ? "adapt: the target batches run the whole network every step"
-                 : v->plan.cache_reason,
+             : aligning && v->plan.cacheable ? recipe_align_reason
+                                             : v->plan.cache_reason,
              r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
                                   "again when it recompiles)"
                                 : "");

@@ -222,6 +222,11 @@ graft_status recipe_apply_freeze(graft_recipe *r, const freeze_spec *f, graft_di
  * a non-empty frozen prefix of deterministic layers, no dropout, batchnorm frozen, no data
  * augmentation, and nothing after the prefix reads from inside it). reason says why (not). */
 bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n);
+/* The recipe adapts with a method that aligns features (CORAL, MMD, DANN): source and target
+ * batches go through the whole network every step, so no frozen prefix is cached (the check,
+ * graft plan, graft train and graft bench all decide by this); recipe_align_reason says why. */
+bool recipe_aligns(const graft_recipe *r);
+extern const char recipe_align_reason[];
 
 /* The merged recipe as YAML text (for the run directory's resolved recipe): extends and
  * model.file inlined, --set applied, every path absolute. malloc'ed. */

@@ -436,6 +436,13 @@ void recipe_check_checkpoint(rctx *c)
     st_close(f);
 }
 
+const char recipe_align_reason[] = "adapt: the target batches run the whole network every step";
+
+bool recipe_aligns(const graft_recipe *r)
+{
+    return r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING) != 0;
+}
+
 bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
 {
     if (r->transfer.cache_features == CACHE_OFF) {
@@ -443,6 +450,12 @@ bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
         return false;
     }
     /* with train.unfreeze the trainer decides again for each phase; this is the first phase */
-    return graph_feature_cache(&r->graph, r->transfer.bn_train, data_spec_augments(&r->data),
-                               reason, n);
+    if (!graph_feature_cache(&r->graph, r->transfer.bn_train, data_spec_augments(&r->data),
+                             reason, n))
+        return false;
+    if (recipe_aligns(r)) {
+        snprintf(reason, n, "%s", recipe_align_reason);
+        return false;
+    }
+    return true;
 }

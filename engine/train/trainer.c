@@ -395,7 +395,7 @@ graft_status train_plan(const graft_recipe *r, int batch, graph_plan *gp, graft_
 
 bool train_caches_prefix(const graft_recipe *r, const graph_plan *gp)
 {
-    return gp->cacheable && r->transfer.cache_features != CACHE_OFF;
+    return gp->cacheable && r->transfer.cache_features != CACHE_OFF && !recipe_aligns(r);
 }
 
 /* Compile the pipelines for the current frozen set (and cache features when allowed). */
@@ -421,10 +421,10 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (s) return s;
     bool any_trains = false;
     for (int i = 0; i < r->graph.nlayers; i++) any_trains |= gp.layers[i].trains;
-    bool use_cache = train_caches_prefix(r, &gp) && !R->aligning;
+    bool use_cache = train_caches_prefix(r, &gp);
     snprintf(R->cache_reason, sizeof R->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF && gp.cacheable ? "off by recipe; " : "",
-             gp.cache_reason);
+             recipe_aligns(r) && gp.cacheable ? recipe_align_reason : gp.cache_reason);
     R->cut = use_cache ? gp.cache_cut : 0;
     plan_free(&gp);
     if (!any_trains)
@@ -1802,7 +1802,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     /* the data loads on a thread of its own while the device opens (the OpenCL platforms load
      * their libraries, ~40 ms with PoCL, as long as decoding a test split); a bad data file is
      * still reported first, and before anything is written */
-    R.aligning = r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING) != 0;
+    R.aligning = recipe_aligns(r);
     R.source_accuracy = R.target_accuracy_before = NAN;
     {
         load_job job = {.R = &R};

@@ -74,6 +74,21 @@ open(d + "/acc.txt", "w").write(f"source {a['source_test_accuracy']:.3f} target 
 PYX
 done
 
+# 1b. an aligning method runs every layer each step (source and target batches): graft bench of
+#     such a recipe times no feature-cached step, and its training says why it caches nothing,
+#     although the frozen prefix alone could be cached
+"$G" bench base.yaml --set adapt.method=coral --set adapt.layer=fc1 $T --set transfer.freeze=flatten \
+    --steps 2 --warmup 1 --json bench-coral.json > log-bench-coral.txt 2>&1 \
+    || { cat log-bench-coral.txt; bad "graft bench of a coral recipe"; }
+run coral-frozen coral --set adapt.layer=fc1 --set transfer.freeze=flatten --set train.epochs=1 \
+    || { cat log-coral-frozen.txt; bad "coral run with a frozen prefix"; }
+$PY - <<'PYX' && ok "coral with a frozen prefix: no feature cache in the bench or the run" || bad "coral: a feature cache where training has none"
+import json
+b, s = json.load(open("bench-coral.json")), json.load(open("run-coral-frozen/summary.json"))
+assert all(d["feature_cache"] is None for d in b["devices"]), [d["feature_cache"] for d in b["devices"]]
+assert s["feature_cache"] is False and "adapt" in s["feature_cache_reason"], s["feature_cache_reason"]
+PYX
+
 # 2. AdaBN: the run's adapted model equals graft adapt on its unadapted last weights; only the
 #    batchnorm running statistics moved
 if [ -f run-adabn/model.safetensors ]; then

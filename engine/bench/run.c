@@ -84,14 +84,14 @@ static pipeline_options step_options(const graft_recipe *rc, int batch, int firs
                               .dropout_seed = 17};
 }
 
-/* The frozen prefix `graft train` computes once for rc (train_caches_prefix, the trainer's
+/* The frozen prefix `graft train` computes once for rc (plan_caches_prefix, the trainer's
  * rule): its length in layers, 0 when none. */
 static graft_status cache_cut_of(const graft_recipe *rc, int batch, int *cut, graft_error *e)
 {
     graph_plan gp;
     graft_status s = train_plan(rc, batch, &gp, e);
     if (s) return s;
-    *cut = train_caches_prefix(rc, &gp) ? gp.cache_cut : 0;
+    *cut = plan_caches_prefix(rc, &gp) ? gp.cache_cut : 0;
     plan_free(&gp);
     return GRAFT_OK;
 }

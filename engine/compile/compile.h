@@ -128,6 +128,10 @@ bool plan_fold_ready(const graph *g, const graph_plan *p, int layer_index, epilo
  * trainer then builds the second while the first runs, instead of one after the other as
  * plan_check_memory counts them. */
 bool plan_overlap_fits(const graft_recipe *r, const graft_device_info *info);
+/* Whether graft train computes r's frozen prefix (gp->cache_cut layers of its training plan gp)
+ * once: the plan can cache it, transfer.cache_features is not off, and no aligning adaptation
+ * runs every layer each step. The trainer, graft plan and graft bench all decide by this. */
+bool plan_caches_prefix(const graft_recipe *r, const graph_plan *gp);
 
 /* Before training: every freeze phase's training pipeline (the plan `graft plan` prints) against
  * the device's global memory and largest allocation. A recipe that cannot fit gets *fits false

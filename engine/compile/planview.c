@@ -8,6 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+bool plan_caches_prefix(const graft_recipe *r, const graph_plan *gp)
+{
+    return gp->cacheable && r->transfer.cache_features != CACHE_OFF && !recipe_aligns(r);
+}
+
 /* The feature cache's row size and the device-memory budget transfer.cache_device_fraction gives
  * on the recipe's device (the trainer decides with the same numbers once the data is loaded). */
 static void cache_location(plan_view *v)
@@ -286,7 +291,7 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
         return e->status ? e->status : GRAFT_STATUS_INTERNAL;
     }
     for (int i = 0; i < r->graph.nlayers; i++) v->backward[i] = v->plan.layers[i].backward;
-    v->cache = v->plan.cacheable && r->transfer.cache_features != CACHE_OFF && !aligning;
+    v->cache = plan_caches_prefix(r, &v->plan);
     snprintf(v->cache_reason, sizeof v->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
              : aligning && v->plan.cacheable ? recipe_align_reason

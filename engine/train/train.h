@@ -174,11 +174,9 @@ typedef struct adapt_result {
 graft_status graft_adapt(graft_recipe *r, const char *weights, const char *out_path,
                          const char *device, adapt_result *res, graft_error *e);
 /* The plan graft train analyses for r's training at batch (every layer, the recipe's data
- * augmentation), and whether it then computes the frozen prefix once (gp->cache_cut layers): the
- * plan can and transfer.cache_features is not off. A trainer that aligns domains (adapt) does
- * not either; `graft bench` times the step the same rule gives. */
+ * augmentation); plan_caches_prefix says whether it then computes the frozen prefix once, and
+ * `graft bench` times the step the same rule gives. */
 graft_status train_plan(const graft_recipe *r, int batch, graph_plan *gp, graft_error *e);
-bool train_caches_prefix(const graft_recipe *r, const graph_plan *gp);
 
 /* The frozen prefix [0, cut) of g with the store's weights, run once in evaluation mode over n
  * samples of x (sample floats each), batch rows at a time, as the feature cache runs it: *out is

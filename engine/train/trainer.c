@@ -64,9 +64,9 @@ typedef struct run {
     char recipe_hash[40]; /* what checkpoints carry as recipe_sha256 ("" until the first) */
     char ckpt_failed[600]; /* why keep_pending could not write the last good epoch end */
     /* adapt: the unlabelled target stream (cycling on its own; its position is saved state), the
-     * source test split, and the combined source + target batch of an aligning step */
+     * source test split, and the combined source + target batch of an aligning step
+     * (recipe_aligns) */
     dataset target, stest;
-    bool aligning;
     batcher *tb;
     batcher *eb;  /* the training split's, kept from epoch to epoch until the pipeline changes */
     int tepoch;   /* target epoch in progress */
@@ -393,10 +393,6 @@ graft_status train_plan(const graft_recipe *r, int batch, graph_plan *gp, graft_
                         r->train.optimizer, r->train.l2sp > 0, 0, batch, gp, e);
 }
 
-bool train_caches_prefix(const graft_recipe *r, const graph_plan *gp)
-{
-    return gp->cacheable && r->transfer.cache_features != CACHE_OFF && !recipe_aligns(r);
-}
 
 /* Compile the pipelines for the current frozen set (and cache features when allowed). */
 static graft_status compile_phase(run *R, graft_error *e)
@@ -421,7 +417,7 @@ static graft_status compile_phase(run *R, graft_error *e)
     if (s) return s;
     bool any_trains = false;
     for (int i = 0; i < r->graph.nlayers; i++) any_trains |= gp.layers[i].trains;
-    bool use_cache = train_caches_prefix(r, &gp);
+    bool use_cache = plan_caches_prefix(r, &gp);
     snprintf(R->cache_reason, sizeof R->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF && gp.cacheable ? "off by recipe; " : "",
              recipe_aligns(r) && gp.cacheable ? recipe_align_reason : gp.cache_reason);
@@ -446,14 +442,14 @@ static graft_status compile_phase(run *R, graft_error *e)
                        "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
                        R->cache_reason);
     unsigned am = r->adapt.present ? r->adapt.methods : 0;
-    pipeline_options po = {.max_batch = r->train.batch_size * (R->aligning ? 2 : 1),
+    pipeline_options po = {.max_batch = r->train.batch_size * (recipe_aligns(R->r) ? 2 : 1),
                            .align = am & ADAPT_CORAL ? ALIGN_CORAL
                                     : am & ADAPT_MMD ? ALIGN_MMD
                                     : am & ADAPT_DANN ? ALIGN_DANN
                                                       : 0,
                            .disc = am & ADAPT_DANN ? &r->adapt.disc_graph : NULL,
                            .disc_dropout = (float)r->adapt.disc_dropout,
-                           .align_layer = R->aligning ? r->adapt.layer : 0,
+                           .align_layer = recipe_aligns(R->r) ? r->adapt.layer : 0,
                            .training = true,
                            .bn_train = r->transfer.bn_train,
                            .first = R->cut,
@@ -1117,7 +1113,7 @@ static graft_status resume_from(run *R, const char *dir, graft_error *e)
     if (rs) return rs;
     snprintf(path, sizeof path, "%s/last.safetensors", dir);
     graft_status s = store_load_all(&R->store, &R->r->graph, path, NULL, e);
-    if (!s && R->aligning && (R->r->adapt.methods & ADAPT_DANN))
+    if (!s && recipe_aligns(R->r) && (R->r->adapt.methods & ADAPT_DANN))
         s = store_load_all(&R->store, &R->r->adapt.disc_graph, path, NULL, e);
     if (s) {
         err_prefix(e, "cannot resume from %s", dir);
@@ -1510,7 +1506,7 @@ static graft_status train_epoch(run *R, bool *stop, graft_error *e)
         /* nothing is read back here: the loss and correct count stay on the device (except with
          * train.on_nonfinite: skip_batch, which checks each batch's loss before its update) */
         step_result sr, *srp = skip_mode ? &sr : NULL;
-        if (R->aligning) {
+        if (recipe_aligns(R->r)) {
             const float *tx;
             const int *ty;
             int tn;
@@ -1746,7 +1742,7 @@ static graft_status open_devices(run *R, graft_error *e)
     free(devs);
     if (s) return s;
     if (n > 1) {
-        if (R->aligning)
+        if (recipe_aligns(R->r))
             return err_set(e, GRAFT_STATUS_BAD_RECIPE,
                            "adapt: domain adaptation trains on one device; train.devices names %d",
                            n);
@@ -1802,7 +1798,6 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     /* the data loads on a thread of its own while the device opens (the OpenCL platforms load
      * their libraries, ~40 ms with PoCL, as long as decoding a test split); a bad data file is
      * still reported first, and before anything is written */
-    R.aligning = recipe_aligns(r);
     R.source_accuracy = R.target_accuracy_before = NAN;
     {
         load_job job = {.R = &R};
@@ -1822,7 +1817,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         }
     }
     R.have_val = R.val.n > 0;
-    if (R.aligning) {
+    if (recipe_aligns(r)) {
         size_t B = (size_t)r->train.batch_size;
         R.xcomb = malloc(2 * B * (size_t)R.train.sample * sizeof(float));
         if (!R.xcomb) {
@@ -1835,7 +1830,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
     }
     if ((s = store_init(&R.store, &r->graph, r->train.seed, e))) goto done;
     /* dann's discriminator: its tensors live in the same store (checkpoints, exact resume) */
-    if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+    if (recipe_aligns(r) && (r->adapt.methods & ADAPT_DANN) &&
         (s = store_init(&R.store, &r->adapt.disc_graph, data_seed_mix(r->train.seed, 0xd155), e)))
         goto done;
     if (r->transfer.from) {
@@ -1843,7 +1838,7 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
         if ((s = store_load(&R.store, &r->graph, r->transfer.from, r->train.l2sp > 0, &loaded, e)))
             goto done;
         /* a checkpoint may hold a DANN discriminator too (a DANN run's, or a test's) */
-        if (R.aligning && (r->adapt.methods & ADAPT_DANN) &&
+        if (recipe_aligns(r) && (r->adapt.methods & ADAPT_DANN) &&
             (s = store_load_all(&R.store, &r->adapt.disc_graph, r->transfer.from, NULL, e)))
             goto done;
     }
@@ -1912,7 +1907,6 @@ graft_status graft_train(graft_recipe *r, const train_options *o, train_summary 
             R.compile_seconds += now_seconds() - tc;
             out->feature_cache = out->feature_cache || R.cached;
             out->feature_cache_device = out->feature_cache_device || R.on_device;
-            out->feature_cache_test_streamed = R.tprefix != NULL;
         }
         if ((s = train_epoch(&R, &stop, e))) goto done;
     }

@@ -97,9 +97,9 @@ def cost_model(d, w, cm=None, skip=0):
     check(fams.get("gemm", {}).get("gemm_calls", 0) == tot["gemm_calls"], f"{w}: GEMM calls outside the gemm family")
     check(tot["syncs"] == sum(x["syncs"] for x in rows if x["family"] == "transfer") +
           sum(x["syncs"] for x in rows if x["kernel"] in ("finish", "wait")), f"{w}: a sync not from a transfer or a wait")
-    if cached and input_floats is not None:  # row numbers and labels, never the samples
-        check(0 < tot["h2d_bytes"] < batch * input_floats * 4,
-              f"{w}: {tot['h2d_bytes']} bytes host->device for a step on cached features")
+    if cached:  # an int32 row number and label a sample, never the samples
+        check(tot["h2d_bytes"] == batch * 8,
+              f"{w}: {tot['h2d_bytes']} bytes host->device for a step on cached features, expected {batch * 8}")
     elif input_floats is not None:
         want = batch * (input_floats * 4 + 4)
         check(tot["h2d_bytes"] == want, f"{w}: {tot['h2d_bytes']} bytes host->device, expected {want} (batch + labels)")

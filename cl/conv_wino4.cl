@@ -10,21 +10,28 @@
  *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
  * conv_wino4_wt writes U[xi][o][c] = (G w[o][c] G^T) (xi = 6 a + b). A work-item takes one row of
- * 4x4 tiles (four output rows) of W4S samples: lane s W4T + k of a vector is tile k of sample
- * i + s (W4T tiles a sample, rounded up to 4, 8 or 16; W4S = VW / W4T samples share a vector, so
- * that fmnist-cnn's 14-wide layers, four tiles, fill 8 and 16 lanes). It transforms every input
- * channel's tiles into V[xi][q][t] (private), then for each block of W4M output channels and
- * each xi sums U[xi][p][q] V[xi][q][t] over q in registers (a fixed order), and turns the 36
- * sums of a tile into its 4x4 outputs with the bias and the fused activation, stored (rows past
- * HO and columns past WO never written: the output may be another conv's padded input) and/or
- * max-pooled 2x2 as conv_wino_fwd does. The last tile row of a height that is not a multiple of
- * 4 reads rows clamped to the last padded row (zeros) for outputs it drops.
- * Options: W4T, W4S, W4L (their product), W4M; requires KH = KW = 3 and a pitch of at least
- * 4 W4T NT4 + 2 (op_conv.c checks). */
+ * 4x4 tiles (four output rows) of W4G W4S samples: lane s W4T + k of a vector is tile k of
+ * sample i + g W4S + s in group g (W4T tiles a sample, rounded up to 4, 8 or 16; W4S = VW / W4T
+ * samples share a vector, so that fmnist-cnn's 14-wide layers, four tiles, fill 8 and 16 lanes;
+ * W4G groups so that a broadcast weight feeds more than one vector). It transforms every input
+ * channel's tiles into V[xi][q][t] (private), then for each block of W4M output channels (the
+ * last CO % W4M) and each xi sums U[xi][p][q] V[xi][q][t] over q in registers (a fixed order),
+ * and turns the 36 sums of a tile into its 4x4 outputs with the bias and the fused activation,
+ * stored (rows past HO and columns past WO never written: the output may be another conv's
+ * padded input) and/or max-pooled 2x2 as conv_wino_fwd does. The last tile row of a height that
+ * is not a multiple of 4 reads rows clamped to the last padded row (zeros) for outputs it drops.
+ * conv_wino4_stem (built with W4STEM) computes its input from the layer before instead of
+ * reading it (see there).
+ * Options: W4T, W4S, W4L (their product), W4G, W4M; W4STEM, SCI, SEPI, SEPI_SLOPE; requires
+ * KH = KW = 3 and a pitch of at least 4 W4T NT4 + 2 (op_conv.c checks). */
 #if W4L != W4T * W4S /* lanes a vector: a number, for VEC's token pasting */
 #error "W4L: W4T * W4S"
 #endif
 #define NT4 ((WO + 4 * W4T - 1) / (4 * W4T))        /* tile vectors a row */
+#ifndef W4G
+#define W4G 1 /* groups of W4S samples a work-item */
+#endif
+#define NV4 (NT4 * W4G) /* vectors a work-item's products share each weight with */
 #define floatq VEC(W4L)
 #if W4L == 4
 #define intq int4
@@ -275,79 +282,206 @@ static inline void w4_ilv2i(const intq a, const intq b, int *seq)
         }                                                                                          \
     }
 
-/* y from xp: one work-item per row of tiles (four output rows) of W4S samples; flags, yp, ip,
- * yo, yrows and ypitch as conv_wino_fwd's. */
-__kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global const float *u,
-                             __global const float *b, __global float *y, __global float *yp,
-                             __global int *ip, const int n, const int flags, const long yo,
-                             const int yrows, const int ypitch)
+/* The products of one block of MB output channels from p0 (MB a constant: W4M, or the last
+ * block's CO % W4M): M[(x W4M + m) NV4 + v] = sum over q of U[x][p0 + m][q] V[x][q][v], in
+ * registers, q in a fixed order */
+#define W4_GEMM(MB)                                                                                \
+    for (int x = 0; x < 36; x++) {                                                                 \
+        floatq acc[MB][NV4];                                                                       \
+        _Pragma("unroll") for (int m = 0; m < (MB); m++)                                           \
+            _Pragma("unroll") for (int v = 0; v < NV4; v++) acc[m][v] = Q(0.0f);                   \
+        __global const float *ux = u + (long)x * CO * CI + (long)p0 * CI;                          \
+        const floatq *vx = V + x * CI * NV4;                                                       \
+        for (int q = 0; q < CI; q++) {                                                             \
+            floatq vv[NV4];                                                                        \
+            _Pragma("unroll") for (int v = 0; v < NV4; v++) vv[v] = vx[q * NV4 + v];               \
+            _Pragma("unroll") for (int m = 0; m < (MB); m++)                                       \
+            {                                                                                      \
+                const floatq uw = Q(ux[m * CI + q]);                                               \
+                _Pragma("unroll") for (int v = 0; v < NV4; v++) acc[m][v] =                        \
+                    fma(uw, vv[v], acc[m][v]);                                                     \
+            }                                                                                      \
+        }                                                                                          \
+        _Pragma("unroll") for (int m = 0; m < (MB); m++)                                           \
+            _Pragma("unroll") for (int v = 0; v < NV4; v++) M[(x * W4M + m) * NV4 + v] =           \
+                acc[m][v];                                                                         \
+    }
+
+#if W4STEM
+/* The stem: a 3x3 convolution (stride 1, padding 1) of SCI channels whose output, through its
+ * bias and activation (SEPI: epilogue.cl's kinds 0-3), is this layer's input, computed here as
+ * each tile row's transform reads it instead of being written out and read back: fmnist-cnn's
+ * conv1 (one channel in, on the rows path) wrote 6.4 MB a batch of 64 into conv2's padded input,
+ * out of the caches and back, and took 0.17-0.18 s of a warm frozen-prefix transfer's kernel time
+ * capped at AVX2 (87 batches); conv1 + conv2 166 + 342 and 178 + 374 ms against 367 and 393 ms
+ * for this kernel (OpenCL profiling, runs alternating, Zen 4). The products and their order are
+ * conv_rows_fwd's
+ * (acc = 0, fma over channel, ky, kx, + bias, the activation), so the values are the ones that
+ * layer writes, to the bit; outside its output (this layer's padding) they are zero. */
+#ifndef SEPI_SLOPE
+#define SEPI_SLOPE 0.01f
+#endif
+#if SEPI == 0
+#define stem_act(v) (v)
+#elif SEPI == 1
+#define stem_act(v) ((v) > Q(0.0f) ? (v) : Q(0.0f))
+#elif SEPI == 2
+#define stem_act(v) fmin(fmax((v), Q(0.0f)), Q(6.0f))
+#elif SEPI == 3
+#define stem_act(v) ((v) > Q(0.0f) ? (v) : (v) * Q(SEPI_SLOPE))
+#else
+#error "SEPI: 0-3"
+#endif
+
+/* xv[(c 8 + rr) 8 + cc], lane s W4T + k: the stem's input x[is + s][c] at row 4 ty - PH - 1 + rr,
+ * column 4 W4T tv + 4 k + cc - PW - 1 (zero outside the image; samples past n read the
+ * work-item's first, i) */
+static inline void w4_stem_in(__global const float *sx, const int i, const int is, const int n,
+                              const int ty, const int tv, floatq *xv)
+{
+    for (int c = 0; c < SCI; c++)
+        for (int rr = 0; rr < 8; rr++) {
+            const int iy = 4 * ty - PH - 1 + rr;
+            for (int cc = 0; cc < 8; cc++) {
+                float l[W4L];
+#pragma unroll
+                for (int s = 0; s < W4S; s++) {
+                    __global const float *xr =
+                        sx + (((long)(is + s < n ? is + s : i) * SCI + c) * HI + iy) * WI;
+#pragma unroll
+                    for (int k = 0; k < W4T; k++) {
+                        const int ix = 4 * W4T * tv + 4 * k + cc - PW - 1;
+                        l[s * W4T + k] =
+                            iy >= 0 && iy < HI && ix >= 0 && ix < WI ? xr[ix] : 0.0f;
+                    }
+                }
+                xv[(c * 8 + rr) * 8 + cc] = VLOAD(W4L)(0, l);
+            }
+        }
+}
+#endif
+
+/* y from xp (or from the stem's input): one work-item per row of tiles (four output rows) of
+ * W4G W4S samples, W4G vectors (groups of W4S samples) of each of the row's NT4 tile vectors:
+ * NV4 vectors share each weight a product loads (at 8 lanes, 16 registers, two vectors by six
+ * channels kept the FMA units busier than one by eight); flags, yp, ip, yo, yrows and ypitch as
+ * conv_wino_fwd's. */
+static inline void w4_fwd(const int stem, __global const float *xs, const long xpo,
+                          __global const float *sx, __global const float *sw,
+                          __global const float *sb, const int sflags, __global const float *u,
+                          __global const float *b, __global float *y, __global float *yp,
+                          __global int *ip, const int n, const int flags, const long yo,
+                          const int yrows, const int ypitch)
 {
     const int NTY = (HO + 3) / 4, t = get_global_id(0);
-    if (t >= (n + W4S - 1) / W4S * NTY) return;
-    const int i = t / NTY * W4S, ty = t - t / NTY * NTY;
+    if (t >= (n + W4S * W4G - 1) / (W4S * W4G) * NTY) return;
+    const int i = t / NTY * W4S * W4G, ty = t - t / NTY * NTY;
     const int act = flags & FLAG_EPI, pool = flags & FLAG_POOL, only = flags & FLAG_POOL_ONLY;
     const int bias = HAS_BIAS && (flags & FLAG_BIAS);
-    const long PLANE = (long)XROWS * XPITCH;
-    __global const float *in = xs + xpo + (long)i * CI * PLANE;
-    long so[W4S]; /* the samples' offsets from sample i (i itself again past n) */
+    floatq V[36 * CI * NV4], M[36 * W4M * NV4];
+    const int XS = CI * NV4;
+#if W4STEM
+    if (stem) {
+        const int sact = sflags & FLAG_EPI, sbias = sflags & FLAG_BIAS;
+        for (int g = 0; g < W4G; g++) {
+            for (int tv = 0; tv < NT4; tv++) {
+                floatq xv[SCI * 64];
+                w4_stem_in(sx, i, i + g * W4S, n, ty, tv, xv);
+                int rok[6]; /* padded row 4 ty + r within the stem's output */
+                intq cok[6]; /* lane k's padded column 4 W4T tv + 4 k + j within it */
 #pragma unroll
-    for (int s = 0; s < W4S; s++) so[s] = i + s < n ? s * CI * PLANE : 0;
-    floatq V[36 * CI * NT4], M[36 * W4M * NT4];
-    for (int q = 0; q < CI; q++) {
-        for (int tv = 0; tv < NT4; tv++) {
-            floatq f[6][6]; /* rows of d B */
+                for (int r = 0; r < 6; r++) rok[r] = 4 * ty + r >= PH && 4 * ty + r < PH + HI;
 #pragma unroll
-            for (int r = 0; r < 6; r++) {
-                const long off = q * PLANE + min(4 * ty + r, XROWS - 1) * XPITCH + 4 * W4T * tv;
-                __global const float *ps[W4S];
+                for (int j = 0; j < 6; j++) {
+                    const intq col = (LANES_Q & (W4T - 1)) * 4 + 4 * W4T * tv + j;
+                    cok[j] = col >= PW && col < PW + WI;
+                }
+                for (int q = 0; q < CI; q++) {
+                    __global const float *wq = sw + (long)q * SCI * 9;
+                    const floatq bq = Q(sbias ? sb[q] : 0.0f);
+                    floatq f[6][6]; /* rows of d B */
 #pragma unroll
-                for (int s = 0; s < W4S; s++) ps[s] = in + so[s] + off;
-                floatq c[6];
-                w4_row(ps, c);
-                w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
+                    for (int r = 0; r < 6; r++) {
+                        floatq c[6];
+#pragma unroll
+                        for (int j = 0; j < 6; j++) {
+                            floatq acc = Q(0.0f);
+#pragma unroll
+                            for (int ci = 0; ci < SCI; ci++)
+#pragma unroll
+                                for (int ky = 0; ky < 3; ky++)
+#pragma unroll
+                                    for (int kx = 0; kx < 3; kx++)
+                                        acc = fma(Q(wq[ci * 9 + ky * 3 + kx]),
+                                                  xv[(ci * 8 + r + ky) * 8 + j + kx], acc);
+                            const floatq o = acc + bq, a = sact ? stem_act(o) : o;
+                            c[j] = rok[r] ? select(Q(0.0f), a, cok[j]) : Q(0.0f);
+                        }
+                        w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
+                    }
+                    floatq *v = V + q * NV4 + g * NT4 + tv;
+#pragma unroll
+                    for (int bb = 0; bb < 6; bb++)
+                        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb],
+                              v + bb * XS, 6 * XS);
+                }
             }
-            floatq *v = V + q * NT4 + tv;
-            const int XS = CI * NT4;
+        }
+    } else
+#endif
+    {
+        const long PLANE = (long)XROWS * XPITCH;
+        __global const float *in = xs + xpo + (long)i * CI * PLANE;
+        long so[W4G][W4S]; /* the samples' offsets from sample i (i itself again past n) */
 #pragma unroll
-            for (int bb = 0; bb < 6; bb++) /* B^T (d B): column bb into V[6 a + bb] */
-                w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], v + bb * XS,
-                      6 * XS);
+        for (int g = 0; g < W4G; g++)
+#pragma unroll
+            for (int s = 0; s < W4S; s++)
+                so[g][s] = i + g * W4S + s < n ? (g * W4S + s) * CI * PLANE : 0;
+        for (int q = 0; q < CI; q++) {
+            for (int g = 0; g < W4G; g++) {
+                for (int tv = 0; tv < NT4; tv++) {
+                    floatq f[6][6]; /* rows of d B */
+#pragma unroll
+                    for (int r = 0; r < 6; r++) {
+                        const long off =
+                            q * PLANE + min(4 * ty + r, XROWS - 1) * XPITCH + 4 * W4T * tv;
+                        __global const float *ps[W4S];
+#pragma unroll
+                        for (int s = 0; s < W4S; s++) ps[s] = in + so[g][s] + off;
+                        floatq c[6];
+                        w4_row(ps, c);
+                        w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
+                    }
+                    floatq *v = V + q * NV4 + g * NT4 + tv;
+#pragma unroll
+                    for (int bb = 0; bb < 6; bb++) /* B^T (d B): column bb into V[6 a + bb] */
+                        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb],
+                              v + bb * XS, 6 * XS);
+                }
+            }
         }
     }
     for (int p0 = 0; p0 < CO; p0 += W4M) {
-        for (int x = 0; x < 36; x++) {
-            floatq acc[W4M][NT4];
-#pragma unroll
-            for (int m = 0; m < W4M; m++)
-#pragma unroll
-                for (int tv = 0; tv < NT4; tv++) acc[m][tv] = Q(0.0f);
-            __global const float *ux = u + (long)x * CO * CI + (long)p0 * CI;
-            const floatq *vx = V + x * CI * NT4;
-            for (int q = 0; q < CI; q++) {
-                floatq vv[NT4];
-#pragma unroll
-                for (int tv = 0; tv < NT4; tv++) vv[tv] = vx[q * NT4 + tv];
-#pragma unroll
-                for (int m = 0; m < W4M; m++) {
-                    const floatq uw = Q(ux[m * CI + q]);
-#pragma unroll
-                    for (int tv = 0; tv < NT4; tv++) acc[m][tv] = fma(uw, vv[tv], acc[m][tv]);
-                }
-            }
-#pragma unroll
-            for (int m = 0; m < W4M; m++)
-#pragma unroll
-                for (int tv = 0; tv < NT4; tv++) M[(x * W4M + m) * NT4 + tv] = acc[m][tv];
+        const int mb = min(W4M, CO - p0);
+#if CO % W4M
+        if (mb < W4M) {
+            W4_GEMM(CO % W4M)
+        } else
+#endif
+        {
+            W4_GEMM(W4M)
         }
-        for (int m = 0; m < W4M; m++) {
+        for (int m = 0; m < mb; m++) {
             const int pc = p0 + m;
             const floatq bo = Q(bias ? b[pc] : 0.0f);
-            for (int tv = 0; tv < NT4; tv++) {
+            for (int v = 0; v < NV4; v++) {
+                const int tv = v % NT4, is = i + v / NT4 * W4S; /* tile vector, first sample */
                 floatq g[4][6], yv[4][4]; /* A^T M, then (A^T M) A */
 #pragma unroll
                 for (int bb = 0; bb < 6; bb++) {
                     floatq o[4];
-#define MX(a) M[((6 * (a) + bb) * W4M + m) * NT4 + tv]
+#define MX(a) M[((6 * (a) + bb) * W4M + m) * NV4 + v]
                     w4_at(MX(0), MX(1), MX(2), MX(3), MX(4), MX(5), o);
 #undef MX
 #pragma unroll
@@ -382,10 +516,10 @@ __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global 
                         w4_ilv4(yq[k][0], yq[k][1], yq[k][2], yq[k][3], seq);
 #pragma unroll
                         for (int s = 0; s < W4S; s++) {
-                            if (i + s >= n) break;
+                            if (is + s >= n) break;
                             __global float *yr =
-                                (pool ? y + ((long)(i + s) * CO + pc) * HO * WO
-                                      : y + yo + ((long)(i + s) * CO + pc) * yrows * ypitch) +
+                                (pool ? y + ((long)(is + s) * CO + pc) * HO * WO
+                                      : y + yo + ((long)(is + s) * CO + pc) * yrows * ypitch) +
                                 (long)(4 * ty + k) * pitch + x0;
                             W4_SPAN(yr, seq + s * 4 * W4T, 4 * W4T, 16, nx);
                         }
@@ -415,13 +549,13 @@ __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global 
                     if (!only) w4_ilv2i(pi[0], pi[1], iseq);
 #pragma unroll
                     for (int s = 0; s < W4S; s++) {
-                        if (i + s >= n) break;
+                        if (is + s >= n) break;
                         __global float *pr_ =
-                            yp + yo + (((long)(i + s) * CO + pc) * yrows + prow) * ypitch + px0;
+                            yp + yo + (((long)(is + s) * CO + pc) * yrows + prow) * ypitch + px0;
                         W4_SPAN(pr_, pseq + s * 2 * W4T, 2 * W4T, W4_PCH, npx);
                         if (!only) {
                             __global int *ir_ =
-                                ip + (((long)(i + s) * CO + pc) * (HO / 2) + prow) * PWO + px0;
+                                ip + (((long)(is + s) * CO + pc) * (HO / 2) + prow) * PWO + px0;
                             W4_SPAN(ir_, iseq + s * 2 * W4T, 2 * W4T, W4_PCH, npx);
                         }
                     }
@@ -430,6 +564,30 @@ __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global 
         }
     }
 }
+
+__kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global const float *u,
+                             __global const float *b, __global float *y, __global float *yp,
+                             __global int *ip, const int n, const int flags, const long yo,
+                             const int yrows, const int ypitch)
+{
+    w4_fwd(0, xs, xpo, xs, xs, xs, 0, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
+}
+
+#if W4STEM
+/* The forward with the stem computed in the transform: sx [n, SCI, HI, WI], its weights sw
+ * [CI, SCI, 3, 3] and bias sb [CI], sflags (FLAG_EPI, FLAG_BIAS) as conv_rows_fwd's flags. */
+__kernel void conv_wino4_stem(__global const float *sx, __global const float *sw,
+                              __global const float *sb, const int sflags,
+                              __global const float *u, __global const float *b,
+                              __global float *y, __global float *yp, __global int *ip,
+                              const int n, const int flags, const long yo, const int yrows,
+                              const int ypitch)
+{
+    w4_fwd(1, sx, 0, sx, sw, sb, sflags, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
+}
+#undef stem_act
+#endif
+#undef W4_GEMM
 #undef Q
 #undef ILO_
 #undef IHI_

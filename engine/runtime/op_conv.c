@@ -356,11 +356,22 @@ static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
 /* ---- the wino4 path: the forward as Winograd F(4x4, 3x3), cl/conv_wino4.cl ----
  * W4T tiles of a sample a vector (the row's tiles rounded up to 4, 8 or 16, at most the device's
  * width), W4S = width / W4T samples a vector (fmnist-cnn's 14-wide layers: 4 tiles, two samples at
- * 8 lanes, four at 16), NT4 tile vectors a row, W4M output channels a register block as wino's;
- * where the padded pitch holds the last tile vector's 4 W4T + 2 columns and V (36 CI NT4 vectors)
- * fits in 160 KiB (conv4 of fmnist-cnn at 16 lanes: 144 KiB). */
+ * 8 lanes, four at 16), NT4 tile vectors a row, W4G groups of W4S samples a work-item, W4M output
+ * channels a register block (W4M x NT4 W4G accumulators, NT4 W4G vectors and a broadcast weight
+ * in the registers' budget, the last block CO % W4M); where the padded pitch holds the last tile
+ * vector's 4 W4T + 2 columns and V (36 CI NT4 W4G vectors) fits in 160 KiB (conv4 of fmnist-cnn
+ * at 16 lanes: 144 KiB).
+ * W4G: below 16 lanes a row of one tile vector takes two groups where V fits, so that each
+ * broadcast weight feeds two vectors: 16 registers hold two vectors by six channels (12 FMAs for
+ * 2 vector loads and 6 broadcasts) where one vector held one by eight (8 FMAs for 9 loads). On a
+ * Zen 4 core at 8 lanes a C loop of that shape ran 101-111 GFLOP/s against 80-90 (conv4's sizes,
+ * 84 against 108 in the same run), and in PoCL's code for fmnist-cnn's layers (capped at AVX2,
+ * cpu-clock samples in the kernel over the same work, three runs each) conv4 took 12 % fewer,
+ * conv2 1 % fewer; batch-of-64 timings moved less than this VM's noise (conv4 medians 3.78 ->
+ * 3.54 ms, conv3 2.23 -> 2.08, conv2 4.75 -> 4.68). At 16 lanes (AVX-512: 32 registers, the
+ * weight a broadcast operand of the FMA) two groups were 10-15 % slower, and stay one. */
 typedef struct wino4_geom {
-    int wt, ns, nt, mw;
+    int wt, ns, nt, ng, mw;
 } wino4_geom;
 
 #define WINO4_PRIVATE_MAX 163840
@@ -372,9 +383,12 @@ static bool wino4_geom_of(const conv2d_desc *d, const rows_geom *g, wino4_geom *
     for (w->wt = 4; w->wt < tiles && w->wt < lanes;) w->wt *= 2;
     w->ns = lanes / w->wt;
     w->nt = (d->ow + 4 * w->wt - 1) / (4 * w->wt);
-    w->mw = wino_block(d->o, w->nt, g->vw >= 16 ? 28 : 14);
     size_t v = 36 * (size_t)d->c * w->nt * lanes * sizeof(float);
-    return g->xpitch >= (size_t)(4 * w->wt * w->nt + 2) && v <= WINO4_PRIVATE_MAX;
+    w->ng = lanes < 16 && w->nt == 1 && 2 * v <= WINO4_PRIVATE_MAX ? 2 : 1;
+    const int nv = w->nt * w->ng, budget = g->vw >= 16 ? 28 : 14, cap = (budget + 1 - nv) / nv;
+    w->mw = cap < 16 ? cap : 16;
+    if (w->mw > d->o) w->mw = d->o;
+    return g->xpitch >= (size_t)(4 * w->wt * w->nt + 2) && v * w->ng <= WINO4_PRIVATE_MAX;
 }
 
 /* Enough channels in and out for Winograd's transforms to pay (default_path, below) */
@@ -778,15 +792,43 @@ graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_e
     return s;
 }
 
+/* The options of a rows, wino or wino4 layer's conv_rows.cl program (all three paths share it,
+ * see rows_init); false where d is on none of them. geom4/wino: where wino4's and wino's code go
+ * in, w4 wino4's geometry. */
+static bool rows_options(const graft_context *ctx, const conv2d_desc *d, conv_path path,
+                         char *opts, size_t n, bool *geom4, bool *wino, wino4_geom *w4)
+{
+    rows_geom g;
+    wino_geom w;
+    if ((path != CONV_ROWS && path != CONV_WINO && path != CONV_WINO4) ||
+        !rows_geom_of(ctx, d, &g))
+        return false;
+    *geom4 = wino4_geom_of(d, &g, w4);
+    const bool wino4 = path == CONV_WINO4 && *geom4;
+    const bool code4 = *geom4 && (wino4 || winograd_channels(d));
+    *wino = (path == CONV_WINO || wino4) && wino_geom_of(d, &g, &w);
+    char base[512], wo[96] = "", wo4[80] = "";
+    /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
+    conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
+                    d->bias || d->fold_ready, base, sizeof base);
+    if (*wino)
+        snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d -DWPAIR=%d", w.wt, w.mwf,
+                 w.mwd, w.ns > 1);
+    if (code4)
+        snprintf(wo4, sizeof wo4, " -DWINO4=1 -DW4T=%d -DW4S=%d -DW4L=%d -DW4G=%d -DW4M=%d",
+                 w4->wt, w4->ns, w4->wt * w4->ns, w4->ng, w4->mw);
+    snprintf(opts, n,
+             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s%s",
+             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo, wo4);
+    return true;
+}
+
 static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
-    rows_geom g;
-    wino_geom w;
     wino4_geom w4 = {0};
-    if ((op->path != CONV_ROWS && op->path != CONV_WINO && op->path != CONV_WINO4) ||
-        !rows_geom_of(ctx, d, &g))
-        return GRAFT_OK;
+    bool geom4 = false, wino = false;
+    char opts[768];
     /* wino4: F(4x4) forward, F(2x2) data gradient where that fits, else the rows one. The F(4x4)
      * code goes into every program of a layer that runs on it when no backward follows (8+
      * channels in and out, default_path), whichever path this op takes, so that an evaluation or
@@ -796,25 +838,15 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
      * a kernel's machine code at its first launch (0.6-0.75 s for conv_wino4_fwd, Zen 4), and so
      * the training run pays that, not the transfer after it (fmnist-feature-extract after a cold
      * pretraining: 3.1-3.3 s -> 1.3-1.6 s; the pretraining 9.5-9.8 -> 10.5-11.6 s). */
-    const bool geom4 = wino4_geom_of(d, &g, &w4);
+    if (!rows_options(ctx, d, op->path, opts, sizeof opts, &geom4, &wino, &w4)) return GRAFT_OK;
+    rows_geom g;
+    wino_geom w = {0};
+    rows_geom_of(ctx, d, &g);
+    if (wino) wino_geom_of(d, &g, &w);
     const bool wino4 = op->path == CONV_WINO4 && geom4;
     const bool code4 = geom4 && (wino4 || winograd_channels(d));
-    const bool wino = (op->path == CONV_WINO || wino4) && wino_geom_of(d, &g, &w);
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
     const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float);
-    char base[512], opts[768], wo[96] = "", wo4[64] = "";
-    /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
-    conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
-                    d->bias || d->fold_ready, base, sizeof base);
-    if (wino)
-        snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d -DWPAIR=%d", w.wt, w.mwf,
-                 w.mwd, w.ns > 1);
-    if (code4)
-        snprintf(wo4, sizeof wo4, " -DWINO4=1 -DW4T=%d -DW4S=%d -DW4L=%d -DW4M=%d", w4.wt, w4.ns,
-                 w4.wt * w4.ns, w4.mw);
-    snprintf(opts, sizeof opts,
-             "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s%s",
-             base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo, wo4);
     graft_status s;
     if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
         (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
@@ -840,7 +872,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
          (s = buffer_create(ctx, u4bytes, &op->wino4_ud, e)) ||
          (s = zero_from_host(ctx, op->wino4_ud, u4bytes, e))))
         goto fail;
-    if (code4) op->wino4_ns = w4.ns;
+    if (code4) op->wino4_ns = w4.ns, op->wino4_ng = w4.ng;
     if (wino) {
         if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
                             &op->rows_pad_dy_pool, e)) ||
@@ -868,7 +900,7 @@ fail:
     op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
         op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = op->rows_pad_dy_pool =
             op->wino4_wt = op->wino4_fwd = op->wino4_wtd = NULL;
-    op->wino_tiles = op->wino4_ns = 0;
+    op->wino_tiles = op->wino4_ns = op->wino4_ng = 0;
     return s;
 }
 
@@ -945,7 +977,8 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         cl_kernel k = op->wino4_fwd;
         SET_ARGS(k, 12, KARG(xs), KARG(xpo), KARG(op->wino4_u), KARG(b), KARG(y), KARG(yp),
                  KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch));
-        size_t gs = (size_t)(n + op->wino4_ns - 1) / op->wino4_ns * ((op->d.oh + 3) / 4), ls = 1;
+        const int per = op->wino4_ns * op->wino4_ng; /* samples a work-item */
+        size_t gs = (size_t)(n + per - 1) / per * ((op->d.oh + 3) / 4), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_fwd) {
@@ -960,6 +993,65 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     SET_ARGS(k, 10, KARG(xs), KARG(xpo), KARG(w), KARG(b), KARG(y), KARG(n), KARG(flags),
              KARG(yo), KARG(yrows), KARG(ypitch));
     size_t gs = (size_t)n * ((op->d.oh + g.ry - 1) / g.ry), ls = 1;
+    return launch(ctx, k, 1, &gs, &ls, NULL, e);
+}
+
+/* The stem (conv_wino4.cl's conv_wino4_stem): where op runs its forward on F(4x4) and stem is
+ * a layer on the rows path whose output is op's input, 3x3, stride 1, padding 1, one group, at
+ * most CONV2D_STEM_MAX_C channels in (more would cost op's transform more than the pass saves),
+ * with an activation of epilogue.cl's vector kinds. Its program: op's with the stem's options. */
+graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op *stem,
+                              bool *fits, graft_error *e)
+{
+    const conv2d_desc *d = &op->d, *sd = &stem->d;
+    *fits = false;
+    op->wino4_stem = NULL;
+    wino4_geom w4;
+    bool geom4, wino;
+    char opts[960], so[128];
+    if (!op->wino4_fwd || !stem->rows_fwd || stem->path != CONV_ROWS || sd->kh != 3 ||
+        sd->kw != 3 || sd->sh != 1 || sd->sw != 1 || sd->ph != 1 || sd->pw != 1 ||
+        sd->groups != 1 || sd->c > CONV2D_STEM_MAX_C || sd->o != d->c || sd->h != d->h ||
+        sd->w != d->w || sd->epi.kind > 3 ||
+        !rows_options(ctx, d, op->path, opts, sizeof opts - sizeof so, &geom4, &wino, &w4) ||
+        !geom4)
+        return GRAFT_OK;
+    snprintf(so, sizeof so, " -DW4STEM=1 -DSCI=%d -DSEPI=%d -DSEPI_SLOPE=%.9ef", sd->c,
+             sd->epi.kind, (double)sd->epi.slope);
+    strcat(opts, so);
+    graft_status s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_stem", &op->wino4_stem, e);
+    if (s) return s;
+    op->stem_flags = (sd->epi.kind ? ROWS_FLAG_EPI : 0) | (sd->bias ? ROWS_FLAG_BIAS : 0);
+    *fits = true;
+    return GRAFT_OK;
+}
+
+graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx, cl_mem sw,
+                             cl_mem sb, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
+                             const conv2d_xpad *out, graft_error *e)
+{
+    if (!op->wino4_stem || n < 1 || (yp && !conv2d_can_pool(op)) ||
+        (out && (!out->buf || out->rows < (yp ? op->d.oh / 2 : op->d.oh) ||
+                 out->pitch < (yp ? op->d.ow / 2 : op->d.ow))))
+        return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_stem: batch count %d, path %s", n,
+                       conv2d_path_name(op->path));
+    graft_status st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e);
+    if (st) return st;
+    const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
+                      (yp ? ROWS_FLAG_POOL | ROWS_FLAG_POOL_ONLY : 0);
+    cl_long yo = out ? out->off : 0;
+    cl_int yrows = out ? out->rows : yp ? op->d.oh / 2 : op->d.oh;
+    cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
+    cl_mem none = NULL;
+    if (out && yp) yp = out->buf;
+    else if (out) y = out->buf;
+    if (yp) y = NULL;
+    cl_kernel k = op->wino4_stem;
+    SET_ARGS(k, 14, KARG(sx), KARG(sw), KARG(sb), KARG(op->stem_flags), KARG(op->wino4_u),
+             KARG(b), KARG(y), KARG(yp), KARG(none), KARG(n), KARG(flags), KARG(yo), KARG(yrows),
+             KARG(ypitch));
+    const int per = op->wino4_ns * op->wino4_ng;
+    size_t gs = (size_t)(n + per - 1) / per * ((op->d.oh + 3) / 4), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
@@ -1047,7 +1139,8 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         k = op->wino4_fwd;
         SET_ARGS(k, 12, KARG(ws), KARG(dpo), KARG(op->wino4_ud), KARG(none), KARG(dx), KARG(none),
                  KARG(none), KARG(n), KARG(flags0), KARG(at), KARG(rows), KARG(pitch));
-        size_t gs = (size_t)(n + op->wino4_ns - 1) / op->wino4_ns * ((d->h + 3) / 4), ls = 1;
+        const int per = op->wino4_ns * op->wino4_ng;
+        size_t gs = (size_t)(n + per - 1) / per * ((d->h + 3) / 4), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_dgrad) {

@@ -122,16 +122,20 @@ typedef struct conv2d_op {
     cl_mem wino_u;
     /* the wino4 path: the forward as Winograd F(4x4, 3x3) (conv_rows.cl built with WINO4, from
      * wino4_u [36, O, C]), the backward the wino path's (or the rows path's data gradient where
-     * F(2x2) does not fit); wino4_ns samples a vector */
+     * F(2x2) does not fit); wino4_ns samples a vector, wino4_ng such vectors a work-item */
     cl_kernel wino4_wt, wino4_fwd;
     cl_mem wino4_u, wino4_u_of;
-    int wino4_ns;
+    int wino4_ns, wino4_ng;
     /* and, for a layer of as many channels in as out (3x3, stride 1, padding 1), the data gradient
      * as that F(4x4) forward of the padded dy with wino4_ud [36, C, O] (conv_wino4_wtd: the
      * weights turned and transposed, before each backward; the F(2x2) data gradient, wino_wt
      * and wino_u are then NULL); NULL elsewhere */
     cl_kernel wino4_wtd;
     cl_mem wino4_ud;
+    /* the F(4x4) forward with the layer before it computed in its transform (conv2d_stem_init),
+     * and that layer's flags; NULL elsewhere */
+    cl_kernel wino4_stem;
+    int stem_flags;
     /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its
      * program has them, rows_init), for the forwards its caller marks fwd_only: an evaluation
      * during a training, where no backward reads what the forward kept. Their F(4x4) code is
@@ -197,6 +201,19 @@ bool conv2d_xpad_layout(graft_context *ctx, const conv2d_op *op, int n, conv2d_x
 graft_status conv2d_fwd_io(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
                            const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
                            cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e);
+/* The stem: where op runs its forward on Winograd F(4x4) (wino4, CPUs), a layer `stem` on the
+ * rows path whose output only op reads (3x3, stride 1, padding 1, one group, up to
+ * CONV2D_STEM_MAX_C channels in, a relu-like activation or none: fmnist-cnn's conv1) is computed
+ * inside op's forward from the stem's input, to the bit as its own pass would write it, instead
+ * of written out and read back. *fits false (and GRAFT_OK) where it does not apply. */
+#define CONV2D_STEM_MAX_C 3
+graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op *stem,
+                              bool *fits, graft_error *e);
+/* op's forward (as conv2d_fwd_io's, ip NULL: forward only) from the stem's input sx [n, c, h, w],
+ * weights sw and bias sb (the stem's conv2d_fwd arguments) */
+graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx, cl_mem sw,
+                             cl_mem sb, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
+                             const conv2d_xpad *out, graft_error *e);
 /* conv2d_bwd after conv2d_fwd_pool, from the pool's gradient dyp and its indexes ip (as pool_bwd
  * would have made dy), so the pool's backward does not run. */
 graft_status conv2d_bwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem y,

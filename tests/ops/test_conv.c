@@ -420,6 +420,106 @@ static void check_io(graft_context *ctx, conv2d_op *op, const conv_case *k, int 
     clReleaseMemObject(xl.buf);
 }
 
+/* The stem (conv2d_stem_init): where op runs F(4x4), a 3x3 padding-1 layer of 1 or 3 channels in
+ * before it (the rows path, its bias and activation: relu, leaky relu; with and without its bias
+ * and activation switched on) computed inside op's forward must give bitwise what the two passes
+ * give (the stem's output written into op's padded input, then op from there), pooled and not,
+ * and op's output within tol of a double-precision reference of the two layers. Elsewhere the
+ * stem must not be taken. */
+static void check_stem(graft_context *ctx, conv2d_op *op, const conv_case *k, int n, conv_shape s,
+                       const double *w, const double *b, cl_mem bw, cl_mem bb, cl_mem ws,
+                       long nws, double tol)
+{
+    conv2d_xpad xl;
+    if (!conv2d_xpad_layout(ctx, op, n, &xl)) return;
+    const bool fwd_only = op->fwd_only;
+    op->fwd_only = true; /* as in a pipeline that never trains: F(4x4) both ways */
+    for (int v = 0; v < 2; v++) {
+        const int sc = v ? 3 : 1;
+        conv2d_desc sd = {.c = sc, .h = s.h, .w = s.w, .o = s.c, .kh = 3, .kw = 3, .sh = 1,
+                          .sw = 1, .ph = 1, .pw = 1, .groups = 1, .bias = v == 0,
+                          .epi = {.kind = (v ? ACT_LEAKY_RELU : ACT_RELU) + 1, .slope = 0.1f}};
+        conv2d_op st;
+        graft_error e = {0};
+        /* the stem on the rows path whatever GRAFT_CONV asks of op */
+        char *was = getenv("GRAFT_CONV") ? strdup(getenv("GRAFT_CONV")) : NULL;
+        setenv("GRAFT_CONV", "rows", 1);
+        graft_status rs = conv2d_op_init(ctx, &st, &sd, &e);
+        if (was) setenv("GRAFT_CONV", was, 1);
+        else unsetenv("GRAFT_CONV");
+        free(was);
+        CHECKF(!rs, "%s: stem init: %s", k->name, e.message);
+        if (rs) break;
+        bool fits = false;
+        CHECK_OK(conv2d_stem_init(ctx, op, &st, &fits, err));
+        const bool want = op->wino4_fwd && st.rows_fwd && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
+                          s.sw == 1 && s.g == 1;
+        CHECKF(fits == want, "%s: the stem %s", k->name, want ? "is not taken" : "is taken");
+        if (!fits) {
+            conv2d_op_free(&st);
+            break;
+        }
+        const conv_shape ss = {n, sc, s.h, s.w, s.c, 3, 3, 1, 1, 1, 1, 1, s.h, s.w, sd.bias};
+        const long nsx = (long)n * sc * s.h * s.w, nsw = (long)s.c * sc * 9, nmid = (long)n * s.c * s.h * s.w;
+        float *sxf = malloc(sizeof(float) * nsx), *swf = malloc(sizeof(float) * nsw),
+              *sbf = malloc(sizeof(float) * s.c);
+        oc_fill(sxf, nsx, -1, 1);
+        oc_fill(swf, nsw, -0.5, 0.5);
+        oc_fill(sbf, s.c, -0.5, 0.5);
+        cl_mem bsx = oc_buffer(ctx, sxf, nsx), bsw = oc_buffer(ctx, swf, nsw),
+               bsb = oc_buffer(ctx, sbf, s.c);
+        /* the reference: the stem, its activation, then op */
+        double *sx = to_double(sxf, nsx), *sw = to_double(swf, nsw), *sb = to_double(sbf, s.c);
+        double *mid = malloc(sizeof(double) * nmid);
+        ref_fwd(&ss, sx, sw, sb, mid);
+        for (long q = 0; q < nmid; q++)
+            if (mid[q] <= 0) mid[q] = v ? mid[q] * (double)0.1f : 0;
+        conv_shape so = s;
+        so.n = n;
+        const long ny = (long)n * s.o * s.oh * s.ow;
+        double *yref = malloc(sizeof(double) * ny);
+        ref_fwd(&so, mid, w, b, yref);
+        const int pools = conv2d_can_pool(op) ? 2 : 1;
+        for (int pool = 0; pool < pools; pool++) {
+            const long nr = pool ? (long)n * s.o * (s.oh / 2) * (s.ow / 2) : ny;
+            /* the two passes: the stem into op's padded input (zeros around), op from there */
+            float *zeros = calloc(xl.bytes / sizeof(float), sizeof(float));
+            xl.buf = oc_buffer(ctx, zeros, (long)(xl.bytes / sizeof(float)));
+            free(zeros);
+            cl_mem b2 = oc_buffer(ctx, NULL, nr), b1 = oc_buffer(ctx, NULL, nr);
+            if (ws) oc_poison(ctx, ws, nws);
+            CHECK_OK(conv2d_fwd_io(ctx, &st, n, bsx, NULL, bsw, sd.bias ? bsb : NULL, NULL,
+                                   NULL, NULL, &xl, ws, err));
+            CHECK_OK(conv2d_fwd_io(ctx, op, n, NULL, &xl, bw, bb, pool ? NULL : b2,
+                                   pool ? b2 : NULL, NULL, NULL, ws, err));
+            if (ws) oc_poison(ctx, ws, nws);
+            CHECK_OK(conv2d_fwd_stem(ctx, op, n, bsx, bsw, sd.bias ? bsb : NULL, bw, bb,
+                                     pool ? NULL : b1, pool ? b1 : NULL, NULL, err));
+            float *two = oc_read(ctx, b2, nr), *one = oc_read(ctx, b1, nr);
+            long bad = 0;
+            for (long q = 0; q < nr; q++) bad += memcmp(&two[q], &one[q], 4) != 0;
+            CHECKF(bad == 0, "%s: n=%d stem of %d channels%s: %ld of %ld outputs differ from "
+                   "the two passes'", k->name, n, sc, pool ? " (pooled)" : "", bad, nr);
+            if (!pool) {
+                char what[64];
+                snprintf(what, sizeof what, "n=%d forward with a stem of %d", n, sc);
+                CHECK_CLOSE(what, one, yref, ny, tol);
+            }
+            printf("  n=%d stem of %d channels in the forward%s: bitwise the two passes'\n", n,
+                   sc, pool ? " (pooled)" : "");
+            free(two);
+            free(one);
+            clReleaseMemObject(b1);
+            clReleaseMemObject(b2);
+            clReleaseMemObject(xl.buf);
+        }
+        free(sxf), free(swf), free(sbf), free(sx), free(sw), free(sb), free(mid), free(yref);
+        clReleaseMemObject(bsx), clReleaseMemObject(bsw), clReleaseMemObject(bsb);
+        conv2d_op_free(&st);
+    }
+    op->fwd_only = fwd_only;
+}
+
 static void run_case(graft_context *ctx, const conv_case *k)
 {
     conv_shape s = shape_of(k, k->n);
@@ -557,6 +657,7 @@ static void run_case(graft_context *ctx, const conv_case *k)
         if (conv2d_can_pool(&op))
             check_pool(ctx, &op, k, n, s, got, bx, bw, s.bias ? bb : NULL, ws, nws);
         check_io(ctx, &op, k, n, s, xf, got, bx, bw, s.bias ? bb : NULL, ws, nws);
+        check_stem(ctx, &op, k, n, s, w, b, bw, s.bias ? bb : NULL, ws, nws, tol);
         if ((taken == CONV_WINO || taken == CONV_WINO4) && !pass)
             check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);

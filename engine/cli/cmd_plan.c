@@ -144,6 +144,11 @@ static void plan_table(const plan_view *v)
             snprintf(k + used, sizeof k - used, "%s+ %s", used ? " " : "",
                      g->layers[lp->fused_pool].name);
         }
+        if (lp->stem_into >= 0) { /* where the reader runs Winograd F(4x4) */
+            size_t used = strlen(k);
+            snprintf(k + used, sizeof k - used, "%sin %s (Winograd)", used ? ", " : "",
+                     g->layers[lp->stem_into].name);
+        }
         char line[512];
         int len = snprintf(line, sizeof line, "%3d  %-*s %-*s %-16s %10ld  %-9s %-8s %7g  %-16s %s",
                            i, nw, l->name, tw, layer_type_name(l->type), s, layer_param_count(l), state,
@@ -151,11 +156,12 @@ static void plan_table(const plan_view *v)
         while (len > 0 && len < (int)sizeof line && line[len - 1] == ' ') line[--len] = '\0';
         puts(line);
     }
-    int nf = 0, nb = 0, np = 0;
+    int nf = 0, nb = 0, np = 0, ns = 0;
     for (int i = 0; i < g->nlayers; i++) {
         nf += v->plan.layers[i].fused_act >= 0;
         nb += v->plan.layers[i].bn_fold >= 0;
         np += v->plan.layers[i].fused_pool >= 0;
+        ns += v->plan.layers[i].stem_into >= 0;
     }
     printf("\nfused: %d activation%s run%s as the epilogue of the layer before", nf,
            nf == 1 ? "" : "s", nf == 1 ? "s" : "");
@@ -165,6 +171,9 @@ static void plan_table(const plan_view *v)
     if (np)
         printf("; %d 2x2 max-pool%s written by the convolution before where it runs Winograd "
                "(CPUs)", np, np == 1 ? "" : "s");
+    if (ns)
+        printf("; %d convolution%s of few channels computed inside the next one's forward where "
+               "that runs Winograd F(4x4) (CPUs)", ns, ns == 1 ? "" : "s");
     printf(" (kernel column; GRAFT_FUSE=0 turns fusion off)\n");
     printf("\nparameters: %ld total, %ld trainable\n", graph_param_count(g, false),
            graph_param_count(g, true));

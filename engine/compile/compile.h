@@ -81,6 +81,11 @@ typedef struct layer_plan {
      * own dy (conv2d_bwd_pool), and the pool's backward launches nothing either. */
     int fused_pool;    /* conv2d: index of that pool, or -1 */
     int pool_of;       /* that pool: index of its conv2d, or -1 */
+    /* A stem (plan_fusion): a conv2d of few channels in whose output only another conv2d reads,
+     * neither with a backward, that the reader's forward may compute from the stem's input
+     * (conv2d_stem_init; the pipeline decides, where the reader runs Winograd F(4x4) on a CPU) */
+    int stem_into;     /* the stem: index of its reader, or -1 */
+    int stem;          /* the reader: index of its stem, or -1 */
 } layer_plan;
 
 typedef struct plan_memory {

@@ -38,6 +38,9 @@ typedef struct player {
      * forward writes (-1: none), and this one's padded input when a producer writes it */
     int pad_to;
     conv2d_xpad xpad;
+    /* stem_plan: the conv computed inside this one's forward (stem), or this conv computed
+     * inside that one's (stem_into); -1: none */
+    int stem, stem_into;
 } player;
 
 struct pipeline {
@@ -438,6 +441,37 @@ static graft_status xpad_plan(pipeline *p, graft_error *e)
     return GRAFT_OK;
 }
 
+static void release(cl_mem *m);
+
+/* A stem of the plan (plan_fusion) whose reader got its padded input from it (xpad_plan) and
+ * runs its forward on Winograd F(4x4): the reader computes the stem inside its own forward
+ * (conv2d_stem_init) from the stem's input; the stem's output is neither written nor read again
+ * (fmnist-cnn's conv1: 6.4 MB a batch of 64; conv_wino4.cl), the values are the same to the bit,
+ * and the reader's padded input goes. Not in a scan for non-finite values (forward_from: both then
+ * run as without xpad_plan). GRAFT_STEM=0 turns it off (GRAFT_FUSE=0 too). */
+static graft_status stem_plan(pipeline *p, graft_error *e)
+{
+    const graph *g = p->g;
+    for (int i = 0; i < g->nlayers; i++) p->layers[i].stem = p->layers[i].stem_into = -1;
+    const char *env = getenv("GRAFT_STEM"); /* 0: off, to compare (test_fusion.sh) */
+    if (env && strcmp(env, "0") == 0) return GRAFT_OK;
+    for (int k = p->o.first; k < g->nlayers; k++) {
+        player *pk = &p->layers[k];
+        if (pk->pad_to < 0 || p->plan.layers[k].stem_into != pk->pad_to || pk->pool_fused ||
+            pk->xpad.buf)
+            continue;
+        player *pj = &p->layers[pk->pad_to];
+        bool fits = false;
+        graft_status s = conv2d_stem_init(p->ctx, &pj->op.conv, &pk->op.conv, &fits, e);
+        if (s) return s;
+        if (!fits) continue;
+        pj->stem = k;
+        pk->stem_into = pk->pad_to;
+        release(&pj->xpad.buf);
+    }
+    return GRAFT_OK;
+}
+
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
                              pipeline **out, graft_error *e)
 {
@@ -624,7 +658,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
-    if ((s = xpad_plan(p, e))) goto fail;
+    if ((s = xpad_plan(p, e)) || (s = stem_plan(p, e))) goto fail;
     *out = p;
     return GRAFT_OK;
 fail:
@@ -941,11 +975,23 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         cl_mem x = Y(p, l->inputs[0]), y = Y(p, i);
         if (lp->fused_into >= 0) continue; /* its producer wrote it */
         if (lp->pool_of >= 0 && p->layers[lp->pool_of].pool_fused) continue; /* and this */
+        if (pl->stem_into >= 0 && !p->scan) continue; /* its consumer computes it */
         prof_set_label(ctx, "%s.fwd", l->name);
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
             pl->op.conv.fwd_only = !(train && lp->backward);
-            if (!p->scan && (pl->pad_to >= 0 || pl->xpad.buf)) { /* xpad_plan: evaluation */
+            if (pl->stem >= 0 && !p->scan) { /* stem_plan: the conv before it, inside */
+                const player *ps = &p->layers[pl->stem];
+                const layer_plan *sp = &p->plan.layers[pl->stem];
+                const bool pool = pl->pool_fused, fold = lp->bn_fold >= 0,
+                           sfold = sp->bn_fold >= 0;
+                s = conv2d_fwd_stem(ctx, &pl->op.conv, n, Y(p, ps->l->inputs[0]),
+                                    sfold ? ps->wf : P(ps, ".weight"),
+                                    sfold ? ps->bf : P(ps, ".bias"),
+                                    fold ? pl->wf : P(pl, ".weight"), fold ? pl->bf : P(pl, ".bias"),
+                                    pool ? NULL : y, pool ? Y(p, lp->fused_pool) : NULL,
+                                    pl->pad_to >= 0 ? &p->layers[pl->pad_to].xpad : NULL, e);
+            } else if (!p->scan && (pl->pad_to >= 0 || pl->xpad.buf)) { /* xpad_plan */
                 const bool pool = pl->pool_fused, fold = lp->bn_fold >= 0;
                 s = conv2d_fwd_io(ctx, &pl->op.conv, n, x, pl->xpad.buf ? &pl->xpad : NULL,
                                   fold ? pl->wf : P(pl, ".weight"), fold ? pl->bf : P(pl, ".bias"),

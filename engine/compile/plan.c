@@ -83,6 +83,14 @@ bool plan_fold_ready(const graph *g, const graph_plan *p, int i, epilogue *epi)
     return true;
 }
 
+/* a conv2d of 3x3 kernels, stride 1, padding 1 and one group (its output the input's size) */
+static bool conv_3x3_same(const layer *l)
+{
+    return l->type == GRAFT_LAYER_CONV2D && l->kernel[0] == 3 && l->kernel[1] == 3 &&
+           l->stride[0] == 1 && l->stride[1] == 1 && l->pad[0] == 1 && l->pad[1] == 1 &&
+           l->groups == 1;
+}
+
 /* GRAFT_FUSE=0 turns fusion off (to compare fused and unfused pipelines). */
 static bool fusion_enabled(void)
 {
@@ -94,7 +102,8 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
 {
     for (int i = 0; i < g->nlayers; i++)
         p->layers[i].fused_act = p->layers[i].fused_into = p->layers[i].bn_fold =
-            p->layers[i].fused_pool = p->layers[i].pool_of = -1;
+            p->layers[i].fused_pool = p->layers[i].pool_of = p->layers[i].stem =
+                p->layers[i].stem_into = -1;
     if (!fusion_enabled()) return;
     for (int i = first; i + 1 < g->nlayers; i++) {
         const layer *l = &g->layers[i], *a = &g->layers[i + 1];
@@ -134,6 +143,30 @@ static void plan_fusion(const graph *g, int first, const int *nconsumers, graph_
             continue; /* aligned: its own output is read (adapt.layer, AdaBN's statistics) */
         p->layers[i].bn_fold = i + 1;
         p->layers[i + 1].fused_into = i;
+    }
+    /* a stem: a conv of at most CONV2D_STEM_MAX_C channels in (3x3, stride 1, padding 1, one
+     * group, no pool after it), whose output (through its folded batchnorm and activation) only
+     * a 3x3, stride-1, padding-1 conv of 8+ channels in and out reads, neither running backward:
+     * the reader's forward may compute it (conv2d_stem_init, where the reader runs Winograd
+     * F(4x4), CPUs; the pipeline decides), and it then launches nothing */
+    for (int i = first; i < g->nlayers; i++) {
+        const layer *l = &g->layers[i];
+        if (!conv_3x3_same(l) || l->in.d[0] > CONV2D_STEM_MAX_C || l->aligned ||
+            p->layers[i].backward || p->layers[i].fused_pool >= 0)
+            continue;
+        int out = p->layers[i].bn_fold >= 0 ? p->layers[i].bn_fold : i;
+        if (p->layers[out].fused_act >= 0) out = p->layers[out].fused_act;
+        if (nconsumers[out] != 1 || g->layers[out].aligned) continue;
+        for (int j = out + 1; j < g->nlayers; j++) {
+            const layer *c = &g->layers[j];
+            if (c->ninputs != 1 || c->inputs[0] != out) continue;
+            if (conv_3x3_same(c) && c->in.d[0] >= 8 && c->filters >= 8 && !c->aligned &&
+                !p->layers[j].backward) {
+                p->layers[i].stem_into = j;
+                p->layers[j].stem = i;
+            }
+            break;
+        }
     }
 }
 

@@ -238,6 +238,16 @@ json_t *plan_view_json(const plan_view *v)
             json_array_append_new(pools, grp);
         }
     json_object_set_new(o, "pool_groups", pools);
+    json_t *stems = json_array(); /* a conv computed inside the next conv's forward, where that
+                                   * runs Winograd F(4x4) (CPUs; conv2d_stem_init) */
+    for (int i = 0; i < g->nlayers; i++)
+        if (v->plan.layers[i].stem_into >= 0) {
+            json_t *grp = json_array();
+            json_array_append_new(grp, json_string(l_name(g, i)));
+            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].stem_into)));
+            json_array_append_new(stems, grp);
+        }
+    json_object_set_new(o, "stem_groups", stems);
     plan_extend_json(o, v);
     adapt_json(o, v->r);
     return o;

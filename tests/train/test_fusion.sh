@@ -1,7 +1,8 @@
 #!/bin/sh
 # test_fusion.sh — fused epilogues change the kernels, not the arithmetic: a network with every
 # kind of fusion trains to bitwise-equal weights with fusion on and off (GRAFT_FUSE=0), and
-# `graft plan` names the fused groups (and none when fusion is off). Also bitwise: the lean builtin
+# `graft plan` names the fused groups (and none when fusion is off); a stem computed inside the
+# next conv's forward changes no bit either. Also bitwise: the lean builtin
 # declarations against clang's full header.
 # usage: test_fusion.sh GRAFT SOURCE_DIR WORK_DIR
 G=$(realpath "$1"); SRC=$2; W=$3
@@ -134,6 +135,32 @@ GRAFT_FUSE=0 "$G" eval base.yaml $P --weights run-pool-on/last.safetensors --jso
     > eval-pool-off.json 2>&1 || bad "eval pool-cnn unfused"
 cmp -s eval-pool-on.json eval-pool-off.json && ok "pool-cnn: fused and unfused evaluation agree" \
     || { diff eval-pool-on.json eval-pool-off.json | head; bad "pool-cnn evaluation differs"; }
+
+# A stem: pool-cnn's conv1 (one channel in, 3x3, padding 1) computed inside conv2's Winograd
+# F(4x4) forward where no backward runs (evaluation, prediction, a frozen prefix; CPUs) instead
+# of written into conv2's padded input and read back: the same values to the bit (GRAFT_STEM=0:
+# written and read), and named in the plan of a transfer that freezes both
+"$G" plan base.yaml $P --set transfer.freeze=pool1 --json > plan-stem.json 2>/dev/null \
+    || bad "plan pool-cnn frozen"
+stems=$($PY -c "import json,sys; print(' '.join('+'.join(g) for g in json.load(open(sys.argv[1]))['stem_groups']))" plan-stem.json)
+[ "$stems" = "conv1+conv2" ] && ok "stem groups: $stems" || bad "stem groups '$stems', want 'conv1+conv2'"
+stems=$($PY -c "import json,sys; print(len(json.load(open(sys.argv[1]))['stem_groups']))" plan-pool.json)
+[ "$stems" = 0 ] && ok "no stem where conv1 trains" || bad "a stem where conv1 trains"
+GRAFT_BUILD_LOG=2 "$G" predict base.yaml $P --weights run-pool-on/last.safetensors --input x.npy \
+    --output y-stem.npy > log-stem.txt 2>&1 || { cat log-stem.txt; bad "predict pool-cnn"; }
+GRAFT_STEM=0 "$G" predict base.yaml $P --weights run-pool-on/last.safetensors --input x.npy \
+    --output y-nostem.npy > /dev/null 2>&1 || bad "predict pool-cnn, GRAFT_STEM=0"
+$PY - <<'PY' && ok "stem inside conv2 or its own pass: bitwise-equal logits" || bad "stem logits differ"
+import numpy as np
+assert (np.load("y-stem.npy") == np.load("y-nostem.npy")).all()
+PY
+GRAFT_STEM=0 "$G" eval base.yaml $P --weights run-pool-on/last.safetensors --json \
+    > eval-pool-nostem.json 2>&1 || bad "eval pool-cnn, GRAFT_STEM=0"
+cmp -s eval-pool-on.json eval-pool-nostem.json && ok "pool-cnn: evaluation with and without the stem agree" \
+    || { diff eval-pool-on.json eval-pool-nostem.json | head; bad "stem evaluation differs"; }
+if grep -q "W4STEM=1" log-stem.txt; then ok "conv2 ran with its stem"
+elif grep -q "WINO4=1" log-stem.txt; then bad "conv2 on F(4x4) without its stem"
+else ok "no F(4x4) forward on this device: no stem"; fi
 
 F="$S --set transfer.freeze=pool1"
 "$G" plan base.yaml $F --json > plan-frozen.json 2>/dev/null || bad "plan frozen"

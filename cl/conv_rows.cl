@@ -125,6 +125,10 @@ static inline void pad_row(__global const float *src, __global const float *y,
     for (int j = L + W; j < PITCH; j++) d[j] = 0.0f;
 }
 
+#ifndef W4STEM
+#define W4STEM 0
+#endif
+#if !W4STEM /* a stem program (conv_wino4.cl's conv_wino4_stem) holds that kernel alone */
 /* xp from x (NCHW): one work-item per padded row, n * CI * XROWS of them. */
 __kernel void conv_rows_pad_x(__global const float *x, __global float *ws, const long xpo,
                               const int n)
@@ -714,6 +718,7 @@ __kernel void conv_wino_dgrad(__global const float *ws, const long dpo, __global
                    t / NTY * NS, n, t % NTY, V, M, 0, 0, 0, 0, HI, WI);
 }
 #endif /* WINO */
+#endif /* !W4STEM */
 
 #if WINO4
 #include "conv_wino4.cl"

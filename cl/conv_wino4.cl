@@ -178,6 +178,7 @@ static inline void w4_wt(const float g[9], __global float *u, const int t)
     }
 }
 
+#if !W4STEM
 /* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
  * u[(6 a + b) S ..], S = CO CI apart. */
 __kernel void conv_wino4_wt(__global const float *w, __global float *u)
@@ -204,6 +205,7 @@ __kernel void conv_wino4_wtd(__global const float *w, __global float *u)
     for (int k = 0; k < 9; k++) g[k] = w[((long)o * CI + c) * 9 + 8 - k];
     w4_wt(g, u, t);
 }
+#endif /* !W4STEM */
 
 /* The lanes of a, b (c, d) interleaved into seq: a0 b0 (c0 d0) a1 b1 .. (2-level shuffles of two
  * vectors each, lane by lane as above), so that lane k's outputs come out in column order: the
@@ -565,6 +567,7 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
     }
 }
 
+#if !W4STEM
 __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global const float *u,
                              __global const float *b, __global float *y, __global float *yp,
                              __global int *ip, const int n, const int flags, const long yo,
@@ -572,8 +575,7 @@ __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global 
 {
     w4_fwd(0, xs, xpo, xs, xs, xs, 0, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
 }
-
-#if W4STEM
+#else
 /* The forward with the stem computed in the transform: sx [n, SCI, HI, WI], its weights sw
  * [CI, SCI, 3, 3] and bias sb [CI], sflags (FLAG_EPI, FLAG_BIAS) as conv_rows_fwd's flags. */
 __kernel void conv_wino4_stem(__global const float *sx, __global const float *sw,

@@ -309,6 +309,14 @@ static inline void w4_ilv2i(const intq a, const intq b, int *seq)
                 acc[m][v];                                                                         \
     }
 
+/* B^T (d B) from the rows f of d B: column bb into v[(6 a + bb) XS] */
+static inline void w4_v(floatq f[6][6], floatq *v, const int XS)
+{
+#pragma unroll
+    for (int bb = 0; bb < 6; bb++)
+        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], v + bb * XS, 6 * XS);
+}
+
 #if W4STEM
 /* The stem: a 3x3 convolution (stride 1, padding 1) of SCI channels whose output, through its
  * bias and activation (SEPI: epilogue.cl's kinds 0-3), is this layer's input, computed here as
@@ -421,11 +429,7 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
                         }
                         w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
                     }
-                    floatq *v = V + q * NV4 + g * NT4 + tv;
-#pragma unroll
-                    for (int bb = 0; bb < 6; bb++)
-                        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb],
-                              v + bb * XS, 6 * XS);
+                    w4_v(f, V + q * NV4 + g * NT4 + tv, XS);
                 }
             }
         }
@@ -455,11 +459,7 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
                         w4_row(ps, c);
                         w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
                     }
-                    floatq *v = V + q * NV4 + g * NT4 + tv;
-#pragma unroll
-                    for (int bb = 0; bb < 6; bb++) /* B^T (d B): column bb into V[6 a + bb] */
-                        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb],
-                              v + bb * XS, 6 * XS);
+                    w4_v(f, V + q * NV4 + g * NT4 + tv, XS);
                 }
             }
         }

@@ -38,7 +38,7 @@ typedef struct player {
      * forward writes (-1: none), and this one's padded input when a producer writes it */
     int pad_to;
     conv2d_xpad xpad;
-    /* stem_plan: the conv computed inside this one's forward (stem), or this conv computed
+    /* xpad_plan: the conv computed inside this one's forward (stem), or this conv computed
      * inside that one's (stem_into); -1: none */
     int stem, stem_into;
 } player;
@@ -395,14 +395,23 @@ static int conv_out_tensor(const pipeline *p, int i)
  * and the reader skips its padding pass (a copy of every activation in between: ~10 % of
  * fmnist-cnn's frozen prefix). Not where a scan for non-finite values runs (forward_from: it
  * reads the skipped tensor), and only while those buffers stay under an eighth of the
- * device's memory. GRAFT_XPAD=0 turns it off. */
+ * device's memory. GRAFT_XPAD=0 turns it off.
+ * Where such a pair is a stem of the plan (plan_fusion) and the reader runs its forward on
+ * Winograd F(4x4), the reader computes the stem inside its own forward instead
+ * (conv2d_stem_init), from the stem's input: the stem's output is neither written nor read
+ * again (fmnist-cnn's conv1: 6.4 MB a batch of 64; conv_wino4.cl), the values are the same to
+ * the bit, and no padded input is made. Not in a scan either (both then run as without this
+ * plan). GRAFT_STEM=0 turns only that off. */
 static graft_status xpad_plan(pipeline *p, graft_error *e)
 {
     const graph *g = p->g;
-    for (int i = 0; i < g->nlayers; i++) p->layers[i].pad_to = -1;
+    for (int i = 0; i < g->nlayers; i++)
+        p->layers[i].pad_to = p->layers[i].stem = p->layers[i].stem_into = -1;
     if (p->o.training || p->o.align) return GRAFT_OK;
     const char *env = getenv("GRAFT_XPAD"); /* 0: off, to compare (test_fusion.sh) */
     if (env && strcmp(env, "0") == 0) return GRAFT_OK;
+    env = getenv("GRAFT_STEM"); /* 0: off, to compare (test_fusion.sh) */
+    const bool stems = !(env && strcmp(env, "0") == 0);
     size_t total = 0, cap = p->ctx->info.global_mem_bytes / 8;
     for (int j = p->o.first; j < g->nlayers; j++) {
         player *pj = &p->layers[j];
@@ -421,9 +430,21 @@ static graft_status xpad_plan(pipeline *p, graft_error *e)
             for (int q = 0; q < lk->ninputs; q++)
                 if (lk->inputs[q] >= p->o.first && p->plan.y_tensor[lk->inputs[q]] == t) readers++;
         }
+        if (producer < 0 || readers != 1 || t == p->plan.y_tensor[g->nlayers - 1]) continue;
+        player *pk = &p->layers[producer];
+        if (stems && p->plan.layers[producer].stem_into == j && !pk->pool_fused &&
+            !pk->xpad.buf) { /* the stem reads a plain input */
+            bool fits = false;
+            graft_status s = conv2d_stem_init(p->ctx, &pj->op.conv, &pk->op.conv, &fits, e);
+            if (s) return s;
+            if (fits) {
+                pj->stem = producer;
+                pk->stem_into = j;
+                continue;
+            }
+        }
         conv2d_xpad xp, producer_own; /* the producer must be on the rows path too */
-        if (producer < 0 || readers != 1 || t == p->plan.y_tensor[g->nlayers - 1] ||
-            !conv2d_xpad_layout(p->ctx, &p->layers[producer].op.conv, 1, &producer_own) ||
+        if (!conv2d_xpad_layout(p->ctx, &pk->op.conv, 1, &producer_own) ||
             !conv2d_xpad_layout(p->ctx, &pj->op.conv, p->o.max_batch, &xp) ||
             total + xp.bytes > cap)
             continue;
@@ -436,38 +457,7 @@ static graft_status xpad_plan(pipeline *p, graft_error *e)
         }
         total += xp.bytes;
         pj->xpad = xp;
-        p->layers[producer].pad_to = j;
-    }
-    return GRAFT_OK;
-}
-
-static void release(cl_mem *m);
-
-/* A stem of the plan (plan_fusion) whose reader got its padded input from it (xpad_plan) and
- * runs its forward on Winograd F(4x4): the reader computes the stem inside its own forward
- * (conv2d_stem_init) from the stem's input; the stem's output is neither written nor read again
- * (fmnist-cnn's conv1: 6.4 MB a batch of 64; conv_wino4.cl), the values are the same to the bit,
- * and the reader's padded input goes. Not in a scan for non-finite values (forward_from: both then
- * run as without xpad_plan). GRAFT_STEM=0 turns it off (GRAFT_FUSE=0 too). */
-static graft_status stem_plan(pipeline *p, graft_error *e)
-{
-    const graph *g = p->g;
-    for (int i = 0; i < g->nlayers; i++) p->layers[i].stem = p->layers[i].stem_into = -1;
-    const char *env = getenv("GRAFT_STEM"); /* 0: off, to compare (test_fusion.sh) */
-    if (env && strcmp(env, "0") == 0) return GRAFT_OK;
-    for (int k = p->o.first; k < g->nlayers; k++) {
-        player *pk = &p->layers[k];
-        if (pk->pad_to < 0 || p->plan.layers[k].stem_into != pk->pad_to || pk->pool_fused ||
-            pk->xpad.buf)
-            continue;
-        player *pj = &p->layers[pk->pad_to];
-        bool fits = false;
-        graft_status s = conv2d_stem_init(p->ctx, &pj->op.conv, &pk->op.conv, &fits, e);
-        if (s) return s;
-        if (!fits) continue;
-        pj->stem = k;
-        pk->stem_into = pk->pad_to;
-        release(&pj->xpad.buf);
+        pk->pad_to = j;
     }
     return GRAFT_OK;
 }
@@ -658,7 +648,7 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
-    if ((s = xpad_plan(p, e)) || (s = stem_plan(p, e))) goto fail;
+    if ((s = xpad_plan(p, e))) goto fail;
     *out = p;
     return GRAFT_OK;
 fail:
@@ -980,7 +970,7 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
         switch (l->type) {
         case GRAFT_LAYER_CONV2D:
             pl->op.conv.fwd_only = !(train && lp->backward);
-            if (pl->stem >= 0 && !p->scan) { /* stem_plan: the conv before it, inside */
+            if (pl->stem >= 0 && !p->scan) { /* xpad_plan: the conv before it, inside */
                 const player *ps = &p->layers[pl->stem];
                 const layer_plan *sp = &p->plan.layers[pl->stem];
                 const bool pool = pl->pool_fused, fold = lp->bn_fold >= 0,
@@ -988,7 +978,8 @@ static graft_status forward_from(pipeline *p, int from, int n, bool train, graft
                 s = conv2d_fwd_stem(ctx, &pl->op.conv, n, Y(p, ps->l->inputs[0]),
                                     sfold ? ps->wf : P(ps, ".weight"),
                                     sfold ? ps->bf : P(ps, ".bias"),
-                                    fold ? pl->wf : P(pl, ".weight"), fold ? pl->bf : P(pl, ".bias"),
+                                    fold ? pl->wf : P(pl, ".weight"),
+                                    fold ? pl->bf : P(pl, ".bias"),
                                     pool ? NULL : y, pool ? Y(p, lp->fused_pool) : NULL,
                                     pl->pad_to >= 0 ? &p->layers[pl->pad_to].xpad : NULL, e);
             } else if (!p->scan && (pl->pad_to >= 0 || pl->xpad.buf)) { /* xpad_plan */

@@ -4,6 +4,7 @@
 #include "compile.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,23 @@ static void adapt_json(json_t *root, const graft_recipe *r)
 }
 
 
+
+/* [[layer, partner], ...] for every layer whose plan field (an int of layer_plan at `field`)
+ * names a partner */
+static json_t *layer_pairs(const graph *g, const graph_plan *p, size_t field)
+{
+    json_t *pairs = json_array();
+    for (int i = 0; i < g->nlayers; i++) {
+        const int j = *(const int *)((const char *)&p->layers[i] + field);
+        if (j < 0) continue;
+        json_t *grp = json_array();
+        json_array_append_new(grp, json_string(l_name(g, i)));
+        json_array_append_new(grp, json_string(l_name(g, j)));
+        json_array_append_new(pairs, grp);
+    }
+    return pairs;
+}
+
 json_t *plan_view_json(const plan_view *v)
 {
     const graft_recipe *r = v->r;
@@ -228,26 +246,13 @@ json_t *plan_view_json(const plan_view *v)
         json_array_append_new(groups, grp);
     }
     json_object_set_new(o, "fused_groups", groups);
-    json_t *pools = json_array(); /* a conv's forward writing the max-pool after it, where the
-                                   * conv runs the Winograd path (CPUs; conv2d_can_pool) */
-    for (int i = 0; i < g->nlayers; i++)
-        if (v->plan.layers[i].fused_pool >= 0) {
-            json_t *grp = json_array();
-            json_array_append_new(grp, json_string(l_name(g, i)));
-            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].fused_pool)));
-            json_array_append_new(pools, grp);
-        }
-    json_object_set_new(o, "pool_groups", pools);
-    json_t *stems = json_array(); /* a conv computed inside the next conv's forward, where that
-                                   * runs Winograd F(4x4) (CPUs; conv2d_stem_init) */
-    for (int i = 0; i < g->nlayers; i++)
-        if (v->plan.layers[i].stem_into >= 0) {
-            json_t *grp = json_array();
-            json_array_append_new(grp, json_string(l_name(g, i)));
-            json_array_append_new(grp, json_string(l_name(g, v->plan.layers[i].stem_into)));
-            json_array_append_new(stems, grp);
-        }
-    json_object_set_new(o, "stem_groups", stems);
+    /* a conv's forward writing the max-pool after it, where the conv runs the Winograd path
+     * (CPUs; conv2d_can_pool); a conv computed inside the next conv's forward, where that runs
+     * Winograd F(4x4) (CPUs; conv2d_stem_init) */
+    json_object_set_new(o, "pool_groups",
+                        layer_pairs(g, &v->plan, offsetof(layer_plan, fused_pool)));
+    json_object_set_new(o, "stem_groups",
+                        layer_pairs(g, &v->plan, offsetof(layer_plan, stem_into)));
     plan_extend_json(o, v);
     adapt_json(o, v->r);
     return o;

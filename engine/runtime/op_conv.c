@@ -941,6 +941,28 @@ static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, gr
     return wino_transform(ctx, op, op->wino_wt, op->wino_u, &op->wino_u_of, w, e);
 }
 
+/* conv_rows.cl's flags for a forward writing y and/or the pool's yp (yp alone: no indexes), and
+ * the final output's layout: dense, or out's (then *y or *yp becomes out's buffer) */
+static int rows_output(const conv2d_op *op, const conv2d_xpad *out, cl_mem *y, cl_mem *yp,
+                       cl_long *yo, cl_int *yrows, cl_int *ypitch)
+{
+    const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
+                      (*yp ? ROWS_FLAG_POOL : 0) | (*yp && !*y ? ROWS_FLAG_POOL_ONLY : 0);
+    *yo = out ? out->off : 0;
+    *yrows = out ? out->rows : *yp ? op->d.oh / 2 : op->d.oh;
+    *ypitch = out ? out->pitch : *yp ? op->d.ow / 2 : op->d.ow;
+    if (out && *yp) *yp = out->buf;
+    else if (out) *y = out->buf;
+    return flags;
+}
+
+/* conv_wino4_fwd's (and conv_wino4_stem's) work-items for n samples of `rows` output rows */
+static size_t wino4_items(const conv2d_op *op, int n, int rows)
+{
+    const int per = op->wino4_ns * op->wino4_ng; /* samples a work-item */
+    return (size_t)(n + per - 1) / per * (size_t)((rows + 3) / 4);
+}
+
 /* xin: x is already in this layer's padded layout there (no padding pass); out: the output (the
  * pool's with yp) goes into that layout (another conv's padded input) instead of y (or yp) */
 static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
@@ -963,22 +985,16 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         op->keep_x = x;
         op->keep_n = n;
     }
-    const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
-                      (yp ? ROWS_FLAG_POOL : 0) | (yp && !y ? ROWS_FLAG_POOL_ONLY : 0);
-    /* the final output's layout: dense, or out's */
-    cl_long yo = out ? out->off : 0;
-    cl_int yrows = out ? out->rows : yp ? op->d.oh / 2 : op->d.oh;
-    cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
-    if (out && yp) yp = out->buf;
-    else if (out) y = out->buf;
+    cl_long yo;
+    cl_int yrows, ypitch;
+    const int flags = rows_output(op, out, &y, &yp, &yo, &yrows, &ypitch);
     if (op->wino4_fwd && (op->fwd_only || wino4_only(op))) {
         if ((st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e)))
             return st;
         cl_kernel k = op->wino4_fwd;
         SET_ARGS(k, 12, KARG(xs), KARG(xpo), KARG(op->wino4_u), KARG(b), KARG(y), KARG(yp),
                  KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch));
-        const int per = op->wino4_ns * op->wino4_ng; /* samples a work-item */
-        size_t gs = (size_t)(n + per - 1) / per * ((op->d.oh + 3) / 4), ls = 1;
+        size_t gs = wino4_items(op, n, op->d.oh), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_fwd) {
@@ -1037,21 +1053,16 @@ graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx
                        conv2d_path_name(op->path));
     graft_status st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e);
     if (st) return st;
-    const int flags = (op->d.epi.kind ? ROWS_FLAG_EPI : 0) | (op->d.bias ? ROWS_FLAG_BIAS : 0) |
-                      (yp ? ROWS_FLAG_POOL | ROWS_FLAG_POOL_ONLY : 0);
-    cl_long yo = out ? out->off : 0;
-    cl_int yrows = out ? out->rows : yp ? op->d.oh / 2 : op->d.oh;
-    cl_int ypitch = out ? out->pitch : yp ? op->d.ow / 2 : op->d.ow;
+    if (yp) y = NULL; /* the pool's output alone: no backward follows */
+    cl_long yo;
+    cl_int yrows, ypitch;
+    const int flags = rows_output(op, out, &y, &yp, &yo, &yrows, &ypitch);
     cl_mem none = NULL;
-    if (out && yp) yp = out->buf;
-    else if (out) y = out->buf;
-    if (yp) y = NULL;
     cl_kernel k = op->wino4_stem;
     SET_ARGS(k, 14, KARG(sx), KARG(sw), KARG(sb), KARG(op->stem_flags), KARG(op->wino4_u),
              KARG(b), KARG(y), KARG(yp), KARG(none), KARG(n), KARG(flags), KARG(yo), KARG(yrows),
              KARG(ypitch));
-    const int per = op->wino4_ns * op->wino4_ng;
-    size_t gs = (size_t)(n + per - 1) / per * ((op->d.oh + 3) / 4), ls = 1;
+    size_t gs = wino4_items(op, n, op->d.oh), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
@@ -1139,8 +1150,7 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         k = op->wino4_fwd;
         SET_ARGS(k, 12, KARG(ws), KARG(dpo), KARG(op->wino4_ud), KARG(none), KARG(dx), KARG(none),
                  KARG(none), KARG(n), KARG(flags0), KARG(at), KARG(rows), KARG(pitch));
-        const int per = op->wino4_ns * op->wino4_ng;
-        size_t gs = (size_t)(n + per - 1) / per * ((d->h + 3) / 4), ls = 1;
+        size_t gs = wino4_items(op, n, d->h), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_dgrad) {

@@ -128,7 +128,8 @@ static inline void pad_row(__global const float *src, __global const float *y,
 #ifndef W4STEM
 #define W4STEM 0
 #endif
-#if !W4STEM /* a stem program (conv_wino4.cl's conv_wino4_stem) holds that kernel alone */
+/* a stem program (conv_wino4.cl's conv_wino4_stem) holds that kernel and conv_wino4_wt alone */
+#if !W4STEM
 /* xp from x (NCHW): one work-item per padded row, n * CI * XROWS of them. */
 __kernel void conv_rows_pad_x(__global const float *x, __global float *ws, const long xpo,
                               const int n)

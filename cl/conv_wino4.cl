@@ -178,9 +178,9 @@ static inline void w4_wt(const float g[9], __global float *u, const int t)
     }
 }
 
-#if !W4STEM
 /* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
- * u[(6 a + b) S ..], S = CO CI apart. */
+ * u[(6 a + b) S ..], S = CO CI apart. In a stem program too, whose forward reads it: a pipeline
+ * that runs the stem need not build the layer's own program (op_conv.c, rows_build). */
 __kernel void conv_wino4_wt(__global const float *w, __global float *u)
 {
     const int t = get_global_id(0);
@@ -191,6 +191,7 @@ __kernel void conv_wino4_wt(__global const float *w, __global float *u)
     w4_wt(g, u, t);
 }
 
+#if !W4STEM
 /* The data gradient as a forward: for a layer with as many channels in as out (CI = CO), 3x3,
  * stride 1, padding 1, dx is conv_wino4_fwd of the padded dy (conv_rows_pad_dy's dp, laid out as
  * xp there) with the weights turned 180 degrees and input and output channels swapped:

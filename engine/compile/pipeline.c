@@ -290,7 +290,14 @@ static graft_status op_init(pipeline *p, player *pl, graft_error *e)
                 (s = alloc(p, (size_t)d.o, &pl->bf, e)))
                 break;
         }
-        s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
+        /* a stem pair of the plan in a pipeline that never trains: xpad_plan may have the reader
+         * compute the stem, and then neither builds a program of its own (unless a scan runs
+         * them as they are) */
+        const layer_plan *lp = &p->plan.layers[pl - p->layers];
+        if (!p->o.training && !p->o.align && (lp->stem_into >= 0 || lp->stem >= 0))
+            s = conv2d_op_init_lazy(ctx, &pl->op.conv, &d, e);
+        else
+            s = conv2d_op_init(ctx, &pl->op.conv, &d, e);
         if (!s && p->o.training && p->plan.layers[pl - p->layers].trains)
             s = conv2d_keep_input(ctx, &pl->op.conv, p->o.max_batch, e);
         /* its weights (or their fold) change only in pipeline_upload, which says so */

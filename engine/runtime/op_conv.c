@@ -4,6 +4,7 @@
 #include "ops.h"
 #include "tune.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -779,7 +780,7 @@ size_t conv2d_keep_bytes(const conv2d_desc *d, int n)
 graft_status conv2d_keep_input(graft_context *ctx, conv2d_op *op, int n, graft_error *e)
 {
     rows_geom g;
-    if (!op->rows_pad_x || n < 1 || !rows_geom_of(ctx, &op->d, &g) || n <= op->keep_cap)
+    if (!(op->rk & RK_PAD_X) || n < 1 || !rows_geom_of(ctx, &op->d, &g) || n <= op->keep_cap)
         return GRAFT_OK;
     if (op->keep) clReleaseMemObject(op->keep);
     op->keep = op->keep_x = NULL;
@@ -823,7 +824,9 @@ static bool rows_options(const graft_context *ctx, const conv2d_desc *d, conv_pa
     return true;
 }
 
-static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
+static graft_status rows_build(graft_context *ctx, conv2d_op *op, graft_error *e);
+
+static graft_status rows_init(graft_context *ctx, conv2d_op *op, bool lazy, graft_error *e)
 {
     const conv2d_desc *d = &op->d;
     wino4_geom w4 = {0};
@@ -848,60 +851,83 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, graft_error *e)
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
     const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float);
     graft_status s;
-    if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_x", &op->rows_pad_x, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy", &op->rows_pad_dy, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wgrad", &op->rows_wgrad, e)) ||
-        (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_wsum", &op->rows_wsum, e)))
-        goto fail;
-    if (code4 &&
-        ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wt", &op->wino4_wt, e)) ||
-         (s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_fwd", &op->wino4_fwd, e)) ||
-         (s = buffer_create(ctx, u4bytes, &op->wino4_u, e)) ||
-         (s = zero_from_host(ctx, op->wino4_u, u4bytes, e)) ||
-         (wino4 && !wino &&
-          (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool", &op->rows_pad_dy_pool,
-                          e)))))
-        goto fail;
+    unsigned rk = RK_PAD_X | RK_PAD_DY | RK_WGRAD | RK_WSUM;
+    if (code4) {
+        rk |= RK_W4 | (wino4 && !wino ? RK_PAD_DY_POOL : 0);
+        if ((s = buffer_create(ctx, u4bytes, &op->wino4_u, e)) ||
+            (s = zero_from_host(ctx, op->wino4_u, u4bytes, e)))
+            return s;
+    }
     /* wino4's data gradient as its F(4x4) forward where the padded dy has xp's layout and the
      * channel counts match (conv_wino4.cl's conv_wino4_wtd); the F(2x2) one is then not built,
      * nor its weights' buffer */
     const bool wtd = wino4 && d->c == d->o && d->groups == 1 && d->sh == 1 && d->sw == 1 &&
                      d->ph == 1 && d->pw == 1 && g.dpitch == g.xpitch && g.drows == g.xrows;
-    if (wtd &&
-        ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wtd", &op->wino4_wtd, e)) ||
-         (s = buffer_create(ctx, u4bytes, &op->wino4_ud, e)) ||
-         (s = zero_from_host(ctx, op->wino4_ud, u4bytes, e))))
-        goto fail;
+    if (wtd) {
+        rk |= RK_W4D;
+        if ((s = buffer_create(ctx, u4bytes, &op->wino4_ud, e)) ||
+            (s = zero_from_host(ctx, op->wino4_ud, u4bytes, e)))
+            return s;
+    }
     if (code4) op->wino4_ns = w4.ns, op->wino4_ng = w4.ng;
     if (wino) {
-        if ((s = kernel_get(ctx, "conv_rows", opts, "conv_rows_pad_dy_pool",
-                            &op->rows_pad_dy_pool, e)) ||
-            (!wtd &&
-             ((s = kernel_get(ctx, "conv_rows", opts, "conv_wino_wt", &op->wino_wt, e)) ||
-              (!wino4 &&
-               (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_fwd", &op->wino_fwd, e))) ||
-              (s = kernel_get(ctx, "conv_rows", opts, "conv_wino_dgrad", &op->wino_dgrad, e)) ||
-              (s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
-              /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before
-               * each pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's
-               * checker took the passes' reads of it for uninitialised values until the host had
-               * written it */
-              (s = zero_from_host(ctx, op->wino_u, ubytes, e)))))
-            goto fail;
+        rk |= RK_PAD_DY_POOL;
+        if (!wtd) {
+            rk |= RK_WINO_WT | (!wino4 ? RK_WINO_FWD : 0) | RK_WINO_DGRAD;
+            /* zeros from the host first, as op->keep: conv_wino_wt writes every entry before
+             * each pass (a missed one would fail the op tests), yet at 4 lanes Oclgrind's
+             * checker took the passes' reads of it for uninitialised values until the host had
+             * written it */
+            if ((s = buffer_create(ctx, ubytes, &op->wino_u, e)) ||
+                (s = zero_from_host(ctx, op->wino_u, ubytes, e)))
+                return s;
+        }
         op->wino_tiles = w.wt;
         op->wino_ns = w.ns;
-    } else if ((!wino4 &&
-                (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_fwd", &op->rows_fwd, e))) ||
-               (s = kernel_get(ctx, "conv_rows", opts, "conv_rows_dgrad", &op->rows_dgrad, e))) {
-        goto fail;
+    } else {
+        rk |= (!wino4 ? RK_ROWS_FWD : 0) | RK_ROWS_DGRAD;
     }
+    op->rk = rk;
+    snprintf(op->rows_opts, sizeof op->rows_opts, "%s", opts);
+    return lazy ? GRAFT_OK : rows_build(ctx, op, e);
+}
+
+/* The kernels op->rk names, from the program of op->rows_opts: at op_init_path, or (lazy) before
+ * the first pass that runs one, so that an evaluation in which a layer only ever runs inside
+ * another's forward (conv2d_fwd_stem) builds no program of its own for it. */
+static graft_status rows_build(graft_context *ctx, conv2d_op *op, graft_error *e)
+{
+    if (op->rows_built || !op->rk) return GRAFT_OK;
+    static const struct {
+        unsigned bit;
+        const char *name;
+        size_t at;
+    } all[] = {
+        {RK_PAD_X, "conv_rows_pad_x", offsetof(conv2d_op, rows_pad_x)},
+        {RK_PAD_DY, "conv_rows_pad_dy", offsetof(conv2d_op, rows_pad_dy)},
+        {RK_WGRAD, "conv_rows_wgrad", offsetof(conv2d_op, rows_wgrad)},
+        {RK_WSUM, "conv_rows_wsum", offsetof(conv2d_op, rows_wsum)},
+        {RK_W4, "conv_wino4_wt", offsetof(conv2d_op, wino4_wt)},
+        {RK_W4, "conv_wino4_fwd", offsetof(conv2d_op, wino4_fwd)},
+        {RK_W4D, "conv_wino4_wtd", offsetof(conv2d_op, wino4_wtd)},
+        {RK_PAD_DY_POOL, "conv_rows_pad_dy_pool", offsetof(conv2d_op, rows_pad_dy_pool)},
+        {RK_WINO_WT, "conv_wino_wt", offsetof(conv2d_op, wino_wt)},
+        {RK_WINO_FWD, "conv_wino_fwd", offsetof(conv2d_op, wino_fwd)},
+        {RK_WINO_DGRAD, "conv_wino_dgrad", offsetof(conv2d_op, wino_dgrad)},
+        {RK_ROWS_FWD, "conv_rows_fwd", offsetof(conv2d_op, rows_fwd)},
+        {RK_ROWS_DGRAD, "conv_rows_dgrad", offsetof(conv2d_op, rows_dgrad)},
+    };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        if (!(op->rk & all[i].bit)) continue;
+        cl_kernel *k = (cl_kernel *)((char *)op + all[i].at);
+        graft_status s = kernel_get(ctx, "conv_rows", op->rows_opts, all[i].name, k, e);
+        if (s) {
+            for (size_t j = 0; j <= i; j++) *(cl_kernel *)((char *)op + all[j].at) = NULL;
+            return s;
+        }
+    }
+    op->rows_built = true;
     return GRAFT_OK;
-fail:
-    op->rows_pad_x = op->rows_pad_dy = op->rows_fwd = op->rows_wgrad = op->rows_wsum =
-        op->rows_dgrad = op->wino_wt = op->wino_fwd = op->wino_dgrad = op->rows_pad_dy_pool =
-            op->wino4_wt = op->wino4_fwd = op->wino4_wtd = NULL;
-    op->wino_tiles = op->wino4_ns = op->wino4_ng = 0;
-    return s;
 }
 
 /* conv_rows.cl's `flags` argument: its FLAG_EPI, FLAG_BIAS, FLAG_POOL */
@@ -933,7 +959,7 @@ static graft_status wino_transform(graft_context *ctx, conv2d_op *op, cl_kernel 
 /* the wino4 path's op: F(4x4) for every forward (else only for fwd_only ones) */
 static bool wino4_only(const conv2d_op *op)
 {
-    return op->wino4_fwd && !op->wino_fwd && !op->rows_fwd;
+    return (op->rk & RK_W4) && !(op->rk & (RK_WINO_FWD | RK_ROWS_FWD));
 }
 
 static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
@@ -969,6 +995,8 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
                              const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
                              cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e)
 {
+    graft_status st = rows_build(ctx, op, e);
+    if (st) return st;
     rows_geom g;
     rows_geom_of(ctx, &op->d, &g);
     size_t xp = rows_xp_floats(&op->d, &g, n);
@@ -979,7 +1007,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        xp);
     cl_long xpo = 0;
-    graft_status st = xin ? GRAFT_OK : rows_pad_x(ctx, op, &g, n, x, xs, xpo, e);
+    st = xin ? GRAFT_OK : rows_pad_x(ctx, op, &g, n, x, xs, xpo, e);
     if (st) return st;
     if (xs == op->keep) {
         op->keep_x = x;
@@ -1025,7 +1053,7 @@ graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op
     wino4_geom w4;
     bool geom4, wino;
     char opts[960], so[128];
-    if (!op->wino4_fwd || !stem->rows_fwd || stem->path != CONV_ROWS || sd->kh != 3 ||
+    if (!(op->rk & RK_W4) || !(stem->rk & RK_ROWS_FWD) || stem->path != CONV_ROWS || sd->kh != 3 ||
         sd->kw != 3 || sd->sh != 1 || sd->sw != 1 || sd->ph != 1 || sd->pw != 1 ||
         sd->groups != 1 || sd->c > CONV2D_STEM_MAX_C || sd->o != d->c || sd->h != d->h ||
         sd->w != d->w || sd->epi.kind > 3 ||
@@ -1036,7 +1064,11 @@ graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op
              sd->epi.kind, (double)sd->epi.slope);
     strcat(opts, so);
     graft_status s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_stem", &op->wino4_stem, e);
-    if (s) return s;
+    if (!s) s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wt", &op->wino4_stem_wt, e);
+    if (s) {
+        op->wino4_stem = op->wino4_stem_wt = NULL;
+        return s;
+    }
     op->stem_flags = (sd->epi.kind ? ROWS_FLAG_EPI : 0) | (sd->bias ? ROWS_FLAG_BIAS : 0);
     *fits = true;
     return GRAFT_OK;
@@ -1051,7 +1083,8 @@ graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx
                  out->pitch < (yp ? op->d.ow / 2 : op->d.ow))))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_stem: batch count %d, path %s", n,
                        conv2d_path_name(op->path));
-    graft_status st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e);
+    graft_status st =
+        wino_transform(ctx, op, op->wino4_stem_wt, op->wino4_u, &op->wino4_u_of, w, e);
     if (st) return st;
     if (yp) y = NULL; /* the pool's output alone: no backward follows */
     cl_long yo;
@@ -1069,7 +1102,7 @@ graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx
 bool conv2d_xpad_layout(graft_context *ctx, const conv2d_op *op, int n, conv2d_xpad *out)
 {
     rows_geom g;
-    if (!op->rows_pad_x || n < 1 || !rows_geom_of(ctx, &op->d, &g)) return false;
+    if (!(op->rk & RK_PAD_X) || n < 1 || !rows_geom_of(ctx, &op->d, &g)) return false;
     *out = (conv2d_xpad){.buf = NULL,
                          .off = (long)op->d.ph * (long)g.xpitch + op->d.pw,
                          .rows = (int)g.xrows,
@@ -1084,7 +1117,7 @@ graft_status conv2d_fwd_io(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
 {
     const conv2d_desc *d = &op->d;
     conv2d_xpad own;
-    if (n < 1 || !op->rows_pad_x || (yp && (!conv2d_can_pool(op) || !y != !ip)) ||
+    if (n < 1 || !(op->rk & RK_PAD_X) || (yp && (!conv2d_can_pool(op) || !y != !ip)) ||
         (xin && (!conv2d_xpad_layout(ctx, op, n, &own) || !xin->buf || xin->off != own.off ||
                  xin->rows != own.rows || xin->pitch != own.pitch || xin->bytes < own.bytes)) ||
         (out && (!out->buf || out->rows < (yp ? d->oh / 2 : d->oh) ||
@@ -1099,6 +1132,8 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
                              cl_mem dy, cl_mem ip, cl_mem w, cl_mem dx, cl_mem dw, cl_mem db,
                              cl_mem ws, graft_error *e)
 {
+    graft_status st = rows_build(ctx, op, e);
+    if (st) return st;
     const conv2d_desc *d = &op->d;
     rows_geom g;
     rows_geom_of(ctx, d, &g);
@@ -1108,7 +1143,6 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        total);
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
-    graft_status st;
     cl_kernel k = op->rows_pad_dy;
     const int flags = d->epi.kind ? ROWS_FLAG_EPI : 0;
     if (ip) {
@@ -1167,11 +1201,17 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
 }
 
 static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
-                                 conv_path path, graft_error *e);
+                                 conv_path path, bool lazy, graft_error *e);
 
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e)
 {
-    return op_init_path(ctx, op, d, path_for(ctx, d), e);
+    return op_init_path(ctx, op, d, path_for(ctx, d), false, e);
+}
+
+graft_status conv2d_op_init_lazy(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 graft_error *e)
+{
+    return op_init_path(ctx, op, d, path_for(ctx, d), true, e);
 }
 
 bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d)
@@ -1210,7 +1250,7 @@ static graft_status conv_check(const conv2d_desc *d, graft_error *e)
 }
 
 static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
-                                 conv_path path, graft_error *e)
+                                 conv_path path, bool lazy, graft_error *e)
 {
     memset(op, 0, sizeof *op);
     op->path = path;
@@ -1221,11 +1261,11 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     /* the rows and implicit-GEMM paths run kernels of their own only: the im2col machinery
      * (conv.cl's program and bias.cl's for the shape, a PoCL compile each) is built for the
      * other paths, which use it */
-    if ((s = rows_init(ctx, op, e)) || (s = igemm_init(ctx, op, e))) {
+    if ((s = rows_init(ctx, op, lazy, e)) || (s = igemm_init(ctx, op, e))) {
         conv2d_op_free(op);
         return s;
     }
-    if (op->rows_pad_x || op->ig_fwd) return GRAFT_OK;
+    if (op->rk || op->ig_fwd) return GRAFT_OK;
     if ((s = conv_kernel(ctx, &op->d, "conv2d_im2col", &op->im2col, e)) ||
         (s = conv_kernel(ctx, &op->d, "conv2d_col2im", &op->col2im, e)))
         return s;
@@ -1302,7 +1342,7 @@ static graft_status pack(graft_context *ctx, conv2d_op *op, const conv_dims *s, 
 
 bool conv2d_can_pool(const conv2d_op *op)
 {
-    return (op->wino_fwd || wino4_only(op)) && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
+    return ((op->rk & RK_WINO_FWD) || wino4_only(op)) && op->d.oh % 2 == 0 && op->d.ow % 2 == 0;
 }
 
 graft_status conv2d_fwd_pool(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_mem w,
@@ -1322,7 +1362,7 @@ graft_status conv2d_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     conv_dims s = dims_of(d, n);
     graft_status st;
     if (op->ig_fwd) return ig_fwd(ctx, op, n, x, w, b, y, e);
-    if (op->rows_pad_x) return rows_fwd(ctx, op, n, x, NULL, w, b, y, NULL, NULL, NULL, ws, e);
+    if (op->rk) return rows_fwd(ctx, op, n, x, NULL, w, b, y, NULL, NULL, NULL, ws, e);
     if (op->direct_fwd)
         return direct_run(ctx, op->direct_fwd, x, 0, (cl_long)d->h * d->w,
                           (cl_long)d->c * d->h * d->w, w, b, y, n, d->oh, e);
@@ -1394,7 +1434,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
     if (!dx && !dw && !db) return GRAFT_OK;
     conv_dims s = dims_of(d, n);
     graft_status st;
-    if (op->rows_wgrad) return rows_bwd(ctx, op, n, x, y, dy, NULL, w, dx, dw, db, ws, e);
+    if (op->rk) return rows_bwd(ctx, op, n, x, y, dy, NULL, w, dx, dw, db, ws, e);
     if (op->ig_fwd) { /* dy is read through the epilogue's derivative, never rewritten */
         if ((dw || db) && (st = ig_weight(ctx, op, n, x, dy, y, dw, db, ws, e))) return st;
         return dx ? ig_data(ctx, op, n, dy, y, w, dx, e) : GRAFT_OK;
@@ -1489,8 +1529,8 @@ conv_path conv2d_op_path(const conv2d_op *op)
     return op->ig_fwd       ? CONV_IGEMM
            : op->direct_fwd ? CONV_DIRECT
            : wino4_only(op) ? CONV_WINO4
-           : op->wino_fwd   ? CONV_WINO
-           : op->rows_wgrad ? CONV_ROWS
+           : op->rk & RK_WINO_FWD ? CONV_WINO
+           : op->rk         ? CONV_ROWS
                             : CONV_IM2COL;
 }
 
@@ -1498,7 +1538,7 @@ void conv2d_op_describe(const conv2d_op *op, char *buf, size_t n)
 {
     const conv_path p = conv2d_op_path(op);
     snprintf(buf, n, "%s%s", conv2d_path_name(p),
-             op->wino4_fwd && p != CONV_WINO4 ? " (eval wino4)" : "");
+             (op->rk & RK_W4) && p != CONV_WINO4 ? " (eval wino4)" : "");
 }
 
 /* ---- tuning the path ---- */
@@ -1627,7 +1667,7 @@ graft_status conv2d_tune(graft_context *ctx, const conv2d_desc *d, int n, bool q
             break;
         }
         conv2d_op *op = &ops[nlive];
-        if ((s = op_init_path(ctx, op, d, order[i], e))) break;
+        if ((s = op_init_path(ctx, op, d, order[i], false, e))) break;
         if (conv2d_op_path(op) != order[i]) { /* does not apply to this shape */
             conv2d_op_free(op);
             continue;

@@ -134,8 +134,14 @@ typedef struct conv2d_op {
     cl_mem wino4_ud;
     /* the F(4x4) forward with the layer before it computed in its transform (conv2d_stem_init),
      * and that layer's flags; NULL elsewhere */
-    cl_kernel wino4_stem;
+    cl_kernel wino4_stem, wino4_stem_wt;
     int stem_flags;
+    /* which of the kernels above the rows, wino and wino4 paths run (RK_* bits; 0 off them) and
+     * the options of their program; rows_built once they are made (conv2d_op_init_lazy: at the
+     * first pass that runs one) */
+    unsigned rk;
+    bool rows_built;
+    char rows_opts[768];
     /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its
      * program has them, rows_init), for the forwards its caller marks fwd_only: an evaluation
      * during a training, where no backward reads what the forward kept. Their F(4x4) code is
@@ -156,6 +162,27 @@ typedef struct conv2d_op {
     int keep_cap, keep_n;
 } conv2d_op;
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e);
+/* The same, but on the rows, wino and wino4 paths the layer's program is built at the first pass
+ * that runs one of its kernels: for a pipeline that never trains, where a layer computed inside
+ * the next one's forward (conv2d_stem_init) runs none. A failed build is then that pass's error. */
+graft_status conv2d_op_init_lazy(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 graft_error *e);
+/* conv2d_op's rk: one bit a kernel of the rows, wino and wino4 paths (RK_W4: wino4_wt and
+ * wino4_fwd) */
+enum {
+    RK_PAD_X = 1 << 0,
+    RK_PAD_DY = 1 << 1,
+    RK_WGRAD = 1 << 2,
+    RK_WSUM = 1 << 3,
+    RK_W4 = 1 << 4,
+    RK_W4D = 1 << 5,
+    RK_PAD_DY_POOL = 1 << 6,
+    RK_WINO_WT = 1 << 7,
+    RK_WINO_FWD = 1 << 8,
+    RK_WINO_DGRAD = 1 << 9,
+    RK_ROWS_FWD = 1 << 10,
+    RK_ROWS_DGRAD = 1 << 11
+};
 /* A training layer's op: keep what the forward pads for batches up to n, so that the backward's
  * weight gradient reads it instead of padding x a second time (the rows path; elsewhere nothing to
  * do). conv2d_keep_bytes is its size at most, on any device, for the memory plan (0 where the rows

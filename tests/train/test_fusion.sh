@@ -158,7 +158,14 @@ GRAFT_STEM=0 "$G" eval base.yaml $P --weights run-pool-on/last.safetensors --jso
     > eval-pool-nostem.json 2>&1 || bad "eval pool-cnn, GRAFT_STEM=0"
 cmp -s eval-pool-on.json eval-pool-nostem.json && ok "pool-cnn: evaluation with and without the stem agree" \
     || { diff eval-pool-on.json eval-pool-nostem.json | head; bad "stem evaluation differs"; }
-if grep -q "W4STEM=1" log-stem.txt; then ok "conv2 ran with its stem"
+if grep -q "W4STEM=1" log-stem.txt; then
+    ok "conv2 ran with its stem"
+    # and neither conv1 (one channel in) nor conv2 (28x28) built a program of its own
+    if grep "conv_rows.cl" log-stem.txt | grep -e "-DCI=1 " -e "-DHI=28" | grep -qv "W4STEM=1"; then
+        grep "conv_rows.cl" log-stem.txt; bad "a stem pair built programs it never runs"
+    else
+        ok "the stem pair built its stem program alone"
+    fi
 elif grep -q "WINO4=1" log-stem.txt; then bad "conv2 on F(4x4) without its stem"
 else ok "no F(4x4) forward on this device: no stem"; fi
 

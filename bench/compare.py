@@ -29,7 +29,8 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
             PyTorch (--torch-python if given, else Debian's)
   transfer  fmnist-feature-extract end to end: `graft train` vs PyTorch's usual loop and vs
             PyTorch with the frozen features cached by hand, rounds alternating the three, best
-            of --repeat each; Graft also once right after its own pretraining on empty program
+            of --repeat each, medians, and the median of each round's ratios (drift cancels
+            within a round); Graft also once right after its own pretraining on empty program
             caches (what a user's first transfer sees)
   startup   a 1-step `graft train` with empty, then filled program caches
   vit       the small Vision Transformer (configs/models/vit-tiny-fmnist.yaml: patches of 7, dim
@@ -866,10 +867,20 @@ def transfer_part(graft, res, tmp, args, torch_python):
     mg, mu, mc = statistics.median(gws), statistics.median(tus), statistics.median(tcs)
     print(f"medians: Graft {mg:.2f} s, PyTorch usual loop {mu:.1f} s ({mu / mg:.1f}x), "
           f"hand-cached {mc:.1f} s ({mc / mg:.2f}x)")
+    # and round by round: a round's contenders ran within seconds of each other, so the ratio of
+    # each round cancels the VM's slower drift (minutes) that bests and medians each take whole
+    pu = [u / g for g, u in zip(gws, tus)]
+    pc = [c / g for g, c in zip(gws, tcs)]
+    print(f"per round, the usual loop over Graft: {' / '.join(f'{x:.1f}' for x in pu)} (median "
+          f"{statistics.median(pu):.1f}x); hand-cached over Graft: median "
+          f"{statistics.median(pc):.2f}x")
     print(f"Graft right after its own pretraining, program caches empty before that: {gcold:.1f} s "
           f"({tu / gcold:.1f}x the usual loop, {tc / gcold:.2f}x the hand-cached)")
     res["transfer"] = {"graft": gw, "graft_after_cold_pretrain": gcold,
-                       "medians": {"graft": mg, "torch_loop": mu, "torch_cached": mc}, "rounds": {
+                       "medians": {"graft": mg, "torch_loop": mu, "torch_cached": mc},
+                       "round_ratio_medians": {"torch_loop": statistics.median(pu),
+                                               "torch_cached": statistics.median(pc)},
+                       "rounds": {
                            "graft": gws, "torch_loop": tus, "torch_cached": tcs},
                        "graft_train_seconds": gs.get("train_seconds"),
                        "torch_python": torch_python, "torch_loop": tu, "torch_cached": tc,

@@ -897,7 +897,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, bool lazy, graf
  * another's forward (conv2d_fwd_stem) builds no program of its own for it. */
 static graft_status rows_build(graft_context *ctx, conv2d_op *op, graft_error *e)
 {
-    if (op->rows_built || !op->rk) return GRAFT_OK;
+    if (op->rows_pad_x || !op->rk) return GRAFT_OK; /* built (every rk has RK_PAD_X), or none */
     static const struct {
         unsigned bit;
         const char *name;
@@ -926,7 +926,6 @@ static graft_status rows_build(graft_context *ctx, conv2d_op *op, graft_error *e
             return s;
         }
     }
-    op->rows_built = true;
     return GRAFT_OK;
 }
 
@@ -1050,19 +1049,15 @@ graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op
     const conv2d_desc *d = &op->d, *sd = &stem->d;
     *fits = false;
     op->wino4_stem = NULL;
-    wino4_geom w4;
-    bool geom4, wino;
-    char opts[960], so[128];
+    char opts[sizeof op->rows_opts + 128];
     if (!(op->rk & RK_W4) || !(stem->rk & RK_ROWS_FWD) || stem->path != CONV_ROWS || sd->kh != 3 ||
         sd->kw != 3 || sd->sh != 1 || sd->sw != 1 || sd->ph != 1 || sd->pw != 1 ||
         sd->groups != 1 || sd->c > CONV2D_STEM_MAX_C || sd->o != d->c || sd->h != d->h ||
-        sd->w != d->w || sd->epi.kind > 3 ||
-        !rows_options(ctx, d, op->path, opts, sizeof opts - sizeof so, &geom4, &wino, &w4) ||
-        !geom4)
+        sd->w != d->w || sd->epi.kind > 3)
         return GRAFT_OK;
-    snprintf(so, sizeof so, " -DW4STEM=1 -DSCI=%d -DSEPI=%d -DSEPI_SLOPE=%.9ef", sd->c,
-             sd->epi.kind, (double)sd->epi.slope);
-    strcat(opts, so);
+    /* the reader's program options (rows_init; RK_W4: its F(4x4) geometry is in them) */
+    snprintf(opts, sizeof opts, "%s -DW4STEM=1 -DSCI=%d -DSEPI=%d -DSEPI_SLOPE=%.9ef",
+             op->rows_opts, sd->c, sd->epi.kind, (double)sd->epi.slope);
     graft_status s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_stem", &op->wino4_stem, e);
     if (!s) s = kernel_get(ctx, "conv_rows", opts, "conv_wino4_wt", &op->wino4_stem_wt, e);
     if (s) {

@@ -137,10 +137,9 @@ typedef struct conv2d_op {
     cl_kernel wino4_stem, wino4_stem_wt;
     int stem_flags;
     /* which of the kernels above the rows, wino and wino4 paths run (RK_* bits; 0 off them) and
-     * the options of their program; rows_built once they are made (conv2d_op_init_lazy: at the
-     * first pass that runs one) */
+     * the options of their program; the kernels are made at init, or (conv2d_op_init_lazy) at
+     * the first pass that runs one */
     unsigned rk;
-    bool rows_built;
     char rows_opts[768];
     /* A rows or wino layer of 8+ channels in and out keeps wino4_wt and wino4_fwd too (its
      * program has them, rows_init), for the forwards its caller marks fwd_only: an evaluation

@@ -1039,22 +1039,43 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
+static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
+                                 conv_path path, bool lazy, graft_error *e);
+
 /* The stem (conv_wino4.cl's conv_wino4_stem): where op runs its forward on F(4x4) and stem is
  * a layer on the rows path whose output is op's input, 3x3, stride 1, padding 1, one group, at
  * most CONV2D_STEM_MAX_C channels in (more would cost op's transform more than the pass saves),
  * with an activation of epilogue.cl's vector kinds. Its program: op's with the stem's options. */
-graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op *stem,
-                              bool *fits, graft_error *e)
+graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, conv2d_op *stem, bool *fits,
+                              graft_error *e)
 {
     const conv2d_desc *d = &op->d, *sd = &stem->d;
     *fits = false;
     op->wino4_stem = NULL;
     char opts[sizeof op->rows_opts + 128];
-    if (!(op->rk & RK_W4) || !(stem->rk & RK_ROWS_FWD) || stem->path != CONV_ROWS || sd->kh != 3 ||
-        sd->kw != 3 || sd->sh != 1 || sd->sw != 1 || sd->ph != 1 || sd->pw != 1 ||
-        sd->groups != 1 || sd->c > CONV2D_STEM_MAX_C || sd->o != d->c || sd->h != d->h ||
-        sd->w != d->w || sd->epi.kind > 3)
+    if (!(op->rk & RK_W4) || sd->kh != 3 || sd->kw != 3 || sd->sh != 1 || sd->sw != 1 ||
+        sd->ph != 1 || sd->pw != 1 || sd->groups != 1 || sd->c > CONV2D_STEM_MAX_C ||
+        sd->o != d->c || sd->h != d->h || sd->w != d->w || sd->epi.kind > 3)
         return GRAFT_OK;
+    /* The stem's own path does not matter where op computes it: a path tuned for the layer alone
+     * (GRAFT_CONV or `graft tune`: fmnist-cnn's conv1 forward on F(2x2), 7 % ahead of rows on
+     * an Intel Xeon) kept the pair apart, and its pass and op's padding pass then cost the
+     * transfer ~5 %. It moves to the rows path, made lazily (built only if a pass of its own
+     * runs: a scan, GRAFT_STEM=0), which the stem's code reproduces to the bit. */
+    if (stem->path != CONV_ROWS || !(stem->rk & RK_ROWS_FWD)) {
+        conv2d_op rows;
+        graft_status s = op_init_path(ctx, &rows, sd, CONV_ROWS, true, e);
+        if (s) return s;
+        if (!(rows.rk & RK_ROWS_FWD)) { /* not a rows shape */
+            conv2d_op_free(&rows);
+            return GRAFT_OK;
+        }
+        rows.w_const = stem->w_const;
+        rows.fwd_only = stem->fwd_only;
+        conv2d_op_free(stem);
+        *stem = rows;
+        sd = &stem->d;
+    }
     /* the reader's program options (rows_init; RK_W4: its F(4x4) geometry is in them) */
     snprintf(opts, sizeof opts, "%s -DW4STEM=1 -DSCI=%d -DSEPI=%d -DSEPI_SLOPE=%.9ef",
              op->rows_opts, sd->c, sd->epi.kind, (double)sd->epi.slope);
@@ -1194,9 +1215,6 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     size_t gs = (size_t)n * ((d->h + g.rd - 1) / g.rd), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
-
-static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d_desc *d,
-                                 conv_path path, bool lazy, graft_error *e);
 
 graft_status conv2d_op_init(graft_context *ctx, conv2d_op *op, const conv2d_desc *d, graft_error *e)
 {

@@ -227,14 +227,16 @@ bool conv2d_xpad_layout(graft_context *ctx, const conv2d_op *op, int n, conv2d_x
 graft_status conv2d_fwd_io(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
                            const conv2d_xpad *xin, cl_mem w, cl_mem b, cl_mem y, cl_mem yp,
                            cl_mem ip, const conv2d_xpad *out, cl_mem ws, graft_error *e);
-/* The stem: where op runs its forward on Winograd F(4x4) (wino4, CPUs), a layer `stem` on the
- * rows path whose output only op reads (3x3, stride 1, padding 1, one group, up to
- * CONV2D_STEM_MAX_C channels in, a relu-like activation or none: fmnist-cnn's conv1) is computed
- * inside op's forward from the stem's input, to the bit as its own pass would write it, instead
- * of written out and read back. *fits false (and GRAFT_OK) where it does not apply. */
+/* The stem: where op runs its forward on Winograd F(4x4) (wino4, CPUs), a layer `stem` whose
+ * output only op reads (3x3, stride 1, padding 1, one group, up to CONV2D_STEM_MAX_C channels in,
+ * a relu-like activation or none: fmnist-cnn's conv1) is computed inside op's forward from the
+ * stem's input, to the bit as its own pass on the rows path would write it, instead of written
+ * out and read back. A stem made for another path is made again on the rows path, lazily (its
+ * own pass, if one runs, builds its program). *fits false (and GRAFT_OK) where it does not
+ * apply. */
 #define CONV2D_STEM_MAX_C 3
-graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, const conv2d_op *stem,
-                              bool *fits, graft_error *e);
+graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, conv2d_op *stem, bool *fits,
+                              graft_error *e);
 /* op's forward (as conv2d_fwd_io's, ip NULL: forward only) from the stem's input sx [n, c, h, w],
  * weights sw and bias sb (the stem's conv2d_fwd arguments) */
 graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx, cl_mem sw,

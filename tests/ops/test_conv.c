@@ -434,31 +434,40 @@ static void check_stem(graft_context *ctx, conv2d_op *op, const conv_case *k, in
     if (!conv2d_xpad_layout(ctx, op, n, &xl)) return;
     const bool fwd_only = op->fwd_only;
     op->fwd_only = true; /* as in a pipeline that never trains: F(4x4) both ways */
-    for (int v = 0; v < 2; v++) {
+    bool want = false;
+    /* v 2: the stem made lazily on the F(2x2) path (a pipeline that never trains, where `graft
+     * tune` chose that path for the layer alone): conv2d_stem_init moves it to the rows path */
+    for (int v = 0; v < 3; v++) {
         const int sc = v ? 3 : 1;
         conv2d_desc sd = {.c = sc, .h = s.h, .w = s.w, .o = s.c, .kh = 3, .kw = 3, .sh = 1,
                           .sw = 1, .ph = 1, .pw = 1, .groups = 1, .bias = v == 0,
                           .epi = {.kind = (v ? ACT_LEAKY_RELU : ACT_RELU) + 1, .slope = 0.1f}};
         conv2d_op st;
         graft_error e = {0};
-        /* the stem on the rows path whatever GRAFT_CONV asks of op */
+        /* the stem on the rows (v 2: F(2x2)) path whatever GRAFT_CONV asks of op */
         char *was = getenv("GRAFT_CONV") ? strdup(getenv("GRAFT_CONV")) : NULL;
-        setenv("GRAFT_CONV", "rows", 1);
-        graft_status rs = conv2d_op_init(ctx, &st, &sd, &e);
+        setenv("GRAFT_CONV", v == 2 ? "wino" : "rows", 1);
+        graft_status rs = v == 2 ? conv2d_op_init_lazy(ctx, &st, &sd, &e)
+                                 : conv2d_op_init(ctx, &st, &sd, &e);
         if (was) setenv("GRAFT_CONV", was, 1);
         else unsetenv("GRAFT_CONV");
         free(was);
         CHECKF(!rs, "%s: stem init: %s", k->name, e.message);
         if (rs) break;
+        CHECKF(v < 2 || !st.rows_pad_x, "%s: a lazy stem built its program at init", k->name);
         bool fits = false;
+        if (v < 2)
+            want = op->wino4_fwd && st.rows_fwd && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
+                   s.sw == 1 && s.g == 1;
         CHECK_OK(conv2d_stem_init(ctx, op, &st, &fits, err));
-        const bool want = op->wino4_fwd && st.rows_fwd && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
-                          s.sw == 1 && s.g == 1;
         CHECKF(fits == want, "%s: the stem %s", k->name, want ? "is not taken" : "is taken");
         if (!fits) {
             conv2d_op_free(&st);
             break;
         }
+        CHECKF(conv2d_op_path(&st) == CONV_ROWS && (v < 2 || !st.rows_pad_x),
+               "%s: a stem taken is not a lazy rows op (path %s)", k->name,
+               conv2d_path_name(conv2d_op_path(&st)));
         const conv_shape ss = {n, sc, s.h, s.w, s.c, 3, 3, 1, 1, 1, 1, 1, s.h, s.w, sd.bias};
         const long nsx = (long)n * sc * s.h * s.w, nsw = (long)s.c * sc * 9, nmid = (long)n * s.c * s.h * s.w;
         float *sxf = malloc(sizeof(float) * nsx), *swf = malloc(sizeof(float) * nsw),
@@ -505,8 +514,8 @@ static void check_stem(graft_context *ctx, conv2d_op *op, const conv_case *k, in
                 snprintf(what, sizeof what, "n=%d forward with a stem of %d", n, sc);
                 CHECK_CLOSE(what, one, yref, ny, tol);
             }
-            printf("  n=%d stem of %d channels in the forward%s: bitwise the two passes'\n", n,
-                   sc, pool ? " (pooled)" : "");
+            printf("  n=%d stem of %d channels%s in the forward%s: bitwise the two passes'\n",
+                   n, sc, v == 2 ? " (made on F(2x2))" : "", pool ? " (pooled)" : "");
             free(two);
             free(one);
             clReleaseMemObject(b1);

@@ -24,7 +24,8 @@ Workloads (--parts, comma-separated; default train,gemm,transfer,startup):
             of the same epoch, also a whole process (interpreter, import, data, every step);
             steady state with the cache that first run left; steady state after `graft tune
             --missing` in your GRAFT_CACHE_DIR (left out by --skip-tune). Each Graft row has
-            one untimed short run before round 1, so its program caches are filled.
+            one untimed short run before round 1, so its program caches are filled, and each
+            round starts one contender later than the round before.
   gemm      SGEMM GFLOP/s at 1024^3 and the CNN's GEMMs as Graft issues them (--gemm-sizes
             1024,4096: those squares instead): Graft, numpy (Debian's python, --blas-dir),
             PyTorch (--torch-python if given, else Debian's)
@@ -694,7 +695,10 @@ def train_part(graft, res, tmp, args, peers):
                         train_sets(args.images, args.warmup), row["env"])
     for rnd in range(args.repeat):
         line = []
-        for row in rows:
+        # each round starts one contender later: none always runs right after the same other
+        # (graft-tuned after graft-fresh read 1-4 % below it in every round, 2026-12-06)
+        k = rnd % len(rows)
+        for row in rows[k:] + rows[:k]:
             if row["failed"]:
                 continue
             if row.get("graft"):

@@ -1062,7 +1062,7 @@ graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, conv2d_op *stem
      * an Intel Xeon) kept the pair apart, and its pass and op's padding pass then cost the
      * transfer ~5 %. It moves to the rows path, made lazily (built only if a pass of its own
      * runs: a scan, GRAFT_STEM=0), which the stem's code reproduces to the bit. */
-    if (stem->path != CONV_ROWS || !(stem->rk & RK_ROWS_FWD)) {
+    if (stem->path != CONV_ROWS) {
         conv2d_op rows;
         graft_status s = op_init_path(ctx, &rows, sd, CONV_ROWS, true, e);
         if (s) return s;
@@ -1075,6 +1075,8 @@ graft_status conv2d_stem_init(graft_context *ctx, conv2d_op *op, conv2d_op *stem
         conv2d_op_free(stem);
         *stem = rows;
         sd = &stem->d;
+    } else if (!(stem->rk & RK_ROWS_FWD)) {
+        return GRAFT_OK; /* a rows op without the rows forward: remade, it would lack it too */
     }
     /* the reader's program options (rows_init; RK_W4: its F(4x4) geometry is in them) */
     snprintf(opts, sizeof opts, "%s -DW4STEM=1 -DSCI=%d -DSEPI=%d -DSEPI_SLOPE=%.9ef",

@@ -7,8 +7,12 @@ import os
 import sys
 import tempfile
 
-import transformers
-from safetensors import safe_open
+try:
+    import transformers
+    from safetensors import safe_open
+except ImportError as err:  # a Python without them: nothing to record (run.sh reports SKIP)
+    print(f"skip: {sys.executable} cannot import {err.name}")
+    sys.exit(77)
 
 cfg = transformers.ViTConfig(hidden_size=24, num_hidden_layers=1, num_attention_heads=3,
                              intermediate_size=40, image_size=[21, 14], patch_size=7,

@@ -150,8 +150,12 @@ done
 step conv-paths 60 env GRAFT_CACHE_DIR="$W/conv-cache" "$G" tune configs/recipes/fmnist-pretrain.yaml \
     --no-defaults --quick --json
 
+# at batch 8, as the suite's own oracle tests: from batch 15 up, fmnist-cnn's SGD update is not a
+# continuous function at the precision compared (PyTorch's float64 update itself moves by up to
+# 1.4e-2 of the largest update, tolerance 1e-3, when the input changes by 1e-6: a ReLU or max-pool
+# decided the other way), so a float32 device fails there without being wrong (oracle.py says so)
 for m in fmnist-cnn resnet-small; do
-    step "oracle-$m" 30 "$PY" tests/torch/oracle.py "$G" "configs/models/$m.yaml" --batch 64 \
+    step "oracle-$m" 30 "$PY" tests/torch/oracle.py "$G" "configs/models/$m.yaml" --batch 8 \
         --torch-device "$TORCH_DEV" --workdir "$W/oracle-$m"
 done
 

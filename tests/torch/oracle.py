@@ -415,6 +415,7 @@ def main():
         # the update itself, relative to the largest update of the step: a parameter whose true
         # gradient is zero (a conv bias before batchnorm) must stay put up to float noise
         scale = max(float(np.max(np.abs(want[k] - w0[k]))) for k in want)
+        failed_updates = []
         for name, ref_w in want.items():
             if name not in got:
                 print(f"  FAIL {name} missing from last.safetensors")
@@ -424,7 +425,38 @@ def main():
             if opt == "sgd":
                 d_ref, d_got = ref_w - w0[name], got[name] - w0[name]
                 denom = max(float(np.max(np.abs(d_ref))), 1e-3 * scale)
-                check(f"{opt} step: update {name}", float(np.max(np.abs(d_got - d_ref))) / denom, 1e-3)
+                err = float(np.max(np.abs(d_got - d_ref))) / denom
+                check(f"{opt} step: update {name}", err, 1e-3)
+                if err > 1e-3:
+                    failed_updates.append((name, denom))
+        if failed_updates:
+            # Tell a wrong gradient from an ill-conditioned comparison: PyTorch's own float64
+            # update with the input perturbed by 1e-6 (relative). A ReLU or max-pool that a change
+            # that small decides the other way moves whole channels of the update (fmnist-cnn at
+            # batch 16: 1.4e-2), and no float32 device can be held to 1e-3 there. The check still
+            # fails; this only says how far the reference itself moves. Two perturbations find
+            # some kinks, not all: at batch 16 a max-pool window of conv4 whose two largest
+            # values differ by 4e-7 moved conv4's update by 4.9e-2 on the Winograd path, and
+            # PyTorch with that window decided Graft's way matched Graft to 2e-6.
+            spread = {k: 0.0 for k, _ in failed_updates}
+            for seed in (101, 102):
+                xp = xd * (1 + 1e-6 * torch.from_numpy(
+                    np.random.default_rng(seed).standard_normal(x.shape)).to(dev))
+                net.load_graft_state(w0)
+                net.train()
+                o = torch.optim.SGD(net.parameters(), lr=lr)
+                o.zero_grad()
+                F.cross_entropy(net(xp), torch.from_numpy(y).to(dev)).backward()
+                o.step()
+                moved = net.graft_state()
+                for k, denom in failed_updates:
+                    dk = float(np.max(np.abs((moved[k] - w0[k]) - (want[k] - w0[k])))) / denom
+                    spread[k] = max(spread[k], dk)
+            for k, _ in failed_updates:
+                print(f"  note {opt} step: update {k}: PyTorch float64 with the input perturbed by "
+                      f"1e-6 moves it by {spread[k]:.2e}"
+                      + (" (ill-conditioned here)" if spread[k] > 1e-3 else
+                         " (not explained by these perturbations)"))
     # 3. two steps of SGD with momentum, weight decay, L2-SP toward the loaded weights and a
     # discriminative lr multiplier on the last layer: recipe regularisers end to end
     last = model["layers"][-1]["name"]

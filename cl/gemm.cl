@@ -21,9 +21,6 @@
 #ifndef NV
 #define NV 2
 #endif
-#ifndef KS
-#define KS 1
-#endif
 #ifndef NC
 #define NC 4
 #endif
@@ -156,93 +153,113 @@ gemm_outer(const int M, const int N, const int K, const float alpha, __global co
  * weight gradients (dW = dY * X^T, K = batch x positions) and dense forward (Y = X W^T). Each
  * work-item keeps MR x NC vector partial dot products along K and sums their lanes at the end;
  * rows and columns past the edge are clamped for loads and skipped for stores.
- * KS > 1 splits K into KS ranges (the third grid dimension, slowest, so all tiles of one range run
+ * ks > 1 splits K into ks ranges (the third grid dimension, slowest, so all tiles of one range run
  * together while its slices of A and B sit in cache): each range writes its partial product to
  * c + range*M*ldc with alpha 1, and gemm_reduce sums them. Without it a K of 50176 streams every
- * row of A and B from memory once per tile. */
+ * row of A and B from memory once per tile. ks is an argument, as gemm_outer's MT: the tuner's
+ * inner candidates differ in it, and each value had been a program of its own for PoCL to build. */
+
+/* One MR x NC tile of C at (i0, j0) over k in [klo, khi); split: a partial product (no epilogue,
+ * gemm_reduce applies it). Inlined at both calls: left a call, PoCL's build ran fc1's split
+ * forward 5 % slower (158.5 against 166 GFLOP/s, AVX2, five alternating pairs). */
+#if defined(__clang__)
+#define GEMM_TILE_FN static inline __attribute__((always_inline)) void
+#else
+#define GEMM_TILE_FN static inline void
+#endif
+GEMM_TILE_FN gemm_inner_tile(const int M, const int N, const int i0, const int j0, const int klo,
+                             const int khi, const float alpha, __global const float *a,
+                             const long a_off, const int lda, __global const float *b,
+                             const long b_off, const int ldb, const float beta, __global float *c,
+                             const long c_off, const int ldc, __global const float *bias,
+                             const int epi, const float slope, const int split)
+{
+    __global const float *ar[MR], *br[NC];
+#pragma unroll
+    for (int r = 0; r < MR; r++) ar[r] = a + a_off + klo + (long)min(i0 + r, M - 1) * lda;
+#pragma unroll
+    for (int q = 0; q < NC; q++) br[q] = b + b_off + klo + (long)min(j0 + q, N - 1) * ldb;
+    floatv acc[MR][NC];
+#pragma unroll
+    for (int r = 0; r < MR; r++)
+#pragma unroll
+        for (int q = 0; q < NC; q++) acc[r][q] = (floatv)(0.0f);
+    const int kn = khi - klo, k8 = kn / VW;
+    for (int kk = 0; kk < k8; kk++) {
+        floatv bv[NC];
+#pragma unroll
+        for (int q = 0; q < NC; q++) bv[q] = vloadv(kk, br[q]);
+#pragma unroll
+        for (int r = 0; r < MR; r++) {
+            const floatv av = vloadv(kk, ar[r]);
+#pragma unroll
+            for (int q = 0; q < NC; q++) acc[r][q] = fma(av, bv[q], acc[r][q]);
+        }
+    }
+    float s[MR][NC];
+#pragma unroll
+    for (int r = 0; r < MR; r++)
+#pragma unroll
+        for (int q = 0; q < NC; q++) {
+            const floatv v = acc[r][q];
+#if VW == 16
+            const float8 h8 = v.lo + v.hi;
+#else
+            const float8 h8 = v;
+#endif
+            const float4 h = h8.lo + h8.hi;
+            const float2 h2 = h.lo + h.hi;
+            s[r][q] = h2.x + h2.y;
+        }
+    for (int k = k8 * VW; k < kn; k++)
+#pragma unroll
+        for (int r = 0; r < MR; r++)
+#pragma unroll
+            for (int q = 0; q < NC; q++) s[r][q] = fma(ar[r][k], br[q][k], s[r][q]);
+#pragma unroll
+    for (int r = 0; r < MR; r++) {
+        if (i0 + r >= M) break;
+        __global float *cp = c + c_off + (long)(i0 + r) * ldc + j0;
+#pragma unroll
+        for (int q = 0; q < NC; q++)
+            if (j0 + q < N) {
+                const float v = beta != 0.0f ? alpha * s[r][q] + beta * cp[q] : alpha * s[r][q];
+                cp[q] = !split && epi ? gemm_epi(v, bias, j0 + q, epi, slope) : v;
+            }
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 gemm_inner(const int M, const int N, const int K, const float alpha, __global const float *a,
            const long a_off, const int lda, __global const float *b, const long b_off,
            const int ldb, const float beta, __global float *c, const long c_off, const int ldc,
-           __global const float *bias, const int epi, const float slope)
+           __global const float *bias, const int epi, const float slope, const int ks)
 {
     const int i0 = get_global_id(1) * MR;
     if (i0 >= M) return;
-#if KS > 1
-    /* one K range per work-item, all columns: the range's slices of A and B stay in cache while
-     * the work-item walks every column tile (and PoCL runs few, large work-groups) */
-    const int kc = ((K + KS - 1) / KS + VW - 1) / VW * VW;
-    const int klo = min(K, (int)get_global_id(2) * kc), khi = min(K, klo + kc);
-    c += (long)get_global_id(2) * M * ldc;
-    for (int j0 = 0; j0 < N; j0 += NC) {
-#else
-    const int klo = 0, khi = K;
-    {
+    if (ks > 1) {
+        /* one K range per work-item, all columns: the range's slices of A and B stay in cache
+         * while the work-item walks every column tile (and PoCL runs few, large work-groups) */
+        const int kc = ((K + ks - 1) / ks + VW - 1) / VW * VW;
+        const int klo = min(K, (int)get_global_id(2) * kc), khi = min(K, klo + kc);
+        __global float *cs = c + (long)get_global_id(2) * M * ldc;
+        for (int j0 = 0; j0 < N; j0 += NC)
+            gemm_inner_tile(M, N, i0, j0, klo, khi, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                            cs, c_off, ldc, bias, epi, slope, 1);
+    } else {
         const int j0 = get_global_id(0) * NC;
         if (j0 >= N) return;
-#endif
-        __global const float *ar[MR], *br[NC];
-#pragma unroll
-        for (int r = 0; r < MR; r++) ar[r] = a + a_off + klo + (long)min(i0 + r, M - 1) * lda;
-#pragma unroll
-        for (int q = 0; q < NC; q++) br[q] = b + b_off + klo + (long)min(j0 + q, N - 1) * ldb;
-        floatv acc[MR][NC];
-#pragma unroll
-        for (int r = 0; r < MR; r++)
-#pragma unroll
-            for (int q = 0; q < NC; q++) acc[r][q] = (floatv)(0.0f);
-        const int kn = khi - klo, k8 = kn / VW;
-        for (int kk = 0; kk < k8; kk++) {
-            floatv bv[NC];
-#pragma unroll
-            for (int q = 0; q < NC; q++) bv[q] = vloadv(kk, br[q]);
-#pragma unroll
-            for (int r = 0; r < MR; r++) {
-                const floatv av = vloadv(kk, ar[r]);
-#pragma unroll
-                for (int q = 0; q < NC; q++) acc[r][q] = fma(av, bv[q], acc[r][q]);
-            }
-        }
-        float s[MR][NC];
-#pragma unroll
-        for (int r = 0; r < MR; r++)
-#pragma unroll
-            for (int q = 0; q < NC; q++) {
-                const floatv v = acc[r][q];
-#if VW == 16
-                const float8 h8 = v.lo + v.hi;
-#else
-                const float8 h8 = v;
-#endif
-                const float4 h = h8.lo + h8.hi;
-                const float2 h2 = h.lo + h.hi;
-                s[r][q] = h2.x + h2.y;
-            }
-        for (int k = k8 * VW; k < kn; k++)
-#pragma unroll
-            for (int r = 0; r < MR; r++)
-#pragma unroll
-                for (int q = 0; q < NC; q++) s[r][q] = fma(ar[r][k], br[q][k], s[r][q]);
-#pragma unroll
-        for (int r = 0; r < MR; r++) {
-            if (i0 + r >= M) break;
-            __global float *cp = c + c_off + (long)(i0 + r) * ldc + j0;
-#pragma unroll
-            for (int q = 0; q < NC; q++)
-                if (j0 + q < N) {
-                    const float v =
-                        beta != 0.0f ? alpha * s[r][q] + beta * cp[q] : alpha * s[r][q];
-                    cp[q] = KS == 1 && epi ? gemm_epi(v, bias, j0 + q, epi, slope) : v;
-                }
-        }
+        gemm_inner_tile(M, N, i0, j0, 0, K, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off,
+                        ldc, bias, epi, slope, 0);
     }
 }
 
-/* C = alpha * (sum of the KS partial products at part + s*M*N) + beta * C, then the epilogue;
+/* C = alpha * (sum of the ks partial products at part + s*M*N) + beta * C, then the epilogue;
  * one work-item per row of C, walking it with unit stride. */
 __kernel void gemm_reduce(const int M, const int N, const float alpha, __global const float *part,
                           const float beta, __global float *c, const long c_off, const int ldc,
-                          __global const float *bias, const int epi, const float slope)
+                          __global const float *bias, const int epi, const float slope,
+                          const int ks)
 {
     const int i = get_global_id(0);
     if (i >= M) return;
@@ -250,7 +267,7 @@ __kernel void gemm_reduce(const int M, const int N, const float alpha, __global 
     __global const float *pr = part + (long)i * N;
     for (int j = 0; j < N; j++) {
         float s = 0.0f;
-        for (int q = 0; q < KS; q++) s += pr[(long)q * M * N + j];
+        for (int q = 0; q < ks; q++) s += pr[(long)q * M * N + j];
         const float v = beta != 0.0f ? alpha * s + beta * cr[j] : alpha * s;
         cr[j] = epi ? gemm_epi(v, bias, j, epi, slope) : v;
     }

@@ -227,7 +227,8 @@ static const char *gemm_kernel_of(const gemm_choice *ch, bool trans_a, bool tran
                  trans_a ? 1 : 0);
         return "gemm_outer";
     }
-    snprintf(opts, n, "-DMR=%d -DNC=%d -DKS=%d -DVW=%d", ch->p[0], ch->p[1], ks(ch), vw(ch));
+    /* KS is an argument (as gemm_outer's MT): one program serves every split */
+    snprintf(opts, n, "-DMR=%d -DNC=%d -DVW=%d", ch->p[0], ch->p[1], vw(ch));
     return "gemm_inner";
 }
 
@@ -348,6 +349,8 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         rc |= kernel_arg(kern, 14, sizeof ebias, &ebias);
         rc |= kernel_arg(kern, 15, sizeof epi, &epi);
         rc |= kernel_arg(kern, 16, sizeof eslope, &eslope);
+        cl_int iks = splits;
+        rc |= kernel_arg(kern, 17, sizeof iks, &iks);
     }
     if (outer_mt) rc |= kernel_arg(kern, 14, sizeof outer_mt, &outer_mt);
     if (ch->backend == GEMM_BACKEND_TILED)
@@ -368,8 +371,8 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
     }
     if (applied) *applied = inner && epi;
     if (splits == 1) goto done;
-    /* sum the partial products: gemm_tiled_reduce (S at run time) a work-item per element of C,
-     * the CPU kernels' gemm_reduce (KS built in) a work-item per row */
+    /* sum the partial products: gemm_tiled_reduce a work-item per element of C, the CPU kernels'
+     * gemm_reduce a work-item per row */
     bool tiled = ch->backend == GEMM_BACKEND_TILED;
     const char *rname = tiled ? "gemm_tiled_reduce" : "gemm_reduce";
     cl_kernel red;
@@ -391,6 +394,7 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         rc |= kernel_arg(red, q++, sizeof ebias, &ebias);
         rc |= kernel_arg(red, q++, sizeof epi, &epi);
         rc |= kernel_arg(red, q++, sizeof eslope, &eslope);
+        rc |= kernel_arg(red, q++, sizeof is, &is);
     }
     if (rc != CL_SUCCESS) {
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", rname);

@@ -392,7 +392,9 @@ def main():
     net.double()
     xd = torch.from_numpy(x).to(dev).double()
     steps = [("sgd", 0.1, 0.0), ("adam", 1e-3, 0.0)] + ([("adamw", 1e-3, 0.05)] if args.adamw else [])
-    for opt, lr, wd in steps:
+
+    def reference_step(opt, lr, wd, inp):
+        """PyTorch's weights after one `opt` step from w0 on the batch inp (float64)."""
         net.load_graft_state(w0)
         net.train()
         if opt == "sgd":
@@ -402,10 +404,12 @@ def main():
         else:
             o = torch.optim.Adam(net.parameters(), lr=lr, eps=1e-5)
         o.zero_grad()
-        loss = F.cross_entropy(net(xd), torch.from_numpy(y).to(dev))
-        loss.backward()
+        F.cross_entropy(net(inp), torch.from_numpy(y).to(dev)).backward()
         o.step()
-        want = net.graft_state()
+        return net.graft_state()
+
+    for opt, lr, wd in steps:
+        want = reference_step(opt, lr, wd, xd)
         run = os.path.join(work, f"run-{opt}")
         graft("train", recipe_path, "--quiet", "--out", run,
               "--set", "transfer.from=" + os.path.join(work, "w0.safetensors"),
@@ -442,13 +446,7 @@ def main():
             for seed in (101, 102):
                 xp = xd * (1 + 1e-6 * torch.from_numpy(
                     np.random.default_rng(seed).standard_normal(x.shape)).to(dev))
-                net.load_graft_state(w0)
-                net.train()
-                o = torch.optim.SGD(net.parameters(), lr=lr)
-                o.zero_grad()
-                F.cross_entropy(net(xp), torch.from_numpy(y).to(dev)).backward()
-                o.step()
-                moved = net.graft_state()
+                moved = reference_step(opt, lr, wd, xp)
                 for k, denom in failed_updates:
                     dk = float(np.max(np.abs((moved[k] - w0[k]) - (want[k] - w0[k])))) / denom
                     spread[k] = max(spread[k], dk)

@@ -240,7 +240,7 @@ graft_status pipeline_stats_reset(pipeline *p, graft_error *e);
  * its parameters, rather than its output, were the first (PIPELINE_SCAN_INPUT: the input). Turning
  * it on forgets the last result. */
 #define PIPELINE_SCAN_INPUT (-2) /* the batch's input itself was not finite */
-void pipeline_set_scan(pipeline *p, bool on);
+graft_status pipeline_set_scan(pipeline *p, bool on, graft_error *e); /* on: may grow a buffer */
 int pipeline_scan_result(const pipeline *p, bool *in_weights);
 /* How many times this pipeline blocked the host: waits on transfers that had not finished and
  * blocking read-backs (the "host synchronisations" of a step). */
@@ -273,6 +273,7 @@ long pipeline_output_size(const pipeline *p);
 /* Layer i's kernels in words where the op chooses among several (conv2d: its path,
  * conv2d_op_describe); "" for the others. */
 void pipeline_layer_kernel(const pipeline *p, int i, char *buf, size_t n);
+/* The plan it was built from; its mem.workspace (and total) what it allocated for its ops. */
 const graph_plan *pipeline_plan(const pipeline *p);
 
 /* One adaptation step (a pipeline built with options.align): x holds ns labelled source rows and

@@ -51,6 +51,7 @@ struct pipeline {
     player *layers;
     cl_mem *slots;
     cl_mem input, scratch, workspace, labels, loss, correct;
+    size_t workspace_bytes; /* workspace's size (workspace_fit) */
     cl_mem rows; /* int [max_batch]: batch rows of a device-resident feature cache */
     xent_op xent;
     optim_op optim;
@@ -469,6 +470,42 @@ static graft_status xpad_plan(pipeline *p, graft_error *e)
     return GRAFT_OK;
 }
 
+/* The convolutions' workspace, as large as the largest need of the ops this pipeline built, on
+ * the paths they took, at its largest batch (the plan's mem.workspace is a bound over every path
+ * and device): a frozen prefix whose wino4 layers read inputs the layer before padded, or a
+ * stem, needs none, where the bound is an im2col column matrix (fmnist-feature-extract's 61 MiB
+ * at batch 64); a GPU's igemm layers only their weight gradients' partial sums. A scan runs the
+ * layers unfused (forward_from), so turning it on may grow it. */
+static size_t workspace_need(const pipeline *p, bool scan)
+{
+    size_t need = 0;
+    for (int i = p->o.first; i < p->g->nlayers; i++) {
+        const player *pl = &p->layers[i];
+        if (!pl->l || !pl->has_op || pl->l->type != GRAFT_LAYER_CONV2D) continue;
+        if (!scan && pl->stem_into >= 0) continue; /* its reader computes it */
+        const bool backward = p->o.training && p->plan.layers[i].backward;
+        const bool padded = !scan && (pl->stem >= 0 || pl->xpad.buf);
+        size_t b = conv2d_op_workspace_bytes(p->ctx, &pl->op.conv, p->o.max_batch, backward,
+                                             padded);
+        if (b > need) need = b;
+    }
+    return need;
+}
+
+static graft_status workspace_fit(pipeline *p, bool scan, graft_error *e)
+{
+    size_t need = workspace_need(p, scan);
+    if (need <= p->workspace_bytes) return GRAFT_OK;
+    if (p->workspace) { /* released once the passes queued on it are done (OpenCL's rule) */
+        clReleaseMemObject(p->workspace);
+        p->workspace = NULL;
+        p->workspace_bytes = 0;
+    }
+    graft_status s = buffer_create(p->ctx, need, &p->workspace, e);
+    if (!s) p->workspace_bytes = need;
+    return s;
+}
+
 graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_options *o,
                              pipeline **out, graft_error *e)
 {
@@ -498,9 +535,6 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
         if ((s = alloc(p, B * (size_t)p->plan.slot_size[sl], &p->slots[sl], e))) goto fail;
     if ((s = alloc(p, B * (size_t)p->plan.tensors[0].size, &p->input, e))) goto fail;
     if (p->plan.scratch_size && (s = alloc(p, B * (size_t)p->plan.scratch_size, &p->scratch, e)))
-        goto fail;
-    if (p->plan.mem.workspace &&
-        (s = buffer_create(ctx, p->plan.mem.workspace, &p->workspace, e)))
         goto fail;
     if ((s = buffer_create(ctx, B * sizeof(int), &p->labels, e))) goto fail;
     if ((s = alloc(p, B, &p->loss, e))) goto fail;
@@ -655,7 +689,10 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
-    if ((s = xpad_plan(p, e))) goto fail;
+    if ((s = xpad_plan(p, e)) || (s = workspace_fit(p, false, e))) goto fail;
+    /* the plan's memory as allocated (what graft bench reports) */
+    p->plan.mem.total = p->plan.mem.total - p->plan.mem.workspace + p->workspace_bytes;
+    p->plan.mem.workspace = p->workspace_bytes;
     *out = p;
     return GRAFT_OK;
 fail:
@@ -1914,11 +1951,14 @@ graft_status pipeline_stats_reset(pipeline *p, graft_error *e)
     return s;
 }
 
-void pipeline_set_scan(pipeline *p, bool on)
+graft_status pipeline_set_scan(pipeline *p, bool on, graft_error *e)
 {
+    graft_status s = on ? workspace_fit(p, true, e) : GRAFT_OK;
+    if (s) return s;
     p->scan = on;
     p->scan_layer = -1;
     p->scan_weights = false;
+    return GRAFT_OK;
 }
 
 int pipeline_scan_result(const pipeline *p, bool *in_weights)

@@ -669,15 +669,22 @@ static graft_status ig_data(graft_context *ctx, conv2d_op *op, int n, cl_mem dy,
                      (size_t)n * d->h * d->w, (size_t)d->groups, e);
 }
 
+/* The size of a workspace buffer (0: none): what the passes below may use of it. */
+static size_t mem_bytes(cl_mem m)
+{
+    size_t bytes = 0;
+    if (m && clGetMemObjectInfo(m, CL_MEM_SIZE, sizeof bytes, &bytes, NULL) != CL_SUCCESS)
+        bytes = 0;
+    return bytes;
+}
+
 /* The weight gradient's K = n*P split into S ranges so that small weight tensors still give a GPU
  * enough work-groups (about 4 per compute unit, each range at least 256 long); the partial
  * products go to ws, so S is also capped by what ws holds (none: S = 1). GRAFT_IGEMM_SPLIT=S
  * forces a split (tests: the reduction on a CPU device). */
-static int ig_splits(const graft_context *ctx, const conv2d_op *op, int n, size_t ncols,
-                     size_t ws_floats, int *kc)
+static int ig_splits(const graft_context *ctx, const conv2d_desc *d, const int t[2], int n,
+                     size_t ncols, size_t ws_floats, int *kc)
 {
-    const conv2d_desc *d = &op->d;
-    const int *t = op->ig_tile[IG_WEIGHT];
     size_t np = (size_t)n * d->oh * d->ow;
     size_t tiles = ((size_t)(d->o / d->groups) + t[1] * 4 - 1) / (t[1] * 4) *
                    ((ncols + t[0] * 4 - 1) / (t[0] * 4)) * d->groups;
@@ -700,8 +707,8 @@ static graft_status ig_weight(graft_context *ctx, conv2d_op *op, int n, cl_mem x
 {
     const conv2d_desc *d = &op->d;
     int cgkk = d->c / d->groups * d->kh * d->kw, ncols = cgkk + (db ? 1 : 0), kc;
-    size_t ws_floats = ws ? conv2d_workspace_bytes(d, n) / sizeof(float) : 0;
-    int S = ig_splits(ctx, op, n, (size_t)ncols, ws_floats, &kc);
+    int S = ig_splits(ctx, d, op->ig_tile[IG_WEIGHT], n, (size_t)ncols,
+                      mem_bytes(ws) / sizeof(float), &kc);
     cl_mem part = S > 1 ? ws : NULL;
     cl_kernel k = op->ig_weight;
     SET_ARGS(k, 10, KARG(x), KARG(dy), KARG(y), KARG(dw), KARG(db), KARG(part), KARG(n), KARG(S),
@@ -1002,7 +1009,7 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     /* into the kept copy when there is one (a training layer): its backward reads it there */
     cl_mem xs = xin ? xin->buf : op->keep && n <= op->keep_cap ? op->keep : ws;
     op->keep_x = NULL;
-    if (!xs || (xs == ws && xp * sizeof(float) > conv2d_workspace_bytes(&op->d, n)))
+    if (!xs || (xs == ws && xp * sizeof(float) > mem_bytes(ws)))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        xp);
     cl_long xpo = 0;
@@ -1157,7 +1164,7 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     rows_geom_of(ctx, d, &g);
     size_t xpo_, dpo_, parto_, total;
     rows_layout(ctx, d, &g, n, &xpo_, &dpo_, &parto_, &total);
-    if (!ws || total * sizeof(float) > conv2d_workspace_bytes(d, n))
+    if (!ws || total * sizeof(float) > mem_bytes(ws))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d rows: workspace of %zu floats too small",
                        total);
     cl_long xpo = (cl_long)xpo_, dpo = (cl_long)dpo_, parto = (cl_long)parto_;
@@ -1301,16 +1308,74 @@ static graft_status op_init_path(graft_context *ctx, conv2d_op *op, const conv2d
     return GRAFT_OK;
 }
 
+/* The im2col path's column matrix (and batched, its product): also what the direct path's
+ * backward packs into (d with its output size) */
+static size_t im2col_workspace(const conv2d_desc *d, int n)
+{
+    conv_dims s = dims_of(d, n);
+    return use_batched(d) ? (s.colsz + (size_t)d->o * s.ld) * sizeof(float)
+           : s.identity   ? 0
+                          : s.colsz * sizeof(float);
+}
+
 /* 0 for a per-sample 1x1/stride-1/unpadded conv: ws may then be NULL. */
 size_t conv2d_workspace_bytes(const conv2d_desc *d, int n)
 {
     const conv2d_desc full = with_output_size(d);
-    conv_dims s = dims_of(&full, n);
-    size_t im = use_batched(d) ? (s.colsz + (size_t)d->o * s.ld) * sizeof(float)
-                : s.identity   ? 0
-                               : s.colsz * sizeof(float);
-    size_t rows = rows_workspace_bound(&full, n);
+    size_t im = im2col_workspace(&full, n), rows = rows_workspace_bound(&full, n);
     return rows > im ? rows : im;
+}
+
+/* What a layer of shape d (its output size set) on `path` uses of ws at batch n (a path that
+ * does not apply runs im2col, as op_init_path falls back): rows, wino and wino4 the padded x for
+ * a forward whose input is neither padded by the layer before (padded_in) nor kept for the
+ * backward (kept), and rows_layout's xp, dp and partial sums for a backward; igemm only the weight
+ * gradient's partial products, at the split ig_splits picks when ws does not cap it; im2col and
+ * direct the column matrix (direct's forward none). */
+static size_t path_workspace(const graft_context *ctx, const conv2d_desc *d, conv_path path,
+                             bool direct_fwd, int n, bool backward, bool padded_in, bool kept)
+{
+    rows_geom g;
+    int tw[2], td[2]; /* igemm's weight-gradient tile (m = O / groups), data-gradient tile */
+    if ((path == CONV_ROWS || path == CONV_WINO || path == CONV_WINO4) &&
+        rows_geom_of(ctx, d, &g)) {
+        size_t xpo, dpo, parto, total;
+        rows_layout(ctx, d, &g, n, &xpo, &dpo, &parto, &total);
+        return (backward ? total : padded_in || kept ? 0 : rows_xp_floats(d, &g, n)) *
+               sizeof(float);
+    }
+    if (path == CONV_IGEMM && ig_tile_of(ctx, d->o / d->groups, tw) &&
+        ig_tile_of(ctx, d->c / d->groups, td)) {
+        if (!backward) return 0;
+        int kc, ncols = d->c / d->groups * d->kh * d->kw + (d->bias ? 1 : 0);
+        int S = ig_splits(ctx, d, tw, n, (size_t)ncols, SIZE_MAX, &kc);
+        return S > 1 ? (size_t)S * d->o * ncols * sizeof(float) : 0;
+    }
+    if (path == CONV_DIRECT && direct_fwd && !backward) return 0;
+    return im2col_workspace(d, n);
+}
+
+size_t conv2d_op_workspace_bytes(const graft_context *ctx, const conv2d_op *op, int n,
+                                 bool backward, bool padded_in)
+{
+    const bool kept = op->keep && n <= op->keep_cap;
+    return path_workspace(ctx, &op->d, conv2d_op_path(op), op->direct_fwd != NULL, n, backward,
+                          padded_in, kept);
+}
+
+size_t conv2d_workspace_bytes_on(const graft_device_info *info, const conv2d_desc *d, int n,
+                                 bool backward, bool kept)
+{
+    graft_context dev; /* default_path and the geometries read the device's figures only */
+    memset(&dev, 0, sizeof dev);
+    dev.info = *info;
+    const conv2d_desc full = with_output_size(d);
+    conv_path p = forced_path();
+    if (p == CONV_PATHS) p = default_path(&dev, &full);
+    direct_tile t;
+    const bool direct =
+        full.groups == 1 && full.sw == 1 && direct_tile_of(&dev, full.o, full.ow, &t);
+    return path_workspace(&dev, &full, p, direct, n, backward, false, kept);
 }
 
 void conv2d_op_free(conv2d_op *op)

@@ -191,7 +191,19 @@ size_t conv2d_keep_bytes(const conv2d_desc *d, int n);
 /* Whether the path conv2d_op_init would give this shape on ctx's device multiplies through the
  * GEMM (im2col, and direct's weight gradient) rather than its own kernels (rows, igemm). */
 bool conv2d_uses_gemm(graft_context *ctx, const conv2d_desc *d);
-size_t conv2d_workspace_bytes(const conv2d_desc *d, int n); /* for the largest n used */
+/* The workspace (ws) a conv may use at batch n, on any path and device (the memory plan's bound;
+ * 0 for a per-sample 1x1/stride-1/unpadded conv). A pass checks ws's own size against what it
+ * uses, so ws may be smaller where the op's path needs less: */
+size_t conv2d_workspace_bytes(const conv2d_desc *d, int n);
+/* what op, on the path it runs, uses at batch n: its forward, where its input comes padded by
+ * the layer before (padded_in: conv2d_fwd_io's xin, or a stem it computes) or kept
+ * (conv2d_keep_input), and with backward its backward too */
+size_t conv2d_op_workspace_bytes(const graft_context *ctx, const conv2d_op *op, int n,
+                                 bool backward, bool padded_in);
+/* and, for the memory plan of a device not yet opened, what a shape uses on the path that
+ * device's type gets by default (or GRAFT_CONV's; a tuned choice may need more) */
+size_t conv2d_workspace_bytes_on(const graft_device_info *info, const conv2d_desc *d, int n,
+                                 bool backward, bool kept);
 struct gemm_shape;
 /* The GEMMs the im2col path issues for a batch of n (conv2d_fwd's and, with need_dx and trains,
  * conv2d_bwd's), with the leading dimensions it lays them out with: the shapes the tuner times.

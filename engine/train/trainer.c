@@ -1405,12 +1405,12 @@ static int nonfinite_layer(run *R, long step0, long bad, bool *in_weights)
     for (long k = step0 + 1; !s && k <= bad && batcher_next(b, &x, &y, &n); k++) {
         optim_hparams h;
         step_hparams(t, schedule_lr(t, R->epoch + (double)(k - step0 - 1) / (double)nb), &h);
-        if (k == bad) pipeline_set_scan(R->head, true);
+        if (k == bad && (s = pipeline_set_scan(R->head, true, &ig))) break;
         s = table ? pipeline_train_step_rows(R->head, table, batcher_rows(b), y, n, &h, NULL, &ig)
                   : pipeline_train_step(R->head, x, y, n, &h, NULL, &ig);
         if (k == bad && !s) layer = pipeline_scan_result(R->head, in_weights);
     }
-    pipeline_set_scan(R->head, false);
+    pipeline_set_scan(R->head, false, &ig);
     pipeline_stats_reset(R->head, &ig);
     batcher_free(b);
     return layer;

@@ -636,7 +636,14 @@ static void run_case(graft_context *ctx, const conv_case *k)
         CHECKF(op.wino_tiles == want, "%s: %d Winograd tiles a vector, %d expected", k->name,
                op.wino_tiles, want);
     }
-    size_t wsb = conv2d_workspace_bytes(&d, s.n);
+    /* the workspace as the pipeline sizes it for this op (the backward's need covers its
+     * forward), and the forward's own need alone, for the plain forward: each exactly, so that a
+     * pass using more than its op declares fails here (and reads past it under Oclgrind) */
+    size_t wsb = conv2d_op_workspace_bytes(ctx, &op, s.n, true, false);
+    size_t wsfb = conv2d_op_workspace_bytes(ctx, &op, s.n, false, false);
+    CHECKF(wsb <= conv2d_workspace_bytes(&d, s.n) && wsfb <= wsb,
+           "%s: workspace %zu (forward %zu) past the bound %zu", k->name, wsb, wsfb,
+           conv2d_workspace_bytes(&d, s.n));
     cl_mem bx = oc_buffer(ctx, xf, nx), bw = oc_buffer(ctx, wf, nw), bb = oc_buffer(ctx, bf, nb);
     cl_mem bdy = oc_buffer(ctx, dyf, ny), by = oc_buffer(ctx, NULL, ny);
     cl_mem bdx = oc_buffer(ctx, NULL, nx), bdw = oc_buffer(ctx, NULL, nw);
@@ -644,7 +651,9 @@ static void run_case(graft_context *ctx, const conv_case *k)
     /* exactly the bytes asked for (poisoned), or no buffer at all when none is needed */
     long nws = (long)(wsb / sizeof(float));
     cl_mem ws = nws ? oc_buffer(ctx, NULL, nws) : NULL;
-    if (!ws) printf("  no workspace\n");
+    const long nwsf = (long)(wsfb / sizeof(float));
+    cl_mem wsf = nwsf ? oc_buffer(ctx, NULL, nwsf) : NULL;
+    printf("  workspace %ld floats, %ld for a forward\n", nws, nwsf);
     double tol = 1e-4;
     for (int pass = 0; pass < 2; pass++) {
         int n = pass ? k->nsmall : s.n;
@@ -657,8 +666,8 @@ static void run_case(graft_context *ctx, const conv_case *k)
         }
         char what[64];
         oc_poison(ctx, by, ny);
-        if (ws) oc_poison(ctx, ws, nws);
-        CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+        if (wsf) oc_poison(ctx, wsf, nwsf);
+        CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, wsf, err));
         float *got = oc_read(ctx, by, ny);
         snprintf(what, sizeof what, "n=%d forward", n);
         CHECK_CLOSE(what, got, y, nyn, tol);
@@ -672,9 +681,9 @@ static void run_case(graft_context *ctx, const conv_case *k)
         free(got);
         if (eval4) { /* an evaluation during a training (pipeline.c sets fwd_only) */
             oc_poison(ctx, by, ny);
-            if (ws) oc_poison(ctx, ws, nws);
+            if (wsf) oc_poison(ctx, wsf, nwsf);
             op.fwd_only = true;
-            CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, ws, err));
+            CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, wsf, err));
             op.fwd_only = false;
             got = oc_read(ctx, by, ny);
             snprintf(what, sizeof what, "n=%d forward only, F(4x4)", n);
@@ -844,7 +853,7 @@ static void run_case(graft_context *ctx, const conv_case *k)
         clReleaseMemObject(bnan);
         conv2d_op_free(&op);
     }
-    cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws};
+    cl_mem all[] = {bx, bw, bb, bdy, by, bdx, bdw, bdb, ws, wsf};
     for (size_t i = 0; i < ARRAY_LEN(all); i++)
         clReleaseMemObject(all[i]);
 done:

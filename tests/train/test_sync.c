@@ -4,12 +4,10 @@
  * the bit, block the host at most once per step, and a non-finite loss is still reported with the
  * step that produced it.
  * usage: test_sync MODEL (tests/train/tiny-cnn.yaml) */
-#define _DEFAULT_SOURCE /* mkdtemp, realpath */
+#include "model_recipe.h"
+
 #include "compile.h"
 #include "harness.h"
-#include "recipe.h"
-
-#include <unistd.h>
 
 enum { STEPS = 12, B = 16 };
 
@@ -37,33 +35,8 @@ static pipeline *make(graft_context *ctx, graft_recipe *r, param_store *st)
 int main(int argc, char **argv)
 {
     if (argc < 2) return 2;
-    /* a recipe around the model; the data files only have to exist (no data is loaded) */
-    char dir[] = "/tmp/graft-sync-XXXXXX", path[256], model[4096];
-    if (!mkdtemp(dir) || !realpath(argv[1], model)) return 1;
-    const char *files[] = {"x.npy", "y.npy", "r.yaml"};
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        FILE *f = fopen(path, "w");
-        if (!f) return 1;
-        if (i == 2)
-            fprintf(f, "model: {file: %s}\n"
-                       "data: {train: {format: npy, images: x.npy, labels: y.npy}}\n"
-                       "train: {optimizer: adam}\n",
-                    model);
-        fclose(f);
-    }
-    graft_recipe *r = NULL;
-    graft_diags d = {0};
-    graft_status ls = recipe_load(path, NULL, 0, &r, &d);
-    for (int i = 0; i < 3; i++) {
-        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
-        unlink(path);
-    }
-    rmdir(dir);
-    if (ls) {
-        graft_diags_print(&d, stderr);
-        return 1;
-    }
+    graft_recipe *r = model_recipe(argv[1]);
+    if (!r) return 1;
     graft_context *ctx;
     graft_error e = {0};
     graft_context_options co = {0};
@@ -151,7 +124,6 @@ int main(int argc, char **argv)
     store_free(&sb);
     graft_context_free(ctx);
     recipe_free(r);
-    graft_diags_free(&d);
     free(x), free(y), free(reused), free(reused_y);
     return test_finish("test_sync");
 }

@@ -29,7 +29,8 @@ static void plan_extend_table(const plan_view *v)
     char what[96];
     snprintf(what, sizeof what, "activations (%d shared slots)", v->plan.nslots);
     mib(what, m->activations);
-    mib("workspace (im2col)", m->workspace);
+    mib(v->ws_device ? "workspace (the device's conv paths)" : "workspace (at most, any path)",
+        m->workspace);
     mib("total", m->total);
     if (v->fit >= 0) printf("  %s\n", v->fit_text);
 }

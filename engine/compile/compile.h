@@ -123,6 +123,12 @@ graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool aug
                           int optimizer_kind, bool l2sp, int first, int max_batch, graph_plan *out,
                           graft_error *e);
 void plan_free(graph_plan *p);
+/* mem.workspace is a bound over every conv path and device (an im2col column matrix where a
+ * layer could take that path); this makes it, and mem.total, what the paths a device of info's
+ * kind takes by default use (conv2d_workspace_bytes_on; the pipeline allocates what its ops
+ * actually use). training and max_batch as plan_analyse's. */
+void plan_workspace_on(const graph *g, graph_plan *p, const graft_device_info *info,
+                       bool training, int max_batch);
 /* The epilogue a layer's kernels apply (none unless the plan fused an activation into it). */
 epilogue plan_epilogue(const graph *g, const graph_plan *p, int layer_index);
 /* Is layer_index a conv2d with a batchnorm right after it, not folded in by this plan
@@ -370,6 +376,8 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long st
 typedef struct plan_view {
     const graft_recipe *r;
     graph_plan plan; /* the compiler's own analysis: backward, caching, memory */
+    int plan_batch;  /* the batch it plans for */
+    bool ws_device;  /* plan.mem.workspace is the recipe's device's (else the bound) */
     bool *backward;  /* per layer, from plan */
     bool cache;
     char cache_reason[512];

@@ -17,7 +17,8 @@ typedef struct phase_need {
     size_t both; /* the prefix and the training pipeline together (0: no cached prefix) */
 } phase_need;
 
-static graft_status need_at(const graft_recipe *r, int batch, phase_need *out, graft_error *e)
+static graft_status need_at(const graft_recipe *r, const graft_device_info *info, int batch,
+                            phase_need *out, graft_error *e)
 {
     memset(out, 0, sizeof *out);
     bool augment = data_spec_augments(&r->data);
@@ -35,12 +36,14 @@ static graft_status need_at(const graft_recipe *r, int batch, phase_need *out, g
         if ((s = plan_analyse(&prefix, false, false, false, r->train.optimizer, false, 0, batch,
                               &gp, e)))
             return s;
+        plan_workspace_on(&prefix, &gp, info, false, batch);
         prefix_mem = gp.mem;
         plan_free(&gp);
         if ((s = plan_analyse(&r->graph, true, r->transfer.bn_train, augment, r->train.optimizer,
                               r->train.l2sp > 0, cut, batch, &gp, e)))
             return s;
     }
+    plan_workspace_on(&r->graph, &gp, info, true, batch);
     const size_t B = (size_t)batch, f = sizeof(float);
     out->mem = gp.mem;
     /* beside the plan: labels, loss, correct, rows and the 64 statistics slots (int and float) */
@@ -60,7 +63,7 @@ static graft_status need_at(const graft_recipe *r, int batch, phase_need *out, g
         }
     if (gp.mem.workspace > out->largest) {
         out->largest = gp.mem.workspace;
-        out->largest_what = "the im2col workspace";
+        out->largest_what = "the convolutions' workspace";
     }
     for (int i = gp.first; i < r->graph.nlayers; i++)
         for (int j = 0; j < r->graph.layers[i].nparams; j++)
@@ -105,7 +108,7 @@ static graft_status too_big(const graft_recipe *r, const graft_device_info *info
         int mid = lo + (hi - lo + 1) / 2;
         phase_need m;
         graft_error ig = {0};
-        if (need_at(r, mid, &m, &ig) == GRAFT_OK && fits(&m, info)) lo = mid;
+        if (need_at(r, info, mid, &m, &ig) == GRAFT_OK && fits(&m, info)) lo = mid;
         else hi = mid - 1;
     }
     char when[64] = "", advice[160];
@@ -135,7 +138,7 @@ bool plan_overlap_fits(const graft_recipe *r, const graft_device_info *info)
 {
     phase_need n;
     graft_error ig = {0};
-    if (need_at(r, r->train.batch_size, &n, &ig) != GRAFT_OK || !n.both) return false;
+    if (need_at(r, info, r->train.batch_size, &n, &ig) != GRAFT_OK || !n.both) return false;
     return !info->global_mem_bytes || n.both <= info->global_mem_bytes / 2;
 }
 
@@ -152,7 +155,7 @@ graft_status plan_check_memory(graft_recipe *r, const graft_device_info *info,
             break;
         }
         phase_need n;
-        if ((s = need_at(r, r->train.batch_size, &n, e))) break;
+        if ((s = need_at(r, info, r->train.batch_size, &n, e))) break;
         if (!fits(&n, info)) {
             too_big(r, info, &n, ph ? r->train.unfreeze[ph - 1].epoch : 0, e);
             *fits_out = false;

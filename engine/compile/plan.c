@@ -182,6 +182,24 @@ static void cache_check(const graph *g, bool training, bool bn_train, bool augme
                                        sizeof p->cache_reason);
 }
 
+void plan_workspace_on(const graph *g, graph_plan *p, const graft_device_info *info,
+                       bool training, int max_batch)
+{
+    size_t ws = 0;
+    for (int i = p->first; i < g->nlayers; i++) {
+        const layer *l = &g->layers[i];
+        if (l->type != GRAFT_LAYER_CONV2D) continue;
+        conv2d_desc d;
+        conv_desc_of(l, &d);
+        const layer_plan *lp = &p->layers[i];
+        size_t b = conv2d_workspace_bytes_on(info, &d, max_batch, training && lp->backward,
+                                             training && lp->trains);
+        if (b > ws) ws = b;
+    }
+    p->mem.total = p->mem.total - p->mem.workspace + ws;
+    p->mem.workspace = ws;
+}
+
 graft_status plan_analyse(const graph *g, bool training, bool bn_train, bool augment,
                           int optimizer_kind, bool l2sp, int first, int max_batch, graph_plan *p,
                           graft_error *e)

@@ -69,6 +69,8 @@ static void plan_extend_json(json_t *root, const plan_view *v)
     json_object_set_new(o, "optimizer_bytes", json_integer((json_int_t)m->optimizer));
     json_object_set_new(o, "activations_bytes", json_integer((json_int_t)m->activations));
     json_object_set_new(o, "workspace_bytes", json_integer((json_int_t)m->workspace));
+    /* "device": the paths the recipe's device takes by default; "bound": any path's, at most */
+    json_object_set_new(o, "workspace_of", json_string(v->ws_device ? "device" : "bound"));
     json_object_set_new(o, "total_bytes", json_integer((json_int_t)m->total));
     json_object_set_new(o, "activation_slots", json_integer(v->plan.nslots));
     json_object_set_new(o, "device_fits", v->fit < 0 ? json_null() : json_boolean(v->fit));
@@ -270,7 +272,11 @@ static graft_status device_fit(plan_view *v, graft_recipe *r, graft_error *out)
     v->fit = -1;
     graft_status s = graft_devices_list(&list, &nd, &e);
     if (!s) s = graft_device_select(list, nd, r->device ? r->device : "", &idx, &e);
-    if (!s) s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &fits, &e);
+    if (!s) { /* the workspace the device's conv paths use, not the bound over all of them */
+        plan_workspace_on(&r->graph, &v->plan, &list[idx], true, v->plan_batch);
+        v->ws_device = true;
+        s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &fits, &e);
+    }
     if (s == GRAFT_STATUS_NOMEM) {
         /* the check itself ran out of memory: a failure, not an unknown device */
         free(list);
@@ -298,9 +304,9 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     const train_spec *t = &r->train;
     /* an aligning adaptation step runs a source and a target batch together */
     const bool aligning = recipe_aligns(r);
+    v->plan_batch = t->batch_size * (aligning ? 2 : 1);
     if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
-                     t->optimizer, t->l2sp > 0, 0, t->batch_size * (aligning ? 2 : 1), &v->plan,
-                     e)) {
+                     t->optimizer, t->l2sp > 0, 0, v->plan_batch, &v->plan, e)) {
         free(v->backward);
         v->backward = NULL;
         return e->status ? e->status : GRAFT_STATUS_INTERNAL;

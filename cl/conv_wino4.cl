@@ -9,20 +9,25 @@
  *   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1],
  *   G = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1],
  *   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1].
- * conv_wino4_wt writes U[xi][o][c] = (G w[o][c] G^T) (xi = 6 a + b). A work-item takes one row of
- * 4x4 tiles (four output rows) of W4G W4S samples: lane s W4T + k of a vector is tile k of
+ * Tile rows of six output rows take F(6, 3) down the columns instead, where a launch asks (w6:
+ * W6 of them, the first; the host picks the split with the fewest products, fmnist-cnn's 14 rows
+ * as 6 + 4 + 4, 20 points a column against 24, and 28 as 4 x 6 + 4, and asks for it in forwards
+ * no backward follows): eight input rows, B6^T, G6 and A6^T below, 48 points per 6x4 outputs.
+ * conv_wino4_wt writes U[xi][o][c] = (G w[o][c] G^T) (xi = 6 a + b), and where W6 and asked
+ * (six) the F(6x4) U after it. A work-item takes one row of tiles (four or six output rows) of
+ * W4G W4S samples: lane s W4T + k of a vector is tile k of
  * sample i + g W4S + s in group g (W4T tiles a sample, rounded up to 4, 8 or 16; W4S = VW / W4T
  * samples share a vector, so that fmnist-cnn's 14-wide layers, four tiles, fill 8 and 16 lanes;
  * W4G groups so that a broadcast weight feeds more than one vector). It transforms every input
  * channel's tiles into V[xi][q][t] (private), then for each block of W4M output channels (the
  * last CO % W4M) and each xi sums U[xi][p][q] V[xi][q][t] over q in registers (a fixed order),
- * and turns the 36 sums of a tile into its 4x4 outputs with the bias and the fused activation,
+ * and turns the 36 (48) sums of a tile into its outputs with the bias and the fused activation,
  * stored (rows past HO and columns past WO never written: the output may be another conv's
- * padded input) and/or max-pooled 2x2 as conv_wino_fwd does. The last tile row of a height that
- * is not a multiple of 4 reads rows clamped to the last padded row (zeros) for outputs it drops.
+ * padded input) and/or max-pooled 2x2 as conv_wino_fwd does (tile rows start at even rows). A last
+ * tile row past the height reads rows clamped to the last padded row (zeros) for outputs it drops.
  * conv_wino4_stem (built with W4STEM) computes its input from the layer before instead of
  * reading it (see there).
- * Options: W4T, W4S, W4L (their product), W4G, W4M; W4STEM, SCI, SEPI, SEPI_SLOPE; requires
+ * Options: W4T, W4S, W4L (their product), W4G, W4M, W6; W4STEM, SCI, SEPI, SEPI_SLOPE; requires
  * KH = KW = 3 and a pitch of at least 4 W4T NT4 + 2 (op_conv.c checks). */
 #if W4L != W4T * W4S /* lanes a vector: a number, for VEC's token pasting */
 #error "W4L: W4T * W4S"
@@ -157,16 +162,79 @@ static inline void w4_g(const float h0, const float h1, const float h2, float *o
     o[5] = h2;
 }
 
-/* u[t + (6 a + b) S] = (G g G^T)[a][b] for the 3x3 kernel g, S = CO CI. */
-static inline void w4_wt(const float g[9], __global float *u, const int t)
+/* F(6, 3) down the columns of a tile row of six output rows (W6: the tile rows that take it):
+ * eight input rows a tile, points 0, +-1, +-2, +-1/2 and infinity (Lavin and Gray's F(6x6, 3x3)
+ * matrices, one dimension of them; the rows keep F(4, 3)), 48 products per 6x4 outputs where F(4x4)
+ * needs 54. o[k os] = (B6^T x)[k], k = 0..7 */
+static inline void w6_bt(const floatq x0, const floatq x1, const floatq x2, const floatq x3,
+                         const floatq x4, const floatq x5, const floatq x6, const floatq x7,
+                         floatq *o, const int os)
 {
-    float gg[6][3]; /* G g, column by column */
+    const floatq a = fma(Q(-4.25f), x4, x2 + x6), b = fma(Q(-4.25f), x3, x1 + x5);
+    const floatq c = fma(Q(0.25f), x2, fma(Q(-1.25f), x4, x6));
+    const floatq d = fma(Q(0.5f), x1, fma(Q(-2.5f), x3, Q(2.0f) * x5));
+    const floatq f = fma(Q(4.0f), x2, fma(Q(-5.0f), x4, x6));
+    const floatq h = fma(Q(2.0f), x1, fma(Q(-2.5f), x3, Q(0.5f) * x5));
+    o[0] = fma(Q(5.25f), x4 - x2, x0 - x6);
+    o[os] = a + b;
+    o[2 * os] = a - b;
+    o[3 * os] = c + d;
+    o[4 * os] = c - d;
+    o[5 * os] = f + h;
+    o[6 * os] = f - h;
+    o[7 * os] = fma(Q(5.25f), x3 - x5, x7 - x1);
+}
+
+/* o[k] = (A6^T m)[k], k = 0..5 */
+static inline void w6_at(const floatq m0, const floatq m1, const floatq m2, const floatq m3,
+                         const floatq m4, const floatq m5, const floatq m6, const floatq m7,
+                         floatq *o)
+{
+    const floatq s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4, s56 = m5 + m6,
+                 d56 = m5 - m6;
+    o[0] = m0 + s12 + s34 + s56;
+    o[1] = fma(Q(2.0f), d34, fma(Q(0.5f), d56, d12));
+    o[2] = fma(Q(4.0f), s34, fma(Q(0.25f), s56, s12));
+    o[3] = fma(Q(8.0f), d34, fma(Q(0.125f), d56, d12));
+    o[4] = fma(Q(16.0f), s34, fma(Q(0.0625f), s56, s12));
+    o[5] = fma(Q(32.0f), d34, fma(Q(0.03125f), d56, d12)) + m7;
+}
+
+/* o[k] = (G6 h)[k], k = 0..7 */
+static inline void w6_g(const float h0, const float h1, const float h2, float *o)
+{
+    o[0] = h0;
+    o[1] = -2.0f * (h0 + h1 + h2) / 9.0f;
+    o[2] = -2.0f * (h0 - h1 + h2) / 9.0f;
+    o[3] = h0 / 90.0f + h1 / 45.0f + 2.0f * h2 / 45.0f;
+    o[4] = h0 / 90.0f - h1 / 45.0f + 2.0f * h2 / 45.0f;
+    o[5] = 32.0f * h0 / 45.0f + 16.0f * h1 / 45.0f + 8.0f * h2 / 45.0f;
+    o[6] = 32.0f * h0 / 45.0f - 16.0f * h1 / 45.0f + 8.0f * h2 / 45.0f;
+    o[7] = h2;
+}
+
+#ifndef W6
+#define W6 0 /* tile rows of six output rows, from the top, where a launch asks (w6); else four */
+#endif
+/* tile rows a sample with w6 (0 or W6) of six rows; a tile row's most points (36, 48 where W6) */
+#define W4_NTY(w6) ((w6) + (HO > 6 * (w6) ? (HO - 6 * (w6) + 3) / 4 : 0))
+#define W4_NP (W6 ? 48 : 36)
+
+/* u[t + (6 a + b) S] = (G g G^T)[a][b] for the 3x3 kernel g, S = CO CI; where W6 and six, then
+ * u[t + (36 + 6 a + b) S] = (G6 g G^T)[a][b], a = 0..7 (only for the forwards that take tile rows
+ * of six: written by a training step's transform, those 48 points made its forward slower) */
+static inline void w4_wt(const float g[9], __global float *u, const int t, const int six)
+{
+    float gg[6][3], g6[8][3]; /* G g and G6 g, column by column */
 #pragma unroll
     for (int j = 0; j < 3; j++) {
-        float o[6];
+        float o[8];
         w4_g(g[j], g[3 + j], g[6 + j], o);
 #pragma unroll
         for (int a = 0; a < 6; a++) gg[a][j] = o[a];
+        w6_g(g[j], g[3 + j], g[6 + j], o);
+#pragma unroll
+        for (int a = 0; a < 8; a++) g6[a][j] = o[a];
     }
     const long S = (long)CO * CI;
 #pragma unroll
@@ -176,19 +244,27 @@ static inline void w4_wt(const float g[9], __global float *u, const int t)
 #pragma unroll
         for (int b = 0; b < 6; b++) u[t + (6 * a + b) * S] = o[b];
     }
+    if (!W6 || !six) return;
+#pragma unroll
+    for (int a = 0; a < 8; a++) {
+        float o[6];
+        w4_g(g6[a][0], g6[a][1], g6[a][2], o);
+#pragma unroll
+        for (int b = 0; b < 6; b++) u[t + (36 + 6 * a + b) * S] = o[b];
+    }
 }
 
 /* U from w [CO, CI, 3, 3]: one work-item per (o, c); G g G^T in scalars, U[6 a + b] at
  * u[(6 a + b) S ..], S = CO CI apart. In a stem program too, whose forward reads it: a pipeline
  * that runs the stem need not build the layer's own program (op_conv.c, rows_build). */
-__kernel void conv_wino4_wt(__global const float *w, __global float *u)
+__kernel void conv_wino4_wt(__global const float *w, __global float *u, const int six)
 {
     const int t = get_global_id(0);
     if (t >= CO * CI) return;
     float g[9];
 #pragma unroll
     for (int k = 0; k < 9; k++) g[k] = w[(long)t * 9 + k];
-    w4_wt(g, u, t);
+    w4_wt(g, u, t, six);
 }
 
 #if !W4STEM
@@ -204,7 +280,7 @@ __kernel void conv_wino4_wtd(__global const float *w, __global float *u)
     float g[9];
 #pragma unroll
     for (int k = 0; k < 9; k++) g[k] = w[((long)o * CI + c) * 9 + 8 - k];
-    w4_wt(g, u, t);
+    w4_wt(g, u, t, 0); /* for the data gradient: tile rows of four */
 }
 #endif /* !W4STEM */
 
@@ -286,14 +362,14 @@ static inline void w4_ilv2i(const intq a, const intq b, int *seq)
     }
 
 /* The products of one block of MB output channels from p0 (MB a constant: W4M, or the last
- * block's CO % W4M): M[(x W4M + m) NV4 + v] = sum over q of U[x][p0 + m][q] V[x][q][v], in
- * registers, q in a fixed order */
+ * block's CO % W4M): M[(x W4M + m) NV4 + v] = sum over q of U[x][p0 + m][q] V[x][q][v] for the
+ * tile row's nx points (U from ut), in registers, q in a fixed order */
 #define W4_GEMM(MB)                                                                                \
-    for (int x = 0; x < 36; x++) {                                                                 \
+    for (int x = 0; x < nx; x++) {                                                                 \
         floatq acc[MB][NV4];                                                                       \
         _Pragma("unroll") for (int m = 0; m < (MB); m++)                                           \
             _Pragma("unroll") for (int v = 0; v < NV4; v++) acc[m][v] = Q(0.0f);                   \
-        __global const float *ux = u + (long)x * CO * CI + (long)p0 * CI;                          \
+        __global const float *ux = ut + (long)x * CO * CI + (long)p0 * CI;                         \
         const floatq *vx = V + x * CI * NV4;                                                       \
         for (int q = 0; q < CI; q++) {                                                             \
             floatq vv[NV4];                                                                        \
@@ -310,12 +386,39 @@ static inline void w4_ilv2i(const intq a, const intq b, int *seq)
                 acc[m][v];                                                                         \
     }
 
-/* B^T (d B) from the rows f of d B: column bb into v[(6 a + bb) XS] */
-static inline void w4_v(floatq f[6][6], floatq *v, const int XS)
+/* inlined where called with a constant (TH below), so that its branch folds */
+#ifdef __clang__
+#define W4_INLINE static inline __attribute__((always_inline)) void
+#else
+#define W4_INLINE static inline void
+#endif
+
+/* f[r] = (d B)'s row r, r < TH + 2: the padded rows r0 + r (clamped to the last, zeros: rows
+ * past HO are dropped) of the tile vector at p, column 4 W4T tv of a channel's plane, the W4S
+ * samples' parts so[g][s] past it */
+#define W4_ROWS(TH)                                                                                \
+    _Pragma("unroll") for (int r = 0; r < (TH) + 2; r++)                                          \
+    {                                                                                              \
+        __global const float *ps[W4S];                                                             \
+        _Pragma("unroll") for (int s = 0; s < W4S; s++) ps[s] =                                   \
+            p + so[g][s] + (long)min(r0 + r, XROWS - 1) * XPITCH;                                  \
+        floatq c[6];                                                                               \
+        w4_row(ps, c);                                                                             \
+        w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);                                        \
+    }
+
+/* B^T (d B) from the rows f of d B: column bb into v[(6 a + bb) XS]; the first TH + 2 rows, TH
+ * the tile row's output rows (4: B^T, 6: B6^T) */
+W4_INLINE w4_v(const int TH, floatq f[8][6], floatq *v, const int XS)
 {
 #pragma unroll
     for (int bb = 0; bb < 6; bb++)
-        w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], v + bb * XS, 6 * XS);
+        if (TH == 6)
+            w6_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], f[6][bb], f[7][bb],
+                  v + bb * XS, 6 * XS);
+        else
+            w4_bt(f[0][bb], f[1][bb], f[2][bb], f[3][bb], f[4][bb], f[5][bb], v + bb * XS,
+                  6 * XS);
 }
 
 #if W4STEM
@@ -344,15 +447,15 @@ static inline void w4_v(floatq f[6][6], floatq *v, const int XS)
 #error "SEPI: 0-3"
 #endif
 
-/* xv[(c 8 + rr) 8 + cc], lane s W4T + k: the stem's input x[is + s][c] at row 4 ty - PH - 1 + rr,
- * column 4 W4T tv + 4 k + cc - PW - 1 (zero outside the image; samples past n read the
+/* xv[(c 10 + rr) 8 + cc], lane s W4T + k: the stem's input x[is + s][c] at row r0 - PH - 1 + rr
+ * (rr < nr), column 4 W4T tv + 4 k + cc - PW - 1 (zero outside the image; samples past n read the
  * work-item's first, i) */
 static inline void w4_stem_in(__global const float *sx, const int i, const int is, const int n,
-                              const int ty, const int tv, floatq *xv)
+                              const int r0, const int nr, const int tv, floatq *xv)
 {
     for (int c = 0; c < SCI; c++)
-        for (int rr = 0; rr < 8; rr++) {
-            const int iy = 4 * ty - PH - 1 + rr;
+        for (int rr = 0; rr < nr; rr++) {
+            const int iy = r0 - PH - 1 + rr;
             for (int cc = 0; cc < 8; cc++) {
                 float l[W4L];
 #pragma unroll
@@ -366,7 +469,7 @@ static inline void w4_stem_in(__global const float *sx, const int i, const int i
                             iy >= 0 && iy < HI && ix >= 0 && ix < WI ? xr[ix] : 0.0f;
                     }
                 }
-                xv[(c * 8 + rr) * 8 + cc] = VLOAD(W4L)(0, l);
+                xv[(c * 10 + rr) * 8 + cc] = VLOAD(W4L)(0, l);
             }
         }
 }
@@ -377,31 +480,32 @@ static inline void w4_stem_in(__global const float *sx, const int i, const int i
  * NV4 vectors share each weight a product loads (at 8 lanes, 16 registers, two vectors by six
  * channels kept the FMA units busier than one by eight); flags, yp, ip, yo, yrows and ypitch as
  * conv_wino_fwd's. */
-static inline void w4_fwd(const int stem, __global const float *xs, const long xpo,
-                          __global const float *sx, __global const float *sw,
-                          __global const float *sb, const int sflags, __global const float *u,
-                          __global const float *b, __global float *y, __global float *yp,
-                          __global int *ip, const int n, const int flags, const long yo,
-                          const int yrows, const int ypitch)
+/* a tile row of th (4 or 6) output rows from r0, of the samples from i */
+W4_INLINE w4_rows(const int th, const int r0, const int i, const int stem,
+                  __global const float *xs, const long xpo, __global const float *sx,
+                  __global const float *sw, __global const float *sb, const int sflags,
+                  __global const float *u, __global const float *b, __global float *y,
+                  __global float *yp, __global int *ip, const int n, const int flags,
+                  const long yo, const int yrows, const int ypitch)
 {
-    const int NTY = (HO + 3) / 4, t = get_global_id(0);
-    if (t >= (n + W4S * W4G - 1) / (W4S * W4G) * NTY) return;
-    const int i = t / NTY * W4S * W4G, ty = t - t / NTY * NTY;
+    /* its nx points, its weights' transform from ut */
+    const int nx = 6 * (th + 2);
+    __global const float *ut = u + (th == 6 ? 36L * CO * CI : 0L);
     const int act = flags & FLAG_EPI, pool = flags & FLAG_POOL, only = flags & FLAG_POOL_ONLY;
     const int bias = HAS_BIAS && (flags & FLAG_BIAS);
-    floatq V[36 * CI * NV4], M[36 * W4M * NV4];
+    floatq V[W4_NP * CI * NV4], M[W4_NP * W4M * NV4];
     const int XS = CI * NV4;
 #if W4STEM
     if (stem) {
         const int sact = sflags & FLAG_EPI, sbias = sflags & FLAG_BIAS;
         for (int g = 0; g < W4G; g++) {
             for (int tv = 0; tv < NT4; tv++) {
-                floatq xv[SCI * 64];
-                w4_stem_in(sx, i, i + g * W4S, n, ty, tv, xv);
-                int rok[6]; /* padded row 4 ty + r within the stem's output */
+                floatq xv[SCI * 80];
+                w4_stem_in(sx, i, i + g * W4S, n, r0, th + 4, tv, xv);
+                int rok[8]; /* padded row r0 + r within the stem's output */
                 intq cok[6]; /* lane k's padded column 4 W4T tv + 4 k + j within it */
 #pragma unroll
-                for (int r = 0; r < 6; r++) rok[r] = 4 * ty + r >= PH && 4 * ty + r < PH + HI;
+                for (int r = 0; r < 8; r++) rok[r] = r0 + r >= PH && r0 + r < PH + HI;
 #pragma unroll
                 for (int j = 0; j < 6; j++) {
                     const intq col = (LANES_Q & (W4T - 1)) * 4 + 4 * W4T * tv + j;
@@ -410,9 +514,8 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
                 for (int q = 0; q < CI; q++) {
                     __global const float *wq = sw + (long)q * SCI * 9;
                     const floatq bq = Q(sbias ? sb[q] : 0.0f);
-                    floatq f[6][6]; /* rows of d B */
-#pragma unroll
-                    for (int r = 0; r < 6; r++) {
+                    floatq f[8][6]; /* rows of d B */
+                    for (int r = 0; r < th + 2; r++) {
                         floatq c[6];
 #pragma unroll
                         for (int j = 0; j < 6; j++) {
@@ -424,13 +527,16 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
 #pragma unroll
                                     for (int kx = 0; kx < 3; kx++)
                                         acc = fma(Q(wq[ci * 9 + ky * 3 + kx]),
-                                                  xv[(ci * 8 + r + ky) * 8 + j + kx], acc);
+                                                  xv[(ci * 10 + r + ky) * 8 + j + kx], acc);
                             const floatq o = acc + bq, a = sact ? stem_act(o) : o;
                             c[j] = rok[r] ? select(Q(0.0f), a, cok[j]) : Q(0.0f);
                         }
                         w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
                     }
-                    w4_v(f, V + q * NV4 + g * NT4 + tv, XS);
+                    if (th == 6)
+                        w4_v(6, f, V + q * NV4 + g * NT4 + tv, XS);
+                    else
+                        w4_v(4, f, V + q * NV4 + g * NT4 + tv, XS);
                 }
             }
         }
@@ -448,19 +554,15 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
         for (int q = 0; q < CI; q++) {
             for (int g = 0; g < W4G; g++) {
                 for (int tv = 0; tv < NT4; tv++) {
-                    floatq f[6][6]; /* rows of d B */
-#pragma unroll
-                    for (int r = 0; r < 6; r++) {
-                        const long off =
-                            q * PLANE + min(4 * ty + r, XROWS - 1) * XPITCH + 4 * W4T * tv;
-                        __global const float *ps[W4S];
-#pragma unroll
-                        for (int s = 0; s < W4S; s++) ps[s] = in + so[g][s] + off;
-                        floatq c[6];
-                        w4_row(ps, c);
-                        w4_bt(c[0], c[1], c[2], c[3], c[4], c[5], f[r], 1);
+                    floatq f[8][6]; /* rows of d B */
+                    __global const float *p = in + q * PLANE + 4 * W4T * tv;
+                    if (th == 6) {
+                        W4_ROWS(6)
+                        w4_v(6, f, V + q * NV4 + g * NT4 + tv, XS);
+                    } else {
+                        W4_ROWS(4)
+                        w4_v(4, f, V + q * NV4 + g * NT4 + tv, XS);
                     }
-                    w4_v(f, V + q * NV4 + g * NT4 + tv, XS);
                 }
             }
         }
@@ -480,19 +582,24 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
             const floatq bo = Q(bias ? b[pc] : 0.0f);
             for (int v = 0; v < NV4; v++) {
                 const int tv = v % NT4, is = i + v / NT4 * W4S; /* tile vector, first sample */
-                floatq g[4][6], yv[4][4]; /* A^T M, then (A^T M) A */
+                floatq g[6][6], yv[6][4]; /* A^T M, then (A^T M) A */
 #pragma unroll
                 for (int bb = 0; bb < 6; bb++) {
-                    floatq o[4];
+                    floatq o[6];
 #define MX(a) M[((6 * (a) + bb) * W4M + m) * NV4 + v]
-                    w4_at(MX(0), MX(1), MX(2), MX(3), MX(4), MX(5), o);
+                    if (th == 6)
+                        w6_at(MX(0), MX(1), MX(2), MX(3), MX(4), MX(5), MX(6), MX(7), o);
+                    else
+                        w4_at(MX(0), MX(1), MX(2), MX(3), MX(4), MX(5), o);
 #undef MX
 #pragma unroll
-                    for (int k = 0; k < 4; k++) g[k][bb] = o[k];
+                    for (int k = 0; k < 6; k++) g[k][bb] = o[k];
                 }
-                floatq yq[4][4]; /* [row][column in the tile], through the epilogue */
+                floatq yq[6][4]; /* [row][column in the tile], through the epilogue */
 #pragma unroll
-                for (int k = 0; k < 4; k++) {
+                for (int k = 0; k < 6; k++) {
+                    /* (not a break at th: LLVM then could not unroll it, and yq went to memory) */
+                    if (k >= th) continue;
                     w4_at(g[k][0], g[k][1], g[k][2], g[k][3], g[k][4], g[k][5], yv[k]);
 #pragma unroll
                     for (int l = 0; l < 4; l++) {
@@ -512,8 +619,8 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
                 if (!(pool && only)) { /* the outputs: dense under a pool, else yo's layout */
                     const int pitch = pool ? WO : ypitch;
 #pragma unroll
-                    for (int k = 0; k < 4; k++) {
-                        if (4 * ty + k >= HO) break;
+                    for (int k = 0; k < 6; k++) {
+                        if (k >= th || r0 + k >= HO) continue;
                         /* the row of every sample in order: the 4 columns of lane 0, lane 1 .. */
                         float seq[4 * W4L];
                         w4_ilv4(yq[k][0], yq[k][1], yq[k][2], yq[k][3], seq);
@@ -523,20 +630,20 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
                             __global float *yr =
                                 (pool ? y + ((long)(is + s) * CO + pc) * HO * WO
                                       : y + yo + ((long)(is + s) * CO + pc) * yrows * ypitch) +
-                                (long)(4 * ty + k) * pitch + x0;
+                                (long)(r0 + k) * pitch + x0;
                             W4_SPAN(yr, seq + s * 4 * W4T, 4 * W4T, 16, nx);
                         }
                     }
                 }
                 if (!pool) continue;
-                /* the 2x2 max-pool: pooled rows 2 ty + pr, columns 2 (W4T tv + k) + h, with the
+                /* the 2x2 max-pool: pooled rows r0 / 2 + pr, columns 2 (W4T tv + k) + h, with the
                  * winner's index iy WO + ix in the conv's output plane (POOL_ARGMAX) */
                 const intq kq = (LANES_Q & (W4T - 1)) + W4T * tv;
                 const int PWO = WO / 2, px0 = 2 * W4T * tv, npx = min(2 * W4T, PWO - px0);
 #pragma unroll
-                for (int pr = 0; pr < 2; pr++) {
-                    const int prow = 2 * ty + pr;
-                    if (prow >= HO / 2) break;
+                for (int pr = 0; pr < 3; pr++) {
+                    const int prow = r0 / 2 + pr;
+                    if (2 * pr >= th || prow >= HO / 2) break;
                     floatq pm[2];
                     intq pi[2];
 #pragma unroll
@@ -568,13 +675,31 @@ static inline void w4_fwd(const int stem, __global const float *xs, const long x
     }
 }
 
+/* w6: 0 (rows of four only) or W6 (the program's split) */
+static inline void w4_fwd(const int stem, __global const float *xs, const long xpo,
+                          __global const float *sx, __global const float *sw,
+                          __global const float *sb, const int sflags, __global const float *u,
+                          __global const float *b, __global float *y, __global float *yp,
+                          __global int *ip, const int n, const int flags, const long yo,
+                          const int yrows, const int ypitch, const int w6)
+{
+    const int NTY = W4_NTY(w6), t = get_global_id(0);
+    if (t >= (n + W4S * W4G - 1) / (W4S * W4G) * NTY) return;
+    const int i = t / NTY * W4S * W4G, ty = t - t / NTY * NTY;
+    /* one body for both kinds of tile row (their sizes a variable: a copy for each, their sizes
+     * constant, measured no faster and doubled the code llvmpipe compiles) */
+    const int six = W6 && ty < w6;
+    w4_rows(six ? 6 : 4, six ? 6 * ty : 6 * w6 + 4 * (ty - w6), i, stem, xs, xpo, sx, sw, sb,
+            sflags, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
+}
+
 #if !W4STEM
 __kernel void conv_wino4_fwd(__global const float *xs, const long xpo, __global const float *u,
                              __global const float *b, __global float *y, __global float *yp,
                              __global int *ip, const int n, const int flags, const long yo,
-                             const int yrows, const int ypitch)
+                             const int yrows, const int ypitch, const int w6)
 {
-    w4_fwd(0, xs, xpo, xs, xs, xs, 0, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
+    w4_fwd(0, xs, xpo, xs, xs, xs, 0, u, b, y, yp, ip, n, flags, yo, yrows, ypitch, w6);
 }
 #else
 /* The forward with the stem computed in the transform: sx [n, SCI, HI, WI], its weights sw
@@ -584,13 +709,17 @@ __kernel void conv_wino4_stem(__global const float *sx, __global const float *sw
                               __global const float *u, __global const float *b,
                               __global float *y, __global float *yp, __global int *ip,
                               const int n, const int flags, const long yo, const int yrows,
-                              const int ypitch)
+                              const int ypitch, const int w6)
 {
-    w4_fwd(1, sx, 0, sx, sw, sb, sflags, u, b, y, yp, ip, n, flags, yo, yrows, ypitch);
+    w4_fwd(1, sx, 0, sx, sw, sb, sflags, u, b, y, yp, ip, n, flags, yo, yrows, ypitch, w6);
 }
 #undef stem_act
 #endif
 #undef W4_GEMM
+#undef W4_ROWS
+#undef W4_INLINE
+#undef W4_NTY
+#undef W4_NP
 #undef Q
 #undef ILO_
 #undef IHI_

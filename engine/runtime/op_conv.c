@@ -373,9 +373,47 @@ static bool wino_geom_of(const conv2d_desc *d, const rows_geom *g, wino_geom *w)
  * weight a broadcast operand of the FMA) two groups were 10-15 % slower, and stay one. */
 typedef struct wino4_geom {
     int wt, ns, nt, ng, mw;
+    int w6; /* tile rows of six output rows (F(6, 3) down the columns), the first ones */
 } wino4_geom;
 
+/* V's most bytes (private: a work-item's stack on a CPU), and with tile rows of six (48 points,
+ * wino6_rows), where fmnist-cnn's conv4 needs 48 x 64 vectors of 16 lanes */
 #define WINO4_PRIVATE_MAX 163840
+#define WINO6_PRIVATE_MAX 196608
+
+/* Tile rows: w6 of six output rows (8 input rows, F(6, 3): 48 points with the columns' F(4, 3))
+ * from the top, then (oh - 6 w6) / 4 rounded up of four (36 points): the split with the fewest
+ * products, fewer tile rows where two tie. fmnist-cnn's 14-row layers 6 + 4 + 4 (20 points down
+ * a column against 24 in four rows of four, whose last half were past the output), 28 rows
+ * 4 x 6 + 4 (38 against 42). Only forwards no backward follows take it (a frozen prefix, an
+ * evaluation, a stem), and only their weight transform writes U's F(6x4) part (wino4_weights): a
+ * training step's forward and the data gradient keep rows of four. Written by every training
+ * step, those 48 points a weight had made conv4's forward 3.2 -> 3.4-3.7 ms (stop 54). Measured
+ * on the Xeon VM (family 6 model 167), medians of alternating runs (docs/performance.md, stop
+ * 55): capped at AVX2, kernels of a warm fmnist-feature-extract 0.826 -> 0.794 s (conv3 + conv4
+ * 0.312 -> 0.286 s, the stem 0.217 -> 0.211 s), the whole transfer 1.090 -> 1.071 s, a training
+ * step the same (48.11 / 48.18 ms, programs built with W6 0 and with this) and a first run on
+ * empty caches 13.18 -> 13.27 s (the programs' larger code); at AVX-512 kernels 0.671 -> 0.668 s.
+ * GRAFT_WINO6=0: rows of four only (to compare). */
+static int wino6_rows(int oh)
+{
+    static int off = -1;
+    if (off < 0) {
+        const char *v = getenv("GRAFT_WINO6");
+        off = v && strcmp(v, "0") == 0;
+    }
+    int best = 0, cost = 6 * ((oh + 3) / 4), rows = (oh + 3) / 4;
+    for (int a = 1; !off && 6 * (a - 1) < oh; a++) {
+        int b = oh > 6 * a ? (oh - 6 * a + 3) / 4 : 0, c = 8 * a + 6 * b;
+        if (c < cost || (c == cost && a + b < rows)) best = a, cost = c, rows = a + b;
+    }
+    return best;
+}
+
+static int wino4_tile_rows(int w6, int oh)
+{
+    return w6 + (oh > 6 * w6 ? (oh - 6 * w6 + 3) / 4 : 0);
+}
 
 static bool wino4_geom_of(const conv2d_desc *d, const rows_geom *g, wino4_geom *w)
 {
@@ -386,6 +424,8 @@ static bool wino4_geom_of(const conv2d_desc *d, const rows_geom *g, wino4_geom *
     w->nt = (d->ow + 4 * w->wt - 1) / (4 * w->wt);
     size_t v = 36 * (size_t)d->c * w->nt * lanes * sizeof(float);
     w->ng = lanes < 16 && w->nt == 1 && 2 * v <= WINO4_PRIVATE_MAX ? 2 : 1;
+    /* tile rows of six where their V fits; the rest of the geometry as without them */
+    w->w6 = 48 * v / 36 * w->ng <= WINO6_PRIVATE_MAX ? wino6_rows(d->oh) : 0;
     const int nv = w->nt * w->ng, budget = g->vw >= 16 ? 28 : 14, cap = (budget + 1 - nv) / nv;
     w->mw = cap < 16 ? cap : 16;
     if (w->mw > d->o) w->mw = d->o;
@@ -815,7 +855,7 @@ static bool rows_options(const graft_context *ctx, const conv2d_desc *d, conv_pa
     const bool wino4 = path == CONV_WINO4 && *geom4;
     const bool code4 = *geom4 && (wino4 || winograd_channels(d));
     *wino = (path == CONV_WINO || wino4) && wino_geom_of(d, &g, &w);
-    char base[512], wo[96] = "", wo4[80] = "";
+    char base[512], wo[96] = "", wo4[96] = "";
     /* built as the layer with the next batchnorm folded in would be (conv2d_desc.fold_ready) */
     conv_options_as(d, d->epi.kind || !d->fold_ready ? &d->epi : &d->epi_build,
                     d->bias || d->fold_ready, base, sizeof base);
@@ -823,8 +863,9 @@ static bool rows_options(const graft_context *ctx, const conv2d_desc *d, conv_pa
         snprintf(wo, sizeof wo, " -DWINO=1 -DWT=%d -DMWF=%d -DMWD=%d -DWPAIR=%d", w.wt, w.mwf,
                  w.mwd, w.ns > 1);
     if (code4)
-        snprintf(wo4, sizeof wo4, " -DWINO4=1 -DW4T=%d -DW4S=%d -DW4L=%d -DW4G=%d -DW4M=%d",
-                 w4->wt, w4->ns, w4->wt * w4->ns, w4->ng, w4->mw);
+        snprintf(wo4, sizeof wo4,
+                 " -DWINO4=1 -DW4T=%d -DW4S=%d -DW4L=%d -DW4G=%d -DW4M=%d -DW6=%d", w4->wt,
+                 w4->ns, w4->wt * w4->ns, w4->ng, w4->mw, w4->w6);
     snprintf(opts, n,
              "%s -DVW=%d -DNVO=%d -DNVI=%d -DMRW=%d -DCB=%d -DMRD=%d -DMRF=%d -DRY=%d -DRD=%d%s%s",
              base, g.vw, g.nvo, g.nvi, g.mrw, g.cb, g.mrd, g.mrf, g.ry, g.rd, wo, wo4);
@@ -856,13 +897,15 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, bool lazy, graf
     const bool wino4 = op->path == CONV_WINO4 && geom4;
     const bool code4 = geom4 && (wino4 || winograd_channels(d));
     const size_t ubytes = 16 * (size_t)d->o * d->c * sizeof(float); /* wino_u */
-    const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float);
+    /* U of the F(4x4) tile rows (the data gradient's: only those), then of the F(6x4) ones */
+    const size_t u4bytes = 36 * (size_t)d->o * d->c * sizeof(float),
+                 u6bytes = (w4.w6 ? 84 : 36) * (size_t)d->o * d->c * sizeof(float);
     graft_status s;
     unsigned rk = RK_PAD_X | RK_PAD_DY | RK_WGRAD | RK_WSUM;
     if (code4) {
         rk |= RK_W4 | (wino4 && !wino ? RK_PAD_DY_POOL : 0);
-        if ((s = buffer_create(ctx, u4bytes, &op->wino4_u, e)) ||
-            (s = zero_from_host(ctx, op->wino4_u, u4bytes, e)))
+        if ((s = buffer_create(ctx, u6bytes, &op->wino4_u, e)) ||
+            (s = zero_from_host(ctx, op->wino4_u, u6bytes, e)))
             return s;
     }
     /* wino4's data gradient as its F(4x4) forward where the padded dy has xp's layout and the
@@ -876,7 +919,7 @@ static graft_status rows_init(graft_context *ctx, conv2d_op *op, bool lazy, graf
             (s = zero_from_host(ctx, op->wino4_ud, u4bytes, e)))
             return s;
     }
-    if (code4) op->wino4_ns = w4.ns, op->wino4_ng = w4.ng;
+    if (code4) op->wino4_ns = w4.ns, op->wino4_ng = w4.ng, op->wino4_w6 = w4.w6;
     if (wino) {
         rk |= RK_PAD_DY_POOL;
         if (!wtd) {
@@ -948,17 +991,32 @@ static graft_status rows_pad_x(graft_context *ctx, conv2d_op *op, const rows_geo
     return run1d(ctx, k, (size_t)n * op->d.c * g->xrows, e);
 }
 
-/* The Winograd weights u from w with kernel k (conv_wino_wt or conv_wino4_wt): before each pass,
- * since the optimizer rewrites w in place; once while w is the same buffer when the caller keeps
- * it constant (w_const), *of remembering which. */
-static graft_status wino_transform(graft_context *ctx, conv2d_op *op, cl_kernel k, cl_mem u,
-                                   cl_mem *of, cl_mem w, graft_error *e)
+/* The F(2x2) Winograd weights wino_u from w (conv_wino_wt): before each pass, since the optimizer
+ * rewrites w in place; once while w is the same buffer when the caller keeps it constant
+ * (w_const), wino_u_of remembering which. */
+static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
 {
-    if (op->w_const && *of == w) return GRAFT_OK;
-    *of = NULL;
-    SET_ARGS(k, 2, KARG(w), KARG(u));
+    if (op->w_const && op->wino_u_of == w) return GRAFT_OK;
+    op->wino_u_of = NULL;
+    cl_kernel k = op->wino_wt;
+    SET_ARGS(k, 2, KARG(w), KARG(op->wino_u));
     graft_status s = run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
-    if (!s && op->w_const) *of = w;
+    if (!s && op->w_const) op->wino_u_of = w;
+    return s;
+}
+
+/* wino4_u from w with k (conv_wino4_wt, or the stem program's) as wino_weights, with the F(6x4)
+ * part of tile rows of six only where the forward takes them (six): written by every training
+ * step, those 48 points slowed its forward (see wino6_rows). */
+static graft_status wino4_weights(graft_context *ctx, conv2d_op *op, cl_kernel k, cl_mem w,
+                                  bool six, graft_error *e)
+{
+    if (op->w_const && op->wino4_u_of == w && (op->wino4_u_six || !six)) return GRAFT_OK;
+    op->wino4_u_of = NULL;
+    const cl_int asked = six;
+    SET_ARGS(k, 3, KARG(w), KARG(op->wino4_u), KARG(asked));
+    graft_status s = run1d(ctx, k, (size_t)op->d.o * op->d.c, e);
+    if (!s && op->w_const) op->wino4_u_of = w, op->wino4_u_six = six;
     return s;
 }
 
@@ -966,11 +1024,6 @@ static graft_status wino_transform(graft_context *ctx, conv2d_op *op, cl_kernel 
 static bool wino4_only(const conv2d_op *op)
 {
     return (op->rk & RK_W4) && !(op->rk & (RK_WINO_FWD | RK_ROWS_FWD));
-}
-
-static graft_status wino_weights(graft_context *ctx, conv2d_op *op, cl_mem w, graft_error *e)
-{
-    return wino_transform(ctx, op, op->wino_wt, op->wino_u, &op->wino_u_of, w, e);
 }
 
 /* conv_rows.cl's flags for a forward writing y and/or the pool's yp (yp alone: no indexes), and
@@ -988,11 +1041,12 @@ static int rows_output(const conv2d_op *op, const conv2d_xpad *out, cl_mem *y, c
     return flags;
 }
 
-/* conv_wino4_fwd's (and conv_wino4_stem's) work-items for n samples of `rows` output rows */
-static size_t wino4_items(const conv2d_op *op, int n, int rows)
+/* conv_wino4_fwd's (and conv_wino4_stem's) work-items for n samples of `rows` output rows, w6
+ * tile rows of them six rows */
+static size_t wino4_items(const conv2d_op *op, int n, int rows, int w6)
 {
     const int per = op->wino4_ns * op->wino4_ng; /* samples a work-item */
-    return (size_t)(n + per - 1) / per * (size_t)((rows + 3) / 4);
+    return (size_t)(n + per - 1) / per * (size_t)wino4_tile_rows(w6, rows);
 }
 
 /* xin: x is already in this layer's padded layout there (no padding pass); out: the output (the
@@ -1023,12 +1077,12 @@ static graft_status rows_fwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
     cl_int yrows, ypitch;
     const int flags = rows_output(op, out, &y, &yp, &yo, &yrows, &ypitch);
     if (op->wino4_fwd && (op->fwd_only || wino4_only(op))) {
-        if ((st = wino_transform(ctx, op, op->wino4_wt, op->wino4_u, &op->wino4_u_of, w, e)))
-            return st;
+        const cl_int w6 = op->fwd_only ? op->wino4_w6 : 0; /* see wino6_rows */
+        if ((st = wino4_weights(ctx, op, op->wino4_wt, w, w6 > 0, e))) return st;
         cl_kernel k = op->wino4_fwd;
-        SET_ARGS(k, 12, KARG(xs), KARG(xpo), KARG(op->wino4_u), KARG(b), KARG(y), KARG(yp),
-                 KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch));
-        size_t gs = wino4_items(op, n, op->d.oh), ls = 1;
+        SET_ARGS(k, 13, KARG(xs), KARG(xpo), KARG(op->wino4_u), KARG(b), KARG(y), KARG(yp),
+                 KARG(ip), KARG(n), KARG(flags), KARG(yo), KARG(yrows), KARG(ypitch), KARG(w6));
+        size_t gs = wino4_items(op, n, op->d.oh, w6), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_fwd) {
@@ -1108,8 +1162,8 @@ graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx
                  out->pitch < (yp ? op->d.ow / 2 : op->d.ow))))
         return err_set(e, GRAFT_STATUS_INTERNAL, "conv2d_fwd_stem: batch count %d, path %s", n,
                        conv2d_path_name(op->path));
-    graft_status st =
-        wino_transform(ctx, op, op->wino4_stem_wt, op->wino4_u, &op->wino4_u_of, w, e);
+    const cl_int w6 = op->wino4_w6; /* no backward follows a stem */
+    graft_status st = wino4_weights(ctx, op, op->wino4_stem_wt, w, w6 > 0, e);
     if (st) return st;
     if (yp) y = NULL; /* the pool's output alone: no backward follows */
     cl_long yo;
@@ -1117,10 +1171,10 @@ graft_status conv2d_fwd_stem(graft_context *ctx, conv2d_op *op, int n, cl_mem sx
     const int flags = rows_output(op, out, &y, &yp, &yo, &yrows, &ypitch);
     cl_mem none = NULL;
     cl_kernel k = op->wino4_stem;
-    SET_ARGS(k, 14, KARG(sx), KARG(sw), KARG(sb), KARG(op->stem_flags), KARG(op->wino4_u),
+    SET_ARGS(k, 15, KARG(sx), KARG(sw), KARG(sb), KARG(op->stem_flags), KARG(op->wino4_u),
              KARG(b), KARG(y), KARG(yp), KARG(none), KARG(n), KARG(flags), KARG(yo), KARG(yrows),
-             KARG(ypitch));
-    size_t gs = wino4_items(op, n, op->d.oh), ls = 1;
+             KARG(ypitch), KARG(w6));
+    size_t gs = wino4_items(op, n, op->d.oh, w6), ls = 1;
     return launch(ctx, k, 1, &gs, &ls, NULL, e);
 }
 
@@ -1204,12 +1258,12 @@ static graft_status rows_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x,
         SET_ARGS(k, 2, KARG(w), KARG(op->wino4_ud));
         if ((st = run1d(ctx, k, (size_t)d->o * d->c, e))) return st;
         const cl_mem none = NULL;
-        const cl_int flags0 = 0, rows = d->h, pitch = d->w;
+        const cl_int flags0 = 0, rows = d->h, pitch = d->w, w6 = 0; /* see wino6_rows */
         const cl_long at = 0;
         k = op->wino4_fwd;
-        SET_ARGS(k, 12, KARG(ws), KARG(dpo), KARG(op->wino4_ud), KARG(none), KARG(dx), KARG(none),
-                 KARG(none), KARG(n), KARG(flags0), KARG(at), KARG(rows), KARG(pitch));
-        size_t gs = wino4_items(op, n, d->h), ls = 1;
+        SET_ARGS(k, 13, KARG(ws), KARG(dpo), KARG(op->wino4_ud), KARG(none), KARG(dx), KARG(none),
+                 KARG(none), KARG(n), KARG(flags0), KARG(at), KARG(rows), KARG(pitch), KARG(w6));
+        size_t gs = wino4_items(op, n, d->h, w6), ls = 1;
         return launch(ctx, k, 1, &gs, &ls, NULL, e);
     }
     if (op->wino_dgrad) {

@@ -121,11 +121,13 @@ typedef struct conv2d_op {
     cl_kernel rows_pad_dy_pool; /* pad_dy from a fused 2x2 max-pool's gradient (conv2d_bwd_pool) */
     cl_mem wino_u;
     /* the wino4 path: the forward as Winograd F(4x4, 3x3) (conv_rows.cl built with WINO4, from
-     * wino4_u [36, O, C]), the backward the wino path's (or the rows path's data gradient where
-     * F(2x2) does not fit); wino4_ns samples a vector, wino4_ng such vectors a work-item */
+     * wino4_u [36, O, C], then [48, O, C] for F(6x4) tile rows where wino4_w6), the backward the
+     * wino path's (or the rows path's data gradient where F(2x2) does not fit); wino4_ns samples
+     * a vector, wino4_ng such vectors a work-item, wino4_w6 tile rows of six output rows */
     cl_kernel wino4_wt, wino4_fwd;
     cl_mem wino4_u, wino4_u_of;
-    int wino4_ns, wino4_ng;
+    bool wino4_u_six; /* wino4_u holds the F(6x4) part of wino4_u_of's weights too */
+    int wino4_ns, wino4_ng, wino4_w6;
     /* and, for a layer of as many channels in as out (3x3, stride 1, padding 1), the data gradient
      * as that F(4x4) forward of the padded dy with wino4_ud [36, C, O] (conv_wino4_wtd: the
      * weights turned and transposed, before each backward; the F(2x2) data gradient, wino_wt

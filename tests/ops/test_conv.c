@@ -36,6 +36,8 @@ static const conv_case full_cases[] = {
      3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, C 8, 6x64 (Winograd 4x4: two tile vectors at 8 lanes, a partial tile row, pooled)",
      3, 2, 8, 6, 64, 8, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, C 8, 13x9 (Winograd 4x4: a tile row of six rows, two of four, the last partial)", 3,
+     2, 8, 13, 9, 8, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv1 1->32 28x28", 64, 17, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv2 32->32 28x28", 64, 1, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1},
     {"fmnist conv3 32->64 14x14", 64, 33, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1},
@@ -56,6 +58,8 @@ static const conv_case small_cases[] = {
     {"3x3 p1, 4x10 (Winograd with a 2x2 max-pool)", 2, 1, 3, 4, 10, 3, 3, 3, 1, 1, 1, 1, 1, 1},
     {"3x3 p1, C 4, 6x14 (Winograd 4x4: samples past n in a vector, a partial tile row, pooled)", 3,
      2, 4, 6, 14, 4, 3, 3, 1, 1, 1, 1, 1, 1},
+    {"3x3 p1, C 3, 10x6 (Winograd 4x4: a tile row of six rows, then one of four, pooled)", 2, 1, 3,
+     10, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},
 };
 
 typedef struct conv_shape {
@@ -679,14 +683,32 @@ static void run_case(graft_context *ctx, const conv_case *k)
         if ((taken == CONV_WINO || taken == CONV_WINO4) && !pass)
             check_const(ctx, &op, k, n, ny, got, wf, nw, bx, bw, s.bias ? bb : NULL, ws, nws);
         free(got);
-        if (eval4) { /* an evaluation during a training (pipeline.c sets fwd_only) */
+        if (op.wino4_fwd) {
+            /* a forward no backward follows (pipeline.c sets fwd_only): an evaluation during a
+             * training, a frozen layer. F(4x4), its first tile rows of six where the op has them
+             * (wino4_w6); as a frozen layer (w_const) after a forward of rows of four, whose
+             * transform lacks the six-row part: it must be renewed, not reused (the six-row
+             * part left from other weights first, so that a reuse shows) */
+            float *wn = malloc(sizeof(float) * (size_t)nw);
+            for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
+            op.w_const = op.fwd_only = true;
+            op.wino_u_of = op.wino4_u_of = NULL;
+            CHECK_OK(buffer_write(ctx, bw, 0, wn, sizeof(float) * (size_t)nw, err));
+            CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, wsf, err));
+            CHECK_OK(buffer_write(ctx, bw, 0, wf, sizeof(float) * (size_t)nw, err));
+            free(wn);
+            op.wino_u_of = op.wino4_u_of = NULL; /* what pipeline_upload does */
+            op.fwd_only = false;
+            CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, wsf, err));
             oc_poison(ctx, by, ny);
             if (wsf) oc_poison(ctx, wsf, nwsf);
             op.fwd_only = true;
             CHECK_OK(conv2d_fwd(ctx, &op, n, bx, bw, s.bias ? bb : NULL, by, wsf, err));
-            op.fwd_only = false;
+            op.fwd_only = op.w_const = false;
+            op.wino_u_of = op.wino4_u_of = NULL;
             got = oc_read(ctx, by, ny);
-            snprintf(what, sizeof what, "n=%d forward only, F(4x4)", n);
+            snprintf(what, sizeof what, "n=%d forward only, F(4x4), %d tile rows of six", n,
+                     op.wino4_w6);
             CHECK_CLOSE(what, got, y, nyn, tol);
             CHECKF(tail_untouched(got, nyn, ny), "%s: forward only wrote past sample %d", k->name,
                    n);

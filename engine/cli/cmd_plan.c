@@ -87,7 +87,8 @@ static void adapt_table(const graft_recipe *r)
             }
             printf("  discriminator parameters: %ld (trained with train.optimizer)\n", params);
         }
-        printf("  extra device memory: %.2f MiB\n", (double)plan_view_adapt_bytes(r) / (1 << 20));
+        printf("  extra device memory: %.2f MiB\n",
+               (double)plan_adapt_bytes(r, r->train.batch_size) / (1 << 20));
     }
     if (as->methods & ADAPT_ADABN) {
         printf("  after training (AdaBN): running statistics of");

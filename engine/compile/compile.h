@@ -376,7 +376,6 @@ graft_status compile_autotune(graft_context *ctx, const graft_recipe *r, long st
 typedef struct plan_view {
     const graft_recipe *r;
     graph_plan plan; /* the compiler's own analysis: backward, caching, memory */
-    int plan_batch;  /* the batch it plans for */
     bool ws_device;  /* plan.mem.workspace is the recipe's device's (else the bound) */
     bool *backward;  /* per layer, from plan */
     bool cache;
@@ -391,9 +390,9 @@ typedef struct plan_view {
 
 graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e);
 void plan_view_free(plan_view *v);
-/* Device bytes domain adaptation adds to a training step (adapt: alignment workspace or DANN's
- * discriminator). */
-size_t plan_view_adapt_bytes(const graft_recipe *r);
+/* Device bytes domain adaptation adds to a training step at train.batch_size `batch` (adapt:
+ * alignment workspace or DANN's discriminator). */
+size_t plan_adapt_bytes(const graft_recipe *r, int batch);
 /* Where the feature cache lives, in words. */
 void plan_view_cache_location(const plan_view *v, char *out, size_t n);
 /* One JSON object: recipe, name, input_shape, checkpoint, layers, totals, feature_cache, memory.

@@ -8,7 +8,9 @@
 #include <string.h>
 
 /* What one phase needs at a batch size: the training pipeline the trainer builds (after a cached
- * prefix when the plan caches it), its total and its largest single buffer. */
+ * prefix when the plan caches it), its total and its largest single buffer. An aligning
+ * adaptation's step runs a source and a target batch together (recipe_step_rows), and adds its
+ * alignment workspace or discriminator (plan_adapt_bytes). */
 typedef struct phase_need {
     plan_memory mem;
     size_t total, largest;
@@ -23,11 +25,12 @@ static graft_status need_at(const graft_recipe *r, const graft_device_info *info
     memset(out, 0, sizeof *out);
     bool augment = data_spec_augments(&r->data);
     graph_plan gp;
+    const int rows = recipe_step_rows(r, batch);
     graft_status s = plan_analyse(&r->graph, true, r->transfer.bn_train, augment,
-                                  r->train.optimizer, r->train.l2sp > 0, 0, batch, &gp, e);
+                                  r->train.optimizer, r->train.l2sp > 0, 0, rows, &gp, e);
     if (s) return s;
     plan_memory prefix_mem = {0};
-    if (gp.cacheable && r->transfer.cache_features != CACHE_OFF && gp.cache_cut > 0) {
+    if (plan_caches_prefix(r, &gp) && gp.cache_cut > 0) {
         int cut = gp.cache_cut;
         plan_free(&gp);
         /* the frozen prefix runs first, alone, as a forward-only pipeline */
@@ -43,11 +46,13 @@ static graft_status need_at(const graft_recipe *r, const graft_device_info *info
                               r->train.l2sp > 0, cut, batch, &gp, e)))
             return s;
     }
-    plan_workspace_on(&r->graph, &gp, info, true, batch);
-    const size_t B = (size_t)batch, f = sizeof(float);
+    plan_workspace_on(&r->graph, &gp, info, true, rows);
+    const size_t B = (size_t)rows, f = sizeof(float);
     out->mem = gp.mem;
-    /* beside the plan: labels, loss, correct, rows and the 64 statistics slots (int and float) */
-    out->total = gp.mem.total + B * 4 * sizeof(int) + 2 * PIPELINE_STATS_SLOTS * B * f;
+    /* beside the plan: labels, loss, correct, rows and the 64 statistics slots (int and float),
+     * and adaptation's own buffers */
+    out->total = gp.mem.total + B * 4 * sizeof(int) + 2 * PIPELINE_STATS_SLOTS * B * f +
+                 plan_adapt_bytes(r, batch);
     if (prefix_mem.total) out->both = prefix_mem.total + out->total;
     if (prefix_mem.total > out->total) {
         out->total = prefix_mem.total;

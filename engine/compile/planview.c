@@ -87,11 +87,11 @@ static const char *l_name(const graph *g, int i)
 /* ---- adapt: the extra layers, buffers and losses of domain adaptation ---- */
 static const char *const ADAPT_NAMES[] = {"adabn", "coral", "mmd", "dann"};
 
-size_t plan_view_adapt_bytes(const graft_recipe *r)
+size_t plan_adapt_bytes(const graft_recipe *r, int batch)
 {
     const adapt_spec *as = &r->adapt;
     if (!as->present || as->layer < 0 || !(as->methods & ADAPT_ALIGNING)) return 0;
-    int d = (int)shape_size(r->graph.layers[as->layer].out), n = 2 * r->train.batch_size;
+    int d = (int)shape_size(r->graph.layers[as->layer].out), n = recipe_step_rows(r, batch);
     if (as->methods & ADAPT_CORAL) return align_op_bytes(ALIGN_CORAL, d, n);
     if (as->methods & ADAPT_MMD) return align_op_bytes(ALIGN_MMD, d, n);
     size_t bytes = 0;
@@ -116,7 +116,7 @@ static void adapt_json(json_t *root, const graft_recipe *r)
     bool al = (as->methods & ADAPT_ALIGNING) != 0;
     json_object_set_new(o, "layer", al ? json_string(r->graph.layers[as->layer].name) : json_null());
     json_object_set_new(o, "weight", json_real(as->weight));
-    json_object_set_new(o, "step_rows", json_integer(r->train.batch_size * (al ? 2 : 1)));
+    json_object_set_new(o, "step_rows", json_integer(recipe_step_rows(r, r->train.batch_size)));
     json_t *losses = json_array();
     json_array_append_new(losses, json_string("cross_entropy(source rows)"));
     if (as->methods & ADAPT_CORAL) json_array_append_new(losses, json_string("coral"));
@@ -145,7 +145,8 @@ static void adapt_json(json_t *root, const graft_recipe *r)
         }
     }
     json_object_set_new(o, "extra_layers", layers);
-    json_object_set_new(o, "extra_bytes", json_integer((json_int_t)plan_view_adapt_bytes(r)));
+    json_object_set_new(o, "extra_bytes",
+                        json_integer((json_int_t)plan_adapt_bytes(r, r->train.batch_size)));
     json_t *bn = json_array();
     if (as->methods & ADAPT_ADABN)
         for (int i = 0; i < r->graph.nlayers; i++)
@@ -273,7 +274,8 @@ static graft_status device_fit(plan_view *v, graft_recipe *r, graft_error *out)
     graft_status s = graft_devices_list(&list, &nd, &e);
     if (!s) s = graft_device_select(list, nd, r->device ? r->device : "", &idx, &e);
     if (!s) { /* the workspace the device's conv paths use, not the bound over all of them */
-        plan_workspace_on(&r->graph, &v->plan, &list[idx], true, v->plan_batch);
+        plan_workspace_on(&r->graph, &v->plan, &list[idx], true,
+                          recipe_step_rows(r, r->train.batch_size));
         v->ws_device = true;
         s = plan_check_memory(r, &list[idx], &r->transfer.freeze, &fits, &e);
     }
@@ -302,11 +304,9 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     v->backward = calloc((size_t)r->graph.nlayers + 1, sizeof *v->backward);
     if (!v->backward) return err_set(e, GRAFT_STATUS_NOMEM, "out of memory");
     const train_spec *t = &r->train;
-    /* an aligning adaptation step runs a source and a target batch together */
-    const bool aligning = recipe_aligns(r);
-    v->plan_batch = t->batch_size * (aligning ? 2 : 1);
     if (plan_analyse(&r->graph, true, r->transfer.bn_train, data_spec_augments(&r->data),
-                     t->optimizer, t->l2sp > 0, 0, v->plan_batch, &v->plan, e)) {
+                     t->optimizer, t->l2sp > 0, 0, recipe_step_rows(r, t->batch_size), &v->plan,
+                     e)) {
         free(v->backward);
         v->backward = NULL;
         return e->status ? e->status : GRAFT_STATUS_INTERNAL;
@@ -315,8 +315,8 @@ graft_status plan_view_build(const graft_recipe *r, plan_view *v, graft_error *e
     v->cache = plan_caches_prefix(r, &v->plan);
     snprintf(v->cache_reason, sizeof v->cache_reason, "%s%s",
              r->transfer.cache_features == CACHE_OFF ? "transfer.cache_features is off"
-             : aligning && v->plan.cacheable ? recipe_align_reason
-                                             : v->plan.cache_reason,
+             : recipe_aligns(r) && v->plan.cacheable ? recipe_align_reason
+                                                     : v->plan.cache_reason,
              r->train.nunfreeze ? " (until the first train.unfreeze step; each phase decides "
                                   "again when it recompiles)"
                                 : "");

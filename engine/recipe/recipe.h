@@ -227,6 +227,10 @@ bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n);
  * graft plan, graft train and graft bench all decide by this); recipe_align_reason says why. */
 bool recipe_aligns(const graft_recipe *r);
 extern const char recipe_align_reason[];
+/* The rows a training step runs at train.batch_size `batch`: a source and a target batch
+ * together where the recipe aligns, else the batch (the trainer's pipeline, graft plan's memory,
+ * the memory check before epoch 1). */
+int recipe_step_rows(const graft_recipe *r, int batch);
 
 /* The merged recipe as YAML text (for the run directory's resolved recipe): extends and
  * model.file inlined, --set applied, every path absolute. malloc'ed. */

@@ -443,6 +443,11 @@ bool recipe_aligns(const graft_recipe *r)
     return r->adapt.present && (r->adapt.methods & ADAPT_ALIGNING) != 0;
 }
 
+int recipe_step_rows(const graft_recipe *r, int batch)
+{
+    return recipe_aligns(r) ? 2 * batch : batch;
+}
+
 bool recipe_feature_cache(const graft_recipe *r, char *reason, size_t n)
 {
     if (r->transfer.cache_features == CACHE_OFF) {

@@ -442,7 +442,7 @@ static graft_status compile_phase(run *R, graft_error *e)
                        "transfer.cache_features is on, but the frozen prefix cannot be cached: %s",
                        R->cache_reason);
     unsigned am = r->adapt.present ? r->adapt.methods : 0;
-    pipeline_options po = {.max_batch = r->train.batch_size * (recipe_aligns(R->r) ? 2 : 1),
+    pipeline_options po = {.max_batch = recipe_step_rows(R->r, r->train.batch_size),
                            .align = am & ADAPT_CORAL ? ALIGN_CORAL
                                     : am & ADAPT_MMD ? ALIGN_MMD
                                     : am & ADAPT_DANN ? ALIGN_DANN

@@ -158,6 +158,22 @@ grep -q "extra layer domain_disc.0" plan.txt && grep -q "gradient reversal after
     && ! grep -q "domain_disc.2 .*dropout" plan.txt && ok "graft plan shows the discriminator, the reversal and the doubled batch" \
     || { cat plan.txt; bad "graft plan"; }
 
+# 4b. the memory check before epoch 1 counts an aligning step's source and target batches and the
+# adaptation's buffers: CORAL at batch 64 needs at least what no adaptation needs at 128
+need() { # need NAME ARGS...: the bytes the check says the recipe needs (it fails at a 1 KiB device)
+    name=$1; shift
+    GRAFT_DEVICE_MEM_LIMIT=1K "$G" train base.yaml --quiet --out "run-mem-$name" $T "$@" \
+        > "log-mem-$name.txt" 2>&1
+    [ $? = 1 ] && [ ! -e "run-mem-$name" ] || { cat "log-mem-$name.txt" >&2; echo 0; return; }
+    sed -n 's/.*needs \([0-9.]*\) \([KMG]\)iB of device memory.*/\1 \2/p' "log-mem-$name.txt" |
+        awk '{ m = $2 == "K" ? 1024 : $2 == "M" ? 1048576 : 1073741824; printf "%.0f\n", $1 * m }'
+}
+nc=$(need coral --set adapt.method=coral --set adapt.layer=fc1)
+nn=$(need none128 --set adapt.method=none --set train.batch_size=128)
+[ "${nc:-0}" -gt 0 ] && [ "${nn:-0}" -gt 0 ] && [ "$nc" -ge "$nn" ] \
+    && ok "memory check: CORAL at batch 64 needs $nc bytes, no adaptation at 128 $nn" \
+    || bad "memory check of an aligning step: CORAL at 64 '$nc', none at 128 '$nn'"
+
 # 5. bad targets: positioned errors, no run directory
 mkdir -p junk/a junk/b
 for i in 1 2 3; do echo "not an image" > junk/a/x$i.png; echo "neither" > junk/b/y$i.jpg; done

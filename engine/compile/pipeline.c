@@ -51,7 +51,6 @@ struct pipeline {
     player *layers;
     cl_mem *slots;
     cl_mem input, scratch, workspace, labels, loss, correct;
-    size_t workspace_bytes; /* workspace's size (workspace_fit) */
     cl_mem rows; /* int [max_batch]: batch rows of a device-resident feature cache */
     xent_op xent;
     optim_op optim;
@@ -492,17 +491,20 @@ static size_t workspace_need(const pipeline *p, bool scan)
     return need;
 }
 
+/* workspace at least that need; the plan's memory says what is allocated (graft bench) */
 static graft_status workspace_fit(pipeline *p, bool scan, graft_error *e)
 {
+    plan_memory *m = &p->plan.mem;
     size_t need = workspace_need(p, scan);
-    if (need <= p->workspace_bytes) return GRAFT_OK;
+    if (need <= m->workspace) return GRAFT_OK; /* m->workspace: what is allocated */
     if (p->workspace) { /* released once the passes queued on it are done (OpenCL's rule) */
         clReleaseMemObject(p->workspace);
         p->workspace = NULL;
-        p->workspace_bytes = 0;
     }
+    m->total -= m->workspace;
+    m->workspace = 0;
     graft_status s = buffer_create(p->ctx, need, &p->workspace, e);
-    if (!s) p->workspace_bytes = need;
+    if (!s) m->workspace = need, m->total += need;
     return s;
 }
 
@@ -689,10 +691,10 @@ graft_status pipeline_create(graft_context *ctx, const graph *g, const pipeline_
             if ((s = alloc(p, rows, &pl->save_invstd, e))) goto fail;
         }
     }
+    /* the workspace: not the plan's bound over every path, what the paths taken need */
+    p->plan.mem.total -= p->plan.mem.workspace;
+    p->plan.mem.workspace = 0;
     if ((s = xpad_plan(p, e)) || (s = workspace_fit(p, false, e))) goto fail;
-    /* the plan's memory as allocated (what graft bench reports) */
-    p->plan.mem.total = p->plan.mem.total - p->plan.mem.workspace + p->workspace_bytes;
-    p->plan.mem.workspace = p->workspace_bytes;
     *out = p;
     return GRAFT_OK;
 fail:

@@ -183,6 +183,15 @@ static int tail_untouched(const float *p, long valid, long total)
 }
 
 
+/* Other weights than wf (-wf / 2), for the checks that a kept Winograd transform is not reused
+ * where it must not be. malloc'ed. */
+static float *other_weights(const float *wf, long nw)
+{
+    float *wn = malloc(sizeof(float) * (size_t)nw);
+    for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
+    return wn;
+}
+
 /* w_const (a frozen layer): the Winograd weights are transformed once and reused while the same
  * buffer comes back, even when its contents change behind the op's back, until the caller clears
  * wino_u_of and wino4_u_of; then they follow the new weights. y0: conv2d_fwd's output with
@@ -192,8 +201,7 @@ static void check_const(graft_context *ctx, conv2d_op *op, const conv_case *k, i
                         cl_mem ws, long nws)
 {
     cl_mem by = oc_buffer(ctx, NULL, ny);
-    float *wn = malloc(sizeof(float) * (size_t)nw), *ya, *yb, *yc;
-    for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
+    float *wn = other_weights(wf, nw), *ya, *yb, *yc;
     graft_error e = {0};
     op->w_const = true;
     op->wino_u_of = op->wino4_u_of = NULL;
@@ -689,8 +697,12 @@ static void run_case(graft_context *ctx, const conv_case *k)
              * (wino4_w6); as a frozen layer (w_const) after a forward of rows of four, whose
              * transform lacks the six-row part: it must be renewed, not reused (the six-row
              * part left from other weights first, so that a reuse shows) */
-            float *wn = malloc(sizeof(float) * (size_t)nw);
-            for (long i = 0; i < nw; i++) wn[i] = -0.5f * wf[i];
+            float *wn = other_weights(wf, nw);
+            /* the cases named for it take six-row tiles (GRAFT_WINO6=0 turns them off) */
+            const char *w6env = getenv("GRAFT_WINO6");
+            CHECKF(!strstr(k->name, "tile row of six") || (w6env && !strcmp(w6env, "0")) ||
+                       op.wino4_w6 > 0,
+                   "%s: no tile row of six rows", k->name);
             op.w_const = op.fwd_only = true;
             op.wino_u_of = op.wino4_u_of = NULL;
             CHECK_OK(buffer_write(ctx, bw, 0, wn, sizeof(float) * (size_t)nw, err));

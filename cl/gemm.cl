@@ -228,6 +228,7 @@ GEMM_TILE_FN gemm_inner_tile(const int M, const int N, const int i0, const int j
             }
     }
 }
+#undef GEMM_TILE_FN
 
 __kernel __attribute__((reqd_work_group_size(1, 1, 1))) void
 gemm_inner(const int M, const int N, const int K, const float alpha, __global const float *a,
@@ -243,7 +244,8 @@ gemm_inner(const int M, const int N, const int K, const float alpha, __global co
         const int kc = ((K + ks - 1) / ks + VW - 1) / VW * VW;
         const int klo = min(K, (int)get_global_id(2) * kc), khi = min(K, klo + kc);
         __global float *cs = c + (long)get_global_id(2) * M * ldc;
-        for (int j0 = 0; j0 < N; j0 += NC)
+        /* every column tile, or every get_global_size(0)-th one (loop-limited devices, gemm.c) */
+        for (int j0 = get_global_id(0) * NC; j0 < N; j0 += get_global_size(0) * NC)
             gemm_inner_tile(M, N, i0, j0, klo, khi, alpha, a, a_off, lda, b, b_off, ldb, beta,
                             cs, c_off, ldc, bias, epi, slope, 1);
     } else {
@@ -255,7 +257,8 @@ gemm_inner(const int M, const int N, const int K, const float alpha, __global co
 }
 
 /* C = alpha * (sum of the ks partial products at part + s*M*N) + beta * C, then the epilogue;
- * one work-item per row of C, walking it with unit stride. */
+ * a work-item per row of C, walking it with unit stride (every get_global_size(1)-th column:
+ * a work-item per element on a loop-limited device, gemm.c). */
 __kernel void gemm_reduce(const int M, const int N, const float alpha, __global const float *part,
                           const float beta, __global float *c, const long c_off, const int ldc,
                           __global const float *bias, const int epi, const float slope,
@@ -265,7 +268,7 @@ __kernel void gemm_reduce(const int M, const int N, const float alpha, __global 
     if (i >= M) return;
     __global float *cr = c + c_off + (long)i * ldc;
     __global const float *pr = part + (long)i * N;
-    for (int j = 0; j < N; j++) {
+    for (int j = get_global_id(1); j < N; j += get_global_size(1)) {
         float s = 0.0f;
         for (int q = 0; q < ks; q++) s += pr[(long)q * M * N + j];
         const float v = beta != 0.0f ? alpha * s + beta * cr[j] : alpha * s;

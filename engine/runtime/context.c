@@ -83,6 +83,27 @@ int program_cache_by_driver(const graft_device_info *info)
     return device_is_pocl(info) && !(pc && strcmp(pc, "0") == 0);
 }
 
+/* Mesa's llvmpipe (under rusticl) ends every loop of a work-item once the work-item has run
+ * 65535 loop iterations in all, counting every loop of the kernel together (gallivm's
+ * LP_MAX_TGSI_LOOP_ITERATIONS, Mesa 22.3), and says nothing: a GEMM work-item that walked 75
+ * column tiles over a K range of 800 left the last 40 unwritten. Kernels whose work per work-item
+ * grows with a shape bound it on such a device (gemm.c). GRAFT_LOOP_LIMIT sets the limit on any
+ * device (0 = none), for testing those bounds where the driver has none. */
+long device_loop_limit(const graft_device_info *info)
+{
+    const char *v = getenv("GRAFT_LOOP_LIMIT");
+    if (v && *v) return atol(v) > 0 ? atol(v) : 0;
+    return strstr(info->platform, "rusticl") && strncmp(info->name, "llvmpipe", 8) == 0 ? 65535
+                                                                                        : 0;
+}
+
+int loop_bounded_rows(const graft_context *ctx, int n, size_t per_row)
+{
+    if (ctx->loop_limit <= 0 || per_row == 0) return n;
+    size_t rows = (size_t)ctx->loop_limit / 2 / per_row;
+    return rows < 1 ? 1 : rows < (size_t)n ? (int)rows : n;
+}
+
 graft_status graft_context_create(const graft_context_options *opt, graft_context **out,
                                   graft_error *e)
 {
@@ -106,6 +127,7 @@ graft_status graft_context_create(const graft_context_options *opt, graft_contex
         s = err_set(e, GRAFT_STATUS_USAGE, PROGRAM_CACHE_BAD_VALUE, getenv("GRAFT_PROGRAM_CACHE"));
         goto fail;
     }
+    ctx->loop_limit = device_loop_limit(&ctx->info);
     if ((s = ahead_start(ctx, e))) goto fail;
     *out = ctx;
     return GRAFT_OK;

@@ -232,6 +232,54 @@ static const char *gemm_kernel_of(const gemm_choice *ch, bool trans_a, bool tran
     return "gemm_inner";
 }
 
+/* On a device that ends a work-item's loops after so many iterations in all (ctx->loop_limit:
+ * Mesa's llvmpipe), a launch of Graft's kernels keeps every work-item within half of it, each
+ * loop counted as written (llvmpipe's compiler unrolls some: a gemm_inner step of K of 4 x 2
+ * dot products took 18.5 of its iterations, 24 counted here). A work-item's loops per step of K
+ * along its tile: */
+static long loops_per_k(const gemm_choice *ch)
+{
+    long mr = ch->p[0];
+    switch (ch->backend) {
+    case GEMM_BACKEND_OUTER: { /* the edge tile's copy and vector loads, A's rows, the FMAs */
+        long nv = ch->p[1];
+        return 2 + nv * vw(ch) + 2 * nv + mr * (1 + nv);
+    }
+    case GEMM_BACKEND_INNER: { /* a step of VW: B's loads, A's rows, the FMAs */
+        long nc = ch->p[1];
+        return (1 + nc + mr * (1 + nc) + vw(ch) - 1) / vw(ch) + 1;
+    }
+    case GEMM_BACKEND_TILED: /* the local tiles' loads, then RM + RN reads and RM x RN FMAs */
+        return 3 + ch->p[2] + ch->p[3] + (long)ch->p[2] * (1 + ch->p[3]);
+    default:
+        return 0;
+    }
+}
+
+/* The longest K a launch of ch may take on a loop-limited device (0: any); an OUTER walk of *mt
+ * row blocks down a K of k is first shortened to fit. A range of a split K walks one tile there
+ * (gemm_launch). */
+static size_t loop_bounded_k(const graft_context *ctx, const gemm_choice *ch, size_t k, int *mt)
+{
+    long per = loops_per_k(ch);
+    if (ctx->loop_limit <= 0 || per == 0) return 0;
+    /* the other half: each tile's set-up and stores, and what the count leaves out */
+    long budget = ctx->loop_limit / 2 > per ? ctx->loop_limit / 2 : per;
+    size_t kmax = (size_t)(budget / per);
+    if (ch->backend == GEMM_BACKEND_OUTER) {
+        size_t fit = k > 0 ? kmax / k : kmax;
+        if ((size_t)*mt > fit) *mt = fit > 1 ? (int)fit : 1;
+        return kmax / (size_t)*mt;
+    }
+    return ch->backend == GEMM_BACKEND_INNER ? kmax * (size_t)ks(ch) : kmax;
+}
+
+static graft_status gemm_launch(graft_context *ctx, const gemm_choice *ch, bool trans_a,
+                                bool trans_b, size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                                size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
+                                float beta, cl_mem c, size_t c_off, size_t ldc,
+                                const gemm_epilogue *ep, bool *applied, graft_error *e);
+
 /* gemm_run with an optional output epilogue, which Graft's gemm_inner applies as it writes C (or
  * its gemm_reduce, after a split K); *applied says whether it did (the other back ends leave it
  * to the caller). */
@@ -250,10 +298,39 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM kernel %s cannot run %zux%zux%zu (trans %d/%d)",
                        d, m, n, k, trans_a, trans_b);
     }
-    cost_count_gemm(ctx, m, n, k, beta, ch->backend == GEMM_BACKEND_CLBLAST);
-    if (ch->backend == GEMM_BACKEND_CLBLAST)
+    if (ch->backend == GEMM_BACKEND_CLBLAST) {
+        cost_count_gemm(ctx, m, n, k, beta, 1);
         return run_clblast(ctx, ch->p[0], trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off,
                            ldb, beta, c, c_off, ldc, e);
+    }
+    /* a loop-limited device: K in pieces short enough, accumulated into C (beta 1 after the
+     * first), the epilogue applied by the last */
+    int mt = ch->p[2] > 1 ? ch->p[2] : 1;
+    size_t kmax = loop_bounded_k(ctx, ch, k, &mt);
+    if (kmax == 0 || k <= kmax)
+        return gemm_launch(ctx, ch, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
+                           beta, c, c_off, ldc, ep, applied, e);
+    for (size_t k0 = 0; k0 < k; k0 += kmax) {
+        size_t kn = k - k0 < kmax ? k - k0 : kmax;
+        bool last = k0 + kn == k;
+        graft_status st = gemm_launch(
+            ctx, ch, trans_a, trans_b, m, n, kn, alpha, a, a_off + (trans_a ? k0 * lda : k0), lda,
+            b, b_off + (trans_b ? k0 : k0 * ldb), ldb, k0 ? 1.0f : beta, c, c_off, ldc,
+            last ? ep : NULL, last ? applied : NULL, e);
+        if (st) return st;
+    }
+    return GRAFT_OK;
+}
+
+/* One launch of Graft's kernels (and the reduction of a split K). */
+static graft_status gemm_launch(graft_context *ctx, const gemm_choice *ch, bool trans_a,
+                                bool trans_b, size_t m, size_t n, size_t k, float alpha, cl_mem a,
+                                size_t a_off, size_t lda, cl_mem b, size_t b_off, size_t ldb,
+                                float beta, cl_mem c, size_t c_off, size_t ldc,
+                                const gemm_epilogue *ep, bool *applied, graft_error *e)
+{
+    if (applied) *applied = false;
+    cost_count_gemm(ctx, m, n, k, beta, 0);
     if (ldc > INT_LIMIT || lda > INT_LIMIT || ldb > INT_LIMIT)
         return err_set(e, GRAFT_STATUS_INTERNAL, "GEMM leading dimension past 2^31");
     char opts[128];
@@ -286,13 +363,15 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         dims = 3;
     } else if (ch->backend == GEMM_BACKEND_OUTER) {
         int mr = ch->p[0], nr = ch->p[1] * vw(ch), mt = ch->p[2] > 1 ? ch->p[2] : 1;
+        loop_bounded_k(ctx, ch, k, &mt); /* a loop-limited device: a walk it can finish */
         outer_mt = mt; /* an argument: one program serves every MT */
         global[0] = (n + nr - 1) / nr;
         global[1] = (m + (size_t)mr * mt - 1) / ((size_t)mr * mt);
     } else {
         int mr = ch->p[0], nc = ch->p[1];
         splits = ks(ch);
-        global[0] = splits > 1 ? 1 : (n + nc - 1) / nc; /* split K: a work-item does all N */
+        /* split K: a work-item walks every column tile, or one on a loop-limited device */
+        global[0] = splits > 1 && !ctx->loop_limit ? 1 : (n + nc - 1) / nc;
         global[1] = (m + mr - 1) / mr;
         global[2] = (size_t)splits;
         if (splits > 1) dims = 3;
@@ -400,8 +479,9 @@ static graft_status gemm_go(graft_context *ctx, const gemm_choice *ch, bool tran
         st = err_set(e, GRAFT_STATUS_OPENCL, "setting the arguments of %s failed", rname);
         goto done;
     }
-    size_t rg[2] = {tiled ? n : m, m}, rl = 1;
-    st = launch(ctx, red, tiled ? 2 : 1, rg, tiled ? NULL : &rl, NULL, e);
+    /* gemm_reduce: a work-item walks a row of C, or one element on a loop-limited device */
+    size_t rg[2] = {tiled ? n : m, tiled ? m : ctx->loop_limit ? n : 1}, rl[2] = {1, 1};
+    st = launch(ctx, red, 2, rg, tiled ? NULL : rl, NULL, e);
 done:
     if (part) clReleaseMemObject(part);
     return st;

@@ -38,6 +38,10 @@ graft_status cache_put(cache *c, const char *kind, const void *key, size_t keyle
  * -1 the variable holds neither "driver" nor "graft". */
 int program_cache_by_driver(const graft_device_info *info);
 bool device_is_pocl(const graft_device_info *info);
+long device_loop_limit(const graft_device_info *info);
+/* Of n rows (samples) that a work-item walks per_row loop iterations each, how many one launch
+ * may take on a loop-limited device (half its limit; n where there is none). */
+int loop_bounded_rows(const graft_context *ctx, int n, size_t per_row);
 /* what a bad GRAFT_PROGRAM_CACHE is called (a printf format for its value) */
 #define PROGRAM_CACHE_BAD_VALUE "GRAFT_PROGRAM_CACHE: expected graft or driver, found '%s'"
 /* The file an entry lives in (for tests that corrupt it). */
@@ -114,6 +118,8 @@ struct graft_context {
     /* the driver keeps its own builds (PoCL's kernel cache): programs are built from source every
      * time and Graft's cache holds only a marker per program (program_get) */
     int driver_caches;
+    /* loop iterations a work-item may run in all, 0 = no limit (device_loop_limit) */
+    long loop_limit;
     /* GEMM (gemm.c, tune.c): per-shape choices, and how many of them came from tuning results */
     gemm_memo gemm_memo[GEMM_MEMO_MAX];
     int ngemm_memo, gemm_tuned_hits, gemm_default_uses;

@@ -157,6 +157,54 @@ static void kernels_vs_reference(graft_context *ctx)
     }
 }
 
+/* Every candidate of Graft's kernels on tc's shapes (gemm_tiled's too unless no_tiled) */
+static void graft_kernels_on(graft_context *ctx, const tcase *tc, size_t ntc, bool no_tiled)
+{
+    for (size_t i = 0; i < ntc; i++) {
+        const tcase *t = &tc[i];
+        gemm_shape s = {.ta = t->ta, .tb = t->tb, .m = t->m, .n = t->n, .k = t->k};
+        gemm_choice cand[64];
+        int n = tune_candidates(ctx, &s, cand, 64), ran = 0;
+        for (int j = 0; j < n; j++)
+            if (cand[j].backend != GEMM_BACKEND_CLBLAST &&
+                !(no_tiled && cand[j].backend == GEMM_BACKEND_TILED)) {
+                check_kernel(ctx, t, &cand[j]);
+                ran++;
+            }
+        printf("%zux%zux%zu ta=%d tb=%d, loop limit %ld: %d kernels checked\n", t->m, t->n, t->k,
+               t->ta, t->tb, ctx->loop_limit, ran);
+        fflush(stdout);
+    }
+}
+
+/* A device that ends a work-item's loops after so many iterations in all (Mesa's llvmpipe:
+ * 65535), where gemm.c runs K in pieces, shortens gemm_outer's walks and gives each range of a
+ * split K one column tile: first under a limit set small on this device, so that every device and
+ * simulator runs those paths (gemm_tiled's pieces, the same host code, not under the simulators:
+ * a limit of 700 took Oclgrind over 15 minutes); then, on a device with a limit of its own,
+ * shapes past it (each failed there before: a split K that left 80 of 150 columns unwritten,
+ * 64-block walks that stopped early, a K of 30000 unsplit). */
+static void loop_limited(graft_context *ctx)
+{
+    const long own = ctx->loop_limit;
+    const tcase limited[] = {
+        {false, true, 13, 11, 1500, 0.5f, 0.25f, false}, /* unsplit K in pieces; split ranges */
+        {false, false, 40, 37, 120, 1.0f, 0.5f, false},  /* walks shortened, K in pieces */
+        {true, false, 40, 37, 120, 1.0f, 0.0f, false},
+    };
+    ctx->loop_limit = 6000;
+    graft_kernels_on(ctx, limited, sizeof limited / sizeof limited[0], small_run());
+    ctx->loop_limit = own;
+    if (!own) return;
+    const tcase past[] = {
+        {false, true, 16, 150, 3200, 1.0f, 0.0f, false}, /* LeNet's conv2 weight gradient */
+        {false, false, 512, 64, 1000, 1.0f, 0.0f, false},
+        {true, false, 512, 64, 1000, 1.0f, 0.0f, false},
+        {false, true, 64, 300, 30000, 1.0f, 0.0f, false},
+    };
+    graft_kernels_on(ctx, past, sizeof past / sizeof past[0], false);
+}
+
 /* Every gemm_tiled variant (the GPU candidates) on every device, at the edges of its own tiles:
  * one less and one more than a tile in M and N, a K step (16) +-1, 1x1x1, every transposition,
  * offsets and padded leading dimensions (run_case), alpha and beta, K = 0, and K split. */
@@ -383,6 +431,7 @@ int main(void)
     /* the GPU-shaped kernels first: a slow simulator reaches them before any time limit */
     tiled_vs_reference(ctx);
     kernels_vs_reference(ctx);
+    loop_limited(ctx);
     graft_context_free(ctx);
     persistence();
     budgets();

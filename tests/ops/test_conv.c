@@ -45,6 +45,8 @@ static const conv_case full_cases[] = {
 };
 
 static const conv_case small_cases[] = {
+    {"5x5 p0, C 6, 14x14 (LeNet's conv2: its weight gradient a split K)", 24, 1, 6, 14, 14, 16,
+     5, 5, 1, 1, 0, 0, 1, 1},
     {"3x3 p1", 2, 1, 3, 5, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1},
     {"groups 2, s2", 2, 1, 4, 6, 5, 2, 3, 3, 2, 2, 1, 1, 2, 0},
     {"depthwise 3x3", 1, 1, 3, 4, 4, 3, 3, 3, 1, 1, 1, 1, 3, 1},

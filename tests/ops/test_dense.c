@@ -309,6 +309,13 @@ int main(void)
             if ((c < 2 || kinds[a] == ACT_RELU) && (!is_small || c == 0 || c == 3))
                 run_epi_case(ctx, &epi_cases[c], kinds[a] + 1,
                              kinds[a] == ACT_LEAKY_RELU ? 0.1f : 0.0f);
+    /* the split relu case again where a work-item's loops are limited (Mesa's llvmpipe; gemm.c
+     * runs K in pieces there, the epilogue with the last): a limit of 700 on any device */
+    const long own = ctx->loop_limit;
+    ctx->loop_limit = 700;
+    printf("loop limit %ld:\n", ctx->loop_limit);
+    run_epi_case(ctx, &epi_cases[3], ACT_RELU + 1, 0.0f);
+    ctx->loop_limit = own;
     dense_op op;
     graft_error e = {0};
     CHECK(dense_op_init(ctx, &op, 0, 3, true, &e) != GRAFT_OK && strstr(e.message, "in 0"));

@@ -59,12 +59,16 @@ __kernel void epi_grad_bias_bwd(__global float *dy, __global const float *y, __g
 
 /* db[c] = sum over i and p of dy[i, c, p]. One work-item per channel; the spatial sum of each
  * sample is formed first and then added to the total, which keeps float rounding near that of a
- * pairwise sum for the long reductions of early conv layers (n * HW ~ 50k terms). */
-__kernel void bias_bwd(__global const float *dy, __global float *db, const int n, const int C)
+ * pairwise sum for the long reductions of early conv layers (n * HW ~ 50k terms). dy starts at
+ * off; acc adds to db (a batch in launches of a few samples: loop-limited devices, op_conv.c),
+ * the same additions in the same order. */
+__kernel void bias_bwd(__global const float *dy, const long off, __global float *db, const int n,
+                       const int C, const int acc)
 {
     const int c = get_global_id(0);
     if (c >= C) return;
-    float s = 0.0f;
+    dy += off;
+    float s = acc ? db[c] : 0.0f;
     for (int i = 0; i < n; i++) {
         __global const float *row = dy + ((long)i * C + c) * HW;
         float si = 0.0f;

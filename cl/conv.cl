@@ -140,14 +140,16 @@ __kernel void conv2d_pack(__global const float *dy, __global const float *y,
 }
 
 /* db[o] = sum of row o of the packed gradient dycol [CO, n*P]: per sample first, then over the
- * batch, the same order of additions as bias.cl's bias_bwd. One work-item per channel. */
+ * batch, the same order of additions as bias.cl's bias_bwd. One work-item per channel; acc adds
+ * to db (a batch in launches of a few samples: loop-limited devices, op_conv.c), the same
+ * additions in the same order. */
 __kernel void conv2d_bias_packed(__global const float *dycol, const long dycol_off,
-                                 const long ld, __global float *db, const int n)
+                                 const long ld, __global float *db, const int n, const int acc)
 {
     const int o = get_global_id(0);
     if (o >= CO) return;
     __global const float *r = dycol + dycol_off + (long)o * ld;
-    float s = 0.0f;
+    float s = acc ? db[o] : 0.0f;
     for (int i = 0; i < n; i++) {
         float si = 0.0f;
         for (int p = 0; p < P; p++) si += r[(long)i * P + p];

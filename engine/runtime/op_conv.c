@@ -459,6 +459,11 @@ static bool winograd_channels(const conv2d_desc *d)
  * 41.1 -> 37.2 ms. */
 static conv_path default_path(const graft_context *ctx, const conv2d_desc *d)
 {
+    /* a device that ends a work-item's loops early (Mesa's llvmpipe, context.c): im2col + GEMM,
+     * whose GEMM keeps within it (gemm.c); the rows and Winograd work-items walk every channel of
+     * a sample range, past 65535 iterations on fmnist-cnn's 32-channel layers there (its conv
+     * weights came out 10x off after three steps) */
+    if (ctx->loop_limit) return CONV_IM2COL;
     if (ctx->info.type == GRAFT_DEVICE_GPU) return CONV_IGEMM;
     const conv2d_desc full = with_output_size(d);
     rows_geom g;
@@ -537,7 +542,7 @@ static conv_path path_for(graft_context *ctx, const conv2d_desc *d)
 {
     conv_path p = forced_path();
     if (p != CONV_PATHS) return p;
-    if (tuned_path(ctx, d, &p)) return p;
+    if (!ctx->loop_limit && tuned_path(ctx, d, &p)) return p;
     return default_path(ctx, d);
 }
 
@@ -1423,6 +1428,7 @@ size_t conv2d_workspace_bytes_on(const graft_device_info *info, const conv2d_des
     graft_context dev; /* default_path and the geometries read the device's figures only */
     memset(&dev, 0, sizeof dev);
     dev.info = *info;
+    dev.loop_limit = device_loop_limit(info);
     const conv2d_desc full = with_output_size(d);
     conv_path p = forced_path();
     if (p == CONV_PATHS) p = default_path(&dev, &full);
@@ -1583,10 +1589,13 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                                dw, g * s.og * s.cgkk, s.cgkk, e)))
                     return st;
         }
-        if (db) {
+        /* the batch in one launch, or in as many samples as a loop-limited device allows */
+        const int step = db ? loop_bounded_rows(ctx, n, s.p + 1) : n;
+        for (int i0 = 0; db && i0 < n; i0 += step) {
             cl_kernel k = op->bias_packed;
-            cl_long off = (cl_long)s.colsz, ld = (cl_long)s.ld;
-            SET_ARGS(k, 5, KARG(ws), KARG(off), KARG(ld), KARG(db), KARG(n));
+            cl_long off = (cl_long)(s.colsz + (size_t)i0 * s.p), ld = (cl_long)s.ld;
+            cl_int m = n - i0 < step ? n - i0 : step, acc = i0 > 0;
+            SET_ARGS(k, 6, KARG(ws), KARG(off), KARG(ld), KARG(db), KARG(m), KARG(acc));
             size_t g = (size_t)d->o, l = 16;
             if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
         }
@@ -1637,12 +1646,7 @@ graft_status conv2d_bwd(graft_context *ctx, conv2d_op *op, int n, cl_mem x, cl_m
                     return st;
             }
     }
-    if (db) {
-        cl_kernel k = op->bias_bwd;
-        SET_ARGS(k, 4, KARG(dy), KARG(db), KARG(n), KARG(d->o));
-        size_t g = (size_t)d->o, l = 16;
-        if ((st = launch(ctx, k, 1, &g, &l, NULL, e))) return st;
-    }
+    if (db) return bias_bwd_launch(ctx, op->bias_bwd, dy, db, n, d->o, s.p, e);
     return GRAFT_OK;
 }
 
@@ -1738,6 +1742,7 @@ static int cmp_dbl(const void *a, const void *b)
 
 bool conv2d_tune_has_rivals(const graft_context *ctx, const conv2d_desc *d, bool quick)
 {
+    if (ctx->loop_limit) return false; /* im2col alone keeps within the limit (default_path) */
     conv_path p = default_path(ctx, d);
     return !quick || (p != CONV_ROWS && p != CONV_WINO && p != CONV_WINO4);
 }

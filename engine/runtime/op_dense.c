@@ -118,6 +118,21 @@ graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x,
     if (dw && (s = gemm(ctx, true, false, out, in, (size_t)n, 1.0f, dy, 0, out, x, 0, in, 0.0f, dw,
                         0, in, e)))
         return s;
-    if (op->bias && db) return bias_launch(ctx, op->bias_bwd, dy, db, n, op->out, out, e);
+    if (op->bias && db) return bias_bwd_launch(ctx, op->bias_bwd, dy, db, n, op->out, 1, e);
+    return GRAFT_OK;
+}
+
+graft_status bias_bwd_launch(graft_context *ctx, cl_kernel k, cl_mem dy, cl_mem db, int n, int c,
+                             size_t hw, graft_error *e)
+{
+    const int step = loop_bounded_rows(ctx, n, hw + 1);
+    for (int i0 = 0; i0 < n; i0 += step) {
+        cl_long off = (cl_long)i0 * c * (cl_long)hw;
+        cl_int m = n - i0 < step ? n - i0 : step, acc = i0 > 0;
+        SET_ARGS(k, 6, KARG(dy), KARG(off), KARG(db), KARG(m), KARG(c), KARG(acc));
+        size_t items = (size_t)c, l = 16;
+        graft_status s = launch(ctx, k, 1, &items, &l, NULL, e);
+        if (s) return s;
+    }
     return GRAFT_OK;
 }

@@ -334,6 +334,10 @@ graft_status dense_fwd(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem
                        cl_mem y, graft_error *e);
 graft_status dense_bwd_data(graft_context *ctx, dense_op *op, int n, cl_mem dy, cl_mem w, cl_mem dx,
                             graft_error *e);
+/* bias.cl's bias_bwd (built with -DHW=hw) over n samples of c x hw at dy: db = their sum per
+ * channel, in launches of as many samples as a loop-limited device allows. */
+graft_status bias_bwd_launch(graft_context *ctx, cl_kernel k, cl_mem dy, cl_mem db, int n, int c,
+                             size_t hw, graft_error *e);
 graft_status dense_bwd_weight(graft_context *ctx, dense_op *op, int n, cl_mem x, cl_mem dy,
                               cl_mem dw, cl_mem db, graft_error *e);
 void dense_op_free(dense_op *op);

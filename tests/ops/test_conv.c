@@ -913,6 +913,63 @@ static void bad_descs(graft_context *ctx)
     CHECK(conv2d_op_init(ctx, &op, &d, &e) != GRAFT_OK && strstr(e.message, "bad shape"));
 }
 
+/* The bias gradient of im2col's two forms, in launches of two samples (what a loop-limited device
+ * such as Mesa's llvmpipe gets, gemm.c and op_conv.c) against the whole batch in one: the same
+ * additions in the same order, so the same bits, and the double-precision sum. C 1 (9 columns:
+ * the per-sample form, bias.cl's bias_bwd) and C 4 (36: the batched one, conv2d_bias_packed). */
+static void bias_in_pieces(graft_context *ctx)
+{
+    const char *path = getenv("GRAFT_CONV");
+    if (!path || strcmp(path, "im2col") != 0) return;
+    for (int c = 1; c <= 4; c += 3) {
+        const int n = 7, h = 6, w = 5, o = 3;
+        conv2d_desc d = {.c = c, .h = h, .w = w, .o = o, .kh = 3, .kw = 3, .sh = 1, .sw = 1,
+                         .ph = 1, .pw = 1, .groups = 1, .bias = true};
+        conv2d_op op;
+        graft_error e = {0};
+        if (conv2d_op_init(ctx, &op, &d, &e)) {
+            CHECKF(0, "bias in pieces: conv2d_op_init: %s", e.message);
+            return;
+        }
+        const long nx = (long)n * c * h * w, ny = (long)n * o * h * w, nw = (long)o * c * 9;
+        float *xf = malloc(sizeof(float) * nx), *dyf = malloc(sizeof(float) * ny),
+              *wf = malloc(sizeof(float) * nw);
+        oc_fill(xf, nx, -1, 1);
+        oc_fill(dyf, ny, -1, 1);
+        oc_fill(wf, nw, -1, 1);
+        double ref[4] = {0};
+        for (int i = 0; i < n; i++)
+            for (int q = 0; q < o; q++)
+                for (int p = 0; p < h * w; p++) ref[q] += dyf[((long)i * o + q) * h * w + p];
+        cl_mem bx = oc_buffer(ctx, xf, nx), bdy = oc_buffer(ctx, dyf, ny), bw = oc_buffer(ctx, wf, nw);
+        cl_mem ws = oc_buffer(ctx, NULL, (long)(conv2d_workspace_bytes(&d, n) / sizeof(float)));
+        cl_mem db = oc_buffer(ctx, NULL, o);
+        float *got[2];
+        const long own = ctx->loop_limit;
+        for (int v = 0; v < 2; v++) {
+            ctx->loop_limit = v ? 2 * 2 * (h * w + 1) : 0; /* two samples a launch */
+            CHECK_OK(conv2d_bwd(ctx, &op, n, bx, NULL, bdy, bw, NULL, NULL, db, ws, err));
+            got[v] = oc_read(ctx, db, o);
+        }
+        ctx->loop_limit = own;
+        CHECKF(memcmp(got[0], got[1], sizeof(float) * o) == 0,
+               "C %d: the bias gradient in pieces differs from the whole batch's", c);
+        CHECK_CLOSE("bias gradient, two samples a launch", got[1], ref, o, 1e-5);
+        printf("  C %d: the bias gradient in launches of two samples: bitwise the batch's\n", c);
+        free(got[0]);
+        free(got[1]);
+        free(xf);
+        free(dyf);
+        free(wf);
+        clReleaseMemObject(bx);
+        clReleaseMemObject(bdy);
+        clReleaseMemObject(bw);
+        clReleaseMemObject(ws);
+        clReleaseMemObject(db);
+        conv2d_op_free(&op);
+    }
+}
+
 int main(void)
 {
     graft_context *ctx = oc_context();
@@ -923,6 +980,7 @@ int main(void)
     for (size_t i = 0; i < ncases; i++)
         run_case(ctx, &cases[i]);
     bad_descs(ctx);
+    bias_in_pieces(ctx);
     graft_context_free(ctx);
     return test_finish("test_conv");
 }

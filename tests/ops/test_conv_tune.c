@@ -93,6 +93,21 @@ int main(void)
     CHECK(init_path(ctx, &d) == CONV_IM2COL);
     unsetenv("GRAFT_CONV");
 
+    /* a device that ends a work-item's loops early (Mesa's llvmpipe): im2col + GEMM on every
+     * shape, a stored choice set aside, nothing to tune; GRAFT_CONV still rules */
+    conv2d_desc w8 = d; /* a CPU's Winograd shape (below) */
+    w8.c = 8;
+    w8.o = 16;
+    CHECK(conv2d_path_store(ctx, &d, CONV_DIRECT, 1.0));
+    ctx->loop_limit = 65535;
+    CHECK(init_path(ctx, &d) == CONV_IM2COL && init_path(ctx, &w8) == CONV_IM2COL);
+    CHECK(!conv2d_tune_has_rivals(ctx, &w8, false) && !conv2d_tune_has_rivals(ctx, &d, false));
+    setenv("GRAFT_CONV", "rows", 1);
+    CHECK(init_path(ctx, &d) == CONV_ROWS);
+    unsetenv("GRAFT_CONV");
+    ctx->loop_limit = 0;
+    CHECK(init_path(ctx, &d) == CONV_DIRECT);
+
     /* a path that cannot run the shape is not a candidate: the direct and rows kernels need a
      * unit stride, so a stride-2 layer times im2col and igemm only (and on a CPU im2col is then
      * the default, which the GEMM-shape list follows) */
